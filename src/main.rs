@@ -1,8 +1,71 @@
-//! redis-backup: back up and restore Redis. `main` only parses, dispatches and
-//! maps the one `Error` type to the exit codes of CONTRACT.md.
+//! redis-backup: back up and restore Redis. `main` parses the command line,
+//! sets up logging, loads the settings, runs the command and maps the one
+//! `Error` type to the exit codes of CONTRACT.md. Nothing else happens here.
 #![forbid(unsafe_code)]
 
+mod backup;
+mod cli;
+mod commands;
+mod compress;
+mod config;
+mod crypto;
 mod error;
+mod format;
+mod fsutil;
+mod id;
+mod pipeline;
+mod progress;
+mod rdb;
+mod record;
+mod redis;
+mod redis_conf;
+mod resp;
+mod ring;
 mod secret;
+mod storage;
 
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Straight to stderr, not through the logger: the one error line
+            // must show even with RUST_LOG=off.
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn run() -> error::Result<()> {
+    let invocation = cli::parse(std::env::args_os())?;
+    init_logging(invocation.global.verbosity);
+    match invocation.command {
+        cli::Command::Help(text) => print!("{text}"),
+        cli::Command::Version => println!("redis-backup {}", env!("CARGO_PKG_VERSION")),
+        command => {
+            let config =
+                config::Config::load(invocation.global.config.as_deref(), &invocation.settings)?;
+            let report = commands::run(&config, command)?;
+            commands::print(&report, invocation.global.json);
+        }
+    }
+    Ok(())
+}
+
+/// Logs go to stderr: `-q` errors only, default one line per step, `-v` protocol
+/// detail, `-vv` everything. RUST_LOG, when set, wins.
+fn init_logging(verbosity: i8) {
+    let level = match verbosity {
+        i8::MIN..=-1 => log::LevelFilter::Error,
+        0 => log::LevelFilter::Info,
+        1 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("RUST_LOG")
+        .format_target(false)
+        .init();
+}

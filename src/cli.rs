@@ -1,0 +1,507 @@
+//! The command line: one lexopt loop that turns argv into a plain `Invocation`.
+//! Global options and setting flags are accepted before or after the command,
+//! as CONTRACT.md asks. This module only parses; reading settings files and
+//! acting on anything happens elsewhere, so a usage error never touches Redis.
+
+use crate::error::{Error, Result};
+use crate::id::BackupId;
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Settings that may be given as `--<key-with-dashes> VALUE` (CONTRACT's table
+/// plus our own `lock_file` and `save_timeout`).
+pub const SETTING_FLAGS: &[&str] = &[
+    "redis_conf",
+    "redis_host",
+    "redis_port",
+    "redis_socket",
+    "redis_user",
+    "service",
+    "storage",
+    "key_file",
+    "compression_level",
+    "segment_size",
+    "lock_file",
+    "save_timeout",
+];
+
+/// Settings that are secrets: never accepted as a flag, because argv shows in `ps`.
+pub const SECRET_SETTINGS: &[&str] = &[
+    "redis_password",
+    "os_password",
+    "os_auth_token",
+    "os_application_credential_secret",
+    "st_key",
+];
+
+#[derive(Debug, Default)]
+pub struct GlobalOptions {
+    pub config: Option<PathBuf>,
+    pub json: bool,
+    /// -1 with --quiet, +1 per --verbose.
+    pub verbosity: i8,
+}
+
+#[derive(Debug)]
+pub struct Invocation {
+    pub global: GlobalOptions,
+    /// Setting flags in the order given (`key` uses underscores).
+    pub settings: Vec<(String, String)>,
+    pub command: Command,
+}
+
+/// Where a command reads a backup from: storage by ID, or a hand-copied object.
+#[derive(Debug, PartialEq)]
+pub enum Target {
+    Id(BackupId),
+    File(PathBuf),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Help(&'static str),
+    Version,
+    Backup {
+        id: Option<BackupId>,
+        instance: Option<String>,
+    },
+    Verify(Target),
+    List {
+        instance: Option<String>,
+    },
+    Show(BackupId),
+    Delete(BackupId),
+    Export {
+        id: BackupId,
+        out: PathBuf,
+    },
+    Keygen {
+        out: Option<PathBuf>,
+    },
+}
+
+pub const MAIN_HELP: &str = "\
+redis-backup: encrypted, verified backups of Redis
+
+Usage: redis-backup [GLOBAL OPTIONS] COMMAND [OPTIONS]
+
+Commands:
+  backup   [--id ID] [--instance ID] [--source snapshot]
+                                  take a fresh snapshot and store it
+  verify   ID | --from-file PATH  prove a backup is complete and restorable
+  list     [--instance ID]        list backups, oldest first
+  show     ID                     show one backup's record
+  delete   ID                     delete a backup (object and record)
+  export   ID --out PATH          write the plain RDB of a backup to PATH
+  keygen   [--out PATH]           write a new random key file (mode 0600)
+
+Global options:
+  -c, --config PATH   settings file (default /etc/redis-backup/redis-backup.conf, if present)
+      --json          machine-readable output on stdout (one JSON document)
+  -v, --verbose       more log output (repeatable); RUST_LOG is honoured too
+  -q, --quiet         errors only
+  -h, --help          help for the binary or a command
+  -V, --version       print the version
+
+Settings (flag > REDIS_BACKUP_<KEY> environment > settings file):
+  --redis-conf PATH  --redis-host HOST  --redis-port PORT  --redis-socket PATH
+  --redis-user USER  --service UNIT  --storage file:///DIR  --key-file PATH
+  --compression-level 0..9  --segment-size BYTES  --lock-file PATH  --save-timeout SECONDS
+  Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
+  or the environment, never from flags.
+
+Exit status: 0 done, 2 usage, 3 Redis, 4 storage, 5 integrity, 1 other.
+";
+
+const BACKUP_HELP: &str = "\
+Usage: redis-backup backup [--id ID] [--instance ID] [--source snapshot]
+
+Ask Redis for a fresh snapshot (BGSAVE, waiting until our own save has
+finished), then stream it compressed, encrypted and authenticated into storage.
+Prints the new backup's ID as the last line (or the record with --json).
+
+  --id ID          name of the new backup (default: UTC time plus a random suffix)
+  --instance ID    instance name recorded with the backup (default: host name)
+  --source snapshot   how the RDB is obtained (only snapshot for now)
+";
+
+const VERIFY_HELP: &str = "\
+Usage: redis-backup verify ID | --from-file PATH
+
+Read a backup end to end: check every frame's MAC, decrypt, inflate, compare the
+SHA-256 with the record and check the RDB's magic and CRC64 trailer. Nothing is
+written. Exit 5 if the backup is tampered, truncated or encrypted with another key.
+";
+
+const LIST_HELP: &str = "\
+Usage: redis-backup list [--instance ID]
+
+List complete backups, oldest first (--json: an array of records).
+";
+
+const SHOW_HELP: &str = "\
+Usage: redis-backup show ID
+
+Show the record of one backup (--json: one object).
+";
+
+const DELETE_HELP: &str = "\
+Usage: redis-backup delete ID
+
+Delete a backup's record and object.
+";
+
+const EXPORT_HELP: &str = "\
+Usage: redis-backup export ID --out PATH
+
+Write the plain RDB of a backup to PATH, for manual recovery. The backup is
+authenticated as it is read; PATH must not exist and is removed if anything fails.
+";
+
+const KEYGEN_HELP: &str = "\
+Usage: redis-backup keygen [--out PATH]
+
+Write a new random 256-bit key as a key file with mode 0600 (default: the
+key_file setting). An existing file is never overwritten. Keep a copy of the
+key somewhere safe: without it no backup can be read.
+";
+
+/// Options a command may take, collected before we know they are all allowed.
+#[derive(Default)]
+struct CommandOptions {
+    id: Option<String>,
+    instance: Option<String>,
+    source: Option<String>,
+    out: Option<PathBuf>,
+    from_file: Option<PathBuf>,
+    seen: Vec<&'static str>,
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
+    parse_from(lexopt::Parser::from_iter(args))
+}
+
+fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
+    let mut global = GlobalOptions::default();
+    let mut settings = Vec::new();
+    let mut options = CommandOptions::default();
+    let mut words: Vec<String> = Vec::new();
+    let mut help = false;
+    let mut version = false;
+
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Short('c') | Long("config") => global.config = Some(path_value(&mut parser)?),
+            Long("json") => global.json = true,
+            Short('v') | Long("verbose") => global.verbosity = global.verbosity.max(0) + 1,
+            Short('q') | Long("quiet") => global.verbosity = -1,
+            Short('h') | Long("help") => help = true,
+            Short('V') | Long("version") => version = true,
+            Long("id") => options.set_id(text_value(&mut parser)?),
+            Long("instance") => options.set_instance(text_value(&mut parser)?),
+            Long("source") => options.set_source(text_value(&mut parser)?),
+            Long("out") => options.set_out(path_value(&mut parser)?),
+            Long("from-file") => options.set_from_file(path_value(&mut parser)?),
+            Long(flag) => {
+                let key = flag.replace('-', "_");
+                if SECRET_SETTINGS.contains(&key.as_str()) {
+                    return Err(Error::usage(format!(
+                        "--{flag} is not accepted on the command line, where it would show in `ps`; \
+                         put {key} in the settings file (mode 0600) or set {} in the environment",
+                        env_name(&key)
+                    )));
+                }
+                if !SETTING_FLAGS.contains(&key.as_str()) {
+                    return Err(Error::usage(format!(
+                        "unknown option --{flag}; see redis-backup --help"
+                    )));
+                }
+                let value = text_value(&mut parser)?;
+                settings.push((key, value));
+            }
+            Value(word) => words.push(
+                word.into_string()
+                    .map_err(|_| Error::usage("arguments must be valid UTF-8"))?,
+            ),
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+
+    let command = if version {
+        Command::Version
+    } else if help {
+        Command::Help(help_for(words.first().map(String::as_str))?)
+    } else {
+        build_command(words, options)?
+    };
+    Ok(Invocation {
+        global,
+        settings,
+        command,
+    })
+}
+
+/// `REDIS_BACKUP_KEY_FILE` for `key_file`; OpenStack names keep their own spelling.
+pub fn env_name(key: &str) -> String {
+    if key.starts_with("os_") || key.starts_with("st_") {
+        key.to_uppercase()
+    } else {
+        format!("REDIS_BACKUP_{}", key.to_uppercase())
+    }
+}
+
+fn help_for(command: Option<&str>) -> Result<&'static str> {
+    Ok(match command {
+        None => MAIN_HELP,
+        Some("backup") => BACKUP_HELP,
+        Some("verify") => VERIFY_HELP,
+        Some("list") => LIST_HELP,
+        Some("show") => SHOW_HELP,
+        Some("delete") => DELETE_HELP,
+        Some("export") => EXPORT_HELP,
+        Some("keygen") => KEYGEN_HELP,
+        Some(other) => return Err(unknown_command(other)),
+    })
+}
+
+fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command> {
+    let mut words = words.into_iter();
+    let Some(name) = words.next() else {
+        return Err(Error::usage("no command given; see redis-backup --help"));
+    };
+    let positional: Vec<String> = words.collect();
+    let command = match name.as_str() {
+        "backup" => {
+            options.allow(&name, &["id", "instance", "source"])?;
+            no_positional(&name, &positional)?;
+            if let Some(source) = &options.source {
+                if source != "snapshot" {
+                    return Err(Error::usage(format!(
+                        "--source {source} is not supported; use --source snapshot"
+                    )));
+                }
+            }
+            Command::Backup {
+                id: options.id.as_deref().map(BackupId::parse).transpose()?,
+                instance: options.instance,
+            }
+        }
+        "verify" => {
+            options.allow(&name, &["from-file"])?;
+            Command::Verify(target(&name, &positional, options.from_file)?)
+        }
+        "list" => {
+            options.allow(&name, &["instance"])?;
+            no_positional(&name, &positional)?;
+            Command::List {
+                instance: options.instance,
+            }
+        }
+        "show" => {
+            options.allow(&name, &[])?;
+            Command::Show(one_id(&name, &positional)?)
+        }
+        "delete" => {
+            options.allow(&name, &[])?;
+            Command::Delete(one_id(&name, &positional)?)
+        }
+        "export" => {
+            options.allow(&name, &["out"])?;
+            let id = one_id(&name, &positional)?;
+            let out = options
+                .out
+                .ok_or_else(|| Error::usage("export needs --out PATH for the plain RDB"))?;
+            Command::Export { id, out }
+        }
+        "keygen" => {
+            options.allow(&name, &["out"])?;
+            no_positional(&name, &positional)?;
+            Command::Keygen { out: options.out }
+        }
+        other => return Err(unknown_command(other)),
+    };
+    Ok(command)
+}
+
+fn unknown_command(name: &str) -> Error {
+    Error::usage(format!(
+        "unknown command {name:?}; commands are backup, verify, list, show, delete, export, keygen"
+    ))
+}
+
+fn target(command: &str, positional: &[String], from_file: Option<PathBuf>) -> Result<Target> {
+    match (positional, from_file) {
+        ([], Some(path)) => Ok(Target::File(path)),
+        ([id], None) => Ok(Target::Id(BackupId::parse(id)?)),
+        (_, Some(_)) => Err(Error::usage(format!(
+            "{command} takes either an ID or --from-file PATH, not both"
+        ))),
+        _ => Err(Error::usage(format!(
+            "{command} needs one backup ID or --from-file PATH"
+        ))),
+    }
+}
+
+fn one_id(command: &str, positional: &[String]) -> Result<BackupId> {
+    match positional {
+        [id] => BackupId::parse(id),
+        _ => Err(Error::usage(format!(
+            "{command} needs exactly one backup ID"
+        ))),
+    }
+}
+
+fn no_positional(command: &str, positional: &[String]) -> Result<()> {
+    match positional.first() {
+        None => Ok(()),
+        Some(extra) => Err(Error::usage(format!(
+            "{command} takes no argument {extra:?}; see redis-backup {command} --help"
+        ))),
+    }
+}
+
+impl CommandOptions {
+    fn set_id(&mut self, v: String) {
+        self.id = Some(v);
+        self.seen.push("id");
+    }
+    fn set_instance(&mut self, v: String) {
+        self.instance = Some(v);
+        self.seen.push("instance");
+    }
+    fn set_source(&mut self, v: String) {
+        self.source = Some(v);
+        self.seen.push("source");
+    }
+    fn set_out(&mut self, v: PathBuf) {
+        self.out = Some(v);
+        self.seen.push("out");
+    }
+    fn set_from_file(&mut self, v: PathBuf) {
+        self.from_file = Some(v);
+        self.seen.push("from-file");
+    }
+
+    /// Refuse options that belong to another command instead of ignoring them:
+    /// `delete ID --dry-run`-style surprises are worse than an error.
+    fn allow(&self, command: &str, allowed: &[&str]) -> Result<()> {
+        match self.seen.iter().find(|opt| !allowed.contains(opt)) {
+            None => Ok(()),
+            Some(opt) => Err(Error::usage(format!(
+                "{command} does not take --{opt}; see redis-backup {command} --help"
+            ))),
+        }
+    }
+}
+
+fn text_value(parser: &mut lexopt::Parser) -> Result<String> {
+    parser
+        .value()
+        .map_err(usage)?
+        .into_string()
+        .map_err(|_| Error::usage("option values must be valid UTF-8"))
+}
+
+fn path_value(parser: &mut lexopt::Parser) -> Result<PathBuf> {
+    Ok(PathBuf::from(parser.value().map_err(usage)?))
+}
+
+fn usage(err: lexopt::Error) -> Error {
+    Error::usage(format!("{err}; see redis-backup --help"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Invocation> {
+        let argv = std::iter::once("redis-backup")
+            .chain(args.iter().copied())
+            .map(OsString::from);
+        parse_from(lexopt::Parser::from_iter(argv))
+    }
+
+    #[test]
+    fn global_options_and_settings_go_before_or_after_the_command() {
+        let inv = parse_args(&[
+            "--json",
+            "backup",
+            "--key-file",
+            "/k",
+            "-c",
+            "/etc/x.conf",
+            "-vv",
+            "--id",
+            "b1",
+        ])
+        .unwrap();
+        assert!(inv.global.json);
+        assert_eq!(inv.global.verbosity, 2);
+        assert_eq!(inv.global.config, Some(PathBuf::from("/etc/x.conf")));
+        assert_eq!(inv.settings, vec![("key_file".into(), "/k".into())]);
+        assert_eq!(
+            inv.command,
+            Command::Backup {
+                id: Some(BackupId::parse("b1").unwrap()),
+                instance: None
+            }
+        );
+    }
+
+    #[test]
+    fn secret_flags_are_refused_and_not_echoed() {
+        let err = parse_args(&["backup", "--redis-password", "hunter2"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("REDIS_BACKUP_REDIS_PASSWORD"));
+        assert!(!err.message().contains("hunter2"));
+        let err = parse_args(&["list", "--os-password=x"]).unwrap_err();
+        assert!(err.message().contains("OS_PASSWORD"));
+    }
+
+    #[test]
+    fn commands_and_their_arguments() {
+        let cmd = |args: &[&str]| parse_args(args).unwrap().command;
+        assert_eq!(
+            cmd(&["verify", "--from-file", "/x"]),
+            Command::Verify(Target::File("/x".into()))
+        );
+        assert_eq!(
+            cmd(&["export", "b1", "--out", "/o"]),
+            Command::Export {
+                id: BackupId::parse("b1").unwrap(),
+                out: "/o".into()
+            }
+        );
+        assert_eq!(
+            cmd(&["list", "--instance", "i1"]),
+            Command::List {
+                instance: Some("i1".into())
+            }
+        );
+        assert_eq!(cmd(&["keygen"]), Command::Keygen { out: None });
+        assert_eq!(cmd(&["show", "--help"]), Command::Help(SHOW_HELP));
+        assert_eq!(cmd(&["-V"]), Command::Version);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &[][..],
+            &["frobnicate"],
+            &["show"],
+            &["show", "../x"],
+            &["show", "a", "b"],
+            &["export", "b1"],
+            &["delete", "b1", "--out", "/x"],
+            &["verify", "b1", "--from-file", "/x"],
+            &["backup", "--source", "replication"],
+            &["backup", "--no-such-flag", "1"],
+            &["list", "extra"],
+            &["restore", "b1"],
+        ] {
+            let err = parse_args(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+}

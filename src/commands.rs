@@ -1,0 +1,291 @@
+//! The commands around a backup: `list`, `show`, `delete`, `verify`, `export`
+//! and `keygen`, plus the printing of every command's result (human lines, or
+//! one JSON document with `--json`). Each reads top to bottom as its help says.
+
+use crate::backup;
+use crate::cli::{Command, Target};
+use crate::config::Config;
+use crate::crypto::{self, MasterKey};
+use crate::error::{Error, Result};
+use crate::id::BackupId;
+use crate::pipeline::{self, DecodeSummary};
+use crate::progress::Progress;
+use crate::record::{human_size, Record};
+use crate::storage::{self, Storage};
+use serde_json::{json, Value};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Instant;
+
+/// What a command produced: human lines and the JSON form of the same.
+pub struct Report {
+    pub lines: Vec<String>,
+    pub json: Value,
+}
+
+pub fn run(config: &Config, command: Command) -> Result<Report> {
+    match command {
+        Command::Backup { id, instance } => {
+            let record = backup::run(config, backup::Request { id, instance })?;
+            Ok(Report {
+                lines: vec![record.summary_line(), record.id.to_string()],
+                json: record.to_json(),
+            })
+        }
+        Command::Verify(target) => verify(config, target),
+        Command::List { instance } => list(config, instance.as_deref()),
+        Command::Show(id) => show(config, &id),
+        Command::Delete(id) => delete(config, &id),
+        Command::Export { id, out } => export(config, &id, &out),
+        Command::Keygen { out } => keygen(out.as_deref().unwrap_or(&config.key_file)),
+        Command::Help(_) | Command::Version => unreachable!("handled by main"),
+    }
+}
+
+pub fn print(report: &Report, as_json: bool) {
+    let mut stdout = io::stdout().lock();
+    let written = if as_json {
+        serde_json::to_writer_pretty(&mut stdout, &report.json)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        report
+            .lines
+            .iter()
+            .try_for_each(|line| writeln!(stdout, "{line}"))
+    };
+    // A closed pipe (`| head`) is not worth an error; the work is done.
+    let _ = written;
+}
+
+fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
+    let storage = storage::open(&config.storage)?;
+    let mut records = Vec::new();
+    for id in storage.list()? {
+        match load_record(&*storage, &id) {
+            Ok(record) => records.push(record),
+            Err(e) => log::warn!("skipping backup {id}: {e}"),
+        }
+    }
+    records.retain(|r| instance.is_none_or(|i| r.instance == i));
+    records.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    Ok(Report {
+        lines: records.iter().map(Record::summary_line).collect(),
+        json: Value::Array(records.iter().map(Record::to_json).collect()),
+    })
+}
+
+fn show(config: &Config, id: &BackupId) -> Result<Report> {
+    let storage = storage::open(&config.storage)?;
+    let record = load_record(&*storage, id)?;
+    let keys: Vec<String> = record
+        .keys
+        .iter()
+        .map(|(db, n)| format!("{db}={n}"))
+        .collect();
+    let lines = vec![
+        format!("id:            {}", record.id),
+        format!("instance:      {}", record.instance),
+        format!("created_at:    {}", record.created_at),
+        format!("redis_version: {}", record.redis_version),
+        format!("persistence:   {}", record.persistence),
+        format!("source:        {}", record.source),
+        format!(
+            "raw_size:      {} ({})",
+            record.raw_size,
+            human_size(record.raw_size)
+        ),
+        format!("raw_sha256:    {}", record.raw_sha256),
+        format!("stored_size:   {}", record.stored_size),
+        format!("key_id:        {}", record.key_id),
+        format!("location:      {}", record.location),
+        format!("format:        {}", record.format),
+        format!("keys:          {}", keys.join(" ")),
+    ];
+    Ok(Report {
+        lines,
+        json: record.to_json(),
+    })
+}
+
+fn delete(config: &Config, id: &BackupId) -> Result<Report> {
+    let storage = storage::open(&config.storage)?;
+    storage.delete(id)?;
+    log::info!("deleted backup {id}");
+    Ok(Report {
+        lines: vec![format!("deleted {id}")],
+        json: json!({ "deleted": id.as_str() }),
+    })
+}
+
+fn verify(config: &Config, target: Target) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let started = Instant::now();
+    let (name, summary) = match target {
+        Target::Id(id) => {
+            let storage = storage::open(&config.storage)?;
+            let record = load_record(&*storage, &id)?;
+            check_key(&record, &key)?;
+            let input = storage.open(&id, 0)?;
+            let summary = decode(input, &mut io::sink(), &key, record.stored_size)?;
+            check_against_record(&record, &summary)?;
+            (id.to_string(), summary)
+        }
+        Target::File(path) => {
+            let input = File::open(&path).map_err(|e| {
+                Error::storage(format!("cannot open backup file {}: {e}", path.display()))
+            })?;
+            let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+            (
+                path.display().to_string(),
+                decode(Box::new(input), &mut io::sink(), &key, size)?,
+            )
+        }
+    };
+    log::info!("verified {name} in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(Report {
+        lines: vec![format!(
+            "{name}: OK, {} RDB (version {}), sha256 {}",
+            human_size(summary.raw_size),
+            summary.rdb.version,
+            summary.raw_sha256
+        )],
+        json: json!({
+            "verified": name,
+            "raw_size": summary.raw_size,
+            "raw_sha256": summary.raw_sha256,
+            "rdb_version": summary.rdb.version,
+        }),
+    })
+}
+
+fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let storage = storage::open(&config.storage)?;
+    let record = load_record(&*storage, id)?;
+    check_key(&record, &key)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::usage(format!(
+                "{} already exists; export never overwrites a file, choose another --out",
+                out.display()
+            )),
+            _ => Error::other(format!("cannot create {}: {e}", out.display())),
+        })?;
+    let partial = PartialOutput { path: Some(out) };
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let input = storage.open(id, 0)?;
+    let summary = decode(input, &mut writer, &key, record.stored_size)?;
+    check_against_record(&record, &summary)?;
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|file| file.sync_all())
+        .map_err(|e| Error::other(format!("writing {}: {e}", out.display())))?;
+    partial.keep();
+    Ok(Report {
+        lines: vec![format!(
+            "exported {id} to {} ({}, sha256 {})",
+            out.display(),
+            human_size(summary.raw_size),
+            summary.raw_sha256
+        )],
+        json: json!({
+            "exported": id.as_str(),
+            "out": out.display().to_string(),
+            "raw_size": summary.raw_size,
+            "raw_sha256": summary.raw_sha256,
+        }),
+    })
+}
+
+fn keygen(path: &Path) -> Result<Report> {
+    let key = crypto::write_new_key_file(path)?;
+    let key_id = key.key_id();
+    log::info!("wrote a new key to {} (key id {key_id})", path.display());
+    Ok(Report {
+        lines: vec![
+            format!("wrote {} (key id {key_id}, mode 0600)", path.display()),
+            "Keep a copy of this key somewhere safe: without it no backup can be read.".into(),
+        ],
+        json: json!({ "key_file": path.display().to_string(), "key_id": key_id }),
+    })
+}
+
+fn load_record(storage: &dyn Storage, id: &BackupId) -> Result<Record> {
+    Record::from_json(&storage.get_record(id)?, id)
+}
+
+/// Say "wrong key" plainly before reading a byte of the object.
+fn check_key(record: &Record, key: &MasterKey) -> Result<()> {
+    let ours = key.key_id();
+    if record.key_id != ours {
+        return Err(Error::integrity(format!(
+            "backup {} was encrypted with key {}, but the key file has key {ours}: wrong key",
+            record.id, record.key_id
+        )));
+    }
+    Ok(())
+}
+
+fn check_against_record(record: &Record, summary: &DecodeSummary) -> Result<()> {
+    if summary.raw_sha256 != record.raw_sha256 || summary.raw_size != record.raw_size {
+        return Err(Error::integrity(format!(
+            "backup {} decodes to {} bytes with sha256 {}, but its record says {} bytes with sha256 {}: the object or the record was replaced",
+            record.id, summary.raw_size, summary.raw_sha256, record.raw_size, record.raw_sha256
+        )));
+    }
+    Ok(())
+}
+
+fn decode(
+    input: Box<dyn Read + Send>,
+    output: &mut dyn Write,
+    key: &MasterKey,
+    size: u64,
+) -> Result<DecodeSummary> {
+    let mut input = Counted {
+        inner: input,
+        progress: Progress::new("read", size),
+    };
+    pipeline::decode(&mut input, output, key, pipeline::default_workers())
+}
+
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    progress: Progress,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Removes an output file unless told the write finished, so a failed export
+/// never leaves something that looks like a good RDB.
+struct PartialOutput<'a> {
+    path: Option<&'a Path>,
+}
+
+impl PartialOutput<'_> {
+    fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for PartialOutput<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.path {
+            let _ = fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Raw deflate (RFC 1951) of one frame at a time, with miniz_oxide's low-level
+//! streaming API. Each frame is an independent deflate stream, so frames can
+//! be compressed and inflated on different threads; the (large) compressor and
+//! decompressor states are boxed and reset per frame rather than rebuilt, and
+//! output goes into a caller-owned `Vec` that is reused across frames.
+
+use miniz_oxide::deflate::core::{
+    compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+};
+use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
+
+use crate::error::{Error, Result};
+
+/// Negative window bits ask miniz_oxide for raw deflate: no zlib header or
+/// Adler-32, which the frame MAC makes redundant.
+const RAW_DEFLATE_WINDOW_BITS: i32 = -15;
+
+/// Compresses frames at one level (1..=9). Level 0 never reaches this type:
+/// it means "no compression" in the format, not deflate's stored blocks.
+pub struct Deflater {
+    state: Box<CompressorOxide>,
+}
+
+impl Deflater {
+    pub fn new(level: u8) -> Deflater {
+        debug_assert!((1..=9).contains(&level), "deflate level {level}");
+        let flags = create_comp_flags_from_zip_params(i32::from(level), RAW_DEFLATE_WINDOW_BITS, 0);
+        Deflater {
+            state: Box::new(CompressorOxide::new(flags)),
+        }
+    }
+
+    /// Deflates `input` into `out` (replacing its contents). Returns `false`,
+    /// with `out` in an unspecified state, when the result would not be
+    /// shorter than the input: the caller then stores the frame as is, and
+    /// incompressible data costs one bounded attempt instead of an ever
+    /// growing buffer.
+    pub fn deflate(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        self.state.reset();
+        out.clear();
+        out.resize(input.len().saturating_sub(1), 0);
+        let (mut read, mut written) = (0, 0);
+        loop {
+            let (status, r, w) = compress(
+                &mut self.state,
+                &input[read..],
+                &mut out[written..],
+                TDEFLFlush::Finish,
+            );
+            read += r;
+            written += w;
+            match status {
+                TDEFLStatus::Done => {
+                    out.truncate(written);
+                    return Ok(true);
+                }
+                // Like zlib's Z_BUF_ERROR: the output is full. Our buffer is
+                // as large as a useful result may be, so "need more room"
+                // means "not worth compressing".
+                TDEFLStatus::Okay if written == out.len() => return Ok(false),
+                TDEFLStatus::Okay if r > 0 || w > 0 => {}
+                status => {
+                    return Err(Error::other(format!(
+                        "deflate failed ({status:?}); this is a bug in redis-backup"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Inflates frames, refusing any that would exceed a size cap.
+pub struct Inflater {
+    state: Box<DecompressorOxide>,
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Inflater::new()
+    }
+}
+
+impl Inflater {
+    pub fn new() -> Inflater {
+        Inflater {
+            state: Box::default(),
+        }
+    }
+
+    /// Inflates the complete raw deflate stream `input` into `out` (replacing
+    /// its contents). More than `cap` bytes of output, a truncated stream or
+    /// bytes after its end are integrity errors: the frame cannot be what a
+    /// redis-backup writer produced.
+    pub fn inflate(&mut self, input: &[u8], out: &mut Vec<u8>, cap: usize) -> Result<()> {
+        self.state.init();
+        out.clear();
+        out.resize(cap, 0);
+        // The whole frame is in memory and the output buffer can hold all of
+        // it, so miniz_oxide may use it as one flat window, and one call does
+        // the whole frame: without TINFL_FLAG_HAS_MORE_INPUT it either
+        // finishes, runs out of room or reports why it cannot go on.
+        let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+        let (status, read, written) = decompress(&mut self.state, input, out, 0, flags);
+        match status {
+            TINFLStatus::Done if read == input.len() => {
+                out.truncate(written);
+                Ok(())
+            }
+            TINFLStatus::Done => Err(Error::integrity(format!(
+                "{} bytes follow the end of a compressed frame",
+                input.len() - read
+            ))),
+            TINFLStatus::HasMoreOutput => Err(Error::integrity(format!(
+                "a compressed frame inflates to more than {cap} bytes"
+            ))),
+            TINFLStatus::NeedsMoreInput | TINFLStatus::FailedCannotMakeProgress => {
+                Err(Error::integrity("a compressed frame is cut short"))
+            }
+            status => Err(Error::integrity(format!(
+                "a compressed frame is not valid deflate data ({status:?})"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mixed(len: usize) -> Vec<u8> {
+        let mut x: u32 = 12345;
+        (0..len)
+            .map(|i| {
+                if (i / 4096) % 2 == 0 {
+                    (i % 251) as u8
+                } else {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_at_every_level_reusing_state() {
+        let mut out = Vec::new();
+        let mut back = Vec::new();
+        let mut inflater = Inflater::new();
+        for level in 1..=9 {
+            let mut deflater = Deflater::new(level);
+            for len in [1, 2, 100, 65_536, 200_000] {
+                let input = mixed(len);
+                if deflater.deflate(&input, &mut out).unwrap() {
+                    assert!(out.len() < input.len());
+                    inflater.inflate(&out, &mut back, len).unwrap();
+                    assert_eq!(back, input, "level {level} len {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn incompressible_input_is_reported_not_grown() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let mut out = Vec::new();
+        assert!(!Deflater::new(1).deflate(&noise, &mut out).unwrap());
+        assert!(out.len() < noise.len());
+        // And it still works for the next, compressible frame.
+        let zeros = vec![0u8; 100_000];
+        let mut d = Deflater::new(1);
+        assert!(!d.deflate(&noise, &mut out).unwrap());
+        assert!(d.deflate(&zeros, &mut out).unwrap());
+        let mut back = Vec::new();
+        Inflater::new()
+            .inflate(&out, &mut back, zeros.len())
+            .unwrap();
+        assert_eq!(back, zeros);
+    }
+
+    #[test]
+    fn inflate_enforces_the_cap_exactly() {
+        let input = vec![7u8; 10_000];
+        let mut packed = Vec::new();
+        assert!(Deflater::new(6).deflate(&input, &mut packed).unwrap());
+        let mut out = Vec::new();
+        let mut inflater = Inflater::new();
+        inflater.inflate(&packed, &mut out, 10_000).unwrap();
+        assert_eq!(out, input);
+        let err = inflater.inflate(&packed, &mut out, 9_999).unwrap_err();
+        assert_eq!(err.exit_code(), 5, "{err}");
+    }
+
+    #[test]
+    fn damaged_streams_are_integrity_errors() {
+        let input = mixed(50_000);
+        let mut packed = Vec::new();
+        assert!(Deflater::new(6).deflate(&input, &mut packed).unwrap());
+        let mut out = Vec::new();
+        let mut inflater = Inflater::new();
+        let cut = &packed[..packed.len() / 2];
+        assert_eq!(
+            inflater
+                .inflate(cut, &mut out, 50_000)
+                .unwrap_err()
+                .exit_code(),
+            5
+        );
+        let mut extra = packed.clone();
+        extra.extend_from_slice(b"junk");
+        assert_eq!(
+            inflater
+                .inflate(&extra, &mut out, 50_000)
+                .unwrap_err()
+                .exit_code(),
+            5
+        );
+        assert_eq!(
+            inflater
+                .inflate(&[0xff; 64], &mut out, 50_000)
+                .unwrap_err()
+                .exit_code(),
+            5
+        );
+        inflater.inflate(&packed, &mut out, 50_000).unwrap();
+        assert_eq!(out, input);
+    }
+}

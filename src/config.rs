@@ -1,0 +1,460 @@
+//! Settings: from the settings file, then the environment (`REDIS_BACKUP_<KEY>`,
+//! and OpenStack's own `OS_*`/`ST_*` names), then flags, each layer overriding the
+//! one before (ripgrep-style). Everything is validated here, once, into a typed
+//! `Config`, so that a bad value is a usage error before anything is touched.
+
+use crate::cli::{env_name, SECRET_SETTINGS, SETTING_FLAGS};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/redis-backup/redis-backup.conf";
+pub const DEFAULT_CONTAINER: &str = "database_backups";
+const MAX_SETTINGS_FILE: u64 = 1024 * 1024;
+
+/// OpenStack credential names, lower-case as they appear in the settings file.
+const OPENSTACK_KEYS: &[&str] = &[
+    "os_storage_url",
+    "os_auth_token",
+    "os_auth_url",
+    "os_username",
+    "os_password",
+    "os_project_name",
+    "os_user_domain_name",
+    "os_project_domain_name",
+    "os_region_name",
+    "os_interface",
+    "os_application_credential_id",
+    "os_application_credential_secret",
+    "st_auth",
+    "st_user",
+    "st_key",
+];
+
+/// Settings only the file or environment may set (not in `SETTING_FLAGS`).
+const FILE_ONLY_KEYS: &[&str] = &["redis_password", "instance"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageUrl {
+    Dir(PathBuf),
+    Swift { container: String },
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub redis_conf: PathBuf,
+    pub redis_host: Option<String>,
+    pub redis_port: Option<u16>,
+    pub redis_socket: Option<PathBuf>,
+    pub redis_user: Option<String>,
+    pub redis_password: Option<Secret>,
+    // Read by restore (systemd unit) and Swift storage, which come next; the
+    // settings are accepted and validated now because CONTRACT.md names them.
+    #[allow(dead_code)]
+    pub service: String,
+    pub storage: StorageUrl,
+    pub key_file: PathBuf,
+    pub compression_level: u8,
+    #[allow(dead_code)]
+    pub segment_size: u64,
+    pub instance: String,
+    pub lock_file: PathBuf,
+    pub save_timeout: Duration,
+    /// OpenStack credentials by lower-case name; all treated as secret.
+    #[allow(dead_code)]
+    pub openstack: BTreeMap<String, Secret>,
+}
+
+/// Where each raw value came from, for error messages that say what to fix.
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+impl Config {
+    /// Read the settings file (the given one must exist; the default one only
+    /// if present), the process environment and the flags.
+    pub fn load(config_file: Option<&Path>, flags: &[(String, String)]) -> Result<Config> {
+        let file = match config_file {
+            Some(path) => Some((path.to_path_buf(), read_settings_file(path)?)),
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_FILE);
+                match default.exists() {
+                    true => Some((default.to_path_buf(), read_settings_file(default)?)),
+                    false => None,
+                }
+            }
+        };
+        let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        let config = resolve(
+            file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+            env,
+            flags,
+        )?;
+        if let Some((path, text)) = &file {
+            warn_if_secret_readable(path, text);
+        }
+        Ok(config)
+    }
+}
+
+fn read_settings_file(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::usage(format!("cannot read settings file {}: {e}", path.display())))?;
+    if meta.len() > MAX_SETTINGS_FILE {
+        return Err(Error::usage(format!(
+            "settings file {} is larger than 1 MiB; is it the right file?",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::usage(format!("cannot read settings file {}: {e}", path.display())))
+}
+
+fn warn_if_secret_readable(path: &Path, text: &str) {
+    let holds_secret = parse_file(path, text)
+        .map(|map| map.keys().any(|k| SECRET_SETTINGS.contains(&k.as_str())))
+        .unwrap_or(false);
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0);
+    if holds_secret && mode & 0o077 != 0 {
+        log::warn!(
+            "settings file {} holds a secret but has mode {:04o}; make it readable only by its owner: chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+}
+
+/// The pure part of loading: layers merged and validated.
+fn resolve(
+    file: Option<(&Path, &str)>,
+    env: impl Fn(&str) -> Option<String>,
+    flags: &[(String, String)],
+) -> Result<Config> {
+    let mut raw: BTreeMap<String, Raw> = BTreeMap::new();
+    if let Some((path, text)) = file {
+        raw.extend(parse_file(path, text)?);
+    }
+    for key in all_keys() {
+        let name = env_name(key);
+        if let Some(value) = env(&name) {
+            raw.insert(
+                key.to_string(),
+                Raw {
+                    value,
+                    origin: format!("environment variable {name}"),
+                },
+            );
+        }
+    }
+    for (key, value) in flags {
+        raw.insert(
+            key.clone(),
+            Raw {
+                value: value.clone(),
+                origin: format!("--{}", key.replace('_', "-")),
+            },
+        );
+    }
+    build(raw)
+}
+
+fn all_keys() -> impl Iterator<Item = &'static str> {
+    SETTING_FLAGS
+        .iter()
+        .chain(FILE_ONLY_KEYS)
+        .chain(OPENSTACK_KEYS)
+        .copied()
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
+    let mut out = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{}:{}", path.display(), index + 1);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(Error::usage(format!(
+                "{at}: expected `key = value`, found {:?}",
+                first_word(line)
+            )));
+        };
+        let key = key.trim().to_lowercase();
+        if !all_keys().any(|k| k == key) {
+            return Err(Error::usage(format!(
+                "{at}: unknown setting {key:?}; see redis-backup --help for the settings"
+            )));
+        }
+        out.insert(
+            key,
+            Raw {
+                value: unquote(value.trim()).to_string(),
+                origin: at,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Only the first word, so a malformed line holding a password is not echoed.
+fn first_word(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or("")
+}
+
+fn unquote(value: &str) -> &str {
+    let quoted = value.len() >= 2
+        && ((value.starts_with('"') && value.ends_with('"'))
+            || (value.starts_with('\'') && value.ends_with('\'')));
+    if quoted {
+        &value[1..value.len() - 1]
+    } else {
+        value
+    }
+}
+
+fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
+    let mut take = |key: &str| raw.remove(key);
+    let config = Config {
+        redis_conf: path_or(take("redis_conf"), "/etc/redis/redis.conf")?,
+        redis_host: take("redis_host").map(nonempty).transpose()?,
+        redis_port: take("redis_port")
+            .map(|r| number::<u16>(&r, 1, u16::MAX as u64))
+            .transpose()?,
+        redis_socket: take("redis_socket").map(|r| path(&r)).transpose()?,
+        redis_user: take("redis_user").map(nonempty).transpose()?,
+        redis_password: take("redis_password").map(|r| Secret::new(r.value)),
+        service: take("service")
+            .map(nonempty)
+            .transpose()?
+            .unwrap_or_else(|| "redis-server".into()),
+        storage: match take("storage") {
+            Some(r) => parse_storage(&r)?,
+            None => StorageUrl::Dir("/var/lib/redis-backup".into()),
+        },
+        key_file: path_or(take("key_file"), "/etc/redis-backup/backup.key")?,
+        compression_level: match take("compression_level") {
+            Some(r) => number::<u8>(&r, 0, 9)?,
+            None => 1,
+        },
+        segment_size: match take("segment_size") {
+            Some(r) => number::<u64>(&r, 1 << 20, 5 << 30)?,
+            None => 1 << 30,
+        },
+        instance: match take("instance") {
+            Some(r) => instance_name(&r)?,
+            None => default_instance(),
+        },
+        lock_file: path_or(take("lock_file"), "/run/redis-backup.lock")?,
+        save_timeout: match take("save_timeout") {
+            Some(r) => Duration::from_secs(number::<u64>(&r, 1, 7 * 24 * 3600)?),
+            None => Duration::from_secs(3600),
+        },
+        openstack: BTreeMap::new(),
+    };
+    let openstack = raw
+        .into_iter()
+        .filter(|(k, _)| OPENSTACK_KEYS.contains(&k.as_str()))
+        .map(|(k, r)| (k, Secret::new(r.value)))
+        .collect();
+    Ok(Config {
+        openstack,
+        ..config
+    })
+}
+
+fn bad(raw: &Raw, what: &str) -> Error {
+    Error::usage(format!("{}: {what}", raw.origin))
+}
+
+fn nonempty(raw: Raw) -> Result<String> {
+    if raw.value.is_empty() {
+        return Err(bad(&raw, "must not be empty"));
+    }
+    Ok(raw.value)
+}
+
+fn path(raw: &Raw) -> Result<PathBuf> {
+    if raw.value.is_empty() {
+        return Err(bad(raw, "must be a path, not empty"));
+    }
+    Ok(PathBuf::from(&raw.value))
+}
+
+fn path_or(raw: Option<Raw>, default: &str) -> Result<PathBuf> {
+    raw.map(|r| path(&r))
+        .transpose()
+        .map(|p| p.unwrap_or_else(|| default.into()))
+}
+
+fn number<T: TryFrom<u64>>(raw: &Raw, min: u64, max: u64) -> Result<T> {
+    let parsed = raw
+        .value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n));
+    parsed.and_then(|n| T::try_from(n).ok()).ok_or_else(|| {
+        bad(
+            raw,
+            &format!("{:?} is not a number from {min} to {max}", raw.value),
+        )
+    })
+}
+
+fn parse_storage(raw: &Raw) -> Result<StorageUrl> {
+    if let Some(dir) = raw.value.strip_prefix("file://") {
+        if !dir.starts_with('/') {
+            return Err(bad(
+                raw,
+                "file storage needs an absolute directory: file:///var/lib/redis-backup",
+            ));
+        }
+        return Ok(StorageUrl::Dir(PathBuf::from(dir)));
+    }
+    if let Some(container) = raw.value.strip_prefix("swift://") {
+        let container = match container.trim_end_matches('/') {
+            "" => DEFAULT_CONTAINER,
+            name => name,
+        };
+        if container.contains('/') || container.len() > 256 {
+            return Err(bad(
+                raw,
+                "a Swift container name has no '/' and at most 256 bytes",
+            ));
+        }
+        return Ok(StorageUrl::Swift {
+            container: container.to_string(),
+        });
+    }
+    Err(bad(
+        raw,
+        &format!(
+            "{:?} is not a storage URL; use file:///DIR or swift://CONTAINER",
+            raw.value
+        ),
+    ))
+}
+
+fn instance_name(raw: &Raw) -> Result<String> {
+    crate::id::BackupId::parse(&raw.value)
+        .map(|id| id.as_str().to_string())
+        .map_err(|_| bad(raw, "an instance name uses only A-Z a-z 0-9 . _ -"))
+}
+
+/// The host name, which is what identifies a Trove guest; "redis" if unknown.
+fn default_instance() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| crate::id::BackupId::parse(h).is_ok())
+        .unwrap_or_else(|| "redis".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = resolve(None, no_env, &[]).unwrap();
+        assert_eq!(c.redis_conf, PathBuf::from("/etc/redis/redis.conf"));
+        assert_eq!(c.storage, StorageUrl::Dir("/var/lib/redis-backup".into()));
+        assert_eq!(c.key_file, PathBuf::from("/etc/redis-backup/backup.key"));
+        assert_eq!(c.service, "redis-server");
+        assert_eq!(c.compression_level, 1);
+        assert_eq!(c.segment_size, 1 << 30);
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_file() {
+        let file = "storage = file:///from/file\nservice = from-file\ncompression_level = 3\n";
+        let env = |name: &str| match name {
+            "REDIS_BACKUP_STORAGE" => Some("file:///from/env".to_string()),
+            "REDIS_BACKUP_SERVICE" => Some("from-env".to_string()),
+            _ => None,
+        };
+        let c = resolve(
+            Some((Path::new("f.conf"), file)),
+            env,
+            &flags(&[("storage", "file:///from/flag")]),
+        )
+        .unwrap();
+        assert_eq!(c.storage, StorageUrl::Dir("/from/flag".into()));
+        assert_eq!(c.service, "from-env");
+        assert_eq!(c.compression_level, 3);
+    }
+
+    #[test]
+    fn secrets_and_openstack_names_from_file_and_env() {
+        let file = "# comment\nredis_password = \"s3cret\"\nos_password = p\n";
+        let env = |name: &str| (name == "OS_AUTH_URL").then(|| "http://k:5000/v3".to_string());
+        let c = resolve(Some((Path::new("f"), file)), env, &[]).unwrap();
+        assert_eq!(c.redis_password.unwrap().expose(), "s3cret");
+        assert_eq!(c.openstack["os_password"].expose(), "p");
+        assert_eq!(c.openstack["os_auth_url"].expose(), "http://k:5000/v3");
+    }
+
+    #[test]
+    fn swift_container_defaults_to_database_backups() {
+        let c = resolve(None, no_env, &flags(&[("storage", "swift://")])).unwrap();
+        assert_eq!(
+            c.storage,
+            StorageUrl::Swift {
+                container: "database_backups".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_their_origin() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("compression_level = 10\n", &[]),
+            ("", &[("redis_port", "70000")]),
+            ("", &[("storage", "s3://bucket")]),
+            ("", &[("storage", "file://relative")]),
+            ("", &[("save_timeout", "0")]),
+            ("no_such_key = 1\n", &[]),
+            ("just words\n", &[]),
+            ("instance = a/b\n", &[]),
+        ];
+        for (file, fl) in cases {
+            let err = resolve(Some((Path::new("s.conf"), file)), no_env, &flags(fl)).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{file:?} {fl:?}");
+            let from_flag = !fl.is_empty();
+            assert!(
+                err.message()
+                    .contains(if from_flag { "--" } else { "s.conf:1" }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_line_is_not_echoed_whole() {
+        let err = resolve(
+            Some((Path::new("s"), "redis_password hunter2\n")),
+            no_env,
+            &[],
+        )
+        .unwrap_err();
+        assert!(!err.message().contains("hunter2"), "{err}");
+    }
+}

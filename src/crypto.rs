@@ -1,0 +1,419 @@
+//! Keys and the cryptographic primitives of a backup: the master key file,
+//! the per-backup key derivation (HKDF-SHA256), AES-256-CTR and HMAC-SHA256.
+//! This module knows nothing about the container layout; `format.rs` decides
+//! which bytes get encrypted and authenticated. Every key lives in a type whose
+//! `Debug` hides it and whose bytes are zeroed on drop, and no message built
+//! here ever contains key material.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use aes::Aes256;
+use ctr::cipher::{KeyIvInit, StreamCipher};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, Result};
+
+type Aes256Ctr = ctr::Ctr128BE<Aes256>;
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of an HMAC-SHA256 tag.
+pub const TAG_LEN: usize = 32;
+
+/// A key file holds 64 hex digits and a newline; anything much larger is not
+/// ours, and reading it whole would let a wrong path eat memory.
+const MAX_KEY_FILE_LEN: u64 = 1024;
+
+/// HKDF `info` strings: changing either changes every key, so they are part of
+/// format v1 (see vendor-notes/FORMAT.md).
+const INFO_BACKUP_KEYS: &[u8] = b"redis-backup v1 keys";
+const INFO_KEY_ID: &[u8] = b"redis-backup v1 key-id";
+
+/// The 32-byte master key from the key file. Everything else is derived from it.
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    /// Wraps raw key bytes. Tests only: real keys come from a key file, so
+    /// that they are never typed, logged or passed on a command line.
+    #[cfg(test)]
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
+    /// A fingerprint that names the key without revealing it, so a backup can
+    /// say which key it needs and a wrong key is reported as such.
+    pub fn key_id_bytes(&self) -> [u8; 8] {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut id = [0u8; 8];
+        hk.expand(INFO_KEY_ID, &mut id)
+            .expect("8 bytes is a valid HKDF-SHA256 output length");
+        id
+    }
+
+    /// The key id as 16 lowercase hex digits, as shown to users and in metadata.
+    pub fn key_id(&self) -> String {
+        hex(&self.key_id_bytes())
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({})", self.key_id())
+    }
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The keys of one backup, derived from the master key and the backup's salt,
+/// so no two backups share an AES keystream even though frame counters restart
+/// at zero in each.
+pub struct BackupKeys {
+    enc: [u8; 32],
+    mac: [u8; 32],
+}
+
+impl BackupKeys {
+    pub fn derive(master: &MasterKey, salt: &[u8; 32]) -> BackupKeys {
+        let hk = Hkdf::<Sha256>::new(Some(salt), &master.0);
+        let mut okm = Zeroizing::new([0u8; 64]);
+        hk.expand(INFO_BACKUP_KEYS, okm.as_mut())
+            .expect("64 bytes is a valid HKDF-SHA256 output length");
+        let mut keys = BackupKeys {
+            enc: [0; 32],
+            mac: [0; 32],
+        };
+        keys.enc.copy_from_slice(&okm[..32]);
+        keys.mac.copy_from_slice(&okm[32..]);
+        keys
+    }
+
+    /// XORs the AES-256-CTR keystream starting at `iv` into `data`; the same
+    /// call encrypts and decrypts.
+    pub fn apply_keystream(&self, iv: &[u8; 16], data: &mut [u8]) {
+        let mut cipher = Aes256Ctr::new(&self.enc.into(), iv.into());
+        cipher.apply_keystream(data);
+    }
+
+    /// HMAC-SHA256 over the concatenation of `parts`.
+    pub fn tag(&self, parts: &[&[u8]]) -> [u8; TAG_LEN] {
+        self.mac_over(parts).finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of `tag` against the HMAC of `parts`, so a forger
+    /// learns nothing from how long a rejection takes.
+    pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        self.mac_over(parts).verify_slice(tag).is_ok()
+    }
+
+    fn mac_over(&self, parts: &[&[u8]]) -> HmacSha256 {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.mac)
+            .expect("HMAC accepts keys of any length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac
+    }
+}
+
+impl fmt::Debug for BackupKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BackupKeys(***)")
+    }
+}
+
+impl Drop for BackupKeys {
+    fn drop(&mut self) {
+        self.enc.zeroize();
+        self.mac.zeroize();
+    }
+}
+
+/// Reads and checks a key file. Every refusal is a usage error: the file is a
+/// setting the operator must fix, and nothing has been touched yet.
+pub fn load_key_file(path: &Path) -> Result<MasterKey> {
+    let shown = path.display();
+    // Looked at before opening too, because opening a FIFO would block.
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(Error::usage(format!(
+                "key file {shown} is not a regular file"
+            )));
+        }
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(Error::usage(format!(
+                "key file {shown} not found; create one with `redis-backup keygen --out {shown}`"
+            )))
+        }
+        Err(e) => return Err(Error::usage(format!("cannot open key file {shown}: {e}"))),
+    };
+    // Checked on the open handle, not the path, so a file swapped in between
+    // the check and the read cannot slip through.
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::usage(format!("cannot inspect key file {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::usage(format!(
+            "key file {shown} is not a regular file"
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::usage(format!(
+            "key file {shown} has mode {mode:04o}; it must be readable only by its owner: chmod 600 {shown}"
+        )));
+    }
+    let not_a_key = || {
+        Error::usage(format!(
+            "key file {shown} is not a redis-backup key (expected 64 hex digits)"
+        ))
+    };
+    if meta.len() > MAX_KEY_FILE_LEN {
+        return Err(not_a_key());
+    }
+    let mut text = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
+    file.take(MAX_KEY_FILE_LEN + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::usage(format!("cannot read key file {shown}: {e}")))?;
+    let digits = text.strip_suffix(b"\n").unwrap_or(&text);
+    let bytes = parse_hex_key(digits).ok_or_else(not_a_key)?;
+    Ok(MasterKey(*bytes))
+}
+
+/// Creates a new key file with a fresh random key. The file is created with
+/// mode 0600 from the start (never widened then narrowed) and never replaces
+/// an existing file: overwriting a key would orphan every backup made with it.
+pub fn write_new_key_file(path: &Path) -> Result<MasterKey> {
+    let shown = path.display();
+    let key = MasterKey(random_bytes::<32>()?);
+    let mut text = Zeroizing::new(hex(&key.0));
+    text.push('\n');
+
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => Error::usage(format!(
+                "{shown} already exists; refusing to overwrite a key"
+            )),
+            _ => Error::usage(format!("cannot create key file {shown}: {e}")),
+        })?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| sync_parent_dir(path));
+    if let Err(e) = written {
+        drop(file);
+        // A half-written key file would later be refused as malformed; better
+        // that it is not there at all.
+        let _ = std::fs::remove_file(path);
+        return Err(Error::other(format!("writing key file {shown}: {e}")));
+    }
+    Ok(key)
+}
+
+/// Random bytes from the kernel. Read from /dev/urandom with plain file I/O,
+/// which never blocks once the system is up and needs no extra crate.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::other(format!("reading random bytes from /dev/urandom: {e}")))?;
+    Ok(bytes)
+}
+
+/// Lowercase hex, for key ids, hashes and key files.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    s
+}
+
+fn parse_hex_key(digits: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    for (byte, pair) in key.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+    }
+    Some(key)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Makes the new directory entry durable, not only the file's contents: a key
+/// that vanishes in a crash right after `keygen` would be a silent disaster.
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("redis-backup-crypto-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write_with_mode(path: &Path, contents: &[u8], mode: u32) {
+        std::fs::write(path, contents).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn keygen_writes_0600_and_64_hex_digits_and_loads_back() {
+        let dir = scratch_dir("keygen");
+        let path = dir.join("backup.key");
+        let key = write_new_key_file(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), 65);
+        assert!(text.ends_with('\n'));
+        assert!(text[..64]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        let loaded = load_key_file(&path).unwrap();
+        assert_eq!(loaded.0, key.0);
+        assert_eq!(loaded.key_id(), key.key_id());
+    }
+
+    #[test]
+    fn keygen_refuses_to_overwrite() {
+        let dir = scratch_dir("overwrite");
+        let path = dir.join("backup.key");
+        write_with_mode(&path, b"precious", 0o600);
+        let err = write_new_key_file(&path).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("already exists"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn key_file_readable_by_others_is_refused() {
+        let dir = scratch_dir("mode");
+        let path = dir.join("backup.key");
+        write_with_mode(&path, format!("{}\n", "ab".repeat(32)).as_bytes(), 0o644);
+        let err = load_key_file(&path).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let shown = path.display();
+        assert_eq!(
+            err.message(),
+            format!("key file {shown} has mode 0644; it must be readable only by its owner: chmod 600 {shown}")
+        );
+        assert!(!err.message().contains("abab"));
+    }
+
+    #[test]
+    fn missing_key_file_says_how_to_make_one() {
+        let dir = scratch_dir("missing");
+        let path = dir.join("nope.key");
+        let err = load_key_file(&path).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("redis-backup keygen --out"), "{err}");
+    }
+
+    #[test]
+    fn malformed_key_files_are_refused_without_echoing_them() {
+        let dir = scratch_dir("malformed");
+        let path = dir.join("backup.key");
+        let good = "0123456789abcdef".repeat(4);
+        let cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            good.as_bytes()[..63].to_vec(),
+            format!("{good}0").into_bytes(),
+            format!("{good}\n\n").into_bytes(),
+            format!(" {}", &good[1..]).into_bytes(),
+            format!("{}g", &good[..63]).into_bytes(),
+            vec![b'a'; 4096],
+        ];
+        for contents in cases {
+            write_with_mode(&path, &contents, 0o600);
+            let err = load_key_file(&path).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(err.message().contains("not a redis-backup key"), "{err}");
+            assert!(!err.message().contains("0123456789"), "{err}");
+        }
+        for ok in [good.clone(), format!("{good}\n"), good.to_uppercase()] {
+            write_with_mode(&path, ok.as_bytes(), 0o400);
+            load_key_file(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_directory_is_not_a_key_file() {
+        let dir = scratch_dir("dir");
+        let err = load_key_file(&dir).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_the_key_id_not_the_key() {
+        let key = MasterKey::from_bytes([0x42; 32]);
+        let shown = format!("{key:?}");
+        assert_eq!(shown, format!("MasterKey({})", key.key_id()));
+        assert_eq!(key.key_id().len(), 16);
+        assert!(!shown.contains("4242"));
+        assert_ne!(key.key_id(), MasterKey::from_bytes([0x43; 32]).key_id());
+    }
+
+    #[test]
+    fn backup_keys_depend_on_salt_and_verify_tags() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let a = BackupKeys::derive(&master, &[1; 32]);
+        let b = BackupKeys::derive(&master, &[2; 32]);
+        assert_ne!(a.enc, b.enc);
+        assert_ne!(a.enc, a.mac);
+        let tag = a.tag(&[b"hello ", b"world"]);
+        assert!(a.verify(&[b"hello world"], &tag));
+        assert!(!b.verify(&[b"hello world"], &tag));
+        assert!(!a.verify(&[b"hello world"], &tag[..31]));
+
+        let mut data = *b"attack at dawn";
+        a.apply_keystream(&[0; 16], &mut data);
+        assert_ne!(&data, b"attack at dawn");
+        a.apply_keystream(&[0; 16], &mut data);
+        assert_eq!(&data, b"attack at dawn");
+    }
+
+    #[test]
+    fn random_bytes_differ() {
+        assert_ne!(random_bytes::<16>().unwrap(), random_bytes::<16>().unwrap());
+    }
+}

@@ -1,0 +1,204 @@
+//! File-system primitives that must be exactly right for a backup tool not to
+//! lose data: write-to-temp-then-rename with fsyncs on the file and its
+//! directory, private directories, and the per-host lock file. Policy (what to
+//! write where) lives in the callers.
+
+use crate::error::{Error, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Create `dir` (and parents) with mode 0700 if missing; backups are secret-ish.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Make a rename or unlink in `dir` durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A file being written under a temporary name beside its final name. It
+/// becomes visible under the final name only by `commit`, which fsyncs the data
+/// before the rename and the directory after it; dropping it uncommitted
+/// removes the temporary file, so a failed write leaves nothing behind.
+pub struct AtomicFile {
+    file: Option<File>,
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(target: &Path) -> io::Result<AtomicFile> {
+        let dir = parent_of(target);
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        Ok(AtomicFile {
+            file: Some(file),
+            temp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// Fsync, rename into place, fsync the directory. With `no_clobber`, an
+    /// existing target makes this fail (hard link instead of rename) rather
+    /// than replacing it.
+    pub fn commit(mut self, no_clobber: bool) -> io::Result<()> {
+        let file = self.file.take().expect("commit called once");
+        file.sync_all()?;
+        drop(file);
+        if no_clobber {
+            fs::hard_link(&self.temp, &self.target)?;
+            fs::remove_file(&self.temp)?;
+        } else {
+            fs::rename(&self.temp, &self.target)?;
+        }
+        fsync_dir(parent_of(&self.target))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("not committed").write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Held for the whole of a backup or restore; released when dropped (or when
+/// the process dies, because the kernel drops the lock with the descriptor, so
+/// a lock file left by a dead process never blocks).
+#[derive(Debug)]
+pub struct HostLock {
+    _file: File,
+}
+
+pub fn lock_host(path: &Path) -> Result<HostLock> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            Error::other(format!(
+                "cannot open lock file {}: {e}; set lock_file to a writable path",
+                path.display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            return Err(Error::other(format!(
+                "another redis-backup run{who} holds the lock {}; only one backup or restore runs at a time, wait for it to finish",
+                path.display()
+            )));
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(Error::other(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+    // The pid is only a hint for the message above; the lock itself is the flock.
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(HostLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rb-fsutil-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        create_private_dir(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn atomic_file_appears_only_on_commit() {
+        let dir = scratch("atomic");
+        let target = dir.join("obj");
+        let mut f = AtomicFile::create(&target).unwrap();
+        f.write_all(b"data").unwrap();
+        assert!(!target.exists());
+        f.commit(true).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"data");
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+
+        let mut again = AtomicFile::create(&target).unwrap();
+        again.write_all(b"other").unwrap();
+        assert!(again.commit(true).is_err(), "no_clobber must not replace");
+        assert_eq!(fs::read(&target).unwrap(), b"data");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dropped_atomic_file_leaves_nothing() {
+        let dir = scratch("drop");
+        let mut f = AtomicFile::create(&dir.join("obj")).unwrap();
+        f.write_all(b"partial").unwrap();
+        drop(f);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn second_lock_is_refused_and_released_on_drop() {
+        let dir = scratch("lock");
+        let path = dir.join("lock");
+        let first = lock_host(&path).unwrap();
+        let err = lock_host(&path).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.message().contains(&std::process::id().to_string()),
+            "{err}"
+        );
+        drop(first);
+        lock_host(&path).expect("lock is free again");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

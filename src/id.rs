@@ -1,0 +1,78 @@
+//! Backup IDs. An ID becomes a file name and a Swift object name, so only a
+//! conservative alphabet is accepted (CONTRACT: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`);
+//! anything else is a usage error before storage is touched.
+
+use crate::error::{Error, Result};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackupId(String);
+
+impl BackupId {
+    pub fn parse(text: &str) -> Result<BackupId> {
+        let bytes = text.as_bytes();
+        let first_ok = bytes.first().is_some_and(|b| b.is_ascii_alphanumeric());
+        let rest_ok = bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if first_ok && rest_ok && bytes.len() <= 128 {
+            Ok(BackupId(text.to_string()))
+        } else {
+            Err(Error::usage(format!(
+                "{text:?} is not a valid backup ID: use 1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+            )))
+        }
+    }
+
+    /// A new ID from the UTC time (so IDs sort by age) and a random suffix (so
+    /// two hosts or two runs in one second do not collide).
+    pub fn generate(utc_compact: &str, random: [u8; 2]) -> BackupId {
+        BackupId(format!("{utc_compact}-{:02x}{:02x}", random[0], random[1]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_contract_alphabet() {
+        for ok in ["a", "20261125T031500Z-4f2a", "Z.9_x-y", &"x".repeat(128)] {
+            assert_eq!(BackupId::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_paths_and_oddities() {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-flag",
+            "a b",
+            "ü",
+            &"x".repeat(129),
+        ] {
+            let err = BackupId::parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_valid() {
+        let id = BackupId::generate("20261125T031500Z", [0x4f, 0x2a]);
+        assert_eq!(id.as_str(), "20261125T031500Z-4f2a");
+        assert!(BackupId::parse(id.as_str()).is_ok());
+    }
+}

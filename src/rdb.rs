@@ -1,0 +1,318 @@
+//! Checks that a byte stream is a complete RDB file without holding it in
+//! memory: the `REDIS` + 4-digit version header, and the trailer, which is the
+//! EOF opcode 0xFF followed by the little-endian CRC-64/Jones of everything
+//! before the CRC itself (0 when Redis ran with `rdbchecksum no`). Restore uses
+//! it so that a file Redis would refuse to load is caught before Redis is
+//! stopped.
+
+use crate::error::{Error, Result};
+
+/// The CRC-64/Jones polynomial, 0xad93d23594c935a9, bit-reversed: the CRC is
+/// reflected (least significant bit first), so it shifts right and needs the
+/// polynomial in that bit order.
+const POLY: u64 = 0x95ac_9329_ac4b_c9b5;
+
+/// Slice-by-8 tables: `TABLES[0]` is the classic byte-at-a-time table and
+/// `TABLES[k]` advances a byte through k further zero bytes, so eight input
+/// bytes cost eight lookups and no data-dependent loop.
+static TABLES: [[u64; 256]; 8] = build_tables();
+
+const fn build_tables() -> [[u64; 256]; 8] {
+    let mut tables = [[0u64; 256]; 8];
+    let mut n = 0;
+    while n < 256 {
+        let mut crc = n as u64;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        tables[0][n] = crc;
+        n += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut n = 0;
+        while n < 256 {
+            let prev = tables[k - 1][n];
+            tables[k][n] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
+            n += 1;
+        }
+        k += 1;
+    }
+    tables
+}
+
+/// Continues a CRC-64/Jones over `data` (start with 0).
+pub fn crc64_update(mut crc: u64, data: &[u8]) -> u64 {
+    let mut words = data.chunks_exact(8);
+    for word in &mut words {
+        crc ^= u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+        crc = TABLES[7][(crc & 0xff) as usize]
+            ^ TABLES[6][((crc >> 8) & 0xff) as usize]
+            ^ TABLES[5][((crc >> 16) & 0xff) as usize]
+            ^ TABLES[4][((crc >> 24) & 0xff) as usize]
+            ^ TABLES[3][((crc >> 32) & 0xff) as usize]
+            ^ TABLES[2][((crc >> 40) & 0xff) as usize]
+            ^ TABLES[1][((crc >> 48) & 0xff) as usize]
+            ^ TABLES[0][(crc >> 56) as usize];
+    }
+    for &byte in words.remainder() {
+        crc = TABLES[0][((crc ^ u64::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// CRC-64/Jones of `data`, as Redis computes it for RDB files. Only tests
+/// need it whole; `RdbCheck` streams with `crc64_update`.
+#[cfg(test)]
+pub fn crc64(data: &[u8]) -> u64 {
+    crc64_update(0, data)
+}
+
+const HEADER_LEN: usize = 9;
+const CRC_LEN: usize = 8;
+const EOF_OPCODE: u8 = 0xff;
+
+/// What a successful check learned about the RDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RdbInfo {
+    /// The format version from the header (10 for Redis 7.0, 11 for 7.2).
+    pub version: u32,
+    /// The stored CRC-64, or `None` when it is 0 (`rdbchecksum no`).
+    pub checksum: Option<u64>,
+}
+
+/// Streaming checker: feed the RDB bytes in any chunking, then `finish`.
+#[derive(Debug, Default)]
+pub struct RdbCheck {
+    header: [u8; HEADER_LEN],
+    total: u64,
+    crc: u64,
+    /// The last bytes seen, which are not yet known to be CRC input: the
+    /// final 8 bytes of a file are the CRC itself and are excluded from it.
+    tail: [u8; CRC_LEN],
+    tail_len: usize,
+    /// The last byte that went into the CRC: at the end it must be 0xFF.
+    last_crc_byte: Option<u8>,
+}
+
+impl RdbCheck {
+    pub fn new() -> RdbCheck {
+        RdbCheck::default()
+    }
+
+    /// Feeds the next chunk. Never fails: the verdict, header included, comes
+    /// from `finish`, so the checker can sit inside a `Read` adapter.
+    pub fn update(&mut self, chunk: &[u8]) {
+        if self.total < HEADER_LEN as u64 {
+            let at = self.total as usize;
+            let n = chunk.len().min(HEADER_LEN - at);
+            self.header[at..at + n].copy_from_slice(&chunk[..n]);
+        }
+        self.total += chunk.len() as u64;
+
+        if chunk.len() >= CRC_LEN {
+            let (body, tail) = chunk.split_at(chunk.len() - CRC_LEN);
+            let held = self.tail;
+            self.crc_feed(&held[..self.tail_len]);
+            self.crc_feed(body);
+            self.tail.copy_from_slice(tail);
+            self.tail_len = CRC_LEN;
+        } else {
+            let overflow = (self.tail_len + chunk.len()).saturating_sub(CRC_LEN);
+            let spill = self.tail;
+            self.crc_feed(&spill[..overflow]);
+            self.tail.copy_within(overflow..self.tail_len, 0);
+            self.tail_len -= overflow;
+            self.tail[self.tail_len..self.tail_len + chunk.len()].copy_from_slice(chunk);
+            self.tail_len += chunk.len();
+        }
+    }
+
+    /// Checks the end of the file and returns what was learned.
+    pub fn finish(self) -> Result<RdbInfo> {
+        if self.total < HEADER_LEN as u64 {
+            return Err(Error::integrity(format!(
+                "not an RDB file: only {} bytes, too short for the REDIS header",
+                self.total
+            )));
+        }
+        let version = parse_header(&self.header)?;
+        if self.total < (HEADER_LEN + 1 + CRC_LEN) as u64 || self.last_crc_byte != Some(EOF_OPCODE)
+        {
+            return Err(Error::integrity(
+                "not an RDB file: it does not end with the EOF opcode 0xFF and a checksum; \
+                 is it truncated?",
+            ));
+        }
+        let stored = u64::from_le_bytes(self.tail);
+        if stored == 0 {
+            return Ok(RdbInfo {
+                version,
+                checksum: None,
+            });
+        }
+        if stored != self.crc {
+            return Err(Error::integrity(format!(
+                "RDB checksum mismatch: the file says {stored:016x} but its contents give {:016x}",
+                self.crc
+            )));
+        }
+        Ok(RdbInfo {
+            version,
+            checksum: Some(stored),
+        })
+    }
+
+    fn crc_feed(&mut self, data: &[u8]) {
+        if let Some(&last) = data.last() {
+            self.crc = crc64_update(self.crc, data);
+            self.last_crc_byte = Some(last);
+        }
+    }
+}
+
+fn parse_header(header: &[u8; HEADER_LEN]) -> Result<u32> {
+    let digits = &header[5..];
+    if &header[..5] != b"REDIS" || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Error::integrity(
+            "not an RDB file: it does not start with REDIS and a 4-digit version",
+        ));
+    }
+    Ok(digits.iter().fold(0, |v, d| v * 10 + u32::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A syntactically complete RDB: header, `body`, EOF opcode, CRC.
+    pub(crate) fn fake_rdb(body: &[u8]) -> Vec<u8> {
+        let mut rdb = b"REDIS0011".to_vec();
+        rdb.extend_from_slice(body);
+        rdb.push(EOF_OPCODE);
+        let crc = crc64(&rdb);
+        rdb.extend_from_slice(&crc.to_le_bytes());
+        rdb
+    }
+
+    fn check_in_chunks(data: &[u8], chunk: usize) -> Result<RdbInfo> {
+        let mut check = RdbCheck::new();
+        for piece in data.chunks(chunk.max(1)) {
+            check.update(piece);
+        }
+        check.finish()
+    }
+
+    fn crc64_bitwise(data: &[u8]) -> u64 {
+        let mut crc = 0u64;
+        for &b in data {
+            crc ^= u64::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ POLY
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        crc
+    }
+
+    #[test]
+    fn crc64_check_value() {
+        assert_eq!(crc64(b"123456789"), 0xe9c6d914c4b8d9ca);
+        assert_eq!(crc64(b""), 0);
+    }
+
+    #[test]
+    fn slice_by_8_matches_bitwise_at_every_length_and_split() {
+        let data: Vec<u8> = (0..100u32).map(|i| (i * 37 + 11) as u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(
+                crc64(&data[..len]),
+                crc64_bitwise(&data[..len]),
+                "len {len}"
+            );
+        }
+        for split in 0..data.len() {
+            let (a, b) = data.split_at(split);
+            assert_eq!(crc64_update(crc64(a), b), crc64(&data));
+        }
+    }
+
+    #[test]
+    fn valid_rdb_passes_in_any_chunking() {
+        let body: Vec<u8> = (0..5000u32).map(|i| (i % 256) as u8).collect();
+        let rdb = fake_rdb(&body);
+        for chunk in [1, 2, 3, 7, 8, 9, 10, 17, 4096, rdb.len()] {
+            let info = check_in_chunks(&rdb, chunk).unwrap();
+            assert_eq!(info.version, 11);
+            assert_eq!(info.checksum, Some(crc64(&rdb[..rdb.len() - 8])));
+        }
+        // The smallest possible file: no body at all.
+        assert_eq!(check_in_chunks(&fake_rdb(b""), 1).unwrap().version, 11);
+    }
+
+    #[test]
+    fn real_redis_dump_passes_if_present() {
+        // A dump made by redis-server, when a test environment provides one.
+        if let Ok(path) = std::env::var("REDIS_BACKUP_TEST_RDB") {
+            let data = std::fs::read(path).unwrap();
+            check_in_chunks(&data, 4096).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_magic_is_refused() {
+        let mut rdb = fake_rdb(b"data");
+        rdb[0] = b'X';
+        let err = check_in_chunks(&rdb, 2).unwrap_err();
+        assert_eq!(err.exit_code(), 5);
+        assert!(err.message().starts_with("not an RDB file"), "{err}");
+        let mut rdb = fake_rdb(b"data");
+        rdb[8] = b'x';
+        assert_eq!(check_in_chunks(&rdb, 3).unwrap_err().exit_code(), 5);
+    }
+
+    #[test]
+    fn bad_crc_is_refused() {
+        let mut rdb = fake_rdb(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        rdb[12] ^= 1;
+        for chunk in [1, 5, 100] {
+            let err = check_in_chunks(&rdb, chunk).unwrap_err();
+            assert_eq!(err.exit_code(), 5);
+            assert!(err.message().starts_with("RDB checksum mismatch"), "{err}");
+        }
+    }
+
+    #[test]
+    fn zero_checksum_is_accepted_and_reported() {
+        let mut rdb = fake_rdb(b"some data");
+        let n = rdb.len();
+        rdb[n - 8..].fill(0);
+        let info = check_in_chunks(&rdb, 4).unwrap();
+        assert_eq!(info.checksum, None);
+    }
+
+    #[test]
+    fn truncated_or_short_files_are_refused() {
+        let rdb = fake_rdb(b"0123456789");
+        for len in [0, 5, 9, 17, rdb.len() - 1] {
+            let err = check_in_chunks(&rdb[..len], 4).unwrap_err();
+            assert_eq!(err.exit_code(), 5, "len {len}");
+        }
+        let mut no_eof = rdb.clone();
+        let n = no_eof.len();
+        no_eof[n - 9] = 0xfe;
+        assert!(check_in_chunks(&no_eof, 4)
+            .unwrap_err()
+            .message()
+            .contains("EOF opcode"));
+    }
+}

@@ -1,0 +1,235 @@
+//! The backup record: the small JSON document stored beside each object and
+//! printed by `backup --json`, `list --json` and `show --json`. Its field names
+//! are fixed by CONTRACT.md; `keys` (key count per database) and `rdb_version`
+//! are ours, used by restore to check what it brought back.
+
+use crate::error::{Error, Result};
+use crate::id::BackupId;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: BackupId,
+    pub instance: String,
+    pub created_at: String,
+    pub redis_version: String,
+    pub persistence: String,
+    pub source: String,
+    pub raw_size: u64,
+    pub raw_sha256: String,
+    pub stored_size: u64,
+    pub key_id: String,
+    pub location: String,
+    pub format: u64,
+    pub rdb_version: u64,
+    pub keys: BTreeMap<String, u64>,
+}
+
+impl Record {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.as_str(),
+            "instance": self.instance,
+            "created_at": self.created_at,
+            "redis_version": self.redis_version,
+            "persistence": self.persistence,
+            "source": self.source,
+            "raw_size": self.raw_size,
+            "raw_sha256": self.raw_sha256,
+            "stored_size": self.stored_size,
+            "key_id": self.key_id,
+            "location": self.location,
+            "format": self.format,
+            "rdb_version": self.rdb_version,
+            "keys": self.keys,
+        })
+    }
+
+    /// Parse a stored record; anything malformed is an integrity error naming it.
+    pub fn from_json(bytes: &[u8], expected_id: &BackupId) -> Result<Record> {
+        let bad = |what: &str| {
+            Error::integrity(format!(
+                "record of backup {expected_id} is damaged ({what}); `verify --from-file` can still check the object"
+            ))
+        };
+        let value: Value = serde_json::from_slice(bytes).map_err(|_| bad("not JSON"))?;
+        let map = value.as_object().ok_or_else(|| bad("not an object"))?;
+        let text = |name: &str| -> Result<String> {
+            map.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| bad(&format!("no {name}")))
+        };
+        let number = |name: &str| -> Result<u64> {
+            map.get(name)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad(&format!("no {name}")))
+        };
+        let id = BackupId::parse(&text("id")?).map_err(|_| bad("bad id"))?;
+        if &id != expected_id {
+            return Err(bad(&format!("it names backup {id}")));
+        }
+        Ok(Record {
+            id,
+            instance: text("instance")?,
+            created_at: text("created_at")?,
+            redis_version: text("redis_version")?,
+            persistence: text("persistence")?,
+            source: text("source")?,
+            raw_size: number("raw_size")?,
+            raw_sha256: text("raw_sha256")?,
+            stored_size: number("stored_size")?,
+            key_id: text("key_id")?,
+            location: text("location")?,
+            format: number("format")?,
+            rdb_version: number("rdb_version").unwrap_or(0),
+            keys: keys_of(map),
+        })
+    }
+
+    /// Short human form for `list` and `show`.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{}  {}  {}  {}  {} keys",
+            self.id,
+            self.created_at,
+            self.instance,
+            human_size(self.raw_size),
+            self.keys.values().sum::<u64>()
+        )
+    }
+}
+
+fn keys_of(map: &Map<String, Value>) -> BTreeMap<String, u64> {
+    map.get("keys")
+        .and_then(Value::as_object)
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|(db, n)| n.as_u64().map(|n| (db.clone(), n)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
+/// UTC date and time of `at` as (RFC 3339 "2026-11-25T03:15:00Z", compact
+/// "20261125T031500Z" for IDs). Written out here rather than pulling in a date
+/// crate: it is one well-known algorithm (days to civil date, Howard Hinnant).
+pub fn utc_timestamps(at: SystemTime) -> (String, String) {
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let (year, month, day) = civil_from_days(days as i64);
+    (
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"),
+        format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z"),
+    )
+}
+
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sample() -> Record {
+        Record {
+            id: BackupId::parse("b1").unwrap(),
+            instance: "host".into(),
+            created_at: "2026-11-25T03:15:00Z".into(),
+            redis_version: "7.0.15".into(),
+            persistence: "rdb".into(),
+            source: "snapshot".into(),
+            raw_size: 10,
+            raw_sha256: "ab".repeat(32),
+            stored_size: 200,
+            key_id: "0123456789abcdef".into(),
+            location: "file:///x/b1.rbk".into(),
+            format: 1,
+            rdb_version: 10,
+            keys: BTreeMap::from([("db0".into(), 3), ("db1".into(), 2)]),
+        }
+    }
+
+    #[test]
+    fn json_round_trip_with_contract_field_names() {
+        let record = sample();
+        let json = record.to_json();
+        for field in [
+            "id",
+            "instance",
+            "created_at",
+            "redis_version",
+            "persistence",
+            "source",
+            "raw_size",
+            "raw_sha256",
+            "stored_size",
+            "key_id",
+            "location",
+            "format",
+        ] {
+            assert!(json.get(field).is_some(), "{field}");
+        }
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert_eq!(Record::from_json(&bytes, &record.id).unwrap(), record);
+    }
+
+    #[test]
+    fn damaged_or_foreign_records_are_refused() {
+        let id = BackupId::parse("b1").unwrap();
+        assert_eq!(Record::from_json(b"{nope", &id).unwrap_err().exit_code(), 5);
+        let other = BackupId::parse("b2").unwrap();
+        let bytes = serde_json::to_vec(&sample().to_json()).unwrap();
+        assert_eq!(
+            Record::from_json(&bytes, &other).unwrap_err().exit_code(),
+            5
+        );
+    }
+
+    #[test]
+    fn utc_formatting_matches_known_dates() {
+        let at = |s: u64| utc_timestamps(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0).0, "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400).0, "2000-02-29T00:00:00Z");
+        let (rfc, compact) = at(1_795_576_500);
+        assert_eq!(rfc, "2026-11-25T03:15:00Z");
+        assert_eq!(compact, "20261125T031500Z");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MiB");
+    }
+}

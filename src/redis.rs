@@ -1,0 +1,1089 @@
+//! A blocking connection to one Redis server (TCP or Unix socket) and the
+//! procedure that makes it write a fresh RDB snapshot. Here live AUTH, the
+//! mapping of commands renamed in redis.conf, the translation of Redis's error
+//! replies into one-line messages that say what to do, and the wait for "our"
+//! BGSAVE. Files on disk are someone else's business.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+
+use crate::error::{Error, Result};
+use crate::resp::{self, RespError, Value};
+use crate::secret::Secret;
+
+/// Where Redis listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Everything needed to open a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub endpoint: Endpoint,
+    /// ACL user; `None` authenticates as `default`.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// From redis.conf: lower-case original name → new name, "" = disabled.
+    pub renamed_commands: HashMap<String, String>,
+    /// Connect, read and write timeout for each step.
+    pub timeout: Duration,
+}
+
+/// What `snapshot` reports once Redis has written our RDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotOutcome {
+    /// LASTSAVE (Unix seconds) after our save.
+    pub lastsave: i64,
+    /// How long `snapshot` took, including waiting for someone else's save.
+    pub duration: Duration,
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// How often `snapshot` asks Redis whether the save has finished: quickly at
+/// first, since small datasets save in milliseconds, then a little slower.
+const FAST_POLL: Duration = Duration::from_millis(50);
+const SLOW_POLL: Duration = Duration::from_millis(100);
+const FAST_POLL_FOR: Duration = Duration::from_secs(1);
+
+/// One open, authenticated connection.
+pub struct Connection {
+    /// Reads go through the buffer; writes go straight to the inner stream
+    /// (`get_mut`), which is safe because RESP is strictly request/reply.
+    stream: BufReader<Stream>,
+    endpoint: Endpoint,
+    user: Option<String>,
+    renamed: HashMap<String, String>,
+    timeout: Duration,
+    /// Set after an I/O or protocol error: the reply stream may be out of
+    /// step, so any later reply could belong to an earlier command.
+    broken: bool,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("endpoint", &self.endpoint)
+            .field("user", &self.user)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects, authenticates if a password is set, and checks with PING
+    /// that Redis will serve us (not loading, password accepted).
+    pub fn connect(options: &ConnectOptions) -> Result<Connection> {
+        let endpoint = &options.endpoint;
+        let stream = match endpoint {
+            Endpoint::Tcp { host, port } => {
+                Stream::Tcp(connect_tcp(host, *port, options.timeout, endpoint)?)
+            }
+            Endpoint::Unix(path) => {
+                Stream::Unix(UnixStream::connect(path).map_err(|e| unreachable(endpoint, &e))?)
+            }
+        };
+        // Zero means "no timeout" here; std refuses a zero timeout.
+        let timeout = Some(options.timeout).filter(|t| !t.is_zero());
+        let set = match &stream {
+            Stream::Tcp(s) => s
+                .set_read_timeout(timeout)
+                .and_then(|()| s.set_write_timeout(timeout))
+                .and_then(|()| s.set_nodelay(true)),
+            Stream::Unix(s) => s
+                .set_read_timeout(timeout)
+                .and_then(|()| s.set_write_timeout(timeout)),
+        };
+        set.map_err(|e| Error::redis(format!("cannot set timeouts on {endpoint}: {e}")))?;
+        let mut conn = Connection {
+            stream: BufReader::new(stream),
+            endpoint: endpoint.clone(),
+            user: options.user.clone(),
+            renamed: options
+                .renamed_commands
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            timeout: options.timeout,
+            broken: false,
+        };
+        debug!("connected to Redis at {endpoint}");
+        if let Some(password) = &options.password {
+            conn.auth(password)?;
+        }
+        conn.ping()?;
+        Ok(conn)
+    }
+
+    fn auth(&mut self, password: &Secret) -> Result<()> {
+        let pass = password.expose().as_bytes();
+        let reply = match self.user.clone() {
+            Some(user) => self.call_raw("AUTH", &[user.as_bytes(), pass])?,
+            None => self.call_raw("AUTH", &[pass])?,
+        };
+        match reply {
+            Value::Error(text) => {
+                // Redis does not echo AUTH arguments today, but an "unknown
+                // command" reply (AUTH renamed) would: never let it through.
+                let text = if password.expose().is_empty() {
+                    text
+                } else {
+                    text.replace(password.expose(), "***")
+                };
+                Err(self.server_error("AUTH", &text))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn ping(&mut self) -> Result<()> {
+        match self.call_raw("PING", &[])? {
+            // An ACL user that may not PING can still be a fine backup user.
+            Value::Error(text) if text.starts_with("NOPERM") => Ok(()),
+            Value::Error(text) => Err(self.server_error("PING", &text)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs a command and turns an error reply into `Error::Redis`.
+    pub fn call(&mut self, command: &str, args: &[&[u8]]) -> Result<Value> {
+        match self.call_raw(command, args)? {
+            Value::Error(text) => Err(self.server_error(command, &text)),
+            value => Ok(value),
+        }
+    }
+
+    /// Runs a command and returns the reply as it is, error replies included,
+    /// for callers that handle particular errors themselves. Transport and
+    /// protocol failures, and a command disabled by rename-command, are still
+    /// `Err`.
+    pub fn call_raw(&mut self, command: &str, args: &[&[u8]]) -> Result<Value> {
+        let name = self.wire_name(command)?;
+        if self.broken {
+            return Err(Error::redis(format!(
+                "the connection to Redis at {} is unusable after an earlier error",
+                self.endpoint
+            )));
+        }
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
+        argv.push(name.as_bytes());
+        argv.extend_from_slice(args);
+        // Only the name and the count: arguments may be a password.
+        debug!("-> {command} ({} arguments)", args.len());
+        let sent = resp::write_command(self.stream.get_mut(), &argv);
+        let reply = sent
+            .map_err(RespError::Io)
+            .and_then(|()| resp::read_value(&mut self.stream));
+        match reply {
+            Ok(value) => {
+                // An error about AUTH might quote its arguments; see `auth`.
+                match &value {
+                    Value::Error(_) if command.eq_ignore_ascii_case("AUTH") => {
+                        debug!("<- {command}: error reply")
+                    }
+                    Value::Error(text) => debug!("<- {command}: -{text}"),
+                    _ => {}
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(self.transport_error(command, e))
+            }
+        }
+    }
+
+    /// The name to send for `command`, after rename-command.
+    fn wire_name(&self, command: &str) -> Result<String> {
+        match self.renamed.get(&command.to_ascii_lowercase()) {
+            Some(new) if new.is_empty() => Err(Error::redis(format!(
+                "the command {} is disabled by rename-command in redis.conf; the backup needs it",
+                command.to_ascii_uppercase()
+            ))),
+            Some(new) => Ok(new.clone()),
+            None => Ok(command.to_string()),
+        }
+    }
+
+    fn transport_error(&self, command: &str, e: RespError) -> Error {
+        let ep = &self.endpoint;
+        let msg = match &e {
+            _ if e.is_timeout() => format!(
+                "Redis at {ep} did not answer {command} within {}s",
+                self.timeout.as_secs_f64()
+            ),
+            RespError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+                format!("Redis at {ep} closed the connection during {command}")
+            }
+            RespError::Io(io) => {
+                format!("lost the connection to Redis at {ep} during {command}: {io}")
+            }
+            RespError::Protocol(m) => {
+                format!("Redis at {ep} sent a malformed reply to {command}: {m}")
+            }
+        };
+        Error::redis(msg)
+    }
+
+    /// Turns an error reply into a message that says what to do.
+    fn server_error(&self, command: &str, text: &str) -> Error {
+        let ep = &self.endpoint;
+        let command = command.to_ascii_uppercase();
+        let code = text.split_whitespace().next().unwrap_or("");
+        let user = self.user.as_deref().unwrap_or("default");
+        let msg = match code {
+            "NOAUTH" => format!(
+                "Redis at {ep} requires a password; set redis_password in the settings file \
+                 or requirepass in redis.conf"
+            ),
+            "WRONGPASS" => format!("Redis at {ep} rejected the password ({text})"),
+            "NOPERM" => format!(
+                "Redis user {user} may not run {command} (NOPERM); grant it with \
+                 ACL SETUSER {user} +{} or use another user",
+                command.to_ascii_lowercase()
+            ),
+            "LOADING" => format!(
+                "Redis at {ep} is still loading its dataset; try again when it has finished"
+            ),
+            _ if command == "AUTH" && text.contains("invalid password") => {
+                format!("Redis at {ep} rejected the password ({text})")
+            }
+            _ => format!("Redis at {ep} refused {command}: {text}"),
+        };
+        Error::redis(msg)
+    }
+
+    /// `INFO section` as a map of its `key:value` lines.
+    pub fn info(&mut self, section: &str) -> Result<HashMap<String, String>> {
+        let text = self.bulk_text("INFO", &[section.as_bytes()])?;
+        Ok(parse_info(&text))
+    }
+
+    /// LASTSAVE: Unix time of the last successful save.
+    pub fn lastsave(&mut self) -> Result<i64> {
+        match self.call("LASTSAVE", &[])? {
+            Value::Integer(t) => Ok(t),
+            other => Err(self.unexpected("LASTSAVE", &other)),
+        }
+    }
+
+    /// The server's clock, in whole seconds (TIME).
+    pub fn time(&mut self) -> Result<i64> {
+        match self.call("TIME", &[])? {
+            Value::Array(Some(items)) => match items.first() {
+                Some(Value::Bulk(Some(secs))) => std::str::from_utf8(secs)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| {
+                        Error::redis(format!("Redis at {} sent a bad TIME", self.endpoint))
+                    }),
+                _ => Err(Error::redis(format!(
+                    "Redis at {} sent a bad TIME",
+                    self.endpoint
+                ))),
+            },
+            other => Err(self.unexpected("TIME", &other)),
+        }
+    }
+
+    /// `CONFIG GET name`. `Ok(None)` when the parameter is unknown or CONFIG
+    /// is disabled or refused, so the caller can fall back to redis.conf.
+    pub fn config_get(&mut self, name: &str) -> Result<Option<String>> {
+        if self.wire_name("CONFIG").is_err() {
+            debug!("CONFIG is disabled by rename-command; not asking for {name}");
+            return Ok(None);
+        }
+        match self.call_raw("CONFIG", &[b"GET", name.as_bytes()])? {
+            Value::Array(Some(items)) => match items.get(1) {
+                Some(Value::Bulk(Some(v))) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
+                _ => Ok(None),
+            },
+            Value::Error(text) => {
+                debug!("CONFIG GET {name} refused ({text}); falling back to redis.conf");
+                Ok(None)
+            }
+            other => Err(self.unexpected("CONFIG GET", &other)),
+        }
+    }
+
+    /// Number of keys per database, from INFO keyspace.
+    pub fn keyspace(&mut self) -> Result<BTreeMap<u32, u64>> {
+        let info = self.info("keyspace")?;
+        Ok(parse_keyspace(&info))
+    }
+
+    /// `redis_version` from INFO server.
+    pub fn server_version(&mut self) -> Result<String> {
+        self.info("server")?.remove("redis_version").ok_or_else(|| {
+            Error::redis(format!(
+                "Redis at {} did not report redis_version",
+                self.endpoint
+            ))
+        })
+    }
+
+    fn bulk_text(&mut self, command: &str, args: &[&[u8]]) -> Result<String> {
+        match self.call(command, args)? {
+            Value::Bulk(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            other => Err(self.unexpected(command, &other)),
+        }
+    }
+
+    fn unexpected(&self, command: &str, value: &Value) -> Error {
+        debug!("unexpected reply to {command}: {value:?}");
+        Error::redis(format!(
+            "Redis at {} sent an unexpected reply to {command}",
+            self.endpoint
+        ))
+    }
+
+    /// Makes Redis write a fresh RDB and returns once *our* BGSAVE has
+    /// finished successfully; see `snapshot_with` for how "ours" is told apart.
+    pub fn snapshot(&mut self, timeout: Duration) -> Result<SnapshotOutcome> {
+        self.snapshot_with(timeout, true)
+    }
+
+    /// `use_save_counter` false pretends the server has no `rdb_saves` (older
+    /// than 7.0), so tests can exercise the LASTSAVE path on a 7.x server.
+    ///
+    /// Why this is enough to know that our save finished:
+    /// - Redis runs at most one fork child at a time (RDB save, AOF rewrite or
+    ///   module fork). BGSAVE replies "Background saving started" only when it
+    ///   forked a child for us, so from that reply on, the running RDB child is
+    ///   ours until it exits; seeing `rdb_bgsave_in_progress:0` after the reply
+    ///   means ours has ended. A save someone else started earlier cannot be
+    ///   mistaken for ours: it must end before ours can start.
+    /// - `rdb_saves` (7.0+) is incremented when a background save *starts*
+    ///   (checked on 7.0.15: it reads 1 while the first save is still running).
+    ///   So it does not by itself say a save *finished*, and another save
+    ///   finishing between our BGSAVE reply and our poll cannot move it for
+    ///   us. We still require it to be above the value read before our
+    ///   BGSAVE: after a "started" reply it always is, and after a
+    ///   "scheduled" reply (Redis answers that inside MULTI, which we never
+    ///   send) it keeps an idle server from passing for a finished save.
+    /// - Without `rdb_saves`, LASTSAVE must move. It has one-second resolution,
+    ///   so before BGSAVE we wait until the server's clock is past the old
+    ///   LASTSAVE: a save started after that cannot leave LASTSAVE unchanged.
+    /// - `rdb_last_bgsave_status` tells whether the save that ended last, ours
+    ///   or a newer one, worked; a failed save never replaces the RDB file.
+    fn snapshot_with(
+        &mut self,
+        timeout: Duration,
+        use_save_counter: bool,
+    ) -> Result<SnapshotOutcome> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let (saves_before, lastsave_before) = loop {
+            let persistence = self.wait_for_idle_child(started, deadline, timeout)?;
+            let saves_before = if use_save_counter {
+                parse_field::<u64>(&persistence, "rdb_saves")
+            } else {
+                None
+            };
+            let lastsave_before = self.lastsave()?;
+            if saves_before.is_none() {
+                self.wait_for_clock_past(lastsave_before, started, deadline, timeout)?;
+            }
+            match self.call_raw("BGSAVE", &[])? {
+                Value::Simple(reply) => {
+                    debug!("BGSAVE: {reply}");
+                    break (saves_before, lastsave_before);
+                }
+                // Someone started a save between our check and our BGSAVE, or
+                // an AOF rewrite is running: wait for it and try again. (BGSAVE
+                // SCHEDULE would start the save later, when we could no longer
+                // tell it apart from a save someone else starts meanwhile.)
+                Value::Error(text)
+                    if text.contains("already in progress")
+                        || text.contains("Another child process") =>
+                {
+                    debug!("BGSAVE deferred: {text}");
+                    self.sleep_until_next_poll(started, deadline, timeout)?;
+                }
+                Value::Error(text) => return Err(self.server_error("BGSAVE", &text)),
+                other => return Err(self.unexpected("BGSAVE", &other)),
+            }
+        };
+        let save_started = Instant::now();
+        loop {
+            self.sleep_until_next_poll(started, deadline, timeout)?;
+            let persistence = self.info("persistence")?;
+            if field(&persistence, "rdb_bgsave_in_progress") != Some("0") {
+                continue;
+            }
+            if field(&persistence, "rdb_last_bgsave_status") != Some("ok") {
+                return Err(Error::redis(
+                    "BGSAVE failed on the Redis server (rdb_last_bgsave_status:err); check Redis's \
+                     log and free space/permissions in its dir",
+                ));
+            }
+            let lastsave = match parse_field::<i64>(&persistence, "rdb_last_save_time") {
+                Some(t) => t,
+                None => self.lastsave()?,
+            };
+            let ours_done = match saves_before {
+                Some(before) => {
+                    parse_field::<u64>(&persistence, "rdb_saves").is_some_and(|n| n > before)
+                }
+                None => lastsave > lastsave_before,
+            };
+            if ours_done {
+                info!(
+                    "Redis wrote a fresh RDB snapshot in {:.2}s",
+                    save_started.elapsed().as_secs_f64()
+                );
+                return Ok(SnapshotOutcome {
+                    lastsave,
+                    duration: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Polls INFO persistence until no RDB save or AOF rewrite is running.
+    fn wait_for_idle_child(
+        &mut self,
+        started: Instant,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<HashMap<String, String>> {
+        let mut logged = false;
+        loop {
+            let persistence = self.info("persistence")?;
+            let busy = ["rdb_bgsave_in_progress", "aof_rewrite_in_progress"]
+                .into_iter()
+                .find(|f| field(&persistence, f).is_some_and(|v| v != "0"));
+            match busy {
+                None => return Ok(persistence),
+                Some(what) if !logged => {
+                    info!("waiting for a save already running in Redis to finish ({what})");
+                    logged = true;
+                }
+                Some(_) => {}
+            }
+            self.sleep_until_next_poll(started, deadline, timeout)?;
+        }
+    }
+
+    /// Waits until the server's clock has passed `lastsave` (whole seconds).
+    fn wait_for_clock_past(
+        &mut self,
+        lastsave: i64,
+        started: Instant,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<()> {
+        while self.time()? <= lastsave {
+            self.sleep_until_next_poll(started, deadline, timeout)?;
+        }
+        Ok(())
+    }
+
+    fn sleep_until_next_poll(
+        &self,
+        started: Instant,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<()> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::redis(format!(
+                "Redis at {} did not finish the snapshot within {}s (setting save_timeout); \
+                 a save may still be running there",
+                self.endpoint,
+                timeout.as_secs_f64()
+            )));
+        }
+        let interval = if now - started < FAST_POLL_FOR {
+            FAST_POLL
+        } else {
+            SLOW_POLL
+        };
+        thread::sleep(interval.min(deadline - now));
+        Ok(())
+    }
+}
+
+fn connect_tcp(host: &str, port: u16, timeout: Duration, endpoint: &Endpoint) -> Result<TcpStream> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::redis(format!("cannot resolve the Redis host {host}: {e}")))?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name has no addresses");
+    for addr in &addrs {
+        let attempt = if timeout.is_zero() {
+            TcpStream::connect(addr)
+        } else {
+            TcpStream::connect_timeout(addr, timeout)
+        };
+        match attempt {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                debug!("connecting to {addr}: {e}");
+                last = e;
+            }
+        }
+    }
+    Err(unreachable(endpoint, &last))
+}
+
+fn unreachable(endpoint: &Endpoint, e: &io::Error) -> Error {
+    let why = match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        io::ErrorKind::NotFound if matches!(endpoint, Endpoint::Unix(_)) => {
+            "no such socket".to_string()
+        }
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".to_string(),
+        _ => e.to_string(),
+    };
+    Error::redis(format!(
+        "cannot reach Redis at {endpoint} ({why}); is the service running?"
+    ))
+}
+
+fn field<'a>(map: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    map.get(name).map(String::as_str)
+}
+
+fn parse_field<T: std::str::FromStr>(map: &HashMap<String, String>, name: &str) -> Option<T> {
+    field(map, name).and_then(|v| v.parse().ok())
+}
+
+fn parse_info(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn parse_keyspace(info: &HashMap<String, String>) -> BTreeMap<u32, u64> {
+    info.iter()
+        .filter_map(|(name, value)| {
+            let db = name.strip_prefix("db")?.parse().ok()?;
+            let keys = value
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("keys="))?
+                .parse()
+                .ok()?;
+            Some((db, keys))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::net::TcpListener;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A redis-server of our own, in its own directory and on its own port,
+    /// killed and cleaned up on drop.
+    struct TestServer {
+        child: Child,
+        dir: PathBuf,
+        port: u16,
+        conf: PathBuf,
+    }
+
+    #[derive(Default)]
+    struct Setup<'a> {
+        extra_conf: &'a str,
+        /// Run Redis in a directory it cannot write to.
+        read_only_dir: bool,
+    }
+
+    impl TestServer {
+        fn start(name: &str, extra_conf: &str) -> TestServer {
+            TestServer::start_with(
+                name,
+                Setup {
+                    extra_conf,
+                    ..Setup::default()
+                },
+            )
+        }
+
+        fn start_with(name: &str, setup: Setup<'_>) -> TestServer {
+            // A port taken between our probe and Redis's bind makes Redis
+            // exit at once; then we simply try another port.
+            for _ in 0..5 {
+                if let Some(server) = TestServer::try_start(name, &setup) {
+                    return server;
+                }
+            }
+            panic!("could not start redis-server for {name}");
+        }
+
+        fn try_start(name: &str, setup: &Setup<'_>) -> Option<TestServer> {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!(
+                "redis-backup-redis-test-{}-{n}-{name}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let conf = dir.join("redis.conf");
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsave \"\"\nappendonly no\ndaemonize no\n\
+                 enable-debug-command yes\nlogfile \"\"\n{}\n",
+                dir.display(),
+                setup.extra_conf.replace("TMP", &dir.to_string_lossy())
+            );
+            fs::write(&conf, text).unwrap();
+            let log = fs::File::create(dir.join("redis.log")).unwrap();
+            let as_root = fs::metadata("/proc/self")
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.uid() == 0
+                })
+                .unwrap_or(false);
+            let mut command = if setup.read_only_dir && as_root {
+                // Root writes everywhere, so Redis runs as nobody in a
+                // directory that stays root's (mode 0755).
+                let mut c = Command::new("setpriv");
+                c.args([
+                    "--reuid=nobody",
+                    "--regid=nogroup",
+                    "--clear-groups",
+                    "redis-server",
+                ]);
+                c
+            } else {
+                Command::new("redis-server")
+            };
+            if setup.read_only_dir && !as_root {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
+            }
+            let child = command
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("redis-server must be installed for these tests");
+            let mut server = TestServer {
+                child,
+                dir,
+                port,
+                conf,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if server.child.try_wait().unwrap().is_some() {
+                    return None;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(server);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            None
+        }
+
+        fn options(&self) -> ConnectOptions {
+            ConnectOptions {
+                endpoint: Endpoint::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: self.port,
+                },
+                user: None,
+                password: None,
+                renamed_commands: HashMap::new(),
+                timeout: TIMEOUT,
+            }
+        }
+
+        fn connect(&self) -> Connection {
+            Connection::connect(&self.options()).unwrap()
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            // SIGTERM, not SIGKILL: a killed Redis leaves its save child
+            // running on (rdb-key-save-delay makes that minutes), while a
+            // terminated one stops the child first.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o755));
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn redis_error(result: Result<impl fmt::Debug>) -> String {
+        match result {
+            Err(e @ Error::Redis(_)) => {
+                assert_eq!(e.exit_code(), 3);
+                e.message().to_string()
+            }
+            other => panic!("expected a Redis error, got {other:?}"),
+        }
+    }
+
+    fn rdb_saves(conn: &mut Connection) -> u64 {
+        parse_field(&conn.info("persistence").unwrap(), "rdb_saves").unwrap()
+    }
+
+    fn bulk(value: Value) -> Vec<u8> {
+        match value {
+            Value::Bulk(Some(b)) => b,
+            other => panic!("expected a bulk string, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_info_and_keyspace() {
+        let info = parse_info("# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\ndb12:keys=40,expires=1,avg_ttl=5\r\n\r\nx:y:z\r\n");
+        assert_eq!(info["x"], "y:z");
+        let keyspace = parse_keyspace(&info);
+        assert_eq!(keyspace, BTreeMap::from([(0, 3), (12, 40)]));
+    }
+
+    #[test]
+    fn endpoints_display_like_addresses() {
+        let tcp = |host: &str| {
+            Endpoint::Tcp {
+                host: host.into(),
+                port: 6379,
+            }
+            .to_string()
+        };
+        assert_eq!(tcp("127.0.0.1"), "127.0.0.1:6379");
+        assert_eq!(tcp("::1"), "[::1]:6379");
+        assert_eq!(
+            Endpoint::Unix("/run/redis/redis.sock".into()).to_string(),
+            "unix:/run/redis/redis.sock"
+        );
+    }
+
+    #[test]
+    fn connection_refused_is_a_redis_error() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = ConnectOptions {
+            endpoint: Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            user: None,
+            password: None,
+            renamed_commands: HashMap::new(),
+            timeout: TIMEOUT,
+        };
+        let msg = redis_error(Connection::connect(&options));
+        assert_eq!(
+            msg,
+            format!("cannot reach Redis at 127.0.0.1:{port} (connection refused); is the service running?")
+        );
+    }
+
+    #[test]
+    fn round_trip_and_helpers() {
+        let server = TestServer::start("roundtrip", "");
+        let mut conn = server.connect();
+        assert_eq!(
+            conn.call("PING", &[]).unwrap(),
+            Value::Simple("PONG".into())
+        );
+        conn.call("SET", &[b"k", b"v\r\n\0"]).unwrap();
+        assert_eq!(bulk(conn.call("GET", &[b"k"]).unwrap()), b"v\r\n\0");
+        assert_eq!(conn.call("GET", &[b"missing"]).unwrap(), Value::Bulk(None));
+        conn.call("SELECT", &[b"3"]).unwrap();
+        conn.call("SET", &[b"a", b"1"]).unwrap();
+        conn.call("SET", &[b"b", b"1"]).unwrap();
+        assert_eq!(conn.keyspace().unwrap(), BTreeMap::from([(0, 1), (3, 2)]));
+        assert!(conn.server_version().unwrap().starts_with(char::is_numeric));
+        assert_eq!(
+            conn.config_get("dir").unwrap(),
+            Some(server.dir.to_string_lossy().into_owned())
+        );
+        assert_eq!(conn.config_get("save").unwrap(), Some(String::new()));
+        assert_eq!(conn.config_get("no-such-parameter").unwrap(), None);
+        assert!(conn.lastsave().unwrap() > 0);
+        assert!(conn.time().unwrap() >= conn.lastsave().unwrap());
+        let msg = redis_error(conn.call("NOSUCHCOMMAND", &[b"x"]));
+        assert!(
+            msg.starts_with(&format!(
+                "Redis at 127.0.0.1:{} refused NOSUCHCOMMAND: ERR unknown command",
+                server.port
+            )),
+            "{msg}"
+        );
+        // An error reply leaves the connection usable.
+        assert_eq!(
+            conn.call("PING", &[]).unwrap(),
+            Value::Simple("PONG".into())
+        );
+    }
+
+    #[test]
+    fn a_timeout_names_the_command_and_retires_the_connection() {
+        let server = TestServer::start("timeout", "");
+        let mut options = server.options();
+        options.timeout = Duration::from_millis(200);
+        let mut conn = Connection::connect(&options).unwrap();
+        let msg = redis_error(conn.call("DEBUG", &[b"SLEEP", b"1"]));
+        assert!(msg.contains("did not answer DEBUG within 0.2s"), "{msg}");
+        let msg = redis_error(conn.call("PING", &[]));
+        assert!(msg.contains("unusable after an earlier error"), "{msg}");
+    }
+
+    #[test]
+    fn auth_with_requirepass() {
+        let server = TestServer::start("requirepass", "requirepass \"s3cret pass\"");
+        let conf = crate::redis_conf::load(&server.conf).unwrap();
+        let mut options = server.options();
+
+        let msg = redis_error(Connection::connect(&options));
+        assert_eq!(
+            msg,
+            format!("Redis at 127.0.0.1:{} requires a password; set redis_password in the settings file or requirepass in redis.conf", server.port)
+        );
+
+        options.password = Some(Secret::new("wrong-hunter2"));
+        let msg = redis_error(Connection::connect(&options));
+        assert!(msg.contains("rejected the password (WRONGPASS"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+
+        options.password = conf.requirepass;
+        let mut conn = Connection::connect(&options).unwrap();
+        conn.call("SET", &[b"k", b"v"]).unwrap();
+    }
+
+    #[test]
+    fn auth_with_an_acl_user() {
+        let server = TestServer::start(
+            "acl",
+            "user backup on >pw ~* &* +@all\nuser limited on >pw2 ~* +info +ping",
+        );
+        let mut options = server.options();
+        options.user = Some("backup".into());
+        options.password = Some(Secret::new("pw"));
+        let mut conn = Connection::connect(&options).unwrap();
+        assert_eq!(bulk(conn.call("ACL", &[b"WHOAMI"]).unwrap()), b"backup");
+
+        options.password = Some(Secret::new("not-pw-hunter2"));
+        let msg = redis_error(Connection::connect(&options));
+        assert!(msg.contains("rejected the password"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+
+        options.user = Some("limited".into());
+        options.password = Some(Secret::new("pw2"));
+        let mut conn = Connection::connect(&options).unwrap();
+        let msg = redis_error(conn.snapshot(TIMEOUT));
+        assert!(msg.starts_with("Redis user limited may not run "), "{msg}");
+        assert!(
+            msg.contains("(NOPERM); grant it with ACL SETUSER limited +"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unix_socket() {
+        let server = TestServer::start("unix", "unixsocket TMP/redis.sock\nunixsocketperm 700");
+        let conf = crate::redis_conf::load(&server.conf).unwrap();
+        let socket = conf.unixsocket.unwrap();
+        let mut options = server.options();
+        options.endpoint = Endpoint::Unix(socket.clone());
+        let mut conn = Connection::connect(&options).unwrap();
+        assert_eq!(
+            options.endpoint.to_string(),
+            format!("unix:{}", socket.display())
+        );
+        conn.call("SET", &[b"k", b"v"]).unwrap();
+        assert_eq!(bulk(conn.call("GET", &[b"k"]).unwrap()), b"v");
+
+        options.endpoint = Endpoint::Unix(server.dir.join("absent.sock"));
+        let msg = redis_error(Connection::connect(&options));
+        assert!(
+            msg.contains("(no such socket); is the service running?"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn renamed_commands() {
+        let server = TestServer::start(
+            "rename",
+            "rename-command BGSAVE \"my-bgsave\"\nrename-command config \"\"",
+        );
+        let conf = crate::redis_conf::load(&server.conf).unwrap();
+        let mut options = server.options();
+        options.renamed_commands = conf.renamed_commands;
+        let mut conn = Connection::connect(&options).unwrap();
+        let before = rdb_saves(&mut conn);
+        conn.snapshot(TIMEOUT).unwrap();
+        assert_eq!(rdb_saves(&mut conn), before + 1);
+        assert!(server.dir.join("dump.rdb").exists());
+        assert_eq!(conn.config_get("dir").unwrap(), None);
+        let msg = redis_error(conn.call("config", &[b"GET", b"dir"]));
+        assert_eq!(
+            msg,
+            "the command CONFIG is disabled by rename-command in redis.conf; the backup needs it"
+        );
+
+        options
+            .renamed_commands
+            .insert("bgsave".into(), String::new());
+        let mut conn = Connection::connect(&options).unwrap();
+        let msg = redis_error(conn.snapshot(TIMEOUT));
+        assert_eq!(
+            msg,
+            "the command BGSAVE is disabled by rename-command in redis.conf; the backup needs it"
+        );
+    }
+
+    #[test]
+    fn snapshot_waits_for_a_save_already_running_then_makes_its_own() {
+        let server = TestServer::start("running", "");
+        let mut conn = server.connect();
+        conn.call("DEBUG", &[b"POPULATE", b"3000"]).unwrap();
+        // 3000 keys at 300 µs each: the save we start by hand runs ~1 s.
+        conn.call("CONFIG", &[b"SET", b"rdb-key-save-delay", b"300"])
+            .unwrap();
+        let before = rdb_saves(&mut conn);
+        let started = Instant::now();
+        assert_eq!(
+            conn.call("BGSAVE", &[]).unwrap(),
+            Value::Simple("Background saving started".into())
+        );
+        let outcome = conn.snapshot(Duration::from_secs(60)).unwrap();
+        // Ours could only start after the first one ended, and took as long.
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        let persistence = conn.info("persistence").unwrap();
+        assert_eq!(field(&persistence, "rdb_bgsave_in_progress"), Some("0"));
+        assert_eq!(
+            parse_field::<u64>(&persistence, "rdb_saves"),
+            Some(before + 2)
+        );
+        assert_eq!(outcome.lastsave, conn.lastsave().unwrap());
+        assert!(outcome.duration <= started.elapsed());
+    }
+
+    #[test]
+    fn snapshot_times_out_naming_the_setting() {
+        let server = TestServer::start("slow", "");
+        let mut conn = server.connect();
+        conn.call("DEBUG", &[b"POPULATE", b"1000"]).unwrap();
+        conn.call("CONFIG", &[b"SET", b"rdb-key-save-delay", b"100000"])
+            .unwrap();
+        let msg = redis_error(conn.snapshot(Duration::from_millis(300)));
+        assert!(msg.contains("within 0.3s (setting save_timeout)"), "{msg}");
+    }
+
+    #[test]
+    fn snapshots_in_the_same_second_all_complete() {
+        let server = TestServer::start("samesecond", "");
+        let mut conn = server.connect();
+        conn.call("SET", &[b"k", b"v"]).unwrap();
+        let before = rdb_saves(&mut conn);
+        conn.snapshot(TIMEOUT).unwrap();
+        conn.snapshot(TIMEOUT).unwrap();
+        assert_eq!(rdb_saves(&mut conn), before + 2);
+
+        // The path for servers without rdb_saves must move LASTSAVE each time.
+        let first = conn.snapshot_with(TIMEOUT, false).unwrap();
+        let second = conn.snapshot_with(TIMEOUT, false).unwrap();
+        assert!(second.lastsave > first.lastsave, "{first:?} {second:?}");
+        assert_eq!(rdb_saves(&mut conn), before + 4);
+    }
+
+    #[test]
+    fn a_failed_save_is_reported() {
+        let server = TestServer::start_with(
+            "readonly",
+            Setup {
+                read_only_dir: true,
+                ..Setup::default()
+            },
+        );
+        let mut conn = server.connect();
+        conn.call("SET", &[b"k", b"v"]).unwrap();
+        let msg = redis_error(conn.snapshot(TIMEOUT));
+        assert_eq!(
+            msg,
+            "BGSAVE failed on the Redis server (rdb_last_bgsave_status:err); check Redis's log and free space/permissions in its dir"
+        );
+        let msg = redis_error(conn.snapshot_with(TIMEOUT, false));
+        assert!(msg.starts_with("BGSAVE failed"), "{msg}");
+        assert!(!Path::new(&server.dir.join("dump.rdb")).exists());
+    }
+}

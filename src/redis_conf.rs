@@ -1,0 +1,628 @@
+//! Reads Redis's own `redis.conf` the way Redis does, to learn where the data
+//! lives (`dir`, `dbfilename`, the AOF names), whether persistence is on, how
+//! to reach the server (`port`, `bind`, `unixsocket`, `requirepass`) and which
+//! commands were renamed. It never touches the network: the live server may
+//! know better (`CONFIG GET`), and callers prefer that when it is available.
+//!
+//! Redis semantics kept here: directive names are case-insensitive, a later
+//! line overrides an earlier one, `save` lines accumulate until a `save ""`
+//! resets them, `include` is applied where it appears, and arguments are
+//! split like Redis's `sdssplitargs` (double quotes with C escapes and `\xHH`,
+//! single quotes with `\'`). One deliberate difference: a relative `include`
+//! path is resolved against the directory of the file that contains it, not
+//! against Redis's working directory, which we cannot know; on Debian the two
+//! are the same, since the shipped config uses absolute paths.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroize;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// How deep `include` may nest; the file given to `load` is depth 0.
+pub const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// The settings of one Redis config file and everything it includes.
+#[derive(Debug, Clone)]
+pub struct RedisConf {
+    /// `dir` as written; a relative one is relative to Redis's working directory.
+    pub dir: Option<PathBuf>,
+    pub dbfilename: String,
+    /// `None`: no `save` line, so Redis's built-in rules apply and RDB
+    /// persistence is on. `Some("")`: `save ""`, off. Otherwise the rules,
+    /// joined by spaces ("3600 1 300 100").
+    pub save: Option<String>,
+    pub appendonly: bool,
+    pub appenddirname: String,
+    pub appendfilename: String,
+    /// 0 means Redis does not listen on TCP.
+    pub port: u16,
+    pub bind: Vec<String>,
+    pub unixsocket: Option<PathBuf>,
+    pub requirepass: Option<Secret>,
+    /// Lower-case original name → new name; "" means the command is disabled.
+    pub renamed_commands: HashMap<String, String>,
+    /// The file given to `load`.
+    pub source: PathBuf,
+}
+
+impl RedisConf {
+    fn defaults(source: &Path) -> RedisConf {
+        RedisConf {
+            dir: None,
+            dbfilename: "dump.rdb".into(),
+            save: None,
+            appendonly: false,
+            appenddirname: "appendonlydir".into(),
+            appendfilename: "appendonly.aof".into(),
+            port: 6379,
+            bind: Vec::new(),
+            unixsocket: None,
+            requirepass: None,
+            renamed_commands: HashMap::new(),
+            source: source.to_path_buf(),
+        }
+    }
+}
+
+/// Reads `path` and its includes. Every error is a usage error (exit 2) that
+/// names the file and line; no error ever quotes a line, so a password on it
+/// cannot leak.
+pub fn load(path: &Path) -> Result<RedisConf> {
+    let mut conf = RedisConf::defaults(path);
+    let mut open_files = Vec::new();
+    load_file(path, &mut conf, &mut open_files, None)?;
+    Ok(conf)
+}
+
+/// Where an `include` came from, for messages about the included file.
+struct IncludedFrom<'a> {
+    file: &'a Path,
+    line: usize,
+}
+
+fn load_file(
+    path: &Path,
+    conf: &mut RedisConf,
+    open_files: &mut Vec<PathBuf>,
+    from: Option<IncludedFrom<'_>>,
+) -> Result<()> {
+    let at = |what: String| match &from {
+        Some(f) => Error::usage(format!("{}:{}: {what}", f.file.display(), f.line)),
+        None => Error::usage(what),
+    };
+    if open_files.len() > MAX_INCLUDE_DEPTH {
+        return Err(at(format!(
+            "includes nested deeper than {MAX_INCLUDE_DEPTH} levels at {}",
+            path.display()
+        )));
+    }
+    // Canonical names make `a.conf` and `./a.conf` the same file for the
+    // cycle check; a file that cannot be canonicalised cannot be read either.
+    let canonical = fs::canonicalize(path)
+        .map_err(|e| at(format!("cannot read Redis config {}: {e}", path.display())))?;
+    if open_files.contains(&canonical) {
+        return Err(at(format!(
+            "include cycle: {} includes itself",
+            path.display()
+        )));
+    }
+    let mut text = fs::read(path)
+        .map_err(|e| at(format!("cannot read Redis config {}: {e}", path.display())))?;
+    open_files.push(canonical);
+    let result = apply_lines(path, &text, conf, open_files);
+    open_files.pop();
+    // The file may hold requirepass; don't leave a copy in freed memory.
+    text.zeroize();
+    result
+}
+
+fn apply_lines(
+    path: &Path,
+    text: &[u8],
+    conf: &mut RedisConf,
+    open_files: &mut Vec<PathBuf>,
+) -> Result<()> {
+    for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let line_no = index + 1;
+        let err = |what: &str| Error::usage(format!("{}:{line_no}: {what}", path.display()));
+        let line = raw.trim_ascii();
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        let mut args = split_args(line).map_err(&err)?;
+        if args.is_empty() {
+            continue;
+        }
+        let name = args[0].to_ascii_lowercase();
+        let result = apply_directive(&name, &args[1..], conf, path, line_no, open_files);
+        args.iter_mut().for_each(Zeroize::zeroize);
+        match result {
+            Err(Directive::Bad(what)) => return Err(err(&format!("{name}: {what}"))),
+            Err(Directive::Failed(e)) => return Err(e),
+            Ok(()) => {}
+        }
+    }
+    Ok(())
+}
+
+enum Directive {
+    /// The line is wrong; the caller adds file and line.
+    Bad(String),
+    /// An error that already says where it happened (from an include).
+    Failed(Error),
+}
+
+fn bad(what: impl Into<String>) -> Directive {
+    Directive::Bad(what.into())
+}
+
+fn apply_directive(
+    name: &str,
+    args: &[String],
+    conf: &mut RedisConf,
+    path: &Path,
+    line_no: usize,
+    open_files: &mut Vec<PathBuf>,
+) -> std::result::Result<(), Directive> {
+    let one = || match args {
+        [value] => Ok(value.clone()),
+        _ => Err(bad("expects exactly one argument")),
+    };
+    match name {
+        "include" => {
+            let target = one()?;
+            if target.contains('*') {
+                return Err(bad(
+                    "glob patterns in include are not supported; list the files one by one",
+                ));
+            }
+            // Relative to the including file; see the module documentation.
+            let target = Path::new(&target);
+            let target = match path.parent() {
+                Some(parent) if target.is_relative() => parent.join(target),
+                _ => target.to_path_buf(),
+            };
+            let from = IncludedFrom {
+                file: path,
+                line: line_no,
+            };
+            load_file(&target, conf, open_files, Some(from)).map_err(Directive::Failed)?;
+        }
+        "dir" => conf.dir = Some(PathBuf::from(one()?)),
+        "dbfilename" => conf.dbfilename = one()?,
+        "appenddirname" => conf.appenddirname = one()?,
+        "appendfilename" => conf.appendfilename = one()?,
+        "appendonly" => {
+            conf.appendonly = match one()?.to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(bad("expects yes or no")),
+            }
+        }
+        "port" => {
+            conf.port = one()?
+                .parse()
+                .map_err(|_| bad("expects a port number 0-65535"))?
+        }
+        "bind" => {
+            if args.is_empty() {
+                return Err(bad("expects at least one address"));
+            }
+            conf.bind = args.to_vec();
+        }
+        "unixsocket" => {
+            let socket = one()?;
+            conf.unixsocket = (!socket.is_empty()).then(|| PathBuf::from(socket));
+        }
+        "requirepass" => {
+            let mut pass = match args {
+                [value] => value.clone(),
+                _ => return Err(bad("expects exactly one argument")),
+            };
+            // An empty requirepass is how Redis spells "no password".
+            conf.requirepass = (!pass.is_empty()).then(|| Secret::new(pass.clone()));
+            pass.zeroize();
+        }
+        "rename-command" => match args {
+            [original, new] => {
+                conf.renamed_commands
+                    .insert(original.to_ascii_lowercase(), new.clone());
+            }
+            _ => return Err(bad("expects a command name and its new name")),
+        },
+        "save" => apply_save(args, conf)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Redis 7 in a config file: the first `save` line replaces the built-in
+/// rules, later ones add to them, and `save ""` clears them all.
+fn apply_save(args: &[String], conf: &mut RedisConf) -> std::result::Result<(), Directive> {
+    if args.len() == 1 && args[0].is_empty() {
+        conf.save = Some(String::new());
+        return Ok(());
+    }
+    if args.is_empty() || !args.len().is_multiple_of(2) {
+        return Err(bad("expects pairs of <seconds> <changes>"));
+    }
+    if args.iter().any(|a| a.parse::<u64>().is_err()) {
+        return Err(bad("expects pairs of <seconds> <changes> as numbers"));
+    }
+    let rules = args.join(" ");
+    conf.save = Some(match conf.save.take() {
+        Some(old) if !old.is_empty() => format!("{old} {rules}"),
+        _ => rules,
+    });
+    Ok(())
+}
+
+/// Splits one config line like Redis's `sdssplitargs`. A quote may also start
+/// in the middle of a word (`a"b c"` is one argument, `ab c`), and a closing
+/// quote must be followed by a space or the end of the line.
+fn split_args(line: &[u8]) -> std::result::Result<Vec<String>, &'static str> {
+    const UNBALANCED: &str = "unbalanced quotes in configuration line";
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && is_space(line[i]) {
+            i += 1;
+        }
+        if i == line.len() {
+            return Ok(args);
+        }
+        let mut current = Vec::new();
+        let mut in_double = false;
+        let mut in_single = false;
+        loop {
+            if in_double {
+                match line.get(i) {
+                    None => return Err(UNBALANCED),
+                    Some(b'\\') if i + 3 < line.len() && line[i + 1] == b'x' => {
+                        match (hex(line[i + 2]), hex(line[i + 3])) {
+                            (Some(h), Some(l)) => {
+                                current.push(h * 16 + l);
+                                i += 3;
+                            }
+                            _ => {
+                                current.push(b'x');
+                                i += 1;
+                            }
+                        }
+                    }
+                    Some(b'\\') if i + 1 < line.len() => {
+                        i += 1;
+                        current.push(match line[i] {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 8,
+                            b'a' => 7,
+                            other => other,
+                        });
+                    }
+                    Some(b'"') => {
+                        if line.get(i + 1).is_some_and(|&b| !is_space(b)) {
+                            return Err(UNBALANCED);
+                        }
+                        i += 1;
+                        break;
+                    }
+                    Some(&b) => current.push(b),
+                }
+            } else if in_single {
+                match line.get(i) {
+                    None => return Err(UNBALANCED),
+                    Some(b'\\') if line.get(i + 1) == Some(&b'\'') => {
+                        current.push(b'\'');
+                        i += 1;
+                    }
+                    Some(b'\'') => {
+                        if line.get(i + 1).is_some_and(|&b| !is_space(b)) {
+                            return Err(UNBALANCED);
+                        }
+                        i += 1;
+                        break;
+                    }
+                    Some(&b) => current.push(b),
+                }
+            } else {
+                match line.get(i) {
+                    None => break,
+                    Some(&b) if is_space(b) => break,
+                    Some(b'"') => in_double = true,
+                    Some(b'\'') => in_single = true,
+                    Some(&b) => current.push(b),
+                }
+            }
+            i += 1;
+        }
+        args.push(String::from_utf8_lossy(&current).into_owned());
+        current.zeroize();
+    }
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("redis-backup-conf-test-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn load_text(text: &str) -> Result<RedisConf> {
+        let dir = TempDir::new();
+        load(&dir.write("redis.conf", text))
+    }
+
+    fn usage_message(result: Result<RedisConf>) -> String {
+        match result {
+            Err(e @ Error::Usage(_)) => e.message().to_string(),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    fn split(line: &str) -> std::result::Result<Vec<String>, &'static str> {
+        split_args(line.as_bytes())
+    }
+
+    #[test]
+    fn defaults_match_redis() {
+        let conf = load_text("# nothing\n\n").unwrap();
+        assert_eq!(conf.dir, None);
+        assert_eq!(conf.dbfilename, "dump.rdb");
+        assert_eq!(conf.save, None);
+        assert!(!conf.appendonly);
+        assert_eq!(conf.appenddirname, "appendonlydir");
+        assert_eq!(conf.appendfilename, "appendonly.aof");
+        assert_eq!(conf.port, 6379);
+        assert!(conf.bind.is_empty());
+        assert_eq!(conf.unixsocket, None);
+        assert!(conf.requirepass.is_none());
+        assert!(conf.renamed_commands.is_empty());
+    }
+
+    #[test]
+    fn reads_debian_style_settings_case_insensitively() {
+        let conf = load_text(
+            "bind 127.0.0.1 -::1\nPORT 6380\r\n  Dir /var/lib/redis\n\
+             dbfilename \"dump.rdb\"\nappendonly YES\nappendfilename \"appendonly.aof\"\n\
+             appenddirname \"aofdir\"\nunixsocket /run/redis/redis.sock\nrequirepass s3cret\n\
+             some-unknown-directive 1 2 3\n",
+        )
+        .unwrap();
+        assert_eq!(conf.bind, ["127.0.0.1", "-::1"]);
+        assert_eq!(conf.port, 6380);
+        assert_eq!(conf.dir, Some(PathBuf::from("/var/lib/redis")));
+        assert!(conf.appendonly);
+        assert_eq!(conf.appenddirname, "aofdir");
+        assert_eq!(
+            conf.unixsocket,
+            Some(PathBuf::from("/run/redis/redis.sock"))
+        );
+        assert_eq!(conf.requirepass.as_ref().unwrap().expose(), "s3cret");
+        assert!(!format!("{conf:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn later_lines_override_earlier_ones() {
+        let conf = load_text(
+            "port 1\nport 2\ndir /a\ndir /b\nrequirepass one\nrequirepass two\nbind a b\nbind c\n",
+        )
+        .unwrap();
+        assert_eq!(conf.port, 2);
+        assert_eq!(conf.dir, Some(PathBuf::from("/b")));
+        assert_eq!(conf.requirepass.unwrap().expose(), "two");
+        assert_eq!(conf.bind, ["c"]);
+        assert!(load_text("requirepass x\nrequirepass \"\"\n")
+            .unwrap()
+            .requirepass
+            .is_none());
+    }
+
+    #[test]
+    fn save_variants() {
+        assert_eq!(load_text("").unwrap().save, None);
+        assert_eq!(load_text("save \"\"\n").unwrap().save.as_deref(), Some(""));
+        assert_eq!(load_text("save ''\n").unwrap().save.as_deref(), Some(""));
+        assert_eq!(
+            load_text("save 3600 1\nsave 300 100 60 10000\n")
+                .unwrap()
+                .save
+                .as_deref(),
+            Some("3600 1 300 100 60 10000")
+        );
+        assert_eq!(
+            load_text("save 3600 1\nsave \"\"\nsave 60 5\n")
+                .unwrap()
+                .save
+                .as_deref(),
+            Some("60 5")
+        );
+        assert_eq!(
+            load_text("save 3600 1\nsave \"\"\n")
+                .unwrap()
+                .save
+                .as_deref(),
+            Some("")
+        );
+        assert!(usage_message(load_text("save 3600\n")).contains("redis.conf:1: save"));
+    }
+
+    #[test]
+    fn rename_command() {
+        let conf = load_text(
+            "rename-command CONFIG \"\"\nrename-command BgSave my-bgsave\nrename-command flushall ''\n",
+        )
+        .unwrap();
+        assert_eq!(conf.renamed_commands["config"], "");
+        assert_eq!(conf.renamed_commands["bgsave"], "my-bgsave");
+        assert_eq!(conf.renamed_commands["flushall"], "");
+        let msg = usage_message(load_text("port 1\nrename-command CONFIG\n"));
+        assert!(
+            msg.ends_with("redis.conf:2: rename-command: expects a command name and its new name"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn quoting_like_sdssplitargs() {
+        assert_eq!(split("  a  b\t c ").unwrap(), ["a", "b", "c"]);
+        assert_eq!(split(r#""a b" 'c d'"#).unwrap(), ["a b", "c d"]);
+        assert_eq!(
+            split(r#""\n\r\t\b\a\\\"\x41\x7a\xZZ\q""#).unwrap(),
+            ["\n\r\t\u{8}\u{7}\\\"AzxZZq"]
+        );
+        assert_eq!(split(r"'it\'s' '\n'").unwrap(), ["it's", "\\n"]);
+        assert_eq!(
+            split(r#"a"b c"d"#),
+            Err("unbalanced quotes in configuration line")
+        );
+        assert_eq!(split(r#"a"b c""#).unwrap(), ["ab c"]);
+        assert_eq!(split(r#""" ''"#).unwrap(), ["", ""]);
+        for bad in [r#""abc"#, "'abc", r#""a"b"#, "'a'b", r#""abc\""#] {
+            assert!(split(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_quoting_names_file_and_line_but_not_the_line() {
+        let msg = usage_message(load_text("port 1\nrequirepass \"hunter2\n"));
+        assert!(msg.contains("redis.conf:2: unbalanced quotes"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn includes_relative_to_the_including_file_and_nested() {
+        let dir = TempDir::new();
+        dir.write("conf.d/inner/last.conf", "dbfilename last.rdb\nsave 60 1\n");
+        dir.write(
+            "conf.d/middle.conf",
+            "port 7000\nINCLUDE inner/last.conf\nsave 10 10\n",
+        );
+        let main = dir.write(
+            "redis.conf",
+            "port 6000\ndbfilename first.rdb\ninclude conf.d/middle.conf\nappendonly yes\n",
+        );
+        let conf = load(&main).unwrap();
+        assert_eq!(conf.port, 7000);
+        assert_eq!(conf.dbfilename, "last.rdb");
+        assert_eq!(conf.save.as_deref(), Some("60 1 10 10"));
+        assert!(conf.appendonly);
+        assert_eq!(conf.source, main);
+
+        // An include is applied where it stands: later lines still win.
+        let abs = dir.0.join("conf.d/inner/last.conf");
+        let main = dir.write(
+            "second.conf",
+            &format!("include {}\ndbfilename after.rdb\n", abs.display()),
+        );
+        assert_eq!(load(&main).unwrap().dbfilename, "after.rdb");
+    }
+
+    #[test]
+    fn include_depth_is_capped() {
+        let dir = TempDir::new();
+        for i in 0..=MAX_INCLUDE_DEPTH + 1 {
+            dir.write(&format!("{i}.conf"), &format!("include {}.conf\n", i + 1));
+        }
+        dir.write(&format!("{}.conf", MAX_INCLUDE_DEPTH + 2), "port 1\n");
+        let msg = usage_message(load(&dir.0.join("0.conf")));
+        assert!(msg.contains("nested deeper than 8"), "{msg}");
+        assert!(msg.contains("8.conf:1:"), "{msg}");
+
+        // Exactly at the cap is fine.
+        let dir = TempDir::new();
+        for i in 0..MAX_INCLUDE_DEPTH {
+            dir.write(&format!("{i}.conf"), &format!("include {}.conf\n", i + 1));
+        }
+        dir.write(&format!("{MAX_INCLUDE_DEPTH}.conf"), "port 1\n");
+        assert_eq!(load(&dir.0.join("0.conf")).unwrap().port, 1);
+    }
+
+    #[test]
+    fn include_cycles_are_detected() {
+        let dir = TempDir::new();
+        dir.write("a.conf", "include ./b.conf\n");
+        dir.write("b.conf", "port 5\ninclude a.conf\n");
+        let msg = usage_message(load(&dir.0.join("a.conf")));
+        assert!(msg.contains("b.conf:2: include cycle"), "{msg}");
+
+        // The same file twice, side by side, is not a cycle.
+        dir.write("c.conf", "save 1 1\n");
+        dir.write("d.conf", "include c.conf\ninclude c.conf\n");
+        assert_eq!(
+            load(&dir.0.join("d.conf")).unwrap().save.as_deref(),
+            Some("1 1 1 1")
+        );
+    }
+
+    #[test]
+    fn include_errors() {
+        let dir = TempDir::new();
+        let main = dir.write("redis.conf", "\ninclude /etc/redis/*.conf\n");
+        let msg = usage_message(load(&main));
+        assert!(msg.contains("redis.conf:2: include: glob"), "{msg}");
+
+        let main = dir.write("missing.conf", "include nowhere.conf\n");
+        let msg = usage_message(load(&main));
+        assert!(
+            msg.contains("missing.conf:1: cannot read Redis config"),
+            "{msg}"
+        );
+        assert!(msg.contains("nowhere.conf"), "{msg}");
+
+        let msg = usage_message(load(&dir.0.join("absent.conf")));
+        assert!(msg.starts_with("cannot read Redis config"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_file_and_line() {
+        let msg = usage_message(load_text("port 70000\n"));
+        assert!(
+            msg.ends_with("redis.conf:1: port: expects a port number 0-65535"),
+            "{msg}"
+        );
+        let msg = usage_message(load_text("\n\nappendonly maybe\n"));
+        assert!(msg.contains("redis.conf:3: appendonly"), "{msg}");
+        let msg = usage_message(load_text("requirepass a b\n"));
+        assert!(!msg.contains(" a ") && !msg.ends_with('b'), "{msg}");
+    }
+}

@@ -1,0 +1,247 @@
+//! Local-directory storage (`file:///DIR`): `ID.rbk` holds the object and
+//! `ID.json` the record. Both are written to a temporary file, fsynced and
+//! renamed into place, with the directory fsynced after, so a crash leaves
+//! either the old state or the new one, never half a backup under its name.
+
+use super::{not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
+use crate::error::{Error, Result};
+use crate::fsutil::{create_private_dir, fsync_dir, AtomicFile};
+use crate::id::BackupId;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const OBJECT_SUFFIX: &str = ".rbk";
+const RECORD_SUFFIX: &str = ".json";
+
+pub struct DirStorage {
+    dir: PathBuf,
+}
+
+impl DirStorage {
+    pub fn new(dir: PathBuf) -> DirStorage {
+        DirStorage { dir }
+    }
+
+    fn object_path(&self, id: &BackupId) -> PathBuf {
+        self.dir.join(format!("{id}{OBJECT_SUFFIX}"))
+    }
+
+    fn record_path(&self, id: &BackupId) -> PathBuf {
+        self.dir.join(format!("{id}{RECORD_SUFFIX}"))
+    }
+
+    fn failed(&self, what: &str, path: &Path, err: io::Error) -> Error {
+        Error::storage(format!("{what} {}: {err}", path.display()))
+    }
+
+    fn where_(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+}
+
+struct DirObject {
+    file: AtomicFile,
+    written: u64,
+    path: PathBuf,
+}
+
+impl Write for DirObject {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl ObjectWriter for DirObject {
+    fn commit(self: Box<Self>) -> Result<u64> {
+        let DirObject {
+            file,
+            written,
+            path,
+        } = *self;
+        file.commit(true)
+            .map_err(|e| Error::storage(format!("finishing {}: {e}", path.display())))?;
+        Ok(written)
+    }
+}
+
+impl Storage for DirStorage {
+    fn location(&self, id: &BackupId) -> String {
+        format!("file://{}", self.object_path(id).display())
+    }
+
+    fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
+        create_private_dir(&self.dir)
+            .map_err(|e| self.failed("cannot create backup directory", &self.dir, e))?;
+        let path = self.object_path(id);
+        if path.exists() || self.record_path(id).exists() {
+            return Err(Error::usage(format!(
+                "a backup named {id} already exists in {}; choose another --id",
+                self.where_()
+            )));
+        }
+        let file = AtomicFile::create(&path).map_err(|e| self.failed("cannot create", &path, e))?;
+        Ok(Box::new(DirObject {
+            file,
+            written: 0,
+            path,
+        }))
+    }
+
+    fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>> {
+        let path = self.object_path(id);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(not_found(id, &self.where_()))
+            }
+            Err(e) => return Err(self.failed("cannot open", &path, e)),
+        };
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.failed("cannot seek in", &path, e))?;
+        Ok(Box::new(file))
+    }
+
+    fn put_record(&self, id: &BackupId, json: &[u8]) -> Result<()> {
+        let path = self.record_path(id);
+        let mut file =
+            AtomicFile::create(&path).map_err(|e| self.failed("cannot create", &path, e))?;
+        file.write_all(json)
+            .and_then(|()| file.commit(true))
+            .map_err(|e| self.failed("cannot write record", &path, e))
+    }
+
+    fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
+        let path = self.record_path(id);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(not_found(id, &self.where_()))
+            }
+            Err(e) => return Err(self.failed("cannot open", &path, e)),
+        };
+        let mut json = Vec::new();
+        file.take(MAX_RECORD_SIZE as u64 + 1)
+            .read_to_end(&mut json)
+            .map_err(|e| self.failed("cannot read", &path, e))?;
+        if json.len() > MAX_RECORD_SIZE {
+            return Err(Error::storage(format!(
+                "record {} is larger than {MAX_RECORD_SIZE} bytes; it is not a redis-backup record",
+                path.display()
+            )));
+        }
+        Ok(json)
+    }
+
+    fn list(&self) -> Result<Vec<BackupId>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.failed("cannot list", &self.dir, e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.failed("cannot list", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(RECORD_SUFFIX)) else {
+                continue;
+            };
+            // Temporary files start with '.', which no ID does.
+            if let Ok(id) = BackupId::parse(stem) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    fn delete(&self, id: &BackupId) -> Result<()> {
+        let record = self.record_path(id);
+        let object = self.object_path(id);
+        match fs::remove_file(&record) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && object.exists() => {
+                log::warn!("backup {id} had no record; removing its object only");
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(not_found(id, &self.where_()))
+            }
+            Err(e) => return Err(self.failed("cannot remove", &record, e)),
+        }
+        match fs::remove_file(&object) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                log::warn!("backup {id} had a record but no object");
+            }
+            Err(e) => return Err(self.failed("cannot remove", &object, e)),
+        }
+        fsync_dir(&self.dir).map_err(|e| self.failed("cannot sync", &self.dir, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(name: &str) -> (DirStorage, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("rb-dir-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        (DirStorage::new(dir.join("backups")), dir)
+    }
+
+    fn id(s: &str) -> BackupId {
+        BackupId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn object_and_record_round_trip_and_listing() {
+        let (store, root) = storage("rt");
+        assert!(
+            store.list().unwrap().is_empty(),
+            "missing dir lists as empty"
+        );
+        let mut w = store.create(&id("b1")).unwrap();
+        w.write_all(b"0123456789").unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(w.commit().unwrap(), 10);
+        assert!(store.list().unwrap().is_empty(), "no record, not listed");
+        store.put_record(&id("b1"), b"{}").unwrap();
+        assert_eq!(store.list().unwrap(), vec![id("b1")]);
+
+        let mut tail = String::new();
+        store
+            .open(&id("b1"), 4)
+            .unwrap()
+            .read_to_string(&mut tail)
+            .unwrap();
+        assert_eq!(tail, "456789");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(root.join("backups"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        assert_eq!(store.create(&id("b1")).err().unwrap().exit_code(), 2);
+        store.delete(&id("b1")).unwrap();
+        assert_eq!(store.get_record(&id("b1")).unwrap_err().exit_code(), 4);
+        assert_eq!(store.delete(&id("b1")).unwrap_err().exit_code(), 4);
+        assert_eq!(store.open(&id("b1"), 0).err().unwrap().exit_code(), 4);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_uncommitted_object_leaves_nothing() {
+        let (store, root) = storage("abort");
+        let mut w = store.create(&id("b2")).unwrap();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(root.join("backups")).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

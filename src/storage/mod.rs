@@ -1,0 +1,51 @@
+//! Where backups live. A backup is two things under one ID: the object (the
+//! encrypted stream, written once, atomically) and the record (a small JSON
+//! document written only after the object is complete, so that a listed backup
+//! is always a whole one). Backends know nothing about what the bytes mean.
+
+pub mod dir;
+
+use crate::config::StorageUrl;
+use crate::error::{Error, Result};
+use crate::id::BackupId;
+use std::io::{Read, Write};
+
+/// Records are small; anything bigger is not ours.
+pub const MAX_RECORD_SIZE: usize = 64 * 1024;
+
+/// An object being written. Nothing is visible to readers until `commit`;
+/// dropping it uncommitted discards what was written.
+pub trait ObjectWriter: Write + Send {
+    /// Make the object durable and visible; returns its size in bytes.
+    fn commit(self: Box<Self>) -> Result<u64>;
+}
+
+pub trait Storage {
+    /// Where an object is, for records and messages (`file:///dir/ID.rbk`).
+    fn location(&self, id: &BackupId) -> String;
+    /// Start writing a new object; fails if a backup with this ID exists.
+    fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>>;
+    /// Read an object from `offset` on (so a reader can resume).
+    fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>>;
+    fn put_record(&self, id: &BackupId, json: &[u8]) -> Result<()>;
+    fn get_record(&self, id: &BackupId) -> Result<Vec<u8>>;
+    /// IDs that have a record, in no particular order.
+    fn list(&self) -> Result<Vec<BackupId>>;
+    /// Remove the record first (so the backup stops being listed), then the object.
+    fn delete(&self, id: &BackupId) -> Result<()>;
+}
+
+pub fn open(url: &StorageUrl) -> Result<Box<dyn Storage>> {
+    match url {
+        StorageUrl::Dir(path) => Ok(Box::new(dir::DirStorage::new(path.clone()))),
+        StorageUrl::Swift { container } => Err(Error::usage(format!(
+            "storage swift://{container}: Swift storage is not available in this build yet; use file:///DIR"
+        ))),
+    }
+}
+
+pub fn not_found(id: &BackupId, where_: &str) -> Error {
+    Error::storage(format!(
+        "no backup {id} in {where_}; `redis-backup list` shows the backups there"
+    ))
+}
