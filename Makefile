@@ -28,5 +28,8 @@ check: deps
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 
+# Speed and memory as ratios against reference runs in the same invocation.
 bench: deps build
-	@echo "no benchmark yet: it arrives with the performance issue"; exit 1
+	@command -v bc >/dev/null 2>&1 && test -x /usr/bin/time || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bc time; }
+	BIN=$(BIN) bash tests/bench.sh
