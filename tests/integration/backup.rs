@@ -1,0 +1,251 @@
+//! `backup` end to end: the round trip of every data type, the record's
+//! fields, fresh saves (one already running, two in the same second), what
+//! happens to dump.rdb, and backups that must fail without leaving anything.
+
+use crate::harness::*;
+use std::fs;
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[test]
+fn round_trip_of_every_type_in_two_dbs() {
+    let t = TestRedis::start();
+    let mut c = t.conn();
+    fill_every_type(&mut c);
+    let before = c.state();
+    let version = c.info_field("server", "redis_version");
+
+    let rec = t.backup_json(&[]);
+    let id = rec["id"].as_str().expect("record has an id").to_string();
+    assert_eq!(rec["format"], 1, "{rec}");
+    assert_eq!(rec["source"], "snapshot", "{rec}");
+    assert_eq!(rec["persistence"], "rdb", "{rec}");
+    assert_eq!(rec["redis_version"], version.as_str(), "{rec}");
+    assert_eq!(
+        rec["instance"],
+        hostname().as_str(),
+        "default instance: {rec}"
+    );
+    assert_eq!(keys_of_record(&rec), before.keys, "{rec}");
+    let key_id = rec["key_id"].as_str().expect("key_id");
+    assert!(is_hex(key_id, 16), "key_id is 16 hex digits: {rec}");
+    let created = rec["created_at"].as_str().expect("created_at");
+    assert!(
+        created.len() >= 20
+            && created.as_bytes()[10] == b'T'
+            && (created.ends_with('Z') || created.ends_with("+00:00")),
+        "created_at is RFC 3339 UTC: {created}"
+    );
+    assert!(
+        rec["location"].as_str().expect("location").contains(&id),
+        "{rec}"
+    );
+
+    // Exactly the object and its record in storage, no leftovers.
+    assert_eq!(
+        t.storage_files(),
+        vec![format!("{id}.json"), format!("{id}.rbk")]
+    );
+    let object = t.storage_dir().join(format!("{id}.rbk"));
+    assert_eq!(
+        rec["stored_size"].as_u64(),
+        Some(fs::metadata(&object).unwrap().len()),
+        "{rec}"
+    );
+
+    t.run(&["verify", &id]).ok();
+
+    let rdb = t.export(&id, "export.rdb");
+    let raw = fs::read(&rdb).unwrap();
+    assert!(raw.starts_with(b"REDIS"), "export is an RDB file");
+    assert_eq!(rec["raw_size"].as_u64(), Some(raw.len() as u64), "{rec}");
+    assert_eq!(rec["raw_sha256"], sha256_hex(&raw).as_str(), "{rec}");
+    assert_eq!(
+        digest_of_rdb(&rdb),
+        before,
+        "the export holds the same data"
+    );
+
+    assert_eq!(
+        t.list(&[]),
+        vec![rec.clone()],
+        "list has exactly this record"
+    );
+    let shown = t.run(&["--json", "show", &id]);
+    assert_eq!(shown.ok().json(), rec, "show --json is the record");
+
+    // The backup did not change the data.
+    assert_eq!(t.state(), before);
+}
+
+#[test]
+fn a_save_already_running_is_not_taken_for_ours() {
+    let t = TestRedis::start();
+    let mut c = t.conn();
+    fill_every_type(&mut c);
+    add_filler(&mut c, 300);
+    let saves = c.rdb_saves();
+    // ~560 keys at 3 ms each: the first save runs for ~1.7 s. The forked
+    // child keeps the delay, so it can be reset for later saves at once.
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
+    assert_eq!(
+        c.ok(&["BGSAVE"]),
+        Reply::Status("Background saving started".into())
+    );
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    c.ok(&["SET", "after-first-save", "present"]);
+    assert_eq!(
+        c.info_field("persistence", "rdb_bgsave_in_progress"),
+        "1",
+        "precondition: the first save is still running"
+    );
+
+    let id = t.backup();
+
+    assert!(
+        c.rdb_saves() >= saves + 2,
+        "the tool must have waited for the running save and made its own"
+    );
+    let rdb = t.export(&id, "export.rdb");
+    let loaded = LoadedRdb::load(&rdb);
+    assert_eq!(
+        loaded.get("after-first-save").as_deref(),
+        Some(&b"present"[..]),
+        "the backup is the save already running, not a fresh one"
+    );
+    assert_eq!(loaded.state(), c.state());
+}
+
+#[test]
+fn two_backups_in_the_same_second_are_both_fresh() {
+    let t = TestRedis::start();
+    let mut c = t.conn();
+    c.ok(&["SET", "k1", "v1"]);
+    // Retried a few times in the rare case the two saves fall in different
+    // seconds (then LASTSAVE would tell them apart and the test proves less).
+    for attempt in 0..5 {
+        let first = t.backup();
+        let first_save = c.info_field("persistence", "rdb_last_save_time");
+        let key = format!("k2-{attempt}");
+        c.ok(&["SET", &key, "v2"]);
+        let second = t.backup();
+        let second_save = c.info_field("persistence", "rdb_last_save_time");
+        assert_ne!(first, second, "two backups got the same ID");
+
+        let rdb = t.export(&second, &format!("second-{attempt}.rdb"));
+        let loaded = LoadedRdb::load(&rdb);
+        assert_eq!(
+            loaded.get(&key).as_deref(),
+            Some(&b"v2"[..]),
+            "second backup (attempt {attempt}) lacks {key} written after the first"
+        );
+        if first_save == second_save {
+            return;
+        }
+    }
+    eprintln!("note: the saves never fell in the same second; checked different seconds only");
+}
+
+#[test]
+fn persistence_off_removes_the_dump_file() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let mut c = t.conn();
+    fill_every_type(&mut c);
+    let before = c.state();
+    let id = t.backup();
+    assert!(
+        !t.dump_file().exists(),
+        "with save \"\" and appendonly no, dump.rdb must be removed after the backup"
+    );
+    let leftovers: Vec<String> = dir_entries(&t.data_dir());
+    assert!(leftovers.is_empty(), "data dir: {leftovers:?}");
+    let rdb = t.export(&id, "x.rdb");
+    assert_eq!(digest_of_rdb(&rdb), before);
+}
+
+#[test]
+fn default_persistence_keeps_the_dump_file() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    assert!(!t.dump_file().exists(), "precondition: no dump.rdb yet");
+    let rec = t.backup_json(&[]);
+    assert_eq!(rec["persistence"], "rdb");
+    assert!(t.dump_file().exists(), "dump.rdb must stay");
+    let raw = fs::read(t.dump_file()).unwrap();
+    assert_eq!(rec["raw_sha256"], sha256_hex(&raw).as_str());
+}
+
+#[test]
+fn aof_persistence_keeps_the_dump_file() {
+    let t = TestRedis::builder().save(Save::Off).appendonly().start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let rec = t.backup_json(&[]);
+    assert_eq!(rec["persistence"], "aof", "{rec}");
+    assert_eq!(rec["source"], "snapshot", "{rec}");
+    assert!(
+        t.dump_file().exists(),
+        "with appendonly yes dump.rdb is not ours to remove"
+    );
+}
+
+#[test]
+fn redis_down_is_exit_3_and_leaves_nothing() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    t.stop_redis();
+    let out = t.run(&["backup"]);
+    out.code(3);
+    assert!(!out.stderr.trim().is_empty(), "no error message\n{out}");
+    assert_eq!(t.list(&[]), Vec::<serde_json::Value>::new());
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+    assert!(!t.is_active(), "backup must not start Redis");
+}
+
+#[test]
+fn failing_bgsave_is_exit_3_and_leaves_nothing() {
+    let t = if is_root() {
+        // Redis runs as nobody; its data dir belongs to root: BGSAVE cannot
+        // create its temp file.
+        let t = TestRedis::builder()
+            .run_as("nobody")
+            .setting("save_timeout", "60")
+            .start();
+        std::os::unix::fs::chown(t.data_dir(), Some(0), Some(0)).unwrap();
+        set_mode(&t.data_dir(), 0o755);
+        t
+    } else {
+        let t = TestRedis::builder().setting("save_timeout", "60").start();
+        set_mode(&t.data_dir(), 0o555);
+        t
+    };
+    let mut c = t.conn();
+    c.ok(&["SET", "k", "v"]);
+    let out = t.run(&["backup"]);
+    out.code(3);
+    assert!(!out.stderr.trim().is_empty(), "no error message\n{out}");
+    assert_eq!(c.info_field("persistence", "rdb_last_bgsave_status"), "err");
+    assert_eq!(t.list(&[]), Vec::<serde_json::Value>::new());
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+    set_mode(&t.data_dir(), 0o755);
+}
+
+#[test]
+fn explicit_id_is_used() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let out = t.run(&["backup", "--id", "nightly-2026.11.25_a"]);
+    assert_eq!(out.ok().last_line(), "nightly-2026.11.25_a");
+    assert!(t.storage_dir().join("nightly-2026.11.25_a.rbk").exists());
+    // The same ID again must not replace the first backup.
+    let before = fs::read(t.storage_dir().join("nightly-2026.11.25_a.rbk")).unwrap();
+    let again = t.run(&["backup", "--id", "nightly-2026.11.25_a"]);
+    assert_ne!(
+        again.code,
+        Some(0),
+        "a second backup with the same ID\n{again}"
+    );
+    let after = fs::read(t.storage_dir().join("nightly-2026.11.25_a.rbk")).unwrap();
+    assert_eq!(before, after, "the first backup was overwritten");
+}

@@ -1,0 +1,194 @@
+//! The commands around backups (show, list, delete, export) and the settings
+//! and locking every command goes through: bad and missing IDs, secrets as
+//! flags, flag > env > file precedence, the host lock, instance filters.
+
+use crate::harness::*;
+use serde_json::Value;
+
+#[test]
+fn bad_ids_are_usage_errors_and_missing_ones_storage_errors() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let saves = t.conn().rdb_saves();
+    for bad in ["../x", "a/b", ".hidden", "-x", ""] {
+        t.run(&["show", bad]).code(2);
+    }
+    t.run(&["verify", "../x"]).code(2);
+    t.run(&["delete", "a/b"]).code(2);
+    t.run(&["backup", "--id", "../x"]).code(2);
+    t.run(&["backup", "--id", "a/b"]).code(2);
+    assert_eq!(t.conn().rdb_saves(), saves, "a usage error touched Redis");
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+    assert!(!t.scratch().join("x.rbk").exists());
+
+    t.run(&["show", "nosuch"]).code(4);
+    t.run(&["--json", "show", "nosuch"]).code(4);
+    t.run(&["verify", "nosuch"]).code(4);
+    t.run(&["delete", "nosuch"]).code(4);
+    let out = t.path("nosuch.rdb");
+    t.run(&["export", "nosuch", "--out", &out.display().to_string()])
+        .code(4);
+    assert!(
+        !out.exists(),
+        "export of a missing backup created its output"
+    );
+
+    let id = t.backup();
+    t.run(&["show", &id]).ok();
+    t.run(&["delete", &id]).ok();
+    t.run(&["show", &id]).code(4);
+    t.run(&["verify", &id]).code(4);
+    assert!(
+        t.storage_files().is_empty(),
+        "delete left files: {:?}",
+        t.storage_files()
+    );
+    assert_eq!(t.list(&[]), Vec::<Value>::new());
+}
+
+#[test]
+fn export_refuses_to_overwrite() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    let out = t.path("exists.rdb");
+    std::fs::write(&out, b"precious").unwrap();
+    t.run(&["export", &id, "--out", &out.display().to_string()])
+        .code(2);
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+}
+
+#[test]
+fn redis_password_as_a_flag_is_refused_and_not_echoed() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let saves = t.conn().rdb_saves();
+    let secret = "argv-pass-7Yy3";
+    for args in [
+        vec!["--redis-password", secret, "backup"],
+        vec!["backup", "--redis-password", secret],
+        vec!["list", &format!("--redis-password={secret}")],
+    ] {
+        let out = t.run(&args);
+        out.code(2)
+            .lacks(secret)
+            .stderr_has("REDIS_BACKUP_REDIS_PASSWORD")
+            .stderr_has("settings file");
+    }
+    assert_eq!(t.conn().rdb_saves(), saves, "a usage error touched Redis");
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+}
+
+#[test]
+fn storage_flag_beats_env_beats_file() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let file_dir = t.storage_dir();
+    let env_dir = t.path("env-store");
+    let flag_dir = t.path("flag-store");
+    let url = |d: &std::path::Path| format!("file://{}", d.display());
+    let has = |d: &std::path::Path, id: &str| {
+        let files = dir_entries(d);
+        files.contains(&format!("{id}.rbk")) && files.contains(&format!("{id}.json"))
+    };
+
+    let from_file = t.backup();
+    assert!(has(&file_dir, &from_file));
+    assert!(!env_dir.exists() && !flag_dir.exists());
+
+    let out = t
+        .cmd(&["backup"])
+        .env("REDIS_BACKUP_STORAGE", url(&env_dir))
+        .run();
+    let from_env = out.ok().last_line();
+    assert!(has(&env_dir, &from_env), "env beats the file");
+    assert!(!has(&file_dir, &from_env));
+
+    let out = t
+        .cmd(&["backup", "--storage", &url(&flag_dir)])
+        .env("REDIS_BACKUP_STORAGE", url(&env_dir))
+        .run();
+    let from_flag = out.ok().last_line();
+    assert!(has(&flag_dir, &from_flag), "the flag beats env");
+    assert!(!has(&env_dir, &from_flag) && !has(&file_dir, &from_flag));
+
+    // The flag also counts before the command.
+    let out = t
+        .cmd(&["--storage", &url(&flag_dir), "backup"])
+        .env("REDIS_BACKUP_STORAGE", url(&env_dir))
+        .run();
+    let before_cmd = out.ok().last_line();
+    assert!(has(&flag_dir, &before_cmd));
+
+    // list follows the same precedence.
+    let ids = |items: Vec<Value>| -> Vec<String> {
+        items
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(t.list(&[])), vec![from_file.clone()]);
+    let listed = t
+        .cmd(&["--json", "list", "--storage", &url(&flag_dir)])
+        .env("REDIS_BACKUP_STORAGE", url(&env_dir))
+        .run();
+    let listed = match listed.ok().json() {
+        Value::Array(a) => ids(a),
+        other => panic!("not an array: {other}"),
+    };
+    let mut expected = vec![from_flag, before_cmd];
+    expected.sort();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(listed_sorted, expected);
+}
+
+#[test]
+fn a_held_lock_stops_a_second_run_and_a_stale_one_does_not() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let held = hold_lock(&t.lock_file());
+    let out = t.run(&["backup"]);
+    out.code(1).stderr_has("lock");
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+    drop(held);
+
+    // Left behind by a run that died: exists, has content, nobody holds it.
+    std::fs::write(t.lock_file(), "4000000\n").unwrap();
+    t.backup();
+    assert_eq!(t.list(&[]).len(), 1);
+}
+
+#[test]
+fn list_filters_by_instance_and_is_oldest_first() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    // IDs chosen so that name order is the reverse of time order.
+    let out = t.run(&["backup", "--instance", "a", "--id", "zz-first"]);
+    assert_eq!(out.ok().last_line(), "zz-first");
+    // Let the clock reach the next second, so created_at differs.
+    let done = now_secs();
+    wait_for("the clock to pass one second", || {
+        (now_secs() > done).then_some(())
+    });
+    let out = t.run(&["backup", "--instance", "b", "--id", "aa-second"]);
+    assert_eq!(out.ok().last_line(), "aa-second");
+
+    let only_a = t.list(&["--instance", "a"]);
+    assert_eq!(only_a.len(), 1, "{only_a:?}");
+    assert_eq!(only_a[0]["id"], "zz-first");
+    assert_eq!(only_a[0]["instance"], "a");
+    let only_b = t.list(&["--instance", "b"]);
+    assert_eq!(only_b.len(), 1, "{only_b:?}");
+    assert_eq!(only_b[0]["id"], "aa-second");
+    assert_eq!(t.list(&["--instance", "c"]), Vec::<Value>::new());
+
+    let all = t.list(&[]);
+    let ids: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["zz-first", "aa-second"], "oldest first");
+
+    // The plain (non-JSON) list names both.
+    let out = t.run(&["list"]);
+    out.ok();
+    assert!(out.stdout.contains("zz-first") && out.stdout.contains("aa-second"));
+}

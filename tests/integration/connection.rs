@@ -1,0 +1,133 @@
+//! How the tool reaches Redis: details read from redis.conf (requirepass,
+//! unix socket, rename-command), ACL credentials from the settings file or the
+//! environment, and the exit code when Redis refuses.
+
+use crate::harness::*;
+
+/// Back up, export, and check that the export holds exactly `state`.
+fn backup_holds(t: &TestRedis, run: Run, state: &DbState) -> String {
+    let out = run.run();
+    out.ok();
+    let id = out.last_line();
+    let rdb = t.export(&id, "check.rdb");
+    assert_eq!(&digest_of_rdb(&rdb), state, "export of {id} differs");
+    std::fs::remove_file(rdb).unwrap();
+    id
+}
+
+fn small_dataset(t: &TestRedis) -> DbState {
+    let mut c = t.conn();
+    c.ok(&["SET", "plain", "value"]);
+    c.ok(&["HSET", "hash", "f", "v"]);
+    c.ok(&["SELECT", "1"]);
+    c.ok(&["RPUSH", "list", "a", "b"]);
+    c.ok(&["SELECT", "0"]);
+    c.state()
+}
+
+#[test]
+fn requirepass_is_read_from_redis_conf() {
+    let t = TestRedis::builder().requirepass("conf-pass-4Tq9").start();
+    let state = small_dataset(&t);
+    let out = t.run(&["backup"]);
+    out.ok().lacks("conf-pass-4Tq9");
+    let rdb = t.export(&out.last_line(), "x.rdb");
+    assert_eq!(digest_of_rdb(&rdb), state);
+}
+
+#[test]
+fn acl_user_and_password_from_the_settings_file() {
+    let t = TestRedis::builder()
+        .acl_user("backup", "acl-file-pass-8Hw2")
+        .default_user_off()
+        .setting("redis_user", "backup")
+        .setting("redis_password", "acl-file-pass-8Hw2")
+        .start();
+    let state = small_dataset(&t);
+    backup_holds(&t, t.cmd(&["backup"]), &state);
+}
+
+#[test]
+fn acl_user_and_password_from_the_environment() {
+    let t = TestRedis::builder()
+        .acl_user("backup", "acl-env-pass-3Kd7")
+        .default_user_off()
+        .start();
+    let state = small_dataset(&t);
+    // Without credentials the default user (off) is refused...
+    let out = t.run(&["backup"]);
+    out.code(3);
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+    // ...with them from the environment it works.
+    let run = t
+        .cmd(&["backup"])
+        .env("REDIS_BACKUP_REDIS_USER", "backup")
+        .env("REDIS_BACKUP_REDIS_PASSWORD", "acl-env-pass-3Kd7");
+    backup_holds(&t, run, &state);
+    // User from the file, password from the environment.
+    let mut t = t;
+    t.set_setting("redis_user", "backup");
+    let run = t
+        .cmd(&["backup"])
+        .env("REDIS_BACKUP_REDIS_PASSWORD", "acl-env-pass-3Kd7");
+    backup_holds(&t, run, &state);
+}
+
+#[test]
+fn wrong_password_is_exit_3_and_not_echoed() {
+    let t = TestRedis::builder()
+        .acl_user("backup", "right-pass-6Vb1")
+        .default_user_off()
+        .setting("redis_user", "backup")
+        .setting("redis_password", "wrong-pass-2Zx5")
+        .start();
+    small_dataset(&t);
+    let out = t.run(&["-v", "backup"]);
+    out.code(3)
+        .lacks("wrong-pass-2Zx5")
+        .lacks("right-pass-6Vb1");
+    assert!(!out.stderr.trim().is_empty(), "no error message\n{out}");
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+
+    // Same through the environment, with requirepass instead of ACL.
+    let t = TestRedis::builder().requirepass("right-pass-1Qa0").start();
+    small_dataset(&t);
+    let out = t
+        .cmd(&["backup"])
+        .env("REDIS_BACKUP_REDIS_PASSWORD", "wrong-pass-0Pl4")
+        .run();
+    out.code(3)
+        .lacks("wrong-pass-0Pl4")
+        .lacks("right-pass-1Qa0");
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+}
+
+#[test]
+fn unix_socket_only() {
+    let t = TestRedis::builder().unix_socket_only().start();
+    let state = small_dataset(&t);
+    backup_holds(&t, t.cmd(&["backup"]), &state);
+}
+
+#[test]
+fn renamed_bgsave_and_lastsave_are_used() {
+    let t = TestRedis::builder()
+        .rename_command("BGSAVE", "bgsave-x81")
+        .rename_command("LASTSAVE", "lastsave-x81")
+        .start();
+    let state = small_dataset(&t);
+    let mut c = t.conn();
+    let saves = c.rdb_saves();
+    backup_holds(&t, t.cmd(&["backup"]), &state);
+    assert!(c.rdb_saves() > saves, "the backup made Redis save");
+}
+
+#[test]
+fn disabled_bgsave_is_exit_3_naming_bgsave() {
+    let t = TestRedis::builder().rename_command("BGSAVE", "").start();
+    small_dataset(&t);
+    let out = t.run(&["backup"]);
+    out.code(3).stderr_has("BGSAVE");
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+    assert!(t.is_active(), "Redis must be left running");
+}

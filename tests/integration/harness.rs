@@ -1,0 +1,1515 @@
+//! The test harness: a scratch directory per test, a real `redis-server`
+//! started and stopped through the `systemctl` stand-in in `tests/support`, a
+//! tiny RESP client (independent of the crate's own), data of every type, and a
+//! runner for the real `redis-backup` binary with a clean environment.
+//!
+//! Nothing here sleeps a fixed time: everything that waits polls against a
+//! deadline and fails with a message saying what it waited for.
+
+// The harness is shared by every test module, and later ones (restore) use
+// parts the current ones do not.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long anything may take before a test gives up on it.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+/// How long one run of the binary may take before it is killed.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(120);
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_redis-backup");
+
+/// `tests/support`, which holds the `systemctl` stand-in.
+pub fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support")
+}
+
+/// Poll `f` until it returns `Some`, or panic after `DEADLINE` naming `what`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    let mut file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex(&hasher.finalize())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn is_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .map(|euid| euid == "0")
+        .unwrap_or(false)
+}
+
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}
+
+/// Uid and gid of a local user, via `id` (no libc in the tests).
+pub fn user_ids(user: &str) -> (u32, u32) {
+    let get = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, user])
+            .output()
+            .expect("run id");
+        assert!(out.status.success(), "no user {user}");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    (get("-u"), get("-g"))
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, path.display()));
+}
+
+/// Names of the entries of `dir`, sorted; empty if `dir` does not exist.
+pub fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("read dir {}: {e}", dir.display()),
+    };
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------
+// Scratch directories
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A directory of its own for one test (or one throwaway server). Removed when
+/// dropped, unless the test is failing: then it is kept and its path printed.
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let test = thread::current()
+            .name()
+            .map(|name| name.rsplit("::").next().unwrap_or(name).to_string())
+            .unwrap_or_else(|| "test".into());
+        let test: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(28)
+            .collect();
+        // Short enough for a Unix socket path (108 bytes) inside it.
+        let path =
+            std::env::temp_dir().join(format!("rbit-{}-{n}-{tag}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        set_mode(&path, 0o755);
+        Scratch { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "test failed: keeping {} for inspection",
+                self.path.display()
+            );
+            return;
+        }
+        make_removable(&self.path);
+        if let Err(e) = fs::remove_dir_all(&self.path) {
+            eprintln!("could not remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Give every directory under `dir` owner rwx so a non-root user can remove it.
+fn make_removable(dir: &Path) {
+    if let Ok(meta) = fs::symlink_metadata(dir) {
+        if meta.is_dir() {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+            if let Ok(rd) = fs::read_dir(dir) {
+                for entry in rd.flatten() {
+                    make_removable(&entry.path());
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A tiny RESP2 client
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<Reply>),
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Status(s) => write!(f, "+{s}"),
+            Reply::Error(s) => write!(f, "-{s}"),
+            Reply::Int(i) => write!(f, ":{i}"),
+            Reply::Bulk(b) => write!(f, "${:?}", String::from_utf8_lossy(b)),
+            Reply::Nil => write!(f, "(nil)"),
+            Reply::Array(a) => f.debug_list().entries(a).finish(),
+        }
+    }
+}
+
+impl Reply {
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Reply::Bulk(b) => Some(b),
+            Reply::Status(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self.bytes() {
+            Some(b) => String::from_utf8_lossy(b).into_owned(),
+            None => panic!("expected a string reply, got {self:?}"),
+        }
+    }
+
+    pub fn int(&self) -> i64 {
+        match self {
+            Reply::Int(i) => *i,
+            other => panic!("expected an integer reply, got {other:?}"),
+        }
+    }
+}
+
+/// Build one command (an array of bulk strings) from anything byte-like.
+pub fn cmd<A: AsRef<[u8]>>(args: &[A]) -> Vec<Vec<u8>> {
+    args.iter().map(|a| a.as_ref().to_vec()).collect()
+}
+
+pub struct Resp {
+    reader: BufReader<Box<dyn Read + Send>>,
+    writer: Box<dyn Write + Send>,
+}
+
+impl Resp {
+    pub fn tcp(port: u16) -> std::io::Result<Resp> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(DEADLINE))?;
+        stream.set_nodelay(true)?;
+        let writer = stream.try_clone()?;
+        Ok(Resp {
+            reader: BufReader::new(Box::new(stream)),
+            writer: Box::new(writer),
+        })
+    }
+
+    pub fn unix(path: &Path) -> std::io::Result<Resp> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(DEADLINE))?;
+        let writer = stream.try_clone()?;
+        Ok(Resp {
+            reader: BufReader::new(Box::new(stream)),
+            writer: Box::new(writer),
+        })
+    }
+
+    fn encode(out: &mut Vec<u8>, args: &[Vec<u8>]) {
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Send one command and read its reply (which may be an error reply).
+    pub fn try_call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> std::io::Result<Reply> {
+        let mut out = Vec::new();
+        Self::encode(&mut out, &cmd(args));
+        self.writer.write_all(&out)?;
+        self.writer.flush()?;
+        self.read_reply(0)
+    }
+
+    /// Send one command; panic on I/O errors, return error replies as values.
+    pub fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Reply {
+        let shown: Vec<String> = args
+            .iter()
+            .take(2)
+            .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+            .collect();
+        self.try_call(args)
+            .unwrap_or_else(|e| panic!("RESP I/O error on {shown:?}: {e}"))
+    }
+
+    /// Like `call`, but an error reply fails the test.
+    pub fn ok<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Reply {
+        let reply = self.call(args);
+        if reply.is_error() {
+            let shown: Vec<String> = args
+                .iter()
+                .take(2)
+                .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+                .collect();
+            panic!("Redis refused {shown:?}: {reply:?}");
+        }
+        reply
+    }
+
+    /// Send many commands at once, then read all replies; error replies fail.
+    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> Vec<Reply> {
+        let mut out = Vec::new();
+        for c in cmds {
+            Self::encode(&mut out, c);
+        }
+        self.writer.write_all(&out).expect("write pipeline");
+        self.writer.flush().expect("flush pipeline");
+        let replies: Vec<Reply> = (0..cmds.len())
+            .map(|_| self.read_reply(0).expect("read pipeline reply"))
+            .collect();
+        for (c, r) in cmds.iter().zip(&replies) {
+            assert!(
+                !r.is_error(),
+                "Redis refused {:?}: {r:?}",
+                String::from_utf8_lossy(&c[0])
+            );
+        }
+        replies
+    }
+
+    fn read_line(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line)?;
+        if line.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed by Redis",
+            ));
+        }
+        if !line.ends_with(b"\r\n") {
+            return Err(std::io::Error::other("RESP line without CRLF"));
+        }
+        line.truncate(line.len() - 2);
+        Ok(line)
+    }
+
+    fn read_reply(&mut self, depth: usize) -> std::io::Result<Reply> {
+        let bad = |what: &str| std::io::Error::other(format!("bad RESP: {what}"));
+        if depth > 16 {
+            return Err(bad("nested too deep"));
+        }
+        let line = self.read_line()?;
+        let (&kind, rest) = line.split_first().ok_or_else(|| bad("empty line"))?;
+        let rest = String::from_utf8_lossy(rest).into_owned();
+        let num = |s: &str| s.parse::<i64>().map_err(|_| bad("number"));
+        Ok(match kind {
+            b'+' => Reply::Status(rest),
+            b'-' => Reply::Error(rest),
+            b':' => Reply::Int(num(&rest)?),
+            b'$' => {
+                let len = num(&rest)?;
+                if len < 0 {
+                    Reply::Nil
+                } else {
+                    let mut buf = vec![0u8; len as usize + 2];
+                    self.reader.read_exact(&mut buf)?;
+                    buf.truncate(len as usize);
+                    Reply::Bulk(buf)
+                }
+            }
+            b'*' => {
+                let len = num(&rest)?;
+                if len < 0 {
+                    Reply::Nil
+                } else {
+                    let mut items = Vec::with_capacity(len as usize);
+                    for _ in 0..len {
+                        items.push(self.read_reply(depth + 1)?);
+                    }
+                    Reply::Array(items)
+                }
+            }
+            _ => return Err(bad("unknown type byte")),
+        })
+    }
+
+    /// `INFO section` as a map of `field -> value`.
+    pub fn info(&mut self, section: &str) -> BTreeMap<String, String> {
+        let text = self.ok(&["INFO", section]).text();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect()
+    }
+
+    pub fn info_field(&mut self, section: &str, field: &str) -> String {
+        self.info(section)
+            .remove(field)
+            .unwrap_or_else(|| panic!("INFO {section} has no field {field}"))
+    }
+
+    /// `rdb_saves` of `INFO persistence`: saves since start-up.
+    pub fn rdb_saves(&mut self) -> u64 {
+        self.info_field("persistence", "rdb_saves")
+            .parse()
+            .expect("rdb_saves")
+    }
+
+    /// `DEBUG DIGEST` and the key count of every non-empty database.
+    pub fn state(&mut self) -> DbState {
+        let digest = self.ok(&["DEBUG", "DIGEST"]).text();
+        let databases: u32 = match self.ok(&["CONFIG", "GET", "databases"]) {
+            Reply::Array(a) if a.len() == 2 => a[1].text().parse().expect("databases"),
+            other => panic!("CONFIG GET databases: {other:?}"),
+        };
+        let mut cmds = Vec::new();
+        for db in 0..databases {
+            cmds.push(cmd(&["SELECT".to_string(), db.to_string()]));
+            cmds.push(cmd(&["DBSIZE"]));
+        }
+        cmds.push(cmd(&["SELECT", "0"]));
+        let replies = self.pipeline(&cmds);
+        let mut keys = BTreeMap::new();
+        for db in 0..databases {
+            let n = replies[db as usize * 2 + 1].int() as u64;
+            if n > 0 {
+                keys.insert(db, n);
+            }
+        }
+        DbState { digest, keys }
+    }
+
+    /// Wait until no RDB save runs (e.g. one started by someone else).
+    pub fn wait_no_save(&mut self) {
+        wait_for("the running BGSAVE to finish", || {
+            (self.info_field("persistence", "rdb_bgsave_in_progress") == "0").then_some(())
+        })
+    }
+}
+
+/// What a dataset looks like: `DEBUG DIGEST` and `DBSIZE` per non-empty db.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbState {
+    pub digest: String,
+    pub keys: BTreeMap<u32, u64>,
+}
+
+/// The `keys` object of a backup record (`{"db0": 120, "db1": 40}`) as a map,
+/// leaving out empty databases.
+pub fn keys_of_record(record: &Value) -> BTreeMap<u32, u64> {
+    let obj = record["keys"]
+        .as_object()
+        .unwrap_or_else(|| panic!("record has no `keys` object: {record}"));
+    obj.iter()
+        .map(|(name, n)| {
+            let db: u32 = name
+                .strip_prefix("db")
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_else(|| panic!("bad db name {name:?} in keys"));
+            (db, n.as_u64().unwrap_or_else(|| panic!("bad count {n}")))
+        })
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Data of every type
+
+/// Deterministic pseudo-random bytes (incompressible enough for the tests).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+/// The binary key holding every byte value, as written in `db`.
+pub fn binary_key(db: u32) -> Vec<u8> {
+    let mut key = format!("bin:{db}:").into_bytes();
+    key.extend(0..=255u8);
+    key
+}
+
+/// The value stored under `binary_key(db)`.
+pub fn binary_value() -> Vec<u8> {
+    let mut v: Vec<u8> = (0..=255u8).collect();
+    v.extend((0..=255u8).rev());
+    v.extend_from_slice(b"\r\n\0\r\n");
+    v
+}
+
+/// Fill db 0 and db 1 with keys of every type: strings (binary keys and
+/// values, integers, empty, ~100 KB), hashes, lists, sets and sorted sets in
+/// both small and large encodings, streams with a consumer group, and keys with
+/// a TTL. The two databases get different numbers of keys. Leaves db 0 selected.
+pub fn fill_every_type(conn: &mut Resp) {
+    for db in [0u32, 1] {
+        let d = db.to_string();
+        let mut c: Vec<Vec<Vec<u8>>> = vec![cmd(&["SELECT", &d])];
+        let strings = if db == 0 { 80 } else { 30 };
+        for i in 0..strings {
+            c.push(cmd(&[
+                "SET".to_string(),
+                format!("s:{db}:{i}"),
+                format!("value {i} in db {db}"),
+            ]));
+        }
+        for i in 0..20i64 {
+            c.push(cmd(&[
+                "SET".to_string(),
+                format!("n:{db}:{i}"),
+                (i * 12345 - 70000).to_string(),
+            ]));
+        }
+        c.push(cmd(&[b"SET".to_vec(), binary_key(db), binary_value()]));
+        c.push(cmd(&[
+            b"SET".as_slice(),
+            format!("crlf\r\nkey {db}\0").as_bytes(),
+            b"line\r\nbreak\0nul",
+        ]));
+        c.push(cmd(&[
+            "SET".to_string(),
+            format!("empty:{db}"),
+            String::new(),
+        ]));
+        c.push(cmd(&[
+            b"SET".to_vec(),
+            format!("big:{db}").into_bytes(),
+            noise(100_000, u64::from(db) + 7),
+        ]));
+        // Hashes: small (listpack) and large (hashtable), one binary field.
+        for h in 0..10 {
+            let mut args = vec![b"HSET".to_vec(), format!("h:{db}:{h}").into_bytes()];
+            for f in 0..5 {
+                args.push(format!("field{f}").into_bytes());
+                args.push(format!("v{h}.{f}").into_bytes());
+            }
+            c.push(args);
+        }
+        let mut args = vec![b"HSET".to_vec(), format!("hbig:{db}").into_bytes()];
+        for f in 0..200 {
+            args.push(format!("f{f}").into_bytes());
+            args.push(noise(20, f).to_vec());
+        }
+        args.push(vec![0, 1, 2, 255]);
+        args.push(vec![255, 0]);
+        c.push(args);
+        // Lists: small and long (quicklist with several nodes).
+        for l in 0..10 {
+            let mut args = vec![b"RPUSH".to_vec(), format!("l:{db}:{l}").into_bytes()];
+            args.extend((0..10).map(|i| format!("item{i}").into_bytes()));
+            c.push(args);
+        }
+        let mut args = vec![b"RPUSH".to_vec(), format!("lbig:{db}").into_bytes()];
+        args.extend((0..1000u64).map(|i| noise(12, i)));
+        c.push(args);
+        // Sets: intset, small strings (listpack), large (hashtable).
+        let mut args = vec![b"SADD".to_vec(), format!("sint:{db}").into_bytes()];
+        args.extend((0..50).map(|i: i64| (i * 7 - 100).to_string().into_bytes()));
+        c.push(args);
+        let mut args = vec![b"SADD".to_vec(), format!("sstr:{db}").into_bytes()];
+        args.extend(["a", "b", "c", "dee", "\u{e9}t\u{e9}"].map(|s| s.as_bytes().to_vec()));
+        c.push(args);
+        let mut args = vec![b"SADD".to_vec(), format!("sbig:{db}").into_bytes()];
+        args.extend((0..200).map(|i| format!("member-{i}").into_bytes()));
+        c.push(args);
+        // Sorted sets: small (listpack) and large (skiplist).
+        let mut args = vec![b"ZADD".to_vec(), format!("z:{db}").into_bytes()];
+        for i in 0..10 {
+            args.push(format!("{}", f64::from(i) * 1.5 - 3.0).into_bytes());
+            args.push(format!("zm{i}").into_bytes());
+        }
+        c.push(args);
+        let mut args = vec![b"ZADD".to_vec(), format!("zbig:{db}").into_bytes()];
+        for i in 0..200 {
+            args.push(format!("{}", f64::from(i) * -0.25).into_bytes());
+            args.push(format!("zmember-{i}").into_bytes());
+        }
+        c.push(args);
+        // Streams, one with a consumer group.
+        for s in 0..2 {
+            let key = format!("stream:{db}:{s}");
+            for i in 0..30 {
+                c.push(cmd(&[
+                    "XADD".to_string(),
+                    key.clone(),
+                    "*".to_string(),
+                    "n".to_string(),
+                    i.to_string(),
+                    "payload".to_string(),
+                    format!("entry {i} of {key}"),
+                ]));
+            }
+        }
+        c.push(cmd(&[
+            "XGROUP",
+            "CREATE",
+            &format!("stream:{db}:0"),
+            "g1",
+            "0",
+        ]));
+        // Keys with a TTL.
+        for i in 0..20 {
+            c.push(cmd(&[
+                "SET".to_string(),
+                format!("ttl:{db}:{i}"),
+                format!("expiring {i}"),
+                "EX".to_string(),
+                "3600".to_string(),
+            ]));
+        }
+        c.push(cmd(&["EXPIRE", &format!("h:{db}:0"), "3600"]));
+        conn.pipeline(&c);
+    }
+    conn.ok(&["SELECT", "0"]);
+}
+
+/// Add `n` plain string keys `filler:i` to db 0 (to make saves slower with
+/// `rdb-key-save-delay`).
+pub fn add_filler(conn: &mut Resp, n: usize) {
+    let cmds: Vec<_> = (0..n)
+        .map(|i| cmd(&["SET".to_string(), format!("filler:{i}"), format!("x{i}")]))
+        .collect();
+    conn.pipeline(&cmds);
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary
+
+/// The result of one run of the binary (or of any program run by the harness).
+pub struct Output {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Exit code; `None` if killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "command: {} {:?}", self.program, self.args)?;
+        writeln!(f, "exit code: {:?}", self.code)?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout)?;
+        write!(f, "--- stderr ---\n{}--------------", self.stderr)
+    }
+}
+
+impl Output {
+    /// Fail (showing stdout and stderr) unless the exit code is `code`.
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Output {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}, got {:?}\n{self}",
+            self.code
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Output {
+        self.code(0)
+    }
+
+    /// stdout parsed as one JSON document.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e})\n{self}"))
+    }
+
+    /// The last non-empty line of stdout, trimmed.
+    #[track_caller]
+    pub fn last_line(&self) -> String {
+        self.stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| panic!("stdout is empty\n{self}"))
+            .trim()
+            .to_string()
+    }
+
+    /// Fail unless stderr contains `needle` (case-insensitive).
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Output {
+        assert!(
+            self.stderr.to_lowercase().contains(&needle.to_lowercase()),
+            "stderr should mention {needle:?}\n{self}"
+        );
+        self
+    }
+
+    /// Fail if `secret` occurs in stdout or stderr.
+    #[track_caller]
+    pub fn lacks(&self, secret: &str) -> &Output {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "output contains the secret {secret:?} (exit {:?}; output not shown)",
+            self.code
+        );
+        self
+    }
+}
+
+/// One run of a program with a scrubbed environment, built step by step.
+pub struct Run {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    remove_env: Vec<String>,
+}
+
+impl Run {
+    pub fn new(program: &str) -> Run {
+        Run {
+            program: program.to_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            remove_env: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<str>) -> Run {
+        self.args.push(arg.as_ref().to_string());
+        self
+    }
+
+    pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Run {
+        self.args
+            .extend(args.iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<str>) -> Run {
+        self.env.push((key.to_string(), value.as_ref().to_string()));
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Run {
+        self.remove_env.push(key.to_string());
+        self
+    }
+
+    /// Run to completion (killed after `RUN_DEADLINE`) with stdin closed.
+    pub fn run(self) -> Output {
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("REDIS_BACKUP_")
+                || key.starts_with("OS_")
+                || key.starts_with("ST_")
+                || key == "RUST_LOG"
+                || key == "SYSTEMCTL_SHIM_DIR"
+            {
+                command.env_remove(&*key);
+            }
+        }
+        for key in &self.remove_env {
+            command.env_remove(key);
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program));
+        let mut out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        let out_thread = thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = out.read_to_end(&mut v);
+            v
+        });
+        let err_thread = thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            v
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > RUN_DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stdout = String::from_utf8_lossy(&out_thread.join().unwrap()).into_owned();
+                let stderr = String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned();
+                panic!(
+                    "{} {:?} did not finish within {RUN_DEADLINE:?}; killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+                    self.program, self.args
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        Output {
+            program: self.program,
+            args: self.args,
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&out_thread.join().unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The Redis under test
+
+/// Save rules written to redis.conf.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Save {
+    /// No `save` line: Redis's built-in rules, persistence on.
+    #[default]
+    Default,
+    /// `save ""`: no RDB persistence.
+    Off,
+    /// `save <rules>`, e.g. `"3600 1"`.
+    Rules(String),
+}
+
+/// Options for a `TestRedis`; `TestRedis::builder()` starts one.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    requirepass: Option<String>,
+    acl_user: Option<(String, String)>,
+    default_user_off: bool,
+    unix_only: bool,
+    renames: Vec<(String, String)>,
+    save: Save,
+    appendonly: bool,
+    run_as: Option<String>,
+    keygen: bool,
+    settings: Vec<(String, String)>,
+    conf_lines: Vec<String>,
+}
+
+impl Builder {
+    /// `requirepass PW` in redis.conf (the tool finds it there).
+    pub fn requirepass(mut self, pw: &str) -> Builder {
+        self.requirepass = Some(pw.into());
+        self
+    }
+
+    /// `user NAME on >PW ~* &* +@all` in redis.conf. The tool is NOT told about
+    /// it: add `redis_user`/`redis_password` with `setting` or the environment.
+    pub fn acl_user(mut self, name: &str, pw: &str) -> Builder {
+        self.acl_user = Some((name.into(), pw.into()));
+        self
+    }
+
+    /// `user default off`: only the ACL user may connect.
+    pub fn default_user_off(mut self) -> Builder {
+        self.default_user_off = true;
+        self
+    }
+
+    /// `port 0` plus `unixsocket <scratch>/redis.sock`, `unixsocketperm 700`.
+    pub fn unix_socket_only(mut self) -> Builder {
+        self.unix_only = true;
+        self
+    }
+
+    /// `rename-command FROM TO` (`TO` empty disables the command).
+    pub fn rename_command(mut self, from: &str, to: &str) -> Builder {
+        self.renames.push((from.into(), to.into()));
+        self
+    }
+
+    pub fn save(mut self, save: Save) -> Builder {
+        self.save = save;
+        self
+    }
+
+    pub fn appendonly(mut self) -> Builder {
+        self.appendonly = true;
+        self
+    }
+
+    /// Run redis-server as this user (the shim's `UNIT.user`); the data dir is
+    /// chowned to the user.
+    pub fn run_as(mut self, user: &str) -> Builder {
+        self.run_as = Some(user.into());
+        self
+    }
+
+    /// Do not make a key file (harness self-tests that must not need the binary).
+    pub fn without_key(mut self) -> Builder {
+        self.keygen = false;
+        self
+    }
+
+    /// One more `key = value` line in the tool's settings file.
+    pub fn setting(mut self, key: &str, value: &str) -> Builder {
+        self.settings.push((key.into(), value.into()));
+        self
+    }
+
+    /// One more raw line in redis.conf.
+    pub fn conf_line(mut self, line: &str) -> Builder {
+        self.conf_lines.push(line.into());
+        self
+    }
+
+    /// Write everything, make the key, start Redis through the shim.
+    pub fn start(self) -> TestRedis {
+        let mut t = self.prepare();
+        t.start_first_time();
+        t
+    }
+
+    /// Write everything and make the key, but do not start Redis.
+    pub fn prepare(self) -> TestRedis {
+        let scratch = Scratch::new("t");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let unit = format!("rbtest-{}-{n}", std::process::id());
+        let shim_dir = scratch.join("systemd");
+        fs::create_dir_all(&shim_dir).expect("mkdir shim dir");
+        fs::create_dir_all(scratch.join("data")).expect("mkdir data");
+        fs::write(
+            shim_dir.join(format!("{unit}.conf")),
+            format!("{}\n", scratch.join("redis.conf").display()),
+        )
+        .expect("write unit file");
+        if let Some(user) = &self.run_as {
+            fs::write(shim_dir.join(format!("{unit}.user")), format!("{user}\n"))
+                .expect("write unit user");
+            let (uid, gid) = user_ids(user);
+            std::os::unix::fs::chown(scratch.join("data"), Some(uid), Some(gid))
+                .expect("chown data dir");
+        }
+        let mut settings = vec![
+            (
+                "redis_conf".to_string(),
+                scratch.join("redis.conf").display().to_string(),
+            ),
+            (
+                "storage".to_string(),
+                format!("file://{}", scratch.join("backups").display()),
+            ),
+            (
+                "key_file".to_string(),
+                scratch.join("backup.key").display().to_string(),
+            ),
+            (
+                "lock_file".to_string(),
+                scratch.join("redis-backup.lock").display().to_string(),
+            ),
+            ("service".to_string(), unit.clone()),
+        ];
+        settings.extend(self.settings.iter().cloned());
+        let mut t = TestRedis {
+            opts: self,
+            port: 0,
+            unit,
+            shim_dir,
+            settings,
+            scratch,
+        };
+        if !t.opts.unix_only {
+            t.port = free_port();
+        }
+        t.write_redis_conf();
+        t.write_settings();
+        if t.opts.keygen {
+            let key = t.key_file();
+            t.cmd(&["keygen", "--out", &key.display().to_string()])
+                .run()
+                .ok();
+            assert_eq!(
+                mode_of(&key) & 0o077,
+                0,
+                "keygen made a key readable by others"
+            );
+        }
+        t
+    }
+}
+
+/// One test's world: a scratch directory with redis.conf, the tool's settings
+/// file and key, and a redis-server run through the systemctl stand-in.
+/// Dropping it kills whatever Redis is left.
+pub struct TestRedis {
+    opts: Builder,
+    /// TCP port, 0 when unix-socket only.
+    pub port: u16,
+    /// The systemd unit name (the tool's `service` setting).
+    pub unit: String,
+    pub shim_dir: PathBuf,
+    settings: Vec<(String, String)>,
+    scratch: Scratch,
+}
+
+impl TestRedis {
+    pub fn builder() -> Builder {
+        Builder {
+            requirepass: None,
+            acl_user: None,
+            default_user_off: false,
+            unix_only: false,
+            renames: Vec::new(),
+            save: Save::Default,
+            appendonly: false,
+            run_as: None,
+            keygen: true,
+            settings: Vec::new(),
+            conf_lines: Vec::new(),
+        }
+    }
+
+    /// A plain Redis with default settings, started, with a key.
+    pub fn start() -> TestRedis {
+        TestRedis::builder().start()
+    }
+
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.scratch.join(rel)
+    }
+
+    pub fn redis_conf(&self) -> PathBuf {
+        self.path("redis.conf")
+    }
+
+    pub fn settings_file(&self) -> PathBuf {
+        self.path("redis-backup.conf")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.path("backup.key")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.path("redis-backup.lock")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    pub fn dump_file(&self) -> PathBuf {
+        self.path("data/dump.rdb")
+    }
+
+    /// The directory of the default `storage` (may not exist yet).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.path("backups")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path("redis.sock")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.shim_dir.join(format!("{}.pid", self.unit))
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.shim_dir.join(format!("{}.log", self.unit))
+    }
+
+    /// The lines the shim was called with (`start UNIT`, ...).
+    pub fn shim_calls(&self) -> Vec<String> {
+        fs::read_to_string(self.shim_dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Entries of the storage directory, sorted.
+    pub fn storage_files(&self) -> Vec<String> {
+        dir_entries(&self.storage_dir())
+    }
+
+    /// Set (replace or add) a line of the tool's settings file.
+    pub fn set_setting(&mut self, key: &str, value: &str) {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.into(), value.into()));
+        self.write_settings();
+    }
+
+    pub fn remove_setting(&mut self, key: &str) {
+        self.settings.retain(|(k, _)| k != key);
+        self.write_settings();
+    }
+
+    fn write_settings(&self) {
+        let mut text = String::from("# written by the redis-backup integration tests\n");
+        for (k, v) in &self.settings {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        let path = self.settings_file();
+        fs::write(&path, text).expect("write settings file");
+        set_mode(&path, 0o600);
+    }
+
+    fn write_redis_conf(&self) {
+        let o = &self.opts;
+        let s = self.scratch();
+        let mut c = String::from("# written by the redis-backup integration tests\n");
+        if o.unix_only {
+            c.push_str("port 0\n");
+            c.push_str(&format!("unixsocket {}\n", self.socket().display()));
+            c.push_str("unixsocketperm 700\n");
+        } else {
+            c.push_str("bind 127.0.0.1\n");
+            c.push_str(&format!("port {}\n", self.port));
+        }
+        c.push_str("daemonize yes\n");
+        c.push_str(&format!("pidfile {}\n", self.pid_file().display()));
+        c.push_str(&format!("logfile {}\n", self.log_file().display()));
+        c.push_str(&format!("dir {}\n", s.join("data").display()));
+        c.push_str("dbfilename dump.rdb\n");
+        c.push_str("enable-debug-command yes\n");
+        c.push_str(if o.appendonly {
+            "appendonly yes\n"
+        } else {
+            "appendonly no\n"
+        });
+        match &o.save {
+            Save::Default => {}
+            Save::Off => c.push_str("save \"\"\n"),
+            Save::Rules(r) => c.push_str(&format!("save {r}\n")),
+        }
+        if let Some(pw) = &o.requirepass {
+            c.push_str(&format!("requirepass {pw}\n"));
+        }
+        if let Some((user, pw)) = &o.acl_user {
+            c.push_str(&format!("user {user} on >{pw} ~* &* +@all\n"));
+        }
+        if o.default_user_off {
+            c.push_str("user default off\n");
+        }
+        for (from, to) in &o.renames {
+            let to = if to.is_empty() {
+                "\"\"".to_string()
+            } else {
+                to.clone()
+            };
+            c.push_str(&format!("rename-command {from} {to}\n"));
+        }
+        for line in &o.conf_lines {
+            c.push_str(line);
+            c.push('\n');
+        }
+        fs::write(self.redis_conf(), c).expect("write redis.conf");
+        set_mode(&self.redis_conf(), 0o644);
+    }
+
+    /// First start: pick a free port (retrying if a parallel test took it).
+    fn start_first_time(&mut self) {
+        let attempts = if self.opts.unix_only { 1 } else { 5 };
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                self.port = free_port();
+                self.write_redis_conf();
+            }
+            let out = self.systemctl(&["start", &self.unit]);
+            if out.code == Some(0) {
+                return;
+            }
+            let log = fs::read_to_string(self.log_file()).unwrap_or_default();
+            let port_taken = log.contains("Address already in use")
+                || log.contains("Could not create server TCP listening socket");
+            if !(port_taken && attempt < attempts) {
+                panic!("could not start redis-server through the shim\n{out}\n--- log ---\n{log}");
+            }
+            let _ = fs::remove_file(self.log_file());
+        }
+    }
+
+    /// Run the systemctl stand-in directly (as the tool would).
+    pub fn systemctl(&self, args: &[&str]) -> Output {
+        Run::new(&support_dir().join("systemctl").display().to_string())
+            .args(args)
+            .env("SYSTEMCTL_SHIM_DIR", self.shim_dir.display().to_string())
+            .run()
+    }
+
+    /// `systemctl start UNIT`, which must succeed.
+    pub fn start_redis(&self) {
+        self.systemctl(&["start", &self.unit]).ok();
+    }
+
+    /// `systemctl stop UNIT`, which must succeed.
+    pub fn stop_redis(&self) {
+        self.systemctl(&["stop", &self.unit]).ok();
+    }
+
+    /// `systemctl is-active --quiet UNIT`.
+    pub fn is_active(&self) -> bool {
+        self.systemctl(&["is-active", "--quiet", &self.unit]).code == Some(0)
+    }
+
+    /// Make the next `systemctl start` of this unit fail (or not).
+    pub fn fail_start(&self, fail: bool) {
+        let marker = self.shim_dir.join(format!("{}.fail-start", self.unit));
+        if fail {
+            fs::write(marker, "").expect("write fail-start marker");
+        } else {
+            let _ = fs::remove_file(marker);
+        }
+    }
+
+    /// The pid of the running redis-server, if any.
+    pub fn pid(&self) -> Option<u32> {
+        fs::read_to_string(self.pid_file())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// A connection without AUTH.
+    pub fn raw_conn(&self) -> std::io::Result<Resp> {
+        if self.opts.unix_only {
+            Resp::unix(&self.socket())
+        } else {
+            Resp::tcp(self.port)
+        }
+    }
+
+    /// A connection authenticated as configured (ACL user, else requirepass).
+    pub fn conn(&self) -> Resp {
+        let mut c = self
+            .raw_conn()
+            .unwrap_or_else(|e| panic!("cannot connect to the test Redis: {e}"));
+        if let Some((user, pw)) = &self.opts.acl_user {
+            c.ok(&["AUTH", user, pw]);
+        } else if let Some(pw) = &self.opts.requirepass {
+            c.ok(&["AUTH", pw]);
+        }
+        c
+    }
+
+    /// `DEBUG DIGEST` and per-db DBSIZE of the live server.
+    pub fn state(&self) -> DbState {
+        self.conn().state()
+    }
+
+    /// A command line for the binary: `-c <settings file>` then `args`, with
+    /// the shim first on PATH and its directory in `SYSTEMCTL_SHIM_DIR`.
+    pub fn cmd<S: AsRef<str>>(&self, args: &[S]) -> Run {
+        self.with_env(
+            Run::new(BIN)
+                .arg("-c")
+                .arg(self.settings_file().display().to_string())
+                .args(args),
+        )
+    }
+
+    /// Add this test's environment to any run: the shim first on PATH and its
+    /// directory in `SYSTEMCTL_SHIM_DIR`.
+    pub fn with_env(&self, run: Run) -> Run {
+        let path = format!(
+            "{}:{}",
+            support_dir().display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        );
+        run.env("PATH", path)
+            .env("SYSTEMCTL_SHIM_DIR", self.shim_dir.display().to_string())
+    }
+
+    /// Run the binary with `args` (see `cmd`).
+    pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Output {
+        self.cmd(args).run()
+    }
+
+    /// `backup`, which must succeed; returns the ID (last line of stdout).
+    pub fn backup(&self) -> String {
+        let out = self.run(&["backup"]);
+        out.ok();
+        out.last_line()
+    }
+
+    /// `backup --json`, which must succeed; returns the record.
+    pub fn backup_json(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["--json", "backup"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        out.ok();
+        out.json()
+    }
+
+    /// `export ID --out <scratch>/<name>`, which must succeed; returns the path.
+    pub fn export(&self, id: &str, name: &str) -> PathBuf {
+        let out = self.path(name);
+        self.run(&["export", id, "--out", &out.display().to_string()])
+            .ok();
+        out
+    }
+
+    /// `list --json` parsed, which must succeed.
+    pub fn list(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["--json", "list"];
+        args.extend_from_slice(extra);
+        match self.run(&args).ok().json() {
+            Value::Array(items) => items,
+            other => panic!("list --json is not an array: {other}"),
+        }
+    }
+
+    /// Wait until nothing listens any more (after a stop).
+    pub fn wait_unreachable(&self) {
+        wait_for("Redis to stop accepting connections", || {
+            self.raw_conn().is_err().then_some(())
+        })
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            kill_and_wait(pid);
+        }
+    }
+}
+
+/// SIGKILL `pid` if it is a redis-server, and wait until it is gone.
+fn kill_and_wait(pid: u32) {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains("redis-server") {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(stat) => {
+                let state = stat.rsplit(") ").next().unwrap_or("").chars().next();
+                if state == Some('Z') {
+                    return;
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A port that was free a moment ago (callers retry if someone took it).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+// ---------------------------------------------------------------------------
+// Loading an RDB file into a throwaway server
+
+/// A throwaway redis-server (unix socket only, no persistence) that loaded an
+/// RDB file; killed and cleaned up when dropped.
+pub struct LoadedRdb {
+    child: Child,
+    socket: PathBuf,
+    scratch: Scratch,
+}
+
+impl LoadedRdb {
+    pub fn load(rdb: &Path) -> LoadedRdb {
+        let scratch = Scratch::new("rdb");
+        fs::copy(rdb, scratch.join("dump.rdb"))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", rdb.display()));
+        let socket = scratch.join("s.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--dir"])
+            .arg(scratch.path())
+            .args([
+                "--dbfilename",
+                "dump.rdb",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+                "--daemonize",
+                "no",
+                "--logfile",
+            ])
+            .arg(scratch.join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let mut loaded = LoadedRdb {
+            child,
+            socket,
+            scratch,
+        };
+        let log = loaded.scratch.join("redis.log");
+        wait_for("a throwaway redis-server to load the RDB", || {
+            if let Ok(Some(status)) = loaded.child.try_wait() {
+                panic!(
+                    "redis-server could not load {} ({status}):\n{}",
+                    rdb.display(),
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            let mut c = Resp::unix(&loaded.socket).ok()?;
+            match c.try_call(&["PING"]).ok()? {
+                Reply::Status(s) if s == "PONG" => Some(()),
+                _ => None, // -LOADING
+            }
+        });
+        loaded
+    }
+
+    pub fn conn(&self) -> Resp {
+        Resp::unix(&self.socket).expect("connect to throwaway redis")
+    }
+
+    pub fn state(&self) -> DbState {
+        self.conn().state()
+    }
+
+    /// GET `key` in db 0.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        match self.conn().ok(&["GET", key]) {
+            Reply::Nil => None,
+            r => Some(r.bytes().expect("bulk").to_vec()),
+        }
+    }
+}
+
+impl Drop for LoadedRdb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Load `rdb` into a throwaway server and return its digest and DBSIZEs.
+pub fn digest_of_rdb(rdb: &Path) -> DbState {
+    LoadedRdb::load(rdb).state()
+}
+
+// ---------------------------------------------------------------------------
+// Holding the tool's lock from the test process
+
+/// Open `path` and take an exclusive lock on it, as another run would.
+pub fn hold_lock(path: &Path) -> fs::File {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    file.try_lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    file
+}

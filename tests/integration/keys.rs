@@ -1,0 +1,160 @@
+//! The key file (keygen, its mode, its format) and secrets: no password and
+//! no key ever shows in the output, however verbose.
+
+use crate::harness::*;
+use std::fs;
+
+fn is_key_text(text: &str) -> bool {
+    text.len() == 65 && text.ends_with('\n') && text[..64].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_never_overwrites() {
+    let t = TestRedis::builder().prepare();
+    let key = t.path("new.key");
+    let key_s = key.display().to_string();
+    t.run(&["keygen", "--out", &key_s]).ok();
+    assert_eq!(mode_of(&key), 0o600, "key file mode");
+    let text = fs::read_to_string(&key).unwrap();
+    assert!(
+        is_key_text(&text),
+        "64 hex digits and a newline: {:?}",
+        text.len()
+    );
+    // The harness's key was made the same way, and differs.
+    let first = fs::read_to_string(t.key_file()).unwrap();
+    assert!(is_key_text(&first));
+    assert_ne!(first, text, "two keygens made the same key");
+
+    let out = t.run(&["keygen", "--out", &key_s]);
+    out.code(2);
+    assert_eq!(
+        fs::read_to_string(&key).unwrap(),
+        text,
+        "key was overwritten"
+    );
+    assert_eq!(mode_of(&key), 0o600);
+}
+
+#[test]
+fn bad_key_files_are_usage_errors_that_touch_nothing() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let saves = t.conn().rdb_saves();
+    let good = fs::read(t.key_file()).unwrap();
+
+    set_mode(&t.key_file(), 0o644);
+    let out = t.run(&["backup"]);
+    out.code(2).stderr_has("key");
+    set_mode(&t.key_file(), 0o600);
+
+    let hex63: String = "a".repeat(63) + "\n";
+    let hex_bad: String = "g".repeat(64) + "\n";
+    let long: String = "ab".repeat(64) + "\n";
+    for (case, text) in [
+        ("not a key", "not a key\n"),
+        ("63 hex digits", hex63.as_str()),
+        ("non-hex", hex_bad.as_str()),
+        ("128 hex digits", long.as_str()),
+        ("empty", ""),
+    ] {
+        fs::write(t.key_file(), text).unwrap();
+        set_mode(&t.key_file(), 0o600);
+        let out = t.run(&["backup"]);
+        assert_eq!(out.code, Some(2), "key file {case}: expected exit 2\n{out}");
+    }
+    fs::remove_file(t.key_file()).unwrap();
+    let out = t.run(&["backup"]);
+    assert_eq!(
+        out.code,
+        Some(2),
+        "missing key file: expected exit 2\n{out}"
+    );
+
+    assert_eq!(
+        t.conn().rdb_saves(),
+        saves,
+        "a settings error touched Redis"
+    );
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+
+    // With the good key back, the same backup works.
+    fs::write(t.key_file(), &good).unwrap();
+    set_mode(&t.key_file(), 0o600);
+    t.backup();
+}
+
+#[test]
+fn no_secret_in_any_output() {
+    let default_pw = "default-pw-Zq81x";
+    let acl_pw = "acl-pw-Kx93mT";
+    let t = TestRedis::builder()
+        .requirepass(default_pw)
+        .acl_user("backup", acl_pw)
+        .setting("redis_user", "backup")
+        .setting("redis_password", acl_pw)
+        .start();
+    fill_every_type(&mut t.conn());
+    let key_text = fs::read_to_string(t.key_file()).unwrap();
+    let key_hex = key_text.trim().to_string();
+    let key_bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let secrets = [
+        default_pw.to_string(),
+        acl_pw.to_string(),
+        key_hex.to_lowercase(),
+        key_hex.to_uppercase(),
+    ];
+    let check = |out: &Output| {
+        out.ok();
+        for s in &secrets {
+            out.lacks(s);
+        }
+    };
+
+    let out = t.cmd(&["-vv", "backup"]).env("RUST_LOG", "debug").run();
+    check(&out);
+    assert!(
+        !out.stderr.trim().is_empty(),
+        "-vv backup logged nothing, so this test would prove nothing"
+    );
+    let id = out.last_line();
+    let out = t
+        .cmd(&["-vv", "--json", "backup"])
+        .env("RUST_LOG", "debug")
+        .run();
+    check(&out);
+
+    for args in [
+        vec!["-vv", "verify", &id],
+        vec!["-vv", "list"],
+        vec!["-vv", "--json", "list"],
+        vec!["-vv", "show", &id],
+        vec!["-vv", "--json", "show", &id],
+    ] {
+        check(&t.cmd(&args).env("RUST_LOG", "debug").run());
+    }
+    // The password from the environment is not shown either.
+    let mut t = t;
+    t.remove_setting("redis_password");
+    let out = t
+        .cmd(&["-vv", "backup"])
+        .env("RUST_LOG", "debug")
+        .env("REDIS_BACKUP_REDIS_PASSWORD", acl_pw)
+        .run();
+    check(&out);
+
+    // Nor in storage: records hold no secret, objects not the key.
+    for name in t.storage_files() {
+        let bytes = fs::read(t.storage_dir().join(&name)).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "{name} holds a secret");
+        }
+        assert!(
+            !bytes.windows(32).any(|w| w == key_bytes.as_slice()),
+            "{name} holds the raw key"
+        );
+    }
+}

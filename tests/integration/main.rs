@@ -1,0 +1,15 @@
+//! Integration tests of `redis-backup`: each test drives the real binary
+//! (`CARGO_BIN_EXE_redis-backup`) against a real `redis-server` of its own,
+//! started and stopped through the `systemctl` stand-in in `tests/support`,
+//! in its own scratch directory and on its own port.
+//!
+//! Run with `cargo test --test integration` (needs `redis-server` on PATH).
+
+mod harness;
+
+mod backup;
+mod commands;
+mod connection;
+mod harness_selftest;
+mod integrity;
+mod keys;
