@@ -125,8 +125,21 @@ impl Inflater {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Bytes deflate cannot shrink (an LCG's top byte), for tests of the stored path.
+    pub(crate) fn noise(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (x >> 56) as u8
+            })
+            .collect()
+    }
 
     fn mixed(len: usize) -> Vec<u8> {
         let mut x: u32 = 12345;
@@ -164,15 +177,7 @@ mod tests {
 
     #[test]
     fn incompressible_input_is_reported_not_grown() {
-        let mut x: u64 = 0x9e3779b97f4a7c15;
-        let noise: Vec<u8> = (0..100_000)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (x >> 56) as u8
-            })
-            .collect();
+        let noise = noise(100_000);
         let mut out = Vec::new();
         assert!(!Deflater::new(1).deflate(&noise, &mut out).unwrap());
         assert!(out.len() < noise.len());

@@ -718,15 +718,7 @@ mod tests {
 
     #[test]
     fn incompressible_frames_are_stored() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let noise: Vec<u8> = (0..10 * FS)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (x >> 56) as u8
-            })
-            .collect();
+        let noise = crate::compress::tests::noise(10 * FS);
         let (backup, _) = encode_vec(&noise, &opts(9, 2));
         let flags: Vec<u8> = frames(&backup).iter().map(|&(at, _)| backup[at]).collect();
         assert!(flags.contains(&0b10), "{flags:?}");
