@@ -8,12 +8,13 @@ use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::BackupId;
+use crate::instance::{self, DataFiles};
 use crate::pipeline::{self, EncodeOptions};
 use crate::progress::Progress;
 use crate::rdb::{RdbCheck, RdbInfo};
 use crate::record::{self, human_size, Record};
-use crate::redis::{ConnectOptions, Connection, Endpoint};
-use crate::redis_conf::{self, RedisConf};
+use crate::redis::{Connection, DbCount};
+use crate::redis_conf;
 use crate::storage::{self, Storage};
 use log::{info, warn};
 use std::collections::BTreeMap;
@@ -42,22 +43,23 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     };
     let instance = request.instance.unwrap_or_else(|| config.instance.clone());
 
-    let mut redis = Connection::connect(&connect_options(config, &redis_conf)?)?;
+    let options = instance::connect_options(config, &redis_conf, REDIS_TIMEOUT)?;
+    let mut redis = Connection::connect(&options)?;
     let redis_version = redis.server_version()?;
-    let live = LiveSettings::read(&mut redis, &redis_conf)?;
+    let files = DataFiles::live(&mut redis, &redis_conf)?;
     info!(
         "Redis {redis_version}: dump {}, persistence {}",
-        live.dump_path.display(),
-        live.describe_persistence()
+        files.dump_path().display(),
+        files.describe_persistence()
     );
     // Removes the dump on every way out when Redis was not meant to keep one.
     let _cleanup = DumpCleanup {
-        path: (!live.persistent()).then(|| live.dump_path.clone()),
+        path: (!files.persistent()).then(|| files.dump_path()),
     };
 
     redis.snapshot(config.save_timeout)?;
-    let dump = open_dump(&live.dump_path)?;
-    let keys = key_counts(redis.keyspace()?);
+    let dump = open_dump(&files.dump_path())?;
+    let keyspace = redis.keyspace()?;
     let (created_at, _) = record::utc_timestamps(SystemTime::now());
 
     let (summary, rdb, stored_size) = store(&*storage, &id, dump, &key, config)?;
@@ -67,7 +69,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         instance,
         created_at,
         redis_version,
-        persistence: live.persistence_kind().into(),
+        persistence: files.persistence_kind().into(),
         source: "snapshot".into(),
         raw_size: summary.raw_size,
         raw_sha256: summary.raw_sha256,
@@ -75,7 +77,8 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         key_id: summary.key_id,
         format: FORMAT_VERSION,
         rdb_version: u64::from(rdb.version),
-        keys,
+        keys: per_db(&keyspace, |count| count.keys),
+        expires: per_db(&keyspace, |count| count.expires),
     };
     let json = serde_json::to_vec_pretty(&record.to_json())
         .map_err(|e| Error::other(format!("encoding the record: {e}")))?;
@@ -149,120 +152,6 @@ fn new_id() -> Result<BackupId> {
     Ok(BackupId::generate(&compact, crypto::random_bytes::<2>()?))
 }
 
-/// Settings take precedence; otherwise Redis is reached the way its own
-/// config says: the Unix socket if it has one, else TCP on its bind address.
-fn connect_options(config: &Config, conf: &RedisConf) -> Result<ConnectOptions> {
-    let tcp_chosen = config.redis_host.is_some() || config.redis_port.is_some();
-    let endpoint = if let Some(socket) = &config.redis_socket {
-        Endpoint::Unix(socket.clone())
-    } else if let (false, Some(socket)) = (tcp_chosen, &conf.unixsocket) {
-        Endpoint::Unix(socket.clone())
-    } else {
-        let port = config.redis_port.unwrap_or(conf.port);
-        if port == 0 {
-            return Err(Error::usage(format!(
-                "{} has port 0 and no unixsocket; set redis_socket or redis_port",
-                conf.source.display()
-            )));
-        }
-        let host = config
-            .redis_host
-            .clone()
-            .unwrap_or_else(|| local_address(&conf.bind));
-        Endpoint::Tcp { host, port }
-    };
-    Ok(ConnectOptions {
-        endpoint,
-        user: config.redis_user.clone(),
-        password: config
-            .redis_password
-            .clone()
-            .or_else(|| conf.requirepass.clone()),
-        renamed_commands: conf.renamed_commands.clone(),
-        timeout: REDIS_TIMEOUT,
-    })
-}
-
-/// The address to dial for Redis's first `bind` entry ("-" marks an optional
-/// address; wildcards mean any local address will do).
-fn local_address(bind: &[String]) -> String {
-    let first = bind.first().map(|b| b.trim_start_matches('-'));
-    match first {
-        None | Some("*") | Some("0.0.0.0") => "127.0.0.1".into(),
-        Some("::") | Some("::*") => "::1".into(),
-        Some(addr) => addr.into(),
-    }
-}
-
-/// What the running server actually does; redis.conf only when CONFIG is
-/// unavailable (renamed away or forbidden to our user).
-struct LiveSettings {
-    dump_path: PathBuf,
-    save_rules: Option<String>,
-    appendonly: bool,
-}
-
-impl LiveSettings {
-    fn read(redis: &mut Connection, conf: &RedisConf) -> Result<LiveSettings> {
-        let dir = match redis.config_get("dir")? {
-            Some(dir) => PathBuf::from(dir),
-            None => conf_dir(conf),
-        };
-        let dbfilename = redis
-            .config_get("dbfilename")?
-            .unwrap_or_else(|| conf.dbfilename.clone());
-        let save_rules = match redis.config_get("save")? {
-            Some(rules) => Some(rules),
-            None => conf.save.clone(),
-        };
-        let appendonly = match redis.config_get("appendonly")? {
-            Some(value) => value == "yes",
-            None => conf.appendonly,
-        };
-        Ok(LiveSettings {
-            dump_path: dir.join(dbfilename),
-            save_rules,
-            appendonly,
-        })
-    }
-
-    /// No save rules (`save ""`) and no AOF: Redis keeps nothing on disk, so
-    /// neither may we leave the dump we made it write.
-    fn persistent(&self) -> bool {
-        self.appendonly || self.save_rules.as_deref() != Some("")
-    }
-
-    fn persistence_kind(&self) -> &'static str {
-        if self.appendonly {
-            "aof"
-        } else {
-            "rdb"
-        }
-    }
-
-    fn describe_persistence(&self) -> String {
-        match (self.appendonly, self.save_rules.as_deref()) {
-            (true, _) => "AOF".into(),
-            (false, Some("")) => "off (the dump is removed after the backup)".into(),
-            (false, None) => "RDB (default save rules)".into(),
-            (false, Some(rules)) => format!("RDB (save {rules})"),
-        }
-    }
-}
-
-fn conf_dir(conf: &RedisConf) -> PathBuf {
-    let dir = conf.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    if dir.is_absolute() {
-        return dir;
-    }
-    warn!(
-        "redis.conf gives a relative dir {:?} and CONFIG is unavailable; taking it relative to {}",
-        dir,
-        conf.source.display()
-    );
-    conf.source.parent().unwrap_or(Path::new("/")).join(dir)
-}
-
 fn open_dump(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| {
         Error::other(format!(
@@ -272,10 +161,13 @@ fn open_dump(path: &Path) -> Result<File> {
     })
 }
 
-fn key_counts(keyspace: BTreeMap<u32, u64>) -> BTreeMap<String, u64> {
+fn per_db(
+    keyspace: &BTreeMap<u32, DbCount>,
+    field: impl Fn(&DbCount) -> u64,
+) -> BTreeMap<String, u64> {
     keyspace
-        .into_iter()
-        .map(|(db, keys)| (format!("db{db}"), keys))
+        .iter()
+        .map(|(db, count)| (format!("db{db}"), field(count)))
         .collect()
 }
 
@@ -297,38 +189,5 @@ impl Drop for DumpCleanup {
                 path.display()
             ),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_address_follows_the_first_bind_entry() {
-        let bind = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(local_address(&bind(&[])), "127.0.0.1");
-        assert_eq!(local_address(&bind(&["127.0.0.1", "-::1"])), "127.0.0.1");
-        assert_eq!(local_address(&bind(&["-::1"])), "::1");
-        assert_eq!(local_address(&bind(&["*", "-::*"])), "127.0.0.1");
-        assert_eq!(local_address(&bind(&["0.0.0.0"])), "127.0.0.1");
-        assert_eq!(local_address(&bind(&["10.0.0.5"])), "10.0.0.5");
-    }
-
-    #[test]
-    fn persistence_is_off_only_without_save_rules_and_aof() {
-        let live = |save: Option<&str>, aof| LiveSettings {
-            dump_path: "/x".into(),
-            save_rules: save.map(str::to_string),
-            appendonly: aof,
-        };
-        assert!(!live(Some(""), false).persistent());
-        assert!(
-            live(None, false).persistent(),
-            "no save line = default rules"
-        );
-        assert!(live(Some("3600 1"), false).persistent());
-        assert!(live(Some(""), true).persistent());
-        assert_eq!(live(Some(""), true).persistence_kind(), "aof");
     }
 }

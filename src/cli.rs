@@ -66,6 +66,10 @@ pub enum Command {
         id: Option<BackupId>,
         instance: Option<String>,
     },
+    Restore {
+        target: Target,
+        keep_previous: bool,
+    },
     Verify(Target),
     List {
         instance: Option<String>,
@@ -89,6 +93,8 @@ Usage: redis-backup [GLOBAL OPTIONS] COMMAND [OPTIONS]
 Commands:
   backup   [--id ID] [--instance ID] [--source snapshot]
                                   take a fresh snapshot and store it
+  restore  ID | --from-file PATH [--keep-previous]
+                                  replace Redis's data with a backup (verified first)
   verify   ID | --from-file PATH  prove a backup is complete and restorable
   list     [--instance ID]        list backups, oldest first
   show     ID                     show one backup's record
@@ -124,6 +130,21 @@ Prints the new backup's ID as the last line (or the record with --json).
   --id ID          name of the new backup (default: UTC time plus a random suffix)
   --instance ID    instance name recorded with the backup (default: host name)
   --source snapshot   how the RDB is obtained (only snapshot for now)
+";
+
+const RESTORE_HELP: &str = "\
+Usage: redis-backup restore ID | --from-file PATH [--keep-previous]
+
+Replace this host's Redis data with a backup. The backup is fetched,
+authenticated, decrypted and checked into the Redis data dir first; only then
+is Redis stopped (systemctl stop), its files moved aside, the restored RDB put
+in place (and, with appendonly yes, the AOF rebuilt in a private redis-server
+no client can reach), Redis started and its key counts checked. Any failure
+puts the previous files back and restarts Redis (exit 6); if even that fails,
+exit 7 names the folder that holds them.
+
+  --from-file PATH   restore a backup object copied by hand (needs only the key)
+  --keep-previous    keep the previous data files in the restore's work folder
 ";
 
 const VERIFY_HELP: &str = "\
@@ -175,6 +196,7 @@ struct CommandOptions {
     source: Option<String>,
     out: Option<PathBuf>,
     from_file: Option<PathBuf>,
+    keep_previous: bool,
     seen: Vec<&'static str>,
 }
 
@@ -203,6 +225,10 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
             Long("source") => options.set_source(text_value(&mut parser)?),
             Long("out") => options.set_out(path_value(&mut parser)?),
             Long("from-file") => options.set_from_file(path_value(&mut parser)?),
+            Long("keep-previous") => {
+                options.keep_previous = true;
+                options.seen.push("keep-previous");
+            }
             Long(flag) => {
                 let key = flag.replace('-', "_");
                 if SECRET_SETTINGS.contains(&key.as_str()) {
@@ -255,6 +281,7 @@ fn help_for(command: Option<&str>) -> Result<&'static str> {
     Ok(match command {
         None => MAIN_HELP,
         Some("backup") => BACKUP_HELP,
+        Some("restore") => RESTORE_HELP,
         Some("verify") => VERIFY_HELP,
         Some("list") => LIST_HELP,
         Some("show") => SHOW_HELP,
@@ -285,6 +312,13 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
             Command::Backup {
                 id: options.id.as_deref().map(BackupId::parse).transpose()?,
                 instance: options.instance,
+            }
+        }
+        "restore" => {
+            options.allow(&name, &["from-file", "keep-previous"])?;
+            Command::Restore {
+                target: target(&name, &positional, options.from_file)?,
+                keep_previous: options.keep_previous,
             }
         }
         "verify" => {
@@ -326,7 +360,7 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
 
 fn unknown_command(name: &str) -> Error {
     Error::usage(format!(
-        "unknown command {name:?}; commands are backup, verify, list, show, delete, export, keygen"
+        "unknown command {name:?}; commands are backup, restore, verify, list, show, delete, export, keygen"
     ))
 }
 
@@ -480,6 +514,13 @@ mod tests {
             }
         );
         assert_eq!(cmd(&["keygen"]), Command::Keygen { out: None });
+        assert_eq!(
+            cmd(&["restore", "--keep-previous", "b1"]),
+            Command::Restore {
+                target: Target::Id(BackupId::parse("b1").unwrap()),
+                keep_previous: true
+            }
+        );
         assert_eq!(cmd(&["show", "--help"]), Command::Help(SHOW_HELP));
         assert_eq!(cmd(&["-V"]), Command::Version);
     }
@@ -498,7 +539,9 @@ mod tests {
             &["backup", "--source", "replication"],
             &["backup", "--no-such-flag", "1"],
             &["list", "extra"],
-            &["restore", "b1"],
+            &["restore"],
+            &["restore", "b1", "--out", "/x"],
+            &["backup", "--keep-previous"],
         ] {
             let err = parse_args(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

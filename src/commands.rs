@@ -11,6 +11,7 @@ use crate::id::BackupId;
 use crate::pipeline::{self, DecodeSummary};
 use crate::progress::Progress;
 use crate::record::{human_size, Record};
+use crate::restore::{self, Restored};
 use crate::storage::{self, Storage};
 use serde_json::{json, Value};
 use std::fs::{self, File, OpenOptions};
@@ -33,6 +34,19 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
                 lines: vec![record.summary_line(), record.id.to_string()],
                 json: record.to_json(),
             })
+        }
+        Command::Restore {
+            target,
+            keep_previous,
+        } => {
+            let restored = restore::run(
+                config,
+                restore::Request {
+                    target,
+                    keep_previous,
+                },
+            )?;
+            Ok(restore_report(&restored))
         }
         Command::Verify(target) => verify(config, target),
         Command::List { instance } => list(config, instance.as_deref()),
@@ -218,12 +232,40 @@ fn keygen(path: &Path) -> Result<Report> {
     })
 }
 
-fn load_record(storage: &dyn Storage, id: &BackupId) -> Result<Record> {
+fn restore_report(restored: &Restored) -> Report {
+    let keys: Vec<String> = restored
+        .keys
+        .iter()
+        .map(|(db, n)| format!("{db}={n}"))
+        .collect();
+    let mut lines = vec![format!(
+        "restored {}: {} RDB, keys {} in {:.1}s",
+        restored.name,
+        human_size(restored.raw_size),
+        keys.join(" "),
+        restored.seconds
+    )];
+    if let Some(previous) = &restored.previous {
+        lines.push(format!("previous data kept in {previous}"));
+    }
+    Report {
+        lines,
+        json: json!({
+            "restored": restored.name,
+            "raw_size": restored.raw_size,
+            "keys": restored.keys,
+            "seconds": restored.seconds,
+            "previous": restored.previous,
+        }),
+    }
+}
+
+pub(crate) fn load_record(storage: &dyn Storage, id: &BackupId) -> Result<Record> {
     Record::from_json(&storage.get_record(id)?, id)
 }
 
 /// Say "wrong key" plainly before reading a byte of the object.
-fn check_key(record: &Record, key: &MasterKey) -> Result<()> {
+pub(crate) fn check_key(record: &Record, key: &MasterKey) -> Result<()> {
     let ours = key.key_id();
     if record.key_id != ours {
         return Err(Error::integrity(format!(
@@ -234,7 +276,7 @@ fn check_key(record: &Record, key: &MasterKey) -> Result<()> {
     Ok(())
 }
 
-fn check_against_record(record: &Record, summary: &DecodeSummary) -> Result<()> {
+pub(crate) fn check_against_record(record: &Record, summary: &DecodeSummary) -> Result<()> {
     if summary.raw_sha256 != record.raw_sha256 || summary.raw_size != record.raw_size {
         return Err(Error::integrity(format!(
             "backup {} decodes to {} bytes with sha256 {}, but its record says {} bytes with sha256 {}: the object or the record was replaced",

@@ -15,6 +15,10 @@ pub enum Error {
     Storage(String),
     /// Integrity error: wrong key, tampered or truncated backup, bad RDB (exit 5).
     Integrity(String),
+    /// Restore failed; the previous data was put back and Redis restarted (exit 6).
+    RolledBack(String),
+    /// Restore failed and the previous data could not be put back (exit 7).
+    RollbackFailed(String),
     /// Anything else (exit 1).
     Other(String),
 }
@@ -29,6 +33,8 @@ impl Error {
             Error::Redis(_) => 3,
             Error::Storage(_) => 4,
             Error::Integrity(_) => 5,
+            Error::RolledBack(_) => 6,
+            Error::RollbackFailed(_) => 7,
         }
     }
 
@@ -38,6 +44,8 @@ impl Error {
             | Error::Redis(m)
             | Error::Storage(m)
             | Error::Integrity(m)
+            | Error::RolledBack(m)
+            | Error::RollbackFailed(m)
             | Error::Other(m) => m,
         }
     }
@@ -70,6 +78,8 @@ impl Error {
             Error::Redis(m) => Error::Redis(wrap(m)),
             Error::Storage(m) => Error::Storage(wrap(m)),
             Error::Integrity(m) => Error::Integrity(wrap(m)),
+            Error::RolledBack(m) => Error::RolledBack(wrap(m)),
+            Error::RollbackFailed(m) => Error::RollbackFailed(wrap(m)),
             Error::Other(m) => Error::Other(wrap(m)),
         }
     }
@@ -95,6 +105,8 @@ mod tests {
             (Error::redis("x"), 3),
             (Error::storage("x"), 4),
             (Error::integrity("x"), 5),
+            (Error::RolledBack("x".into()), 6),
+            (Error::RollbackFailed("x".into()), 7),
         ];
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err:?}");

@@ -87,6 +87,26 @@ pub struct RdbInfo {
     pub checksum: Option<u64>,
 }
 
+/// The newest RDB version a redis-server of `redis_version` ("7.0.15") can
+/// load, from Redis's release history; `None` for a version newer than this
+/// table, which we then do not second-guess.
+pub fn newest_loadable(redis_version: &str) -> Option<u32> {
+    let mut parts = redis_version.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next().flatten()?;
+    let minor = parts.next().flatten().unwrap_or(0);
+    Some(match (major, minor) {
+        (0..=2, _) => 6,
+        (3, 0..=1) => 6,
+        (3, _) => 7,
+        (4, _) => 8,
+        (5 | 6, _) => 9,
+        (7, 0..=1) => 10,
+        (7, 2..=3) => 11,
+        (7, _) => 12,
+        _ => return None,
+    })
+}
+
 /// Streaming checker: feed the RDB bytes in any chunking, then `finish`.
 #[derive(Debug, Default)]
 pub struct RdbCheck {
@@ -314,5 +334,15 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("EOF opcode"));
+    }
+
+    #[test]
+    fn loadable_versions_follow_redis_releases() {
+        assert_eq!(newest_loadable("7.0.15"), Some(10));
+        assert_eq!(newest_loadable("7.2.4"), Some(11));
+        assert_eq!(newest_loadable("6.2.7"), Some(9));
+        assert_eq!(newest_loadable("7.4.0"), Some(12));
+        assert_eq!(newest_loadable("9.0.0"), None);
+        assert_eq!(newest_loadable("garbage"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! printed by `backup --json`, `list --json` and `show --json`. Its field names
 //! are fixed by CONTRACT.md; `keys` (key count per database) and `rdb_version`
 //! are ours, used by restore to check what it brought back.
+//! (`keys` and `expires`, the keys with a TTL, per database, from INFO keyspace.)
 
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -25,6 +26,8 @@ pub struct Record {
     pub format: u64,
     pub rdb_version: u64,
     pub keys: BTreeMap<String, u64>,
+    /// Per database, how many of `keys` had a TTL: restore accepts those missing.
+    pub expires: BTreeMap<String, u64>,
 }
 
 impl Record {
@@ -44,6 +47,7 @@ impl Record {
             "format": self.format,
             "rdb_version": self.rdb_version,
             "keys": self.keys,
+            "expires": self.expires,
         })
     }
 
@@ -85,7 +89,8 @@ impl Record {
             location: text("location")?,
             format: number("format")?,
             rdb_version: number("rdb_version").unwrap_or(0),
-            keys: keys_of(map),
+            keys: counts_of(map, "keys"),
+            expires: counts_of(map, "expires"),
         })
     }
 
@@ -102,8 +107,8 @@ impl Record {
     }
 }
 
-fn keys_of(map: &Map<String, Value>) -> BTreeMap<String, u64> {
-    map.get("keys")
+fn counts_of(map: &Map<String, Value>, name: &str) -> BTreeMap<String, u64> {
+    map.get(name)
         .and_then(Value::as_object)
         .map(|keys| {
             keys.iter()
@@ -178,6 +183,7 @@ mod tests {
             format: 1,
             rdb_version: 10,
             keys: BTreeMap::from([("db0".into(), 3), ("db1".into(), 2)]),
+            expires: BTreeMap::from([("db0".into(), 1), ("db1".into(), 0)]),
         }
     }
 

@@ -354,8 +354,8 @@ impl Connection {
         }
     }
 
-    /// Number of keys per database, from INFO keyspace.
-    pub fn keyspace(&mut self) -> Result<BTreeMap<u32, u64>> {
+    /// Keys (and keys with a TTL) per database, from INFO keyspace.
+    pub fn keyspace(&mut self) -> Result<BTreeMap<u32, DbCount>> {
         let info = self.info("keyspace")?;
         Ok(parse_keyspace(&info))
     }
@@ -607,16 +607,28 @@ fn parse_info(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn parse_keyspace(info: &HashMap<String, String>) -> BTreeMap<u32, u64> {
+/// How many keys one database holds, and how many of them have a TTL (those
+/// may legitimately be gone after a restore, once they expire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbCount {
+    pub keys: u64,
+    pub expires: u64,
+}
+
+fn parse_keyspace(info: &HashMap<String, String>) -> BTreeMap<u32, DbCount> {
     info.iter()
         .filter_map(|(name, value)| {
             let db = name.strip_prefix("db")?.parse().ok()?;
-            let keys = value
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("keys="))?
-                .parse()
-                .ok()?;
-            Some((db, keys))
+            let number = |field: &str| -> Option<u64> {
+                value
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(field))?
+                    .parse()
+                    .ok()
+            };
+            let keys = number("keys=")?;
+            let expires = number("expires=").unwrap_or(0);
+            Some((db, DbCount { keys, expires }))
         })
         .collect()
 }
@@ -807,7 +819,11 @@ mod tests {
         let info = parse_info("# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\ndb12:keys=40,expires=1,avg_ttl=5\r\n\r\nx:y:z\r\n");
         assert_eq!(info["x"], "y:z");
         let keyspace = parse_keyspace(&info);
-        assert_eq!(keyspace, BTreeMap::from([(0, 3), (12, 40)]));
+        let count = |keys, expires| DbCount { keys, expires };
+        assert_eq!(
+            keyspace,
+            BTreeMap::from([(0, count(3, 0)), (12, count(40, 1))])
+        );
     }
 
     #[test]
@@ -865,7 +881,13 @@ mod tests {
         conn.call("SELECT", &[b"3"]).unwrap();
         conn.call("SET", &[b"a", b"1"]).unwrap();
         conn.call("SET", &[b"b", b"1"]).unwrap();
-        assert_eq!(conn.keyspace().unwrap(), BTreeMap::from([(0, 1), (3, 2)]));
+        let keys: BTreeMap<u32, u64> = conn
+            .keyspace()
+            .unwrap()
+            .into_iter()
+            .map(|(db, count)| (db, count.keys))
+            .collect();
+        assert_eq!(keys, BTreeMap::from([(0, 1), (3, 2)]));
         assert!(conn.server_version().unwrap().starts_with(char::is_numeric));
         assert_eq!(
             conn.config_get("dir").unwrap(),

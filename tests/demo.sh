@@ -2,6 +2,11 @@
 # `make demo`: the main job end to end on local-directory storage, in a
 # temporary directory that is removed afterwards. Needs redis-server and
 # redis-cli (the Makefile installs them) and a built binary in $BIN.
+#
+# The throwaway redis-server is run as a "unit" of the test suite's stand-in
+# systemctl (tests/support/systemctl), so that restore can stop and start it
+# the way it stops and starts the real service, without touching this
+# machine's own Redis or needing systemd.
 set -euo pipefail
 
 BIN=$(realpath "${BIN:-target/release/redis-backup}")
@@ -9,8 +14,13 @@ work=$(mktemp -d /tmp/redis-backup-demo.XXXXXX)
 port=$((20000 + RANDOM % 20000))
 check_port=$((port + 1))
 
+export PATH="$(realpath tests/support):$PATH"
+export SYSTEMCTL_SHIM_DIR="$work/systemd"
+unit=redis-demo
+mkdir -p "$SYSTEMCTL_SHIM_DIR"
+
 cleanup() {
-    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    systemctl stop "$unit" >/dev/null 2>&1 || true
     [ -n "${KEEP:-}" ] || redis-cli -p "$check_port" shutdown nosave >/dev/null 2>&1 || true
     [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
@@ -28,7 +38,7 @@ wait_for_redis() {
     exit 1
 }
 
-start_redis() { # port dir
+write_conf() { # port dir
     mkdir -p "$2"
     cat >"$2/redis.conf" <<CONF
 port $1
@@ -40,12 +50,19 @@ pidfile $2/redis.pid
 logfile $2/redis.log
 enable-debug-command yes
 CONF
+}
+
+start_redis() { # port dir
+    write_conf "$1" "$2"
     redis-server "$2/redis.conf"
     wait_for_redis "$1"
 }
 
 step "starting a throwaway redis-server on port $port in $work"
-start_redis "$port" "$work/redis"
+write_conf "$port" "$work/redis"
+echo "$work/redis/redis.conf" >"$SYSTEMCTL_SHIM_DIR/$unit.conf"
+systemctl start "$unit"
+wait_for_redis "$port"
 
 step "filling it: 200000 strings, hashes, lists, sets, sorted sets, a stream, in two databases"
 redis-cli -p "$port" debug populate 200000 key 64 >/dev/null
@@ -71,6 +88,7 @@ redis_conf = $work/redis/redis.conf
 storage = file://$work/backups
 key_file = $work/backup.key
 lock_file = $work/redis-backup.lock
+service = $unit
 CONF
 rb() { "$BIN" -c "$work/redis-backup.conf" "$@"; }
 
@@ -108,4 +126,20 @@ echo "digest of the original: $before"
 echo "digest of the restored: $after"
 [ "$before" = "$after" ] || { echo "DIGESTS DIFFER" >&2; exit 1; }
 
-step "demo finished: backup, verify and export work end to end"
+step "changing the data after the backup: a new key, a deleted key, a flushed database"
+redis-cli -p "$port" set written-after-backup yes >/dev/null
+redis-cli -p "$port" del user:1 >/dev/null
+redis-cli -p "$port" -n 1 flushdb >/dev/null
+echo "digest now: $(redis-cli -p "$port" debug digest)"
+
+step "redis-backup restore $id"
+rb restore "$id"
+wait_for_redis "$port"
+restored=$(redis-cli -p "$port" debug digest)
+echo "digest at backup time: $before"
+echo "digest after restore:  $restored"
+[ "$before" = "$restored" ] || { echo "DIGESTS DIFFER" >&2; exit 1; }
+[ -z "$(redis-cli -p "$port" get written-after-backup)" ] || { echo "key written after the backup survived" >&2; exit 1; }
+echo "the data is exactly as it was at backup time"
+
+step "demo finished: backup, verify, export and restore work end to end"

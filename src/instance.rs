@@ -1,0 +1,208 @@
+//! The Redis instance on this host, as the settings and its own redis.conf
+//! describe it: how to reach it, and where its data files are. The running
+//! server's live values (CONFIG GET) win over the file, because an operator may
+//! have changed them at runtime; the file is the fallback when CONFIG is renamed
+//! away or Redis is not running (a restore onto a stopped or fresh instance).
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::{ConnectOptions, Connection, Endpoint};
+use crate::redis_conf::RedisConf;
+use log::warn;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Settings take precedence; otherwise Redis is reached the way its own
+/// config says: the Unix socket if it has one, else TCP on its bind address.
+pub fn connect_options(
+    config: &Config,
+    conf: &RedisConf,
+    timeout: Duration,
+) -> Result<ConnectOptions> {
+    let tcp_chosen = config.redis_host.is_some() || config.redis_port.is_some();
+    let endpoint = if let Some(socket) = &config.redis_socket {
+        Endpoint::Unix(socket.clone())
+    } else if let (false, Some(socket)) = (tcp_chosen, &conf.unixsocket) {
+        Endpoint::Unix(socket.clone())
+    } else {
+        let port = config.redis_port.unwrap_or(conf.port);
+        if port == 0 {
+            return Err(Error::usage(format!(
+                "{} has port 0 and no unixsocket; set redis_socket or redis_port",
+                conf.source.display()
+            )));
+        }
+        let host = config
+            .redis_host
+            .clone()
+            .unwrap_or_else(|| local_address(&conf.bind));
+        Endpoint::Tcp { host, port }
+    };
+    Ok(ConnectOptions {
+        endpoint,
+        user: config.redis_user.clone(),
+        password: config
+            .redis_password
+            .clone()
+            .or_else(|| conf.requirepass.clone()),
+        renamed_commands: conf.renamed_commands.clone(),
+        timeout,
+    })
+}
+
+/// The address to dial for Redis's first `bind` entry ("-" marks an optional
+/// address; wildcards mean any local address will do).
+fn local_address(bind: &[String]) -> String {
+    let first = bind.first().map(|b| b.trim_start_matches('-'));
+    match first {
+        None | Some("*") | Some("0.0.0.0") => "127.0.0.1".into(),
+        Some("::") | Some("::*") => "::1".into(),
+        Some(addr) => addr.into(),
+    }
+}
+
+/// Where the instance keeps its data, and whether it keeps any.
+#[derive(Debug, Clone)]
+pub struct DataFiles {
+    pub dir: PathBuf,
+    pub dbfilename: String,
+    /// Redis 7's multipart AOF directory (relative to `dir`).
+    pub appenddirname: String,
+    /// The pre-7 single AOF file (relative to `dir`); also the base name of
+    /// Redis 7's manifest and parts.
+    pub appendfilename: String,
+    /// `None`: no `save` line (Redis's built-in rules apply); `Some("")`: off.
+    pub save_rules: Option<String>,
+    pub appendonly: bool,
+}
+
+impl DataFiles {
+    /// From the running server, with redis.conf for anything CONFIG won't say.
+    pub fn live(redis: &mut Connection, conf: &RedisConf) -> Result<DataFiles> {
+        let mut files = DataFiles::from_conf(conf);
+        if let Some(dir) = redis.config_get("dir")? {
+            files.dir = PathBuf::from(dir);
+        }
+        if let Some(name) = redis.config_get("dbfilename")? {
+            files.dbfilename = name;
+        }
+        if let Some(name) = redis.config_get("appenddirname")? {
+            files.appenddirname = name;
+        }
+        if let Some(name) = redis.config_get("appendfilename")? {
+            files.appendfilename = name;
+        }
+        if let Some(rules) = redis.config_get("save")? {
+            files.save_rules = Some(rules);
+        }
+        if let Some(value) = redis.config_get("appendonly")? {
+            files.appendonly = value == "yes";
+        }
+        Ok(files)
+    }
+
+    /// From redis.conf alone (Redis is not running).
+    pub fn from_conf(conf: &RedisConf) -> DataFiles {
+        DataFiles {
+            dir: conf_dir(conf),
+            dbfilename: conf.dbfilename.clone(),
+            appenddirname: conf.appenddirname.clone(),
+            appendfilename: conf.appendfilename.clone(),
+            save_rules: conf.save.clone(),
+            appendonly: conf.appendonly,
+        }
+    }
+
+    pub fn dump_path(&self) -> PathBuf {
+        self.dir.join(&self.dbfilename)
+    }
+
+    /// Redis 7's AOF manifest, which names the base and increment files.
+    pub fn aof_manifest(&self) -> PathBuf {
+        self.dir
+            .join(&self.appenddirname)
+            .join(format!("{}.manifest", self.appendfilename))
+    }
+
+    /// The names, relative to `dir`, a restore must move aside: the dump, the
+    /// Redis 7 AOF directory and the pre-7 AOF file.
+    pub fn data_names(&self) -> [&str; 3] {
+        [&self.dbfilename, &self.appenddirname, &self.appendfilename]
+    }
+
+    /// No save rules (`save ""`) and no AOF: Redis keeps nothing on disk, so
+    /// neither may a backup leave the dump it made Redis write.
+    pub fn persistent(&self) -> bool {
+        self.appendonly || self.save_rules.as_deref() != Some("")
+    }
+
+    pub fn persistence_kind(&self) -> &'static str {
+        if self.appendonly {
+            "aof"
+        } else {
+            "rdb"
+        }
+    }
+
+    pub fn describe_persistence(&self) -> String {
+        match (self.appendonly, self.save_rules.as_deref()) {
+            (true, _) => "AOF".into(),
+            (false, Some("")) => "off (the dump is removed after the backup)".into(),
+            (false, None) => "RDB (default save rules)".into(),
+            (false, Some(rules)) => format!("RDB (save {rules})"),
+        }
+    }
+}
+
+fn conf_dir(conf: &RedisConf) -> PathBuf {
+    let dir = conf.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    if dir.is_absolute() {
+        return dir;
+    }
+    warn!(
+        "redis.conf gives a relative dir {:?}; taking it relative to {}",
+        dir,
+        conf.source.display()
+    );
+    conf.source.parent().unwrap_or(Path::new("/")).join(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_address_follows_the_first_bind_entry() {
+        let bind = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(local_address(&bind(&[])), "127.0.0.1");
+        assert_eq!(local_address(&bind(&["127.0.0.1", "-::1"])), "127.0.0.1");
+        assert_eq!(local_address(&bind(&["-::1"])), "::1");
+        assert_eq!(local_address(&bind(&["*", "-::*"])), "127.0.0.1");
+        assert_eq!(local_address(&bind(&["0.0.0.0"])), "127.0.0.1");
+        assert_eq!(local_address(&bind(&["10.0.0.5"])), "10.0.0.5");
+    }
+
+    #[test]
+    fn persistence_is_off_only_without_save_rules_and_aof() {
+        let files = |save: Option<&str>, aof| DataFiles {
+            dir: "/x".into(),
+            dbfilename: "dump.rdb".into(),
+            appenddirname: "appendonlydir".into(),
+            appendfilename: "appendonly.aof".into(),
+            save_rules: save.map(str::to_string),
+            appendonly: aof,
+        };
+        assert!(!files(Some(""), false).persistent());
+        assert!(
+            files(None, false).persistent(),
+            "no save line = default rules"
+        );
+        assert!(files(Some("3600 1"), false).persistent());
+        assert!(files(Some(""), true).persistent());
+        assert_eq!(files(Some(""), true).persistence_kind(), "aof");
+        assert_eq!(
+            files(None, true).aof_manifest(),
+            PathBuf::from("/x/appendonlydir/appendonly.aof.manifest")
+        );
+    }
+}

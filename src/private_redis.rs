@@ -1,0 +1,199 @@
+//! A private redis-server for rebuilding the AOF of a restored instance. It is
+//! the same binary with the same redis.conf (so the same modules, users and
+//! renamed commands), overridden on the command line: no TCP port, a Unix
+//! socket in the restore's 0700 work folder, AOF off, no RDB saves. No client
+//! can reach it, so nothing is written while the AOF is being built, and
+//! redis.conf is never edited. Also: which RDB versions this host's
+//! redis-server can load.
+
+use crate::error::{Error, Result};
+use crate::instance::DataFiles;
+use crate::redis::{ConnectOptions, Connection, Endpoint};
+use log::{debug, info};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// The version of the `redis-server` on PATH ("7.0.15").
+pub fn server_version() -> Result<String> {
+    let output = Command::new("redis-server")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::other(format!("cannot run redis-server --version: {e}")))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find_map(|word| word.strip_prefix("v="))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::other(format!(
+                "cannot tell the version of redis-server from {:?}",
+                text.trim()
+            ))
+        })
+}
+
+pub struct PrivateRedis {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl PrivateRedis {
+    /// Start it on the data of `files.dir` and wait until it has loaded.
+    pub fn start(
+        redis_conf: &Path,
+        files: &DataFiles,
+        folder: &Path,
+        connect: &ConnectOptions,
+        timeout: Duration,
+    ) -> Result<(PrivateRedis, Connection)> {
+        let socket = folder.join("private-redis.sock");
+        let log = folder.join("private-redis.log");
+        let child = Command::new("redis-server")
+            .arg(redis_conf)
+            .args([
+                "--port",
+                "0",
+                "--unixsocketperm",
+                "700",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--save", "", "--daemonize", "no", "--supervised", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(&files.dir)
+            .args(["--dbfilename", &files.dbfilename])
+            .args(["--appenddirname", &files.appenddirname])
+            .args(["--appendfilename", &files.appendfilename])
+            .arg("--pidfile")
+            .arg(folder.join("private-redis.pid"))
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::other(format!("cannot start a private redis-server: {e}")))?;
+        info!(
+            "started a private redis-server (pid {}) to build the AOF",
+            child.id()
+        );
+        let mut server = PrivateRedis { child, socket, log };
+        let options = ConnectOptions {
+            endpoint: Endpoint::Unix(server.socket.clone()),
+            ..connect.clone()
+        };
+        let conn = server.wait_until_loaded(&options, timeout)?;
+        Ok((server, conn))
+    }
+
+    fn wait_until_loaded(
+        &mut self,
+        options: &ConnectOptions,
+        timeout: Duration,
+    ) -> Result<Connection> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.failed(&format!("exited ({status}) while loading")));
+            }
+            match Connection::connect(options) {
+                Ok(mut conn) => {
+                    let persistence = conn.info("persistence")?;
+                    if field(&persistence, "loading") == Some("0") {
+                        return Ok(conn);
+                    }
+                }
+                Err(e) => debug!("private redis-server not ready: {e}"),
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failed("did not finish loading in time"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Turn the AOF on and wait until Redis has written it completely: the
+    /// rewrite ran and ended well, and the manifest names its files.
+    pub fn build_aof(
+        &mut self,
+        conn: &mut Connection,
+        files: &DataFiles,
+        timeout: Duration,
+    ) -> Result<()> {
+        let started = Instant::now();
+        conn.call("CONFIG", &[b"SET", b"appendonly", b"yes"])?;
+        let deadline = started + timeout;
+        loop {
+            let p = conn.info("persistence")?;
+            let idle = field(&p, "aof_rewrite_in_progress") == Some("0")
+                && field(&p, "aof_rewrite_scheduled") == Some("0");
+            // `aof_rewrites` (7.0+) counts finished rewrites of this fresh server.
+            let rewritten = field(&p, "aof_rewrites").is_none_or(|n| n != "0");
+            if idle && rewritten && field(&p, "aof_enabled") == Some("1") {
+                if field(&p, "aof_last_bgrewrite_status") != Some("ok") {
+                    return Err(
+                        self.failed("failed to write the AOF (aof_last_bgrewrite_status:err)")
+                    );
+                }
+                let pre7_file = files.dir.join(&files.appendfilename);
+                if files.aof_manifest().exists() || pre7_file.exists() {
+                    info!(
+                        "AOF rebuilt from the restored data in {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failed("did not finish writing the AOF in time"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// SHUTDOWN (which fsyncs the AOF) and wait for the process to end.
+    pub fn shut_down(mut self, mut conn: Connection, timeout: Duration) -> Result<()> {
+        // On success the server closes the connection without a reply.
+        let _ = conn.call_raw("SHUTDOWN", &[]);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(self.failed(&format!("exited with {status} on SHUTDOWN")))
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                _ => return Err(self.failed("did not shut down in time")),
+            }
+        }
+    }
+
+    fn failed(&self, what: &str) -> Error {
+        Error::other(format!(
+            "the private redis-server that rebuilds the AOF {what}; its log is {}",
+            self.log.display()
+        ))
+    }
+}
+
+impl Drop for PrivateRedis {
+    /// A private server left running would hold the data dir; it is our own
+    /// child (not the service), so ending it directly is safe.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn field<'a>(info: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    info.get(name).map(String::as_str)
+}
