@@ -20,11 +20,13 @@ use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const FORMAT_VERSION: u64 = 1;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(30);
+const DUMP_AGE_SLACK_SECS: i64 = 5;
 
 pub struct Request {
     pub id: Option<BackupId>,
@@ -41,6 +43,8 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         Some(id) => id,
         None => new_id()?,
     };
+    // A taken ID or unwritable storage must fail before Redis is asked to save.
+    storage.prepare(&id)?;
     let instance = request.instance.unwrap_or_else(|| config.instance.clone());
 
     let options = instance::connect_options(config, &redis_conf, REDIS_TIMEOUT)?;
@@ -52,13 +56,19 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         files.dump_path().display(),
         files.describe_persistence()
     );
-    // Removes the dump on every way out when Redis was not meant to keep one.
-    let _cleanup = DumpCleanup {
-        path: (!files.persistent()).then(|| files.dump_path()),
-    };
 
-    redis.snapshot(config.save_timeout)?;
-    let dump = open_dump(&files.dump_path())?;
+    // Key counts can only be read beside the save, not inside it: the record
+    // keeps the counts from just before and just after, and restore accepts
+    // anything between them.
+    let keyspace_before = redis.keyspace()?;
+    let snapshot = redis.snapshot(config.save_timeout)?;
+    let dump = open_dump(&files.dump_path(), snapshot.lastsave)?;
+    // Redis was not meant to keep a dump: remove the one we made it write, on
+    // every way out from here, but only that file.
+    let _cleanup = match files.persistent() {
+        true => None,
+        false => Some(DumpCleanup::new(files.dump_path(), &dump)),
+    };
     let keyspace = redis.keyspace()?;
     let (created_at, _) = record::utc_timestamps(SystemTime::now());
 
@@ -78,6 +88,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         format: FORMAT_VERSION,
         rdb_version: u64::from(rdb.version),
         keys: per_db(&keyspace, |count| count.keys),
+        keys_before: per_db(&keyspace_before, |count| count.keys),
         expires: per_db(&keyspace, |count| count.expires),
     };
     let json = serde_json::to_vec_pretty(&record.to_json())
@@ -152,13 +163,32 @@ fn new_id() -> Result<BackupId> {
     Ok(BackupId::generate(&compact, crypto::random_bytes::<2>()?))
 }
 
-fn open_dump(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| {
+/// Open the dump Redis has just written, and make sure it is that one: a file
+/// older than the save (the wrong `dir` in redis.conf, say) is refused.
+fn open_dump(path: &Path, lastsave: i64) -> Result<File> {
+    let file = File::open(path).map_err(|e| {
         Error::other(format!(
             "Redis finished saving but its dump {} cannot be opened: {e}",
             path.display()
         ))
-    })
+    })?;
+    let modified = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .map_err(|e| Error::other(format!("cannot stat {}: {e}", path.display())))?;
+    let modified = modified
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // The file is renamed into place just before Redis records LASTSAVE; a few
+    // seconds of slack cover clock granularity, not a stale file.
+    if modified + DUMP_AGE_SLACK_SECS < lastsave {
+        return Err(Error::redis(format!(
+            "Redis finished a save at {lastsave} (unix time), but {} was last written at {modified}: it is not the file this Redis saves to; check dir and dbfilename in redis_conf",
+            path.display()
+        )));
+    }
+    Ok(file)
 }
 
 fn per_db(
@@ -171,13 +201,29 @@ fn per_db(
         .collect()
 }
 
+/// Removes the dump at `path` when dropped, if it is still the file we opened
+/// (same device and inode): a newer dump someone else made is not ours to delete.
 struct DumpCleanup {
-    path: Option<PathBuf>,
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl DumpCleanup {
+    fn new(path: PathBuf, opened: &File) -> DumpCleanup {
+        let identity = opened.metadata().ok().map(|m| (m.dev(), m.ino()));
+        DumpCleanup { path, identity }
+    }
 }
 
 impl Drop for DumpCleanup {
     fn drop(&mut self) {
-        let Some(path) = &self.path else { return };
+        let path = &self.path;
+        let current = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if current.is_none() || current != self.identity {
+            return;
+        }
         match std::fs::remove_file(path) {
             Ok(()) => info!(
                 "removed {} because Redis persistence is off",

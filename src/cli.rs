@@ -311,7 +311,7 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
             }
             Command::Backup {
                 id: options.id.as_deref().map(BackupId::parse).transpose()?,
-                instance: options.instance,
+                instance: instance_name(options.instance)?,
             }
         }
         "restore" => {
@@ -329,7 +329,7 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
             options.allow(&name, &["instance"])?;
             no_positional(&name, &positional)?;
             Command::List {
-                instance: options.instance,
+                instance: instance_name(options.instance)?,
             }
         }
         "show" => {
@@ -356,6 +356,16 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
         other => return Err(unknown_command(other)),
     };
     Ok(command)
+}
+
+/// Instance names follow the ID rules: they end up in records and listings.
+fn instance_name(name: Option<String>) -> Result<Option<String>> {
+    match name {
+        Some(name) if BackupId::parse(&name).is_err() => Err(Error::usage(format!(
+            "--instance {name:?}: an instance name uses only A-Z a-z 0-9 . _ -"
+        ))),
+        other => Ok(other),
+    }
 }
 
 fn unknown_command(name: &str) -> Error {
@@ -539,6 +549,8 @@ mod tests {
             &["backup", "--source", "replication"],
             &["backup", "--no-such-flag", "1"],
             &["list", "extra"],
+            &["list", "--instance", "a/b"],
+            &["backup", "--instance", "x y"],
             &["restore"],
             &["restore", "b1", "--out", "/x"],
             &["backup", "--keep-previous"],

@@ -7,6 +7,7 @@ use crate::cli::{Command, Target};
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
+use crate::fsutil::AtomicFile;
 use crate::id::BackupId;
 use crate::pipeline::{self, DecodeSummary};
 use crate::progress::Progress;
@@ -14,9 +15,8 @@ use crate::record::{human_size, Record};
 use crate::restore::{self, Restored};
 use crate::storage::{self, Storage};
 use serde_json::{json, Value};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -180,29 +180,29 @@ fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
     let storage = storage::open(&config.storage)?;
     let record = load_record(&*storage, id)?;
     check_key(&record, &key)?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => Error::usage(format!(
-                "{} already exists; export never overwrites a file, choose another --out",
-                out.display()
-            )),
-            _ => Error::other(format!("cannot create {}: {e}", out.display())),
-        })?;
-    let partial = PartialOutput { path: Some(out) };
+    // Refuse early; the final link refuses again if PATH appears meanwhile.
+    if fs::symlink_metadata(out).is_ok() {
+        return Err(exists(out));
+    }
+    // Written under a temporary name and linked into place only when complete
+    // and checked, so not even a killed export leaves a partial RDB at PATH.
+    let file = AtomicFile::create(out).map_err(|e| {
+        Error::other(format!(
+            "cannot create a file beside {}: {e}",
+            out.display()
+        ))
+    })?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     let input = storage.open(id, 0)?;
     let summary = decode(input, &mut writer, &key, record.stored_size)?;
     check_against_record(&record, &summary)?;
-    writer
+    let file = writer
         .into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|file| file.sync_all())
-        .map_err(|e| Error::other(format!("writing {}: {e}", out.display())))?;
-    partial.keep();
+        .map_err(|e| Error::other(format!("writing {}: {}", out.display(), e.error())))?;
+    file.commit(true).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => exists(out),
+        _ => Error::other(format!("writing {}: {e}", out.display())),
+    })?;
     Ok(Report {
         lines: vec![format!(
             "exported {id} to {} ({}, sha256 {})",
@@ -217,6 +217,13 @@ fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
             "raw_sha256": summary.raw_sha256,
         }),
     })
+}
+
+fn exists(out: &Path) -> Error {
+    Error::usage(format!(
+        "{} already exists; export never overwrites a file, choose another --out",
+        out.display()
+    ))
 }
 
 fn keygen(path: &Path) -> Result<Report> {
@@ -309,25 +316,5 @@ impl Read for Counted {
         let n = self.inner.read(buf)?;
         self.progress.advance(n as u64);
         Ok(n)
-    }
-}
-
-/// Removes an output file unless told the write finished, so a failed export
-/// never leaves something that looks like a good RDB.
-struct PartialOutput<'a> {
-    path: Option<&'a Path>,
-}
-
-impl PartialOutput<'_> {
-    fn keep(mut self) {
-        self.path = None;
-    }
-}
-
-impl Drop for PartialOutput<'_> {
-    fn drop(&mut self) {
-        if let Some(path) = self.path {
-            let _ = fs::remove_file(path);
-        }
     }
 }

@@ -181,10 +181,10 @@ fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
             continue;
         }
         let at = format!("{}:{}", path.display(), index + 1);
+        // The line itself is not quoted back: it may be a pasted password.
         let Some((key, value)) = line.split_once('=') else {
             return Err(Error::usage(format!(
-                "{at}: expected `key = value`, found {:?}",
-                first_word(line)
+                "{at}: expected `key = value` (the line is not shown, in case it holds a secret)"
             )));
         };
         let key = key.trim().to_lowercase();
@@ -202,11 +202,6 @@ fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
         );
     }
     Ok(out)
-}
-
-/// Only the first word, so a malformed line holding a password is not echoed.
-fn first_word(line: &str) -> &str {
-    line.split_whitespace().next().unwrap_or("")
 }
 
 fn unquote(value: &str) -> &str {
@@ -448,13 +443,8 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_line_is_not_echoed_whole() {
-        let err = resolve(
-            Some((Path::new("s"), "redis_password hunter2\n")),
-            no_env,
-            &[],
-        )
-        .unwrap_err();
+    fn a_malformed_line_is_not_echoed() {
+        let err = resolve(Some((Path::new("s"), "hunter2\n")), no_env, &[]).unwrap_err();
         assert!(!err.message().contains("hunter2"), "{err}");
     }
 }

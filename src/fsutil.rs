@@ -27,9 +27,10 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// before the rename and the directory after it; dropping it uncommitted
 /// removes the temporary file, so a failed write leaves nothing behind.
 pub struct AtomicFile {
-    file: Option<File>,
+    file: File,
     temp: PathBuf,
     target: PathBuf,
+    committed: bool,
 }
 
 impl AtomicFile {
@@ -40,16 +41,17 @@ impl AtomicFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let temp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+        // create_new (O_EXCL) never follows a symlink planted under our name.
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&temp)?;
         Ok(AtomicFile {
-            file: Some(file),
+            file,
             temp,
             target: target.to_path_buf(),
+            committed: false,
         })
     }
 
@@ -57,32 +59,45 @@ impl AtomicFile {
     /// existing target makes this fail (hard link instead of rename) rather
     /// than replacing it.
     pub fn commit(mut self, no_clobber: bool) -> io::Result<()> {
-        let file = self.file.take().expect("commit called once");
-        file.sync_all()?;
-        drop(file);
+        self.file.sync_all()?;
         if no_clobber {
-            fs::hard_link(&self.temp, &self.target)?;
-            fs::remove_file(&self.temp)?;
+            match fs::hard_link(&self.temp, &self.target) {
+                Ok(()) => fs::remove_file(&self.temp)?,
+                // File systems without hard links (vfat, some FUSE and CIFS
+                // mounts): check, then rename. Callers hold the host lock.
+                Err(e) if matches!(e.raw_os_error(), Some(EPERM | EOPNOTSUPP)) => {
+                    if fs::symlink_metadata(&self.target).is_ok() {
+                        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+                    }
+                    fs::rename(&self.temp, &self.target)?;
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             fs::rename(&self.temp, &self.target)?;
         }
+        self.committed = true;
         fsync_dir(parent_of(&self.target))
     }
 }
 
+const EPERM: i32 = 1;
+const EOPNOTSUPP: i32 = 95;
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("not committed").write(buf)
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("not committed").flush()
+        self.file.flush()
     }
 }
 
 impl Drop for AtomicFile {
+    /// Whatever went wrong before the rename, the temporary file goes.
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if !self.committed {
             let _ = fs::remove_file(&self.temp);
         }
     }
@@ -104,6 +119,13 @@ pub struct HostLock {
 }
 
 pub fn lock_host(path: &Path) -> Result<HostLock> {
+    // We are root and truncate the file: never through a planted symlink.
+    if fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+        return Err(Error::other(format!(
+            "lock file {} is not a regular file; remove it or set lock_file to another path",
+            path.display()
+        )));
+    }
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -173,6 +195,11 @@ mod tests {
         again.write_all(b"other").unwrap();
         assert!(again.commit(true).is_err(), "no_clobber must not replace");
         assert_eq!(fs::read(&target).unwrap(), b"data");
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "a failed commit leaves no temp file"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -183,6 +210,17 @@ mod tests {
         f.write_all(b"partial").unwrap();
         drop(f);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_lock_file_is_refused() {
+        let dir = scratch("locklink");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("lock")).unwrap();
+        assert_eq!(lock_host(&dir.join("lock")).unwrap_err().exit_code(), 1);
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -2,7 +2,8 @@
 //! printed by `backup --json`, `list --json` and `show --json`. Its field names
 //! are fixed by CONTRACT.md; `keys` (key count per database) and `rdb_version`
 //! are ours, used by restore to check what it brought back.
-//! (`keys` and `expires`, the keys with a TTL, per database, from INFO keyspace.)
+//! (`keys`, `keys_before` and `expires`, the keys with a TTL, per database,
+//! from INFO keyspace.)
 
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -26,6 +27,9 @@ pub struct Record {
     pub format: u64,
     pub rdb_version: u64,
     pub keys: BTreeMap<String, u64>,
+    /// Key counts just before the save started; with `keys` (just after it
+    /// ended) they bracket what the snapshot holds on a busy server.
+    pub keys_before: BTreeMap<String, u64>,
     /// Per database, how many of `keys` had a TTL: restore accepts those missing.
     pub expires: BTreeMap<String, u64>,
 }
@@ -47,6 +51,7 @@ impl Record {
             "format": self.format,
             "rdb_version": self.rdb_version,
             "keys": self.keys,
+            "keys_before": self.keys_before,
             "expires": self.expires,
         })
     }
@@ -90,6 +95,7 @@ impl Record {
             format: number("format")?,
             rdb_version: number("rdb_version").unwrap_or(0),
             keys: counts_of(map, "keys"),
+            keys_before: counts_of(map, "keys_before"),
             expires: counts_of(map, "expires"),
         })
     }
@@ -183,6 +189,7 @@ mod tests {
             format: 1,
             rdb_version: 10,
             keys: BTreeMap::from([("db0".into(), 3), ("db1".into(), 2)]),
+            keys_before: BTreeMap::from([("db0".into(), 2), ("db1".into(), 2)]),
             expires: BTreeMap::from([("db0".into(), 1), ("db1".into(), 0)]),
         }
     }

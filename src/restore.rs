@@ -309,12 +309,17 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<Strin
     dbs.sort();
     dbs.dedup();
     for db in dbs {
-        let expected = record.keys.get(db).copied().unwrap_or(0);
-        let may_expire = record.expires.get(db).copied().unwrap_or(0);
-        let got = restored.get(db).copied().unwrap_or(0);
-        if got > expected || got + may_expire < expected {
+        let count = |counts: &BTreeMap<String, u64>| counts.get(db).copied().unwrap_or(0);
+        let after = count(&record.keys);
+        // Old records have no `keys_before`: then the one count is exact.
+        let before = record.keys_before.get(db).copied().unwrap_or(after);
+        let may_expire = count(&record.expires);
+        let got = count(&restored);
+        let (low, high) = (before.min(after), before.max(after));
+        if got > high || got + may_expire < low {
             return Err(Error::other(format!(
-                "the restored server has {got} keys in {db}, but the backup recorded {expected} ({may_expire} with a TTL)"
+                "the restored server has {got} keys in {db}, but the backup recorded {} ({may_expire} with a TTL)",
+                if low == high { low.to_string() } else { format!("between {low} and {high}") }
             )));
         }
     }

@@ -9,6 +9,7 @@ use crate::fsutil::{create_private_dir, fsync_dir, AtomicFile};
 use crate::id::BackupId;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const OBJECT_SUFFIX: &str = ".rbk";
@@ -37,6 +38,31 @@ impl DirStorage {
 
     fn where_(&self) -> String {
         format!("file://{}", self.dir.display())
+    }
+
+    /// The directory exists, durably, and only its owner may write in it: in a
+    /// directory others can write to, they could plant files under our names.
+    fn ensure_private_dir(&self) -> Result<()> {
+        if !self.dir.exists() {
+            create_private_dir(&self.dir)
+                .map_err(|e| self.failed("cannot create backup directory", &self.dir, e))?;
+            if let Some(parent) = self.dir.parent() {
+                fsync_dir(parent).map_err(|e| self.failed("cannot sync", parent, e))?;
+            }
+        }
+        let mode = fs::metadata(&self.dir)
+            .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(Error::usage(format!(
+                "backup directory {} has mode {:04o}: others could write in it; chmod 700 {}",
+                self.dir.display(),
+                mode & 0o7777,
+                self.dir.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -76,16 +102,20 @@ impl Storage for DirStorage {
         format!("file://{}", self.object_path(id).display())
     }
 
-    fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
-        create_private_dir(&self.dir)
-            .map_err(|e| self.failed("cannot create backup directory", &self.dir, e))?;
-        let path = self.object_path(id);
-        if path.exists() || self.record_path(id).exists() {
+    fn prepare(&self, id: &BackupId) -> Result<()> {
+        self.ensure_private_dir()?;
+        if self.object_path(id).exists() || self.record_path(id).exists() {
             return Err(Error::usage(format!(
                 "a backup named {id} already exists in {}; choose another --id",
                 self.where_()
             )));
         }
+        Ok(())
+    }
+
+    fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
+        self.prepare(id)?;
+        let path = self.object_path(id);
         let file = AtomicFile::create(&path).map_err(|e| self.failed("cannot create", &path, e))?;
         Ok(Box::new(DirObject {
             file,
@@ -220,7 +250,6 @@ mod tests {
             .read_to_string(&mut tail)
             .unwrap();
         assert_eq!(tail, "456789");
-        use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(root.join("backups"))
             .unwrap()
             .permissions()
@@ -232,6 +261,17 @@ mod tests {
         assert_eq!(store.get_record(&id("b1")).unwrap_err().exit_code(), 4);
         assert_eq!(store.delete(&id("b1")).unwrap_err().exit_code(), 4);
         assert_eq!(store.open(&id("b1"), 0).err().unwrap().exit_code(), 4);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        let (store, root) = storage("shared");
+        fs::create_dir_all(root.join("backups")).unwrap();
+        fs::set_permissions(root.join("backups"), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = store.prepare(&id("b3")).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.message().contains("chmod 700"), "{err}");
         fs::remove_dir_all(&root).unwrap();
     }
 

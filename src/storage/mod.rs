@@ -23,6 +23,9 @@ pub trait ObjectWriter: Write + Send {
 pub trait Storage {
     /// Where an object is, for records and messages (`file:///dir/ID.rbk`).
     fn location(&self, id: &BackupId) -> String;
+    /// Check, before any work, that a new backup `id` can be written here:
+    /// the storage is reachable and writable, and the ID is not taken.
+    fn prepare(&self, id: &BackupId) -> Result<()>;
     /// Start writing a new object; fails if a backup with this ID exists.
     fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>>;
     /// Read an object from `offset` on (so a reader can resume).

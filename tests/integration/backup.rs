@@ -240,12 +240,64 @@ fn explicit_id_is_used() {
     assert!(t.storage_dir().join("nightly-2026.11.25_a.rbk").exists());
     // The same ID again must not replace the first backup.
     let before = fs::read(t.storage_dir().join("nightly-2026.11.25_a.rbk")).unwrap();
+    let saves = t.conn().rdb_saves();
     let again = t.run(&["backup", "--id", "nightly-2026.11.25_a"]);
-    assert_ne!(
-        again.code,
-        Some(0),
-        "a second backup with the same ID\n{again}"
+    again.code(2);
+    assert_eq!(
+        t.conn().rdb_saves(),
+        saves,
+        "a usage error must not make Redis save"
     );
     let after = fs::read(t.storage_dir().join("nightly-2026.11.25_a.rbk")).unwrap();
     assert_eq!(before, after, "the first backup was overwritten");
+}
+
+#[test]
+fn a_failed_backup_with_persistence_off_keeps_the_existing_dump() {
+    // save "" still loads dump.rdb at start-up, so an operator's manual SAVE
+    // may be the only copy on disk: a failing backup must not delete it.
+    let t = TestRedis::builder().save(Save::Off).start();
+    let mut c = t.conn();
+    c.ok(&["SET", "k", "v"]);
+    c.ok(&["SAVE"]);
+    let dump = fs::read(t.dump_file()).unwrap();
+    t.run(&["backup", "--id", "../bad"]).code(2);
+    c.ok(&["RENAME", "k", "k2"]);
+    // Make the tool's own save slow enough to time out.
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "3000000"]);
+    t.run(&["backup", "--save-timeout", "1"]).code(3);
+    // Checked while Redis's slow save is still writing its temp file, before
+    // it renames its own result over dump.rdb.
+    assert_eq!(
+        fs::read(t.dump_file()).unwrap(),
+        dump,
+        "the operator's dump.rdb must survive a failed backup"
+    );
+    assert!(t.list(&[]).is_empty());
+    c.wait_no_save();
+}
+
+#[test]
+fn a_dump_older_than_the_save_is_refused() {
+    // CONFIG renamed away and redis.conf naming another dir than the one Redis
+    // really saves to: the file found there is stale and must not be stored.
+    let t = TestRedis::builder().rename_command("CONFIG", "").start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let elsewhere = t.scratch().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(elsewhere.join("dump.rdb"), b"REDIS0010 stale").unwrap();
+    let stale_time = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(elsewhere.join("dump.rdb"))
+        .unwrap()
+        .set_modified(stale_time)
+        .unwrap();
+    let conf = fs::read_to_string(t.redis_conf()).unwrap();
+    let other = t.scratch().join("other-redis.conf");
+    fs::write(&other, format!("{conf}\ndir {}\n", elsewhere.display())).unwrap();
+    let out = t.run(&["backup", "--redis-conf", other.to_str().unwrap()]);
+    out.code(3);
+    out.stderr_has("not the file this Redis saves to");
+    assert!(t.list(&[]).is_empty());
 }
