@@ -258,7 +258,7 @@ fn restore_report(restored: &Restored) -> Report {
     Report {
         lines,
         json: json!({
-            "restored": restored.name,
+            "id": restored.name,
             "raw_size": restored.raw_size,
             "keys": restored.keys,
             "seconds": restored.seconds,

@@ -1,7 +1,7 @@
 //! A private redis-server for rebuilding the AOF of a restored instance. It is
 //! the same binary with the same redis.conf (so the same modules, users and
 //! renamed commands), overridden on the command line: no TCP port, a Unix
-//! socket in the restore's 0700 work folder, AOF off, no RDB saves. No client
+//! socket in a private 0700 directory, AOF off, no RDB saves. No client
 //! can reach it, so nothing is written while the AOF is being built, and
 //! redis.conf is never edited. Also: which RDB versions this host's
 //! redis-server can load.
@@ -11,6 +11,8 @@ use crate::instance::DataFiles;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use log::{debug, info};
 use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +40,7 @@ pub fn server_version() -> Result<String> {
 
 pub struct PrivateRedis {
     child: Child,
+    socket_dir: PathBuf,
     socket: PathBuf,
     log: PathBuf,
 }
@@ -51,7 +54,8 @@ impl PrivateRedis {
         connect: &ConnectOptions,
         timeout: Duration,
     ) -> Result<(PrivateRedis, Connection)> {
-        let socket = folder.join("private-redis.sock");
+        let socket_dir = private_socket_dir()?;
+        let socket = socket_dir.join("redis.sock");
         let log = folder.join("private-redis.log");
         let child = Command::new("redis-server")
             .arg(redis_conf)
@@ -84,7 +88,12 @@ impl PrivateRedis {
             "started a private redis-server (pid {}) to build the AOF",
             child.id()
         );
-        let mut server = PrivateRedis { child, socket, log };
+        let mut server = PrivateRedis {
+            child,
+            socket_dir,
+            socket,
+            log,
+        };
         let options = ConnectOptions {
             endpoint: Endpoint::Unix(server.socket.clone()),
             ..connect.clone()
@@ -191,7 +200,22 @@ impl Drop for PrivateRedis {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = fs::remove_dir_all(&self.socket_dir);
     }
+}
+
+/// A fresh 0700 directory for the socket, under the temporary dir rather than
+/// the work folder: a Unix socket path must be shorter than 108 bytes, and a
+/// data dir can be deep.
+fn private_socket_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("redis-backup-{}", std::process::id()));
+    // Left by an earlier run with our pid (after a reboot): ours to replace.
+    let _ = fs::remove_dir_all(&dir);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::other(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 fn field<'a>(info: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {

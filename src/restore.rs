@@ -38,6 +38,7 @@ pub struct Request {
 
 /// What was restored, for the report.
 pub struct Restored {
+    /// The backup ID, or the path given with --from-file.
     pub name: String,
     pub raw_size: u64,
     pub keys: BTreeMap<String, u64>,
