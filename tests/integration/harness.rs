@@ -22,6 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -146,6 +147,54 @@ pub fn dir_entries(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Every regular file under `dir`, recursively: path relative to `dir` ->
+/// SHA-256. Empty if `dir` does not exist.
+pub fn file_hashes(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for name in dir_entries(dir) {
+            let path = dir.join(&name);
+            let meta = fs::symlink_metadata(&path)
+                .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            if meta.is_dir() {
+                out.insert(format!("{rel}/"), String::new());
+                walk(root, &path, out);
+            } else if meta.is_file() {
+                out.insert(rel, sha256_file(&path));
+            } else {
+                out.insert(rel, format!("(not a file: {:?})", meta.file_type()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Pids of live (not zombie) processes whose command line names
+/// `redis-server`.
+pub fn live_redis_servers() -> Vec<u32> {
+    dir_entries(Path::new("/proc"))
+        .into_iter()
+        .filter_map(|name| name.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(") ").next().unwrap_or("").chars().next();
+            String::from_utf8_lossy(&cmdline).contains("redis-server")
+                && !matches!(state, None | Some('Z') | Some('X'))
+        })
+        .collect()
+}
+
+/// How restore names its work folder in the data dir:
+/// `redis-backup-restore-<UTC time>`.
+pub const RESTORE_WORK_PREFIX: &str = "redis-backup-restore-";
 
 // ---------------------------------------------------------------------------
 // Scratch directories
@@ -449,10 +498,16 @@ impl Resp {
 
     /// `DEBUG DIGEST` and the key count of every non-empty database.
     pub fn state(&mut self) -> DbState {
+        self.state_via("CONFIG")
+    }
+
+    /// `state`, on a server whose CONFIG command is called `config`
+    /// (`rename-command CONFIG ...`).
+    pub fn state_via(&mut self, config: &str) -> DbState {
         let digest = self.ok(&["DEBUG", "DIGEST"]).text();
-        let databases: u32 = match self.ok(&["CONFIG", "GET", "databases"]) {
+        let databases: u32 = match self.ok(&[config, "GET", "databases"]) {
             Reply::Array(a) if a.len() == 2 => a[1].text().parse().expect("databases"),
-            other => panic!("CONFIG GET databases: {other:?}"),
+            other => panic!("{config} GET databases: {other:?}"),
         };
         let mut cmds = Vec::new();
         for db in 0..databases {
@@ -820,18 +875,22 @@ impl Run {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program));
-        let mut out = child.stdout.take().expect("stdout");
-        let mut err = child.stderr.take().expect("stderr");
-        let out_thread = thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = out.read_to_end(&mut v);
-            v
-        });
-        let err_thread = thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = err.read_to_end(&mut v);
-            v
-        });
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let stdout_rx = read_all_in_background(out);
+        let stderr_rx = read_all_in_background(err);
+        // A process the child started and left running (a daemon, a private
+        // redis-server) may keep the pipes open: then fail, do not hang.
+        let collect = |rx: mpsc::Receiver<Vec<u8>>, what: &str| -> String {
+            match rx.recv_timeout(DEADLINE) {
+                Ok(v) => String::from_utf8_lossy(&v).into_owned(),
+                Err(_) => panic!(
+                    "{} {:?}: its {what} was still open {DEADLINE:?} after it ended; \
+                     a process it started is still running and holds it",
+                    self.program, self.args
+                ),
+            }
+        };
         let start = Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -840,8 +899,8 @@ impl Run {
             if start.elapsed() > RUN_DEADLINE {
                 let _ = child.kill();
                 let _ = child.wait();
-                let stdout = String::from_utf8_lossy(&out_thread.join().unwrap()).into_owned();
-                let stderr = String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned();
+                let stdout = collect(stdout_rx, "stdout");
+                let stderr = collect(stderr_rx, "stderr");
                 panic!(
                     "{} {:?} did not finish within {RUN_DEADLINE:?}; killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
                     self.program, self.args
@@ -849,14 +908,28 @@ impl Run {
             }
             thread::sleep(Duration::from_millis(5));
         };
+        let stdout = collect(stdout_rx, "stdout");
+        let stderr = collect(stderr_rx, "stderr");
         Output {
             program: self.program,
             args: self.args,
             code: status.code(),
-            stdout: String::from_utf8_lossy(&out_thread.join().unwrap()).into_owned(),
-            stderr: String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned(),
+            stdout,
+            stderr,
         }
     }
+}
+
+/// Read `from` to its end on a thread of its own; the bytes arrive on the
+/// returned channel.
+fn read_all_in_background(mut from: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = from.read_to_end(&mut v);
+        let _ = tx.send(v);
+    });
+    rx
 }
 
 // ---------------------------------------------------------------------------
@@ -1261,6 +1334,16 @@ impl TestRedis {
         }
     }
 
+    /// Make only the next `systemctl start` of this unit fail (the shim's
+    /// `UNIT.fail-start-once`, which that start removes).
+    pub fn fail_start_once(&self) {
+        fs::write(self.fail_start_once_marker(), "").expect("write fail-start-once marker");
+    }
+
+    pub fn fail_start_once_marker(&self) -> PathBuf {
+        self.shim_dir.join(format!("{}.fail-start-once", self.unit))
+    }
+
     /// The pid of the running redis-server, if any.
     pub fn pid(&self) -> Option<u32> {
         fs::read_to_string(self.pid_file())
@@ -1292,7 +1375,74 @@ impl TestRedis {
 
     /// `DEBUG DIGEST` and per-db DBSIZE of the live server.
     pub fn state(&self) -> DbState {
-        self.conn().state()
+        self.conn().state_via(&self.command_name("CONFIG"))
+    }
+
+    /// What `command` is called on this server: its `rename-command` name,
+    /// else itself. Panics if it was disabled (renamed to "").
+    pub fn command_name(&self, command: &str) -> String {
+        match self
+            .opts
+            .renames
+            .iter()
+            .rev()
+            .find(|(from, _)| from.eq_ignore_ascii_case(command))
+        {
+            Some((_, to)) if to.is_empty() => panic!("{command} is disabled on this server"),
+            Some((_, to)) => to.clone(),
+            None => command.to_string(),
+        }
+    }
+
+    /// `CONFIG GET param` (under CONFIG's renamed name, if any): the value.
+    pub fn config_get(&self, param: &str) -> String {
+        let config = self.command_name("CONFIG");
+        match self.conn().ok(&[config.as_str(), "GET", param]) {
+            Reply::Array(a) if a.len() == 2 => a[1].text(),
+            other => panic!("{config} GET {param}: {other:?}"),
+        }
+    }
+
+    /// `<storage>/<id>.rbk`, the stored object of a backup.
+    pub fn object_file(&self, id: &str) -> PathBuf {
+        self.storage_dir().join(format!("{id}.rbk"))
+    }
+
+    /// `<storage>/<id>.json`, the stored record of a backup.
+    pub fn record_file(&self, id: &str) -> PathBuf {
+        self.storage_dir().join(format!("{id}.json"))
+    }
+
+    /// Every file under the data dir (relative path -> SHA-256), to prove
+    /// that something left them byte for byte as they were.
+    pub fn data_files(&self) -> BTreeMap<String, String> {
+        file_hashes(&self.data_dir())
+    }
+
+    /// The work folders of restore (`redis-backup-restore-*`) in the data dir.
+    pub fn restore_work_dirs(&self) -> Vec<PathBuf> {
+        dir_entries(&self.data_dir())
+            .into_iter()
+            .filter(|name| name.starts_with(RESTORE_WORK_PREFIX))
+            .map(|name| self.data_dir().join(name))
+            .collect()
+    }
+
+    /// Live redis-servers working in this test's data dir (their cwd), other
+    /// than the one the shim runs: e.g. a private server restore left behind.
+    pub fn stray_redis_servers(&self) -> Vec<u32> {
+        let data = fs::canonicalize(self.data_dir()).expect("data dir");
+        let ours = self.pid();
+        live_redis_servers()
+            .into_iter()
+            .filter(|&pid| Some(pid) != ours)
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == data))
+            .collect()
+    }
+
+    /// Lines of the shim's calls.log from line `from` on.
+    pub fn shim_calls_since(&self, from: usize) -> Vec<String> {
+        self.shim_calls().into_iter().skip(from).collect()
     }
 
     /// A command line for the binary: `-c <settings file>` then `args`, with

@@ -13,3 +13,4 @@ mod connection;
 mod harness_selftest;
 mod integrity;
 mod keys;
+mod restore;

@@ -1,0 +1,841 @@
+//! `restore` end to end: with AOF off and on, onto a running, a stopped and a
+//! fresh instance, from storage and `--from-file`, with a password and renamed
+//! commands; the placed files (owner, mode, nothing left behind); backups that
+//! must be refused before Redis is touched (exit 5, a held lock, usage); and
+//! the failures after Redis was stopped: rolled back (exit 6) or not (exit 7).
+//!
+//! Every test compares `DEBUG DIGEST` of the live server with the one taken
+//! when the backup was made, and, where Redis must be untouched, its pid, its
+//! digest, its files byte for byte and the shim's calls.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// Redis runs as the `redis` user when the tests run as root (as on Debian,
+/// where the tool runs as root and Redis as redis:redis), so that owner and
+/// group of the placed files are something the tool had to get right.
+fn as_redis_user(b: Builder) -> Builder {
+    if is_root() {
+        b.run_as("redis")
+    } else {
+        b
+    }
+}
+
+/// Change the data after a backup: keys added in both dbs, one changed, one
+/// deleted. Returns the new state, which differs from `backed_up`.
+fn change_data(t: &TestRedis, backed_up: &DbState) -> DbState {
+    let mut c = t.conn();
+    c.ok(&["SET", "after:0", "written after the backup"]);
+    c.ok(&["SET", "s:0:1", "changed after the backup"]);
+    c.ok(&["DEL", "l:0:3"]);
+    c.ok(&["SELECT", "1"]);
+    c.ok(&["SET", "after:1", "written after the backup"]);
+    c.ok(&["SELECT", "0"]);
+    let changed = t.state();
+    assert_ne!(
+        changed.digest, backed_up.digest,
+        "precondition: the data changed after the backup"
+    );
+    changed
+}
+
+/// The changes of `change_data` are gone: its new keys are missing, the
+/// changed and the deleted key are as `fill_every_type` wrote them.
+fn assert_changes_gone(t: &TestRedis) {
+    let mut c = t.conn();
+    assert_eq!(
+        c.ok(&["GET", "after:0"]),
+        Reply::Nil,
+        "key written after the backup"
+    );
+    assert_eq!(
+        c.ok(&["GET", "s:0:1"]),
+        Reply::Bulk(b"value 1 in db 0".to_vec()),
+        "key changed after the backup"
+    );
+    assert_eq!(
+        c.ok(&["LLEN", "l:0:3"]),
+        Reply::Int(10),
+        "key deleted after the backup"
+    );
+    c.ok(&["SELECT", "1"]);
+    assert_eq!(
+        c.ok(&["GET", "after:1"]),
+        Reply::Nil,
+        "key written after the backup (db 1)"
+    );
+}
+
+/// A Redis filled with every type, and a backup of it: (Redis, the state at
+/// backup time, the backup's record).
+fn filled_and_backed_up(b: Builder) -> (TestRedis, DbState, Value) {
+    let t = b.start();
+    fill_every_type(&mut t.conn());
+    let backed_up = t.state();
+    let record = t.backup_json(&[]);
+    assert_eq!(keys_of_record(&record), backed_up.keys, "{record}");
+    (t, backed_up, record)
+}
+
+fn id_of(record: &Value) -> String {
+    record["id"].as_str().expect("record has an id").to_string()
+}
+
+fn raw_sha256_of(record: &Value) -> String {
+    record["raw_sha256"]
+        .as_str()
+        .expect("record has raw_sha256")
+        .to_string()
+}
+
+/// Everything about a running Redis that a refused restore must leave alone.
+struct Untouched {
+    pid: Option<u32>,
+    state: DbState,
+    files: BTreeMap<String, String>,
+    calls: usize,
+}
+
+impl Untouched {
+    fn take(t: &TestRedis) -> Untouched {
+        assert!(t.is_active(), "precondition: Redis runs");
+        Untouched {
+            pid: t.pid(),
+            state: t.state(),
+            files: t.data_files(),
+            calls: t.shim_calls().len(),
+        }
+    }
+
+    #[track_caller]
+    fn check(&self, t: &TestRedis, case: &str) {
+        let calls = t.shim_calls_since(self.calls);
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("stop ") || c.starts_with("start ")),
+            "{case}: Redis was stopped or started: {calls:?}"
+        );
+        assert!(t.is_active(), "{case}: Redis no longer runs");
+        assert_eq!(t.pid(), self.pid, "{case}: Redis was restarted");
+        assert_eq!(t.state(), self.state, "{case}: the data changed");
+        assert_eq!(t.data_files(), self.files, "{case}: the data dir changed");
+        assert_eq!(
+            t.restore_work_dirs(),
+            Vec::<PathBuf>::new(),
+            "{case}: work folder left behind"
+        );
+        assert_eq!(
+            t.stray_redis_servers(),
+            Vec::<u32>::new(),
+            "{case}: stray redis-server"
+        );
+    }
+}
+
+/// `expected` occurs in `calls` in this order (other calls may come between).
+#[track_caller]
+fn assert_calls_in_order(calls: &[String], expected: &[String]) {
+    let mut rest = calls.iter();
+    for want in expected {
+        assert!(
+            rest.any(|c| c == want),
+            "systemctl calls should include {expected:?} in this order; got {calls:?}"
+        );
+    }
+}
+
+/// The host lock is free again: neither the restored Redis nor a private
+/// server inherited it (`hold_lock` panics if it cannot take it).
+#[track_caller]
+fn assert_lock_released(t: &TestRedis) {
+    drop(hold_lock(&t.lock_file()));
+}
+
+/// Owner and group of `path` are those of the data dir.
+#[track_caller]
+fn assert_owned_like_data_dir(t: &TestRedis, path: &Path) {
+    let dir = fs::metadata(t.data_dir()).expect("stat data dir");
+    let meta = fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (dir.uid(), dir.gid()),
+        "owner:group of {} should be the data dir's",
+        path.display()
+    );
+}
+
+/// The placed dump.rdb: mode 0660, owner and group of the data dir.
+#[track_caller]
+fn assert_placed_dump(t: &TestRedis) {
+    assert_eq!(
+        mode_of(&t.dump_file()),
+        0o660,
+        "mode of the placed dump.rdb"
+    );
+    assert_owned_like_data_dir(t, &t.dump_file());
+}
+
+/// The AOF of a Redis 7 server: `<dir>/appendonlydir` with its manifest.
+fn aof_dir(t: &TestRedis) -> PathBuf {
+    t.data_dir().join("appendonlydir")
+}
+
+fn manifest(t: &TestRedis) -> PathBuf {
+    aof_dir(t).join("appendonly.aof.manifest")
+}
+
+/// Absolute paths named in `text` (quotes and trailing punctuation removed).
+fn paths_in(text: &str) -> Vec<PathBuf> {
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | '`' | '(' | ')' | '[' | ']' | '<' | '>' | '='
+            )
+    })
+    .map(|w| w.trim_end_matches(['.', ',', ';', ':']))
+    .filter(|w| w.starts_with('/'))
+    .map(PathBuf::from)
+    .collect()
+}
+
+/// Write `<id>.json` in storage again with `edit` applied to the record.
+fn edit_record(t: &TestRedis, id: &str, edit: impl FnOnce(&mut Value)) {
+    let path = t.record_file(id);
+    let mut record: Value =
+        serde_json::from_slice(&fs::read(&path).expect("read record")).expect("record is JSON");
+    edit(&mut record);
+    fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).expect("write record");
+}
+
+/// Wait until the clock is past the second in which the last run ended, so the
+/// next restore's work folder (named by the UTC second) cannot collide with
+/// one a failed restore kept.
+fn next_second() {
+    let now = now_secs();
+    wait_for("the clock to pass one second", || {
+        (now_secs() > now).then_some(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The stand-in's failure marker that restore's exit 6 relies on
+
+#[test]
+fn shim_fail_start_once_fails_exactly_one_start() {
+    let t = TestRedis::builder().without_key().start();
+    t.stop_redis();
+    t.fail_start_once();
+    let out = t.systemctl(&["start", &t.unit]);
+    out.code(1);
+    assert!(!out.stderr.trim().is_empty(), "no message\n{out}");
+    assert!(!t.is_active(), "the failed start started Redis");
+    assert!(
+        !t.fail_start_once_marker().exists(),
+        "the marker was not consumed"
+    );
+    t.start_redis();
+    assert!(t.is_active(), "the start after the failed one works");
+}
+
+// ---------------------------------------------------------------------------
+// Restores that work
+
+#[test]
+fn aof_off_restore_brings_back_the_backup() {
+    let (t, backed_up, record) = filled_and_backed_up(as_redis_user(TestRedis::builder()));
+    let id = id_of(&record);
+    change_data(&t, &backed_up);
+    let conf = fs::read(t.redis_conf()).unwrap();
+    let calls = t.shim_calls().len();
+
+    let out = t.run(&["--json", "restore", &id]);
+    out.ok();
+    let summary = out.json();
+    assert_eq!(
+        summary["id"],
+        id.as_str(),
+        "restore --json names the backup\n{out}"
+    );
+    assert!(
+        !summary["keys"].is_null(),
+        "restore --json has `keys`\n{out}"
+    );
+
+    assert!(t.is_active(), "Redis runs after the restore");
+    assert_eq!(t.state(), backed_up, "the restored data is the backup's");
+    assert_changes_gone(&t);
+    assert_placed_dump(&t);
+    assert_eq!(
+        sha256_file(&t.dump_file()),
+        raw_sha256_of(&record),
+        "dump.rdb is the backed-up RDB, byte for byte"
+    );
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<PathBuf>::new(),
+        "work folder left behind"
+    );
+    assert_eq!(t.stray_redis_servers(), Vec::<u32>::new());
+    assert_lock_released(&t);
+    assert_eq!(
+        fs::read(t.redis_conf()).unwrap(),
+        conf,
+        "redis.conf was edited"
+    );
+    let unit = &t.unit;
+    assert_calls_in_order(
+        &t.shim_calls_since(calls),
+        &[
+            format!("stop {unit}"),
+            format!("is-active --quiet {unit}"),
+            format!("start {unit}"),
+        ],
+    );
+
+    // It stays restored across a restart.
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(t.state(), backed_up, "after stop + start");
+}
+
+#[test]
+fn aof_on_restore_rebuilds_a_complete_aof() {
+    let (t, backed_up, record) =
+        filled_and_backed_up(as_redis_user(TestRedis::builder().appendonly()));
+    let id = id_of(&record);
+    assert!(manifest(&t).exists(), "precondition: Redis writes an AOF");
+    change_data(&t, &backed_up);
+    let conf = fs::read(t.redis_conf()).unwrap();
+    let calls = t.shim_calls().len();
+
+    let out = t.run(&["restore", &id]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&id),
+        "restore names what it restored\n{out}"
+    );
+
+    assert!(t.is_active(), "Redis runs after the restore");
+    assert_eq!(t.state(), backed_up, "the restored data is the backup's");
+    assert_changes_gone(&t);
+    assert_eq!(t.config_get("appendonly"), "yes");
+    assert_eq!(t.conn().info_field("persistence", "aof_enabled"), "1");
+    assert!(manifest(&t).is_file(), "no AOF manifest after the restore");
+    assert_placed_dump(&t);
+    assert_owned_like_data_dir(&t, &aof_dir(&t));
+    for name in dir_entries(&aof_dir(&t)) {
+        assert_owned_like_data_dir(&t, &aof_dir(&t).join(name));
+    }
+    assert_eq!(
+        fs::read(t.redis_conf()).unwrap(),
+        conf,
+        "redis.conf was edited"
+    );
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<PathBuf>::new(),
+        "work folder left behind"
+    );
+    let allowed = ["appendonlydir", "dump.rdb"];
+    let entries = dir_entries(&t.data_dir());
+    assert!(
+        entries.iter().all(|e| allowed.contains(&e.as_str())),
+        "left in the data dir besides the AOF and dump.rdb: {entries:?}"
+    );
+    assert_eq!(
+        t.stray_redis_servers(),
+        Vec::<u32>::new(),
+        "the private redis-server was left running"
+    );
+    assert_lock_released(&t);
+    let unit = &t.unit;
+    assert_calls_in_order(
+        &t.shim_calls_since(calls),
+        &[format!("stop {unit}"), format!("start {unit}")],
+    );
+
+    // With appendonly yes Redis loads only the AOF: the same data after a
+    // restart proves the AOF is valid and complete.
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(
+        t.state(),
+        backed_up,
+        "after stop + start (loaded from the AOF)"
+    );
+    assert_eq!(t.config_get("appendonly"), "yes");
+}
+
+#[test]
+fn keep_previous_keeps_the_old_files_in_the_work_folder() {
+    // No save rules: Redis does not save on the stop, so the dump.rdb moved
+    // aside is, byte for byte, the one SAVE wrote before the restore.
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder().save(Save::Off));
+    let id = id_of(&record);
+    let changed = change_data(&t, &backed_up);
+    t.conn().ok(&["SAVE"]);
+    let old_dump = sha256_file(&t.dump_file());
+
+    t.run(&["restore", &id, "--keep-previous"]).ok();
+    assert_eq!(t.state(), backed_up);
+
+    let work = t.restore_work_dirs();
+    assert_eq!(work.len(), 1, "one work folder kept: {work:?}");
+    let work = &work[0];
+    let name = work.file_name().unwrap().to_string_lossy().into_owned();
+    let stamp = name.strip_prefix(RESTORE_WORK_PREFIX).unwrap().as_bytes();
+    assert!(
+        stamp.len() >= 16
+            && stamp[..8].iter().all(u8::is_ascii_digit)
+            && stamp[8] == b'T'
+            && stamp[9..15].iter().all(u8::is_ascii_digit)
+            && stamp[15] == b'Z',
+        "work folder named by the UTC time like {RESTORE_WORK_PREFIX}20261125T031500Z: {name}"
+    );
+    assert_eq!(mode_of(work), 0o700, "mode of {}", work.display());
+    let previous = work.join("previous/dump.rdb");
+    assert_eq!(
+        sha256_file(&previous),
+        old_dump,
+        "previous/dump.rdb is the old dump"
+    );
+    assert_eq!(
+        digest_of_rdb(&previous),
+        changed,
+        "previous/dump.rdb holds the old data"
+    );
+}
+
+#[test]
+fn keep_previous_keeps_the_old_aof_dir() {
+    let t = TestRedis::builder().appendonly().start();
+    t.conn().ok(&["SET", "k", "backed up"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "k", "changed"]);
+    let old_aof = dir_entries(&aof_dir(&t));
+    assert!(!old_aof.is_empty(), "precondition: an AOF dir");
+
+    t.run(&["restore", &id, "--keep-previous"]).ok();
+    assert_eq!(
+        t.conn().ok(&["GET", "k"]),
+        Reply::Bulk(b"backed up".to_vec())
+    );
+    let work = t.restore_work_dirs();
+    assert_eq!(work.len(), 1, "one work folder kept: {work:?}");
+    assert_eq!(
+        dir_entries(&work[0].join("previous/appendonlydir")),
+        old_aof,
+        "previous/appendonlydir holds the old AOF"
+    );
+}
+
+/// A backup of a filled Redis, for restoring elsewhere: (its Redis, the state
+/// at backup time, the ID).
+fn source_backup() -> (TestRedis, DbState, String) {
+    let (source, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    (source, backed_up, id_of(&record))
+}
+
+/// A Redis prepared (never started, empty data dir) that reads `source`'s
+/// storage with `source`'s key.
+fn fresh_instance(b: Builder, source: &TestRedis) -> TestRedis {
+    let mut t = b.prepare();
+    t.set_setting(
+        "storage",
+        &format!("file://{}", source.storage_dir().display()),
+    );
+    t.set_setting("key_file", &source.key_file().display().to_string());
+    assert_eq!(
+        dir_entries(&t.data_dir()),
+        Vec::<String>::new(),
+        "precondition: no data files"
+    );
+    assert!(!t.is_active(), "precondition: never started");
+    t
+}
+
+#[test]
+fn restore_onto_a_fresh_instance() {
+    let (source, backed_up, id) = source_backup();
+    let t = fresh_instance(as_redis_user(TestRedis::builder()), &source);
+
+    let out = t.run(&["restore", &id]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&id),
+        "restore names what it restored\n{out}"
+    );
+    assert!(t.is_active(), "restore starts a Redis that never ran");
+    assert_eq!(t.state(), backed_up);
+    assert_placed_dump(&t);
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<PathBuf>::new(),
+        "work folder left behind"
+    );
+}
+
+#[test]
+fn restore_onto_a_fresh_aof_instance() {
+    // The backup was made with AOF off; the new instance has it on: the AOF
+    // must be built, or Redis 7 would start empty.
+    let (source, backed_up, id) = source_backup();
+    let t = fresh_instance(as_redis_user(TestRedis::builder().appendonly()), &source);
+
+    t.run(&["restore", &id]).ok();
+    assert!(t.is_active(), "restore starts a Redis that never ran");
+    assert_eq!(t.state(), backed_up);
+    assert_eq!(t.config_get("appendonly"), "yes");
+    assert!(manifest(&t).is_file(), "no AOF manifest after the restore");
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<PathBuf>::new(),
+        "work folder left behind"
+    );
+    assert_eq!(t.stray_redis_servers(), Vec::<u32>::new());
+    assert_lock_released(&t);
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(
+        t.state(),
+        backed_up,
+        "after stop + start (loaded from the AOF)"
+    );
+}
+
+#[test]
+fn restore_while_redis_is_stopped_starts_it() {
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    change_data(&t, &backed_up);
+    t.stop_redis();
+    assert!(
+        t.dump_file().exists(),
+        "precondition: the stop saved the changed data"
+    );
+
+    t.run(&["restore", &id_of(&record)]).ok();
+    assert!(t.is_active(), "restore starts the Redis it found stopped");
+    assert_eq!(t.state(), backed_up);
+    assert_changes_gone(&t);
+    assert_placed_dump(&t);
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<PathBuf>::new(),
+        "work folder left behind"
+    );
+}
+
+#[test]
+fn restore_from_a_file_copied_out_of_storage() {
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    let id = id_of(&record);
+    change_data(&t, &backed_up);
+    let copy = t.path(&format!("copied-{id}.rbk"));
+    fs::copy(t.object_file(&id), &copy).unwrap();
+    t.run(&["delete", &id]).ok();
+
+    // The backup is gone from storage: restore by ID is a storage error.
+    let before = Untouched::take(&t);
+    let out = t.run(&["restore", &id]);
+    out.code(4);
+    before.check(&t, "restore of a deleted backup");
+
+    let copy_s = copy.display().to_string();
+    let out = t.run(&["--json", "restore", "--from-file", &copy_s]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&copy_s) || out.stdout.contains(&id),
+        "restore --json names the file or the backup\n{out}"
+    );
+    assert!(t.is_active());
+    assert_eq!(t.state(), backed_up);
+    assert_changes_gone(&t);
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<PathBuf>::new(),
+        "work folder left behind"
+    );
+    assert!(copy.exists(), "restore must not consume the file");
+}
+
+#[test]
+fn password_and_renamed_commands() {
+    let pw = "restore-pw-Q7xw";
+    let (t, backed_up, record) = filled_and_backed_up(
+        TestRedis::builder()
+            .requirepass(pw)
+            .rename_command("CONFIG", "cfg-r7k")
+            .rename_command("BGSAVE", "bgs-r7k"),
+    );
+    change_data(&t, &backed_up);
+
+    let out = t
+        .cmd(&["-vv", "restore", &id_of(&record)])
+        .env("RUST_LOG", "debug")
+        .run();
+    out.ok().lacks(pw);
+    assert!(t.is_active());
+    assert_eq!(t.state(), backed_up);
+    assert_changes_gone(&t);
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<PathBuf>::new(),
+        "work folder left behind"
+    );
+}
+
+#[test]
+fn aof_on_with_password_and_renamed_config() {
+    // The private server that builds the AOF reads the same redis.conf: it
+    // wants the password and knows CONFIG only by its new name.
+    let pw = "restore-aof-pw-M3v";
+    let (t, backed_up, record) = filled_and_backed_up(
+        TestRedis::builder()
+            .appendonly()
+            .requirepass(pw)
+            .rename_command("CONFIG", "cfg-a9q"),
+    );
+    change_data(&t, &backed_up);
+
+    let out = t.run(&["restore", &id_of(&record)]);
+    out.ok().lacks(pw);
+    assert_eq!(t.state(), backed_up);
+    assert_eq!(t.config_get("appendonly"), "yes");
+    assert!(manifest(&t).is_file(), "no AOF manifest after the restore");
+    assert_eq!(t.stray_redis_servers(), Vec::<u32>::new());
+    assert_lock_released(&t);
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(
+        t.state(),
+        backed_up,
+        "after stop + start (loaded from the AOF)"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Restores refused before Redis is touched
+
+#[test]
+fn damaged_backup_or_wrong_key_is_exit_5_and_redis_untouched() {
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    let id = id_of(&record);
+    change_data(&t, &backed_up);
+    let before = Untouched::take(&t);
+    let object = t.object_file(&id);
+    let original = fs::read(&object).unwrap();
+    assert!(original.len() > 1000, "object is {} bytes", original.len());
+
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 0x01;
+    let cases = [
+        ("one byte flipped in the middle", flipped),
+        ("cut in half", original[..original.len() / 2].to_vec()),
+        (
+            "last 10 bytes cut",
+            original[..original.len() - 10].to_vec(),
+        ),
+    ];
+    for (case, bytes) in cases {
+        fs::write(&object, &bytes).unwrap();
+        let out = t.run(&["restore", &id]);
+        assert_eq!(out.code, Some(5), "{case}: expected exit 5\n{out}");
+        assert!(!out.stderr.trim().is_empty(), "{case}: no message");
+        before.check(&t, case);
+    }
+    fs::write(&object, &original).unwrap();
+
+    let other = t.path("other.key");
+    let other_s = other.display().to_string();
+    t.run(&["keygen", "--out", &other_s]).ok();
+    let out = t.run(&["restore", &id, "--key-file", &other_s]);
+    out.code(5);
+    before.check(&t, "wrong key");
+
+    // The failures above were the damage and the key: the object is good.
+    t.run(&["verify", &id]).ok();
+}
+
+#[test]
+fn a_held_lock_refuses_a_second_restore() {
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    change_data(&t, &backed_up);
+    let before = Untouched::take(&t);
+    let held = hold_lock(&t.lock_file());
+    let out = t.run(&["restore", &id_of(&record)]);
+    out.code(1).stderr_has("lock");
+    before.check(&t, "lock held");
+    drop(held);
+}
+
+#[test]
+fn usage_errors_touch_nothing() {
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    change_data(&t, &backed_up);
+    let before = Untouched::take(&t);
+    let id = id_of(&record);
+    let file = t.object_file(&id).display().to_string();
+    for args in [
+        vec!["restore"],
+        vec!["restore", "../x"],
+        vec!["restore", "a/b"],
+        vec!["restore", "--from-file"],
+        vec!["restore", &id, "--from-file", &file],
+    ] {
+        let out = t.run(&args);
+        assert_eq!(out.code, Some(2), "{args:?}: expected exit 2\n{out}");
+        before.check(&t, &format!("{args:?}"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Failures after Redis was stopped
+
+#[test]
+fn service_failing_with_the_restored_data_rolls_back_exit_6() {
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    let id = id_of(&record);
+    let changed = change_data(&t, &backed_up);
+    let calls = t.shim_calls().len();
+    t.fail_start_once();
+
+    let out = t.run(&["restore", &id]);
+    out.code(6);
+    assert!(!out.stderr.trim().is_empty(), "no message\n{out}");
+    assert!(
+        !t.fail_start_once_marker().exists(),
+        "restore never tried to start Redis with the restored data"
+    );
+    let starts = t
+        .shim_calls_since(calls)
+        .iter()
+        .filter(|c| **c == format!("start {}", t.unit))
+        .count();
+    assert!(starts >= 2, "the failed start and the rollback's: {starts}");
+    assert!(t.is_active(), "Redis runs again after the rollback");
+    assert_eq!(
+        t.state(),
+        changed,
+        "the data from before the restore is back"
+    );
+    assert_lock_released(&t);
+
+    // The restored files were kept for inspection: in the work folder, or
+    // where the message says.
+    let raw = raw_sha256_of(&record);
+    let in_work = t
+        .restore_work_dirs()
+        .iter()
+        .any(|w| file_hashes(w).values().any(|h| *h == raw));
+    let named = paths_in(&out.stderr).iter().any(|p| {
+        if !p.starts_with(t.scratch()) {
+            false // not walked: only this test's files can hold it
+        } else if p.is_dir() {
+            file_hashes(p).values().any(|h| *h == raw)
+        } else {
+            p.is_file() && sha256_file(p) == raw
+        }
+    });
+    assert!(
+        in_work || named,
+        "the restored RDB was not kept under {}/{RESTORE_WORK_PREFIX}*/ nor where stderr says\n{out}",
+        t.data_dir().display()
+    );
+}
+
+#[test]
+fn rollback_impossible_is_exit_7_naming_the_old_files() {
+    // No save rules: the old dump.rdb keeps its bytes through the stop.
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder().save(Save::Off));
+    let changed = change_data(&t, &backed_up);
+    t.conn().ok(&["SAVE"]);
+    let old_dump = sha256_file(&t.dump_file());
+    t.fail_start(true);
+
+    let out = t.run(&["restore", &id_of(&record)]);
+    out.code(7);
+    let holds_old_dump = |p: &Path| -> bool {
+        [
+            p.to_path_buf(),
+            p.join("dump.rdb"),
+            p.join("previous/dump.rdb"),
+        ]
+        .iter()
+        .any(|f| f.is_file() && sha256_file(f) == old_dump)
+    };
+    let named: Vec<PathBuf> = paths_in(&out.stderr)
+        .into_iter()
+        .filter(|p| holds_old_dump(p))
+        .collect();
+    assert!(
+        !named.is_empty(),
+        "stderr must name where the old dump.rdb is (a path holding it, or its previous/)\n{out}"
+    );
+
+    // What the message points at really is the old data.
+    let p = &named[0];
+    let old = [p.clone(), p.join("dump.rdb"), p.join("previous/dump.rdb")]
+        .into_iter()
+        .find(|f| f.is_file() && sha256_file(f) == old_dump)
+        .unwrap();
+    assert_eq!(digest_of_rdb(&old), changed);
+}
+
+#[test]
+fn key_counts_of_the_record_are_checked_after_the_restore() {
+    // No key with a TTL: a missing key cannot be excused as expired.
+    let t = TestRedis::start();
+    let mut c = t.conn();
+    let mut cmds: Vec<Vec<Vec<u8>>> = (0..20)
+        .map(|i| cmd(&["SET".to_string(), format!("k{i}"), format!("v{i}")]))
+        .collect();
+    cmds.push(cmd(&["SELECT", "1"]));
+    cmds.push(cmd(&["RPUSH", "list", "a", "b", "c"]));
+    cmds.push(cmd(&["SELECT", "0"]));
+    c.pipeline(&cmds);
+    let backed_up = t.state();
+    let record = t.backup_json(&[]);
+    let id = id_of(&record);
+    let original_record = fs::read(t.record_file(&id)).unwrap();
+    c.ok(&["SET", "after", "written after the backup"]);
+    c.ok(&["DEL", "k3"]);
+    let changed = t.state();
+    assert_ne!(changed.digest, backed_up.digest);
+
+    // The record claims one more key in db 0 than the backup holds. Besides
+    // `keys` the record may count the keys before the save too (a range, as
+    // writes may land between the count and the save): claim one more there.
+    edit_record(&t, &id, |r| {
+        let n = r["keys"]["db0"].as_u64().expect("keys.db0 in the record");
+        r["keys"]["db0"] = Value::from(n + 1);
+        if let Some(n) = r["keys_before"]["db0"].as_u64() {
+            r["keys_before"]["db0"] = Value::from(n + 1);
+        }
+    });
+    let out = t.run(&["restore", &id]);
+    out.code(6);
+    assert!(!out.stderr.trim().is_empty(), "no message\n{out}");
+    assert!(t.is_active(), "Redis runs again after the rollback");
+    assert_eq!(
+        t.state(),
+        changed,
+        "the data from before the restore is back"
+    );
+    assert_lock_released(&t);
+
+    // The same backup with its true record restores: the counts were the cause.
+    fs::write(t.record_file(&id), &original_record).unwrap();
+    next_second();
+    t.run(&["restore", &id]).ok();
+    assert_eq!(t.state(), backed_up);
+}
