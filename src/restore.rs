@@ -24,7 +24,7 @@ use crate::storage;
 use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -161,26 +161,63 @@ fn stage(
         .mode(0o600)
         .open(&staged)
         .map_err(|e| Error::other(format!("cannot create {}: {e}", staged.display())))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let summary = pipeline::decode(&mut { input }, &mut out, key, pipeline::default_workers())
-        .map_err(|e| e.context(format!("staging the restore in {}", work.path().display())))?;
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::other(format!("writing {}: {e}", staged.display())))?;
+    let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
+    let decoded = pipeline::decode(&mut { input }, &mut out, key, pipeline::default_workers());
+    let flushed = decoded.and_then(|summary| {
+        out.flush()
+            .and_then(|()| out.get_ref().file.sync_all())
+            .map(|()| summary)
+            .map_err(|e| Error::other(format!("writing {}: {e}", staged.display())))
+    });
+    if out.get_ref().full {
+        return Err(Error::storage(format!(
+            "not enough free space in {} to stage the restore{}; free some space there and run the restore again (Redis was not touched)",
+            work.path().parent().unwrap_or(work.path()).display(),
+            record.map(|r| format!(" ({} needed)", human_size(r.raw_size))).unwrap_or_default()
+        )));
+    }
+    let summary = flushed?;
     if let Some(record) = record {
         check_against_record(record, &summary)?;
     }
-    let server = private_redis::server_version()?;
-    if let Some(newest) = rdb::newest_loadable(&server) {
-        if summary.rdb.version > newest {
-            return Err(Error::integrity(format!(
-                "the backup holds an RDB of version {}, but this host's redis-server {server} loads RDB versions up to {newest}; restore it on a newer Redis",
-                summary.rdb.version
-            )));
-        }
-    }
+    check_loadable(summary.rdb.version, &private_redis::server_version()?)?;
     Ok(summary)
+}
+
+/// Refuse an RDB newer than this host's redis-server can load, naming both.
+fn check_loadable(rdb_version: u32, server_version: &str) -> Result<()> {
+    match rdb::newest_loadable(server_version) {
+        Some(newest) if rdb_version > newest => Err(Error::integrity(format!(
+            "the backup holds an RDB of version {rdb_version}, but this host's redis-server {server_version} loads RDB versions up to {newest}; restore it on a newer Redis"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The staging file, noting when the disk ran full so that the error can say
+/// so plainly instead of quoting an errno from deep in the pipeline.
+struct StagingFile {
+    file: File,
+    full: bool,
+}
+
+impl Write for StagingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file
+            .write(buf)
+            .inspect_err(|e| self.full |= is_disk_full(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Steps 3 to 7: stop, move aside, place, (rebuild the AOF,) start, check.
@@ -474,4 +511,21 @@ fn sync_both(a: &Path, b: &Path) -> Result<()> {
             b.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rdb_newer_than_the_server_is_refused_naming_both_versions() {
+        let err = check_loadable(11, "7.0.15").unwrap_err();
+        assert_eq!(err.exit_code(), 5);
+        assert!(err.message().contains("version 11"), "{err}");
+        assert!(err.message().contains("7.0.15"), "{err}");
+        assert!(err.message().contains("up to 10"), "{err}");
+        assert!(check_loadable(10, "7.0.15").is_ok());
+        assert!(check_loadable(9, "7.0.15").is_ok());
+        assert!(check_loadable(13, "9.9.9").is_ok(), "unknown newer server");
+    }
 }

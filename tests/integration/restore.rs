@@ -839,3 +839,51 @@ fn key_counts_of_the_record_are_checked_after_the_restore() {
     t.run(&["restore", &id]).ok();
     assert_eq!(t.state(), backed_up);
 }
+
+/// Unmounts (lazily: Redis may still have its cwd there) when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn not_enough_disk_to_stage_is_exit_4_and_redis_untouched() {
+    // A data dir on a 160 KiB tmpfs: room for the instance's own small dump,
+    // not for the ~250 KiB RDB of the backup. Needs root, as `make test` has.
+    let (source, _, id) = source_backup();
+    let mut t = TestRedis::builder().save(Save::Off).prepare();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=160k", "tmpfs"])
+        .arg(t.data_dir())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let _unmount = Mounted(t.data_dir());
+    t.set_setting(
+        "storage",
+        &format!("file://{}", source.storage_dir().display()),
+    );
+    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.start_redis();
+    let mut c = t.conn();
+    c.ok(&["SET", "small", "dataset"]);
+    c.ok(&["SAVE"]);
+    let before = t.state();
+    let files = t.data_files();
+    let pid = t.pid();
+
+    let out = t.run(&["restore", &id]);
+    out.code(4);
+    out.stderr_has("not enough free space");
+    assert!(t.is_active(), "Redis keeps running");
+    assert_eq!(t.pid(), pid, "Redis was not restarted");
+    assert_eq!(t.state(), before, "Redis's data is unchanged");
+    assert_eq!(t.data_files(), files, "the data files are unchanged");
+    assert_eq!(t.restore_work_dirs(), Vec::<PathBuf>::new());
+}
