@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN   := target/release/redis-backup
 
-.PHONY: build test demo check bench deps
+.PHONY: build test demo check bench deps test-deps
 
 build:
 	$(CARGO) build --release
@@ -15,7 +15,15 @@ deps:
 	  echo "installing redis-server with apt-get"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
 
-test: deps
+# The tests also start a real OpenStack Swift all-in-one (tests/support/swift-aio.sh).
+test-deps: deps
+	@command -v swift-proxy-server >/dev/null 2>&1 && command -v memcached >/dev/null 2>&1 \
+	  && command -v curl >/dev/null 2>&1 || { \
+	  echo "installing Swift and memcached with apt-get"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    swift swift-proxy swift-account swift-container swift-object memcached curl; }
+
+test: test-deps
 	$(CARGO) test --all-targets
 
 # End to end on local-directory storage: a throwaway redis-server, data, backup,
@@ -23,7 +31,7 @@ test: deps
 demo: deps build
 	BIN=$(BIN) bash tests/demo.sh
 
-check: deps
+check: test-deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets

@@ -38,7 +38,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let _lock = fsutil::lock_host(&config.lock_file)?;
     let key = crypto::load_key_file(&config.key_file)?;
     let redis_conf = redis_conf::load(&config.redis_conf)?;
-    let storage = storage::open(&config.storage)?;
+    let storage = storage::open(config)?;
     let id = match request.id {
         Some(id) => id,
         None => new_id()?,
@@ -132,7 +132,13 @@ fn store(
             "the dump Redis just wrote does not pass its own check; the backup was not stored",
         )
     })?;
-    let stored_size = object.commit()?;
+    let metadata = [
+        ("Backup-Id", id.to_string()),
+        ("Raw-Size", summary.raw_size.to_string()),
+        ("Raw-Sha256", summary.raw_sha256.clone()),
+        ("Key-Id", summary.key_id.clone()),
+    ];
+    let stored_size = object.commit(&metadata)?;
     info!(
         "stream: {} read, {} stored in {:.1}s",
         human_size(summary.raw_size),

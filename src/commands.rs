@@ -75,7 +75,7 @@ pub fn print(report: &Report, as_json: bool) {
 }
 
 fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
-    let storage = storage::open(&config.storage)?;
+    let storage = storage::open(config)?;
     let mut records = Vec::new();
     for id in storage.list()? {
         match load_record(&*storage, &id) {
@@ -92,7 +92,7 @@ fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
 }
 
 fn show(config: &Config, id: &BackupId) -> Result<Report> {
-    let storage = storage::open(&config.storage)?;
+    let storage = storage::open(config)?;
     let record = load_record(&*storage, id)?;
     let keys: Vec<String> = record
         .keys
@@ -125,7 +125,7 @@ fn show(config: &Config, id: &BackupId) -> Result<Report> {
 }
 
 fn delete(config: &Config, id: &BackupId) -> Result<Report> {
-    let storage = storage::open(&config.storage)?;
+    let storage = storage::open(config)?;
     storage.delete(id)?;
     log::info!("deleted backup {id}");
     Ok(Report {
@@ -139,7 +139,7 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
     let started = Instant::now();
     let (name, summary) = match target {
         Target::Id(id) => {
-            let storage = storage::open(&config.storage)?;
+            let storage = storage::open(config)?;
             let record = load_record(&*storage, &id)?;
             check_key(&record, &key)?;
             let input = storage.open(&id, 0)?;
@@ -177,7 +177,7 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
 
 fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
-    let storage = storage::open(&config.storage)?;
+    let storage = storage::open(config)?;
     let record = load_record(&*storage, id)?;
     check_key(&record, &key)?;
     // Refuse early; the final link refuses again if PATH appears meanwhile.

@@ -51,20 +51,15 @@ pub struct Config {
     pub redis_socket: Option<PathBuf>,
     pub redis_user: Option<String>,
     pub redis_password: Option<Secret>,
-    // Read by restore (systemd unit) and Swift storage, which come next; the
-    // settings are accepted and validated now because CONTRACT.md names them.
-    #[allow(dead_code)]
     pub service: String,
     pub storage: StorageUrl,
     pub key_file: PathBuf,
     pub compression_level: u8,
-    #[allow(dead_code)]
     pub segment_size: u64,
     pub instance: String,
     pub lock_file: PathBuf,
     pub save_timeout: Duration,
     /// OpenStack credentials by lower-case name; all treated as secret.
-    #[allow(dead_code)]
     pub openstack: BTreeMap<String, Secret>,
 }
 

@@ -60,7 +60,8 @@ fn run() -> error::Result<()> {
 }
 
 /// Logs go to stderr: `-q` errors only, default one line per step, `-v` protocol
-/// detail, `-vv` everything. RUST_LOG, when set, wins.
+/// detail, `-vv` everything. RUST_LOG, when set, wins, except that the HTTP and
+/// TLS crates stay at warnings: their debug lines could carry Swift tokens.
 fn init_logging(verbosity: i8) {
     let level = match verbosity {
         i8::MIN..=-1 => log::LevelFilter::Error,
@@ -71,6 +72,8 @@ fn init_logging(verbosity: i8) {
     env_logger::Builder::new()
         .filter_level(level)
         .parse_env("RUST_LOG")
+        .filter_module("ureq", log::LevelFilter::Warn)
+        .filter_module("rustls", log::LevelFilter::Warn)
         .format_target(false)
         .init();
 }

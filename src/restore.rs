@@ -78,7 +78,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
 
     let (record, name) = match &request.target {
         Target::Id(id) => {
-            let storage = storage::open(&config.storage)?;
+            let storage = storage::open(config)?;
             let record = load_record(&*storage, id)?;
             check_key(&record, &key)?;
             (Some(record), id.to_string())
@@ -149,7 +149,7 @@ fn stage(
     work: &WorkDir,
 ) -> Result<DecodeSummary> {
     let input: Box<dyn Read + Send> = match target {
-        Target::Id(id) => storage::open(&config.storage)?.open(id, 0)?,
+        Target::Id(id) => storage::open(config)?.open(id, 0)?,
         Target::File(path) => Box::new(File::open(path).map_err(|e| {
             Error::storage(format!("cannot open backup file {}: {e}", path.display()))
         })?),

@@ -85,7 +85,7 @@ impl Write for DirObject {
 }
 
 impl ObjectWriter for DirObject {
-    fn commit(self: Box<Self>) -> Result<u64> {
+    fn commit(self: Box<Self>, _metadata: &[(&str, String)]) -> Result<u64> {
         let DirObject {
             file,
             written,
@@ -238,7 +238,7 @@ mod tests {
         let mut w = store.create(&id("b1")).unwrap();
         w.write_all(b"0123456789").unwrap();
         assert!(store.list().unwrap().is_empty());
-        assert_eq!(w.commit().unwrap(), 10);
+        assert_eq!(w.commit(&[]).unwrap(), 10);
         assert!(store.list().unwrap().is_empty(), "no record, not listed");
         store.put_record(&id("b1"), b"{}").unwrap();
         assert_eq!(store.list().unwrap(), vec![id("b1")]);

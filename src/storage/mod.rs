@@ -4,8 +4,10 @@
 //! is always a whole one). Backends know nothing about what the bytes mean.
 
 pub mod dir;
+pub mod swift;
+mod swift_auth;
 
-use crate::config::StorageUrl;
+use crate::config::{Config, StorageUrl};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use std::io::{Read, Write};
@@ -17,7 +19,9 @@ pub const MAX_RECORD_SIZE: usize = 64 * 1024;
 /// dropping it uncommitted discards what was written.
 pub trait ObjectWriter: Write + Send {
     /// Make the object durable and visible; returns its size in bytes.
-    fn commit(self: Box<Self>) -> Result<u64>;
+    /// `metadata` (name, value) travels with the object where the backend
+    /// can keep it (Swift's `X-Object-Meta-*`).
+    fn commit(self: Box<Self>, metadata: &[(&str, String)]) -> Result<u64>;
 }
 
 pub trait Storage {
@@ -38,12 +42,17 @@ pub trait Storage {
     fn delete(&self, id: &BackupId) -> Result<()>;
 }
 
-pub fn open(url: &StorageUrl) -> Result<Box<dyn Storage>> {
-    match url {
+pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
+    match &config.storage {
         StorageUrl::Dir(path) => Ok(Box::new(dir::DirStorage::new(path.clone()))),
-        StorageUrl::Swift { container } => Err(Error::usage(format!(
-            "storage swift://{container}: Swift storage is not available in this build yet; use file:///DIR"
-        ))),
+        StorageUrl::Swift { container } => {
+            let credentials = swift_auth::Credentials::from_settings(&config.openstack)?;
+            Ok(Box::new(swift::SwiftStorage::new(
+                container,
+                credentials,
+                config.segment_size,
+            )))
+        }
     }
 }
 
