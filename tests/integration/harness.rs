@@ -1663,3 +1663,500 @@ pub fn hold_lock(path: &Path) -> fs::File {
         .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
     file
 }
+
+// ---------------------------------------------------------------------------
+// A real OpenStack Swift (tests/support/swift-aio.sh), and a client for it
+// that is independent of the crate's own (curl, run as a program)
+
+/// How long one request of the harness to Swift may take.
+const SWIFT_REQUEST_TIMEOUT_SECS: u32 = 60;
+
+/// One HTTP response, as curl got it.
+pub struct HttpResponse {
+    pub status: u16,
+    /// Headers of the final response (not of a `100 Continue`), in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "HTTP {}", self.status)?;
+        for (k, v) in &self.headers {
+            writeln!(f, "{k}: {v}")?;
+        }
+        if self.body.len() <= 2000 {
+            write!(f, "\n{}", String::from_utf8_lossy(&self.body))
+        } else {
+            write!(f, "\n({} bytes of body)", self.body.len())
+        }
+    }
+}
+
+impl HttpResponse {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of header `name`, which must be present.
+    #[track_caller]
+    pub fn must_header(&self, name: &str) -> &str {
+        self.header(name)
+            .unwrap_or_else(|| panic!("no header {name} in\n{self:?}"))
+    }
+
+    /// Fail unless the status is one of `codes`.
+    #[track_caller]
+    pub fn expect(&self, codes: &[u16]) -> &HttpResponse {
+        assert!(
+            codes.contains(&self.status),
+            "expected HTTP {codes:?}, got\n{self:?}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}):\n{self:?}"))
+    }
+}
+
+/// Percent-encode a Swift path or query value (`/` kept when `keep_slash`).
+pub fn url_encode(s: &str, keep_slash: bool) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b'/' if keep_slash => "/".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One request with curl: `method` on `url` with `headers` and an optional
+/// body. Panics only if curl itself fails (no connection, timeout).
+pub fn http(
+    work: &Path,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpResponse {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    fs::create_dir_all(work).unwrap_or_else(|e| panic!("mkdir {}: {e}", work.display()));
+    let head_file = work.join(format!("{n}.head"));
+    let body_file = work.join(format!("{n}.body"));
+    let req_file = work.join(format!("{n}.req"));
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", &SWIFT_REQUEST_TIMEOUT_SECS.to_string()])
+        .arg("-D")
+        .arg(&head_file)
+        .arg("-o")
+        .arg(&body_file)
+        // No `Expect: 100-continue` round trip for large bodies.
+        .args(["-H", "Expect:"]);
+    match method {
+        "HEAD" => {
+            c.arg("-I");
+        }
+        "GET" => {}
+        m => {
+            c.args(["-X", m]);
+        }
+    }
+    for (k, v) in headers {
+        c.arg("-H").arg(format!("{k}: {v}"));
+    }
+    if let Some(body) = body {
+        fs::write(&req_file, body).expect("write request body");
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            c.args(["-H", "Content-Type: application/octet-stream"]);
+        }
+        c.arg("--data-binary")
+            .arg(format!("@{}", req_file.display()));
+    }
+    c.arg(url);
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl (apt-get install curl): {e}"));
+    assert!(
+        out.status.success(),
+        "curl {method} {url} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = fs::read_to_string(&head_file).unwrap_or_default();
+    let body = fs::read(&body_file).unwrap_or_default();
+    for f in [&head_file, &body_file, &req_file] {
+        let _ = fs::remove_file(f);
+    }
+    let mut status = 0;
+    let mut parsed = Vec::new();
+    for line in head.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with("HTTP/") {
+            // A new response (after a 100 Continue or a redirect): start over.
+            status = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("bad status line {line:?}"));
+            parsed.clear();
+        } else if let Some((k, v)) = line.split_once(':') {
+            parsed.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    assert!(status != 0, "curl {method} {url}: no response headers");
+    HttpResponse {
+        status,
+        headers: parsed,
+        body,
+    }
+}
+
+/// A real Swift all-in-one (proxy with TempAuth, account, container and object
+/// servers, memcached) on 127.0.0.1, started by `tests/support/swift-aio.sh`
+/// in a scratch directory of its own; stopped when dropped. The stack's own
+/// TempAuth token is used by the helpers that look at Swift directly.
+pub struct SwiftStack {
+    /// Every KEY=VALUE line the start printed (ST_AUTH, ports, ...).
+    pub vars: BTreeMap<String, String>,
+    pub st_auth: String,
+    pub st_user: String,
+    pub st_key: String,
+    pub proxy_port: u16,
+    /// The account URL (`http://127.0.0.1:PORT/v1/AUTH_test`) and a token for it.
+    pub storage_url: String,
+    pub token: String,
+    dir: PathBuf,
+    scratch: Scratch,
+}
+
+impl SwiftStack {
+    /// `tests/support/swift-aio.sh`.
+    pub fn script() -> PathBuf {
+        support_dir().join("swift-aio.sh")
+    }
+
+    /// Start a stack (without Keystone); `listing_limit` sets the names per
+    /// listing page (Swift's default is 10000).
+    pub fn start(listing_limit: Option<u32>) -> SwiftStack {
+        let scratch = Scratch::new("swift");
+        let dir = scratch.join("aio");
+        let started = Instant::now();
+        let mut out = None;
+        // Twice: a free port may in theory be taken before a server binds it.
+        for attempt in 1..=2 {
+            let mut run = Run::new(&Self::script().display().to_string())
+                .arg("start")
+                .arg(dir.display().to_string())
+                .env("WITH_KEYSTONE", "0");
+            for knob in [
+                "SWIFT_TLS",
+                "SWIFT_TOKEN_LIFE",
+                "KEYSTONE_TOKEN_LIFE",
+                "SWIFT_LISTING_LIMIT",
+                "SWIFT_AIO_PROXY_PORT",
+                "SWIFT_AIO_KEYSTONE_PROXY_PORT",
+                "SWIFT_AIO_KEYSTONE_PORT",
+                "SWIFT_AIO_CATALOG_URL",
+                "START_TIMEOUT",
+            ] {
+                run = run.env_remove(knob);
+            }
+            if let Some(limit) = listing_limit {
+                run = run.env("SWIFT_LISTING_LIMIT", limit.to_string());
+            }
+            let o = run.run();
+            if o.code == Some(0) {
+                out = Some(o);
+                break;
+            }
+            let _ = Command::new(Self::script()).arg("stop").arg(&dir).status();
+            if attempt == 2 {
+                let logs: String = dir_entries(&dir.join("log"))
+                    .iter()
+                    .map(|name| {
+                        let text =
+                            fs::read_to_string(dir.join("log").join(name)).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        format!("--- {name} (tail) ---\n{}\n", tail.join("\n"))
+                    })
+                    .collect();
+                panic!("could not start Swift (swift-aio.sh)\n{o}\n{logs}");
+            }
+        }
+        let out = out.expect("started");
+        eprintln!(
+            "swift-aio started in {:.1} s in {}",
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        );
+        let vars: BTreeMap<String, String> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let var = |k: &str| -> String {
+            vars.get(k)
+                .unwrap_or_else(|| panic!("swift-aio.sh printed no {k}\n{out}"))
+                .clone()
+        };
+        let mut stack = SwiftStack {
+            st_auth: var("ST_AUTH"),
+            st_user: var("ST_USER"),
+            st_key: var("ST_KEY"),
+            proxy_port: var("SWIFT_PROXY_PORT").parse().expect("SWIFT_PROXY_PORT"),
+            storage_url: String::new(),
+            token: String::new(),
+            vars,
+            dir,
+            scratch,
+        };
+        let (url, token) = stack.auth();
+        stack.storage_url = url;
+        stack.token = token;
+        stack
+    }
+
+    /// The stack's directory (logs in `log/`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `GET /info` of the proxy (no auth): Swift's capabilities and limits,
+    /// e.g. `["swift"]["container_listing_limit"]`.
+    pub fn info(&self) -> Value {
+        let url = format!("http://127.0.0.1:{}/info", self.proxy_port);
+        let r = http(&self.work(), "GET", &url, &[], None);
+        r.expect(&[200]);
+        r.json()
+    }
+
+    /// `GET ST_AUTH` with `X-Auth-User`/`X-Auth-Key`: the raw response.
+    pub fn tempauth(&self, user: &str, key: &str) -> HttpResponse {
+        http(
+            &self.work(),
+            "GET",
+            &self.st_auth,
+            &[("X-Auth-User", user), ("X-Auth-Key", key)],
+            None,
+        )
+    }
+
+    /// A fresh TempAuth login as ST_USER/ST_KEY: (X-Storage-Url, X-Auth-Token).
+    pub fn auth(&self) -> (String, String) {
+        let r = self.tempauth(&self.st_user, &self.st_key);
+        r.expect(&[200]);
+        (
+            r.must_header("X-Storage-Url").to_string(),
+            r.must_header("X-Auth-Token").to_string(),
+        )
+    }
+
+    /// ST_AUTH, ST_USER, ST_KEY for `Run::env`.
+    pub fn tempauth_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ST_AUTH", self.st_auth.clone()),
+            ("ST_USER", self.st_user.clone()),
+            ("ST_KEY", self.st_key.clone()),
+        ]
+    }
+
+    /// `st_auth`, `st_user`, `st_key` for the settings file.
+    pub fn tempauth_settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("st_auth", self.st_auth.clone()),
+            ("st_user", self.st_user.clone()),
+            ("st_key", self.st_key.clone()),
+        ]
+    }
+
+    fn work(&self) -> PathBuf {
+        self.scratch.join("http")
+    }
+
+    /// The URL of `path` (`CONTAINER` or `CONTAINER/OBJECT`) in the account.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.storage_url, url_encode(path, true))
+    }
+
+    /// A request with the stack's token; `path_and_query` is already encoded
+    /// (use `url_encode`), relative to the account URL.
+    pub fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
+        let mut h = vec![("X-Auth-Token", self.token.as_str())];
+        h.extend_from_slice(headers);
+        http(
+            &self.work(),
+            method,
+            &format!("{}/{path_and_query}", self.storage_url),
+            &h,
+            body,
+        )
+    }
+
+    /// HEAD `CONTAINER/OBJECT` (or a container): status and headers.
+    pub fn head(&self, path: &str) -> HttpResponse {
+        self.request("HEAD", &url_encode(path, true), &[], None)
+    }
+
+    /// GET `CONTAINER/OBJECT` (an SLO manifest: its segments' bytes).
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", &url_encode(path, true), &[], None)
+    }
+
+    /// PUT `CONTAINER/OBJECT` (or a container, with an empty body).
+    pub fn put(&self, path: &str, body: &[u8]) -> HttpResponse {
+        self.request("PUT", &url_encode(path, true), &[], Some(body))
+    }
+
+    /// DELETE `CONTAINER/OBJECT` (a manifest alone, not its segments).
+    pub fn delete(&self, path: &str) -> HttpResponse {
+        self.request("DELETE", &url_encode(path, true), &[], None)
+    }
+
+    /// Every entry (`name`, `bytes`, `hash`, ...) of `container` whose name
+    /// starts with `prefix`, following `marker` page after page. A missing
+    /// container lists as empty.
+    pub fn list(&self, container: &str, prefix: &str) -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        let mut marker = String::new();
+        for _page in 0..100_000 {
+            let query = format!(
+                "{}?format=json&prefix={}&marker={}",
+                url_encode(container, false),
+                url_encode(prefix, false),
+                url_encode(&marker, false)
+            );
+            let r = self.request("GET", &query, &[], None);
+            if r.status == 404 && marker.is_empty() {
+                return all;
+            }
+            r.expect(&[200, 204]);
+            let page = if r.body.is_empty() {
+                Vec::new()
+            } else {
+                match r.json() {
+                    Value::Array(items) => items,
+                    other => panic!("listing of {container} is not an array: {other}"),
+                }
+            };
+            let Some(last) = page.last() else {
+                return all;
+            };
+            marker = last["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("listing entry without a name: {last}"))
+                .to_string();
+            all.extend(page);
+        }
+        panic!("listing of {container} never ended");
+    }
+
+    /// The names of `list(container, prefix)`.
+    pub fn names(&self, container: &str, prefix: &str) -> Vec<String> {
+        self.list(container, prefix)
+            .iter()
+            .map(|e| e["name"].as_str().expect("name").to_string())
+            .collect()
+    }
+}
+
+impl Drop for SwiftStack {
+    fn drop(&mut self) {
+        match Command::new(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "swift-aio.sh stop {} failed ({}): {}",
+                self.dir.display(),
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("cannot run swift-aio.sh stop: {e}"),
+        }
+    }
+}
+
+/// MD5 of `data` as lower-case hex (what Swift puts in ETags and listings).
+pub fn md5_hex(data: &[u8]) -> String {
+    const S: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    const K: [u32; 64] = [
+        0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
+        0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
+        0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
+        0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+        0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
+        0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
+        0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
+        0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+        0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+        0xeb86d391,
+    ];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_le_bytes());
+    let mut h: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+    for chunk in msg.chunks_exact(64) {
+        let m: Vec<u32> = chunk
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let [mut a, mut b, mut c, mut d] = h;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(K[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(S[i]));
+        }
+        h = [
+            h[0].wrapping_add(a),
+            h[1].wrapping_add(b),
+            h[2].wrapping_add(c),
+            h[3].wrapping_add(d),
+        ];
+    }
+    h.iter()
+        .flat_map(|w| w.to_le_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

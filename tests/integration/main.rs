@@ -14,3 +14,4 @@ mod harness_selftest;
 mod integrity;
 mod keys;
 mod restore;
+mod swift;

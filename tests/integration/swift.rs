@@ -1,0 +1,392 @@
+//! `storage = swift://CONTAINER` against a real OpenStack Swift all-in-one
+//! (`tests/support/swift-aio.sh`, TempAuth, no Keystone) that each test starts
+//! for itself: a segmented round trip checked object by object in Swift,
+//! listing pages and delete, wrong credentials and missing backups, and an
+//! unreachable Swift. What is in Swift is read with the harness's own client
+//! (curl), never with the crate's code.
+//!
+//! A stack takes ~5 s to start and the test machines have 2 cores: keep these
+//! tests few, each checking several things.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::fs;
+use std::time::{Duration, Instant};
+
+/// The segment size the tests use: the smallest the tool accepts.
+const SEGMENT: u64 = 1_048_576;
+
+/// How long a command may take to give up on a Swift it cannot reach.
+const GIVE_UP_WITHIN: Duration = Duration::from_secs(20);
+
+/// `n` keys `rand:i` of 1 KiB of noise each in db 0, which deflate cannot
+/// shrink: the backup is about `n` KiB in storage.
+fn add_incompressible(conn: &mut Resp, n: usize, seed: u64) {
+    for start in (0..n).step_by(500) {
+        let cmds: Vec<_> = (start..n.min(start + 500))
+            .map(|i| {
+                cmd(&[
+                    b"SET".to_vec(),
+                    format!("rand:{i}").into_bytes(),
+                    noise(1024, seed.wrapping_mul(1_000_003).wrapping_add(i as u64)),
+                ])
+            })
+            .collect();
+        conn.pipeline(&cmds);
+    }
+}
+
+fn id_of(record: &Value) -> String {
+    record["id"].as_str().expect("record has an id").to_string()
+}
+
+fn str_of<'a>(record: &'a Value, field: &str) -> &'a str {
+    record[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("record has no string `{field}`: {record}"))
+}
+
+/// A Redis whose tool stores in `swift://container` with 1 MiB segments.
+fn redis_on_swift(container: &str) -> TestRedis {
+    TestRedis::builder()
+        .setting("storage", &format!("swift://{container}"))
+        .setting("segment_size", &SEGMENT.to_string())
+        .start()
+}
+
+#[test]
+fn md5_of_the_harness_matches_known_digests() {
+    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    assert_eq!(
+        md5_hex(b"The quick brown fox jumps over the lazy dog"),
+        "9e107d9d372bb6826bd81d3542a419d6"
+    );
+    // Lengths around the padding boundary.
+    assert_eq!(
+        md5_hex(&[b'a'; 56]),
+        "3b0c8ac703f828b04c6c197006d17218",
+        "56 bytes"
+    );
+    assert_eq!(
+        md5_hex(&[b'a'; 64]),
+        "014842d480b571495a4a0363793f7367",
+        "64 bytes"
+    );
+}
+
+#[test]
+fn swift_round_trip_in_many_segments() {
+    let swift = SwiftStack::start(None);
+    let container = "rbtest";
+    let segments = format!("{container}_segments");
+    let mut t = redis_on_swift(container);
+    for (k, v) in swift.tempauth_settings() {
+        t.set_setting(k, &v);
+    }
+    let mut c = t.conn();
+    fill_every_type(&mut c);
+    add_incompressible(&mut c, 5000, 1);
+    let before = t.state();
+
+    let out = t.run(&["--json", "backup"]);
+    out.ok().lacks(&swift.st_key);
+    let rec = out.json();
+    let id = id_of(&rec);
+    let object = format!("{id}.rbk");
+    assert_eq!(
+        str_of(&rec, "location"),
+        format!("swift://{container}/{object}"),
+        "{rec}"
+    );
+    assert_eq!(keys_of_record(&rec), before.keys, "{rec}");
+
+    // The manifest: an SLO with the record's metadata on a plain HEAD.
+    let head = swift.head(&format!("{container}/{object}"));
+    head.expect(&[200]);
+    assert_eq!(
+        head.header("X-Static-Large-Object").map(str::to_lowercase),
+        Some("true".into()),
+        "{head:?}"
+    );
+    assert_eq!(head.header("X-Object-Meta-Backup-Id"), Some(id.as_str()));
+    assert_eq!(
+        head.header("X-Object-Meta-Raw-Sha256"),
+        Some(str_of(&rec, "raw_sha256")),
+        "{head:?}"
+    );
+    assert_eq!(
+        head.header("X-Object-Meta-Key-Id"),
+        Some(str_of(&rec, "key_id")),
+        "{head:?}"
+    );
+    assert_eq!(
+        head.header("Content-Length")
+            .and_then(|l| l.parse::<u64>().ok()),
+        rec["stored_size"].as_u64(),
+        "stored_size is the size of the object in Swift\n{head:?}\n{rec}"
+    );
+
+    // The record object is the record `backup --json` printed.
+    let stored = swift.get(&format!("{container}/{id}.json"));
+    stored.expect(&[200]);
+    assert_eq!(stored.json(), rec, "{container}/{id}.json");
+    assert_eq!(
+        swift.names(container, ""),
+        vec![format!("{id}.json"), object.clone()],
+        "the container holds the record and the manifest, nothing else"
+    );
+
+    // The segments: numbered from 00000001, 1 MiB each but the last, listed
+    // with the MD5 of their bytes; together they are the object.
+    let listed = swift.list(&segments, "");
+    assert!(listed.len() >= 3, "expected >= 3 segments: {listed:?}");
+    let mut whole = Vec::new();
+    for (i, entry) in listed.iter().enumerate() {
+        let name = str_of(entry, "name");
+        assert_eq!(name, format!("{object}/{:08}", i + 1), "{listed:?}");
+        let bytes = swift.get(&format!("{segments}/{name}"));
+        bytes.expect(&[200]);
+        assert_eq!(
+            entry["bytes"].as_u64(),
+            Some(bytes.body.len() as u64),
+            "{entry}"
+        );
+        assert_eq!(
+            str_of(entry, "hash"),
+            md5_hex(&bytes.body),
+            "listing hash of {name}"
+        );
+        let size = bytes.body.len() as u64;
+        if i + 1 < listed.len() {
+            assert_eq!(size, SEGMENT, "segment {name} is not the last");
+        } else {
+            assert!(size > 0 && size <= SEGMENT, "last segment {name}: {size}");
+        }
+        whole.extend_from_slice(&bytes.body);
+    }
+    assert_eq!(rec["stored_size"].as_u64(), Some(whole.len() as u64));
+    let got = swift.get(&format!("{container}/{object}"));
+    got.expect(&[200]);
+    assert!(
+        got.body == whole,
+        "GET of the manifest is not its segments in order ({} vs {} bytes)",
+        got.body.len(),
+        whole.len()
+    );
+
+    // The commands, through Swift.
+    assert_eq!(t.list(&[]), vec![rec.clone()], "list --json");
+    assert_eq!(
+        t.run(&["--json", "show", &id]).ok().json(),
+        rec,
+        "show --json"
+    );
+    t.run(&["verify", &id]).ok().lacks(&swift.st_key);
+    let rdb = t.export(&id, "export.rdb");
+    assert_eq!(sha256_file(&rdb), str_of(&rec, "raw_sha256"), "export");
+    assert_eq!(
+        rec["raw_size"].as_u64(),
+        Some(fs::metadata(&rdb).unwrap().len())
+    );
+    assert_eq!(digest_of_rdb(&rdb), before, "the export holds the data");
+
+    // Restore brings back the data of backup time.
+    c.ok(&["SET", "after", "written after the backup"]);
+    c.ok(&["DEL", "rand:7"]);
+    c.ok(&["SET", "rand:8", "changed"]);
+    assert_ne!(t.state(), before, "precondition: the data changed");
+    t.run(&["restore", &id]).ok().lacks(&swift.st_key);
+    assert!(t.is_active(), "Redis runs after the restore");
+    assert_eq!(t.state(), before, "the restored data is the backup's");
+}
+
+#[test]
+fn swift_list_pages_and_delete_removes_segments() {
+    // 3 names a page: the container's 10 names and the segments take pages.
+    let swift = SwiftStack::start(Some(3));
+    let container = "database_backups";
+    let segments = "database_backups_segments";
+    let t = redis_on_swift(container);
+    // Pre-authenticated, as Trove hands it to its backup jobs.
+    let (url, token) = swift.auth();
+    let run = |args: &[&str]| -> Output {
+        let out = t
+            .cmd(args)
+            .env("OS_STORAGE_URL", &url)
+            .env("OS_AUTH_TOKEN", &token)
+            .run();
+        out.lacks(&token);
+        out
+    };
+    let mut c = t.conn();
+    add_incompressible(&mut c, 1500, 2);
+
+    let mut records = Vec::new();
+    for n in 1..=5 {
+        c.ok(&["SET", "n", &n.to_string()]);
+        let id = format!("b{n}");
+        let rec = run(&["--json", "backup", "--id", &id]).ok().json();
+        assert_eq!(id_of(&rec), id, "{rec}");
+        assert_eq!(
+            str_of(&rec, "location"),
+            format!("swift://{container}/{id}.rbk")
+        );
+        records.push(rec);
+    }
+    let mut expected: Vec<String> = (1..=5)
+        .flat_map(|n| [format!("b{n}.json"), format!("b{n}.rbk")])
+        .collect();
+    assert_eq!(
+        swift.info()["swift"]["container_listing_limit"],
+        3,
+        "precondition: Swift pages listings by 3"
+    );
+    let page = swift.request("GET", &format!("{container}?format=json"), &[], None);
+    assert_eq!(page.json().as_array().map(Vec::len), Some(3), "one page");
+    assert_eq!(swift.names(container, ""), expected, "paged by the harness");
+    for n in 1..=5 {
+        assert!(
+            swift.names(segments, &format!("b{n}.rbk/")).len() >= 2,
+            "b{n} of ~1.5 MiB has >= 2 segments of 1 MiB: {:?}",
+            swift.names(segments, "")
+        );
+    }
+
+    let listed = match run(&["--json", "list"]).ok().json() {
+        Value::Array(items) => items,
+        other => panic!("list --json is not an array: {other}"),
+    };
+    assert_eq!(listed, records, "list --json: all 5, oldest first");
+
+    run(&["delete", "b3"]).ok();
+    run(&["show", "b3"]).code(4);
+    run(&["verify", "b3"]).code(4);
+    run(&["delete", "b3"]).code(4);
+    expected.retain(|name| !name.starts_with("b3."));
+    assert_eq!(swift.names(container, ""), expected, "b3.* gone");
+    assert_eq!(
+        swift.names(segments, "b3.rbk/"),
+        Vec::<String>::new(),
+        "the segments of b3 are gone"
+    );
+    for id in ["b1", "b2", "b4", "b5"] {
+        assert!(
+            !swift.names(segments, &format!("{id}.rbk/")).is_empty(),
+            "the segments of {id} were left alone"
+        );
+        run(&["verify", id]).ok();
+    }
+    let listed = match run(&["--json", "list"]).ok().json() {
+        Value::Array(items) => items,
+        other => panic!("list --json is not an array: {other}"),
+    };
+    let ids: Vec<String> = listed.iter().map(id_of).collect();
+    assert_eq!(ids, ["b1", "b2", "b4", "b5"]);
+}
+
+#[test]
+fn swift_wrong_key_and_missing_backups() {
+    let swift = SwiftStack::start(None);
+    let container = "database_backups";
+    let mut t = redis_on_swift(container);
+    t.conn().ok(&["SET", "k", "v"]);
+    let wrong = "Wr0ng-Swift-Key-9f3c";
+    assert_ne!(wrong, swift.st_key);
+    assert_eq!(swift.tempauth(&swift.st_user, wrong).status, 401);
+
+    // Wrong key in the environment, then in the settings file.
+    let out = t
+        .cmd(&["backup"])
+        .env("ST_AUTH", &swift.st_auth)
+        .env("ST_USER", &swift.st_user)
+        .env("ST_KEY", wrong)
+        .run();
+    out.code(4).lacks(wrong).lacks(&swift.st_key);
+    assert!(!out.stderr.trim().is_empty(), "no message\n{out}");
+    t.set_setting("st_auth", &swift.st_auth);
+    t.set_setting("st_user", &swift.st_user);
+    t.set_setting("st_key", wrong);
+    let out = t.run(&["backup"]);
+    out.code(4).lacks(wrong).lacks(&swift.st_key);
+    t.run(&["list"]).code(4).lacks(wrong);
+    // A token Swift does not know (pre-authenticated).
+    let bogus = "AUTH_tk0123456789abcdef0123456789abcdef";
+    let out = t
+        .cmd(&["backup"])
+        .env("OS_STORAGE_URL", &swift.storage_url)
+        .env("OS_AUTH_TOKEN", bogus)
+        .run();
+    out.code(4).lacks(bogus);
+    assert_eq!(swift.names(container, ""), Vec::<String>::new());
+    assert_eq!(
+        swift.names(&format!("{container}_segments"), ""),
+        Vec::<String>::new()
+    );
+
+    // The right key: backups that do not exist are storage errors.
+    t.set_setting("st_key", &swift.st_key);
+    let id = t.backup();
+    t.run(&["show", &id]).ok();
+    for args in [
+        vec!["show", "nosuch"],
+        vec!["--json", "show", "nosuch"],
+        vec!["verify", "nosuch"],
+        vec!["delete", "nosuch"],
+    ] {
+        t.run(&args).code(4).lacks(&swift.st_key);
+    }
+    let out_file = t.path("nosuch.rdb");
+    t.run(&["export", "nosuch", "--out", &out_file.display().to_string()])
+        .code(4);
+    assert!(!out_file.exists(), "export of a missing backup made a file");
+    let before = t.state();
+    let pid = t.pid();
+    t.run(&["restore", "nosuch"]).code(4);
+    assert_eq!((t.pid(), t.state()), (pid, before), "Redis was touched");
+    assert_eq!(
+        swift.names(container, ""),
+        vec![format!("{id}.json"), format!("{id}.rbk")],
+        "the missing IDs left nothing behind"
+    );
+}
+
+#[test]
+fn swift_unreachable_is_a_storage_error() {
+    // Nothing listens on a port that was free a moment ago.
+    let port = free_port();
+    let t = redis_on_swift("database_backups");
+    let key = "unreachable-key";
+    let token = "AUTH_tk00unreachable00token00";
+    let tempauth = [
+        ("ST_AUTH", format!("http://127.0.0.1:{port}/auth/v1.0")),
+        ("ST_USER", "test:tester".to_string()),
+        ("ST_KEY", key.to_string()),
+    ];
+    let preauth = [
+        (
+            "OS_STORAGE_URL",
+            format!("http://127.0.0.1:{port}/v1/AUTH_test"),
+        ),
+        ("OS_AUTH_TOKEN", token.to_string()),
+    ];
+    let check = |how: &str, env: &[(&str, String)], args: &[&str]| {
+        let mut run = t.cmd(args);
+        for (k, v) in env {
+            run = run.env(k, v);
+        }
+        let start = Instant::now();
+        let out = run.run();
+        let took = start.elapsed();
+        out.code(4).lacks(key).lacks(token);
+        assert!(!out.stderr.trim().is_empty(), "no message\n{out}");
+        assert!(
+            took < GIVE_UP_WITHIN,
+            "{how} {args:?} took {took:?} to give up on a closed port"
+        );
+    };
+    check("TempAuth", &tempauth, &["backup"]);
+    check("TempAuth", &tempauth, &["list"]);
+    check("pre-authenticated", &preauth, &["backup"]);
+    check("pre-authenticated", &preauth, &["show", "b1"]);
+}
