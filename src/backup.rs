@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::BackupId;
 use crate::instance::{self, DataFiles};
+use crate::journal;
 use crate::pipeline::{self, EncodeOptions};
 use crate::progress::Progress;
 use crate::rdb::{RdbCheck, RdbInfo};
@@ -51,6 +52,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let mut redis = Connection::connect(&options)?;
     let redis_version = redis.server_version()?;
     let files = DataFiles::live(&mut redis, &redis_conf)?;
+    refuse_during_interrupted_restore(&files)?;
     info!(
         "Redis {redis_version}: dump {}, persistence {}",
         files.dump_path().display(),
@@ -102,6 +104,22 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         started.elapsed().as_secs_f64()
     );
     Ok(record)
+}
+
+/// After a restore was killed half way, Redis may be running on an empty or
+/// partial data dir while the real data waits in the work folder: backing that
+/// up (and later pruning good backups) would lose it.
+fn refuse_during_interrupted_restore(files: &DataFiles) -> Result<()> {
+    let unfinished = journal::interrupted(&files.dir)?
+        .into_iter()
+        .find(|work| work.was_active().is_some());
+    match unfinished {
+        None => Ok(()),
+        Some(work) => Err(Error::other(format!(
+            "a restore was interrupted and left {}, whose previous/ may hold the real data; run `redis-backup restore` again (it first puts that data back) before taking backups",
+            work.path().display()
+        ))),
+    }
 }
 
 /// Stream the dump into a new object; nothing is visible until it is committed.

@@ -8,8 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use crate::redis_conf::RedisConf;
-use log::warn;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Settings take precedence; otherwise Redis is reached the way its own
@@ -80,8 +79,18 @@ impl DataFiles {
     /// From the running server, with redis.conf for anything CONFIG won't say.
     pub fn live(redis: &mut Connection, conf: &RedisConf) -> Result<DataFiles> {
         let mut files = DataFiles::from_conf(conf);
-        if let Some(dir) = redis.config_get("dir")? {
-            files.dir = PathBuf::from(dir);
+        match redis.config_get("dir")? {
+            Some(dir) => files.dir = PathBuf::from(dir),
+            // Redis resolves a relative dir against its own working directory,
+            // which we cannot know: guessing would read or write the wrong files.
+            None if files.dir.is_relative() => {
+                return Err(Error::usage(format!(
+                    "{} gives the relative dir {:?} and CONFIG is unavailable to ask Redis where it is; set an absolute dir",
+                    conf.source.display(),
+                    files.dir
+                )))
+            }
+            None => {}
         }
         if let Some(name) = redis.config_get("dbfilename")? {
             files.dbfilename = name;
@@ -101,10 +110,11 @@ impl DataFiles {
         Ok(files)
     }
 
-    /// From redis.conf alone (Redis is not running).
+    /// From redis.conf alone; `dir` as written there (Redis's default is its
+    /// working directory, `./`).
     pub fn from_conf(conf: &RedisConf) -> DataFiles {
         DataFiles {
-            dir: conf_dir(conf),
+            dir: conf.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
             dbfilename: conf.dbfilename.clone(),
             appenddirname: conf.appenddirname.clone(),
             appendfilename: conf.appendfilename.clone(),
@@ -152,19 +162,6 @@ impl DataFiles {
             (false, Some(rules)) => format!("RDB (save {rules})"),
         }
     }
-}
-
-fn conf_dir(conf: &RedisConf) -> PathBuf {
-    let dir = conf.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    if dir.is_absolute() {
-        return dir;
-    }
-    warn!(
-        "redis.conf gives a relative dir {:?}; taking it relative to {}",
-        dir,
-        conf.source.display()
-    );
-    conf.source.parent().unwrap_or(Path::new("/")).join(dir)
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 //! file system.
 
 use crate::error::{Error, Result};
-use crate::fsutil::{create_private_dir, fsync_dir};
+use crate::fsutil::fsync_dir;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub const FOLDER_PREFIX: &str = "redis-backup-restore-";
@@ -28,6 +28,10 @@ pub enum Step {
     AsideDone,
     /// The restored data is in place and Redis runs on it.
     Placed,
+    /// Rolling back: the new data files are in `failed/`.
+    NewAway,
+    /// Rolling back: the previous data files are back in the data dir.
+    PutBack,
     /// Finished, successfully or by a completed rollback; nothing to recover.
     Done,
 }
@@ -39,6 +43,8 @@ impl Step {
             Step::Stopping { was_active } => format!("stopping was_active={was_active}"),
             Step::AsideDone => "aside-done".into(),
             Step::Placed => "placed".into(),
+            Step::NewAway => "new-away".into(),
+            Step::PutBack => "put-back".into(),
             Step::Done => "done".into(),
         }
     }
@@ -50,6 +56,8 @@ impl Step {
             "stopping was_active=false" => Step::Stopping { was_active: false },
             "aside-done" => Step::AsideDone,
             "placed" => Step::Placed,
+            "new-away" => Step::NewAway,
+            "put-back" => Step::PutBack,
             "done" => Step::Done,
             _ => return None,
         })
@@ -64,22 +72,26 @@ pub struct WorkDir {
 }
 
 impl WorkDir {
-    /// A new folder `<data dir>/redis-backup-restore-<stamp>`, mode 0700.
+    /// A new folder `<data dir>/redis-backup-restore-<stamp>` (with `-1`,
+    /// `-2`... if a folder from the same second is still there), mode 0700.
     pub fn create(data_dir: &Path, stamp: &str) -> Result<WorkDir> {
-        let path = data_dir.join(format!("{FOLDER_PREFIX}{stamp}"));
+        let mut path = data_dir.join(format!("{FOLDER_PREFIX}{stamp}"));
+        let mut n = 0;
+        while fs::symlink_metadata(&path).is_ok() {
+            n += 1;
+            path = data_dir.join(format!("{FOLDER_PREFIX}{stamp}-{n}"));
+        }
         let failed = |e: io::Error| {
             Error::other(format!(
                 "cannot create the restore work folder {}: {e}",
                 path.display()
             ))
         };
-        if path.exists() {
-            return Err(Error::other(format!(
-                "{} already exists; another restore started this second?",
-                path.display()
-            )));
-        }
-        create_private_dir(&path.join("previous")).map_err(failed)?;
+        // Not recursive: a missing data dir is the caller's error to report,
+        // not ours to create with the wrong owner.
+        let private = |p: &Path| fs::DirBuilder::new().mode(0o700).create(p);
+        private(&path).map_err(failed)?;
+        private(&path.join("previous")).map_err(failed)?;
         let journal = OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -108,6 +120,11 @@ impl WorkDir {
 
     pub fn failed(&self) -> PathBuf {
         self.path.join("failed")
+    }
+
+    /// Where the private redis-server of an AOF rebuild writes its pid.
+    pub fn private_pid_file(&self) -> PathBuf {
+        self.path.join("private-redis.pid")
     }
 
     /// Append a step and make it durable before the caller acts on it.
@@ -204,7 +221,11 @@ mod tests {
         cut.record(Step::Staged).unwrap();
         cut.record(Step::Stopping { was_active: true }).unwrap();
         cut.record(Step::AsideDone).unwrap();
-        assert!(WorkDir::create(&dir, "20261125T000001Z").is_err());
+        let same_second = WorkDir::create(&dir, "20261125T000001Z").unwrap();
+        assert!(same_second
+            .path()
+            .ends_with("redis-backup-restore-20261125T000001Z-1"));
+        same_second.remove().unwrap();
         drop(cut);
 
         let found = interrupted(&dir).unwrap();

@@ -25,6 +25,7 @@ mod redis_conf;
 mod resp;
 mod restore;
 mod ring;
+mod rollback;
 mod secret;
 mod service;
 mod storage;

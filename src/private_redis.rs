@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::instance::DataFiles;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
-use log::{debug, info};
+use log::{debug, info, warn};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -47,38 +47,43 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     /// Start it on the data of `files.dir` and wait until it has loaded.
+    /// `pid_file` lets a later run find it if this one is killed.
     pub fn start(
         redis_conf: &Path,
         files: &DataFiles,
         folder: &Path,
+        pid_file: &Path,
         connect: &ConnectOptions,
         timeout: Duration,
     ) -> Result<(PrivateRedis, Connection)> {
         let socket_dir = private_socket_dir()?;
         let socket = socket_dir.join("redis.sock");
         let log = folder.join("private-redis.log");
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .arg(redis_conf)
-            .args([
-                "--port",
-                "0",
-                "--unixsocketperm",
-                "700",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--save", "", "--daemonize", "no", "--supervised", "no"])
+            // Unreachable: no TCP, no TLS, only a socket in a 0700 directory.
+            .args(["--port", "0", "--tls-port", "0"])
             .arg("--unixsocket")
             .arg(&socket)
+            .args(["--unixsocketperm", "700"])
+            // Not a replica: a full sync would replace the restored data.
+            .args(["--replicaof", "no", "one"])
+            .args(["--appendonly", "no", "--save", ""])
+            .args(["--daemonize", "no", "--supervised", "no"])
             .arg("--dir")
             .arg(&files.dir)
             .args(["--dbfilename", &files.dbfilename])
-            .args(["--appenddirname", &files.appenddirname])
             .args(["--appendfilename", &files.appendfilename])
             .arg("--pidfile")
-            .arg(folder.join("private-redis.pid"))
+            .arg(pid_file)
             .arg("--logfile")
-            .arg(&log)
+            .arg(&log);
+        // `appenddirname` exists from Redis 7 on; older servers refuse it.
+        if server_version().is_ok_and(|v| major(&v) >= 7) {
+            command.args(["--appenddirname", &files.appenddirname]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -167,16 +172,18 @@ impl PrivateRedis {
         }
     }
 
-    /// SHUTDOWN (which fsyncs the AOF) and wait for the process to end.
-    pub fn shut_down(mut self, mut conn: Connection, timeout: Duration) -> Result<()> {
-        // On success the server closes the connection without a reply.
-        let _ = conn.call_raw("SHUTDOWN", &[]);
+    /// SIGTERM to our own child (not the service): a clean shutdown that
+    /// fsyncs the AOF, and one that works even when redis.conf renamed
+    /// SHUTDOWN away. Then wait for the process to end.
+    pub fn shut_down(mut self, conn: Connection, timeout: Duration) -> Result<()> {
+        drop(conn);
+        terminate(self.child.id())?;
         let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
                 Ok(Some(status)) => {
-                    return Err(self.failed(&format!("exited with {status} on SHUTDOWN")))
+                    return Err(self.failed(&format!("exited with {status} when told to stop")))
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
                 _ => return Err(self.failed("did not shut down in time")),
@@ -216,6 +223,71 @@ fn private_socket_dir() -> Result<PathBuf> {
         .create(&dir)
         .map_err(|e| Error::other(format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir)
+}
+
+/// A private redis-server that a killed run left behind, found by its pid
+/// file, is ended before anything touches the files it may be writing. Only a
+/// process that is a redis-server working in `data_dir` is signalled.
+pub fn end_orphan(pid_file: &Path, data_dir: &Path) -> Result<()> {
+    let Some(pid) = fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return Ok(());
+    };
+    if !is_private_server(pid, data_dir) {
+        return Ok(());
+    }
+    warn!("ending the private redis-server (pid {pid}) an interrupted restore left running");
+    terminate(pid)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while is_private_server(pid, data_dir) {
+        if Instant::now() >= deadline {
+            return Err(Error::other(format!(
+                "the private redis-server (pid {pid}) left by an interrupted restore does not stop; end it by hand"
+            )));
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+fn is_private_server(pid: u32, data_dir: &Path) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let running = fs::read_to_string(proc_dir.join("stat"))
+        .map(|stat| {
+            !matches!(
+                stat.rsplit(") ").next().and_then(|r| r.chars().next()),
+                Some('Z' | 'X')
+            )
+        })
+        .unwrap_or(false);
+    let is_redis = fs::read(proc_dir.join("cmdline"))
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("redis-server"))
+        .unwrap_or(false);
+    let cwd = fs::read_link(proc_dir.join("cwd")).ok();
+    let in_data_dir = cwd.is_some_and(|cwd| Some(cwd) == fs::canonicalize(data_dir).ok());
+    running && is_redis && in_data_dir
+}
+
+/// SIGTERM by pid, with the `kill` command (no unsafe code for a signal).
+fn terminate(pid: u32) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map_err(|e| Error::other(format!("cannot run kill: {e}")))?;
+    match status.success() {
+        true => Ok(()),
+        false => Err(Error::other(format!("kill -TERM {pid} failed ({status})"))),
+    }
+}
+
+fn major(version: &str) -> u32 {
+    version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
 }
 
 fn field<'a>(info: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {

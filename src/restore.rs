@@ -11,14 +11,16 @@ use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, fsync_dir};
+use crate::id::BackupId;
 use crate::instance::{self, DataFiles};
-use crate::journal::{self, Step, WorkDir};
+use crate::journal::{Step, WorkDir};
 use crate::pipeline::{self, DecodeSummary};
 use crate::private_redis::{self, PrivateRedis};
 use crate::rdb;
 use crate::record::{self, human_size, Record};
 use crate::redis::{ConnectOptions, Connection};
 use crate::redis_conf::{self, RedisConf};
+use crate::rollback::{self, sync_both, wait_until_ready, Server};
 use crate::service::Service;
 use crate::storage;
 use log::{info, warn};
@@ -49,10 +51,10 @@ pub struct Restored {
 /// Everything the steps after staging need, gathered once.
 struct Plan<'a> {
     config: &'a Config,
-    conf: RedisConf,
-    connect: ConnectOptions,
-    files: DataFiles,
-    service: Service,
+    conf: &'a RedisConf,
+    connect: &'a ConnectOptions,
+    files: &'a DataFiles,
+    service: &'a Service,
     was_active: bool,
 }
 
@@ -64,17 +66,15 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let connect = instance::connect_options(config, &conf, REDIS_TIMEOUT)?;
     let service = Service::new(&config.service);
 
-    let files = current_files(&service, &connect, &conf)?;
-    recover_interrupted(&files, &service, &connect)?;
-    let was_active = service.is_active()?;
-    let plan = Plan {
-        config,
-        conf,
-        connect,
-        files,
-        service,
-        was_active,
+    let files = files_to_restore(&service, &connect, &conf)?;
+    let server = Server {
+        files: &files,
+        service: &service,
+        connect: &connect,
+        wait: config.save_timeout,
     };
+    rollback::recover_interrupted(&server)?;
+    let was_active = service.is_active()?;
 
     let (record, name) = match &request.target {
         Target::Id(id) => {
@@ -83,7 +83,15 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
             check_key(&record, &key)?;
             (Some(record), id.to_string())
         }
-        Target::File(path) => (None, path.display().to_string()),
+        Target::File(path) => (sibling_record(path), path.display().to_string()),
+    };
+    let plan = Plan {
+        config,
+        conf: &conf,
+        connect: &connect,
+        files: &files,
+        service: &service,
+        was_active,
     };
     let (_, stamp) = record::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&plan.files.dir, &stamp)?;
@@ -116,27 +124,121 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
                 previous,
             })
         }
-        Err(cause) => Err(roll_back(&plan, work, cause)),
+        Err(cause) => Err(rollback::roll_back(&server, work, was_active, cause)),
     }
 }
 
-/// Where the data files are: the running server says; a stopped one's
-/// redis.conf does.
-fn current_files(
+/// Where the restored files go: where redis.conf says, because that is what
+/// the restarted server reads. A running server whose live settings differ
+/// (a CONFIG SET never written back) would restart elsewhere or with another
+/// persistence: refused before anything is touched, as are a relative or
+/// missing data dir and an AOF instance whose CONFIG is disabled.
+fn files_to_restore(
     service: &Service,
     connect: &ConnectOptions,
     conf: &RedisConf,
 ) -> Result<DataFiles> {
-    if !service.is_active()? {
-        info!(
-            "{} is not running; taking the data dir from {}",
-            service.unit(),
-            conf.source.display()
-        );
-        return Ok(DataFiles::from_conf(conf));
+    let files = DataFiles::from_conf(conf);
+    let source = conf.source.display();
+    if files.dir.is_relative() {
+        return Err(Error::usage(format!(
+            "{source} gives the relative dir {:?}, which depends on where Redis was started; set an absolute dir",
+            files.dir
+        )));
     }
-    let mut redis = Connection::connect(connect)?;
-    DataFiles::live(&mut redis, conf)
+    if !files.dir.is_dir() {
+        return Err(Error::usage(format!(
+            "Redis's data dir {} does not exist; create it owned by Redis's user (install -d -o redis -g redis -m 750 {})",
+            files.dir.display(),
+            files.dir.display()
+        )));
+    }
+    if files.appendonly
+        && conf
+            .renamed_commands
+            .get("config")
+            .is_some_and(|n| n.is_empty())
+    {
+        return Err(Error::usage(format!(
+            "{source} has appendonly yes and disables CONFIG (rename-command CONFIG \"\"); rebuilding the AOF needs CONFIG SET appendonly yes"
+        )));
+    }
+    if service.is_active()? {
+        let mut redis = Connection::connect(connect)?;
+        let live = DataFiles::live(&mut redis, conf)?;
+        check_agrees(&files, &live, conf)?;
+    } else {
+        info!(
+            "{} is not running; the data dir is {}",
+            service.unit(),
+            files.dir.display()
+        );
+    }
+    Ok(files)
+}
+
+fn check_agrees(files: &DataFiles, live: &DataFiles, conf: &RedisConf) -> Result<()> {
+    let same_dir = fs::canonicalize(&files.dir).ok() == fs::canonicalize(&live.dir).ok();
+    let differences = [
+        (
+            "dir",
+            !same_dir,
+            live.dir.display().to_string(),
+            files.dir.display().to_string(),
+        ),
+        (
+            "dbfilename",
+            live.dbfilename != files.dbfilename,
+            live.dbfilename.clone(),
+            files.dbfilename.clone(),
+        ),
+        (
+            "appendonly",
+            live.appendonly != files.appendonly,
+            yes_no(live.appendonly),
+            yes_no(files.appendonly),
+        ),
+        (
+            "appenddirname",
+            live.appenddirname != files.appenddirname,
+            live.appenddirname.clone(),
+            files.appenddirname.clone(),
+        ),
+        (
+            "appendfilename",
+            live.appendfilename != files.appendfilename,
+            live.appendfilename.clone(),
+            files.appendfilename.clone(),
+        ),
+    ];
+    match differences.into_iter().find(|(_, differs, _, _)| *differs) {
+        None => Ok(()),
+        Some((name, _, running, written)) => Err(Error::usage(format!(
+            "Redis runs with {name} {running}, but {} says {written}, and that is what the restarted server will use; make them agree (CONFIG REWRITE, or edit the file) and run the restore again",
+            conf.source.display()
+        ))),
+    }
+}
+
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.into()
+}
+
+/// The record copied beside a hand-copied object (`ID.json` next to
+/// `ID.rbk`), if there is one: it lets the restore check key counts too.
+fn sibling_record(object: &Path) -> Option<Record> {
+    if object.extension()? != "rbk" {
+        return None;
+    }
+    let id = BackupId::parse(object.file_stem()?.to_str()?).ok()?;
+    let bytes = fs::read(object.with_extension("json")).ok()?;
+    match Record::from_json(&bytes, &id) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            warn!("ignoring the record beside {}: {e}", object.display());
+            None
+        }
+    }
 }
 
 /// Decode into the work folder, fsync, and prove it: every MAC, SHA-256 against
@@ -232,9 +334,9 @@ fn swap_in(
     if plan.was_active {
         plan.service.stop()?;
     }
-    move_aside(&plan.files, work)?;
+    move_aside(plan.files, work)?;
     work.record(Step::AsideDone)?;
-    place(&plan.files, work)?;
+    place(plan.files, work)?;
     if plan.files.appendonly {
         rebuild_aof(plan, work)?;
     }
@@ -288,12 +390,13 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     let timeout = plan.config.save_timeout;
     let (mut server, mut conn) = PrivateRedis::start(
         &plan.conf.source,
-        &plan.files,
+        plan.files,
         work.path(),
-        &plan.connect,
+        &work.private_pid_file(),
+        plan.connect,
         timeout,
     )?;
-    server.build_aof(&mut conn, &plan.files, timeout)?;
+    server.build_aof(&mut conn, plan.files, timeout)?;
     server.shut_down(conn, timeout)?;
     give_to_data_dir_owner(
         &plan.files.dir,
@@ -334,7 +437,10 @@ fn give_to_data_dir_owner(dir: &Path, path: &Path) -> Result<()> {
 /// The restored server answers, has loaded, and holds what the record says:
 /// the same keys per database, less at most those that had a TTL.
 fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<String, u64>> {
-    let mut redis = wait_until_ready(&plan.connect, plan.config.save_timeout)?;
+    let mut redis = wait_until_ready(plan.connect, plan.config.save_timeout)?;
+    // The server must have loaded the file we placed, not one elsewhere.
+    let live = DataFiles::live(&mut redis, plan.conf)?;
+    check_agrees(plan.files, &live, plan.conf)?;
     let keyspace = redis.keyspace()?;
     let restored: BTreeMap<String, u64> = keyspace
         .iter()
@@ -364,27 +470,6 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<Strin
     Ok(restored)
 }
 
-/// Connect, retrying while Redis starts or loads its dataset.
-fn wait_until_ready(connect: &ConnectOptions, timeout: Duration) -> Result<Connection> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let attempt = Connection::connect(connect).and_then(|mut conn| {
-            let loading = conn.info("persistence")?.get("loading").cloned();
-            match loading.as_deref() {
-                Some("0") => Ok(conn),
-                _ => Err(Error::redis("Redis is still loading its dataset")),
-            }
-        });
-        match attempt {
-            Ok(conn) => return Ok(conn),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e.context("waiting for the restored Redis to answer"))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 /// Remove the work folder, or keep it (with the previous files) on request.
 fn finish(work: WorkDir, keep_previous: bool) -> Option<String> {
     if keep_previous {
@@ -400,117 +485,6 @@ fn finish(work: WorkDir, keep_previous: bool) -> Option<String> {
         );
     }
     None
-}
-
-/// Put the previous files back after `cause`; exit 6 if that worked, 7 if not.
-fn roll_back(plan: &Plan, work: WorkDir, cause: Error) -> Error {
-    warn!("restore failed, putting the previous data back: {cause}");
-    let folder = work.path().display().to_string();
-    match put_previous_back(&plan.files, &plan.service, &plan.connect, work, plan.was_active) {
-        Ok(()) => Error::RolledBack(format!(
-            "restore failed: {cause}; the previous data was put back{}; the restored files are kept in {folder}/failed",
-            if plan.was_active { " and Redis restarted" } else { "" }
-        )),
-        Err(again) => Error::RollbackFailed(format!(
-            "restore failed: {cause}; putting the previous data back also failed: {again}; the previous files are in {folder}/previous and must be moved back into {} by hand",
-            plan.files.dir.display()
-        )),
-    }
-}
-
-/// Undo a restore: stop Redis, move the new data files into `failed/`, the
-/// previous ones back, and start Redis if it ran before. Also used for a
-/// restore that a previous run left unfinished (killed, power loss).
-fn put_previous_back(
-    files: &DataFiles,
-    service: &Service,
-    connect: &ConnectOptions,
-    mut work: WorkDir,
-    start_again: bool,
-) -> Result<()> {
-    if service.is_active()? {
-        service.stop()?;
-    }
-    let previous = work.previous();
-    let failed = work.failed();
-    fsutil::create_private_dir(&failed)
-        .map_err(|e| Error::other(format!("cannot create {}: {e}", failed.display())))?;
-    let all_aside = work.reached(&Step::AsideDone);
-    for name in files.data_names() {
-        let current = files.dir.join(name);
-        let old = previous.join(name);
-        let old_exists = fs::symlink_metadata(&old).is_ok();
-        // Before every old file was aside, a file in the data dir whose old
-        // version is not in previous/ is still the old one: leave it.
-        if !(old_exists || all_aside) || fs::symlink_metadata(&current).is_err() {
-            continue;
-        }
-        let to = failed.join(name);
-        fs::rename(&current, &to).map_err(|e| {
-            Error::other(format!(
-                "cannot move {} to {}: {e}",
-                current.display(),
-                to.display()
-            ))
-        })?;
-    }
-    for name in files.data_names() {
-        let old = previous.join(name);
-        if fs::symlink_metadata(&old).is_ok() {
-            let back = files.dir.join(name);
-            fs::rename(&old, &back).map_err(|e| {
-                Error::other(format!(
-                    "cannot move {} back to {}: {e}",
-                    old.display(),
-                    back.display()
-                ))
-            })?;
-            info!("put {} back", back.display());
-        }
-    }
-    sync_both(&files.dir, &failed)?;
-    if start_again {
-        service.start()?;
-        wait_until_ready(connect, REDIS_TIMEOUT * 20)?;
-    }
-    work.record(Step::Done)
-}
-
-/// Finish off restores that an earlier run left half done, before anything
-/// else: their previous files go back where they were.
-fn recover_interrupted(
-    files: &DataFiles,
-    service: &Service,
-    connect: &ConnectOptions,
-) -> Result<()> {
-    for interrupted in journal::interrupted(&files.dir)? {
-        let folder = interrupted.path().display().to_string();
-        match interrupted.was_active() {
-            None => {
-                info!("removing {folder}, left by a restore that never touched Redis");
-                let _ = interrupted.remove();
-            }
-            Some(was_active) => {
-                warn!("a previous restore was interrupted ({folder}); putting its previous data back first");
-                put_previous_back(files, service, connect, interrupted, was_active).map_err(|e| {
-                    Error::RollbackFailed(format!(
-                        "an interrupted restore left {folder}, and putting its previous data back failed: {e}; the previous files are in {folder}/previous"
-                    ))
-                })?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn sync_both(a: &Path, b: &Path) -> Result<()> {
-    fsync_dir(a).and_then(|()| fsync_dir(b)).map_err(|e| {
-        Error::other(format!(
-            "cannot sync {} and {}: {e}",
-            a.display(),
-            b.display()
-        ))
-    })
 }
 
 #[cfg(test)]

@@ -14,4 +14,5 @@ mod harness_selftest;
 mod integrity;
 mod keys;
 mod restore;
+mod restore_faults;
 mod swift;

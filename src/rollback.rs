@@ -1,0 +1,195 @@
+//! Putting the previous data back: after a restore failed once Redis was
+//! touched, and at the start of the next run when one was killed half way.
+//! Each stage is journaled before the next begins (new files away, previous
+//! files back, Redis started), so undoing can itself be interrupted and
+//! resumed without ever mistaking the old files for the new ones.
+
+use crate::error::{Error, Result};
+use crate::fsutil::{self, fsync_dir};
+use crate::instance::DataFiles;
+use crate::journal::{self, Step, WorkDir};
+use crate::private_redis;
+use crate::redis::{ConnectOptions, Connection};
+use crate::service::Service;
+use log::{info, warn};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The instance being restored, as rollback needs to see it.
+pub struct Server<'a> {
+    pub files: &'a DataFiles,
+    pub service: &'a Service,
+    pub connect: &'a ConnectOptions,
+    pub wait: Duration,
+}
+
+/// Put the previous files back after `cause`; exit 6 if that worked, 7 if not.
+pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Error) -> Error {
+    warn!("restore failed, putting the previous data back: {cause}");
+    let folder = work.path().display().to_string();
+    let dir = server.files.dir.display();
+    let touched = files_were_moved(&work);
+    match put_previous_back(server, &mut work, was_active) {
+        Ok(()) if !touched => Error::RolledBack(format!(
+            "restore failed before any data file was moved: {cause}; Redis's data is unchanged"
+        )),
+        Ok(()) => Error::RolledBack(format!(
+            "restore failed: {cause}; the previous data was put back{}; the restored files are kept in {folder}/failed",
+            if was_active { " and Redis restarted" } else { "" }
+        )),
+        Err(again) if work.reached(&Step::PutBack) => Error::RollbackFailed(format!(
+            "restore failed: {cause}; the previous files are back in {dir}, but Redis did not start again: {again}"
+        )),
+        Err(again) => Error::RollbackFailed(format!(
+            "restore failed: {cause}; putting the previous data back also failed: {again}; the previous files are in {folder}/previous and must be moved back into {dir} by hand"
+        )),
+    }
+}
+
+/// Finish off restores that an earlier run left half done, before anything
+/// else: undo those that had touched Redis, drop those that had not.
+pub fn recover_interrupted(server: &Server) -> Result<()> {
+    for mut interrupted in journal::interrupted(&server.files.dir)? {
+        let folder = interrupted.path().display().to_string();
+        match interrupted.was_active() {
+            None => {
+                info!("removing {folder}, left by a restore that never touched Redis");
+                let _ = interrupted.remove();
+            }
+            // It had finished and checked the restore; only "done" is missing.
+            Some(_) if interrupted.reached(&Step::Placed) => {
+                warn!("a previous restore finished but was not marked done; its previous data stays in {folder}/previous");
+                interrupted.record(Step::Done)?;
+            }
+            Some(was_active) => {
+                warn!("a previous restore was interrupted ({folder}); putting its previous data back first");
+                put_previous_back(server, &mut interrupted, was_active).map_err(|e| {
+                    Error::RollbackFailed(format!(
+                        "an interrupted restore left {folder}, and putting its previous data back failed: {e}; the previous files are in {folder}/previous unless {} already holds them",
+                        server.files.dir.display()
+                    ))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Undo in journaled stages: stop Redis, move the new data files into
+/// `failed/`, the previous ones back, start Redis if it ran before.
+fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> Result<()> {
+    let files = server.files;
+    // A private redis-server of a killed run may still be writing the AOF.
+    private_redis::end_orphan(&work.private_pid_file(), &files.dir)?;
+    if files_were_moved(work) {
+        if !work.reached(&Step::NewAway) {
+            if server.service.is_active()? {
+                server.service.stop()?;
+            }
+            move_new_away(files, work)?;
+            work.record(Step::NewAway)?;
+        }
+        if !work.reached(&Step::PutBack) {
+            move_previous_back(files, work)?;
+            work.record(Step::PutBack)?;
+        }
+    }
+    if start_again {
+        if !server.service.is_active()? {
+            server.service.start()?;
+        }
+        wait_until_ready(server.connect, server.wait)?;
+    }
+    work.record(Step::Done)
+}
+
+/// Whether the restore got as far as moving a data file aside.
+fn files_were_moved(work: &WorkDir) -> bool {
+    work.reached(&Step::AsideDone)
+        || fs::read_dir(work.previous()).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+fn move_new_away(files: &DataFiles, work: &WorkDir) -> Result<()> {
+    let failed = work.failed();
+    fsutil::create_private_dir(&failed)
+        .map_err(|e| Error::other(format!("cannot create {}: {e}", failed.display())))?;
+    let all_aside = work.reached(&Step::AsideDone);
+    for name in files.data_names() {
+        let current = files.dir.join(name);
+        let had_old = fs::symlink_metadata(work.previous().join(name)).is_ok();
+        // Before every old file was aside, a data file whose old version is
+        // not in previous/ is still the old one: leave it where it is.
+        if !(had_old || all_aside) || fs::symlink_metadata(&current).is_err() {
+            continue;
+        }
+        let to = unused_name(&failed, name);
+        rename(&current, &to)?;
+    }
+    sync_both(&files.dir, &failed)
+}
+
+fn move_previous_back(files: &DataFiles, work: &WorkDir) -> Result<()> {
+    for name in files.data_names() {
+        let old = work.previous().join(name);
+        if fs::symlink_metadata(&old).is_ok() {
+            let back = files.dir.join(name);
+            rename(&old, &back)?;
+            info!("put {} back", back.display());
+        }
+    }
+    sync_both(&files.dir, &work.previous())
+}
+
+/// `dir/name`, or `dir/name.1`, `.2`... so nothing kept for inspection is
+/// ever replaced.
+fn unused_name(dir: &Path, name: &str) -> PathBuf {
+    let mut candidate = dir.join(name);
+    let mut n = 0;
+    while fs::symlink_metadata(&candidate).is_ok() {
+        n += 1;
+        candidate = dir.join(format!("{name}.{n}"));
+    }
+    candidate
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| {
+        Error::other(format!(
+            "cannot move {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    })
+}
+
+pub fn sync_both(a: &Path, b: &Path) -> Result<()> {
+    fsync_dir(a).and_then(|()| fsync_dir(b)).map_err(|e| {
+        Error::other(format!(
+            "cannot sync {} and {}: {e}",
+            a.display(),
+            b.display()
+        ))
+    })
+}
+
+/// Connect, retrying while Redis starts or loads its dataset.
+pub fn wait_until_ready(connect: &ConnectOptions, timeout: Duration) -> Result<Connection> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = Connection::connect(connect).and_then(|mut conn| {
+            let loading = conn.info("persistence")?.get("loading").cloned();
+            match loading.as_deref() {
+                Some("0") => Ok(conn),
+                _ => Err(Error::redis("Redis is still loading its dataset")),
+            }
+        });
+        match attempt {
+            Ok(conn) => return Ok(conn),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context("waiting for Redis to answer"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}

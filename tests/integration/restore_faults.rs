@@ -1,0 +1,201 @@
+//! Restore when things are odd or break in the middle: an interrupted
+//! rollback finished by the next run, a run killed while its private
+//! redis-server builds the AOF, and settings that would make the restarted
+//! server miss the restored data (refused before Redis is touched).
+
+use crate::harness::*;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn id_of(record: &serde_json::Value) -> String {
+    record["id"].as_str().expect("record has an id").to_string()
+}
+
+/// The tool started in the background, to be killed with SIGKILL.
+fn spawn_tool(t: &TestRedis, args: &[&str]) -> std::process::Child {
+    let path = format!(
+        "{}:{}",
+        support_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(BIN)
+        .arg("-c")
+        .arg(t.settings_file())
+        .args(args)
+        .env("PATH", path)
+        .env("SYSTEMCTL_SHIM_DIR", &t.shim_dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-backup")
+}
+
+#[test]
+fn a_rollback_that_could_not_start_redis_is_finished_by_the_next_run() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    fill_every_type(&mut t.conn());
+    let record = t.backup_json(&[]);
+    t.conn().ok(&["SET", "after", "x"]);
+    t.conn().ok(&["SAVE"]);
+    let changed = t.state();
+    let old_dump = sha256_file(&t.dump_file());
+
+    t.fail_start(true);
+    let out = t.run(&["restore", &id_of(&record)]);
+    out.code(7);
+    out.stderr_has("previous files are back in");
+    assert_eq!(
+        sha256_file(&t.dump_file()),
+        old_dump,
+        "the old dump is back in the data dir"
+    );
+
+    // The operator fixes the service; the next run (whatever it restores)
+    // first finishes the rollback instead of mistaking the old files for new.
+    t.fail_start(false);
+    let out = t.run(&["restore", "no-such-backup"]);
+    out.code(4);
+    assert!(t.is_active(), "the next run started Redis");
+    assert_eq!(t.state(), changed, "Redis runs on its old data");
+    assert_eq!(sha256_file(&t.dump_file()), old_dump);
+}
+
+#[test]
+fn a_run_killed_while_building_the_aof_is_undone_by_the_next_one() {
+    let t = TestRedis::builder().appendonly().start();
+    fill_every_type(&mut t.conn());
+    add_filler(&mut t.conn(), 200_000);
+    let backed_up = t.state();
+    let id = t.backup();
+    let mut tool = spawn_tool(&t, &["restore", &id]);
+    let started = Instant::now();
+    loop {
+        let private_running = t
+            .restore_work_dirs()
+            .iter()
+            .any(|w| w.join("private-redis.pid").exists());
+        if private_running {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no private redis-server seen"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    tool.kill().expect("kill -9 the tool");
+    tool.wait().expect("reap the tool");
+
+    let out = t.run(&["restore", &id]);
+    out.ok();
+    assert_eq!(
+        t.stray_redis_servers(),
+        Vec::<u32>::new(),
+        "the orphaned private redis-server was ended"
+    );
+    assert_eq!(t.state(), backed_up);
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(t.state(), backed_up, "the AOF is complete");
+}
+
+#[test]
+fn aof_rebuild_needs_config_and_is_refused_before_redis_is_touched() {
+    let t = TestRedis::builder()
+        .appendonly()
+        .rename_command("CONFIG", "")
+        .start();
+    fill_every_type(&mut t.conn());
+    let id = t.backup();
+    let calls = t.shim_calls().len();
+    let out = t.run(&["restore", &id]);
+    out.code(2);
+    out.stderr_has("CONFIG");
+    assert_eq!(
+        t.shim_calls_since(calls)
+            .iter()
+            .filter(|c| !c.starts_with("is-active"))
+            .count(),
+        0
+    );
+    assert!(t.is_active());
+}
+
+#[test]
+fn a_disabled_shutdown_does_not_stop_the_private_server_from_ending() {
+    let mut t = TestRedis::builder()
+        .appendonly()
+        .rename_command("SHUTDOWN", "")
+        .start();
+    t.set_setting("save_timeout", "20");
+    fill_every_type(&mut t.conn());
+    let backed_up = t.state();
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    t.run(&["restore", &id]).ok();
+    assert_eq!(t.state(), backed_up);
+}
+
+#[test]
+fn live_settings_that_differ_from_redis_conf_are_refused() {
+    // CONFIG SET appendonly no without CONFIG REWRITE: the restarted server
+    // would read appendonly yes, find no AOF and start empty.
+    let t = TestRedis::builder().appendonly().start();
+    fill_every_type(&mut t.conn());
+    let id = t.backup();
+    t.conn().ok(&["CONFIG", "SET", "appendonly", "no"]);
+    let before = t.state();
+    let pid = t.pid();
+    let out = t.run(&["restore", &id]);
+    out.code(2);
+    out.stderr_has("appendonly");
+    assert_eq!(t.pid(), pid, "Redis was not restarted");
+    assert_eq!(t.state(), before);
+}
+
+#[test]
+fn a_missing_or_relative_data_dir_is_refused() {
+    let source = TestRedis::builder().start();
+    fill_every_type(&mut source.conn());
+    let id = source.backup();
+    let object = source.object_file(&id);
+
+    let mut t = TestRedis::builder().prepare();
+    t.set_setting("key_file", &source.key_file().display().to_string());
+    fs::remove_dir(t.data_dir()).expect("remove the data dir");
+    let out = t.run(&["restore", "--from-file", &object.display().to_string()]);
+    out.code(2);
+    out.stderr_has("does not exist");
+    assert!(
+        !t.data_dir().exists(),
+        "the data dir must not be created by root"
+    );
+
+    let mut t = TestRedis::builder().conf_line("dir data-rel").prepare();
+    t.set_setting("key_file", &source.key_file().display().to_string());
+    let out = t.run(&["restore", "--from-file", &object.display().to_string()]);
+    out.code(2);
+    out.stderr_has("relative dir");
+}
+
+#[test]
+fn backup_is_refused_while_a_restore_is_left_half_done() {
+    // Redis restarted on a half-restored data dir (systemd's Restart=always
+    // after a crash) must not be backed up as if it were the real data.
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let folder = t.data_dir().join("redis-backup-restore-20261125T031500Z");
+    fs::create_dir_all(folder.join("previous")).unwrap();
+    fs::write(
+        folder.join("journal"),
+        "staged\nstopping was_active=true\naside-done\n",
+    )
+    .unwrap();
+    let out = t.run(&["backup"]);
+    out.code(1);
+    out.stderr_has("interrupted");
+    assert!(t.list(&[]).is_empty());
+}
