@@ -29,6 +29,7 @@ const OPENSTACK_KEYS: &[&str] = &[
     "os_interface",
     "os_application_credential_id",
     "os_application_credential_secret",
+    "os_cacert",
     "st_auth",
     "st_user",
     "st_key",

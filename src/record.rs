@@ -155,6 +155,39 @@ pub fn utc_timestamps(at: SystemTime) -> (String, String) {
     )
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC time such as Keystone's
+/// `2026-11-25T03:15:00.000000Z` (fractions ignored); `None` if malformed.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+}
+
+/// Howard Hinnant's inverse of `civil_from_days`.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (i64::from(month) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -238,6 +271,20 @@ mod tests {
         let (rfc, compact) = at(1_795_576_500);
         assert_eq!(rfc, "2026-11-25T03:15:00Z");
         assert_eq!(compact, "20261125T031500Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_back_what_we_format() {
+        for secs in [0, 951_782_400, 1_795_576_500, 4_102_444_799] {
+            let (rfc, _) = utc_timestamps(UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(parse_rfc3339(&rfc), Some(secs), "{rfc}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-25T03:15:00.000000Z"),
+            Some(1_795_576_500)
+        );
+        assert_eq!(parse_rfc3339("2026-13-25T03:15:00Z"), None);
+        assert_eq!(parse_rfc3339("garbage"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod dir;
 pub mod swift;
 mod swift_auth;
+mod tls;
 
 use crate::config::{Config, StorageUrl};
 use crate::error::{Error, Result};
@@ -47,9 +48,15 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
         StorageUrl::Dir(path) => Ok(Box::new(dir::DirStorage::new(path.clone()))),
         StorageUrl::Swift { container } => {
             let credentials = swift_auth::Credentials::from_settings(&config.openstack)?;
+            let cacert = config
+                .openstack
+                .get("os_cacert")
+                .map(|path| std::path::PathBuf::from(path.expose()));
+            let tls = tls::client_config(cacert.as_deref())?;
             Ok(Box::new(swift::SwiftStorage::new(
                 container,
                 credentials,
+                tls,
                 config.segment_size,
             )))
         }

@@ -11,7 +11,7 @@
 // whose error is large by ureq's design; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use super::swift_auth::{Credentials, Session};
+use super::swift_auth::{describe_transport, Credentials, Session};
 use super::{not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 const OBJECT_SUFFIX: &str = ".rbk";
 const RECORD_SUFFIX: &str = ".json";
@@ -33,6 +33,8 @@ const MAX_SEGMENTS: usize = 1000;
 /// A container listing page is at most 10,000 short JSON entries.
 const MAX_LISTING_BYTES: u64 = 16 << 20;
 const DOWNLOAD_ATTEMPTS: u32 = 3;
+/// Renew a token this long before it expires.
+const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 pub struct SwiftStorage {
     client: Arc<Client>,
@@ -41,8 +43,14 @@ pub struct SwiftStorage {
 }
 
 impl SwiftStorage {
-    pub fn new(container: &str, credentials: Credentials, segment_size: u64) -> SwiftStorage {
+    pub fn new(
+        container: &str,
+        credentials: Credentials,
+        tls: Arc<rustls::ClientConfig>,
+        segment_size: u64,
+    ) -> SwiftStorage {
         let agent = ureq::AgentBuilder::new()
+            .tls_config(tls)
             .timeout_connect(Duration::from_secs(15))
             .timeout_read(Duration::from_secs(120))
             .timeout_write(Duration::from_secs(120))
@@ -257,10 +265,19 @@ enum Reply {
 }
 
 impl Client {
+    /// The current token, or a new one when there is none or it expires
+    /// within `RENEW_MARGIN` (a segment upload must not outlive its token's
+    /// validity at the start; Swift checks it only then).
     fn session(&self) -> Result<Session> {
         let mut session = self.session.lock().expect("session lock");
         if let Some(current) = session.as_ref() {
-            return Ok(current.clone());
+            let expiring = current
+                .expires
+                .is_some_and(|at| at <= SystemTime::now() + RENEW_MARGIN);
+            if !expiring || !self.credentials.renewable() {
+                return Ok(current.clone());
+            }
+            info!("the Swift token is about to expire; logging in again");
         }
         let fresh = self.credentials.log_in(&self.agent)?;
         debug!("Swift account {}", fresh.storage_url);
@@ -331,7 +348,7 @@ impl Client {
             Err(ureq::Error::Status(code, _)) => Ok(Some(Reply::Status(code))),
             Err(ureq::Error::Transport(t)) => Err(Error::storage(format!(
                 "{method} {url}: cannot reach Swift: {}",
-                t.kind()
+                describe_transport(&t)
             ))),
         }
     }

@@ -1,13 +1,19 @@
-//! Logging in to OpenStack Swift, as OpenStack clients do. This slice knows
-//! two ways: a pre-authenticated storage URL and token (`OS_STORAGE_URL` +
-//! `OS_AUTH_TOKEN`, what Trove hands its backup jobs) and TempAuth / v1
-//! (`ST_AUTH`, `ST_USER`, `ST_KEY`). A token is renewed when Swift says it
-//! expired, except a pre-authenticated one, which cannot be. Passwords and
-//! tokens stay in `Secret`s and never reach a message or a log line.
+//! Logging in to OpenStack Swift, the four ways OpenStack clients do: a
+//! pre-authenticated storage URL and token (`OS_STORAGE_URL` + `OS_AUTH_TOKEN`,
+//! what Trove hands its backup jobs), Keystone v3 application credentials,
+//! Keystone v3 password (the object-store endpoint then comes from the token's
+//! catalog, by region and interface), and TempAuth / v1 (`ST_AUTH`, `ST_USER`,
+//! `ST_KEY`). Tokens know when they expire so they can be renewed in time,
+//! except a pre-authenticated one, which cannot be. Passwords and tokens stay
+//! in `Secret`s and never reach a message or a log line.
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroize;
 
 /// How to get a token, from the settings (lower-case OpenStack names).
 #[derive(Debug)]
@@ -16,10 +22,31 @@ pub enum Credentials {
         storage_url: String,
         token: Secret,
     },
+    Keystone {
+        auth_url: String,
+        identity: KeystoneIdentity,
+        region: Option<String>,
+        interface: String,
+    },
     TempAuth {
         auth_url: String,
         user: String,
         key: Secret,
+    },
+}
+
+#[derive(Debug)]
+pub enum KeystoneIdentity {
+    Password {
+        user: String,
+        user_domain: String,
+        password: Secret,
+        project: String,
+        project_domain: String,
+    },
+    ApplicationCredential {
+        id: String,
+        secret: Secret,
     },
 }
 
@@ -28,6 +55,8 @@ pub enum Credentials {
 pub struct Session {
     pub storage_url: String,
     pub token: Secret,
+    /// When the token stops working, if the auth service said.
+    pub expires: Option<SystemTime>,
 }
 
 impl Credentials {
@@ -37,6 +66,33 @@ impl Credentials {
             return Ok(Credentials::PreAuthenticated {
                 storage_url: url.expose().trim_end_matches('/').to_string(),
                 token: token.clone(),
+            });
+        }
+        if let Some(auth_url) = get("os_auth_url") {
+            let text = |key: &str| get(key).map(|v| v.expose().to_string());
+            let identity = match (get("os_application_credential_id"), get("os_application_credential_secret")) {
+                (Some(id), Some(secret)) => KeystoneIdentity::ApplicationCredential {
+                    id: id.expose().to_string(),
+                    secret: secret.clone(),
+                },
+                _ => match (text("os_username"), get("os_password"), text("os_project_name")) {
+                    (Some(user), Some(password), Some(project)) => KeystoneIdentity::Password {
+                        user,
+                        user_domain: text("os_user_domain_name").unwrap_or_else(|| "Default".into()),
+                        password: password.clone(),
+                        project,
+                        project_domain: text("os_project_domain_name").unwrap_or_else(|| "Default".into()),
+                    },
+                    _ => return Err(Error::usage(
+                        "OS_AUTH_URL is set but neither OS_APPLICATION_CREDENTIAL_ID + OS_APPLICATION_CREDENTIAL_SECRET nor OS_USERNAME + OS_PASSWORD + OS_PROJECT_NAME are",
+                    )),
+                },
+            };
+            return Ok(Credentials::Keystone {
+                auth_url: v3_url(auth_url.expose()),
+                identity,
+                region: text("os_region_name"),
+                interface: text("os_interface").unwrap_or_else(|| "public".into()),
             });
         }
         if let Some(auth_url) = get("st_auth") {
@@ -51,13 +107,8 @@ impl Credentials {
                 key: key.clone(),
             });
         }
-        if get("os_auth_url").is_some() {
-            return Err(Error::usage(
-                "Keystone (OS_AUTH_URL) is not supported by this build yet; use OS_STORAGE_URL + OS_AUTH_TOKEN or ST_AUTH/ST_USER/ST_KEY",
-            ));
-        }
         Err(Error::usage(
-            "swift storage needs credentials: OS_STORAGE_URL + OS_AUTH_TOKEN, or ST_AUTH + ST_USER + ST_KEY (environment or settings file)",
+            "swift storage needs credentials: OS_STORAGE_URL + OS_AUTH_TOKEN, OS_AUTH_URL with a user or an application credential, or ST_AUTH + ST_USER + ST_KEY (environment or settings file)",
         ))
     }
 
@@ -71,7 +122,14 @@ impl Credentials {
             Credentials::PreAuthenticated { storage_url, token } => Ok(Session {
                 storage_url: storage_url.clone(),
                 token: token.clone(),
+                expires: None,
             }),
+            Credentials::Keystone {
+                auth_url,
+                identity,
+                region,
+                interface,
+            } => keystone(agent, auth_url, identity, region.as_deref(), interface),
             Credentials::TempAuth {
                 auth_url,
                 user,
@@ -102,20 +160,152 @@ fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> R
         Err(ureq::Error::Transport(t)) => {
             return Err(Error::storage(format!(
                 "cannot reach Swift auth at {auth_url}: {}",
-                t.kind()
+                describe_transport(&t)
             )))
         }
     };
     let storage_url = response.header("X-Storage-Url").map(str::to_string);
     let token = response.header("X-Auth-Token").map(Secret::new);
+    // Seconds the token has left, as TempAuth reports it.
+    let expires = response
+        .header("X-Auth-Token-Expires")
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map(|secs| SystemTime::now() + Duration::from_secs_f64(secs.max(0.0)));
     match (storage_url, token) {
         (Some(storage_url), Some(token)) => Ok(Session {
             storage_url: storage_url.trim_end_matches('/').to_string(),
             token,
+            expires,
         }),
         _ => Err(Error::storage(format!(
             "Swift auth at {auth_url} answered without X-Storage-Url and X-Auth-Token"
         ))),
+    }
+}
+
+/// `…/v3` whether or not the setting named the version.
+fn v3_url(auth_url: &str) -> String {
+    let base = auth_url.trim_end_matches('/');
+    match base.ends_with("/v3") {
+        true => base.to_string(),
+        false => format!("{base}/v3"),
+    }
+}
+
+/// Keystone's largest answers are tokens with a big catalog; far below this.
+const MAX_TOKEN_BODY: u64 = 4 << 20;
+
+fn keystone(
+    agent: &ureq::Agent,
+    auth_url: &str,
+    identity: &KeystoneIdentity,
+    region: Option<&str>,
+    interface: &str,
+) -> Result<Session> {
+    let (body, who) = match identity {
+        KeystoneIdentity::Password {
+            user,
+            user_domain,
+            password,
+            project,
+            project_domain,
+        } => (
+            json!({"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": user, "domain": {"name": user_domain}, "password": password.expose()}}},
+                "scope": {"project": {"name": project, "domain": {"name": project_domain}}}}}),
+            format!("user {user}"),
+        ),
+        KeystoneIdentity::ApplicationCredential { id, secret } => (
+            json!({"auth": {"identity": {"methods": ["application_credential"],
+                "application_credential": {"id": id, "secret": secret.expose()}}}}),
+            format!("application credential {id}"),
+        ),
+    };
+    let url = format!("{auth_url}/auth/tokens");
+    let mut body = serde_json::to_vec(&body)
+        .map_err(|e| Error::other(format!("encoding the token request: {e}")))?;
+    let sent = agent
+        .post(&url)
+        .set("Content-Type", "application/json")
+        .send_bytes(&body);
+    body.zeroize(); // it holds the password or secret
+    let response = match sent {
+        Ok(response) => response,
+        Err(ureq::Error::Status(401 | 403, _)) => {
+            return Err(Error::storage(format!(
+                "Keystone at {auth_url} rejected {who}; check the OpenStack credentials"
+            )))
+        }
+        Err(ureq::Error::Status(code, _)) => {
+            return Err(Error::storage(format!(
+                "Keystone at {auth_url} answered {code}"
+            )))
+        }
+        Err(ureq::Error::Transport(t)) => {
+            return Err(Error::storage(format!(
+                "cannot reach Keystone at {auth_url}: {}",
+                describe_transport(&t)
+            )))
+        }
+    };
+    let token = response
+        .header("X-Subject-Token")
+        .map(Secret::new)
+        .ok_or_else(|| {
+            Error::storage(format!("Keystone at {auth_url} issued no X-Subject-Token"))
+        })?;
+    let mut text = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_TOKEN_BODY)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::storage(format!("reading Keystone's token: {e}")))?;
+    let body: Value = serde_json::from_slice(&text).map_err(|_| {
+        Error::storage(format!(
+            "Keystone at {auth_url} sent a token that is not JSON"
+        ))
+    })?;
+    let storage_url = object_store_url(&body["token"]["catalog"], region, interface).ok_or_else(|| {
+        Error::storage(format!(
+            "Keystone's catalog has no object-store endpoint for region {} and interface {interface}; check OS_REGION_NAME and OS_INTERFACE",
+            region.unwrap_or("(any)")
+        ))
+    })?;
+    let expires = body["token"]["expires_at"]
+        .as_str()
+        .and_then(crate::record::parse_rfc3339)
+        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+    Ok(Session {
+        storage_url: storage_url.trim_end_matches('/').to_string(),
+        token,
+        expires,
+    })
+}
+
+/// The object-store endpoint of the catalog for `region` (any if unset) and
+/// `interface` (public, internal or admin).
+fn object_store_url(catalog: &Value, region: Option<&str>, interface: &str) -> Option<String> {
+    let interface = interface.trim_end_matches("URL");
+    catalog
+        .as_array()?
+        .iter()
+        .filter(|service| service["type"] == "object-store")
+        .flat_map(|service| service["endpoints"].as_array().into_iter().flatten())
+        .find(|endpoint| {
+            endpoint["interface"] == interface
+                && region.is_none_or(|r| endpoint["region"] == r || endpoint["region_id"] == r)
+        })
+        .and_then(|endpoint| endpoint["url"].as_str().map(str::to_string))
+}
+
+/// A transport error in words, certificate problems named as such.
+pub fn describe_transport(t: &ureq::Transport) -> String {
+    let text = t.to_string();
+    if text.to_lowercase().contains("certificate") {
+        format!("{text} (TLS certificate not trusted: set OS_CACERT to the CA that signed it)")
+    } else {
+        text
     }
 }
 
@@ -128,6 +318,80 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), Secret::new(*v)))
             .collect()
+    }
+
+    #[test]
+    fn the_catalog_gives_the_object_store_for_region_and_interface() {
+        let catalog = json!([
+            {"type": "identity", "endpoints": [{"interface": "public", "region": "R1", "url": "http://k"}]},
+            {"type": "object-store", "endpoints": [
+                {"interface": "internal", "region": "R1", "url": "http://int/v1/AUTH_p"},
+                {"interface": "public", "region": "R2", "url": "http://r2/v1/AUTH_p"},
+                {"interface": "public", "region": "R1", "url": "http://pub/v1/AUTH_p"}]}
+        ]);
+        assert_eq!(
+            object_store_url(&catalog, Some("R1"), "public").as_deref(),
+            Some("http://pub/v1/AUTH_p")
+        );
+        assert_eq!(
+            object_store_url(&catalog, Some("R1"), "internalURL").as_deref(),
+            Some("http://int/v1/AUTH_p")
+        );
+        assert_eq!(
+            object_store_url(&catalog, Some("R2"), "public").as_deref(),
+            Some("http://r2/v1/AUTH_p")
+        );
+        assert_eq!(object_store_url(&catalog, Some("R3"), "public"), None);
+        assert_eq!(v3_url("http://k:5000/"), "http://k:5000/v3");
+        assert_eq!(v3_url("http://k:5000/v3/"), "http://k:5000/v3");
+    }
+
+    #[test]
+    fn keystone_identities_from_settings() {
+        let app = Credentials::from_settings(&settings(&[
+            ("os_auth_url", "http://k:5000/v3"),
+            ("os_application_credential_id", "id1"),
+            ("os_application_credential_secret", "s"),
+            ("os_username", "u"),
+            ("os_password", "p"),
+            ("os_project_name", "pr"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            app,
+            Credentials::Keystone {
+                identity: KeystoneIdentity::ApplicationCredential { .. },
+                ..
+            }
+        ));
+        assert!(app.renewable());
+        let password = Credentials::from_settings(&settings(&[
+            ("os_auth_url", "http://k:5000"),
+            ("os_username", "u"),
+            ("os_password", "p"),
+            ("os_project_name", "pr"),
+        ]))
+        .unwrap();
+        match password {
+            Credentials::Keystone {
+                auth_url,
+                identity: KeystoneIdentity::Password { user_domain, .. },
+                interface,
+                ..
+            } => {
+                assert_eq!(auth_url, "http://k:5000/v3");
+                assert_eq!(user_domain, "Default");
+                assert_eq!(interface, "public");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Credentials::from_settings(&settings(&[
+            ("os_auth_url", "http://k"),
+            ("os_password", "hunter2"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(!err.message().contains("hunter2"));
     }
 
     #[test]
