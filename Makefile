@@ -15,13 +15,16 @@ deps:
 	  echo "installing redis-server with apt-get"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
 
-# The tests also start a real OpenStack Swift all-in-one (tests/support/swift-aio.sh).
+# The tests also start a real OpenStack Swift (and Keystone) all-in-one
+# (tests/support/swift-aio.sh), from Debian's packages.
 test-deps: deps
 	@command -v swift-proxy-server >/dev/null 2>&1 && command -v memcached >/dev/null 2>&1 \
-	  && command -v curl >/dev/null 2>&1 || { \
-	  echo "installing Swift and memcached with apt-get"; \
+	  && command -v keystone-manage >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 \
+	  && command -v openssl >/dev/null 2>&1 || { \
+	  echo "installing Swift, Keystone and memcached with apt-get"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    swift swift-proxy swift-account swift-container swift-object memcached curl; }
+	    swift swift-proxy swift-account swift-container swift-object memcached curl openssl \
+	    keystone python3-keystonemiddleware; }
 
 test: test-deps
 	$(CARGO) test --all-targets
