@@ -16,11 +16,11 @@ use crate::rdb::{RdbCheck, RdbInfo};
 use crate::record::{self, human_size, Record};
 use crate::redis::{Connection, DbCount};
 use crate::redis_conf;
-use crate::storage::{self, Storage};
+use crate::storage::{self, ObjectWriter, Storage};
 use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const FORMAT_VERSION: u64 = 1;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(30);
 const DUMP_AGE_SLACK_SECS: i64 = 5;
+/// Pause before sending the rest of a stream whose upload failed.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Request {
     pub id: Option<BackupId>,
@@ -139,10 +141,34 @@ fn store(
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
         level: config.compression_level,
+        // Fixed up front so that a resumed upload encodes the same bytes.
+        salt: Some(pipeline::fresh_salt()?),
         ..EncodeOptions::default()
     };
     let started = Instant::now();
-    let summary = pipeline::encode(&mut input, &mut object, key, &options)?;
+    let mut resume_from = 0;
+    let summary = loop {
+        input.rewind()?;
+        let mut out = SkipTo {
+            inner: &mut *object,
+            skip: resume_from,
+            position: 0,
+        };
+        match pipeline::encode(&mut input, &mut out, key, &options) {
+            Ok(summary) => break summary,
+            // The storage kept what came before `offset`: encode again and
+            // send only the rest (re-reading the RDB is cheap next to a
+            // network upload, and keeps memory flat).
+            Err(e) => match object.resume_offset() {
+                Some(offset) => {
+                    warn!("{e}");
+                    std::thread::sleep(RETRY_PAUSE);
+                    resume_from = offset;
+                }
+                None => return Err(e),
+            },
+        }
+    };
     // A dump that fails its own checksum would make a backup that cannot be
     // restored; refuse it before it is committed.
     let rdb = input.check.finish().map_err(|e| {
@@ -171,6 +197,43 @@ struct CheckedDump {
     file: File,
     check: RdbCheck,
     progress: Progress,
+}
+
+impl CheckedDump {
+    /// Back to the start, for another pass of an upload being resumed.
+    fn rewind(&mut self) -> Result<()> {
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::other(format!("rewinding the dump: {e}")))?;
+        let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.check = RdbCheck::new();
+        self.progress = Progress::new("backup", size);
+        Ok(())
+    }
+}
+
+/// Passes the stream on from byte `skip` (what the storage already holds).
+struct SkipTo<'a> {
+    inner: &'a mut dyn ObjectWriter,
+    skip: u64,
+    position: u64,
+}
+
+impl Write for SkipTo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.position < self.skip {
+            let n = buf.len().min((self.skip - self.position) as usize);
+            self.position += n as u64;
+            return Ok(n);
+        }
+        let n = self.inner.write(buf)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl Read for CheckedDump {

@@ -44,6 +44,11 @@ pub struct EncodeOptions {
     pub frame_size: usize,
     /// Threads that compress and encrypt.
     pub workers: usize,
+    /// The header's salt; `None` draws a fresh one. Encoding the same input
+    /// again with the salt of an earlier run gives the same bytes (frames are
+    /// deflated and encrypted independently and deterministically), which is
+    /// how a storage upload that failed part way is resumed.
+    pub salt: Option<[u8; 32]>,
 }
 
 impl Default for EncodeOptions {
@@ -52,6 +57,7 @@ impl Default for EncodeOptions {
             level: 1,
             frame_size: format::DEFAULT_FRAME_SIZE,
             workers: default_workers(),
+            salt: None,
         }
     }
 }
@@ -71,6 +77,11 @@ pub struct EncodeSummary {
     pub stored_size: u64,
     /// Fingerprint of the master key that encrypted it.
     pub key_id: String,
+}
+
+/// The salt `encode` is about to use, so a retry can pass it back in.
+pub fn fresh_salt() -> Result<[u8; 32]> {
+    random_bytes()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +127,10 @@ pub fn encode(
         },
         level: opts.level,
         frame_size: frame_size as u32,
-        salt: random_bytes()?,
+        salt: match opts.salt {
+            Some(salt) => salt,
+            None => random_bytes()?,
+        },
         key_id: key.key_id_bytes(),
     };
     let keys = BackupKeys::derive(key, &header.salt);
@@ -546,6 +560,7 @@ mod tests {
             level,
             frame_size: FS,
             workers,
+            salt: None,
         }
     }
 
@@ -1100,5 +1115,26 @@ mod tests {
                 mb / d
             );
         }
+    }
+
+    #[test]
+    fn the_same_salt_gives_the_same_bytes() {
+        let data = crate::compress::tests::noise(3 * FS + 17);
+        let salt = fresh_salt().unwrap();
+        let with_salt = EncodeOptions {
+            salt: Some(salt),
+            ..opts(1, 2)
+        };
+        let (first, _) = encode_vec(&data, &with_salt);
+        let (second, _) = encode_vec(
+            &data,
+            &EncodeOptions {
+                workers: 1,
+                ..with_salt
+            },
+        );
+        assert_eq!(first, second, "a resumed upload relies on this");
+        let (fresh, _) = encode_vec(&data, &opts(1, 2));
+        assert_ne!(first, fresh);
     }
 }

@@ -23,6 +23,13 @@ pub trait ObjectWriter: Write + Send {
     /// `metadata` (name, value) travels with the object where the backend
     /// can keep it (Swift's `X-Object-Meta-*`).
     fn commit(self: Box<Self>, metadata: &[(&str, String)]) -> Result<u64>;
+
+    /// After a write failed: the offset of the stream from which this object
+    /// can take the rest again (all before it is safely stored), or `None`
+    /// when the failure is final.
+    fn resume_offset(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 pub trait Storage {

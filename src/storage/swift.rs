@@ -33,6 +33,8 @@ const MAX_SEGMENTS: usize = 1000;
 /// A container listing page is at most 10,000 short JSON entries.
 const MAX_LISTING_BYTES: u64 = 16 << 20;
 const DOWNLOAD_ATTEMPTS: u32 = 3;
+/// Uploads of segments that may fail, in all, before the backup gives up.
+const SEGMENT_ATTEMPTS: u32 = 5;
 /// Renew a token this long before it expires.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
@@ -128,7 +130,8 @@ impl Storage for SwiftStorage {
             segment_size: self.segment_size,
             current: None,
             segments: Vec::new(),
-            written: 0,
+            failures: 0,
+            resume: None,
             committed: false,
         }))
     }
@@ -309,22 +312,6 @@ impl Client {
         }
     }
 
-    /// A request whose body can be sent only once (a streamed segment).
-    fn call_once(
-        &self,
-        method: &str,
-        path: &str,
-        send: impl FnOnce(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
-    ) -> Result<Reply> {
-        self.attempt(method, path, send)?
-            .ok_or_else(|| match self.credentials.renewable() {
-                true => Error::storage(format!(
-                    "{method} {path}: the Swift token expired during the upload"
-                )),
-                false => self.rejected(),
-            })
-    }
-
     /// `None` when Swift answered 401 (the token is then forgotten).
     fn attempt(
         &self,
@@ -425,7 +412,7 @@ struct SegmentInfo {
 struct SegmentUpload {
     path: String,
     chunks: SyncSender<Vec<u8>>,
-    upload: JoinHandle<Result<String>>,
+    upload: JoinHandle<std::result::Result<String, SegmentFailure>>,
     md5: Md5,
     size: u64,
 }
@@ -437,7 +424,10 @@ struct SwiftObject {
     segment_size: u64,
     current: Option<SegmentUpload>,
     segments: Vec<SegmentInfo>,
-    written: u64,
+    /// Failed segment uploads so far, of `SEGMENT_ATTEMPTS` allowed.
+    failures: u32,
+    /// After a retryable failure: the stream offset to take the rest from.
+    resume: Option<u64>,
     committed: bool,
 }
 
@@ -475,14 +465,19 @@ impl SwiftObject {
             size,
         } = segment;
         drop(chunks);
-        let etag = upload
-            .join()
-            .map_err(|_| Error::other("the segment upload thread panicked"))??;
+        let etag = match upload.join() {
+            Ok(Ok(etag)) => etag,
+            Ok(Err(failure)) => return Err(self.failed(failure)),
+            Err(_) => return Err(Error::other("the segment upload thread panicked")),
+        };
         let ours = crate::crypto::hex(&md5.finalize());
         if etag.trim_matches('"') != ours {
-            return Err(Error::storage(format!(
-                "Swift stored segment {path} with ETag {etag}, but we sent MD5 {ours}: the segment was damaged on the way"
-            )));
+            return Err(self.failed(SegmentFailure {
+                error: Error::storage(format!(
+                    "Swift stored segment {path} with ETag {etag}, but we sent MD5 {ours}: the segment was damaged on the way"
+                )),
+                retryable: true,
+            }));
         }
         debug!("segment {path}: {size} bytes, etag {ours}");
         self.segments.push(SegmentInfo {
@@ -491,6 +486,21 @@ impl SwiftObject {
             size,
         });
         Ok(())
+    }
+
+    /// Note a failed segment; if it may be sent again, the stream can resume
+    /// where the last good segment ended.
+    fn failed(&mut self, failure: SegmentFailure) -> Error {
+        self.failures += 1;
+        if failure.retryable && self.failures < SEGMENT_ATTEMPTS {
+            self.resume = Some(self.durable());
+        }
+        failure.error
+    }
+
+    /// Bytes of the stream in segments Swift has confirmed.
+    fn durable(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
     }
 
     fn write_manifest(&self, metadata: &[(&str, String)]) -> Result<()> {
@@ -521,22 +531,46 @@ impl SwiftObject {
     }
 }
 
-fn put_streamed(client: &Client, path: &str, chunks: Receiver<Vec<u8>>) -> Result<String> {
-    // A streamed body cannot be sent twice: a 401 here is reported, not retried.
+/// Why a segment upload failed, and whether sending it again may work.
+struct SegmentFailure {
+    error: Error,
+    retryable: bool,
+}
+
+fn put_streamed(
+    client: &Client,
+    path: &str,
+    chunks: Receiver<Vec<u8>>,
+) -> std::result::Result<String, SegmentFailure> {
     let body = ChannelReader {
         chunks,
         current: Vec::new(),
         offset: 0,
     };
-    let reply = client.call_once("PUT", path, |r| r.send(body))?;
-    match reply {
-        Reply::Done(response) => response
-            .header("ETag")
-            .map(str::to_string)
-            .ok_or_else(|| Error::storage(format!("Swift stored {path} but sent no ETag"))),
-        Reply::Status(code) => Err(Error::storage(format!(
-            "uploading segment {path}: Swift answered {code}"
-        ))),
+    let fail = |error: Error, retryable: bool| SegmentFailure { error, retryable };
+    // A streamed body cannot be sent twice here; the whole segment is sent
+    // again by the caller, regenerated from the RDB (see backup.rs).
+    match client.attempt("PUT", path, |r| r.send(body)) {
+        Ok(Some(Reply::Done(response))) => {
+            response.header("ETag").map(str::to_string).ok_or_else(|| {
+                fail(
+                    Error::storage(format!("Swift stored {path} but sent no ETag")),
+                    true,
+                )
+            })
+        }
+        Ok(Some(Reply::Status(code))) => Err(fail(
+            Error::storage(format!("uploading segment {path}: Swift answered {code}")),
+            code >= 500 || code == 408 || code == 429,
+        )),
+        Ok(None) => Err(fail(
+            Error::storage(format!(
+                "uploading segment {path}: Swift rejected the token (401)"
+            )),
+            client.credentials.renewable(),
+        )),
+        // Connection refused, reset or timed out: worth another try.
+        Err(error) => Err(fail(error, true)),
     }
 }
 
@@ -583,7 +617,6 @@ impl Write for SwiftObject {
                     .unwrap_or_else(|| "segment upload ended early".into()),
             ));
         }
-        self.written += n as u64;
         if self
             .current
             .as_ref()
@@ -610,7 +643,16 @@ impl ObjectWriter for SwiftObject {
             self.manifest_path,
             self.segments.len()
         );
-        Ok(self.written)
+        Ok(self.durable())
+    }
+
+    fn resume_offset(&mut self) -> Option<u64> {
+        let offset = self.resume.take()?;
+        warn!(
+            "a segment upload failed; sending the stream again from byte {offset} (attempt {} of {SEGMENT_ATTEMPTS})",
+            self.failures + 1
+        );
+        Some(offset)
     }
 }
 
