@@ -28,7 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const FORMAT_VERSION: u64 = 1;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(30);
 const DUMP_AGE_SLACK_SECS: i64 = 5;
-/// Pause before sending the rest of a stream whose upload failed.
+/// First pause before sending the rest of a stream whose upload failed;
+/// doubled each time.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Request {
@@ -147,6 +148,7 @@ fn store(
     };
     let started = Instant::now();
     let mut resume_from = 0;
+    let mut pause = RETRY_PAUSE;
     let summary = loop {
         input.rewind()?;
         let mut out = SkipTo {
@@ -162,7 +164,8 @@ fn store(
             Err(e) => match object.resume_offset() {
                 Some(offset) => {
                     warn!("{e}");
-                    std::thread::sleep(RETRY_PAUSE);
+                    std::thread::sleep(pause);
+                    pause *= 2;
                     resume_from = offset;
                 }
                 None => return Err(e),

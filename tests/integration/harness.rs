@@ -21,8 +21,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -1748,6 +1748,18 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> HttpResponse {
+    http_with(work, None, method, url, headers, body)
+}
+
+/// `http`, trusting the CA certificates in `cacert` (PEM) for `https` URLs.
+pub fn http_with(
+    work: &Path,
+    cacert: Option<&Path>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpResponse {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::SeqCst);
     fs::create_dir_all(work).unwrap_or_else(|e| panic!("mkdir {}: {e}", work.display()));
@@ -1762,6 +1774,9 @@ pub fn http(
         .arg(&body_file)
         // No `Expect: 100-continue` round trip for large bodies.
         .args(["-H", "Expect:"]);
+    if let Some(ca) = cacert {
+        c.arg("--cacert").arg(ca);
+    }
     match method {
         "HEAD" => {
             c.arg("-I");
@@ -1825,43 +1840,72 @@ pub fn http(
     }
 }
 
-/// A real Swift all-in-one (proxy with TempAuth, account, container and object
-/// servers, memcached) on 127.0.0.1, started by `tests/support/swift-aio.sh`
-/// in a scratch directory of its own; stopped when dropped. The stack's own
-/// TempAuth token is used by the helpers that look at Swift directly.
-pub struct SwiftStack {
-    /// Every KEY=VALUE line the start printed (ST_AUTH, ports, ...).
-    pub vars: BTreeMap<String, String>,
-    pub st_auth: String,
-    pub st_user: String,
-    pub st_key: String,
-    pub proxy_port: u16,
-    /// The account URL (`http://127.0.0.1:PORT/v1/AUTH_test`) and a token for it.
-    pub storage_url: String,
-    pub token: String,
-    dir: PathBuf,
-    scratch: Scratch,
+/// Options for a `SwiftStack`: `SwiftStack::builder()...start()`. Every knob
+/// of `swift-aio.sh` that is not set here is removed from its environment, so
+/// nothing from the caller's environment leaks into a stack.
+#[derive(Debug, Clone, Default)]
+pub struct SwiftBuilder {
+    keystone: bool,
+    tls: bool,
+    token_life: Option<u32>,
+    keystone_token_life: Option<u32>,
+    listing_limit: Option<u32>,
+    catalog_url: Option<String>,
 }
 
-impl SwiftStack {
-    /// `tests/support/swift-aio.sh`.
-    pub fn script() -> PathBuf {
-        support_dir().join("swift-aio.sh")
+impl SwiftBuilder {
+    /// Also run Keystone v3 and a second proxy (authtoken + keystoneauth)
+    /// that Keystone's catalog names (`WITH_KEYSTONE=1`, ~14 s to start).
+    pub fn keystone(mut self) -> SwiftBuilder {
+        self.keystone = true;
+        self
     }
 
-    /// Start a stack (without Keystone); `listing_limit` sets the names per
-    /// listing page (Swift's default is 10000).
-    pub fn start(listing_limit: Option<u32>) -> SwiftStack {
+    /// The proxies serve HTTPS with a throw-away CA (`SWIFT_TLS=1`); the CA
+    /// is `SwiftStack::cacert`.
+    pub fn tls(mut self) -> SwiftBuilder {
+        self.tls = true;
+        self
+    }
+
+    /// TempAuth tokens live `secs` seconds (`SWIFT_TOKEN_LIFE`).
+    pub fn token_life(mut self, secs: u32) -> SwiftBuilder {
+        self.token_life = Some(secs);
+        self
+    }
+
+    /// Keystone tokens live `secs` seconds (`KEYSTONE_TOKEN_LIFE`).
+    pub fn keystone_token_life(mut self, secs: u32) -> SwiftBuilder {
+        self.keystone_token_life = Some(secs);
+        self
+    }
+
+    /// At most `names` names per listing page (`SWIFT_LISTING_LIMIT`).
+    pub fn listing_limit(mut self, names: u32) -> SwiftBuilder {
+        self.listing_limit = Some(names);
+        self
+    }
+
+    /// The object-store URL base in Keystone's catalog
+    /// (`SWIFT_AIO_CATALOG_URL`, e.g. a `FaultProxy` in front of the Keystone
+    /// proxy: `http://127.0.0.1:PORT`).
+    pub fn catalog_url(mut self, url: &str) -> SwiftBuilder {
+        self.catalog_url = Some(url.to_string());
+        self
+    }
+
+    /// Start the stack (twice if the first start fails: a free port may in
+    /// theory be taken before a server binds it); panics with the logs' tails.
+    pub fn start(self) -> SwiftStack {
         let scratch = Scratch::new("swift");
         let dir = scratch.join("aio");
         let started = Instant::now();
         let mut out = None;
-        // Twice: a free port may in theory be taken before a server binds it.
         for attempt in 1..=2 {
-            let mut run = Run::new(&Self::script().display().to_string())
+            let mut run = Run::new(&SwiftStack::script().display().to_string())
                 .arg("start")
                 .arg(dir.display().to_string())
-                .env("WITH_KEYSTONE", "0");
+                .env("WITH_KEYSTONE", if self.keystone { "1" } else { "0" });
             for knob in [
                 "SWIFT_TLS",
                 "SWIFT_TOKEN_LIFE",
@@ -1875,15 +1919,30 @@ impl SwiftStack {
             ] {
                 run = run.env_remove(knob);
             }
-            if let Some(limit) = listing_limit {
+            if self.tls {
+                run = run.env("SWIFT_TLS", "1");
+            }
+            if let Some(secs) = self.token_life {
+                run = run.env("SWIFT_TOKEN_LIFE", secs.to_string());
+            }
+            if let Some(secs) = self.keystone_token_life {
+                run = run.env("KEYSTONE_TOKEN_LIFE", secs.to_string());
+            }
+            if let Some(limit) = self.listing_limit {
                 run = run.env("SWIFT_LISTING_LIMIT", limit.to_string());
+            }
+            if let Some(url) = &self.catalog_url {
+                run = run.env("SWIFT_AIO_CATALOG_URL", url);
             }
             let o = run.run();
             if o.code == Some(0) {
                 out = Some(o);
                 break;
             }
-            let _ = Command::new(Self::script()).arg("stop").arg(&dir).status();
+            let _ = Command::new(SwiftStack::script())
+                .arg("stop")
+                .arg(&dir)
+                .status();
             if attempt == 2 {
                 let logs: String = dir_entries(&dir.join("log"))
                     .iter()
@@ -1895,12 +1954,12 @@ impl SwiftStack {
                         format!("--- {name} (tail) ---\n{}\n", tail.join("\n"))
                     })
                     .collect();
-                panic!("could not start Swift (swift-aio.sh)\n{o}\n{logs}");
+                panic!("could not start Swift (swift-aio.sh, {self:?})\n{o}\n{logs}");
             }
         }
         let out = out.expect("started");
         eprintln!(
-            "swift-aio started in {:.1} s in {}",
+            "swift-aio started in {:.1} s in {} ({self:?})",
             started.elapsed().as_secs_f64(),
             dir.display()
         );
@@ -1915,21 +1974,93 @@ impl SwiftStack {
                 .unwrap_or_else(|| panic!("swift-aio.sh printed no {k}\n{out}"))
                 .clone()
         };
+        let st_auth = var("ST_AUTH");
+        let base_url = st_auth
+            .strip_suffix("/auth/v1.0")
+            .unwrap_or_else(|| panic!("ST_AUTH {st_auth} does not end in /auth/v1.0"))
+            .to_string();
         let mut stack = SwiftStack {
-            st_auth: var("ST_AUTH"),
             st_user: var("ST_USER"),
             st_key: var("ST_KEY"),
             proxy_port: var("SWIFT_PROXY_PORT").parse().expect("SWIFT_PROXY_PORT"),
+            keystone_proxy_port: self.keystone.then(|| {
+                var("SWIFT_KEYSTONE_PROXY_PORT")
+                    .parse()
+                    .expect("SWIFT_KEYSTONE_PROXY_PORT")
+            }),
+            cacert: self.tls.then(|| PathBuf::from(var("SWIFT_CACERT"))),
+            st_auth,
+            base_url,
             storage_url: String::new(),
             token: String::new(),
+            current_token: Mutex::new(String::new()),
             vars,
             dir,
             scratch,
         };
         let (url, token) = stack.auth();
         stack.storage_url = url;
-        stack.token = token;
+        stack.token = token.clone();
+        stack.current_token = Mutex::new(token);
         stack
+    }
+}
+
+/// A Swift account to look at directly: its URL and a token for it.
+#[derive(Debug, Clone)]
+pub struct SwiftAccount {
+    pub storage_url: String,
+    pub token: String,
+}
+
+/// A real Swift all-in-one (proxy with TempAuth, account, container and object
+/// servers, memcached; optionally Keystone v3 with a second proxy) on
+/// 127.0.0.1, started by `tests/support/swift-aio.sh` in a scratch directory of
+/// its own; stopped when dropped. The helpers that look at Swift directly use a
+/// TempAuth token of `st_user` on the TempAuth proxy, renewed when Swift says
+/// it expired (stacks with a short `token_life`).
+pub struct SwiftStack {
+    /// Every KEY=VALUE line the start printed (ST_AUTH, ports, OS_*, ...).
+    pub vars: BTreeMap<String, String>,
+    pub st_auth: String,
+    pub st_user: String,
+    pub st_key: String,
+    /// The TempAuth proxy's port.
+    pub proxy_port: u16,
+    /// The Keystone proxy's port (authtoken + keystoneauth), with Keystone.
+    pub keystone_proxy_port: Option<u16>,
+    /// The CA that signed the proxies' certificate (`tls()` stacks).
+    pub cacert: Option<PathBuf>,
+    /// `http[s]://127.0.0.1:PROXY_PORT` (ST_AUTH without `/auth/v1.0`).
+    pub base_url: String,
+    /// The account URL (`http://127.0.0.1:PORT/v1/AUTH_test`) and the token
+    /// the stack got at start (see `account` for a current one).
+    pub storage_url: String,
+    pub token: String,
+    current_token: Mutex<String>,
+    dir: PathBuf,
+    scratch: Scratch,
+}
+
+impl SwiftStack {
+    /// `tests/support/swift-aio.sh`.
+    pub fn script() -> PathBuf {
+        support_dir().join("swift-aio.sh")
+    }
+
+    /// Options for a stack (Keystone, TLS, token lives, ...).
+    pub fn builder() -> SwiftBuilder {
+        SwiftBuilder::default()
+    }
+
+    /// Start a stack (without Keystone); `listing_limit` sets the names per
+    /// listing page (Swift's default is 10000).
+    pub fn start(listing_limit: Option<u32>) -> SwiftStack {
+        let mut b = SwiftStack::builder();
+        if let Some(limit) = listing_limit {
+            b = b.listing_limit(limit);
+        }
+        b.start()
     }
 
     /// The stack's directory (logs in `log/`).
@@ -1937,21 +2068,46 @@ impl SwiftStack {
         &self.dir
     }
 
+    /// A value the start printed, which must be there (e.g. `OS_AUTH_URL`).
+    #[track_caller]
+    pub fn var(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("swift-aio.sh printed no {key}: {:?}", self.vars.keys()))
+    }
+
     /// `GET /info` of the proxy (no auth): Swift's capabilities and limits,
     /// e.g. `["swift"]["container_listing_limit"]`.
     pub fn info(&self) -> Value {
-        let url = format!("http://127.0.0.1:{}/info", self.proxy_port);
-        let r = http(&self.work(), "GET", &url, &[], None);
+        let url = format!("{}/info", self.base_url);
+        let r = self.http(&url, "GET", &[], None);
         r.expect(&[200]);
         r.json()
     }
 
+    /// One request with the harness's client, trusting the stack's CA.
+    pub fn http(
+        &self,
+        url: &str,
+        method: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
+        http_with(
+            &self.work(),
+            self.cacert.as_deref(),
+            method,
+            url,
+            headers,
+            body,
+        )
+    }
+
     /// `GET ST_AUTH` with `X-Auth-User`/`X-Auth-Key`: the raw response.
     pub fn tempauth(&self, user: &str, key: &str) -> HttpResponse {
-        http(
-            &self.work(),
-            "GET",
+        self.http(
             &self.st_auth,
+            "GET",
             &[("X-Auth-User", user), ("X-Auth-Key", key)],
             None,
         )
@@ -1985,8 +2141,89 @@ impl SwiftStack {
         ]
     }
 
+    /// The Keystone v3 password credentials of the demo user, as printed:
+    /// OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME,
+    /// OS_USER_DOMAIN_NAME, OS_PROJECT_DOMAIN_NAME, OS_REGION_NAME,
+    /// OS_INTERFACE (for `Run::env`).
+    pub fn keystone_env(&self) -> Vec<(&'static str, String)> {
+        [
+            "OS_AUTH_URL",
+            "OS_USERNAME",
+            "OS_PASSWORD",
+            "OS_PROJECT_NAME",
+            "OS_USER_DOMAIN_NAME",
+            "OS_PROJECT_DOMAIN_NAME",
+            "OS_REGION_NAME",
+            "OS_INTERFACE",
+        ]
+        .into_iter()
+        .map(|k| (k, self.var(k).to_string()))
+        .collect()
+    }
+
+    /// `keystone_env` as settings-file keys (lower case).
+    pub fn keystone_settings(&self) -> Vec<(String, String)> {
+        self.keystone_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_lowercase(), v))
+            .collect()
+    }
+
+    /// OS_AUTH_URL, OS_APPLICATION_CREDENTIAL_ID and
+    /// OS_APPLICATION_CREDENTIAL_SECRET of the demo user's application
+    /// credential (for `Run::env`).
+    pub fn app_credential_env(&self) -> Vec<(&'static str, String)> {
+        [
+            "OS_AUTH_URL",
+            "OS_APPLICATION_CREDENTIAL_ID",
+            "OS_APPLICATION_CREDENTIAL_SECRET",
+        ]
+        .into_iter()
+        .map(|k| (k, self.var(k).to_string()))
+        .collect()
+    }
+
+    /// A Keystone v3 password login (user and project in domain Default),
+    /// with the harness's client: the token and the public `object-store`
+    /// URL of region `RegionOne` from its catalog.
+    pub fn keystone_login(&self, user: &str, password: &str, project: &str) -> SwiftAccount {
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"name": "Default"}, "password": password}}},
+            "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
+        let url = format!("{}/auth/tokens", self.var("OS_AUTH_URL"));
+        let r = http(
+            &self.work(),
+            "POST",
+            &url,
+            &[("Content-Type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        );
+        r.expect(&[201]);
+        let token = r.must_header("X-Subject-Token").to_string();
+        let catalog = r.json()["token"]["catalog"].clone();
+        let storage_url = catalog
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|service| service["type"] == "object-store")
+            .flat_map(|service| service["endpoints"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["interface"] == "public" && e["region_id"] == "RegionOne")
+            .and_then(|e| e["url"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("no public object-store endpoint in {catalog}"));
+        SwiftAccount { storage_url, token }
+    }
+
     fn work(&self) -> PathBuf {
         self.scratch.join("http")
+    }
+
+    /// The TempAuth account of ST_USER with a current token.
+    pub fn account(&self) -> SwiftAccount {
+        SwiftAccount {
+            storage_url: self.storage_url.clone(),
+            token: self.current_token.lock().expect("token lock").clone(),
+        }
     }
 
     /// The URL of `path` (`CONTAINER` or `CONTAINER/OBJECT`) in the account.
@@ -1994,8 +2231,29 @@ impl SwiftStack {
         format!("{}/{}", self.storage_url, url_encode(path, true))
     }
 
-    /// A request with the stack's token; `path_and_query` is already encoded
-    /// (use `url_encode`), relative to the account URL.
+    /// A request in `account`; `path_and_query` is already encoded (use
+    /// `url_encode`), relative to the account URL. No renewal.
+    pub fn request_in(
+        &self,
+        account: &SwiftAccount,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
+        let mut h = vec![("X-Auth-Token", account.token.as_str())];
+        h.extend_from_slice(headers);
+        self.http(
+            &format!("{}/{path_and_query}", account.storage_url),
+            method,
+            &h,
+            body,
+        )
+    }
+
+    /// A request with the stack's TempAuth token; `path_and_query` is already
+    /// encoded (use `url_encode`), relative to the account URL. A 401 (the
+    /// token expired) logs in again and sends the request once more.
     pub fn request(
         &self,
         method: &str,
@@ -2003,15 +2261,13 @@ impl SwiftStack {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> HttpResponse {
-        let mut h = vec![("X-Auth-Token", self.token.as_str())];
-        h.extend_from_slice(headers);
-        http(
-            &self.work(),
-            method,
-            &format!("{}/{path_and_query}", self.storage_url),
-            &h,
-            body,
-        )
+        let r = self.request_in(&self.account(), method, path_and_query, headers, body);
+        if r.status != 401 {
+            return r;
+        }
+        let (_, token) = self.auth();
+        *self.current_token.lock().expect("token lock") = token;
+        self.request_in(&self.account(), method, path_and_query, headers, body)
     }
 
     /// HEAD `CONTAINER/OBJECT` (or a container): status and headers.
@@ -2038,6 +2294,19 @@ impl SwiftStack {
     /// starts with `prefix`, following `marker` page after page. A missing
     /// container lists as empty.
     pub fn list(&self, container: &str, prefix: &str) -> Vec<Value> {
+        Self::list_with(container, prefix, |query| {
+            self.request("GET", query, &[], None)
+        })
+    }
+
+    /// `list` in another account (e.g. a Keystone project's).
+    pub fn list_in(&self, account: &SwiftAccount, container: &str, prefix: &str) -> Vec<Value> {
+        Self::list_with(container, prefix, |query| {
+            self.request_in(account, "GET", query, &[], None)
+        })
+    }
+
+    fn list_with(container: &str, prefix: &str, get: impl Fn(&str) -> HttpResponse) -> Vec<Value> {
         let mut all: Vec<Value> = Vec::new();
         let mut marker = String::new();
         for _page in 0..100_000 {
@@ -2047,7 +2316,7 @@ impl SwiftStack {
                 url_encode(prefix, false),
                 url_encode(&marker, false)
             );
-            let r = self.request("GET", &query, &[], None);
+            let r = get(&query);
             if r.status == 404 && marker.is_empty() {
                 return all;
             }
@@ -2074,7 +2343,16 @@ impl SwiftStack {
 
     /// The names of `list(container, prefix)`.
     pub fn names(&self, container: &str, prefix: &str) -> Vec<String> {
-        self.list(container, prefix)
+        Self::names_of(&self.list(container, prefix))
+    }
+
+    /// The names of `list_in(account, container, prefix)`.
+    pub fn names_in(&self, account: &SwiftAccount, container: &str, prefix: &str) -> Vec<String> {
+        Self::names_of(&self.list_in(account, container, prefix))
+    }
+
+    fn names_of(entries: &[Value]) -> Vec<String> {
+        entries
             .iter()
             .map(|e| e["name"].as_str().expect("name").to_string())
             .collect()
@@ -2159,4 +2437,324 @@ pub fn md5_hex(data: &[u8]) -> String {
         .flat_map(|w| w.to_le_bytes())
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `n` keys `noise:i` of 1 KiB of noise each in db 0, which deflate cannot
+/// shrink: a backup of about `n` KiB in storage.
+pub fn add_noise_keys(conn: &mut Resp, n: usize, seed: u64) {
+    for start in (0..n).step_by(500) {
+        let cmds: Vec<_> = (start..n.min(start + 500))
+            .map(|i| {
+                cmd(&[
+                    b"SET".to_vec(),
+                    format!("noise:{i}").into_bytes(),
+                    noise(1024, seed.wrapping_mul(1_000_003).wrapping_add(i as u64)),
+                ])
+            })
+            .collect();
+        conn.pipeline(&cmds);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A fault-injecting TCP proxy (std threads only)
+
+/// Which way bytes go through a `FaultProxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client (the tool) to the server (Swift): requests, uploads.
+    ToServer,
+    /// From the server to the client: responses, downloads.
+    ToClient,
+}
+
+impl Direction {
+    fn index(self) -> usize {
+        match self {
+            Direction::ToServer => 0,
+            Direction::ToClient => 1,
+        }
+    }
+}
+
+/// What a `FaultProxy` does to the bytes it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything as it comes.
+    PassThrough,
+    /// At most this many bytes per second in each direction (all connections
+    /// together).
+    Throttle(u64),
+    /// Once: the connection that carries byte number `after` in `direction`
+    /// (counted over all connections since this fault was set) gets exactly
+    /// the bytes up to it forwarded, then both its sides are shut down (the
+    /// client's later writes meet a reset). Pass-through afterwards.
+    DropOnce { direction: Direction, after: u64 },
+}
+
+/// A TCP proxy on 127.0.0.1 (port chosen by the system) in front of a server
+/// port on 127.0.0.1, which injects a `Fault`. One thread per direction and
+/// connection; connections are shut down when the proxy is dropped.
+pub struct FaultProxy {
+    pub port: u16,
+    shared: Arc<ProxyShared>,
+    acceptor: Option<thread::JoinHandle<()>>,
+}
+
+struct ProxyShared {
+    /// The server's port; 0 until known (connections are closed until then).
+    target: AtomicU16,
+    state: Mutex<ProxyState>,
+    stop: AtomicBool,
+    accepted: AtomicUsize,
+    /// Both sockets of every open connection, to shut them down on drop.
+    open: Mutex<BTreeMap<usize, (TcpStream, TcpStream)>>,
+}
+
+struct ProxyState {
+    fault: Fault,
+    /// Bytes forwarded per direction since the fault was set.
+    bytes: [u64; 2],
+    /// Bytes forwarded per direction since the start.
+    total: [u64; 2],
+    armed: bool,
+    drops: usize,
+    /// When the throttle lets the next bytes go, per direction.
+    next_slot: [Instant; 2],
+    /// Counted in the client-to-server bytes (e.g. `GET /auth/v1.0 `).
+    watch: Vec<u8>,
+    watched: usize,
+}
+
+impl FaultProxy {
+    /// A proxy in front of `127.0.0.1:target`, passing everything through.
+    pub fn to(target: u16) -> FaultProxy {
+        let proxy = FaultProxy::unconnected();
+        proxy.set_target(target);
+        proxy
+    }
+
+    /// A proxy whose server is not known yet (`set_target` later): e.g. to put
+    /// its URL in Keystone's catalog before the stack is started.
+    pub fn unconnected() -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().expect("local addr").port();
+        let shared = Arc::new(ProxyShared {
+            target: AtomicU16::new(0),
+            state: Mutex::new(ProxyState {
+                fault: Fault::PassThrough,
+                bytes: [0; 2],
+                total: [0; 2],
+                armed: false,
+                drops: 0,
+                next_slot: [Instant::now(); 2],
+                watch: Vec::new(),
+                watched: 0,
+            }),
+            stop: AtomicBool::new(false),
+            accepted: AtomicUsize::new(0),
+            open: Mutex::new(BTreeMap::new()),
+        });
+        let s = Arc::clone(&shared);
+        let acceptor = thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let target = s.target.load(Ordering::SeqCst);
+                if target == 0 {
+                    continue; // dropped: the client sees the connection close
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let id = s.accepted.fetch_add(1, Ordering::SeqCst);
+                let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
+                    client.try_clone(),
+                    server.try_clone(),
+                    client.try_clone(),
+                    server.try_clone(),
+                ) else {
+                    continue;
+                };
+                s.open.lock().expect("open lock").insert(id, (c3, s3));
+                let shared = Arc::clone(&s);
+                thread::spawn(move || {
+                    let down_shared = Arc::clone(&shared);
+                    let down = thread::spawn(move || {
+                        pump(&down_shared, Direction::ToClient, server, c2);
+                    });
+                    pump(&shared, Direction::ToServer, client, s2);
+                    let _ = down.join();
+                    // Closing the last handles: unread bytes make the kernel
+                    // answer with a reset.
+                    shared.open.lock().expect("open lock").remove(&id);
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// Forward new connections to `127.0.0.1:target`.
+    pub fn set_target(&self, target: u16) {
+        self.shared.target.store(target, Ordering::SeqCst);
+    }
+
+    /// `http://127.0.0.1:PORT` (or `https://...` if `tls`).
+    pub fn base_url(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Inject `fault` from now on; counting for `DropOnce` starts at 0.
+    pub fn set(&self, fault: Fault) {
+        let mut st = self.shared.state.lock().expect("proxy state");
+        st.fault = fault;
+        st.bytes = [0; 2];
+        st.armed = matches!(fault, Fault::DropOnce { .. });
+        st.next_slot = [Instant::now(); 2];
+    }
+
+    /// Count the occurrences of `needle` in the client-to-server bytes from
+    /// now on (`watched`), e.g. `b"GET /auth/v1.0 "` for TempAuth logins.
+    pub fn watch(&self, needle: &[u8]) {
+        assert!(!needle.is_empty(), "an empty needle");
+        let mut st = self.shared.state.lock().expect("proxy state");
+        st.watch = needle.to_vec();
+        st.watched = 0;
+    }
+
+    /// How often the `watch` needle went through.
+    pub fn watched(&self) -> usize {
+        self.shared.state.lock().expect("proxy state").watched
+    }
+
+    /// How many connections `DropOnce` cut since the start.
+    pub fn drops(&self) -> usize {
+        self.shared.state.lock().expect("proxy state").drops
+    }
+
+    /// Bytes forwarded in `direction` since the last `set`.
+    pub fn bytes(&self, direction: Direction) -> u64 {
+        self.shared.state.lock().expect("proxy state").bytes[direction.index()]
+    }
+
+    /// Bytes forwarded in `direction` since the start.
+    pub fn total_bytes(&self, direction: Direction) -> u64 {
+        self.shared.state.lock().expect("proxy state").total[direction.index()]
+    }
+
+    /// Connections accepted (and forwarded) since the start.
+    pub fn connections(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the acceptor up.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        for (client, server) in self.shared.open.lock().expect("open lock").values() {
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            let _ = server.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Forward `from` to `to` in `direction` until either ends, applying the
+/// proxy's fault.
+fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to: TcpStream) {
+    let d = direction.index();
+    let mut buf = vec![0u8; 64 * 1024];
+    // The end of the previous chunk, so that a watched needle split across
+    // two reads is still counted.
+    let mut tail: Vec<u8> = Vec::new();
+    let cut = |a: &TcpStream, b: &TcpStream| {
+        let _ = a.shutdown(std::net::Shutdown::Both);
+        let _ = b.shutdown(std::net::Shutdown::Both);
+    };
+    loop {
+        // How much to read at once: small under a throttle (smooth pacing),
+        // never past the byte where a drop is due.
+        let want = {
+            let st = shared.state.lock().expect("proxy state");
+            match st.fault {
+                Fault::Throttle(rate) => (rate / 20).clamp(512, buf.len() as u64) as usize,
+                Fault::DropOnce {
+                    direction: dd,
+                    after,
+                } if dd == direction && st.armed => {
+                    after.saturating_sub(st.bytes[d]).clamp(1, buf.len() as u64) as usize
+                }
+                _ => buf.len(),
+            }
+        };
+        let n = match from.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+        };
+        let (forward, drop_now, wake_at) = {
+            let mut st = shared.state.lock().expect("proxy state");
+            st.bytes[d] += n as u64;
+            st.total[d] += n as u64;
+            if direction == Direction::ToServer && !st.watch.is_empty() {
+                let mut window = std::mem::take(&mut tail);
+                window.extend_from_slice(&buf[..n]);
+                let needle = st.watch.clone();
+                st.watched += window
+                    .windows(needle.len())
+                    .filter(|w| *w == needle.as_slice())
+                    .count();
+                let keep = (needle.len() - 1).min(window.len());
+                tail = window[window.len() - keep..].to_vec();
+            }
+            match st.fault {
+                Fault::DropOnce {
+                    direction: dd,
+                    after,
+                } if dd == direction && st.armed && st.bytes[d] >= after => {
+                    st.armed = false;
+                    st.drops += 1;
+                    let over = (st.bytes[d] - after) as usize;
+                    (n - over.min(n), true, None)
+                }
+                Fault::Throttle(rate) => {
+                    let now = Instant::now();
+                    let start = st.next_slot[d].max(now);
+                    let at = start + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
+                    st.next_slot[d] = at;
+                    (n, false, Some(at))
+                }
+                _ => (n, false, None),
+            }
+        };
+        if let Some(at) = wake_at {
+            let now = Instant::now();
+            if at > now {
+                thread::sleep(at - now);
+            }
+        }
+        if to.write_all(&buf[..forward]).is_err() {
+            cut(&from, &to);
+            return;
+        }
+        if drop_now {
+            cut(&from, &to);
+            return;
+        }
+    }
 }

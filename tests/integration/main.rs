@@ -16,3 +16,5 @@ mod keys;
 mod restore;
 mod restore_faults;
 mod swift;
+mod swift_auth;
+mod swift_faults;
