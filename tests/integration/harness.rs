@@ -2490,6 +2490,28 @@ pub enum Fault {
     /// the bytes up to it forwarded, then both its sides are shut down (the
     /// client's later writes meet a reset). Pass-through afterwards.
     DropOnce { direction: Direction, after: u64 },
+    /// Like `DropOnce` at byte `first`, and then again every `every` bytes
+    /// (in `direction`, over all connections) after the previous cut, for as
+    /// long as the fault is set: e.g. no upload larger than `every` can
+    /// succeed, while small requests still go through.
+    DropRepeatedly {
+        direction: Direction,
+        first: u64,
+        every: u64,
+    },
+}
+
+impl Fault {
+    /// The direction and the byte count of the first cut, if it cuts.
+    fn first_cut(self) -> Option<(Direction, u64)> {
+        match self {
+            Fault::DropOnce { direction, after } => Some((direction, after)),
+            Fault::DropRepeatedly {
+                direction, first, ..
+            } => Some((direction, first)),
+            Fault::PassThrough | Fault::Throttle(_) => None,
+        }
+    }
 }
 
 /// A TCP proxy on 127.0.0.1 (port chosen by the system) in front of a server
@@ -2517,7 +2539,8 @@ struct ProxyState {
     bytes: [u64; 2],
     /// Bytes forwarded per direction since the start.
     total: [u64; 2],
-    armed: bool,
+    /// The direction and byte count (in `bytes`) of the next cut, if any.
+    next_cut: Option<(Direction, u64)>,
     drops: usize,
     /// When the throttle lets the next bytes go, per direction.
     next_slot: [Instant; 2],
@@ -2545,7 +2568,7 @@ impl FaultProxy {
                 fault: Fault::PassThrough,
                 bytes: [0; 2],
                 total: [0; 2],
-                armed: false,
+                next_cut: None,
                 drops: 0,
                 next_slot: [Instant::now(); 2],
                 watch: Vec::new(),
@@ -2613,12 +2636,12 @@ impl FaultProxy {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// Inject `fault` from now on; counting for `DropOnce` starts at 0.
+    /// Inject `fault` from now on; the byte counts of the drops start at 0.
     pub fn set(&self, fault: Fault) {
         let mut st = self.shared.state.lock().expect("proxy state");
         st.fault = fault;
         st.bytes = [0; 2];
-        st.armed = matches!(fault, Fault::DropOnce { .. });
+        st.next_cut = fault.first_cut();
         st.next_slot = [Instant::now(); 2];
     }
 
@@ -2636,7 +2659,7 @@ impl FaultProxy {
         self.shared.state.lock().expect("proxy state").watched
     }
 
-    /// How many connections `DropOnce` cut since the start.
+    /// How many connections were cut since the start.
     pub fn drops(&self) -> usize {
         self.shared.state.lock().expect("proxy state").drops
     }
@@ -2689,13 +2712,10 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
         // never past the byte where a drop is due.
         let want = {
             let st = shared.state.lock().expect("proxy state");
-            match st.fault {
-                Fault::Throttle(rate) => (rate / 20).clamp(512, buf.len() as u64) as usize,
-                Fault::DropOnce {
-                    direction: dd,
-                    after,
-                } if dd == direction && st.armed => {
-                    after.saturating_sub(st.bytes[d]).clamp(1, buf.len() as u64) as usize
+            match (st.fault, st.next_cut) {
+                (Fault::Throttle(rate), _) => (rate / 20).clamp(512, buf.len() as u64) as usize,
+                (_, Some((dd, at))) if dd == direction => {
+                    at.saturating_sub(st.bytes[d]).clamp(1, buf.len() as u64) as usize
                 }
                 _ => buf.len(),
             }
@@ -2722,17 +2742,19 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
                 let keep = (needle.len() - 1).min(window.len());
                 tail = window[window.len() - keep..].to_vec();
             }
-            match st.fault {
-                Fault::DropOnce {
-                    direction: dd,
-                    after,
-                } if dd == direction && st.armed && st.bytes[d] >= after => {
-                    st.armed = false;
+            match (st.fault, st.next_cut) {
+                (fault, Some((dd, at))) if dd == direction && st.bytes[d] >= at => {
+                    st.next_cut = match fault {
+                        Fault::DropRepeatedly { every, .. } => {
+                            Some((direction, st.bytes[d] + every.max(1)))
+                        }
+                        _ => None,
+                    };
                     st.drops += 1;
-                    let over = (st.bytes[d] - after) as usize;
+                    let over = (st.bytes[d] - at) as usize;
                     (n - over.min(n), true, None)
                 }
-                Fault::Throttle(rate) => {
+                (Fault::Throttle(rate), _) => {
                     let now = Instant::now();
                     let start = st.next_slot[d].max(now);
                     let at = start + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);

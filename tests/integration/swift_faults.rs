@@ -1,0 +1,228 @@
+//! Swift through a fault-injecting TCP proxy (`FaultProxy` in the harness):
+//! a TempAuth token that expires during a slow upload, a pre-authenticated
+//! token that expired, a download cut mid-object (resumed with `Range`), an
+//! upload cut mid-segment (nothing left behind). TempAuth's X-Storage-Url
+//! follows the request's Host header, so an ST_AUTH that names the proxy
+//! sends every request of the tool through it.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1_048_576;
+
+/// A Redis whose tool stores in `swift://container` with 1 MiB segments and
+/// no compression.
+fn redis_on_swift(container: &str) -> TestRedis {
+    TestRedis::builder()
+        .setting("storage", &format!("swift://{container}"))
+        .setting("segment_size", &MIB.to_string())
+        .setting("compression_level", "0")
+        .start()
+}
+
+/// TempAuth settings of `swift`, with ST_AUTH through `proxy`.
+fn through(t: &mut TestRedis, swift: &SwiftStack, proxy: &FaultProxy) {
+    for (k, v) in swift.tempauth_settings() {
+        t.set_setting(k, &v);
+    }
+    t.set_setting("st_auth", &format!("{}/auth/v1.0", proxy.base_url(false)));
+}
+
+fn id_of(record: &Value) -> String {
+    record["id"].as_str().expect("record has an id").to_string()
+}
+
+#[test]
+fn swift_token_expires_during_a_slow_backup() {
+    const LIFE: u64 = 3;
+    const RATE: u64 = MIB; // bytes per second
+    let swift = SwiftStack::builder().token_life(LIFE as u32).start();
+    let proxy = FaultProxy::to(swift.proxy_port);
+    let container = "rbslow";
+    let mut t = redis_on_swift(container);
+    through(&mut t, &swift, &proxy);
+    let mut c = t.conn();
+    add_noise_keys(&mut c, 12 * 1024, 21);
+    let before = t.state();
+
+    // Precondition: a login through the proxy names the proxy.
+    let login = swift.http(
+        &format!("{}/auth/v1.0", proxy.base_url(false)),
+        "GET",
+        &[
+            ("X-Auth-User", &swift.st_user),
+            ("X-Auth-Key", &swift.st_key),
+        ],
+        None,
+    );
+    login.expect(&[200]);
+    assert!(
+        login
+            .must_header("X-Storage-Url")
+            .starts_with(&proxy.base_url(false)),
+        "{login:?}"
+    );
+
+    // ~12 MiB at 1 MiB/s: ~4 token lives.
+    proxy.set(Fault::Throttle(RATE));
+    proxy.watch(b"GET /auth/v1.0 ");
+    let start = Instant::now();
+    let out = t.run(&["--json", "backup"]);
+    let took = start.elapsed();
+    let rec = out.ok().lacks(&swift.st_key).json();
+    let id = id_of(&rec);
+    let sent = proxy.bytes(Direction::ToServer);
+    assert!(sent >= 12 * MIB, "only {sent} bytes went through the proxy");
+    assert!(
+        took >= Duration::from_secs(3 * LIFE),
+        "the backup took {took:?}: not clearly longer than the token life ({LIFE} s)"
+    );
+    assert!(
+        proxy.watched() >= 2,
+        "one TempAuth login for a {took:?} backup with {LIFE} s tokens: not renewed?"
+    );
+    eprintln!(
+        "throttled backup: {took:?}, {sent} bytes, {} logins",
+        proxy.watched()
+    );
+    let segments = swift.names(&format!("{container}_segments"), &format!("{id}.rbk/"));
+    assert!(segments.len() >= 12, "{} segments", segments.len());
+
+    proxy.set(Fault::PassThrough);
+    t.run(&["verify", &id]).ok();
+    let rdb = t.export(&id, "export.rdb");
+    assert_eq!(digest_of_rdb(&rdb), before, "the backup holds the data");
+
+    // A pre-authenticated token cannot be renewed: once it has expired (Swift
+    // says 401 to it), the tool gives up with a message about the token.
+    for (k, _) in swift.tempauth_settings() {
+        t.remove_setting(k);
+    }
+    let (url, token) = swift.auth();
+    wait_for("the pre-authenticated token to expire", || {
+        let r = swift.http(&url, "HEAD", &[("X-Auth-Token", &token)], None);
+        (r.status == 401).then_some(())
+    });
+    let out = t
+        .cmd(&["list"])
+        .env("OS_STORAGE_URL", &url)
+        .env("OS_AUTH_TOKEN", &token)
+        .run();
+    out.code(4).stderr_has("token").lacks(&token);
+}
+
+#[test]
+fn swift_download_resumes_after_a_dropped_connection() {
+    let swift = SwiftStack::start(None);
+    let proxy = FaultProxy::to(swift.proxy_port);
+    let container = "rbdown";
+    let mut t = redis_on_swift(container);
+    for (k, v) in swift.tempauth_settings() {
+        t.set_setting(k, &v);
+    }
+    let mut c = t.conn();
+    fill_every_type(&mut c);
+    add_noise_keys(&mut c, 4 * 1024, 22);
+    let before = t.state();
+    // Made directly, not through the proxy.
+    let rec = t.backup_json(&[]);
+    let id = id_of(&rec);
+    let stored = rec["stored_size"].as_u64().expect("stored_size");
+    assert!(stored > 3 * MIB, "stored_size {stored}");
+    assert_eq!(proxy.connections(), 0);
+
+    through(&mut t, &swift, &proxy);
+    proxy.set(Fault::DropOnce {
+        direction: Direction::ToClient,
+        after: MIB,
+    });
+    t.run(&["verify", &id]).ok();
+    assert_eq!(proxy.drops(), 1, "the proxy cut the download");
+    let got = proxy.bytes(Direction::ToClient);
+    assert!(
+        got > stored,
+        "the whole object came through the proxy: {got} of {stored} bytes"
+    );
+
+    c.ok(&["SET", "after", "written after the backup"]);
+    c.ok(&["DEL", "noise:3"]);
+    assert_ne!(t.state(), before, "precondition: the data changed");
+    proxy.set(Fault::DropOnce {
+        direction: Direction::ToClient,
+        after: MIB,
+    });
+    t.run(&["restore", &id]).ok();
+    assert_eq!(proxy.drops(), 2, "the proxy cut the restore's download");
+    assert!(t.is_active(), "Redis runs after the restore");
+    assert_eq!(t.state(), before, "the restored data is the backup's");
+}
+
+#[test]
+fn swift_upload_dropped_mid_segment_is_resumed_or_leaves_nothing() {
+    let swift = SwiftStack::start(None);
+    let proxy = FaultProxy::to(swift.proxy_port);
+    let container = "rbup";
+    let segments = format!("{container}_segments");
+    let mut t = redis_on_swift(container);
+    through(&mut t, &swift, &proxy);
+    let mut c = t.conn();
+    add_noise_keys(&mut c, 5 * 1024, 23);
+    let before = t.state();
+
+    // Cuts that defeat every attempt: the first in the third segment, after
+    // two were stored, then every 512 KiB, so no 1 MiB segment gets through
+    // again (small requests, like the clean-up's DELETEs, do).
+    proxy.set(Fault::DropRepeatedly {
+        direction: Direction::ToServer,
+        first: 5 * MIB / 2,
+        every: MIB / 2,
+    });
+    let out = t.run(&["backup", "--id", "cut1"]);
+    out.code(4).lacks(&swift.st_key);
+    assert!(!out.stderr.trim().is_empty(), "no message\n{out}");
+    assert!(proxy.drops() >= 1, "the proxy cut the upload");
+    eprintln!(
+        "upload cut {} times before the backup gave up",
+        proxy.drops()
+    );
+    proxy.set(Fault::PassThrough);
+    assert_eq!(
+        swift.names(container, ""),
+        Vec::<String>::new(),
+        "no manifest, no record"
+    );
+    assert_eq!(
+        swift.names(&segments, "cut1.rbk/"),
+        Vec::<String>::new(),
+        "the segments written before the cut were removed"
+    );
+    assert_eq!(t.list(&[]), Vec::<Value>::new(), "list is empty");
+
+    // One cut in the third segment: the upload goes on from there and the
+    // backup is whole (the same ID, now that nothing of it is left).
+    let cuts = proxy.drops();
+    proxy.set(Fault::DropOnce {
+        direction: Direction::ToServer,
+        after: 5 * MIB / 2,
+    });
+    let rec = t.backup_json(&["--id", "cut1"]);
+    assert_eq!(proxy.drops(), cuts + 1, "the proxy cut the upload once");
+    assert_eq!(id_of(&rec), "cut1");
+    assert_eq!(t.list(&[]), vec![rec.clone()]);
+    let stored = rec["stored_size"].as_u64().expect("stored_size");
+    let listed = swift.list(&segments, "cut1.rbk/");
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
+    let expected: Vec<String> = (1..=stored.div_ceil(MIB))
+        .map(|i| format!("cut1.rbk/{i:08}"))
+        .collect();
+    assert_eq!(names, expected, "one segment per MiB, no leftovers");
+    let sizes: u64 = listed.iter().map(|e| e["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(sizes, stored, "the segments add up to the object");
+    t.run(&["verify", "cut1"]).ok();
+    let rdb = t.export("cut1", "export.rdb");
+    assert_eq!(digest_of_rdb(&rdb), before, "the backup holds the data");
+}
