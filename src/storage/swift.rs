@@ -35,7 +35,7 @@ const MAX_LISTING_BYTES: u64 = 16 << 20;
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Uploads of segments that may fail, in all, before the backup gives up.
 const SEGMENT_ATTEMPTS: u32 = 5;
-/// Renew a token this long before it expires.
+/// Renew a long-lived token this long before it expires.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 pub struct SwiftStorage {
@@ -258,7 +258,18 @@ impl Storage for SwiftStorage {
 struct Client {
     agent: ureq::Agent,
     credentials: Credentials,
-    session: Mutex<Option<Session>>,
+    /// The token, and when to renew it.
+    session: Mutex<Option<(Session, Option<SystemTime>)>>,
+}
+
+/// Renew `RENEW_MARGIN` before expiry, or a quarter of the lifetime before
+/// it for short-lived tokens (renewing on every request would hide expiry).
+fn renewal_time(expires: Option<SystemTime>) -> Option<SystemTime> {
+    let expires = expires?;
+    let lifetime = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Some(expires - RENEW_MARGIN.min(lifetime / 4))
 }
 
 enum Reply {
@@ -268,23 +279,21 @@ enum Reply {
 }
 
 impl Client {
-    /// The current token, or a new one when there is none or it expires
-    /// within `RENEW_MARGIN` (a segment upload must not outlive its token's
-    /// validity at the start; Swift checks it only then).
+    /// The current token, or a new one when there is none or it is about to
+    /// expire (Swift checks a token when a request starts, so a segment must
+    /// not start on one with moments left); a 401 is the fallback.
     fn session(&self) -> Result<Session> {
         let mut session = self.session.lock().expect("session lock");
-        if let Some(current) = session.as_ref() {
-            let expiring = current
-                .expires
-                .is_some_and(|at| at <= SystemTime::now() + RENEW_MARGIN);
-            if !expiring || !self.credentials.renewable() {
+        if let Some((current, renew_at)) = session.as_ref() {
+            let due = renew_at.is_some_and(|at| SystemTime::now() >= at);
+            if !due || !self.credentials.renewable() {
                 return Ok(current.clone());
             }
             info!("the Swift token is about to expire; logging in again");
         }
         let fresh = self.credentials.log_in(&self.agent)?;
         debug!("Swift account {}", fresh.storage_url);
-        *session = Some(fresh.clone());
+        *session = Some((fresh.clone(), renewal_time(fresh.expires)));
         Ok(fresh)
     }
 
@@ -699,6 +708,19 @@ fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire_but_not_at_once() {
+        let now = SystemTime::now();
+        let hour = renewal_time(Some(now + Duration::from_secs(3600))).unwrap();
+        assert!(hour > now + Duration::from_secs(3500) && hour < now + Duration::from_secs(3541));
+        let short = renewal_time(Some(now + Duration::from_secs(4))).unwrap();
+        assert!(
+            short > now + Duration::from_secs(2),
+            "a 4 s token is used for 3 s"
+        );
+        assert_eq!(renewal_time(None), None);
+    }
 
     #[test]
     fn names_are_percent_encoded() {
