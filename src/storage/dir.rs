@@ -3,7 +3,7 @@
 //! renamed into place, with the directory fsynced after, so a crash leaves
 //! either the old state or the new one, never half a backup under its name.
 
-use super::{not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
+use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_private_dir, fsync_dir, AtomicFile};
 use crate::id::BackupId;
@@ -105,10 +105,7 @@ impl Storage for DirStorage {
     fn prepare(&self, id: &BackupId) -> Result<()> {
         self.ensure_private_dir()?;
         if self.object_path(id).exists() || self.record_path(id).exists() {
-            return Err(Error::usage(format!(
-                "a backup named {id} already exists in {}; choose another --id",
-                self.where_()
-            )));
+            return Err(already_exists(id, &self.where_()));
         }
         Ok(())
     }

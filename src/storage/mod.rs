@@ -70,6 +70,12 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
     }
 }
 
+pub fn already_exists(id: &BackupId, where_: &str) -> Error {
+    Error::usage(format!(
+        "a backup named {id} already exists in {where_}; choose another --id"
+    ))
+}
+
 pub fn not_found(id: &BackupId, where_: &str) -> Error {
     Error::storage(format!(
         "no backup {id} in {where_}; `redis-backup list` shows the backups there"

@@ -12,7 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::swift_auth::{describe_transport, Credentials, Session};
-use super::{not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
+use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use log::{debug, info, warn};
@@ -113,10 +113,7 @@ impl Storage for SwiftStorage {
         self.ensure_container(&self.container)?;
         self.ensure_container(&self.segments_container())?;
         if self.exists(&self.object_path(id))? || self.exists(&self.record_path(id))? {
-            return Err(Error::usage(format!(
-                "a backup named {id} already exists in {}; choose another --id",
-                self.where_()
-            )));
+            return Err(already_exists(id, &self.where_()));
         }
         Ok(())
     }
