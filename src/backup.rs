@@ -142,6 +142,7 @@ fn store(
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
         level: config.compression_level,
+        workers: config.threads,
         // Fixed up front so that a resumed upload encodes the same bytes.
         salt: Some(pipeline::fresh_salt()?),
         ..EncodeOptions::default()

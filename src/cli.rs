@@ -24,6 +24,7 @@ pub const SETTING_FLAGS: &[&str] = &[
     "segment_size",
     "lock_file",
     "save_timeout",
+    "threads",
 ];
 
 /// Settings that are secrets: never accepted as a flag, because argv shows in `ps`.
@@ -114,6 +115,7 @@ Settings (flag > REDIS_BACKUP_<KEY> environment > settings file):
   --redis-conf PATH  --redis-host HOST  --redis-port PORT  --redis-socket PATH
   --redis-user USER  --service UNIT  --storage file:///DIR  --key-file PATH
   --compression-level 0..9  --segment-size BYTES  --lock-file PATH  --save-timeout SECONDS
+  --threads N (compression and encryption threads; default: the number of cores)
   Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
   or the environment, never from flags.
 

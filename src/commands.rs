@@ -143,7 +143,13 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
             let record = load_record(&*storage, &id)?;
             check_key(&record, &key)?;
             let input = storage.open(&id, 0)?;
-            let summary = decode(input, &mut io::sink(), &key, record.stored_size)?;
+            let summary = decode(
+                input,
+                &mut io::sink(),
+                &key,
+                record.stored_size,
+                config.threads,
+            )?;
             check_against_record(&record, &summary)?;
             (id.to_string(), summary)
         }
@@ -154,7 +160,7 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
             let size = input.metadata().map(|m| m.len()).unwrap_or(0);
             (
                 path.display().to_string(),
-                decode(Box::new(input), &mut io::sink(), &key, size)?,
+                decode(Box::new(input), &mut io::sink(), &key, size, config.threads)?,
             )
         }
     };
@@ -194,7 +200,7 @@ fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
     })?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     let input = storage.open(id, 0)?;
-    let summary = decode(input, &mut writer, &key, record.stored_size)?;
+    let summary = decode(input, &mut writer, &key, record.stored_size, config.threads)?;
     check_against_record(&record, &summary)?;
     let file = writer
         .into_inner()
@@ -298,12 +304,13 @@ fn decode(
     output: &mut dyn Write,
     key: &MasterKey,
     size: u64,
+    threads: usize,
 ) -> Result<DecodeSummary> {
     let mut input = Counted {
         inner: input,
         progress: Progress::new("read", size),
     };
-    pipeline::decode(&mut input, output, key, pipeline::default_workers())
+    pipeline::decode(&mut input, output, key, threads)
 }
 
 struct Counted {

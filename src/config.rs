@@ -60,6 +60,8 @@ pub struct Config {
     pub instance: String,
     pub lock_file: PathBuf,
     pub save_timeout: Duration,
+    /// Threads that compress/encrypt (backup) or decrypt/inflate (the rest).
+    pub threads: usize,
     /// OpenStack credentials by lower-case name; all treated as secret.
     pub openstack: BTreeMap<String, Secret>,
 }
@@ -248,6 +250,10 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
             Some(r) => Duration::from_secs(number::<u64>(&r, 1, 7 * 24 * 3600)?),
             None => Duration::from_secs(3600),
         },
+        threads: match take("threads") {
+            Some(r) => number::<usize>(&r, 1, 64)?,
+            None => crate::pipeline::default_workers(),
+        },
         openstack: BTreeMap::new(),
     };
     let openstack = raw
@@ -422,6 +428,7 @@ mod tests {
             ("", &[("storage", "s3://bucket")]),
             ("", &[("storage", "file://relative")]),
             ("", &[("save_timeout", "0")]),
+            ("", &[("threads", "0")]),
             ("no_such_key = 1\n", &[]),
             ("just words\n", &[]),
             ("instance = a/b\n", &[]),

@@ -264,7 +264,7 @@ fn stage(
         .open(&staged)
         .map_err(|e| Error::other(format!("cannot create {}: {e}", staged.display())))?;
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
-    let decoded = pipeline::decode(&mut { input }, &mut out, key, pipeline::default_workers());
+    let decoded = pipeline::decode(&mut { input }, &mut out, key, config.threads);
     let flushed = decoded.and_then(|summary| {
         out.flush()
             .and_then(|()| out.get_ref().file.sync_all())
