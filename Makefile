@@ -41,6 +41,7 @@ check: test-deps
 
 # Speed and memory as ratios against reference runs in the same invocation.
 bench: deps build
-	@command -v bc >/dev/null 2>&1 && test -x /usr/bin/time || { \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bc time; }
+	@test -x /usr/bin/time && command -v pigz >/dev/null 2>&1 && command -v zstd >/dev/null 2>&1 \
+	  && command -v openssl >/dev/null 2>&1 || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q time pigz zstd openssl; }
 	BIN=$(BIN) bash tests/bench.sh

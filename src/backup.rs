@@ -188,7 +188,7 @@ fn store(
     ];
     let stored_size = object.commit(&metadata)?;
     info!(
-        "stream: {} read, {} stored in {:.1}s",
+        "stream: {} read, {} stored in {:.3}s",
         human_size(summary.raw_size),
         human_size(stored_size),
         started.elapsed().as_secs_f64()
