@@ -188,6 +188,12 @@ impl Connection {
         match self.call_raw("PING", &[])? {
             // An ACL user that may not PING can still be a fine backup user.
             Value::Error(text) if text.starts_with("NOPERM") => Ok(()),
+            // After a failed save Redis refuses even PING (stop-writes-on-
+            // bgsave-error) until a save succeeds: a backup is what fixes it.
+            Value::Error(text) if text.starts_with("MISCONF") => {
+                log::warn!("Redis at {} reports its last save failed (MISCONF); a new save will be attempted", self.endpoint);
+                Ok(())
+            }
             Value::Error(text) => Err(self.server_error("PING", &text)),
             _ => Ok(()),
         }

@@ -10,6 +10,7 @@ mod harness;
 mod backup;
 mod commands;
 mod connection;
+mod faults;
 mod harness_selftest;
 mod integrity;
 mod keys;

@@ -1,0 +1,182 @@
+//! Backups when things go wrong underneath them: the save child killed, Redis
+//! killed mid-save, the tool itself killed with SIGKILL mid-stream, and a full
+//! disk under local storage. Each must leave no listed backup, no partial
+//! object under a backup's name, and a next backup that works.
+
+use crate::harness::*;
+use std::fs;
+use std::process::{Command, Stdio};
+
+/// The tool started in the background, to be killed or waited for.
+fn spawn_tool(t: &TestRedis, args: &[&str]) -> std::process::Child {
+    let path = format!(
+        "{}:{}",
+        support_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(BIN)
+        .arg("-c")
+        .arg(t.settings_file())
+        .args(args)
+        .env("PATH", path)
+        .env("SYSTEMCTL_SHIM_DIR", &t.shim_dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn redis-backup")
+}
+
+/// Children of `parent` (the fork that writes an RDB is one).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let after = stat.rsplit(") ").next().unwrap_or("");
+                let mut fields = after.split_whitespace();
+                let state = fields.next();
+                let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+                state != Some("Z") && ppid == Some(parent)
+            })
+        })
+        .collect()
+}
+
+fn kill9(pid: u32) {
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+}
+
+fn exit_code_of(child: std::process::Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().expect("wait for redis-backup");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_save_child_killed_mid_save_is_exit_3_and_nothing_recorded() {
+    let t = TestRedis::start();
+    let mut c = t.conn();
+    add_filler(&mut c, 2000);
+    // 2000 keys at 2 ms each: the save takes seconds, time enough to kill it.
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
+    let redis_pid = t.pid().expect("redis pid");
+    let tool = spawn_tool(&t, &["backup"]);
+    let child = wait_for("Redis to fork the save child", || {
+        children_of(redis_pid).first().copied()
+    });
+    kill9(child);
+    let (code, stderr) = exit_code_of(tool);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("BGSAVE failed"), "{stderr}");
+    assert!(t.list(&[]).is_empty(), "nothing recorded");
+    assert_eq!(t.storage_files(), Vec::<String>::new());
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    t.backup();
+}
+
+#[test]
+fn redis_killed_mid_save_is_exit_3_and_nothing_recorded() {
+    let t = TestRedis::start();
+    let mut c = t.conn();
+    add_filler(&mut c, 2000);
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
+    let redis_pid = t.pid().expect("redis pid");
+    let tool = spawn_tool(&t, &["backup"]);
+    wait_for("Redis to fork the save child", || {
+        children_of(redis_pid).first().copied()
+    });
+    let child = children_of(redis_pid);
+    kill9(redis_pid);
+    for pid in child {
+        kill9(pid);
+    }
+    let (code, stderr) = exit_code_of(tool);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(t.list(&[]).is_empty());
+    assert_eq!(t.storage_files(), Vec::<String>::new());
+}
+
+#[test]
+fn the_tool_killed_mid_stream_leaves_nothing_listed_and_the_next_backup_works() {
+    let mut t = TestRedis::start();
+    // Incompressible data, one thread, deflate level 9: a stream of seconds.
+    add_noise_keys(&mut t.conn(), 40_000, 7);
+    t.set_setting("compression_level", "9");
+    t.set_setting("threads", "1");
+    let tool = spawn_tool(&t, &["backup", "--id", "killed"]);
+    let storage = t.storage_dir();
+    wait_for("the object to be half written", || {
+        fs::read_dir(&storage).ok()?.flatten().find(|e| {
+            e.file_name().to_string_lossy().starts_with(".tmp-")
+                && e.metadata().is_ok_and(|m| m.len() > 1 << 20)
+        })
+    });
+    let mut tool = tool;
+    tool.kill().expect("kill -9 the tool");
+    tool.wait().expect("reap the tool");
+
+    assert!(t.list(&[]).is_empty(), "a killed backup is never listed");
+    t.run(&["show", "killed"]).code(4);
+    assert!(
+        !storage.join("killed.rbk").exists() && !storage.join("killed.json").exists(),
+        "nothing under the backup's name"
+    );
+    // The lock died with the process; the same ID can be used again.
+    t.set_setting("compression_level", "1");
+    t.set_setting("threads", "2");
+    let out = t.run(&["backup", "--id", "killed"]);
+    out.ok();
+    t.run(&["verify", "killed"]).ok();
+}
+
+/// Unmounts (lazily) when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_local_storage_is_exit_4_with_no_partial_files() {
+    // Storage on a 512 KiB tmpfs, a backup of several MiB of noise. Needs
+    // root (mount), as make test has.
+    let t = TestRedis::start();
+    add_noise_keys(&mut t.conn(), 3000, 11);
+    let storage = t.storage_dir();
+    fs::create_dir_all(&storage).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
+        .arg(&storage)
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let _unmount = Mounted(storage.clone());
+    let before = t.state();
+
+    let out = t.run(&["backup", "--id", "full"]);
+    out.code(4);
+    assert!(
+        out.stderr.contains("No space left") || out.stderr.contains("space"),
+        "{out}"
+    );
+    assert_eq!(
+        dir_entries(&storage),
+        Vec::<String>::new(),
+        "no partial object or temp file left"
+    );
+    assert!(t.is_active());
+    assert_eq!(t.state(), before, "Redis untouched");
+}
