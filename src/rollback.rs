@@ -70,10 +70,26 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
                         server.files.dir.display()
                     ))
                 })?;
+                tidy_up(interrupted);
             }
         }
     }
     Ok(())
+}
+
+/// After an interrupted restore was undone: the staged copy goes, and so does
+/// the folder unless it keeps new files (in failed/) for inspection.
+fn tidy_up(work: WorkDir) {
+    let _ = fs::remove_file(work.staged_rdb());
+    let keeps_files = fs::read_dir(work.failed()).is_ok_and(|mut e| e.next().is_some());
+    if keeps_files {
+        info!(
+            "the interrupted restore's files are kept in {}",
+            work.failed().display()
+        );
+    } else if let Err(e) = work.remove() {
+        warn!("could not remove an interrupted restore's folder: {e}");
+    }
 }
 
 /// Undo in journaled stages: stop Redis, move the new data files into

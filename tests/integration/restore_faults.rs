@@ -199,3 +199,89 @@ fn backup_is_refused_while_a_restore_is_left_half_done() {
     out.stderr_has("interrupted");
     assert!(t.list(&[]).is_empty());
 }
+
+/// Make the shim's `stop` or `start` hang, start a restore, wait until it is
+/// stuck there, then kill -9 it (and the hanging shim).
+fn kill_restore_while_systemctl(t: &TestRedis, verb: &str, id: &str) {
+    let marker = t.shim_dir.join(format!("{}.hang-{verb}", t.unit));
+    let hanging = t.shim_dir.join(format!("{}.hanging", t.unit));
+    fs::write(&marker, "").unwrap();
+    let mut tool = spawn_tool(t, &["restore", id]);
+    let shim_pid: u32 = wait_for(&format!("systemctl {verb} to hang"), || {
+        fs::read_to_string(&hanging).ok()?.trim().parse().ok()
+    });
+    tool.kill().expect("kill -9 the restore");
+    tool.wait().expect("reap the restore");
+    let _ = Command::new("kill")
+        .args(["-9", &shim_pid.to_string()])
+        .status();
+    fs::remove_file(&marker).unwrap();
+    fs::remove_file(&hanging).unwrap();
+}
+
+/// Redis's old data, saved so the test can tell old from new.
+fn backed_up_then_changed(t: &TestRedis) -> (DbState, String, DbState) {
+    fill_every_type(&mut t.conn());
+    let backed_up = t.state();
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    t.conn().ok(&["SAVE"]);
+    (backed_up, id, t.state())
+}
+
+#[test]
+fn killed_right_after_stopping_redis_the_next_run_starts_it_on_its_old_data() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let (backed_up, id, changed) = backed_up_then_changed(&t);
+    kill_restore_while_systemctl(&t, "stop", &id);
+    assert!(!t.is_active(), "the killed restore had stopped Redis");
+
+    // Any run that sees the journal finishes the interrupted one first.
+    t.run(&["restore", "no-such-backup"]).code(4);
+    assert!(t.is_active());
+    assert_eq!(t.state(), changed, "old data, complete");
+    t.run(&["restore", &id]).ok();
+    assert_eq!(t.state(), backed_up);
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn killed_while_starting_redis_on_the_restored_data_the_next_run_undoes_it() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let (backed_up, id, changed) = backed_up_then_changed(&t);
+    kill_restore_while_systemctl(&t, "start", &id);
+    // Redis may be running on the placed data, unchecked: not "done".
+    t.run(&["restore", "no-such-backup"]).code(4);
+    assert!(t.is_active());
+    assert_eq!(t.state(), changed, "the unchecked restore was undone");
+    t.run(&["restore", &id]).ok();
+    assert_eq!(t.state(), backed_up);
+}
+
+#[test]
+fn killed_while_staging_redis_is_untouched_and_the_folder_goes() {
+    let mut t = TestRedis::start();
+    add_noise_keys(&mut t.conn(), 20_000, 3);
+    t.set_setting("threads", "1");
+    let backed_up = t.state();
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    let before = t.state();
+    let pid = t.pid();
+    let mut tool = spawn_tool(&t, &["restore", &id]);
+    wait_for("the staging file", || {
+        t.restore_work_dirs()
+            .into_iter()
+            .find(|w| w.join("incoming.rdb").exists())
+    });
+    tool.kill().expect("kill -9 the restore");
+    tool.wait().expect("reap the restore");
+    // Staging never touches Redis; unless the restore got past it in the
+    // meantime, Redis still runs on its data.
+    if t.pid() == pid {
+        assert_eq!(t.state(), before);
+    }
+    t.run(&["restore", &id]).ok();
+    assert_eq!(t.state(), backed_up);
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+}
