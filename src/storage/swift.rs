@@ -35,6 +35,9 @@ const MAX_LISTING_BYTES: u64 = 16 << 20;
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Uploads of segments that may fail, in all, before the backup gives up.
 const SEGMENT_ATTEMPTS: u32 = 5;
+/// Attempts of an ordinary request when Swift is unreachable or answers 5xx.
+const REQUEST_ATTEMPTS: u32 = 4;
+const REQUEST_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Renew a long-lived token this long before it expires.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
@@ -259,6 +262,11 @@ struct Client {
     session: Mutex<Option<(Session, Option<SystemTime>)>>,
 }
 
+/// Answers worth another try: the server is busy or failing, not refusing.
+fn transient(code: u16) -> bool {
+    code >= 500 || code == 408 || code == 429
+}
+
 /// Renew `RENEW_MARGIN` before expiry, or a quarter of the lifetime before
 /// it for short-lived tokens (renewing on every request would hide expiry).
 fn renewal_time(expires: Option<SystemTime>) -> Option<SystemTime> {
@@ -299,23 +307,38 @@ impl Client {
     }
 
     /// One request; `send` finishes building it and sends it. It is sent
-    /// again, once, with a new token if Swift says the token expired, so it
-    /// must not consume a one-shot body (see `call_once`).
+    /// again with a new token, once, if Swift says the token expired, and
+    /// again after a pause (bounded, doubling) if Swift cannot be reached or
+    /// answers 5xx, 408 or 429: every request we make this way is idempotent,
+    /// and `send` must not consume a one-shot body.
     fn call(
         &self,
         method: &str,
         path: &str,
         send: impl Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> Result<Reply> {
-        match self.attempt(method, path, &send)? {
-            Some(reply) => Ok(reply),
-            None if self.credentials.renewable() => {
-                info!("Swift token expired; logging in again");
-                self.attempt(method, path, &send)?
-                    .ok_or_else(|| self.rejected())
+        let mut pause = REQUEST_RETRY_PAUSE;
+        let mut renewed = false;
+        for attempt in 1.. {
+            let last = attempt >= REQUEST_ATTEMPTS;
+            match self.attempt(method, path, &send) {
+                Ok(Some(Reply::Status(code))) if transient(code) && !last => {
+                    warn!("{method} {path}: Swift answered {code}; trying again in {pause:?}");
+                }
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) if self.credentials.renewable() && !renewed => {
+                    info!("Swift token expired; logging in again");
+                    renewed = true;
+                    continue;
+                }
+                Ok(None) => return Err(self.rejected()),
+                Err(e) if !last => warn!("{e}; trying again in {pause:?}"),
+                Err(e) => return Err(e),
             }
-            None => Err(self.rejected()),
+            std::thread::sleep(pause);
+            pause *= 2;
         }
+        unreachable!("the loop returns on its last attempt")
     }
 
     /// `None` when Swift answered 401 (the token is then forgotten).
@@ -567,7 +590,7 @@ fn put_streamed(
         }
         Ok(Some(Reply::Status(code))) => Err(fail(
             Error::storage(format!("uploading segment {path}: Swift answered {code}")),
-            code >= 500 || code == 408 || code == 429,
+            transient(code),
         )),
         Ok(None) => Err(fail(
             Error::storage(format!(
@@ -717,6 +740,16 @@ mod tests {
             "a 4 s token is used for 3 s"
         );
         assert_eq!(renewal_time(None), None);
+    }
+
+    #[test]
+    fn only_busy_or_failing_answers_are_tried_again() {
+        for code in [500, 502, 503, 504, 408, 429] {
+            assert!(transient(code), "{code}");
+        }
+        for code in [400, 401, 403, 404, 409, 411, 422] {
+            assert!(!transient(code), "{code}");
+        }
     }
 
     #[test]
