@@ -7,6 +7,7 @@ use crate::cli::{env_name, SECRET_SETTINGS, SETTING_FLAGS};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,8 +109,18 @@ fn read_settings_file(path: &Path) -> Result<String> {
             path.display()
         )));
     }
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::usage(format!("cannot read settings file {}: {e}", path.display())))
+    // Capped again while reading: a device such as /dev/zero has length 0.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SETTINGS_FILE + 1).read_to_string(&mut text))
+        .map_err(|e| Error::usage(format!("cannot read settings file {}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_SETTINGS_FILE {
+        return Err(Error::usage(format!(
+            "settings file {} is larger than 1 MiB; is it the right file?",
+            path.display()
+        )));
+    }
+    Ok(text)
 }
 
 fn warn_if_secret_readable(path: &Path, text: &str) {
@@ -187,8 +198,11 @@ fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
         };
         let key = key.trim().to_lowercase();
         if !all_keys().any(|k| k == key) {
+            // Nor is the unknown name: in `redis_password s3cr=t` or a pasted
+            // `s3cr=t` it is the start of a password.
             return Err(Error::usage(format!(
-                "{at}: unknown setting {key:?}; see redis-backup --help for the settings"
+                "{at}: unknown setting (the name is not shown, in case the line holds a secret); \
+                 see redis-backup --help for the settings"
             )));
         }
         out.insert(
@@ -446,8 +460,126 @@ mod tests {
     }
 
     #[test]
+    fn an_endless_settings_file_is_refused_without_reading_it_all() {
+        let err = read_settings_file(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("larger than 1 MiB"), "{err}");
+    }
+
+    #[test]
     fn a_malformed_line_is_not_echoed() {
         let err = resolve(Some((Path::new("s"), "hunter2\n")), no_env, &[]).unwrap_err();
         assert!(!err.message().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_name_is_not_echoed_either() {
+        // Found by `settings_files_never_leak_a_secret_into_an_error`: the
+        // text before `=` can be the start of a password.
+        for text in [
+            "redis_password\thunter=2\n",
+            "redis_password: hunter=2\n",
+            "hunter=2\n",
+        ] {
+            let err = resolve(Some((Path::new("s"), text)), no_env, &[]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(err.message().starts_with("s:1: unknown setting"), "{err}");
+            assert!(!err.message().contains("hunter"), "{err}");
+        }
+    }
+
+    // ---- properties: any settings file is a config or a usage error ----
+
+    mod properties {
+        use super::*;
+        use crate::cli::SECRET_SETTINGS;
+        use proptest::prelude::*;
+
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Secrets are drawn from letters that appear in no setting name and
+        /// no message of ours, so any trace of one in an error is a leak.
+        const SECRET_LETTERS: &str = "жщяюф";
+        fn secret() -> impl Strategy<Value = String> {
+            "[жщяюф][жщяюф= :#'\"]{0,10}[жщяюф]"
+        }
+
+        fn leaks(message: &str) -> bool {
+            message.chars().any(|c| SECRET_LETTERS.contains(c))
+        }
+
+        const TYPOS: &[&str] = &[": ", " ", " := ", "\t", "-", " == "];
+        const QUOTES: &[&str] = &["", "\"", "'"];
+
+        /// A line as people write them: right, wrong and in between.
+        fn line() -> impl Strategy<Value = String> {
+            let key = prop::sample::select(all_keys().collect::<Vec<_>>());
+            let secret_key = || prop::sample::select(SECRET_SETTINGS);
+            prop_oneof![
+                3 => (key, "[ -~]{0,20}").prop_map(|(k, v)| format!("{k} = {v}")),
+                2 => (secret_key(), secret()).prop_map(|(k, v)| format!("{k} = {v}")),
+                1 => (secret_key(), secret()).prop_map(|(k, v)| format!("  {}='{v}'  ", k.to_uppercase())),
+                // Typos and pastes around a secret.
+                1 => (secret_key(), secret(), prop::sample::select(TYPOS))
+                    .prop_map(|(k, v, sep)| format!("{k}{sep}{v}")),
+                1 => secret(),
+                1 => (secret(), secret()).prop_map(|(a, b)| format!("{a}={b}")),
+                1 => "[ -~]{0,30}",
+                1 => "#[^\n]{0,20}",
+                1 => Just(String::new()),
+            ]
+        }
+
+        fn no_env(_: &str) -> Option<String> {
+            None
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn arbitrary_text_is_a_config_or_a_usage_error(text in "\\PC{0,200}|[\\x00-\\x7f]{0,200}") {
+                if let Err(e) = resolve(Some((Path::new("s.conf"), &text)), no_env, &[]) {
+                    prop_assert_eq!(e.exit_code(), 2, "{}", e);
+                    prop_assert!(e.message().starts_with("s.conf:"), "{}", e);
+                }
+            }
+
+            #[test]
+            fn settings_files_never_leak_a_secret_into_an_error(
+                lines in prop::collection::vec(line(), 0..12),
+                crlf in any::<bool>(),
+            ) {
+                let text = lines.join(if crlf { "\r\n" } else { "\n" });
+                match resolve(Some((Path::new("s.conf"), &text)), no_env, &[]) {
+                    Err(e) => {
+                        prop_assert_eq!(e.exit_code(), 2, "{}", e);
+                        prop_assert!(!leaks(e.message()), "secret in {:?}", e.message());
+                    }
+                    Ok(c) => prop_assert!(!leaks(&format!("{c:?}")), "secret in {:?}", c),
+                }
+            }
+
+            #[test]
+            fn the_password_is_the_value_after_the_last_redis_password(
+                passwords in prop::collection::vec(secret(), 1..4),
+                quote in prop::sample::select(QUOTES),
+            ) {
+                let text: String = passwords
+                    .iter()
+                    .map(|p| format!("redis_password = {quote}{p}{quote}\n"))
+                    .collect();
+                let c = resolve(Some((Path::new("s.conf"), &text)), no_env, &[]).unwrap();
+                // Secrets start and end with a letter, so nothing is trimmed.
+                let password = c.redis_password.unwrap();
+                prop_assert_eq!(password.expose(), passwords.last().unwrap().as_str());
+            }
+        }
     }
 }

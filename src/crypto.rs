@@ -416,4 +416,79 @@ mod tests {
     fn random_bytes_differ() {
         assert_ne!(random_bytes::<16>().unwrap(), random_bytes::<16>().unwrap());
     }
+
+    // ---- properties: a key file is 64 hex digits or a usage error ----
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Near misses of a key file as well as plain noise.
+        fn contents() -> impl Strategy<Value = Vec<u8>> {
+            let good = "[0-9a-fA-F]{64}";
+            prop_oneof![
+                2 => (good, prop::sample::select(ENDINGS)).prop_map(|(k, e)| format!("{k}{e}").into_bytes()),
+                2 => "[0-9a-fA-F\n\r ]{60,68}".prop_map(String::into_bytes),
+                1 => (good, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(k, at, b)| {
+                    let mut bytes = k.into_bytes();
+                    bytes[at.index(64)] = b;
+                    bytes
+                }),
+                1 => prop::collection::vec(any::<u8>(), 0..200),
+                1 => (1000usize..1100).prop_map(|n| vec![b'a'; n]),
+            ]
+        }
+
+        const ENDINGS: &[&str] = &["", "\n", "\n\n", "\r\n", " ", "0", "\0"];
+
+        /// What the loader must accept: 64 hex digits, then at most one LF.
+        fn expected_key(contents: &[u8]) -> Option<[u8; 32]> {
+            let digits = contents.strip_suffix(b"\n").unwrap_or(contents);
+            if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let text = std::str::from_utf8(digits).unwrap();
+            let mut key = [0u8; 32];
+            for (i, byte) in key.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
+            }
+            Some(key)
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn key_files_load_exactly_when_well_formed(contents in contents()) {
+                static CASE: AtomicUsize = AtomicUsize::new(0);
+                let dir = scratch_dir("property");
+                let path = dir.join(format!("{}.key", CASE.fetch_add(1, Ordering::Relaxed)));
+                write_with_mode(&path, &contents, 0o600);
+                let result = load_key_file(&path);
+                std::fs::remove_file(&path).unwrap();
+                match (result, expected_key(&contents)) {
+                    (Ok(key), Some(expected)) => prop_assert_eq!(key.0, expected),
+                    (Err(e), None) => {
+                        prop_assert_eq!(e.exit_code(), 2);
+                        // The one fixed sentence: nothing of the file in it.
+                        prop_assert_eq!(
+                            e.message(),
+                            format!("key file {} is not a redis-backup key (expected 64 hex digits)", path.display())
+                        );
+                    }
+                    (Ok(_), None) => prop_assert!(false, "accepted {:?}", String::from_utf8_lossy(&contents)),
+                    (Err(e), Some(_)) => prop_assert!(false, "refused a good key: {}", e),
+                }
+            }
+        }
+    }
 }

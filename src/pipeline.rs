@@ -1137,4 +1137,167 @@ mod tests {
         let (fresh, _) = encode_vec(&data, &opts(1, 2));
         assert_ne!(first, fresh);
     }
+
+    // ---- properties: a damaged backup is exit 5, never wrong data ----
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        /// Each case encodes and decodes whole backups on threads: few cases,
+        /// and no regression files written into the source tree.
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// What an attacker or a bad disk does to a backup.
+        #[derive(Debug, Clone)]
+        enum Damage {
+            /// Flip bit `bit` of the byte at each index.
+            Flip(Vec<(Index, u8)>),
+            Truncate(Index),
+            /// Replace one of our frames by one of the other backup's.
+            Splice(Index, Index),
+            Swap(Index, Index),
+            Drop(Index),
+            Repeat(Index),
+            Append(Vec<u8>),
+            Insert(Index, Vec<u8>),
+            /// Rewrite the length field of a frame.
+            Relength(Index, u32),
+        }
+
+        fn damage() -> impl Strategy<Value = Damage> {
+            let index = any::<Index>;
+            prop_oneof![
+                3 => prop::collection::vec((index(), 0u8..8), 1..4).prop_map(Damage::Flip),
+                2 => index().prop_map(Damage::Truncate),
+                2 => (index(), index()).prop_map(|(a, b)| Damage::Splice(a, b)),
+                1 => (index(), index()).prop_map(|(a, b)| Damage::Swap(a, b)),
+                1 => index().prop_map(Damage::Drop),
+                1 => index().prop_map(Damage::Repeat),
+                1 => prop::collection::vec(any::<u8>(), 1..64).prop_map(Damage::Append),
+                1 => (index(), prop::collection::vec(any::<u8>(), 1..64))
+                    .prop_map(|(at, b)| Damage::Insert(at, b)),
+                1 => (index(), prop_oneof![any::<u32>(), 0u32..100]).prop_map(|(at, n)| Damage::Relength(at, n)),
+            ]
+        }
+
+        fn apply(damage: &Damage, ours: &[u8], theirs: &[u8]) -> Vec<u8> {
+            let fr = frames(ours);
+            let piece = |b: &[u8], (at, len): (usize, usize)| b[at..at + len].to_vec();
+            // The header, then every frame as its own piece.
+            let mut pieces: Vec<Vec<u8>> = vec![ours[..HEADER_TOTAL_LEN].to_vec()];
+            pieces.extend(fr.iter().map(|&f| piece(ours, f)));
+            let frame = |i: &Index| 1 + i.index(fr.len());
+            match damage {
+                Damage::Flip(spots) => {
+                    let mut bad = ours.to_vec();
+                    for (at, bit) in spots {
+                        bad[at.index(ours.len())] ^= 1 << bit;
+                    }
+                    return bad;
+                }
+                Damage::Truncate(at) => return ours[..at.index(ours.len())].to_vec(),
+                Damage::Splice(mine, other) => {
+                    let ofr = frames(theirs);
+                    pieces[frame(mine)] = piece(theirs, ofr[other.index(ofr.len())]);
+                }
+                Damage::Swap(a, b) => pieces.swap(frame(a), frame(b)),
+                Damage::Drop(at) => {
+                    pieces.remove(frame(at));
+                }
+                Damage::Repeat(at) => {
+                    let at = frame(at);
+                    pieces.insert(at, pieces[at].clone());
+                }
+                Damage::Append(bytes) => pieces.push(bytes.clone()),
+                Damage::Insert(at, bytes) => {
+                    let mut bad = ours.to_vec();
+                    let at = at.index(ours.len() + 1);
+                    bad.splice(at..at, bytes.iter().copied());
+                    return bad;
+                }
+                Damage::Relength(at, len) => {
+                    let at = frame(at);
+                    pieces[at][1..5].copy_from_slice(&len.to_le_bytes());
+                }
+            }
+            pieces.concat()
+        }
+
+        /// Decodes, with the RDB check when the data is an RDB, on a few workers.
+        fn decode_any(backup: &[u8], rdb: bool, workers: usize) -> Result<Vec<u8>> {
+            if !rdb {
+                return decode_raw(backup, &key(), workers);
+            }
+            let mut out = Vec::new();
+            decode(&mut &backup[..], &mut out, &key(), workers)?;
+            Ok(out)
+        }
+
+        /// Inputs that make 0 to 4 frames of a few kinds: compressible,
+        /// noise (stored frames), and RDB-shaped.
+        fn input() -> impl Strategy<Value = (Vec<u8>, bool)> {
+            (0usize..3 * FS + 100, any::<u64>(), any::<bool>()).prop_map(|(len, seed, rdb)| {
+                if rdb {
+                    (rdb_of_len(len.max(18), seed), true)
+                } else {
+                    (mixed(len, seed), false)
+                }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(config(128))]
+
+            #[test]
+            fn damaged_backups_are_integrity_errors_or_exact(
+                (data, rdb) in input(),
+                level in prop::sample::select(&[0u8, 1, 6][..]),
+                same_data in any::<bool>(),
+                workers in 1usize..4,
+                damage in damage(),
+            ) {
+                let (ours, _) = encode_vec(&data, &opts(level, 2));
+                // Another backup with the same key: of the same data (so the
+                // frames at each index carry the same plaintext), or not.
+                let other_data = if same_data { data.clone() } else { mixed(data.len() + 1, 7) };
+                let (theirs, _) = encode_vec(&other_data, &opts(level, 1));
+                let bad = apply(&damage, &ours, &theirs);
+                match decode_any(&bad, rdb, workers) {
+                    Ok(out) => {
+                        prop_assert_eq!(&bad, &ours, "a changed backup was accepted");
+                        prop_assert!(out == data, "decoded to different data");
+                    }
+                    Err(e) => {
+                        prop_assert_ne!(&bad, &ours, "an intact backup was refused: {}", e);
+                        prop_assert_eq!(e.exit_code(), 5, "{:?}: {}", damage, e);
+                    }
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_are_integrity_errors(
+                bytes in prop::collection::vec(any::<u8>(), 0..400),
+                authentic_header in any::<bool>(),
+                rdb in any::<bool>(),
+            ) {
+                // With a real header in front the frames themselves are parsed.
+                let mut backup = Vec::new();
+                if authentic_header {
+                    let (sample, _) = encode_vec(b"", &opts(1, 1));
+                    backup.extend_from_slice(&sample[..HEADER_TOTAL_LEN]);
+                }
+                backup.extend_from_slice(&bytes);
+                let err = decode_any(&backup, rdb, 2).unwrap_err();
+                prop_assert_eq!(err.exit_code(), 5, "{}", err);
+            }
+        }
+    }
 }

@@ -292,4 +292,107 @@ mod tests {
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
+
+    // ---- properties: a stored record is a record or an integrity error ----
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::from),
+                Just(Value::from("b1")),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A good record with one field replaced by anything, or removed.
+        fn damaged_record() -> impl Strategy<Value = Value> {
+            let field = prop::sample::select(
+                sample()
+                    .to_json()
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            (field, prop::option::of(json())).prop_map(|(field, value)| {
+                let mut record = sample().to_json();
+                let map = record.as_object_mut().unwrap();
+                match value {
+                    Some(v) => map.insert(field, v),
+                    None => map.remove(&field),
+                };
+                record
+            })
+        }
+
+        fn check(bytes: &[u8]) -> std::result::Result<(), TestCaseError> {
+            let id = BackupId::parse("b1").unwrap();
+            match Record::from_json(bytes, &id) {
+                // Whatever was accepted reads back the same.
+                Ok(record) => {
+                    let again = serde_json::to_vec(&record.to_json()).unwrap();
+                    prop_assert_eq!(Record::from_json(&again, &id).unwrap(), record);
+                }
+                Err(e) => prop_assert_eq!(e.exit_code(), 5, "{}", e),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn arbitrary_json(value in json()) {
+                check(&serde_json::to_vec(&value).unwrap())?;
+            }
+
+            #[test]
+            fn records_with_a_damaged_field(value in damaged_record()) {
+                check(&serde_json::to_vec(&value).unwrap())?;
+            }
+
+            #[test]
+            fn deep_nesting_is_an_error_not_a_crash(depth in 1usize..100_000, open in "[\\[{]") {
+                let bytes = if open == "[" {
+                    "[".repeat(depth)
+                } else {
+                    "{\"a\":".repeat(depth)
+                };
+                check(bytes.as_bytes())?;
+            }
+
+            #[test]
+            fn rfc3339_never_panics(text in "\\PC{0,30}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,12}Z?") {
+                let _ = parse_rfc3339(&text);
+            }
+        }
+    }
 }

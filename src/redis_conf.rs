@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
@@ -24,6 +25,8 @@ use crate::secret::Secret;
 
 /// How deep `include` may nest; the file given to `load` is depth 0.
 pub const MAX_INCLUDE_DEPTH: usize = 8;
+/// Largest config file read; Debian's redis.conf is about 100 KiB.
+pub const MAX_FILE_LEN: u64 = 16 * 1024 * 1024;
 
 /// The settings of one Redis config file and everything it includes.
 #[derive(Debug, Clone)]
@@ -78,6 +81,18 @@ pub fn load(path: &Path) -> Result<RedisConf> {
     Ok(conf)
 }
 
+/// At most `MAX_FILE_LEN + 1` bytes of `path`: enough to tell that it is too
+/// big, without reading all of `include /dev/zero` or a runaway file.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = fs::File::open(path)?;
+    // Sized up front like `fs::read`, so a regular file is read without
+    // reallocating: no stray copy of requirepass left in freed memory.
+    let size = file.metadata()?.len().min(MAX_FILE_LEN) + 1;
+    let mut text = Vec::with_capacity(size as usize);
+    file.take(MAX_FILE_LEN + 1).read_to_end(&mut text)?;
+    Ok(text)
+}
+
 /// Where an `include` came from, for messages about the included file.
 struct IncludedFrom<'a> {
     file: &'a Path,
@@ -110,8 +125,16 @@ fn load_file(
             path.display()
         )));
     }
-    let mut text = fs::read(path)
+    let mut text = read_capped(path)
         .map_err(|e| at(format!("cannot read Redis config {}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_FILE_LEN {
+        text.zeroize();
+        return Err(at(format!(
+            "Redis config {} is larger than {} MiB; is it the right file?",
+            path.display(),
+            MAX_FILE_LEN >> 20
+        )));
+    }
     open_files.push(canonical);
     let result = apply_lines(path, &text, conf, open_files);
     open_files.pop();
@@ -614,6 +637,25 @@ mod tests {
     }
 
     #[test]
+    fn an_endless_or_huge_include_is_refused_without_reading_it_all() {
+        let dir = TempDir::new();
+        let main = dir.write("redis.conf", "port 1\ninclude /dev/zero\n");
+        let msg = usage_message(load(&main));
+        assert!(
+            msg.contains("redis.conf:2: Redis config /dev/zero is larger than 16 MiB"),
+            "{msg}"
+        );
+
+        let big = dir.write("big.conf", "");
+        fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE_LEN + 1)
+            .unwrap();
+        let msg = usage_message(load(&big));
+        assert!(msg.contains("is larger than 16 MiB"), "{msg}");
+    }
+
+    #[test]
     fn bad_values_name_file_and_line() {
         let msg = usage_message(load_text("port 70000\n"));
         assert!(
@@ -624,5 +666,130 @@ mod tests {
         assert!(msg.contains("redis.conf:3: appendonly"), "{msg}");
         let msg = usage_message(load_text("requirepass a b\n"));
         assert!(!msg.contains(" a ") && !msg.ends_with('b'), "{msg}");
+    }
+
+    // ---- properties: any redis.conf is settings or a usage error ----
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Passwords use letters found in no file name or message of ours.
+        const SECRET_LETTERS: &str = "жщяюф";
+
+        /// Arguments with every kind of quoting, balanced or not.
+        fn arg() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9./*-]{0,12}",
+                "\"[a-z \\\\x0-9'\"]{0,12}\"?",
+                "'[a-z \\\\'\"]{0,12}'?",
+                "[\"'\\\\]{1,3}",
+            ]
+        }
+
+        fn line() -> impl Strategy<Value = String> {
+            let include =
+                prop::sample::select(INCLUDE_TARGETS).prop_map(|t| format!("include {t}"));
+            let directive = (
+                prop::sample::select(DIRECTIVES),
+                prop::collection::vec(arg(), 0..4),
+            )
+                .prop_map(|(d, args)| format!("{d} {}", args.join(" ")));
+            let password = ("[жщяюф \"'\\\\]{1,12}", prop::sample::select(QUOTES))
+                .prop_map(|(p, q)| format!("requirepass {q}{p}{q}"));
+            prop_oneof![
+                4 => directive,
+                2 => include,
+                2 => password,
+                1 => "[ -~\t]{0,40}",
+                1 => "\\PC{0,20}",
+                1 => prop::sample::select(LONG_LINES)
+                    .prop_map(|n| format!("dir {}", "x".repeat(n))),
+                1 => Just(format!("requirepass \"{}", "\"".repeat(10_000))),
+            ]
+        }
+
+        const QUOTES: &[&str] = &["", "\"", "'"];
+        const LONG_LINES: &[usize] = &[1000, 70_000, 300_000];
+        /// A lone CR is no line end for Redis (it is a space), so it would
+        /// make a password an argument of the line before; arbitrary bytes
+        /// cover it.
+        const LINE_ENDS: &[&str] = &["\n", "\r\n"];
+        const DIRECTIVES: &[&str] = &[
+            "port",
+            "PORT",
+            "bind",
+            "dir",
+            "dbfilename",
+            "save",
+            "appendonly",
+            "appenddirname",
+            "appendfilename",
+            "unixsocket",
+            "requirepass",
+            "rename-command",
+            "include",
+            "other",
+        ];
+        /// Includes of itself, each other, a directory, nothing and a glob.
+        const INCLUDE_TARGETS: &[&str] = &[
+            "redis.conf",
+            "./redis.conf",
+            "other.conf",
+            "sub/../other.conf",
+            ".",
+            "sub",
+            "missing.conf",
+            "*.conf",
+            "\"\"",
+            "/dev/null",
+        ];
+
+        fn file() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                4 => (prop::collection::vec(line(), 0..10), prop::sample::select(LINE_ENDS))
+                    .prop_map(|(lines, end)| lines.join(end).into_bytes()),
+                1 => prop::collection::vec(any::<u8>(), 0..300),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config(128))]
+
+            #[test]
+            fn any_file_is_settings_or_a_usage_error(main in file(), other in file()) {
+                let dir = TempDir::new();
+                fs::create_dir(dir.0.join("sub")).unwrap();
+                fs::write(dir.0.join("other.conf"), &other).unwrap();
+                let path = dir.0.join("redis.conf");
+                fs::write(&path, &main).unwrap();
+                match load(&path) {
+                    Ok(conf) => {
+                        let shown = format!("{conf:?}");
+                        prop_assert!(!shown.chars().any(|c| SECRET_LETTERS.contains(c)), "{}", shown);
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.exit_code(), 2, "{}", e);
+                        prop_assert!(
+                            !e.message().chars().any(|c| SECRET_LETTERS.contains(c)),
+                            "secret in {:?}", e.message()
+                        );
+                    }
+                }
+            }
+
+            #[test]
+            fn split_args_never_panics(line in prop::collection::vec(any::<u8>(), 0..200)) {
+                let _ = split_args(&line);
+            }
+        }
     }
 }

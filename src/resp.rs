@@ -374,4 +374,259 @@ mod tests {
         let err = read_value(&mut io::BufReader::new(Stalled)).unwrap_err();
         assert!(err.is_timeout(), "{err:?}");
     }
+
+    // ---- properties: hostile bytes from a confused or malicious server ----
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::time::{Duration, Instant};
+
+        /// Few cases each (the suite must stay quick), and no regression files
+        /// written into the source tree: a failure found here becomes a named
+        /// test above instead.
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Reads one value through a buffer of `capacity` bytes, so replies
+        /// arrive in pieces the way they do from a socket.
+        fn parse_chunked(bytes: &[u8], capacity: usize) -> Result<Value, RespError> {
+            read_value(&mut io::BufReader::with_capacity(capacity, bytes))
+        }
+
+        /// The same reply must give the same answer however it is split.
+        fn same_outcome(a: &Result<Value, RespError>, b: &Result<Value, RespError>) -> bool {
+            match (a, b) {
+                (Ok(x), Ok(y)) => x == y,
+                (Err(RespError::Protocol(_)), Err(RespError::Protocol(_))) => true,
+                (Err(RespError::Io(x)), Err(RespError::Io(y))) => x.kind() == y.kind(),
+                _ => false,
+            }
+        }
+
+        /// Memory a decoded value holds is bounded by what arrived, never by
+        /// what was declared: each buffer is within the up-front reservation
+        /// or twice its real length (amortised growth).
+        fn assert_bounded(value: &Value) {
+            match value {
+                Value::Bulk(Some(data)) => {
+                    let bound = (64 * 1024).max(2 * data.len());
+                    assert!(
+                        data.capacity() <= bound,
+                        "bulk of {} reserved {}",
+                        data.len(),
+                        data.capacity()
+                    );
+                }
+                Value::Array(Some(items)) => {
+                    let bound = ARRAY_PREALLOC.max(2 * items.len());
+                    assert!(
+                        items.capacity() <= bound,
+                        "array of {} reserved {}",
+                        items.len(),
+                        items.capacity()
+                    );
+                    items.iter().for_each(assert_bounded);
+                }
+                _ => {}
+            }
+        }
+
+        /// A length the way a hostile server might write it.
+        fn length_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                (-3i64..70).prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                Just(i32::MAX.to_string()),
+                Just((MAX_BULK_LEN as i64 + 1).to_string()),
+                Just((MAX_ARRAY_LEN as i64 + 1).to_string()),
+                Just(MAX_ARRAY_LEN.to_string()),
+                Just("99999999999".to_string()),
+                Just("99999999999999999999999".to_string()),
+                Just("-0".to_string()),
+                Just("+5".to_string()),
+                Just(String::new()),
+            ]
+        }
+
+        const ODD_PIECES: &[&[u8]] = &[b"\r\n", b"\n", b"\r", b"*1\r\n", b"$-1\r\n", b"*-1\r\n"];
+
+        /// Pieces of RESP, well and badly formed, to be strung together.
+        fn token() -> impl Strategy<Value = Vec<u8>> {
+            let typed = (
+                prop::sample::select(&[b'*', b'$', b':', b'+', b'-'][..]),
+                length_text(),
+            )
+                .prop_map(|(t, n)| format!("{}{n}\r\n", t as char).into_bytes());
+            prop_oneof![
+                4 => typed,
+                2 => "[a-z\r\n]{0,12}".prop_map(String::into_bytes),
+                1 => prop::collection::vec(any::<u8>(), 0..16),
+                1 => prop::sample::select(ODD_PIECES).prop_map(<[u8]>::to_vec),
+            ]
+        }
+
+        fn adversarial() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(token(), 0..40).prop_map(|t| t.concat())
+        }
+
+        /// Any RESP2 value within the caps (strings without CR or LF, as
+        /// Redis sends them).
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                "[^\r\n]{0,20}".prop_map(Value::Simple),
+                "[^\r\n]{0,20}".prop_map(Value::Error),
+                any::<i64>().prop_map(Value::Integer),
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..40)).prop_map(Value::Bulk),
+                Just(Value::Array(None)),
+            ];
+            leaf.prop_recursive(6, 64, 8, |inner| {
+                prop::collection::vec(inner, 0..8).prop_map(|v| Value::Array(Some(v)))
+            })
+        }
+
+        fn encode(value: &Value, out: &mut Vec<u8>) {
+            match value {
+                Value::Simple(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+                Value::Error(s) => out.extend_from_slice(format!("-{s}\r\n").as_bytes()),
+                Value::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+                Value::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
+                Value::Bulk(Some(data)) => {
+                    out.extend_from_slice(format!("${}\r\n", data.len()).as_bytes());
+                    out.extend_from_slice(data);
+                    out.extend_from_slice(b"\r\n");
+                }
+                Value::Array(None) => out.extend_from_slice(b"*-1\r\n"),
+                Value::Array(Some(items)) => {
+                    out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                    items.iter().for_each(|item| encode(item, out));
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                bytes in prop::collection::vec(any::<u8>(), 0..512),
+                capacity in 1usize..64,
+            ) {
+                let whole = parse(&bytes);
+                if let Ok(v) = &whole {
+                    assert_bounded(v);
+                }
+                prop_assert!(same_outcome(&whole, &parse_chunked(&bytes, capacity)));
+            }
+
+            #[test]
+            fn adversarial_resp_is_refused_quickly_and_cheaply(
+                bytes in adversarial(),
+                capacity in 1usize..64,
+            ) {
+                let started = Instant::now();
+                let whole = parse(&bytes);
+                prop_assert!(started.elapsed() < Duration::from_secs(1));
+                if let Ok(v) = &whole {
+                    assert_bounded(v);
+                }
+                prop_assert!(same_outcome(&whole, &parse_chunked(&bytes, capacity)));
+            }
+
+            #[test]
+            fn a_declared_length_over_the_cap_is_refused_before_the_body(
+                kind in prop::sample::select(&[b'$', b'*'][..]),
+                excess in prop_oneof![1i64..1000, Just(i64::MAX - MAX_BULK_LEN as i64), any::<u32>().prop_map(i64::from)],
+                body in prop::collection::vec(any::<u8>(), 0..16),
+            ) {
+                let cap = if kind == b'$' { MAX_BULK_LEN } else { MAX_ARRAY_LEN } as i64;
+                let mut bytes = format!("{}{}\r\n", kind as char, cap.saturating_add(excess)).into_bytes();
+                bytes.extend_from_slice(&body);
+                let started = Instant::now();
+                match parse(&bytes) {
+                    Err(RespError::Protocol(m)) => prop_assert!(m.contains("exceeds"), "{}", m),
+                    other => prop_assert!(false, "expected a protocol error, got {:?}", other),
+                }
+                prop_assert!(started.elapsed() < Duration::from_millis(100));
+            }
+
+            #[test]
+            fn a_declared_length_within_the_cap_is_not_trusted(
+                kind in prop::sample::select(&[b'$', b'*'][..]),
+                declared in prop_oneof![17i64..1000, Just(MAX_ARRAY_LEN as i64), Just(MAX_BULK_LEN as i64)],
+                body in "[a-z]{0,16}",
+            ) {
+                let declared = if kind == b'*' { declared.min(MAX_ARRAY_LEN as i64) } else { declared };
+                // Fewer than `declared` bytes or elements follow.
+                let bytes = match kind {
+                    b'$' => format!("${declared}\r\n{body}"),
+                    _ => format!("*{declared}\r\n{}", ":1\r\n".repeat(body.len())),
+                };
+                let started = Instant::now();
+                let err = parse(bytes.as_bytes()).unwrap_err();
+                prop_assert!(
+                    matches!(&err, RespError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof),
+                    "{:?}", err
+                );
+                prop_assert!(started.elapsed() < Duration::from_millis(100));
+            }
+
+            #[test]
+            fn negative_lengths_other_than_nil_are_refused(
+                kind in prop::sample::select(&[b'$', b'*'][..]),
+                len in prop_oneof![i64::MIN..-1, -1000i64..-1],
+            ) {
+                let bytes = format!("{}{len}\r\n", kind as char);
+                match parse(bytes.as_bytes()) {
+                    Err(RespError::Protocol(m)) => prop_assert!(m.contains("negative"), "{}", m),
+                    other => prop_assert!(false, "expected a protocol error, got {:?}", other),
+                }
+            }
+
+            #[test]
+            fn nesting_is_capped_at_any_depth(depth in prop_oneof![0usize..40, 40usize..20_000]) {
+                let bytes = format!("{}:1\r\n", "*1\r\n".repeat(depth));
+                match parse(bytes.as_bytes()) {
+                    Ok(_) => prop_assert!(depth <= MAX_DEPTH),
+                    Err(RespError::Protocol(m)) => {
+                        prop_assert!(depth > MAX_DEPTH);
+                        prop_assert!(m.contains("nested"), "{}", m);
+                    }
+                    Err(e) => prop_assert!(false, "depth {}: {:?}", depth, e),
+                }
+            }
+
+            #[test]
+            fn values_round_trip_and_every_prefix_is_truncated(v in value(), cut in any::<prop::sample::Index>()) {
+                let mut bytes = Vec::new();
+                encode(&v, &mut bytes);
+                bytes.extend_from_slice(b"+next\r\n");
+                let mut input = &bytes[..];
+                prop_assert_eq!(&read_value(&mut input).unwrap(), &v);
+                prop_assert_eq!(input, &b"+next\r\n"[..], "the next reply is left unread");
+
+                let mut whole = Vec::new();
+                encode(&v, &mut whole);
+                let cut = cut.index(whole.len());
+                prop_assert!(is_truncated(&whole[..cut]), "cut at {} of {}", cut, whole.len());
+            }
+
+            #[test]
+            fn a_bulk_without_its_crlf_is_refused(
+                data in prop::collection::vec(any::<u8>(), 0..40),
+                end in prop::array::uniform2(any::<u8>()),
+            ) {
+                prop_assume!(&end != b"\r\n");
+                let mut bytes = format!("${}\r\n", data.len()).into_bytes();
+                bytes.extend_from_slice(&data);
+                bytes.extend_from_slice(&end);
+                prop_assert!(matches!(parse(&bytes), Err(RespError::Protocol(_))));
+            }
+        }
+    }
 }
