@@ -84,6 +84,11 @@ pub enum Command {
     Keygen {
         out: Option<PathBuf>,
     },
+    Prune {
+        keep_last: usize,
+        instance: Option<String>,
+        dry_run: bool,
+    },
 }
 
 pub const MAIN_HELP: &str = "\
@@ -100,6 +105,8 @@ Commands:
   list     [--instance ID]        list backups, oldest first
   show     ID                     show one backup's record
   delete   ID                     delete a backup (object and record)
+  prune    --keep-last N [--instance ID] [--dry-run]
+                                  keep the newest N backups of each instance
   export   ID --out PATH          write the plain RDB of a backup to PATH
   keygen   [--out PATH]           write a new random key file (mode 0600)
 
@@ -182,6 +189,19 @@ Write the plain RDB of a backup to PATH, for manual recovery. The backup is
 authenticated as it is read; PATH must not exist and is removed if anything fails.
 ";
 
+const PRUNE_HELP: &str = "\
+Usage: redis-backup prune --keep-last N [--instance ID] [--dry-run]
+
+Keep the newest N backups of each instance (or only of --instance) and delete
+the older ones, oldest first, printing each. N is at least 1, so the newest
+backup of an instance is never removed by pruning; delete it by ID if you
+really mean to.
+
+  --keep-last N    backups to keep per instance (1 or more)
+  --instance ID    prune only this instance
+  --dry-run        print what would be deleted, delete nothing
+";
+
 const KEYGEN_HELP: &str = "\
 Usage: redis-backup keygen [--out PATH]
 
@@ -199,6 +219,8 @@ struct CommandOptions {
     out: Option<PathBuf>,
     from_file: Option<PathBuf>,
     keep_previous: bool,
+    keep_last: Option<String>,
+    dry_run: bool,
     seen: Vec<&'static str>,
 }
 
@@ -230,6 +252,14 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
             Long("keep-previous") => {
                 options.keep_previous = true;
                 options.seen.push("keep-previous");
+            }
+            Long("keep-last") => {
+                options.keep_last = Some(text_value(&mut parser)?);
+                options.seen.push("keep-last");
+            }
+            Long("dry-run") => {
+                options.dry_run = true;
+                options.seen.push("dry-run");
             }
             Long(flag) => {
                 let key = flag.replace('-', "_");
@@ -290,6 +320,7 @@ fn help_for(command: Option<&str>) -> Result<&'static str> {
         Some("delete") => DELETE_HELP,
         Some("export") => EXPORT_HELP,
         Some("keygen") => KEYGEN_HELP,
+        Some("prune") => PRUNE_HELP,
         Some(other) => return Err(unknown_command(other)),
     })
 }
@@ -355,6 +386,24 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
             no_positional(&name, &positional)?;
             Command::Keygen { out: options.out }
         }
+        "prune" => {
+            options.allow(&name, &["keep-last", "instance", "dry-run"])?;
+            no_positional(&name, &positional)?;
+            let keep_last = options
+                .keep_last
+                .as_deref()
+                .ok_or_else(|| Error::usage("prune needs --keep-last N"))?;
+            let keep_last = keep_last.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::usage(format!(
+                    "--keep-last {keep_last:?}: keep at least 1 backup per instance (delete the last one by ID if you mean it)"
+                ))
+            })?;
+            Command::Prune {
+                keep_last,
+                instance: instance_name(options.instance)?,
+                dry_run: options.dry_run,
+            }
+        }
         other => return Err(unknown_command(other)),
     };
     Ok(command)
@@ -372,7 +421,7 @@ fn instance_name(name: Option<String>) -> Result<Option<String>> {
 
 fn unknown_command(name: &str) -> Error {
     Error::usage(format!(
-        "unknown command {name:?}; commands are backup, restore, verify, list, show, delete, export, keygen"
+        "unknown command {name:?}; commands are backup, restore, verify, list, show, delete, prune, export, keygen"
     ))
 }
 
@@ -527,6 +576,14 @@ mod tests {
         );
         assert_eq!(cmd(&["keygen"]), Command::Keygen { out: None });
         assert_eq!(
+            cmd(&["prune", "--keep-last", "3", "--dry-run", "--instance", "i1"]),
+            Command::Prune {
+                keep_last: 3,
+                instance: Some("i1".into()),
+                dry_run: true
+            }
+        );
+        assert_eq!(
             cmd(&["restore", "--keep-previous", "b1"]),
             Command::Restore {
                 target: Target::Id(BackupId::parse("b1").unwrap()),
@@ -556,6 +613,11 @@ mod tests {
             &["restore"],
             &["restore", "b1", "--out", "/x"],
             &["backup", "--keep-previous"],
+            &["prune"],
+            &["prune", "--keep-last", "0"],
+            &["prune", "--keep-last", "x"],
+            &["prune", "--keep-last", "2", "extra"],
+            &["list", "--dry-run"],
         ] {
             let err = parse_args(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

@@ -54,6 +54,11 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
         Command::Delete(id) => delete(config, &id),
         Command::Export { id, out } => export(config, &id, &out),
         Command::Keygen { out } => keygen(out.as_deref().unwrap_or(&config.key_file)),
+        Command::Prune {
+            keep_last,
+            instance,
+            dry_run,
+        } => prune(config, keep_last, instance.as_deref(), dry_run),
         Command::Help(_) | Command::Version => unreachable!("handled by main"),
     }
 }
@@ -74,17 +79,23 @@ pub fn print(report: &Report, as_json: bool) {
     let _ = written;
 }
 
-fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
-    let storage = storage::open(config)?;
+/// The records in storage, oldest first, of one instance or all.
+fn records(storage: &dyn Storage, instance: Option<&str>) -> Result<Vec<Record>> {
     let mut records = Vec::new();
     for id in storage.list()? {
-        match load_record(&*storage, &id) {
+        match load_record(storage, &id) {
             Ok(record) => records.push(record),
             Err(e) => log::warn!("skipping backup {id}: {e}"),
         }
     }
     records.retain(|r| instance.is_none_or(|i| r.instance == i));
     records.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    Ok(records)
+}
+
+fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
+    let storage = storage::open(config)?;
+    let records = records(&*storage, instance)?;
     Ok(Report {
         lines: records.iter().map(Record::summary_line).collect(),
         json: Value::Array(records.iter().map(Record::to_json).collect()),
@@ -121,6 +132,52 @@ fn show(config: &Config, id: &BackupId) -> Result<Report> {
     Ok(Report {
         lines,
         json: record.to_json(),
+    })
+}
+
+/// Per instance, everything but the newest `keep_last`, oldest first.
+fn prune(
+    config: &Config,
+    keep_last: usize,
+    instance: Option<&str>,
+    dry_run: bool,
+) -> Result<Report> {
+    let storage = storage::open(config)?;
+    let mut by_instance: std::collections::BTreeMap<String, Vec<Record>> = Default::default();
+    for record in records(&*storage, instance)? {
+        by_instance
+            .entry(record.instance.clone())
+            .or_default()
+            .push(record);
+    }
+    let doomed: Vec<Record> = by_instance
+        .into_values()
+        .flat_map(|records| {
+            let surplus = records.len().saturating_sub(keep_last);
+            records.into_iter().take(surplus)
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for record in &doomed {
+        if dry_run {
+            lines.push(format!("would delete {}", record.summary_line()));
+        } else {
+            storage.delete(&record.id)?;
+            log::info!("pruned backup {} of {}", record.id, record.instance);
+            lines.push(format!("deleted {}", record.summary_line()));
+        }
+    }
+    if doomed.is_empty() {
+        lines.push(format!(
+            "nothing to prune: no instance has more than {keep_last} backups"
+        ));
+    }
+    Ok(Report {
+        lines,
+        json: json!({
+            "dry_run": dry_run,
+            "deleted": doomed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        }),
     })
 }
 

@@ -192,3 +192,55 @@ fn list_filters_by_instance_and_is_oldest_first() {
     out.ok();
     assert!(out.stdout.contains("zz-first") && out.stdout.contains("aa-second"));
 }
+
+#[test]
+fn prune_keeps_the_newest_per_instance_and_never_the_last_one() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    for (id, instance) in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("a3", "a")] {
+        t.run(&["backup", "--id", id, "--instance", instance]).ok();
+        // created_at has one-second resolution; keep the order unambiguous.
+        let now = now_secs();
+        wait_for("the next second", || (now_secs() > now).then_some(()));
+    }
+    let listed = |t: &TestRedis| -> Vec<String> {
+        t.list(&[])
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let dry = t.run(&["prune", "--keep-last", "1", "--dry-run"]);
+    dry.ok();
+    assert!(
+        dry.stdout.contains("would delete a1") && dry.stdout.contains("a2"),
+        "{dry}"
+    );
+    assert_eq!(
+        listed(&t),
+        ["a1", "b1", "a2", "a3"],
+        "a dry run deletes nothing"
+    );
+
+    t.run(&["prune", "--keep-last", "2", "--instance", "a"])
+        .ok();
+    assert_eq!(
+        listed(&t),
+        ["b1", "a2", "a3"],
+        "only instance a, oldest first"
+    );
+
+    t.run(&["prune", "--keep-last", "1"]).ok();
+    assert_eq!(
+        listed(&t),
+        ["b1", "a3"],
+        "the newest of each instance stays"
+    );
+    assert_eq!(
+        t.storage_files(),
+        ["a3.json", "a3.rbk", "b1.json", "b1.rbk"],
+        "objects go with their records"
+    );
+    t.run(&["prune", "--keep-last", "0"]).code(2);
+    assert_eq!(listed(&t), ["b1", "a3"]);
+}

@@ -283,6 +283,30 @@ fn swift_list_pages_and_delete_removes_segments() {
     };
     let ids: Vec<String> = listed.iter().map(id_of).collect();
     assert_eq!(ids, ["b1", "b2", "b4", "b5"]);
+
+    // prune on Swift: a dry run changes nothing; then the two oldest go,
+    // segments and all.
+    let dry = run(&["--json", "prune", "--keep-last", "2", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(dry["deleted"], serde_json::json!(["b1", "b2"]), "{dry}");
+    assert_eq!(
+        swift.names(container, "").len(),
+        8,
+        "a dry run deletes nothing"
+    );
+    run(&["prune", "--keep-last", "2"]).ok();
+    for id in ["b1", "b2"] {
+        run(&["show", id]).code(4);
+        assert!(
+            swift.names(segments, &format!("{id}.rbk/")).is_empty(),
+            "segments of {id}"
+        );
+    }
+    assert_eq!(
+        swift.names(container, ""),
+        ["b4.json", "b4.rbk", "b5.json", "b5.rbk"]
+    );
 }
 
 #[test]
