@@ -4,7 +4,13 @@
 CARGO ?= cargo
 BIN   := target/release/redis-backup
 
-.PHONY: build test demo check bench deps test-deps
+.PHONY: build test demo check bench deps test-deps install install-files
+
+# Where `make install` puts things (DESTDIR for packaging into an image).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= /etc/systemd/system
+SYSCONF ?= /etc/redis-backup
 
 build:
 	$(CARGO) build --release
@@ -45,3 +51,19 @@ bench: deps build
 	  && command -v openssl >/dev/null 2>&1 || { \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q time pigz zstd openssl; }
 	BIN=$(BIN) bash tests/bench.sh
+
+# The binary, the systemd units (daily timer) and an example settings file
+# (mode 0600, never overwriting an existing one). Enable with
+# `systemctl enable --now redis-backup.timer`.
+install: build install-files
+
+install-files:
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/redis-backup
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local|$(PREFIX)|g; s|/etc/redis-backup|$(SYSCONF)|g' vendor-notes/systemd/redis-backup.service \
+	  > $(DESTDIR)$(UNITDIR)/redis-backup.service
+	install -m 0644 vendor-notes/systemd/redis-backup.timer $(DESTDIR)$(UNITDIR)/redis-backup.timer
+	install -d -m 0700 $(DESTDIR)$(SYSCONF)
+	test -e $(DESTDIR)$(SYSCONF)/redis-backup.conf || \
+	  install -m 0600 vendor-notes/systemd/redis-backup.conf.example $(DESTDIR)$(SYSCONF)/redis-backup.conf
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/redis-backup/README.md

@@ -12,6 +12,7 @@ mod commands;
 mod connection;
 mod faults;
 mod harness_selftest;
+mod install;
 mod integrity;
 mod keys;
 mod restore;

@@ -1,0 +1,74 @@
+//! `make install`: the binary, the systemd units and the example settings
+//! land where they should with the right modes, an existing settings file is
+//! never overwritten, and systemd accepts the units (where systemd-analyze
+//! is installed, as on Debian).
+
+use crate::harness::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+fn make_install(root: &Path) -> std::process::Output {
+    Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .arg("install-files")
+        .arg(format!("BIN={BIN}"))
+        .arg(format!("PREFIX={}", root.join("usr").display()))
+        .arg(format!("UNITDIR={}", root.join("units").display()))
+        .arg(format!("SYSCONF={}", root.join("etc").display()))
+        .output()
+        .expect("run make")
+}
+
+#[test]
+fn make_install_puts_binary_units_and_private_settings_in_place() {
+    let scratch = Scratch::new("install");
+    let root = scratch.join("root");
+    let out = make_install(&root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_eq!(mode_of(&root.join("usr/bin/redis-backup")), 0o755);
+    assert_eq!(mode_of(&root.join("etc")), 0o700);
+    let settings = root.join("etc/redis-backup.conf");
+    assert_eq!(mode_of(&settings), 0o600, "the settings may hold secrets");
+    let service = fs::read_to_string(root.join("units/redis-backup.service")).unwrap();
+    assert!(
+        service.contains(&format!(
+            "ExecStart={} --config {} backup",
+            root.join("usr/bin/redis-backup").display(),
+            settings.display()
+        )),
+        "{service}"
+    );
+    let timer = fs::read_to_string(root.join("units/redis-backup.timer")).unwrap();
+    assert!(timer.contains("Persistent=true") && timer.contains("RandomizedDelaySec="));
+
+    // A second install keeps the operator's settings.
+    fs::write(&settings, "storage = file:///mine\n").unwrap();
+    assert!(make_install(&root).status.success());
+    assert_eq!(
+        fs::read_to_string(&settings).unwrap(),
+        "storage = file:///mine\n"
+    );
+
+    if Path::new("/usr/bin/systemd-analyze").exists() {
+        let verify = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(root.join("units/redis-backup.service"))
+            .arg(root.join("units/redis-backup.timer"))
+            .output()
+            .expect("run systemd-analyze");
+        let stderr = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success(), "{stderr}");
+        assert!(
+            !stderr.lines().any(|l| l.starts_with("redis-backup.")),
+            "systemd-analyze complains about our units:\n{stderr}"
+        );
+    }
+}
