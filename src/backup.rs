@@ -3,6 +3,7 @@
 //! dump at once, stream it through the pipeline into storage, and only then
 //! write the record, so that a listed backup is always a complete one.
 
+use crate::cli::Source;
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
@@ -35,6 +36,7 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 pub struct Request {
     pub id: Option<BackupId>,
     pub instance: Option<String>,
+    pub source: Source,
 }
 
 pub fn run(config: &Config, request: Request) -> Result<Record> {
@@ -54,38 +56,61 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let options = instance::connect_options(config, &redis_conf, REDIS_TIMEOUT)?;
     let mut redis = Connection::connect(&options)?;
     let redis_version = redis.server_version()?;
-    let files = DataFiles::live(&mut redis, &redis_conf)?;
-    refuse_during_interrupted_restore(&files)?;
-    info!(
-        "Redis {redis_version}: dump {}, persistence {}",
-        files.dump_path().display(),
-        files.describe_persistence()
-    );
-
     // Key counts can only be read beside the save, not inside it: the record
     // keeps the counts from just before and just after, and restore accepts
     // anything between them.
-    let keyspace_before = redis.keyspace()?;
-    let snapshot = redis.snapshot(config.save_timeout)?;
-    let dump = open_dump(&files.dump_path(), snapshot.lastsave)?;
-    // Redis was not meant to keep a dump: remove the one we made it write, on
-    // every way out from here, but only that file.
-    let _cleanup = match files.persistent() {
-        true => None,
-        false => Some(DumpCleanup::new(files.dump_path(), &dump)),
+    let (input, files, _cleanup, keyspace_before) = match request.source {
+        Source::Snapshot => {
+            let files = DataFiles::live(&mut redis, &redis_conf)?;
+            refuse_during_interrupted_restore(&files)?;
+            info!(
+                "Redis {redis_version}: dump {}, persistence {}",
+                files.dump_path().display(),
+                files.describe_persistence()
+            );
+            let keyspace_before = redis.keyspace()?;
+            let snapshot = redis.snapshot(config.save_timeout)?;
+            let dump = open_dump(&files.dump_path(), snapshot.lastsave)?;
+            // Redis was not meant to keep a dump: remove the one we made it
+            // write, on every way out from here, but only that file.
+            let cleanup = (!files.persistent()).then(|| DumpCleanup::new(files.dump_path(), &dump));
+            (
+                DumpSource::File(dump),
+                Some(files),
+                cleanup,
+                keyspace_before,
+            )
+        }
+        Source::Replication => {
+            // Redis may be elsewhere; its files are only a hint here.
+            let files = DataFiles::live(&mut redis, &redis_conf).ok();
+            info!("Redis {redis_version}: taking the RDB from a replica's sync");
+            let keyspace_before = redis.keyspace()?;
+            let stream = Connection::connect(&options)?.sync_rdb()?;
+            (
+                DumpSource::Stream(Box::new(stream)),
+                files,
+                None,
+                keyspace_before,
+            )
+        }
     };
-    let keyspace = redis.keyspace()?;
     let (created_at, _) = record::utc_timestamps(SystemTime::now());
 
-    let (summary, rdb, stored_size) = store(&*storage, &id, dump, &key, config)?;
+    let (summary, rdb, stored_size) = store(&*storage, &id, input, &key, config)?;
+    let keyspace = redis.keyspace()?;
     let record = Record {
         location: storage.location(&id),
         id,
         instance,
         created_at,
         redis_version,
-        persistence: files.persistence_kind().into(),
-        source: "snapshot".into(),
+        persistence: files.map_or("rdb", |f| f.persistence_kind()).into(),
+        source: match request.source {
+            Source::Snapshot => "snapshot",
+            Source::Replication => "replication",
+        }
+        .into(),
         raw_size: summary.raw_size,
         raw_sha256: summary.raw_sha256,
         stored_size,
@@ -129,15 +154,15 @@ fn refuse_during_interrupted_restore(files: &DataFiles) -> Result<()> {
 fn store(
     storage: &dyn Storage,
     id: &BackupId,
-    dump: File,
+    source: DumpSource,
     key: &MasterKey,
     config: &Config,
 ) -> Result<(pipeline::EncodeSummary, RdbInfo, u64)> {
-    let size = dump.metadata().map(|m| m.len()).unwrap_or(0);
     let mut input = CheckedDump {
-        file: dump,
+        progress: Progress::new("backup", source.size()),
+        source,
         check: RdbCheck::new(),
-        progress: Progress::new("backup", size),
+        started: false,
     };
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
@@ -163,13 +188,13 @@ fn store(
             // send only the rest (re-reading the RDB is cheap next to a
             // network upload, and keeps memory flat).
             Err(e) => match object.resume_offset() {
-                Some(offset) => {
+                Some(offset) if input.rewindable() => {
                     warn!("{e}");
                     std::thread::sleep(pause);
                     pause *= 2;
                     resume_from = offset;
                 }
-                None => return Err(e),
+                _ => return Err(e),
             },
         }
     };
@@ -196,23 +221,62 @@ fn store(
     Ok((summary, rdb, stored_size))
 }
 
-/// The dump file, checked (RDB magic and CRC64) and counted as it is read.
+/// Where the RDB comes from: the dump file Redis wrote, or a sync stream.
+enum DumpSource {
+    File(File),
+    Stream(Box<dyn Read + Send>),
+}
+
+impl DumpSource {
+    fn size(&self) -> u64 {
+        match self {
+            DumpSource::File(file) => file.metadata().map(|m| m.len()).unwrap_or(0),
+            DumpSource::Stream(_) => 0,
+        }
+    }
+}
+
+/// The RDB, checked (magic and CRC64) and counted as it is read.
 struct CheckedDump {
-    file: File,
+    source: DumpSource,
     check: RdbCheck,
     progress: Progress,
+    started: bool,
 }
 
 impl CheckedDump {
+    /// Whether the input can be read again from the start: a file can, a
+    /// replication stream cannot (an upload that failed then is final).
+    fn rewindable(&self) -> bool {
+        matches!(self.source, DumpSource::File(_))
+    }
+
     /// Back to the start, for another pass of an upload being resumed.
     fn rewind(&mut self) -> Result<()> {
-        self.file
-            .seek(SeekFrom::Start(0))
+        if !self.started {
+            return Ok(());
+        }
+        let DumpSource::File(file) = &mut self.source else {
+            return Err(Error::other("a replication stream cannot be read twice"));
+        };
+        file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::other(format!("rewinding the dump: {e}")))?;
-        let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
         self.check = RdbCheck::new();
-        self.progress = Progress::new("backup", size);
+        self.progress = Progress::new("backup", self.source.size());
         Ok(())
+    }
+}
+
+impl Read for CheckedDump {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.started = true;
+        let n = match &mut self.source {
+            DumpSource::File(file) => file.read(buf)?,
+            DumpSource::Stream(stream) => stream.read(buf)?,
+        };
+        self.check.update(&buf[..n]);
+        self.progress.advance(n as u64);
+        Ok(n)
     }
 }
 
@@ -237,15 +301,6 @@ impl Write for SkipTo<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-impl Read for CheckedDump {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
-        self.check.update(&buf[..n]);
-        self.progress.advance(n as u64);
-        Ok(n)
     }
 }
 

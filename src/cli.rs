@@ -52,6 +52,13 @@ pub struct Invocation {
     pub command: Command,
 }
 
+/// How `backup` gets the RDB: Redis's own BGSAVE, or a replica's sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Snapshot,
+    Replication,
+}
+
 /// Where a command reads a backup from: storage by ID, or a hand-copied object.
 #[derive(Debug, PartialEq)]
 pub enum Target {
@@ -66,6 +73,7 @@ pub enum Command {
     Backup {
         id: Option<BackupId>,
         instance: Option<String>,
+        source: Source,
     },
     Restore {
         target: Target,
@@ -97,7 +105,7 @@ redis-backup: encrypted, verified backups of Redis
 Usage: redis-backup [GLOBAL OPTIONS] COMMAND [OPTIONS]
 
 Commands:
-  backup   [--id ID] [--instance ID] [--source snapshot]
+  backup   [--id ID] [--instance ID] [--source snapshot|replication]
                                   take a fresh snapshot and store it
   restore  ID | --from-file PATH [--keep-previous]
                                   replace Redis's data with a backup (verified first)
@@ -130,7 +138,7 @@ Exit status: 0 done, 2 usage, 3 Redis, 4 storage, 5 integrity, 1 other.
 ";
 
 const BACKUP_HELP: &str = "\
-Usage: redis-backup backup [--id ID] [--instance ID] [--source snapshot]
+Usage: redis-backup backup [--id ID] [--instance ID] [--source snapshot|replication]
 
 Ask Redis for a fresh snapshot (BGSAVE, waiting until our own save has
 finished), then stream it compressed, encrypted and authenticated into storage.
@@ -138,7 +146,11 @@ Prints the new backup's ID as the last line (or the record with --json).
 
   --id ID          name of the new backup (default: UTC time plus a random suffix)
   --instance ID    instance name recorded with the backup (default: host name)
-  --source snapshot   how the RDB is obtained (only snapshot for now)
+  --source snapshot      (default) Redis writes a fresh dump with BGSAVE and
+                         the backup reads it from Redis's data dir
+  --source replication   take the RDB as a replica would (REPLCONF + SYNC),
+                         straight from the connection: no dump file needed,
+                         and Redis may be on another host
 ";
 
 const RESTORE_HELP: &str = "\
@@ -335,16 +347,17 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
         "backup" => {
             options.allow(&name, &["id", "instance", "source"])?;
             no_positional(&name, &positional)?;
-            if let Some(source) = &options.source {
-                if source != "snapshot" {
-                    return Err(Error::usage(format!(
-                        "--source {source} is not supported; use --source snapshot"
-                    )));
-                }
-            }
+            let source = match options.source.as_deref() {
+                None | Some("snapshot") => Source::Snapshot,
+                Some("replication") => Source::Replication,
+                Some(other) => return Err(Error::usage(format!(
+                    "--source {other:?}: use snapshot (BGSAVE) or replication (a replica's sync)"
+                ))),
+            };
             Command::Backup {
                 id: options.id.as_deref().map(BackupId::parse).transpose()?,
                 instance: instance_name(options.instance)?,
+                source,
             }
         }
         "restore" => {
@@ -539,7 +552,8 @@ mod tests {
             inv.command,
             Command::Backup {
                 id: Some(BackupId::parse("b1").unwrap()),
-                instance: None
+                instance: None,
+                source: Source::Snapshot,
             }
         );
     }
@@ -605,7 +619,7 @@ mod tests {
             &["export", "b1"],
             &["delete", "b1", "--out", "/x"],
             &["verify", "b1", "--from-file", "/x"],
-            &["backup", "--source", "replication"],
+            &["backup", "--source", "replica"],
             &["backup", "--no-such-flag", "1"],
             &["list", "extra"],
             &["list", "--instance", "a/b"],

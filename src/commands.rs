@@ -28,8 +28,19 @@ pub struct Report {
 
 pub fn run(config: &Config, command: Command) -> Result<Report> {
     match command {
-        Command::Backup { id, instance } => {
-            let record = backup::run(config, backup::Request { id, instance })?;
+        Command::Backup {
+            id,
+            instance,
+            source,
+        } => {
+            let record = backup::run(
+                config,
+                backup::Request {
+                    id,
+                    instance,
+                    source,
+                },
+            )?;
             Ok(Report {
                 lines: vec![record.summary_line(), record.id.to_string()],
                 json: record.to_json(),

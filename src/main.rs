@@ -22,6 +22,7 @@ mod rdb;
 mod record;
 mod redis;
 mod redis_conf;
+mod replication;
 mod resp;
 mod restore;
 mod ring;

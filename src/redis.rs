@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use crate::error::{Error, Result};
+use crate::replication::SyncReader;
 use crate::resp::{self, RespError, Value};
 use crate::secret::Secret;
 
@@ -197,6 +198,25 @@ impl Connection {
             Value::Error(text) => Err(self.server_error("PING", &text)),
             _ => Ok(()),
         }
+    }
+
+    /// Turn this connection into the stream of a replica's initial sync and
+    /// return the RDB in it as a reader: `REPLCONF capa eof`, `REPLCONF
+    /// rdb-only 1` (Redis 7 ends the sync after the RDB; older servers refuse
+    /// it, which is fine), then `SYNC`.
+    pub fn sync_rdb(mut self) -> Result<SyncReader<BufReader<impl Read + Send>>> {
+        self.call("REPLCONF", &[b"capa", b"eof"])?;
+        if let Value::Error(text) = self.call_raw("REPLCONF", &[b"rdb-only", b"1"])? {
+            debug!("REPLCONF rdb-only refused ({text}); reading up to the RDB's end");
+        }
+        let name = self.wire_name("SYNC")?;
+        debug!("-> SYNC");
+        resp::write_command(self.stream.get_mut(), &[name.as_bytes()]).map_err(|e| {
+            Error::redis(format!("sending SYNC to Redis at {}: {e}", self.endpoint))
+        })?;
+        let endpoint = self.endpoint.clone();
+        SyncReader::start(self.stream)
+            .map_err(|e| e.context(format!("SYNC with Redis at {endpoint}")))
     }
 
     /// Runs a command and turns an error reply into `Error::Redis`.

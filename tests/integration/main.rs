@@ -15,6 +15,7 @@ mod harness_selftest;
 mod install;
 mod integrity;
 mod keys;
+mod replication;
 mod restore;
 mod restore_faults;
 mod swift;
