@@ -25,6 +25,7 @@ pub const SETTING_FLAGS: &[&str] = &[
     "lock_file",
     "save_timeout",
     "threads",
+    "status_file",
 ];
 
 /// Settings that are secrets: never accepted as a flag, because argv shows in `ps`.
@@ -131,6 +132,7 @@ Settings (flag > REDIS_BACKUP_<KEY> environment > settings file):
   --redis-user USER  --service UNIT  --storage file:///DIR  --key-file PATH
   --compression-level 0..9  --segment-size BYTES  --lock-file PATH  --save-timeout SECONDS
   --threads N (compression and encryption threads; default: the number of cores)
+  --status-file PATH (JSON status of the last backup/restore, and PATH.prom for Prometheus)
   Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
   or the environment, never from flags.
 
@@ -350,9 +352,11 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
             let source = match options.source.as_deref() {
                 None | Some("snapshot") => Source::Snapshot,
                 Some("replication") => Source::Replication,
-                Some(other) => return Err(Error::usage(format!(
+                Some(other) => {
+                    return Err(Error::usage(format!(
                     "--source {other:?}: use snapshot (BGSAVE) or replication (a replica's sync)"
-                ))),
+                )))
+                }
             };
             Command::Backup {
                 id: options.id.as_deref().map(BackupId::parse).transpose()?,

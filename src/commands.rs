@@ -13,6 +13,7 @@ use crate::pipeline::{self, DecodeSummary};
 use crate::progress::Progress;
 use crate::record::{human_size, Record};
 use crate::restore::{self, Restored};
+use crate::status;
 use crate::storage::{self, Storage};
 use serde_json::{json, Value};
 use std::fs::{self, File};
@@ -33,14 +34,27 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
             instance,
             source,
         } => {
-            let record = backup::run(
+            let started = Instant::now();
+            let name = instance.clone().unwrap_or_else(|| config.instance.clone());
+            let requested = id.as_ref().map(ToString::to_string);
+            let result = backup::run(
                 config,
                 backup::Request {
                     id,
                     instance,
                     source,
                 },
-            )?;
+            );
+            report_status(
+                config,
+                "backup",
+                &name,
+                started,
+                &result,
+                |record| (record.raw_size, Some(record.id.to_string())),
+                requested,
+            );
+            let record = result?;
             Ok(Report {
                 lines: vec![record.summary_line(), record.id.to_string()],
                 json: record.to_json(),
@@ -50,14 +64,28 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
             target,
             keep_previous,
         } => {
-            let restored = restore::run(
+            let started = Instant::now();
+            let requested = match &target {
+                Target::Id(id) => Some(id.to_string()),
+                Target::File(path) => Some(path.display().to_string()),
+            };
+            let result = restore::run(
                 config,
                 restore::Request {
                     target,
                     keep_previous,
                 },
-            )?;
-            Ok(restore_report(&restored))
+            );
+            report_status(
+                config,
+                "restore",
+                &config.instance,
+                started,
+                &result,
+                |restored| (restored.raw_size, Some(restored.name.clone())),
+                requested,
+            );
+            Ok(restore_report(&result?))
         }
         Command::Verify(target) => verify(config, target),
         Command::List { instance } => list(config, instance.as_deref()),
@@ -72,6 +100,39 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
         } => prune(config, keep_last, instance.as_deref(), dry_run),
         Command::Help(_) | Command::Version => unreachable!("handled by main"),
     }
+}
+
+/// The status file of a backup or restore, when one is configured.
+fn report_status<T>(
+    config: &Config,
+    operation: &str,
+    instance: &str,
+    started: Instant,
+    result: &Result<T>,
+    facts: impl Fn(&T) -> (u64, Option<String>),
+    requested: Option<String>,
+) {
+    let Some(path) = &config.status_file else {
+        return;
+    };
+    let (size, id) = match result {
+        Ok(value) => {
+            let (size, id) = facts(value);
+            (Some(size), id)
+        }
+        Err(_) => (None, requested),
+    };
+    status::write(
+        path,
+        &status::Outcome {
+            operation,
+            instance,
+            duration: started.elapsed(),
+            size,
+            id,
+            error: result.as_ref().err(),
+        },
+    );
 }
 
 pub fn print(report: &Report, as_json: bool) {

@@ -63,6 +63,8 @@ pub struct Config {
     pub save_timeout: Duration,
     /// Threads that compress/encrypt (backup) or decrypt/inflate (the rest).
     pub threads: usize,
+    /// Where backup and restore write their status (JSON, and `.prom` beside).
+    pub status_file: Option<PathBuf>,
     /// OpenStack credentials by lower-case name; all treated as secret.
     pub openstack: BTreeMap<String, Secret>,
 }
@@ -264,6 +266,7 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
             Some(r) => Duration::from_secs(number::<u64>(&r, 1, 7 * 24 * 3600)?),
             None => Duration::from_secs(3600),
         },
+        status_file: take("status_file").map(|r| path(&r)).transpose()?,
         threads: match take("threads") {
             Some(r) => number::<usize>(&r, 1, 64)?,
             None => crate::pipeline::default_workers(),

@@ -29,8 +29,10 @@ mod ring;
 mod rollback;
 mod secret;
 mod service;
+mod status;
 mod storage;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -48,6 +50,10 @@ fn main() -> ExitCode {
 fn run() -> error::Result<()> {
     let invocation = cli::parse(std::env::args_os())?;
     init_logging(invocation.global.verbosity);
+    progress::show(
+        invocation.global.verbosity >= 1
+            || (invocation.global.verbosity == 0 && std::io::stderr().is_terminal()),
+    );
     match invocation.command {
         cli::Command::Help(text) => print!("{text}"),
         cli::Command::Version => println!("redis-backup {}", env!("CARGO_PKG_VERSION")),

@@ -1,9 +1,18 @@
 //! Progress lines for long transfers: one `info!` line every few seconds with
-//! how much has moved and how fast, so an operator watching a multi-gigabyte
-//! backup at 3 a.m. can tell it is alive.
+//! how much has moved, how fast and for how long, so an operator watching a
+//! multi-gigabyte backup at 3 a.m. can tell it is alive. Only when someone
+//! watches (stderr is a terminal, or `-v`): a journal from a timer stays short.
 
 use crate::record::human_size;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+static SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Turn progress lines on (set once by `main`).
+pub fn show(on: bool) {
+    SHOWN.store(on, Ordering::Relaxed);
+}
 
 const EVERY: Duration = Duration::from_secs(5);
 
@@ -30,7 +39,7 @@ impl Progress {
 
     pub fn advance(&mut self, bytes: u64) {
         self.done += bytes;
-        if self.last_report.elapsed() >= EVERY {
+        if self.last_report.elapsed() >= EVERY && SHOWN.load(Ordering::Relaxed) {
             self.last_report = Instant::now();
             log::info!("{}", self.line());
         }
@@ -40,9 +49,13 @@ impl Progress {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = human_size((self.done as f64 / secs) as u64);
         match self.total {
-            0 => format!("{}: {} so far, {rate}/s", self.what, human_size(self.done)),
+            0 => format!(
+                "{}: {} so far, {rate}/s, {secs:.0}s",
+                self.what,
+                human_size(self.done)
+            ),
             total => format!(
-                "{}: {} of {} ({}%), {rate}/s",
+                "{}: {} of {} ({}%), {rate}/s, {secs:.0}s",
                 self.what,
                 human_size(self.done),
                 human_size(total),

@@ -244,3 +244,63 @@ fn prune_keeps_the_newest_per_instance_and_never_the_last_one() {
     t.run(&["prune", "--keep-last", "0"]).code(2);
     assert_eq!(listed(&t), ["b1", "a3"]);
 }
+
+#[test]
+fn the_status_file_tells_monitoring_about_success_and_failure() {
+    let mut t = TestRedis::start();
+    let status = t.path("status/redis-backup.json");
+    std::fs::create_dir_all(status.parent().unwrap()).unwrap();
+    t.set_setting("status_file", &status.display().to_string());
+    t.conn().ok(&["SET", "k", "v"]);
+    let rec = t.backup_json(&["--id", "s1"]);
+
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&status).expect("status file")).expect("JSON")
+    };
+    let after_success = read();
+    let backup = &after_success["backup"];
+    assert_eq!(backup["last_result"], "ok", "{after_success}");
+    assert_eq!(backup["last_exit_code"], 0);
+    assert_eq!(backup["last_id"], "s1");
+    assert_eq!(backup["last_size_bytes"], rec["raw_size"]);
+    let success_time = backup["last_success_unix"]
+        .as_u64()
+        .expect("last_success_unix");
+
+    t.stop_redis();
+    t.run(&["backup"]).code(3);
+    let after_failure = read();
+    let backup = &after_failure["backup"];
+    assert_eq!(backup["last_result"], "failed", "{after_failure}");
+    assert_eq!(backup["last_exit_code"], 3);
+    assert_eq!(
+        backup["last_success_unix"].as_u64(),
+        Some(success_time),
+        "kept"
+    );
+    assert!(backup["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("Redis")));
+
+    let prom = std::fs::read_to_string(t.path("status/redis-backup.prom")).expect("prom file");
+    assert!(
+        prom.contains(&format!(
+            "redis_backup_last_success_timestamp_seconds{{operation=\"backup\",instance=\"{}\"}} {success_time}",
+            hostname()
+        )),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("redis_backup_last_exit_code{operation=\"backup\""),
+        "{prom}"
+    );
+
+    t.start_redis();
+    t.run(&["restore", "s1"]).ok();
+    assert_eq!(read()["restore"]["last_result"], "ok");
+    assert_eq!(
+        read()["backup"]["last_result"],
+        "failed",
+        "each operation has its own entry"
+    );
+}

@@ -1,0 +1,185 @@
+//! The status file, for monitoring a fleet: after each backup and restore,
+//! when `status_file` is set, a small JSON document with the last attempt and
+//! the last success of each operation, and beside it (`.prom`) the same in
+//! Prometheus's text format for node_exporter's textfile collector. Both are
+//! replaced atomically, so a reader never sees half a file. Failing to write
+//! them is logged, never turned into a failed backup.
+
+use crate::error::Error;
+use crate::fsutil::AtomicFile;
+use crate::record::utc_timestamps;
+use serde_json::{json, Map, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What one run of an operation did.
+pub struct Outcome<'a> {
+    pub operation: &'a str,
+    pub instance: &'a str,
+    pub duration: Duration,
+    /// Bytes of RDB moved, when it succeeded.
+    pub size: Option<u64>,
+    /// The backup concerned, when known.
+    pub id: Option<String>,
+    pub error: Option<&'a Error>,
+}
+
+pub fn write(path: &Path, outcome: &Outcome) {
+    if let Err(e) = try_write(path, outcome) {
+        log::warn!("could not write the status file {}: {e}", path.display());
+    }
+}
+
+fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
+    let now = SystemTime::now();
+    let mut all = read_existing(path);
+    let previous = all.get(outcome.operation).cloned().unwrap_or(Value::Null);
+    let (at, _) = utc_timestamps(now);
+    let epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let exit_code = outcome.error.map_or(0, |e| e.exit_code());
+    let mut entry = json!({
+        "instance": outcome.instance,
+        "last_attempt": at,
+        "last_attempt_unix": epoch,
+        "last_result": if outcome.error.is_none() { "ok" } else { "failed" },
+        "last_exit_code": exit_code,
+        "last_duration_seconds": outcome.duration.as_secs_f64(),
+        "last_error": outcome.error.map(|e| e.message().to_string()),
+        "last_id": outcome.id,
+    });
+    if outcome.error.is_none() {
+        entry["last_success"] = json!(at);
+        entry["last_success_unix"] = json!(epoch);
+        entry["last_size_bytes"] = json!(outcome.size);
+    } else {
+        for kept in ["last_success", "last_success_unix", "last_size_bytes"] {
+            entry[kept] = previous.get(kept).cloned().unwrap_or(Value::Null);
+        }
+    }
+    all.insert(outcome.operation.to_string(), entry);
+
+    let mut json_file = AtomicFile::create(path)?;
+    serde_json::to_writer_pretty(&mut json_file, &Value::Object(all.clone()))?;
+    writeln!(json_file)?;
+    json_file.commit(false)?;
+
+    let mut prom = AtomicFile::create(&prom_path(path))?;
+    prom.write_all(prometheus(&all).as_bytes())?;
+    prom.commit(false)
+}
+
+fn read_existing(path: &Path) -> Map<String, Value> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|value| value.as_object().cloned())
+        .unwrap_or_default()
+}
+
+/// `status.json` → `status.prom`, beside it.
+pub fn prom_path(path: &Path) -> PathBuf {
+    path.with_extension("prom")
+}
+
+fn prometheus(all: &Map<String, Value>) -> String {
+    let metrics = [
+        (
+            "last_success_timestamp_seconds",
+            "last_success_unix",
+            "Unix time of the last successful run",
+        ),
+        (
+            "last_attempt_timestamp_seconds",
+            "last_attempt_unix",
+            "Unix time of the last run",
+        ),
+        (
+            "last_duration_seconds",
+            "last_duration_seconds",
+            "How long the last run took",
+        ),
+        (
+            "last_size_bytes",
+            "last_size_bytes",
+            "Bytes of RDB in the last successful run",
+        ),
+        (
+            "last_exit_code",
+            "last_exit_code",
+            "Exit code of the last run (0 = success)",
+        ),
+    ];
+    let mut out = String::new();
+    for (name, field, help) in metrics {
+        out.push_str(&format!(
+            "# HELP redis_backup_{name} {help}.\n# TYPE redis_backup_{name} gauge\n"
+        ));
+        for (operation, entry) in all {
+            let Some(value) = entry.get(field).and_then(Value::as_f64) else {
+                continue;
+            };
+            let instance = entry["instance"].as_str().unwrap_or("");
+            out.push_str(&format!(
+                "redis_backup_{name}{{operation=\"{}\",instance=\"{}\"}} {value}\n",
+                label(operation),
+                label(instance)
+            ));
+        }
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_then_failure_keeps_the_last_success() {
+        let dir = std::env::temp_dir().join(format!("rb-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("status.json");
+        let ok = Outcome {
+            operation: "backup",
+            instance: "i1",
+            duration: Duration::from_millis(1500),
+            size: Some(1234),
+            id: Some("b1".into()),
+            error: None,
+        };
+        write(&path, &ok);
+        let failure = Error::redis("cannot reach Redis");
+        write(
+            &path,
+            &Outcome {
+                size: None,
+                id: None,
+                error: Some(&failure),
+                ..ok
+            },
+        );
+        let status: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let backup = &status["backup"];
+        assert_eq!(backup["last_result"], "failed");
+        assert_eq!(backup["last_exit_code"], 3);
+        assert_eq!(backup["last_size_bytes"], 1234, "kept from the success");
+        assert!(backup["last_success_unix"].as_u64().is_some());
+        let prom = std::fs::read_to_string(prom_path(&path)).unwrap();
+        assert!(
+            prom.contains("redis_backup_last_exit_code{operation=\"backup\",instance=\"i1\"} 3"),
+            "{prom}"
+        );
+        assert!(prom
+            .contains("redis_backup_last_size_bytes{operation=\"backup\",instance=\"i1\"} 1234"));
+        assert!(prom.contains("# TYPE redis_backup_last_success_timestamp_seconds gauge"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
