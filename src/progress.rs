@@ -14,7 +14,7 @@ pub fn show(on: bool) {
     SHOWN.store(on, Ordering::Relaxed);
 }
 
-const EVERY: Duration = Duration::from_secs(5);
+const EVERY: Duration = Duration::from_secs(2);
 
 pub struct Progress {
     what: &'static str,

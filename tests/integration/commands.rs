@@ -304,3 +304,35 @@ fn the_status_file_tells_monitoring_about_success_and_failure() {
         "each operation has its own entry"
     );
 }
+
+#[test]
+fn progress_goes_to_stderr_with_verbose_only_and_never_into_json() {
+    let mut t = TestRedis::start();
+    // Incompressible data, deflate level 9, one thread: a stream of seconds.
+    add_noise_keys(&mut t.conn(), 60_000, 5);
+    t.set_setting("compression_level", "9");
+    t.set_setting("threads", "1");
+    let out = t.run(&["--json", "-v", "backup", "--id", "slow1"]);
+    out.ok();
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(json["id"], "slow1");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("backup: ") && l.contains("%") && l.contains("/s")),
+        "no progress line on stderr with -v:\n{}",
+        out.stderr
+    );
+    // Not a terminal and no -v: the log of a timer run stays short.
+    let quiet = t.run(&["backup", "--id", "slow2"]);
+    quiet.ok();
+    assert!(
+        !quiet
+            .stderr
+            .lines()
+            .any(|l| l.contains("backup: ") && l.contains("%")),
+        "{}",
+        quiet.stderr
+    );
+}
