@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::rdb::{RdbCheck, RdbInfo};
 use crate::record::{self, human_size, Record};
 use crate::redis::{Connection, DbCount};
-use crate::redis_conf;
+use crate::redis_conf::{self, RedisConf};
 use crate::storage::{self, ObjectWriter, Storage};
 use log::{info, warn};
 use std::collections::BTreeMap;
@@ -43,7 +43,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let started = Instant::now();
     let _lock = fsutil::lock_host(&config.lock_file)?;
     let key = crypto::load_key_file(&config.key_file)?;
-    let redis_conf = redis_conf::load(&config.redis_conf)?;
+    let redis_conf = read_redis_conf(config)?;
     let storage = storage::open(config)?;
     let id = match request.id {
         Some(id) => id,
@@ -132,6 +132,21 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         started.elapsed().as_secs_f64()
     );
     Ok(record)
+}
+
+/// Redis's config, or, when it is not on this host and the settings say how
+/// to reach Redis (a replication backup of a remote server), its defaults.
+fn read_redis_conf(config: &Config) -> Result<RedisConf> {
+    let endpoint_given =
+        config.redis_host.is_some() || config.redis_port.is_some() || config.redis_socket.is_some();
+    if endpoint_given && !config.redis_conf.exists() {
+        info!(
+            "no {} on this host; reaching Redis through the settings alone",
+            config.redis_conf.display()
+        );
+        return Ok(RedisConf::defaults(&config.redis_conf));
+    }
+    redis_conf::load(&config.redis_conf)
 }
 
 /// After a restore was killed half way, Redis may be running on an empty or

@@ -53,7 +53,8 @@ pub struct RedisConf {
 }
 
 impl RedisConf {
-    fn defaults(source: &Path) -> RedisConf {
+    /// Redis's own defaults, as if `source` were an empty file.
+    pub fn defaults(source: &Path) -> RedisConf {
         RedisConf {
             dir: None,
             dbfilename: "dump.rdb".into(),

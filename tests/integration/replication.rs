@@ -59,3 +59,30 @@ fn a_user_that_may_not_replicate_is_exit_3() {
     out.lacks("Lim-Pw-33");
     assert!(t.list(&[]).is_empty());
 }
+
+#[test]
+fn a_remote_redis_needs_no_local_redis_conf() {
+    // As for a Redis on another host: only the settings say how to reach it.
+    let t = TestRedis::builder().requirepass("Remote-Pw-81").start();
+    fill_every_type(&mut t.conn());
+    let before = t.state();
+    let out = t
+        .cmd(&[
+            "--json",
+            "backup",
+            "--source",
+            "replication",
+            "--redis-conf",
+            "/nonexistent/redis.conf",
+            "--redis-host",
+            "127.0.0.1",
+            "--redis-port",
+            &t.port.to_string(),
+        ])
+        .env("REDIS_BACKUP_REDIS_PASSWORD", "Remote-Pw-81")
+        .run();
+    out.ok();
+    let id = out.json()["id"].as_str().expect("id").to_string();
+    let rdb = t.export(&id, "remote.rdb");
+    assert_eq!(digest_of_rdb(&rdb), before);
+}
