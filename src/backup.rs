@@ -98,7 +98,15 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let (created_at, _) = record::utc_timestamps(SystemTime::now());
 
     let (summary, rdb, stored_size) = store(&*storage, &id, input, &key, config)?;
-    let keyspace = redis.keyspace()?;
+    // The object is stored: nothing from here may lose it for a Redis that
+    // went away meanwhile (the first connection sat idle all along).
+    let keyspace = match Connection::connect(&options).and_then(|mut c| c.keyspace()) {
+        Ok(keyspace) => keyspace,
+        Err(e) => {
+            warn!("key counts after the save unavailable ({e}); recording those from before");
+            keyspace_before.clone()
+        }
+    };
     let record = Record {
         location: storage.location(&id),
         id,
@@ -123,7 +131,16 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     };
     let json = serde_json::to_vec_pretty(&record.to_json())
         .map_err(|e| Error::other(format!("encoding the record: {e}")))?;
-    storage.put_record(&record.id, &json)?;
+    if let Err(e) = storage.put_record(&record.id, &json) {
+        // Without its record the object would be unlisted but its ID taken.
+        if let Err(cleanup) = storage.delete(&record.id) {
+            warn!(
+                "could not remove the object of unrecorded backup {}: {cleanup}",
+                record.id
+            );
+        }
+        return Err(e);
+    }
     info!(
         "backup {} complete: {} RDB stored as {} in {:.1}s",
         record.id,
@@ -178,6 +195,7 @@ fn store(
         source,
         check: RdbCheck::new(),
         started: false,
+        identity: None,
     };
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
@@ -257,6 +275,9 @@ struct CheckedDump {
     check: RdbCheck,
     progress: Progress,
     started: bool,
+    /// Size and modification time at the first read: a resumed upload must
+    /// encode the very same bytes again.
+    identity: Option<(u64, Option<SystemTime>)>,
 }
 
 impl CheckedDump {
@@ -274,6 +295,11 @@ impl CheckedDump {
         let DumpSource::File(file) = &mut self.source else {
             return Err(Error::other("a replication stream cannot be read twice"));
         };
+        if file_identity(file) != self.identity {
+            return Err(Error::other(
+                "the dump changed while its upload was being resumed; run the backup again",
+            ));
+        }
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::other(format!("rewinding the dump: {e}")))?;
         self.check = RdbCheck::new();
@@ -284,6 +310,11 @@ impl CheckedDump {
 
 impl Read for CheckedDump {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.started {
+            if let DumpSource::File(file) = &self.source {
+                self.identity = file_identity(file);
+            }
+        }
         self.started = true;
         let n = match &mut self.source {
             DumpSource::File(file) => file.read(buf)?,
@@ -293,6 +324,10 @@ impl Read for CheckedDump {
         self.progress.advance(n as u64);
         Ok(n)
     }
+}
+
+fn file_identity(file: &File) -> Option<(u64, Option<SystemTime>)> {
+    file.metadata().ok().map(|m| (m.len(), m.modified().ok()))
 }
 
 /// Passes the stream on from byte `skip` (what the storage already holds).

@@ -18,6 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
+/// The private server's socket directory is `<tmp>/redis-backup-aof-<pid>`.
+const PRIVATE_DIR_PREFIX: &str = "redis-backup-aof-";
 
 /// The version of the `redis-server` on PATH ("7.0.15").
 pub fn server_version() -> Result<String> {
@@ -215,7 +217,7 @@ impl Drop for PrivateRedis {
 /// the work folder: a Unix socket path must be shorter than 108 bytes, and a
 /// data dir can be deep.
 fn private_socket_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("redis-backup-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{PRIVATE_DIR_PREFIX}{}", std::process::id()));
     // Left by an earlier run with our pid (after a reboot): ours to replace.
     let _ = fs::remove_dir_all(&dir);
     fs::DirBuilder::new()
@@ -262,12 +264,17 @@ fn is_private_server(pid: u32, data_dir: &Path) -> bool {
             )
         })
         .unwrap_or(false);
-    let is_redis = fs::read(proc_dir.join("cmdline"))
-        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("redis-server"))
+    // Only ours: its title names the socket in our private directory (a
+    // server with no TCP port shows its socket), never the service's Redis.
+    let is_ours = fs::read(proc_dir.join("cmdline"))
+        .map(|cmdline| {
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("redis-server") && cmdline.contains(PRIVATE_DIR_PREFIX)
+        })
         .unwrap_or(false);
     let cwd = fs::read_link(proc_dir.join("cwd")).ok();
     let in_data_dir = cwd.is_some_and(|cwd| Some(cwd) == fs::canonicalize(data_dir).ok());
-    running && is_redis && in_data_dir
+    running && is_ours && in_data_dir
 }
 
 /// SIGTERM by pid, with the `kill` command (no unsafe code for a signal).

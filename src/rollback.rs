@@ -81,8 +81,14 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
 /// the folder unless it keeps new files (in failed/) for inspection.
 fn tidy_up(work: WorkDir) {
     let _ = fs::remove_file(work.staged_rdb());
-    let keeps_files = fs::read_dir(work.failed()).is_ok_and(|mut e| e.next().is_some());
-    if keeps_files {
+    let not_empty = |dir: PathBuf| fs::read_dir(dir).is_ok_and(|mut e| e.next().is_some());
+    // previous/ not empty: files under names the settings no longer use.
+    if not_empty(work.previous()) {
+        warn!(
+            "{} still holds files that were not put back; look at them before removing the folder",
+            work.previous().display()
+        );
+    } else if not_empty(work.failed()) {
         info!(
             "the interrupted restore's files are kept in {}",
             work.failed().display()

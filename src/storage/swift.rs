@@ -132,6 +132,7 @@ impl Storage for SwiftStorage {
             segments: Vec::new(),
             failures: 0,
             resume: None,
+            started: 0,
             committed: false,
         }))
     }
@@ -383,6 +384,13 @@ impl Client {
             n => r.set("Range", &format!("bytes={n}-")).call(),
         })?;
         match reply {
+            // A server that ignored Range would send the object from byte 0.
+            Reply::Done(response) if offset > 0 && response.status() != 206 => {
+                Err(Error::storage(format!(
+                    "GET {path} from byte {offset}: Swift answered {} instead of 206 Partial Content",
+                    response.status()
+                )))
+            }
             Reply::Done(response) => Ok(Some(Box::new(response.into_reader()))),
             Reply::Status(404) => Ok(None),
             Reply::Status(code) => {
@@ -457,6 +465,9 @@ struct SwiftObject {
     failures: u32,
     /// After a retryable failure: the stream offset to take the rest from.
     resume: Option<u64>,
+    /// Segments ever started (numbered 1..=this): a failed one may still
+    /// have been stored, so an abandoned upload deletes all of them.
+    started: usize,
     committed: bool,
 }
 
@@ -467,7 +478,9 @@ impl SwiftObject {
                 "the backup needs more than {MAX_SEGMENTS} segments; raise segment_size"
             )));
         }
-        let path = format!("{}/{:08}", self.segment_prefix, self.segments.len() + 1);
+        let number = self.segments.len() + 1;
+        self.started = self.started.max(number);
+        let path = format!("{}/{number:08}", self.segment_prefix);
         let (chunks, receiver) = sync_channel(CHANNEL_CHUNKS);
         let client = self.client.clone();
         let put_path = path.clone();
@@ -657,8 +670,12 @@ impl Write for SwiftObject {
         Ok(n)
     }
 
+    /// The end of the stream (the pipeline's last call): the last segment is
+    /// closed and checked here, inside the caller's retry loop, so a fault
+    /// on it is retried like any other.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.finish_segment()
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 }
 
@@ -686,7 +703,10 @@ impl ObjectWriter for SwiftObject {
 }
 
 impl Drop for SwiftObject {
-    /// An upload that never got its manifest leaves no segments behind.
+    /// An upload that never got its manifest leaves no segments behind: all
+    /// ever started are deleted (a 404 is fine), one attempt each, stopping
+    /// at the first that cannot reach Swift so a dead Swift is not waited on
+    /// segment by segment.
     fn drop(&mut self) {
         if self.committed {
             return;
@@ -694,18 +714,12 @@ impl Drop for SwiftObject {
         if let Some(segment) = self.current.take() {
             drop(segment.chunks);
             let _ = segment.upload.join();
-            self.segments.push(SegmentInfo {
-                path: segment.path,
-                etag: String::new(),
-                size: 0,
-            });
         }
-        for segment in &self.segments {
-            if let Err(e) = self.client.call("DELETE", &segment.path, |r| r.call()) {
-                warn!(
-                    "could not remove segment {} of a failed upload: {e}",
-                    segment.path
-                );
+        for number in 1..=self.started {
+            let path = format!("{}/{number:08}", self.segment_prefix);
+            if let Err(e) = self.client.attempt("DELETE", &path, |r| r.call()) {
+                warn!("could not remove the segments of a failed upload from {path} on: {e}");
+                break;
             }
         }
     }

@@ -170,7 +170,8 @@ fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> R
     let expires = response
         .header("X-Auth-Token-Expires")
         .and_then(|s| s.trim().parse::<f64>().ok())
-        .map(|secs| SystemTime::now() + Duration::from_secs_f64(secs.max(0.0)));
+        .and_then(|secs| Duration::try_from_secs_f64(secs.max(0.0)).ok())
+        .and_then(|left| SystemTime::now().checked_add(left));
     match (storage_url, token) {
         (Some(storage_url), Some(token)) => Ok(Session {
             storage_url: storage_url.trim_end_matches('/').to_string(),
@@ -275,7 +276,7 @@ fn keystone(
     let expires = body["token"]["expires_at"]
         .as_str()
         .and_then(crate::record::parse_rfc3339)
-        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
     Ok(Session {
         storage_url: storage_url.trim_end_matches('/').to_string(),
         token,

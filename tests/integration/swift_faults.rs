@@ -225,4 +225,26 @@ fn swift_upload_dropped_mid_segment_is_resumed_or_leaves_nothing() {
     t.run(&["verify", "cut1"]).ok();
     let rdb = t.export("cut1", "export.rdb");
     assert_eq!(digest_of_rdb(&rdb), before, "the backup holds the data");
+
+    // A cut in the last segment, which the end of the stream closes: it is
+    // retried like the others (it used to fail the backup).
+    let cuts = proxy.drops();
+    proxy.set(Fault::DropOnce {
+        direction: Direction::ToServer,
+        after: stored - 200_000,
+    });
+    let rec = t.backup_json(&["--id", "cut2"]);
+    assert_eq!(
+        proxy.drops(),
+        cuts + 1,
+        "the proxy cut the last segment once"
+    );
+    let last = stored.div_ceil(MIB);
+    assert_eq!(
+        swift.names(&segments, "cut2.rbk/").len() as u64,
+        last,
+        "no leftovers"
+    );
+    assert_eq!(id_of(&rec), "cut2");
+    t.run(&["verify", "cut2"]).ok();
 }
