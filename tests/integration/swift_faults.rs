@@ -248,3 +248,91 @@ fn swift_upload_dropped_mid_segment_is_resumed_or_leaves_nothing() {
     assert_eq!(id_of(&rec), "cut2");
     t.run(&["verify", "cut2"]).ok();
 }
+
+/// The object server's pid and command line, from the stack's run/object.pid.
+fn object_server(swift: &SwiftStack) -> (u32, Vec<String>) {
+    let record = std::fs::read_to_string(swift.dir().join("run/object.pid")).expect("object.pid");
+    let pid: u32 = record
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let argv = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (pid, argv)
+}
+
+#[test]
+fn swift_503_while_the_object_server_is_down_is_retried() {
+    let swift = SwiftStack::start(None);
+    let mut t = redis_on_swift("rb503");
+    for (k, v) in swift.tempauth_settings() {
+        t.set_setting(k, &v);
+    }
+    add_noise_keys(&mut t.conn(), 3 * 1024, 9);
+    let before = t.state();
+
+    // The object server goes away: the proxy answers 503 to every object
+    // request (containers and auth still work).
+    let (pid, argv) = object_server(&swift);
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("the object server to be gone", || {
+        (!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()))
+        .then_some(())
+    });
+
+    let (out, mut restarted) = std::thread::scope(|scope| {
+        let backup = scope.spawn(|| t.run(&["backup", "--id", "b503"]));
+        // Let the backup meet the 503s, then bring the object server back.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(swift.dir().join("log/object.log"))
+            .expect("object log");
+        let child = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("restart the object server");
+        // Recorded like the script does, so that its `stop` ends it too.
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        let start = stat
+            .rsplit(") ")
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .nth(19)
+            .unwrap_or("0")
+            .to_string();
+        std::fs::write(
+            swift.dir().join("run/object.pid"),
+            format!("{} {start}\n", child.id()),
+        )
+        .unwrap();
+        (backup.join().expect("backup thread"), child)
+    });
+    out.ok();
+    assert!(
+        out.stderr.contains("503"),
+        "the backup never met a 503:\n{}",
+        out.stderr
+    );
+    t.run(&["verify", "b503"]).ok();
+    let rdb = t.export("b503", "export.rdb");
+    assert_eq!(digest_of_rdb(&rdb), before);
+    // The stack's stop ends the restarted server; reap it.
+    drop(swift);
+    let _ = restarted.wait();
+}
