@@ -196,6 +196,8 @@ fn store(
         check: RdbCheck::new(),
         started: false,
         identity: None,
+        position: 0,
+        forgotten: 0,
     };
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
@@ -278,7 +280,13 @@ struct CheckedDump {
     /// Size and modification time at the first read: a resumed upload must
     /// encode the very same bytes again.
     identity: Option<(u64, Option<SystemTime>)>,
+    /// Bytes read in this pass, and up to where the page cache was dropped.
+    position: u64,
+    forgotten: u64,
 }
+
+/// Drop the dump's cached pages every so often while reading it.
+const FORGET_EVERY: u64 = 64 << 20;
 
 impl CheckedDump {
     /// Whether the input can be read again from the start: a file can, a
@@ -302,6 +310,8 @@ impl CheckedDump {
         }
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::other(format!("rewinding the dump: {e}")))?;
+        self.position = 0;
+        self.forgotten = 0;
         self.check = RdbCheck::new();
         self.progress = Progress::new("backup", self.source.size());
         Ok(())
@@ -313,11 +323,20 @@ impl Read for CheckedDump {
         if !self.started {
             if let DumpSource::File(file) = &self.source {
                 self.identity = file_identity(file);
+                fsutil::cache::read_sequentially(file);
             }
         }
         self.started = true;
         let n = match &mut self.source {
-            DumpSource::File(file) => file.read(buf)?,
+            DumpSource::File(file) => {
+                let n = file.read(buf)?;
+                self.position += n as u64;
+                if self.position - self.forgotten >= FORGET_EVERY || n == 0 {
+                    fsutil::cache::forget(file, self.position);
+                    self.forgotten = self.position;
+                }
+                n
+            }
             DumpSource::Stream(stream) => stream.read(buf)?,
         };
         self.check.update(&buf[..n]);

@@ -9,6 +9,26 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+/// Page-cache advice for a file read once from start to end (the dump): read
+/// ahead, and let the kernel drop what was read, so a backup does not push
+/// the Redis next to it out of memory. Advice only: errors are ignored.
+pub mod cache {
+    use rustix::fs::{fadvise, Advice};
+    use std::fs::File;
+    use std::num::NonZeroU64;
+
+    pub fn read_sequentially(file: &File) {
+        let _ = fadvise(file, 0, None, Advice::Sequential);
+    }
+
+    /// Forget the cached pages of the first `upto` bytes.
+    pub fn forget(file: &File, upto: u64) {
+        if let Some(len) = NonZeroU64::new(upto) {
+            let _ = fadvise(file, 0, Some(len), Advice::DontNeed);
+        }
+    }
+}
+
 /// Create `dir` (and parents) with mode 0700 if missing; backups are secret-ish.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()

@@ -301,3 +301,26 @@ fn a_dump_older_than_the_save_is_refused() {
     out.stderr_has("not the file this Redis saves to");
     assert!(t.list(&[]).is_empty());
 }
+
+#[test]
+fn the_dump_is_not_left_in_the_page_cache() {
+    // The dump is read once; keeping it cached would push the Redis beside
+    // us out of memory. Checked with util-linux's fincore.
+    let t = TestRedis::start();
+    add_noise_keys(&mut t.conn(), 8 * 1024, 13);
+    t.backup();
+    let size = fs::metadata(t.dump_file()).unwrap().len();
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(t.dump_file())
+        .output()
+        .expect("run fincore (util-linux)");
+    let resident: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("fincore RES");
+    assert!(
+        resident < size / 10,
+        "{resident} of {size} bytes of the dump still cached after the backup"
+    );
+}
