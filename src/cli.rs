@@ -26,6 +26,7 @@ pub const SETTING_FLAGS: &[&str] = &[
     "save_timeout",
     "threads",
     "status_file",
+    "storage_timeout",
 ];
 
 /// Settings that are secrets: never accepted as a flag, because argv shows in `ps`.
@@ -133,6 +134,7 @@ Settings (flag > REDIS_BACKUP_<KEY> environment > settings file):
   --compression-level 0..9  --segment-size BYTES  --lock-file PATH  --save-timeout SECONDS
   --threads N (compression and encryption threads; default: the number of cores)
   --status-file PATH (JSON status of the last backup/restore, and PATH.prom for Prometheus)
+  --storage-timeout SECONDS (a Swift request waiting longer is tried again; default 120)
   Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
   or the environment, never from flags.
 

@@ -65,6 +65,9 @@ pub struct Config {
     pub threads: usize,
     /// Where backup and restore write their status (JSON, and `.prom` beside).
     pub status_file: Option<PathBuf>,
+    /// How long a storage request may wait for the server before it is
+    /// treated as failed (and tried again).
+    pub storage_timeout: Duration,
     /// OpenStack credentials by lower-case name; all treated as secret.
     pub openstack: BTreeMap<String, Secret>,
 }
@@ -267,6 +270,10 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
             None => Duration::from_secs(3600),
         },
         status_file: take("status_file").map(|r| path(&r)).transpose()?,
+        storage_timeout: match take("storage_timeout") {
+            Some(r) => Duration::from_secs(number::<u64>(&r, 1, 3600)?),
+            None => Duration::from_secs(120),
+        },
         threads: match take("threads") {
             Some(r) => number::<usize>(&r, 1, 64)?,
             None => crate::pipeline::default_workers(),

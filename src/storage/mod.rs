@@ -65,6 +65,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
                 credentials,
                 tls,
                 config.segment_size,
+                config.storage_timeout,
             )))
         }
     }

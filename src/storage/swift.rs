@@ -53,12 +53,13 @@ impl SwiftStorage {
         credentials: Credentials,
         tls: Arc<rustls::ClientConfig>,
         segment_size: u64,
+        timeout: Duration,
     ) -> SwiftStorage {
         let agent = ureq::AgentBuilder::new()
             .tls_config(tls)
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
+            .timeout_connect(timeout.min(Duration::from_secs(15)))
+            .timeout_read(timeout)
+            .timeout_write(timeout)
             .build();
         SwiftStorage {
             client: Arc::new(Client {

@@ -336,3 +336,44 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
     drop(swift);
     let _ = restarted.wait();
 }
+
+#[test]
+fn swift_too_slow_to_answer_is_timed_out_and_tried_again() {
+    // The proxy server frozen (SIGSTOP) for 3 s: with storage_timeout = 1,
+    // requests time out and are sent again until it answers.
+    let swift = SwiftStack::start(None);
+    let mut t = redis_on_swift("rbslow");
+    t.set_setting("storage_timeout", "1");
+    t.conn().ok(&["SET", "k", "v"]);
+    let (url, token) = swift.auth();
+    let run = |t: &TestRedis, args: &[&str]| {
+        t.cmd(args)
+            .env("OS_STORAGE_URL", &url)
+            .env("OS_AUTH_TOKEN", &token)
+            .run()
+    };
+    run(&t, &["backup", "--id", "slow"]).ok();
+
+    let record = std::fs::read_to_string(swift.dir().join("run/proxy.pid")).expect("proxy.pid");
+    let proxy_pid = record.split_whitespace().next().expect("pid").to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &proxy_pid])
+            .status()
+            .expect("run kill");
+    };
+    signal("-STOP");
+    let out = std::thread::scope(|scope| {
+        let verify = scope.spawn(|| run(&t, &["verify", "slow"]));
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        signal("-CONT");
+        verify.join().expect("verify thread")
+    });
+    signal("-CONT");
+    out.ok();
+    assert!(
+        out.stderr.to_lowercase().contains("timed out") || out.stderr.contains("trying again"),
+        "the verify never waited on a frozen Swift:\n{}",
+        out.stderr
+    );
+}
