@@ -138,7 +138,8 @@ Settings (flag > REDIS_BACKUP_<KEY> environment > settings file):
   Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
   or the environment, never from flags.
 
-Exit status: 0 done, 2 usage, 3 Redis, 4 storage, 5 integrity, 1 other.
+Exit status: 0 done, 2 usage, 3 Redis, 4 storage, 5 integrity, 6 restore rolled back,
+7 restore could not be rolled back, 1 other.
 ";
 
 const BACKUP_HELP: &str = "\
