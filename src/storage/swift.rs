@@ -36,7 +36,7 @@ const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Uploads of segments that may fail, in all, before the backup gives up.
 const SEGMENT_ATTEMPTS: u32 = 5;
 /// Attempts of an ordinary request when Swift is unreachable or answers 5xx.
-const REQUEST_ATTEMPTS: u32 = 4;
+const REQUEST_ATTEMPTS: u32 = 5;
 const REQUEST_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Renew a long-lived token this long before it expires.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);

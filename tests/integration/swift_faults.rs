@@ -291,8 +291,9 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
 
     let (out, mut restarted) = std::thread::scope(|scope| {
         let backup = scope.spawn(|| t.run(&["backup", "--id", "b503"]));
-        // Let the backup meet the 503s, then bring the object server back.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // Let the backup meet the 503s, then bring the object server back
+        // (a Python server: on a loaded machine it takes seconds to listen).
+        std::thread::sleep(std::time::Duration::from_millis(500));
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(swift.dir().join("log/object.log"))
