@@ -505,13 +505,7 @@ mod tests {
         use crate::cli::SECRET_SETTINGS;
         use proptest::prelude::*;
 
-        fn config(cases: u32) -> ProptestConfig {
-            ProptestConfig {
-                cases,
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
+        use crate::testing::proptest_config as config;
 
         /// Secrets are drawn from letters that appear in no setting name and
         /// no message of ours, so any trace of one in an error is a leak.

@@ -424,13 +424,7 @@ mod tests {
         use proptest::prelude::*;
         use std::sync::atomic::{AtomicUsize, Ordering};
 
-        fn config(cases: u32) -> ProptestConfig {
-            ProptestConfig {
-                cases,
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
+        use crate::testing::proptest_config as config;
 
         /// Near misses of a key file as well as plain noise.
         fn contents() -> impl Strategy<Value = Vec<u8>> {

@@ -519,13 +519,7 @@ mod tests {
 
         /// No regression files in the source tree; a failure found here
         /// becomes a named test above.
-        fn config(cases: u32) -> ProptestConfig {
-            ProptestConfig {
-                cases,
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
+        use crate::testing::proptest_config as config;
 
         fn header_with(compression: Compression, frame_size: u32) -> Header {
             Header {

@@ -31,6 +31,8 @@ mod secret;
 mod service;
 mod status;
 mod storage;
+#[cfg(test)]
+mod testing;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1147,13 +1147,7 @@ mod tests {
 
         /// Each case encodes and decodes whole backups on threads: few cases,
         /// and no regression files written into the source tree.
-        fn config(cases: u32) -> ProptestConfig {
-            ProptestConfig {
-                cases,
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
+        use crate::testing::proptest_config as config;
 
         /// What an attacker or a bad disk does to a backup.
         #[derive(Debug, Clone)]

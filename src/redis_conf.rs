@@ -675,13 +675,7 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn config(cases: u32) -> ProptestConfig {
-            ProptestConfig {
-                cases,
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
+        use crate::testing::proptest_config as config;
 
         /// Passwords use letters found in no file name or message of ours.
         const SECRET_LETTERS: &str = "жщяюф";

@@ -385,13 +385,7 @@ mod tests {
         /// Few cases each (the suite must stay quick), and no regression files
         /// written into the source tree: a failure found here becomes a named
         /// test above instead.
-        fn config(cases: u32) -> ProptestConfig {
-            ProptestConfig {
-                cases,
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
+        use crate::testing::proptest_config as config;
 
         /// Reads one value through a buffer of `capacity` bytes, so replies
         /// arrive in pieces the way they do from a socket.
