@@ -5,28 +5,7 @@
 
 use crate::harness::*;
 use std::fs;
-use std::process::{Command, Stdio};
-
-/// The tool started in the background, to be killed or waited for.
-fn spawn_tool(t: &TestRedis, args: &[&str]) -> std::process::Child {
-    let path = format!(
-        "{}:{}",
-        support_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new(BIN)
-        .arg("-c")
-        .arg(t.settings_file())
-        .args(args)
-        .env("PATH", path)
-        .env("SYSTEMCTL_SHIM_DIR", &t.shim_dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn redis-backup")
-}
+use std::process::Command;
 
 /// Children of `parent` (the fork that writes an RDB is one).
 fn children_of(parent: u32) -> Vec<u32> {
@@ -71,7 +50,7 @@ fn the_save_child_killed_mid_save_is_exit_3_and_nothing_recorded() {
     // 2000 keys at 2 ms each: the save takes seconds, time enough to kill it.
     c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
     let redis_pid = t.pid().expect("redis pid");
-    let tool = spawn_tool(&t, &["backup"]);
+    let tool = t.cmd(&["backup"]).spawn();
     let child = wait_for("Redis to fork the save child", || {
         children_of(redis_pid).first().copied()
     });
@@ -92,7 +71,7 @@ fn redis_killed_mid_save_is_exit_3_and_nothing_recorded() {
     add_filler(&mut c, 2000);
     c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
     let redis_pid = t.pid().expect("redis pid");
-    let tool = spawn_tool(&t, &["backup"]);
+    let tool = t.cmd(&["backup"]).spawn();
     wait_for("Redis to fork the save child", || {
         children_of(redis_pid).first().copied()
     });
@@ -114,7 +93,7 @@ fn the_tool_killed_mid_stream_leaves_nothing_listed_and_the_next_backup_works() 
     add_noise_keys(&mut t.conn(), 40_000, 7);
     t.set_setting("compression_level", "9");
     t.set_setting("threads", "1");
-    let tool = spawn_tool(&t, &["backup", "--id", "killed"]);
+    let tool = t.cmd(&["backup", "--id", "killed"]).spawn();
     let storage = t.storage_dir();
     wait_for("the object to be half written", || {
         fs::read_dir(&storage).ok()?.flatten().find(|e| {
@@ -140,15 +119,6 @@ fn the_tool_killed_mid_stream_leaves_nothing_listed_and_the_next_backup_works() 
     t.run(&["verify", "killed"]).ok();
 }
 
-/// Unmounts (lazily) when dropped.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_under_local_storage_is_exit_4_with_no_partial_files() {
     // Storage on a 512 KiB tmpfs, a backup of several MiB of noise. Needs
@@ -157,13 +127,7 @@ fn a_full_disk_under_local_storage_is_exit_4_with_no_partial_files() {
     add_noise_keys(&mut t.conn(), 3000, 11);
     let storage = t.storage_dir();
     fs::create_dir_all(&storage).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
-        .arg(&storage)
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    let _unmount = Mounted(storage.clone());
+    let _tmpfs = Tmpfs::mount(&storage, "size=512k,mode=0700");
     let before = t.state();
 
     let out = t.run(&["backup", "--id", "full"]);

@@ -534,6 +534,33 @@ impl Resp {
     }
 }
 
+/// The `id` of a backup record as printed by `--json`.
+pub fn id_of(record: &Value) -> String {
+    record["id"].as_str().expect("record has an id").to_string()
+}
+
+/// A small tmpfs mounted on `path` (needs root, as `make test` has),
+/// unmounted lazily when dropped (a Redis may still have its cwd there).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(path: &Path, options: &str) -> Tmpfs {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// What a dataset looks like: `DEBUG DIGEST` and `DBSIZE` per non-empty db.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbState {
@@ -847,14 +874,11 @@ impl Run {
         self
     }
 
-    /// Run to completion (killed after `RUN_DEADLINE`) with stdin closed.
-    pub fn run(self) -> Output {
+    /// The command with stdin closed, an environment cleaned of the
+    /// caller's settings, and this run's own variables.
+    fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
-        command
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(&self.args).stdin(Stdio::null());
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy();
             if key.starts_with("REDIS_BACKUP_")
@@ -872,6 +896,23 @@ impl Run {
         for (key, value) in &self.env {
             command.env(key, value);
         }
+        command
+    }
+
+    /// Start in the background (to be killed, or waited for with
+    /// `wait_with_output`): stdout discarded, stderr piped.
+    pub fn spawn(self) -> std::process::Child {
+        self.command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program))
+    }
+
+    /// Run to completion (killed after `RUN_DEADLINE`) with stdin closed.
+    pub fn run(self) -> Output {
+        let mut command = self.command();
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program));

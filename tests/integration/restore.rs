@@ -85,10 +85,6 @@ fn filled_and_backed_up(b: Builder) -> (TestRedis, DbState, Value) {
     (t, backed_up, record)
 }
 
-fn id_of(record: &Value) -> String {
-    record["id"].as_str().expect("record has an id").to_string()
-}
-
 fn raw_sha256_of(record: &Value) -> String {
     record["raw_sha256"]
         .as_str()
@@ -840,31 +836,13 @@ fn key_counts_of_the_record_are_checked_after_the_restore() {
     assert_eq!(t.state(), backed_up);
 }
 
-/// Unmounts (lazily: Redis may still have its cwd there) when dropped.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn not_enough_disk_to_stage_is_exit_4_and_redis_untouched() {
     // A data dir on a 160 KiB tmpfs: room for the instance's own small dump,
     // not for the ~250 KiB RDB of the backup. Needs root, as `make test` has.
     let (source, _, id) = source_backup();
     let mut t = TestRedis::builder().save(Save::Off).prepare();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=160k", "tmpfs"])
-        .arg(t.data_dir())
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    let _unmount = Mounted(t.data_dir());
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=160k");
     t.set_setting(
         "storage",
         &format!("file://{}", source.storage_dir().display()),

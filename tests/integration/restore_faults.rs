@@ -5,33 +5,8 @@
 
 use crate::harness::*;
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn id_of(record: &serde_json::Value) -> String {
-    record["id"].as_str().expect("record has an id").to_string()
-}
-
-/// The tool started in the background, to be killed with SIGKILL.
-fn spawn_tool(t: &TestRedis, args: &[&str]) -> std::process::Child {
-    let path = format!(
-        "{}:{}",
-        support_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new(BIN)
-        .arg("-c")
-        .arg(t.settings_file())
-        .args(args)
-        .env("PATH", path)
-        .env("SYSTEMCTL_SHIM_DIR", &t.shim_dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn redis-backup")
-}
 
 #[test]
 fn a_rollback_that_could_not_start_redis_is_finished_by_the_next_run() {
@@ -70,7 +45,7 @@ fn a_run_killed_while_building_the_aof_is_undone_by_the_next_one() {
     add_filler(&mut t.conn(), 200_000);
     let backed_up = t.state();
     let id = t.backup();
-    let mut tool = spawn_tool(&t, &["restore", &id]);
+    let mut tool = t.cmd(&["restore", &id]).spawn();
     let started = Instant::now();
     loop {
         let private_running = t
@@ -206,7 +181,7 @@ fn kill_restore_while_systemctl(t: &TestRedis, verb: &str, id: &str) {
     let marker = t.shim_dir.join(format!("{}.hang-{verb}", t.unit));
     let hanging = t.shim_dir.join(format!("{}.hanging", t.unit));
     fs::write(&marker, "").unwrap();
-    let mut tool = spawn_tool(t, &["restore", id]);
+    let mut tool = t.cmd(&["restore", id]).spawn();
     let shim_pid: u32 = wait_for(&format!("systemctl {verb} to hang"), || {
         fs::read_to_string(&hanging).ok()?.trim().parse().ok()
     });
@@ -268,7 +243,7 @@ fn killed_while_staging_redis_is_untouched_and_the_folder_goes() {
     t.conn().ok(&["SET", "after", "x"]);
     let before = t.state();
     let pid = t.pid();
-    let mut tool = spawn_tool(&t, &["restore", &id]);
+    let mut tool = t.cmd(&["restore", &id]).spawn();
     wait_for("the staging file", || {
         t.restore_work_dirs()
             .into_iter()

@@ -36,10 +36,6 @@ fn add_incompressible(conn: &mut Resp, n: usize, seed: u64) {
     }
 }
 
-fn id_of(record: &Value) -> String {
-    record["id"].as_str().expect("record has an id").to_string()
-}
-
 fn str_of<'a>(record: &'a Value, field: &str) -> &'a str {
     record[field]
         .as_str()

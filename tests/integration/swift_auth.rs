@@ -22,10 +22,6 @@ fn redis_on_swift(container: &str) -> TestRedis {
         .start()
 }
 
-fn id_of(record: &Value) -> String {
-    record["id"].as_str().expect("record has an id").to_string()
-}
-
 fn array(out: &Output) -> Vec<Value> {
     match out.json() {
         Value::Array(items) => items,

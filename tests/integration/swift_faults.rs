@@ -29,10 +29,6 @@ fn through(t: &mut TestRedis, swift: &SwiftStack, proxy: &FaultProxy) {
     t.set_setting("st_auth", &format!("{}/auth/v1.0", proxy.base_url(false)));
 }
 
-fn id_of(record: &Value) -> String {
-    record["id"].as_str().expect("record has an id").to_string()
-}
-
 #[test]
 fn swift_token_expires_during_a_slow_backup() {
     const LIFE: u64 = 3;
