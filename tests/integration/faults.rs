@@ -42,44 +42,41 @@ fn exit_code_of(child: std::process::Child) -> (Option<i32>, String) {
     )
 }
 
-#[test]
-fn the_save_child_killed_mid_save_is_exit_3_and_nothing_recorded() {
-    let t = TestRedis::start();
+/// A backup started while Redis's save is slow (2000 keys at 2 ms each:
+/// seconds, time enough to kill something): the running tool, Redis's pid
+/// and the pid of the save child Redis forked for it.
+fn backup_during_a_slow_save(t: &TestRedis) -> (std::process::Child, u32, u32) {
     let mut c = t.conn();
     add_filler(&mut c, 2000);
-    // 2000 keys at 2 ms each: the save takes seconds, time enough to kill it.
     c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
     let redis_pid = t.pid().expect("redis pid");
     let tool = t.cmd(&["backup"]).spawn();
     let child = wait_for("Redis to fork the save child", || {
         children_of(redis_pid).first().copied()
     });
+    (tool, redis_pid, child)
+}
+
+#[test]
+fn the_save_child_killed_mid_save_is_exit_3_and_nothing_recorded() {
+    let t = TestRedis::start();
+    let (tool, _, child) = backup_during_a_slow_save(&t);
     kill9(child);
     let (code, stderr) = exit_code_of(tool);
     assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("BGSAVE failed"), "{stderr}");
     assert!(t.list(&[]).is_empty(), "nothing recorded");
     assert_eq!(t.storage_files(), Vec::<String>::new());
-    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    t.conn().ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
     t.backup();
 }
 
 #[test]
 fn redis_killed_mid_save_is_exit_3_and_nothing_recorded() {
     let t = TestRedis::start();
-    let mut c = t.conn();
-    add_filler(&mut c, 2000);
-    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
-    let redis_pid = t.pid().expect("redis pid");
-    let tool = t.cmd(&["backup"]).spawn();
-    wait_for("Redis to fork the save child", || {
-        children_of(redis_pid).first().copied()
-    });
-    let child = children_of(redis_pid);
+    let (tool, redis_pid, child) = backup_during_a_slow_save(&t);
     kill9(redis_pid);
-    for pid in child {
-        kill9(pid);
-    }
+    kill9(child);
     let (code, stderr) = exit_code_of(tool);
     assert_eq!(code, Some(3), "{stderr}");
     assert!(t.list(&[]).is_empty());
