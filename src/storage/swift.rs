@@ -56,7 +56,7 @@ impl SwiftStorage {
         timeout: Duration,
     ) -> SwiftStorage {
         let agent = ureq::AgentBuilder::new()
-            .tls_config(tls)
+            .tls_connector(Arc::new(super::tls::Connector(tls)))
             .timeout_connect(timeout.min(Duration::from_secs(15)))
             .timeout_read(timeout)
             .timeout_write(timeout)

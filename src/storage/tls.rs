@@ -1,13 +1,20 @@
 //! TLS for Swift and Keystone: rustls, with the certificates this host trusts
 //! (the system CA bundle) plus `OS_CACERT` when set, as OpenStack clients do.
 //! There is deliberately no way to turn verification off.
+//!
+//! ureq is built without its own TLS: its rustls glue would link Mozilla's
+//! root certificates (about 250 KiB) that this tool never uses. The few lines
+//! of `Connector` take their place.
 
 use crate::error::{Error, Result};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
+use ureq::ReadWrite;
 
 /// Debian's bundle (ca-certificates), and where other systems keep theirs.
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -15,6 +22,66 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/cert.pem",
 ];
+
+/// What the HTTP agent calls to wrap each new connection in TLS.
+pub struct Connector(pub Arc<ClientConfig>);
+
+impl ureq::TlsConnector for Connector {
+    fn connect(
+        &self,
+        host: &str,
+        mut io: Box<dyn ReadWrite>,
+    ) -> std::result::Result<Box<dyn ReadWrite>, ureq::Error> {
+        // An IPv6 literal comes bracketed from the URL; the name is without.
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let server = ServerName::try_from(name.to_string()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TLS server name {host}: {e}"),
+            )
+        })?;
+        let mut session =
+            ClientConnection::new(self.0.clone(), server).map_err(io::Error::other)?;
+        // Handshake now, so that a certificate problem is reported as the
+        // connection failing rather than as a broken first request.
+        while session.is_handshaking() {
+            session.complete_io(&mut io).map_err(|e| {
+                io::Error::new(e.kind(), format!("TLS handshake with {host} failed: {e}"))
+            })?;
+        }
+        Ok(Box::new(TlsStream(StreamOwned::new(session, io))))
+    }
+}
+
+struct TlsStream(StreamOwned<ClientConnection, Box<dyn ReadWrite>>);
+
+impl ReadWrite for TlsStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        self.0.get_ref().socket()
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsStream")
+    }
+}
 
 pub fn client_config(cacert: Option<&Path>) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
