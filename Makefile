@@ -26,11 +26,11 @@ deps:
 test-deps: deps
 	@command -v swift-proxy-server >/dev/null 2>&1 && command -v memcached >/dev/null 2>&1 \
 	  && command -v keystone-manage >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 \
-	  && command -v openssl >/dev/null 2>&1 || { \
-	  echo "installing Swift, Keystone and memcached with apt-get"; \
+	  && command -v openssl >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || { \
+	  echo "installing Swift, Keystone, memcached and strace with apt-get"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    swift swift-proxy swift-account swift-container swift-object memcached curl openssl \
-	    keystone python3-keystonemiddleware; }
+	    keystone python3-keystonemiddleware strace; }
 
 test: test-deps
 	$(CARGO) test --all-targets

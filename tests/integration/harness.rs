@@ -2540,6 +2540,14 @@ pub enum Fault {
         first: u64,
         every: u64,
     },
+    /// Once: where `DropOnce` would cut the client-to-server bytes at
+    /// `after`, the proxy instead answers the request itself with
+    /// `500 Internal Server Error` (`Connection: close`): the server gets
+    /// nothing more of it (a partial request it throws away), and the rest
+    /// of what the client sends is read and discarded.
+    ErrorOnce { after: u64 },
+    /// `ErrorOnce` at byte `first`, then again every `every` bytes after.
+    ErrorRepeatedly { first: u64, every: u64 },
 }
 
 impl Fault {
@@ -2550,8 +2558,17 @@ impl Fault {
             Fault::DropRepeatedly {
                 direction, first, ..
             } => Some((direction, first)),
+            Fault::ErrorOnce { after } => Some((Direction::ToServer, after)),
+            Fault::ErrorRepeatedly { first, .. } => Some((Direction::ToServer, first)),
             Fault::PassThrough | Fault::Throttle(_) => None,
         }
+    }
+
+    fn answers_500(self) -> bool {
+        matches!(
+            self,
+            Fault::ErrorOnce { .. } | Fault::ErrorRepeatedly { .. }
+        )
     }
 }
 
@@ -2700,7 +2717,7 @@ impl FaultProxy {
         self.shared.state.lock().expect("proxy state").watched
     }
 
-    /// How many connections were cut since the start.
+    /// How many connections were cut (or answered 500) since the start.
     pub fn drops(&self) -> usize {
         self.shared.state.lock().expect("proxy state").drops
     }
@@ -2768,7 +2785,7 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
             }
             Ok(n) => n,
         };
-        let (forward, drop_now, wake_at) = {
+        let (forward, drop_now, answer_500, wake_at) = {
             let mut st = shared.state.lock().expect("proxy state");
             st.bytes[d] += n as u64;
             st.total[d] += n as u64;
@@ -2786,23 +2803,24 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
             match (st.fault, st.next_cut) {
                 (fault, Some((dd, at))) if dd == direction && st.bytes[d] >= at => {
                     st.next_cut = match fault {
-                        Fault::DropRepeatedly { every, .. } => {
+                        Fault::DropRepeatedly { every, .. }
+                        | Fault::ErrorRepeatedly { every, .. } => {
                             Some((direction, st.bytes[d] + every.max(1)))
                         }
                         _ => None,
                     };
                     st.drops += 1;
                     let over = (st.bytes[d] - at) as usize;
-                    (n - over.min(n), true, None)
+                    (n - over.min(n), true, fault.answers_500(), None)
                 }
                 (Fault::Throttle(rate), _) => {
                     let now = Instant::now();
                     let start = st.next_slot[d].max(now);
                     let at = start + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
                     st.next_slot[d] = at;
-                    (n, false, Some(at))
+                    (n, false, false, Some(at))
                 }
-                _ => (n, false, None),
+                _ => (n, false, false, None),
             }
         };
         if let Some(at) = wake_at {
@@ -2815,9 +2833,29 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
             cut(&from, &to);
             return;
         }
+        if answer_500 {
+            answer_500_and_drain(from, to);
+            return;
+        }
         if drop_now {
             cut(&from, &to);
             return;
         }
     }
+}
+
+/// Answer the request under way on `client` with a 500 of the proxy's own,
+/// end the server's side, and swallow whatever the client still sends (the
+/// rest of an upload) until it closes, so it reads the answer, not a reset.
+fn answer_500_and_drain(mut client: TcpStream, server: TcpStream) {
+    // Written before the server's side ends: ending it makes the other pump
+    // shut the client's write side.
+    let _ = client.write_all(
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let _ = server.shutdown(std::net::Shutdown::Both);
+    let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut sink = [0u8; 64 * 1024];
+    while matches!(client.read(&mut sink), Ok(n) if n > 0) {}
+    let _ = client.shutdown(std::net::Shutdown::Both);
 }

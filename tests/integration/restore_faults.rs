@@ -260,3 +260,118 @@ fn killed_while_staging_redis_is_untouched_and_the_folder_goes() {
     assert_eq!(t.state(), backed_up);
     assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
 }
+
+/// kill -9 at every durable step of a restore: on entry to each rename and
+/// each fsync it makes (strace injects the signal, so the kill lands exactly
+/// between two steps, not wherever a sleep happened to end). After each
+/// kill, the next run must leave Redis running on the old data or on the
+/// restored data, complete, never a mix and never empty.
+fn killed_at_every_step(appendonly: bool) {
+    let builder = TestRedis::builder().save(Save::Off);
+    let t = if appendonly {
+        builder.appendonly().start()
+    } else {
+        builder.start()
+    };
+    let (backed_up, id, changed) = backed_up_then_changed(&t);
+    let mut outcomes = (0, 0);
+    // strace counts each system call on its own: walk the renames, then
+    // the fsyncs.
+    for syscalls in ["rename,renameat,renameat2", "fsync"] {
+        let mut n = 1;
+        while killed_at(&t, &id, syscalls, n) {
+            assert!(n < 100, "the restore never finished under strace");
+            let now = after_a_kill(&t, appendonly, &format!("{syscalls} #{n}"));
+            if now == changed {
+                outcomes.0 += 1;
+            } else {
+                assert_eq!(now, backed_up, "old or new data after {syscalls} #{n}");
+                outcomes.1 += 1;
+                // Back to the old data for the next kill.
+                t.conn().ok(&["SET", "after", "x"]);
+                t.conn().ok(&["SAVE"]);
+            }
+            n += 1;
+        }
+        assert!(n > 2, "the restore made {} {syscalls} calls", n - 1);
+        assert_eq!(t.state(), backed_up, "past the last {syscalls}: restored");
+        t.conn().ok(&["SET", "after", "x"]);
+        t.conn().ok(&["SAVE"]);
+    }
+    assert!(
+        outcomes.0 >= 3 && outcomes.1 >= 1,
+        "kills landed both before and after the swap: {outcomes:?} (old, new)"
+    );
+}
+
+/// Restore `id` under strace, killed on entry to the `n`th of `syscalls`;
+/// false if it made fewer and finished.
+fn killed_at(t: &TestRedis, id: &str, syscalls: &str, n: usize) -> bool {
+    let out = t
+        .with_env(
+            Run::new("strace")
+                .args(&["-o", "/dev/null", "-e"])
+                .arg(format!("trace={syscalls}"))
+                .arg("-e")
+                .arg(format!("inject={syscalls}:signal=KILL:when={n}"))
+                .args(&[BIN, "-c", &t.settings_file().display().to_string()])
+                .args(&["restore", id]),
+        )
+        .run();
+    if out.code == Some(0) {
+        return false;
+    }
+    assert_eq!(
+        out.code, None,
+        "killed at {syscalls} #{n}, not failed\n{out}"
+    );
+    true
+}
+
+/// The next run after a kill; returns the state Redis is left in, once the
+/// files left behind have been checked.
+fn after_a_kill(t: &TestRedis, appendonly: bool, at: &str) -> DbState {
+    let old_dump = t
+        .restore_work_dirs()
+        .iter()
+        .map(|w| w.join("previous").join("dump.rdb"))
+        .find(|p| p.exists())
+        .map(|p| sha256_file(&p));
+    // Any run that sees the journal finishes the interrupted restore.
+    t.run(&["restore", "no-such-backup"]).code(4);
+    assert!(t.is_active(), "Redis runs after a kill at {at}");
+    let now = t.state();
+    // The folder goes, or stays (journal "done") only to keep files for the
+    // operator: an undone restore's new files in failed/, or, once the
+    // restore had finished, the old files in previous/, unchanged.
+    for work in t.restore_work_dirs() {
+        let journal = fs::read_to_string(work.join("journal")).unwrap();
+        assert_eq!(journal.lines().last(), Some("done"), "{at}: {journal}");
+        assert!(!work.join("incoming.rdb").exists(), "{at}: staging kept");
+        let kept_old = work.join("previous").join("dump.rdb");
+        if kept_old.exists() {
+            assert_eq!(
+                Some(sha256_file(&kept_old)),
+                old_dump,
+                "{at}: old dump changed"
+            );
+        }
+        fs::remove_dir_all(&work).unwrap();
+    }
+    if appendonly {
+        t.stop_redis();
+        t.start_redis();
+        assert_eq!(t.state(), now, "the AOF is complete after a kill at {at}");
+    }
+    now
+}
+
+#[test]
+fn killed_at_every_rename_and_fsync_redis_ends_on_old_or_new_data() {
+    killed_at_every_step(false);
+}
+
+#[test]
+fn killed_at_every_rename_and_fsync_with_aof_redis_ends_on_old_or_new_data() {
+    killed_at_every_step(true);
+}

@@ -374,3 +374,59 @@ fn swift_too_slow_to_answer_is_timed_out_and_tried_again() {
         out.stderr
     );
 }
+
+#[test]
+fn swift_500_replies_are_retried_and_a_persistent_one_leaves_nothing() {
+    let swift = SwiftStack::start(None);
+    let proxy = FaultProxy::to(swift.proxy_port);
+    let container = "rb500";
+    let segments = format!("{container}_segments");
+    let mut t = redis_on_swift(container);
+    through(&mut t, &swift, &proxy);
+    add_noise_keys(&mut t.conn(), 5 * 1024, 29);
+    let before = t.state();
+
+    // A 500 for the third segment and every 512 KiB after: the backup
+    // gives up, and what it had stored goes.
+    proxy.set(Fault::ErrorRepeatedly {
+        first: 5 * MIB / 2,
+        every: MIB / 2,
+    });
+    let out = t.run(&["backup", "--id", "e1"]);
+    out.code(4).stderr_has("500").lacks(&swift.st_key);
+    assert!(proxy.drops() >= 2, "the proxy answered 500 more than once");
+    proxy.set(Fault::PassThrough);
+    assert_eq!(swift.names(container, ""), Vec::<String>::new());
+    assert_eq!(swift.names(&segments, "e1.rbk/"), Vec::<String>::new());
+    assert_eq!(t.list(&[]), Vec::<Value>::new());
+
+    // One 500 in the third segment: sent again, and the backup is whole.
+    let errors = proxy.drops();
+    proxy.set(Fault::ErrorOnce { after: 5 * MIB / 2 });
+    let rec = t.backup_json(&["--id", "e1"]);
+    assert_eq!(proxy.drops(), errors + 1, "one 500");
+    assert_eq!(id_of(&rec), "e1");
+    let stored = rec["stored_size"].as_u64().expect("stored_size");
+    assert_eq!(
+        swift.names(&segments, "e1.rbk/").len() as u64,
+        stored.div_ceil(MIB),
+        "one segment per MiB, no leftovers"
+    );
+
+    // A 500 for a request of the download (its first, one in the middle,
+    // its last): retried, and the data is whole.
+    proxy.set(Fault::PassThrough);
+    t.export("e1", "export.rdb");
+    let sent = proxy.bytes(Direction::ToServer);
+    for after in [1, sent / 2, sent - 20] {
+        let errors = proxy.drops();
+        proxy.set(Fault::ErrorOnce { after });
+        let rdb = t.export("e1", &format!("export-{after}.rdb"));
+        assert_eq!(
+            proxy.drops(),
+            errors + 1,
+            "one 500 at byte {after} of {sent}"
+        );
+        assert_eq!(digest_of_rdb(&rdb), before, "the backup holds the data");
+    }
+}
