@@ -60,7 +60,7 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+        let temp = dir.join(format!("{}{}-{name}", temp_prefix(), std::process::id()));
         // create_new (O_EXCL) never follows a symlink planted under our name.
         let file = OpenOptions::new()
             .write(true)
@@ -99,6 +99,52 @@ impl AtomicFile {
         self.committed = true;
         fsync_dir(parent_of(&self.target))
     }
+}
+
+/// Temporary files made on this host start with this, then the writer's pid:
+/// `.tmp-HOST-PID-NAME`. The host keeps a sweep on a shared directory from
+/// taking another machine's file for a dead process's.
+fn temp_prefix() -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(".tmp-{host}-")
+}
+
+/// Remove from `dir` the temporary files that processes of this host left
+/// when they were killed (their pid is no longer running): nothing else will,
+/// and a half-written backup can be as large as the dataset. Returns the
+/// names removed.
+pub fn remove_dead_temps(dir: &Path) -> Vec<String> {
+    let prefix = temp_prefix();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let running = Path::new("/proc").join(pid.to_string()).exists();
+        if !running && fs::remove_file(entry.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
 }
 
 const EPERM: i32 = 1;
@@ -194,6 +240,40 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         create_private_dir(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn only_temps_of_dead_processes_of_this_host_are_swept() {
+        let dir = scratch("sweep");
+        let mut done = std::process::Command::new("true").spawn().unwrap();
+        done.wait().unwrap();
+        let (alive, dead) = (std::process::id(), done.id());
+        let prefix = temp_prefix();
+        let names = [
+            format!("{prefix}{alive}-a.rbk"),
+            format!("{prefix}{dead}-b.rbk"),
+            format!(".tmp-some_other_host-{dead}-c.rbk"),
+            format!("{prefix}notapid-d.rbk"),
+            "e.rbk".to_string(),
+        ];
+        for name in &names {
+            fs::write(dir.join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_dead_temps(&dir), vec![names[1].clone()]);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            names[0].clone(),
+            names[2].clone(),
+            names[3].clone(),
+            names[4].clone(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

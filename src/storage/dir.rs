@@ -5,7 +5,7 @@
 
 use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
-use crate::fsutil::{create_private_dir, fsync_dir, AtomicFile};
+use crate::fsutil::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
 use crate::id::BackupId;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -112,6 +112,9 @@ impl Storage for DirStorage {
 
     fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
         self.prepare(id)?;
+        for name in remove_dead_temps(&self.dir) {
+            log::info!("removed {name}, left by a backup that was killed");
+        }
         let path = self.object_path(id);
         let file = AtomicFile::create(&path).map_err(|e| self.failed("cannot create", &path, e))?;
         Ok(Box::new(DirObject {

@@ -97,6 +97,71 @@ impl SwiftStorage {
         }
     }
 
+    /// Every object name in `container` that starts with `prefix`, page by
+    /// page; none if the container does not exist.
+    fn names(&self, container: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let path = format!(
+                "{}?format=json&prefix={}&marker={}",
+                encode(container),
+                encode(prefix),
+                encode(&marker)
+            );
+            let body = match self.client.call("GET", &path, |r| r.call())? {
+                Reply::Done(response) => response,
+                Reply::Status(404) => return Ok(names),
+                Reply::Status(code) => {
+                    return Err(Error::storage(format!(
+                        "listing swift://{container}: Swift answered {code}"
+                    )))
+                }
+            };
+            let mut text = Vec::new();
+            body.into_reader()
+                .take(MAX_LISTING_BYTES)
+                .read_to_end(&mut text)
+                .map_err(|e| Error::storage(format!("listing swift://{container}: {e}")))?;
+            let page: Value = serde_json::from_slice(&text).map_err(|_| {
+                Error::storage(format!("listing swift://{container}: Swift sent no JSON"))
+            })?;
+            let page: Vec<String> = page
+                .as_array()
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter_map(|e| e["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(last) = page.last() else {
+                return Ok(names);
+            };
+            marker = last.clone();
+            names.extend(page);
+        }
+    }
+
+    /// Remove the segments a killed backup left under `id`'s name (no
+    /// manifest points at them); how many there were.
+    fn remove_leftover_segments(&self, id: &BackupId) -> Result<usize> {
+        let container = self.segments_container();
+        let leftovers = self.names(&container, &format!("{id}{OBJECT_SUFFIX}/"))?;
+        for name in &leftovers {
+            let path = format!("{}/{}", encode(&container), encode_path(name));
+            match self.client.call("DELETE", &path, |r| r.call())? {
+                Reply::Done(_) | Reply::Status(404) => {}
+                Reply::Status(code) => {
+                    return Err(Error::storage(format!(
+                        "cannot remove the leftover segment {path}: Swift answered {code}"
+                    )))
+                }
+            }
+        }
+        Ok(leftovers.len())
+    }
+
     fn exists(&self, path: &str) -> Result<bool> {
         match self.client.call("HEAD", path, |r| r.call())? {
             Reply::Done(_) => Ok(true),
@@ -124,6 +189,12 @@ impl Storage for SwiftStorage {
 
     fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
         self.prepare(id)?;
+        // A backup killed under this ID left segments no manifest lists; the
+        // new ones would replace some of them and leave the rest forever.
+        let removed = self.remove_leftover_segments(id)?;
+        if removed > 0 {
+            info!("removed {removed} segments left by an interrupted backup {id}");
+        }
         Ok(Box::new(SwiftObject {
             client: self.client.clone(),
             manifest_path: self.object_path(id),
@@ -183,47 +254,12 @@ impl Storage for SwiftStorage {
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
-        let mut ids = Vec::new();
-        let mut marker = String::new();
-        loop {
-            let path = format!(
-                "{}?format=json&marker={}",
-                encode(&self.container),
-                encode(&marker)
-            );
-            let body = match self.client.call("GET", &path, |r| r.call())? {
-                Reply::Done(response) => response,
-                Reply::Status(404) => return Ok(ids),
-                Reply::Status(code) => {
-                    return Err(Error::storage(format!(
-                        "listing {}: Swift answered {code}",
-                        self.where_()
-                    )))
-                }
-            };
-            let mut text = Vec::new();
-            body.into_reader()
-                .take(MAX_LISTING_BYTES)
-                .read_to_end(&mut text)
-                .map_err(|e| Error::storage(format!("listing {}: {e}", self.where_())))?;
-            let page: Value = serde_json::from_slice(&text).map_err(|_| {
-                Error::storage(format!("listing {}: Swift sent no JSON", self.where_()))
-            })?;
-            let names: Vec<&str> = page
-                .as_array()
-                .map(|entries| entries.iter().filter_map(|e| e["name"].as_str()).collect())
-                .unwrap_or_default();
-            let Some(last) = names.last() else {
-                return Ok(ids);
-            };
-            marker = last.to_string();
-            ids.extend(
-                names
-                    .iter()
-                    .filter_map(|n| n.strip_suffix(RECORD_SUFFIX))
-                    .filter_map(|stem| BackupId::parse(stem).ok()),
-            );
-        }
+        let names = self.names(&self.container, "")?;
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_suffix(RECORD_SUFFIX))
+            .filter_map(|stem| BackupId::parse(stem).ok())
+            .collect())
     }
 
     fn delete(&self, id: &BackupId) -> Result<()> {
@@ -234,7 +270,16 @@ impl Storage for SwiftStorage {
             Reply::Status(404) if self.exists(&object)? => {
                 warn!("backup {id} had no record; removing its object only");
             }
-            Reply::Status(404) => return Err(not_found(id, &self.where_())),
+            Reply::Status(404) => {
+                // Nothing but, perhaps, the segments of a killed backup.
+                return match self.remove_leftover_segments(id)? {
+                    0 => Err(not_found(id, &self.where_())),
+                    removed => {
+                        warn!("backup {id} was never finished; removed its {removed} segments");
+                        Ok(())
+                    }
+                };
+            }
             Reply::Status(code) => {
                 return Err(Error::storage(format!(
                     "cannot delete {record}: Swift answered {code}"
@@ -724,6 +769,11 @@ impl Drop for SwiftObject {
             }
         }
     }
+}
+
+/// Percent-encode an object name, keeping its slashes.
+fn encode_path(name: &str) -> String {
+    name.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
 /// Percent-encode a path segment or query value (RFC 3986 unreserved pass).

@@ -108,11 +108,20 @@ fn the_tool_killed_mid_stream_leaves_nothing_listed_and_the_next_backup_works() 
         !storage.join("killed.rbk").exists() && !storage.join("killed.json").exists(),
         "nothing under the backup's name"
     );
-    // The lock died with the process; the same ID can be used again.
+    let temps = || {
+        dir_entries(&storage)
+            .into_iter()
+            .filter(|n| n.starts_with(".tmp-"))
+            .count()
+    };
+    assert_eq!(temps(), 1, "the killed run's half-written object");
+    // The lock died with the process; the same ID can be used again, and
+    // the next backup removes the dead run's temporary file.
     t.set_setting("compression_level", "1");
     t.set_setting("threads", "2");
     let out = t.run(&["backup", "--id", "killed"]);
     out.ok();
+    assert_eq!(temps(), 0, "the dead run's temporary file is gone");
     t.run(&["verify", "killed"]).ok();
 }
 

@@ -430,3 +430,52 @@ fn swift_500_replies_are_retried_and_a_persistent_one_leaves_nothing() {
         assert_eq!(digest_of_rdb(&rdb), before, "the backup holds the data");
     }
 }
+
+#[test]
+fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
+    let swift = SwiftStack::start(None);
+    let proxy = FaultProxy::to(swift.proxy_port);
+    let container = "rbkill";
+    let segments = format!("{container}_segments");
+    let mut t = redis_on_swift(container);
+    through(&mut t, &swift, &proxy);
+    add_noise_keys(&mut t.conn(), 6 * 1024, 31);
+
+    // Slow the upload down, kill -9 the tool once three segments are stored.
+    let kill_mid_upload = |id: &str| {
+        proxy.set(Fault::Throttle(2 * MIB));
+        let mut tool = t.cmd(&["backup", "--id", id]).spawn();
+        wait_for("three stored segments", || {
+            (swift.names(&segments, &format!("{id}.rbk/")).len() >= 3).then_some(())
+        });
+        tool.kill().expect("kill -9 the backup");
+        tool.wait().expect("reap the backup");
+        proxy.set(Fault::PassThrough);
+        assert!(t.list(&[]).is_empty(), "a killed backup is never listed");
+        assert_eq!(swift.names(container, ""), Vec::<String>::new());
+        t.run(&["show", id]).code(4);
+    };
+
+    // `delete` removes what the killed run left.
+    kill_mid_upload("k1");
+    assert!(!swift.names(&segments, "k1.rbk/").is_empty());
+    t.run(&["delete", "k1"]).ok();
+    assert_eq!(swift.names(&segments, "k1.rbk/"), Vec::<String>::new());
+    t.run(&["delete", "k1"]).code(4);
+
+    // A backup under the same ID starts by removing them, so its object is
+    // exactly its own segments, fewer now that the data shrank.
+    kill_mid_upload("k2");
+    t.conn().ok(&["FLUSHALL"]);
+    add_noise_keys(&mut t.conn(), 1024, 37);
+    let before = t.state();
+    let rec = t.backup_json(&["--id", "k2"]);
+    let stored = rec["stored_size"].as_u64().expect("stored_size");
+    let expected: Vec<String> = (1..=stored.div_ceil(MIB))
+        .map(|i| format!("k2.rbk/{i:08}"))
+        .collect();
+    assert_eq!(swift.names(&segments, "k2.rbk/"), expected);
+    assert!(expected.len() < 3, "{expected:?}");
+    let rdb = t.export("k2", "export.rdb");
+    assert_eq!(digest_of_rdb(&rdb), before);
+}
