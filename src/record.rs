@@ -299,26 +299,7 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        use crate::testing::proptest_config as config;
-
-        fn json() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::from),
-                any::<u64>().prop_map(Value::from),
-                any::<i64>().prop_map(Value::from),
-                any::<f64>().prop_map(Value::from),
-                "\\PC{0,12}".prop_map(Value::from),
-                Just(Value::from("b1")),
-            ];
-            leaf.prop_recursive(4, 48, 6, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                    prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
-                        .prop_map(|m| Value::Object(m.into_iter().collect())),
-                ]
-            })
-        }
+        use crate::testing::{arbitrary_json as json, proptest_config as config};
 
         /// A good record with one field replaced by anything, or removed.
         fn damaged_record() -> impl Strategy<Value = Value> {

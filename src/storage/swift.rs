@@ -123,18 +123,7 @@ impl SwiftStorage {
                 .take(MAX_LISTING_BYTES)
                 .read_to_end(&mut text)
                 .map_err(|e| Error::storage(format!("listing swift://{container}: {e}")))?;
-            let page: Value = serde_json::from_slice(&text).map_err(|_| {
-                Error::storage(format!("listing swift://{container}: Swift sent no JSON"))
-            })?;
-            let page: Vec<String> = page
-                .as_array()
-                .map(|entries| {
-                    entries
-                        .iter()
-                        .filter_map(|e| e["name"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let page = page_names(&text, container)?;
             let Some(last) = page.last() else {
                 return Ok(names);
             };
@@ -771,6 +760,21 @@ impl Drop for SwiftObject {
     }
 }
 
+/// The object names on one page of a JSON container listing.
+fn page_names(text: &[u8], container: &str) -> Result<Vec<String>> {
+    let page: Value = serde_json::from_slice(text)
+        .map_err(|_| Error::storage(format!("listing swift://{container}: Swift sent no JSON")))?;
+    Ok(page
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Percent-encode an object name, keeping its slashes.
 fn encode_path(name: &str) -> String {
     name.split('/').map(encode).collect::<Vec<_>>().join("/")
@@ -837,5 +841,37 @@ mod tests {
         let mut all = String::new();
         reader.read_to_string(&mut all).unwrap();
         assert_eq!(all, "abcde");
+    }
+
+    #[test]
+    fn a_listing_page_gives_its_names() {
+        let page = br#"[{"name": "a.json", "bytes": 1}, {"bytes": 2}, {"name": "b.rbk"}]"#;
+        assert_eq!(page_names(page, "c").unwrap(), vec!["a.json", "b.rbk"]);
+        assert_eq!(page_names(b"[]", "c").unwrap(), Vec::<String>::new());
+        assert_eq!(page_names(b"<html>", "c").unwrap_err().exit_code(), 4);
+    }
+
+    mod hostile_listings {
+        use super::*;
+        use crate::testing::{arbitrary_json as any_json, proptest_config as config};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                if let Err(e) = page_names(&bytes, "c") {
+                    prop_assert_eq!(e.exit_code(), 4);
+                }
+            }
+
+            #[test]
+            fn arbitrary_json(value in any_json()) {
+                let text = serde_json::to_vec(&value).unwrap();
+                let names = page_names(&text, "c").unwrap();
+                prop_assert!(names.len() <= value.as_array().map_or(0, Vec::len));
+            }
+        }
     }
 }

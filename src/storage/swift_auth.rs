@@ -262,7 +262,19 @@ fn keystone(
         .take(MAX_TOKEN_BODY)
         .read_to_end(&mut text)
         .map_err(|e| Error::storage(format!("reading Keystone's token: {e}")))?;
-    let body: Value = serde_json::from_slice(&text).map_err(|_| {
+    session_from_token(&text, token, auth_url, region, interface)
+}
+
+/// The session a Keystone token body describes: Swift's URL from the
+/// catalog, and when the token expires.
+fn session_from_token(
+    text: &[u8],
+    token: Secret,
+    auth_url: &str,
+    region: Option<&str>,
+    interface: &str,
+) -> Result<Session> {
+    let body: Value = serde_json::from_slice(text).map_err(|_| {
         Error::storage(format!(
             "Keystone at {auth_url} sent a token that is not JSON"
         ))
@@ -424,5 +436,43 @@ mod tests {
                 .exit_code(),
             2
         );
+    }
+
+    mod hostile_tokens {
+        use super::*;
+        use crate::testing::{arbitrary_json as any_json, proptest_config as config};
+        use proptest::prelude::*;
+
+        fn check(text: &[u8]) -> std::result::Result<(), TestCaseError> {
+            let token = Secret::new("tok-secret");
+            match session_from_token(text, token, "http://ks", Some("r1"), "public") {
+                Ok(session) => prop_assert!(!session.storage_url.ends_with('/')),
+                Err(e) => {
+                    prop_assert_eq!(e.exit_code(), 4);
+                    prop_assert!(!e.to_string().contains("tok-secret"));
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn arbitrary_json(value in any_json()) {
+                check(&serde_json::to_vec(&value).unwrap())?;
+            }
+
+            #[test]
+            fn token_shaped_json(catalog in any_json(), expires in any_json()) {
+                let body = json!({"token": {"catalog": catalog, "expires_at": expires}});
+                check(&serde_json::to_vec(&body).unwrap())?;
+            }
+        }
     }
 }
