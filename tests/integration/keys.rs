@@ -158,3 +158,48 @@ fn no_secret_in_any_output() {
         );
     }
 }
+
+#[test]
+fn no_secret_in_the_argv_of_any_process_the_tool_starts() {
+    // A restore of an AOF instance starts the most: systemctl (the shim,
+    // which records its arguments) and a private redis-server.
+    let pw = "argv-secret-Pq72w";
+    let t = TestRedis::builder().requirepass(pw).appendonly().start();
+    fill_every_type(&mut t.conn());
+    add_filler(&mut t.conn(), 200_000);
+    let backed_up = t.state();
+    let id = t.backup();
+    let key_hex = fs::read_to_string(t.key_file())
+        .unwrap()
+        .trim()
+        .to_lowercase();
+
+    let tool = t.cmd(&["-vv", "restore", &id]).spawn();
+    let pid: u32 = wait_for("the private redis-server", || {
+        t.restore_work_dirs().iter().find_map(|w| {
+            fs::read_to_string(w.join("private-redis.pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+    });
+    let argv = fs::read(format!("/proc/{pid}/cmdline")).expect("the private server's argv");
+    let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+    assert!(argv.contains("redis-server"), "{argv}");
+    let out = tool.wait_with_output().expect("the restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.state(), backed_up);
+
+    let calls = t.shim_calls().join("\n");
+    assert!(calls.contains("stop") && calls.contains("start"), "{calls}");
+    for secret in [pw, key_hex.as_str()] {
+        assert!(!argv.contains(secret), "the private server's argv: {argv}");
+        assert!(!calls.contains(secret), "systemctl's argv: {calls}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+    }
+}
