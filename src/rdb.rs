@@ -7,71 +7,13 @@
 
 use crate::error::{Error, Result};
 
-/// The CRC-64/Jones polynomial, 0xad93d23594c935a9, bit-reversed: the CRC is
-/// reflected (least significant bit first), so it shifts right and needs the
-/// polynomial in that bit order.
-const POLY: u64 = 0x95ac_9329_ac4b_c9b5;
-
-/// Slice-by-8 tables: `TABLES[0]` is the classic byte-at-a-time table and
-/// `TABLES[k]` advances a byte through k further zero bytes, so eight input
-/// bytes cost eight lookups and no data-dependent loop.
-static TABLES: [[u64; 256]; 8] = build_tables();
-
-const fn build_tables() -> [[u64; 256]; 8] {
-    let mut tables = [[0u64; 256]; 8];
-    let mut n = 0;
-    while n < 256 {
-        let mut crc = n as u64;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ POLY
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        tables[0][n] = crc;
-        n += 1;
-    }
-    let mut k = 1;
-    while k < 8 {
-        let mut n = 0;
-        while n < 256 {
-            let prev = tables[k - 1][n];
-            tables[k][n] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
-            n += 1;
-        }
-        k += 1;
-    }
-    tables
-}
-
-/// Continues a CRC-64/Jones over `data` (start with 0).
-pub fn crc64_update(mut crc: u64, data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(8);
-    for word in &mut words {
-        crc ^= u64::from_le_bytes(word.try_into().expect("chunks of 8"));
-        crc = TABLES[7][(crc & 0xff) as usize]
-            ^ TABLES[6][((crc >> 8) & 0xff) as usize]
-            ^ TABLES[5][((crc >> 16) & 0xff) as usize]
-            ^ TABLES[4][((crc >> 24) & 0xff) as usize]
-            ^ TABLES[3][((crc >> 32) & 0xff) as usize]
-            ^ TABLES[2][((crc >> 40) & 0xff) as usize]
-            ^ TABLES[1][((crc >> 48) & 0xff) as usize]
-            ^ TABLES[0][(crc >> 56) as usize];
-    }
-    for &byte in words.remainder() {
-        crc = TABLES[0][((crc ^ u64::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    crc
-}
+use crate::crc64;
 
 /// CRC-64/Jones of `data`, as Redis computes it for RDB files. Only tests
-/// need it whole; `RdbCheck` streams with `crc64_update`.
+/// need it whole; `RdbCheck` streams with `crc64::update`.
 #[cfg(test)]
 pub fn crc64(data: &[u8]) -> u64 {
-    crc64_update(0, data)
+    crc64::update(0, data)
 }
 
 const HEADER_LEN: usize = 9;
@@ -191,7 +133,7 @@ impl RdbCheck {
 
     fn crc_feed(&mut self, data: &[u8]) {
         if let Some(&last) = data.last() {
-            self.crc = crc64_update(self.crc, data);
+            self.crc = crc64::update(self.crc, data);
             self.last_crc_byte = Some(last);
         }
     }
@@ -227,43 +169,6 @@ mod tests {
             check.update(piece);
         }
         check.finish()
-    }
-
-    fn crc64_bitwise(data: &[u8]) -> u64 {
-        let mut crc = 0u64;
-        for &b in data {
-            crc ^= u64::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ POLY
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        crc
-    }
-
-    #[test]
-    fn crc64_check_value() {
-        assert_eq!(crc64(b"123456789"), 0xe9c6d914c4b8d9ca);
-        assert_eq!(crc64(b""), 0);
-    }
-
-    #[test]
-    fn slice_by_8_matches_bitwise_at_every_length_and_split() {
-        let data: Vec<u8> = (0..100u32).map(|i| (i * 37 + 11) as u8).collect();
-        for len in 0..data.len() {
-            assert_eq!(
-                crc64(&data[..len]),
-                crc64_bitwise(&data[..len]),
-                "len {len}"
-            );
-        }
-        for split in 0..data.len() {
-            let (a, b) = data.split_at(split);
-            assert_eq!(crc64_update(crc64(a), b), crc64(&data));
-        }
     }
 
     #[test]
