@@ -37,7 +37,7 @@ mod storage;
 #[cfg(test)]
 mod testing;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -87,6 +87,11 @@ fn init_logging(verbosity: i8) {
         .parse_env("RUST_LOG")
         .filter_module("ureq", log::LevelFilter::Warn)
         .filter_module("rustls", log::LevelFilter::Warn)
-        .format_target(false)
+        // Our own line format (env_logger's, without its time and colour
+        // crates): `[2026-11-25T03:15:00Z INFO ] message`, UTC like the IDs.
+        .format(|out, line| {
+            let (now, _) = record::utc_timestamps(std::time::SystemTime::now());
+            writeln!(out, "[{now} {:<5}] {}", line.level(), line.args())
+        })
         .init();
 }

@@ -3,8 +3,8 @@
 //! There is deliberately no way to turn verification off.
 //!
 //! ureq is built without its own TLS: its rustls glue would link Mozilla's
-//! root certificates (about 250 KiB) that this tool never uses. The few lines
-//! of `Connector` take their place.
+//! root certificates that this tool never uses. The few lines of `Connector`
+//! take their place. TLS 1.3 only, unless built with the `tls12` feature.
 
 use crate::error::{Error, Result};
 use rustls::pki_types::pem::PemObject;
@@ -45,12 +45,26 @@ impl ureq::TlsConnector for Connector {
         // Handshake now, so that a certificate problem is reported as the
         // connection failing rather than as a broken first request.
         while session.is_handshaking() {
-            session.complete_io(&mut io).map_err(|e| {
-                io::Error::new(e.kind(), format!("TLS handshake with {host} failed: {e}"))
-            })?;
+            session
+                .complete_io(&mut io)
+                .map_err(|e| handshake_failed(host, e))?;
         }
         Ok(Box::new(TlsStream(StreamOwned::new(session, io))))
     }
+}
+
+fn handshake_failed(host: &str, e: io::Error) -> io::Error {
+    // TLS 1.2 is a build option (see vendor-notes/dependencies.md): say so
+    // when a server turns the handshake down for its protocol version.
+    let hint = if cfg!(feature = "tls12") || !e.to_string().contains("ProtocolVersion") {
+        ""
+    } else {
+        "; the server may speak only TLS 1.2, which this build leaves out (build with --features tls12)"
+    };
+    io::Error::new(
+        e.kind(),
+        format!("TLS handshake with {host} failed: {e}{hint}"),
+    )
 }
 
 struct TlsStream(StreamOwned<ClientConnection, Box<dyn ReadWrite>>);

@@ -264,3 +264,65 @@ fn swift_tls_with_the_ca_and_refused_without_it() {
     t.remove_setting("os_cacert");
     t.run(&["verify", &id]).code(4).stderr_has("certificate");
 }
+
+/// A TLS server that speaks only TLS 1.2 (`openssl s_server`), with a
+/// certificate for 127.0.0.1 that `OS_CACERT` trusts.
+#[test]
+fn a_tls_1_2_only_endpoint_is_refused_with_the_way_out_named() {
+    let mut t = redis_on_swift("database_backups");
+    let dir = t.path("tls12");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A CA, and a server certificate it signed, as rustls wants one.
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "set -e
+            openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca \\
+                -keyout ca.key -out ca.pem
+            openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out req.csr
+            printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' >ext.cnf
+            openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \\
+                -extfile ext.cnf -out cert.pem",
+        )
+        .current_dir(&dir)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{made:?}");
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    let port = free_port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-tls1_2", "-accept"])
+        .arg(port.to_string())
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start openssl s_server");
+    wait_for("openssl s_server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    t.set_setting("st_auth", &format!("https://127.0.0.1:{port}/auth/v1.0"));
+    t.set_setting("st_user", "test:tester");
+    t.set_setting("st_key", "tls12-key");
+    t.set_setting("os_cacert", &ca.display().to_string());
+    let out = t.run(&["list"]);
+    server.kill().expect("stop openssl s_server");
+    server.wait().expect("reap openssl s_server");
+    // The request reaches the HTTP layer only with TLS 1.2 built in, and
+    // s_server's -www page is no TempAuth: exit 4 either way.
+    out.code(4).lacks("tls12-key");
+    if cfg!(feature = "tls12") {
+        assert!(!out.stderr.contains("TLS handshake"), "{out}");
+        out.stderr_has("Swift auth");
+    } else {
+        out.stderr_has("TLS 1.2").stderr_has("--features tls12");
+    }
+}
