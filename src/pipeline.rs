@@ -26,7 +26,7 @@ use crate::crypto::{hex, random_bytes, BackupKeys, MasterKey};
 use crate::error::{Error, Result};
 use crate::format::{self, Compression, FrameKind, Header, Trailer};
 use crate::rdb::{RdbCheck, RdbInfo};
-use crate::ring::{ring, Source};
+use crate::ring::{ring, Sink, Source};
 
 /// Buffers per worker, plus a couple for the reader and writer, so workers
 /// rarely wait on I/O and I/O rarely waits on workers.
@@ -225,7 +225,7 @@ fn decode_with(
     output: &mut dyn Write,
     key: &MasterKey,
     workers: usize,
-    mut rdb: Option<RdbCheck>,
+    rdb: Option<RdbCheck>,
 ) -> Result<(u64, String, Option<RdbInfo>)> {
     let (header, keys) = format::read_header(input, key)?;
     let workers = workers.clamp(1, MAX_WORKERS);
@@ -237,45 +237,48 @@ fn decode_with(
     let stop = AtomicBool::new(false);
     let (stop, keys_ref, header_ref) = (&stop, &keys, &header);
 
-    let mut hasher = Sha256::new();
-    let mut raw_size = 0u64;
     let mut trailer = None;
-    thread::scope(|s| {
-        // As in `encode`: dropped on early return, to wake the reader.
-        let sink = sink;
+    let checked = thread::scope(|s| {
         let reader = s.spawn(move || read_frames(input, header_ref, source, job_tx, stop));
         for _ in 0..workers {
             let (jobs, done) = (Arc::clone(&job_rx), done_tx.clone());
             s.spawn(move || decode_worker(&jobs, done, keys_ref, header_ref, stop));
         }
         drop((job_rx, done_tx));
+        // Writing the RDB and hashing it are the serial part of a decode:
+        // this thread writes each frame, then hands it to the checker, which
+        // hashes it while the next one is written. The checker gives the
+        // buffers back to the ring (and, by ending, wakes the reader up).
+        let (to_check, frames) = sync_channel::<Plain>(slots);
+        let checker = s.spawn(move || check_plain(frames, sink, rdb));
 
         let written = in_order(done_rx, |plain: Plain| {
             let bytes = &plain.buf[plain.range.clone()];
             match plain.kind {
                 FrameKind::Final => trailer = Some(Trailer::from_bytes(bytes)?),
-                FrameKind::Data { .. } => {
-                    hasher.update(bytes);
-                    if let Some(check) = rdb.as_mut() {
-                        check.update(bytes);
-                    }
-                    raw_size += bytes.len() as u64;
-                    output.write_all(bytes).map_err(write_rdb_error)?;
-                }
+                FrameKind::Data { .. } => output.write_all(bytes).map_err(write_rdb_error)?,
             }
-            sink.give(plain.buf);
+            // It only ends once this sender is dropped.
+            let _ = to_check.send(plain);
             Ok(0)
         });
+        drop(to_check);
         if written.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
+        let checked = join(checker);
         let written = written?;
         let frames = join(reader)?;
         if written.frames != frames {
             return Err(lost_frame(written.frames));
         }
-        Ok(())
+        Ok(checked)
     })?;
+    let Checked {
+        hasher,
+        raw_size,
+        rdb,
+    } = checked;
 
     let Some(trailer) = trailer else {
         return Err(Error::integrity("backup is truncated"));
@@ -293,6 +296,36 @@ fn decode_with(
     let info = rdb.map(RdbCheck::finish).transpose()?;
     output.flush().map_err(write_rdb_error)?;
     Ok((raw_size, hex(&raw_sha256), info))
+}
+
+/// What the decode checker saw of the plain RDB.
+struct Checked {
+    hasher: Sha256,
+    raw_size: u64,
+    rdb: Option<RdbCheck>,
+}
+
+/// Hashes (and checks, if asked) the plain RDB frames in stream order, then
+/// gives their buffers back to the ring.
+fn check_plain(frames: Receiver<Plain>, sink: Sink, mut rdb: Option<RdbCheck>) -> Checked {
+    let mut hasher = Sha256::new();
+    let mut raw_size = 0u64;
+    for plain in frames {
+        if let FrameKind::Data { .. } = plain.kind {
+            let bytes = &plain.buf[plain.range.clone()];
+            hasher.update(bytes);
+            if let Some(check) = rdb.as_mut() {
+                check.update(bytes);
+            }
+            raw_size += bytes.len() as u64;
+        }
+        sink.give(plain.buf);
+    }
+    Checked {
+        hasher,
+        raw_size,
+        rdb,
+    }
 }
 
 /// What the encode reader saw.

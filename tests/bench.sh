@@ -8,8 +8,8 @@
 # mixed-large, 1.5 million keys of mixed types and sizes (tests/bench-mixed.lua:
 # JSON documents with varied text, sessions and tokens, hashes, lists, sets,
 # sorted sets, counters, binary blobs), the one the targets are judged on;
-# mixed-small, the same kind at about 10 MB, to show that memory does not
-# grow; templated-large, values that are templates around sequential numbers
+# mixed-small and mixed-1gb, the same kind at about 10 MB and 1 GB, to show
+# that memory does not grow; templated-large, values that are templates around sequential numbers
 # (tests/bench-templated.lua), far more compressible than real data.
 set -euo pipefail
 
@@ -74,7 +74,7 @@ generate() { # script keys-in-thousands file
 
 # name:script:thousands-of-keys. The generator's name is in the cache file's
 # name, so changing a generator means renaming it (or emptying the cache).
-DATASETS=${BENCH_DATASETS:-"mixed-large:mixed:1500 mixed-small:mixed:40 templated-large:templated:1500"}
+DATASETS=${BENCH_DATASETS:-"mixed-large:mixed:1500 mixed-small:mixed:40 mixed-1gb:mixed:4000 templated-large:templated:1500"}
 for set in $DATASETS; do
     IFS=: read -r name script thousands <<<"$set"
     file="$CACHE/$script-${thousands}k.rdb"
