@@ -88,6 +88,9 @@ done
 measure() { # label outfile command...
     local label=$1 out=$2
     shift 2
+    # Every run starts with no dirty pages: the files earlier runs wrote
+    # would otherwise be written back during (and charged to) later ones.
+    sync
     /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$out" 2>"$work/stderr" ||
         { echo "$label failed:" >&2; cat "$work/stderr" >&2; exit 1; }
     read -r SECS RSS <"$work/time"
@@ -126,6 +129,7 @@ run_dataset() { # name rdb-file
 
     measure "gzip -6" "$work/ref.gz" gzip -6 -c "$rdb"
     GZIP6=$(stat -c %s "$work/ref.gz")
+    rm -f "$work/ref.gz"
     measure "trove" "$work/trove.enc" sh -c "gzip -6 -c '$rdb' | openssl enc -aes-256-cbc -pbkdf2 -pass pass:bench"
     trove=$(mbps "$RAW" "$SECS")
     row "Trove: gzip -6, openssl enc (backup)" "$SECS" "$RSS" "$(stat -c %s "$work/trove.enc")" "$trove"
@@ -136,14 +140,17 @@ run_dataset() { # name rdb-file
     row "Trove reverse: openssl enc -d, gzip -d ‡" "$SECS" "$RSS" "" "$reverse"
     measure "gzip -1" "$work/ref1.gz" gzip -1 -c "$rdb"
     row "gzip -1" "$SECS" "$RSS" "$(stat -c %s "$work/ref1.gz")" "$trove"
+    rm -f "$work/ref1.gz"
     if command -v pigz >/dev/null; then
         measure "pigz" "$work/ref.pz" pigz -1 -p "$CORES" -c "$rdb"
         row "pigz -1 -p $CORES" "$SECS" "$RSS" "$(stat -c %s "$work/ref.pz")" "$trove"
+        rm -f "$work/ref.pz"
         pigz=$LAST_MBPS
     fi
     if command -v zstd >/dev/null; then
         measure "zstd" "$work/ref.zst" zstd -1 -T0 -c "$rdb"
         row "zstd -1 -T0" "$SECS" "$RSS" "$(stat -c %s "$work/ref.zst")" "$trove"
+        rm -f "$work/ref.zst"
     fi
 
     # The backup's own stream time (from the moment the dump exists) is in
