@@ -249,7 +249,8 @@ fn decode_with(
         // this thread writes each frame, then hands it to the checker, which
         // hashes it while the next one is written. The checker gives the
         // buffers back to the ring (and, by ending, wakes the reader up).
-        let (to_check, frames) = sync_channel::<Plain>(slots);
+        // (Indexed like the workers' results, so the channel's code is theirs.)
+        let (to_check, frames) = sync_channel::<Done<Plain>>(slots);
         let checker = s.spawn(move || check_plain(frames, sink, rdb));
 
         let written = in_order(done_rx, |plain: Plain| {
@@ -259,7 +260,7 @@ fn decode_with(
                 FrameKind::Data { .. } => output.write_all(bytes).map_err(write_rdb_error)?,
             }
             // It only ends once this sender is dropped.
-            let _ = to_check.send(plain);
+            let _ = to_check.send((0, Ok(plain)));
             Ok(0)
         });
         drop(to_check);
@@ -307,10 +308,10 @@ struct Checked {
 
 /// Hashes (and checks, if asked) the plain RDB frames in stream order, then
 /// gives their buffers back to the ring.
-fn check_plain(frames: Receiver<Plain>, sink: Sink, mut rdb: Option<RdbCheck>) -> Checked {
+fn check_plain(frames: Receiver<Done<Plain>>, sink: Sink, mut rdb: Option<RdbCheck>) -> Checked {
     let mut hasher = Sha256::new();
     let mut raw_size = 0u64;
-    for plain in frames {
+    for plain in frames.into_iter().filter_map(|(_, plain)| plain.ok()) {
         if let FrameKind::Data { .. } = plain.kind {
             let bytes = &plain.buf[plain.range.clone()];
             hasher.update(bytes);
