@@ -13,6 +13,9 @@ pub enum Error {
     Redis(String),
     /// Storage error: network, auth, missing object, full disk (exit 4).
     Storage(String),
+    /// Storage error that trying again cannot mend: credentials rejected,
+    /// a certificate not trusted (exit 4, like `Storage`).
+    StorageRefused(String),
     /// Integrity error: wrong key, tampered or truncated backup, bad RDB (exit 5).
     Integrity(String),
     /// Restore failed; the previous data was put back and Redis restarted (exit 6).
@@ -31,7 +34,7 @@ impl Error {
             Error::Other(_) => 1,
             Error::Usage(_) => 2,
             Error::Redis(_) => 3,
-            Error::Storage(_) => 4,
+            Error::Storage(_) | Error::StorageRefused(_) => 4,
             Error::Integrity(_) => 5,
             Error::RolledBack(_) => 6,
             Error::RollbackFailed(_) => 7,
@@ -43,6 +46,7 @@ impl Error {
             Error::Usage(m)
             | Error::Redis(m)
             | Error::Storage(m)
+            | Error::StorageRefused(m)
             | Error::Integrity(m)
             | Error::RolledBack(m)
             | Error::RollbackFailed(m)
@@ -62,6 +66,15 @@ impl Error {
         Error::Storage(msg.into())
     }
 
+    pub fn storage_refused(msg: impl Into<String>) -> Error {
+        Error::StorageRefused(msg.into())
+    }
+
+    /// Whether sending the same request again might succeed.
+    pub fn worth_retrying(&self) -> bool {
+        !matches!(self, Error::StorageRefused(_))
+    }
+
     pub fn integrity(msg: impl Into<String>) -> Error {
         Error::Integrity(msg.into())
     }
@@ -77,6 +90,7 @@ impl Error {
             Error::Usage(m) => Error::Usage(wrap(m)),
             Error::Redis(m) => Error::Redis(wrap(m)),
             Error::Storage(m) => Error::Storage(wrap(m)),
+            Error::StorageRefused(m) => Error::StorageRefused(wrap(m)),
             Error::Integrity(m) => Error::Integrity(wrap(m)),
             Error::RolledBack(m) => Error::RolledBack(wrap(m)),
             Error::RollbackFailed(m) => Error::RollbackFailed(wrap(m)),
@@ -104,6 +118,7 @@ mod tests {
             (Error::usage("x"), 2),
             (Error::redis("x"), 3),
             (Error::storage("x"), 4),
+            (Error::storage_refused("x"), 4),
             (Error::integrity("x"), 5),
             (Error::RolledBack("x".into()), 6),
             (Error::RollbackFailed("x".into()), 7),
@@ -118,5 +133,8 @@ mod tests {
         let err = Error::storage("disk full").context("writing backup b1");
         assert_eq!(err.exit_code(), 4);
         assert_eq!(err.message(), "writing backup b1: disk full");
+        let refused = Error::storage_refused("bad key").context("log-in");
+        assert!(!refused.worth_retrying());
+        assert!(Error::storage("timed out").worth_retrying());
     }
 }

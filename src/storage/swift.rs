@@ -11,7 +11,7 @@
 // whose error is large by ureq's design; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use super::swift_auth::{describe_transport, Credentials, Session};
+use super::swift_auth::{transport_error, Credentials, Session};
 use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -345,8 +345,9 @@ impl Client {
     /// One request; `send` finishes building it and sends it. It is sent
     /// again with a new token, once, if Swift says the token expired, and
     /// again after a pause (bounded, doubling) if Swift cannot be reached or
-    /// answers 5xx, 408 or 429: every request we make this way is idempotent,
-    /// and `send` must not consume a one-shot body.
+    /// answers 5xx, 408 or 429 (not if the log-in or the TLS certificate was
+    /// refused): every request we make this way is idempotent, and `send`
+    /// must not consume a one-shot body.
     fn call(
         &self,
         method: &str,
@@ -368,7 +369,7 @@ impl Client {
                     continue;
                 }
                 Ok(None) => return Err(self.rejected()),
-                Err(e) if !last => warn!("{e}; trying again in {pause:?}"),
+                Err(e) if !last && e.worth_retrying() => warn!("{e}; trying again in {pause:?}"),
                 Err(e) => return Err(e),
             }
             std::thread::sleep(pause);
@@ -398,10 +399,10 @@ impl Client {
                 Ok(None)
             }
             Err(ureq::Error::Status(code, _)) => Ok(Some(Reply::Status(code))),
-            Err(ureq::Error::Transport(t)) => Err(Error::storage(format!(
-                "{method} {url}: cannot reach Swift: {}",
-                describe_transport(&t)
-            ))),
+            Err(ureq::Error::Transport(t)) => Err(transport_error(
+                format!("{method} {url}: cannot reach Swift"),
+                &t,
+            )),
         }
     }
 
@@ -646,8 +647,12 @@ fn put_streamed(
             )),
             client.credentials.renewable(),
         )),
-        // Connection refused, reset or timed out: worth another try.
-        Err(error) => Err(fail(error, true)),
+        // Connection refused, reset or timed out: worth another try; a
+        // refused log-in or certificate is not.
+        Err(error) => {
+            let retryable = error.worth_retrying();
+            Err(fail(error, retryable))
+        }
     }
 }
 

@@ -148,7 +148,7 @@ fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> R
     let response = match response {
         Ok(response) => response,
         Err(ureq::Error::Status(401 | 403, _)) => {
-            return Err(Error::storage(format!(
+            return Err(Error::storage_refused(format!(
                 "Swift auth at {auth_url} rejected user {user}; check ST_USER and ST_KEY"
             )))
         }
@@ -158,10 +158,10 @@ fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> R
             )))
         }
         Err(ureq::Error::Transport(t)) => {
-            return Err(Error::storage(format!(
-                "cannot reach Swift auth at {auth_url}: {}",
-                describe_transport(&t)
-            )))
+            return Err(transport_error(
+                format!("cannot reach Swift auth at {auth_url}"),
+                &t,
+            ))
         }
     };
     let storage_url = response.header("X-Storage-Url").map(str::to_string);
@@ -234,7 +234,7 @@ fn keystone(
     let response = match sent {
         Ok(response) => response,
         Err(ureq::Error::Status(401 | 403, _)) => {
-            return Err(Error::storage(format!(
+            return Err(Error::storage_refused(format!(
                 "Keystone at {auth_url} rejected {who}; check the OpenStack credentials"
             )))
         }
@@ -244,10 +244,10 @@ fn keystone(
             )))
         }
         Err(ureq::Error::Transport(t)) => {
-            return Err(Error::storage(format!(
-                "cannot reach Keystone at {auth_url}: {}",
-                describe_transport(&t)
-            )))
+            return Err(transport_error(
+                format!("cannot reach Keystone at {auth_url}"),
+                &t,
+            ))
         }
     };
     let token = response
@@ -280,7 +280,7 @@ fn session_from_token(
         ))
     })?;
     let storage_url = object_store_url(&body["token"]["catalog"], region, interface).ok_or_else(|| {
-        Error::storage(format!(
+        Error::storage_refused(format!(
             "Keystone's catalog has no object-store endpoint for region {} and interface {interface}; check OS_REGION_NAME and OS_INTERFACE",
             region.unwrap_or("(any)")
         ))
@@ -312,8 +312,18 @@ fn object_store_url(catalog: &Value, region: Option<&str>, interface: &str) -> O
         .and_then(|endpoint| endpoint["url"].as_str().map(str::to_string))
 }
 
+/// `context: <the transport error in words>`; a TLS handshake the server
+/// refused is not worth retrying.
+pub fn transport_error(context: String, t: &ureq::Transport) -> Error {
+    let text = format!("{context}: {}", describe_transport(t));
+    match super::tls::handshake_refused(t) {
+        true => Error::storage_refused(text),
+        false => Error::storage(text),
+    }
+}
+
 /// A transport error in words, certificate problems named as such.
-pub fn describe_transport(t: &ureq::Transport) -> String {
+fn describe_transport(t: &ureq::Transport) -> String {
     let text = t.to_string();
     if text.to_lowercase().contains("certificate") {
         format!("{text} (TLS certificate not trusted: set OS_CACERT to the CA that signed it)")

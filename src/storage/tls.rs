@@ -53,7 +53,37 @@ impl ureq::TlsConnector for Connector {
     }
 }
 
+/// A TLS handshake that failed for a reason the same server will give
+/// again (its certificate, its protocol version), as opposed to a connection
+/// that broke on the way: not worth retrying.
+#[derive(Debug)]
+pub struct HandshakeRefused(String);
+
+impl std::fmt::Display for HandshakeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HandshakeRefused {}
+
+/// Whether a transport error is a `HandshakeRefused`.
+pub fn handshake_refused(t: &ureq::Transport) -> bool {
+    let mut cause = std::error::Error::source(t);
+    while let Some(e) = cause {
+        let inner = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+        if e.is::<HandshakeRefused>() || inner.is_some_and(|i| i.is::<HandshakeRefused>()) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 fn handshake_failed(host: &str, e: io::Error) -> io::Error {
+    // rustls reports what the peer or its certificate did wrong as
+    // InvalidData; a reset or a timeout keeps its own kind.
+    let refused = e.kind() == io::ErrorKind::InvalidData;
     // TLS 1.2 is a build option (see vendor-notes/dependencies.md): say so
     // when a server turns the handshake down for its protocol version.
     let hint = if cfg!(feature = "tls12") || !e.to_string().contains("ProtocolVersion") {
@@ -61,10 +91,11 @@ fn handshake_failed(host: &str, e: io::Error) -> io::Error {
     } else {
         "; the server may speak only TLS 1.2, which this build leaves out (build with --features tls12)"
     };
-    io::Error::new(
-        e.kind(),
-        format!("TLS handshake with {host} failed: {e}{hint}"),
-    )
+    let text = format!("TLS handshake with {host} failed: {e}{hint}");
+    match refused {
+        true => io::Error::new(e.kind(), HandshakeRefused(text)),
+        false => io::Error::new(e.kind(), text),
+    }
 }
 
 struct TlsStream(StreamOwned<ClientConnection, Box<dyn ReadWrite>>);

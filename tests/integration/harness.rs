@@ -823,6 +823,13 @@ impl Output {
         self
     }
 
+    /// Fail (showing the output) if stderr contains `text`.
+    #[track_caller]
+    pub fn stderr_lacks(&self, text: &str) -> &Output {
+        assert!(!self.stderr.contains(text), "stderr has {text:?}\n{self}");
+        self
+    }
+
     /// Fail if `secret` occurs in stdout or stderr.
     #[track_caller]
     pub fn lacks(&self, secret: &str) -> &Output {

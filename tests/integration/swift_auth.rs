@@ -179,7 +179,8 @@ fn keystone_password_and_application_credentials() {
     let bad = with_var(&keystone, "OS_PASSWORD", wrong_pw);
     for args in [vec!["list"], vec!["backup", "--id", "wrongpw"]] {
         let out = run_in(&t, &bad, &args);
-        out.code(4).lacks(wrong_pw);
+        // Refused credentials are final: not sent again and again.
+        out.code(4).lacks(wrong_pw).stderr_lacks("trying again");
         assert!(
             out.stderr.contains(&auth_url) || out.stderr.contains(&user),
             "the message names neither {auth_url} nor {user}\n{out}"
@@ -188,7 +189,7 @@ fn keystone_password_and_application_credentials() {
     // A wrong application credential secret.
     let bad = with_var(&app, "OS_APPLICATION_CREDENTIAL_SECRET", wrong_secret);
     let out = run_in(&t, &bad, &["list"]);
-    out.code(4).lacks(wrong_secret);
+    out.code(4).lacks(wrong_secret).stderr_lacks("trying again");
     assert!(!out.stderr.trim().is_empty(), "no message\n{out}");
     // A region the catalog does not have.
     let out = run_in(
@@ -223,11 +224,13 @@ fn swift_tls_with_the_ca_and_refused_without_it() {
     fill_every_type(&mut c);
     add_noise_keys(&mut c, 1500, 12);
 
-    // Without the CA: the certificate is refused, whatever the command.
+    // Without the CA: the certificate is refused, whatever the command,
+    // at once (asking again would meet the same certificate).
     for args in [vec!["backup"], vec!["list"]] {
         t.run(&args)
             .code(4)
             .stderr_has("certificate")
+            .stderr_lacks("trying again")
             .lacks(&swift.st_key);
     }
     // A CA bundle without this CA (the system's own) is no better.
@@ -323,6 +326,8 @@ fn a_tls_1_2_only_endpoint_is_refused_with_the_way_out_named() {
         assert!(!out.stderr.contains("TLS handshake"), "{out}");
         out.stderr_has("Swift auth");
     } else {
-        out.stderr_has("TLS 1.2").stderr_has("--features tls12");
+        out.stderr_has("TLS 1.2")
+            .stderr_has("--features tls12")
+            .stderr_lacks("trying again");
     }
 }
