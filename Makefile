@@ -34,6 +34,8 @@ test-deps: deps
 
 test: test-deps
 	$(CARGO) test --all-targets
+	# The TLS 1.3-only build (no default features): what differs in it.
+	$(CARGO) test --no-default-features --test integration tls
 
 # End to end on local-directory storage: a throwaway redis-server, data, backup,
 # verify, export, and proof that the exported RDB is the one Redis wrote.

@@ -142,11 +142,11 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         return Err(e);
     }
     info!(
-        "backup {} complete: {} RDB stored as {} in {:.1}s",
+        "backup {} complete: {} RDB stored as {} in {}s",
         record.id,
         human_size(record.raw_size),
         human_size(record.stored_size),
-        started.elapsed().as_secs_f64()
+        record::seconds(started.elapsed(), 1)
     );
     Ok(record)
 }
@@ -248,10 +248,10 @@ fn store(
     ];
     let stored_size = object.commit(&metadata)?;
     info!(
-        "stream: {} read, {} stored in {:.3}s",
+        "stream: {} read, {} stored in {}s",
         human_size(summary.raw_size),
         human_size(stored_size),
-        started.elapsed().as_secs_f64()
+        record::seconds(started.elapsed(), 3)
     );
     Ok((summary, rdb, stored_size))
 }

@@ -293,7 +293,10 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
             )
         }
     };
-    log::info!("verified {name} in {:.1}s", started.elapsed().as_secs_f64());
+    log::info!(
+        "verified {name} in {}s",
+        crate::record::seconds(started.elapsed(), 1)
+    );
     Ok(Report {
         lines: vec![format!(
             "{name}: OK, {} RDB (version {}), sha256 {}",
@@ -381,11 +384,11 @@ fn restore_report(restored: &Restored) -> Report {
         .map(|(db, n)| format!("{db}={n}"))
         .collect();
     let mut lines = vec![format!(
-        "restored {}: {} RDB, keys {} in {:.1}s",
+        "restored {}: {} RDB, keys {} in {}s",
         restored.name,
         human_size(restored.raw_size),
         keys.join(" "),
-        restored.seconds
+        crate::record::seconds(restored.took, 1)
     )];
     if let Some(previous) = &restored.previous {
         lines.push(format!("previous data kept in {previous}"));
@@ -396,7 +399,7 @@ fn restore_report(restored: &Restored) -> Report {
             "id": restored.name,
             "raw_size": restored.raw_size,
             "keys": restored.keys,
-            "seconds": restored.seconds,
+            "seconds": restored.took.as_secs_f64(),
             "previous": restored.previous,
         }),
     }

@@ -161,8 +161,8 @@ impl PrivateRedis {
                 let pre7_file = files.dir.join(&files.appendfilename);
                 if files.aof_manifest().exists() || pre7_file.exists() {
                     info!(
-                        "AOF rebuilt from the restored data in {:.1}s",
-                        started.elapsed().as_secs_f64()
+                        "AOF rebuilt from the restored data in {}s",
+                        crate::record::seconds(started.elapsed(), 1)
                     );
                     return Ok(());
                 }

@@ -46,16 +46,18 @@ impl Progress {
     }
 
     fn line(&self) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = human_size((self.done as f64 / secs) as u64);
+        let elapsed = self.started.elapsed();
+        let millis = elapsed.as_millis().max(1);
+        let rate = human_size((u128::from(self.done) * 1000 / millis) as u64);
+        let secs = elapsed.as_secs();
         match self.total {
             0 => format!(
-                "{}: {} so far, {rate}/s, {secs:.0}s",
+                "{}: {} so far, {rate}/s, {secs}s",
                 self.what,
                 human_size(self.done)
             ),
             total => format!(
-                "{}: {} of {} ({}%), {rate}/s, {secs:.0}s",
+                "{}: {} of {} ({}%), {rate}/s, {secs}s",
                 self.what,
                 human_size(self.done),
                 human_size(total),

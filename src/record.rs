@@ -124,17 +124,41 @@ fn counts_of(map: &Map<String, Value>, name: &str) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// `1.5 MiB`, to a tenth. Integer arithmetic only: the binary then needs no
+/// float formatting code (see vendor-notes/dependencies.md).
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
+    while unit + 1 < UNITS.len() && bytes >> (10 * (unit + 1)) > 0 {
         unit += 1;
     }
     match unit {
         0 => format!("{bytes} B"),
-        _ => format!("{value:.1} {}", UNITS[unit]),
+        _ => {
+            let size = 1u128 << (10 * unit);
+            let tenths = (u128::from(bytes) * 10 + size / 2) / size;
+            format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+        }
+    }
+}
+
+/// A duration in seconds with `decimals` (0 to 3) digits after the point,
+/// rounded: `seconds(1234 ms, 1)` is `1.2`. Integer arithmetic only.
+pub fn seconds(duration: std::time::Duration, decimals: u32) -> String {
+    let decimals = decimals.min(3);
+    let step = 10u128.pow(3 - decimals);
+    let units = (duration.as_millis() + step / 2) / step;
+    match decimals {
+        0 => units.to_string(),
+        _ => {
+            let one = 10u128.pow(decimals);
+            format!(
+                "{}.{:0width$}",
+                units / one,
+                units % one,
+                width = decimals as usize
+            )
+        }
     }
 }
 
@@ -289,8 +313,27 @@ mod tests {
 
     #[test]
     fn sizes_read_well() {
-        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
         assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(human_size(391_330_497), "373.2 MiB");
+        // Rounds to the nearest tenth, carrying into the units.
+        assert_eq!(human_size(1024 * 1024 - 1), "1024.0 KiB");
+        assert_eq!(human_size(u64::MAX), "16777216.0 TiB");
+    }
+
+    #[test]
+    fn seconds_read_well() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        assert_eq!(seconds(ms(1234), 1), "1.2");
+        assert_eq!(seconds(ms(1250), 1), "1.3");
+        assert_eq!(seconds(ms(1623), 3), "1.623");
+        assert_eq!(seconds(ms(5), 2), "0.01");
+        assert_eq!(seconds(ms(61_499), 0), "61");
+        assert_eq!(seconds(Duration::from_secs(20), 1), "20.0");
+        assert_eq!(seconds(ms(7), 9), "0.007", "at most milliseconds");
     }
 
     // ---- properties: a stored record is a record or an integrity error ----

@@ -284,7 +284,7 @@ impl Connection {
         let msg = match &e {
             _ if e.is_timeout() => format!(
                 "Redis at {ep} did not answer {command} within {}s",
-                self.timeout.as_secs_f64()
+                crate::record::seconds(self.timeout, 1)
             ),
             RespError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
                 format!("Redis at {ep} closed the connection during {command}")
@@ -503,8 +503,8 @@ impl Connection {
             };
             if ours_done {
                 info!(
-                    "Redis wrote a fresh RDB snapshot in {:.2}s",
-                    save_started.elapsed().as_secs_f64()
+                    "Redis wrote a fresh RDB snapshot in {}s",
+                    crate::record::seconds(save_started.elapsed(), 2)
                 );
                 return Ok(SnapshotOutcome {
                     lastsave,
@@ -565,7 +565,7 @@ impl Connection {
                 "Redis at {} did not finish the snapshot within {}s (setting save_timeout); \
                  a save may still be running there",
                 self.endpoint,
-                timeout.as_secs_f64()
+                crate::record::seconds(timeout, 1)
             )));
         }
         let interval = if now - started < FAST_POLL_FOR {

@@ -44,7 +44,7 @@ pub struct Restored {
     pub name: String,
     pub raw_size: u64,
     pub keys: BTreeMap<String, u64>,
-    pub seconds: f64,
+    pub took: std::time::Duration,
     pub previous: Option<String>,
 }
 
@@ -114,13 +114,13 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         Ok(keys) => {
             work.record(Step::Done)?;
             let previous = finish(work, request.keep_previous);
-            let seconds = started.elapsed().as_secs_f64();
-            info!("restored {name} in {seconds:.1}s");
+            let took = started.elapsed();
+            info!("restored {name} in {}s", record::seconds(took, 1));
             Ok(Restored {
                 name,
                 raw_size: summary.raw_size,
                 keys,
-                seconds,
+                took,
                 previous,
             })
         }

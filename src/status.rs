@@ -116,7 +116,8 @@ fn prometheus(all: &Map<String, Value>) -> String {
             "# HELP redis_backup_{name} {help}.\n# TYPE redis_backup_{name} gauge\n"
         ));
         for (operation, entry) in all {
-            let Some(value) = entry.get(field).and_then(Value::as_f64) else {
+            // serde_json's own number formatting, not std's float code.
+            let Some(Value::Number(value)) = entry.get(field) else {
                 continue;
             };
             let instance = entry["instance"].as_str().unwrap_or("");

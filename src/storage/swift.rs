@@ -180,9 +180,12 @@ impl Storage for SwiftStorage {
         self.prepare(id)?;
         // A backup killed under this ID left segments no manifest lists; the
         // new ones would replace some of them and leave the rest forever.
-        let removed = self.remove_leftover_segments(id)?;
-        if removed > 0 {
-            info!("removed {removed} segments left by an interrupted backup {id}");
+        // Only tidying: the new manifest lists its own segments, so a Swift
+        // that will not list or delete them now does not cost the backup.
+        match self.remove_leftover_segments(id) {
+            Ok(0) => {}
+            Ok(removed) => info!("removed {removed} segments left by an interrupted backup {id}"),
+            Err(e) => warn!("could not remove segments left by an interrupted backup {id}: {e}"),
         }
         Ok(Box::new(SwiftObject {
             client: self.client.clone(),

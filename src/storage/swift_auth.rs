@@ -169,8 +169,9 @@ fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> R
     // Seconds the token has left, as TempAuth reports it.
     let expires = response
         .header("X-Auth-Token-Expires")
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .and_then(|secs| Duration::try_from_secs_f64(secs.max(0.0)).ok())
+        // Whole seconds ("86399" or "86399.5"): no float parsing needed.
+        .and_then(|s| s.trim().split('.').next()?.parse::<u64>().ok())
+        .map(Duration::from_secs)
         .and_then(|left| SystemTime::now().checked_add(left));
     match (storage_url, token) {
         (Some(storage_url), Some(token)) => Ok(Session {

@@ -4,7 +4,8 @@
 //!
 //! ureq is built without its own TLS: its rustls glue would link Mozilla's
 //! root certificates that this tool never uses. The few lines of `Connector`
-//! take their place. TLS 1.3 only, unless built with the `tls12` feature.
+//! take their place. TLS 1.2 and 1.3; a build without the default `tls12`
+//! feature speaks TLS 1.3 only.
 
 use crate::error::{Error, Result};
 use rustls::pki_types::pem::PemObject;
@@ -34,14 +35,16 @@ impl ureq::TlsConnector for Connector {
     ) -> std::result::Result<Box<dyn ReadWrite>, ureq::Error> {
         // An IPv6 literal comes bracketed from the URL; the name is without.
         let name = host.trim_start_matches('[').trim_end_matches(']');
+        // Neither a bad name nor a configuration rustls refuses will mend.
         let server = ServerName::try_from(name.to_string()).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("TLS server name {host}: {e}"),
+                HandshakeRefused(format!("TLS server name {host}: {e}")),
             )
         })?;
-        let mut session =
-            ClientConnection::new(self.0.clone(), server).map_err(io::Error::other)?;
+        let mut session = ClientConnection::new(self.0.clone(), server).map_err(|e| {
+            io::Error::other(HandshakeRefused(format!("TLS set-up for {host}: {e}")))
+        })?;
         // Handshake now, so that a certificate problem is reported as the
         // connection failing rather than as a broken first request.
         while session.is_handshaking() {
@@ -80,16 +83,41 @@ pub fn handshake_refused(t: &ureq::Transport) -> bool {
     false
 }
 
+/// Whether rustls failed the handshake for something the server will do
+/// again: a certificate we do not trust, or no protocol or cipher suite in
+/// common. An alert about anything else (an overloaded load balancer's
+/// internal error, say) and broken connections are worth another try.
+fn refused_for_good(e: &io::Error) -> bool {
+    use rustls::AlertDescription as Alert;
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::PeerIncompatible(_)) => true,
+        Some(rustls::Error::AlertReceived(alert)) => matches!(
+            alert,
+            Alert::ProtocolVersion
+                | Alert::HandshakeFailure
+                | Alert::InsufficientSecurity
+                | Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::UnknownCA
+        ),
+        _ => false,
+    }
+}
+
 fn handshake_failed(host: &str, e: io::Error) -> io::Error {
-    // rustls reports what the peer or its certificate did wrong as
-    // InvalidData; a reset or a timeout keeps its own kind.
-    let refused = e.kind() == io::ErrorKind::InvalidData;
+    let refused = refused_for_good(&e);
     // TLS 1.2 is a build option (see vendor-notes/dependencies.md): say so
     // when a server turns the handshake down for its protocol version.
     let hint = if cfg!(feature = "tls12") || !e.to_string().contains("ProtocolVersion") {
         ""
     } else {
-        "; the server may speak only TLS 1.2, which this build leaves out (build with --features tls12)"
+        "; the server may speak only TLS 1.2, which this build leaves out (build with the default feature tls12)"
     };
     let text = format!("TLS handshake with {host} failed: {e}{hint}");
     match refused {
@@ -171,6 +199,35 @@ fn add_pem(roots: &mut RootCertStore, path: &Path, strict: bool) -> Result<usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_the_server_will_repeat_is_final() {
+        use rustls::{AlertDescription, CertificateError};
+        let rustls_error = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+        let final_ones = [
+            rustls_error(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+            rustls_error(rustls::Error::AlertReceived(
+                AlertDescription::ProtocolVersion,
+            )),
+            rustls_error(rustls::Error::AlertReceived(AlertDescription::UnknownCA)),
+        ];
+        for e in &final_ones {
+            assert!(refused_for_good(e), "{e}");
+        }
+        let passing_ones = [
+            rustls_error(rustls::Error::AlertReceived(
+                AlertDescription::InternalError,
+            )),
+            rustls_error(rustls::Error::DecryptError),
+            io::Error::from(io::ErrorKind::ConnectionReset),
+            io::Error::from(io::ErrorKind::TimedOut),
+        ];
+        for e in &passing_ones {
+            assert!(!refused_for_good(e), "{e}");
+        }
+    }
 
     #[test]
     fn a_cacert_without_certificates_is_refused() {

@@ -271,7 +271,7 @@ fn swift_tls_with_the_ca_and_refused_without_it() {
 /// A TLS server that speaks only TLS 1.2 (`openssl s_server`), with a
 /// certificate for 127.0.0.1 that `OS_CACERT` trusts.
 #[test]
-fn a_tls_1_2_only_endpoint_is_refused_with_the_way_out_named() {
+fn a_tls_1_2_only_endpoint_works_or_is_refused_with_the_way_out_named() {
     let mut t = redis_on_swift("database_backups");
     let dir = t.path("tls12");
     std::fs::create_dir_all(&dir).unwrap();
@@ -327,7 +327,7 @@ fn a_tls_1_2_only_endpoint_is_refused_with_the_way_out_named() {
         out.stderr_has("Swift auth");
     } else {
         out.stderr_has("TLS 1.2")
-            .stderr_has("--features tls12")
+            .stderr_has("feature tls12")
             .stderr_lacks("trying again");
     }
 }
