@@ -4,6 +4,7 @@
 //! write where) lives in the callers.
 
 use crate::error::{Error, Result};
+use rustix::fs::{flock, FlockOperation};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -67,6 +68,10 @@ impl AtomicFile {
             .create_new(true)
             .mode(0o600)
             .open(&temp)?;
+        // Held while the file is open, and let go by the kernel when the
+        // writer dies: a sweep that can take it knows nobody writes here. A
+        // file system without locks just leaves our temp files unswept.
+        let _ = flock(&file, FlockOperation::NonBlockingLockExclusive);
         Ok(AtomicFile {
             file,
             temp,
@@ -102,8 +107,8 @@ impl AtomicFile {
 }
 
 /// Temporary files made on this host start with this, then the writer's pid:
-/// `.tmp-HOST-PID-NAME`. The host keeps a sweep on a shared directory from
-/// taking another machine's file for a dead process's.
+/// `.tmp-HOST-PID-NAME`. The host keeps a sweep on a shared directory to this
+/// machine's files (a lock held over NFS is not always seen as held).
 fn temp_prefix() -> String {
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let host: String = host
@@ -121,8 +126,10 @@ fn temp_prefix() -> String {
 }
 
 /// Remove from `dir` the temporary files that processes of this host left
-/// when they were killed (their pid is no longer running): nothing else will,
-/// and a half-written backup can be as large as the dataset. Returns the
+/// when they were killed: nothing else will, and a half-written backup can
+/// be as large as the dataset. A writer holds a lock on its file until it
+/// closes it or dies, so a file whose lock we can take is abandoned (which a
+/// pid could not tell across containers sharing the host name). Returns the
 /// names removed.
 pub fn remove_dead_temps(dir: &Path) -> Vec<String> {
     let prefix = temp_prefix();
@@ -132,15 +139,16 @@ pub fn remove_dead_temps(dir: &Path) -> Vec<String> {
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
             continue;
         };
-        let running = Path::new("/proc").join(pid.to_string()).exists();
-        if !running && fs::remove_file(entry.path()).is_ok() {
+        // Held: its writer is alive. Any other failure: we cannot tell.
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
+            && fs::remove_file(entry.path()).is_ok()
+        {
             removed.push(name);
         }
     }
@@ -243,37 +251,39 @@ mod tests {
     }
 
     #[test]
-    fn only_temps_of_dead_processes_of_this_host_are_swept() {
+    fn only_unlocked_temps_of_this_host_are_swept() {
         let dir = scratch("sweep");
-        let mut done = std::process::Command::new("true").spawn().unwrap();
-        done.wait().unwrap();
-        let (alive, dead) = (std::process::id(), done.id());
+        // A live writer: its temp file is locked while it is open.
+        let mut live = AtomicFile::create(&dir.join("live.rbk")).unwrap();
+        live.write_all(b"x").unwrap();
         let prefix = temp_prefix();
         let names = [
-            format!("{prefix}{alive}-a.rbk"),
-            format!("{prefix}{dead}-b.rbk"),
-            format!(".tmp-some_other_host-{dead}-c.rbk"),
-            format!("{prefix}notapid-d.rbk"),
+            format!("{prefix}4242-dead.rbk"),
+            ".tmp-some_other_host-4242-other.rbk".to_string(),
             "e.rbk".to_string(),
         ];
         for name in &names {
             fs::write(dir.join(name), b"x").unwrap();
         }
-        assert_eq!(remove_dead_temps(&dir), vec![names[1].clone()]);
-        let mut left: Vec<String> = fs::read_dir(&dir)
+        let before = left_in(&dir);
+        assert_eq!(remove_dead_temps(&dir), vec![names[0].clone()]);
+        let mut expected: Vec<String> = before.into_iter().filter(|n| *n != names[0]).collect();
+        expected.sort();
+        assert_eq!(left_in(&dir), expected);
+        assert_eq!(expected.len(), 3, "the live temp, the other host's, e.rbk");
+        // Once its writer is done (here: dropped uncommitted), it is gone.
+        drop(live);
+        assert_eq!(left_in(&dir), vec![names[1].clone(), names[2].clone()]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn left_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        left.sort();
-        let mut expected = vec![
-            names[0].clone(),
-            names[2].clone(),
-            names[3].clone(),
-            names[4].clone(),
-        ];
-        expected.sort();
-        assert_eq!(left, expected);
-        fs::remove_dir_all(&dir).unwrap();
+        names.sort();
+        names
     }
 
     #[test]
