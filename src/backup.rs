@@ -375,7 +375,7 @@ impl Write for SkipTo<'_> {
 
 fn new_id() -> Result<BackupId> {
     let (_, compact) = record::utc_timestamps(SystemTime::now());
-    Ok(BackupId::generate(&compact, crypto::random_bytes::<2>()?))
+    Ok(BackupId::generate(&compact, crypto::random_bytes::<4>()?))
 }
 
 /// Open the dump Redis has just written, and make sure it is that one: a file

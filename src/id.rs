@@ -25,9 +25,10 @@ impl BackupId {
     }
 
     /// A new ID from the UTC time (so IDs sort by age) and a random suffix (so
-    /// two hosts or two runs in one second do not collide).
-    pub fn generate(utc_compact: &str, random: [u8; 2]) -> BackupId {
-        BackupId(format!("{utc_compact}-{:02x}{:02x}", random[0], random[1]))
+    /// two hosts or two runs in one second do not collide: 32 bits, as many
+    /// guests may share one Swift container).
+    pub fn generate(utc_compact: &str, random: [u8; 4]) -> BackupId {
+        BackupId(format!("{utc_compact}-{:08x}", u32::from_be_bytes(random)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -71,8 +72,8 @@ mod tests {
 
     #[test]
     fn generated_ids_are_valid() {
-        let id = BackupId::generate("20261125T031500Z", [0x4f, 0x2a]);
-        assert_eq!(id.as_str(), "20261125T031500Z-4f2a");
+        let id = BackupId::generate("20261125T031500Z", [0x4f, 0x2a, 0x00, 0x9c]);
+        assert_eq!(id.as_str(), "20261125T031500Z-4f2a009c");
         assert!(BackupId::parse(id.as_str()).is_ok());
     }
 }

@@ -264,7 +264,16 @@ impl Storage for SwiftStorage {
             }
             Reply::Status(404) => {
                 // Nothing but, perhaps, the segments of a killed backup.
-                return match self.remove_leftover_segments(id)? {
+                let removed = self.remove_leftover_segments(id)?;
+                // Unless a backup under this ID was being written elsewhere
+                // and finished meanwhile: then it has lost segments, and
+                // must not stay listed as if whole.
+                if removed > 0 && self.exists(&object)? {
+                    return Err(Error::storage(format!(
+                        "backup {id} was being written while its segments were removed: it is broken; delete {id} again"
+                    )));
+                }
+                return match removed {
                     0 => Err(not_found(id, &self.where_())),
                     removed => {
                         warn!("backup {id} was never finished; removed its {removed} segments");

@@ -451,8 +451,11 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
         tool.kill().expect("kill -9 the backup");
         tool.wait().expect("reap the backup");
         proxy.set(Fault::PassThrough);
-        assert!(t.list(&[]).is_empty(), "a killed backup is never listed");
-        assert_eq!(swift.names(container, ""), Vec::<String>::new());
+        assert!(
+            !t.list(&[]).iter().any(|r| id_of(r) == id),
+            "a killed backup is never listed"
+        );
+        assert_eq!(swift.names(container, id), Vec::<String>::new());
         t.run(&["show", id]).code(4);
     };
 
@@ -478,4 +481,25 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     assert!(expected.len() < 3, "{expected:?}");
     let rdb = t.export("k2", "export.rdb");
     assert_eq!(digest_of_rdb(&rdb), before);
+
+    // `delete` of an unfinished ID racing a backup of that ID finishing
+    // elsewhere (its manifest appears while the segments go): the finished
+    // one has lost segments, and delete says so instead of succeeding.
+    add_noise_keys(&mut t.conn(), 6 * 1024, 41);
+    kill_mid_upload("k3");
+    // Only segment DELETEs name a segment (the listing asks by prefix).
+    proxy.watch(b"_segments/k3.rbk/0");
+    proxy.set(Fault::Throttle(2048));
+    let racing = t.cmd(&["delete", "k3"]).spawn();
+    wait_for("delete to remove segments", || {
+        (proxy.watched() >= 1).then_some(())
+    });
+    swift
+        .put(&format!("{container}/k3.rbk"), b"finished elsewhere")
+        .expect(&[201]);
+    let out = racing.wait_with_output().expect("the racing delete");
+    proxy.set(Fault::PassThrough);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("being written"), "{stderr}");
 }
