@@ -403,7 +403,10 @@ fn swift_500_replies_are_retried_and_a_persistent_one_leaves_nothing() {
     // One 500 in the third segment: sent again, and the backup is whole.
     let errors = proxy.drops();
     proxy.set(Fault::ErrorOnce { after: 5 * MIB / 2 });
-    let rec = t.backup_json(&["--id", "e1"]);
+    let out = t.run(&["--json", "backup", "--id", "e1"]);
+    // Retried because it was a 500, not because the connection broke.
+    out.ok().stderr_has("answered 500");
+    let rec = out.json();
     assert_eq!(proxy.drops(), errors + 1, "one 500");
     assert_eq!(id_of(&rec), "e1");
     let stored = rec["stored_size"].as_u64().expect("stored_size");
