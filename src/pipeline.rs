@@ -1,10 +1,12 @@
 //! Turns a plain RDB stream into a backup stream and back, in parallel and in
 //! flat memory. One thread reads frames, a few workers compress, encrypt and
 //! MAC them (or verify, decrypt and inflate them), and the caller's thread
-//! writes them out in order. A fixed ring of buffers bounds the frames in
-//! flight: a frame takes a buffer when it is read and gives it back when it
-//! has been written, so a slow writer slows the reader instead of filling
-//! memory, and no stage ever waits for a buffer that a later frame holds.
+//! writes them out in order; a decode also has a checker thread that hashes
+//! the plain RDB behind the writer. A fixed ring of buffers bounds the frames
+//! in flight: a frame takes a buffer when it is read and gives it back when
+//! it has been written (and, decoding, hashed), so a slow writer slows the
+//! reader instead of filling memory, and no stage ever waits for a buffer
+//! that a later frame holds.
 //!
 //! Failure anywhere stops everything: the writer raises a stop flag and drops
 //! its ends of the channels, which wakes every blocked thread; a failing
