@@ -29,6 +29,16 @@ fn through(t: &mut TestRedis, swift: &SwiftStack, proxy: &FaultProxy) {
     t.set_setting("st_auth", &format!("{}/auth/v1.0", proxy.base_url(false)));
 }
 
+/// A Swift stack, a pass-through fault proxy in front of it, and a Redis
+/// whose tool stores in `swift://container` through the proxy.
+fn behind_a_proxy(container: &str) -> (SwiftStack, FaultProxy, TestRedis) {
+    let swift = SwiftStack::start(None);
+    let proxy = FaultProxy::to(swift.proxy_port);
+    let mut t = redis_on_swift(container);
+    through(&mut t, &swift, &proxy);
+    (swift, proxy, t)
+}
+
 #[test]
 fn swift_token_expires_during_a_slow_backup() {
     const LIFE: u64 = 3;
@@ -156,12 +166,9 @@ fn swift_download_resumes_after_a_dropped_connection() {
 
 #[test]
 fn swift_upload_dropped_mid_segment_is_resumed_or_leaves_nothing() {
-    let swift = SwiftStack::start(None);
-    let proxy = FaultProxy::to(swift.proxy_port);
     let container = "rbup";
     let segments = format!("{container}_segments");
-    let mut t = redis_on_swift(container);
-    through(&mut t, &swift, &proxy);
+    let (swift, proxy, t) = behind_a_proxy(container);
     let mut c = t.conn();
     add_noise_keys(&mut c, 5 * 1024, 23);
     let before = t.state();
@@ -377,12 +384,9 @@ fn swift_too_slow_to_answer_is_timed_out_and_tried_again() {
 
 #[test]
 fn swift_500_replies_are_retried_and_a_persistent_one_leaves_nothing() {
-    let swift = SwiftStack::start(None);
-    let proxy = FaultProxy::to(swift.proxy_port);
     let container = "rb500";
     let segments = format!("{container}_segments");
-    let mut t = redis_on_swift(container);
-    through(&mut t, &swift, &proxy);
+    let (swift, proxy, t) = behind_a_proxy(container);
     add_noise_keys(&mut t.conn(), 5 * 1024, 29);
     let before = t.state();
 
@@ -436,12 +440,9 @@ fn swift_500_replies_are_retried_and_a_persistent_one_leaves_nothing() {
 
 #[test]
 fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
-    let swift = SwiftStack::start(None);
-    let proxy = FaultProxy::to(swift.proxy_port);
     let container = "rbkill";
     let segments = format!("{container}_segments");
-    let mut t = redis_on_swift(container);
-    through(&mut t, &swift, &proxy);
+    let (swift, proxy, t) = behind_a_proxy(container);
     add_noise_keys(&mut t.conn(), 6 * 1024, 31);
 
     // Slow the upload down, kill -9 the tool once three segments are stored.
