@@ -4,6 +4,7 @@
 //! write where) lives in the callers.
 
 use crate::error::{Error, Result};
+use crate::write_behind::{Cache, WriteBehind};
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -48,7 +49,7 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// before the rename and the directory after it; dropping it uncommitted
 /// removes the temporary file, so a failed write leaves nothing behind.
 pub struct AtomicFile {
-    file: File,
+    file: WriteBehind,
     temp: PathBuf,
     target: PathBuf,
     committed: bool,
@@ -73,7 +74,7 @@ impl AtomicFile {
         // file system without locks just leaves our temp files unswept.
         let _ = flock(&file, FlockOperation::NonBlockingLockExclusive);
         Ok(AtomicFile {
-            file,
+            file: WriteBehind::new(file, Cache::Forget),
             temp,
             target: target.to_path_buf(),
             committed: false,
@@ -84,7 +85,8 @@ impl AtomicFile {
     /// existing target makes this fail (hard link instead of rename) rather
     /// than replacing it.
     pub fn commit(mut self, no_clobber: bool) -> io::Result<()> {
-        self.file.sync_all()?;
+        self.file.drain()?;
+        self.file.get_ref().sync_all()?;
         if no_clobber {
             match fs::hard_link(&self.temp, &self.target) {
                 Ok(()) => fs::remove_file(&self.temp)?,

@@ -36,6 +36,7 @@ mod status;
 mod storage;
 #[cfg(test)]
 mod testing;
+mod write_behind;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

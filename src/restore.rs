@@ -23,6 +23,7 @@ use crate::redis_conf::{self, RedisConf};
 use crate::rollback::{self, sync_both, wait_until_ready, Server};
 use crate::service::Service;
 use crate::storage;
+use crate::write_behind::{Cache, WriteBehind};
 use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -263,11 +264,13 @@ fn stage(
         .mode(0o600)
         .open(&staged)
         .map_err(|e| Error::other(format!("cannot create {}: {e}", staged.display())))?;
+    let file = WriteBehind::new(file, Cache::Keep);
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
     let decoded = pipeline::decode(&mut { input }, &mut out, key, config.threads);
     let flushed = decoded.and_then(|summary| {
         out.flush()
-            .and_then(|()| out.get_ref().file.sync_all())
+            .and_then(|()| out.get_mut().drain())
+            .and_then(|()| out.get_ref().file.get_ref().sync_all())
             .map(|()| summary)
             .map_err(|e| Error::other(format!("writing {}: {e}", staged.display())))
     });
@@ -299,7 +302,7 @@ fn check_loadable(rdb_version: u32, server_version: &str) -> Result<()> {
 /// The staging file, noting when the disk ran full so that the error can say
 /// so plainly instead of quoting an errno from deep in the pipeline.
 struct StagingFile {
-    file: File,
+    file: WriteBehind,
     full: bool,
 }
 
@@ -312,6 +315,15 @@ impl Write for StagingFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+impl StagingFile {
+    /// Wait for the write-behind; a full disk may first show there.
+    fn drain(&mut self) -> io::Result<()> {
+        self.file
+            .drain()
+            .inspect_err(|e| self.full |= is_disk_full(e))
     }
 }
 

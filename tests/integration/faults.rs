@@ -150,3 +150,83 @@ fn a_full_disk_under_local_storage_is_exit_4_with_no_partial_files() {
     assert!(t.is_active());
     assert_eq!(t.state(), before, "Redis untouched");
 }
+
+/// Run the tool with `args` under strace, following its threads (the
+/// write-behind flusher is one), with the strace options `strace`.
+fn under_strace(t: &TestRedis, strace: &[&str], args: &[&str]) -> Output {
+    let settings = t.settings_file().display().to_string();
+    t.with_env(
+        Run::new("strace")
+            .args(&["-f"])
+            .args(strace)
+            .args(&[BIN, "-c", &settings])
+            .args(args),
+    )
+    .run()
+}
+
+/// Long files (a backup object, an export, a restore's staging file) are
+/// flushed behind the writer every 16 MiB. A flush that fails (EIO from
+/// fdatasync, injected by strace; the kernel reports such an error to one
+/// fsync only, and here it is the flusher's) fails the command: nothing under
+/// the final name, no temp file, Redis untouched.
+#[test]
+fn a_failed_flush_behind_the_writer_fails_the_command_and_leaves_nothing() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    // ~40 MiB of noise: more than two flush windows, stored and plain alike.
+    add_noise_keys(&mut t.conn(), 40_000, 3);
+    let before = t.state();
+    let eio = ["-o", "/dev/null", "-e", "inject=fdatasync:error=EIO"];
+
+    let out = under_strace(&t, &eio, &["backup", "--id", "eio"]);
+    out.code(4);
+    assert!(out.stderr.contains("Input/output error"), "{out}");
+    assert_eq!(dir_entries(&t.storage_dir()), Vec::<String>::new());
+
+    let id = t.backup();
+    let export = t.path("export.rdb");
+    let out = under_strace(
+        &t,
+        &eio,
+        &["export", &id, "--out", &export.display().to_string()],
+    );
+    out.code(1);
+    assert!(out.stderr.contains("Input/output error"), "{out}");
+    assert_eq!(
+        dir_entries(t.scratch())
+            .iter()
+            .filter(|n| n.contains("export"))
+            .count(),
+        0
+    );
+
+    let out = under_strace(&t, &eio, &["restore", &id]);
+    out.code(1);
+    assert!(out.stderr.contains("Input/output error"), "{out}");
+    assert!(t.is_active());
+    assert_eq!(t.state(), before, "Redis untouched");
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+
+    // Without the fault: flushed behind (two syscalls a window) and whole.
+    let trace = t.path("export.strace");
+    let out = under_strace(
+        &t,
+        &[
+            "-o",
+            &trace.display().to_string(),
+            "-e",
+            "trace=fdatasync,fadvise64",
+        ],
+        &["export", &id, "--out", &export.display().to_string()],
+    );
+    out.ok();
+    let trace = fs::read_to_string(&trace).unwrap();
+    let calls = |what: &str| trace.lines().filter(|l| l.contains(what)).count();
+    assert!(calls("fdatasync(") >= 2, "{trace}");
+    assert!(calls("POSIX_FADV_DONTNEED") >= 2, "{trace}");
+    let shown = t.run(&["--json", "show", &id]);
+    assert_eq!(
+        sha256_file(&export),
+        shown.ok().json()["raw_sha256"].as_str().unwrap()
+    );
+}
