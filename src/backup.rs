@@ -7,7 +7,7 @@ use crate::cli::Source;
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
-use crate::fsutil;
+use crate::fsutil::{self, cache::ReadOnce};
 use crate::id::BackupId;
 use crate::instance::{self, DataFiles};
 use crate::journal;
@@ -21,7 +21,7 @@ use crate::storage::{self, ObjectWriter, Storage};
 use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -74,6 +74,8 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             // Redis was not meant to keep a dump: remove the one we made it
             // write, on every way out from here, but only that file.
             let cleanup = (!files.persistent()).then(|| DumpCleanup::new(files.dump_path(), &dump));
+            let dump =
+                ReadOnce::new(dump).map_err(|e| Error::other(format!("reading the dump: {e}")))?;
             (
                 DumpSource::File(dump),
                 Some(files),
@@ -196,8 +198,6 @@ fn store(
         check: RdbCheck::new(),
         started: false,
         identity: None,
-        position: 0,
-        forgotten: 0,
     };
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
@@ -258,14 +258,14 @@ fn store(
 
 /// Where the RDB comes from: the dump file Redis wrote, or a sync stream.
 enum DumpSource {
-    File(File),
+    File(ReadOnce),
     Stream(Box<dyn Read + Send>),
 }
 
 impl DumpSource {
     fn size(&self) -> u64 {
         match self {
-            DumpSource::File(file) => file.metadata().map(|m| m.len()).unwrap_or(0),
+            DumpSource::File(file) => file.get_ref().metadata().map(|m| m.len()).unwrap_or(0),
             DumpSource::Stream(_) => 0,
         }
     }
@@ -280,13 +280,7 @@ struct CheckedDump {
     /// Size and modification time at the first read: a resumed upload must
     /// encode the very same bytes again.
     identity: Option<(u64, Option<SystemTime>)>,
-    /// Bytes read in this pass, and up to where the page cache was dropped.
-    position: u64,
-    forgotten: u64,
 }
-
-/// Drop the dump's cached pages every so often while reading it.
-const FORGET_EVERY: u64 = 64 << 20;
 
 impl CheckedDump {
     /// Whether the input can be read again from the start: a file can, a
@@ -303,15 +297,13 @@ impl CheckedDump {
         let DumpSource::File(file) = &mut self.source else {
             return Err(Error::other("a replication stream cannot be read twice"));
         };
-        if file_identity(file) != self.identity {
+        if file_identity(file.get_ref()) != self.identity {
             return Err(Error::other(
                 "the dump changed while its upload was being resumed; run the backup again",
             ));
         }
-        file.seek(SeekFrom::Start(0))
+        file.rewind()
             .map_err(|e| Error::other(format!("rewinding the dump: {e}")))?;
-        self.position = 0;
-        self.forgotten = 0;
         self.check = RdbCheck::new();
         self.progress = Progress::new("backup", self.source.size());
         Ok(())
@@ -322,21 +314,12 @@ impl Read for CheckedDump {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.started {
             if let DumpSource::File(file) = &self.source {
-                self.identity = file_identity(file);
-                fsutil::cache::read_sequentially(file);
+                self.identity = file_identity(file.get_ref());
             }
         }
         self.started = true;
         let n = match &mut self.source {
-            DumpSource::File(file) => {
-                let n = file.read(buf)?;
-                self.position += n as u64;
-                if self.position - self.forgotten >= FORGET_EVERY || n == 0 {
-                    fsutil::cache::forget(file, self.position);
-                    self.forgotten = self.position;
-                }
-                n
-            }
+            DumpSource::File(file) => file.read(buf)?,
             DumpSource::Stream(stream) => stream.read(buf)?,
         };
         self.check.update(&buf[..n]);

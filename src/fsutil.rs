@@ -11,13 +11,19 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Page-cache advice for a file read once from start to end (the dump): read
-/// ahead, and let the kernel drop what was read, so a backup does not push
-/// the Redis next to it out of memory. Advice only: errors are ignored.
+/// Page-cache advice for a file read once from start to end (the dump, a
+/// stored backup): read ahead, and let the kernel drop what was read, so a
+/// backup does not push the Redis next to it out of memory, and the pages a
+/// read frees are the ones the next reads fill. Advice only: errors are
+/// ignored.
 pub mod cache {
     use rustix::fs::{fadvise, Advice};
     use std::fs::File;
+    use std::io::{self, Read, Seek, SeekFrom};
     use std::num::NonZeroU64;
+
+    /// Bytes read between two drops of what was read.
+    const FORGET_EVERY: u64 = 16 << 20;
 
     pub fn read_sequentially(file: &File) {
         let _ = fadvise(file, 0, None, Advice::Sequential);
@@ -27,6 +33,49 @@ pub mod cache {
     pub fn forget(file: &File, upto: u64) {
         if let Some(len) = NonZeroU64::new(upto) {
             let _ = fadvise(file, 0, Some(len), Advice::DontNeed);
+        }
+    }
+
+    /// A file read once, front to back, its pages dropped behind the reader.
+    pub struct ReadOnce {
+        file: File,
+        position: u64,
+        forgotten: u64,
+    }
+
+    impl ReadOnce {
+        /// Read `file` from where it stands.
+        pub fn new(mut file: File) -> io::Result<ReadOnce> {
+            read_sequentially(&file);
+            let position = file.stream_position()?;
+            Ok(ReadOnce {
+                file,
+                position,
+                forgotten: 0,
+            })
+        }
+
+        pub fn get_ref(&self) -> &File {
+            &self.file
+        }
+
+        /// Back to the start, for another pass.
+        pub fn rewind(&mut self) -> io::Result<()> {
+            self.position = self.file.seek(SeekFrom::Start(0))?;
+            self.forgotten = 0;
+            Ok(())
+        }
+    }
+
+    impl Read for ReadOnce {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.file.read(buf)?;
+            self.position += n as u64;
+            if self.position - self.forgotten >= FORGET_EVERY || n == 0 {
+                forget(&self.file, self.position);
+                self.forgotten = self.position;
+            }
+            Ok(n)
         }
     }
 }
@@ -286,6 +335,28 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn read_once_reads_from_where_the_file_stands_and_rewinds_to_the_start() {
+        use cache::ReadOnce;
+        use std::io::{Seek, SeekFrom};
+        let dir = scratch("readonce");
+        let path = dir.join("obj");
+        // Past a drop window, so bytes are read after pages were dropped.
+        let data: Vec<u8> = (0..(40u32 << 20) + 3).map(|i| (i % 253) as u8).collect();
+        fs::write(&path, &data).unwrap();
+        let mut file = File::open(&path).unwrap();
+        file.seek(SeekFrom::Start(5)).unwrap();
+        let mut object = ReadOnce::new(file).unwrap();
+        let mut back = Vec::new();
+        object.read_to_end(&mut back).unwrap();
+        assert!(back == data[5..], "resumed read differs");
+        object.rewind().unwrap();
+        back.clear();
+        object.read_to_end(&mut back).unwrap();
+        assert!(back == data, "second pass differs");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
+use crate::fsutil::cache::ReadOnce;
 use crate::fsutil::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
 use crate::id::BackupId;
 use std::fs::{self, File};
@@ -135,7 +136,8 @@ impl Storage for DirStorage {
         };
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| self.failed("cannot seek in", &path, e))?;
-        Ok(Box::new(file))
+        let object = ReadOnce::new(file).map_err(|e| self.failed("cannot seek in", &path, e))?;
+        Ok(Box::new(object))
     }
 
     fn put_record(&self, id: &BackupId, json: &[u8]) -> Result<()> {

@@ -166,7 +166,8 @@ fn under_strace(t: &TestRedis, strace: &[&str], args: &[&str]) -> Output {
 }
 
 /// Long files (a backup object, an export, a restore's staging file) are
-/// flushed behind the writer every 16 MiB. A flush that fails (EIO from
+/// flushed behind the writer every 16 MiB, and a stored backup's pages are
+/// dropped behind its reader. A flush that fails (EIO from
 /// fdatasync, injected by strace; the kernel reports such an error to one
 /// fsync only, and here it is the flusher's) fails the command: nothing under
 /// the final name, no temp file, Redis untouched.
@@ -224,6 +225,16 @@ fn a_failed_flush_behind_the_writer_fails_the_command_and_leaves_nothing() {
     let calls = |what: &str| trace.lines().filter(|l| l.contains(what)).count();
     assert!(calls("fdatasync(") >= 2, "{trace}");
     assert!(calls("POSIX_FADV_DONTNEED") >= 2, "{trace}");
+    // Reading a stored backup drops what was read, as it goes.
+    let trace = t.path("verify.strace");
+    let out = under_strace(
+        &t,
+        &["-o", &trace.display().to_string(), "-e", "trace=fadvise64"],
+        &["verify", &id],
+    );
+    out.ok();
+    let trace = fs::read_to_string(&trace).unwrap();
+    assert!(trace.matches("POSIX_FADV_DONTNEED").count() >= 2, "{trace}");
     let shown = t.run(&["--json", "show", &id]);
     assert_eq!(
         sha256_file(&export),
