@@ -96,6 +96,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     };
     let (_, stamp) = record::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&plan.files.dir, &stamp)?;
+    let staging = Instant::now();
     let summary = match stage(config, &request.target, record.as_ref(), &key, &work) {
         Ok(summary) => summary,
         Err(e) => {
@@ -106,9 +107,10 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     };
     work.record(Step::Staged)?;
     info!(
-        "staged and verified {name}: {} RDB version {}",
+        "staged and verified {name}: {} RDB version {} in {}s",
         human_size(summary.raw_size),
-        summary.rdb.version
+        summary.rdb.version,
+        record::seconds(staging.elapsed(), 3)
     );
 
     match swap_in(&plan, &mut work, record.as_ref()) {

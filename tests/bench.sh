@@ -96,6 +96,7 @@ measure() { # label outfile command...
     read -r SECS RSS <"$work/time"
 }
 
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
 mbps() { echo "$1 $2" | awk '{ printf "%.0f", $1 / 1e6 / ($2 > 0 ? $2 : 0.001) }'; }
 ratio() { echo "$1 $2" | awk '{ printf "%.2f", ($2 > 0 ? $1 / $2 : 0) }'; }
 
@@ -125,7 +126,7 @@ run_dataset() { # name rdb-file
     table+=$'\n'"### $name: RDB $((RAW / 1048576)) MiB, $(redis-cli -p "$port" dbsize) keys"$'\n\n'
     table+="| pipeline | MB/s of RDB | × Trove | peak RSS | stored / gzip -6 |"$'\n'
     table+="|---|---|---|---|---|"$'\n'
-    local trove reverse pigz="" backup_mbps export_mbps max_rss=0
+    local trove reverse pigz="" backup_mbps export_mbps staging_mbps max_rss=0
 
     measure "gzip -6" "$work/ref.gz" gzip -6 -c "$rdb"
     GZIP6=$(stat -c %s "$work/ref.gz")
@@ -133,11 +134,6 @@ run_dataset() { # name rdb-file
     measure "trove" "$work/trove.enc" sh -c "gzip -6 -c '$rdb' | openssl enc -aes-256-cbc -pbkdf2 -pass pass:bench"
     trove=$(mbps "$RAW" "$SECS")
     row "Trove: gzip -6, openssl enc (backup)" "$SECS" "$RSS" "$(stat -c %s "$work/trove.enc")" "$trove"
-    # Into a file, as a restore (and our export) must write the RDB.
-    measure "trove reverse" /dev/null sh -c "openssl enc -d -aes-256-cbc -pbkdf2 -pass pass:bench -in '$work/trove.enc' | gzip -dc >'$work/trove.rdb'"
-    rm -f "$work/trove.rdb"
-    reverse=$(mbps "$RAW" "$SECS")
-    row "Trove reverse: openssl enc -d, gzip -d ‡" "$SECS" "$RSS" "" "$reverse"
     measure "gzip -1" "$work/ref1.gz" gzip -1 -c "$rdb"
     row "gzip -1" "$SECS" "$RSS" "$(stat -c %s "$work/ref1.gz")" "$trove"
     rm -f "$work/ref1.gz"
@@ -162,23 +158,57 @@ run_dataset() { # name rdb-file
     row "redis-backup backup (stream only)" "$stream_secs" "$RSS" "$stored" "$trove"
     backup_mbps=$LAST_MBPS
     max_rss=$((RSS > max_rss ? RSS : max_rss))
-    measure "verify" /dev/null "$BIN" -q -c "$work/settings.conf" verify "bench-$name"
-    row "redis-backup verify ‡" "$SECS" "$RSS" "" "$reverse"
-    max_rss=$((RSS > max_rss ? RSS : max_rss))
-    rm -f "$work/export.rdb"
-    measure "export" /dev/null "$BIN" -q -c "$work/settings.conf" export "bench-$name" --out "$work/export.rdb"
-    row "redis-backup export ‡" "$SECS" "$RSS" "" "$reverse"
+
+    # The decodes take a second or three, short next to this machine's
+    # noise: three interleaved rounds of Trove's reverse, verify and export,
+    # and each row takes its median time (and its highest RSS).
+    local round reverse_runs=() verify_runs=() export_runs=() reverse_rss=0 verify_rss=0 export_rss=0
+    for round in 1 2 3; do
+        # Into a file, as a restore (and our export) must write the RDB.
+        measure "trove reverse" /dev/null sh -c "openssl enc -d -aes-256-cbc -pbkdf2 -pass pass:bench -in '$work/trove.enc' | gzip -dc >'$work/trove.rdb'"
+        rm -f "$work/trove.rdb"
+        reverse_runs+=("$SECS")
+        reverse_rss=$((RSS > reverse_rss ? RSS : reverse_rss))
+        measure "verify" /dev/null "$BIN" -q -c "$work/settings.conf" verify "bench-$name"
+        verify_runs+=("$SECS")
+        verify_rss=$((RSS > verify_rss ? RSS : verify_rss))
+        measure "export" /dev/null "$BIN" -q -c "$work/settings.conf" export "bench-$name" --out "$work/export.rdb"
+        rm -f "$work/export.rdb"
+        export_runs+=("$SECS")
+        export_rss=$((RSS > export_rss ? RSS : export_rss))
+    done
+    reverse=$(mbps "$RAW" "$(median "${reverse_runs[@]}")")
+    row "Trove reverse: openssl enc -d, gzip -d ‡" "$(median "${reverse_runs[@]}")" "$reverse_rss" "" "$reverse"
+    row "redis-backup verify ‡" "$(median "${verify_runs[@]}")" "$verify_rss" "" "$reverse"
+    row "redis-backup export ‡" "$(median "${export_runs[@]}")" "$export_rss" "" "$reverse"
     export_mbps=$LAST_MBPS
-    max_rss=$((RSS > max_rss ? RSS : max_rss))
-    rm -f "$work/export.rdb"
-    measure "restore" /dev/null "$BIN" -q -c "$work/settings.conf" restore "bench-$name"
+    max_rss=$((max_rss > verify_rss ? max_rss : verify_rss))
+    max_rss=$((max_rss > export_rss ? max_rss : export_rss))
+    # As for the backup, the restore's own part is in its log: "staged and
+    # verified ... in N s" covers reading, checking and writing the RDB
+    # before Redis is touched; the whole run adds Redis's stop, start and load.
+    measure "restore" /dev/null "$BIN" -c "$work/settings.conf" restore "bench-$name"
+    local staging_secs
+    staging_secs=$(sed -n 's/.*staged and verified .* in \([0-9.]*\)s.*/\1/p' "$work/stderr")
     row "redis-backup restore (incl. stop/start/load) ‡" "$SECS" "$RSS" "" "$reverse"
+    row "redis-backup restore (staging only) ‡" "$staging_secs" "$RSS" "" "$reverse"
+    staging_mbps=$LAST_MBPS
     max_rss=$((RSS > max_rss ? RSS : max_rss))
 
     verdicts+=$'\n'"$name:"$'\n'
-    verdict "backup × Trove" "$(ratio "$backup_mbps" "$trove")" ">=" 8
-    verdict "export × Trove's reverse" "$(ratio "$export_mbps" "$reverse")" ">=" 3
-    [ -n "$pigz" ] && verdict "backup × pigz -1" "$(ratio "$backup_mbps" "$pigz")" ">=" 1
+    # The speed targets are set on a ~300 MB RDB; a 10 MB one is there to show
+    # memory does not grow, and is over in a few hundredths of a second.
+    if [ "$RAW" -ge 200000000 ]; then
+        verdict "backup × Trove" "$(ratio "$backup_mbps" "$trove")" ">=" 8
+        verdict "export × Trove's reverse" "$(ratio "$export_mbps" "$reverse")" ">=" 3
+        # Export is the restore's decode into a file, as the reverse is. A
+        # restore's staging keeps the RDB in the page cache for Redis's load,
+        # which shortens the outage and costs its writer fresh pages: shown.
+        verdicts+="- restore, staging only, × Trove's reverse: $(ratio "$staging_mbps" "$reverse") (shown, not judged: see Reading the numbers)"$'\n'
+        [ -n "$pigz" ] && verdict "backup × pigz -1" "$(ratio "$backup_mbps" "$pigz")" ">=" 1
+    else
+        verdicts+="- speed: not judged on an RDB under 200 MB (too short to time)"$'\n'
+    fi
     verdict "stored / gzip -6" "$(ratio "$stored" "$GZIP6")" "<=" 1.2
     verdict "peak RSS of backup, verify, export, restore (MiB)" "$((max_rss / 1024))" "<=" 32
     systemctl stop "$unit"
@@ -192,13 +222,15 @@ done
 
 binary=$(stat -c %s "$BIN")
 verdicts+=$'\n'"binary:"$'\n'
-verdict "stripped binary (MB)" "$(echo "$binary" | awk '{ printf "%.2f", $1 / 1e6 }')" "<=" 2.5
+# In bytes: rounded to MB, 2,504,000 would pass as 2.50.
+verdict "stripped binary (bytes)" "$binary" "<=" 2500000
 measured="<!-- bench:begin (written by make bench; edit outside these marks) -->
 Measured by \`make bench\` on $(date -u +%Y-%m-%d), $(uname -m), $CORES cores
 ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), redis-backup $("$BIN" -V | cut -d' ' -f2).
 MB/s are of plain RDB. × Trove is the ratio to Trove's old backup pipeline in
 the same run, or, for the rows marked ‡, to its reverse (decrypt and gunzip
-into a file). Binary: $binary bytes (stripped, TLS included).
+into a file). The reverse, verify and export rows are the median of three
+interleaved rounds. Binary: $binary bytes (stripped, TLS included).
 
 Targets (issue 6), judged in this run:
 $verdicts$table<!-- bench:end -->"
