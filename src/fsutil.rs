@@ -51,7 +51,7 @@ pub mod cache {
             Ok(ReadOnce {
                 file,
                 position,
-                forgotten: 0,
+                forgotten: position,
             })
         }
 
@@ -59,7 +59,8 @@ pub mod cache {
             &self.file
         }
 
-        /// Back to the start, for another pass.
+        /// Back to the start of the file (not to where it stood when
+        /// wrapped), for another pass.
         pub fn rewind(&mut self) -> io::Result<()> {
             self.position = self.file.seek(SeekFrom::Start(0))?;
             self.forgotten = 0;

@@ -33,6 +33,9 @@ pub struct WriteBehind {
     written: u64,
     next_flush: u64,
     flusher: Option<(Arc<Flushes>, JoinHandle<()>)>,
+    /// The flusher's error once the writer has seen it: every later write
+    /// and the drain return it, so the file is never committed.
+    failed: Option<io::Error>,
 }
 
 /// What the writer asked of the flusher and how far it got, under one lock.
@@ -60,6 +63,7 @@ impl WriteBehind {
             written: 0,
             next_flush: WINDOW,
             flusher: None,
+            failed: None,
         }
     }
 
@@ -71,17 +75,23 @@ impl WriteBehind {
     /// before the final fsync: the kernel reports a failed writeback to one
     /// fsync of the open file only, and that may have been the flusher's.
     pub fn drain(&mut self) -> io::Result<()> {
-        let Some((flushes, thread)) = self.flusher.take() else {
-            return Ok(());
-        };
-        flushes.lock().closed = true;
-        flushes.changed.notify_all();
-        let _ = thread.join();
-        let error = flushes.lock().error.take();
-        error.map_or(Ok(()), Err)
+        if let Some((flushes, thread)) = self.flusher.take() {
+            flushes.lock().closed = true;
+            flushes.changed.notify_all();
+            // It cannot panic: nothing in it unwraps, and a panic aborts.
+            let _ = thread.join();
+            if let Some(e) = flushes.lock().error.take() {
+                self.failed = Some(e);
+            }
+        }
+        self.failed.as_ref().map_or(Ok(()), |e| Err(copy_of(e)))
     }
 
-    fn flush_behind(&mut self) -> io::Result<()> {
+    /// Ask for a flush of everything written so far, once the previous one
+    /// is done. A failure is kept for the next write: this write's bytes are
+    /// already in the file, and `Write` callers take an error to mean none
+    /// were.
+    fn flush_behind(&mut self) {
         if self.flusher.is_none() {
             // Without a flusher (no descriptor or thread to spare) the final
             // fsync does all the work, as it would have anyway.
@@ -92,20 +102,30 @@ impl WriteBehind {
                 .ok();
         }
         let Some((flushes, _)) = &self.flusher else {
-            return Ok(());
+            return;
         };
         let mut state = flushes.lock();
         // The writer waits for the disk rather than pile up dirty pages.
         while state.done_upto < state.asked_upto && state.error.is_none() {
             state = flushes.wait(state);
         }
-        // The error stays for `drain` too: a caller must not commit after it.
         if let Some(e) = &state.error {
-            return Err(io::Error::new(e.kind(), e.to_string()));
+            self.failed = Some(copy_of(e));
+            return;
         }
         state.asked_upto = self.written;
         flushes.changed.notify_all();
-        Ok(())
+    }
+}
+
+/// The same error again, for every caller that must see it; never as
+/// `Interrupted`, which `write_all` would retry for ever.
+fn copy_of(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(errno) if e.kind() != io::ErrorKind::Interrupted => {
+            io::Error::from_raw_os_error(errno)
+        }
+        _ => io::Error::other("writing the file back to disk failed"),
     }
 }
 
@@ -170,11 +190,14 @@ impl Drop for WriteBehind {
 
 impl Write for WriteBehind {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(copy_of(e));
+        }
         let n = self.file.write(buf)?;
         self.written += n as u64;
         if self.written >= self.next_flush {
             self.next_flush = self.written + WINDOW;
-            self.flush_behind()?;
+            self.flush_behind();
         }
         Ok(n)
     }
