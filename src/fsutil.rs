@@ -25,7 +25,7 @@ pub mod cache {
     /// Bytes read between two drops of what was read.
     const FORGET_EVERY: u64 = 16 << 20;
 
-    pub fn read_sequentially(file: &File) {
+    fn read_sequentially(file: &File) {
         let _ = fadvise(file, 0, None, Advice::Sequential);
     }
 
