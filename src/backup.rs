@@ -6,6 +6,7 @@
 use crate::cli::Source;
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
+use crate::data_dir::{self, DataDir, FileIdentity};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, cache::ReadOnce};
 use crate::id::BackupId;
@@ -22,8 +23,6 @@ use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const FORMAT_VERSION: u64 = 1;
@@ -62,7 +61,8 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let (input, files, _cleanup, keyspace_before) = match request.source {
         Source::Snapshot => {
             let files = DataFiles::live(&mut redis, &redis_conf)?;
-            refuse_during_interrupted_restore(&files)?;
+            let data = local_data_dir(&files, &redis_conf)?;
+            refuse_during_interrupted_restore(&data)?;
             info!(
                 "Redis {redis_version}: dump {}, persistence {}",
                 files.dump_path().display(),
@@ -70,10 +70,13 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             );
             let keyspace_before = redis.keyspace()?;
             let snapshot = redis.snapshot(config.save_timeout)?;
-            let dump = open_dump(&files.dump_path(), snapshot.lastsave)?;
+            let dump = open_dump(&data, &files.dbfilename, snapshot.lastsave)?;
             // Redis was not meant to keep a dump: remove the one we made it
             // write, on every way out from here, but only that file.
-            let cleanup = (!files.persistent()).then(|| DumpCleanup::new(files.dump_path(), &dump));
+            let cleanup = match files.persistent() {
+                true => None,
+                false => Some(DumpCleanup::new(data, &files.dbfilename, &dump)?),
+            };
             let dump =
                 ReadOnce::new(dump).map_err(|e| Error::other(format!("reading the dump: {e}")))?;
             (
@@ -168,11 +171,35 @@ fn read_redis_conf(config: &Config) -> Result<RedisConf> {
     redis_conf::load(&config.redis_conf)
 }
 
+/// The data dir a snapshot is read from. Whatever answers on Redis's port
+/// says where its dump is; that is believed only where redis.conf agrees
+/// (the same dir, a plain file name in it), and the dir is opened once, for
+/// every later step to work through (see `data_dir`).
+fn local_data_dir(live: &DataFiles, conf: &RedisConf) -> Result<DataDir> {
+    let source = conf.source.display();
+    let Some(conf_dir) = conf.dir.as_ref().filter(|d| d.is_absolute()) else {
+        return Err(Error::usage(format!(
+            "{source} does not name an absolute data dir (dir); a snapshot backup reads the dump Redis writes there, so set it"
+        )));
+    };
+    let same_dir = live.dir.is_absolute()
+        && std::fs::canonicalize(&live.dir).ok() == std::fs::canonicalize(conf_dir).ok();
+    if !same_dir {
+        return Err(Error::usage(format!(
+            "Redis says its data dir is {}, but {source} says {}; a snapshot backup reads only from the dir of redis.conf (if Redis was moved with CONFIG SET, write it back with CONFIG REWRITE)",
+            live.dir.display(),
+            conf_dir.display()
+        )));
+    }
+    data_dir::plain_name("dbfilename", &live.dbfilename)?;
+    DataDir::open(conf_dir, conf)
+}
+
 /// After a restore was killed half way, Redis may be running on an empty or
 /// partial data dir while the real data waits in the work folder: backing that
 /// up (and later pruning good backups) would lose it.
-fn refuse_during_interrupted_restore(files: &DataFiles) -> Result<()> {
-    let unfinished = journal::interrupted(&files.dir)?
+fn refuse_during_interrupted_restore(data: &DataDir) -> Result<()> {
+    let unfinished = journal::interrupted(data)?
         .into_iter()
         .find(|work| work.was_active().is_some());
     match unfinished {
@@ -361,15 +388,12 @@ fn new_id() -> Result<BackupId> {
     Ok(BackupId::generate(&compact, crypto::random_bytes::<4>()?))
 }
 
-/// Open the dump Redis has just written, and make sure it is that one: a file
-/// older than the save (the wrong `dir` in redis.conf, say) is refused.
-fn open_dump(path: &Path, lastsave: i64) -> Result<File> {
-    let file = File::open(path).map_err(|e| {
-        Error::other(format!(
-            "Redis finished saving but its dump {} cannot be opened: {e}",
-            path.display()
-        ))
-    })?;
+/// Open the dump Redis has just written, and make sure it is that one: a
+/// file Redis could have written (see `DataDir::open_dump`), and not older
+/// than the save (the wrong `dir` in redis.conf, say).
+fn open_dump(data: &DataDir, name: &str, lastsave: i64) -> Result<File> {
+    let file = data.open_dump(name)?;
+    let path = data.join(name);
     let modified = file
         .metadata()
         .and_then(|m| m.modified())
@@ -399,35 +423,39 @@ fn per_db(
         .collect()
 }
 
-/// Removes the dump at `path` when dropped, if it is still the file we opened
-/// (same device and inode): a newer dump someone else made is not ours to delete.
+/// Removes the dump when dropped, if it is still the file we opened (same
+/// device and inode), through the data dir's descriptor: a newer dump, or
+/// anything put under its name since, is not ours to delete.
 struct DumpCleanup {
-    path: PathBuf,
-    identity: Option<(u64, u64)>,
+    data: DataDir,
+    name: String,
+    identity: FileIdentity,
 }
 
 impl DumpCleanup {
-    fn new(path: PathBuf, opened: &File) -> DumpCleanup {
-        let identity = opened.metadata().ok().map(|m| (m.dev(), m.ino()));
-        DumpCleanup { path, identity }
+    fn new(data: DataDir, name: &str, opened: &File) -> Result<DumpCleanup> {
+        let identity = FileIdentity::of(opened)
+            .map_err(|e| Error::other(format!("cannot stat the dump: {e}")))?;
+        Ok(DumpCleanup {
+            data,
+            name: name.to_string(),
+            identity,
+        })
     }
 }
 
 impl Drop for DumpCleanup {
     fn drop(&mut self) {
-        let path = &self.path;
-        let current = std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
-        if current.is_none() || current != self.identity {
-            return;
-        }
-        match std::fs::remove_file(path) {
-            Ok(()) => info!(
-                "removed {} because Redis persistence is off",
-                path.display()
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        let path = self.data.join(&self.name);
+        match self.data.remove_if_same(&self.name, self.identity) {
+            Ok(true) => {
+                let _ = self.data.sync();
+                info!(
+                    "removed {} because Redis persistence is off",
+                    path.display()
+                )
+            }
+            Ok(false) => {}
             Err(e) => warn!(
                 "could not remove {} (Redis persistence is off): {e}",
                 path.display()

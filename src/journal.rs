@@ -5,12 +5,20 @@
 //! killed at any point leaves enough on disk for the next run to put the
 //! previous data back. Being in the data dir keeps every move a rename on one
 //! file system.
+//!
+//! The data dir belongs to Redis's account, which may rename, replace or
+//! plant folders there. So the folder is root's (mode 0700, which that account
+//! cannot enter or make), is used only through descriptors opened without
+//! following links, and a folder found later is trusted as an interrupted
+//! restore only if it is still root's and private; anything else under our
+//! prefix is somebody else's and is left alone.
 
+use crate::data_dir::{self, DataDir};
 use crate::error::{Error, Result};
-use crate::fsutil::fsync_dir;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use rustix::fs::{self as rfs, Mode, OFlags};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub const FOLDER_PREFIX: &str = "redis-backup-restore-";
@@ -65,42 +73,54 @@ impl Step {
 }
 
 pub struct WorkDir {
+    /// The folder's name in the data dir (the attacker may rename it; we
+    /// never use the name again but to remove the folder, checked).
+    name: String,
+    /// `<data dir>/<name>`, for messages.
     path: PathBuf,
+    fd: OwnedFd,
+    previous: OwnedFd,
     journal: File,
     /// The steps recorded so far, by this run or (when recovering) an earlier one.
     steps: Vec<Step>,
 }
 
+/// The staged RDB, the moved-aside data, the moved-away new data and the
+/// private server's pid and log: names inside the work folder.
+const STAGED: &str = "incoming.rdb";
+const PREVIOUS: &str = "previous";
+const FAILED: &str = "failed";
+const PRIVATE_PID: &str = "private-redis.pid";
+const PRIVATE_LOG: &str = "private-redis.log";
+/// A journal is a few lines; more than this is not ours.
+const MAX_JOURNAL_LEN: u64 = 64 * 1024;
+
 impl WorkDir {
     /// A new folder `<data dir>/redis-backup-restore-<stamp>` (with `-1`,
     /// `-2`... if a folder from the same second is still there), mode 0700.
-    pub fn create(data_dir: &Path, stamp: &str) -> Result<WorkDir> {
-        let mut path = data_dir.join(format!("{FOLDER_PREFIX}{stamp}"));
+    pub fn create(data: &DataDir, stamp: &str) -> Result<WorkDir> {
+        let mut name = format!("{FOLDER_PREFIX}{stamp}");
         let mut n = 0;
-        while fs::symlink_metadata(&path).is_ok() {
+        while data.has(&name) {
             n += 1;
-            path = data_dir.join(format!("{FOLDER_PREFIX}{stamp}-{n}"));
+            name = format!("{FOLDER_PREFIX}{stamp}-{n}");
         }
+        let path = data.join(&name);
         let failed = |e: io::Error| {
             Error::other(format!(
                 "cannot create the restore work folder {}: {e}",
                 path.display()
             ))
         };
-        // Not recursive: a missing data dir is the caller's error to report,
-        // not ours to create with the wrong owner.
-        let private = |p: &Path| fs::DirBuilder::new().mode(0o700).create(p);
-        private(&path).map_err(failed)?;
-        private(&path.join("previous")).map_err(failed)?;
-        let journal = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path.join(JOURNAL))
-            .map_err(failed)?;
-        fsync_dir(data_dir).map_err(failed)?;
+        let fd = data_dir::create_private_dir(data.fd(), &name).map_err(failed)?;
+        let previous = data_dir::create_private_dir(fd.as_fd(), PREVIOUS).map_err(failed)?;
+        let journal = create_file(fd.as_fd(), JOURNAL, OFlags::APPEND).map_err(failed)?;
+        data.sync().map_err(failed)?;
         Ok(WorkDir {
+            name,
             path,
+            fd,
+            previous,
             journal,
             steps: Vec::new(),
         })
@@ -110,21 +130,87 @@ impl WorkDir {
         &self.path
     }
 
-    pub fn staged_rdb(&self) -> PathBuf {
-        self.path.join("incoming.rdb")
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
-    pub fn previous(&self) -> PathBuf {
-        self.path.join("previous")
+    /// Where the previous data files wait while the restored ones are tried.
+    pub fn previous(&self) -> BorrowedFd<'_> {
+        self.previous.as_fd()
     }
 
-    pub fn failed(&self) -> PathBuf {
-        self.path.join("failed")
+    pub fn previous_path(&self) -> PathBuf {
+        self.path.join(PREVIOUS)
     }
 
-    /// Where the private redis-server of an AOF rebuild writes its pid.
-    pub fn private_pid_file(&self) -> PathBuf {
-        self.path.join("private-redis.pid")
+    pub fn failed_path(&self) -> PathBuf {
+        self.path.join(FAILED)
+    }
+
+    /// The folder for new files moved away by a rollback, made if missing.
+    pub fn failed(&self) -> Result<OwnedFd> {
+        let opened = match data_dir::open_dir(self.fd(), FAILED) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                data_dir::create_private_dir(self.fd(), FAILED)
+            }
+            opened => opened,
+        };
+        opened
+            .map_err(|e| Error::other(format!("cannot open {}: {e}", self.failed_path().display())))
+    }
+
+    pub fn staged_name(&self) -> &'static str {
+        STAGED
+    }
+
+    pub fn staged_path(&self) -> PathBuf {
+        self.path.join(STAGED)
+    }
+
+    /// The file the backup is decoded into, new and ours.
+    pub fn create_staged(&self) -> Result<File> {
+        create_file(self.fd(), STAGED, OFlags::empty()).map_err(|e| {
+            Error::other(format!(
+                "cannot create {}: {e}",
+                self.staged_path().display()
+            ))
+        })
+    }
+
+    /// The staged file again (a run that is resuming a rollback removes it).
+    pub fn remove_staged(&self) {
+        let _ = rfs::unlinkat(self.fd(), STAGED, rfs::AtFlags::empty());
+    }
+
+    /// The log of the private redis-server, written through its stdout.
+    pub fn create_private_log(&self) -> Result<File> {
+        create_file(self.fd(), PRIVATE_LOG, OFlags::empty()).map_err(|e| {
+            Error::other(format!(
+                "cannot create the private server's log in {}: {e}",
+                self.path.display()
+            ))
+        })
+    }
+
+    pub fn private_log_path(&self) -> PathBuf {
+        self.path.join(PRIVATE_LOG)
+    }
+
+    /// Note the private redis-server's pid, so that a later run can end it
+    /// if this one is killed. Written by us, where only root can write.
+    pub fn record_private_pid(&self, pid: u32) -> Result<()> {
+        create_file(self.fd(), PRIVATE_PID, OFlags::TRUNC)
+            .and_then(|mut f| {
+                writeln!(f, "{pid}")?;
+                f.sync_all()
+            })
+            .map_err(|e| Error::other(format!("cannot note the private server's pid: {e}")))
+    }
+
+    /// The pid noted by `record_private_pid`, if any.
+    pub fn private_pid(&self) -> Option<u32> {
+        let text = read_capped(self.fd(), PRIVATE_PID).ok()?;
+        String::from_utf8_lossy(&text).trim().parse().ok()
     }
 
     /// Append a step and make it durable before the caller acts on it.
@@ -154,88 +240,215 @@ impl WorkDir {
         })
     }
 
-    /// Remove the folder and everything in it.
-    pub fn remove(self) -> io::Result<()> {
-        let WorkDir { path, journal, .. } = self;
-        drop(journal);
-        fs::remove_dir_all(&path)?;
-        fsync_dir(path.parent().unwrap_or(Path::new("/")))
+    /// Whether `previous/` or `failed/` holds anything.
+    pub fn previous_holds_files(&self) -> bool {
+        data_dir::entry_names(self.previous()).is_ok_and(|names| !names.is_empty())
+    }
+
+    pub fn failed_holds_files(&self) -> bool {
+        data_dir::open_dir(self.fd(), FAILED)
+            .and_then(|fd| data_dir::entry_names(fd.as_fd()))
+            .is_ok_and(|names| !names.is_empty())
+    }
+
+    /// Remove the folder and everything in it. The contents go through our
+    /// descriptor; the folder's name is removed only if it is still ours
+    /// (Redis's account may have renamed it, and put something else there).
+    pub fn remove(self, data: &DataDir) -> io::Result<()> {
+        for name in data_dir::entry_names(self.fd())? {
+            data_dir::remove_tree(self.fd(), &name)?;
+        }
+        let ours = rfs::fstat(&self.fd)?;
+        let there = rfs::statat(
+            data.fd(),
+            self.name.as_str(),
+            rfs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        if (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino) {
+            rfs::unlinkat(data.fd(), self.name.as_str(), rfs::AtFlags::REMOVEDIR)?;
+        }
+        data.sync()
     }
 }
 
-/// Unfinished restores in `data_dir`, oldest first.
-pub fn interrupted(data_dir: &Path) -> Result<Vec<WorkDir>> {
-    let entries = match fs::read_dir(data_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(Error::other(format!(
-                "cannot read the Redis data dir {}: {e}",
-                data_dir.display()
-            )))
+/// A new file of ours in `dir`: never through a link, never an old one.
+fn create_file(dir: BorrowedFd<'_>, name: &str, extra: OFlags) -> io::Result<File> {
+    let flags = OFlags::WRONLY
+        | OFlags::CREATE
+        | OFlags::EXCL
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | (extra - OFlags::TRUNC);
+    match rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => Ok(File::from(fd)),
+        // Replacing our own earlier note (the pid file of a retried start).
+        Err(rustix::io::Errno::EXIST) if extra.contains(OFlags::TRUNC) => {
+            rfs::unlinkat(dir, name, rfs::AtFlags::empty())?;
+            create_file(dir, name, extra - OFlags::TRUNC)
         }
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(FOLDER_PREFIX) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(text) = fs::read_to_string(path.join(JOURNAL)) else {
-            continue;
-        };
-        let steps: Vec<Step> = text.lines().filter_map(Step::parse).collect();
-        if steps.contains(&Step::Done) {
-            continue;
-        }
-        let journal = OpenOptions::new()
-            .append(true)
-            .open(path.join(JOURNAL))
-            .map_err(|e| Error::other(format!("cannot reopen {}: {e}", path.display())))?;
-        found.push(WorkDir {
-            path,
-            journal,
-            steps,
-        });
+        Err(e) => Err(e.into()),
     }
-    found.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
+/// A small file of ours in `dir`: a regular file, read without following a
+/// link, and capped.
+fn read_capped(dir: BorrowedFd<'_>, name: &str) -> io::Result<Vec<u8>> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = File::from(rfs::openat(dir, name, flags, Mode::empty())?);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other(format!("{name} is not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_JOURNAL_LEN).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Unfinished restores in the data dir, oldest first. Only folders that are
+/// still root's and private count; others are named in a warning and left.
+pub fn interrupted(data: &DataDir) -> Result<Vec<WorkDir>> {
+    let names = data_dir::entry_names(data.fd()).map_err(|e| {
+        Error::other(format!(
+            "cannot read the Redis data dir {}: {e}",
+            data.path().display()
+        ))
+    })?;
+    let mut names: Vec<String> = names
+        .into_iter()
+        .filter(|name| name.starts_with(FOLDER_PREFIX))
+        .collect();
+    names.sort();
+    let mut found = Vec::new();
+    for name in names {
+        match open_interrupted(data, &name) {
+            Ok(Some(work)) => found.push(work),
+            Ok(None) => {}
+            Err(why) => log::warn!(
+                "ignoring {}: {why}; it was not left by redis-backup",
+                data.join(&name).display()
+            ),
+        }
+    }
     Ok(found)
+}
+
+/// An earlier run's folder, if it is ours and its restore unfinished.
+fn open_interrupted(data: &DataDir, name: &str) -> std::result::Result<Option<WorkDir>, String> {
+    let fd = data_dir::open_dir(data.fd(), name).map_err(|e| e.to_string())?;
+    let stat = rfs::fstat(&fd).map_err(|e| e.to_string())?;
+    if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
+        return Err(format!(
+            "it belongs to uid {} with mode {:o}, where ours are root's and private",
+            stat.st_uid,
+            stat.st_mode & 0o7777
+        ));
+    }
+    let Ok(text) = read_capped(fd.as_fd(), JOURNAL) else {
+        return Ok(None);
+    };
+    let steps: Vec<Step> = String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(Step::parse)
+        .collect();
+    if steps.contains(&Step::Done) {
+        return Ok(None);
+    }
+    let previous =
+        data_dir::open_dir(fd.as_fd(), PREVIOUS).map_err(|e| format!("{PREVIOUS}: {e}"))?;
+    let journal = rfs::openat(
+        fd.as_fd(),
+        JOURNAL,
+        OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot reopen its journal: {e}"))?;
+    Ok(Some(WorkDir {
+        name: name.to_string(),
+        path: data.join(name),
+        fd,
+        previous,
+        journal: File::from(journal),
+        steps,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis_conf::RedisConf;
+    use std::fs;
+
+    fn data_dir(dir: &Path) -> DataDir {
+        DataDir::open(dir, &RedisConf::defaults(Path::new("redis.conf"))).unwrap()
+    }
 
     #[test]
     fn journal_round_trip_and_recovery_listing() {
         let dir = std::env::temp_dir().join(format!("rb-journal-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        let data = data_dir(&dir);
 
-        let mut finished = WorkDir::create(&dir, "20261125T000000Z").unwrap();
+        let mut finished = WorkDir::create(&data, "20261125T000000Z").unwrap();
         finished.record(Step::Staged).unwrap();
         finished.record(Step::Done).unwrap();
 
-        let mut cut = WorkDir::create(&dir, "20261125T000001Z").unwrap();
+        let mut cut = WorkDir::create(&data, "20261125T000001Z").unwrap();
         cut.record(Step::Staged).unwrap();
         cut.record(Step::Stopping { was_active: true }).unwrap();
         cut.record(Step::AsideDone).unwrap();
-        let same_second = WorkDir::create(&dir, "20261125T000001Z").unwrap();
+        cut.record_private_pid(4242).unwrap();
+        let same_second = WorkDir::create(&data, "20261125T000001Z").unwrap();
         assert!(same_second
             .path()
             .ends_with("redis-backup-restore-20261125T000001Z-1"));
-        same_second.remove().unwrap();
+        same_second.remove(&data).unwrap();
         drop(cut);
 
-        let found = interrupted(&dir).unwrap();
-        assert_eq!(found.len(), 1, "only the unfinished one");
+        // Someone else's folder under our prefix is not a restore of ours.
+        let planted = dir.join(format!("{FOLDER_PREFIX}20000101T000000Z"));
+        fs::create_dir(&planted).unwrap();
+        fs::write(planted.join(JOURNAL), "staged\nstopping was_active=true\n").unwrap();
+        fs::set_permissions(
+            &planted,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+
+        let found = interrupted(&data).unwrap();
+        assert_eq!(found.len(), 1, "only the unfinished one of ours");
         assert_eq!(found[0].was_active(), Some(true));
         assert!(found[0].reached(&Step::AsideDone));
         assert!(!found[0].reached(&Step::Placed));
+        assert_eq!(found[0].private_pid(), Some(4242));
         assert!(found[0]
             .path()
             .ends_with("redis-backup-restore-20261125T000001Z"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_renamed_work_folder_is_still_used_and_the_impostor_left_alone() {
+        let dir = std::env::temp_dir().join(format!("rb-journal-mv-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let data = data_dir(&dir);
+        let work = WorkDir::create(&data, "20261125T000002Z").unwrap();
+        let mut staged = work.create_staged().unwrap();
+        staged.write_all(b"rdb").unwrap();
+        // Renamed away, and another folder put under its name.
+        fs::rename(work.path(), dir.join("moved")).unwrap();
+        fs::create_dir(work.path()).unwrap();
+        fs::write(work.path().join("keep"), b"x").unwrap();
+        assert_eq!(fs::read(dir.join("moved").join(STAGED)).unwrap(), b"rdb");
+        let impostor = work.path().to_path_buf();
+        work.remove(&data).unwrap();
+        assert_eq!(fs::read(impostor.join("keep")).unwrap(), b"x");
+        assert_eq!(
+            fs::read_dir(dir.join("moved")).unwrap().count(),
+            0,
+            "our folder was emptied through its descriptor"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,6 +12,7 @@ mod compress;
 mod config;
 mod crc64;
 mod crypto;
+mod data_dir;
 mod error;
 mod format;
 mod fsutil;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> error::Result<()> {
+    secret::keep_out_of_core_dumps();
     let invocation = cli::parse(std::env::args_os())?;
     init_logging(invocation.global.verbosity);
     progress::show(

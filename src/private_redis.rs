@@ -1,25 +1,39 @@
 //! A private redis-server for rebuilding the AOF of a restored instance. It is
 //! the same binary with the same redis.conf (so the same modules, users and
 //! renamed commands), overridden on the command line: no TCP port, a Unix
-//! socket in a private 0700 directory, AOF off, no RDB saves. No client
-//! can reach it, so nothing is written while the AOF is being built, and
-//! redis.conf is never edited. Also: which RDB versions this host's
-//! redis-server can load.
+//! socket in a private directory, AOF off, no RDB saves. No client can reach
+//! it, so nothing is written while the AOF is being built, and redis.conf is
+//! never edited. Also: which RDB versions this host's redis-server can load.
+//!
+//! It runs as the data dir's owner, never as root: redis.conf may be that
+//! account's to write (a `loadmodule` line is code), and the server writes
+//! files in a dir that account controls (a planted symlink must meet the
+//! kernel's refusal, not root's rights). Its files come out owned by that
+//! account with nothing to hand over afterwards.
 
+use crate::crypto;
+use crate::data_dir::{self, DataDir, Owner};
 use crate::error::{Error, Result};
 use crate::instance::DataFiles;
+use crate::journal::WorkDir;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use log::{debug, info, warn};
+use rustix::fs::{self as rfs, Mode};
+use rustix::process::{kill_process, Pid, Signal};
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
-/// The private server's socket directory is `<tmp>/redis-backup-aof-<pid>`.
+/// The private server's socket directory is `<tmp>/redis-backup-aof-<random>`.
 const PRIVATE_DIR_PREFIX: &str = "redis-backup-aof-";
+/// Files the private server creates get the modes Debian's unit gives
+/// Redis's own (UMask=007).
+const SERVER_UMASK: u32 = 0o007;
 
 /// The version of the `redis-server` on PATH ("7.0.15").
 pub fn server_version() -> Result<String> {
@@ -42,29 +56,32 @@ pub fn server_version() -> Result<String> {
 
 pub struct PrivateRedis {
     child: Child,
-    socket_dir: PathBuf,
-    socket: PathBuf,
+    /// Removed when the server is gone (after `Drop` below has ended it).
+    _socket_dir: SocketDir,
     log: PathBuf,
 }
 
 impl PrivateRedis {
-    /// Start it on the data of `files.dir` and wait until it has loaded.
-    /// `pid_file` lets a later run find it if this one is killed.
+    /// Start it, as the data dir's owner, on the data of `data` and wait
+    /// until it has loaded. Its pid is noted in the work folder so that a
+    /// later run can end it if this one is killed.
     pub fn start(
         redis_conf: &Path,
         files: &DataFiles,
-        folder: &Path,
-        pid_file: &Path,
+        data: &DataDir,
+        work: &WorkDir,
         connect: &ConnectOptions,
         timeout: Duration,
     ) -> Result<(PrivateRedis, Connection)> {
-        let socket_dir = private_socket_dir()?;
-        let socket = socket_dir.join("redis.sock");
-        let log = folder.join("private-redis.log");
+        let owner = data.owner();
+        let socket_dir = SocketDir::create(owner)?;
+        let socket = socket_dir.path.join("redis.sock");
+        let log = work.create_private_log()?;
+        let log_path = work.private_log_path();
         let mut command = Command::new("redis-server");
         command
             .arg(redis_conf)
-            // Unreachable: no TCP, no TLS, only a socket in a 0700 directory.
+            // Unreachable: no TCP, no TLS, only a socket in a private directory.
             .args(["--port", "0", "--tls-port", "0"])
             .arg("--unixsocket")
             .arg(&socket)
@@ -73,36 +90,48 @@ impl PrivateRedis {
             .args(["--replicaof", "no", "one"])
             .args(["--appendonly", "no", "--save", ""])
             .args(["--daemonize", "no", "--supervised", "no"])
+            // No pid file (the service's would be overwritten) and the log on
+            // stdout, which goes to a file of ours.
+            .args(["--pidfile", "", "--logfile", ""])
             .arg("--dir")
-            .arg(&files.dir)
+            .arg(data.path())
             .args(["--dbfilename", &files.dbfilename])
-            .args(["--appendfilename", &files.appendfilename])
-            .arg("--pidfile")
-            .arg(pid_file)
-            .arg("--logfile")
-            .arg(&log);
+            .args(["--appendfilename", &files.appendfilename]);
         // `appenddirname` exists from Redis 7 on; older servers refuse it.
         if server_version().is_ok_and(|v| major(&v) >= 7) {
             command.args(["--appenddirname", &files.appenddirname]);
         }
-        let child = command
+        let stdout = log
+            .try_clone()
+            .map_err(|e| Error::other(format!("cannot share the private server's log: {e}")))?;
+        command
+            // std drops root's supplementary groups when it sets the uid.
+            .uid(owner.uid)
+            .gid(owner.gid)
+            .current_dir(data.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(log));
+        // The umask is the process's; nothing else of ours creates files
+        // while the server is being started.
+        let umask = rustix::process::umask(Mode::from_raw_mode(SERVER_UMASK));
+        let spawned = command.spawn();
+        rustix::process::umask(umask);
+        let child = spawned
             .map_err(|e| Error::other(format!("cannot start a private redis-server: {e}")))?;
         info!(
-            "started a private redis-server (pid {}) to build the AOF",
-            child.id()
+            "started a private redis-server (pid {}, uid {}) to build the AOF",
+            child.id(),
+            owner.uid
         );
         let mut server = PrivateRedis {
             child,
-            socket_dir,
-            socket,
-            log,
+            _socket_dir: socket_dir,
+            log: log_path,
         };
+        work.record_private_pid(server.child.id())?;
         let options = ConnectOptions {
-            endpoint: Endpoint::Unix(server.socket.clone()),
+            endpoint: Endpoint::Unix(socket),
             ..connect.clone()
         };
         let conn = server.wait_until_loaded(&options, timeout)?;
@@ -209,41 +238,67 @@ impl Drop for PrivateRedis {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = fs::remove_dir_all(&self.socket_dir);
     }
 }
 
-/// A fresh 0700 directory for the socket, under the temporary dir rather than
-/// the work folder: a Unix socket path must be shorter than 108 bytes, and a
-/// data dir can be deep.
-fn private_socket_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("{PRIVATE_DIR_PREFIX}{}", std::process::id()));
-    // Left by an earlier run with our pid (after a reboot): ours to replace.
-    let _ = fs::remove_dir_all(&dir);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| Error::other(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
+/// A fresh directory for the socket, under the temporary dir rather than the
+/// work folder: a Unix socket path must be shorter than 108 bytes, and a data
+/// dir can be deep. Its name is random (nobody can plant it in advance), it
+/// stays root's (so in a sticky /tmp nobody else can rename or replace it),
+/// and only its group is the data dir owner's, so the server can make its
+/// socket there.
+struct SocketDir {
+    path: PathBuf,
+    fd: OwnedFd,
 }
 
-/// A private redis-server that a killed run left behind, found by its pid
-/// file, is ended before anything touches the files it may be writing. Only a
-/// process that is a redis-server working in `data_dir` is signalled.
-pub fn end_orphan(pid_file: &Path, data_dir: &Path) -> Result<()> {
-    let Some(pid) = fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok())
-    else {
+impl SocketDir {
+    fn create(owner: Owner) -> Result<SocketDir> {
+        let random = crypto::hex(&crypto::random_bytes::<8>()?);
+        let tmp = std::env::temp_dir();
+        let name = format!("{PRIVATE_DIR_PREFIX}{random}");
+        let path = tmp.join(&name);
+        let failed =
+            |e: std::io::Error| Error::other(format!("cannot create {}: {e}", path.display()));
+        let parent = data_dir::open_dir(rfs::CWD, &tmp).map_err(failed)?;
+        let fd = data_dir::create_private_dir(parent.as_fd(), &name).map_err(failed)?;
+        rfs::fchown(&fd, None, Some(gid(owner.gid)))
+            .and_then(|()| rfs::fchmod(&fd, Mode::from_raw_mode(0o770)))
+            .map_err(|e| failed(e.into()))?;
+        Ok(SocketDir { path, fd })
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        if let Ok(names) = data_dir::entry_names(self.fd.as_fd()) {
+            for name in names {
+                let _ = data_dir::remove_tree(self.fd.as_fd(), &name);
+            }
+        }
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+fn gid(raw: u32) -> rfs::Gid {
+    rfs::Gid::from_raw(raw)
+}
+
+/// A private redis-server that a killed run left behind, found by the pid
+/// that run noted in its work folder, is ended before anything touches the
+/// files it may be writing. Only a process that is a redis-server of ours,
+/// running as the data dir's owner in the data dir, is signalled.
+pub fn end_orphan(work: &WorkDir, data: &DataDir) -> Result<()> {
+    let Some(pid) = work.private_pid() else {
         return Ok(());
     };
-    if !is_private_server(pid, data_dir) {
+    if !is_private_server(pid, data) {
         return Ok(());
     }
     warn!("ending the private redis-server (pid {pid}) an interrupted restore left running");
     terminate(pid)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while is_private_server(pid, data_dir) {
+    while is_private_server(pid, data) {
         if Instant::now() >= deadline {
             return Err(Error::other(format!(
                 "the private redis-server (pid {pid}) left by an interrupted restore does not stop; end it by hand"
@@ -254,7 +309,7 @@ pub fn end_orphan(pid_file: &Path, data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn is_private_server(pid: u32, data_dir: &Path) -> bool {
+fn is_private_server(pid: u32, data: &DataDir) -> bool {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let running = fs::read_to_string(proc_dir.join("stat"))
         .map(|stat| {
@@ -273,20 +328,25 @@ fn is_private_server(pid: u32, data_dir: &Path) -> bool {
         })
         .unwrap_or(false);
     let cwd = fs::read_link(proc_dir.join("cwd")).ok();
-    let in_data_dir = cwd.is_some_and(|cwd| Some(cwd) == fs::canonicalize(data_dir).ok());
-    running && is_ours && in_data_dir
+    let in_data_dir = cwd.is_some_and(|cwd| cwd == data.path());
+    running && is_ours && in_data_dir && real_uid(&proc_dir) == Some(data.owner().uid)
 }
 
-/// SIGTERM by pid, with the `kill` command (no unsafe code for a signal).
+/// The real uid of a process, from its `status`.
+fn real_uid(proc_dir: &Path) -> Option<u32> {
+    let status = fs::read_to_string(proc_dir.join("status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// SIGTERM by pid.
 fn terminate(pid: u32) -> Result<()> {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .map_err(|e| Error::other(format!("cannot run kill: {e}")))?;
-    match status.success() {
-        true => Ok(()),
-        false => Err(Error::other(format!("kill -TERM {pid} failed ({status})"))),
-    }
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| Error::other(format!("{pid} is not a process id")))?;
+    kill_process(target, Signal::TERM)
+        .map_err(|e| Error::other(format!("cannot signal process {pid}: {e}")))
 }
 
 fn major(version: &str) -> u32 {

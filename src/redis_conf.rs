@@ -12,10 +12,15 @@
 //! path is resolved against the directory of the file that contains it, not
 //! against Redis's working directory, which we cannot know; on Debian the two
 //! are the same, since the shipped config uses absolute paths.
+//!
+//! The files are often writable by the account that owns Redis, so each one's
+//! owner and mode are kept with the settings: the data dir they name is acted
+//! on only if they could not have been written by someone else (`data_dir`).
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
@@ -50,6 +55,18 @@ pub struct RedisConf {
     pub renamed_commands: HashMap<String, String>,
     /// The file given to `load`.
     pub source: PathBuf,
+    /// Every file read (`source` and its includes), with who could write it.
+    pub files: Vec<ConfFile>,
+}
+
+/// One config file as it was read: its owner and mode decide whose word
+/// its settings are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfFile {
+    pub path: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
 }
 
 impl RedisConf {
@@ -68,6 +85,7 @@ impl RedisConf {
             requirepass: None,
             renamed_commands: HashMap::new(),
             source: source.to_path_buf(),
+            files: Vec::new(),
         }
     }
 }
@@ -83,15 +101,30 @@ pub fn load(path: &Path) -> Result<RedisConf> {
 }
 
 /// At most `MAX_FILE_LEN + 1` bytes of `path`: enough to tell that it is too
-/// big, without reading all of `include /dev/zero` or a runaway file.
-fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = fs::File::open(path)?;
+/// big, without reading all of a runaway file. Only a regular file is read:
+/// it is opened without blocking, so `include` of a FIFO or a device that
+/// never answers is refused instead of hanging the run.
+fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let written_by = ConfFile {
+        path: path.to_path_buf(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
+    };
     // Sized up front like `fs::read`, so a regular file is read without
     // reallocating: no stray copy of requirepass left in freed memory.
-    let size = file.metadata()?.len().min(MAX_FILE_LEN) + 1;
+    let size = meta.len().min(MAX_FILE_LEN) + 1;
     let mut text = Vec::with_capacity(size as usize);
     file.take(MAX_FILE_LEN + 1).read_to_end(&mut text)?;
-    Ok(text)
+    Ok((text, written_by))
 }
 
 /// Where an `include` came from, for messages about the included file.
@@ -126,8 +159,9 @@ fn load_file(
             path.display()
         )));
     }
-    let mut text = read_capped(path)
+    let (mut text, written_by) = read_capped(path)
         .map_err(|e| at(format!("cannot read Redis config {}: {e}", path.display())))?;
+    conf.files.push(written_by);
     if text.len() as u64 > MAX_FILE_LEN {
         text.zeroize();
         return Err(at(format!(
@@ -643,7 +677,7 @@ mod tests {
         let main = dir.write("redis.conf", "port 1\ninclude /dev/zero\n");
         let msg = usage_message(load(&main));
         assert!(
-            msg.contains("redis.conf:2: Redis config /dev/zero is larger than 16 MiB"),
+            msg.contains("redis.conf:2: cannot read Redis config /dev/zero: not a regular file"),
             "{msg}"
         );
 
@@ -654,6 +688,34 @@ mod tests {
             .unwrap();
         let msg = usage_message(load(&big));
         assert!(msg.contains("is larger than 16 MiB"), "{msg}");
+    }
+
+    #[test]
+    fn a_fifo_include_is_refused_at_once_instead_of_hanging() {
+        let dir = TempDir::new();
+        let fifo = dir.0.join("pipe.conf");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let main = dir.write("redis.conf", &format!("include {}\n", fifo.display()));
+        // Without O_NONBLOCK the open would wait for a writer forever.
+        let msg = usage_message(load(&main));
+        assert!(msg.contains("not a regular file"), "{msg}");
+    }
+
+    #[test]
+    fn every_file_read_is_kept_with_its_owner_and_mode() {
+        let dir = TempDir::new();
+        let inner = dir.write("inner.conf", "port 7\n");
+        let main = dir.write("redis.conf", &format!("include {}\n", inner.display()));
+        fs::set_permissions(&inner, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        let conf = load(&main).unwrap();
+        let paths: Vec<&Path> = conf.files.iter().map(|f| f.path.as_path()).collect();
+        assert_eq!(paths, [main.as_path(), inner.as_path()]);
+        assert_eq!(conf.files[1].mode, 0o640);
+        assert_eq!(conf.files[1].uid, fs::metadata(&inner).unwrap().uid());
     }
 
     #[test]

@@ -9,8 +9,9 @@ use crate::cli::Target;
 use crate::commands::{check_against_record, check_key, load_record};
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
+use crate::data_dir::{self, DataDir};
 use crate::error::{Error, Result};
-use crate::fsutil::{self, fsync_dir};
+use crate::fsutil;
 use crate::id::BackupId;
 use crate::instance::{self, DataFiles};
 use crate::journal::{Step, WorkDir};
@@ -25,10 +26,10 @@ use crate::service::Service;
 use crate::storage;
 use crate::write_behind::{Cache, WriteBehind};
 use log::{info, warn};
+use rustix::fs::{self as rfs, Mode, OFlags};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -55,6 +56,7 @@ struct Plan<'a> {
     conf: &'a RedisConf,
     connect: &'a ConnectOptions,
     files: &'a DataFiles,
+    data: &'a DataDir,
     service: &'a Service,
     was_active: bool,
 }
@@ -67,9 +69,10 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let connect = instance::connect_options(config, &conf, REDIS_TIMEOUT)?;
     let service = Service::new(&config.service);
 
-    let files = files_to_restore(&service, &connect, &conf)?;
+    let (files, data) = files_to_restore(&service, &connect, &conf)?;
     let server = Server {
         files: &files,
+        data: &data,
         service: &service,
         connect: &connect,
         wait: config.save_timeout,
@@ -91,17 +94,18 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         conf: &conf,
         connect: &connect,
         files: &files,
+        data: &data,
         service: &service,
         was_active,
     };
     let (_, stamp) = record::utc_timestamps(SystemTime::now());
-    let mut work = WorkDir::create(&plan.files.dir, &stamp)?;
+    let mut work = WorkDir::create(&data, &stamp)?;
     let staging = Instant::now();
     let summary = match stage(config, &request.target, record.as_ref(), &key, &work) {
         Ok(summary) => summary,
         Err(e) => {
             // Redis was never touched; drop what we staged.
-            let _ = work.remove();
+            let _ = work.remove(&data);
             return Err(e);
         }
     };
@@ -116,7 +120,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     match swap_in(&plan, &mut work, record.as_ref()) {
         Ok(keys) => {
             work.record(Step::Done)?;
-            let previous = finish(work, request.keep_previous);
+            let previous = finish(work, &data, request.keep_previous);
             let took = started.elapsed();
             info!("restored {name} in {}s", record::seconds(took, 1));
             Ok(Restored {
@@ -135,12 +139,14 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
 /// the restarted server reads. A running server whose live settings differ
 /// (a CONFIG SET never written back) would restart elsewhere or with another
 /// persistence: refused before anything is touched, as are a relative or
-/// missing data dir and an AOF instance whose CONFIG is disabled.
+/// missing data dir, data file names that are not plain names in it, a data
+/// dir that redis.conf's writer has no say over, and an AOF instance whose
+/// CONFIG is disabled.
 fn files_to_restore(
     service: &Service,
     connect: &ConnectOptions,
     conf: &RedisConf,
-) -> Result<DataFiles> {
+) -> Result<(DataFiles, DataDir)> {
     let files = DataFiles::from_conf(conf);
     let source = conf.source.display();
     if files.dir.is_relative() {
@@ -156,6 +162,10 @@ fn files_to_restore(
             files.dir.display()
         )));
     }
+    data_dir::plain_name("dbfilename", &files.dbfilename)?;
+    data_dir::plain_name("appenddirname", &files.appenddirname)?;
+    data_dir::plain_name("appendfilename", &files.appendfilename)?;
+    let data = DataDir::open(&files.dir, conf)?;
     if files.appendonly
         && conf
             .renamed_commands
@@ -177,7 +187,7 @@ fn files_to_restore(
             files.dir.display()
         );
     }
-    Ok(files)
+    Ok((files, data))
 }
 
 fn check_agrees(files: &DataFiles, live: &DataFiles, conf: &RedisConf) -> Result<()> {
@@ -259,14 +269,8 @@ fn stage(
             Error::storage(format!("cannot open backup file {}: {e}", path.display()))
         })?),
     };
-    let staged = work.staged_rdb();
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&staged)
-        .map_err(|e| Error::other(format!("cannot create {}: {e}", staged.display())))?;
-    let file = WriteBehind::new(file, Cache::Keep);
+    let staged = work.staged_path();
+    let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
     let decoded = pipeline::decode(&mut { input }, &mut out, key, config.threads);
     let flushed = decoded.and_then(|summary| {
@@ -348,9 +352,9 @@ fn swap_in(
     if plan.was_active {
         plan.service.stop()?;
     }
-    move_aside(plan.files, work)?;
+    move_aside(plan.files, plan.data, work)?;
     work.record(Step::AsideDone)?;
-    place(plan.files, work)?;
+    place(plan.files, plan.data, work)?;
     if plan.files.appendonly {
         rebuild_aof(plan, work)?;
     }
@@ -360,92 +364,73 @@ fn swap_in(
     Ok(keys)
 }
 
-fn move_aside(files: &DataFiles, work: &WorkDir) -> Result<()> {
-    let previous = work.previous();
+/// Each data file, whatever it is (a symlink planted there is moved as a
+/// link), goes into `previous/`, which only root can reach.
+fn move_aside(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
     for name in files.data_names() {
-        let from = files.dir.join(name);
-        if fs::symlink_metadata(&from).is_err() {
+        if !data.has(name) {
             continue;
         }
-        let to = previous.join(name);
-        fs::rename(&from, &to).map_err(|e| {
+        let to = work.previous_path().join(name);
+        data_dir::move_entry(data.fd(), name, work.previous(), name).map_err(|e| {
             Error::other(format!(
                 "cannot move {} aside to {}: {e}",
-                from.display(),
+                data.join(name).display(),
                 to.display()
             ))
         })?;
-        info!("moved {} aside to {}", from.display(), to.display());
+        info!(
+            "moved {} aside to {}",
+            data.join(name).display(),
+            to.display()
+        );
     }
-    sync_both(&files.dir, &previous)
+    sync_both(data, work.previous(), &work.previous_path())
 }
 
-/// The staged RDB becomes the dump: owner and group of the data dir, 0660.
-fn place(files: &DataFiles, work: &WorkDir) -> Result<()> {
-    let target = files.dump_path();
-    let staged = work.staged_rdb();
-    let owner = fs::metadata(&files.dir)
-        .map_err(|e| Error::other(format!("cannot stat {}: {e}", files.dir.display())))?;
+/// The staged RDB becomes the dump: owner and group of the data dir, 0660,
+/// set on the file we wrote (by descriptor), then renamed in without
+/// replacing anything that appeared there meanwhile.
+fn place(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
+    let staged = work.staged_path();
+    let target = data.join(&files.dbfilename);
     let failed =
         |what: &str, e: io::Error| Error::other(format!("cannot {what} {}: {e}", staged.display()));
-    std::os::unix::fs::chown(&staged, Some(owner.uid()), Some(owner.gid()))
-        .map_err(|e| failed("chown", e))?;
-    fs::set_permissions(&staged, fs::Permissions::from_mode(0o660))
-        .map_err(|e| failed("chmod", e))?;
-    fs::rename(&staged, &target).map_err(|e| failed("move into place", e))?;
-    fsync_dir(&files.dir).map_err(|e| failed("sync the data dir for", e))?;
+    let owner = data.owner();
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let file = rfs::openat(work.fd(), work.staged_name(), flags, Mode::empty())
+        .map_err(|e| failed("open", e.into()))?;
+    rfs::fchown(
+        &file,
+        Some(rfs::Uid::from_raw(owner.uid)),
+        Some(rfs::Gid::from_raw(owner.gid)),
+    )
+    .and_then(|()| rfs::fchmod(&file, Mode::from_raw_mode(0o660)))
+    .map_err(|e| failed("hand to Redis's user", e.into()))?;
+    data_dir::move_entry(work.fd(), work.staged_name(), data.fd(), &files.dbfilename)
+        .map_err(|e| failed("move into place", e))?;
+    data.sync()
+        .map_err(|e| failed("sync the data dir for", e))?;
     info!("placed the restored RDB as {}", target.display());
     Ok(())
 }
 
 /// With `appendonly yes`, Redis 7 ignores dump.rdb when there is no AOF and
-/// would start empty, so the AOF is built first, where no client can write.
+/// would start empty, so the AOF is built first, where no client can write,
+/// by a server running as the data dir's owner: what it writes is that
+/// account's already.
 fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     let timeout = plan.config.save_timeout;
     let (mut server, mut conn) = PrivateRedis::start(
         &plan.conf.source,
         plan.files,
-        work.path(),
-        &work.private_pid_file(),
+        plan.data,
+        work,
         plan.connect,
         timeout,
     )?;
     server.build_aof(&mut conn, plan.files, timeout)?;
-    server.shut_down(conn, timeout)?;
-    give_to_data_dir_owner(
-        &plan.files.dir,
-        &plan.files.dir.join(&plan.files.appenddirname),
-    )?;
-    give_to_data_dir_owner(
-        &plan.files.dir,
-        &plan.files.dir.join(&plan.files.appendfilename),
-    )
-}
-
-/// The private server ran as us (root): hand what it wrote to Redis's user,
-/// with the modes Debian's unit (UMask=007) would have given.
-fn give_to_data_dir_owner(dir: &Path, path: &Path) -> Result<()> {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    let owner = fs::metadata(dir)
-        .map_err(|e| Error::other(format!("cannot stat {}: {e}", dir.display())))?;
-    let set = |p: &Path, mode: u32| -> io::Result<()> {
-        std::os::unix::fs::chown(p, Some(owner.uid()), Some(owner.gid()))?;
-        fs::set_permissions(p, fs::Permissions::from_mode(mode))
-    };
-    let result = if meta.is_dir() {
-        set(path, 0o770)
-            .and_then(|()| fs::read_dir(path)?.try_for_each(|entry| set(&entry?.path(), 0o660)))
-    } else {
-        set(path, 0o660)
-    };
-    result.map_err(|e| {
-        Error::other(format!(
-            "cannot hand {} to Redis's user: {e}",
-            path.display()
-        ))
-    })
+    server.shut_down(conn, timeout)
 }
 
 /// The restored server answers, has loaded, and holds what the record says:
@@ -485,14 +470,14 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<Strin
 }
 
 /// Remove the work folder, or keep it (with the previous files) on request.
-fn finish(work: WorkDir, keep_previous: bool) -> Option<String> {
+fn finish(work: WorkDir, data: &DataDir, keep_previous: bool) -> Option<String> {
     if keep_previous {
-        let kept = work.previous().display().to_string();
+        let kept = work.previous_path().display().to_string();
         info!("kept the previous data in {kept}");
         return Some(kept);
     }
     let path = work.path().to_path_buf();
-    if let Err(e) = work.remove() {
+    if let Err(e) = work.remove(data) {
         warn!(
             "restore done, but {} could not be removed: {e}; remove it by hand",
             path.display()

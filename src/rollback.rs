@@ -4,21 +4,22 @@
 //! files back, Redis started), so undoing can itself be interrupted and
 //! resumed without ever mistaking the old files for the new ones.
 
+use crate::data_dir::{self, DataDir};
 use crate::error::{Error, Result};
-use crate::fsutil::{self, fsync_dir};
 use crate::instance::DataFiles;
 use crate::journal::{self, Step, WorkDir};
 use crate::private_redis;
 use crate::redis::{ConnectOptions, Connection};
 use crate::service::Service;
 use log::{info, warn};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The instance being restored, as rollback needs to see it.
 pub struct Server<'a> {
     pub files: &'a DataFiles,
+    pub data: &'a DataDir,
     pub service: &'a Service,
     pub connect: &'a ConnectOptions,
     pub wait: Duration,
@@ -28,7 +29,7 @@ pub struct Server<'a> {
 pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Error) -> Error {
     warn!("restore failed, putting the previous data back: {cause}");
     let folder = work.path().display().to_string();
-    let dir = server.files.dir.display();
+    let dir = server.data.path().display();
     let touched = files_were_moved(&work);
     match put_previous_back(server, &mut work, was_active) {
         Ok(()) if !touched => Error::RolledBack(format!(
@@ -50,12 +51,12 @@ pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Er
 /// Finish off restores that an earlier run left half done, before anything
 /// else: undo those that had touched Redis, drop those that had not.
 pub fn recover_interrupted(server: &Server) -> Result<()> {
-    for mut interrupted in journal::interrupted(&server.files.dir)? {
+    for mut interrupted in journal::interrupted(server.data)? {
         let folder = interrupted.path().display().to_string();
         match interrupted.was_active() {
             None => {
                 info!("removing {folder}, left by a restore that never touched Redis");
-                let _ = interrupted.remove();
+                let _ = interrupted.remove(server.data);
             }
             // It had finished and checked the restore; only "done" is missing.
             Some(_) if interrupted.reached(&Step::Placed) => {
@@ -67,10 +68,10 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
                 put_previous_back(server, &mut interrupted, was_active).map_err(|e| {
                     Error::RollbackFailed(format!(
                         "an interrupted restore left {folder}, and putting its previous data back failed: {e}; the previous files are in {folder}/previous unless {} already holds them",
-                        server.files.dir.display()
+                        server.data.path().display()
                     ))
                 })?;
-                tidy_up(interrupted);
+                tidy_up(interrupted, server.data);
             }
         }
     }
@@ -79,21 +80,20 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
 
 /// After an interrupted restore was undone: the staged copy goes, and so does
 /// the folder unless it keeps new files (in failed/) for inspection.
-fn tidy_up(work: WorkDir) {
-    let _ = fs::remove_file(work.staged_rdb());
-    let not_empty = |dir: PathBuf| fs::read_dir(dir).is_ok_and(|mut e| e.next().is_some());
+fn tidy_up(work: WorkDir, data: &DataDir) {
+    work.remove_staged();
     // previous/ not empty: files under names the settings no longer use.
-    if not_empty(work.previous()) {
+    if work.previous_holds_files() {
         warn!(
             "{} still holds files that were not put back; look at them before removing the folder",
-            work.previous().display()
+            work.previous_path().display()
         );
-    } else if not_empty(work.failed()) {
+    } else if work.failed_holds_files() {
         info!(
             "the interrupted restore's files are kept in {}",
-            work.failed().display()
+            work.failed_path().display()
         );
-    } else if let Err(e) = work.remove() {
+    } else if let Err(e) = work.remove(data) {
         warn!("could not remove an interrupted restore's folder: {e}");
     }
 }
@@ -103,17 +103,17 @@ fn tidy_up(work: WorkDir) {
 fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> Result<()> {
     let files = server.files;
     // A private redis-server of a killed run may still be writing the AOF.
-    private_redis::end_orphan(&work.private_pid_file(), &files.dir)?;
+    private_redis::end_orphan(work, server.data)?;
     if files_were_moved(work) {
         if !work.reached(&Step::NewAway) {
             if server.service.is_active()? {
                 server.service.stop()?;
             }
-            move_new_away(files, work)?;
+            move_new_away(files, server.data, work)?;
             work.record(Step::NewAway)?;
         }
         if !work.reached(&Step::PutBack) {
-            move_previous_back(files, work)?;
+            move_previous_back(files, server.data, work)?;
             work.record(Step::PutBack)?;
         }
     }
@@ -128,71 +128,90 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
 
 /// Whether the restore got as far as moving a data file aside.
 fn files_were_moved(work: &WorkDir) -> bool {
-    work.reached(&Step::AsideDone)
-        || fs::read_dir(work.previous()).is_ok_and(|mut entries| entries.next().is_some())
+    work.reached(&Step::AsideDone) || work.previous_holds_files()
 }
 
-fn move_new_away(files: &DataFiles, work: &WorkDir) -> Result<()> {
-    let failed = work.failed();
-    fsutil::create_private_dir(&failed)
-        .map_err(|e| Error::other(format!("cannot create {}: {e}", failed.display())))?;
+fn move_new_away(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
+    let failed = work.failed()?;
     let all_aside = work.reached(&Step::AsideDone);
     for name in files.data_names() {
-        let current = files.dir.join(name);
-        let had_old = fs::symlink_metadata(work.previous().join(name)).is_ok();
+        let had_old = data_dir::entry_exists(work.previous(), name);
         // Before every old file was aside, a data file whose old version is
         // not in previous/ is still the old one: leave it where it is.
-        if !(had_old || all_aside) || fs::symlink_metadata(&current).is_err() {
+        if !(had_old || all_aside) || !data.has(name) {
             continue;
         }
-        let to = unused_name(&failed, name);
-        rename(&current, &to)?;
+        let to = unused_name(failed.as_fd(), name);
+        move_between(
+            data.fd(),
+            name,
+            failed.as_fd(),
+            &to,
+            data.join(name),
+            &work.failed_path().join(&to),
+        )?;
     }
-    sync_both(&files.dir, &failed)
+    sync_both(data, failed.as_fd(), &work.failed_path())
 }
 
-fn move_previous_back(files: &DataFiles, work: &WorkDir) -> Result<()> {
+fn move_previous_back(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
     for name in files.data_names() {
-        let old = work.previous().join(name);
-        if fs::symlink_metadata(&old).is_ok() {
-            let back = files.dir.join(name);
-            rename(&old, &back)?;
+        if data_dir::entry_exists(work.previous(), name) {
+            let back = data.join(name);
+            move_between(
+                work.previous(),
+                name,
+                data.fd(),
+                name,
+                work.previous_path().join(name),
+                &back,
+            )?;
             info!("put {} back", back.display());
         }
     }
-    sync_both(&files.dir, &work.previous())
+    sync_both(data, work.previous(), &work.previous_path())
 }
 
-/// `dir/name`, or `dir/name.1`, `.2`... so nothing kept for inspection is
-/// ever replaced.
-fn unused_name(dir: &Path, name: &str) -> PathBuf {
-    let mut candidate = dir.join(name);
+/// `name`, or `name.1`, `.2`... so nothing kept for inspection is ever
+/// replaced.
+fn unused_name(dir: BorrowedFd<'_>, name: &str) -> String {
+    let mut candidate = name.to_string();
     let mut n = 0;
-    while fs::symlink_metadata(&candidate).is_ok() {
+    while data_dir::entry_exists(dir, &candidate) {
         n += 1;
-        candidate = dir.join(format!("{name}.{n}"));
+        candidate = format!("{name}.{n}");
     }
     candidate
 }
 
-fn rename(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to).map_err(|e| {
+fn move_between(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    to_dir: BorrowedFd<'_>,
+    to: &str,
+    from_path: std::path::PathBuf,
+    to_path: &Path,
+) -> Result<()> {
+    data_dir::move_entry(from_dir, from, to_dir, to).map_err(|e| {
         Error::other(format!(
             "cannot move {} to {}: {e}",
-            from.display(),
-            to.display()
+            from_path.display(),
+            to_path.display()
         ))
     })
 }
 
-pub fn sync_both(a: &Path, b: &Path) -> Result<()> {
-    fsync_dir(a).and_then(|()| fsync_dir(b)).map_err(|e| {
-        Error::other(format!(
-            "cannot sync {} and {}: {e}",
-            a.display(),
-            b.display()
-        ))
-    })
+/// Make the moves between the data dir and a folder of ours durable.
+pub fn sync_both(data: &DataDir, other: BorrowedFd<'_>, other_path: &Path) -> Result<()> {
+    data.sync()
+        .and_then(|()| Ok(rustix::fs::fsync(other)?))
+        .map_err(|e| {
+            Error::other(format!(
+                "cannot sync {} and {}: {e}",
+                data.path().display(),
+                other_path.display()
+            ))
+        })
 }
 
 /// Connect, retrying while Redis starts or loads its dataset.

@@ -842,7 +842,7 @@ fn not_enough_disk_to_stage_is_exit_4_and_redis_untouched() {
     // not for the ~250 KiB RDB of the backup. Needs root, as `make test` has.
     let (source, _, id) = source_backup();
     let mut t = TestRedis::builder().save(Save::Off).prepare();
-    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=160k");
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=160k,mode=0755");
     t.set_setting(
         "storage",
         &format!("file://{}", source.storage_dir().display()),

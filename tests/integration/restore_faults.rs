@@ -169,6 +169,8 @@ fn backup_is_refused_while_a_restore_is_left_half_done() {
         "staged\nstopping was_active=true\naside-done\n",
     )
     .unwrap();
+    // As a restore makes it: root's, private.
+    set_mode(&folder, 0o700);
     let out = t.run(&["backup"]);
     out.code(1);
     out.stderr_has("interrupted");

@@ -1,0 +1,402 @@
+//! Redis's data dir as root may touch it. The account that owns the dir (and,
+//! on Debian, redis.conf too) is treated as hostile: it can rename, replace
+//! and plant anything there at any moment. So the dir is opened once, without
+//! following a symlink, and everything root does inside it goes through that
+//! descriptor (`openat`, `renameat2` without replacing, `unlinkat`, `fchown`),
+//! never through a path that could be swapped underneath. What runs inside it
+//! as a program (the private redis-server) runs as the dir's owner instead,
+//! so that the kernel refuses whatever that account could not do itself.
+//!
+//! Whose dir it is also decides whose word redis.conf is: a data dir is only
+//! accepted when every config file that named it could have been written by
+//! root or by the dir's own owner, never by a third account that would
+//! otherwise point root at somebody else's files.
+
+use crate::error::{Error, Result};
+use crate::redis_conf::RedisConf;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
+use std::ffi::CStr;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The account whose files these are: everything placed in the data dir gets
+/// it, and the private redis-server runs as it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The data dir, open.
+#[derive(Debug)]
+pub struct DataDir {
+    fd: OwnedFd,
+    path: PathBuf,
+    owner: Owner,
+}
+
+impl DataDir {
+    /// Open the data dir `path`, which `conf` names, and accept it only if
+    /// the files of `conf` are root's or its owner's word (see the module).
+    pub fn open(path: &Path, conf: &RedisConf) -> Result<DataDir> {
+        let failed = |e: io::Error| {
+            Error::usage(format!(
+                "cannot open Redis's data dir {}: {e}",
+                path.display()
+            ))
+        };
+        let canonical = fs::canonicalize(path).map_err(failed)?;
+        let fd = open_dir(CWD, &canonical).map_err(failed)?;
+        let stat = rfs::fstat(&fd).map_err(|e| failed(e.into()))?;
+        let owner = Owner {
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+        };
+        let mode = stat.st_mode & 0o7777;
+        if mode & 0o002 != 0 {
+            return Err(Error::usage(format!(
+                "Redis's data dir {} is writable by every user (mode {mode:o}); make it Redis's alone (chmod 750)",
+                canonical.display()
+            )));
+        }
+        check_config_authority(conf, &canonical, owner)?;
+        Ok(DataDir {
+            fd,
+            path: canonical,
+            owner,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// `name` inside the dir, for messages.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Whether an entry `name` (of any kind, a symlink too) is there.
+    pub fn has(&self, name: &str) -> bool {
+        entry_exists(self.fd(), name)
+    }
+
+    /// Make renames and unlinks in the dir durable.
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(rfs::fsync(&self.fd)?)
+    }
+
+    /// The dump Redis just wrote, opened for reading only if it is what
+    /// Redis would have written: a regular file (not a symlink, FIFO or
+    /// device), owned by the dir's owner, with no other name.
+    pub fn open_dump(&self, name: &str) -> Result<File> {
+        let path = self.join(name);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rfs::openat(self.fd(), name, flags, Mode::empty()).map_err(|e| {
+            Error::other(format!(
+                "Redis finished saving but its dump {} cannot be opened: {}",
+                path.display(),
+                explain_open(e)
+            ))
+        })?;
+        let stat = rfs::fstat(&fd)
+            .map_err(|e| Error::other(format!("cannot stat {}: {e}", path.display())))?;
+        let refuse = |why: String| {
+            Err(Error::other(format!(
+                "the dump {} {why}: it is not a file Redis wrote; nothing was stored",
+                path.display()
+            )))
+        };
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return refuse("is not a regular file".into());
+        }
+        if stat.st_uid != self.owner.uid {
+            return refuse(format!(
+                "belongs to uid {}, not to the data dir's owner (uid {})",
+                stat.st_uid, self.owner.uid
+            ));
+        }
+        if stat.st_nlink != 1 {
+            return refuse(format!(
+                "has {} names (hard links), where Redis writes one",
+                stat.st_nlink
+            ));
+        }
+        // Reads of a regular file never block; the flag only kept a FIFO
+        // from hanging the open.
+        let flags = rfs::fcntl_getfl(&fd)
+            .and_then(|f| rfs::fcntl_setfl(&fd, f - OFlags::NONBLOCK))
+            .map_err(|e| Error::other(format!("cannot read {}: {e}", path.display())));
+        flags?;
+        Ok(File::from(fd))
+    }
+
+    /// Remove `name` only if it is still the very file whose `identity` was
+    /// taken when it was opened: a file put there since is not ours to
+    /// delete. Returns whether it was removed.
+    pub fn remove_if_same(&self, name: &str, identity: FileIdentity) -> io::Result<bool> {
+        let there = match rfs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if FileIdentity::of_stat(&there) != identity {
+            return Ok(false);
+        }
+        rfs::unlinkat(self.fd(), name, AtFlags::empty())?;
+        Ok(true)
+    }
+}
+
+/// Device and inode: which file an open descriptor or a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    pub fn of(file: &File) -> io::Result<FileIdentity> {
+        Ok(FileIdentity::of_stat(&rfs::fstat(file)?))
+    }
+
+    fn of_stat(stat: &rfs::Stat) -> FileIdentity {
+        FileIdentity {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        }
+    }
+}
+
+/// Settings from a file that a third account could have written would let
+/// that account choose which files root acts on. Accepted: files of root
+/// (writable by no one else but root's group) and files of the data dir's
+/// owner. Refused, as a usage error before anything is touched: files
+/// writable by every user, files of another account, and files writable by a
+/// group other than the data dir's.
+pub fn check_config_authority(conf: &RedisConf, dir: &Path, owner: Owner) -> Result<()> {
+    for file in &conf.files {
+        let name = file.path.display();
+        let why = if file.mode & 0o002 != 0 {
+            Some(format!("{name} is writable by every user"))
+        } else if file.uid != 0 && file.uid != owner.uid {
+            Some(format!(
+                "{name} belongs to uid {}, but the data dir it names, {}, to uid {}",
+                file.uid,
+                dir.display(),
+                owner.uid
+            ))
+        } else if file.mode & 0o020 != 0 && file.gid != 0 && file.gid != owner.gid {
+            Some(format!(
+                "{name} is writable by group {}, but the data dir it names, {}, belongs to group {}",
+                file.gid,
+                dir.display(),
+                owner.gid
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::usage(format!(
+                "{why}; redis-backup acts in the data dir as its owner, and only root or that owner may choose it: fix the ownership of the config file or of the data dir"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A name Redis keeps in its data dir (`dbfilename`, `appenddirname`,
+/// `appendfilename`) must be a plain file name: `../x` or `a/b` would reach
+/// outside the dir.
+pub fn plain_name<'a>(setting: &str, name: &'a str) -> Result<&'a str> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::usage(format!(
+            "Redis's {setting} is {name:?}, which is not a plain file name inside its data dir; refusing to act on it"
+        )));
+    }
+    Ok(name)
+}
+
+/// Open the directory `name` in `at` without following a symlink.
+pub fn open_dir<P: rustix::path::Arg>(at: impl AsFd, name: P) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rfs::openat(at, name, flags, Mode::empty())?)
+}
+
+/// Create the directory `name` in `at`, mode 0700, and open it. It must then
+/// be ours (our uid) and empty: anything else means someone raced us to the
+/// name, and the caller must not work in it.
+pub fn create_private_dir(at: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
+    rfs::mkdirat(at, name, Mode::from_raw_mode(0o700))?;
+    let fd = open_dir(at, name)?;
+    let stat = rfs::fstat(&fd)?;
+    if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
+        return Err(io::Error::other(format!(
+            "{name} was replaced by someone else's directory"
+        )));
+    }
+    if !entry_names(fd.as_fd())?.is_empty() {
+        return Err(io::Error::other(format!(
+            "{name} was replaced by a directory that is not empty"
+        )));
+    }
+    Ok(fd)
+}
+
+/// Whether `name` exists in `at` (a symlink counts, and is not followed).
+pub fn entry_exists(at: BorrowedFd<'_>, name: &str) -> bool {
+    rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
+/// Move `from` in `from_dir` to `to` in `to_dir`, never replacing what is
+/// at `to`.
+pub fn move_entry(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    to_dir: BorrowedFd<'_>,
+    to: &str,
+) -> io::Result<()> {
+    Ok(rfs::renameat_with(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        RenameFlags::NOREPLACE,
+    )?)
+}
+
+/// The names in a directory, without `.` and `..`.
+pub fn entry_names(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in rfs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name_of(name));
+        }
+    }
+    Ok(names)
+}
+
+fn name_of(name: &CStr) -> String {
+    String::from_utf8_lossy(name.to_bytes()).into_owned()
+}
+
+/// Remove `name` from `at` and, if it is a directory, everything under it,
+/// without ever following a symlink: links are removed, not their targets.
+pub fn remove_tree(at: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let stat = rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+        return Ok(rfs::unlinkat(at, name, AtFlags::empty())?);
+    }
+    let dir = open_dir(at, name)?;
+    for entry in entry_names(dir.as_fd())? {
+        remove_tree(dir.as_fd(), &entry)?;
+    }
+    Ok(rfs::unlinkat(at, name, AtFlags::REMOVEDIR)?)
+}
+
+fn explain_open(e: rustix::io::Errno) -> String {
+    match e {
+        rustix::io::Errno::LOOP => "it is a symbolic link".into(),
+        e => io::Error::from(e).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis_conf::ConfFile;
+
+    fn conf_of(files: &[(u32, u32, u32)]) -> RedisConf {
+        let mut conf = RedisConf::defaults(Path::new("/etc/redis/redis.conf"));
+        conf.files = files
+            .iter()
+            .map(|&(uid, gid, mode)| ConfFile {
+                path: "/etc/redis/redis.conf".into(),
+                uid,
+                gid,
+                mode,
+            })
+            .collect();
+        conf
+    }
+
+    #[test]
+    fn config_files_must_be_roots_or_the_data_dir_owners_word() {
+        let redis = Owner { uid: 102, gid: 105 };
+        let root = Owner { uid: 0, gid: 0 };
+        let dir = Path::new("/var/lib/redis");
+        let ok = |files: &[(u32, u32, u32)], owner| {
+            check_config_authority(&conf_of(files), dir, owner).is_ok()
+        };
+        // Debian: redis.conf redis:redis 0640, data dir redis's.
+        assert!(ok(&[(102, 105, 0o640)], redis));
+        // Root's config naming any account's dir, or root's own.
+        assert!(ok(&[(0, 0, 0o644)], redis));
+        assert!(ok(&[(0, 0, 0o644)], root));
+        assert!(ok(&[(0, 105, 0o660)], redis), "root's, group of the dir");
+        // The redis account pointing root at root's (or another account's) dir.
+        assert!(!ok(&[(102, 105, 0o640)], root));
+        assert!(!ok(&[(0, 0, 0o644), (102, 105, 0o640)], root), "an include");
+        assert!(!ok(&[(102, 105, 0o640)], Owner { uid: 110, gid: 110 }));
+        assert!(!ok(&[(0, 105, 0o660)], root), "group-writable by redis");
+        assert!(!ok(&[(0, 0, 0o666)], redis), "writable by everyone");
+        let err = check_config_authority(&conf_of(&[(102, 105, 0o640)]), dir, root).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("uid 102"), "{err}");
+    }
+
+    #[test]
+    fn only_plain_names_are_accepted() {
+        assert!(plain_name("dbfilename", "dump.rdb").is_ok());
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd"] {
+            let err = plain_name("dbfilename", bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn remove_tree_removes_links_not_their_targets() {
+        let base = std::env::temp_dir().join(format!("rb-datadir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("tree/sub")).unwrap();
+        fs::create_dir_all(base.join("outside")).unwrap();
+        fs::write(base.join("outside/keep"), b"keep").unwrap();
+        fs::write(base.join("tree/sub/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(base.join("outside"), base.join("tree/link")).unwrap();
+        std::os::unix::fs::symlink(base.join("outside/keep"), base.join("tree/sub/l")).unwrap();
+        let at = open_dir(CWD, &base).unwrap();
+        remove_tree(at.as_fd(), "tree").unwrap();
+        assert!(!base.join("tree").exists());
+        assert_eq!(fs::read(base.join("outside/keep")).unwrap(), b"keep");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_private_dir_is_made_once_and_moves_never_replace() {
+        let base = std::env::temp_dir().join(format!("rb-datadir-p-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let at = open_dir(CWD, &base).unwrap();
+        let work = create_private_dir(at.as_fd(), "work").unwrap();
+        assert!(create_private_dir(at.as_fd(), "work").is_err(), "exists");
+        fs::write(base.join("a"), b"a").unwrap();
+        fs::write(base.join("work/a"), b"other").unwrap();
+        assert!(move_entry(at.as_fd(), "a", work.as_fd(), "a").is_err());
+        assert_eq!(fs::read(base.join("work/a")).unwrap(), b"other");
+        move_entry(at.as_fd(), "a", work.as_fd(), "b").unwrap();
+        assert_eq!(entry_names(work.as_fd()).unwrap().len(), 2);
+        fs::remove_dir_all(&base).unwrap();
+    }
+}
