@@ -145,10 +145,22 @@ pub fn print(report: &Report, as_json: bool) {
         report
             .lines
             .iter()
-            .try_for_each(|line| writeln!(stdout, "{line}"))
+            .try_for_each(|line| writeln!(stdout, "{}", printable(line)))
     };
     // A closed pipe (`| head`) is not worth an error; the work is done.
     let _ = written;
+}
+
+/// A line for a terminal: fields come from records, which whoever can write
+/// to storage may have edited, so control characters (escape sequences that
+/// would rewrite the screen or the title) are shown escaped, not sent.
+fn printable(line: &str) -> String {
+    line.chars()
+        .flat_map(|c| match c.is_control() {
+            true => c.escape_unicode().collect::<Vec<_>>(),
+            false => vec![c],
+        })
+        .collect()
 }
 
 /// The records in storage, oldest first, of one instance or all.

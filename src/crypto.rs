@@ -169,6 +169,13 @@ pub fn load_key_file(path: &Path) -> Result<MasterKey> {
             "key file {shown} is not a regular file"
         )));
     }
+    let us = rustix::process::geteuid().as_raw();
+    if std::os::unix::fs::MetadataExt::uid(&meta) != us {
+        return Err(Error::usage(format!(
+            "key file {shown} belongs to uid {}, not to this user (uid {us}); whoever owns it can replace the key: chown it",
+            std::os::unix::fs::MetadataExt::uid(&meta)
+        )));
+    }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(Error::usage(format!(
@@ -373,6 +380,21 @@ mod tests {
             write_with_mode(&path, ok.as_bytes(), 0o400);
             load_key_file(&path).unwrap();
         }
+    }
+
+    #[test]
+    fn a_key_file_of_another_user_is_refused() {
+        // Only root can give a file away; as anyone else there is nothing to try.
+        if rustix::process::geteuid().as_raw() != 0 {
+            return;
+        }
+        let dir = scratch_dir("owner");
+        let path = dir.join("key");
+        write_with_mode(&path, "ab".repeat(32).as_bytes(), 0o600);
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let err = load_key_file(&path).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("uid 65534"), "{err}");
     }
 
     #[test]

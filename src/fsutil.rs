@@ -5,10 +5,10 @@
 
 use crate::error::{Error, Result};
 use crate::write_behind::{Cache, WriteBehind};
-use rustix::fs::{flock, FlockOperation};
+use rustix::fs::{flock, FlockOperation, OFlags};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Page-cache advice for a file read once from start to end (the dump, a
@@ -131,6 +131,15 @@ impl AtomicFile {
         })
     }
 
+    /// Set the mode of the file (what a commit makes visible), whatever the
+    /// umask.
+    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+        Ok(rustix::fs::fchmod(
+            self.file.get_ref(),
+            rustix::fs::Mode::from_raw_mode(mode),
+        )?)
+    }
+
     /// Fsync, rename into place, fsync the directory. With `no_clobber`, an
     /// existing target makes this fail (hard link instead of rename) rather
     /// than replacing it.
@@ -208,6 +217,7 @@ pub fn remove_dead_temps(dir: &Path) -> Vec<String> {
 }
 
 const EPERM: i32 = 1;
+const ELOOP: i32 = 40;
 const EOPNOTSUPP: i32 = 95;
 
 impl Write for AtomicFile {
@@ -245,26 +255,38 @@ pub struct HostLock {
 }
 
 pub fn lock_host(path: &Path) -> Result<HostLock> {
-    // We are root and truncate the file: never through a planted symlink.
-    if fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
-        return Err(Error::other(format!(
-            "lock file {} is not a regular file; remove it or set lock_file to another path",
+    // We are root and write the file: never through a planted symlink (not
+    // followed), a FIFO (not waited on) or another name of someone's file.
+    let not_ours = |why: &str| {
+        Error::other(format!(
+            "lock file {} {why}; remove it or set lock_file to another path",
             path.display()
-        )));
-    }
+        ))
+    };
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
         .open(path)
-        .map_err(|e| {
-            Error::other(format!(
+        .map_err(|e| match e.raw_os_error() {
+            Some(ELOOP) => not_ours("is a symbolic link"),
+            _ => Error::other(format!(
                 "cannot open lock file {}: {e}; set lock_file to a writable path",
                 path.display()
-            ))
+            )),
         })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::other(format!("cannot stat lock file {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(not_ours("is not a regular file"));
+    }
+    if meta.nlink() != 1 || meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(not_ours("belongs to another user or has other names"));
+    }
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
@@ -404,6 +426,26 @@ mod tests {
         fs::write(&victim, b"keep").unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("lock")).unwrap();
         assert_eq!(lock_host(&dir.join("lock")).unwrap_err().exit_code(), 1);
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_another_name_of_a_file_as_the_lock_is_refused() {
+        let dir = scratch("lockfifo");
+        let fifo = dir.join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        // Refused at once, not waiting for a writer.
+        assert_eq!(lock_host(&fifo).unwrap_err().exit_code(), 1);
+        let victim = dir.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        fs::hard_link(&victim, dir.join("lock")).unwrap();
+        let err = lock_host(&dir.join("lock")).unwrap_err();
+        assert!(err.message().contains("other names"), "{err}");
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,10 +1,27 @@
 //! A string that must never be shown: passwords, tokens. Its `Debug` and
 //! `Display` print `***`, and its bytes are zeroed when it is dropped, so a
 //! secret cannot leak through a log line, an error message or a core dump left
-//! lying around longer than needed.
+//! lying around longer than needed; and the process is kept out of core dumps
+//! altogether (`panic = abort` would otherwise write the keys and passwords it
+//! holds to disk).
 
 use std::fmt;
 use zeroize::Zeroize;
+
+/// No core dump of this process, and no other process of the same user
+/// reading its memory through ptrace or /proc: it holds the master key and
+/// passwords. Best effort: a refusal is not a reason to refuse to work.
+pub fn keep_out_of_core_dumps() {
+    use rustix::process::{set_dumpable_behavior, setrlimit, DumpableBehavior, Resource, Rlimit};
+    let _ = setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    );
+    let _ = set_dumpable_behavior(DumpableBehavior::NotDumpable);
+}
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

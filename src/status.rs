@@ -2,7 +2,8 @@
 //! when `status_file` is set, a small JSON document with the last attempt and
 //! the last success of each operation, and beside it (`.prom`) the same in
 //! Prometheus's text format for node_exporter's textfile collector. Both are
-//! replaced atomically, so a reader never sees half a file. Failing to write
+//! replaced atomically, so a reader never sees half a file, and are readable
+//! by everyone (mode 0644): the monitoring agent is not root. Failing to write
 //! them is logged, never turned into a failed backup.
 
 use crate::error::Error;
@@ -59,12 +60,16 @@ fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
     }
     all.insert(outcome.operation.to_string(), entry);
 
+    // Read by monitoring (node_exporter runs as its own user); nothing in
+    // them is secret.
     let mut json_file = AtomicFile::create(path)?;
+    json_file.set_mode(0o644)?;
     serde_json::to_writer_pretty(&mut json_file, &Value::Object(all.clone()))?;
     writeln!(json_file)?;
     json_file.commit(false)?;
 
     let mut prom = AtomicFile::create(&prom_path(path))?;
+    prom.set_mode(0o644)?;
     prom.write_all(prometheus(&all).as_bytes())?;
     prom.commit(false)
 }
@@ -181,6 +186,11 @@ mod tests {
         assert!(prom
             .contains("redis_backup_last_size_bytes{operation=\"backup\",instance=\"i1\"} 1234"));
         assert!(prom.contains("# TYPE redis_backup_last_success_timestamp_seconds gauge"));
+        use std::os::unix::fs::PermissionsExt;
+        for file in [path.clone(), prom_path(&path)] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "{} is for monitoring to read", file.display());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,7 +10,7 @@ use crate::fsutil::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile
 use crate::id::BackupId;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const OBJECT_SUFFIX: &str = ".rbk";
@@ -51,10 +51,19 @@ impl DirStorage {
                 fsync_dir(parent).map_err(|e| self.failed("cannot sync", parent, e))?;
             }
         }
-        let mode = fs::metadata(&self.dir)
-            .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e))?
-            .permissions()
-            .mode();
+        let meta = fs::metadata(&self.dir)
+            .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e))?;
+        // Made in advance by another account (under a world-writable /tmp,
+        // say), it would be theirs to fill and empty whatever its mode.
+        let us = rustix::process::geteuid().as_raw();
+        if meta.uid() != us {
+            return Err(Error::usage(format!(
+                "backup directory {} belongs to uid {}, not to this user (uid {us}); use a directory of your own",
+                self.dir.display(),
+                meta.uid()
+            )));
+        }
+        let mode = meta.permissions().mode();
         if mode & 0o022 != 0 {
             return Err(Error::usage(format!(
                 "backup directory {} has mode {:04o}: others could write in it; chmod 700 {}",
@@ -127,7 +136,7 @@ impl Storage for DirStorage {
 
     fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.object_path(id);
-        let mut file = match File::open(&path) {
+        let mut file = match open_regular(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(not_found(id, &self.where_()))
@@ -151,7 +160,7 @@ impl Storage for DirStorage {
 
     fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
         let path = self.record_path(id);
-        let file = match File::open(&path) {
+        let file = match open_regular(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(not_found(id, &self.where_()))
@@ -214,6 +223,22 @@ impl Storage for DirStorage {
         }
         fsync_dir(&self.dir).map_err(|e| self.failed("cannot sync", &self.dir, e))
     }
+}
+
+/// A stored file, opened without blocking (a FIFO planted under a
+/// backup's name must not hang the run) and only if it is a regular file.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    // Reads of a regular file never block; clear the flag all the same.
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -46,6 +46,28 @@ fn make_install_puts_binary_units_and_private_settings_in_place() {
         )),
         "{service}"
     );
+    // The status file's documented home must be writable under
+    // ProtectSystem=strict, or monitoring would never see a backup.
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let status_dir = readme
+        .split("status_file = ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .and_then(|file| Path::new(file).parent())
+        .expect("README documents where status_file goes")
+        .display()
+        .to_string();
+    let writable = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ReadWritePaths="))
+        .expect("ReadWritePaths");
+    assert!(
+        writable
+            .split_whitespace()
+            .any(|p| p.trim_start_matches('-') == status_dir),
+        "{status_dir} is not in ReadWritePaths={writable}"
+    );
     let timer = fs::read_to_string(root.join("units/redis-backup.timer")).unwrap();
     assert!(timer.contains("Persistent=true") && timer.contains("RandomizedDelaySec="));
 
