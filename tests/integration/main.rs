@@ -5,6 +5,7 @@
 //!
 //! Run with `cargo test --test integration` (needs `redis-server` on PATH).
 
+mod attacker;
 mod harness;
 
 mod backup;
