@@ -16,6 +16,7 @@ mod harness_selftest;
 mod install;
 mod integrity;
 mod keys;
+mod least_privilege;
 mod replication;
 mod restore;
 mod restore_faults;
