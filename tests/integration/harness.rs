@@ -1006,6 +1006,7 @@ pub struct Builder {
     save: Save,
     appendonly: bool,
     run_as: Option<String>,
+    conf_owner: Option<String>,
     keygen: bool,
     settings: Vec<(String, String)>,
     conf_lines: Vec<String>,
@@ -1057,6 +1058,13 @@ impl Builder {
     /// chowned to the user.
     pub fn run_as(mut self, user: &str) -> Builder {
         self.run_as = Some(user.into());
+        self
+    }
+
+    /// redis.conf owned by this user (and its group), mode 0640, as Debian
+    /// ships `/etc/redis/redis.conf` (redis:redis 0640): that user may edit it.
+    pub fn redis_conf_owner(mut self, user: &str) -> Builder {
+        self.conf_owner = Some(user.into());
         self
     }
 
@@ -1178,6 +1186,7 @@ impl TestRedis {
             save: Save::Default,
             appendonly: false,
             run_as: None,
+            conf_owner: None,
             keygen: true,
             settings: Vec::new(),
             conf_lines: Vec::new(),
@@ -1325,6 +1334,12 @@ impl TestRedis {
         }
         fs::write(self.redis_conf(), c).expect("write redis.conf");
         set_mode(&self.redis_conf(), 0o644);
+        if let Some(user) = &o.conf_owner {
+            let (uid, gid) = user_ids(user);
+            std::os::unix::fs::chown(self.redis_conf(), Some(uid), Some(gid))
+                .expect("chown redis.conf");
+            set_mode(&self.redis_conf(), 0o640);
+        }
     }
 
     /// First start: pick a free port (retrying if a parallel test took it).

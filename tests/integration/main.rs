@@ -5,6 +5,7 @@
 //!
 //! Run with `cargo test --test integration` (needs `redis-server` on PATH).
 
+mod attacker;
 mod harness;
 
 mod backup;
@@ -15,6 +16,7 @@ mod harness_selftest;
 mod install;
 mod integrity;
 mod keys;
+mod least_privilege;
 mod replication;
 mod restore;
 mod restore_faults;

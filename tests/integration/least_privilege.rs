@@ -1,0 +1,534 @@
+//! Least privilege (issue 13): whoever holds the account that owns Redis's
+//! data dir (the `redis` account on Debian) must gain nothing from the
+//! root-run tool. Each test plays one attack of the issue for real: an
+//! unprivileged user made by the harness (`owner_user()`) owns the data dir
+//! and redis.conf (0640) and runs redis-server, and the attacker's moves are
+//! made by a process running as that user (`Attacker`, C programs racing the
+//! tool with inotify and tight polling), or by a server answering on the
+//! Redis port. The victim is always root-only (root:root, 0600 in a 0700
+//! directory) and outside the data dir; it must keep its owner, mode and
+//! bytes, and no copy of it may be readable by the attacker in the data dir.
+//!
+//! A restore under attack may end well (exit 0, with the backup's data live)
+//! or refuse and put the previous data back (exit 6); what it may never do is
+//! act as root on what the attacker points it at.
+
+use crate::attacker::*;
+use crate::harness::*;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// A path as an argument for an attacker program.
+fn arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// `debian_redis()` with `save_timeout` well inside a test's time: a tool
+/// that waits for something the attacker made impossible (a manifest behind
+/// a link it no longer follows, a rewrite that keeps failing) gives up and
+/// rolls back instead of outliving the test.
+fn redis() -> Builder {
+    debian_redis().setting("save_timeout", "20")
+}
+
+/// A Redis filled with every type, and a backup of it: (Redis, the state at
+/// backup time, the backup's ID).
+fn filled_and_backed_up(b: Builder) -> (TestRedis, DbState, String) {
+    let t = b.start();
+    fill_every_type(&mut t.conn());
+    let backed_up = t.state();
+    let id = id_of(&t.backup_json(&[]));
+    (t, backed_up, id)
+}
+
+/// The tool ended by itself, with an exit code of its own: not killed by a
+/// signal, not a panic (101).
+#[track_caller]
+fn assert_no_crash(out: &Output, context: &str) {
+    assert!(
+        matches!(out.code, Some(code) if code != 101),
+        "the tool crashed (exit {:?})\n{context}",
+        out.code
+    );
+}
+
+/// Exit 0 with the backed-up data live, or exit 6: the restore failed and
+/// the previous data was put back.
+#[track_caller]
+fn assert_restored_or_rolled_back(t: &TestRedis, out: &Output, backed_up: &DbState, context: &str) {
+    match out.code {
+        Some(0) => assert_eq!(
+            &t.state(),
+            backed_up,
+            "the restore said it worked, but the live data is not the backup's\n{context}"
+        ),
+        Some(6) => {}
+        other => panic!("expected exit 0 (restored) or 6 (rolled back), got {other:?}\n{context}"),
+    }
+}
+
+/// The work folder of an "interrupted restore" planted by the attacker: a
+/// journal saying the previous data was moved aside, `previous` a symlink to
+/// `previous` and `failed` one to `failed`.
+fn plant_interrupted_restore(t: &TestRedis, previous: &Path, failed: &Path) {
+    let folder = t
+        .data_dir()
+        .join(format!("{RESTORE_WORK_PREFIX}20000101T000000Z"));
+    owner_sh(&format!(
+        "set -e; mkdir '{f}'; \
+         printf 'staged\\nstopping was_active=true\\naside-done\\n' > '{f}/journal'; \
+         ln -s '{p}' '{f}/previous'; ln -s '{x}' '{f}/failed'",
+        f = folder.display(),
+        p = previous.display(),
+        x = failed.display()
+    ));
+}
+
+/// A root-only directory (`previous` of a planted folder) holding files under
+/// the data files' names, as a victim.
+fn root_dir_with_data_file_names(t: &TestRedis, name: &str) -> Victim {
+    let mut victim = Victim::new(t.scratch(), name);
+    let secret = victim.bytes.clone();
+    for file in ["dump.rdb", "appendonly.aof"] {
+        victim.root.file(file, &secret);
+    }
+    victim
+}
+
+// ---------------------------------------------------------------------------
+// 1. The work folder swapped mid-restore
+
+/// The attacker waits for restore's work folder to appear in the data dir
+/// and, once staging is over (Redis's shutdown save is the next thing it
+/// sees there), renames it away and puts its own in its place, with
+/// `incoming.rdb` a symlink to the root-only victim and `previous/` a
+/// directory of its own. Today the ownership fix-up of the staged RDB
+/// chowns and chmods the victim through the link.
+#[test]
+fn work_folder_swapped_mid_restore() {
+    let (t, backed_up, id) = filled_and_backed_up(redis());
+    let victim = Victim::new(t.scratch(), "victim");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "swap-workdir",
+        &[
+            arg(&t.data_dir()),
+            arg(&victim.file),
+            "-".into(),
+            "-".into(),
+        ],
+    );
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}\n{attacker}");
+    victim.assert_intact(&context);
+    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
+    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+}
+
+/// The same swap, with `previous` and `failed` of the attacker's folder
+/// symlinks to two root-only directories (each holding a root-only file):
+/// the previous data moved aside into one, the restored files moved away
+/// into the other. Neither may change, nor the victim.
+#[test]
+fn work_folder_swapped_with_previous_and_failed_linked_to_root_dirs() {
+    let (t, backed_up, id) = filled_and_backed_up(redis());
+    let victim = Victim::new(t.scratch(), "victim");
+    let previous = Victim::new(t.scratch(), "root-previous");
+    let failed = Victim::new(t.scratch(), "root-failed");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "swap-workdir",
+        &[
+            arg(&t.data_dir()),
+            arg(&victim.file),
+            arg(previous.dir()),
+            arg(failed.dir()),
+        ],
+    );
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}\n{attacker}");
+    assert_all_intact(&[&victim, &previous, &failed], &context);
+    for v in [&victim, &previous, &failed] {
+        v.assert_no_copy_readable_in(&t.data_dir(), &context);
+    }
+    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+}
+
+// ---------------------------------------------------------------------------
+// 2. appendonlydir replaced while the AOF is rebuilt
+
+/// During an AOF restore, the attacker waits for `appendonlydir` to be made
+/// anew and its manifest written, then exchanges it (atomically) for a
+/// symlink to a root-only directory, and makes `appendonly.aof` (the pre-7
+/// name, which also counts as "AOF written") a symlink to the root-only file
+/// in it. Today the ownership fix-up chowns and chmods both through the links.
+#[test]
+fn aof_dir_replaced_by_a_symlink_while_rebuilt() {
+    let (t, backed_up, id) = filled_and_backed_up(redis().appendonly());
+    let victim = Victim::new(t.scratch(), "victim");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "aof-dir",
+        &[
+            arg(&t.data_dir()),
+            "symlink".into(),
+            arg(victim.dir()),
+            arg(&victim.file),
+        ],
+    );
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}\n{attacker}");
+    victim.assert_intact(&context);
+    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
+    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+}
+
+/// The same moment, but `appendonlydir` is exchanged for a real directory of
+/// the attacker's: copies of the rebuilt files, plus an entry
+/// `appendonly.aof.9.incr.aof` that is a symlink to the root-only victim.
+/// Today the fix-up chowns and chmods every entry, following the link.
+#[test]
+fn aof_dir_replaced_by_one_holding_a_symlink_while_rebuilt() {
+    let (t, backed_up, id) = filled_and_backed_up(redis().appendonly());
+    let victim = Victim::new(t.scratch(), "victim");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "aof-dir",
+        &[
+            arg(&t.data_dir()),
+            "entry".into(),
+            arg(victim.dir()),
+            arg(&victim.file),
+        ],
+    );
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}\n{attacker}");
+    victim.assert_intact(&context);
+    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
+    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Code execution through the private redis-server
+
+/// The attacker, who owns redis.conf (0640, as on Debian), appends
+/// `loadmodule <its module>` to it while Redis runs (the running server does
+/// not reread it), then waits for an AOF restore, whose private redis-server
+/// reads that file. The module writes the uid it runs as to a marker, then
+/// fails, so any server loading it exits at once (the shim's start of the
+/// service then fails fast too: nothing hangs). Today the private server
+/// runs as root: the attacker's code runs as uid 0.
+///
+/// Either outcome is fine: the module ran, but never as root (the marker
+/// exists and names the redis account), or the restore refused before any
+/// server was started (no marker, Redis neither stopped nor started). The
+/// restore cannot succeed with a config that no server can load, so any
+/// exit code but 0 (and a crash) is accepted.
+#[test]
+fn loadmodule_in_a_redis_writable_conf_never_runs_as_root() {
+    let (t, _backed_up, id) = filled_and_backed_up(redis().appendonly());
+    let module = EvilModule::new(t.scratch());
+    owner_sh(&format!(
+        "echo 'loadmodule {}' >> '{}'",
+        module.so.display(),
+        t.redis_conf().display()
+    ));
+    let calls = t.shim_calls().len();
+
+    let out = t.run(&["restore", &id]);
+
+    let uids = module.uids();
+    let context = format!("{out}\nmodule markers (file -> uid): {uids:?}");
+    let as_root: Vec<&String> = uids
+        .iter()
+        .filter(|(_, &uid)| uid == 0)
+        .map(|(m, _)| m)
+        .collect();
+    assert!(
+        as_root.is_empty(),
+        "the attacker's module ran as root (uid 0 in {as_root:?})\n{context}"
+    );
+    assert_no_crash(&out, &context);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "a restore with an unloadable config worked?\n{context}"
+    );
+    let (owner_uid, _) = owner_ids();
+    if uids.is_empty() {
+        let touched: Vec<String> = t
+            .shim_calls_since(calls)
+            .into_iter()
+            .filter(|c| c.starts_with("stop ") || c.starts_with("start "))
+            .collect();
+        assert!(
+            touched.is_empty(),
+            "no server loaded the module, yet the restore stopped or started Redis ({touched:?})\n{context}"
+        );
+    } else {
+        assert!(
+            uids.values().all(|&uid| uid == owner_uid),
+            "the module ran as someone other than {} ({owner_uid})\n{context}",
+            owner_user()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Symlinks planted in the private server's working directory
+
+/// While an AOF restore runs, the attacker keeps `temp-rewriteaof-<pid>.aof`
+/// and `temp-rewriteaof-bg-<pid>.aof` symlinks to the root-only victim
+/// planted in the data dir for the next 1000 pids the kernel will hand out
+/// (no config access needed). The private redis-server's rewrite child
+/// opens the first of these names for its pid and writes the AOF through it.
+/// Today that child runs as root: the victim is overwritten with RDB data.
+#[test]
+fn rewrite_temp_symlinks_planted_in_the_data_dir() {
+    let (t, backed_up, id) = filled_and_backed_up(redis().appendonly());
+    let victim = Victim::new(t.scratch(), "victim");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "plant-rewrite",
+        &[arg(&t.data_dir()), arg(&victim.file)],
+    );
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}\n{attacker}");
+    drop(attacker);
+    victim.assert_intact(&context);
+    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
+    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+}
+
+// ---------------------------------------------------------------------------
+// 5. backup trusts whatever answers on the port
+
+/// Back up from a fake Redis (what the redis account can put on the port
+/// once it stopped its server) that says persistence is off and the dump is
+/// `dir`/`dbfilename`, and makes BGSAVE look done at once. The victim is a
+/// real RDB of another instance, so a naive tool happily stores it, and then
+/// deletes it ("persistence is off: remove the dump we made").
+fn backup_from_a_fake_redis(dir_and_name: impl Fn(&TestRedis, &Victim) -> (String, String)) {
+    let mut t = redis().save(Save::Off).prepare();
+    let victim = Victim::rdb(t.scratch(), "victim", "other.rdb", "other:secret");
+    let (dir, dbfilename) = dir_and_name(&t, &victim);
+    let fake = ScriptedRedis::new()
+        .config("dir", &dir)
+        .config("dbfilename", &dbfilename)
+        .config("save", "")
+        .config("appendonly", "no")
+        .serve();
+    t.set_setting("redis_port", &fake.port.to_string());
+
+    let out = t.run(&["backup"]);
+
+    let context = format!(
+        "{out}\nthe fake Redis (dir {dir}, dbfilename {dbfilename}) was sent: {:?}",
+        fake.commands()
+    );
+    victim.assert_intact(&context);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "a backup of a dump outside Redis's data dir was made\n{context}"
+    );
+    assert_no_crash(&out, &context);
+    assert_eq!(
+        t.list(&[]),
+        Vec::<Value>::new(),
+        "something was stored\n{context}"
+    );
+}
+
+/// The fake says `dir` is the root-only victim's directory and `dbfilename`
+/// its name.
+#[test]
+fn backup_from_a_fake_server_naming_a_root_only_dir() {
+    backup_from_a_fake_redis(|_, victim| {
+        (
+            victim.dir().display().to_string(),
+            victim
+                .file
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        )
+    });
+}
+
+/// The fake says `dir` is the real data dir, and `dbfilename` is
+/// `../<victim's dir>/<victim>`.
+#[test]
+fn backup_from_a_fake_server_naming_a_dump_outside_by_dotdot() {
+    backup_from_a_fake_redis(|t, victim| {
+        (
+            t.data_dir().display().to_string(),
+            format!(
+                "../{}/{}",
+                victim.dir().file_name().unwrap().to_string_lossy(),
+                victim.file.file_name().unwrap().to_string_lossy()
+            ),
+        )
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 6. dump.rdb swapped for a symlink right after BGSAVE
+
+/// The attacker watches the data dir with inotify and, the instant Redis
+/// renames a fresh dump.rdb into place, replaces it with a symlink to the
+/// root-only RDB of another instance (a real RDB holding a distinctive key,
+/// freshly saved). Today the backup opens the dump by path, following the
+/// link, and stores the other instance's data, which any restore then hands
+/// to the redis account. Each of a few backups must either fail or hold this
+/// instance's data only.
+#[test]
+fn dump_swapped_for_a_symlink_right_after_bgsave() {
+    let t = redis().start();
+    t.conn().ok(&["SET", "ours", "this instance's own data"]);
+    let other = Victim::rdb(t.scratch(), "other-instance", "dump.rdb", "other:secret");
+    let other_sha = sha256_hex(&other.bytes);
+    let attacker = Attacker::start(
+        t.scratch(),
+        "swap-dump",
+        &[arg(&t.data_dir()), arg(&other.file)],
+    );
+
+    for round in 1..=3 {
+        // The other instance has just saved: its dump is as fresh as ours.
+        other.touch();
+        let out = t.run(&["--json", "backup"]);
+        let context = format!("round {round}\n{out}\n{attacker}");
+        assert_no_crash(&out, &context);
+        if out.code != Some(0) {
+            continue; // refusing the swapped dump is fine
+        }
+        let id = id_of(&out.json());
+        let export = t.export(&id, &format!("export-{round}.rdb"));
+        assert!(
+            sha256_file(&export) != other_sha,
+            "backup {id} holds the other instance's root-only RDB, byte for byte\n{context}"
+        );
+        let loaded = LoadedRdb::load(&export);
+        assert_eq!(
+            loaded.get("other:secret"),
+            None,
+            "backup {id} holds the other instance's key\n{context}"
+        );
+        assert_eq!(
+            loaded.get("ours").as_deref(),
+            Some(b"this instance's own data".as_slice()),
+            "backup {id} does not hold this instance's data\n{context}"
+        );
+        other.assert_intact(&context);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 7. A planted "interrupted restore" folder
+
+/// The attacker makes `redis-backup-restore-20000101T000000Z/` in the data
+/// dir with a journal saying the previous data was moved aside, `previous` a
+/// symlink to a root-only directory holding files named like data files
+/// (dump.rdb, appendonly.aof), and `failed` a symlink to another. Today the
+/// next restore "puts the previous data back": it moves Redis's files into
+/// one root directory and the root files out of the other into the data dir.
+/// A restore of a real backup must leave both untouched.
+#[test]
+fn planted_interrupted_restore_folder_is_not_recovered_by_restore() {
+    let (t, backed_up, id) = filled_and_backed_up(redis());
+    let previous = root_dir_with_data_file_names(&t, "root-previous");
+    let failed = Victim::new(t.scratch(), "root-failed");
+    plant_interrupted_restore(&t, previous.dir(), failed.dir());
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}");
+    assert_all_intact(&[&previous, &failed], &context);
+    previous.assert_no_copy_readable_in(&t.data_dir(), &context);
+    failed.assert_no_copy_readable_in(&t.data_dir(), &context);
+    assert_no_crash(&out, &context);
+    if out.code == Some(0) {
+        assert_eq!(
+            t.state(),
+            backed_up,
+            "the restore said it worked, but the live data is not the backup's\n{context}"
+        );
+    }
+}
+
+/// The same planted folder must not block nightly backups (today every
+/// backup is refused: "a restore was interrupted"), nor make a backup touch
+/// the root directories.
+#[test]
+fn planted_interrupted_restore_folder_does_not_block_backups() {
+    let t = redis().start();
+    fill_every_type(&mut t.conn());
+    let previous = root_dir_with_data_file_names(&t, "root-previous");
+    let failed = Victim::new(t.scratch(), "root-failed");
+    plant_interrupted_restore(&t, previous.dir(), failed.dir());
+
+    let out = t.run(&["backup"]);
+
+    let context = format!("{out}");
+    assert_all_intact(&[&previous, &failed], &context);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a folder planted by the redis account blocked the backup\n{context}"
+    );
+    assert_eq!(t.list(&[]).len(), 1, "the backup is listed\n{context}");
+}
+
+// ---------------------------------------------------------------------------
+// 9. Status files readable by monitoring
+
+/// With `status_file` in a root-owned 0755 directory, the `.json` and the
+/// `.prom` beside it must be readable by others (node_exporter runs as its
+/// own user): mode 0644, and `nobody` can read them. Today they are 0600.
+#[test]
+fn status_files_are_readable_by_monitoring() {
+    let mut t = redis().start();
+    let dir = t.path("status");
+    fs::create_dir(&dir).expect("mkdir status");
+    set_mode(&dir, 0o755);
+    let json = dir.join("redis-backup.json");
+    t.set_setting("status_file", &json.display().to_string());
+
+    t.backup();
+
+    for file in [json.clone(), json.with_extension("prom")] {
+        let read = as_user("nobody", "cat")
+            .arg(file.display().to_string())
+            .run();
+        assert_eq!(
+            read.code,
+            Some(0),
+            "nobody cannot read {} (mode {:04o})\n{read}",
+            file.display(),
+            mode_of(&file)
+        );
+        assert_eq!(
+            read.stdout,
+            fs::read_to_string(&file).unwrap(),
+            "what nobody read of {}",
+            file.display()
+        );
+        assert_eq!(mode_of(&file), 0o644, "mode of {}", file.display());
+    }
+}
