@@ -23,6 +23,7 @@ use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const FORMAT_VERSION: u64 = 1;
@@ -182,8 +183,10 @@ fn local_data_dir(live: &DataFiles, conf: &RedisConf) -> Result<DataDir> {
             "{source} does not name an absolute data dir (dir); a snapshot backup reads the dump Redis writes there, so set it"
         )));
     };
+    let canonical = |dir: &Path| std::fs::canonicalize(dir).ok();
     let same_dir = live.dir.is_absolute()
-        && std::fs::canonicalize(&live.dir).ok() == std::fs::canonicalize(conf_dir).ok();
+        && canonical(&live.dir).is_some()
+        && canonical(&live.dir) == canonical(conf_dir);
     if !same_dir {
         return Err(Error::usage(format!(
             "Redis says its data dir is {}, but {source} says {}; a snapshot backup reads only from the dir of redis.conf (if Redis was moved with CONFIG SET, write it back with CONFIG REWRITE)",

@@ -37,16 +37,41 @@ pub fn connect_options(
             .unwrap_or_else(|| local_address(&conf.bind));
         Endpoint::Tcp { host, port }
     };
+    // redis.conf's renames and password describe the server it configures.
+    // Sent to a server the settings chose instead (a remote primary), they
+    // would let whoever writes redis.conf pick what we send there
+    // (`rename-command PING FLUSHALL`): only root's word goes that far.
+    let endpoint_chosen = tcp_chosen || config.redis_socket.is_some();
+    let conf_speaks_for_endpoint = !endpoint_chosen || conf_is_roots(conf);
+    if !conf_speaks_for_endpoint
+        && (conf.requirepass.is_some() || !conf.renamed_commands.is_empty())
+    {
+        log::warn!(
+            "{} is not root's alone, and the settings name the server to reach: its requirepass and rename-command lines are not used for {endpoint} (set redis_password in the settings)",
+            conf.source.display()
+        );
+    }
     Ok(ConnectOptions {
         endpoint,
         user: config.redis_user.clone(),
-        password: config
-            .redis_password
-            .clone()
-            .or_else(|| conf.requirepass.clone()),
-        renamed_commands: conf.renamed_commands.clone(),
+        password: config.redis_password.clone().or_else(|| {
+            conf.requirepass
+                .clone()
+                .filter(|_| conf_speaks_for_endpoint)
+        }),
+        renamed_commands: match conf_speaks_for_endpoint {
+            true => conf.renamed_commands.clone(),
+            false => Default::default(),
+        },
         timeout,
     })
+}
+
+/// Every file of the config is root's and writable by root alone.
+fn conf_is_roots(conf: &RedisConf) -> bool {
+    conf.files
+        .iter()
+        .all(|file| file.uid == 0 && file.mode & 0o022 == 0)
 }
 
 /// The address to dial for Redis's first `bind` entry ("-" marks an optional
@@ -177,6 +202,40 @@ mod tests {
         assert_eq!(local_address(&bind(&["*", "-::*"])), "127.0.0.1");
         assert_eq!(local_address(&bind(&["0.0.0.0"])), "127.0.0.1");
         assert_eq!(local_address(&bind(&["10.0.0.5"])), "10.0.0.5");
+    }
+
+    #[test]
+    fn a_conf_of_redis_names_no_password_or_renames_for_a_server_the_settings_chose() {
+        let mut conf = RedisConf::defaults(std::path::Path::new("/etc/redis/redis.conf"));
+        conf.requirepass = Some(crate::secret::Secret::new("pw"));
+        conf.renamed_commands
+            .insert("ping".into(), "flushall".into());
+        conf.files.push(crate::redis_conf::ConfFile {
+            path: conf.source.clone(),
+            uid: 102,
+            gid: 105,
+            mode: 0o640,
+        });
+        let flags = |pairs: &[(&str, &str)]| -> Config {
+            let flags: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::load(None, &flags).unwrap()
+        };
+        let remote =
+            connect_options(&flags(&[("redis_host", "10.0.0.9")]), &conf, Duration::ZERO).unwrap();
+        assert!(remote.password.is_none());
+        assert!(remote.renamed_commands.is_empty());
+        // Its own server (the endpoint from the conf): its word counts.
+        let own = connect_options(&flags(&[]), &conf, Duration::ZERO).unwrap();
+        assert!(own.password.is_some());
+        assert_eq!(own.renamed_commands["ping"], "flushall");
+        // Root's conf speaks for any server.
+        conf.files[0].uid = 0;
+        let remote =
+            connect_options(&flags(&[("redis_host", "10.0.0.9")]), &conf, Duration::ZERO).unwrap();
+        assert!(remote.password.is_some());
     }
 
     #[test]

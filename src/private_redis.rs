@@ -34,6 +34,8 @@ const PRIVATE_DIR_PREFIX: &str = "redis-backup-aof-";
 /// Files the private server creates get the modes Debian's unit gives
 /// Redis's own (UMask=007).
 const SERVER_UMASK: u32 = 0o007;
+/// The private server's whole environment.
+const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The version of the `redis-server` on PATH ("7.0.15").
 pub fn server_version() -> Result<String> {
@@ -105,6 +107,11 @@ impl PrivateRedis {
             .try_clone()
             .map_err(|e| Error::other(format!("cannot share the private server's log: {e}")))?;
         command
+            // Nothing of ours in its environment: an operator's OS_PASSWORD
+            // or REDIS_BACKUP_* would be readable by that account (through
+            // /proc, or a module's getenv).
+            .env_clear()
+            .env("PATH", SERVER_PATH)
             // std drops root's supplementary groups when it sets the uid.
             .uid(owner.uid)
             .gid(owner.gid)

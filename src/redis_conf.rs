@@ -161,6 +161,22 @@ fn load_file(
     }
     let (mut text, written_by) = read_capped(path)
         .map_err(|e| at(format!("cannot read Redis config {}: {e}", path.display())))?;
+    // A file of Redis's account may include only that account's files: one
+    // of root's (another instance's requirepass, say) would otherwise have
+    // its values sent wherever the including file points us.
+    let includer = from
+        .as_ref()
+        .and_then(|f| conf.files.iter().rev().find(|c| c.path == f.file));
+    if let Some(includer) = includer.filter(|i| i.uid != 0 && i.uid != written_by.uid) {
+        text.zeroize();
+        return Err(at(format!(
+            "{} belongs to uid {}, but includes {} of uid {}; a config file may only include files of its own owner (or be root's)",
+            includer.path.display(),
+            includer.uid,
+            path.display(),
+            written_by.uid
+        )));
+    }
     conf.files.push(written_by);
     if text.len() as u64 > MAX_FILE_LEN {
         text.zeroize();
@@ -716,6 +732,31 @@ mod tests {
         assert_eq!(paths, [main.as_path(), inner.as_path()]);
         assert_eq!(conf.files[1].mode, 0o640);
         assert_eq!(conf.files[1].uid, fs::metadata(&inner).unwrap().uid());
+    }
+
+    #[test]
+    fn a_file_of_redis_may_not_include_one_of_root() {
+        // Only root can make files of two owners.
+        if rustix::process::geteuid().as_raw() != 0 {
+            return;
+        }
+        let dir = TempDir::new();
+        let secret = dir.write("other.conf", "requirepass other-instance-secret\n");
+        let main = dir.write(
+            "redis.conf",
+            &format!("include {}\nport 7777\n", secret.display()),
+        );
+        std::os::unix::fs::chown(&main, Some(65534), None).unwrap();
+        let msg = usage_message(load(&main));
+        assert!(
+            msg.contains("may only include files of its own owner"),
+            "{msg}"
+        );
+        assert!(!msg.contains("other-instance-secret"), "{msg}");
+        // Root's file may include anyone's (root chose to).
+        std::os::unix::fs::chown(&main, Some(0), None).unwrap();
+        std::os::unix::fs::chown(&secret, Some(65534), None).unwrap();
+        assert!(load(&main).is_ok());
     }
 
     #[test]

@@ -191,7 +191,8 @@ fn files_to_restore(
 }
 
 fn check_agrees(files: &DataFiles, live: &DataFiles, conf: &RedisConf) -> Result<()> {
-    let same_dir = fs::canonicalize(&files.dir).ok() == fs::canonicalize(&live.dir).ok();
+    let canonical = |dir: &Path| fs::canonicalize(dir).ok();
+    let same_dir = canonical(&files.dir).is_some() && canonical(&files.dir) == canonical(&live.dir);
     let differences = [
         (
             "dir",

@@ -174,7 +174,13 @@ fn no_secret_in_the_argv_of_any_process_the_tool_starts() {
         .trim()
         .to_lowercase();
 
-    let tool = t.cmd(&["-vv", "restore", &id]).spawn();
+    // An operator's Swift password in the environment (README: export it)
+    // must not reach the private server: it runs as Redis's account.
+    let env_secret = "env-secret-Zx81c";
+    let tool = t
+        .cmd(&["-vv", "restore", &id])
+        .env("OS_PASSWORD", env_secret)
+        .spawn();
     let pid: u32 = wait_for("the private redis-server", || {
         t.restore_work_dirs().iter().find_map(|w| {
             fs::read_to_string(w.join("private-redis.pid"))
@@ -187,6 +193,14 @@ fn no_secret_in_the_argv_of_any_process_the_tool_starts() {
     let argv = fs::read(format!("/proc/{pid}/cmdline")).expect("the private server's argv");
     let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
     assert!(argv.contains("redis-server"), "{argv}");
+    let environ =
+        fs::read(format!("/proc/{pid}/environ")).expect("the private server's environment");
+    let environ = String::from_utf8_lossy(&environ).replace('\0', " ");
+    assert!(
+        !environ.contains(env_secret),
+        "the private server's environment: {environ}"
+    );
+    assert!(!environ.contains("REDIS_BACKUP_"), "{environ}");
     let out = tool.wait_with_output().expect("the restore");
     assert!(
         out.status.success(),
