@@ -8,6 +8,7 @@
 mod attacker;
 mod harness;
 
+mod attacker_selftest;
 mod backup;
 mod commands;
 mod connection;
