@@ -10,6 +10,7 @@ mod harness;
 mod backup;
 mod commands;
 mod connection;
+mod deadlines;
 mod faults;
 mod harness_selftest;
 mod install;
