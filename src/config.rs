@@ -26,6 +26,8 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(30);
 /// (raise it for a larger instance). It bounds what a hostile or broken
 /// source can make us store while the host lock is held.
 pub const DEFAULT_MAX_RDB_SIZE: u64 = 64 << 30;
+/// How long Redis may take to write (or, for a replica, send) a snapshot.
+pub const DEFAULT_SAVE_TIMEOUT: Duration = Duration::from_secs(3600);
 const MIN_MAX_RDB_SIZE: u64 = 1 << 20;
 const MAX_MAX_RDB_SIZE: u64 = 1 << 50;
 
@@ -298,7 +300,7 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
         lock_file: path_or(take("lock_file"), "/run/redis-backup.lock")?,
         save_timeout: match take("save_timeout") {
             Some(r) => Duration::from_secs(number::<u64>(&r, 1, 7 * 24 * 3600)?),
-            None => Duration::from_secs(3600),
+            None => DEFAULT_SAVE_TIMEOUT,
         },
         redis_timeout: match take("redis_timeout") {
             Some(r) => Duration::from_secs(number::<u64>(&r, 1, 3600)?),
