@@ -2,8 +2,9 @@
 //! may drip-feed its replies, send replication keep-alives for ever, or
 //! stream an RDB without end. Each must end the backup with exit 3, within
 //! the limit the settings give, naming the setting to change, and with
-//! nothing stored. A real redis-server cannot be made to misbehave like that,
-//! so each test talks to a small fake one on threads of its own.
+//! nothing stored; and a local disk is never filled. A real redis-server
+//! cannot be made to misbehave like that, so each test talks to a small fake
+//! one on threads of its own.
 
 use crate::harness::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,6 +25,8 @@ enum Fake {
     EndlessDiskless,
     /// SYNC answered with `$<1 TiB>` and an RDB that never ends.
     HugeLength,
+    /// As `EndlessDiskless`, of bytes that do not compress.
+    EndlessNoise,
 }
 
 /// More than any test may read: a fake that gets this far stops sending, so
@@ -148,16 +151,25 @@ fn answer_sync(out: &mut TcpStream, fake: Fake, rdb_sent: &AtomicU64, stop: &Ato
             }
             return;
         }
-        Fake::EndlessDiskless => format!("$EOF:{MARK}\r\nREDIS0011"),
+        Fake::EndlessDiskless | Fake::EndlessNoise => format!("$EOF:{MARK}\r\nREDIS0011"),
         Fake::HugeLength => format!("${}\r\nREDIS0011", 1u64 << 40),
         Fake::DripFeed => return,
     };
     if out.write_all(preamble.as_bytes()).is_err() {
         return;
     }
-    // Zeros: they compress to next to nothing, should a broken build store them.
-    let chunk = vec![0u8; 64 * 1024];
+    // Zeros compress to next to nothing, should a broken build store them.
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     while !stop.load(Ordering::Relaxed) && rdb_sent.load(Ordering::Relaxed) < SAFETY_VALVE {
+        if fake == Fake::EndlessNoise {
+            for byte in chunk.iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *byte = seed as u8;
+            }
+        }
         if out.write_all(&chunk).is_err() {
             return;
         }
@@ -302,5 +314,32 @@ fn an_rdb_announced_longer_than_max_rdb_size_is_refused_unread() {
         fake.rdb_sent() < 64 << 20,
         "read {} bytes of a 1 TiB RDB announced",
         fake.rdb_sent()
+    );
+}
+
+#[test]
+fn a_backup_stops_before_it_fills_the_local_disk() {
+    // Storage on an 8 MiB tmpfs (needs root, as make test has), an endless
+    // RDB that does not compress, and no cap that would stop it first: the
+    // free-space check must, while 1% of the disk is still free.
+    let fake = FakeRedis::start(Fake::EndlessNoise);
+    let t = fake.world(&[]);
+    let storage = t.storage_dir();
+    std::fs::create_dir_all(&storage).unwrap();
+    let _tmpfs = Tmpfs::mount(&storage, "size=8m,mode=0700");
+    let (code, stderr, _) = run_within(
+        t.cmd(&["backup", "--source", "replication"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(4), "expected exit 4\n--- stderr ---\n{stderr}");
+    assert!(
+        stderr.contains("stays free for Redis and the host"),
+        "stopped by a full disk, not before\n--- stderr ---\n{stderr}"
+    );
+    assert!(t.list(&[]).is_empty(), "a backup was listed");
+    assert!(
+        t.storage_files().is_empty(),
+        "left in storage: {:?}",
+        t.storage_files()
     );
 }
