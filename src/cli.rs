@@ -27,6 +27,8 @@ pub const SETTING_FLAGS: &[&str] = &[
     "threads",
     "status_file",
     "storage_timeout",
+    "redis_timeout",
+    "max_rdb_size",
 ];
 
 /// Settings that are secrets: never accepted as a flag, because argv shows in `ps`.
@@ -135,6 +137,8 @@ Settings (flag > REDIS_BACKUP_<KEY> environment > settings file):
   --threads N (compression and encryption threads; default: the number of cores)
   --status-file PATH (JSON status of the last backup/restore, and PATH.prom for Prometheus)
   --storage-timeout SECONDS (a Swift request waiting longer is tried again; default 120)
+  --redis-timeout SECONDS (longest one command to Redis may take, reply included; default 30)
+  --max-rdb-size BYTES (largest RDB a backup takes, K/M/G/T suffixes; default 64G)
   Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
   or the environment, never from flags.
 

@@ -15,6 +15,21 @@ use std::time::Duration;
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/redis-backup/redis-backup.conf";
 pub const DEFAULT_CONTAINER: &str = "database_backups";
 const MAX_SETTINGS_FILE: u64 = 1024 * 1024;
+/// A healthy Redis answers the commands we send (INFO, CONFIG GET, LASTSAVE,
+/// PING) in milliseconds; 30 s leaves room for a server busy with a large
+/// `KEYS`-like command of someone else's, and is what the tool used before
+/// this was a setting.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(30);
+/// An RDB is normally smaller than the dataset it holds in memory, and the
+/// hosts this tool runs on have far less than 64 GiB for Redis: a stream
+/// longer than this is not a real dump but a server that will not stop
+/// (raise it for a larger instance). It bounds what a hostile or broken
+/// source can make us store while the host lock is held.
+pub const DEFAULT_MAX_RDB_SIZE: u64 = 64 << 30;
+/// How long Redis may take to write (or, for a replica, send) a snapshot.
+pub const DEFAULT_SAVE_TIMEOUT: Duration = Duration::from_secs(3600);
+const MIN_MAX_RDB_SIZE: u64 = 1 << 20;
+const MAX_MAX_RDB_SIZE: u64 = 1 << 50;
 
 /// OpenStack credential names, lower-case as they appear in the settings file.
 const OPENSTACK_KEYS: &[&str] = &[
@@ -61,6 +76,24 @@ pub struct Config {
     pub instance: String,
     pub lock_file: PathBuf,
     pub save_timeout: Duration,
+    /// How long one command to Redis, its whole reply included, may take.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "backup.rs and restore.rs pass it to instance::connect_options in place of their REDIS_TIMEOUT"
+        )
+    )]
+    pub redis_timeout: Duration,
+    /// The largest RDB a backup reads from any source, in bytes.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "backup.rs passes it to Connection::sync_rdb_within and caps the dump with it"
+        )
+    )]
+    pub max_rdb_size: u64,
     /// Threads that compress/encrypt (backup) or decrypt/inflate (the rest).
     pub threads: usize,
     /// Where backup and restore write their status (JSON, and `.prom` beside).
@@ -267,7 +300,15 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
         lock_file: path_or(take("lock_file"), "/run/redis-backup.lock")?,
         save_timeout: match take("save_timeout") {
             Some(r) => Duration::from_secs(number::<u64>(&r, 1, 7 * 24 * 3600)?),
-            None => Duration::from_secs(3600),
+            None => DEFAULT_SAVE_TIMEOUT,
+        },
+        redis_timeout: match take("redis_timeout") {
+            Some(r) => Duration::from_secs(number::<u64>(&r, 1, 3600)?),
+            None => DEFAULT_REDIS_TIMEOUT,
+        },
+        max_rdb_size: match take("max_rdb_size") {
+            Some(r) => size(&r, MIN_MAX_RDB_SIZE, MAX_MAX_RDB_SIZE)?,
+            None => DEFAULT_MAX_RDB_SIZE,
         },
         status_file: take("status_file").map(|r| path(&r)).transpose()?,
         storage_timeout: match take("storage_timeout") {
@@ -325,6 +366,37 @@ fn number<T: TryFrom<u64>>(raw: &Raw, min: u64, max: u64) -> Result<T> {
         bad(
             raw,
             &format!("{:?} is not a number from {min} to {max}", raw.value),
+        )
+    })
+}
+
+/// A size in bytes: digits, optionally followed by K, M, G or T (powers of
+/// 1024, any case, with or without a trailing `B` or `iB`).
+fn size(raw: &Raw, min: u64, max: u64) -> Result<u64> {
+    let text = raw.value.trim().to_ascii_lowercase();
+    let text = text
+        .strip_suffix("ib")
+        .or_else(|| text.strip_suffix('b'))
+        .unwrap_or(&text);
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'k')) => (&text[..at], 10),
+        Some((at, 'm')) => (&text[..at], 20),
+        Some((at, 'g')) => (&text[..at], 30),
+        Some((at, 't')) => (&text[..at], 40),
+        _ => (text, 0),
+    };
+    let parsed = Some(digits)
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<u64>().ok())
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|n| (min..=max).contains(n));
+    parsed.ok_or_else(|| {
+        bad(
+            raw,
+            &format!(
+                "{:?} is not a size from {min} to {max} bytes (K, M, G, T suffixes allowed)",
+                raw.value
+            ),
         )
     })
 }
@@ -402,6 +474,26 @@ mod tests {
         assert_eq!(c.service, "redis-server");
         assert_eq!(c.compression_level, 1);
         assert_eq!(c.segment_size, 1 << 30);
+        assert_eq!(c.redis_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_rdb_size, 64 << 30);
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        let max_rdb_size = |value: &str| {
+            resolve(None, no_env, &flags(&[("max_rdb_size", value)])).map(|c| c.max_rdb_size)
+        };
+        assert_eq!(max_rdb_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(max_rdb_size("2M").unwrap(), 2 << 20);
+        assert_eq!(max_rdb_size("64g").unwrap(), 64 << 30);
+        assert_eq!(max_rdb_size("64GiB").unwrap(), 64 << 30);
+        assert_eq!(max_rdb_size("1TB").unwrap(), 1 << 40);
+        assert_eq!(max_rdb_size("2048K").unwrap(), 2 << 20);
+        for bad in ["", "G", "1.5G", "-1G", "1X", "1K", "99999999999T", "+1G"] {
+            let err = max_rdb_size(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.message().starts_with("--max-rdb-size: "), "{err}");
+        }
     }
 
     #[test]
@@ -452,6 +544,8 @@ mod tests {
             ("", &[("storage", "s3://bucket")]),
             ("", &[("storage", "file://relative")]),
             ("", &[("save_timeout", "0")]),
+            ("", &[("redis_timeout", "0")]),
+            ("max_rdb_size = 1K\n", &[]),
             ("", &[("threads", "0")]),
             ("no_such_key = 1\n", &[]),
             ("just words\n", &[]),

@@ -99,6 +99,31 @@ impl Error {
     }
 }
 
+impl From<Error> for std::io::Error {
+    /// For a `Read` or `Write` that knows better than "I/O error" what went
+    /// wrong (Redis too slow, an RDB too long): the kind survives the trip
+    /// through `io::Error`, and `Error::from_io` takes it out again.
+    fn from(e: Error) -> std::io::Error {
+        std::io::Error::other(e)
+    }
+}
+
+impl Error {
+    /// The `Error` that `e` carries (see `From<Error> for io::Error`), or
+    /// `e` itself when it carries none.
+    pub fn from_io(e: std::io::Error) -> std::result::Result<Error, std::io::Error> {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Err(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(err)) => Ok(*err),
+            Some(Err(inner)) => Err(std::io::Error::new(kind, inner)),
+            None => Err(std::io::Error::from(kind)),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())
@@ -126,6 +151,19 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err:?}");
         }
+    }
+
+    #[test]
+    fn an_error_survives_a_trip_through_io_error() {
+        let io: std::io::Error = Error::redis("too slow").into();
+        let back = Error::from_io(io).unwrap();
+        assert_eq!((back.exit_code(), back.message()), (3, "too slow"));
+        let carried = std::io::Error::new(std::io::ErrorKind::TimedOut, Error::storage("full"));
+        assert_eq!(Error::from_io(carried).unwrap().exit_code(), 4);
+        let plain = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed");
+        let plain = Error::from_io(plain).unwrap_err();
+        assert_eq!(plain.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(plain.to_string(), "closed");
     }
 
     #[test]

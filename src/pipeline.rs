@@ -353,7 +353,7 @@ fn read_chunks(
     while !stop.load(Ordering::Relaxed) {
         let Some(mut buf) = source.take() else { break };
         buf.resize(frame_size, 0);
-        let n = fill(input, &mut buf).map_err(|e| Error::other(format!("reading the RDB: {e}")))?;
+        let n = fill(input, &mut buf).map_err(read_rdb_error)?;
         if n == 0 {
             break;
         }
@@ -570,6 +570,12 @@ fn lost_frame(index: u64) -> Error {
 
 fn write_backup_error(e: std::io::Error) -> Error {
     Error::storage(format!("writing the backup: {e}"))
+}
+
+/// A reader that knows what went wrong (a replication stream: Redis too
+/// slow, an RDB over max_rdb_size) says so with an `Error` of its own kind.
+fn read_rdb_error(e: std::io::Error) -> Error {
+    Error::from_io(e).unwrap_or_else(|e| Error::other(format!("reading the RDB: {e}")))
 }
 
 fn write_rdb_error(e: std::io::Error) -> Error {
@@ -1000,6 +1006,19 @@ mod tests {
             assert_eq!(err.exit_code(), 1, "{err}");
             assert!(err.message().starts_with("reading the RDB: "), "{err}");
         }
+    }
+
+    #[test]
+    fn a_reader_failing_with_an_error_of_ours_keeps_its_kind() {
+        struct TooLong;
+        impl Read for TooLong {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(Error::redis("the RDB is longer than max_rdb_size").into())
+            }
+        }
+        let err = encode(&mut TooLong, &mut io::sink(), &key(), &opts(1, 2)).unwrap_err();
+        assert_eq!(err.exit_code(), 3, "{err}");
+        assert_eq!(err.message(), "the RDB is longer than max_rdb_size");
     }
 
     #[test]

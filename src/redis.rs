@@ -1,8 +1,11 @@
 //! A blocking connection to one Redis server (TCP or Unix socket) and the
 //! procedure that makes it write a fresh RDB snapshot. Here live AUTH, the
 //! mapping of commands renamed in redis.conf, the translation of Redis's error
-//! replies into one-line messages that say what to do, and the wait for "our"
-//! BGSAVE. Files on disk are someone else's business.
+//! replies into one-line messages that say what to do, the wait for "our"
+//! BGSAVE, and the time limits of every exchange: each command, its whole reply
+//! included, has a deadline (`redis_timeout`), and a replication sync a budget
+//! of waiting (`save_timeout`), so that a server trickling bytes cannot hold
+//! the host lock for ever. Files on disk are someone else's business.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -46,8 +49,22 @@ pub struct ConnectOptions {
     pub password: Option<Secret>,
     /// From redis.conf: lower-case original name → new name, "" = disabled.
     pub renamed_commands: HashMap<String, String>,
-    /// Connect, read and write timeout for each step.
+    /// Connect, read and write timeout, and the deadline of each command
+    /// with its whole reply (the `redis_timeout` setting). Zero: none.
     pub timeout: Duration,
+}
+
+/// The limits of a replication sync (`sync_rdb_within`), from the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncLimits {
+    /// How long Redis may keep us waiting in all, from SYNC to the RDB's last
+    /// byte: keep-alives, the preamble and every wait for RDB bytes count,
+    /// the time we spend storing what arrived does not (`save_timeout`:
+    /// making the RDB is a save). Silence longer than the connection's
+    /// `timeout` ends the sync sooner.
+    pub wait: Duration,
+    /// The longest RDB taken (`max_rdb_size`).
+    pub max_rdb_size: u64,
 }
 
 /// What `snapshot` reports once Redis has written our RDB.
@@ -89,6 +106,156 @@ impl Write for Stream {
     }
 }
 
+/// The socket, with the time limits of the exchange under way. Each read
+/// waits at most `per_read` (a Redis silent that long is gone); the reads and
+/// writes of one exchange together wait at most its budget, so a reply that
+/// trickles in a byte at a time cannot stretch it. Before each read the
+/// socket's timeout is set to whichever is shorter.
+struct Timed {
+    stream: Stream,
+    per_read: Option<Duration>,
+    exchange: Option<Exchange>,
+    /// The read timeout now set on the socket (`None`: not set by us yet).
+    applied: Option<Option<Duration>>,
+}
+
+/// What one exchange may spend waiting, and what to say when it has.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    budget: Duration,
+    left: Duration,
+    /// What did not arrive in time, and the setting that bounds it.
+    what: &'static str,
+    setting: &'static str,
+}
+
+impl Exchange {
+    fn new(budget: Duration, what: &'static str, setting: &'static str) -> Exchange {
+        Exchange {
+            budget,
+            left: budget,
+            what,
+            setting,
+        }
+    }
+}
+
+impl Timed {
+    fn new(stream: Stream, per_read: Option<Duration>) -> Timed {
+        Timed {
+            stream,
+            per_read,
+            exchange: None,
+            applied: None,
+        }
+    }
+
+    /// From now on, wait at most `exchange.budget` in all (`None`: only
+    /// `per_read` for each read).
+    fn begin(&mut self, exchange: Option<Exchange>) {
+        self.exchange = exchange;
+    }
+
+    fn spend(&mut self, waited: Duration) {
+        if let Some(x) = &mut self.exchange {
+            x.left = x.left.saturating_sub(waited);
+        }
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.applied != Some(timeout) {
+            match &self.stream {
+                Stream::Tcp(s) => s.set_read_timeout(timeout)?,
+                Stream::Unix(s) => s.set_read_timeout(timeout)?,
+            }
+            self.applied = Some(timeout);
+        }
+        Ok(())
+    }
+
+    /// The budget is spent: an error that says which limit, and where it is set.
+    fn expired(x: &Exchange) -> io::Error {
+        let msg = format!(
+            "{} did not arrive within {} ({}s of waiting in all)",
+            x.what,
+            x.setting,
+            crate::record::seconds(x.budget, 1)
+        );
+        io::Error::new(io::ErrorKind::TimedOut, Error::redis(msg))
+    }
+
+    fn silent(per_read: Duration) -> io::Error {
+        let msg = format!(
+            "Redis sent nothing for redis_timeout ({}s)",
+            crate::record::seconds(per_read, 1)
+        );
+        io::Error::new(io::ErrorKind::TimedOut, Error::redis(msg))
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (timeout, by_budget) = match (self.exchange, self.per_read) {
+            (Some(x), _) if x.left.is_zero() => return Err(Timed::expired(&x)),
+            (Some(x), Some(per_read)) if per_read < x.left => (Some(per_read), false),
+            (Some(x), _) => (Some(x.left), true),
+            (None, per_read) => (per_read, false),
+        };
+        self.set_read_timeout(timeout)?;
+        let started = Instant::now();
+        let result = self.stream.read(buf);
+        self.spend(started.elapsed());
+        match result {
+            Err(e) if is_timeout(&e) => match self.exchange {
+                Some(mut x) if by_budget || x.left.is_zero() => {
+                    x.left = Duration::ZERO;
+                    self.exchange = Some(x);
+                    Err(Timed::expired(&x))
+                }
+                _ => Err(timeout.map_or(e, Timed::silent)),
+            },
+            other => other,
+        }
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let started = Instant::now();
+        let result = self.stream.write(buf);
+        self.spend(started.elapsed());
+        result
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The RDB of a replication sync, as a plain reader. Its errors carry an
+/// `Error` of Redis's kind (exit 3) that names the server and the limit.
+pub struct SyncRdb {
+    reader: SyncReader<BufReader<Timed>>,
+    endpoint: Endpoint,
+}
+
+impl Read for SyncRdb {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf).map_err(|e| {
+            let err = Error::from_io(e).unwrap_or_else(|e| Error::redis(e.to_string()));
+            err.context(format!("reading the RDB from Redis at {}", self.endpoint))
+                .into()
+        })
+    }
+}
+
 /// How often `snapshot` asks Redis whether the save has finished: quickly at
 /// first, since small datasets save in milliseconds, then a little slower.
 const FAST_POLL: Duration = Duration::from_millis(50);
@@ -99,7 +266,7 @@ const FAST_POLL_FOR: Duration = Duration::from_secs(1);
 pub struct Connection {
     /// Reads go through the buffer; writes go straight to the inner stream
     /// (`get_mut`), which is safe because RESP is strictly request/reply.
-    stream: BufReader<Stream>,
+    stream: BufReader<Timed>,
     endpoint: Endpoint,
     user: Option<String>,
     renamed: HashMap<String, String>,
@@ -145,7 +312,7 @@ impl Connection {
         };
         set.map_err(|e| Error::redis(format!("cannot set timeouts on {endpoint}: {e}")))?;
         let mut conn = Connection {
-            stream: BufReader::new(stream),
+            stream: BufReader::new(Timed::new(stream, timeout)),
             endpoint: endpoint.clone(),
             user: options.user.clone(),
             renamed: options
@@ -200,23 +367,37 @@ impl Connection {
         }
     }
 
+    /// `sync_rdb_within` with the default settings (`save_timeout`,
+    /// `max_rdb_size`). Only until backup.rs passes the settings; remove then.
+    pub fn sync_rdb(self) -> Result<SyncRdb> {
+        self.sync_rdb_within(SyncLimits {
+            wait: crate::config::DEFAULT_SAVE_TIMEOUT,
+            max_rdb_size: crate::config::DEFAULT_MAX_RDB_SIZE,
+        })
+    }
+
     /// Turn this connection into the stream of a replica's initial sync and
     /// return the RDB in it as a reader: `REPLCONF capa eof`, `REPLCONF
     /// rdb-only 1` (Redis 7 ends the sync after the RDB; older servers refuse
-    /// it, which is fine), then `SYNC`.
-    pub fn sync_rdb(mut self) -> Result<SyncReader<BufReader<impl Read + Send>>> {
+    /// it, which is fine), then `SYNC`. From SYNC on, Redis may keep us
+    /// waiting `limits.wait` in all, and the RDB is cut at
+    /// `limits.max_rdb_size`.
+    pub fn sync_rdb_within(mut self, limits: SyncLimits) -> Result<SyncRdb> {
         self.call("REPLCONF", &[b"capa", b"eof"])?;
         if let Value::Error(text) = self.call_raw("REPLCONF", &[b"rdb-only", b"1"])? {
             debug!("REPLCONF rdb-only refused ({text}); reading up to the RDB's end");
         }
         let name = self.wire_name("SYNC")?;
         debug!("-> SYNC");
+        let exchange = Exchange::new(limits.wait, "the RDB", "save_timeout");
+        self.stream.get_mut().begin(Some(exchange));
         resp::write_command(self.stream.get_mut(), &[name.as_bytes()]).map_err(|e| {
             Error::redis(format!("sending SYNC to Redis at {}: {e}", self.endpoint))
         })?;
         let endpoint = self.endpoint.clone();
-        SyncReader::start(self.stream)
-            .map_err(|e| e.context(format!("SYNC with Redis at {endpoint}")))
+        let reader = SyncReader::start(self.stream, limits.max_rdb_size)
+            .map_err(|e| e.context(format!("SYNC with Redis at {endpoint}")))?;
+        Ok(SyncRdb { reader, endpoint })
     }
 
     /// Runs a command and turns an error reply into `Error::Redis`.
@@ -244,6 +425,10 @@ impl Connection {
         argv.extend_from_slice(args);
         // Only the name and the count: arguments may be a password.
         debug!("-> {command} ({} arguments)", args.len());
+        let deadline = Some(self.timeout)
+            .filter(|t| !t.is_zero())
+            .map(|t| Exchange::new(t, "the reply", "redis_timeout"));
+        self.stream.get_mut().begin(deadline);
         let sent = resp::write_command(self.stream.get_mut(), &argv);
         let reply = sent
             .map_err(RespError::Io)
@@ -283,7 +468,7 @@ impl Connection {
         let ep = &self.endpoint;
         let msg = match &e {
             _ if e.is_timeout() => format!(
-                "Redis at {ep} did not answer {command} within {}s",
+                "Redis at {ep} did not answer {command} within {}s (setting redis_timeout)",
                 crate::record::seconds(self.timeout, 1)
             ),
             RespError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
@@ -831,6 +1016,228 @@ mod tests {
 
     fn rdb_saves(conn: &mut Connection) -> u64 {
         parse_field(&conn.info("persistence").unwrap(), "rdb_saves").unwrap()
+    }
+
+    /// A server of our own on a thread: `script` gets the accepted socket.
+    fn fake_server(script: impl FnOnce(TcpStream) + Send + 'static) -> ConnectOptions {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            if let Ok((conn, _)) = listener.accept() {
+                script(conn);
+            }
+        });
+        ConnectOptions {
+            endpoint: Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            user: None,
+            password: None,
+            renamed_commands: HashMap::new(),
+            timeout: TIMEOUT,
+        }
+    }
+
+    /// Reads one command (an array of bulk strings) and returns its name.
+    fn next_command(input: &mut impl io::BufRead) -> String {
+        let mut line = String::new();
+        input.read_line(&mut line).unwrap();
+        let count: usize = line.trim()[1..].parse().unwrap();
+        let mut args = Vec::new();
+        for _ in 0..count {
+            line.clear();
+            input.read_line(&mut line).unwrap();
+            line.clear();
+            input.read_line(&mut line).unwrap();
+            args.push(line.trim().to_string());
+        }
+        args.remove(0)
+    }
+
+    /// Answers PING and REPLCONF, and `SYNC` (or anything else) with `then`.
+    fn until_sync(then: impl FnOnce(&mut TcpStream) + Send + 'static) -> ConnectOptions {
+        fake_server(move |conn| {
+            let mut out = conn.try_clone().unwrap();
+            let mut input = BufReader::new(conn);
+            loop {
+                match next_command(&mut input).as_str() {
+                    "PING" => out.write_all(b"+PONG\r\n").unwrap(),
+                    "REPLCONF" => out.write_all(b"+OK\r\n").unwrap(),
+                    _ => return then(&mut out),
+                }
+            }
+        })
+    }
+
+    fn drip(out: &mut TcpStream, bytes: &[u8], every: Duration) {
+        for byte in bytes {
+            if out.write_all(&[*byte]).is_err() {
+                return;
+            }
+            thread::sleep(every);
+        }
+    }
+
+    const MARK: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn sync_error(result: io::Result<usize>) -> String {
+        let err = Error::from_io(result.unwrap_err()).unwrap();
+        assert_eq!(err.exit_code(), 3, "{err}");
+        err.message().to_string()
+    }
+
+    #[test]
+    fn a_reply_trickling_in_cannot_stretch_the_deadline() {
+        let mut options = until_sync(|out| {
+            drip(
+                out,
+                b"$1000\r\nredis_version:7.2.4\r\n",
+                Duration::from_millis(50),
+            )
+        });
+        options.timeout = Duration::from_millis(500);
+        let mut conn = Connection::connect(&options).unwrap();
+        let started = Instant::now();
+        let msg = redis_error(conn.info("server"));
+        let took = started.elapsed();
+        assert!(
+            msg.ends_with("did not answer INFO within 0.5s (setting redis_timeout)"),
+            "{msg}"
+        );
+        assert!(took >= Duration::from_millis(500), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[test]
+    fn keepalives_count_against_the_sync_budget() {
+        let mut options = until_sync(|out| {
+            while out.write_all(b"\n").is_ok() {
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        options.timeout = Duration::from_secs(1);
+        let limits = SyncLimits {
+            wait: Duration::from_millis(400),
+            max_rdb_size: 1 << 20,
+        };
+        let started = Instant::now();
+        let conn = Connection::connect(&options).unwrap();
+        let msg = redis_error(conn.sync_rdb_within(limits).map(|_| ()));
+        let took = started.elapsed();
+        assert!(msg.starts_with("SYNC with Redis at 127.0.0.1:"), "{msg}");
+        assert!(
+            msg.ends_with(": the RDB did not arrive within save_timeout (0.4s of waiting in all)"),
+            "{msg}"
+        );
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[test]
+    fn a_trickling_rdb_is_bounded_by_the_sync_budget() {
+        let mut options = until_sync(|out| {
+            out.write_all(format!("$EOF:{MARK}\r\nREDIS").as_bytes())
+                .unwrap();
+            drip(out, &[0u8; 10_000], Duration::from_millis(20));
+        });
+        options.timeout = Duration::from_secs(1);
+        let limits = SyncLimits {
+            wait: Duration::from_millis(400),
+            max_rdb_size: 1 << 20,
+        };
+        let started = Instant::now();
+        let mut rdb = Connection::connect(&options)
+            .unwrap()
+            .sync_rdb_within(limits)
+            .unwrap();
+        let msg = sync_error(io::copy(&mut rdb, &mut io::sink()).map(|n| n as usize));
+        assert!(
+            msg.starts_with("reading the RDB from Redis at 127.0.0.1:"),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with("the RDB did not arrive within save_timeout (0.4s of waiting in all)"),
+            "{msg}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn silence_during_a_sync_is_bounded_by_the_read_timeout() {
+        let mut options = until_sync(|out| {
+            out.write_all(format!("$EOF:{MARK}\r\nREDIS").as_bytes())
+                .unwrap();
+            thread::sleep(Duration::from_secs(5));
+        });
+        options.timeout = Duration::from_millis(300);
+        let limits = SyncLimits {
+            wait: Duration::from_secs(60),
+            max_rdb_size: 1 << 20,
+        };
+        let mut rdb = Connection::connect(&options)
+            .unwrap()
+            .sync_rdb_within(limits)
+            .unwrap();
+        let msg = sync_error(rdb.read(&mut [0u8; 64]));
+        assert!(
+            msg.ends_with(": Redis sent nothing for redis_timeout (0.3s)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn time_spent_storing_what_arrived_does_not_count() {
+        let options = until_sync(|out| {
+            let body = [7u8; 3000];
+            out.write_all(format!("$EOF:{MARK}\r\n").as_bytes())
+                .unwrap();
+            out.write_all(&body).unwrap();
+            out.write_all(MARK.as_bytes()).unwrap();
+            thread::sleep(Duration::from_secs(5));
+        });
+        let limits = SyncLimits {
+            wait: Duration::from_millis(300),
+            max_rdb_size: 1 << 20,
+        };
+        let mut rdb = Connection::connect(&options)
+            .unwrap()
+            .sync_rdb_within(limits)
+            .unwrap();
+        // A slow consumer (a busy upload): 1.5 s in all, none of it waiting.
+        let mut total = 0;
+        let mut buf = [0u8; 1000];
+        loop {
+            thread::sleep(Duration::from_millis(500));
+            match rdb.read(&mut buf).unwrap() {
+                0 => break,
+                n => total += n,
+            }
+        }
+        assert_eq!(total, 3000);
+    }
+
+    #[test]
+    fn an_rdb_over_the_cap_is_a_redis_error_naming_the_setting() {
+        let options = until_sync(|out| {
+            let _ = out.write_all(format!("$EOF:{MARK}\r\n").as_bytes());
+            let zeros = [0u8; 8192];
+            while out.write_all(&zeros).is_ok() {}
+        });
+        let limits = SyncLimits {
+            wait: Duration::from_secs(60),
+            max_rdb_size: 100_000,
+        };
+        let mut rdb = Connection::connect(&options)
+            .unwrap()
+            .sync_rdb_within(limits)
+            .unwrap();
+        let msg = sync_error(io::copy(&mut rdb, &mut io::sink()).map(|n| n as usize));
+        assert!(
+            msg.contains(
+                ": the RDB is longer than max_rdb_size (100000 bytes); raise max_rdb_size"
+            ),
+            "{msg}"
+        );
     }
 
     fn bulk(value: Value) -> Vec<u8> {

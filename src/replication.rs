@@ -4,6 +4,9 @@
 //! `$EOF:<40 characters>\r\n`, the RDB, and the same 40 characters. Lone
 //! `\n` keep-alives may come first. This module turns that into a plain
 //! `Read` of the RDB, so backup streams it without a file on Redis's disk.
+//! The RDB is capped (`max_rdb_size`): a longer length is refused before a
+//! byte of it is read, and an end-marked stream is cut at the cap. Time is
+//! the transport's business (see `redis::Timed`): its errors pass through.
 
 use crate::error::{Error, Result};
 use std::io::{self, BufRead, Read};
@@ -19,6 +22,9 @@ pub struct SyncReader<R> {
     /// Bytes held back from the caller until we know they are not the mark.
     held: Vec<u8>,
     done: bool,
+    /// The most RDB bytes we hand on (`max_rdb_size`), and how many we have.
+    max: u64,
+    delivered: u64,
 }
 
 enum Ending {
@@ -27,14 +33,18 @@ enum Ending {
 }
 
 impl<R: BufRead> SyncReader<R> {
-    /// Read the preamble of a SYNC reply (keep-alives, then `$...`).
-    pub fn start(mut input: R) -> Result<SyncReader<R>> {
+    /// Read the preamble of a SYNC reply (keep-alives, then `$...`) and
+    /// refuse an RDB announced longer than `max_rdb_size`.
+    pub fn start(mut input: R, max_rdb_size: u64) -> Result<SyncReader<R>> {
         let line = loop {
             let mut line = Vec::new();
             (&mut input)
                 .take(MAX_PREAMBLE_LINE as u64)
                 .read_until(b'\n', &mut line)
-                .map_err(|e| Error::redis(format!("reading the SYNC reply: {e}")))?;
+                .map_err(|e| {
+                    Error::from_io(e)
+                        .unwrap_or_else(|e| Error::redis(format!("reading the SYNC reply: {e}")))
+                })?;
             if line.is_empty() {
                 return Err(Error::redis(
                     "Redis closed the connection instead of sending the RDB",
@@ -63,6 +73,12 @@ impl<R: BufRead> SyncReader<R> {
                     .ok_or_else(|| {
                         Error::redis(format!("Redis answered SYNC with {text:?}, not an RDB"))
                     })?;
+                if remaining > max_rdb_size {
+                    return Err(Error::redis(format!(
+                        "Redis announced an RDB of {remaining} bytes, more than max_rdb_size \
+                         ({max_rdb_size} bytes); {RAISE}"
+                    )));
+                }
                 Ending::Length { remaining }
             }
         };
@@ -71,9 +87,13 @@ impl<R: BufRead> SyncReader<R> {
             ending,
             held: Vec::new(),
             done: false,
+            max: max_rdb_size,
+            delivered: 0,
         })
     }
 }
+
+const RAISE: &str = "raise max_rdb_size if the dataset really is that large";
 
 impl<R: BufRead> Read for SyncReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -109,11 +129,11 @@ impl<R: BufRead> Read for SyncReader<R> {
                             self.done = true;
                             return Ok(0);
                         }
-                        return Ok(self.release(at, buf));
+                        return self.release(at, buf);
                     }
                     // The last 40 bytes may be the start of the mark: keep them.
                     if self.held.len() > EOF_MARK_LEN {
-                        return Ok(self.release(self.held.len() - EOF_MARK_LEN, buf));
+                        return self.release(self.held.len() - EOF_MARK_LEN, buf);
                     }
                     let available = self.input.fill_buf()?;
                     if available.is_empty() {
@@ -132,12 +152,21 @@ impl<R: BufRead> Read for SyncReader<R> {
 }
 
 impl<R> SyncReader<R> {
-    /// Hand up to `ready` held bytes to the caller.
-    fn release(&mut self, ready: usize, buf: &mut [u8]) -> usize {
+    /// Hand up to `ready` held bytes to the caller, unless they would take
+    /// the RDB past the cap.
+    fn release(&mut self, ready: usize, buf: &mut [u8]) -> io::Result<usize> {
         let n = ready.min(buf.len());
+        if self.delivered + n as u64 > self.max {
+            return Err(Error::redis(format!(
+                "the RDB is longer than max_rdb_size ({} bytes); {RAISE}",
+                self.max
+            ))
+            .into());
+        }
         buf[..n].copy_from_slice(&self.held[..n]);
         self.held.drain(..n);
-        n
+        self.delivered += n as u64;
+        Ok(n)
     }
 }
 
@@ -150,12 +179,18 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
+    const NO_CAP: u64 = u64::MAX;
+
     fn read_all(bytes: &[u8]) -> Result<Vec<u8>> {
-        let mut reader = SyncReader::start(Cursor::new(bytes.to_vec()))?;
+        read_capped(bytes, NO_CAP)
+    }
+
+    fn read_capped(bytes: &[u8], max: u64) -> Result<Vec<u8>> {
+        let mut reader = SyncReader::start(Cursor::new(bytes.to_vec()), max)?;
         let mut out = Vec::new();
         reader
             .read_to_end(&mut out)
-            .map_err(|e| Error::redis(e.to_string()))?;
+            .map_err(|e| Error::from_io(e).unwrap_or_else(|e| Error::other(e.to_string())))?;
         Ok(out)
     }
 
@@ -174,7 +209,7 @@ mod tests {
         reply.extend_from_slice(mark.as_bytes());
         assert_eq!(read_all(&reply).unwrap(), body);
         // Read in tiny pieces too.
-        let mut reader = SyncReader::start(Cursor::new(reply)).unwrap();
+        let mut reader = SyncReader::start(Cursor::new(reply), NO_CAP).unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; 7];
         loop {
@@ -202,5 +237,52 @@ mod tests {
         assert_eq!(read_all(b"-NOPERM no\r\n").unwrap_err().exit_code(), 3);
         assert!(read_all(b"+FULLRESYNC x 0\r\n").is_err());
         assert!(read_all(b"").is_err());
+    }
+
+    #[test]
+    fn an_rdb_longer_than_the_cap_is_refused() {
+        // Announced: refused before a byte is read.
+        let err = read_capped(b"$1099511627776\r\nREDIS", 1 << 20).unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            err.message()
+                .contains("more than max_rdb_size (1048576 bytes)"),
+            "{err}"
+        );
+        // Exactly at the cap is fine, either way.
+        assert_eq!(read_capped(b"$5\r\nREDIS", 5).unwrap(), b"REDIS");
+        let mark = "0123456789abcdef0123456789abcdef01234567";
+        let body = vec![7u8; 10_000];
+        let mut reply = format!("$EOF:{mark}\r\n").into_bytes();
+        reply.extend_from_slice(&body);
+        reply.extend_from_slice(mark.as_bytes());
+        assert_eq!(read_capped(&reply, 10_000).unwrap(), body);
+        // End-marked: cut at the cap, with an error of Redis's kind.
+        let err = read_capped(&reply, 9_999).unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            err.message()
+                .starts_with("the RDB is longer than max_rdb_size (9999 bytes)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_endless_end_marked_stream_stops_at_the_cap() {
+        let mark = "0123456789abcdef0123456789abcdef01234567";
+        let preamble = Cursor::new(format!("$EOF:{mark}\r\n").into_bytes());
+        let endless = io::BufReader::new(preamble.chain(io::repeat(0)));
+        let mut reader = SyncReader::start(endless, 1 << 20).unwrap();
+        let mut read = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        let err = loop {
+            match reader.read(&mut buf) {
+                Ok(n) => read += n as u64,
+                Err(e) => break Error::from_io(e).unwrap(),
+            }
+            assert!(read <= 1 << 20, "read past the cap");
+        };
+        assert_eq!(err.exit_code(), 3);
+        assert!(read > (1 << 20) - 64 * 1024, "stopped early, at {read}");
     }
 }

@@ -2,12 +2,15 @@
 //! `ID.json` the record. Both are written to a temporary file, fsynced and
 //! renamed into place, with the directory fsynced after, so a crash leaves
 //! either the old state or the new one, never half a backup under its name.
+//! A backup never fills the disk it is written to: it stops (exit 4) while a
+//! little of it is still free for Redis and the rest of the host.
 
 use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
 use crate::fsutil::cache::ReadOnce;
 use crate::fsutil::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
 use crate::id::BackupId;
+use crate::record::human_size;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -15,6 +18,46 @@ use std::path::{Path, PathBuf};
 
 const OBJECT_SUFFIX: &str = ".rbk";
 const RECORD_SUFFIX: &str = ".json";
+
+/// Free space a backup leaves alone, as a share of the filesystem (1%), at
+/// most `MAX_RESERVE`: Redis may have to save on that disk too, and a host
+/// whose disk is full fails in ways that are hard to see.
+const RESERVE_DIVISOR: u64 = 100;
+const MAX_RESERVE: u64 = 1 << 30;
+/// How often, in bytes written, free space is checked again: half of what was
+/// left to use at the last check, within these bounds.
+const MIN_CHECK_STEP: u64 = 64 << 10;
+const MAX_CHECK_STEP: u64 = 64 << 20;
+
+/// Free space on the filesystem of `dir` for an unprivileged user (root's own
+/// reserve is not ours to take), and the part of it a backup leaves alone.
+fn free_space(dir: &Path) -> io::Result<(u64, u64)> {
+    let vfs = rustix::fs::statvfs(dir)?;
+    let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    let size = vfs.f_blocks.saturating_mul(vfs.f_frsize);
+    Ok((available, reserve_for(size)))
+}
+
+fn reserve_for(filesystem_size: u64) -> u64 {
+    (filesystem_size / RESERVE_DIVISOR).min(MAX_RESERVE)
+}
+
+/// Bytes that may be written before looking again, or `None` when `want`
+/// more bytes would eat into the reserve.
+fn next_check_step(available: u64, reserve: u64, want: u64) -> Option<u64> {
+    let room = available.checked_sub(reserve)?;
+    (room >= want).then(|| (room / 2).clamp(MIN_CHECK_STEP, MAX_CHECK_STEP))
+}
+
+fn out_of_space(dir: &Path, available: u64, reserve: u64) -> String {
+    format!(
+        "only {} of space left in {} and {} of it stays free for Redis and the host; \
+         free some space or store backups elsewhere",
+        human_size(available),
+        dir.display(),
+        human_size(reserve)
+    )
+}
 
 pub struct DirStorage {
     dir: PathBuf,
@@ -80,10 +123,34 @@ struct DirObject {
     file: AtomicFile,
     written: u64,
     path: PathBuf,
+    /// The directory it is written in, and when (in bytes written) to look
+    /// at its free space again.
+    dir: PathBuf,
+    next_check: u64,
+}
+
+impl DirObject {
+    fn check_space(&mut self, want: usize) -> io::Result<()> {
+        if self.written < self.next_check {
+            return Ok(());
+        }
+        let (available, reserve) = free_space(&self.dir)?;
+        match next_check_step(available, reserve, want as u64) {
+            Some(step) => {
+                self.next_check = self.written + step;
+                Ok(())
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                out_of_space(&self.dir, available, reserve),
+            )),
+        }
+    }
 }
 
 impl Write for DirObject {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check_space(buf.len())?;
         let n = self.file.write(buf)?;
         self.written += n as u64;
         Ok(n)
@@ -100,6 +167,7 @@ impl ObjectWriter for DirObject {
             file,
             written,
             path,
+            ..
         } = *self;
         file.commit(true)
             .map_err(|e| Error::storage(format!("finishing {}: {e}", path.display())))?;
@@ -117,6 +185,11 @@ impl Storage for DirStorage {
         if self.object_path(id).exists() || self.record_path(id).exists() {
             return Err(already_exists(id, &self.where_()));
         }
+        let (available, reserve) = free_space(&self.dir)
+            .map_err(|e| self.failed("cannot read the free space of", &self.dir, e))?;
+        if next_check_step(available, reserve, 0).is_none() {
+            return Err(Error::storage(out_of_space(&self.dir, available, reserve)));
+        }
         Ok(())
     }
 
@@ -131,6 +204,8 @@ impl Storage for DirStorage {
             file,
             written: 0,
             path,
+            dir: self.dir.clone(),
+            next_check: 0,
         }))
     }
 
@@ -300,6 +375,26 @@ mod tests {
         assert_eq!(err.exit_code(), 2, "{err}");
         assert!(err.message().contains("chmod 700"), "{err}");
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_backup_leaves_some_of_the_disk_free() {
+        // 1% of the filesystem, at most 1 GiB.
+        assert_eq!(reserve_for(10 << 30), (10 << 30) / 100);
+        assert_eq!(reserve_for(1 << 40), 1 << 30);
+        assert_eq!(reserve_for(512 << 10), 5242);
+        // Room for the write: look again after half of what is left.
+        assert_eq!(next_check_step(100 << 20, 0, 1 << 20), Some(50 << 20));
+        assert_eq!(next_check_step(1 << 40, 1 << 30, 1), Some(MAX_CHECK_STEP));
+        assert_eq!(next_check_step(1 << 20, 1 << 20, 0), Some(MIN_CHECK_STEP));
+        // No room: the reserve is not touched.
+        assert_eq!(next_check_step(10 << 20, 9 << 20, (1 << 20) + 1), None);
+        assert_eq!(next_check_step(1 << 20, 2 << 20, 0), None);
+        let msg = out_of_space(Path::new("/b"), 3 << 20, 10 << 20);
+        assert!(
+            msg.starts_with("only 3.0 MiB of space left in /b and 10.0 MiB"),
+            "{msg}"
+        );
     }
 
     #[test]

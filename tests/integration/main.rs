@@ -12,6 +12,7 @@ mod attacker_selftest;
 mod backup;
 mod commands;
 mod connection;
+mod deadlines;
 mod faults;
 mod harness_selftest;
 mod install;
