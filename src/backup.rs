@@ -16,7 +16,7 @@ use crate::pipeline::{self, EncodeOptions};
 use crate::progress::Progress;
 use crate::rdb::{RdbCheck, RdbInfo};
 use crate::record::{self, human_size, Record};
-use crate::redis::{Connection, DbCount};
+use crate::redis::{Connection, DbCount, SyncLimits};
 use crate::redis_conf::{self, RedisConf};
 use crate::storage::{self, ObjectWriter, Storage};
 use log::{info, warn};
@@ -27,7 +27,6 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const FORMAT_VERSION: u64 = 1;
-const REDIS_TIMEOUT: Duration = Duration::from_secs(30);
 const DUMP_AGE_SLACK_SECS: i64 = 5;
 /// First pause before sending the rest of a stream whose upload failed;
 /// doubled each time.
@@ -53,7 +52,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     storage.prepare(&id)?;
     let instance = request.instance.unwrap_or_else(|| config.instance.clone());
 
-    let options = instance::connect_options(config, &redis_conf, REDIS_TIMEOUT)?;
+    let options = instance::connect_options(config, &redis_conf, config.redis_timeout)?;
     let mut redis = Connection::connect(&options)?;
     let redis_version = redis.server_version()?;
     // Key counts can only be read beside the save, not inside it: the record
@@ -72,6 +71,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             let keyspace_before = redis.keyspace()?;
             let snapshot = redis.snapshot(config.save_timeout)?;
             let dump = open_dump(&data, &files.dbfilename, snapshot.lastsave)?;
+            refuse_oversized(&dump, config.max_rdb_size)?;
             // Redis was not meant to keep a dump: remove the one we made it
             // write, on every way out from here, but only that file.
             let cleanup = match files.persistent() {
@@ -92,7 +92,11 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             let files = DataFiles::live(&mut redis, &redis_conf).ok();
             info!("Redis {redis_version}: taking the RDB from a replica's sync");
             let keyspace_before = redis.keyspace()?;
-            let stream = Connection::connect(&options)?.sync_rdb()?;
+            let limits = SyncLimits {
+                wait: config.save_timeout,
+                max_rdb_size: config.max_rdb_size,
+            };
+            let stream = Connection::connect(&options)?.sync_rdb_within(limits)?;
             (
                 DumpSource::Stream(Box::new(stream)),
                 files,
@@ -228,6 +232,7 @@ fn store(
         check: RdbCheck::new(),
         started: false,
         identity: None,
+        read_so_far: 0,
     };
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
@@ -310,6 +315,8 @@ struct CheckedDump {
     /// Size and modification time at the first read: a resumed upload must
     /// encode the very same bytes again.
     identity: Option<(u64, Option<SystemTime>)>,
+    /// Bytes of the file read in this pass.
+    read_so_far: u64,
 }
 
 impl CheckedDump {
@@ -335,6 +342,7 @@ impl CheckedDump {
         file.rewind()
             .map_err(|e| Error::other(format!("rewinding the dump: {e}")))?;
         self.check = RdbCheck::new();
+        self.read_so_far = 0;
         self.progress = Progress::new("backup", self.source.size());
         Ok(())
     }
@@ -349,7 +357,19 @@ impl Read for CheckedDump {
         }
         self.started = true;
         let n = match &mut self.source {
-            DumpSource::File(file) => file.read(buf)?,
+            DumpSource::File(file) => {
+                let n = file.read(buf)?;
+                // Redis renamed the dump into place whole; bytes past the
+                // size it had when we started are someone else's doing.
+                let size = self.identity.map_or(0, |(size, _)| size);
+                self.read_so_far += n as u64;
+                if self.read_so_far > size {
+                    return Err(io::Error::other(
+                        "the dump grew while it was read; it is not the file Redis wrote",
+                    ));
+                }
+                n
+            }
             DumpSource::Stream(stream) => stream.read(buf)?,
         };
         self.check.update(&buf[..n]);
@@ -389,6 +409,23 @@ impl Write for SkipTo<'_> {
 fn new_id() -> Result<BackupId> {
     let (_, compact) = record::utc_timestamps(SystemTime::now());
     Ok(BackupId::generate(&compact, crypto::random_bytes::<4>()?))
+}
+
+/// A dump larger than `max_rdb_size` is refused before it is read; one that
+/// grows while it is read (its owner appending to it) is cut where it stood
+/// (`CheckedDump`).
+fn refuse_oversized(dump: &File, max_rdb_size: u64) -> Result<()> {
+    let size = dump
+        .metadata()
+        .map_err(|e| Error::other(format!("cannot stat the dump: {e}")))?
+        .len();
+    if size > max_rdb_size {
+        return Err(Error::redis(format!(
+            "the dump is {} bytes, more than max_rdb_size ({max_rdb_size}); raise the setting if that is expected",
+            size
+        )));
+    }
+    Ok(())
 }
 
 /// Open the dump Redis has just written, and make sure it is that one: a

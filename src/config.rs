@@ -77,22 +77,8 @@ pub struct Config {
     pub lock_file: PathBuf,
     pub save_timeout: Duration,
     /// How long one command to Redis, its whole reply included, may take.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "backup.rs and restore.rs pass it to instance::connect_options in place of their REDIS_TIMEOUT"
-        )
-    )]
     pub redis_timeout: Duration,
     /// The largest RDB a backup reads from any source, in bytes.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "backup.rs passes it to Connection::sync_rdb_within and caps the dump with it"
-        )
-    )]
     pub max_rdb_size: u64,
     /// Threads that compress/encrypt (backup) or decrypt/inflate (the rest).
     pub threads: usize,

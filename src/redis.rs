@@ -367,15 +367,6 @@ impl Connection {
         }
     }
 
-    /// `sync_rdb_within` with the default settings (`save_timeout`,
-    /// `max_rdb_size`). Only until backup.rs passes the settings; remove then.
-    pub fn sync_rdb(self) -> Result<SyncRdb> {
-        self.sync_rdb_within(SyncLimits {
-            wait: crate::config::DEFAULT_SAVE_TIMEOUT,
-            max_rdb_size: crate::config::DEFAULT_MAX_RDB_SIZE,
-        })
-    }
-
     /// Turn this connection into the stream of a replica's initial sync and
     /// return the RDB in it as a reader: `REPLCONF capa eof`, `REPLCONF
     /// rdb-only 1` (Redis 7 ends the sync after the RDB; older servers refuse

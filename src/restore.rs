@@ -31,9 +31,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
-
-const REDIS_TIMEOUT: Duration = Duration::from_secs(30);
+use std::time::{Instant, SystemTime};
 
 pub struct Request {
     pub target: Target,
@@ -66,7 +64,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let _lock = fsutil::lock_host(&config.lock_file)?;
     let key = crypto::load_key_file(&config.key_file)?;
     let conf = redis_conf::load(&config.redis_conf)?;
-    let connect = instance::connect_options(config, &conf, REDIS_TIMEOUT)?;
+    let connect = instance::connect_options(config, &conf, config.redis_timeout)?;
     let service = Service::new(&config.service);
 
     let (files, data) = files_to_restore(&service, &connect, &conf)?;
