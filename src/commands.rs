@@ -469,3 +469,17 @@ impl Read for Counted {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_records_are_shown_escaped() {
+        let line = "b1  2026-11-30T00:00:00Z  vm\x1b]0;owned\x07\x1b[2J  1 keys\n";
+        let shown = printable(line);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}]0;owned\\u{7}"), "{shown}");
+        assert_eq!(printable("plain ünïcode line"), "plain ünïcode line");
+    }
+}

@@ -60,6 +60,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_core_dump_is_written_of_a_process_holding_secrets() {
+        super::keep_out_of_core_dumps();
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        let fields: Vec<&str> = core.split_whitespace().collect();
+        assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+    }
+
+    #[test]
     fn debug_and_display_hide_the_value() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "*** ***");

@@ -378,6 +378,38 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_made_by_another_user_is_refused() {
+        // Only root can give a directory away.
+        if rustix::process::geteuid().as_raw() != 0 {
+            return;
+        }
+        let (store, root) = storage("theirs");
+        fs::create_dir_all(root.join("backups")).unwrap();
+        fs::set_permissions(root.join("backups"), fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(root.join("backups"), Some(65534), None).unwrap();
+        let err = store.prepare(&id("b4")).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.message().contains("uid 65534"), "{err}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_as_a_record_or_object_is_an_error_not_a_hang() {
+        let (store, root) = storage("fifo");
+        store.prepare(&id("b5")).unwrap();
+        for name in ["b5.json", "b5.rbk"] {
+            let made = std::process::Command::new("mkfifo")
+                .arg(root.join("backups").join(name))
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+        assert_eq!(store.get_record(&id("b5")).unwrap_err().exit_code(), 4);
+        assert_eq!(store.open(&id("b5"), 0).err().unwrap().exit_code(), 4);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn a_backup_leaves_some_of_the_disk_free() {
         // 1% of the filesystem, at most 1 GiB.
         assert_eq!(reserve_for(10 << 30), (10 << 30) / 100);
