@@ -29,6 +29,7 @@ pub const SETTING_FLAGS: &[&str] = &[
     "storage_timeout",
     "redis_timeout",
     "max_rdb_size",
+    "swift_allow_http",
 ];
 
 /// Settings that are secrets: never accepted as a flag, because argv shows in `ps`.

@@ -87,6 +87,9 @@ pub struct Config {
     /// How long a storage request may wait for the server before it is
     /// treated as failed (and tried again).
     pub storage_timeout: Duration,
+    /// Plain http to Swift or its auth service: refused unless set (test
+    /// clouds), and never after an https auth URL.
+    pub swift_allow_http: bool,
     /// OpenStack credentials by lower-case name; all treated as secret.
     pub openstack: BTreeMap<String, Secret>,
 }
@@ -305,6 +308,10 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
             Some(r) => number::<usize>(&r, 1, 64)?,
             None => crate::pipeline::default_workers(),
         },
+        swift_allow_http: match take("swift_allow_http") {
+            Some(r) => yes_no(&r)?,
+            None => false,
+        },
         openstack: BTreeMap::new(),
     };
     let openstack = raw
@@ -320,6 +327,14 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
 
 fn bad(raw: &Raw, what: &str) -> Error {
     Error::usage(format!("{}: {what}", raw.origin))
+}
+
+fn yes_no(raw: &Raw) -> Result<bool> {
+    match raw.value.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" => Ok(true),
+        "no" | "false" | "0" => Ok(false),
+        _ => Err(bad(raw, "expects yes or no")),
+    }
 }
 
 fn nonempty(raw: Raw) -> Result<String> {
@@ -402,10 +417,16 @@ fn parse_storage(raw: &Raw) -> Result<StorageUrl> {
             "" => DEFAULT_CONTAINER,
             name => name,
         };
-        if container.contains('/') || container.len() > 256 {
+        // "." and ".." would be resolved as path steps, above the account.
+        let unsafe_char = |c: char| c == '/' || c == '?' || c == '#' || c.is_control();
+        if container.contains(unsafe_char)
+            || container == "."
+            || container == ".."
+            || container.len() > 256
+        {
             return Err(bad(
                 raw,
-                "a Swift container name has no '/' and at most 256 bytes",
+                "a Swift container name has no '/', '?', '#' or control characters, is not . or .., and has at most 256 bytes",
             ));
         }
         return Ok(StorageUrl::Swift {

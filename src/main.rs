@@ -75,9 +75,11 @@ fn run() -> error::Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr: `-q` errors only, default one line per step, `-v` protocol
-/// detail, `-vv` everything. RUST_LOG, when set, wins, except that the HTTP and
-/// TLS crates stay at warnings: their debug lines could carry Swift tokens.
+/// Logs go to stderr: `-q` errors only, default one line per step, `-v`
+/// protocol detail, `-vv` everything. RUST_LOG, when set, wins, except that
+/// the HTTP and TLS crates never log above warnings: their debug lines could
+/// carry Swift tokens and keys, and a RUST_LOG naming one of their modules
+/// (`ureq::unit=debug`) must not bring them back.
 fn init_logging(verbosity: i8) {
     let level = match verbosity {
         i8::MIN..=-1 => log::LevelFilter::Error,
@@ -85,16 +87,67 @@ fn init_logging(verbosity: i8) {
         1 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    env_logger::Builder::new()
+    let logger = env_logger::Builder::new()
         .filter_level(level)
         .parse_env("RUST_LOG")
-        .filter_module("ureq", log::LevelFilter::Warn)
-        .filter_module("rustls", log::LevelFilter::Warn)
         // Our own line format (env_logger's, without its time and colour
         // crates): `[2026-11-25T03:15:00Z INFO ] message`, UTC like the IDs.
         .format(|out, line| {
             let (now, _) = record::utc_timestamps(std::time::SystemTime::now());
             writeln!(out, "[{now} {:<5}] {}", line.level(), line.args())
         })
-        .init();
+        .build();
+    log::set_max_level(logger.filter());
+    let _ = log::set_boxed_logger(Box::new(NoHttpSecrets(logger)));
+}
+
+/// The logger, with every record of the HTTP and TLS crates above warnings
+/// dropped, whatever filter let it through.
+struct NoHttpSecrets(env_logger::Logger);
+
+impl NoHttpSecrets {
+    fn hidden(metadata: &log::Metadata) -> bool {
+        let target = metadata.target();
+        metadata.level() > log::Level::Warn
+            && ["ureq", "rustls"].iter().any(|krate| {
+                target == *krate
+                    || target
+                        .strip_prefix(krate)
+                        .is_some_and(|r| r.starts_with("::"))
+            })
+    }
+}
+
+impl log::Log for NoHttpSecrets {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        !Self::hidden(metadata) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, line: &log::Record) {
+        if self.enabled(line.metadata()) {
+            self.0.log(line);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NoHttpSecrets;
+
+    #[test]
+    fn http_and_tls_records_above_warnings_are_hidden_by_any_filter() {
+        let hidden = |target: &str, level: log::Level| {
+            NoHttpSecrets::hidden(&log::Metadata::builder().target(target).level(level).build())
+        };
+        assert!(hidden("ureq::unit", log::Level::Debug));
+        assert!(hidden("ureq", log::Level::Trace));
+        assert!(hidden("rustls::client", log::Level::Info));
+        assert!(!hidden("ureq::unit", log::Level::Warn));
+        assert!(!hidden("ureqx", log::Level::Debug));
+        assert!(!hidden("redis_backup::storage", log::Level::Trace));
+    }
 }

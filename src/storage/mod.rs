@@ -54,7 +54,8 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
     match &config.storage {
         StorageUrl::Dir(path) => Ok(Box::new(dir::DirStorage::new(path.clone()))),
         StorageUrl::Swift { container } => {
-            let credentials = swift_auth::Credentials::from_settings(&config.openstack)?;
+            let credentials =
+                swift_auth::Credentials::from_settings(&config.openstack, config.swift_allow_http)?;
             let cacert = config
                 .openstack
                 .get("os_cacert")
@@ -66,6 +67,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
                 tls,
                 config.segment_size,
                 config.storage_timeout,
+                config.swift_allow_http,
             )))
         }
     }

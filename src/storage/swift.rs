@@ -6,6 +6,13 @@
 //! backup's key facts as `X-Object-Meta-*`. The record is a small object
 //! `CONTAINER/ID.json` beside it. Until the manifest is written nothing is
 //! listed, and an abandoned upload deletes the segments it wrote.
+//!
+//! The endpoint is not trusted beyond what it must do: only a 2xx answer is
+//! success, a redirect is an error (never followed: the token stays with the
+//! endpoint it was issued for), every name taken from a listing or a manifest
+//! must have exactly the shape we write before anything is done with it,
+//! listings are paged with a limit, must advance and are capped, and every
+//! request has an overall deadline that grows only with the bytes it carries.
 
 // The request closures return ureq's own `Result<Response, ureq::Error>`,
 // whose error is large by ureq's design; boxing it would only add noise.
@@ -17,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::id::BackupId;
 use log::{debug, info, warn};
 use md5::{Digest, Md5};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -30,8 +38,19 @@ const RECORD_SUFFIX: &str = ".json";
 const CHANNEL_CHUNKS: usize = 4;
 /// Swift's default `max_manifest_segments`.
 const MAX_SEGMENTS: usize = 1000;
-/// A container listing page is at most 10,000 short JSON entries.
-const MAX_LISTING_BYTES: u64 = 16 << 20;
+/// Names asked for per listing page; a page of them is some 250 KB of JSON.
+const LISTING_LIMIT: usize = 1000;
+/// A listing page larger than this is not an answer to `limit=1000`.
+const MAX_LISTING_BYTES: u64 = 4 << 20;
+/// Names one listing may hold in all: far above what backups need (two
+/// objects per backup, at most `MAX_SEGMENTS` segments each), far below what
+/// would strain memory.
+const MAX_LISTED_NAMES: usize = 100_000;
+/// A manifest of `MAX_SEGMENTS` entries is some 200 KB.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The slowest transfer a request may make before it is cut: its deadline
+/// is twice `storage_timeout` plus its bytes at this rate.
+const MIN_TRANSFER_RATE: u64 = 128 << 10;
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Uploads of segments that may fail, in all, before the backup gives up.
 const SEGMENT_ATTEMPTS: u32 = 5;
@@ -54,9 +73,13 @@ impl SwiftStorage {
         tls: Arc<rustls::ClientConfig>,
         segment_size: u64,
         timeout: Duration,
+        allow_http: bool,
     ) -> SwiftStorage {
         let agent = ureq::AgentBuilder::new()
             .tls_connector(Arc::new(super::tls::Connector(tls)))
+            // ureq would carry X-Auth-Token or X-Auth-Key to wherever a 3xx
+            // points; a redirect is an error instead (see `Client::attempt`).
+            .redirects(0)
             .timeout_connect(timeout.min(Duration::from_secs(15)))
             .timeout_read(timeout)
             .timeout_write(timeout)
@@ -66,6 +89,8 @@ impl SwiftStorage {
                 agent,
                 credentials,
                 session: Mutex::new(None),
+                timeout,
+                allow_http,
             }),
             container: container.to_string(),
             segment_size,
@@ -102,9 +127,17 @@ impl SwiftStorage {
     fn names(&self, container: &str, prefix: &str) -> Result<Vec<String>> {
         let mut names = Vec::new();
         let mut marker = String::new();
+        // Halved while Swift answers 412 (its container_listing_limit is
+        // lower: 10,000 by default, but an operator may lower it).
+        let mut limit = LISTING_LIMIT;
+        let broken = |what: String| {
+            Error::storage(format!(
+                "listing swift://{container}: {what}; the storage endpoint is misbehaving"
+            ))
+        };
         loop {
             let path = format!(
-                "{}?format=json&prefix={}&marker={}",
+                "{}?format=json&limit={limit}&prefix={}&marker={}",
                 encode(container),
                 encode(prefix),
                 encode(&marker)
@@ -112,6 +145,10 @@ impl SwiftStorage {
             let body = match self.client.call("GET", &path, |r| r.call())? {
                 Reply::Done(response) => response,
                 Reply::Status(404) => return Ok(names),
+                Reply::Status(412) if limit > 1 => {
+                    limit /= 2;
+                    continue;
+                }
                 Reply::Status(code) => {
                     return Err(Error::storage(format!(
                         "listing swift://{container}: Swift answered {code}"
@@ -120,23 +157,73 @@ impl SwiftStorage {
             };
             let mut text = Vec::new();
             body.into_reader()
-                .take(MAX_LISTING_BYTES)
+                .take(MAX_LISTING_BYTES + 1)
                 .read_to_end(&mut text)
                 .map_err(|e| Error::storage(format!("listing swift://{container}: {e}")))?;
+            if text.len() as u64 > MAX_LISTING_BYTES {
+                return Err(broken(format!(
+                    "a page of at most {LISTING_LIMIT} names was larger than {} MiB",
+                    MAX_LISTING_BYTES >> 20
+                )));
+            }
             let page = page_names(&text, container)?;
-            let Some(last) = page.last() else {
-                return Ok(names);
-            };
-            marker = last.clone();
+            if page.len() > limit {
+                return Err(broken(format!(
+                    "a page held {} names where {limit} were asked for",
+                    page.len()
+                )));
+            }
+            // Swift lists in order, after the marker: a page that does not
+            // move past it would be asked for again forever.
+            let mut previous = marker.as_str();
+            for name in &page {
+                if name.as_str() <= previous {
+                    return Err(broken(format!(
+                        "the listing does not advance (a name at or before {previous:?})"
+                    )));
+                }
+                previous = name;
+            }
+            let done = page.len() < limit;
+            if let Some(last) = page.last() {
+                marker = last.clone();
+            }
             names.extend(page);
+            if names.len() > MAX_LISTED_NAMES {
+                return Err(broken(format!(
+                    "more than {MAX_LISTED_NAMES} names were listed"
+                )));
+            }
+            if done {
+                return Ok(names);
+            }
         }
+    }
+
+    /// Whether `name` (in the segments container) is a segment of `id`, as
+    /// we write them: `ID.rbk/` and eight digits, nothing else.
+    fn is_segment_of(name: &str, id: &BackupId) -> bool {
+        name.strip_prefix(&format!("{id}{OBJECT_SUFFIX}/"))
+            .is_some_and(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
     }
 
     /// Remove the segments a killed backup left under `id`'s name (no
     /// manifest points at them); how many there were.
     fn remove_leftover_segments(&self, id: &BackupId) -> Result<usize> {
         let container = self.segments_container();
-        let leftovers = self.names(&container, &format!("{id}{OBJECT_SUFFIX}/"))?;
+        let listed = self.names(&container, &format!("{id}{OBJECT_SUFFIX}/"))?;
+        // Only what we would have written: a name of another shape (`..`
+        // parts, another backup's segments from a server that ignores
+        // `prefix`) is never deleted.
+        let (leftovers, strangers): (Vec<String>, Vec<String>) = listed
+            .into_iter()
+            .partition(|name| Self::is_segment_of(name, id));
+        if !strangers.is_empty() {
+            warn!(
+                "the listing of {container} for {id} held {} names that are not segments of it; left alone",
+                strangers.len()
+            );
+        }
         for name in &leftovers {
             let path = format!("{}/{}", encode(&container), encode_path(name));
             match self.client.call("DELETE", &path, |r| r.call())? {
@@ -149,6 +236,52 @@ impl SwiftStorage {
             }
         }
         Ok(leftovers.len())
+    }
+
+    /// Whether `id`'s object is a manifest (false: a plain object, or none);
+    /// an error if it is one that lists anything but `id`'s own segments.
+    fn check_manifest(&self, id: &BackupId) -> Result<bool> {
+        let path = format!("{}?multipart-manifest=get", self.object_path(id));
+        let response = match self.client.call("GET", &path, |r| r.call())? {
+            Reply::Done(response) => response,
+            Reply::Status(404) => return Ok(false),
+            Reply::Status(code) => {
+                return Err(Error::storage(format!(
+                    "reading the manifest of {id}: Swift answered {code}"
+                )))
+            }
+        };
+        let is_manifest = response
+            .header("X-Static-Large-Object")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !is_manifest {
+            return Ok(false);
+        }
+        let mut text = Vec::new();
+        response
+            .into_reader()
+            .take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| Error::storage(format!("reading the manifest of {id}: {e}")))?;
+        let ours = format!("/{}/", self.segments_container());
+        let outside = manifest_paths(&text)
+            .ok_or_else(|| {
+                Error::storage(format!(
+                    "the manifest of {id} is not a manifest this tool wrote; nothing was deleted"
+                ))
+            })?
+            .into_iter()
+            .find(|p| {
+                !p.strip_prefix(&ours)
+                    .is_some_and(|name| Self::is_segment_of(name, id))
+            });
+        match outside {
+            None => Ok(true),
+            Some(path) => Err(Error::storage(format!(
+                "the manifest of {id} lists {path:?}, which is not one of its segments in {}; nothing was deleted",
+                self.segments_container()
+            ))),
+        }
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
@@ -203,11 +336,16 @@ impl Storage for SwiftStorage {
 
     fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.object_path(id);
-        match self.client.get_from(&path, offset)? {
+        // The size sets each download's deadline (see MIN_TRANSFER_RATE).
+        let Some(size) = self.client.size_of(&path)? else {
+            return Err(not_found(id, &self.where_()));
+        };
+        match self.client.get_from(&path, offset, size)? {
             Some(body) => Ok(Box::new(ResumingReader {
                 client: self.client.clone(),
                 path,
                 position: offset,
+                size,
                 body,
                 attempts_left: DOWNLOAD_ATTEMPTS,
             })),
@@ -230,7 +368,7 @@ impl Storage for SwiftStorage {
 
     fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
         let path = self.record_path(id);
-        let Some(body) = self.client.get_from(&path, 0)? else {
+        let Some(body) = self.client.get_from(&path, 0, MAX_RECORD_SIZE as u64)? else {
             return Err(not_found(id, &self.where_()));
         };
         let mut json = Vec::new();
@@ -257,6 +395,10 @@ impl Storage for SwiftStorage {
     fn delete(&self, id: &BackupId) -> Result<()> {
         let record = self.record_path(id);
         let object = self.object_path(id);
+        // `multipart-manifest=delete` deletes whatever the manifest lists:
+        // read it first, and delete nothing if it lists anything but our
+        // own segments of this backup.
+        let is_manifest = self.check_manifest(id)?;
         match self.client.call("DELETE", &record, |r| r.call())? {
             Reply::Done(_) => {}
             Reply::Status(404) if self.exists(&object)? => {
@@ -287,7 +429,10 @@ impl Storage for SwiftStorage {
                 )))
             }
         }
-        let path = format!("{object}?multipart-manifest=delete");
+        let path = match is_manifest {
+            true => format!("{object}?multipart-manifest=delete"),
+            false => object.clone(),
+        };
         match self.client.call("DELETE", &path, |r| r.call())? {
             Reply::Done(_) => Ok(()),
             Reply::Status(404) => {
@@ -308,6 +453,9 @@ struct Client {
     credentials: Credentials,
     /// The token, and when to renew it.
     session: Mutex<Option<(Session, Option<SystemTime>)>>,
+    /// `storage_timeout`: how long to wait for any one answer.
+    timeout: Duration,
+    allow_http: bool,
 }
 
 /// Answers worth another try: the server is busy or failing, not refusing.
@@ -345,6 +493,8 @@ impl Client {
             info!("the Swift token is about to expire; logging in again");
         }
         let fresh = self.credentials.log_in(&self.agent)?;
+        self.credentials
+            .check_storage_url(&fresh.storage_url, self.allow_http)?;
         debug!("Swift account {}", fresh.storage_url);
         *session = Some((fresh.clone(), renewal_time(fresh.expires)));
         Ok(fresh)
@@ -366,11 +516,22 @@ impl Client {
         path: &str,
         send: impl Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> Result<Reply> {
+        self.call_carrying(method, path, 0, send)
+    }
+
+    /// `call` for a request that moves `bytes` (its deadline grows with them).
+    fn call_carrying(
+        &self,
+        method: &str,
+        path: &str,
+        bytes: u64,
+        send: impl Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
+    ) -> Result<Reply> {
         let mut pause = REQUEST_RETRY_PAUSE;
         let mut renewed = false;
         for attempt in 1.. {
             let last = attempt >= REQUEST_ATTEMPTS;
-            match self.attempt(method, path, &send) {
+            match self.attempt(method, path, bytes, &send) {
                 Ok(Some(Reply::Status(code))) if transient(code) && !last => {
                     warn!("{method} {path}: Swift answered {code}; trying again in {pause:?}");
                 }
@@ -390,11 +551,18 @@ impl Client {
         unreachable!("the loop returns on its last attempt")
     }
 
+    /// The whole of one request moving `bytes`, answer included, may take
+    /// this long: a server that drips its answer cannot stretch it.
+    fn deadline_for(&self, bytes: u64) -> Duration {
+        self.timeout * 2 + Duration::from_secs(bytes / MIN_TRANSFER_RATE)
+    }
+
     /// `None` when Swift answered 401 (the token is then forgotten).
     fn attempt(
         &self,
         method: &str,
         path: &str,
+        bytes: u64,
         send: impl FnOnce(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> Result<Option<Reply>> {
         let session = self.session()?;
@@ -402,10 +570,23 @@ impl Client {
         let request = self
             .agent
             .request(method, &url)
+            .timeout(self.deadline_for(bytes))
             .set("X-Auth-Token", session.token.expose());
         debug!("{method} {url}");
         match send(request) {
-            Ok(response) => Ok(Some(Reply::Done(Box::new(response)))),
+            Ok(response) if (200..300).contains(&response.status()) => {
+                Ok(Some(Reply::Done(Box::new(response))))
+            }
+            // Only 2xx is done. A 3xx is not followed (the token would go
+            // along) and is no success either: it is final.
+            Ok(response) => Err(Error::storage_refused(format!(
+                "{method} {url}: Swift answered {}{}; redirects are not followed, so that the token goes only where it was issued for; set the final URL",
+                response.status(),
+                response
+                    .header("Location")
+                    .map(|to| format!(" pointing to {}", shown_location(to)))
+                    .unwrap_or_default()
+            ))),
             Err(ureq::Error::Status(401, _)) => {
                 self.forget_session();
                 Ok(None)
@@ -425,9 +606,29 @@ impl Client {
         }
     }
 
-    /// GET `path` from byte `offset` on; `None` if there is no such object.
-    fn get_from(&self, path: &str, offset: u64) -> Result<Option<Box<dyn Read + Send>>> {
-        let reply = self.call("GET", path, |r| match offset {
+    /// The size of the object at `path`; `None` if there is none.
+    fn size_of(&self, path: &str) -> Result<Option<u64>> {
+        match self.call("HEAD", path, |r| r.call())? {
+            Reply::Done(response) => Ok(Some(
+                response
+                    .header("Content-Length")
+                    .and_then(|n| n.trim().parse().ok())
+                    .ok_or_else(|| {
+                        Error::storage(format!("HEAD {path}: Swift sent no Content-Length"))
+                    })?,
+            )),
+            Reply::Status(404) => Ok(None),
+            Reply::Status(code) => Err(Error::storage(format!(
+                "HEAD {path}: Swift answered {code}"
+            ))),
+        }
+    }
+
+    /// GET `path` (of `size` bytes) from byte `offset` on; `None` if there
+    /// is no such object.
+    fn get_from(&self, path: &str, offset: u64, size: u64) -> Result<Option<Box<dyn Read + Send>>> {
+        let bytes = size.saturating_sub(offset);
+        let reply = self.call_carrying("GET", path, bytes, |r| match offset {
             0 => r.call(),
             n => r.set("Range", &format!("bytes={n}-")).call(),
         })?;
@@ -437,6 +638,18 @@ impl Client {
                 Err(Error::storage(format!(
                     "GET {path} from byte {offset}: Swift answered {} instead of 206 Partial Content",
                     response.status()
+                )))
+            }
+            // Nor may it send another part: a broken store, not a broken backup.
+            Reply::Done(response)
+                if offset > 0
+                    && !response
+                        .header("Content-Range")
+                        .is_some_and(|r| r.trim().starts_with(&format!("bytes {offset}-"))) =>
+            {
+                Err(Error::storage(format!(
+                    "GET {path} from byte {offset}: Swift sent {:?} instead of the range asked for",
+                    response.header("Content-Range").unwrap_or("no Content-Range")
                 )))
             }
             Reply::Done(response) => Ok(Some(Box::new(response.into_reader()))),
@@ -454,6 +667,7 @@ struct ResumingReader {
     client: Arc<Client>,
     path: String,
     position: u64,
+    size: u64,
     body: Box<dyn Read + Send>,
     attempts_left: u32,
 }
@@ -474,7 +688,7 @@ impl Read for ResumingReader {
                     );
                     let resumed = self
                         .client
-                        .get_from(&self.path, self.position)
+                        .get_from(&self.path, self.position, self.size)
                         .map_err(|e| io::Error::other(e.to_string()))?;
                     self.body = resumed.ok_or_else(|| {
                         io::Error::other(format!("{} disappeared during the download", self.path))
@@ -532,7 +746,8 @@ impl SwiftObject {
         let (chunks, receiver) = sync_channel(CHANNEL_CHUNKS);
         let client = self.client.clone();
         let put_path = path.clone();
-        let upload = std::thread::spawn(move || put_streamed(&client, &put_path, receiver));
+        let size = self.segment_size;
+        let upload = std::thread::spawn(move || put_streamed(&client, &put_path, size, receiver));
         Ok(self.current.insert(SegmentUpload {
             path,
             chunks,
@@ -630,6 +845,7 @@ struct SegmentFailure {
 fn put_streamed(
     client: &Client,
     path: &str,
+    size: u64,
     chunks: Receiver<Vec<u8>>,
 ) -> std::result::Result<String, SegmentFailure> {
     let body = ChannelReader {
@@ -640,7 +856,7 @@ fn put_streamed(
     let fail = |error: Error, retryable: bool| SegmentFailure { error, retryable };
     // A streamed body cannot be sent twice here; the whole segment is sent
     // again by the caller, regenerated from the RDB (see backup.rs).
-    match client.attempt("PUT", path, |r| r.send(body)) {
+    match client.attempt("PUT", path, size, |r| r.send(body)) {
         Ok(Some(Reply::Done(response))) => {
             response.header("ETag").map(str::to_string).ok_or_else(|| {
                 fail(
@@ -769,7 +985,7 @@ impl Drop for SwiftObject {
         }
         for number in 1..=self.started {
             let path = format!("{}/{number:08}", self.segment_prefix);
-            if let Err(e) = self.client.attempt("DELETE", &path, |r| r.call()) {
+            if let Err(e) = self.client.attempt("DELETE", &path, 0, |r| r.call()) {
                 warn!("could not remove the segments of a failed upload from {path} on: {e}");
                 break;
             }
@@ -777,19 +993,44 @@ impl Drop for SwiftObject {
     }
 }
 
-/// The object names on one page of a JSON container listing.
+/// One entry of a container listing: only its name is kept (the other
+/// fields are skipped by the parser, not held).
+#[derive(Deserialize)]
+struct ListedObject {
+    /// Absent in entries that are not objects (a `subdir`).
+    name: Option<String>,
+}
+
+/// The object names on one page of a JSON container listing, parsed into
+/// names alone: memory is that of the names, not of a generic JSON tree.
 fn page_names(text: &[u8], container: &str) -> Result<Vec<String>> {
-    let page: Value = serde_json::from_slice(text)
-        .map_err(|_| Error::storage(format!("listing swift://{container}: Swift sent no JSON")))?;
-    Ok(page
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .filter_map(|e| e["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    let page: Vec<ListedObject> = serde_json::from_slice(text).map_err(|_| {
+        Error::storage(format!(
+            "listing swift://{container}: Swift sent no JSON listing"
+        ))
+    })?;
+    Ok(page.into_iter().filter_map(|entry| entry.name).collect())
+}
+
+/// The segment paths (`/container/object`) of an SLO manifest as Swift
+/// returns it for `?multipart-manifest=get`; `None` if it is not one.
+fn manifest_paths(text: &[u8]) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Entry {
+        name: String,
+    }
+    let entries: Vec<Entry> = serde_json::from_slice(text).ok()?;
+    Some(entries.into_iter().map(|e| e.name).collect())
+}
+
+/// Where a redirect pointed, for a message: scheme, host and port only (a
+/// path could carry a token in a query).
+fn shown_location(to: &str) -> &str {
+    let start = to.find("://").map_or(0, |i| i + 3);
+    match to[start..].find(['/', '?', '#']) {
+        Some(end) => &to[..start + end],
+        None => to,
+    }
 }
 
 /// Percent-encode an object name, keeping its slashes.
@@ -861,6 +1102,37 @@ mod tests {
     }
 
     #[test]
+    fn only_names_of_the_shape_we_write_are_segments() {
+        let id = BackupId::parse("b1").unwrap();
+        assert!(SwiftStorage::is_segment_of("b1.rbk/00000001", &id));
+        for name in [
+            "b1.rbk/../../victim/precious",
+            "b1.rbk/0000001",
+            "b1.rbk/000000012",
+            "b1.rbk/0000000a",
+            "b2.rbk/00000001",
+            "b1.rbk/00000001/x",
+            "x/b1.rbk/00000001",
+        ] {
+            assert!(!SwiftStorage::is_segment_of(name, &id), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_gives_its_segment_paths() {
+        let text = br#"[{"name": "/c_segments/b1.rbk/00000001", "hash": "x", "bytes": 3}]"#;
+        assert_eq!(
+            manifest_paths(text).unwrap(),
+            vec!["/c_segments/b1.rbk/00000001"]
+        );
+        assert!(manifest_paths(b"REDIS0011").is_none());
+        assert_eq!(
+            shown_location("http://evil:81/v1/AUTH_x?tok=1"),
+            "http://evil:81"
+        );
+    }
+
+    #[test]
     fn a_listing_page_gives_its_names() {
         let page = br#"[{"name": "a.json", "bytes": 1}, {"bytes": 2}, {"name": "b.rbk"}]"#;
         assert_eq!(page_names(page, "c").unwrap(), vec!["a.json", "b.rbk"]);
@@ -886,8 +1158,10 @@ mod tests {
             #[test]
             fn arbitrary_json(value in any_json()) {
                 let text = serde_json::to_vec(&value).unwrap();
-                let names = page_names(&text, "c").unwrap();
-                prop_assert!(names.len() <= value.as_array().map_or(0, Vec::len));
+                match page_names(&text, "c") {
+                    Ok(names) => prop_assert!(names.len() <= value.as_array().map_or(0, Vec::len)),
+                    Err(e) => prop_assert_eq!(e.exit_code(), 4),
+                }
             }
         }
     }

@@ -6,6 +6,12 @@
 //! `ST_KEY`). Tokens know when they expire so they can be renewed in time,
 //! except a pre-authenticated one, which cannot be. Passwords and tokens stay
 //! in `Secret`s and never reach a message or a log line.
+//!
+//! The endpoints are not trusted further than their answers: a redirect is
+//! an error, never followed (ureq would carry our headers along); an account
+//! URL from a catalog or TempAuth must be a plain http(s) URL without user
+//! info, query or fragment, and never plain http after an https log-in.
+//! Plain http at all needs `swift_allow_http`.
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -60,8 +66,30 @@ pub struct Session {
 }
 
 impl Credentials {
-    pub fn from_settings(openstack: &BTreeMap<String, Secret>) -> Result<Credentials> {
+    pub fn from_settings(
+        openstack: &BTreeMap<String, Secret>,
+        allow_http: bool,
+    ) -> Result<Credentials> {
         let get = |key: &str| openstack.get(key).filter(|v| !v.expose().is_empty());
+        let endpoint = |key: &str| -> Result<()> {
+            let Some(url) = get(key) else { return Ok(()) };
+            let name = key.to_ascii_uppercase();
+            let scheme = check_endpoint(url.expose())
+                .map_err(|why| Error::usage(format!("{name} {why}")))?;
+            match (scheme, allow_http) {
+                (Scheme::Http, false) => Err(Error::usage(format!(
+                    "{name} is plain http: tokens and passwords would cross the network in clear; use https, or set swift_allow_http = yes for a test cloud"
+                ))),
+                (Scheme::Http, true) => {
+                    log::warn!("{name} is plain http (swift_allow_http): credentials cross the network in clear");
+                    Ok(())
+                }
+                (Scheme::Https, _) => Ok(()),
+            }
+        };
+        for key in ["os_storage_url", "os_auth_url", "st_auth"] {
+            endpoint(key)?;
+        }
         if let (Some(url), Some(token)) = (get("os_storage_url"), get("os_auth_token")) {
             return Ok(Credentials::PreAuthenticated {
                 storage_url: url.expose().trim_end_matches('/').to_string(),
@@ -112,6 +140,33 @@ impl Credentials {
         ))
     }
 
+    /// The account URL a log-in handed back, accepted only as a plain
+    /// http(s) URL, and only as https if the log-in was over https (or if
+    /// plain http is allowed at all).
+    pub fn check_storage_url(&self, url: &str, allow_http: bool) -> Result<()> {
+        let auth_url = match self {
+            Credentials::PreAuthenticated { .. } => return Ok(()),
+            Credentials::Keystone { auth_url, .. } | Credentials::TempAuth { auth_url, .. } => {
+                auth_url
+            }
+        };
+        let scheme = check_endpoint(url).map_err(|why| {
+            Error::storage_refused(format!("the account URL from {auth_url} {why}"))
+        })?;
+        let auth_scheme = check_endpoint(auth_url).ok();
+        match (scheme, auth_scheme, allow_http) {
+            (Scheme::Http, Some(Scheme::Https), _) => Err(Error::storage_refused(format!(
+                "{auth_url} is https but names a plain http account URL ({}): the token would cross the network in clear; fix the catalog or the proxy's storage URL",
+                without_path(url)
+            ))),
+            (Scheme::Http, _, false) => Err(Error::storage_refused(format!(
+                "{auth_url} names a plain http account URL ({}); set swift_allow_http = yes for a test cloud",
+                without_path(url)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether a new token can be had when the current one expires.
     pub fn renewable(&self) -> bool {
         !matches!(self, Credentials::PreAuthenticated { .. })
@@ -139,6 +194,66 @@ impl Credentials {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// An endpoint we send credentials to: `http://` or `https://`, a host, and
+/// no user info, query or fragment (which would change what a path appended
+/// to it means). Says what is wrong in words otherwise.
+fn check_endpoint(url: &str) -> std::result::Result<Scheme, String> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err("is not an http:// or https:// URL".into());
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err("names no host".into());
+    }
+    if authority.contains('@') {
+        return Err("carries user info (user@host); put credentials in their settings".into());
+    }
+    if url.contains(['?', '#']) {
+        return Err(
+            "has a query or fragment (? or #), which would change every request made under it"
+                .into(),
+        );
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains spaces or control characters".into());
+    }
+    Ok(scheme)
+}
+
+/// `scheme://host[:port]` of a URL, for messages.
+fn without_path(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find('/') {
+        Some(end) => &url[..start + end],
+        None => url,
+    }
+}
+
+/// A 2xx answer, or an error: a 3xx from an auth service is refused (not
+/// followed, and not retried), naming where it pointed.
+fn answered(response: ureq::Response, what: &str) -> Result<ureq::Response> {
+    match response.status() {
+        200..=299 => Ok(response),
+        code => Err(Error::storage_refused(format!(
+            "{what} answered {code}{}; redirects are not followed, so that credentials go only where they were meant to; set the final URL",
+            response
+                .header("Location")
+                .map(|to| format!(" pointing to {}", without_path(to)))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
 fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> Result<Session> {
     let response = agent
         .get(auth_url)
@@ -146,7 +261,7 @@ fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> R
         .set("X-Auth-Key", key.expose())
         .call();
     let response = match response {
-        Ok(response) => response,
+        Ok(response) => answered(response, &format!("Swift auth at {auth_url}"))?,
         Err(ureq::Error::Status(401 | 403, _)) => {
             return Err(Error::storage_refused(format!(
                 "Swift auth at {auth_url} rejected user {user}; check ST_USER and ST_KEY"
@@ -233,7 +348,7 @@ fn keystone(
         .send_bytes(&body);
     body.zeroize(); // it holds the password or secret
     let response = match sent {
-        Ok(response) => response,
+        Ok(response) => answered(response, &format!("Keystone at {auth_url}"))?,
         Err(ureq::Error::Status(401 | 403, _)) => {
             return Err(Error::storage_refused(format!(
                 "Keystone at {auth_url} rejected {who}; check the OpenStack credentials"
@@ -260,9 +375,17 @@ fn keystone(
     let mut text = Vec::new();
     response
         .into_reader()
-        .take(MAX_TOKEN_BODY)
+        .take(MAX_TOKEN_BODY + 1)
         .read_to_end(&mut text)
         .map_err(|e| Error::storage(format!("reading Keystone's token: {e}")))?;
+    // Final: logging in again (sending the password again) gets the same.
+    if text.len() as u64 > MAX_TOKEN_BODY {
+        text.zeroize();
+        return Err(Error::storage_refused(format!(
+            "Keystone at {auth_url} sent a token larger than {} MiB (its catalog); that is not a token this tool can use",
+            MAX_TOKEN_BODY >> 20
+        )));
+    }
     session_from_token(&text, token, auth_url, region, interface)
 }
 
@@ -326,8 +449,12 @@ pub fn transport_error(context: String, t: &ureq::Transport) -> Error {
 /// A transport error in words, certificate problems named as such.
 fn describe_transport(t: &ureq::Transport) -> String {
     let text = t.to_string();
-    if text.to_lowercase().contains("certificate") {
+    // Only an unknown issuer is fixed by OS_CACERT; an expired certificate
+    // or one for another name is the server's to fix.
+    if text.contains("UnknownIssuer") || text.to_lowercase().contains("unknown issuer") {
         format!("{text} (TLS certificate not trusted: set OS_CACERT to the CA that signed it)")
+    } else if text.to_lowercase().contains("certificate") {
+        format!("{text} (the server's TLS certificate was refused)")
     } else {
         text
     }
@@ -371,15 +498,79 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_are_plain_http_or_https_urls() {
+        assert_eq!(check_endpoint("https://k:5000/v3"), Ok(Scheme::Https));
+        assert_eq!(check_endpoint("http://s/v1/AUTH_x"), Ok(Scheme::Http));
+        for bad in [
+            "ftp://s/v1",
+            "https://",
+            "https://u:p@s/v1/AUTH_x",
+            "https://s/v1/AUTH_x?x=1",
+            "https://s/v1/AUTH_x#frag",
+            "https://s/v1/AUTH x",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+        // From the settings: a usage error before anything is sent.
+        let err = Credentials::from_settings(
+            &settings(&[
+                ("os_storage_url", "https://s/v1/AUTH_x?x=1"),
+                ("os_auth_token", "t"),
+            ]),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = Credentials::from_settings(
+            &settings(&[
+                ("os_storage_url", "http://s/v1/AUTH_x"),
+                ("os_auth_token", "t"),
+            ]),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.message().contains("swift_allow_http"), "{err}");
+    }
+
+    #[test]
+    fn an_account_url_never_downgrades_an_https_log_in() {
+        let over = |auth: &str| {
+            Credentials::from_settings(
+                &settings(&[("st_auth", auth), ("st_user", "u"), ("st_key", "k")]),
+                true,
+            )
+            .unwrap()
+        };
+        let https = over("https://auth/v1.0");
+        let err = https
+            .check_storage_url("http://s/v1/AUTH_x", true)
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        assert!(!err.worth_retrying(), "final");
+        assert!(https
+            .check_storage_url("https://s/v1/AUTH_x", false)
+            .is_ok());
+        assert!(https
+            .check_storage_url("https://s/v1/AUTH_x?y", false)
+            .is_err());
+        let http = over("http://auth/v1.0");
+        assert!(http.check_storage_url("http://s/v1/AUTH_x", true).is_ok());
+        assert!(http.check_storage_url("http://s/v1/AUTH_x", false).is_err());
+    }
+
+    #[test]
     fn keystone_identities_from_settings() {
-        let app = Credentials::from_settings(&settings(&[
-            ("os_auth_url", "http://k:5000/v3"),
-            ("os_application_credential_id", "id1"),
-            ("os_application_credential_secret", "s"),
-            ("os_username", "u"),
-            ("os_password", "p"),
-            ("os_project_name", "pr"),
-        ]))
+        let app = Credentials::from_settings(
+            &settings(&[
+                ("os_auth_url", "http://k:5000/v3"),
+                ("os_application_credential_id", "id1"),
+                ("os_application_credential_secret", "s"),
+                ("os_username", "u"),
+                ("os_password", "p"),
+                ("os_project_name", "pr"),
+            ]),
+            true,
+        )
         .unwrap();
         assert!(matches!(
             app,
@@ -389,12 +580,15 @@ mod tests {
             }
         ));
         assert!(app.renewable());
-        let password = Credentials::from_settings(&settings(&[
-            ("os_auth_url", "http://k:5000"),
-            ("os_username", "u"),
-            ("os_password", "p"),
-            ("os_project_name", "pr"),
-        ]))
+        let password = Credentials::from_settings(
+            &settings(&[
+                ("os_auth_url", "http://k:5000"),
+                ("os_username", "u"),
+                ("os_password", "p"),
+                ("os_project_name", "pr"),
+            ]),
+            true,
+        )
         .unwrap();
         match password {
             Credentials::Keystone {
@@ -409,10 +603,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let err = Credentials::from_settings(&settings(&[
-            ("os_auth_url", "http://k"),
-            ("os_password", "hunter2"),
-        ]))
+        let err = Credentials::from_settings(
+            &settings(&[("os_auth_url", "http://k"), ("os_password", "hunter2")]),
+            true,
+        )
         .unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(!err.message().contains("hunter2"));
@@ -420,11 +614,14 @@ mod tests {
 
     #[test]
     fn pre_authenticated_wins_and_is_not_renewable() {
-        let creds = Credentials::from_settings(&settings(&[
-            ("os_storage_url", "http://s/v1/AUTH_x/"),
-            ("os_auth_token", "tok"),
-            ("st_auth", "http://a/auth/v1.0"),
-        ]))
+        let creds = Credentials::from_settings(
+            &settings(&[
+                ("os_storage_url", "http://s/v1/AUTH_x/"),
+                ("os_auth_token", "tok"),
+                ("st_auth", "http://a/auth/v1.0"),
+            ]),
+            true,
+        )
         .unwrap();
         assert!(!creds.renewable());
         assert!(
@@ -434,15 +631,15 @@ mod tests {
 
     #[test]
     fn incomplete_or_missing_credentials_are_usage_errors_without_secrets() {
-        let err = Credentials::from_settings(&settings(&[
-            ("st_auth", "http://a/auth/v1.0"),
-            ("st_key", "sekrit"),
-        ]))
+        let err = Credentials::from_settings(
+            &settings(&[("st_auth", "http://a/auth/v1.0"), ("st_key", "sekrit")]),
+            true,
+        )
         .unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(!err.message().contains("sekrit"));
         assert_eq!(
-            Credentials::from_settings(&settings(&[]))
+            Credentials::from_settings(&settings(&[]), true)
                 .unwrap_err()
                 .exit_code(),
             2

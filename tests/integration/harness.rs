@@ -2188,20 +2188,40 @@ impl SwiftStack {
 
     /// ST_AUTH, ST_USER, ST_KEY for `Run::env`.
     pub fn tempauth_env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("ST_AUTH", self.st_auth.clone()),
             ("ST_USER", self.st_user.clone()),
             ("ST_KEY", self.st_key.clone()),
-        ]
+        ];
+        env.extend(self.allow_http_env());
+        env
     }
 
     /// `st_auth`, `st_user`, `st_key` for the settings file.
     pub fn tempauth_settings(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut settings = vec![
             ("st_auth", self.st_auth.clone()),
             ("st_user", self.st_user.clone()),
             ("st_key", self.st_key.clone()),
-        ]
+        ];
+        if self.is_plain_http() {
+            settings.push(("swift_allow_http", "yes".into()));
+        }
+        settings
+    }
+
+    /// Whether this stack is reached over plain http (the tool then needs
+    /// `swift_allow_http`, as a test cloud would).
+    pub fn is_plain_http(&self) -> bool {
+        self.st_auth.starts_with("http://")
+    }
+
+    /// `REDIS_BACKUP_SWIFT_ALLOW_HTTP=yes` when the stack is plain http.
+    pub fn allow_http_env(&self) -> Vec<(&'static str, String)> {
+        match self.is_plain_http() {
+            true => vec![("REDIS_BACKUP_SWIFT_ALLOW_HTTP", "yes".into())],
+            false => Vec::new(),
+        }
     }
 
     /// The Keystone v3 password credentials of the demo user, as printed:
@@ -2221,6 +2241,7 @@ impl SwiftStack {
         ]
         .into_iter()
         .map(|k| (k, self.var(k).to_string()))
+        .chain(self.allow_http_env())
         .collect()
     }
 
@@ -2228,7 +2249,10 @@ impl SwiftStack {
     pub fn keystone_settings(&self) -> Vec<(String, String)> {
         self.keystone_env()
             .into_iter()
-            .map(|(k, v)| (k.to_lowercase(), v))
+            .map(|(k, v)| {
+                let key = k.strip_prefix("REDIS_BACKUP_").unwrap_or(k);
+                (key.to_lowercase(), v)
+            })
             .collect()
     }
 
@@ -2243,6 +2267,7 @@ impl SwiftStack {
         ]
         .into_iter()
         .map(|k| (k, self.var(k).to_string()))
+        .chain(self.allow_http_env())
         .collect()
     }
 

@@ -46,6 +46,8 @@ fn str_of<'a>(record: &'a Value, field: &str) -> &'a str {
 fn redis_on_swift(container: &str) -> TestRedis {
     TestRedis::builder()
         .setting("storage", &format!("swift://{container}"))
+        // The test stack is a test cloud on plain http (TLS where a test says).
+        .setting("swift_allow_http", "yes")
         .setting("segment_size", &SEGMENT.to_string())
         .start()
 }

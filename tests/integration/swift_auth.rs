@@ -18,6 +18,8 @@ const SEGMENT: u64 = 1_048_576;
 fn redis_on_swift(container: &str) -> TestRedis {
     TestRedis::builder()
         .setting("storage", &format!("swift://{container}"))
+        // The test stack is a test cloud on plain http (TLS where a test says).
+        .setting("swift_allow_http", "yes")
         .setting("segment_size", &SEGMENT.to_string())
         .start()
 }
