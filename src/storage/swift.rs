@@ -51,6 +51,8 @@ const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// The slowest transfer a request may make before it is cut: its deadline
 /// is twice `storage_timeout` plus its bytes at this rate.
 const MIN_TRANSFER_RATE: u64 = 128 << 10;
+/// What a log-in may carry back (Keystone's token with its catalog).
+const MAX_TOKEN_ANSWER: u64 = 4 << 20;
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Uploads of segments that may fail, in all, before the backup gives up.
 const SEGMENT_ATTEMPTS: u32 = 5;
@@ -492,7 +494,9 @@ impl Client {
             }
             info!("the Swift token is about to expire; logging in again");
         }
-        let fresh = self.credentials.log_in(&self.agent)?;
+        let fresh = self
+            .credentials
+            .log_in(&self.agent, self.deadline_for(MAX_TOKEN_ANSWER))?;
         self.credentials
             .check_storage_url(&fresh.storage_url, self.allow_http)?;
         debug!("Swift account {}", fresh.storage_url);

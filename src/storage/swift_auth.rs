@@ -172,7 +172,9 @@ impl Credentials {
         !matches!(self, Credentials::PreAuthenticated { .. })
     }
 
-    pub fn log_in(&self, agent: &ureq::Agent) -> Result<Session> {
+    /// A new session; the log-in request, answer included, takes at most
+    /// `deadline`.
+    pub fn log_in(&self, agent: &ureq::Agent, deadline: Duration) -> Result<Session> {
         match self {
             Credentials::PreAuthenticated { storage_url, token } => Ok(Session {
                 storage_url: storage_url.clone(),
@@ -184,12 +186,19 @@ impl Credentials {
                 identity,
                 region,
                 interface,
-            } => keystone(agent, auth_url, identity, region.as_deref(), interface),
+            } => keystone(
+                agent,
+                deadline,
+                auth_url,
+                identity,
+                region.as_deref(),
+                interface,
+            ),
             Credentials::TempAuth {
                 auth_url,
                 user,
                 key,
-            } => temp_auth(agent, auth_url, user, key),
+            } => temp_auth(agent, deadline, auth_url, user, key),
         }
     }
 }
@@ -254,9 +263,16 @@ fn answered(response: ureq::Response, what: &str) -> Result<ureq::Response> {
     }
 }
 
-fn temp_auth(agent: &ureq::Agent, auth_url: &str, user: &str, key: &Secret) -> Result<Session> {
+fn temp_auth(
+    agent: &ureq::Agent,
+    deadline: Duration,
+    auth_url: &str,
+    user: &str,
+    key: &Secret,
+) -> Result<Session> {
     let response = agent
         .get(auth_url)
+        .timeout(deadline)
         .set("X-Auth-User", user)
         .set("X-Auth-Key", key.expose())
         .call();
@@ -314,6 +330,7 @@ const MAX_TOKEN_BODY: u64 = 4 << 20;
 
 fn keystone(
     agent: &ureq::Agent,
+    deadline: Duration,
     auth_url: &str,
     identity: &KeystoneIdentity,
     region: Option<&str>,
@@ -344,6 +361,7 @@ fn keystone(
         .map_err(|e| Error::other(format!("encoding the token request: {e}")))?;
     let sent = agent
         .post(&url)
+        .timeout(deadline)
         .set("Content-Type", "application/json")
         .send_bytes(&body);
     body.zeroize(); // it holds the password or secret
