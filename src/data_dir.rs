@@ -48,7 +48,7 @@ impl DataDir {
             ))
         };
         let canonical = fs::canonicalize(path).map_err(failed)?;
-        let fd = open_dir(CWD, &canonical).map_err(failed)?;
+        let fd = open_dir_path(&canonical).map_err(failed)?;
         let stat = rfs::fstat(&fd).map_err(|e| failed(e.into()))?;
         let owner = Owner {
             uid: stat.st_uid,
@@ -227,6 +227,19 @@ pub fn plain_name<'a>(setting: &str, name: &'a str) -> Result<&'a str> {
     Ok(name)
 }
 
+/// Open the absolute, canonical `path` one component at a time, none of them
+/// followed if it is a symlink: a component swapped for a link after the
+/// path was resolved makes the open fail instead of leading elsewhere.
+fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    let mut dir = open_dir(CWD, "/")?;
+    for part in path.components() {
+        if let std::path::Component::Normal(name) = part {
+            dir = open_dir(&dir, name)?;
+        }
+    }
+    Ok(dir)
+}
+
 /// Open the directory `name` in `at` without following a symlink.
 pub fn open_dir<P: rustix::path::Arg>(at: impl AsFd, name: P) -> io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -355,6 +368,18 @@ mod tests {
         let err = check_config_authority(&conf_of(&[(102, 105, 0o640)]), dir, root).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.message().contains("uid 102"), "{err}");
+    }
+
+    #[test]
+    fn a_path_is_opened_without_following_any_link_in_it() {
+        let base = std::env::temp_dir().join(format!("rb-datadir-w-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("real/data")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+        let canonical = fs::canonicalize(&base).unwrap();
+        assert!(open_dir_path(&canonical.join("real/data")).is_ok());
+        assert!(open_dir_path(&canonical.join("link/data")).is_err());
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::journal::WorkDir;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use log::{debug, info, warn};
 use rustix::fs::{self as rfs, Mode};
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
@@ -299,11 +299,21 @@ pub fn end_orphan(work: &WorkDir, data: &DataDir) -> Result<()> {
     let Some(pid) = work.private_pid() else {
         return Ok(());
     };
+    // The pidfd pins the process: once it is open, the checks below are of
+    // the process we will signal, not of one that took its pid meanwhile.
+    let Some(pidfd) = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+    else {
+        return Ok(());
+    };
     if !is_private_server(pid, data) {
         return Ok(());
     }
     warn!("ending the private redis-server (pid {pid}) an interrupted restore left running");
-    terminate(pid)?;
+    pidfd_send_signal(&pidfd, Signal::TERM)
+        .map_err(|e| Error::other(format!("cannot signal process {pid}: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while is_private_server(pid, data) {
         if Instant::now() >= deadline {

@@ -157,6 +157,21 @@ fn move_new_away(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()
 fn move_previous_back(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
     for name in files.data_names() {
         if data_dir::entry_exists(work.previous(), name) {
+            // Something put under the name since the new files went away
+            // (Redis's account may keep planting it): kept aside in failed/
+            // like the new files, so the previous data can go back.
+            if data.has(name) {
+                let failed = work.failed()?;
+                let to = unused_name(failed.as_fd(), name);
+                move_between(
+                    data.fd(),
+                    name,
+                    failed.as_fd(),
+                    &to,
+                    data.join(name),
+                    &work.failed_path().join(&to),
+                )?;
+            }
             let back = data.join(name);
             move_between(
                 work.previous(),
