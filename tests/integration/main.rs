@@ -6,6 +6,7 @@
 //! Run with `cargo test --test integration` (needs `redis-server` on PATH).
 
 mod attacker;
+mod fake_swift;
 mod harness;
 
 mod attacker_selftest;
