@@ -16,6 +16,7 @@ mod connection;
 mod deadlines;
 mod faults;
 mod harness_selftest;
+mod hostile_storage;
 mod install;
 mod integrity;
 mod keys;
