@@ -883,7 +883,7 @@ impl Run {
 
     /// The command with stdin closed, an environment cleaned of the
     /// caller's settings, and this run's own variables.
-    fn command(&self) -> Command {
+    pub fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args).stdin(Stdio::null());
         for (key, _) in std::env::vars_os() {

@@ -6,6 +6,7 @@
 //! Run with `cargo test --test integration` (needs `redis-server` on PATH).
 
 mod attacker;
+mod fake_swift;
 mod harness;
 
 mod attacker_selftest;
@@ -15,6 +16,7 @@ mod connection;
 mod deadlines;
 mod faults;
 mod harness_selftest;
+mod hostile_storage;
 mod install;
 mod integrity;
 mod keys;

@@ -1,0 +1,999 @@
+//! A hostile or broken storage endpoint gains nothing (issue 19): against the
+//! fake Swift / TempAuth / Keystone of `fake_swift`, which records every
+//! request it receives, each case of the issue is played and the test asserts
+//! on what the fake received (no token or key at a sink, no DELETE outside our
+//! names), on exit codes, on time and on peak memory.
+//!
+//! Every run is bounded (`BOUND`, killed then): a tool that would hang fails
+//! its test within a minute instead of hanging the suite.
+//!
+//! Plain http is refused unless `swift_allow_http = yes` (issue 19, "done"):
+//! the fake speaks http, so runs give that setting through its environment
+//! variable `REDIS_BACKUP_SWIFT_ALLOW_HTTP=yes` (a settings-file line would
+//! be refused as unknown by a tool without the setting, exit 2, hiding what
+//! each test is about). Only `run_strict` leaves it out.
+
+use crate::fake_swift::*;
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The container the tool stores in, and its segment container.
+const C: &str = "c";
+const SEGS: &str = "c_segments";
+/// How long any one run may take before it is killed and counted as still
+/// running. Every command here ends within seconds on a sound tool; the
+/// deadline tests justify their own use of it.
+const BOUND: Duration = Duration::from_secs(30);
+/// The setting that allows plain http, as an environment variable.
+const ALLOW_HTTP: &str = "REDIS_BACKUP_SWIFT_ALLOW_HTTP";
+/// Peak RSS a listing may cost, at most.
+const RSS_MIB: u64 = 200;
+
+/// A Redis whose tool stores in `swift://c` with `storage_timeout = 2` and
+/// the credentials `creds`.
+fn tool(creds: &[(&'static str, String)]) -> TestRedis {
+    let mut t = TestRedis::builder()
+        .setting("storage", &format!("swift://{C}"))
+        .setting("segment_size", "1048576")
+        .setting("storage_timeout", "2")
+        .start();
+    for (k, v) in creds {
+        t.set_setting(k, v);
+    }
+    t
+}
+
+/// Some data: ~300 KiB of noise and a key.
+fn fill(t: &TestRedis) {
+    let mut c = t.conn();
+    c.ok(&["SET", "plain", "value"]);
+    add_noise_keys(&mut c, 300, 19);
+}
+
+/// `args`, plain http allowed, at most `BOUND`.
+fn run(t: &TestRedis, args: &[&str]) -> Bounded {
+    run_bounded(t.cmd(args).env(ALLOW_HTTP, "yes"), BOUND)
+}
+
+/// `args` with the default settings only (plain http not allowed).
+fn run_strict(t: &TestRedis, args: &[&str]) -> Bounded {
+    run_bounded(t.cmd(args), BOUND)
+}
+
+/// `args` with `RUST_LOG` set.
+fn run_logged(t: &TestRedis, args: &[&str], rust_log: &str) -> Bounded {
+    run_bounded(
+        t.cmd(args).env(ALLOW_HTTP, "yes").env("RUST_LOG", rust_log),
+        BOUND,
+    )
+}
+
+/// A backup that must succeed against a well-behaved fake; its ID.
+fn backup(t: &TestRedis) -> String {
+    backup_with(t, &[])
+}
+
+/// `backup --json EXTRA...`, which must succeed; its ID.
+fn backup_with(t: &TestRedis, extra: &[&str]) -> String {
+    let mut args = vec!["--json", "backup"];
+    args.extend_from_slice(extra);
+    let b = run(t, &args);
+    id_of(&b.ended().ok().json())
+}
+
+/// Whether `path` (decoded) is one of the names backup `id` owns:
+/// `c/ID.json`, `c/ID.rbk`, `c_segments/ID.rbk/NNNNNNNN`.
+fn ours(path: &str, id: &str) -> bool {
+    let Some(rest) = path.strip_prefix(ACCOUNT).and_then(|r| r.strip_prefix('/')) else {
+        return false;
+    };
+    if rest == format!("{C}/{id}.json") || rest == format!("{C}/{id}.rbk") {
+        return true;
+    }
+    rest.strip_prefix(&format!("{SEGS}/{id}.rbk/"))
+        .is_some_and(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The DELETEs `fake` received outside the names of backup `id`.
+fn deletes_outside(fake: &FakeSwift, id: &str) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "DELETE" && !ours(&r.decoded_path(), id))
+        .map(|r| format!("DELETE {} (decoded {})", r.target, r.decoded_path()))
+        .collect()
+}
+
+/// `DELETE c/ID.rbk?multipart-manifest=delete` requests `fake` received.
+fn manifest_deletes(fake: &FakeSwift, id: &str) -> Vec<String> {
+    let object = format!("{id}.rbk");
+    fake.requests()
+        .iter()
+        .filter(|r| {
+            r.method == "DELETE"
+                && r.swift_path() == Some((C.into(), Some(object.clone())))
+                && r.query("multipart-manifest").as_deref() == Some("delete")
+        })
+        .map(|r| format!("DELETE {}", r.target))
+        .collect()
+}
+
+#[track_caller]
+fn no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Lines of `out` that hold `secret`, the secret masked.
+fn lines_with(out: &Output, secret: &str) -> Vec<String> {
+    out.stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .filter(|l| l.contains(secret))
+        .map(|l| tail(&l.replace(secret, "<SECRET>"), 300).to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The fake itself
+
+/// Not a case of the issue: the fake plays Swift, TempAuth and Keystone well
+/// enough for every command (so that the cases below fail for their own
+/// reason). Passes on today's code.
+#[test]
+fn the_fake_swift_serves_every_command() {
+    let fake = FakeSwift::start();
+    let mut t = tool(&fake.preauth_settings());
+    fill(&t);
+    let first = backup(&t);
+    assert!(
+        fake.exists(C, &format!("{first}.json")),
+        "{:?}",
+        fake.names(C)
+    );
+    assert!(fake.exists(C, &format!("{first}.rbk")));
+    assert_eq!(
+        fake.names(SEGS),
+        vec![format!("{first}.rbk/00000001")],
+        "~300 KiB in one segment"
+    );
+    let b = run(&t, &["--json", "list"]);
+    let listed = b.ended().ok().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    run(&t, &["show", &first]).ended().ok();
+    run(&t, &["verify", &first]).ended().ok();
+    let out = t.path("first.rdb").display().to_string();
+    run(&t, &["export", &first, "--out", &out]).ended().ok();
+
+    let second = backup_with(&t, &["--id", "b-second"]);
+    let b = run(&t, &["prune", "--keep-last", "1"]);
+    b.ended().ok();
+    assert!(b.out.stdout.contains("deleted"), "{}", b.out);
+    assert_eq!(
+        fake.names(C),
+        vec![format!("{second}.json"), format!("{second}.rbk")]
+    );
+    assert_eq!(fake.names(SEGS), vec![format!("{second}.rbk/00000001")]);
+
+    // TempAuth and Keystone log-ins.
+    for creds in [fake.tempauth_settings(), fake.keystone_settings()] {
+        for (k, _) in fake.preauth_settings() {
+            t.remove_setting(k);
+        }
+        for (k, v) in &creds {
+            t.set_setting(k, v);
+        }
+        let b = run(&t, &["--json", "list"]);
+        assert_eq!(b.ended().ok().json().as_array().map(Vec::len), Some(1));
+        for (k, _) in creds {
+            t.remove_setting(k);
+        }
+    }
+    for (k, v) in fake.preauth_settings() {
+        t.set_setting(k, &v);
+    }
+    run(&t, &["delete", &second]).ended().ok();
+    assert_eq!(fake.names(C), Vec::<String>::new());
+    assert_eq!(fake.names(SEGS), Vec::<String>::new());
+    let strays: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .filter(|r| !ours(&r.decoded_path(), &first) && !ours(&r.decoded_path(), &second))
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(
+        strays,
+        Vec::<String>::new(),
+        "DELETEs outside the two backups"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 1. Credentials do not follow redirects
+
+/// A 3xx from the storage URL to another host (the sink): the sink receives
+/// no `X-Auth-Token`, the command fails with exit 4 naming where it pointed.
+#[test]
+fn a_redirect_from_the_storage_url_takes_no_token_to_the_sink() {
+    let sink = FakeSwift::start();
+    sink.accept_anything();
+    sink.create_container(C);
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    let mut failures = Vec::new();
+    for code in [301, 302, 303, 307, 308] {
+        let to = sink.base();
+        fake.script(move |r, _| Answer::redirect(code, &format!("{to}{}", r.target)));
+        sink.forget_requests();
+        let b = run(&t, &["list"]);
+        let out = b.ended();
+        let leaked = sink.requests_with("X-Auth-Token");
+        if !leaked.is_empty() {
+            failures.push(format!(
+                "{code}: the sink received X-Auth-Token in {leaked:?}"
+            ));
+        }
+        if out.code != Some(4) {
+            failures.push(format!("{code}: exit {:?}, not 4", out.code));
+        }
+        if !out.stderr.contains(&sink.base()) {
+            failures.push(format!(
+                "{code}: the error does not name {}: {:?}",
+                sink.base(),
+                tail(&out.stderr, 400)
+            ));
+        }
+    }
+    no_failures(&failures);
+}
+
+/// A 3xx from the TempAuth URL to another host: the sink receives no
+/// `X-Auth-Key` (the account's password), exit 4 naming where it pointed.
+#[test]
+fn a_redirect_from_tempauth_takes_no_key_to_the_sink() {
+    let sink = FakeSwift::start();
+    sink.accept_anything();
+    sink.create_container(C);
+    let fake = FakeSwift::start();
+    let t = tool(&fake.tempauth_settings());
+    let mut failures = Vec::new();
+    for code in [301, 302, 303, 307, 308] {
+        let to = sink.auth_url();
+        fake.script(move |r, _| match r.path().starts_with("/auth/") {
+            true => Answer::redirect(code, &to),
+            false => Answer::Normal,
+        });
+        sink.forget_requests();
+        let b = run(&t, &["list"]);
+        let out = b.ended();
+        out.lacks(fake.key());
+        let leaked = sink.requests_with("X-Auth-Key");
+        if !leaked.is_empty() {
+            failures.push(format!(
+                "{code}: the sink received X-Auth-Key in {leaked:?}"
+            ));
+        }
+        if out.code != Some(4) {
+            failures.push(format!("{code}: exit {:?}, not 4", out.code));
+        }
+        if !out.stderr.contains(&sink.base()) {
+            failures.push(format!(
+                "{code}: the error does not name {}: {:?}",
+                sink.base(),
+                tail(&out.stderr, 400)
+            ));
+        }
+    }
+    no_failures(&failures);
+}
+
+// ---------------------------------------------------------------------------
+// 2. Names from listings and manifests are checked
+
+/// What the leftover-segment listing of `c_segments` returns.
+#[derive(Debug, Clone, Copy)]
+enum Names {
+    /// Names under the prefix asked for that climb out with `..`.
+    Climbing,
+    /// Another backup's segments, whatever the prefix asked for.
+    OutsidePrefix,
+    /// The container's true listing, the prefix ignored.
+    IgnoresPrefix,
+}
+
+fn listing_entries(names: &[String]) -> Value {
+    Value::Array(
+        names
+            .iter()
+            .map(|n| json!({"name": n, "bytes": 1, "hash": "x", "content_type": "application/octet-stream"}))
+            .collect(),
+    )
+}
+
+/// The leftover-segment clean-up of `delete NOPE` and `backup --id X` sends
+/// no DELETE outside `c_segments/<ID>.rbk/<8 digits>` (checked decoded),
+/// whatever names the listing returns, and leaves others' objects alone.
+#[test]
+fn listed_names_outside_our_prefix_are_never_deleted() {
+    let mut t = tool(&[]);
+    fill(&t);
+    let mut failures = Vec::new();
+    for (n, names) in [Names::Climbing, Names::OutsidePrefix, Names::IgnoresPrefix]
+        .into_iter()
+        .enumerate()
+    {
+        let fake = FakeSwift::start();
+        for (k, v) in fake.preauth_settings() {
+            t.set_setting(k, &v);
+        }
+        fake.create_container(C);
+        fake.create_container(SEGS);
+        fake.script(move |r, store| {
+            if !r.is_listing_of(SEGS) {
+                return Answer::Normal;
+            }
+            let prefix = r.query("prefix").unwrap_or_default();
+            let marker = r.query("marker").unwrap_or_default();
+            match names {
+                Names::Climbing if marker.is_empty() => Answer::json(
+                    200,
+                    &listing_entries(&[
+                        format!("{prefix}../../victim/precious"),
+                        format!("{prefix}../OTHER.rbk/00000001"),
+                        format!("{prefix}00000001/../../../victim/precious"),
+                    ]),
+                ),
+                Names::Climbing => Answer::json(200, &json!([])),
+                Names::OutsidePrefix => {
+                    let names: Vec<String> = ["OTHER.rbk/00000001", "OTHER.rbk/00000002"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .filter(|s| s.as_str() > marker.as_str())
+                        .collect();
+                    Answer::json(200, &listing_entries(&names))
+                }
+                Names::IgnoresPrefix => {
+                    Answer::json(200, &store.listing(SEGS, "", &marker, 10_000))
+                }
+            }
+        });
+        let commands: [(String, Vec<String>); 2] = [
+            ("NOPE".into(), vec!["delete".into(), "NOPE".into()]),
+            (
+                format!("hostile-{n}"),
+                vec!["backup".into(), "--id".into(), format!("hostile-{n}")],
+            ),
+        ];
+        for (id, args) in commands {
+            // Victims: another container's object, another backup's segments.
+            fake.put("victim", "precious", b"not yours");
+            fake.put(SEGS, "OTHER.rbk/00000001", b"segment 1 of another backup");
+            fake.put(SEGS, "OTHER.rbk/00000002", b"segment 2 of another backup");
+            fake.forget_requests();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let b = run(&t, &args);
+            let out = b.ended();
+            let what = format!("{names:?}, {}", args.join(" "));
+            let outside = deletes_outside(&fake, &id);
+            if !outside.is_empty() {
+                failures.push(format!("{what}: DELETE outside our names: {outside:?}"));
+            }
+            for (c, o) in [
+                ("victim", "precious"),
+                (SEGS, "OTHER.rbk/00000001"),
+                (SEGS, "OTHER.rbk/00000002"),
+            ] {
+                if !fake.exists(c, o) {
+                    failures.push(format!("{what}: {c}/{o} was deleted"));
+                }
+            }
+            // Nothing of NOPE exists: refused or not found, either way 4.
+            if args[0] == "delete" && out.code != Some(4) {
+                failures.push(format!(
+                    "{what}: exit {:?}, not 4; stdout {:?}",
+                    out.code, out.stdout
+                ));
+            }
+        }
+    }
+    no_failures(&failures);
+}
+
+/// A backup whose manifest was replaced by one whose segments lie in another
+/// container and under another backup's prefix: `delete` (and `prune`) must
+/// not send `DELETE ...?multipart-manifest=delete` for it (Swift would delete
+/// those segments); refused with exit 4, nothing outside our names deleted.
+/// (The fixed tool reads the manifest first, `GET ?multipart-manifest=get`.)
+#[test]
+fn delete_and_prune_refuse_a_manifest_whose_segments_lie_elsewhere() {
+    let mut failures = Vec::new();
+    for command in ["delete", "prune"] {
+        let fake = FakeSwift::start();
+        let t = tool(&fake.preauth_settings());
+        fill(&t);
+        let mut ids = vec![backup(&t)];
+        if command == "prune" {
+            ids.push(backup(&t));
+        }
+        fake.put("victim", "precious", b"not yours");
+        fake.put(SEGS, "OTHER.rbk/00000001", b"another backup's segment");
+        for id in &ids {
+            fake.put_manifest(
+                C,
+                &format!("{id}.rbk"),
+                &["victim/precious", "c_segments/OTHER.rbk/00000001"],
+            );
+        }
+        fake.forget_requests();
+        let b = match command {
+            "delete" => run(&t, &["delete", &ids[0]]),
+            _ => run(&t, &["prune", "--keep-last", "1"]),
+        };
+        let out = b.ended();
+        for id in &ids {
+            let sent = manifest_deletes(&fake, id);
+            if !sent.is_empty() {
+                failures.push(format!("{command}: sent {sent:?}"));
+            }
+        }
+        let outside: Vec<String> = fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && !ids.iter().any(|id| ours(&r.decoded_path(), id)))
+            .map(|r| format!("DELETE {}", r.target))
+            .collect();
+        if !outside.is_empty() {
+            failures.push(format!("{command}: DELETE outside our names: {outside:?}"));
+        }
+        for (c, o) in [("victim", "precious"), (SEGS, "OTHER.rbk/00000001")] {
+            if !fake.exists(c, o) {
+                failures.push(format!("{command}: {c}/{o} was deleted"));
+            }
+        }
+        if out.code != Some(4) {
+            failures.push(format!(
+                "{command}: exit {:?}, not 4; stdout {:?}",
+                out.code, out.stdout
+            ));
+        }
+    }
+    no_failures(&failures);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Listings are bounded
+
+/// A listing entry as short as a name can make it: the most names, and the
+/// most memory for a generic JSON parse, per byte.
+fn entry(i: u64) -> String {
+    format!("{{\"name\":\"n{i:012}\"}}")
+}
+
+/// A listing that never ends, page after page of new names (the marker
+/// honoured, `limit` honoured): `list` ends with exit 4 within `BOUND` and
+/// its peak RSS stays under 200 MiB.
+#[test]
+fn an_endless_listing_ends_with_exit_4_in_bounded_memory() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fake.script(|r, _| {
+        if !r.is_listing_of(C) {
+            return Answer::Normal;
+        }
+        let after: u64 = r
+            .query("marker")
+            .and_then(|m| m.strip_prefix('n')?.parse().ok())
+            .unwrap_or(0);
+        let limit: u64 = r
+            .query("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(10_000)
+            .clamp(1, 10_000);
+        let page: Vec<String> = (after + 1..=after + limit).map(entry).collect();
+        Answer::bytes(200, format!("[{}]", page.join(",")).into_bytes())
+            .header("Content-Type", "application/json; charset=utf-8")
+    });
+    let b = run(&t, &["list"]);
+    b.ended().code(4);
+    b.rss_below(RSS_MIB);
+}
+
+/// One listing page that never ends (a chunked body, for ever): `list`
+/// ends with exit 4 within `BOUND`, peak RSS under 200 MiB.
+#[test]
+fn an_endless_listing_body_ends_with_exit_4_in_bounded_memory() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fake.script(|r, _| {
+        if !r.is_listing_of(C) {
+            return Answer::Normal;
+        }
+        let mut next = 0u64;
+        Answer::Chunked {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            next: Box::new(move || {
+                let mut chunk = if next == 0 {
+                    "[".to_string()
+                } else {
+                    String::new()
+                };
+                for _ in 0..2000 {
+                    next += 1;
+                    chunk.push_str(&entry(next));
+                    chunk.push(',');
+                }
+                Some(chunk.into_bytes())
+            }),
+        }
+    });
+    let b = run(&t, &["list"]);
+    b.ended().code(4);
+    b.rss_below(RSS_MIB);
+}
+
+/// One valid page just under the 16 MiB cap (~700,000 short names): parsed
+/// with bounded memory (peak RSS under 200 MiB), whether the tool takes it
+/// (exit 0) or refuses it (exit 4).
+#[test]
+fn a_16_mib_listing_page_is_parsed_in_bounded_memory() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    let mut body = String::from("[");
+    let mut i = 0;
+    while body.len() < (16 << 20) - 64 {
+        i += 1;
+        if i > 1 {
+            body.push(',');
+        }
+        body.push_str(&entry(i));
+    }
+    body.push(']');
+    let body = std::sync::Arc::new(body.into_bytes());
+    fake.script(move |r, _| match r.is_listing_of(C) {
+        true if r.query("marker").unwrap_or_default().is_empty() => {
+            Answer::bytes(200, body.to_vec()).header("Content-Type", "application/json")
+        }
+        true => Answer::json(200, &json!([])),
+        false => Answer::Normal,
+    });
+    let b = run(&t, &["list"]);
+    let out = b.ended();
+    assert!(matches!(out.code, Some(0 | 4)), "{out}");
+    b.rss_below(RSS_MIB);
+}
+
+/// A server that ignores `marker` (the same page again and again): `list`
+/// ends with exit 4 within `BOUND`.
+#[test]
+fn a_listing_that_ignores_the_marker_ends_with_exit_4() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fake.script(|r, _| match r.is_listing_of(C) {
+        true => Answer::json(
+            200,
+            &listing_entries(&(0..10).map(|i| format!("same-{i}")).collect::<Vec<_>>()),
+        ),
+        false => Answer::Normal,
+    });
+    let b = run(&t, &["list"]);
+    b.ended().code(4);
+}
+
+/// Every listing request carries `limit=N` (1 to 10,000).
+#[test]
+fn listing_requests_carry_a_limit() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    backup(&t);
+    fake.forget_requests();
+    run(&t, &["list"]).ended().ok();
+    let listings: Vec<Request> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_listing_of(C) || r.is_listing_of(SEGS))
+        .collect();
+    assert!(!listings.is_empty(), "no listing: {:?}", fake.requests());
+    let bad: Vec<&Request> = listings
+        .iter()
+        .filter(|r| {
+            !r.query("limit")
+                .and_then(|l| l.parse::<u32>().ok())
+                .is_some_and(|l| (1..=10_000).contains(&l))
+        })
+        .collect();
+    assert!(bad.is_empty(), "listings without limit=1..10000: {bad:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 4. Only 2xx is success
+
+/// A 307 to the manifest PUT: the backup fails (exit 4) and nothing is
+/// listed as a backup.
+#[test]
+fn a_307_to_the_manifest_put_fails_the_backup() {
+    let sink = FakeSwift::start();
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let to = sink.base();
+    fake.script(move |r, _| {
+        match r.method == "PUT" && r.query("multipart-manifest").as_deref() == Some("put") {
+            true => Answer::redirect(307, &format!("{to}{}", r.target)),
+            false => Answer::Normal,
+        }
+    });
+    let b = run(&t, &["backup"]);
+    let code = b.ended().code;
+    fake.normal();
+    let listed = run(&t, &["--json", "list"]);
+    let listed = listed.ended().ok().json();
+    assert!(
+        code == Some(4) && listed == json!([]),
+        "backup exited {code:?} (not 4) and list shows {listed}\n{}",
+        b.out
+    );
+    assert!(sink.requests_with("X-Auth-Token").is_empty());
+}
+
+/// A 307 or 301 to DELETE: `delete` exits 4 and does not print "deleted";
+/// `prune` neither. Nothing was deleted.
+#[test]
+fn a_3xx_to_delete_is_not_a_deletion() {
+    let sink = FakeSwift::start();
+    sink.accept_anything();
+    sink.create_container(C);
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let first = backup(&t);
+    backup(&t);
+    let before = fake.names(C);
+    let mut failures = Vec::new();
+    for (code, args) in [
+        (307, vec!["delete", first.as_str()]),
+        (301, vec!["delete", first.as_str()]),
+        (307, vec!["prune", "--keep-last", "1"]),
+    ] {
+        let to = sink.base();
+        fake.script(move |r, _| match r.method == "DELETE" {
+            true => Answer::redirect(code, &format!("{to}{}", r.target)),
+            false => Answer::Normal,
+        });
+        let b = run(&t, &args);
+        let out = b.ended();
+        let what = format!("{code} to {}", args.join(" "));
+        if out.code != Some(4) {
+            failures.push(format!("{what}: exit {:?}, not 4", out.code));
+        }
+        if out.stdout.contains("deleted") {
+            failures.push(format!("{what}: printed {:?}", out.stdout.trim()));
+        }
+        assert_eq!(
+            fake.names(C),
+            before,
+            "the fake deletes nothing it redirects"
+        );
+    }
+    no_failures(&failures);
+}
+
+// ---------------------------------------------------------------------------
+// 5. Deadlines
+
+// Why 30 s (`BOUND`) with storage_timeout = 2: a response head that has not
+// arrived whole within storage_timeout, or a body below any sane minimum rate
+// for storage_timeout, fails that attempt after ~2 s; the tool's bounded
+// retries (5 attempts with 0.5 + 1 + 2 + 4 s of pauses; a download resumed at
+// most 3 times) then end the command after about 5 x 2 + 7.5 = 17.5 s. A
+// drip of one byte a second never trips a per-read timeout of 2 s: today's
+// tool waits for the whole response, 150 s and more.
+
+/// A server that drip-feeds the response head one byte a second.
+#[test]
+fn a_response_head_dripped_byte_by_byte_ends_the_command_in_time() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fake.script(|r, _| match r.is_listing_of(C) {
+        true => Answer::DripResponse {
+            status: 200,
+            headers: vec![("X-Padding".into(), "p".repeat(120))],
+            body: b"[]".to_vec(),
+            every: Duration::from_secs(1),
+        },
+        false => Answer::Normal,
+    });
+    let b = run(&t, &["list"]);
+    b.ended().code(4);
+}
+
+/// A server that drip-feeds an object's body one byte a second.
+#[test]
+fn a_body_dripped_byte_by_byte_ends_the_command_in_time() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let id = backup(&t);
+    let object = format!("{id}.rbk");
+    fake.script(move |r, store| match r.is_get_of(C, &object) {
+        true => Answer::DripBody {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            body: store.content(C, &object).expect("the object"),
+            every: Duration::from_secs(1),
+        },
+        false => Answer::Normal,
+    });
+    let b = run(&t, &["verify", &id]);
+    b.ended().code(4);
+}
+
+// ---------------------------------------------------------------------------
+// 6. No https -> http downgrade; plain http only when allowed
+
+/// An https Keystone (its CA in `os_cacert`) whose catalog names an http
+/// object-store, and an https TempAuth whose `X-Storage-Url` is http:
+/// refused (exit 4); the http endpoint receives no token.
+#[test]
+fn an_https_auth_cannot_send_the_token_to_an_http_object_store() {
+    let dir = Scratch::new("tls");
+    let tls = TlsFiles::make(dir.path(), "IP:127.0.0.1");
+    let secure = FakeSwift::start_tls(&tls);
+    let plain = FakeSwift::start();
+    plain.accept_anything();
+    plain.create_container(C);
+    secure.hand_out_storage_url(&plain.storage_url());
+    let mut t = tool(&[]);
+    t.set_setting("os_cacert", &tls.ca.display().to_string());
+    let mut failures = Vec::new();
+    for (kind, creds) in [
+        ("Keystone", secure.keystone_settings()),
+        ("TempAuth", secure.tempauth_settings()),
+    ] {
+        for (k, v) in &creds {
+            t.set_setting(k, v);
+        }
+        secure.forget_requests();
+        plain.forget_requests();
+        let b = run_strict(&t, &["list"]);
+        let out = b.ended();
+        // The https side worked: the case was played.
+        assert!(
+            secure.requests().iter().any(|r| r.path().contains("auth")),
+            "{kind}: the log-in over https did not even happen\n{out}"
+        );
+        let leaked = plain.requests_with("X-Auth-Token");
+        if !leaked.is_empty() {
+            failures.push(format!(
+                "{kind}: the token went in clear to the http endpoint in {leaked:?}"
+            ));
+        }
+        if out.code != Some(4) {
+            failures.push(format!("{kind}: exit {:?}, not 4", out.code));
+        }
+        for (k, _) in &creds {
+            t.remove_setting(k);
+        }
+    }
+    no_failures(&failures);
+}
+
+/// TempAuth at http handing out an http `X-Storage-Url`: refused (exit 2 or
+/// 4, naming `swift_allow_http`) and no token sent, unless
+/// `swift_allow_http = yes`.
+#[test]
+fn plain_http_is_refused_unless_swift_allow_http() {
+    let fake = FakeSwift::start();
+    fake.create_container(C);
+    let t = tool(&fake.tempauth_settings());
+    let b = run_strict(&t, &["list"]);
+    let out = b.ended();
+    let sent: Vec<Request> = fake
+        .requests_with("X-Auth-Token")
+        .into_iter()
+        .filter(|r| r.path().starts_with(ACCOUNT))
+        .collect();
+    assert!(
+        sent.is_empty() && matches!(out.code, Some(2 | 4)),
+        "exit {:?}; the token went over plain http in {sent:?}\n{out}",
+        out.code
+    );
+    out.stderr_has("swift_allow_http");
+    // The setting lets it through.
+    run(&t, &["list"]).ended().ok();
+}
+
+// ---------------------------------------------------------------------------
+// 7. RUST_LOG cannot bypass the log guard
+
+/// A backup with `RUST_LOG=ureq::unit=debug` and with `RUST_LOG=trace`:
+/// neither the token nor the TempAuth key reaches stdout or stderr.
+#[test]
+fn rust_log_cannot_reveal_the_token_or_the_key() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.tempauth_settings());
+    fill(&t);
+    let mut failures = Vec::new();
+    for filter in ["ureq::unit=debug", "trace"] {
+        let b = run_logged(&t, &["backup"], filter);
+        let out = b.ended();
+        for (what, secret) in [("token", fake.token()), ("TempAuth key", fake.key())] {
+            let lines = lines_with(out, secret);
+            if !lines.is_empty() {
+                failures.push(format!(
+                    "RUST_LOG={filter}: the {what} is in {} line(s), e.g. {:?}",
+                    lines.len(),
+                    lines[0]
+                ));
+            }
+        }
+        if out.code != Some(0) {
+            failures.push(format!("RUST_LOG={filter}: exit {:?}", out.code));
+        }
+    }
+    no_failures(&failures);
+}
+
+// ---------------------------------------------------------------------------
+// 8. The storage URL is parsed
+
+/// `os_storage_url` with a query, a fragment or user info: refused with
+/// exit 2 before any request (the fake receives nothing).
+#[test]
+fn a_storage_url_with_a_query_fragment_or_user_info_is_refused() {
+    let fake = FakeSwift::start();
+    fake.create_container(C);
+    let mut t = tool(&fake.preauth_settings());
+    let base = fake.storage_url();
+    let mut failures = Vec::new();
+    for url in [
+        format!("{base}?x=1"),
+        format!("{base}#frag"),
+        format!("http://u:p@127.0.0.1:{}{ACCOUNT}", fake.port),
+    ] {
+        t.set_setting("os_storage_url", &url);
+        for args in [vec!["delete", "20260101T000000Z-0000abcd"], vec!["list"]] {
+            fake.forget_requests();
+            let b = run(&t, &args);
+            let out = b.ended();
+            let received = fake.requests();
+            if out.code != Some(2) || !received.is_empty() {
+                failures.push(format!(
+                    "{url} {}: exit {:?}, the fake received {received:?}",
+                    args.join(" "),
+                    out.code
+                ));
+            }
+        }
+    }
+    no_failures(&failures);
+}
+
+// ---------------------------------------------------------------------------
+// 9. Errors classified
+
+/// A download that breaks off, resumed with `Range: bytes=N-`, answered 206
+/// with a `Content-Range` other than asked (the object from byte 0): a
+/// broken store (exit 4), not a tampered backup (5); `verify` and `export`.
+#[test]
+fn a_206_with_another_content_range_is_a_storage_error() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let id = backup(&t);
+    let object = format!("{id}.rbk");
+    fake.script(move |r, store| {
+        if !r.is_get_of(C, &object) {
+            return Answer::Normal;
+        }
+        let body = store.content(C, &object).expect("the object");
+        let len = body.len();
+        match r.header("Range") {
+            None => Answer::BreakOff {
+                status: 200,
+                headers: Vec::new(),
+                after: len / 2,
+                body,
+            },
+            Some(_) => Answer::bytes(206, body)
+                .header("Content-Range", &format!("bytes 0-{}/{len}", len - 1)),
+        }
+    });
+    let export = t.path("export.rdb").display().to_string();
+    let mut failures = Vec::new();
+    for args in [
+        vec!["verify", id.as_str()],
+        vec!["export", &id, "--out", &export],
+    ] {
+        let b = run(&t, &args);
+        let out = b.ended();
+        if out.code != Some(4) {
+            failures.push(format!(
+                "{}: exit {:?}, not 4: {:?}",
+                args[0],
+                out.code,
+                tail(out.stderr.trim(), 300)
+            ));
+        }
+    }
+    assert!(
+        fake.requests().iter().any(|r| r.header("Range").is_some()),
+        "the download was never resumed: the case was not played"
+    );
+    no_failures(&failures);
+}
+
+/// A Keystone token whose catalog is over 4 MiB (5 MB): exit 4 with a
+/// message that says it is too large (not "not JSON"), and the password is
+/// POSTed once, not five times.
+#[test]
+fn an_oversized_keystone_catalog_is_too_large_and_posted_once() {
+    let fake = FakeSwift::start();
+    fake.create_container(C);
+    let t = tool(&fake.keystone_settings());
+    let mut token = keystone_token(&fake.storage_url());
+    let catalog = token["token"]["catalog"].as_array_mut().expect("catalog");
+    let mut i = 0;
+    while catalog.len() < 3 || serde_json::to_vec(&catalog[2..]).expect("JSON").len() < 5_000_000 {
+        for _ in 0..1000 {
+            i += 1;
+            catalog.push(
+                json!({"type": "filler", "id": format!("f{i}"), "endpoints": [
+                {"interface": "public", "region": "RegionOne",
+                 "url": format!("http://filler-{i:07}.example:8080/v1/AUTH_{}", "0".repeat(40))}]}),
+            );
+        }
+    }
+    let body = std::sync::Arc::new(serde_json::to_vec(&token).expect("JSON"));
+    assert!(body.len() > 5_000_000);
+    let issued = fake.token().to_string();
+    fake.script(
+        move |r, _| match r.method == "POST" && r.path().ends_with("/auth/tokens") {
+            true => Answer::bytes(201, body.to_vec())
+                .header("Content-Type", "application/json")
+                .header("X-Subject-Token", &issued),
+            false => Answer::Normal,
+        },
+    );
+    let b = run(&t, &["list"]);
+    let out = b.ended();
+    out.lacks(fake.key());
+    let posts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path().ends_with("/auth/tokens"))
+        .count();
+    let stderr = out.stderr.to_lowercase();
+    let says_too_large = stderr.contains("too large") || stderr.contains("larger than");
+    assert!(
+        out.code == Some(4) && says_too_large && !stderr.contains("not json") && posts == 1,
+        "exit {:?}, the password POSTed {posts} time(s), message {:?}",
+        out.code,
+        tail(out.stderr.trim(), 400)
+    );
+}
+
+/// A certificate for another name, its CA in `os_cacert`: refused (exit 4)
+/// without the hint to set OS_CACERT, which is set and is not the problem.
+#[test]
+fn a_certificate_for_another_name_is_not_blamed_on_os_cacert() {
+    let dir = Scratch::new("tls");
+    let tls = TlsFiles::make(dir.path(), "DNS:wrong.example");
+    let fake = FakeSwift::start_tls(&tls);
+    let mut t = tool(&fake.tempauth_settings());
+    t.set_setting("os_cacert", &tls.ca.display().to_string());
+    let b = run(&t, &["list"]);
+    let out = b.ended();
+    out.code(4).stderr_has("certificate");
+    assert!(
+        !out.stderr.contains("set OS_CACERT"),
+        "the OS_CACERT hint for a wrong-name certificate: {:?}",
+        tail(out.stderr.trim(), 400)
+    );
+}
