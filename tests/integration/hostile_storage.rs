@@ -574,11 +574,23 @@ fn a_16_mib_listing_page_is_parsed_in_bounded_memory() {
 fn a_listing_that_ignores_the_marker_ends_with_exit_4() {
     let fake = FakeSwift::start();
     let t = tool(&fake.preauth_settings());
+    // A full page (as many names as asked for, so the listing cannot be
+    // over), the same one whatever the marker: asking again would loop.
     fake.script(|r, _| match r.is_listing_of(C) {
-        true => Answer::json(
-            200,
-            &listing_entries(&(0..10).map(|i| format!("same-{i}")).collect::<Vec<_>>()),
-        ),
+        true => {
+            let limit = r
+                .query("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(10_000);
+            Answer::json(
+                200,
+                &listing_entries(
+                    &(0..limit)
+                        .map(|i| format!("same-{i:05}"))
+                        .collect::<Vec<_>>(),
+                ),
+            )
+        }
         false => Answer::Normal,
     });
     let b = run(&t, &["list"]);
