@@ -1262,9 +1262,12 @@ impl Bounded {
     pub fn ended(&self) -> &Output {
         assert!(
             self.finished,
-            "still running after {:?} (killed then; bound {:?}, peak RSS {}); stderr so far:\n{}",
+            "still running after {:?} (killed then: {}; peak RSS {}); stderr so far:\n{}",
             self.elapsed,
-            self.bound,
+            match self.elapsed < self.bound {
+                true => "its RSS passed the ceiling".to_string(),
+                false => format!("the bound is {:?}", self.bound),
+            },
             self.rss_text(),
             tail(&self.out.stderr, 3000)
         );
