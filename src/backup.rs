@@ -15,10 +15,11 @@ use crate::journal;
 use crate::pipeline::{self, EncodeOptions};
 use crate::progress::Progress;
 use crate::rdb::{RdbCheck, RdbInfo};
-use crate::record::{self, human_size, Record};
+use crate::record::Record;
 use crate::redis::{Connection, DbCount, SyncLimits};
 use crate::redis_conf::{self, RedisConf};
 use crate::storage::{self, ObjectWriter, Storage};
+use crate::units::{self, human_size};
 use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -105,7 +106,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             )
         }
     };
-    let (created_at, _) = record::utc_timestamps(SystemTime::now());
+    let (created_at, _) = units::utc_timestamps(SystemTime::now());
 
     let (summary, rdb, stored_size) = store(&*storage, &id, input, &key, config)?;
     // The object is stored: nothing from here may lose it for a Redis that
@@ -156,7 +157,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         record.id,
         human_size(record.raw_size),
         human_size(record.stored_size),
-        record::seconds(started.elapsed(), 1)
+        units::seconds(started.elapsed(), 1)
     );
     Ok(record)
 }
@@ -286,7 +287,7 @@ fn store(
         "stream: {} read, {} stored in {}s",
         human_size(summary.raw_size),
         human_size(stored_size),
-        record::seconds(started.elapsed(), 3)
+        units::seconds(started.elapsed(), 3)
     );
     Ok((summary, rdb, stored_size))
 }
@@ -407,7 +408,7 @@ impl Write for SkipTo<'_> {
 }
 
 fn new_id() -> Result<BackupId> {
-    let (_, compact) = record::utc_timestamps(SystemTime::now());
+    let (_, compact) = units::utc_timestamps(SystemTime::now());
     Ok(BackupId::generate(&compact, crypto::random_bytes::<4>()?))
 }
 

@@ -11,10 +11,11 @@ use crate::fsutil::AtomicFile;
 use crate::id::BackupId;
 use crate::pipeline::{self, DecodeSummary};
 use crate::progress::Progress;
-use crate::record::{human_size, Record};
+use crate::record::Record;
 use crate::restore::{self, Restored};
 use crate::status;
 use crate::storage::{self, Storage};
+use crate::units::human_size;
 use serde_json::{json, Value};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -307,7 +308,7 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
     };
     log::info!(
         "verified {name} in {}s",
-        crate::record::seconds(started.elapsed(), 1)
+        crate::units::seconds(started.elapsed(), 1)
     );
     Ok(Report {
         lines: vec![format!(
@@ -400,7 +401,7 @@ fn restore_report(restored: &Restored) -> Report {
         restored.name,
         human_size(restored.raw_size),
         keys.join(" "),
-        crate::record::seconds(restored.took, 1)
+        crate::units::seconds(restored.took, 1)
     )];
     if let Some(previous) = &restored.previous {
         lines.push(format!("previous data kept in {previous}"));

@@ -37,6 +37,7 @@ mod status;
 mod storage;
 #[cfg(test)]
 mod testing;
+mod units;
 mod write_behind;
 
 use std::io::{IsTerminal, Write};
@@ -93,7 +94,7 @@ fn init_logging(verbosity: i8) {
         // Our own line format (env_logger's, without its time and colour
         // crates): `[2026-11-25T03:15:00Z INFO ] message`, UTC like the IDs.
         .format(|out, line| {
-            let (now, _) = record::utc_timestamps(std::time::SystemTime::now());
+            let (now, _) = units::utc_timestamps(std::time::SystemTime::now());
             writeln!(out, "[{now} {:<5}] {}", line.level(), line.args())
         })
         .build();

@@ -198,7 +198,7 @@ impl PrivateRedis {
                 if files.aof_manifest().exists() || pre7_file.exists() {
                     info!(
                         "AOF rebuilt from the restored data in {}s",
-                        crate::record::seconds(started.elapsed(), 1)
+                        crate::units::seconds(started.elapsed(), 1)
                     );
                     return Ok(());
                 }

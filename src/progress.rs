@@ -3,7 +3,7 @@
 //! multi-gigabyte backup at 3 a.m. can tell it is alive. Only when someone
 //! watches (stderr is a terminal, or `-v`): a journal from a timer stays short.
 
-use crate::record::human_size;
+use crate::units::human_size;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 

@@ -179,7 +179,7 @@ impl Timed {
             "{} did not arrive within {} ({}s of waiting in all)",
             x.what,
             x.setting,
-            crate::record::seconds(x.budget, 1)
+            crate::units::seconds(x.budget, 1)
         );
         io::Error::new(io::ErrorKind::TimedOut, Error::redis(msg))
     }
@@ -187,7 +187,7 @@ impl Timed {
     fn silent(per_read: Duration) -> io::Error {
         let msg = format!(
             "Redis sent nothing for redis_timeout ({}s)",
-            crate::record::seconds(per_read, 1)
+            crate::units::seconds(per_read, 1)
         );
         io::Error::new(io::ErrorKind::TimedOut, Error::redis(msg))
     }
@@ -460,7 +460,7 @@ impl Connection {
         let msg = match &e {
             _ if e.is_timeout() => format!(
                 "Redis at {ep} did not answer {command} within {}s (setting redis_timeout)",
-                crate::record::seconds(self.timeout, 1)
+                crate::units::seconds(self.timeout, 1)
             ),
             RespError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
                 format!("Redis at {ep} closed the connection during {command}")
@@ -680,7 +680,7 @@ impl Connection {
             if ours_done {
                 info!(
                     "Redis wrote a fresh RDB snapshot in {}s",
-                    crate::record::seconds(save_started.elapsed(), 2)
+                    crate::units::seconds(save_started.elapsed(), 2)
                 );
                 return Ok(SnapshotOutcome {
                     lastsave,
@@ -741,7 +741,7 @@ impl Connection {
                 "Redis at {} did not finish the snapshot within {}s (setting save_timeout); \
                  a save may still be running there",
                 self.endpoint,
-                crate::record::seconds(timeout, 1)
+                crate::units::seconds(timeout, 1)
             )));
         }
         let interval = if now - started < FAST_POLL_FOR {

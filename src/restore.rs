@@ -18,12 +18,13 @@ use crate::journal::{Step, WorkDir};
 use crate::pipeline::{self, DecodeSummary};
 use crate::private_redis::{self, PrivateRedis};
 use crate::rdb;
-use crate::record::{self, human_size, Record};
+use crate::record::Record;
 use crate::redis::{ConnectOptions, Connection};
 use crate::redis_conf::{self, RedisConf};
 use crate::rollback::{self, sync_both, wait_until_ready, Server};
 use crate::service::Service;
 use crate::storage;
+use crate::units::{self, human_size};
 use crate::write_behind::{Cache, WriteBehind};
 use log::{info, warn};
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -96,7 +97,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         service: &service,
         was_active,
     };
-    let (_, stamp) = record::utc_timestamps(SystemTime::now());
+    let (_, stamp) = units::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&data, &stamp)?;
     let staging = Instant::now();
     let summary = match stage(config, &request.target, record.as_ref(), &key, &work) {
@@ -112,7 +113,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         "staged and verified {name}: {} RDB version {} in {}s",
         human_size(summary.raw_size),
         summary.rdb.version,
-        record::seconds(staging.elapsed(), 3)
+        units::seconds(staging.elapsed(), 3)
     );
 
     match swap_in(&plan, &mut work, record.as_ref()) {
@@ -120,7 +121,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
             work.record(Step::Done)?;
             let previous = finish(work, &data, request.keep_previous);
             let took = started.elapsed();
-            info!("restored {name} in {}s", record::seconds(took, 1));
+            info!("restored {name} in {}s", units::seconds(took, 1));
             Ok(Restored {
                 name,
                 raw_size: summary.raw_size,

@@ -8,7 +8,7 @@
 
 use crate::error::Error;
 use crate::fsutil::AtomicFile;
-use crate::record::utc_timestamps;
+use crate::units::utc_timestamps;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::cache::ReadOnce;
 use crate::fsutil::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
 use crate::id::BackupId;
-use crate::record::human_size;
+use crate::units::human_size;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -429,7 +429,7 @@ fn session_from_token(
     })?;
     let expires = body["token"]["expires_at"]
         .as_str()
-        .and_then(crate::record::parse_rfc3339)
+        .and_then(crate::units::parse_rfc3339)
         .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
     Ok(Session {
         storage_url: storage_url.trim_end_matches('/').to_string(),
