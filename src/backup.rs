@@ -4,20 +4,20 @@
 //! write the record, so that a listed backup is always a complete one.
 
 use crate::cli::Source;
+use crate::codec::crypto::{self, MasterKey};
+use crate::codec::pipeline::{self, EncodeOptions};
+use crate::codec::rdb::{RdbCheck, RdbInfo};
 use crate::config::Config;
-use crate::crypto::{self, MasterKey};
-use crate::data_dir::{self, DataDir, FileIdentity};
 use crate::error::{Error, Result};
-use crate::fsutil::{self, cache::ReadOnce};
+use crate::fs::data_dir::{self, DataDir, FileIdentity};
+use crate::fs::{cache::ReadOnce, lock_host};
 use crate::id::BackupId;
-use crate::instance::{self, DataFiles};
-use crate::journal;
-use crate::pipeline::{self, EncodeOptions};
 use crate::progress::Progress;
-use crate::rdb::{RdbCheck, RdbInfo};
 use crate::record::Record;
+use crate::redis::conf::{self as redis_conf, RedisConf};
+use crate::redis::instance::{self, DataFiles};
 use crate::redis::{Connection, DbCount, SyncLimits};
-use crate::redis_conf::{self, RedisConf};
+use crate::restore::journal;
 use crate::storage::{self, ObjectWriter, Storage};
 use crate::units::{self, human_size};
 use log::{info, warn};
@@ -41,7 +41,7 @@ pub struct Request {
 
 pub fn run(config: &Config, request: Request) -> Result<Record> {
     let started = Instant::now();
-    let _lock = fsutil::lock_host(&config.lock_file)?;
+    let _lock = lock_host(&config.lock_file)?;
     let key = crypto::load_key_file(&config.key_file)?;
     let redis_conf = read_redis_conf(config)?;
     let storage = storage::open(config)?;

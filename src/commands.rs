@@ -4,21 +4,20 @@
 
 use crate::backup;
 use crate::cli::{Command, Target};
+use crate::codec::crypto;
 use crate::config::Config;
-use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
-use crate::fsutil::AtomicFile;
+use crate::fs::AtomicFile;
 use crate::id::BackupId;
-use crate::pipeline::{self, DecodeSummary};
-use crate::progress::Progress;
 use crate::record::Record;
 use crate::restore::{self, Restored};
 use crate::status;
 use crate::storage::{self, Storage};
+use crate::stored::{load_record, Stored};
 use crate::units::human_size;
 use serde_json::{json, Value};
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::fs;
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -279,33 +278,12 @@ fn delete(config: &Config, id: &BackupId) -> Result<Report> {
 fn verify(config: &Config, target: Target) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
     let started = Instant::now();
-    let (name, summary) = match target {
-        Target::Id(id) => {
-            let storage = storage::open(config)?;
-            let record = load_record(&*storage, &id)?;
-            check_key(&record, &key)?;
-            let input = storage.open(&id, 0)?;
-            let summary = decode(
-                input,
-                &mut io::sink(),
-                &key,
-                record.stored_size,
-                config.threads,
-            )?;
-            check_against_record(&record, &summary)?;
-            (id.to_string(), summary)
-        }
-        Target::File(path) => {
-            let input = File::open(&path).map_err(|e| {
-                Error::storage(format!("cannot open backup file {}: {e}", path.display()))
-            })?;
-            let size = input.metadata().map(|m| m.len()).unwrap_or(0);
-            (
-                path.display().to_string(),
-                decode(Box::new(input), &mut io::sink(), &key, size, config.threads)?,
-            )
-        }
+    let stored = match &target {
+        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key)?,
+        Target::File(path) => Stored::from_file(path, &key)?,
     };
+    let name = stored.name().to_string();
+    let summary = stored.decode_into(&mut io::sink(), &key, config.threads)?;
     log::info!(
         "verified {name} in {}s",
         crate::units::seconds(started.elapsed(), 1)
@@ -328,9 +306,7 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
 
 fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
-    let storage = storage::open(config)?;
-    let record = load_record(&*storage, id)?;
-    check_key(&record, &key)?;
+    let stored = Stored::open(&*storage::open(config)?, id, &key)?;
     // Refuse early; the final link refuses again if PATH appears meanwhile.
     if fs::symlink_metadata(out).is_ok() {
         return Err(exists(out));
@@ -344,9 +320,7 @@ fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
         ))
     })?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let input = storage.open(id, 0)?;
-    let summary = decode(input, &mut writer, &key, record.stored_size, config.threads)?;
-    check_against_record(&record, &summary)?;
+    let summary = stored.decode_into(&mut writer, &key, config.threads)?;
     let file = writer
         .into_inner()
         .map_err(|e| Error::other(format!("writing {}: {}", out.display(), e.error())))?;
@@ -415,59 +389,6 @@ fn restore_report(restored: &Restored) -> Report {
             "seconds": restored.took.as_secs_f64(),
             "previous": restored.previous,
         }),
-    }
-}
-
-pub(crate) fn load_record(storage: &dyn Storage, id: &BackupId) -> Result<Record> {
-    Record::from_json(&storage.get_record(id)?, id)
-}
-
-/// Say "wrong key" plainly before reading a byte of the object.
-pub(crate) fn check_key(record: &Record, key: &MasterKey) -> Result<()> {
-    let ours = key.key_id();
-    if record.key_id != ours {
-        return Err(Error::integrity(format!(
-            "backup {} was encrypted with key {}, but the key file has key {ours}: wrong key",
-            record.id, record.key_id
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_against_record(record: &Record, summary: &DecodeSummary) -> Result<()> {
-    if summary.raw_sha256 != record.raw_sha256 || summary.raw_size != record.raw_size {
-        return Err(Error::integrity(format!(
-            "backup {} decodes to {} bytes with sha256 {}, but its record says {} bytes with sha256 {}: the object or the record was replaced",
-            record.id, summary.raw_size, summary.raw_sha256, record.raw_size, record.raw_sha256
-        )));
-    }
-    Ok(())
-}
-
-fn decode(
-    input: Box<dyn Read + Send>,
-    output: &mut dyn Write,
-    key: &MasterKey,
-    size: u64,
-    threads: usize,
-) -> Result<DecodeSummary> {
-    let mut input = Counted {
-        inner: input,
-        progress: Progress::new("read", size),
-    };
-    pipeline::decode(&mut input, output, key, threads)
-}
-
-struct Counted {
-    inner: Box<dyn Read + Send>,
-    progress: Progress,
-}
-
-impl Read for Counted {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.advance(n as u64);
-        Ok(n)
     }
 }
 

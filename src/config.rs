@@ -306,7 +306,7 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
         },
         threads: match take("threads") {
             Some(r) => number::<usize>(&r, 1, 64)?,
-            None => crate::pipeline::default_workers(),
+            None => crate::codec::pipeline::default_workers(),
         },
         swift_allow_http: match take("swift_allow_http") {
             Some(r) => yes_no(&r)?,

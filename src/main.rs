@@ -7,38 +7,24 @@
 
 mod backup;
 mod cli;
+mod codec;
 mod commands;
-mod compress;
 mod config;
-mod crc64;
-mod crypto;
-mod data_dir;
 mod error;
-mod format;
-mod fsutil;
+mod fs;
 mod id;
-mod instance;
-mod journal;
-mod pipeline;
-mod private_redis;
 mod progress;
-mod rdb;
 mod record;
 mod redis;
-mod redis_conf;
-mod replication;
-mod resp;
 mod restore;
-mod ring;
-mod rollback;
 mod secret;
 mod service;
 mod status;
 mod storage;
+mod stored;
 #[cfg(test)]
 mod testing;
 mod units;
-mod write_behind;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

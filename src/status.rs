@@ -7,7 +7,7 @@
 //! them is logged, never turned into a failed backup.
 
 use crate::error::Error;
-use crate::fsutil::AtomicFile;
+use crate::fs::AtomicFile;
 use crate::units::utc_timestamps;
 use serde_json::{json, Map, Value};
 use std::io::Write;

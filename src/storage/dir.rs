@@ -7,8 +7,8 @@
 
 use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
-use crate::fsutil::cache::ReadOnce;
-use crate::fsutil::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
+use crate::fs::cache::ReadOnce;
+use crate::fs::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
 use crate::id::BackupId;
 use crate::units::human_size;
 use std::fs::{self, File};

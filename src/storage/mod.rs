@@ -5,8 +5,6 @@
 
 pub mod dir;
 pub mod swift;
-mod swift_auth;
-mod tls;
 
 use crate::config::{Config, StorageUrl};
 use crate::error::{Error, Result};
@@ -54,13 +52,15 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
     match &config.storage {
         StorageUrl::Dir(path) => Ok(Box::new(dir::DirStorage::new(path.clone()))),
         StorageUrl::Swift { container } => {
-            let credentials =
-                swift_auth::Credentials::from_settings(&config.openstack, config.swift_allow_http)?;
+            let credentials = swift::auth::Credentials::from_settings(
+                &config.openstack,
+                config.swift_allow_http,
+            )?;
             let cacert = config
                 .openstack
                 .get("os_cacert")
                 .map(|path| std::path::PathBuf::from(path.expose()));
-            let tls = tls::client_config(cacert.as_deref())?;
+            let tls = swift::tls::client_config(cacert.as_deref())?;
             Ok(Box::new(swift::SwiftStorage::new(
                 container,
                 credentials,

@@ -11,7 +11,7 @@
 use std::io::{ErrorKind, Read};
 use std::ops::Range;
 
-use crate::crypto::{hex, BackupKeys, MasterKey, TAG_LEN};
+use crate::codec::crypto::{hex, BackupKeys, MasterKey, TAG_LEN};
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"REDISBAK";

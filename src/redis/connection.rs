@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use crate::error::{Error, Result};
-use crate::replication::SyncReader;
-use crate::resp::{self, RespError, Value};
+use crate::redis::replication::SyncReader;
+use crate::redis::resp::{self, RespError, Value};
 use crate::secret::Secret;
 
 /// Where Redis listens.
@@ -1351,7 +1351,7 @@ mod tests {
     #[test]
     fn auth_with_requirepass() {
         let server = TestServer::start("requirepass", "requirepass \"s3cret pass\"");
-        let conf = crate::redis_conf::load(&server.conf).unwrap();
+        let conf = crate::redis::conf::load(&server.conf).unwrap();
         let mut options = server.options();
 
         let msg = redis_error(Connection::connect(&options));
@@ -1401,7 +1401,7 @@ mod tests {
     #[test]
     fn unix_socket() {
         let server = TestServer::start("unix", "unixsocket TMP/redis.sock\nunixsocketperm 700");
-        let conf = crate::redis_conf::load(&server.conf).unwrap();
+        let conf = crate::redis::conf::load(&server.conf).unwrap();
         let socket = conf.unixsocket.unwrap();
         let mut options = server.options();
         options.endpoint = Endpoint::Unix(socket.clone());
@@ -1427,7 +1427,7 @@ mod tests {
             "rename",
             "rename-command BGSAVE \"my-bgsave\"\nrename-command config \"\"",
         );
-        let conf = crate::redis_conf::load(&server.conf).unwrap();
+        let conf = crate::redis::conf::load(&server.conf).unwrap();
         let mut options = server.options();
         options.renamed_commands = conf.renamed_commands;
         let mut conn = Connection::connect(&options).unwrap();

@@ -13,7 +13,7 @@
 //! otherwise point root at somebody else's files.
 
 use crate::error::{Error, Result};
-use crate::redis_conf::RedisConf;
+use crate::redis::conf::RedisConf;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use std::ffi::CStr;
 use std::fs::{self, File};
@@ -329,7 +329,7 @@ fn explain_open(e: rustix::io::Errno) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis_conf::ConfFile;
+    use crate::redis::conf::ConfFile;
 
     fn conf_of(files: &[(u32, u32, u32)]) -> RedisConf {
         let mut conf = RedisConf::defaults(Path::new("/etc/redis/redis.conf"));

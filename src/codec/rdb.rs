@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 
-use crate::crc64;
+use crate::codec::crc64;
 
 /// CRC-64/Jones of `data`, as Redis computes it for RDB files. Only tests
 /// need it whole; `RdbCheck` streams with `crc64::update`.

@@ -13,8 +13,8 @@
 //! restore only if it is still root's and private; anything else under our
 //! prefix is somebody else's and is left alone.
 
-use crate::data_dir::{self, DataDir};
 use crate::error::{Error, Result};
+use crate::fs::data_dir::{self, DataDir};
 use rustix::fs::{self as rfs, Mode, OFlags};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -375,7 +375,7 @@ fn open_interrupted(data: &DataDir, name: &str) -> std::result::Result<Option<Wo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis_conf::RedisConf;
+    use crate::redis::conf::RedisConf;
     use std::fs;
 
     fn data_dir(dir: &Path) -> DataDir {

@@ -11,12 +11,12 @@
 //! kernel's refusal, not root's rights). Its files come out owned by that
 //! account with nothing to hand over afterwards.
 
-use crate::crypto;
-use crate::data_dir::{self, DataDir, Owner};
+use crate::codec::crypto;
 use crate::error::{Error, Result};
-use crate::instance::DataFiles;
-use crate::journal::WorkDir;
+use crate::fs::data_dir::{self, DataDir, Owner};
+use crate::redis::instance::DataFiles;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
+use crate::restore::journal::WorkDir;
 use log::{debug, info, warn};
 use rustix::fs::{self as rfs, Mode};
 use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};

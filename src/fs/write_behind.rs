@@ -7,7 +7,7 @@
 //! we free are the ones we reuse. On a guest whose hypervisor takes free memory
 //! back, touching fresh pages costs about as much CPU as inflating into them.
 
-use crate::fsutil::cache as page_cache;
+use crate::fs::cache as page_cache;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -23,12 +23,12 @@ use std::thread;
 
 use sha2::{Digest, Sha256};
 
-use crate::compress::{Deflater, Inflater};
-use crate::crypto::{hex, random_bytes, BackupKeys, MasterKey};
+use crate::codec::compress::{Deflater, Inflater};
+use crate::codec::crypto::{hex, random_bytes, BackupKeys, MasterKey};
+use crate::codec::format::{self, Compression, FrameKind, Header, Trailer};
+use crate::codec::rdb::{RdbCheck, RdbInfo};
+use crate::codec::ring::{ring, Sink, Source};
 use crate::error::{Error, Result};
-use crate::format::{self, Compression, FrameKind, Header, Trailer};
-use crate::rdb::{RdbCheck, RdbInfo};
-use crate::ring::{ring, Sink, Source};
 
 /// Buffers per worker, plus a couple for the reader and writer, so workers
 /// rarely wait on I/O and I/O rarely waits on workers.
@@ -585,8 +585,8 @@ fn write_rdb_error(e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{FRAME_PREFIX_LEN, HEADER_TOTAL_LEN, MIN_FRAME_SIZE};
-    use crate::rdb::crc64;
+    use crate::codec::format::{FRAME_PREFIX_LEN, HEADER_TOTAL_LEN, MIN_FRAME_SIZE};
+    use crate::codec::rdb::crc64;
     use std::io;
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
@@ -775,7 +775,7 @@ mod tests {
 
     #[test]
     fn incompressible_frames_are_stored() {
-        let noise = crate::compress::tests::noise(10 * FS);
+        let noise = crate::codec::compress::tests::noise(10 * FS);
         let (backup, _) = encode_vec(&noise, &opts(9, 2));
         let flags: Vec<u8> = frames(&backup).iter().map(|&(at, _)| backup[at]).collect();
         assert!(flags.contains(&0b10), "{flags:?}");
@@ -1174,7 +1174,7 @@ mod tests {
 
     #[test]
     fn the_same_salt_gives_the_same_bytes() {
-        let data = crate::compress::tests::noise(3 * FS + 17);
+        let data = crate::codec::compress::tests::noise(3 * FS + 17);
         let salt = fresh_salt().unwrap();
         let with_salt = EncodeOptions {
             salt: Some(salt),

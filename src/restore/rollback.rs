@@ -4,12 +4,12 @@
 //! files back, Redis started), so undoing can itself be interrupted and
 //! resumed without ever mistaking the old files for the new ones.
 
-use crate::data_dir::{self, DataDir};
+use super::journal::{self, Step, WorkDir};
 use crate::error::{Error, Result};
-use crate::instance::DataFiles;
-use crate::journal::{self, Step, WorkDir};
-use crate::private_redis;
+use crate::fs::data_dir::{self, DataDir};
+use crate::redis::instance::DataFiles;
 use crate::redis::{ConnectOptions, Connection};
+use crate::restore::private_redis;
 use crate::service::Service;
 use log::{info, warn};
 use std::os::fd::{AsFd, BorrowedFd};

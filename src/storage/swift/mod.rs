@@ -18,10 +18,13 @@
 // whose error is large by ureq's design; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use super::swift_auth::{transport_error, Credentials, Session};
+pub mod auth;
+pub mod tls;
+
 use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
+use auth::{transport_error, Credentials, Session};
 use log::{debug, info, warn};
 use md5::{Digest, Md5};
 use serde::Deserialize;
@@ -78,7 +81,7 @@ impl SwiftStorage {
         allow_http: bool,
     ) -> SwiftStorage {
         let agent = ureq::AgentBuilder::new()
-            .tls_connector(Arc::new(super::tls::Connector(tls)))
+            .tls_connector(Arc::new(tls::Connector(tls)))
             // ureq would carry X-Auth-Token or X-Auth-Key to wherever a 3xx
             // points; a redirect is an error instead (see `Client::attempt`).
             .redirects(0)
@@ -779,7 +782,7 @@ impl SwiftObject {
             Ok(Err(failure)) => return Err(self.failed(failure)),
             Err(_) => return Err(Error::other("the segment upload thread panicked")),
         };
-        let ours = crate::crypto::hex(&md5.finalize());
+        let ours = crate::codec::crypto::hex(&md5.finalize());
         if etag.trim_matches('"') != ours {
             return Err(self.failed(SegmentFailure {
                 error: Error::storage(format!(

@@ -6,8 +6,8 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::redis::conf::RedisConf;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
-use crate::redis_conf::RedisConf;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -210,7 +210,7 @@ mod tests {
         conf.requirepass = Some(crate::secret::Secret::new("pw"));
         conf.renamed_commands
             .insert("ping".into(), "flushall".into());
-        conf.files.push(crate::redis_conf::ConfFile {
+        conf.files.push(crate::redis::conf::ConfFile {
             path: conf.source.clone(),
             uid: 102,
             gid: 105,

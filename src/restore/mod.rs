@@ -5,32 +5,35 @@
 //! new RDB, rebuild the AOF privately if the instance uses one, start, and check
 //! the key counts. Any failure after Redis was touched puts the old files back.
 
+pub mod journal;
+mod private_redis;
+pub mod rollback;
+
 use crate::cli::Target;
-use crate::commands::{check_against_record, check_key, load_record};
+use crate::codec::crypto::{self, MasterKey};
+use crate::codec::pipeline::DecodeSummary;
+use crate::codec::rdb;
 use crate::config::Config;
-use crate::crypto::{self, MasterKey};
-use crate::data_dir::{self, DataDir};
 use crate::error::{Error, Result};
-use crate::fsutil;
-use crate::id::BackupId;
-use crate::instance::{self, DataFiles};
-use crate::journal::{Step, WorkDir};
-use crate::pipeline::{self, DecodeSummary};
-use crate::private_redis::{self, PrivateRedis};
-use crate::rdb;
+use crate::fs::data_dir::{self, DataDir};
+use crate::fs::lock_host;
+use crate::fs::write_behind::{Cache, WriteBehind};
 use crate::record::Record;
+use crate::redis::conf::{self as redis_conf, RedisConf};
+use crate::redis::instance::{self, DataFiles};
 use crate::redis::{ConnectOptions, Connection};
-use crate::redis_conf::{self, RedisConf};
-use crate::rollback::{self, sync_both, wait_until_ready, Server};
+use crate::restore::journal::{Step, WorkDir};
 use crate::service::Service;
 use crate::storage;
+use crate::stored::Stored;
 use crate::units::{self, human_size};
-use crate::write_behind::{Cache, WriteBehind};
 use log::{info, warn};
+use private_redis::PrivateRedis;
+use rollback::{sync_both, wait_until_ready, Server};
 use rustix::fs::{self as rfs, Mode, OFlags};
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::fs;
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -62,7 +65,7 @@ struct Plan<'a> {
 
 pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let started = Instant::now();
-    let _lock = fsutil::lock_host(&config.lock_file)?;
+    let _lock = lock_host(&config.lock_file)?;
     let key = crypto::load_key_file(&config.key_file)?;
     let conf = redis_conf::load(&config.redis_conf)?;
     let connect = instance::connect_options(config, &conf, config.redis_timeout)?;
@@ -79,15 +82,13 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     rollback::recover_interrupted(&server)?;
     let was_active = service.is_active()?;
 
-    let (record, name) = match &request.target {
-        Target::Id(id) => {
-            let storage = storage::open(config)?;
-            let record = load_record(&*storage, id)?;
-            check_key(&record, &key)?;
-            (Some(record), id.to_string())
-        }
-        Target::File(path) => (sibling_record(path), path.display().to_string()),
+    // One storage session for the record and the object.
+    let stored = match &request.target {
+        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key)?,
+        Target::File(path) => Stored::from_file(path, &key)?,
     };
+    let record = stored.record().cloned();
+    let name = stored.name().to_string();
     let plan = Plan {
         config,
         conf: &conf,
@@ -100,7 +101,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let (_, stamp) = units::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&data, &stamp)?;
     let staging = Instant::now();
-    let summary = match stage(config, &request.target, record.as_ref(), &key, &work) {
+    let summary = match stage(config, stored, &key, &work) {
         Ok(summary) => summary,
         Err(e) => {
             // Redis was never touched; drop what we staged.
@@ -237,42 +238,19 @@ fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.into()
 }
 
-/// The record copied beside a hand-copied object (`ID.json` next to
-/// `ID.rbk`), if there is one: it lets the restore check key counts too.
-fn sibling_record(object: &Path) -> Option<Record> {
-    if object.extension()? != "rbk" {
-        return None;
-    }
-    let id = BackupId::parse(object.file_stem()?.to_str()?).ok()?;
-    let bytes = fs::read(object.with_extension("json")).ok()?;
-    match Record::from_json(&bytes, &id) {
-        Ok(record) => Some(record),
-        Err(e) => {
-            warn!("ignoring the record beside {}: {e}", object.display());
-            None
-        }
-    }
-}
-
 /// Decode into the work folder, fsync, and prove it: every MAC, SHA-256 against
 /// the record, RDB magic and CRC64, and an RDB version this host can load.
 fn stage(
     config: &Config,
-    target: &Target,
-    record: Option<&Record>,
+    stored: Stored,
     key: &MasterKey,
     work: &WorkDir,
 ) -> Result<DecodeSummary> {
-    let input: Box<dyn Read + Send> = match target {
-        Target::Id(id) => storage::open(config)?.open(id, 0)?,
-        Target::File(path) => Box::new(File::open(path).map_err(|e| {
-            Error::storage(format!("cannot open backup file {}: {e}", path.display()))
-        })?),
-    };
+    let needed = stored.record().map(|r| r.raw_size);
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
-    let decoded = pipeline::decode(&mut { input }, &mut out, key, config.threads);
+    let decoded = stored.decode_into(&mut out, key, config.threads);
     let flushed = decoded.and_then(|summary| {
         out.flush()
             .and_then(|()| out.get_mut().drain())
@@ -284,13 +262,10 @@ fn stage(
         return Err(Error::storage(format!(
             "not enough free space in {} to stage the restore{}; free some space there and run the restore again (Redis was not touched)",
             work.path().parent().unwrap_or(work.path()).display(),
-            record.map(|r| format!(" ({} needed)", human_size(r.raw_size))).unwrap_or_default()
+            needed.map(|n| format!(" ({} needed)", human_size(n))).unwrap_or_default()
         )));
     }
     let summary = flushed?;
-    if let Some(record) = record {
-        check_against_record(record, &summary)?;
-    }
     check_loadable(summary.rdb.version, &private_redis::server_version()?)?;
     Ok(summary)
 }

@@ -1,0 +1,14 @@
+//! Redis (and Valkey) as this tool talks to it and reads it: RESP with caps
+//! (`resp`), one blocking connection with deadlines, AUTH, renamed commands
+//! and the BGSAVE procedure (`connection`), a replica's sync stream
+//! (`replication`), redis.conf as Redis reads it (`conf`), and the instance on
+//! this host that settings and redis.conf describe together (`instance`).
+//! Files on disk are not its business.
+
+pub mod conf;
+mod connection;
+pub mod instance;
+pub mod replication;
+pub mod resp;
+
+pub use connection::*;
