@@ -5,41 +5,10 @@
 
 use crate::error::{Error, Result};
 use crate::id::BackupId;
+use crate::settings;
 use lexopt::prelude::*;
 use std::ffi::OsString;
 use std::path::PathBuf;
-
-/// Settings that may be given as `--<key-with-dashes> VALUE` (CONTRACT's table
-/// plus our own `lock_file` and `save_timeout`).
-pub const SETTING_FLAGS: &[&str] = &[
-    "redis_conf",
-    "redis_host",
-    "redis_port",
-    "redis_socket",
-    "redis_user",
-    "service",
-    "storage",
-    "key_file",
-    "compression_level",
-    "segment_size",
-    "lock_file",
-    "save_timeout",
-    "threads",
-    "status_file",
-    "storage_timeout",
-    "redis_timeout",
-    "max_rdb_size",
-    "swift_allow_http",
-];
-
-/// Settings that are secrets: never accepted as a flag, because argv shows in `ps`.
-pub const SECRET_SETTINGS: &[&str] = &[
-    "redis_password",
-    "os_password",
-    "os_auth_token",
-    "os_application_credential_secret",
-    "st_key",
-];
 
 #[derive(Debug, Default)]
 pub struct GlobalOptions {
@@ -73,7 +42,7 @@ pub enum Target {
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    Help(&'static str),
+    Help(String),
     Version,
     Backup {
         id: Option<BackupId>,
@@ -132,15 +101,7 @@ Global options:
   -V, --version       print the version
 
 Settings (flag > REDIS_BACKUP_<KEY> environment > settings file):
-  --redis-conf PATH  --redis-host HOST  --redis-port PORT  --redis-socket PATH
-  --redis-user USER  --service UNIT  --storage file:///DIR  --key-file PATH
-  --compression-level 0..9  --segment-size BYTES  --lock-file PATH  --save-timeout SECONDS
-  --threads N (compression and encryption threads; default: the number of cores)
-  --status-file PATH (JSON status of the last backup/restore, and PATH.prom for Prometheus)
-  --storage-timeout SECONDS (a Swift request waiting longer is tried again; default 120)
-  --redis-timeout SECONDS (longest one command to Redis may take, reply included; default 30)
-  --max-rdb-size BYTES (largest RDB a backup takes, K/M/G/T suffixes; default 64G)
-  Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
+{SETTINGS}  Secrets (redis_password, OS_PASSWORD, ...) are read only from the settings file
   or the environment, never from flags.
 
 Exit status: 0 done, 2 usage, 3 Redis, 4 storage, 5 integrity, 6 restore rolled back,
@@ -285,14 +246,14 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
             }
             Long(flag) => {
                 let key = flag.replace('-', "_");
-                if SECRET_SETTINGS.contains(&key.as_str()) {
+                if settings::is_secret(&key) {
                     return Err(Error::usage(format!(
                         "--{flag} is not accepted on the command line, where it would show in `ps`; \
                          put {key} in the settings file (mode 0600) or set {} in the environment",
-                        env_name(&key)
+                        settings::env_name(&key)
                     )));
                 }
-                if !SETTING_FLAGS.contains(&key.as_str()) {
+                if !settings::is_flag(&key) {
                     return Err(Error::usage(format!(
                         "unknown option --{flag}; see redis-backup --help"
                     )));
@@ -322,18 +283,14 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
     })
 }
 
-/// `REDIS_BACKUP_KEY_FILE` for `key_file`; OpenStack names keep their own spelling.
-pub fn env_name(key: &str) -> String {
-    if key.starts_with("os_") || key.starts_with("st_") {
-        key.to_uppercase()
-    } else {
-        format!("REDIS_BACKUP_{}", key.to_uppercase())
-    }
+/// The main help, its settings from the settings table.
+pub fn main_help() -> String {
+    MAIN_HELP.replace("{SETTINGS}", &settings::help_lines())
 }
 
-fn help_for(command: Option<&str>) -> Result<&'static str> {
+fn help_for(command: Option<&str>) -> Result<String> {
     Ok(match command {
-        None => MAIN_HELP,
+        None => return Ok(main_help()),
         Some("backup") => BACKUP_HELP,
         Some("restore") => RESTORE_HELP,
         Some("verify") => VERIFY_HELP,
@@ -344,7 +301,8 @@ fn help_for(command: Option<&str>) -> Result<&'static str> {
         Some("keygen") => KEYGEN_HELP,
         Some("prune") => PRUNE_HELP,
         Some(other) => return Err(unknown_command(other)),
-    })
+    }
+    .to_string())
 }
 
 fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command> {
@@ -616,7 +574,7 @@ mod tests {
                 keep_previous: true
             }
         );
-        assert_eq!(cmd(&["show", "--help"]), Command::Help(SHOW_HELP));
+        assert_eq!(cmd(&["show", "--help"]), Command::Help(SHOW_HELP.into()));
         assert_eq!(cmd(&["-V"]), Command::Version);
     }
 

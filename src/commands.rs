@@ -28,6 +28,11 @@ pub struct Report {
 }
 
 pub fn run(config: &Config, command: Command) -> Result<Report> {
+    // Storage settings are checked before any command takes the lock or
+    // touches Redis: a usage error (exit 2) must mean nothing was touched.
+    if !matches!(command, Command::Keygen { .. }) {
+        storage::check_settings(config)?;
+    }
     match command {
         Command::Backup {
             id,

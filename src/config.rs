@@ -3,9 +3,9 @@
 //! one before (ripgrep-style). Everything is validated here, once, into a typed
 //! `Config`, so that a bad value is a usage error before anything is touched.
 
-use crate::cli::{env_name, SECRET_SETTINGS, SETTING_FLAGS};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+use crate::settings::{self, env_name, SETTINGS};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -15,44 +15,8 @@ use std::time::Duration;
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/redis-backup/redis-backup.conf";
 pub const DEFAULT_CONTAINER: &str = "database_backups";
 const MAX_SETTINGS_FILE: u64 = 1024 * 1024;
-/// A healthy Redis answers the commands we send (INFO, CONFIG GET, LASTSAVE,
-/// PING) in milliseconds; 30 s leaves room for a server busy with a large
-/// `KEYS`-like command of someone else's, and is what the tool used before
-/// this was a setting.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(30);
-/// An RDB is normally smaller than the dataset it holds in memory, and the
-/// hosts this tool runs on have far less than 64 GiB for Redis: a stream
-/// longer than this is not a real dump but a server that will not stop
-/// (raise it for a larger instance). It bounds what a hostile or broken
-/// source can make us store while the host lock is held.
-pub const DEFAULT_MAX_RDB_SIZE: u64 = 64 << 30;
-/// How long Redis may take to write (or, for a replica, send) a snapshot.
-pub const DEFAULT_SAVE_TIMEOUT: Duration = Duration::from_secs(3600);
 const MIN_MAX_RDB_SIZE: u64 = 1 << 20;
 const MAX_MAX_RDB_SIZE: u64 = 1 << 50;
-
-/// OpenStack credential names, lower-case as they appear in the settings file.
-const OPENSTACK_KEYS: &[&str] = &[
-    "os_storage_url",
-    "os_auth_token",
-    "os_auth_url",
-    "os_username",
-    "os_password",
-    "os_project_name",
-    "os_user_domain_name",
-    "os_project_domain_name",
-    "os_region_name",
-    "os_interface",
-    "os_application_credential_id",
-    "os_application_credential_secret",
-    "os_cacert",
-    "st_auth",
-    "st_user",
-    "st_key",
-];
-
-/// Settings only the file or environment may set (not in `SETTING_FLAGS`).
-const FILE_ONLY_KEYS: &[&str] = &["redis_password", "instance"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StorageUrl {
@@ -152,7 +116,7 @@ fn read_settings_file(path: &Path) -> Result<String> {
 
 fn warn_if_secret_readable(path: &Path, text: &str) {
     let holds_secret = parse_file(path, text)
-        .map(|map| map.keys().any(|k| SECRET_SETTINGS.contains(&k.as_str())))
+        .map(|map| map.keys().any(|k| settings::is_secret(k)))
         .unwrap_or(false);
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode())
@@ -202,11 +166,7 @@ fn resolve(
 }
 
 fn all_keys() -> impl Iterator<Item = &'static str> {
-    SETTING_FLAGS
-        .iter()
-        .chain(FILE_ONLY_KEYS)
-        .chain(OPENSTACK_KEYS)
-        .copied()
+    SETTINGS.iter().map(|s| s.key)
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
@@ -255,9 +215,19 @@ fn unquote(value: &str) -> &str {
 }
 
 fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
-    let mut take = |key: &str| raw.remove(key);
+    // A value given, or the settings table's default (parsed like a given
+    // one, so the table is the only place a default is written).
+    let mut take = |key: &str| {
+        raw.remove(key).or_else(|| {
+            let default = settings::find(key)?.default;
+            (!default.is_empty()).then(|| Raw {
+                value: default.to_string(),
+                origin: format!("the default of {key}"),
+            })
+        })
+    };
     let config = Config {
-        redis_conf: path_or(take("redis_conf"), "/etc/redis/redis.conf")?,
+        redis_conf: path(&take("redis_conf").expect("a default"))?,
         redis_host: take("redis_host").map(nonempty).transpose()?,
         redis_port: take("redis_port")
             .map(|r| number::<u16>(&r, 1, u16::MAX as u64))
@@ -265,58 +235,35 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
         redis_socket: take("redis_socket").map(|r| path(&r)).transpose()?,
         redis_user: take("redis_user").map(nonempty).transpose()?,
         redis_password: take("redis_password").map(|r| Secret::new(r.value)),
-        service: take("service")
-            .map(nonempty)
-            .transpose()?
-            .unwrap_or_else(|| "redis-server".into()),
-        storage: match take("storage") {
-            Some(r) => parse_storage(&r)?,
-            None => StorageUrl::Dir("/var/lib/redis-backup".into()),
-        },
-        key_file: path_or(take("key_file"), "/etc/redis-backup/backup.key")?,
-        compression_level: match take("compression_level") {
-            Some(r) => number::<u8>(&r, 0, 9)?,
-            None => 1,
-        },
-        segment_size: match take("segment_size") {
-            Some(r) => number::<u64>(&r, 1 << 20, 5 << 30)?,
-            None => 1 << 30,
-        },
+        service: nonempty(take("service").expect("a default"))?,
+        storage: parse_storage(&take("storage").expect("a default"))?,
+        key_file: path(&take("key_file").expect("a default"))?,
+        compression_level: number::<u8>(&take("compression_level").expect("a default"), 0, 9)?,
+        segment_size: number::<u64>(&take("segment_size").expect("a default"), 1 << 20, 5 << 30)?,
         instance: match take("instance") {
             Some(r) => instance_name(&r)?,
             None => default_instance(),
         },
-        lock_file: path_or(take("lock_file"), "/run/redis-backup.lock")?,
-        save_timeout: match take("save_timeout") {
-            Some(r) => Duration::from_secs(number::<u64>(&r, 1, 7 * 24 * 3600)?),
-            None => DEFAULT_SAVE_TIMEOUT,
-        },
-        redis_timeout: match take("redis_timeout") {
-            Some(r) => Duration::from_secs(number::<u64>(&r, 1, 3600)?),
-            None => DEFAULT_REDIS_TIMEOUT,
-        },
-        max_rdb_size: match take("max_rdb_size") {
-            Some(r) => size(&r, MIN_MAX_RDB_SIZE, MAX_MAX_RDB_SIZE)?,
-            None => DEFAULT_MAX_RDB_SIZE,
-        },
+        lock_file: path(&take("lock_file").expect("a default"))?,
+        save_timeout: seconds(&take("save_timeout").expect("a default"), 7 * 24 * 3600)?,
+        redis_timeout: seconds(&take("redis_timeout").expect("a default"), 3600)?,
+        max_rdb_size: size(
+            &take("max_rdb_size").expect("a default"),
+            MIN_MAX_RDB_SIZE,
+            MAX_MAX_RDB_SIZE,
+        )?,
         status_file: take("status_file").map(|r| path(&r)).transpose()?,
-        storage_timeout: match take("storage_timeout") {
-            Some(r) => Duration::from_secs(number::<u64>(&r, 1, 3600)?),
-            None => Duration::from_secs(120),
-        },
+        storage_timeout: seconds(&take("storage_timeout").expect("a default"), 3600)?,
         threads: match take("threads") {
             Some(r) => number::<usize>(&r, 1, 64)?,
-            None => crate::codec::pipeline::default_workers(),
+            None => settings::default_threads(),
         },
-        swift_allow_http: match take("swift_allow_http") {
-            Some(r) => yes_no(&r)?,
-            None => false,
-        },
+        swift_allow_http: yes_no(&take("swift_allow_http").expect("a default"))?,
         openstack: BTreeMap::new(),
     };
     let openstack = raw
         .into_iter()
-        .filter(|(k, _)| OPENSTACK_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| settings::is_openstack(k))
         .map(|(k, r)| (k, Secret::new(r.value)))
         .collect();
     Ok(Config {
@@ -327,6 +274,10 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
 
 fn bad(raw: &Raw, what: &str) -> Error {
     Error::usage(format!("{}: {what}", raw.origin))
+}
+
+fn seconds(raw: &Raw, max: u64) -> Result<Duration> {
+    Ok(Duration::from_secs(number::<u64>(raw, 1, max)?))
 }
 
 fn yes_no(raw: &Raw) -> Result<bool> {
@@ -349,12 +300,6 @@ fn path(raw: &Raw) -> Result<PathBuf> {
         return Err(bad(raw, "must be a path, not empty"));
     }
     Ok(PathBuf::from(&raw.value))
-}
-
-fn path_or(raw: Option<Raw>, default: &str) -> Result<PathBuf> {
-    raw.map(|r| path(&r))
-        .transpose()
-        .map(|p| p.unwrap_or_else(|| default.into()))
 }
 
 fn number<T: TryFrom<u64>>(raw: &Raw, min: u64, max: u64) -> Result<T> {
@@ -603,7 +548,6 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::cli::SECRET_SETTINGS;
         use proptest::prelude::*;
 
         use crate::testing::proptest_config as config;
@@ -625,7 +569,12 @@ mod tests {
         /// A line as people write them: right, wrong and in between.
         fn line() -> impl Strategy<Value = String> {
             let key = prop::sample::select(all_keys().collect::<Vec<_>>());
-            let secret_key = || prop::sample::select(SECRET_SETTINGS);
+            let secrets: Vec<&str> = SETTINGS
+                .iter()
+                .filter(|s| settings::is_secret(s.key))
+                .map(|s| s.key)
+                .collect();
+            let secret_key = || prop::sample::select(secrets.clone());
             prop_oneof![
                 3 => (key, "[ -~]{0,20}").prop_map(|(k, v)| format!("{k} = {v}")),
                 2 => (secret_key(), secret()).prop_map(|(k, v)| format!("{k} = {v}")),

@@ -19,6 +19,7 @@ mod redis;
 mod restore;
 mod secret;
 mod service;
+mod settings;
 mod status;
 mod storage;
 mod stored;

@@ -48,6 +48,23 @@ pub trait Storage {
     fn delete(&self, id: &BackupId) -> Result<()>;
 }
 
+/// Whether the storage settings can work at all (credentials complete,
+/// endpoints acceptable, the CA file readable), without a byte sent.
+pub fn check_settings(config: &Config) -> Result<()> {
+    if let StorageUrl::Swift { .. } = &config.storage {
+        swift::auth::Credentials::from_settings(&config.openstack, config.swift_allow_http)?;
+        swift::tls::client_config(cacert(config).as_deref())?;
+    }
+    Ok(())
+}
+
+fn cacert(config: &Config) -> Option<std::path::PathBuf> {
+    config
+        .openstack
+        .get("os_cacert")
+        .map(|path| std::path::PathBuf::from(path.expose()))
+}
+
 pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
     match &config.storage {
         StorageUrl::Dir(path) => Ok(Box::new(dir::DirStorage::new(path.clone()))),
@@ -56,11 +73,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
                 &config.openstack,
                 config.swift_allow_http,
             )?;
-            let cacert = config
-                .openstack
-                .get("os_cacert")
-                .map(|path| std::path::PathBuf::from(path.expose()));
-            let tls = swift::tls::client_config(cacert.as_deref())?;
+            let tls = swift::tls::client_config(cacert(config).as_deref())?;
             Ok(Box::new(swift::SwiftStorage::new(
                 container,
                 credentials,

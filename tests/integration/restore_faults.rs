@@ -157,6 +157,35 @@ fn a_missing_or_relative_data_dir_is_refused() {
 }
 
 #[test]
+fn bad_storage_settings_are_exit_2_before_anything_is_touched() {
+    // Swift credentials incomplete, and an interrupted restore waiting to be
+    // recovered: exit 2 must mean the recovery did not run either.
+    let mut t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let folder = t.data_dir().join("redis-backup-restore-20261125T031500Z");
+    fs::create_dir_all(folder.join("previous")).unwrap();
+    fs::write(folder.join("journal"), "staged\nstopping was_active=true\n").unwrap();
+    set_mode(&folder, 0o700);
+    t.set_setting("storage", "swift://c");
+    t.set_setting("st_auth", "https://swift.invalid/auth/v1.0");
+    let calls = t.shim_calls().len();
+    for args in [&["restore", "some-id"][..], &["backup"], &["list"]] {
+        let out = t.run(args);
+        out.code(2).stderr_has("ST_USER");
+    }
+    assert_eq!(
+        t.shim_calls_since(calls),
+        Vec::<String>::new(),
+        "systemctl was called"
+    );
+    assert!(
+        folder.join("journal").exists(),
+        "the interrupted restore was not touched"
+    );
+    assert_eq!(t.conn().ok(&["GET", "k"]), Reply::Bulk(b"v".to_vec()));
+}
+
+#[test]
 fn backup_is_refused_while_a_restore_is_left_half_done() {
     // Redis restarted on a half-restored data dir (systemd's Restart=always
     // after a crash) must not be backed up as if it were the real data.
