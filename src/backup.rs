@@ -200,7 +200,9 @@ fn local_data_dir(live: &DataFiles, conf: &RedisConf) -> Result<DataDir> {
         )));
     }
     data_dir::plain_name("dbfilename", &live.dbfilename)?;
-    DataDir::open(conf_dir, conf)
+    let data = DataDir::open(conf_dir)?;
+    conf.check_authority(data.path(), data.owner())?;
+    Ok(data)
 }
 
 /// After a restore was killed half way, Redis may be running on an empty or

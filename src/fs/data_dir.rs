@@ -7,13 +7,11 @@
 //! as a program (the private redis-server) runs as the dir's owner instead,
 //! so that the kernel refuses whatever that account could not do itself.
 //!
-//! Whose dir it is also decides whose word redis.conf is: a data dir is only
+//! Whose dir it is also decides whose word redis.conf is (a data dir is only
 //! accepted when every config file that named it could have been written by
-//! root or by the dir's own owner, never by a third account that would
-//! otherwise point root at somebody else's files.
+//! root or by the dir's own owner): `RedisConf::check_authority`.
 
 use crate::error::{Error, Result};
-use crate::redis::conf::RedisConf;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use std::ffi::CStr;
 use std::fs::{self, File};
@@ -38,9 +36,9 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Open the data dir `path`, which `conf` names, and accept it only if
-    /// the files of `conf` are root's or its owner's word (see the module).
-    pub fn open(path: &Path, conf: &RedisConf) -> Result<DataDir> {
+    /// Open the data dir `path`. Whose word named it is for the caller to
+    /// check against `owner()` (`RedisConf::check_authority`).
+    pub fn open(path: &Path) -> Result<DataDir> {
         let failed = |e: io::Error| {
             Error::usage(format!(
                 "cannot open Redis's data dir {}: {e}",
@@ -61,7 +59,6 @@ impl DataDir {
                 canonical.display()
             )));
         }
-        check_config_authority(conf, &canonical, owner)?;
         Ok(DataDir {
             fd,
             path: canonical,
@@ -178,43 +175,6 @@ impl FileIdentity {
     }
 }
 
-/// Settings from a file that a third account could have written would let
-/// that account choose which files root acts on. Accepted: files of root
-/// (writable by no one else but root's group) and files of the data dir's
-/// owner. Refused, as a usage error before anything is touched: files
-/// writable by every user, files of another account, and files writable by a
-/// group other than the data dir's.
-pub fn check_config_authority(conf: &RedisConf, dir: &Path, owner: Owner) -> Result<()> {
-    for file in &conf.files {
-        let name = file.path.display();
-        let why = if file.mode & 0o002 != 0 {
-            Some(format!("{name} is writable by every user"))
-        } else if file.uid != 0 && file.uid != owner.uid {
-            Some(format!(
-                "{name} belongs to uid {}, but the data dir it names, {}, to uid {}",
-                file.uid,
-                dir.display(),
-                owner.uid
-            ))
-        } else if file.mode & 0o020 != 0 && file.gid != 0 && file.gid != owner.gid {
-            Some(format!(
-                "{name} is writable by group {}, but the data dir it names, {}, belongs to group {}",
-                file.gid,
-                dir.display(),
-                owner.gid
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            return Err(Error::usage(format!(
-                "{why}; redis-backup acts in the data dir as its owner, and only root or that owner may choose it: fix the ownership of the config file or of the data dir"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// A name Redis keeps in its data dir (`dbfilename`, `appenddirname`,
 /// `appendfilename`) must be a plain file name: `../x` or `a/b` would reach
 /// outside the dir.
@@ -329,46 +289,6 @@ fn explain_open(e: rustix::io::Errno) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis::conf::ConfFile;
-
-    fn conf_of(files: &[(u32, u32, u32)]) -> RedisConf {
-        let mut conf = RedisConf::defaults(Path::new("/etc/redis/redis.conf"));
-        conf.files = files
-            .iter()
-            .map(|&(uid, gid, mode)| ConfFile {
-                path: "/etc/redis/redis.conf".into(),
-                uid,
-                gid,
-                mode,
-            })
-            .collect();
-        conf
-    }
-
-    #[test]
-    fn config_files_must_be_roots_or_the_data_dir_owners_word() {
-        let redis = Owner { uid: 102, gid: 105 };
-        let root = Owner { uid: 0, gid: 0 };
-        let dir = Path::new("/var/lib/redis");
-        let ok = |files: &[(u32, u32, u32)], owner| {
-            check_config_authority(&conf_of(files), dir, owner).is_ok()
-        };
-        // Debian: redis.conf redis:redis 0640, data dir redis's.
-        assert!(ok(&[(102, 105, 0o640)], redis));
-        // Root's config naming any account's dir, or root's own.
-        assert!(ok(&[(0, 0, 0o644)], redis));
-        assert!(ok(&[(0, 0, 0o644)], root));
-        assert!(ok(&[(0, 105, 0o660)], redis), "root's, group of the dir");
-        // The redis account pointing root at root's (or another account's) dir.
-        assert!(!ok(&[(102, 105, 0o640)], root));
-        assert!(!ok(&[(0, 0, 0o644), (102, 105, 0o640)], root), "an include");
-        assert!(!ok(&[(102, 105, 0o640)], Owner { uid: 110, gid: 110 }));
-        assert!(!ok(&[(0, 105, 0o660)], root), "group-writable by redis");
-        assert!(!ok(&[(0, 0, 0o666)], redis), "writable by everyone");
-        let err = check_config_authority(&conf_of(&[(102, 105, 0o640)]), dir, root).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
-        assert!(err.message().contains("uid 102"), "{err}");
-    }
 
     #[test]
     fn a_path_is_opened_without_following_any_link_in_it() {

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
+use crate::fs::data_dir::Owner;
 use crate::secret::Secret;
 
 /// How deep `include` may nest; the file given to `load` is depth 0.
@@ -87,6 +88,45 @@ impl RedisConf {
             source: source.to_path_buf(),
             files: Vec::new(),
         }
+    }
+}
+
+/// Settings from a file that a third account could have written would let
+/// that account choose which files root acts on. Accepted: files of root
+/// (writable by no one else but root's group) and files of the data dir's
+/// owner. Refused, as a usage error before anything is touched: files
+/// writable by every user, files of another account, and files writable by a
+/// group other than the data dir's.
+impl RedisConf {
+    pub fn check_authority(&self, dir: &Path, owner: Owner) -> Result<()> {
+        for file in &self.files {
+            let name = file.path.display();
+            let why = if file.mode & 0o002 != 0 {
+                Some(format!("{name} is writable by every user"))
+            } else if file.uid != 0 && file.uid != owner.uid {
+                Some(format!(
+                    "{name} belongs to uid {}, but the data dir it names, {}, to uid {}",
+                    file.uid,
+                    dir.display(),
+                    owner.uid
+                ))
+            } else if file.mode & 0o020 != 0 && file.gid != 0 && file.gid != owner.gid {
+                Some(format!(
+                "{name} is writable by group {}, but the data dir it names, {}, belongs to group {}",
+                file.gid,
+                dir.display(),
+                owner.gid
+            ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(Error::usage(format!(
+                "{why}; redis-backup acts in the data dir as its owner, and only root or that owner may choose it: fix the ownership of the config file or of the data dir"
+            )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -757,6 +797,46 @@ mod tests {
         std::os::unix::fs::chown(&main, Some(0), None).unwrap();
         std::os::unix::fs::chown(&secret, Some(65534), None).unwrap();
         assert!(load(&main).is_ok());
+    }
+
+    fn conf_of(files: &[(u32, u32, u32)]) -> RedisConf {
+        let mut conf = RedisConf::defaults(Path::new("/etc/redis/redis.conf"));
+        conf.files = files
+            .iter()
+            .map(|&(uid, gid, mode)| ConfFile {
+                path: "/etc/redis/redis.conf".into(),
+                uid,
+                gid,
+                mode,
+            })
+            .collect();
+        conf
+    }
+
+    #[test]
+    fn config_files_must_be_roots_or_the_data_dir_owners_word() {
+        let redis = Owner { uid: 102, gid: 105 };
+        let root = Owner { uid: 0, gid: 0 };
+        let dir = Path::new("/var/lib/redis");
+        let ok =
+            |files: &[(u32, u32, u32)], owner| conf_of(files).check_authority(dir, owner).is_ok();
+        // Debian: redis.conf redis:redis 0640, data dir redis's.
+        assert!(ok(&[(102, 105, 0o640)], redis));
+        // Root's config naming any account's dir, or root's own.
+        assert!(ok(&[(0, 0, 0o644)], redis));
+        assert!(ok(&[(0, 0, 0o644)], root));
+        assert!(ok(&[(0, 105, 0o660)], redis), "root's, group of the dir");
+        // The redis account pointing root at root's (or another account's) dir.
+        assert!(!ok(&[(102, 105, 0o640)], root));
+        assert!(!ok(&[(0, 0, 0o644), (102, 105, 0o640)], root), "an include");
+        assert!(!ok(&[(102, 105, 0o640)], Owner { uid: 110, gid: 110 }));
+        assert!(!ok(&[(0, 105, 0o660)], root), "group-writable by redis");
+        assert!(!ok(&[(0, 0, 0o666)], redis), "writable by everyone");
+        let err = conf_of(&[(102, 105, 0o640)])
+            .check_authority(dir, root)
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("uid 102"), "{err}");
     }
 
     #[test]

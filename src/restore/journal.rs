@@ -375,11 +375,10 @@ fn open_interrupted(data: &DataDir, name: &str) -> std::result::Result<Option<Wo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis::conf::RedisConf;
     use std::fs;
 
     fn data_dir(dir: &Path) -> DataDir {
-        DataDir::open(dir, &RedisConf::defaults(Path::new("redis.conf"))).unwrap()
+        DataDir::open(dir).unwrap()
     }
 
     #[test]

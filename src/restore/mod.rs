@@ -165,7 +165,8 @@ fn files_to_restore(
     data_dir::plain_name("dbfilename", &files.dbfilename)?;
     data_dir::plain_name("appenddirname", &files.appenddirname)?;
     data_dir::plain_name("appendfilename", &files.appendfilename)?;
-    let data = DataDir::open(&files.dir, conf)?;
+    let data = DataDir::open(&files.dir)?;
+    conf.check_authority(data.path(), data.owner())?;
     if files.appendonly
         && conf
             .renamed_commands

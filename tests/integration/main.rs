@@ -9,6 +9,7 @@ mod attacker;
 mod fake_swift;
 mod harness;
 
+mod architecture;
 mod attacker_selftest;
 mod backup;
 mod commands;
