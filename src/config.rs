@@ -395,9 +395,7 @@ fn instance_name(raw: &Raw) -> Result<String> {
 
 /// The host name, which is what identifies a Trove guest; "redis" if unknown.
 fn default_instance() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
+    Some(crate::id::host_name())
         .filter(|h| crate::id::BackupId::parse(h).is_ok())
         .unwrap_or_else(|| "redis".into())
 }

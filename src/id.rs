@@ -42,6 +42,14 @@ impl fmt::Display for BackupId {
     }
 }
 
+/// This host's name (trimmed; empty if it cannot be read): the default
+/// instance name, and part of the names of our temporary files.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

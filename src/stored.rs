@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::progress::Progress;
 use crate::record::Record;
-use crate::storage::Storage;
+use crate::storage::{Storage, OBJECT_SUFFIX, RECORD_SUFFIX};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -116,12 +116,10 @@ fn check_against_record(record: &Record, summary: &DecodeSummary) -> Result<()> 
 /// The record copied beside a hand-copied object (`ID.json` next to
 /// `ID.rbk`), if there is one.
 fn sibling_record(object: &Path) -> Option<Record> {
-    if object.extension()? != "rbk" {
-        return None;
-    }
-    let id = BackupId::parse(object.file_stem()?.to_str()?).ok()?;
+    let name = object.file_name()?.to_str()?;
+    let id = BackupId::parse(name.strip_suffix(OBJECT_SUFFIX)?).ok()?;
     let mut bytes = Vec::new();
-    File::open(object.with_extension("json"))
+    File::open(object.with_file_name(format!("{id}{RECORD_SUFFIX}")))
         .ok()?
         .take(crate::storage::MAX_RECORD_SIZE as u64)
         .read_to_end(&mut bytes)

@@ -105,9 +105,7 @@ impl AtomicFile {
 /// `.tmp-HOST-PID-NAME`. The host keeps a sweep on a shared directory to this
 /// machine's files (a lock held over NFS is not always seen as held).
 fn temp_prefix() -> String {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String = host
-        .trim()
+    let host: String = crate::id::host_name()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' {

@@ -5,7 +5,9 @@
 //! A backup never fills the disk it is written to: it stops (exit 4) while a
 //! little of it is still free for Redis and the rest of the host.
 
-use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
+use super::{
+    already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE, OBJECT_SUFFIX, RECORD_SUFFIX,
+};
 use crate::error::{Error, Result};
 use crate::fs::cache::ReadOnce;
 use crate::fs::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
@@ -15,9 +17,6 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-const OBJECT_SUFFIX: &str = ".rbk";
-const RECORD_SUFFIX: &str = ".json";
 
 /// Free space a backup leaves alone, as a share of the filesystem (1%), at
 /// most `MAX_RESERVE`: Redis may have to save on that disk too, and a host

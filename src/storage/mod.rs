@@ -13,6 +13,10 @@ use std::io::{Read, Write};
 
 /// Records are small; anything bigger is not ours.
 pub const MAX_RECORD_SIZE: usize = 64 * 1024;
+/// A backup `ID` is stored as `ID.rbk` (the object) and `ID.json` (its
+/// record), in every backend.
+pub const OBJECT_SUFFIX: &str = ".rbk";
+pub const RECORD_SUFFIX: &str = ".json";
 
 /// An object being written. Nothing is visible to readers until `commit`;
 /// dropping it uncommitted discards what was written.

@@ -21,7 +21,9 @@
 pub mod auth;
 pub mod tls;
 
-use super::{already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE};
+use super::{
+    already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE, OBJECT_SUFFIX, RECORD_SUFFIX,
+};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use auth::{transport_error, Credentials, Session};
@@ -35,8 +37,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-const OBJECT_SUFFIX: &str = ".rbk";
-const RECORD_SUFFIX: &str = ".json";
 /// Chunks in flight between the pipeline and a segment's PUT.
 const CHANNEL_CHUNKS: usize = 4;
 /// Swift's default `max_manifest_segments`.
