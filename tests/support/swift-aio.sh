@@ -3,7 +3,7 @@
 # servers, memcached) and optionally a real Keystone v3, on 127.0.0.1, for test harnesses.
 #
 # The project's own copy of the tested recipe in ../shared/testbed (so that `make test`
-# works on machines without it). The integration tests (tests/integration/harness.rs,
+# works on machines without it). The integration tests (tests/integration/harness/swift.rs,
 # SwiftStack) run `start DIR` with WITH_KEYSTONE=0 in a scratch dir and `stop DIR` on drop.
 # No systemd, no mounts, no privileged ports, no files outside DIR (not even
 # /etc/swift/swift.conf: the servers are launched through a 5-line wrapper that points
