@@ -906,15 +906,23 @@ fn a_206_with_another_content_range_is_a_storage_error() {
         }
         let body = store.content(C, &object).expect("the object");
         let len = body.len();
+        // The first range (from byte 0) breaks off half way; the resumed
+        // one (from where it broke) is answered with another range.
+        let whole = format!("bytes 0-{}/{len}", len - 1);
         match r.header("Range") {
-            None => Answer::BreakOff {
+            None | Some("bytes=0-") => Answer::BreakOff {
                 status: 200,
                 headers: Vec::new(),
                 after: len / 2,
                 body,
             },
-            Some(_) => Answer::bytes(206, body)
-                .header("Content-Range", &format!("bytes 0-{}/{len}", len - 1)),
+            Some(range) if range.starts_with("bytes=0-") => Answer::BreakOff {
+                status: 206,
+                headers: vec![("Content-Range".to_string(), whole)],
+                after: len / 2,
+                body,
+            },
+            Some(_) => Answer::bytes(206, body).header("Content-Range", &whole),
         }
     });
     let export = t.path("export.rdb").display().to_string();
@@ -1008,4 +1016,67 @@ fn a_certificate_for_another_name_is_not_blamed_on_os_cacert() {
         "the OS_CACERT hint for a wrong-name certificate: {:?}",
         tail(out.stderr.trim(), 400)
     );
+}
+
+// ---------------------------------------------------------------------------
+// From the review of the fix
+
+/// Swift answers `multipart-manifest=delete` with 200 and reports in the body
+/// what it could not delete: a report with errors is not a deletion.
+#[test]
+fn a_bulk_delete_that_reports_errors_is_not_a_deletion() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let id = backup(&t);
+    fake.script(
+        |r, _| match r.method == "DELETE" && r.query("multipart-manifest").is_some() {
+            true => Answer::json(
+                200,
+                &serde_json::json!({"Number Deleted": 0, "Number Not Found": 0,
+                "Response Status": "400 Bad Request", "Response Body": "",
+                "Errors": [["/c_segments/x", "409 Conflict"]]}),
+            ),
+            false => Answer::Normal,
+        },
+    );
+    let b = run(&t, &["delete", &id]);
+    let out = b.ended();
+    out.code(4);
+    assert!(!out.stdout.contains("deleted"), "{}", out.stdout);
+}
+
+/// A download whose every range breaks off half way is a broken store
+/// (exit 4) once its resumes are spent, not a truncated backup (exit 5).
+#[test]
+fn a_download_that_keeps_breaking_off_is_a_storage_error() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let id = backup(&t);
+    let object = format!("{id}.rbk");
+    fake.script(move |r, store| {
+        if !r.is_get_of(C, &object) {
+            return Answer::Normal;
+        }
+        let body = store.content(C, &object).expect("the object");
+        let len = body.len();
+        let from: usize = r
+            .header("Range")
+            .and_then(|h| h.strip_prefix("bytes="))
+            .and_then(|h| h.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Answer::BreakOff {
+            status: 206,
+            headers: vec![(
+                "Content-Range".to_string(),
+                format!("bytes {from}-{}/{len}", len - 1),
+            )],
+            after: (len - from) / 2,
+            body: body[from..].to_vec(),
+        }
+    });
+    let b = run(&t, &["verify", &id]);
+    b.ended().code(4).stderr_has("broke off");
 }

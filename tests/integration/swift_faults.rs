@@ -296,11 +296,11 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
         .then_some(())
     });
 
-    let (out, mut restarted) = std::thread::scope(|scope| {
-        let backup = scope.spawn(|| t.run(&["backup", "--id", "b503"]));
-        // Let the backup meet the 503s, then bring the object server back
-        // (a Python server: on a loaded machine it takes seconds to listen).
-        std::thread::sleep(std::time::Duration::from_millis(500));
+    let (out, mut restarted) = {
+        let mut backup = t.cmd(&["backup", "--id", "b503"]).watch();
+        // Once the backup has met a 503, bring the object server back (a
+        // Python server: on a loaded machine it takes seconds to listen).
+        backup.wait_for_line("503");
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(swift.dir().join("log/object.log"))
@@ -329,8 +329,8 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
             format!("{} {start}\n", child.id()),
         )
         .unwrap();
-        (backup.join().expect("backup thread"), child)
-    });
+        (backup.finish(), child)
+    };
     out.ok();
     assert!(
         out.stderr.contains("503"),
@@ -347,8 +347,9 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
 
 #[test]
 fn swift_too_slow_to_answer_is_timed_out_and_tried_again() {
-    // The proxy server frozen (SIGSTOP) for 3 s: with storage_timeout = 1,
-    // requests time out and are sent again until it answers.
+    // The proxy server frozen (SIGSTOP) until the tool has timed out once:
+    // with storage_timeout = 1, requests time out and are sent again until
+    // it answers.
     let swift = SwiftStack::start(None);
     let mut t = redis_on_swift("rbslow");
     t.set_setting("storage_timeout", "1");
@@ -371,13 +372,14 @@ fn swift_too_slow_to_answer_is_timed_out_and_tried_again() {
             .expect("run kill");
     };
     signal("-STOP");
-    let out = std::thread::scope(|scope| {
-        let verify = scope.spawn(|| run(&t, &["verify", "slow"]));
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        signal("-CONT");
-        verify.join().expect("verify thread")
-    });
+    let mut verify = t
+        .cmd(&["verify", "slow"])
+        .env("OS_STORAGE_URL", &url)
+        .env("OS_AUTH_TOKEN", &token)
+        .watch();
+    verify.wait_for_line("trying again");
     signal("-CONT");
+    let out = verify.finish();
     out.ok();
     assert!(
         out.stderr.to_lowercase().contains("timed out") || out.stderr.contains("trying again"),

@@ -233,8 +233,11 @@ fn check_endpoint(url: &str) -> std::result::Result<Scheme, String> {
                 .into(),
         );
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains spaces or control characters".into());
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err("contains spaces, backslashes or control characters".into());
     }
     Ok(scheme)
 }
@@ -526,6 +529,7 @@ mod tests {
             "https://s/v1/AUTH_x?x=1",
             "https://s/v1/AUTH_x#frag",
             "https://s/v1/AUTH x",
+            "https://good\\evil.example/v1",
         ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }

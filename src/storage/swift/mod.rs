@@ -57,6 +57,9 @@ const MIN_TRANSFER_RATE: u64 = 128 << 10;
 /// What a log-in may carry back (Keystone's token with its catalog).
 const MAX_TOKEN_ANSWER: u64 = 4 << 20;
 const DOWNLOAD_ATTEMPTS: u32 = 3;
+/// A download is asked for in ranges of this many bytes, each a request of
+/// its own: at MIN_TRANSFER_RATE one takes at most 512 s past its wait.
+const DOWNLOAD_CHUNK: u64 = 64 << 20;
 /// Uploads of segments that may fail, in all, before the backup gives up.
 const SEGMENT_ATTEMPTS: u32 = 5;
 /// Attempts of an ordinary request when Swift is unreachable or answers 5xx.
@@ -85,6 +88,11 @@ impl SwiftStorage {
             // ureq would carry X-Auth-Token or X-Auth-Key to wherever a 3xx
             // points; a redirect is an error instead (see `Client::attempt`).
             .redirects(0)
+            // A fresh connection for every request: ureq clears the socket
+            // timeouts of a pooled one and then writes a request body with
+            // no time limit at all.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .timeout_connect(timeout.min(Duration::from_secs(15)))
             .timeout_read(timeout)
             .timeout_write(timeout)
@@ -129,7 +137,7 @@ impl SwiftStorage {
 
     /// Every object name in `container` that starts with `prefix`, page by
     /// page; none if the container does not exist.
-    fn names(&self, container: &str, prefix: &str) -> Result<Vec<String>> {
+    fn names(&self, container: &str, prefix: &str, most: usize) -> Result<Vec<String>> {
         let mut names = Vec::new();
         let mut marker = String::new();
         // Halved while Swift answers 412 (its container_listing_limit is
@@ -194,10 +202,8 @@ impl SwiftStorage {
                 marker = last.clone();
             }
             names.extend(page);
-            if names.len() > MAX_LISTED_NAMES {
-                return Err(broken(format!(
-                    "more than {MAX_LISTED_NAMES} names were listed"
-                )));
+            if names.len() > most {
+                return Err(broken(format!("more than {most} names were listed")));
             }
             if done {
                 return Ok(names);
@@ -206,17 +212,25 @@ impl SwiftStorage {
     }
 
     /// Whether `name` (in the segments container) is a segment of `id`, as
-    /// we write them: `ID.rbk/` and eight digits, nothing else.
+    /// we write them: `ID.rbk/` and eight digits numbering 1 to
+    /// `MAX_SEGMENTS`, nothing else.
     fn is_segment_of(name: &str, id: &BackupId) -> bool {
         name.strip_prefix(&format!("{id}{OBJECT_SUFFIX}/"))
-            .is_some_and(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| (1..=MAX_SEGMENTS).contains(&n))
     }
 
     /// Remove the segments a killed backup left under `id`'s name (no
     /// manifest points at them); how many there were.
     fn remove_leftover_segments(&self, id: &BackupId) -> Result<usize> {
         let container = self.segments_container();
-        let listed = self.names(&container, &format!("{id}{OBJECT_SUFFIX}/"))?;
+        // Twice what one backup can have: leftovers of two attempts.
+        let listed = self.names(
+            &container,
+            &format!("{id}{OBJECT_SUFFIX}/"),
+            2 * MAX_SEGMENTS,
+        )?;
         // Only what we would have written: a name of another shape (`..`
         // parts, another backup's segments from a server that ignores
         // `prefix`) is never deleted.
@@ -341,21 +355,19 @@ impl Storage for SwiftStorage {
 
     fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.object_path(id);
-        // The size sets each download's deadline (see MIN_TRANSFER_RATE).
+        // Read in ranges up to the size HEAD gives (see ResumingReader).
         let Some(size) = self.client.size_of(&path)? else {
             return Err(not_found(id, &self.where_()));
         };
-        match self.client.get_from(&path, offset, size)? {
-            Some(body) => Ok(Box::new(ResumingReader {
-                client: self.client.clone(),
-                path,
-                position: offset,
-                size,
-                body,
-                attempts_left: DOWNLOAD_ATTEMPTS,
-            })),
-            None => Err(not_found(id, &self.where_())),
-        }
+        Ok(Box::new(ResumingReader {
+            client: self.client.clone(),
+            path,
+            position: offset,
+            size,
+            chunk_end: offset,
+            body: None,
+            attempts_left: DOWNLOAD_ATTEMPTS,
+        }))
     }
 
     fn put_record(&self, id: &BackupId, json: &[u8]) -> Result<()> {
@@ -373,7 +385,7 @@ impl Storage for SwiftStorage {
 
     fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
         let path = self.record_path(id);
-        let Some(body) = self.client.get_from(&path, 0, MAX_RECORD_SIZE as u64)? else {
+        let Some(body) = self.client.get_range(&path, 0, None)? else {
             return Err(not_found(id, &self.where_()));
         };
         let mut json = Vec::new();
@@ -389,7 +401,7 @@ impl Storage for SwiftStorage {
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
-        let names = self.names(&self.container, "")?;
+        let names = self.names(&self.container, "", MAX_LISTED_NAMES)?;
         Ok(names
             .iter()
             .filter_map(|n| n.strip_suffix(RECORD_SUFFIX))
@@ -438,7 +450,12 @@ impl Storage for SwiftStorage {
             true => format!("{object}?multipart-manifest=delete"),
             false => object.clone(),
         };
-        match self.client.call("DELETE", &path, |r| r.call())? {
+        // Swift deletes a manifest's segments while it streams its report,
+        // and answers 200 whatever the report says: read it through.
+        match self.client.call("DELETE", &path, |r| {
+            r.set("Accept", "application/json").call()
+        })? {
+            Reply::Done(response) if is_manifest => check_bulk_delete(*response, id),
             Reply::Done(_) => Ok(()),
             Reply::Status(404) => {
                 warn!("backup {id} had a record but no object");
@@ -631,32 +648,41 @@ impl Client {
         }
     }
 
-    /// GET `path` (of `size` bytes) from byte `offset` on; `None` if there
-    /// is no such object.
-    fn get_from(&self, path: &str, offset: u64, size: u64) -> Result<Option<Box<dyn Read + Send>>> {
-        let bytes = size.saturating_sub(offset);
-        let reply = self.call_carrying("GET", path, bytes, |r| match offset {
-            0 => r.call(),
-            n => r.set("Range", &format!("bytes={n}-")).call(),
+    /// GET `path`, bytes `from..to` (a ranged GET that must be answered
+    /// with exactly that range), or the whole of a small object (`to` None);
+    /// `None` if there is no such object.
+    fn get_range(
+        &self,
+        path: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Option<Box<dyn Read + Send>>> {
+        let bytes = to.map_or(0, |to| to.saturating_sub(from));
+        let range = to.map(|to| format!("bytes={from}-{}", to.saturating_sub(1)));
+        let reply = self.call_carrying("GET", path, bytes, |r| match &range {
+            None => r.call(),
+            Some(range) => r.set("Range", range).call(),
         })?;
         match reply {
             // A server that ignored Range would send the object from byte 0.
-            Reply::Done(response) if offset > 0 && response.status() != 206 => {
+            Reply::Done(response) if range.is_some() && response.status() != 206 => {
                 Err(Error::storage(format!(
-                    "GET {path} from byte {offset}: Swift answered {} instead of 206 Partial Content",
+                    "GET {path} from byte {from}: Swift answered {} instead of 206 Partial Content",
                     response.status()
                 )))
             }
             // Nor may it send another part: a broken store, not a broken backup.
             Reply::Done(response)
-                if offset > 0
+                if range.is_some()
                     && !response
                         .header("Content-Range")
-                        .is_some_and(|r| r.trim().starts_with(&format!("bytes {offset}-"))) =>
+                        .is_some_and(|r| r.trim().starts_with(&format!("bytes {from}-"))) =>
             {
                 Err(Error::storage(format!(
-                    "GET {path} from byte {offset}: Swift sent {:?} instead of the range asked for",
-                    response.header("Content-Range").unwrap_or("no Content-Range")
+                    "GET {path} from byte {from}: Swift sent {:?} instead of the range asked for",
+                    response
+                        .header("Content-Range")
+                        .unwrap_or("no Content-Range")
                 )))
             }
             Reply::Done(response) => Ok(Some(Box::new(response.into_reader()))),
@@ -668,41 +694,81 @@ impl Client {
     }
 }
 
-/// A download that picks up where it broke off (`Range: bytes=N-`) when the
-/// connection drops, a bounded number of times.
+/// A download in ranges of `DOWNLOAD_CHUNK` bytes, each a request with its
+/// own deadline (so a stall is noticed within one chunk's time, and a lying
+/// size cannot stretch a deadline), picking up where it broke off when the
+/// connection drops, a bounded number of times. Every failure of the
+/// transfer is a storage error: the backup may well be fine.
 struct ResumingReader {
     client: Arc<Client>,
     path: String,
     position: u64,
+    /// The object's size, from HEAD.
     size: u64,
-    body: Box<dyn Read + Send>,
+    /// Where the current range ends.
+    chunk_end: u64,
+    body: Option<Box<dyn Read + Send>>,
     attempts_left: u32,
+}
+
+impl ResumingReader {
+    fn broken(&self, why: impl std::fmt::Display) -> io::Error {
+        io::Error::from(Error::storage(format!(
+            "download of {} broke off at byte {}: {why}",
+            self.path, self.position
+        )))
+    }
+
+    fn next_range(&mut self) -> io::Result<()> {
+        let end = self.position.saturating_add(DOWNLOAD_CHUNK).min(self.size);
+        let body = self
+            .client
+            .get_range(&self.path, self.position, Some(end))
+            .map_err(io::Error::from)?
+            .ok_or_else(|| self.broken("the object disappeared"))?;
+        self.body = Some(body);
+        self.chunk_end = end;
+        Ok(())
+    }
 }
 
 impl Read for ResumingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.body.read(buf) {
+            if self.position >= self.size {
+                return Ok(0);
+            }
+            let body = match &mut self.body {
+                Some(body) => body,
+                None => {
+                    self.next_range()?;
+                    continue;
+                }
+            };
+            let failure = match body.read(buf) {
+                Ok(0) if self.position == self.chunk_end => {
+                    self.body = None;
+                    continue;
+                }
+                Ok(0) => "the connection ended early".to_string(),
+                Ok(n) if self.position + n as u64 > self.chunk_end => {
+                    return Err(self.broken("Swift sent more than the range asked for"));
+                }
                 Ok(n) => {
                     self.position += n as u64;
                     return Ok(n);
                 }
-                Err(e) if self.attempts_left > 0 => {
-                    self.attempts_left -= 1;
-                    warn!(
-                        "download of {} broke off at byte {} ({e}); resuming",
-                        self.path, self.position
-                    );
-                    let resumed = self
-                        .client
-                        .get_from(&self.path, self.position, self.size)
-                        .map_err(|e| io::Error::other(e.to_string()))?;
-                    self.body = resumed.ok_or_else(|| {
-                        io::Error::other(format!("{} disappeared during the download", self.path))
-                    })?;
-                }
-                Err(e) => return Err(e),
+                Err(e) => e.to_string(),
+            };
+            if self.attempts_left == 0 {
+                return Err(self.broken(failure));
             }
+            self.attempts_left -= 1;
+            warn!(
+                "download of {} broke off at byte {} ({failure}); resuming",
+                self.path, self.position
+            );
+            self.body = None;
         }
     }
 }
@@ -1000,6 +1066,37 @@ impl Drop for SwiftObject {
     }
 }
 
+/// The report of a `multipart-manifest=delete`: success only if Swift says
+/// 200 for the whole and lists no error.
+fn check_bulk_delete(response: ureq::Response, id: &BackupId) -> Result<()> {
+    let mut text = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_MANIFEST_BYTES)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::storage(format!("deleting {id}: reading Swift's report: {e}")))?;
+    #[derive(Deserialize)]
+    struct Report {
+        #[serde(rename = "Response Status")]
+        status: String,
+        #[serde(rename = "Errors", default)]
+        errors: Vec<Value>,
+    }
+    let report: Report = serde_json::from_slice(&text).map_err(|_| {
+        Error::storage(format!(
+            "deleting {id}: Swift's report of the segments deleted is not JSON; they may remain"
+        ))
+    })?;
+    if !report.status.starts_with("200") || !report.errors.is_empty() {
+        return Err(Error::storage(format!(
+            "deleting {id}: Swift reports {} with {} errors; its segments may remain, delete {id} again",
+            report.status,
+            report.errors.len()
+        )));
+    }
+    Ok(())
+}
+
 /// One entry of a container listing: only its name is kept (the other
 /// fields are skipped by the parser, not held).
 #[derive(Deserialize)]
@@ -1117,6 +1214,8 @@ mod tests {
             "b1.rbk/0000001",
             "b1.rbk/000000012",
             "b1.rbk/0000000a",
+            "b1.rbk/00000000",
+            "b1.rbk/00001001",
             "b2.rbk/00000001",
             "b1.rbk/00000001/x",
             "x/b1.rbk/00000001",

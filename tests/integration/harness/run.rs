@@ -224,3 +224,91 @@ fn read_all_in_background(mut from: impl Read + Send + 'static) -> mpsc::Receive
     });
     rx
 }
+
+/// A run of the binary whose stderr is read line by line while it runs, so
+/// that a test can wait for the moment it logs something (instead of
+/// sleeping and hoping it got there).
+pub struct Watched {
+    child: Child,
+    program: String,
+    args: Vec<String>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stdout: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Run {
+    /// Start in the background with stdout and stderr read as it runs.
+    pub fn watch(self) -> Watched {
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program));
+        let stdout = read_all_in_background(child.stdout.take().expect("stdout"));
+        let err = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched {
+            child,
+            program: self.program,
+            args: self.args,
+            lines,
+            seen: Vec::new(),
+            stdout,
+        }
+    }
+}
+
+impl Watched {
+    /// Wait (up to `DEADLINE`) for a line of stderr containing `text`.
+    pub fn wait_for_line(&mut self, text: &str) {
+        let start = Instant::now();
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "{} {:?} did not log {text:?} within {DEADLINE:?}; it logged:\n{}",
+                    self.program,
+                    self.args,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Wait for the end (up to `RUN_DEADLINE`) and collect the output.
+    pub fn finish(mut self) -> Output {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > RUN_DEADLINE {
+                let _ = self.child.kill();
+                panic!(
+                    "{} {:?} did not finish within {RUN_DEADLINE:?}",
+                    self.program, self.args
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        self.seen.extend(self.lines.iter());
+        let stdout = self.stdout.recv_timeout(DEADLINE).unwrap_or_default();
+        Output {
+            program: self.program,
+            args: self.args,
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: self.seen.join("\n") + "\n",
+        }
+    }
+}
