@@ -141,17 +141,28 @@ fn move_new_away(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()
         if !(had_old || all_aside) || !data.has(name) {
             continue;
         }
-        let to = unused_name(failed.as_fd(), name);
-        move_between(
-            data.fd(),
-            name,
-            failed.as_fd(),
-            &to,
-            data.join(name),
-            &work.failed_path().join(&to),
-        )?;
+        keep_in_failed(data, name, failed.as_fd(), work)?;
     }
     sync_both(data, failed.as_fd(), &work.failed_path())
+}
+
+/// Move the data dir's `name` into `failed/`, under a name not yet used
+/// there: nothing kept for inspection is ever replaced.
+fn keep_in_failed(
+    data: &DataDir,
+    name: &str,
+    failed: BorrowedFd<'_>,
+    work: &WorkDir,
+) -> Result<()> {
+    let to = unused_name(failed, name);
+    move_between(
+        data.fd(),
+        name,
+        failed,
+        &to,
+        data.join(name),
+        &work.failed_path().join(&to),
+    )
 }
 
 fn move_previous_back(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
@@ -161,16 +172,7 @@ fn move_previous_back(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Resu
             // (Redis's account may keep planting it): kept aside in failed/
             // like the new files, so the previous data can go back.
             if data.has(name) {
-                let failed = work.failed()?;
-                let to = unused_name(failed.as_fd(), name);
-                move_between(
-                    data.fd(),
-                    name,
-                    failed.as_fd(),
-                    &to,
-                    data.join(name),
-                    &work.failed_path().join(&to),
-                )?;
+                keep_in_failed(data, name, work.failed()?.as_fd(), work)?;
             }
             let back = data.join(name);
             move_between(
