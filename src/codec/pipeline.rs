@@ -58,15 +58,10 @@ impl Default for EncodeOptions {
         EncodeOptions {
             level: 1,
             frame_size: format::DEFAULT_FRAME_SIZE,
-            workers: default_workers(),
+            workers: crate::settings::default_threads(),
             salt: None,
         }
     }
-}
-
-/// Worker threads to use when the user did not say: one per core, up to 4.
-pub fn default_workers() -> usize {
-    thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
