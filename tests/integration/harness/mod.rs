@@ -6,12 +6,9 @@
 //! Nothing here sleeps a fixed time: everything that waits polls against a
 //! deadline and fails with a message saying what it waited for.
 //!
-//! One file per part: `scratch`, `resp`, `data`, `run`, `redis`, `swift`, `proxy`; this one holds
-//! the small helpers they share.
-
-// The harness is shared by every test module, and later ones (restore) use
-// parts the current ones do not.
-#![allow(dead_code)]
+//! One file per part: `scratch`, `resp`, `data`, `run`, `redis`, `swift`,
+//! `proxy`; this one holds the small helpers they share. Nothing unused is
+//! kept (no `allow(dead_code)`): a helper goes when its last user does.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -229,11 +229,6 @@ impl FaultProxy {
         self.shared.state.lock().expect("proxy state").bytes[direction.index()]
     }
 
-    /// Bytes forwarded in `direction` since the start.
-    pub fn total_bytes(&self, direction: Direction) -> u64 {
-        self.shared.state.lock().expect("proxy state").total[direction.index()]
-    }
-
     /// Connections accepted (and forwarded) since the start.
     pub fn connections(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)

@@ -10,8 +10,6 @@ pub enum Save {
     Default,
     /// `save ""`: no RDB persistence.
     Off,
-    /// `save <rules>`, e.g. `"3600 1"`.
-    Rules(String),
 }
 
 /// Options for a `TestRedis`; `TestRedis::builder()` starts one.
@@ -328,7 +326,6 @@ impl TestRedis {
         match &o.save {
             Save::Default => {}
             Save::Off => c.push_str("save \"\"\n"),
-            Save::Rules(r) => c.push_str(&format!("save {r}\n")),
         }
         if let Some(pw) = &o.requirepass {
             c.push_str(&format!("requirepass {pw}\n"));
@@ -587,13 +584,6 @@ impl TestRedis {
             Value::Array(items) => items,
             other => panic!("list --json is not an array: {other}"),
         }
-    }
-
-    /// Wait until nothing listens any more (after a stop).
-    pub fn wait_unreachable(&self) {
-        wait_for("Redis to stop accepting connections", || {
-            self.raw_conn().is_err().then_some(())
-        })
     }
 }
 

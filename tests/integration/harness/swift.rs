@@ -182,9 +182,7 @@ pub struct SwiftBuilder {
     keystone: bool,
     tls: bool,
     token_life: Option<u32>,
-    keystone_token_life: Option<u32>,
     listing_limit: Option<u32>,
-    catalog_url: Option<String>,
 }
 
 impl SwiftBuilder {
@@ -208,23 +206,9 @@ impl SwiftBuilder {
         self
     }
 
-    /// Keystone tokens live `secs` seconds (`KEYSTONE_TOKEN_LIFE`).
-    pub fn keystone_token_life(mut self, secs: u32) -> SwiftBuilder {
-        self.keystone_token_life = Some(secs);
-        self
-    }
-
     /// At most `names` names per listing page (`SWIFT_LISTING_LIMIT`).
     pub fn listing_limit(mut self, names: u32) -> SwiftBuilder {
         self.listing_limit = Some(names);
-        self
-    }
-
-    /// The object-store URL base in Keystone's catalog
-    /// (`SWIFT_AIO_CATALOG_URL`, e.g. a `FaultProxy` in front of the Keystone
-    /// proxy: `http://127.0.0.1:PORT`).
-    pub fn catalog_url(mut self, url: &str) -> SwiftBuilder {
-        self.catalog_url = Some(url.to_string());
         self
     }
 
@@ -259,14 +243,8 @@ impl SwiftBuilder {
             if let Some(secs) = self.token_life {
                 run = run.env("SWIFT_TOKEN_LIFE", secs.to_string());
             }
-            if let Some(secs) = self.keystone_token_life {
-                run = run.env("KEYSTONE_TOKEN_LIFE", secs.to_string());
-            }
             if let Some(limit) = self.listing_limit {
                 run = run.env("SWIFT_LISTING_LIMIT", limit.to_string());
-            }
-            if let Some(url) = &self.catalog_url {
-                run = run.env("SWIFT_AIO_CATALOG_URL", url);
             }
             let o = run.run();
             if o.code == Some(0) {
@@ -317,11 +295,6 @@ impl SwiftBuilder {
             st_user: var("ST_USER"),
             st_key: var("ST_KEY"),
             proxy_port: var("SWIFT_PROXY_PORT").parse().expect("SWIFT_PROXY_PORT"),
-            keystone_proxy_port: self.keystone.then(|| {
-                var("SWIFT_KEYSTONE_PROXY_PORT")
-                    .parse()
-                    .expect("SWIFT_KEYSTONE_PROXY_PORT")
-            }),
             cacert: self.tls.then(|| PathBuf::from(var("SWIFT_CACERT"))),
             st_auth,
             base_url,
@@ -361,8 +334,6 @@ pub struct SwiftStack {
     pub st_key: String,
     /// The TempAuth proxy's port.
     pub proxy_port: u16,
-    /// The Keystone proxy's port (authtoken + keystoneauth), with Keystone.
-    pub keystone_proxy_port: Option<u16>,
     /// The CA that signed the proxies' certificate (`tls()` stacks).
     pub cacert: Option<PathBuf>,
     /// `http[s]://127.0.0.1:PROXY_PORT` (ST_AUTH without `/auth/v1.0`).
@@ -585,11 +556,6 @@ impl SwiftStack {
         }
     }
 
-    /// The URL of `path` (`CONTAINER` or `CONTAINER/OBJECT`) in the account.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.storage_url, url_encode(path, true))
-    }
-
     /// A request in `account`; `path_and_query` is already encoded (use
     /// `url_encode`), relative to the account URL. No renewal.
     pub fn request_in(
@@ -642,11 +608,6 @@ impl SwiftStack {
     /// PUT `CONTAINER/OBJECT` (or a container, with an empty body).
     pub fn put(&self, path: &str, body: &[u8]) -> HttpResponse {
         self.request("PUT", &url_encode(path, true), &[], Some(body))
-    }
-
-    /// DELETE `CONTAINER/OBJECT` (a manifest alone, not its segments).
-    pub fn delete(&self, path: &str) -> HttpResponse {
-        self.request("DELETE", &url_encode(path, true), &[], None)
     }
 
     /// Every entry (`name`, `bytes`, `hash`, ...) of `container` whose name
