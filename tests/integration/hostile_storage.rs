@@ -232,24 +232,36 @@ fn a_redirect_from_the_storage_url_takes_no_token_to_the_sink() {
         sink.forget_requests();
         let b = run(&t, &["list"]);
         let out = b.ended();
-        let leaked = sink.requests_with("X-Auth-Token");
-        if !leaked.is_empty() {
-            failures.push(format!(
-                "{code}: the sink received X-Auth-Token in {leaked:?}"
-            ));
-        }
-        if out.code != Some(4) {
-            failures.push(format!("{code}: exit {:?}, not 4", out.code));
-        }
-        if !out.stderr.contains(&sink.base()) {
-            failures.push(format!(
-                "{code}: the error does not name {}: {:?}",
-                sink.base(),
-                tail(&out.stderr, 400)
-            ));
-        }
+        refused_redirect(code, out, &sink, "X-Auth-Token", &mut failures);
     }
     no_failures(&failures);
+}
+
+/// What a refused redirect to `sink` must look like: `secret_header` never
+/// reached the sink, exit 4, and the error names where it pointed.
+fn refused_redirect(
+    code: u16,
+    out: &Output,
+    sink: &FakeSwift,
+    secret_header: &str,
+    failures: &mut Vec<String>,
+) {
+    let leaked = sink.requests_with(secret_header);
+    if !leaked.is_empty() {
+        failures.push(format!(
+            "{code}: the sink received {secret_header} in {leaked:?}"
+        ));
+    }
+    if out.code != Some(4) {
+        failures.push(format!("{code}: exit {:?}, not 4", out.code));
+    }
+    if !out.stderr.contains(&sink.base()) {
+        failures.push(format!(
+            "{code}: the error does not name {}: {:?}",
+            sink.base(),
+            tail(&out.stderr, 400)
+        ));
+    }
 }
 
 /// A 3xx from the TempAuth URL to another host: the sink receives no
@@ -272,22 +284,7 @@ fn a_redirect_from_tempauth_takes_no_key_to_the_sink() {
         let b = run(&t, &["list"]);
         let out = b.ended();
         out.lacks(fake.key());
-        let leaked = sink.requests_with("X-Auth-Key");
-        if !leaked.is_empty() {
-            failures.push(format!(
-                "{code}: the sink received X-Auth-Key in {leaked:?}"
-            ));
-        }
-        if out.code != Some(4) {
-            failures.push(format!("{code}: exit {:?}, not 4", out.code));
-        }
-        if !out.stderr.contains(&sink.base()) {
-            failures.push(format!(
-                "{code}: the error does not name {}: {:?}",
-                sink.base(),
-                tail(&out.stderr, 400)
-            ));
-        }
+        refused_redirect(code, out, &sink, "X-Auth-Key", &mut failures);
     }
     no_failures(&failures);
 }
