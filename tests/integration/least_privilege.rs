@@ -165,13 +165,9 @@ fn work_folder_swapped_with_previous_and_failed_linked_to_root_dirs() {
 // ---------------------------------------------------------------------------
 // 2. appendonlydir replaced while the AOF is rebuilt
 
-/// During an AOF restore, the attacker waits for `appendonlydir` to be made
-/// anew and its manifest written, then exchanges it (atomically) for a
-/// symlink to a root-only directory, and makes `appendonly.aof` (the pre-7
-/// name, which also counts as "AOF written") a symlink to the root-only file
-/// in it. Today the ownership fix-up chowns and chmods both through the links.
-#[test]
-fn aof_dir_replaced_by_a_symlink_while_rebuilt() {
+/// An AOF restore while the attacker's `aof-dir` program, in `mode`,
+/// exchanges `appendonlydir` once it has been rebuilt (see the two tests).
+fn aof_dir_swapped_during_an_aof_restore(mode: &str) {
     let (t, backed_up, id) = filled_and_backed_up(redis().appendonly());
     let victim = Victim::new(t.scratch(), "victim");
     let attacker = Attacker::start(
@@ -179,7 +175,7 @@ fn aof_dir_replaced_by_a_symlink_while_rebuilt() {
         "aof-dir",
         &[
             arg(&t.data_dir()),
-            "symlink".into(),
+            mode.into(),
             arg(victim.dir()),
             arg(&victim.file),
         ],
@@ -193,31 +189,23 @@ fn aof_dir_replaced_by_a_symlink_while_rebuilt() {
     assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
 }
 
+/// During an AOF restore, the attacker waits for `appendonlydir` to be made
+/// anew and its manifest written, then exchanges it (atomically) for a
+/// symlink to a root-only directory, and makes `appendonly.aof` (the pre-7
+/// name, which also counts as "AOF written") a symlink to the root-only file
+/// in it. Today the ownership fix-up chowns and chmods both through the links.
+#[test]
+fn aof_dir_replaced_by_a_symlink_while_rebuilt() {
+    aof_dir_swapped_during_an_aof_restore("symlink");
+}
+
 /// The same moment, but `appendonlydir` is exchanged for a real directory of
 /// the attacker's: copies of the rebuilt files, plus an entry
 /// `appendonly.aof.9.incr.aof` that is a symlink to the root-only victim.
 /// Today the fix-up chowns and chmods every entry, following the link.
 #[test]
 fn aof_dir_replaced_by_one_holding_a_symlink_while_rebuilt() {
-    let (t, backed_up, id) = filled_and_backed_up(redis().appendonly());
-    let victim = Victim::new(t.scratch(), "victim");
-    let attacker = Attacker::start(
-        t.scratch(),
-        "aof-dir",
-        &[
-            arg(&t.data_dir()),
-            "entry".into(),
-            arg(victim.dir()),
-            arg(&victim.file),
-        ],
-    );
-
-    let out = t.run(&["restore", &id]);
-
-    let context = format!("{out}\n{attacker}");
-    victim.assert_intact(&context);
-    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
-    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+    aof_dir_swapped_during_an_aof_restore("entry");
 }
 
 // ---------------------------------------------------------------------------
