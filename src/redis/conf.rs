@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
@@ -145,14 +145,8 @@ pub fn load(path: &Path) -> Result<RedisConf> {
 /// it is opened without blocking, so `include` of a FIFO or a device that
 /// never answers is refused instead of hanging the run.
 fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
+    let file = crate::fs::open_regular(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
     let written_by = ConfFile {
         path: path.to_path_buf(),
         uid: meta.uid(),

@@ -13,9 +13,9 @@ use crate::fs::cache::ReadOnce;
 use crate::fs::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
 use crate::id::BackupId;
 use crate::units::human_size;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Free space a backup leaves alone, as a share of the filesystem (1%), at
@@ -210,7 +210,7 @@ impl Storage for DirStorage {
 
     fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.object_path(id);
-        let mut file = match open_regular(&path) {
+        let mut file = match crate::fs::open_regular(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(not_found(id, &self.where_()))
@@ -234,7 +234,7 @@ impl Storage for DirStorage {
 
     fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
         let path = self.record_path(id);
-        let file = match open_regular(&path) {
+        let file = match crate::fs::open_regular(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(not_found(id, &self.where_()))
@@ -297,22 +297,6 @@ impl Storage for DirStorage {
         }
         fsync_dir(&self.dir).map_err(|e| self.failed("cannot sync", &self.dir, e))
     }
-}
-
-/// A stored file, opened without blocking (a FIFO planted under a
-/// backup's name must not hang the run) and only if it is a regular file.
-fn open_regular(path: &Path) -> io::Result<File> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    // Reads of a regular file never block; clear the flag all the same.
-    let flags = rustix::fs::fcntl_getfl(&file)?;
-    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
-    Ok(file)
 }
 
 #[cfg(test)]
