@@ -71,6 +71,27 @@ fn assert_restored_or_rolled_back(t: &TestRedis, out: &Output, backed_up: &DbSta
     }
 }
 
+/// Restore `id` while `attacker` plays, and hold the outcome to the rules:
+/// every victim keeps owner, mode and bytes, no copy of one is readable in
+/// the data dir, and the restore either worked or was rolled back.
+fn restore_under_attack(
+    t: &TestRedis,
+    id: &str,
+    attacker: Attacker,
+    backed_up: &DbState,
+    victims: &[&Victim],
+) {
+    let out = t.run(&["restore", id]);
+    let context = format!("{out}\n{attacker}");
+    // Stopped before the checks: nothing it does after the restore counts.
+    drop(attacker);
+    assert_all_intact(victims, &context);
+    for victim in victims {
+        victim.assert_no_copy_readable_in(&t.data_dir(), &context);
+    }
+    assert_restored_or_rolled_back(t, &out, backed_up, &context);
+}
+
 /// The work folder of an "interrupted restore" planted by the attacker: a
 /// journal saying the previous data was moved aside, `previous` a symlink to
 /// `previous` and `failed` one to `failed`.
@@ -123,12 +144,7 @@ fn work_folder_swapped_mid_restore() {
         ],
     );
 
-    let out = t.run(&["restore", &id]);
-
-    let context = format!("{out}\n{attacker}");
-    victim.assert_intact(&context);
-    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
-    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+    restore_under_attack(&t, &id, attacker, &backed_up, &[&victim]);
 }
 
 /// The same swap, with `previous` and `failed` of the attacker's folder
@@ -152,14 +168,13 @@ fn work_folder_swapped_with_previous_and_failed_linked_to_root_dirs() {
         ],
     );
 
-    let out = t.run(&["restore", &id]);
-
-    let context = format!("{out}\n{attacker}");
-    assert_all_intact(&[&victim, &previous, &failed], &context);
-    for v in [&victim, &previous, &failed] {
-        v.assert_no_copy_readable_in(&t.data_dir(), &context);
-    }
-    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+    restore_under_attack(
+        &t,
+        &id,
+        attacker,
+        &backed_up,
+        &[&victim, &previous, &failed],
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -181,12 +196,7 @@ fn aof_dir_swapped_during_an_aof_restore(mode: &str) {
         ],
     );
 
-    let out = t.run(&["restore", &id]);
-
-    let context = format!("{out}\n{attacker}");
-    victim.assert_intact(&context);
-    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
-    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+    restore_under_attack(&t, &id, attacker, &backed_up, &[&victim]);
 }
 
 /// During an AOF restore, the attacker waits for `appendonlydir` to be made
@@ -293,13 +303,7 @@ fn rewrite_temp_symlinks_planted_in_the_data_dir() {
         &[arg(&t.data_dir()), arg(&victim.file)],
     );
 
-    let out = t.run(&["restore", &id]);
-
-    let context = format!("{out}\n{attacker}");
-    drop(attacker);
-    victim.assert_intact(&context);
-    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
-    assert_restored_or_rolled_back(&t, &out, &backed_up, &context);
+    restore_under_attack(&t, &id, attacker, &backed_up, &[&victim]);
 }
 
 // ---------------------------------------------------------------------------
