@@ -722,6 +722,20 @@ fn a_response_head_dripped_byte_by_byte_ends_the_command_in_time() {
     b.ended().code(4);
 }
 
+/// GETs of backup `id`'s object are answered by `answer`, given the request
+/// and the object's bytes; everything else as Swift would.
+fn answer_object_gets(
+    fake: &FakeSwift,
+    id: &str,
+    answer: impl Fn(&Request, Vec<u8>) -> Answer + Send + Sync + 'static,
+) {
+    let object = format!("{id}.rbk");
+    fake.script(move |r, store| match r.is_get_of(C, &object) {
+        true => answer(r, store.content(C, &object).expect("the object")),
+        false => Answer::Normal,
+    });
+}
+
 /// A server that drip-feeds an object's body one byte a second.
 #[test]
 fn a_body_dripped_byte_by_byte_ends_the_command_in_time() {
@@ -729,15 +743,11 @@ fn a_body_dripped_byte_by_byte_ends_the_command_in_time() {
     let t = tool(&fake.preauth_settings());
     fill(&t);
     let id = backup(&t);
-    let object = format!("{id}.rbk");
-    fake.script(move |r, store| match r.is_get_of(C, &object) {
-        true => Answer::DripBody {
-            status: 200,
-            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
-            body: store.content(C, &object).expect("the object"),
-            every: Duration::from_secs(1),
-        },
-        false => Answer::Normal,
+    answer_object_gets(&fake, &id, |_, body| Answer::DripBody {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+        body,
+        every: Duration::from_secs(1),
     });
     let b = run(&t, &["verify", &id]);
     b.ended().code(4);
@@ -896,12 +906,7 @@ fn a_206_with_another_content_range_is_a_storage_error() {
     let t = tool(&fake.preauth_settings());
     fill(&t);
     let id = backup(&t);
-    let object = format!("{id}.rbk");
-    fake.script(move |r, store| {
-        if !r.is_get_of(C, &object) {
-            return Answer::Normal;
-        }
-        let body = store.content(C, &object).expect("the object");
+    answer_object_gets(&fake, &id, |r, body| {
         let len = body.len();
         // The first range (from byte 0) breaks off half way; the resumed
         // one (from where it broke) is answered with another range.
@@ -1051,12 +1056,7 @@ fn a_download_that_keeps_breaking_off_is_a_storage_error() {
     let t = tool(&fake.preauth_settings());
     fill(&t);
     let id = backup(&t);
-    let object = format!("{id}.rbk");
-    fake.script(move |r, store| {
-        if !r.is_get_of(C, &object) {
-            return Answer::Normal;
-        }
-        let body = store.content(C, &object).expect("the object");
+    answer_object_gets(&fake, &id, |r, body| {
         let len = body.len();
         let from: usize = r
             .header("Range")
