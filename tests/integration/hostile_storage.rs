@@ -743,9 +743,17 @@ fn a_body_dripped_byte_by_byte_ends_the_command_in_time() {
     let t = tool(&fake.preauth_settings());
     fill(&t);
     let id = backup(&t);
+    // A proper answer to the ranged GET (206, the range asked for), only
+    // slow: what must end the command is the deadline, not a bad status.
     answer_object_gets(&fake, &id, |_, body| Answer::DripBody {
-        status: 200,
-        headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+        status: 206,
+        headers: vec![
+            ("Content-Type".into(), "application/octet-stream".into()),
+            (
+                "Content-Range".into(),
+                format!("bytes 0-{}/{}", body.len() - 1, body.len()),
+            ),
+        ],
         body,
         every: Duration::from_secs(1),
     });
