@@ -18,7 +18,7 @@ use crate::redis::conf::{self as redis_conf, RedisConf};
 use crate::redis::instance::{self, DataFiles};
 use crate::redis::{Connection, DbCount, SyncLimits};
 use crate::restore::journal;
-use crate::storage::{self, ObjectWriter, Storage};
+use crate::storage::{self, ObjectWriter, Storage, StorageIo};
 use crate::units::{self, human_size};
 use log::{info, warn};
 use std::collections::BTreeMap;
@@ -251,7 +251,7 @@ fn store(
     let summary = loop {
         input.rewind()?;
         let mut out = SkipTo {
-            inner: &mut *object,
+            inner: StorageIo(&mut *object),
             skip: resume_from,
             position: 0,
         };
@@ -387,7 +387,7 @@ fn file_identity(file: &File) -> Option<(u64, Option<SystemTime>)> {
 
 /// Passes the stream on from byte `skip` (what the storage already holds).
 struct SkipTo<'a> {
-    inner: &'a mut dyn ObjectWriter,
+    inner: StorageIo<&'a mut dyn ObjectWriter>,
     skip: u64,
     position: u64,
 }

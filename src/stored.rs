@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::progress::Progress;
 use crate::record::Record;
-use crate::storage::{Storage, OBJECT_SUFFIX, RECORD_SUFFIX};
+use crate::storage::{Storage, StorageIo, OBJECT_SUFFIX, RECORD_SUFFIX};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -33,7 +33,7 @@ impl Stored {
     pub fn open(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Stored> {
         let record = load_record(storage, id)?;
         check_key(&record, key)?;
-        let input = storage.open(id, 0)?;
+        let input = Box::new(StorageIo(storage.open(id, 0)?));
         Ok(Stored {
             name: id.to_string(),
             size: record.stored_size,
@@ -55,7 +55,7 @@ impl Stored {
             name: path.display().to_string(),
             size: file.metadata().map(|m| m.len()).unwrap_or(0),
             record,
-            input: Box::new(file),
+            input: Box::new(StorageIo(file)),
         })
     }
 

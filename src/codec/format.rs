@@ -286,7 +286,7 @@ pub fn expect_end(input: &mut dyn Read) -> Result<()> {
                 ))
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::storage(format!("reading the backup: {e}"))),
+            Err(e) => return Err(read_backup_error(e)),
         }
     }
 }
@@ -319,8 +319,14 @@ fn parse_flags(header: &Header, flags: u8) -> Result<FrameKind> {
 fn read_exact(input: &mut dyn Read, buf: &mut [u8]) -> Result<()> {
     input.read_exact(buf).map_err(|e| match e.kind() {
         ErrorKind::UnexpectedEof => Error::integrity("backup is truncated"),
-        _ => Error::storage(format!("reading the backup: {e}")),
+        _ => read_backup_error(e),
     })
+}
+
+/// The reader knows what its bytes are (storage wraps its objects in
+/// `storage::StorageIo`); an untyped failure is only "reading".
+fn read_backup_error(e: std::io::Error) -> Error {
+    Error::from_io(e).unwrap_or_else(|e| Error::other(format!("reading the backup: {e}")))
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 use sha2::{Digest, Sha256};
@@ -115,7 +115,6 @@ pub fn encode(
         )));
     }
     let frame_size = opts.frame_size;
-    let workers = opts.workers.clamp(1, MAX_WORKERS);
     let header = Header {
         compression: if opts.level == 0 {
             Compression::None
@@ -136,42 +135,29 @@ pub fn encode(
         .write_all(&header_bytes)
         .map_err(write_backup_error)?;
 
-    let slots = workers * SLOTS_PER_WORKER + EXTRA_SLOTS;
-    let (source, sink) = ring(slots, format::max_frame_bytes(frame_size));
-    let (job_tx, job_rx) = sync_channel::<Job>(slots);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = channel::<Done<Vec<u8>>>();
-    let stop = AtomicBool::new(false);
-    let (stop, keys_ref) = (&stop, &keys);
-
-    let (read, written) = thread::scope(|s| {
-        // Owned by this closure so that an early return drops it, which is
-        // what wakes a reader blocked in `take` (see ring.rs).
-        let sink = sink;
-        let reader = s.spawn(move || read_chunks(input, source, job_tx, frame_size, stop));
-        for _ in 0..workers {
-            let (jobs, done) = (Arc::clone(&job_rx), done_tx.clone());
-            s.spawn(move || encode_worker(&jobs, done, keys_ref, opts.level, frame_size, stop));
-        }
-        // Only the workers may hold these, or the loops below would never end.
-        drop((job_rx, done_tx));
-
-        let written = in_order(done_rx, |frame: Vec<u8>| {
-            output.write_all(&frame).map_err(write_backup_error)?;
+    let keys = &keys;
+    let stages = Stages::new(opts.workers);
+    let (source, sink) = stages.ring(format::max_frame_bytes(frame_size));
+    let out = &mut *output;
+    let (read, written) = stages.run(
+        |jobs, stop| {
+            let totals = read_chunks(input, source, jobs, frame_size, stop)?;
+            Ok((totals.frames, totals))
+        },
+        || {
+            let mut deflater = (opts.level > 0).then(|| Deflater::new(opts.level));
+            let mut payload = Vec::with_capacity(format::max_frame_bytes(frame_size));
+            move |index, chunk| seal_chunk(deflater.as_mut(), keys, index, chunk, &mut payload)
+        },
+        // `move`, so that dropping it drops the sink, which wakes a reader
+        // blocked waiting for a buffer (see ring.rs).
+        move |frame: Vec<u8>| {
+            out.write_all(&frame).map_err(write_backup_error)?;
             let len = frame.len() as u64;
             sink.give(frame);
             Ok(len)
-        });
-        if written.is_err() {
-            stop.store(true, Ordering::Relaxed);
-        }
-        let written = written?;
-        let read = join(reader)?;
-        if written.frames != read.frames {
-            return Err(lost_frame(written.frames));
-        }
-        Ok((read, written))
-    })?;
+        },
+    )?;
 
     let trailer = Trailer {
         raw_size: read.raw_size,
@@ -179,7 +165,7 @@ pub fn encode(
     };
     let mut last = Vec::with_capacity(format::max_frame_bytes(format::TRAILER_LEN));
     format::seal_frame(
-        &keys,
+        keys,
         read.frames,
         FrameKind::Final,
         &trailer.to_bytes(),
@@ -225,51 +211,43 @@ fn decode_with(
     rdb: Option<RdbCheck>,
 ) -> Result<(u64, String, Option<RdbInfo>)> {
     let (header, keys) = format::read_header(input, key)?;
-    let workers = workers.clamp(1, MAX_WORKERS);
-    let slots = workers * SLOTS_PER_WORKER + EXTRA_SLOTS;
-    let (source, sink) = ring(slots, format::max_frame_bytes(header.frame_size as usize));
-    let (job_tx, job_rx) = sync_channel::<Job>(slots);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = channel::<Done<Plain>>();
-    let stop = AtomicBool::new(false);
-    let (stop, keys_ref, header_ref) = (&stop, &keys, &header);
-
+    let frame_size = header.frame_size as usize;
+    let stages = Stages::new(workers);
+    let (source, sink) = stages.ring(format::max_frame_bytes(frame_size));
+    let (header, keys) = (&header, &keys);
     let mut trailer = None;
     let checked = thread::scope(|s| {
-        let reader = s.spawn(move || read_frames(input, header_ref, source, job_tx, stop));
-        for _ in 0..workers {
-            let (jobs, done) = (Arc::clone(&job_rx), done_tx.clone());
-            s.spawn(move || decode_worker(&jobs, done, keys_ref, header_ref, stop));
-        }
-        drop((job_rx, done_tx));
         // Writing the RDB and hashing it are the serial part of a decode:
         // this thread writes each frame, then hands it to the checker, which
         // hashes it while the next one is written. The checker gives the
         // buffers back to the ring (and, by ending, wakes the reader up).
-        // (Indexed like the workers' results, so the channel's code is theirs.)
-        let (to_check, frames) = sync_channel::<Done<Plain>>(slots);
+        let (to_check, frames) = sync_channel::<Plain>(stages.slots);
         let checker = s.spawn(move || check_plain(frames, sink, rdb));
-
-        let written = in_order(done_rx, |plain: Plain| {
-            let bytes = &plain.buf[plain.range.clone()];
-            match plain.kind {
-                FrameKind::Final => trailer = Some(Trailer::from_bytes(bytes)?),
-                FrameKind::Data { .. } => output.write_all(bytes).map_err(write_rdb_error)?,
-            }
-            // It only ends once this sender is dropped.
-            let _ = to_check.send((0, Ok(plain)));
-            Ok(0)
-        });
-        drop(to_check);
-        if written.is_err() {
-            stop.store(true, Ordering::Relaxed);
-        }
+        let (trailer, output) = (&mut trailer, &mut *output);
+        let run = stages.run(
+            |jobs, stop| Ok((read_frames(input, header, source, jobs, stop)?, ())),
+            || {
+                let mut inflater = Inflater::new();
+                let mut scratch = Vec::with_capacity(format::max_frame_bytes(frame_size));
+                move |index, frame| {
+                    open_frame(&mut inflater, keys, header, index, frame, &mut scratch)
+                }
+            },
+            // `move`, so that dropping it drops the sender and ends the checker.
+            move |plain: Plain| {
+                let bytes = &plain.buf[plain.range.clone()];
+                match plain.kind {
+                    FrameKind::Final => *trailer = Some(Trailer::from_bytes(bytes)?),
+                    FrameKind::Data { .. } => output.write_all(bytes).map_err(write_rdb_error)?,
+                }
+                // It only ends once this sender is dropped.
+                let _ = to_check.send(plain);
+                Ok(0)
+            },
+        );
+        // `run` has dropped the sender, so the checker is ending.
         let checked = join(checker);
-        let written = written?;
-        let frames = join(reader)?;
-        if written.frames != frames {
-            return Err(lost_frame(written.frames));
-        }
+        run?;
         Ok(checked)
     })?;
     let Checked {
@@ -305,10 +283,10 @@ struct Checked {
 
 /// Hashes (and checks, if asked) the plain RDB frames in stream order, then
 /// gives their buffers back to the ring.
-fn check_plain(frames: Receiver<Done<Plain>>, sink: Sink, mut rdb: Option<RdbCheck>) -> Checked {
+fn check_plain(frames: Receiver<Plain>, sink: Sink, mut rdb: Option<RdbCheck>) -> Checked {
     let mut hasher = Sha256::new();
     let mut raw_size = 0u64;
-    for plain in frames.into_iter().filter_map(|(_, plain)| plain.ok()) {
+    for plain in frames {
         if let FrameKind::Data { .. } = plain.kind {
             let bytes = &plain.buf[plain.range.clone()];
             hasher.update(bytes);
@@ -386,27 +364,6 @@ fn fill(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn encode_worker(
-    jobs: &Mutex<Receiver<Job>>,
-    done: Sender<Done<Vec<u8>>>,
-    keys: &BackupKeys,
-    level: u8,
-    frame_size: usize,
-    stop: &AtomicBool,
-) {
-    let mut deflater = (level > 0).then(|| Deflater::new(level));
-    let mut payload = Vec::with_capacity(format::max_frame_bytes(frame_size));
-    while let Some((index, chunk)) = next_job(jobs) {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let frame = seal_chunk(deflater.as_mut(), keys, index, chunk, &mut payload);
-        if done.send((index, frame)).is_err() {
-            return;
-        }
-    }
-}
-
 /// Compresses (if worthwhile) and seals one chunk, reusing the chunk's buffer
 /// for the frame. Buffers are swapped, never allocated, so the number of
 /// buffers in the pipeline stays fixed.
@@ -467,26 +424,6 @@ struct Plain {
     range: Range<usize>,
 }
 
-fn decode_worker(
-    jobs: &Mutex<Receiver<Job>>,
-    done: Sender<Done<Plain>>,
-    keys: &BackupKeys,
-    header: &Header,
-    stop: &AtomicBool,
-) {
-    let mut inflater = Inflater::new();
-    let mut scratch = Vec::with_capacity(format::max_frame_bytes(header.frame_size as usize));
-    while let Some((index, frame)) = next_job(jobs) {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let plain = open_frame(&mut inflater, keys, header, index, frame, &mut scratch);
-        if done.send((index, plain)).is_err() {
-            return;
-        }
-    }
-}
-
 /// Authenticates, decrypts and (if needed) inflates one frame, in that order.
 fn open_frame(
     inflater: &mut Inflater,
@@ -516,6 +453,83 @@ fn open_frame(
             range.len()
         ))),
         _ => Ok(Plain { kind, buf, range }),
+    }
+}
+
+/// The threads both directions share: a reader numbers frames and hands
+/// them out, `workers` threads turn each into a result, and the caller's
+/// thread takes the results in frame order.
+struct Stages {
+    workers: usize,
+    /// Buffers in flight, and so the most frames any channel holds.
+    slots: usize,
+}
+
+impl Stages {
+    fn new(workers: usize) -> Stages {
+        let workers = workers.clamp(1, MAX_WORKERS);
+        Stages {
+            workers,
+            slots: workers * SLOTS_PER_WORKER + EXTRA_SLOTS,
+        }
+    }
+
+    fn ring(&self, buffer_size: usize) -> (Source, Sink) {
+        ring(self.slots, buffer_size)
+    }
+
+    /// Runs `read` on a thread of its own and `make_worker()` on each worker
+    /// thread, and gives their results to `write` in frame order. `read`
+    /// returns how many frames it sent with what else it learned; `write`,
+    /// how many bytes it wrote. `write` is dropped before the reader is
+    /// joined, so whatever it owns that a blocked reader waits on (the ring's
+    /// sink, or the channel to whoever holds it) wakes the reader when the
+    /// writer stops early.
+    fn run<R, T, W>(
+        &self,
+        read: impl FnOnce(SyncSender<Job>, &AtomicBool) -> Result<(u64, R)> + Send,
+        make_worker: impl Fn() -> W + Sync,
+        mut write: impl FnMut(T) -> Result<u64>,
+    ) -> Result<(R, Written)>
+    where
+        R: Send,
+        T: Send,
+        W: FnMut(u64, Vec<u8>) -> Result<T>,
+    {
+        let (job_tx, job_rx) = sync_channel::<Job>(self.slots);
+        let job_rx = Mutex::new(job_rx);
+        let (done_tx, done_rx) = channel::<Done<T>>();
+        let stop = AtomicBool::new(false);
+        let (stop, jobs, make_worker) = (&stop, &job_rx, &make_worker);
+        thread::scope(|s| {
+            let reader = s.spawn(move || read(job_tx, stop));
+            for _ in 0..self.workers {
+                let done = done_tx.clone();
+                s.spawn(move || {
+                    let mut work = make_worker();
+                    while let Some((index, input)) = next_job(jobs) {
+                        if stop.load(Ordering::Relaxed)
+                            || done.send((index, work(index, input))).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+            // Only the workers may hold this, or the loop below would never end.
+            drop(done_tx);
+            let written = in_order(done_rx, &mut write);
+            if written.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            drop(write);
+            let written = written?;
+            let (frames, read) = join(reader)?;
+            if written.frames != frames {
+                return Err(lost_frame(written.frames));
+            }
+            Ok((read, written))
+        })
     }
 }
 
@@ -563,18 +577,24 @@ fn lost_frame(index: u64) -> Error {
     ))
 }
 
-fn write_backup_error(e: std::io::Error) -> Error {
-    Error::storage(format!("writing the backup: {e}"))
+/// A failure of the reader or writer we were given. One that carries an
+/// error of ours (a replication stream too slow, storage that failed: see
+/// `storage::StorageIo`) keeps its kind; the caller's wrapper knows better
+/// than the codec what its bytes are.
+fn io_error(doing: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::from_io(e).unwrap_or_else(|e| Error::other(format!("{doing}: {e}")))
 }
 
-/// A reader that knows what went wrong (a replication stream: Redis too
-/// slow, an RDB over max_rdb_size) says so with an `Error` of its own kind.
+fn write_backup_error(e: std::io::Error) -> Error {
+    io_error("writing the backup")(e)
+}
+
 fn read_rdb_error(e: std::io::Error) -> Error {
-    Error::from_io(e).unwrap_or_else(|e| Error::other(format!("reading the RDB: {e}")))
+    io_error("reading the RDB")(e)
 }
 
 fn write_rdb_error(e: std::io::Error) -> Error {
-    Error::other(format!("writing the RDB: {e}"))
+    io_error("writing the RDB")(e)
 }
 
 #[cfg(test)]
@@ -582,6 +602,7 @@ mod tests {
     use super::*;
     use crate::codec::format::{FRAME_PREFIX_LEN, HEADER_TOTAL_LEN, MIN_FRAME_SIZE};
     use crate::codec::rdb::crc64;
+    use crate::storage::StorageIo;
     use std::io;
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
@@ -1025,13 +1046,32 @@ mod tests {
                 let mut output = FailingWriter { room };
                 encode(&mut input, &mut output, &key(), &opts(1, 3)).unwrap_err()
             });
-            assert_eq!(err.exit_code(), 4, "{err}");
+            assert_eq!(err.exit_code(), 1, "{err}");
             assert!(err.message().starts_with("writing the backup: "), "{err}");
         }
     }
 
     #[test]
-    fn decode_reader_failure_is_a_storage_error() {
+    fn the_caller_says_what_kind_of_failure_its_io_is() {
+        // Storage marks its objects' failures as storage errors; the codec
+        // passes the kind on, for writes while encoding and reads decoding.
+        let err = within(60, || {
+            let mut output = StorageIo(FailingWriter { room: 100 });
+            encode(&mut io::repeat(7), &mut output, &key(), &opts(1, 2)).unwrap_err()
+        });
+        assert_eq!(err.exit_code(), 4, "{err}");
+        assert!(err.message().starts_with("writing the backup: "), "{err}");
+        let backup = sample_backup();
+        let err = within(60, move || {
+            let mut input = StorageIo((&backup[..100]).chain(FailingReader { good: 0 }));
+            decode(&mut input, &mut Vec::new(), &key(), 2).unwrap_err()
+        });
+        assert_eq!(err.exit_code(), 4, "{err}");
+        assert!(err.message().starts_with("reading the backup: "), "{err}");
+    }
+
+    #[test]
+    fn decode_reader_failure_is_reported_without_hanging() {
         let backup = sample_backup();
         for good in [10, 100, backup.len() / 2, backup.len() - 1] {
             let backup = backup.clone();
@@ -1039,7 +1079,7 @@ mod tests {
                 let mut input = (&backup[..good]).chain(FailingReader { good: 0 });
                 decode(&mut input, &mut Vec::new(), &key(), 2).unwrap_err()
             });
-            assert_eq!(err.exit_code(), 4, "{err}");
+            assert_eq!(err.exit_code(), 1, "{err}");
             assert!(err.message().starts_with("reading the backup: "), "{err}");
         }
     }

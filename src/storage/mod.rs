@@ -90,6 +90,43 @@ pub fn open(config: &Config) -> Result<Box<dyn Storage>> {
     }
 }
 
+/// A stored object's bytes, read or written: an I/O failure on it is a
+/// storage error (exit 4), whoever meets it. The codec reading or writing
+/// through this knows nothing of storage; a failure that already carries an
+/// error of ours (the Swift reader's "connection ended early") keeps it.
+pub struct StorageIo<T>(pub T);
+
+impl<R: Read> Read for StorageIo<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| storage_io_error(e, "reading the backup"))
+    }
+}
+
+impl<W: Write> Write for StorageIo<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .write(buf)
+            .map_err(|e| storage_io_error(e, "writing the backup"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0
+            .flush()
+            .map_err(|e| storage_io_error(e, "writing the backup"))
+    }
+}
+
+fn storage_io_error(e: std::io::Error, doing: &str) -> std::io::Error {
+    match Error::from_io(e) {
+        Ok(ours) => ours.into(),
+        // Retried by whoever reads; not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => e,
+        Err(e) => Error::storage(format!("{doing}: {e}")).into(),
+    }
+}
+
 pub fn already_exists(id: &BackupId, where_: &str) -> Error {
     Error::usage(format!(
         "a backup named {id} already exists in {where_}; choose another --id"
