@@ -5,6 +5,7 @@
 
 use crate::cli::Source;
 use crate::codec::crypto::{self, MasterKey};
+use crate::codec::format::{self, Identity};
 use crate::codec::pipeline::{self, EncodeOptions};
 use crate::codec::rdb::{RdbCheck, RdbInfo};
 use crate::config::Config;
@@ -13,7 +14,7 @@ use crate::fs::data_dir::{self, DataDir, FileIdentity};
 use crate::fs::{cache::ReadOnce, lock_host};
 use crate::id::BackupId;
 use crate::progress::Progress;
-use crate::record::Record;
+use crate::record::{self, Record};
 use crate::redis::conf::{self as redis_conf, RedisConf};
 use crate::redis::instance::{self, DataFiles};
 use crate::redis::{Connection, DbCount, SyncLimits};
@@ -27,7 +28,6 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const FORMAT_VERSION: u64 = 1;
 const DUMP_AGE_SLACK_SECS: i64 = 5;
 /// First pause before sending the rest of a stream whose upload failed;
 /// doubled each time.
@@ -55,7 +55,8 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
 
     let options = instance::connect_options(config, &redis_conf, config.redis_timeout)?;
     let mut redis = Connection::connect(&options)?;
-    let redis_version = redis.server_version()?;
+    let server = redis.server()?;
+    let redis_version = server.redis_version.clone();
     // Key counts can only be read beside the save, not inside it: the record
     // keeps the counts from just before and just after, and restore accepts
     // anything between them.
@@ -106,9 +107,20 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             )
         }
     };
-    let (created_at, _) = units::utc_timestamps(SystemTime::now());
+    let identity = Identity {
+        backup_id: id.clone(),
+        instance: instance.clone(),
+        created_at: units::utc_micros(SystemTime::now()),
+        server_name: server.name,
+        server_version: server.version,
+        source: match request.source {
+            Source::Snapshot => "snapshot",
+            Source::Replication => "replication",
+        }
+        .into(),
+    };
 
-    let (summary, rdb, stored_size) = store(&*storage, &id, input, &key, config)?;
+    let (summary, rdb, stored_size) = store(&*storage, input, &key, &identity, config)?;
     // The object is stored: nothing from here may lose it for a Redis that
     // went away meanwhile (the first connection sat idle all along).
     let keyspace = match Connection::connect(&options).and_then(|mut c| c.keyspace()) {
@@ -118,31 +130,36 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             keyspace_before.clone()
         }
     };
+    let Identity {
+        backup_id: id,
+        instance,
+        created_at,
+        server_name,
+        server_version,
+        source,
+    } = identity;
     let record = Record {
         location: storage.location(&id),
         id,
         instance,
         created_at,
         redis_version,
+        server_name,
+        server_version,
         persistence: files.map_or("rdb", |f| f.persistence_kind()).into(),
-        source: match request.source {
-            Source::Snapshot => "snapshot",
-            Source::Replication => "replication",
-        }
-        .into(),
+        source,
         raw_size: summary.raw_size,
         raw_sha256: summary.raw_sha256,
         stored_size,
         key_id: summary.key_id,
-        format: FORMAT_VERSION,
+        format: record::FORMAT,
+        compression_level: Some(config.compression_level),
         rdb_version: u64::from(rdb.version),
         keys: per_db(&keyspace, |count| count.keys),
         keys_before: per_db(&keyspace_before, |count| count.keys),
         expires: per_db(&keyspace, |count| count.expires),
     };
-    let json = serde_json::to_vec_pretty(&record.to_json())
-        .map_err(|e| Error::other(format!("encoding the record: {e}")))?;
-    if let Err(e) = storage.put_record(&record.id, &json) {
+    if let Err(e) = storage.put_record(&record.id, &record.to_stored(&key)) {
         // Without its record the object would be unlisted but its ID taken.
         if let Err(cleanup) = storage.delete(&record.id) {
             warn!(
@@ -224,11 +241,12 @@ fn refuse_during_interrupted_restore(data: &DataDir) -> Result<()> {
 /// Stream the dump into a new object; nothing is visible until it is committed.
 fn store(
     storage: &dyn Storage,
-    id: &BackupId,
     source: DumpSource,
     key: &MasterKey,
+    identity: &Identity,
     config: &Config,
 ) -> Result<(pipeline::EncodeSummary, RdbInfo, u64)> {
+    let id = &identity.backup_id;
     let mut input = CheckedDump {
         progress: Progress::new("backup", source.size()),
         source,
@@ -239,11 +257,12 @@ fn store(
     };
     let mut object = storage.create(id)?;
     let options = EncodeOptions {
+        identity: identity.clone(),
         level: config.compression_level,
+        frame_size: format::DEFAULT_FRAME_SIZE,
         workers: config.threads,
         // Fixed up front so that a resumed upload encodes the same bytes.
         salt: Some(pipeline::fresh_salt()?),
-        ..EncodeOptions::default()
     };
     let started = Instant::now();
     let mut resume_from = 0;

@@ -4,7 +4,7 @@
 
 use crate::backup;
 use crate::cli::{Command, Target};
-use crate::codec::crypto;
+use crate::codec::crypto::{self, MasterKey};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fs::AtomicFile;
@@ -168,23 +168,35 @@ fn printable(line: &str) -> String {
         .collect()
 }
 
-/// The records in storage, oldest first, of one instance or all.
-fn records(storage: &dyn Storage, instance: Option<&str>) -> Result<Vec<Record>> {
-    let mut records = Vec::new();
+/// Backups whose record does not authenticate, with the reason.
+type Refused = Vec<(BackupId, Error)>;
+
+/// The records in storage that authenticate, oldest first, of one instance
+/// or all; and those that do not.
+fn records(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    instance: Option<&str>,
+) -> Result<(Vec<Record>, Refused)> {
+    let (mut records, mut refused) = (Vec::new(), Vec::new());
     for id in storage.list()? {
-        match load_record(storage, &id) {
+        match load_record(storage, &id, key) {
             Ok(record) => records.push(record),
-            Err(e) => log::warn!("skipping backup {id}: {e}"),
+            Err(e) => refused.push((id, e)),
         }
     }
     records.retain(|r| instance.is_none_or(|i| r.instance == i));
-    records.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-    Ok(records)
+    records.sort_by(|a, b| a.age().cmp(&b.age()));
+    Ok((records, refused))
 }
 
 fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
     let storage = storage::open(config)?;
-    let records = records(&*storage, instance)?;
+    let (records, refused) = records(&*storage, &key, instance)?;
+    for (id, e) in refused {
+        log::warn!("backup {id} is not listed: {e}");
+    }
     Ok(Report {
         lines: records.iter().map(Record::summary_line).collect(),
         json: Value::Array(records.iter().map(Record::to_json).collect()),
@@ -192,8 +204,9 @@ fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
 }
 
 fn show(config: &Config, id: &BackupId) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
     let storage = storage::open(config)?;
-    let record = load_record(&*storage, id)?;
+    let record = load_record(&*storage, id, &key)?;
     let keys: Vec<String> = record
         .keys
         .iter()
@@ -204,6 +217,10 @@ fn show(config: &Config, id: &BackupId) -> Result<Report> {
         format!("instance:      {}", record.instance),
         format!("created_at:    {}", record.created_at),
         format!("redis_version: {}", record.redis_version),
+        format!(
+            "server:        {} {}",
+            record.server_name, record.server_version
+        ),
         format!("persistence:   {}", record.persistence),
         format!("source:        {}", record.source),
         format!(
@@ -215,7 +232,13 @@ fn show(config: &Config, id: &BackupId) -> Result<Report> {
         format!("stored_size:   {}", record.stored_size),
         format!("key_id:        {}", record.key_id),
         format!("location:      {}", record.location),
-        format!("format:        {}", record.format),
+        match record.authenticated() {
+            true => format!("format:        {} (record authenticated)", record.format),
+            false => format!(
+                "format:        {} (identity not bound: an older backup, whose record cannot be authenticated)",
+                record.format
+            ),
+        },
         format!("keys:          {}", keys.join(" ")),
     ];
     Ok(Report {
@@ -231,9 +254,16 @@ fn prune(
     instance: Option<&str>,
     dry_run: bool,
 ) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
     let storage = storage::open(config)?;
+    let (records, refused) = records(&*storage, &key, instance)?;
+    // A record that does not authenticate says nothing true about age: it
+    // neither counts towards what is kept nor is deleted.
+    for (id, e) in &refused {
+        log::warn!("prune ignores backup {id} (neither kept nor deleted): {e}");
+    }
     let mut by_instance: std::collections::BTreeMap<String, Vec<Record>> = Default::default();
-    for record in records(&*storage, instance)? {
+    for record in records {
         by_instance
             .entry(record.instance.clone())
             .or_default()
@@ -266,6 +296,7 @@ fn prune(
         json: json!({
             "dry_run": dry_run,
             "deleted": doomed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            "ignored": refused.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
         }),
     })
 }

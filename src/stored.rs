@@ -5,9 +5,12 @@
 //! authenticated, the RDB's own checks passed) must be what the record says.
 //! From a file (`--from-file`, a hand-copied object): the record copied
 //! beside it, if there is one, is held to the same comparison. Either way
-//! the read shows progress.
+//! the read shows progress, and a format-2 object's authenticated identity
+//! must be the backup asked for and the one its record describes, before a
+//! frame is read.
 
 use crate::codec::crypto::MasterKey;
+use crate::codec::format::Header;
 use crate::codec::pipeline::{self, DecodeSummary};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -22,6 +25,8 @@ use std::path::Path;
 pub struct Stored {
     /// The backup ID, or the path given with --from-file.
     name: String,
+    /// The ID asked for, when the backup was asked for by ID.
+    requested: Option<BackupId>,
     record: Option<Record>,
     input: Box<dyn Read + Send>,
     /// Bytes to read (for progress).
@@ -31,11 +36,12 @@ pub struct Stored {
 impl Stored {
     /// Backup `id` in `storage`, with its record, encrypted with `key`.
     pub fn open(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Stored> {
-        let record = load_record(storage, id)?;
+        let record = load_record(storage, id, key)?;
         check_key(&record, key)?;
         let input = Box::new(StorageIo(storage.open(id, 0)?));
         Ok(Stored {
             name: id.to_string(),
+            requested: Some(id.clone()),
             size: record.stored_size,
             record: Some(record),
             input,
@@ -47,12 +53,13 @@ impl Stored {
         let file = File::open(path).map_err(|e| {
             Error::storage(format!("cannot open backup file {}: {e}", path.display()))
         })?;
-        let record = sibling_record(path);
+        let record = sibling_record(path, key)?;
         if let Some(record) = &record {
             check_key(record, key)?;
         }
         Ok(Stored {
             name: path.display().to_string(),
+            requested: None,
             size: file.metadata().map(|m| m.len()).unwrap_or(0),
             record,
             input: Box::new(StorageIo(file)),
@@ -79,7 +86,9 @@ impl Stored {
             inner: self.input,
             progress: Progress::new("read", self.size),
         };
-        let summary = pipeline::decode(&mut input, output, key, threads)?;
+        let (requested, record) = (self.requested.as_ref(), self.record.as_ref());
+        let expected = |header: &Header| check_identity(header, requested, record);
+        let summary = pipeline::decode(&mut input, output, key, threads, &expected)?;
         if let Some(record) = &self.record {
             check_against_record(record, &summary)?;
         }
@@ -87,8 +96,9 @@ impl Stored {
     }
 }
 
-pub fn load_record(storage: &dyn Storage, id: &BackupId) -> Result<Record> {
-    Record::from_json(&storage.get_record(id)?, id)
+/// The record of backup `id`, authenticated with `key` (format 2 on).
+pub fn load_record(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Record> {
+    Record::from_stored(&storage.get_record(id)?, id, key)
 }
 
 /// Say "wrong key" plainly before reading a byte of the object.
@@ -114,23 +124,105 @@ fn check_against_record(record: &Record, summary: &DecodeSummary) -> Result<()> 
 }
 
 /// The record copied beside a hand-copied object (`ID.json` next to
-/// `ID.rbk`), if there is one.
-fn sibling_record(object: &Path) -> Option<Record> {
-    let name = object.file_name()?.to_str()?;
-    let id = BackupId::parse(name.strip_suffix(OBJECT_SUFFIX)?).ok()?;
+/// `ID.rbk`), if there is one. One that is there but does not authenticate
+/// is refused, not ignored: it was copied to be believed.
+fn sibling_record(object: &Path, key: &MasterKey) -> Result<Option<Record>> {
+    let Some(id) = object
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_suffix(OBJECT_SUFFIX))
+        .and_then(|id| BackupId::parse(id).ok())
+    else {
+        return Ok(None);
+    };
     let mut bytes = Vec::new();
-    File::open(object.with_file_name(format!("{id}{RECORD_SUFFIX}")))
-        .ok()?
-        .take(crate::storage::MAX_RECORD_SIZE as u64)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    match Record::from_json(&bytes, &id) {
-        Ok(record) => Some(record),
-        Err(e) => {
-            log::warn!("ignoring the record beside {}: {e}", object.display());
-            None
+    let read = File::open(object.with_file_name(format!("{id}{RECORD_SUFFIX}"))).and_then(|f| {
+        f.take(crate::storage::MAX_RECORD_SIZE as u64)
+            .read_to_end(&mut bytes)
+    });
+    if read.is_err() {
+        return Ok(None);
+    }
+    Record::from_stored(&bytes, &id, key)
+        .map(Some)
+        .map_err(|e| e.context(format!("the record beside {}", object.display())))
+}
+
+/// A format-2 object says which backup it is; that must be the one asked
+/// for, and the one its record describes. (A format-1 object cannot say; its
+/// record must at least not claim format 2.)
+fn check_identity(
+    header: &Header,
+    requested: Option<&BackupId>,
+    record: Option<&Record>,
+) -> Result<()> {
+    let Some(identity) = &header.identity else {
+        return match record.filter(|r| r.format != 1) {
+            Some(record) => Err(replaced(&record.id, "format", &1, &record.format)),
+            None => Ok(()),
+        };
+    };
+    let id = &identity.backup_id;
+    if let Some(requested) = requested.filter(|r| *r != id) {
+        return Err(Error::integrity(format!(
+            "the object stored as backup {requested} is backup {id}: it was copied or renamed; the backup is not what it claims"
+        )));
+    }
+    let Some(record) = record else {
+        return Ok(());
+    };
+    let level = record.compression_level.map(u64::from);
+    let pairs: [(&str, String, String); 8] = [
+        ("backup ID", id.to_string(), record.id.to_string()),
+        (
+            "format",
+            header.version.to_string(),
+            record.format.to_string(),
+        ),
+        (
+            "instance",
+            identity.instance.clone(),
+            record.instance.clone(),
+        ),
+        (
+            "created_at",
+            identity.created_at.clone(),
+            record.created_at.clone(),
+        ),
+        (
+            "server",
+            identity.server_name.clone(),
+            record.server_name.clone(),
+        ),
+        (
+            "server version",
+            identity.server_version.clone(),
+            record.server_version.clone(),
+        ),
+        ("source", identity.source.clone(), record.source.clone()),
+        (
+            "compression level",
+            header.level.to_string(),
+            level.map_or("none".into(), |l| l.to_string()),
+        ),
+    ];
+    for (what, object, recorded) in pairs {
+        if object != recorded {
+            return Err(replaced(&record.id, what, &object, &recorded));
         }
     }
+    Ok(())
+}
+
+fn replaced(
+    id: &BackupId,
+    what: &str,
+    object: &dyn std::fmt::Display,
+    record: &dyn std::fmt::Display,
+) -> Error {
+    Error::integrity(format!(
+        "backup {id}: the object says {what} {object}, its record says {record}: the object or the record was replaced"
+    ))
 }
 
 /// The stored bytes, counted for the progress line as they are read.

@@ -47,25 +47,99 @@ pub fn seconds(duration: std::time::Duration, decimals: u32) -> String {
 /// "20261125T031500Z" for IDs). Written out here rather than pulling in a date
 /// crate: it is one well-known algorithm (days to civil date, Howard Hinnant).
 pub fn utc_timestamps(at: SystemTime) -> (String, String) {
-    let secs = at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let (date, time, _) = utc_parts(at);
+    (
+        format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            date.0, date.1, date.2, time.0, time.1, time.2
+        ),
+        format!(
+            "{}{}{}T{}{}{}Z",
+            date.0, date.1, date.2, time.0, time.1, time.2
+        ),
+    )
+}
+
+/// RFC 3339 UTC to the microsecond, "2026-11-25T03:15:00.123456Z": a
+/// backup's `created_at`, which must order backups made in one second.
+pub fn utc_micros(at: SystemTime) -> String {
+    let (date, time, micros) = utc_parts(at);
+    format!(
+        "{}-{}-{}T{}:{}:{}.{micros:06}Z",
+        date.0, date.1, date.2, time.0, time.1, time.2
+    )
+}
+
+type Digits = (String, String, String);
+
+/// Zero-padded (year, month, day), (hour, minute, second), and microseconds.
+fn utc_parts(at: SystemTime) -> (Digits, Digits, u32) {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
     let (year, month, day) = civil_from_days(days as i64);
     (
-        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"),
-        format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z"),
+        (
+            format!("{year:04}"),
+            format!("{month:02}"),
+            format!("{day:02}"),
+        ),
+        (
+            format!("{hour:02}"),
+            format!("{minute:02}"),
+            format!("{second:02}"),
+        ),
+        since.subsec_micros(),
     )
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time such as Keystone's
-/// `2026-11-25T03:15:00.000000Z` (fractions ignored); `None` if malformed.
+/// `2026-11-25T03:15:00.000000Z` (what follows the seconds is ignored);
+/// `None` if malformed.
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
-    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    if text.len() < 20 {
+        return None;
+    }
+    whole_seconds(text)
+}
+
+/// Microseconds since the epoch of an RFC 3339 UTC time ending in `Z`, with
+/// an optional fraction of 1 to 9 digits (past the sixth, truncated): the
+/// form of a backup's `created_at`, which orders backups.
+pub fn parse_rfc3339_micros(text: &str) -> Option<u64> {
+    let micros = match text.get(19..)? {
+        "Z" => 0,
+        rest => {
+            let fraction = rest.strip_prefix('.')?.strip_suffix('Z')?;
+            if !(1..=9).contains(&fraction.len()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            format!("{:0<6}", &fraction[..fraction.len().min(6)])
+                .parse::<u64>()
+                .ok()?
+        }
+    };
+    whole_seconds(text)?
+        .checked_mul(1_000_000)?
+        .checked_add(micros)
+}
+
+/// The seconds of `YYYY-MM-DDTHH:MM:SS` at the start of `text`.
+fn whole_seconds(text: &str) -> Option<u64> {
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = text.get(range)?;
+        digits.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+        digits.parse().ok()
+    };
     let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+    if bytes.len() < 19
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
@@ -119,6 +193,39 @@ mod tests {
         let (rfc, compact) = at(1_795_576_500);
         assert_eq!(rfc, "2026-11-25T03:15:00Z");
         assert_eq!(compact, "20261125T031500Z");
+        let later = UNIX_EPOCH + Duration::from_micros(1_795_576_500_123_456);
+        assert_eq!(utc_micros(later), "2026-11-25T03:15:00.123456Z");
+        assert_eq!(utc_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn microseconds_order_times_within_a_second() {
+        let parse = parse_rfc3339_micros;
+        assert_eq!(parse("2026-11-25T03:15:00Z"), Some(1_795_576_500_000_000));
+        assert_eq!(parse("2026-11-25T03:15:00.1Z"), Some(1_795_576_500_100_000));
+        assert_eq!(
+            parse("2026-11-25T03:15:00.123456Z"),
+            Some(1_795_576_500_123_456)
+        );
+        assert_eq!(
+            parse("2026-11-25T03:15:00.123456789Z"),
+            Some(1_795_576_500_123_456)
+        );
+        for bad in [
+            "2026-11-25T03:15:00",
+            "2026-11-25T03:15:00.Z",
+            "2026-11-25T03:15:00.1234567890Z",
+            "2026-11-25T03:15:00+00:00",
+            "2026-11-25T03:15:00.12a4Z",
+            "2026-11-25T03:15:+0Z",
+            "2026-11-25 03:15:00Z",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        for micros in [0, 1, 999_999, 1_795_576_500_654_321] {
+            let rfc = utc_micros(UNIX_EPOCH + Duration::from_micros(micros));
+            assert_eq!(parse(&rfc), Some(micros), "{rfc}");
+        }
     }
 
     #[test]

@@ -30,9 +30,14 @@ pub const TAG_LEN: usize = 32;
 /// ours, and reading it whole would let a wrong path eat memory.
 const MAX_KEY_FILE_LEN: u64 = 1024;
 
-/// HKDF `info` strings: changing either changes every key, so they are part of
-/// format v1 (see vendor-notes/FORMAT.md).
-const INFO_BACKUP_KEYS: &[u8] = b"redis-backup v1 keys";
+/// HKDF `info` strings: changing one changes every key, so they are part of
+/// the format (see vendor-notes/FORMAT.md). The key id keeps its v1 label in
+/// every version: it names the master key, whatever the format.
+const INFO_BACKUP_KEYS_V1: &[u8] = b"redis-backup v1 keys";
+/// Followed by a NUL and the backup ID: a v2 backup's keys are its own even
+/// if its salt repeats another's.
+const INFO_BACKUP_KEYS_V2: &[u8] = b"redis-backup v2 keys";
+const INFO_RECORD_KEY: &[u8] = b"redis-backup v2 record";
 const INFO_KEY_ID: &[u8] = b"redis-backup v1 key-id";
 
 /// The 32-byte master key from the key file. Everything else is derived from it.
@@ -60,6 +65,28 @@ impl MasterKey {
     pub fn key_id(&self) -> String {
         hex(&self.key_id_bytes())
     }
+
+    /// The tag of a backup record's canonical bytes, under a key of its own
+    /// (no data key ever tags a record, nor the record key data).
+    pub fn record_tag(&self, canonical: &[u8]) -> [u8; TAG_LEN] {
+        self.record_mac(canonical).finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of a record's tag.
+    pub fn record_tag_ok(&self, canonical: &[u8], tag: &[u8]) -> bool {
+        self.record_mac(canonical).verify_slice(tag).is_ok()
+    }
+
+    fn record_mac(&self, canonical: &[u8]) -> HmacSha256 {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut key = Zeroizing::new([0u8; 32]);
+        hk.expand(INFO_RECORD_KEY, key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(key.as_ref())
+            .expect("HMAC accepts keys of any length");
+        mac.update(canonical);
+        mac
+    }
 }
 
 impl fmt::Debug for MasterKey {
@@ -83,10 +110,24 @@ pub struct BackupKeys {
 }
 
 impl BackupKeys {
-    pub fn derive(master: &MasterKey, salt: &[u8; 32]) -> BackupKeys {
+    /// The keys of a format-1 backup: bound to its salt alone.
+    pub fn derive_v1(master: &MasterKey, salt: &[u8; 32]) -> BackupKeys {
+        BackupKeys::expand(master, salt, &[INFO_BACKUP_KEYS_V1])
+    }
+
+    /// The keys of a format-2 backup: bound to its salt and its ID.
+    pub fn derive_v2(master: &MasterKey, salt: &[u8; 32], backup_id: &str) -> BackupKeys {
+        BackupKeys::expand(
+            master,
+            salt,
+            &[INFO_BACKUP_KEYS_V2, b"\0", backup_id.as_bytes()],
+        )
+    }
+
+    fn expand(master: &MasterKey, salt: &[u8; 32], info: &[&[u8]]) -> BackupKeys {
         let hk = Hkdf::<Sha256>::new(Some(salt), &master.0);
         let mut okm = Zeroizing::new([0u8; 64]);
-        hk.expand(INFO_BACKUP_KEYS, okm.as_mut())
+        hk.expand_multi_info(info, okm.as_mut())
             .expect("64 bytes is a valid HKDF-SHA256 output length");
         let mut keys = BackupKeys {
             enc: [0; 32],
@@ -416,16 +457,41 @@ mod tests {
     }
 
     #[test]
+    fn record_tags_use_a_key_of_their_own() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let tag = master.record_tag(b"{}");
+        assert!(master.record_tag_ok(b"{}", &tag));
+        assert!(!master.record_tag_ok(b"{ }", &tag));
+        assert!(!MasterKey::from_bytes([8; 32]).record_tag_ok(b"{}", &tag));
+        // Not the data MAC key of any backup.
+        let data = BackupKeys::derive_v1(&master, &[0; 32]);
+        assert!(!data.verify(&[b"{}".as_slice()], &tag));
+    }
+
+    #[test]
     fn backup_keys_depend_on_salt_and_verify_tags() {
         let master = MasterKey::from_bytes([7; 32]);
-        let a = BackupKeys::derive(&master, &[1; 32]);
-        let b = BackupKeys::derive(&master, &[2; 32]);
+        let a = BackupKeys::derive_v1(&master, &[1; 32]);
+        let b = BackupKeys::derive_v1(&master, &[2; 32]);
         assert_ne!(a.enc, b.enc);
         assert_ne!(a.enc, a.mac);
-        let tag = a.tag(&[b"hello ", b"world"]);
+        let tag = a.tag(&[b"hello ".as_slice(), b"world"]);
         assert!(a.verify(&[b"hello world"], &tag));
         assert!(!b.verify(&[b"hello world"], &tag));
         assert!(!a.verify(&[b"hello world"], &tag[..31]));
+
+        // Format 2: the same salt under another ID, or in format 1, is
+        // another key, so a repeated salt never repeats keystream.
+        let v2 = |id: &str| BackupKeys::derive_v2(&master, &[1; 32], id);
+        let (x, y) = (
+            v2("20261130T080000Z-0000000a"),
+            v2("20261130T080000Z-0000000b"),
+        );
+        assert_ne!(x.enc, y.enc);
+        assert_ne!(x.mac, y.mac);
+        assert_ne!(x.enc, a.enc);
+        // The NUL keeps "v2 keys" + "x" apart from a label that ends in x.
+        assert_ne!(v2("1").enc, v2("12").enc);
 
         let mut data = *b"attack at dawn";
         a.apply_keystream(&[0; 16], &mut data);

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::compress::{Deflater, Inflater};
 use crate::codec::crypto::{hex, random_bytes, BackupKeys, MasterKey};
-use crate::codec::format::{self, Compression, FrameKind, Header, Trailer};
+use crate::codec::format::{self, Compression, FrameKind, Header, Identity, Trailer};
 use crate::codec::rdb::{RdbCheck, RdbInfo};
 use crate::codec::ring::{ring, Sink, Source};
 use crate::error::{Error, Result};
@@ -40,6 +40,9 @@ const MAX_WORKERS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodeOptions {
+    /// Which backup this is; authenticated in the header, and the backup's
+    /// keys are derived from its ID.
+    pub identity: Identity,
     /// Deflate level 1..=9, or 0 for no compression.
     pub level: u8,
     /// Plaintext bytes per frame, within `format::MIN_FRAME_SIZE..=MAX_FRAME_SIZE`.
@@ -51,17 +54,6 @@ pub struct EncodeOptions {
     /// deflated and encrypted independently and deterministically), which is
     /// how a storage upload that failed part way is resumed.
     pub salt: Option<[u8; 32]>,
-}
-
-impl Default for EncodeOptions {
-    fn default() -> Self {
-        EncodeOptions {
-            level: 1,
-            frame_size: format::DEFAULT_FRAME_SIZE,
-            workers: crate::settings::default_threads(),
-            salt: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +75,9 @@ pub fn fresh_salt() -> Result<[u8; 32]> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeSummary {
+    /// The authenticated header: the format version and, from format 2 on,
+    /// which backup this is.
+    pub header: Header,
     pub raw_size: u64,
     pub raw_sha256: String,
     pub rdb: RdbInfo,
@@ -100,10 +95,11 @@ pub fn encode(
     key: &MasterKey,
     opts: &EncodeOptions,
 ) -> Result<EncodeSummary> {
-    if opts.level > 9 {
+    if opts.level > format::MAX_LEVEL {
         return Err(Error::usage(format!(
-            "compression level {} is outside 0..=9",
-            opts.level
+            "compression level {} is outside 0..={}",
+            opts.level,
+            format::MAX_LEVEL
         )));
     }
     if !format::frame_size_ok(opts.frame_size) {
@@ -116,6 +112,7 @@ pub fn encode(
     }
     let frame_size = opts.frame_size;
     let header = Header {
+        version: format::VERSION,
         compression: if opts.level == 0 {
             Compression::None
         } else {
@@ -128,9 +125,10 @@ pub fn encode(
             None => random_bytes()?,
         },
         key_id: key.key_id_bytes(),
+        identity: Some(opts.identity.clone()),
     };
-    let keys = BackupKeys::derive(key, &header.salt);
-    let header_bytes = header.to_bytes(&keys);
+    let keys = header.keys(key);
+    let header_bytes = header.to_bytes(&keys)?;
     output
         .write_all(&header_bytes)
         .map_err(write_backup_error)?;
@@ -183,38 +181,49 @@ pub fn encode(
 }
 
 /// Reads a backup from `input`, checks it completely and writes the plain RDB
-/// to `output`. What reaches `output` is authenticated frame by frame, but the
-/// backup as a whole (its end, its size, its hash, the RDB checksum) is only
-/// known good when this returns `Ok`: callers must not use the output before.
+/// to `output`. `expected` sees the authenticated header before any frame is
+/// read, and may refuse it (a backup that is not the one asked for). What
+/// reaches `output` is authenticated frame by frame, but the backup as a
+/// whole (its end, its size, its hash, the RDB checksum) is only known good
+/// when this returns `Ok`: callers must not use the output before.
 pub fn decode(
     input: &mut (dyn Read + Send),
     output: &mut dyn Write,
     key: &MasterKey,
     workers: usize,
+    expected: &dyn Fn(&Header) -> Result<()>,
 ) -> Result<DecodeSummary> {
-    let (raw_size, raw_sha256, rdb) =
-        decode_with(input, output, key, workers, Some(RdbCheck::new()))?;
+    let (header, keys) = format::read_header(input, key)?;
+    expected(&header)?;
+    let (raw_size, raw_sha256, rdb) = decode_frames(
+        input,
+        output,
+        &header,
+        &keys,
+        workers,
+        Some(RdbCheck::new()),
+    )?;
     Ok(DecodeSummary {
+        header,
         raw_size,
         raw_sha256,
         rdb: rdb.expect("an RDB check was requested"),
     })
 }
 
-/// `decode`, with the RDB check optional so that tests can round-trip bytes
-/// that are not an RDB.
-fn decode_with(
+/// The frames after the header, with the RDB check optional so that tests
+/// can round-trip bytes that are not an RDB.
+fn decode_frames(
     input: &mut (dyn Read + Send),
     output: &mut dyn Write,
-    key: &MasterKey,
+    header: &Header,
+    keys: &BackupKeys,
     workers: usize,
     rdb: Option<RdbCheck>,
 ) -> Result<(u64, String, Option<RdbInfo>)> {
-    let (header, keys) = format::read_header(input, key)?;
     let frame_size = header.frame_size as usize;
     let stages = Stages::new(workers);
     let (source, sink) = stages.ring(format::max_frame_bytes(frame_size));
-    let (header, keys) = (&header, &keys);
     let mut trailer = None;
     let checked = thread::scope(|s| {
         // Writing the RDB and hashing it are the serial part of a decode:
@@ -442,6 +451,13 @@ fn open_frame(
                 .map_err(|e| e.context(format!("frame {index}")))?;
             std::mem::swap(scratch, &mut buf);
             let len = buf.len();
+            // No writer makes an empty data frame; the spec forbids one, so
+            // that a stream has exactly one encoding per frame count.
+            if len == 0 {
+                return Err(Error::integrity(format!(
+                    "frame {index} inflates to nothing: tampered or corrupt backup"
+                )));
+            }
             Ok(Plain {
                 kind,
                 buf,
@@ -600,7 +616,7 @@ fn write_rdb_error(e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::format::{FRAME_PREFIX_LEN, HEADER_TOTAL_LEN, MIN_FRAME_SIZE};
+    use crate::codec::format::{FRAME_PREFIX_LEN, MIN_FRAME_SIZE};
     use crate::codec::rdb::crc64;
     use crate::storage::StorageIo;
     use std::io;
@@ -615,11 +631,31 @@ mod tests {
 
     fn opts(level: u8, workers: usize) -> EncodeOptions {
         EncodeOptions {
+            identity: crate::codec::format::tests::identity(),
             level,
             frame_size: FS,
             workers,
             salt: None,
         }
+    }
+
+    /// The options a backup uses by default.
+    fn default_opts() -> EncodeOptions {
+        EncodeOptions {
+            frame_size: format::DEFAULT_FRAME_SIZE,
+            ..opts(1, crate::settings::default_threads())
+        }
+    }
+
+    /// For decodes that expect any backup.
+    fn anything(_: &Header) -> Result<()> {
+        Ok(())
+    }
+
+    /// Bytes before the first frame of the backups these tests make.
+    fn header_total_len() -> usize {
+        let (backup, _) = encode_vec(b"", &opts(0, 1));
+        backup.len() - (FRAME_PREFIX_LEN + format::TRAILER_LEN + crate::codec::crypto::TAG_LEN)
     }
 
     /// Alternating runs of compressible text and noise, deterministic.
@@ -665,18 +701,20 @@ mod tests {
 
     fn decode_raw(backup: &[u8], key: &MasterKey, workers: usize) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        decode_with(&mut &backup[..], &mut out, key, workers, None)?;
+        let mut input = backup;
+        let (header, keys) = format::read_header(&mut input, key)?;
+        decode_frames(&mut input, &mut out, &header, &keys, workers, None)?;
         Ok(out)
     }
 
     fn decode_err(backup: &[u8]) -> Error {
         let mut out = Vec::new();
-        decode(&mut &backup[..], &mut out, &key(), 2).unwrap_err()
+        decode(&mut &backup[..], &mut out, &key(), 2, &anything).unwrap_err()
     }
 
     /// Offsets of the frames in a backup: (start, len of the whole frame).
     fn frames(backup: &[u8]) -> Vec<(usize, usize)> {
-        let mut at = HEADER_TOTAL_LEN;
+        let mut at = header_total_len();
         let mut out = Vec::new();
         while at < backup.len() {
             let len = u32::from_le_bytes(backup[at + 1..at + 5].try_into().unwrap()) as usize;
@@ -721,7 +759,7 @@ mod tests {
             let data = rdb_of_len(len, 3);
             let (backup, enc) = encode_vec(&data, &opts(1, 2));
             let mut out = Vec::new();
-            let dec = decode(&mut &backup[..], &mut out, &key(), 3).unwrap();
+            let dec = decode(&mut &backup[..], &mut out, &key(), 3, &anything).unwrap();
             assert_eq!(out, data);
             assert_eq!(dec.raw_size, len as u64);
             assert_eq!(dec.raw_sha256, enc.raw_sha256);
@@ -763,16 +801,10 @@ mod tests {
     fn several_mib_at_the_default_frame_size() {
         let data = rdb_of_len(7 * 1024 * 1024 + 4321, 7);
         let mut backup = Vec::new();
-        let enc = encode(
-            &mut &data[..],
-            &mut backup,
-            &key(),
-            &EncodeOptions::default(),
-        )
-        .unwrap();
+        let enc = encode(&mut &data[..], &mut backup, &key(), &default_opts()).unwrap();
         assert!(enc.stored_size < enc.raw_size);
         let mut out = Vec::new();
-        let dec = decode(&mut &backup[..], &mut out, &key(), 4).unwrap();
+        let dec = decode(&mut &backup[..], &mut out, &key(), 4, &anything).unwrap();
         assert_eq!(out, data);
         assert_eq!(dec.raw_sha256, enc.raw_sha256);
     }
@@ -782,11 +814,13 @@ mod tests {
         let data = vec![0u8; 2 * 1024 * 1024 + 512 * 1024];
         let o = EncodeOptions {
             level: 0,
-            ..EncodeOptions::default()
+            ..default_opts()
         };
         let (backup, summary) = encode_vec(&data, &o);
-        assert_eq!(summary.stored_size, 2_621_720);
-        assert_eq!(backup.len(), 2_621_720);
+        // The example's identity is the one these tests use: 90 bytes.
+        assert_eq!(header_total_len(), 60 + 90 + 32);
+        assert_eq!(summary.stored_size, 2_621_810);
+        assert_eq!(backup.len(), 2_621_810);
     }
 
     #[test]
@@ -892,7 +926,7 @@ mod tests {
         let backup = sample_backup();
         let fr = frames(&backup);
         let piece = |i: usize| &backup[fr[i].0..fr[i].0 + fr[i].1];
-        let head = &backup[..HEADER_TOTAL_LEN];
+        let head = &backup[..header_total_len()];
 
         let swapped = [head, piece(1), piece(0), piece(2), piece(3), piece(4)].concat();
         assert!(assert_integrity(&swapped, "swap")
@@ -932,7 +966,7 @@ mod tests {
         cuts.push(backup.len() - 1);
         for cut in cuts {
             let err = assert_integrity(&backup[..cut], &format!("cut at {cut}"));
-            if cut >= HEADER_TOTAL_LEN {
+            if cut >= header_total_len() {
                 assert_eq!(err.message(), "backup is truncated", "cut at {cut}");
             }
         }
@@ -961,16 +995,77 @@ mod tests {
     fn header_attacks_are_refused() {
         let backup = sample_backup();
         let mut version = backup.clone();
-        version[8] = 2;
+        version[8] = 3;
         assert!(assert_integrity(&version, "version")
             .message()
-            .contains("version 2"));
+            .contains("version 3"));
         let mut frame_size = backup.clone();
         frame_size[14] = 0xff;
         assert_integrity(&frame_size, "frame size");
         let mut magic = backup.clone();
         magic[0] = b'X';
         assert_integrity(&magic, "magic");
+    }
+
+    // ---- golden vectors: backups in the field keep decoding ----
+
+    const GOLDEN_SHA256: &str = "ab144c11db50f29cef709cfec88e81e7d822b314caf7b43873478ab02b432fa4";
+
+    fn golden(path: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    fn golden_key() -> MasterKey {
+        let hex = String::from_utf8(golden("master.key")).unwrap();
+        let bytes: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        MasterKey::from_bytes(bytes.try_into().unwrap())
+    }
+
+    fn golden_identity() -> Identity {
+        Identity {
+            backup_id: crate::id::BackupId::parse("20261130T090000Z-a5a5a5a5").unwrap(),
+            instance: "golden".into(),
+            created_at: "2026-11-30T09:00:00.250000Z".into(),
+            server_name: "redis".into(),
+            server_version: "7.0.15".into(),
+            source: "snapshot".into(),
+        }
+    }
+
+    #[test]
+    fn format_1_golden_vector_decodes() {
+        let backup = golden("format1/20261130T080000Z-5a5a5a5a.rbk");
+        let mut rdb = Vec::new();
+        let summary = decode(&mut &backup[..], &mut rdb, &golden_key(), 2, &anything).unwrap();
+        assert_eq!(summary.raw_sha256, GOLDEN_SHA256);
+        assert_eq!((summary.raw_size, summary.rdb.version), (94565, 10));
+        assert_eq!((summary.header.version, summary.header.identity), (1, None));
+    }
+
+    #[test]
+    fn format_2_golden_vector_decodes_and_is_what_we_write() {
+        let backup = golden("format2/20261130T090000Z-a5a5a5a5.rbk");
+        let mut rdb = Vec::new();
+        let summary = decode(&mut &backup[..], &mut rdb, &golden_key(), 2, &anything).unwrap();
+        assert_eq!(summary.raw_sha256, GOLDEN_SHA256);
+        assert_eq!(summary.header.version, 2);
+        assert_eq!(summary.header.identity, Some(golden_identity()));
+        let o = EncodeOptions {
+            identity: golden_identity(),
+            level: 1,
+            frame_size: 65536,
+            workers: 2,
+            salt: Some([0x5a; 32]),
+        };
+        let mut again = Vec::new();
+        encode(&mut &rdb[..], &mut again, &golden_key(), &o).unwrap();
+        assert!(
+            again == backup,
+            "the encoder no longer writes the golden bytes"
+        );
     }
 
     // ---- failures of the surroundings ----
@@ -1064,7 +1159,7 @@ mod tests {
         let backup = sample_backup();
         let err = within(60, move || {
             let mut input = StorageIo((&backup[..100]).chain(FailingReader { good: 0 }));
-            decode(&mut input, &mut Vec::new(), &key(), 2).unwrap_err()
+            decode(&mut input, &mut Vec::new(), &key(), 2, &anything).unwrap_err()
         });
         assert_eq!(err.exit_code(), 4, "{err}");
         assert!(err.message().starts_with("reading the backup: "), "{err}");
@@ -1077,7 +1172,7 @@ mod tests {
             let backup = backup.clone();
             let err = within(60, move || {
                 let mut input = (&backup[..good]).chain(FailingReader { good: 0 });
-                decode(&mut input, &mut Vec::new(), &key(), 2).unwrap_err()
+                decode(&mut input, &mut Vec::new(), &key(), 2, &anything).unwrap_err()
             });
             assert_eq!(err.exit_code(), 1, "{err}");
             assert!(err.message().starts_with("reading the backup: "), "{err}");
@@ -1091,7 +1186,7 @@ mod tests {
             let backup = backup.clone();
             let err = within(60, move || {
                 let mut output = FailingWriter { room };
-                decode(&mut &backup[..], &mut output, &key(), 3).unwrap_err()
+                decode(&mut &backup[..], &mut output, &key(), 3, &anything).unwrap_err()
             });
             assert_eq!(err.exit_code(), 1, "{err}");
             assert!(err.message().starts_with("writing the RDB: "), "{err}");
@@ -1185,7 +1280,7 @@ mod tests {
         for level in [0, 1, 6] {
             let o = EncodeOptions {
                 level,
-                ..EncodeOptions::default()
+                ..default_opts()
             };
             // Pre-touched, so page faults of a fresh buffer are not counted.
             let mut backup = vec![0u8; data.len() + 1024];
@@ -1194,7 +1289,14 @@ mod tests {
             let enc = encode(&mut &data[..], &mut backup, &key(), &o).unwrap();
             let e = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let dec = decode(&mut &backup[..], &mut io::sink(), &key(), o.workers).unwrap();
+            let dec = decode(
+                &mut &backup[..],
+                &mut io::sink(),
+                &key(),
+                o.workers,
+                &anything,
+            )
+            .unwrap();
             let d = t.elapsed().as_secs_f64();
             assert_eq!(dec.raw_sha256, enc.raw_sha256);
             println!(
@@ -1276,7 +1378,7 @@ mod tests {
             let fr = frames(ours);
             let piece = |b: &[u8], (at, len): (usize, usize)| b[at..at + len].to_vec();
             // The header, then every frame as its own piece.
-            let mut pieces: Vec<Vec<u8>> = vec![ours[..HEADER_TOTAL_LEN].to_vec()];
+            let mut pieces: Vec<Vec<u8>> = vec![ours[..header_total_len()].to_vec()];
             pieces.extend(fr.iter().map(|&f| piece(ours, f)));
             let frame = |i: &Index| 1 + i.index(fr.len());
             match damage {
@@ -1321,7 +1423,7 @@ mod tests {
                 return decode_raw(backup, &key(), workers);
             }
             let mut out = Vec::new();
-            decode(&mut &backup[..], &mut out, &key(), workers)?;
+            decode(&mut &backup[..], &mut out, &key(), workers, &anything)?;
             Ok(out)
         }
 
@@ -1376,7 +1478,7 @@ mod tests {
                 let mut backup = Vec::new();
                 if authentic_header {
                     let (sample, _) = encode_vec(b"", &opts(1, 1));
-                    backup.extend_from_slice(&sample[..HEADER_TOTAL_LEN]);
+                    backup.extend_from_slice(&sample[..header_total_len()]);
                 }
                 backup.extend_from_slice(&bytes);
                 let err = decode_any(&backup, rdb, 2).unwrap_err();

@@ -17,6 +17,10 @@ pub fn crc64(data: &[u8]) -> u64 {
 }
 
 const HEADER_LEN: usize = 9;
+/// RDB versions some Redis release writes: 1 (Redis 1.x) to 13 (Redis 8.6).
+/// A version outside them is damage or a server we have never seen, and a
+/// backup of it could not be proven restorable.
+pub const KNOWN_VERSIONS: std::ops::RangeInclusive<u32> = 1..=13;
 const CRC_LEN: usize = 8;
 const EOF_OPCODE: u8 = 0xff;
 
@@ -146,7 +150,15 @@ fn parse_header(header: &[u8; HEADER_LEN]) -> Result<u32> {
             "not an RDB file: it does not start with REDIS and a 4-digit version",
         ));
     }
-    Ok(digits.iter().fold(0, |v, d| v * 10 + u32::from(d - b'0')))
+    let version = digits.iter().fold(0, |v, d| v * 10 + u32::from(d - b'0'));
+    if !KNOWN_VERSIONS.contains(&version) {
+        return Err(Error::integrity(format!(
+            "RDB version {version} is not one any known Redis writes ({}..={}): a damaged RDB, or a server this redis-backup does not know",
+            KNOWN_VERSIONS.start(),
+            KNOWN_VERSIONS.end()
+        )));
+    }
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -169,6 +181,26 @@ mod tests {
             check.update(piece);
         }
         check.finish()
+    }
+
+    #[test]
+    fn versions_no_known_redis_writes_are_refused() {
+        for version in [b"0000", b"0099", b"0014", b"9999"] {
+            let mut rdb = fake_rdb(b"");
+            rdb[5..9].copy_from_slice(version);
+            let err = check_in_chunks(&rdb, 4).unwrap_err();
+            assert_eq!(err.exit_code(), 5);
+            assert!(err.message().contains("not one any known Redis"), "{err}");
+        }
+        for version in [b"0001", b"0009", b"0012", b"0013"] {
+            let mut rdb = fake_rdb(b"");
+            rdb[5..9].copy_from_slice(version);
+            // The CRC covers the header: make it fit again.
+            let crc_at = rdb.len() - 8;
+            let crc = crc64(&rdb[..crc_at]);
+            rdb[crc_at..].copy_from_slice(&crc.to_le_bytes());
+            assert!(check_in_chunks(&rdb, 4).is_ok());
+        }
     }
 
     #[test]

@@ -262,6 +262,15 @@ const FAST_POLL: Duration = Duration::from_millis(50);
 const SLOW_POLL: Duration = Duration::from_millis(100);
 const FAST_POLL_FOR: Duration = Duration::from_secs(1);
 
+/// The server's name and version, and the Redis version it reports
+/// (the same for Redis; Valkey's compatibility version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub version: String,
+    pub redis_version: String,
+}
+
 /// One open, authenticated connection.
 pub struct Connection {
     /// Reads go through the buffer; writes go straight to the inner stream
@@ -563,12 +572,24 @@ impl Connection {
     }
 
     /// `redis_version` from INFO server.
-    pub fn server_version(&mut self) -> Result<String> {
-        self.info("server")?.remove("redis_version").ok_or_else(|| {
+    /// What the server is: Valkey reports its own name and version beside
+    /// the Redis version it is compatible with.
+    pub fn server(&mut self) -> Result<Server> {
+        let mut info = self.info("server")?;
+        let redis_version = info.remove("redis_version").ok_or_else(|| {
             Error::redis(format!(
                 "Redis at {} did not report redis_version",
                 self.endpoint
             ))
+        })?;
+        let (name, version) = match (info.remove("server_name"), info.remove("valkey_version")) {
+            (Some(name), Some(version)) if name == "valkey" => (name, version),
+            _ => ("redis".to_string(), redis_version.clone()),
+        };
+        Ok(Server {
+            name,
+            version,
+            redis_version,
         })
     }
 
@@ -1312,7 +1333,11 @@ mod tests {
             .map(|(db, count)| (db, count.keys))
             .collect();
         assert_eq!(keys, BTreeMap::from([(0, 1), (3, 2)]));
-        assert!(conn.server_version().unwrap().starts_with(char::is_numeric));
+        assert!(conn
+            .server()
+            .unwrap()
+            .redis_version
+            .starts_with(char::is_numeric));
         assert_eq!(
             conn.config_get("dir").unwrap(),
             Some(server.dir.to_string_lossy().into_owned())

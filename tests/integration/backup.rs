@@ -19,7 +19,9 @@ fn round_trip_of_every_type_in_two_dbs() {
 
     let rec = t.backup_json(&[]);
     let id = rec["id"].as_str().expect("record has an id").to_string();
-    assert_eq!(rec["format"], 1, "{rec}");
+    assert_eq!(rec["format"], 2, "{rec}");
+    assert_eq!(rec["server"]["name"], "redis", "{rec}");
+    assert_eq!(rec["server"]["version"], version.as_str(), "{rec}");
     assert_eq!(rec["source"], "snapshot", "{rec}");
     assert_eq!(rec["persistence"], "rdb", "{rec}");
     assert_eq!(rec["redis_version"], version.as_str(), "{rec}");
@@ -33,10 +35,11 @@ fn round_trip_of_every_type_in_two_dbs() {
     assert!(is_hex(key_id, 16), "key_id is 16 hex digits: {rec}");
     let created = rec["created_at"].as_str().expect("created_at");
     assert!(
-        created.len() >= 20
+        created.len() == 27
             && created.as_bytes()[10] == b'T'
-            && (created.ends_with('Z') || created.ends_with("+00:00")),
-        "created_at is RFC 3339 UTC: {created}"
+            && created.as_bytes()[19] == b'.'
+            && created.ends_with('Z'),
+        "created_at is RFC 3339 UTC to the microsecond: {created}"
     );
     assert!(
         rec["location"].as_str().expect("location").contains(&id),

@@ -204,12 +204,13 @@ fn paths_in(text: &str) -> Vec<PathBuf> {
     .collect()
 }
 
-/// Write `<id>.json` in storage again with `edit` applied to the record.
+/// Write `<id>.json` in storage again with `edit` applied to the record, and
+/// tagged again as the holder of the key would: wrong yet authentic.
 fn edit_record(t: &TestRedis, id: &str, edit: impl FnOnce(&mut Value)) {
     let path = t.record_file(id);
     let mut record: Value =
         serde_json::from_slice(&fs::read(&path).expect("read record")).expect("record is JSON");
-    edit(&mut record);
+    retag_record(&t.key_file(), &mut record, edit);
     fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).expect("write record");
 }
 

@@ -125,10 +125,13 @@ fn swift_round_trip_in_many_segments() {
         "stored_size is the size of the object in Swift\n{head:?}\n{rec}"
     );
 
-    // The record object is the record `backup --json` printed.
+    // The record object is the record `backup --json` printed, with its tag.
     let stored = swift.get(&format!("{container}/{id}.json"));
     stored.expect(&[200]);
-    assert_eq!(stored.json(), rec, "{container}/{id}.json");
+    let mut stored = stored.json();
+    let tag = stored.as_object_mut().unwrap().remove("record_tag");
+    assert!(tag.is_some_and(|t| t.as_str().is_some_and(|t| t.len() == 64)));
+    assert_eq!(stored, rec, "{container}/{id}.json");
     assert_eq!(
         swift.names(container, ""),
         vec![format!("{id}.json"), object.clone()],

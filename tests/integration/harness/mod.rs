@@ -7,7 +7,7 @@
 //! deadline and fails with a message saying what it waited for.
 //!
 //! One file per part: `scratch`, `resp`, `data`, `run`, `redis`, `swift`,
-//! `proxy`; this one holds the small helpers they share. Nothing unused is
+//! `proxy`, `records`; this one holds the small helpers they share. Nothing unused is
 //! kept (no `allow(dead_code)`): a helper goes when its last user does.
 
 use serde_json::Value;
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 mod data;
 mod proxy;
+mod records;
 mod redis;
 mod resp;
 mod run;
@@ -36,6 +37,7 @@ mod swift;
 
 pub use data::*;
 pub use proxy::*;
+pub use records::*;
 pub use redis::*;
 pub use resp::*;
 pub use run::*;
