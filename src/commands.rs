@@ -13,7 +13,7 @@ use crate::record::Record;
 use crate::restore::{self, Restored};
 use crate::status;
 use crate::storage::{self, Storage};
-use crate::stored::{load_record, Stored};
+use crate::stored::{load_listed_record, load_record, Stored};
 use crate::units::human_size;
 use serde_json::{json, Value};
 use std::fs;
@@ -180,7 +180,7 @@ fn records(
 ) -> Result<(Vec<Record>, Refused)> {
     let (mut records, mut refused) = (Vec::new(), Vec::new());
     for id in storage.list()? {
-        match load_record(storage, &id, key) {
+        match load_listed_record(storage, &id, key) {
             Ok(record) => records.push(record),
             Err(e) => refused.push((id, e)),
         }

@@ -10,7 +10,7 @@
 //! frame is read.
 
 use crate::codec::crypto::MasterKey;
-use crate::codec::format::Header;
+use crate::codec::format::{self, Header};
 use crate::codec::pipeline::{self, DecodeSummary};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -99,6 +99,29 @@ impl Stored {
 /// The record of backup `id`, authenticated with `key` (format 2 on).
 pub fn load_record(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Record> {
     Record::from_stored(&storage.get_record(id)?, id, key)
+}
+
+/// `load_record`, for `list` and `prune`, which act on records without
+/// reading objects: a record that claims format 1 (nothing authenticates
+/// those) is believed only if its object is format 1 too. Otherwise anyone
+/// who can write to the storage could turn a format-2 backup's record into
+/// a format-1 one, which counts as older than every format-2 backup, and so
+/// have prune delete a real backup.
+pub fn load_listed_record(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Record> {
+    let record = load_record(storage, id, key)?;
+    if record.authenticated() {
+        return Ok(record);
+    }
+    let version = storage
+        .open(id, 0)
+        .and_then(|object| format::peek_version(&mut StorageIo(object)));
+    match version {
+        Ok(1) => Ok(record),
+        Ok(version) => Err(Error::integrity(format!(
+            "record of backup {id} claims format 1, but its object is format {version}: a downgraded record"
+        ))),
+        Err(e) => Err(e.context(format!("checking the object of format-1 backup {id}"))),
+    }
 }
 
 /// Say "wrong key" plainly before reading a byte of the object.

@@ -266,6 +266,20 @@ impl Header {
     }
 }
 
+/// The format version of the object `input` starts, from its first ten
+/// bytes, before any key is at hand: enough to tell that a record claiming
+/// format 1 describes a format-2 object (a downgraded record).
+pub fn peek_version(input: &mut dyn Read) -> Result<u16> {
+    let mut start = [0u8; 10];
+    read_exact(input, &mut start)?;
+    if &start[0..8] != MAGIC {
+        return Err(Error::integrity(
+            "not a redis-backup backup: it does not start with REDISBAK",
+        ));
+    }
+    Ok(u16::from_le_bytes([start[8], start[9]]))
+}
+
 /// Reads and authenticates the header, returning it with the backup's keys.
 pub fn read_header(input: &mut dyn Read, master: &MasterKey) -> Result<(Header, BackupKeys)> {
     let mut fixed = [0u8; HEADER_LEN];
@@ -496,10 +510,10 @@ fn read_backup_error(e: std::io::Error) -> Error {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    pub(crate) fn identity() -> Identity {
+impl Identity {
+    /// The identity unit tests give their backups (the one FORMAT.md's
+    /// worked sizes use).
+    pub fn for_tests() -> Identity {
         Identity {
             backup_id: BackupId::parse("20261130T080000Z-0123abcd").unwrap(),
             instance: "cache-1".into(),
@@ -508,6 +522,15 @@ pub(crate) mod tests {
             server_version: "7.0.15".into(),
             source: "snapshot".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity::for_tests()
     }
 
     fn setup() -> (MasterKey, Header, BackupKeys) {

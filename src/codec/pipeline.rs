@@ -631,7 +631,7 @@ mod tests {
 
     fn opts(level: u8, workers: usize) -> EncodeOptions {
         EncodeOptions {
-            identity: crate::codec::format::tests::identity(),
+            identity: Identity::for_tests(),
             level,
             frame_size: FS,
             workers,
@@ -1328,6 +1328,42 @@ mod tests {
         assert_eq!(first, second, "a resumed upload relies on this");
         let (fresh, _) = encode_vec(&data, &opts(1, 2));
         assert_ne!(first, fresh);
+    }
+
+    #[test]
+    fn a_repeated_salt_under_two_ids_shares_no_keystream() {
+        // A cloned image with a poor RNG at first boot could draw one salt
+        // twice. Two backups of the same data with that salt must still
+        // differ in every frame, and no frame of one may open in the other.
+        let data = vec![0u8; 3 * FS];
+        let salt = Some([0x42; 32]);
+        let with_id = |id: &str| EncodeOptions {
+            identity: Identity {
+                backup_id: crate::id::BackupId::parse(id).unwrap(),
+                ..opts(0, 2).identity
+            },
+            salt,
+            ..opts(0, 2)
+        };
+        let (one, _) = encode_vec(&data, &with_id("20261130T080000Z-00000001"));
+        let (two, _) = encode_vec(&data, &with_id("20261130T080000Z-00000002"));
+        let (f1, f2) = (frames(&one), frames(&two));
+        assert_eq!(f1.len(), f2.len());
+        for ((a, len), (b, _)) in f1.iter().zip(&f2) {
+            // Zeros in, so the ciphertext is the keystream itself.
+            let body = FRAME_PREFIX_LEN..len - crate::codec::crypto::TAG_LEN;
+            let (ka, kb) = (
+                &one[a + body.start..a + body.end],
+                &two[b + body.start..b + body.end],
+            );
+            assert_ne!(ka, kb, "keystream repeated across backups");
+        }
+        let mut spliced = one.clone();
+        let ((a, len), (b, _)) = (f1[1], f2[1]);
+        spliced[a..a + len].copy_from_slice(&two[b..b + len]);
+        assert!(decode_err(&spliced)
+            .message()
+            .contains("frame 1 failed authentication"));
     }
 
     // ---- properties: a damaged backup is exit 5, never wrong data ----

@@ -17,10 +17,11 @@ pub fn crc64(data: &[u8]) -> u64 {
 }
 
 const HEADER_LEN: usize = 9;
-/// RDB versions some Redis release writes: 1 (Redis 1.x) to 13 (Redis 8.6).
-/// A version outside them is damage or a server we have never seen, and a
-/// backup of it could not be proven restorable.
-pub const KNOWN_VERSIONS: std::ops::RangeInclusive<u32> = 1..=13;
+/// RDB versions some Redis release writes that end in a CRC-64: 5 (the
+/// first with one; Redis 2.6 writes 6) to 13 (Redis 8.6). A version outside
+/// them is damage or a server we have never seen, and a backup of it could
+/// not be proven restorable.
+pub const KNOWN_VERSIONS: std::ops::RangeInclusive<u32> = 5..=13;
 const CRC_LEN: usize = 8;
 const EOF_OPCODE: u8 = 0xff;
 
@@ -185,14 +186,14 @@ mod tests {
 
     #[test]
     fn versions_no_known_redis_writes_are_refused() {
-        for version in [b"0000", b"0099", b"0014", b"9999"] {
+        for version in [b"0000", b"0004", b"0099", b"0014", b"9999"] {
             let mut rdb = fake_rdb(b"");
             rdb[5..9].copy_from_slice(version);
             let err = check_in_chunks(&rdb, 4).unwrap_err();
             assert_eq!(err.exit_code(), 5);
             assert!(err.message().contains("not one any known Redis"), "{err}");
         }
-        for version in [b"0001", b"0009", b"0012", b"0013"] {
+        for version in [b"0005", b"0009", b"0012", b"0013"] {
             let mut rdb = fake_rdb(b"");
             rdb[5..9].copy_from_slice(version);
             // The CRC covers the header: make it fit again.

@@ -347,11 +347,11 @@ def decode(f, master, want_id=None, rec=None):
 
 
 def check_rdb(rdb):
-    """Step 12: REDIS + 4 ASCII digits (1..=13) ... 0xFF + u64 LE CRC-64/Jones (0 = unchecked)."""
+    """Step 12: REDIS + 4 ASCII digits (5..=13) ... 0xFF + u64 LE CRC-64/Jones (0 = unchecked)."""
     if len(rdb) < 18 or rdb[:5] != b"REDIS" or not re.fullmatch(rb"[0-9]{4}", rdb[5:9]) or rdb[-9] != 0xFF:
         raise Fail("not_an_rdb", "not an RDB file")
     rdb_version = int(rdb[5:9])
-    if not 1 <= rdb_version <= 13:
+    if not 5 <= rdb_version <= 13:
         raise Fail("unsupported_rdb_version", f"RDB version {rdb_version} is not one any known Redis writes")
     (stored,) = struct.unpack_from("<Q", rdb, len(rdb) - 8)
     if stored != 0 and stored != crc64(rdb[:-8]):

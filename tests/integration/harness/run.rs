@@ -68,6 +68,16 @@ impl Output {
         self
     }
 
+    /// Fail unless stdout contains `needle`.
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Output {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout should have {needle:?}\n{self}"
+        );
+        self
+    }
+
     /// Fail (showing the output) if stderr contains `text`.
     #[track_caller]
     pub fn stderr_lacks(&self, text: &str) -> &Output {
