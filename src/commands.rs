@@ -324,15 +324,33 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
         "verified {name} in {}s",
         crate::units::seconds(started.elapsed(), 1)
     );
+    // Which backup this is, as the object itself says (and has proven):
+    // what a file copied by hand is, in particular.
+    let identity = summary.header.identity.as_ref();
+    let which = match identity {
+        Some(i) => format!(
+            "backup {} of {} made {} from {} {} ({})",
+            i.backup_id, i.instance, i.created_at, i.server_name, i.server_version, i.source
+        ),
+        None => "format 1: identity not bound".into(),
+    };
     Ok(Report {
         lines: vec![format!(
-            "{name}: OK, {} RDB (version {}), sha256 {}",
+            "{name}: OK, {} RDB (version {}), sha256 {}; {which}",
             human_size(summary.raw_size),
             summary.rdb.version,
             summary.raw_sha256
         )],
         json: json!({
             "verified": name,
+            "format": summary.header.version,
+            "identity": identity.map(|i| json!({
+                "id": i.backup_id.as_str(),
+                "instance": i.instance,
+                "created_at": i.created_at,
+                "server": {"name": i.server_name, "version": i.server_version},
+                "source": i.source,
+            })),
             "raw_size": summary.raw_size,
             "raw_sha256": summary.raw_sha256,
             "rdb_version": summary.rdb.version,

@@ -319,8 +319,15 @@ fn golden_backups_of_both_formats_verify_export_and_restore_bit_for_bit() {
         .ok()
         .stdout_has("record authenticated");
     t.run(&["list"]).ok().stdout_has("format 1");
+    t.run(&["verify", GOLDEN_V1])
+        .ok()
+        .stdout_has("format 1: identity not bound");
+    let verified = t.run(&["--json", "verify", GOLDEN_V2]);
+    let identity = verified.ok().json()["identity"].clone();
+    assert_eq!(identity["id"], GOLDEN_V2, "{identity}");
+    assert_eq!(identity["instance"], "golden", "{identity}");
+    assert_eq!(identity["created_at"], "2026-11-30T09:00:00.250000Z");
     for id in [GOLDEN_V1, GOLDEN_V2] {
-        t.run(&["verify", id]).ok();
         let rdb = t.export(id, &format!("{id}.rdb"));
         assert_eq!(sha256_file(&rdb), GOLDEN_SHA256, "{id}");
         t.run(&["restore", id]).ok();
