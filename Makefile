@@ -22,17 +22,20 @@ deps:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
 
 # The tests also start a real OpenStack Swift (and Keystone) all-in-one
-# (tests/support/swift-aio.sh), from Debian's packages, and compile the
-# attacker programs of the least-privilege tests (tests/support/attacks) with gcc.
+# (tests/support/swift-aio.sh), from Debian's packages, compile the
+# attacker programs of the least-privilege tests (tests/support/attacks) with
+# gcc, and run the format's conformance decoder (tests/conformance) with
+# Debian's python3 and python3-cryptography.
 test-deps: deps
 	@command -v swift-proxy-server >/dev/null 2>&1 && command -v memcached >/dev/null 2>&1 \
 	  && command -v keystone-manage >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 \
 	  && command -v openssl >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 \
-	  && command -v gcc >/dev/null 2>&1 || { \
-	  echo "installing Swift, Keystone, memcached, strace and gcc with apt-get"; \
+	  && command -v gcc >/dev/null 2>&1 \
+	  && /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || { \
+	  echo "installing Swift, Keystone, memcached, strace, gcc and python3-cryptography with apt-get"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    swift swift-proxy swift-account swift-container swift-object memcached curl openssl \
-	    keystone python3-keystonemiddleware strace gcc; }
+	    keystone python3-keystonemiddleware strace gcc python3 python3-cryptography; }
 
 test: test-deps
 	$(CARGO) test --all-targets
