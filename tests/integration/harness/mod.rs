@@ -1,14 +1,16 @@
 //! The test harness: a scratch directory per test, a real `redis-server`
 //! started and stopped through the `systemctl` stand-in in `tests/support`, a
-//! tiny RESP client (independent of the crate's own), data of every type, and a
-//! runner for the real `redis-backup` binary with a clean environment.
+//! tiny RESP client (independent of the crate's own), a fake Redis that
+//! answers from a script, data of every type, and a runner for the real
+//! `redis-backup` binary with a clean environment.
 //!
 //! Nothing here sleeps a fixed time: everything that waits polls against a
 //! deadline and fails with a message saying what it waited for.
 //!
-//! One file per part: `scratch`, `resp`, `data`, `run`, `redis`, `swift`,
-//! `proxy`; this one holds the small helpers they share. Nothing unused is
-//! kept (no `allow(dead_code)`): a helper goes when its last user does.
+//! One file per part: `scratch`, `resp`, `data`, `run`, `redis`,
+//! `fake_redis`, `swift`, `proxy`; this one holds the small helpers they
+//! share. Nothing unused is kept (no `allow(dead_code)`): a helper goes when
+//! its last user does.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -24,9 +26,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod data;
+mod fake_redis;
 mod proxy;
 mod redis;
 mod resp;
@@ -35,6 +38,7 @@ mod scratch;
 mod swift;
 
 pub use data::*;
+pub use fake_redis::*;
 pub use proxy::*;
 pub use redis::*;
 pub use resp::*;
