@@ -1,8 +1,9 @@
 //! A fake Redis: whatever answers on the port. `FakeRedis` listens on
 //! 127.0.0.1, reads RESP commands and answers each as a script says: at
-//! once or a byte at a time. Tests use it for what a real redis-server
-//! cannot be made to do: lie about its files (least privilege).
-//! `ScriptedRedis` is the script of a Redis that saves. Replies are encoded
+//! once, a byte at a time, with a stream that does not end, or not at all.
+//! Tests use it for what a real redis-server cannot be made to do: lie about
+//! its files (least privilege), trickle its replies or send an RDB without
+//! end (deadlines). `ScriptedRedis` is the script of a Redis that saves. Replies are encoded
 //! by the harness's RESP client (`Reply::encode`).
 
 use super::*;
@@ -14,7 +15,22 @@ pub enum FakeReply {
     /// These bytes one at a time, `every` apart (a drip-feed), for as long as
     /// the client reads and the server lives.
     Drip { bytes: Vec<u8>, every: Duration },
+    /// `head`, then the chunks `more` makes, `every` apart, until the client
+    /// stops reading, the server is dropped, `more` says `None` or the
+    /// chunks of all connections reach `STREAM_CAP`; then the connection
+    /// is closed. A replication stream: keep-alives, an endless RDB.
+    Stream {
+        head: Vec<u8>,
+        more: Box<dyn FnMut() -> Option<Vec<u8>> + Send>,
+        every: Duration,
+    },
+    /// Close the connection without answering.
+    Close,
 }
+
+/// More than any test may read of a `FakeReply::Stream`: a fake that has sent
+/// this much stops, so that a tool that does not stop cannot fill the disk.
+pub const STREAM_CAP: u64 = 1 << 30;
 
 type Handler = dyn Fn(&[Vec<u8>]) -> FakeReply + Send + Sync;
 
@@ -32,6 +48,8 @@ struct FakeShared {
     handler: Box<Handler>,
     received: Mutex<Vec<Vec<Vec<u8>>>>,
     open: Mutex<Vec<TcpStream>>,
+    /// Bytes of `Stream` chunks sent so far, over all connections.
+    streamed: AtomicU64,
 }
 
 impl FakeRedis {
@@ -43,6 +61,7 @@ impl FakeRedis {
             handler: Box::new(handler),
             received: Mutex::new(Vec::new()),
             open: Mutex::new(Vec::new()),
+            streamed: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
         let acceptor = thread::spawn(move || {
@@ -95,6 +114,12 @@ impl FakeRedis {
             })
             .count()
     }
+
+    /// Bytes of `FakeReply::Stream` chunks the client took so far (the
+    /// heads not counted), over all connections.
+    pub fn streamed(&self) -> u64 {
+        self.shared.streamed.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FakeRedis {
@@ -139,6 +164,30 @@ fn serve_connection(shared: &FakeShared, stream: TcpStream) {
                     }
                     thread::sleep(every);
                 }
+            }
+            FakeReply::Stream {
+                head,
+                mut more,
+                every,
+            } => {
+                if writer.write_all(&head).is_err() {
+                    return;
+                }
+                while !stopped() && shared.streamed.load(Ordering::SeqCst) < STREAM_CAP {
+                    let Some(chunk) = more() else { break };
+                    if writer.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    shared
+                        .streamed
+                        .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                    thread::sleep(every);
+                }
+                return;
+            }
+            FakeReply::Close => {
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                return;
             }
         }
     }
