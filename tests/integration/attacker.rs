@@ -13,9 +13,6 @@
 //!
 //! What the attacker puts on the Redis port is the harness's `FakeRedis`.
 
-// Shared by the test modules; not every one uses every part.
-#![allow(dead_code)]
-
 use crate::harness::*;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -308,11 +305,6 @@ impl Attacker {
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    /// Whether one of its lines contains `text`.
-    pub fn said(&self, text: &str) -> bool {
-        self.log().contains(text)
-    }
 }
 
 impl fmt::Display for Attacker {
@@ -451,14 +443,6 @@ impl RootOnly {
             tree_diff(&self.before, &after)
         )]
     }
-
-    /// Fail, naming every difference, unless the directory and everything in
-    /// it has the same entries, owners, modes and bytes as when it was made.
-    #[track_caller]
-    pub fn assert_intact(&self, context: impl fmt::Display) {
-        let problems = self.problems();
-        assert!(problems.is_empty(), "{}\n{context}", problems.join("\n"));
-    }
 }
 
 /// A root-only file (root:root 0600) of distinctive bytes in a root-only
@@ -512,11 +496,6 @@ impl Victim {
 
     pub fn dir(&self) -> &Path {
         &self.root.dir
-    }
-
-    /// The value of the victim RDB's key (`rdb` victims).
-    pub fn value(&self) -> &[u8] {
-        &self.needle
     }
 
     /// Set the file's modification time to now, as if the instance it belongs
