@@ -2,8 +2,9 @@
 //! 127.0.0.1, reads RESP commands and answers each as a script says: at
 //! once, a byte at a time, with a stream that does not end, or not at all.
 //! Tests use it for what a real redis-server cannot be made to do: lie about
-//! its files (least privilege), trickle its replies or send an RDB without
-//! end (deadlines). `ScriptedRedis` is the script of a Redis that saves. Replies are encoded
+//! its files (least privilege), be older than the one installed (backup),
+//! trickle its replies or send an RDB without end (deadlines).
+//! `ScriptedRedis` is the script of a Redis that saves. Replies are encoded
 //! by the harness's RESP client (`Reply::encode`).
 
 use super::*;
@@ -244,13 +245,19 @@ fn read_line(reader: &mut impl BufRead) -> Option<Vec<u8>> {
 /// INFO, CONFIG GET, LASTSAVE, TIME, BGSAVE, DBSIZE, SELECT, ...) from a
 /// table, and plays a save: BGSAVE "starts" one that is over at once
 /// (`rdb_saves` and LASTSAVE move, `rdb_bgsave_in_progress:0`,
-/// `rdb_last_bgsave_status:ok`). Any command can be answered by a drip-feed
-/// instead (`drip`). Everything else gets an error reply.
+/// `rdb_last_bgsave_status:ok`) and writes nothing unless told to
+/// (`saving`). Any command can be answered by a drip-feed instead (`drip`).
+/// Everything else gets an error reply.
 pub struct ScriptedRedis {
     config: BTreeMap<String, String>,
     version: String,
     keyspace: Vec<String>,
     drips: BTreeMap<String, Duration>,
+    /// Whether INFO has `rdb_saves` (Redis 7.0 and later).
+    save_counter: bool,
+    /// What BGSAVE writes to `dir`/`dbfilename`.
+    dump: Option<Vec<u8>>,
+    /// `rdb_saves` and LASTSAVE.
     saves: Mutex<(u64, i64)>,
 }
 
@@ -281,8 +288,27 @@ impl ScriptedRedis {
             version: "7.0.15".into(),
             keyspace: vec!["db0:keys=1,expires=0,avg_ttl=0".into()],
             drips: BTreeMap::new(),
+            save_counter: true,
+            dump: None,
             saves: Mutex::new((0, now_secs() as i64 - 100)),
         }
+    }
+
+    /// Play Redis 6.2, older than `rdb_saves`: a finished save shows only in
+    /// LASTSAVE, which counts whole seconds, so a save in the second of the
+    /// one before leaves it where it was. The last save was this second.
+    pub fn older_than_7(mut self) -> ScriptedRedis {
+        self.version = "6.2.14".into();
+        self.save_counter = false;
+        self.saves.get_mut().expect("saves lock").1 = now_secs() as i64;
+        self
+    }
+
+    /// Make BGSAVE write `rdb` to `dir`/`dbfilename` (as CONFIG GET answers
+    /// them), as a real save does.
+    pub fn saving(mut self, rdb: Vec<u8>) -> ScriptedRedis {
+        self.dump = Some(rdb);
+        self
     }
 
     /// What `CONFIG GET name` answers.
@@ -317,9 +343,13 @@ impl ScriptedRedis {
         let persistence = format!(
             "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
              rdb_bgsave_in_progress:0\r\nrdb_last_save_time:{lastsave}\r\n\
-             rdb_last_bgsave_status:ok\r\nrdb_saves:{saves}\r\naof_enabled:0\r\n\
+             rdb_last_bgsave_status:ok\r\n{counter}aof_enabled:0\r\n\
              aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
-             aof_last_bgrewrite_status:ok\r\n"
+             aof_last_bgrewrite_status:ok\r\n",
+            counter = match self.save_counter {
+                true => format!("rdb_saves:{saves}\r\n"),
+                false => String::new(),
+            }
         );
         let replication = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n".to_string();
         let mut keyspace = "# Keyspace\r\n".to_string();
@@ -337,6 +367,17 @@ impl ScriptedRedis {
             }
             _ => String::new(),
         }
+    }
+
+    /// What a save writes, if anything: the dump, through a temporary file
+    /// renamed over it, as Redis does.
+    fn write_dump(&self) {
+        let Some(rdb) = &self.dump else { return };
+        let dir = Path::new(&self.config["dir"]);
+        let tmp = dir.join("temp-fake-redis.rdb");
+        fs::write(&tmp, rdb).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+        let dump = dir.join(&self.config["dbfilename"]);
+        fs::rename(&tmp, &dump).unwrap_or_else(|e| panic!("rename to {}: {e}", dump.display()));
     }
 
     /// The answer to one command.
@@ -370,9 +411,13 @@ impl ScriptedRedis {
                 ])
             }
             "BGSAVE" => {
+                self.write_dump();
                 let mut saves = self.saves.lock().expect("saves lock");
                 saves.0 += 1;
-                saves.1 = (now_secs() as i64).max(saves.1 + 1);
+                saves.1 = match self.save_counter {
+                    true => (now_secs() as i64).max(saves.1 + 1),
+                    false => now_secs() as i64,
+                };
                 Reply::Status("Background saving started".into())
             }
             "DBSIZE" => Reply::Int(1),
