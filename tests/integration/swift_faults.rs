@@ -281,10 +281,7 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
     // The object server goes away: the proxy answers 503 to every object
     // request (containers and auth still work).
     let (pid, argv) = object_server(&swift);
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
+    kill9(pid);
     wait_for("the object server to be gone", || {
         (!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
             || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()))

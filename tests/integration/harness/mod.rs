@@ -196,6 +196,15 @@ pub fn file_hashes(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// SIGKILL `pid` (gone already is fine).
+pub fn kill9(pid: u32) {
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run kill");
+}
+
 /// Pids of live (not zombie) processes whose command line names
 /// `redis-server`.
 pub fn live_redis_servers() -> Vec<u32> {
