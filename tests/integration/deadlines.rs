@@ -7,8 +7,6 @@
 //! harness's `FakeRedis`, scripted here.
 
 use crate::harness::*;
-use std::io::Read;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// How the fake server misbehaves.
@@ -110,41 +108,18 @@ fn answer_sync(fake: Fake) -> FakeReply {
     }
 }
 
-/// Run `run` to its end, or kill it and fail once `bound` has passed: the
-/// point of these tests is that the tool stops by itself, in time.
-fn run_within(run: Run, bound: Duration) -> (Option<i32>, String, Duration) {
-    let started = Instant::now();
-    let mut child = run.spawn();
-    let mut stderr = child.stderr.take().expect("stderr");
-    let reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = reader.join().unwrap_or_default();
-            panic!("still running after {bound:?}; killed\n--- stderr ---\n{stderr}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = started.elapsed();
-    (status.code(), reader.join().unwrap_or_default(), elapsed)
-}
-
-/// Exit 3 within `bound`, with `setting` named on stderr, and nothing stored.
+/// Exit 3 within `bound` (else the tool is killed and the test fails: the
+/// point of these tests is that it stops by itself, in time), with `setting`
+/// named on stderr, and nothing stored.
 #[track_caller]
 fn fails_in_time(t: &TestRedis, args: &[&str], bound: Duration, setting: &str) -> Duration {
-    let (code, stderr, elapsed) = run_within(t.cmd(args), bound);
-    assert_eq!(code, Some(3), "expected exit 3\n--- stderr ---\n{stderr}");
+    let started = Instant::now();
+    let out = t.cmd(args).run_within(bound);
+    let elapsed = started.elapsed();
+    out.code(3);
     assert!(
-        stderr.contains(setting),
-        "the error should name {setting}\n--- stderr ---\n{stderr}"
+        out.stderr.contains(setting),
+        "the error should name {setting}\n{out}"
     );
     assert!(t.list(&[]).is_empty(), "a backup was listed");
     assert!(
@@ -223,14 +198,13 @@ fn a_backup_stops_before_it_fills_the_local_disk() {
     let storage = t.storage_dir();
     std::fs::create_dir_all(&storage).unwrap();
     let _tmpfs = Tmpfs::mount(&storage, "size=8m,mode=0700");
-    let (code, stderr, _) = run_within(
-        t.cmd(&["backup", "--source", "replication"]),
-        Duration::from_secs(60),
-    );
-    assert_eq!(code, Some(4), "expected exit 4\n--- stderr ---\n{stderr}");
+    let out = t
+        .cmd(&["backup", "--source", "replication"])
+        .run_within(Duration::from_secs(60));
+    out.code(4);
     assert!(
-        stderr.contains("stays free for Redis and the host"),
-        "stopped by a full disk, not before\n--- stderr ---\n{stderr}"
+        out.stderr.contains("stays free for Redis and the host"),
+        "stopped by a full disk, not before\n{out}"
     );
     assert!(t.list(&[]).is_empty(), "a backup was listed");
     assert!(
