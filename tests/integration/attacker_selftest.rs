@@ -1,13 +1,12 @@
 //! Self-tests of the attacker harness (`attacker.rs`): the user it plays, the
-//! permission check behind "no copy readable by the attacker", the victims'
-//! change detection, and the fake Redis (scripted replies and drip-feed).
+//! permission check behind "no copy readable by the attacker", and the
+//! victims' change detection.
 //! They pass on any code: they test the harness, not the tool.
 
 use crate::attacker::*;
 use crate::harness::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, Instant};
 
 #[test]
 fn the_owner_user_is_unprivileged_and_acts_as_itself() {
@@ -87,51 +86,4 @@ fn victims_notice_owner_mode_bytes_and_entries() {
     );
     fs::remove_file(victim.dir().join("new")).unwrap();
     assert!(victim.problems().is_empty(), "{:?}", victim.problems());
-}
-
-#[test]
-fn the_fake_redis_answers_from_its_script_and_plays_a_save() {
-    let fake = ScriptedRedis::new()
-        .config("dir", "/nowhere")
-        .keyspace(&["db0:keys=3,expires=0,avg_ttl=0"])
-        .serve();
-    let mut c = Resp::tcp(fake.port).expect("connect to the fake");
-    assert_eq!(c.call(&["PING"]), Reply::Status("PONG".into()));
-    assert_eq!(
-        c.call(&["CONFIG", "GET", "dir"]),
-        Reply::Array(vec![
-            Reply::Bulk(b"dir".to_vec()),
-            Reply::Bulk(b"/nowhere".to_vec())
-        ])
-    );
-    assert_eq!(c.call(&["CONFIG", "GET", "nothing"]), Reply::Array(vec![]));
-    assert_eq!(c.info_field("server", "redis_version"), "7.0.15");
-    assert_eq!(
-        c.info_field("keyspace", "db0"),
-        "keys=3,expires=0,avg_ttl=0"
-    );
-    let before = c.call(&["LASTSAVE"]).int();
-    assert_eq!(c.rdb_saves(), 0);
-    c.ok(&["BGSAVE"]);
-    assert_eq!(c.rdb_saves(), 1);
-    assert_eq!(c.info_field("persistence", "rdb_bgsave_in_progress"), "0");
-    assert!(c.call(&["LASTSAVE"]).int() > before, "LASTSAVE moved");
-    assert!(c.call(&["FLUSHALL"]).is_error());
-    assert_eq!(fake.count("config"), 2);
-}
-
-#[test]
-fn the_fake_redis_drip_feeds_a_reply() {
-    let every = Duration::from_millis(20);
-    let fake = ScriptedRedis::new().drip("PING", every).serve();
-    let mut c = Resp::tcp(fake.port).expect("connect to the fake");
-    let started = Instant::now();
-    assert_eq!(c.call(&["PING"]), Reply::Status("PONG".into()));
-    // "+PONG\r\n": 7 bytes, a pause after each.
-    assert!(
-        started.elapsed() >= every * 6,
-        "the reply came in {:?}, faster than a drip",
-        started.elapsed()
-    );
-    assert!(!c.call(&["CONFIG", "GET", "save"]).is_error());
 }

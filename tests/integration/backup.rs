@@ -1,6 +1,7 @@
 //! `backup` end to end: the round trip of every data type, the record's
-//! fields, fresh saves (one already running, two in the same second), what
-//! happens to dump.rdb, and backups that must fail without leaving anything.
+//! fields, fresh saves (one already running, two in the same second, with
+//! and without Redis 7's save counter), what happens to dump.rdb, and
+//! backups that must fail without leaving anything.
 
 use crate::harness::*;
 use std::fs;
@@ -152,6 +153,48 @@ fn two_backups_in_the_same_second_are_both_fresh() {
 }
 
 #[test]
+fn two_backups_in_the_same_second_without_rdb_saves_are_both_fresh() {
+    // Before 7.0 Redis has no rdb_saves: only LASTSAVE, in whole seconds,
+    // tells a new save from the last one. The fake plays such a server, its
+    // last save this second, its saves writing a real RDB. A tool that sent
+    // BGSAVE in the second of the last save would never see LASTSAVE move,
+    // and fail on save_timeout.
+    let mut t = TestRedis::builder()
+        .save(Save::Off)
+        .setting("save_timeout", "10")
+        .prepare();
+    let rdb = make_rdb(&[("k", b"v")]);
+    let fake = ScriptedRedis::new()
+        .older_than_7()
+        .config("dir", &t.data_dir().display().to_string())
+        .saving(rdb.clone())
+        .serve();
+    t.set_setting("redis_port", &fake.port.to_string());
+    let lastsave = || {
+        Resp::tcp(fake.port)
+            .expect("connect to the fake")
+            .call(&["LASTSAVE"])
+            .int()
+    };
+
+    let before = lastsave();
+    let first = t.backup_json(&[]);
+    let after_first = lastsave();
+    let second = t.backup_json(&[]);
+    let after_second = lastsave();
+
+    assert!(
+        before < after_first && after_first < after_second,
+        "LASTSAVE {before}, {after_first}, {after_second}: each save in a second of its own"
+    );
+    assert_eq!(fake.count("BGSAVE"), 2, "{:?}", fake.commands());
+    for record in [first, second] {
+        assert_eq!(record["raw_sha256"], sha256_hex(&rdb).as_str(), "{record}");
+        assert_eq!(record["redis_version"], "6.2.14", "{record}");
+    }
+}
+
+#[test]
 fn persistence_off_removes_the_dump_file() {
     let t = TestRedis::builder().save(Save::Off).start();
     let mut c = t.conn();
@@ -226,8 +269,10 @@ fn failing_bgsave_is_exit_3_and_leaves_nothing() {
     let mut c = t.conn();
     c.ok(&["SET", "k", "v"]);
     let out = t.run(&["backup"]);
-    out.code(3);
-    assert!(!out.stderr.trim().is_empty(), "no error message\n{out}");
+    out.code(3).stderr_has(
+        "BGSAVE failed on the Redis server (rdb_last_bgsave_status:err); check Redis's log \
+         and free space/permissions in its dir",
+    );
     assert_eq!(c.info_field("persistence", "rdb_last_bgsave_status"), "err");
     assert_eq!(t.list(&[]), Vec::<serde_json::Value>::new());
     assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
@@ -268,7 +313,9 @@ fn a_failed_backup_with_persistence_off_keeps_the_existing_dump() {
     c.ok(&["RENAME", "k", "k2"]);
     // Make the tool's own save slow enough to time out.
     c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "3000000"]);
-    t.run(&["backup", "--save-timeout", "1"]).code(3);
+    t.run(&["backup", "--save-timeout", "1"])
+        .code(3)
+        .stderr_has("did not finish the snapshot within 1.0s (setting save_timeout)");
     // Checked while Redis's slow save is still writing its temp file, before
     // it renames its own result over dump.rdb.
     assert_eq!(

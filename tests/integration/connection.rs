@@ -1,6 +1,7 @@
 //! How the tool reaches Redis: details read from redis.conf (requirepass,
 //! unix socket, rename-command), ACL credentials from the settings file or the
-//! environment, and the exit code when Redis refuses.
+//! environment, and the exit code (3) and message when Redis refuses, is not
+//! there, or does not answer in time.
 
 use crate::harness::*;
 
@@ -84,6 +85,7 @@ fn wrong_password_is_exit_3_and_not_echoed() {
     small_dataset(&t);
     let out = t.run(&["-v", "backup"]);
     out.code(3)
+        .stderr_has("rejected the password (WRONGPASS")
         .lacks("wrong-pass-2Zx5")
         .lacks("right-pass-6Vb1");
     assert!(!out.stderr.trim().is_empty(), "no error message\n{out}");
@@ -97,6 +99,7 @@ fn wrong_password_is_exit_3_and_not_echoed() {
         .env("REDIS_BACKUP_REDIS_PASSWORD", "wrong-pass-0Pl4")
         .run();
     out.code(3)
+        .stderr_has("rejected the password (WRONGPASS")
         .lacks("wrong-pass-0Pl4")
         .lacks("right-pass-1Qa0");
     assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
@@ -127,7 +130,103 @@ fn disabled_bgsave_is_exit_3_naming_bgsave() {
     let t = TestRedis::builder().rename_command("BGSAVE", "").start();
     small_dataset(&t);
     let out = t.run(&["backup"]);
-    out.code(3).stderr_has("BGSAVE");
+    out.code(3).stderr_has(
+        "the command BGSAVE is disabled by rename-command in redis.conf; the backup needs it",
+    );
     assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
     assert!(t.is_active(), "Redis must be left running");
+}
+
+#[test]
+fn disabled_config_is_read_from_redis_conf_instead() {
+    let t = TestRedis::builder().rename_command("CONFIG", "").start();
+    t.conn().ok(&["SET", "k", "from-redis"]);
+    let id = t.backup();
+    let rdb = t.export(&id, "x.rdb");
+    assert_eq!(
+        LoadedRdb::load(&rdb).get("k").as_deref(),
+        Some(&b"from-redis"[..])
+    );
+}
+
+#[test]
+fn a_command_redis_does_not_know_is_exit_3_quoting_its_reply() {
+    // LASTSAVE renamed in the server, but the tool is given a redis.conf
+    // that does not say so: Redis's own error reply must reach the user.
+    let t = TestRedis::builder()
+        .rename_command("LASTSAVE", "lastsave-q7")
+        .start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let conf = std::fs::read_to_string(t.redis_conf()).unwrap();
+    let unaware: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("rename-command"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let other = t.path("unaware-redis.conf");
+    std::fs::write(&other, unaware).unwrap();
+    let out = t.run(&["backup", "--redis-conf", &other.display().to_string()]);
+    out.code(3).stderr_has(&format!(
+        "Redis at 127.0.0.1:{} refused LASTSAVE: ERR unknown command",
+        t.port
+    ));
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+}
+
+#[test]
+fn a_password_the_tool_was_not_given_is_exit_3_saying_where_to_set_it() {
+    // Set at run time: redis.conf does not have it.
+    let t = TestRedis::start();
+    t.conn()
+        .ok(&["CONFIG", "SET", "requirepass", "runtime-pass-5Rt2"]);
+    let out = t.run(&["backup"]);
+    out.code(3).lacks("runtime-pass-5Rt2").stderr_has(&format!(
+        "Redis at 127.0.0.1:{} requires a password; set redis_password in the settings \
+         file or requirepass in redis.conf",
+        t.port
+    ));
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+}
+
+#[test]
+fn a_user_without_a_command_it_needs_is_exit_3_naming_the_grant() {
+    let t = TestRedis::builder()
+        .conf_line("user limited on >Lim-Pw-52 ~* +info +ping")
+        .setting("redis_user", "limited")
+        .setting("redis_password", "Lim-Pw-52")
+        .start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let out = t.run(&["backup"]);
+    out.code(3)
+        .stderr_has("Redis user limited may not run ")
+        .stderr_has("(NOPERM); grant it with ACL SETUSER limited +")
+        .lacks("Lim-Pw-52");
+    assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
+}
+
+#[test]
+fn an_absent_unix_socket_is_exit_3_saying_so() {
+    let mut t = TestRedis::builder().unix_socket_only().start();
+    let absent = t.path("absent.sock");
+    t.set_setting("redis_socket", &absent.display().to_string());
+    let out = t.run(&["backup"]);
+    out.code(3).stderr_has(&format!(
+        "cannot reach Redis at unix:{} (no such socket); is the service running?",
+        absent.display()
+    ));
+}
+
+#[test]
+fn a_redis_that_does_not_answer_is_exit_3_within_redis_timeout() {
+    let t = TestRedis::builder().setting("redis_timeout", "1").start();
+    // Every client's commands wait for 5 s (CLIENT UNPAUSE too: the pause
+    // just runs out); the tool's PING must not.
+    t.conn().ok(&["CLIENT", "PAUSE", "5000", "ALL"]);
+    let out = t
+        .cmd(&["backup"])
+        .run_within(std::time::Duration::from_secs(4));
+    out.code(3).stderr_has(&format!(
+        "Redis at 127.0.0.1:{} did not answer PING within 1.0s (setting redis_timeout)",
+        t.port
+    ));
 }

@@ -5,7 +5,6 @@
 
 use crate::harness::*;
 use std::fs;
-use std::process::Command;
 
 /// Children of `parent` (the fork that writes an RDB is one).
 fn children_of(parent: u32) -> Vec<u32> {
@@ -25,13 +24,6 @@ fn children_of(parent: u32) -> Vec<u32> {
             })
         })
         .collect()
-}
-
-fn kill9(pid: u32) {
-    Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("run kill");
 }
 
 fn exit_code_of(child: std::process::Child) -> (Option<i32>, String) {

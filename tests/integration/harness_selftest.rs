@@ -1,10 +1,11 @@
 //! Tests of the harness itself, which need no working `redis-backup`: the
 //! systemctl stand-in (start, stop, is-active, failure injection, run-as-user),
-//! the RESP client, `fill_every_type` and `digest_of_rdb`, and the runner's
-//! environment. If these fail, the other failures mean nothing.
+//! the RESP client, the fake Redis (scripted replies and drip-feed),
+//! `fill_every_type` and `digest_of_rdb`, and the runner's environment. If these fail, the other failures mean nothing.
 
 use crate::harness::*;
 use std::fs;
+use std::time::{Duration, Instant};
 
 #[test]
 fn shim_starts_stops_and_reports_redis() {
@@ -203,4 +204,51 @@ fn held_lock_excludes_another_holder() {
     assert!(other.try_lock().is_err(), "second exclusive lock must fail");
     drop(held);
     other.try_lock().expect("free after the holder closed it");
+}
+
+#[test]
+fn the_fake_redis_answers_from_its_script_and_plays_a_save() {
+    let fake = ScriptedRedis::new()
+        .config("dir", "/nowhere")
+        .keyspace(&["db0:keys=3,expires=0,avg_ttl=0"])
+        .serve();
+    let mut c = Resp::tcp(fake.port).expect("connect to the fake");
+    assert_eq!(c.call(&["PING"]), Reply::Status("PONG".into()));
+    assert_eq!(
+        c.call(&["CONFIG", "GET", "dir"]),
+        Reply::Array(vec![
+            Reply::Bulk(b"dir".to_vec()),
+            Reply::Bulk(b"/nowhere".to_vec())
+        ])
+    );
+    assert_eq!(c.call(&["CONFIG", "GET", "nothing"]), Reply::Array(vec![]));
+    assert_eq!(c.info_field("server", "redis_version"), "7.0.15");
+    assert_eq!(
+        c.info_field("keyspace", "db0"),
+        "keys=3,expires=0,avg_ttl=0"
+    );
+    let before = c.call(&["LASTSAVE"]).int();
+    assert_eq!(c.rdb_saves(), 0);
+    c.ok(&["BGSAVE"]);
+    assert_eq!(c.rdb_saves(), 1);
+    assert_eq!(c.info_field("persistence", "rdb_bgsave_in_progress"), "0");
+    assert!(c.call(&["LASTSAVE"]).int() > before, "LASTSAVE moved");
+    assert!(c.call(&["FLUSHALL"]).is_error());
+    assert_eq!(fake.count("config"), 2);
+}
+
+#[test]
+fn the_fake_redis_drip_feeds_a_reply() {
+    let every = Duration::from_millis(20);
+    let fake = ScriptedRedis::new().drip("PING", every).serve();
+    let mut c = Resp::tcp(fake.port).expect("connect to the fake");
+    let started = Instant::now();
+    assert_eq!(c.call(&["PING"]), Reply::Status("PONG".into()));
+    // "+PONG\r\n": 7 bytes, a pause after each.
+    assert!(
+        started.elapsed() >= every * 6,
+        "the reply came in {:?}, faster than a drip",
+        started.elapsed()
+    );
+    assert!(!c.call(&["CONFIG", "GET", "save"]).is_error());
 }

@@ -35,16 +35,6 @@ fn redis() -> Builder {
     debian_redis().setting("save_timeout", "20")
 }
 
-/// A Redis filled with every type, and a backup of it: (Redis, the state at
-/// backup time, the backup's ID).
-fn filled_and_backed_up(b: Builder) -> (TestRedis, DbState, String) {
-    let t = b.start();
-    fill_every_type(&mut t.conn());
-    let backed_up = t.state();
-    let id = id_of(&t.backup_json(&[]));
-    (t, backed_up, id)
-}
-
 /// The tool ended by itself, with an exit code of its own: not killed by a
 /// signal, not a panic (101).
 #[track_caller]
@@ -131,7 +121,8 @@ fn root_dir_with_data_file_names(t: &TestRedis, name: &str) -> Victim {
 /// chowns and chmods the victim through the link.
 #[test]
 fn work_folder_swapped_mid_restore() {
-    let (t, backed_up, id) = filled_and_backed_up(redis());
+    let (t, backed_up, record) = filled_and_backed_up(redis());
+    let id = id_of(&record);
     let victim = Victim::new(t.scratch(), "victim");
     let attacker = Attacker::start(
         t.scratch(),
@@ -153,7 +144,8 @@ fn work_folder_swapped_mid_restore() {
 /// into the other. Neither may change, nor the victim.
 #[test]
 fn work_folder_swapped_with_previous_and_failed_linked_to_root_dirs() {
-    let (t, backed_up, id) = filled_and_backed_up(redis());
+    let (t, backed_up, record) = filled_and_backed_up(redis());
+    let id = id_of(&record);
     let victim = Victim::new(t.scratch(), "victim");
     let previous = Victim::new(t.scratch(), "root-previous");
     let failed = Victim::new(t.scratch(), "root-failed");
@@ -183,7 +175,8 @@ fn work_folder_swapped_with_previous_and_failed_linked_to_root_dirs() {
 /// An AOF restore while the attacker's `aof-dir` program, in `mode`,
 /// exchanges `appendonlydir` once it has been rebuilt (see the two tests).
 fn aof_dir_swapped_during_an_aof_restore(mode: &str) {
-    let (t, backed_up, id) = filled_and_backed_up(redis().appendonly());
+    let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
     let victim = Victim::new(t.scratch(), "victim");
     let attacker = Attacker::start(
         t.scratch(),
@@ -236,7 +229,8 @@ fn aof_dir_replaced_by_one_holding_a_symlink_while_rebuilt() {
 /// exit code but 0 (and a crash) is accepted.
 #[test]
 fn loadmodule_in_a_redis_writable_conf_never_runs_as_root() {
-    let (t, _backed_up, id) = filled_and_backed_up(redis().appendonly());
+    let (t, _backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
     let module = EvilModule::new(t.scratch());
     owner_sh(&format!(
         "echo 'loadmodule {}' >> '{}'",
@@ -295,7 +289,8 @@ fn loadmodule_in_a_redis_writable_conf_never_runs_as_root() {
 /// Today that child runs as root: the victim is overwritten with RDB data.
 #[test]
 fn rewrite_temp_symlinks_planted_in_the_data_dir() {
-    let (t, backed_up, id) = filled_and_backed_up(redis().appendonly());
+    let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
     let victim = Victim::new(t.scratch(), "victim");
     let attacker = Attacker::start(
         t.scratch(),
@@ -443,7 +438,8 @@ fn dump_swapped_for_a_symlink_right_after_bgsave() {
 /// A restore of a real backup must leave both untouched.
 #[test]
 fn planted_interrupted_restore_folder_is_not_recovered_by_restore() {
-    let (t, backed_up, id) = filled_and_backed_up(redis());
+    let (t, backed_up, record) = filled_and_backed_up(redis());
+    let id = id_of(&record);
     let previous = root_dir_with_data_file_names(&t, "root-previous");
     let failed = Victim::new(t.scratch(), "root-failed");
     plant_interrupted_restore(&t, previous.dir(), failed.dir());

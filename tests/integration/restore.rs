@@ -74,17 +74,6 @@ fn assert_changes_gone(t: &TestRedis) {
     );
 }
 
-/// A Redis filled with every type, and a backup of it: (Redis, the state at
-/// backup time, the backup's record).
-fn filled_and_backed_up(b: Builder) -> (TestRedis, DbState, Value) {
-    let t = b.start();
-    fill_every_type(&mut t.conn());
-    let backed_up = t.state();
-    let record = t.backup_json(&[]);
-    assert_eq!(keys_of_record(&record), backed_up.keys, "{record}");
-    (t, backed_up, record)
-}
-
 fn raw_sha256_of(record: &Value) -> String {
     record["raw_sha256"]
         .as_str()

@@ -5,7 +5,6 @@
 
 use crate::harness::*;
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -218,9 +217,7 @@ fn kill_restore_while_systemctl(t: &TestRedis, verb: &str, id: &str) {
     });
     tool.kill().expect("kill -9 the restore");
     tool.wait().expect("reap the restore");
-    let _ = Command::new("kill")
-        .args(["-9", &shim_pid.to_string()])
-        .status();
+    kill9(shim_pid);
     fs::remove_file(&marker).unwrap();
     fs::remove_file(&hanging).unwrap();
 }

@@ -13,9 +13,6 @@ use serde_json::Value;
 use std::fs;
 use std::time::{Duration, Instant};
 
-/// The segment size the tests use: the smallest the tool accepts.
-const SEGMENT: u64 = 1_048_576;
-
 /// How long a command may take to give up on a Swift it cannot reach.
 const GIVE_UP_WITHIN: Duration = Duration::from_secs(20);
 
@@ -40,16 +37,6 @@ fn str_of<'a>(record: &'a Value, field: &str) -> &'a str {
     record[field]
         .as_str()
         .unwrap_or_else(|| panic!("record has no string `{field}`: {record}"))
-}
-
-/// A Redis whose tool stores in `swift://container` with 1 MiB segments.
-fn redis_on_swift(container: &str) -> TestRedis {
-    TestRedis::builder()
-        .setting("storage", &format!("swift://{container}"))
-        // The test stack is a test cloud on plain http (TLS where a test says).
-        .setting("swift_allow_http", "yes")
-        .setting("segment_size", &SEGMENT.to_string())
-        .start()
 }
 
 #[test]

@@ -11,19 +11,6 @@ use crate::harness::*;
 use serde_json::Value;
 use std::path::Path;
 
-/// The segment size the tests use: the smallest the tool accepts.
-const SEGMENT: u64 = 1_048_576;
-
-/// A Redis whose tool stores in `swift://container` with 1 MiB segments.
-fn redis_on_swift(container: &str) -> TestRedis {
-    TestRedis::builder()
-        .setting("storage", &format!("swift://{container}"))
-        // The test stack is a test cloud on plain http (TLS where a test says).
-        .setting("swift_allow_http", "yes")
-        .setting("segment_size", &SEGMENT.to_string())
-        .start()
-}
-
 fn array(out: &Output) -> Vec<Value> {
     match out.json() {
         Value::Array(items) => items,

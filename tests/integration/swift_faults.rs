@@ -11,16 +11,11 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1_048_576;
 
-/// A Redis whose tool stores in `swift://container` with 1 MiB segments and
-/// no compression.
-fn redis_on_swift(container: &str) -> TestRedis {
-    TestRedis::builder()
-        .setting("storage", &format!("swift://{container}"))
-        // The test stack is a test cloud on plain http (TLS where a test says).
-        .setting("swift_allow_http", "yes")
-        .setting("segment_size", &MIB.to_string())
-        .setting("compression_level", "0")
-        .start()
+/// `redis_on_swift`, with no compression (`compression_level = 0`).
+fn uncompressed_on_swift(container: &str) -> TestRedis {
+    let mut t = redis_on_swift(container);
+    t.set_setting("compression_level", "0");
+    t
 }
 
 /// TempAuth settings of `swift`, with ST_AUTH through `proxy`.
@@ -36,7 +31,7 @@ fn through(t: &mut TestRedis, swift: &SwiftStack, proxy: &FaultProxy) {
 fn behind_a_proxy(container: &str) -> (SwiftStack, FaultProxy, TestRedis) {
     let swift = SwiftStack::start(None);
     let proxy = FaultProxy::to(swift.proxy_port);
-    let mut t = redis_on_swift(container);
+    let mut t = uncompressed_on_swift(container);
     through(&mut t, &swift, &proxy);
     (swift, proxy, t)
 }
@@ -48,7 +43,7 @@ fn swift_token_expires_during_a_slow_backup() {
     let swift = SwiftStack::builder().token_life(LIFE as u32).start();
     let proxy = FaultProxy::to(swift.proxy_port);
     let container = "rbslow";
-    let mut t = redis_on_swift(container);
+    let mut t = uncompressed_on_swift(container);
     through(&mut t, &swift, &proxy);
     let mut c = t.conn();
     add_noise_keys(&mut c, 12 * 1024, 21);
@@ -127,7 +122,7 @@ fn swift_download_resumes_after_a_dropped_connection() {
     let swift = SwiftStack::start(None);
     let proxy = FaultProxy::to(swift.proxy_port);
     let container = "rbdown";
-    let mut t = redis_on_swift(container);
+    let mut t = uncompressed_on_swift(container);
     for (k, v) in swift.tempauth_settings() {
         t.set_setting(k, &v);
     }
@@ -223,7 +218,7 @@ fn swift_upload_dropped_mid_segment_is_resumed_or_leaves_nothing() {
         .iter()
         .map(|e| e["name"].as_str().expect("name"))
         .collect();
-    let expected: Vec<String> = (1..=stored.div_ceil(MIB))
+    let expected: Vec<String> = (1..=stored.div_ceil(SEGMENT))
         .map(|i| format!("cut1.rbk/{i:08}"))
         .collect();
     assert_eq!(names, expected, "one segment per MiB, no leftovers");
@@ -246,7 +241,7 @@ fn swift_upload_dropped_mid_segment_is_resumed_or_leaves_nothing() {
         cuts + 1,
         "the proxy cut the last segment once"
     );
-    let last = stored.div_ceil(MIB);
+    let last = stored.div_ceil(SEGMENT);
     assert_eq!(
         swift.names(&segments, "cut2.rbk/").len() as u64,
         last,
@@ -276,7 +271,7 @@ fn object_server(swift: &SwiftStack) -> (u32, Vec<String>) {
 #[test]
 fn swift_503_while_the_object_server_is_down_is_retried() {
     let swift = SwiftStack::start(None);
-    let mut t = redis_on_swift("rb503");
+    let mut t = uncompressed_on_swift("rb503");
     for (k, v) in swift.tempauth_settings() {
         t.set_setting(k, &v);
     }
@@ -286,10 +281,7 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
     // The object server goes away: the proxy answers 503 to every object
     // request (containers and auth still work).
     let (pid, argv) = object_server(&swift);
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
+    kill9(pid);
     wait_for("the object server to be gone", || {
         (!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
             || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()))
@@ -351,7 +343,7 @@ fn swift_too_slow_to_answer_is_timed_out_and_tried_again() {
     // with storage_timeout = 1, requests time out and are sent again until
     // it answers.
     let swift = SwiftStack::start(None);
-    let mut t = redis_on_swift("rbslow");
+    let mut t = uncompressed_on_swift("rbslow");
     t.set_setting("storage_timeout", "1");
     t.conn().ok(&["SET", "k", "v"]);
     let (url, token) = swift.auth();
@@ -422,7 +414,7 @@ fn swift_500_replies_are_retried_and_a_persistent_one_leaves_nothing() {
     let stored = rec["stored_size"].as_u64().expect("stored_size");
     assert_eq!(
         swift.names(&segments, "e1.rbk/").len() as u64,
-        stored.div_ceil(MIB),
+        stored.div_ceil(SEGMENT),
         "one segment per MiB, no leftovers"
     );
 
@@ -484,7 +476,7 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     let before = t.state();
     let rec = t.backup_json(&["--id", "k2"]);
     let stored = rec["stored_size"].as_u64().expect("stored_size");
-    let expected: Vec<String> = (1..=stored.div_ceil(MIB))
+    let expected: Vec<String> = (1..=stored.div_ceil(SEGMENT))
         .map(|i| format!("k2.rbk/{i:08}"))
         .collect();
     assert_eq!(swift.names(&segments, "k2.rbk/"), expected);

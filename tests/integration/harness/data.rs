@@ -1,4 +1,5 @@
-//! Data of every type, in two databases, with expiring and binary keys.
+//! Data of every type, in two databases, with expiring and binary keys, and
+//! a test Redis filled with it and backed up.
 
 use super::*;
 
@@ -156,6 +157,18 @@ pub fn fill_every_type(conn: &mut Resp) {
         conn.pipeline(&c);
     }
     conn.ok(&["SELECT", "0"]);
+}
+
+/// A Redis started from `b`, filled with every type, and a backup of it
+/// whose record counts the keys there were: (Redis, the state at backup
+/// time, the backup's record).
+pub fn filled_and_backed_up(b: Builder) -> (TestRedis, DbState, Value) {
+    let t = b.start();
+    fill_every_type(&mut t.conn());
+    let backed_up = t.state();
+    let record = t.backup_json(&[]);
+    assert_eq!(keys_of_record(&record), backed_up.keys, "{record}");
+    (t, backed_up, record)
 }
 
 /// Add `n` plain string keys `filler:i` to db 0 (to make saves slower with

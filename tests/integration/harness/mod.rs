@@ -1,14 +1,16 @@
 //! The test harness: a scratch directory per test, a real `redis-server`
 //! started and stopped through the `systemctl` stand-in in `tests/support`, a
-//! tiny RESP client (independent of the crate's own), data of every type, and a
-//! runner for the real `redis-backup` binary with a clean environment.
+//! tiny RESP client (independent of the crate's own), a fake Redis that
+//! answers from a script, data of every type, and a runner for the real
+//! `redis-backup` binary with a clean environment.
 //!
 //! Nothing here sleeps a fixed time: everything that waits polls against a
 //! deadline and fails with a message saying what it waited for.
 //!
-//! One file per part: `scratch`, `resp`, `data`, `run`, `redis`, `swift`,
-//! `proxy`, `records`; this one holds the small helpers they share. Nothing unused is
-//! kept (no `allow(dead_code)`): a helper goes when its last user does.
+//! One file per part: `scratch`, `resp`, `data`, `run`, `redis`,
+//! `fake_redis`, `swift`, `proxy`, `records`; this one holds the small
+//! helpers they share. Nothing unused is kept (no `allow(dead_code)`): a
+//! helper goes when its last user does.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -21,12 +23,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod data;
+mod fake_redis;
 mod proxy;
 mod records;
 mod redis;
@@ -36,6 +39,7 @@ mod scratch;
 mod swift;
 
 pub use data::*;
+pub use fake_redis::*;
 pub use proxy::*;
 pub use records::*;
 pub use redis::*;
@@ -192,6 +196,15 @@ pub fn file_hashes(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
     out
+}
+
+/// SIGKILL `pid` (gone already is fine).
+pub fn kill9(pid: u32) {
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run kill");
 }
 
 /// Pids of live (not zombie) processes whose command line names

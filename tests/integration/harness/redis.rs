@@ -1,4 +1,6 @@
-//! The Redis under test (TestRedis, through the systemctl stand-in), an RDB loaded into a throwaway server, and the tool's lock held from the test.
+//! The Redis under test (TestRedis, through the systemctl stand-in), a
+//! throwaway server that loads an RDB or makes one, and the tool's lock held
+//! from the test.
 
 use super::*;
 
@@ -627,10 +629,11 @@ pub fn free_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------
-// Loading an RDB file into a throwaway server
+// A throwaway server: to look into an RDB file, or to make one
 
 /// A throwaway redis-server (unix socket only, no persistence) that loaded an
-/// RDB file; killed and cleaned up when dropped.
+/// RDB file, or started empty to make one; killed and cleaned up when
+/// dropped.
 pub struct LoadedRdb {
     child: Child,
     socket: PathBuf,
@@ -642,6 +645,12 @@ impl LoadedRdb {
         let scratch = Scratch::new("rdb");
         fs::copy(rdb, scratch.join("dump.rdb"))
             .unwrap_or_else(|e| panic!("copy {}: {e}", rdb.display()));
+        LoadedRdb::start(scratch, &format!("load {}", rdb.display()))
+    }
+
+    /// A server in `scratch`, loading `scratch/dump.rdb` if there is one;
+    /// `what` it was started for goes into the message if it cannot.
+    fn start(scratch: Scratch, what: &str) -> LoadedRdb {
         let socket = scratch.join("s.sock");
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
@@ -673,11 +682,10 @@ impl LoadedRdb {
             scratch,
         };
         let log = loaded.scratch.join("redis.log");
-        wait_for("a throwaway redis-server to load the RDB", || {
+        wait_for(&format!("a throwaway redis-server to {what}"), || {
             if let Ok(Some(status)) = loaded.child.try_wait() {
                 panic!(
-                    "redis-server could not load {} ({status}):\n{}",
-                    rdb.display(),
+                    "redis-server could not {what} ({status}):\n{}",
                     fs::read_to_string(&log).unwrap_or_default()
                 );
             }
@@ -717,6 +725,18 @@ impl Drop for LoadedRdb {
 /// Load `rdb` into a throwaway server and return its digest and DBSIZEs.
 pub fn digest_of_rdb(rdb: &Path) -> DbState {
     LoadedRdb::load(rdb).state()
+}
+
+/// The bytes of an RDB holding `pairs` (string keys in db 0), written by a
+/// throwaway redis-server.
+pub fn make_rdb(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let server = LoadedRdb::start(Scratch::new("mkrdb"), "make an RDB");
+    let mut conn = server.conn();
+    for (key, value) in pairs {
+        conn.ok(&[b"SET".as_slice(), key.as_bytes(), value]);
+    }
+    conn.ok(&["SAVE"]);
+    fs::read(server.scratch.join("dump.rdb")).expect("read the RDB made")
 }
 
 // ---------------------------------------------------------------------------

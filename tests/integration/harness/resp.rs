@@ -1,4 +1,5 @@
-//! A tiny RESP2 client, independent of the crate's own.
+//! A tiny RESP2 client, independent of the crate's own; its encoder also
+//! speaks for the fake Redis (`fake_redis`).
 
 use super::*;
 
@@ -51,6 +52,34 @@ impl Reply {
             other => panic!("expected an integer reply, got {other:?}"),
         }
     }
+
+    /// The bytes Redis would send for this reply: what the fake Redis
+    /// answers, and (an array of bulk strings) what the client sends.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Reply::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+            Reply::Error(s) => out.extend_from_slice(format!("-{s}\r\n").as_bytes()),
+            Reply::Int(i) => out.extend_from_slice(format!(":{i}\r\n").as_bytes()),
+            Reply::Bulk(b) => {
+                out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+                out.extend_from_slice(b);
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
+            Reply::Array(items) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    item.encode_into(out);
+                }
+            }
+        }
+    }
 }
 
 /// Build one command (an array of bulk strings) from anything byte-like.
@@ -85,13 +114,9 @@ impl Resp {
         })
     }
 
+    /// A command as Redis reads it: an array of bulk strings.
     fn encode(out: &mut Vec<u8>, args: &[Vec<u8>]) {
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        Reply::Array(args.iter().cloned().map(Reply::Bulk).collect()).encode_into(out);
     }
 
     /// Send one command and read its reply (which may be an error reply).

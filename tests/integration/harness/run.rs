@@ -173,6 +173,11 @@ impl Run {
 
     /// Run to completion (killed after `RUN_DEADLINE`) with stdin closed.
     pub fn run(self) -> Output {
+        self.run_within(RUN_DEADLINE)
+    }
+
+    /// `run`, but killed, and the test failed, once `bound` has passed.
+    pub fn run_within(self, bound: Duration) -> Output {
         let mut command = self.command();
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command
@@ -199,13 +204,13 @@ impl Run {
             if let Some(status) = child.try_wait().expect("wait") {
                 break status;
             }
-            if start.elapsed() > RUN_DEADLINE {
+            if start.elapsed() > bound {
                 let _ = child.kill();
                 let _ = child.wait();
                 let stdout = collect(stdout_rx, "stdout");
                 let stderr = collect(stderr_rx, "stderr");
                 panic!(
-                    "{} {:?} did not finish within {RUN_DEADLINE:?}; killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+                    "{} {:?} did not finish within {bound:?}; killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
                     self.program, self.args
                 );
             }

@@ -1,9 +1,24 @@
-//! A real OpenStack Swift (tests/support/swift-aio.sh), and an HTTP client for it.
+//! A real OpenStack Swift (tests/support/swift-aio.sh), an HTTP client for
+//! it, and a test Redis whose tool stores there.
 
 use super::*;
 
 /// How long one request of the harness to Swift may take.
 const SWIFT_REQUEST_TIMEOUT_SECS: u32 = 60;
+
+/// The segment size the Swift tests use: the smallest the tool accepts.
+pub const SEGMENT: u64 = 1_048_576;
+
+/// A Redis, started, whose tool stores in `swift://container` with
+/// `SEGMENT`-sized segments.
+pub fn redis_on_swift(container: &str) -> TestRedis {
+    TestRedis::builder()
+        .setting("storage", &format!("swift://{container}"))
+        // The test stack is a test cloud on plain http (TLS where a test says).
+        .setting("swift_allow_http", "yes")
+        .setting("segment_size", &SEGMENT.to_string())
+        .start()
+}
 
 /// One HTTP response, as curl got it.
 pub struct HttpResponse {
