@@ -52,6 +52,7 @@ pub enum Command {
     Restore {
         target: Target,
         keep_previous: bool,
+        allow_format_1: bool,
     },
     Verify(Target),
     List {
@@ -62,6 +63,7 @@ pub enum Command {
     Export {
         id: BackupId,
         out: PathBuf,
+        allow_format_1: bool,
     },
     Keygen {
         out: Option<PathBuf>,
@@ -81,7 +83,7 @@ Usage: redis-backup [GLOBAL OPTIONS] COMMAND [OPTIONS]
 Commands:
   backup   [--id ID] [--instance ID] [--source snapshot|replication]
                                   take a fresh snapshot and store it
-  restore  ID | --from-file PATH [--keep-previous]
+  restore  ID | --from-file PATH [--keep-previous] [--allow-format-1]
                                   replace Redis's data with a backup (verified first)
   verify   ID | --from-file PATH  prove a backup is complete and restorable
   list     [--instance ID]        list backups, oldest first
@@ -89,7 +91,8 @@ Commands:
   delete   ID                     delete a backup (object and record)
   prune    --keep-last N [--instance ID] [--dry-run]
                                   keep the newest N backups of each instance
-  export   ID --out PATH          write the plain RDB of a backup to PATH
+  export   ID --out PATH [--allow-format-1]
+                                  write the plain RDB of a backup to PATH
   keygen   [--out PATH]           write a new random key file (mode 0600)
 
 Global options:
@@ -125,7 +128,7 @@ Prints the new backup's ID as the last line (or the record with --json).
 ";
 
 const RESTORE_HELP: &str = "\
-Usage: redis-backup restore ID | --from-file PATH [--keep-previous]
+Usage: redis-backup restore ID | --from-file PATH [--keep-previous] [--allow-format-1]
 
 Replace this host's Redis data with a backup. The backup is fetched,
 authenticated, decrypted and checked into the Redis data dir first; only then
@@ -137,6 +140,9 @@ exit 7 names the folder that holds them.
 
   --from-file PATH   restore a backup object copied by hand (needs only the key)
   --keep-previous    keep the previous data files in the restore's work folder
+  --allow-format-1   restore a backup written before format 2, whose object
+                     does not say which backup it is: anyone who can write to
+                     the storage could have put another one in its place
 ";
 
 const VERIFY_HELP: &str = "\
@@ -166,10 +172,12 @@ Delete a backup's record and object.
 ";
 
 const EXPORT_HELP: &str = "\
-Usage: redis-backup export ID --out PATH
+Usage: redis-backup export ID --out PATH [--allow-format-1]
 
 Write the plain RDB of a backup to PATH, for manual recovery. The backup is
 authenticated as it is read; PATH must not exist and is removed if anything fails.
+
+  --allow-format-1   export a backup written before format 2 (see restore --help)
 ";
 
 const PRUNE_HELP: &str = "\
@@ -178,7 +186,10 @@ Usage: redis-backup prune --keep-last N [--instance ID] [--dry-run]
 Keep the newest N backups of each instance (or only of --instance) and delete
 the older ones, oldest first, printing each. N is at least 1, so the newest
 backup of an instance is never removed by pruning; delete it by ID if you
-really mean to.
+really mean to. Backups written before format 2 never count towards N (their
+records bind nothing); they are deleted once N newer ones are kept. A record
+that does not authenticate, or that was written to another storage, is
+neither kept nor deleted, and named on stderr.
 
   --keep-last N    backups to keep per instance (1 or more)
   --instance ID    prune only this instance
@@ -202,6 +213,7 @@ struct CommandOptions {
     out: Option<PathBuf>,
     from_file: Option<PathBuf>,
     keep_previous: bool,
+    allow_format_1: bool,
     keep_last: Option<String>,
     dry_run: bool,
     seen: Vec<&'static str>,
@@ -235,6 +247,10 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
             Long("keep-previous") => {
                 options.keep_previous = true;
                 options.seen.push("keep-previous");
+            }
+            Long("allow-format-1") => {
+                options.allow_format_1 = true;
+                options.seen.push("allow-format-1");
             }
             Long("keep-last") => {
                 options.keep_last = Some(text_value(&mut parser)?);
@@ -331,10 +347,11 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
             }
         }
         "restore" => {
-            options.allow(&name, &["from-file", "keep-previous"])?;
+            options.allow(&name, &["from-file", "keep-previous", "allow-format-1"])?;
             Command::Restore {
                 target: target(&name, &positional, options.from_file)?,
                 keep_previous: options.keep_previous,
+                allow_format_1: options.allow_format_1,
             }
         }
         "verify" => {
@@ -357,12 +374,16 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
             Command::Delete(one_id(&name, &positional)?)
         }
         "export" => {
-            options.allow(&name, &["out"])?;
+            options.allow(&name, &["out", "allow-format-1"])?;
             let id = one_id(&name, &positional)?;
             let out = options
                 .out
                 .ok_or_else(|| Error::usage("export needs --out PATH for the plain RDB"))?;
-            Command::Export { id, out }
+            Command::Export {
+                id,
+                out,
+                allow_format_1: options.allow_format_1,
+            }
         }
         "keygen" => {
             options.allow(&name, &["out"])?;
@@ -549,7 +570,16 @@ mod tests {
             cmd(&["export", "b1", "--out", "/o"]),
             Command::Export {
                 id: BackupId::parse("b1").unwrap(),
-                out: "/o".into()
+                out: "/o".into(),
+                allow_format_1: false,
+            }
+        );
+        assert_eq!(
+            cmd(&["export", "--allow-format-1", "b1", "--out", "/o"]),
+            Command::Export {
+                id: BackupId::parse("b1").unwrap(),
+                out: "/o".into(),
+                allow_format_1: true,
             }
         );
         assert_eq!(
@@ -571,7 +601,16 @@ mod tests {
             cmd(&["restore", "--keep-previous", "b1"]),
             Command::Restore {
                 target: Target::Id(BackupId::parse("b1").unwrap()),
-                keep_previous: true
+                keep_previous: true,
+                allow_format_1: false,
+            }
+        );
+        assert_eq!(
+            cmd(&["restore", "b1", "--allow-format-1"]),
+            Command::Restore {
+                target: Target::Id(BackupId::parse("b1").unwrap()),
+                keep_previous: false,
+                allow_format_1: true,
             }
         );
         assert_eq!(cmd(&["show", "--help"]), Command::Help(SHOW_HELP.into()));

@@ -68,6 +68,7 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
         Command::Restore {
             target,
             keep_previous,
+            allow_format_1,
         } => {
             let started = Instant::now();
             let requested = match &target {
@@ -79,6 +80,7 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
                 restore::Request {
                     target,
                     keep_previous,
+                    allow_format_1,
                 },
             );
             report_status(
@@ -96,7 +98,11 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
         Command::List { instance } => list(config, instance.as_deref()),
         Command::Show(id) => show(config, &id),
         Command::Delete(id) => delete(config, &id),
-        Command::Export { id, out } => export(config, &id, &out),
+        Command::Export {
+            id,
+            out,
+            allow_format_1,
+        } => export(config, &id, &out, allow_format_1),
         Command::Keygen { out } => keygen(out.as_deref().unwrap_or(&config.key_file)),
         Command::Prune {
             keep_last,
@@ -256,7 +262,20 @@ fn prune(
 ) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
     let storage = storage::open(config)?;
-    let (records, refused) = records(&*storage, &key, instance)?;
+    let (records, mut refused) = records(&*storage, &key, instance)?;
+    // An authentic record written to another storage (a copy of another
+    // guest's backup that shares the key and the instance name) is not
+    // ours to count or delete.
+    let (records, elsewhere): (Vec<Record>, Vec<Record>) = records
+        .into_iter()
+        .partition(|r| r.location == storage.location(&r.id));
+    for record in elsewhere {
+        let e = Error::integrity(format!(
+            "it was written to {}, not to this storage",
+            record.location
+        ));
+        refused.push((record.id, e));
+    }
     // A record that does not authenticate says nothing true about age: it
     // neither counts towards what is kept nor is deleted.
     for (id, e) in &refused {
@@ -271,10 +290,7 @@ fn prune(
     }
     let doomed: Vec<Record> = by_instance
         .into_values()
-        .flat_map(|records| {
-            let surplus = records.len().saturating_sub(keep_last);
-            records.into_iter().take(surplus)
-        })
+        .flat_map(|records| surplus(records, keep_last))
         .collect();
     let mut lines = Vec::new();
     for record in &doomed {
@@ -301,6 +317,24 @@ fn prune(
     })
 }
 
+/// What prune deletes of one instance's backups, oldest first: the format-2
+/// backups before the newest `keep_last`, and the format-1 ones only once
+/// `keep_last` format-2 backups are kept. Format-1 records bind nothing, so
+/// they never count towards what is kept: records planted by whoever can
+/// write to the storage can then never push a real backup out.
+fn surplus(records: Vec<Record>, keep_last: usize) -> Vec<Record> {
+    let (bound, unbound): (Vec<Record>, Vec<Record>) =
+        records.into_iter().partition(Record::authenticated);
+    if bound.len() < keep_last {
+        return Vec::new();
+    }
+    let old = bound.len() - keep_last;
+    unbound
+        .into_iter()
+        .chain(bound.into_iter().take(old))
+        .collect()
+}
+
 fn delete(config: &Config, id: &BackupId) -> Result<Report> {
     let storage = storage::open(config)?;
     storage.delete(id)?;
@@ -315,8 +349,9 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
     let started = Instant::now();
     let stored = match &target {
-        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key)?,
-        Target::File(path) => Stored::from_file(path, &key)?,
+        // Read-only, and its report says plainly when a backup is format 1.
+        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key, true)?,
+        Target::File(path) => Stored::from_file(path, &key, true)?,
     };
     let name = stored.name().to_string();
     let summary = stored.decode_into(&mut io::sink(), &key, config.threads)?;
@@ -358,9 +393,9 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
     })
 }
 
-fn export(config: &Config, id: &BackupId, out: &Path) -> Result<Report> {
+fn export(config: &Config, id: &BackupId, out: &Path, allow_format_1: bool) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
-    let stored = Stored::open(&*storage::open(config)?, id, &key)?;
+    let stored = Stored::open(&*storage::open(config)?, id, &key, allow_format_1)?;
     // Refuse early; the final link refuses again if PATH appears meanwhile.
     if fs::symlink_metadata(out).is_ok() {
         return Err(exists(out));

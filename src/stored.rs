@@ -17,7 +17,6 @@ use crate::id::BackupId;
 use crate::progress::Progress;
 use crate::record::Record;
 use crate::storage::{Storage, StorageIo, OBJECT_SUFFIX, RECORD_SUFFIX};
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -27,6 +26,9 @@ pub struct Stored {
     name: String,
     /// The ID asked for, when the backup was asked for by ID.
     requested: Option<BackupId>,
+    /// Whether a format-1 backup, which nothing binds to its ID, may be
+    /// read: the operator's word, never the storage's.
+    allow_format_1: bool,
     record: Option<Record>,
     input: Box<dyn Read + Send>,
     /// Bytes to read (for progress).
@@ -35,13 +37,22 @@ pub struct Stored {
 
 impl Stored {
     /// Backup `id` in `storage`, with its record, encrypted with `key`.
-    pub fn open(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Stored> {
+    pub fn open(
+        storage: &dyn Storage,
+        id: &BackupId,
+        key: &MasterKey,
+        allow_format_1: bool,
+    ) -> Result<Stored> {
         let record = load_record(storage, id, key)?;
         check_key(&record, key)?;
+        if record.format == 1 && !allow_format_1 {
+            return Err(format_1_refused(&id.to_string()));
+        }
         let input = Box::new(StorageIo(storage.open(id, 0)?));
         Ok(Stored {
             name: id.to_string(),
             requested: Some(id.clone()),
+            allow_format_1,
             size: record.stored_size,
             record: Some(record),
             input,
@@ -49,8 +60,8 @@ impl Stored {
     }
 
     /// A backup object copied out of storage into a file.
-    pub fn from_file(path: &Path, key: &MasterKey) -> Result<Stored> {
-        let file = File::open(path).map_err(|e| {
+    pub fn from_file(path: &Path, key: &MasterKey, allow_format_1: bool) -> Result<Stored> {
+        let file = crate::fs::open_regular(path).map_err(|e| {
             Error::storage(format!("cannot open backup file {}: {e}", path.display()))
         })?;
         let record = sibling_record(path, key)?;
@@ -60,6 +71,7 @@ impl Stored {
         Ok(Stored {
             name: path.display().to_string(),
             requested: None,
+            allow_format_1,
             size: file.metadata().map(|m| m.len()).unwrap_or(0),
             record,
             input: Box::new(StorageIo(file)),
@@ -87,7 +99,13 @@ impl Stored {
             progress: Progress::new("read", self.size),
         };
         let (requested, record) = (self.requested.as_ref(), self.record.as_ref());
-        let expected = |header: &Header| check_identity(header, requested, record);
+        let (name, allow_format_1) = (&self.name, self.allow_format_1);
+        let expected = |header: &Header| {
+            if header.identity.is_none() && !allow_format_1 {
+                return Err(format_1_refused(name));
+            }
+            check_identity(header, requested, record)
+        };
         let summary = pipeline::decode(&mut input, output, key, threads, &expected)?;
         if let Some(record) = &self.record {
             check_against_record(record, &summary)?;
@@ -103,24 +121,25 @@ pub fn load_record(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Res
 
 /// `load_record`, for `list` and `prune`, which act on records without
 /// reading objects: a record that claims format 1 (nothing authenticates
-/// those) is believed only if its object is format 1 too. Otherwise anyone
-/// who can write to the storage could turn a format-2 backup's record into
-/// a format-1 one, which counts as older than every format-2 backup, and so
-/// have prune delete a real backup.
+/// those) is believed only if its object starts with an authentic format-1
+/// header. Otherwise anyone who can write to the storage could turn a
+/// format-2 backup's record into a format-1 one, or plant a record beside a
+/// few bytes of their own.
 pub fn load_listed_record(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Record> {
     let record = load_record(storage, id, key)?;
     if record.authenticated() {
         return Ok(record);
     }
-    let version = storage
+    let header = storage
         .open(id, 0)
-        .and_then(|object| format::peek_version(&mut StorageIo(object)));
-    match version {
-        Ok(1) => Ok(record),
-        Ok(version) => Err(Error::integrity(format!(
-            "record of backup {id} claims format 1, but its object is format {version}: a downgraded record"
+        .and_then(|object| format::read_header(&mut StorageIo(object), key));
+    match header {
+        Ok((header, _)) if header.version == 1 => Ok(record),
+        Ok((header, _)) => Err(Error::integrity(format!(
+            "record of backup {id} claims format 1, but its object is format {}: a downgraded record",
+            header.version
         ))),
-        Err(e) => Err(e.context(format!("checking the object of format-1 backup {id}"))),
+        Err(e) => Err(e.context(format!("the object of format-1 backup {id}"))),
     }
 }
 
@@ -147,8 +166,9 @@ fn check_against_record(record: &Record, summary: &DecodeSummary) -> Result<()> 
 }
 
 /// The record copied beside a hand-copied object (`ID.json` next to
-/// `ID.rbk`), if there is one. One that is there but does not authenticate
-/// is refused, not ignored: it was copied to be believed.
+/// `ID.rbk`), if there is one. One that is there but cannot be read or does
+/// not authenticate is refused, not ignored: it was copied to be believed,
+/// and making it unreadable must not be a way to switch its checks off.
 fn sibling_record(object: &Path, key: &MasterKey) -> Result<Option<Record>> {
     let Some(id) = object
         .file_name()
@@ -158,17 +178,34 @@ fn sibling_record(object: &Path, key: &MasterKey) -> Result<Option<Record>> {
     else {
         return Ok(None);
     };
+    let path = object.with_file_name(format!("{id}{RECORD_SUFFIX}"));
     let mut bytes = Vec::new();
-    let read = File::open(object.with_file_name(format!("{id}{RECORD_SUFFIX}"))).and_then(|f| {
+    let read = crate::fs::open_regular(&path).and_then(|f| {
         f.take(crate::storage::MAX_RECORD_SIZE as u64)
             .read_to_end(&mut bytes)
     });
-    if read.is_err() {
-        return Ok(None);
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::integrity(format!(
+                "the record beside {} cannot be read ({e}); move it away to check the object alone",
+                object.display()
+            )))
+        }
     }
     Record::from_stored(&bytes, &id, key)
         .map(Some)
         .map_err(|e| e.context(format!("the record beside {}", object.display())))
+}
+
+/// The operator must say so before a format-1 backup is used: substituting
+/// one (any old backup made with the same key) for the backup asked for is
+/// undetectable.
+fn format_1_refused(name: &str) -> Error {
+    Error::integrity(format!(
+        "{name} is a format-1 backup: its object does not say which backup it is, so anyone who can write to the storage could have put another one in its place; if you know it is yours, from before format 2, run again with --allow-format-1"
+    ))
 }
 
 /// A format-2 object says which backup it is; that must be the one asked

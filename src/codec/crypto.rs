@@ -116,12 +116,8 @@ impl BackupKeys {
     }
 
     /// The keys of a format-2 backup: bound to its salt and its ID.
-    pub fn derive_v2(master: &MasterKey, salt: &[u8; 32], backup_id: &str) -> BackupKeys {
-        BackupKeys::expand(
-            master,
-            salt,
-            &[INFO_BACKUP_KEYS_V2, b"\0", backup_id.as_bytes()],
-        )
+    pub fn derive_v2(master: &MasterKey, salt: &[u8; 32], backup_id: &[u8]) -> BackupKeys {
+        BackupKeys::expand(master, salt, &[INFO_BACKUP_KEYS_V2, b"\0", backup_id])
     }
 
     fn expand(master: &MasterKey, salt: &[u8; 32], info: &[&[u8]]) -> BackupKeys {
@@ -482,7 +478,7 @@ mod tests {
 
         // Format 2: the same salt under another ID, or in format 1, is
         // another key, so a repeated salt never repeats keystream.
-        let v2 = |id: &str| BackupKeys::derive_v2(&master, &[1; 32], id);
+        let v2 = |id: &str| BackupKeys::derive_v2(&master, &[1; 32], id.as_bytes());
         let (x, y) = (
             v2("20261130T080000Z-0000000a"),
             v2("20261130T080000Z-0000000b"),

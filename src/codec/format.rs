@@ -234,7 +234,7 @@ impl Header {
     pub fn keys(&self, master: &MasterKey) -> BackupKeys {
         match &self.identity {
             Some(identity) => {
-                BackupKeys::derive_v2(master, &self.salt, identity.backup_id.as_str())
+                BackupKeys::derive_v2(master, &self.salt, identity.backup_id.as_str().as_bytes())
             }
             None => BackupKeys::derive_v1(master, &self.salt),
         }
@@ -264,20 +264,6 @@ impl Header {
         out.extend_from_slice(&tag);
         Ok(out)
     }
-}
-
-/// The format version of the object `input` starts, from its first ten
-/// bytes, before any key is at hand: enough to tell that a record claiming
-/// format 1 describes a format-2 object (a downgraded record).
-pub fn peek_version(input: &mut dyn Read) -> Result<u16> {
-    let mut start = [0u8; 10];
-    read_exact(input, &mut start)?;
-    if &start[0..8] != MAGIC {
-        return Err(Error::integrity(
-            "not a redis-backup backup: it does not start with REDISBAK",
-        ));
-    }
-    Ok(u16::from_le_bytes([start[8], start[9]]))
 }
 
 /// Reads and authenticates the header, returning it with the backup's keys.
@@ -327,8 +313,7 @@ pub fn read_header(input: &mut dyn Read, master: &MasterKey) -> Result<(Header, 
                     "header failed authentication: tampered backup",
                 ));
             };
-            let id = String::from_utf8_lossy(id);
-            BackupKeys::derive_v2(master, &salt, &id)
+            BackupKeys::derive_v2(master, &salt, id)
         }
     };
     if !keys.verify(&[&fixed, identity_bytes], tag) {

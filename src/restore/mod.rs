@@ -40,6 +40,8 @@ use std::time::{Instant, SystemTime};
 pub struct Request {
     pub target: Target,
     pub keep_previous: bool,
+    /// The operator's word that a format-1 backup may be restored.
+    pub allow_format_1: bool,
 }
 
 /// What was restored, for the report.
@@ -84,8 +86,8 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
 
     // One storage session for the record and the object.
     let stored = match &request.target {
-        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key)?,
-        Target::File(path) => Stored::from_file(path, &key)?,
+        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key, request.allow_format_1)?,
+        Target::File(path) => Stored::from_file(path, &key, request.allow_format_1)?,
     };
     let record = stored.record().cloned();
     let name = stored.name().to_string();
@@ -268,6 +270,30 @@ fn stage(
     }
     let summary = flushed?;
     check_loadable(summary.rdb.version, &private_redis::server_version()?)?;
+    // Say which backup this is, as its object has proven, before Redis is
+    // touched: above all for a file copied by hand.
+    match &summary.header.identity {
+        Some(i) => {
+            log::info!(
+                "restoring backup {} of instance {}, made {} from {} {} ({})",
+                i.backup_id,
+                i.instance,
+                i.created_at,
+                i.server_name,
+                i.server_version,
+                i.source
+            );
+            if i.instance != config.instance {
+                log::warn!(
+                    "backup {} was taken of instance {}, and this host's instance is {}",
+                    i.backup_id,
+                    i.instance,
+                    config.instance
+                );
+            }
+        }
+        None => log::warn!("restoring a format-1 backup: which backup it is cannot be proven"),
+    }
     Ok(summary)
 }
 

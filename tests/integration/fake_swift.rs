@@ -21,9 +21,6 @@
 //! measures its peak RSS, and `TlsFiles`, a throw-away CA and a certificate
 //! for 127.0.0.1 made with openssl.
 
-// Shared by the test modules; not every one uses every part.
-#![allow(dead_code)]
-
 use crate::harness::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -541,18 +538,6 @@ impl FakeSwift {
             .collect()
     }
 
-    /// Requests that carried `text` anywhere (target, a header, the body).
-    pub fn requests_containing(&self, text: &str) -> Vec<Request> {
-        self.requests()
-            .into_iter()
-            .filter(|r| {
-                r.target.contains(text)
-                    || r.headers.iter().any(|(_, v)| v.contains(text))
-                    || String::from_utf8_lossy(&r.body).contains(text)
-            })
-            .collect()
-    }
-
     /// Run `f` on the store.
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         f(&mut self.shared.store.lock().expect("store lock"))
@@ -615,11 +600,6 @@ impl FakeSwift {
 
     pub fn exists(&self, container: &str, name: &str) -> bool {
         self.with_store(|s| s.get(container, name).is_some())
-    }
-
-    /// The bytes a GET of the object returns.
-    pub fn content(&self, container: &str, name: &str) -> Option<Vec<u8>> {
-        self.with_store(|s| s.content(container, name))
     }
 
     /// Object names in `container`, sorted.

@@ -52,7 +52,11 @@ fn listed_ids(t: &TestRedis) -> Vec<String> {
 fn refused_untouched(t: &TestRedis, id: &str, why: &str) {
     let (state, files) = (t.state(), t.data_files());
     let verify = t.run(&["verify", id]);
-    verify.code(5).stderr_has(why);
+    match why {
+        // verify, which only reads, reads format 1 too, and says what it is.
+        "--allow-format-1" => verify.ok().stdout_has("format 1: identity not bound"),
+        _ => verify.code(5).stderr_has(why),
+    };
     let restore = t.run(&["restore", id]);
     restore.code(5).stderr_has(why);
     assert!(t.is_active(), "{id}: Redis was stopped\n{restore}");
@@ -163,7 +167,18 @@ fn forged_backups_on_local_storage_are_refused_listed_nowhere_and_never_pruned_f
     // The downgrade authenticates as format 1 (nothing binds those) but its
     // object is format 2 and says it is backup a.
     let downgraded = &forged[3];
-    refused_untouched(&t, downgraded, "is backup a");
+    let state = t.state();
+    t.run(&["verify", downgraded])
+        .code(5)
+        .stderr_has("is backup a");
+    t.run(&["restore", downgraded])
+        .code(5)
+        .stderr_has("--allow-format-1");
+    t.run(&["restore", downgraded, "--allow-format-1"])
+        .code(5)
+        .stderr_has("is backup a");
+    assert!(t.is_active());
+    assert_eq!(t.state(), state, "a refused restore changed the data");
     t.run(&["show", downgraded])
         .ok()
         .stdout_has("identity not bound");
@@ -327,10 +342,23 @@ fn golden_backups_of_both_formats_verify_export_and_restore_bit_for_bit() {
     assert_eq!(identity["id"], GOLDEN_V2, "{identity}");
     assert_eq!(identity["instance"], "golden", "{identity}");
     assert_eq!(identity["created_at"], "2026-11-30T09:00:00.250000Z");
-    for id in [GOLDEN_V1, GOLDEN_V2] {
-        let rdb = t.export(id, &format!("{id}.rdb"));
+    // Format 1 binds nothing: restore and export want the operator's word.
+    let out = t.path("refused.rdb").display().to_string();
+    t.run(&["export", GOLDEN_V1, "--out", &out])
+        .code(5)
+        .stderr_has("--allow-format-1");
+    t.run(&["restore", GOLDEN_V1])
+        .code(5)
+        .stderr_has("--allow-format-1");
+    assert_eq!(t.conn().call(&["GET", "live"]).text(), "before the restore");
+    let with_word: &[&str] = &["--allow-format-1"];
+    for (id, extra) in [(GOLDEN_V1, with_word), (GOLDEN_V2, &[])] {
+        let rdb = t.path(&format!("{id}.rdb"));
+        let rdb_arg = rdb.display().to_string();
+        t.run(&[&["export", id, "--out", &rdb_arg], extra].concat())
+            .ok();
         assert_eq!(sha256_file(&rdb), GOLDEN_SHA256, "{id}");
-        t.run(&["restore", id]).ok();
+        t.run(&[&["restore", id], extra].concat()).ok();
         assert_eq!(
             sha256_file(&t.dump_file()),
             GOLDEN_SHA256,
@@ -344,4 +372,155 @@ fn golden_backups_of_both_formats_verify_export_and_restore_bit_for_bit() {
             "{id}: {line}"
         );
     }
+}
+
+/// The golden format-1 backup (made with the golden key) in `t`'s storage
+/// under `id`, its record relabelled, as whoever can write to the storage
+/// could do with any old backup made with the same key.
+fn plant_format_1(t: &TestRedis, id: &str, like: Option<&Value>) {
+    fs::copy(
+        golden_dir().join(format!("format1/{GOLDEN_V1}.rbk")),
+        t.object_file(id),
+    )
+    .unwrap();
+    let mut record = record_value(&golden_dir().join(format!("format1/{GOLDEN_V1}.json")));
+    record["id"] = id.into();
+    // Where a backup of this storage would say it is.
+    record["location"] = format!("file://{}", t.object_file(id).display()).into();
+    if let Some(like) = like {
+        record["instance"] = like["instance"].clone();
+        record["created_at"] = like["created_at"].clone();
+    }
+    write_json(&t.record_file(id), &record);
+}
+
+#[test]
+fn an_old_backup_put_in_place_of_a_new_one_is_not_restored_without_the_operators_word() {
+    let mut t = TestRedis::start();
+    let key = golden_key(&t);
+    t.set_setting("key_file", &key.display().to_string());
+    t.conn().ok(&["SET", "which", "the real backup"]);
+    let x = t.backup_json(&["--id", "x"]);
+    t.conn().ok(&["SET", "which", "live"]);
+    // x's object and record replaced by an old (format-1) backup of the same
+    // key, its record made to look like x's.
+    plant_format_1(&t, "x", Some(&x));
+    refused_untouched(&t, "x", "--allow-format-1");
+    t.run(&["show", "x"]).ok().stdout_has("identity not bound");
+    // With the operator's word it is what it is: the old backup.
+    t.run(&["restore", "x", "--allow-format-1"])
+        .ok()
+        .stderr_has("format-1 backup");
+    assert_eq!(t.conn().call(&["DBSIZE"]).int(), 404);
+}
+
+#[test]
+fn planted_format_1_records_never_make_prune_delete_a_real_backup() {
+    let mut t = TestRedis::start();
+    let key = golden_key(&t);
+    t.set_setting("key_file", &key.display().to_string());
+    t.conn().ok(&["SET", "k", "v"]);
+    let new = t.backup_json(&["--id", "new", "--instance", "golden"]);
+    // A real old backup of the same instance (the golden one, kept as is).
+    plant_format_1(&t, "old", None);
+    // Planted: a few bytes that start like a format-1 object, and a real
+    // format-1 object under a record dated 2099 of the same instance.
+    fs::write(t.object_file("fake"), b"REDISBAK\x01\x00").unwrap();
+    let mut fake = record_value(&golden_dir().join(format!("format1/{GOLDEN_V1}.json")));
+    fake["id"] = "fake".into();
+    fake["created_at"] = "2099-01-01T00:00:00Z".into();
+    write_json(&t.record_file("fake"), &fake);
+    plant_format_1(&t, "future", None);
+    let mut future = record_value(&t.record_file("future"));
+    future["created_at"] = "2099-01-01T00:00:00Z".into();
+    write_json(&t.record_file("future"), &future);
+
+    let listed = t.run(&["--json", "list"]);
+    listed.ok().stderr_has("backup fake is not listed");
+    let ids: Vec<String> = t.list(&[]).iter().map(id_of).collect();
+    assert_eq!(
+        ids,
+        ["old", "future", "new"],
+        "format 1 first, fake left out"
+    );
+    // Format-1 backups never count towards what is kept: with fewer than N
+    // format-2 backups, nothing goes.
+    t.run(&["prune", "--keep-last", "2"]).ok();
+    assert_eq!(listed_ids(&t), ["old", "future", "new"]);
+    // With N format-2 backups kept, every format-1 one goes, planted or real.
+    t.run(&["prune", "--keep-last", "1"]).ok();
+    assert_eq!(listed_ids(&t), ["new"]);
+    assert!(
+        t.object_file("fake").exists(),
+        "the unlisted fake is not prune's"
+    );
+    assert_eq!(id_of(&new), "new");
+}
+
+#[test]
+fn prune_leaves_alone_an_authentic_backup_written_to_another_storage() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let elsewhere = t.path("elsewhere");
+    t.run(&[
+        "backup",
+        "--id",
+        "theirs",
+        "--storage",
+        &format!("file://{}", elsewhere.display()),
+    ])
+    .ok();
+    t.run(&["backup", "--id", "ours"]).ok();
+    // Another guest's backup (same key, same instance name), copied in.
+    for ext in ["rbk", "json"] {
+        fs::copy(
+            elsewhere.join(format!("theirs.{ext}")),
+            t.storage_dir().join(format!("theirs.{ext}")),
+        )
+        .unwrap();
+    }
+    let dry = t.run(&["--json", "prune", "--keep-last", "1", "--dry-run"]);
+    dry.ok().stderr_has("not to this storage");
+    assert_eq!(dry.json()["deleted"], serde_json::json!([]), "{dry}");
+    t.run(&["prune", "--keep-last", "1"]).ok();
+    assert!(t.object_file("ours").exists() && t.object_file("theirs").exists());
+}
+
+#[test]
+fn a_record_beside_a_copied_object_cannot_be_switched_off() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "a"]);
+    let a = id_of(&t.backup_json(&["--id", "a"]));
+    t.conn().ok(&["SET", "k", "b"]);
+    let b = id_of(&t.backup_json(&["--id", "b"]));
+    let dir = t.path("copied");
+    fs::create_dir_all(&dir).unwrap();
+    // a's object under b's name, beside b's record: refused.
+    let object = dir.join(format!("{b}.rbk"));
+    fs::copy(t.object_file(&a), &object).unwrap();
+    let record = dir.join(format!("{b}.json"));
+    fs::copy(t.record_file(&b), &record).unwrap();
+    let object_arg = object.display().to_string();
+    t.run(&["verify", "--from-file", &object_arg])
+        .code(5)
+        .stderr_has("the object says backup ID a");
+    // A directory or a FIFO in the record's place does not switch the
+    // record's checks off, and does not hang the run.
+    fs::remove_file(&record).unwrap();
+    fs::create_dir(&record).unwrap();
+    t.run(&["verify", "--from-file", &object_arg])
+        .code(5)
+        .stderr_has("cannot be read");
+    fs::remove_dir(&record).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&record).status();
+    assert!(made.unwrap().success());
+    let out = t
+        .cmd(&["verify", "--from-file", &object_arg])
+        .run_within(std::time::Duration::from_secs(20));
+    out.code(5).stderr_has("cannot be read");
+    // With no record at all, verify says what the file is.
+    fs::remove_file(&record).unwrap();
+    t.run(&["verify", "--from-file", &object_arg])
+        .ok()
+        .stdout_has("backup a of");
 }
