@@ -57,6 +57,14 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let mut redis = Connection::connect(&options)?;
     let server = redis.server()?;
     let redis_version = server.redis_version.clone();
+    // As people know it: "Valkey 9.1.2", not its Redis compatibility version.
+    let server_label = (
+        match server.name.as_str() {
+            "valkey" => "Valkey",
+            _ => "Redis",
+        },
+        server.version.clone(),
+    );
     // Key counts can only be read beside the save, not inside it: the record
     // keeps the counts from just before and just after, and restore accepts
     // anything between them.
@@ -66,7 +74,9 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             let data = local_data_dir(&files, &redis_conf)?;
             refuse_during_interrupted_restore(&data)?;
             info!(
-                "Redis {redis_version}: dump {}, persistence {}",
+                "{} {}: dump {}, persistence {}",
+                server_label.0,
+                server_label.1,
                 files.dump_path().display(),
                 files.describe_persistence()
             );
@@ -92,7 +102,10 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         Source::Replication => {
             // Redis may be elsewhere; its files are only a hint here.
             let files = DataFiles::live(&mut redis, &redis_conf).ok();
-            info!("Redis {redis_version}: taking the RDB from a replica's sync");
+            info!(
+                "{} {}: taking the RDB from a replica's sync",
+                server_label.0, server_label.1
+            );
             let keyspace_before = redis.keyspace()?;
             let limits = SyncLimits {
                 wait: config.save_timeout,

@@ -33,6 +33,8 @@ pub struct Config {
     pub redis_user: Option<String>,
     pub redis_password: Option<Secret>,
     pub service: String,
+    /// The server binary (`redis-server`, `valkey-server`, or a path).
+    pub redis_server: String,
     pub storage: StorageUrl,
     pub key_file: PathBuf,
     pub compression_level: u8,
@@ -214,7 +216,34 @@ fn unquote(value: &str) -> &str {
     }
 }
 
+/// Where Debian puts each server's config.
+const REDIS_CONF: &str = "/etc/redis/redis.conf";
+const VALKEY_CONF: &str = "/etc/valkey/valkey.conf";
+
+/// On a Valkey host (Debian 13's `valkey-server`: no redis.conf, a
+/// valkey.conf) the defaults are Valkey's config, unit and binary, unless
+/// redis_conf is set.
+fn valkey_host_defaults(raw: &mut BTreeMap<String, Raw>, exists: impl Fn(&Path) -> bool) {
+    if raw.contains_key("redis_conf")
+        || exists(Path::new(REDIS_CONF))
+        || !exists(Path::new(VALKEY_CONF))
+    {
+        return;
+    }
+    for (key, value) in [
+        ("redis_conf", VALKEY_CONF),
+        ("service", "valkey-server"),
+        ("redis_server", "valkey-server"),
+    ] {
+        raw.entry(key.to_string()).or_insert_with(|| Raw {
+            value: value.to_string(),
+            origin: format!("the default of {key} on a Valkey host"),
+        });
+    }
+}
+
 fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
+    valkey_host_defaults(&mut raw, Path::exists);
     // A value given, or the settings table's default (parsed like a given
     // one, so the table is the only place a default is written).
     let mut take = |key: &str| {
@@ -236,6 +265,7 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
         redis_user: take("redis_user").map(nonempty).transpose()?,
         redis_password: take("redis_password").map(|r| Secret::new(r.value)),
         service: nonempty(take("service").expect("a default"))?,
+        redis_server: nonempty(take("redis_server").expect("a default"))?,
         storage: parse_storage(&take("storage").expect("a default"))?,
         key_file: path(&take("key_file").expect("a default"))?,
         compression_level: number::<u8>(&take("compression_level").expect("a default"), 0, 9)?,
@@ -413,6 +443,34 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_valkey_host_defaults_to_valkeys_config_unit_and_binary() {
+        let on = |files: &'static [&'static str]| {
+            let mut raw = BTreeMap::new();
+            valkey_host_defaults(&mut raw, |p: &Path| files.iter().any(|f| Path::new(f) == p));
+            raw.into_iter()
+                .map(|(k, r)| (k, r.value))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let valkey = on(&[VALKEY_CONF]);
+        assert_eq!(valkey["redis_conf"], VALKEY_CONF);
+        assert_eq!(valkey["service"], "valkey-server");
+        assert_eq!(valkey["redis_server"], "valkey-server");
+        assert!(on(&[REDIS_CONF, VALKEY_CONF]).is_empty(), "redis.conf wins");
+        assert!(on(&[]).is_empty());
+        // A redis_conf given says which server this is.
+        let mut raw = BTreeMap::new();
+        raw.insert(
+            "redis_conf".to_string(),
+            Raw {
+                value: "/srv/r.conf".into(),
+                origin: "flag".into(),
+            },
+        );
+        valkey_host_defaults(&mut raw, |_| false);
+        assert_eq!(raw.len(), 1);
     }
 
     #[test]

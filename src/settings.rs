@@ -87,6 +87,12 @@ pub const SETTINGS: &[Setting] = &[
         "systemd unit that restore stops and starts",
     ),
     setting(
+        "redis_server",
+        "redis-server",
+        Flag,
+        "the server binary restore asks what it loads and runs to rebuild an AOF",
+    ),
+    setting(
         "storage",
         "file:///var/lib/redis-backup",
         Flag,

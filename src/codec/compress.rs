@@ -7,10 +7,10 @@
 //! states are reset per frame rather than rebuilt, and output goes into a
 //! caller-owned `Vec` that is reused across frames.
 
+use flate2::{Decompress, FlushDecompress, Status};
 use miniz_oxide::deflate::core::{
     compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
 };
-use flate2::{Decompress, FlushDecompress, Status};
 
 use crate::error::{Error, Result};
 

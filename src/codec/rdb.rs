@@ -1,5 +1,6 @@
 //! Checks that a byte stream is a complete RDB file without holding it in
-//! memory: the `REDIS` + 4-digit version header, and the trailer, which is the
+//! memory: the header (`REDIS` + 4-digit version, or Valkey 9's `VALKEY` +
+//! 3-digit version), and the trailer, which is the
 //! EOF opcode 0xFF followed by the little-endian CRC-64/Jones of everything
 //! before the CRC itself (0 when Redis ran with `rdbchecksum no`). Restore uses
 //! it so that a file Redis would refuse to load is caught before Redis is
@@ -22,36 +23,29 @@ const HEADER_LEN: usize = 9;
 /// them is damage or a server we have never seen, and a backup of it could
 /// not be proven restorable.
 pub const KNOWN_VERSIONS: std::ops::RangeInclusive<u32> = 5..=13;
+/// Versions behind Valkey's own magic: 80 (Valkey 9.0 and 9.1).
+pub const KNOWN_VALKEY_VERSIONS: std::ops::RangeInclusive<u32> = 80..=80;
+
+/// Whose format an RDB's header names. Valkey before 9 writes `REDIS`
+/// headers (version 11); Valkey 9 moved to its own magic, which no Redis
+/// loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Magic {
+    Redis,
+    Valkey,
+}
 const CRC_LEN: usize = 8;
 const EOF_OPCODE: u8 = 0xff;
 
 /// What a successful check learned about the RDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RdbInfo {
-    /// The format version from the header (10 for Redis 7.0, 11 for 7.2).
+    pub magic: Magic,
+    /// The format version from the header (10 for Redis 7.0, 11 for 7.2,
+    /// 80 behind Valkey 9's magic).
     pub version: u32,
     /// The stored CRC-64, or `None` when it is 0 (`rdbchecksum no`).
     pub checksum: Option<u64>,
-}
-
-/// The newest RDB version a redis-server of `redis_version` ("7.0.15") can
-/// load, from Redis's release history; `None` for a version newer than this
-/// table, which we then do not second-guess.
-pub fn newest_loadable(redis_version: &str) -> Option<u32> {
-    let mut parts = redis_version.split('.').map(|p| p.parse::<u32>().ok());
-    let major = parts.next().flatten()?;
-    let minor = parts.next().flatten().unwrap_or(0);
-    Some(match (major, minor) {
-        (0..=2, _) => 6,
-        (3, 0..=1) => 6,
-        (3, _) => 7,
-        (4, _) => 8,
-        (5 | 6, _) => 9,
-        (7, 0..=1) => 10,
-        (7, 2..=3) => 11,
-        (7, _) => 12,
-        _ => return None,
-    })
 }
 
 /// Streaming checker: feed the RDB bytes in any chunking, then `finish`.
@@ -109,7 +103,7 @@ impl RdbCheck {
                 self.total
             )));
         }
-        let version = parse_header(&self.header)?;
+        let (magic, version) = parse_header(&self.header)?;
         if self.total < (HEADER_LEN + 1 + CRC_LEN) as u64 || self.last_crc_byte != Some(EOF_OPCODE)
         {
             return Err(Error::integrity(
@@ -120,6 +114,7 @@ impl RdbCheck {
         let stored = u64::from_le_bytes(self.tail);
         if stored == 0 {
             return Ok(RdbInfo {
+                magic,
                 version,
                 checksum: None,
             });
@@ -131,6 +126,7 @@ impl RdbCheck {
             )));
         }
         Ok(RdbInfo {
+            magic,
             version,
             checksum: Some(stored),
         })
@@ -144,22 +140,36 @@ impl RdbCheck {
     }
 }
 
-fn parse_header(header: &[u8; HEADER_LEN]) -> Result<u32> {
-    let digits = &header[5..];
-    if &header[..5] != b"REDIS" || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(Error::integrity(
-            "not an RDB file: it does not start with REDIS and a 4-digit version",
-        ));
+fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(Magic, u32)> {
+    let (magic, digits, known) = if header.starts_with(b"REDIS") {
+        (Magic::Redis, &header[5..], &KNOWN_VERSIONS)
+    } else if header.starts_with(b"VALKEY") {
+        (Magic::Valkey, &header[6..], &KNOWN_VALKEY_VERSIONS)
+    } else {
+        return Err(not_an_rdb());
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(not_an_rdb());
     }
     let version = digits.iter().fold(0, |v, d| v * 10 + u32::from(d - b'0'));
-    if !KNOWN_VERSIONS.contains(&version) {
+    if !known.contains(&version) {
+        let writer = match magic {
+            Magic::Redis => "Redis",
+            Magic::Valkey => "Valkey",
+        };
         return Err(Error::integrity(format!(
-            "RDB version {version} is not one any known Redis writes ({}..={}): a damaged RDB, or a server this redis-backup does not know",
-            KNOWN_VERSIONS.start(),
-            KNOWN_VERSIONS.end()
+            "RDB version {version} is not one any known {writer} writes ({}..={}): a damaged RDB, or a server this redis-backup does not know",
+            known.start(),
+            known.end()
         )));
     }
-    Ok(version)
+    Ok((magic, version))
+}
+
+fn not_an_rdb() -> Error {
+    Error::integrity(
+        "not an RDB file: it does not start with REDIS and a 4-digit version, or VALKEY and a 3-digit one",
+    )
 }
 
 #[cfg(test)]
@@ -275,12 +285,19 @@ mod tests {
     }
 
     #[test]
-    fn loadable_versions_follow_redis_releases() {
-        assert_eq!(newest_loadable("7.0.15"), Some(10));
-        assert_eq!(newest_loadable("7.2.4"), Some(11));
-        assert_eq!(newest_loadable("6.2.7"), Some(9));
-        assert_eq!(newest_loadable("7.4.0"), Some(12));
-        assert_eq!(newest_loadable("9.0.0"), None);
-        assert_eq!(newest_loadable("garbage"), None);
+    fn valkey_9_headers_are_read() {
+        let mut rdb = b"VALKEY080".to_vec();
+        rdb.push(EOF_OPCODE);
+        let crc = crc64(&rdb);
+        rdb.extend_from_slice(&crc.to_le_bytes());
+        let info = check_in_chunks(&rdb, 3).unwrap();
+        assert_eq!((info.magic, info.version), (Magic::Valkey, 80));
+        for bad in [&b"VALKEY079"[..], b"VALKEY81x", b"VALKEY012"] {
+            let mut other = rdb.clone();
+            other[..9].copy_from_slice(bad);
+            assert_eq!(check_in_chunks(&other, 3).unwrap_err().exit_code(), 5);
+        }
+        let redis = check_in_chunks(&fake_rdb(b""), 5).unwrap();
+        assert_eq!((redis.magic, redis.version), (Magic::Redis, 11));
     }
 }

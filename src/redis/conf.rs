@@ -47,6 +47,11 @@ pub struct RedisConf {
     pub appendonly: bool,
     pub appenddirname: String,
     pub appendfilename: String,
+    /// Valkey's `rdb-version-check` (8.1 on), as written.
+    pub rdb_version_check: Option<String>,
+    /// Whether a `tls-port` is set (a server built without TLS refuses the
+    /// directive, so it is only ever present where TLS is built in).
+    pub tls_port_set: bool,
     /// 0 means Redis does not listen on TCP.
     pub port: u16,
     pub bind: Vec<String>,
@@ -80,6 +85,8 @@ impl RedisConf {
             appendonly: false,
             appenddirname: "appendonlydir".into(),
             appendfilename: "appendonly.aof".into(),
+            rdb_version_check: None,
+            tls_port_set: false,
             port: 6379,
             bind: Vec::new(),
             unixsocket: None,
@@ -304,6 +311,8 @@ fn apply_directive(
         "dbfilename" => conf.dbfilename = one()?,
         "appenddirname" => conf.appenddirname = one()?,
         "appendfilename" => conf.appendfilename = one()?,
+        "rdb-version-check" => conf.rdb_version_check = Some(one()?),
+        "tls-port" => conf.tls_port_set = one()? != "0",
         "appendonly" => {
             conf.appendonly = match one()?.to_ascii_lowercase().as_str() {
                 "yes" => true,

@@ -1,8 +1,9 @@
 //! Redis (and Valkey) as this tool talks to it and reads it: RESP with caps
 //! (`resp`), one blocking connection with deadlines, AUTH, renamed commands
 //! and the BGSAVE procedure (`connection`), a replica's sync stream
-//! (`replication`), redis.conf as Redis reads it (`conf`), and the instance on
-//! this host that settings and redis.conf describe together (`instance`).
+//! (`replication`), redis.conf as Redis reads it (`conf`), the instance on
+//! this host that settings and redis.conf describe together (`instance`),
+//! and the server binary and what it can load (`server`).
 //! Files on disk are not its business.
 
 pub mod conf;
@@ -10,5 +11,6 @@ mod connection;
 pub mod instance;
 pub mod replication;
 pub mod resp;
+pub mod server;
 
 pub use connection::*;

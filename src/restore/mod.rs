@@ -12,7 +12,7 @@ pub mod rollback;
 use crate::cli::Target;
 use crate::codec::crypto::{self, MasterKey};
 use crate::codec::pipeline::DecodeSummary;
-use crate::codec::rdb;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, DataDir};
@@ -21,6 +21,7 @@ use crate::fs::write_behind::{Cache, WriteBehind};
 use crate::record::Record;
 use crate::redis::conf::{self as redis_conf, RedisConf};
 use crate::redis::instance::{self, DataFiles};
+use crate::redis::server::{Flavor, ServerBinary, VersionCheck};
 use crate::redis::{ConnectOptions, Connection};
 use crate::restore::journal::{Step, WorkDir};
 use crate::service::Service;
@@ -58,6 +59,8 @@ pub struct Restored {
 struct Plan<'a> {
     config: &'a Config,
     conf: &'a RedisConf,
+    /// The target's own server binary.
+    binary: &'a ServerBinary,
     connect: &'a ConnectOptions,
     files: &'a DataFiles,
     data: &'a DataDir,
@@ -72,6 +75,8 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let conf = redis_conf::load(&config.redis_conf)?;
     let connect = instance::connect_options(config, &conf, config.redis_timeout)?;
     let service = Service::new(&config.service);
+    // Asked of the binary itself: the server may be stopped.
+    let binary = ServerBinary::ask(&config.redis_server)?;
 
     let (files, data) = files_to_restore(&service, &connect, &conf)?;
     let server = Server {
@@ -94,6 +99,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let plan = Plan {
         config,
         conf: &conf,
+        binary: &binary,
         connect: &connect,
         files: &files,
         data: &data,
@@ -103,7 +109,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let (_, stamp) = units::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&data, &stamp)?;
     let staging = Instant::now();
-    let summary = match stage(config, stored, &key, &work) {
+    let summary = match stage(&plan, stored, &key, &work) {
         Ok(summary) => summary,
         Err(e) => {
             // Redis was never touched; drop what we staged.
@@ -243,17 +249,12 @@ fn yes_no(value: bool) -> String {
 
 /// Decode into the work folder, fsync, and prove it: every MAC, SHA-256 against
 /// the record, RDB magic and CRC64, and an RDB version this host can load.
-fn stage(
-    config: &Config,
-    stored: Stored,
-    key: &MasterKey,
-    work: &WorkDir,
-) -> Result<DecodeSummary> {
+fn stage(plan: &Plan, stored: Stored, key: &MasterKey, work: &WorkDir) -> Result<DecodeSummary> {
     let needed = stored.record().map(|r| r.raw_size);
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
-    let decoded = stored.decode_into(&mut out, key, config.threads);
+    let decoded = stored.decode_into(&mut out, key, plan.config.threads);
     let flushed = decoded.and_then(|summary| {
         out.flush()
             .and_then(|()| out.get_mut().drain())
@@ -269,7 +270,16 @@ fn stage(
         )));
     }
     let summary = flushed?;
-    check_loadable(summary.rdb.version, &private_redis::server_version()?)?;
+    let written_by = summary.header.identity.as_ref().map(|i| {
+        let flavor = match i.server_name.as_str() {
+            "valkey" => Flavor::Valkey,
+            _ => Flavor::Redis,
+        };
+        format!("{} {}", flavor.name(), i.server_version)
+    });
+    let check = VersionCheck::from_conf(plan.conf.rdb_version_check.as_deref());
+    plan.binary
+        .check_loads(&summary.rdb, check, written_by.as_deref())?;
     // Say which backup this is, as its object has proven, before Redis is
     // touched: above all for a file copied by hand.
     match &summary.header.identity {
@@ -283,28 +293,18 @@ fn stage(
                 i.server_version,
                 i.source
             );
-            if i.instance != config.instance {
+            if i.instance != plan.config.instance {
                 log::warn!(
                     "backup {} was taken of instance {}, and this host's instance is {}",
                     i.backup_id,
                     i.instance,
-                    config.instance
+                    plan.config.instance
                 );
             }
         }
         None => log::warn!("restoring a format-1 backup: which backup it is cannot be proven"),
     }
     Ok(summary)
-}
-
-/// Refuse an RDB newer than this host's redis-server can load, naming both.
-fn check_loadable(rdb_version: u32, server_version: &str) -> Result<()> {
-    match rdb::newest_loadable(server_version) {
-        Some(newest) if rdb_version > newest => Err(Error::integrity(format!(
-            "the backup holds an RDB of version {rdb_version}, but this host's redis-server {server_version} loads RDB versions up to {newest}; restore it on a newer Redis"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// The staging file, noting when the disk ran full so that the error can say
@@ -424,7 +424,8 @@ fn place(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
 fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     let timeout = plan.config.save_timeout;
     let (mut server, mut conn) = PrivateRedis::start(
-        &plan.conf.source,
+        plan.binary,
+        plan.conf,
         plan.files,
         plan.data,
         work,
@@ -432,7 +433,8 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
         timeout,
     )?;
     server.build_aof(&mut conn, plan.files, timeout)?;
-    server.shut_down(conn, timeout)
+    server.shut_down(conn, timeout)?;
+    private_redis::check_aof(plan.binary, plan.files, plan.data)
 }
 
 /// The restored server answers, has loaded, and holds what the record says:
@@ -486,21 +488,4 @@ fn finish(work: WorkDir, data: &DataDir, keep_previous: bool) -> Option<String> 
         );
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_rdb_newer_than_the_server_is_refused_naming_both_versions() {
-        let err = check_loadable(11, "7.0.15").unwrap_err();
-        assert_eq!(err.exit_code(), 5);
-        assert!(err.message().contains("version 11"), "{err}");
-        assert!(err.message().contains("7.0.15"), "{err}");
-        assert!(err.message().contains("up to 10"), "{err}");
-        assert!(check_loadable(10, "7.0.15").is_ok());
-        assert!(check_loadable(9, "7.0.15").is_ok());
-        assert!(check_loadable(13, "9.9.9").is_ok(), "unknown newer server");
-    }
 }

@@ -14,7 +14,9 @@
 use crate::codec::crypto;
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, DataDir, Owner};
+use crate::redis::conf::RedisConf;
 use crate::redis::instance::DataFiles;
+use crate::redis::server::{Flavor, ServerBinary};
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use crate::restore::journal::WorkDir;
 use log::{debug, info, warn};
@@ -37,23 +39,66 @@ const SERVER_UMASK: u32 = 0o007;
 /// The private server's whole environment.
 const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The version of the `redis-server` on PATH ("7.0.15").
-pub fn server_version() -> Result<String> {
-    let output = Command::new("redis-server")
-        .arg("--version")
+/// Has the target's own `*-check-aof` read the AOF just built (the
+/// manifest of Redis 7 and Valkey, or Redis 6's single file), as the data
+/// dir's owner: the files are that account's, and root does not open paths
+/// inside a directory another user can write.
+pub fn check_aof(binary: &ServerBinary, files: &DataFiles, data: &DataDir) -> Result<()> {
+    let manifest = files.aof_manifest();
+    // valkey-check-aof 9.0 and 9.1 refuse the VALKEY-magic RDB base their
+    // own server writes ("not valid", though the server loads it): there
+    // the base is checked with valkey-check-rdb instead, which reads it.
+    if binary.flavor == Flavor::Valkey && major(&binary.version) >= 9 && manifest.exists() {
+        let dir = files.dir.join(&files.appenddirname);
+        // Names only (read_dir follows nothing); the files are opened by
+        // the tool, as the owner.
+        let bases: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(|e| Error::other(format!("cannot list {}: {e}", dir.display())))?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path())
+            .filter(|path| path.to_string_lossy().ends_with(".base.rdb"))
+            .collect();
+        for base in &bases {
+            run_as_owner(&binary.companion("check-rdb"), base, data)?;
+        }
+        return Ok(());
+    }
+    let target = match manifest.exists() {
+        true => manifest,
+        false => files.dir.join(&files.appendfilename),
+    };
+    run_as_owner(&binary.companion("check-aof"), &target, data)
+}
+
+/// Runs a server's checking tool on `file` as the data dir's owner; its
+/// verdict is its exit status.
+fn run_as_owner(tool: &str, file: &Path, data: &DataDir) -> Result<()> {
+    let owner = data.owner();
+    let output = Command::new(tool)
+        .arg(file)
+        .env_clear()
+        .env("PATH", SERVER_PATH)
+        .uid(owner.uid)
+        .gid(owner.gid)
+        .current_dir(data.path())
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::other(format!("cannot run redis-server --version: {e}")))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.split_whitespace()
-        .find_map(|word| word.strip_prefix("v="))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Error::other(format!(
-                "cannot tell the version of redis-server from {:?}",
-                text.trim()
-            ))
-        })
+        .map_err(|e| Error::other(format!("cannot run {tool}: {e}")))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stdout);
+        let last = said
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(Error::other(format!(
+            "{tool} does not accept the rebuilt {} ({}): {last}",
+            file.display(),
+            output.status
+        )));
+    }
+    info!("{tool} accepts the rebuilt {}", file.display());
+    Ok(())
 }
 
 pub struct PrivateRedis {
@@ -68,7 +113,8 @@ impl PrivateRedis {
     /// until it has loaded. Its pid is noted in the work folder so that a
     /// later run can end it if this one is killed.
     pub fn start(
-        redis_conf: &Path,
+        binary: &ServerBinary,
+        redis_conf: &RedisConf,
         files: &DataFiles,
         data: &DataDir,
         work: &WorkDir,
@@ -80,11 +126,11 @@ impl PrivateRedis {
         let socket = socket_dir.path.join("redis.sock");
         let log = work.create_private_log()?;
         let log_path = work.private_log_path();
-        let mut command = Command::new("redis-server");
+        let mut command = Command::new(&binary.program);
         command
-            .arg(redis_conf)
+            .arg(&redis_conf.source)
             // Unreachable: no TCP, no TLS, only a socket in a private directory.
-            .args(["--port", "0", "--tls-port", "0"])
+            .args(["--port", "0"])
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "700"])
@@ -99,8 +145,14 @@ impl PrivateRedis {
             .arg(data.path())
             .args(["--dbfilename", &files.dbfilename])
             .args(["--appendfilename", &files.appendfilename]);
-        // `appenddirname` exists from Redis 7 on; older servers refuse it.
-        if server_version().is_ok_and(|v| major(&v) >= 7) {
+        // A server built without TLS refuses `tls-port` even as 0 (Redis
+        // 6.2 does); one with a TLS port configured must be told to close it.
+        if redis_conf.tls_port_set {
+            command.args(["--tls-port", "0"]);
+        }
+        // `appenddirname` exists from Redis 7 on (Valkey forked from 7.2);
+        // older servers refuse it.
+        if binary.flavor == Flavor::Valkey || major(&binary.version) >= 7 {
             command.args(["--appenddirname", &files.appenddirname]);
         }
         let stdout = log

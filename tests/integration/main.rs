@@ -27,6 +27,7 @@ mod least_privilege;
 mod replication;
 mod restore;
 mod restore_faults;
+mod servers;
 mod swift;
 mod swift_auth;
 mod swift_faults;

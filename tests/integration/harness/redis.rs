@@ -29,9 +29,20 @@ pub struct Builder {
     keygen: bool,
     settings: Vec<(String, String)>,
     conf_lines: Vec<String>,
+    server: Option<PathBuf>,
 }
 
 impl Builder {
+    /// Run this server binary (another redis-server, or a valkey-server)
+    /// instead of Debian's redis-server: the shim's `UNIT.server`, and the
+    /// tool's `redis_server`.
+    pub fn server(mut self, binary: &Path) -> Builder {
+        self.settings
+            .push(("redis_server".into(), binary.display().to_string()));
+        self.server = Some(binary.to_path_buf());
+        self
+    }
+
     /// `requirepass PW` in redis.conf (the tool finds it there).
     pub fn requirepass(mut self, pw: &str) -> Builder {
         self.requirepass = Some(pw.into());
@@ -125,6 +136,13 @@ impl Builder {
             format!("{}\n", scratch.join("redis.conf").display()),
         )
         .expect("write unit file");
+        if let Some(server) = &self.server {
+            fs::write(
+                shim_dir.join(format!("{unit}.server")),
+                format!("{}\n", server.display()),
+            )
+            .expect("write unit server");
+        }
         if let Some(user) = &self.run_as {
             fs::write(shim_dir.join(format!("{unit}.user")), format!("{user}\n"))
                 .expect("write unit user");
@@ -209,6 +227,7 @@ impl TestRedis {
             keygen: true,
             settings: Vec::new(),
             conf_lines: Vec::new(),
+            server: None,
         }
     }
 
@@ -319,7 +338,11 @@ impl TestRedis {
         c.push_str(&format!("logfile {}\n", self.log_file().display()));
         c.push_str(&format!("dir {}\n", s.join("data").display()));
         c.push_str("dbfilename dump.rdb\n");
-        c.push_str("enable-debug-command yes\n");
+        // DEBUG (for DEBUG DIGEST) is off by default from Redis 7 on; older
+        // servers know no such directive and have it on.
+        if !o.server.as_deref().is_some_and(before_redis_7) {
+            c.push_str("enable-debug-command yes\n");
+        }
         c.push_str(if o.appendonly {
             "appendonly yes\n"
         } else {
@@ -587,6 +610,20 @@ impl TestRedis {
             other => panic!("list --json is not an array: {other}"),
         }
     }
+}
+
+/// Whether `server` is a Redis older than 7.0 (from its `--version`).
+fn before_redis_7(server: &Path) -> bool {
+    let out = Command::new(server).arg("--version").output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    text.is_ok_and(|t| {
+        t.starts_with("Redis server v=")
+            && t["Redis server v=".len()..]
+                .split('.')
+                .next()
+                .and_then(|major| major.parse::<u32>().ok())
+                .is_some_and(|major| major < 7)
+    })
 }
 
 impl Drop for TestRedis {

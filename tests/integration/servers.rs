@@ -1,0 +1,206 @@
+//! Every server its users run, for real: Redis 6.2 to 8.x and Valkey 8.0 to
+//! 9.x, each the binary a host of it runs (installed, pinned, by
+//! tests/support/servers.sh through `make test-deps`; Debian's redis-server
+//! 7.0 is the system's). For each: data of every type in two databases,
+//! backup from a snapshot and from the replication stream, verify, export
+//! (the SHA-256 of the record, the server's own magic), and restore with AOF
+//! off and on, the data equal (DEBUG DIGEST) after the restore and again
+//! after a restart. Then across servers: older into newer works; newer into
+//! older, and Valkey 9 into Redis, are refused with exit 5, the target
+//! untouched and running.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Where tests/support/servers.sh installs the servers.
+fn servers_dir() -> PathBuf {
+    std::env::var_os("REDIS_BACKUP_SERVERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/redis-backup-servers"))
+}
+
+/// The server binary of `name` ("redis-8.2.3", "valkey-9.1.2"), or Debian's
+/// redis-server for "redis-7.0".
+fn binary(name: &str) -> PathBuf {
+    if name == "redis-7.0" {
+        return PathBuf::from("/usr/bin/redis-server");
+    }
+    let program = match name.starts_with("valkey") {
+        true => "valkey-server",
+        false => "redis-server",
+    };
+    let path = servers_dir().join(name).join("bin").join(program);
+    assert!(
+        path.exists(),
+        "{} is missing: `make test-servers` installs it",
+        path.display()
+    );
+    path
+}
+
+/// What the server reports as its name and version.
+fn reported(t: &TestRedis) -> (String, String) {
+    let mut c = t.conn();
+    let info = c.info("server");
+    match info.get("valkey_version") {
+        Some(version) => ("valkey".into(), version.clone()),
+        None => ("redis".into(), info["redis_version"].clone()),
+    }
+}
+
+/// Backup (both sources), verify, export and restore on one server, with AOF
+/// off and then on.
+fn round_trip(name: &str) {
+    let bin = binary(name);
+    for aof in [false, true] {
+        let mut b = TestRedis::builder().server(&bin);
+        if aof {
+            b = b.appendonly();
+        }
+        let (t, backed_up, record) = filled_and_backed_up(b);
+        let id = id_of(&record);
+        let (server, version) = reported(&t);
+        assert_eq!(
+            record["server"]["name"],
+            server.as_str(),
+            "{name}: {record}"
+        );
+        assert_eq!(record["server"]["version"], version.as_str(), "{name}");
+        t.run(&["verify", &id]).ok();
+        let rdb = t.export(&id, "export.rdb");
+        assert_eq!(
+            sha256_file(&rdb),
+            record["raw_sha256"].as_str().unwrap(),
+            "{name}: the export is the RDB the record describes"
+        );
+        let magic = std::fs::read(&rdb).unwrap()[..6].to_vec();
+        let expected: &[u8] = match (server.as_str(), version.starts_with('9')) {
+            ("valkey", true) => b"VALKEY",
+            _ => b"REDIS0",
+        };
+        assert_eq!(magic, expected, "{name}: the server's own magic");
+
+        let replicated = t.backup_json(&["--source", "replication"]);
+        assert_eq!(replicated["source"], "replication", "{name}");
+        t.run(&["verify", &id_of(&replicated)]).ok();
+
+        let mut c = t.conn();
+        c.ok(&["FLUSHALL"]);
+        c.ok(&["SET", "after", "the backup"]);
+        for backup in [&record, &replicated] {
+            let restored = t.run(&["restore", &id_of(backup)]);
+            restored.ok();
+            if aof {
+                // The target's own tool read the AOF rebuilt for it.
+                restored.stderr_has("accepts the rebuilt");
+            }
+            assert_eq!(t.state(), backed_up, "{name}, aof {aof}: restored");
+            t.stop_redis();
+            t.start_redis();
+            assert_eq!(t.state(), backed_up, "{name}, aof {aof}: after a restart");
+        }
+    }
+}
+
+#[test]
+fn redis_6_2() {
+    round_trip("redis-6.2.14");
+}
+
+#[test]
+fn redis_7_0() {
+    round_trip("redis-7.0");
+}
+
+#[test]
+fn redis_7_2() {
+    round_trip("redis-7.2.4");
+}
+
+#[test]
+fn redis_7_4() {
+    round_trip("redis-7.4.1");
+}
+
+#[test]
+fn redis_8_2() {
+    round_trip("redis-8.2.3");
+}
+
+#[test]
+fn valkey_8_0() {
+    round_trip("valkey-8.0.1");
+}
+
+#[test]
+fn valkey_8_1() {
+    round_trip("valkey-8.1.8");
+}
+
+#[test]
+fn valkey_9_0() {
+    round_trip("valkey-9.0.0");
+}
+
+#[test]
+fn valkey_9_1() {
+    round_trip("valkey-9.1.2");
+}
+
+/// A backup of `from` restored onto a fresh `to` sharing its storage and key.
+fn across(from: &str, to: &str) -> (Output, TestRedis, Value) {
+    let (source, _, record) = filled_and_backed_up(TestRedis::builder().server(&binary(from)));
+    let mut target = TestRedis::builder().server(&binary(to)).start();
+    target.set_setting(
+        "storage",
+        &format!("file://{}", source.storage_dir().display()),
+    );
+    target.set_setting("key_file", &source.key_file().display().to_string());
+    target.conn().ok(&["SET", "target", "own data"]);
+    let out = target.run(&["restore", &id_of(&record)]);
+    (out, target, record)
+}
+
+#[test]
+fn older_into_newer_works() {
+    for (from, to) in [
+        ("redis-6.2.14", "redis-7.0"),
+        ("redis-7.0", "redis-8.2.3"),
+        ("redis-7.2.4", "valkey-8.1.8"),
+        ("valkey-8.0.1", "valkey-9.1.2"),
+        ("redis-7.0", "valkey-9.0.0"),
+    ] {
+        let (out, target, record) = across(from, to);
+        out.ok();
+        assert_eq!(
+            keys_of_record(&record),
+            target.state().keys,
+            "{from} into {to}"
+        );
+    }
+}
+
+#[test]
+fn newer_into_older_is_refused_and_the_target_untouched() {
+    for (from, to, why) in [
+        ("redis-8.2.3", "redis-7.0", "cannot load it"),
+        (
+            "redis-7.4.1",
+            "valkey-9.1.2",
+            "rdb-version-check strict cannot load it",
+        ),
+        ("valkey-9.1.2", "redis-8.2.3", "VALKEY version 80"),
+        ("valkey-9.0.0", "valkey-8.1.8", "cannot load it"),
+    ] {
+        let (out, target, _) = across(from, to);
+        out.code(5).stderr_has(why);
+        assert!(target.is_active(), "{from} into {to}: the target stopped");
+        let mut c = target.conn();
+        assert_eq!(
+            c.call(&["GET", "target"]).text(),
+            "own data",
+            "{from} into {to}"
+        );
+    }
+}
