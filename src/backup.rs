@@ -17,6 +17,7 @@ use crate::progress::Progress;
 use crate::record::{self, Record};
 use crate::redis::conf::{self as redis_conf, RedisConf};
 use crate::redis::instance::{self, DataFiles};
+use crate::redis::server::Flavor;
 use crate::redis::{Connection, DbCount, SyncLimits};
 use crate::restore::journal;
 use crate::storage::{self, ObjectWriter, Storage, StorageIo};
@@ -58,12 +59,10 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let server = redis.server()?;
     let redis_version = server.redis_version.clone();
     // As people know it: "Valkey 9.1.2", not its Redis compatibility version.
-    let server_label = (
-        match server.name.as_str() {
-            "valkey" => "Valkey",
-            _ => "Redis",
-        },
-        server.version.clone(),
+    let server_label = format!(
+        "{} {}",
+        Flavor::from_name(&server.name).name(),
+        server.version
     );
     // Key counts can only be read beside the save, not inside it: the record
     // keeps the counts from just before and just after, and restore accepts
@@ -74,9 +73,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             let data = local_data_dir(&files, &redis_conf)?;
             refuse_during_interrupted_restore(&data)?;
             info!(
-                "{} {}: dump {}, persistence {}",
-                server_label.0,
-                server_label.1,
+                "{server_label}: dump {}, persistence {}",
                 files.dump_path().display(),
                 files.describe_persistence()
             );
@@ -102,10 +99,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         Source::Replication => {
             // Redis may be elsewhere; its files are only a hint here.
             let files = DataFiles::live(&mut redis, &redis_conf).ok();
-            info!(
-                "{} {}: taking the RDB from a replica's sync",
-                server_label.0, server_label.1
-            );
+            info!("{server_label}: taking the RDB from a replica's sync");
             let keyspace_before = redis.keyspace()?;
             let limits = SyncLimits {
                 wait: config.save_timeout,

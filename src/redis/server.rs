@@ -18,6 +18,14 @@ pub enum Flavor {
 }
 
 impl Flavor {
+    /// From the lower-case name INFO and records use (`server_name`).
+    pub fn from_name(name: &str) -> Flavor {
+        match name {
+            "valkey" => Flavor::Valkey,
+            _ => Flavor::Redis,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Flavor::Redis => "Redis",
@@ -91,6 +99,11 @@ impl ServerBinary {
             Some(dir) if !dir.as_os_str().is_empty() => dir.join(name).display().to_string(),
             _ => name,
         }
+    }
+
+    /// The major version; 0 if it does not parse.
+    pub fn major(&self) -> u32 {
+        self.major_minor().0
     }
 
     /// (major, minor) of the version; (0, 0) if it does not parse.

@@ -271,10 +271,7 @@ fn stage(plan: &Plan, stored: Stored, key: &MasterKey, work: &WorkDir) -> Result
     }
     let summary = flushed?;
     let written_by = summary.header.identity.as_ref().map(|i| {
-        let flavor = match i.server_name.as_str() {
-            "valkey" => Flavor::Valkey,
-            _ => Flavor::Redis,
-        };
+        let flavor = Flavor::from_name(&i.server_name);
         format!("{} {}", flavor.name(), i.server_version)
     });
     let check = VersionCheck::from_conf(plan.conf.rdb_version_check.as_deref());

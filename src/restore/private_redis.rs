@@ -48,7 +48,7 @@ pub fn check_aof(binary: &ServerBinary, files: &DataFiles, data: &DataDir) -> Re
     // valkey-check-aof 9.0 and 9.1 refuse the VALKEY-magic RDB base their
     // own server writes ("not valid", though the server loads it): there
     // the base is checked with valkey-check-rdb instead, which reads it.
-    if binary.flavor == Flavor::Valkey && major(&binary.version) >= 9 && manifest.exists() {
+    if binary.flavor == Flavor::Valkey && binary.major() >= 9 && manifest.exists() {
         let dir = files.dir.join(&files.appenddirname);
         // Names only (read_dir follows nothing); the files are opened by
         // the tool, as the owner.
@@ -152,7 +152,7 @@ impl PrivateRedis {
         }
         // `appenddirname` exists from Redis 7 on (Valkey forked from 7.2);
         // older servers refuse it.
-        if binary.flavor == Flavor::Valkey || major(&binary.version) >= 7 {
+        if binary.flavor == Flavor::Valkey || binary.major() >= 7 {
             command.args(["--appenddirname", &files.appenddirname]);
         }
         let stdout = log
@@ -416,14 +416,6 @@ fn terminate(pid: u32) -> Result<()> {
         .ok_or_else(|| Error::other(format!("{pid} is not a process id")))?;
     kill_process(target, Signal::TERM)
         .map_err(|e| Error::other(format!("cannot signal process {pid}: {e}")))
-}
-
-fn major(version: &str) -> u32 {
-    version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0)
 }
 
 fn field<'a>(info: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
