@@ -193,15 +193,15 @@ impl ServerBinary {
     }
 
     /// Valkey loads `REDIS` RDBs up to 11 (what Redis 7.2, its fork point,
-    /// writes); from 8.1 on, with `rdb-version-check relaxed`, later ones
-    /// too. Valkey 9 also loads `VALKEY` RDBs up to its own version.
+    /// writes); with `rdb-version-check relaxed`, from 9.0 on, later ones
+    /// too. (8.1 accepts the directive, but 8.1.8, tried for real, still
+    /// refuses version 12 with it.) Valkey 9 also loads `VALKEY` RDBs up to
+    /// its own version.
     fn valkey_loads(&self, rdb: &RdbInfo, check: VersionCheck) -> Verdict {
-        let (major, minor) = self.major_minor();
+        let major = self.major();
         match rdb.magic {
             Magic::Redis if rdb.version <= 11 => Verdict::Loads,
-            Magic::Redis if (major, minor) >= (8, 1) && check == VersionCheck::Relaxed => {
-                Verdict::Foreign
-            }
+            Magic::Redis if major >= 9 && check == VersionCheck::Relaxed => Verdict::Foreign,
             Magic::Redis => Verdict::Refused,
             Magic::Valkey => match major {
                 0..=8 => Verdict::Refused,
@@ -310,8 +310,12 @@ mod tests {
             "no relaxed before 8.1"
         );
         assert!(!loads(&v("8.1.8"), Redis, 12, strict));
-        assert!(loads(&v("8.1.8"), Redis, 12, relaxed));
+        assert!(
+            !loads(&v("8.1.8"), Redis, 12, relaxed),
+            "8.1.8 refuses it, tried"
+        );
         assert!(!loads(&v("8.1.8"), Valkey, 80, relaxed));
+        assert!(loads(&v("9.0.0"), Redis, 12, relaxed));
         assert!(loads(&v("9.1.2"), Valkey, 80, strict));
         assert!(loads(&v("9.1.2"), Redis, 10, strict));
         assert!(!loads(&v("9.1.2"), Redis, 12, strict));

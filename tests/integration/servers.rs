@@ -150,8 +150,13 @@ fn valkey_9_1() {
 
 /// A backup of `from` restored onto a fresh `to` sharing its storage and key.
 fn across(from: &str, to: &str) -> (Output, TestRedis, Value) {
+    across_onto(from, TestRedis::builder().server(&binary(to)))
+}
+
+/// A backup of `from` restored onto a fresh `target` sharing its storage and key.
+fn across_onto(from: &str, target: Builder) -> (Output, TestRedis, Value) {
     let (source, _, record) = filled_and_backed_up(TestRedis::builder().server(&binary(from)));
-    let mut target = TestRedis::builder().server(&binary(to)).start();
+    let mut target = target.start();
     target.set_setting(
         "storage",
         &format!("file://{}", source.storage_dir().display()),
@@ -203,4 +208,24 @@ fn newer_into_older_is_refused_and_the_target_untouched() {
             "{from} into {to}"
         );
     }
+}
+
+#[test]
+fn valkey_9_with_rdb_version_check_relaxed_takes_a_newer_redis_rdb() {
+    // Refused under strict (above); relaxed in the target's own config lets
+    // Valkey 9 load it (these types it knows). Valkey 8.1 accepts the
+    // directive but still refuses version 12: the tool refuses it there.
+    let relaxed = |server: &str| {
+        TestRedis::builder()
+            .server(&binary(server))
+            .conf_line("rdb-version-check relaxed")
+    };
+    let (out, target, record) = across_onto("redis-7.4.1", relaxed("valkey-9.1.2"));
+    out.ok().stderr_has("rdb-version-check is relaxed");
+    assert_eq!(keys_of_record(&record), target.state().keys);
+    let (out, target, _) = across_onto("redis-7.4.1", relaxed("valkey-8.1.8"));
+    out.code(5)
+        .stderr_has("valkey-server 8.1.8 with rdb-version-check relaxed cannot load it");
+    assert!(target.is_active());
+    assert_eq!(target.conn().call(&["GET", "target"]).text(), "own data");
 }
