@@ -101,6 +101,13 @@ impl ServerBinary {
         }
     }
 
+    /// Whether its AOF is a directory with a manifest (`appenddirname`):
+    /// Redis from 7.0 on, and every Valkey (forked from 7.2). Older Redis
+    /// keeps one `appendfilename` file.
+    pub fn writes_multipart_aof(&self) -> bool {
+        self.flavor == Flavor::Valkey || self.major() >= 7
+    }
+
     /// The major version; 0 if it does not parse.
     pub fn major(&self) -> u32 {
         self.major_minor().0

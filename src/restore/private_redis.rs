@@ -23,6 +23,7 @@ use log::{debug, info, warn};
 use rustix::fs::{self as rfs, Mode};
 use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -44,38 +45,40 @@ const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /// dir's owner: the files are that account's, and root does not open paths
 /// inside a directory another user can write.
 pub fn check_aof(binary: &ServerBinary, files: &DataFiles, data: &DataDir) -> Result<()> {
-    let manifest = files.aof_manifest();
+    if !binary.writes_multipart_aof() {
+        let file = files.dir.join(&files.appendfilename);
+        let tool = binary.companion("check-aof");
+        return run_as_owner(&tool, &tool, &[file.as_os_str()], data);
+    }
     // valkey-check-aof 9.0 and 9.1 refuse the VALKEY-magic RDB base their
     // own server writes ("not valid", though the server loads it): there
     // the base is checked with valkey-check-rdb instead, which reads it.
-    if binary.flavor == Flavor::Valkey && binary.major() >= 9 && manifest.exists() {
+    // Finding it means listing the AOF dir, which the owner does too: root
+    // lists nothing in a directory that account can swap.
+    if binary.flavor == Flavor::Valkey && binary.major() >= 9 {
         let dir = files.dir.join(&files.appenddirname);
-        // Names only (read_dir follows nothing); the files are opened by
-        // the tool, as the owner.
-        let bases: Vec<PathBuf> = fs::read_dir(&dir)
-            .map_err(|e| Error::other(format!("cannot list {}: {e}", dir.display())))?
-            .filter_map(|entry| entry.ok())
-            .map(|entry| entry.path())
-            .filter(|path| path.to_string_lossy().ends_with(".base.rdb"))
-            .collect();
-        for base in &bases {
-            run_as_owner(&binary.companion("check-rdb"), base, data)?;
-        }
-        return Ok(());
+        let tool = binary.companion("check-rdb");
+        let each_base = r#"for base in "$2"/*.base.rdb; do "$1" "$base" || exit 1; done"#;
+        let args = [
+            OsStr::new("-c"),
+            OsStr::new(each_base),
+            OsStr::new("sh"),
+            OsStr::new(&tool),
+            dir.as_os_str(),
+        ];
+        return run_as_owner(&tool, "sh", &args, data);
     }
-    let target = match manifest.exists() {
-        true => manifest,
-        false => files.dir.join(&files.appendfilename),
-    };
-    run_as_owner(&binary.companion("check-aof"), &target, data)
+    let manifest = files.aof_manifest();
+    let tool = binary.companion("check-aof");
+    run_as_owner(&tool, &tool, &[manifest.as_os_str()], data)
 }
 
-/// Runs a server's checking tool on `file` as the data dir's owner; its
-/// verdict is its exit status.
-fn run_as_owner(tool: &str, file: &Path, data: &DataDir) -> Result<()> {
+/// Runs `program` (a server's checking `tool`, or a shell around it) as the
+/// data dir's owner; its verdict is its exit status.
+fn run_as_owner(tool: &str, program: &str, args: &[&OsStr], data: &DataDir) -> Result<()> {
     let owner = data.owner();
-    let output = Command::new(tool)
-        .arg(file)
+    let output = Command::new(program)
+        .args(args)
         .env_clear()
         .env("PATH", SERVER_PATH)
         .uid(owner.uid)
@@ -83,7 +86,10 @@ fn run_as_owner(tool: &str, file: &Path, data: &DataDir) -> Result<()> {
         .current_dir(data.path())
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::other(format!("cannot run {tool}: {e}")))?;
+        .map_err(|e| Error::other(format!("cannot run {program}: {e}")))?;
+    let checked = args
+        .last()
+        .map_or(String::new(), |a| a.to_string_lossy().into_owned());
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stdout);
         let last = said
@@ -92,12 +98,11 @@ fn run_as_owner(tool: &str, file: &Path, data: &DataDir) -> Result<()> {
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
         return Err(Error::other(format!(
-            "{tool} does not accept the rebuilt {} ({}): {last}",
-            file.display(),
+            "{tool} does not accept the rebuilt {checked} ({}): {last}",
             output.status
         )));
     }
-    info!("{tool} accepts the rebuilt {}", file.display());
+    info!("{tool} accepts the rebuilt {checked}");
     Ok(())
 }
 
@@ -152,7 +157,7 @@ impl PrivateRedis {
         }
         // `appenddirname` exists from Redis 7 on (Valkey forked from 7.2);
         // older servers refuse it.
-        if binary.flavor == Flavor::Valkey || binary.major() >= 7 {
+        if binary.writes_multipart_aof() {
             command.args(["--appenddirname", &files.appenddirname]);
         }
         let stdout = log
