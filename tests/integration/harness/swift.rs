@@ -435,12 +435,27 @@ impl SwiftStack {
 
     /// A fresh TempAuth login as ST_USER/ST_KEY: (X-Storage-Url, X-Auth-Token).
     pub fn auth(&self) -> (String, String) {
-        let r = self.tempauth(&self.st_user, &self.st_key);
-        r.expect(&[200]);
-        (
-            r.must_header("X-Storage-Url").to_string(),
-            r.must_header("X-Auth-Token").to_string(),
-        )
+        // TempAuth hands back the user's cached token with whatever life it
+        // has left; on stacks with a short `token_life` that can be a few
+        // milliseconds, so wait that out rather than use a dying token.
+        loop {
+            let r = self.tempauth(&self.st_user, &self.st_key);
+            r.expect(&[200]);
+            let left = r
+                .header("X-Auth-Token-Expires")
+                .and_then(|s| s.parse::<f64>().ok());
+            match left {
+                Some(secs) if secs < 1.0 => {
+                    std::thread::sleep(Duration::from_secs_f64(secs.max(0.0) + 0.05))
+                }
+                _ => {
+                    return (
+                        r.must_header("X-Storage-Url").to_string(),
+                        r.must_header("X-Auth-Token").to_string(),
+                    )
+                }
+            }
+        }
     }
 
     /// ST_AUTH, ST_USER, ST_KEY for `Run::env`.
