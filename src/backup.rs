@@ -165,6 +165,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         keys: per_db(&keyspace, |count| count.keys),
         keys_before: per_db(&keyspace_before, |count| count.keys),
         expires: per_db(&keyspace, |count| count.expires),
+        archive: None,
     };
     if let Err(e) = storage.put_record(&record.id, &record.to_stored(&key)) {
         // Without its record the object would be unlisted but its ID taken.
@@ -188,7 +189,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
 
 /// Redis's config, or, when it is not on this host and the settings say how
 /// to reach Redis (a replication backup of a remote server), its defaults.
-fn read_redis_conf(config: &Config) -> Result<RedisConf> {
+pub fn read_redis_conf(config: &Config) -> Result<RedisConf> {
     let endpoint_given =
         config.redis_host.is_some() || config.redis_port.is_some() || config.redis_socket.is_some();
     if endpoint_given && !config.redis_conf.exists() {
@@ -245,10 +246,29 @@ fn refuse_during_interrupted_restore(data: &DataDir) -> Result<()> {
     }
 }
 
+/// An RDB from a replication stream (the archiver's base), stored as
+/// backup `identity` like any other: checked as it is read, and committed
+/// only when whole. The record is the caller's to write.
+pub fn store_rdb_stream(
+    storage: &dyn Storage,
+    rdb: &mut (dyn Read + Send),
+    key: &MasterKey,
+    identity: &Identity,
+    config: &Config,
+) -> Result<(pipeline::EncodeSummary, RdbInfo, u64)> {
+    store(
+        storage,
+        DumpSource::Stream(Box::new(rdb)),
+        key,
+        identity,
+        config,
+    )
+}
+
 /// Stream the dump into a new object; nothing is visible until it is committed.
 fn store(
     storage: &dyn Storage,
-    source: DumpSource,
+    source: DumpSource<'_>,
     key: &MasterKey,
     identity: &Identity,
     config: &Config,
@@ -321,12 +341,12 @@ fn store(
 }
 
 /// Where the RDB comes from: the dump file Redis wrote, or a sync stream.
-enum DumpSource {
+enum DumpSource<'a> {
     File(ReadOnce),
-    Stream(Box<dyn Read + Send>),
+    Stream(Box<dyn Read + Send + 'a>),
 }
 
-impl DumpSource {
+impl DumpSource<'_> {
     fn size(&self) -> u64 {
         match self {
             DumpSource::File(file) => file.get_ref().metadata().map(|m| m.len()).unwrap_or(0),
@@ -336,8 +356,8 @@ impl DumpSource {
 }
 
 /// The RDB, checked (magic and CRC64) and counted as it is read.
-struct CheckedDump {
-    source: DumpSource,
+struct CheckedDump<'a> {
+    source: DumpSource<'a>,
     check: RdbCheck,
     progress: Progress,
     started: bool,
@@ -348,7 +368,7 @@ struct CheckedDump {
     read_so_far: u64,
 }
 
-impl CheckedDump {
+impl CheckedDump<'_> {
     /// Whether the input can be read again from the start: a file can, a
     /// replication stream cannot (an upload that failed then is final).
     fn rewindable(&self) -> bool {
@@ -377,7 +397,7 @@ impl CheckedDump {
     }
 }
 
-impl Read for CheckedDump {
+impl Read for CheckedDump<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.started {
             if let DumpSource::File(file) = &self.source {
@@ -435,7 +455,7 @@ impl Write for SkipTo<'_> {
     }
 }
 
-fn new_id() -> Result<BackupId> {
+pub fn new_id() -> Result<BackupId> {
     let (_, compact) = units::utc_timestamps(SystemTime::now());
     Ok(BackupId::generate(&compact, crypto::random_bytes::<4>()?))
 }

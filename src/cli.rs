@@ -38,6 +38,11 @@ pub enum Source {
 pub enum Target {
     Id(BackupId),
     File(PathBuf),
+    /// A moment (µs since the epoch) of an instance's archived history.
+    At {
+        micros: u64,
+        instance: Option<String>,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -68,6 +73,17 @@ pub enum Command {
     Keygen {
         out: Option<PathBuf>,
     },
+    ExportAt {
+        micros: u64,
+        instance: Option<String>,
+        out: PathBuf,
+    },
+    Archive {
+        instance: Option<String>,
+    },
+    Timeline {
+        instance: Option<String>,
+    },
     Prune {
         keep_last: usize,
         instance: Option<String>,
@@ -94,6 +110,15 @@ Commands:
   export   ID --out PATH [--allow-format-1]
                                   write the plain RDB of a backup to PATH
   keygen   [--out PATH]           write a new random key file (mode 0600)
+
+Point-in-time recovery:
+  archive  [--instance ID]        follow Redis as a replica and keep its write stream
+                                  in storage until SIGTERM/SIGINT
+  timeline [--instance ID]        the recoverable windows of each instance
+  restore  --at TIME [--instance ID] [--keep-previous]
+  export   --at TIME [--instance ID] --out PATH
+                                  the data as it was at TIME (RFC 3339, e.g.
+                                  2026-11-30T14:02:00.5Z or ...+01:00)
 
 Global options:
   -c, --config PATH   settings file (default /etc/redis-backup/redis-backup.conf, if present)
@@ -129,6 +154,7 @@ Prints the new backup's ID as the last line (or the record with --json).
 
 const RESTORE_HELP: &str = "\
 Usage: redis-backup restore ID | --from-file PATH [--keep-previous] [--allow-format-1]
+       redis-backup restore --at TIME [--instance ID] [--keep-previous]
 
 Replace this host's Redis data with a backup. The backup is fetched,
 authenticated, decrypted and checked into the Redis data dir first; only then
@@ -139,6 +165,9 @@ puts the previous files back and restarts Redis (exit 6); if even that fails,
 exit 7 names the folder that holds them.
 
   --from-file PATH   restore a backup object copied by hand (needs only the key)
+  --at TIME          restore the data as it was at TIME (RFC 3339), replayed
+                     from the archive (see archive --help, timeline)
+  --instance ID      with --at: whose archive (default: this host's instance)
   --keep-previous    keep the previous data files in the restore's work folder
   --allow-format-1   restore a backup written before format 2, whose object
                      does not say which backup it is: anyone who can write to
@@ -173,11 +202,14 @@ Delete a backup's record and object.
 
 const EXPORT_HELP: &str = "\
 Usage: redis-backup export ID --out PATH [--allow-format-1]
+       redis-backup export --at TIME [--instance ID] --out PATH
 
 Write the plain RDB of a backup to PATH, for manual recovery. The backup is
 authenticated as it is read; PATH must not exist and is removed if anything fails.
 
   --allow-format-1   export a backup written before format 2 (see restore --help)
+  --at TIME          the data as it was at TIME (RFC 3339), replayed from the archive
+  --instance ID      with --at: whose archive (default: this host's instance)
 ";
 
 const PRUNE_HELP: &str = "\
@@ -204,6 +236,34 @@ key_file setting). An existing file is never overwritten. Keep a copy of the
 key somewhere safe: without it no backup can be read.
 ";
 
+const ARCHIVE_HELP: &str = "\
+Usage: redis-backup archive [--instance ID]
+
+Follow Redis as a replica (PSYNC) and keep its write stream in storage, for
+restore --at and export --at. Runs in the foreground until SIGTERM or
+SIGINT, then stores what it has received and exits 0 (see
+vendor-notes/systemd/redis-backup-archive.service). The first time, and
+whenever Redis cannot continue the archived history, the resync's RDB is
+stored as the base backup of a new window. A chunk is stored every
+archive_interval seconds, or sooner once archive_chunk_size bytes have come.
+Redis hears REPLCONF ACK every second with the offset *stored*, so
+`WAIT 1 0` on the primary returns once a write is archived. An ACL user
+needs +psync +replconf +sync. Raise repl-backlog-size on the primary so that
+an archiver restart goes on where it stopped instead of starting a new window.
+
+  --instance ID    instance name recorded with the archive (default: host name)
+";
+
+const TIMELINE_HELP: &str = "\
+Usage: redis-backup timeline [--instance ID]
+
+The recoverable windows of each instance: from the base backup of a window
+to the last archived command of it. With --json, an array of
+{\"instance\", \"from\", \"to\", \"base\"}, times in RFC 3339 UTC to the millisecond.
+
+  --instance ID    only this instance
+";
+
 /// Options a command may take, collected before we know they are all allowed.
 #[derive(Default)]
 struct CommandOptions {
@@ -216,6 +276,7 @@ struct CommandOptions {
     allow_format_1: bool,
     keep_last: Option<String>,
     dry_run: bool,
+    at: Option<String>,
     seen: Vec<&'static str>,
 }
 
@@ -255,6 +316,10 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
             Long("keep-last") => {
                 options.keep_last = Some(text_value(&mut parser)?);
                 options.seen.push("keep-last");
+            }
+            Long("at") => {
+                options.at = Some(text_value(&mut parser)?);
+                options.seen.push("at");
             }
             Long("dry-run") => {
                 options.dry_run = true;
@@ -316,6 +381,8 @@ fn help_for(command: Option<&str>) -> Result<String> {
         Some("export") => EXPORT_HELP,
         Some("keygen") => KEYGEN_HELP,
         Some("prune") => PRUNE_HELP,
+        Some("archive") => ARCHIVE_HELP,
+        Some("timeline") => TIMELINE_HELP,
         Some(other) => return Err(unknown_command(other)),
     }
     .to_string())
@@ -340,10 +407,48 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
                 )))
                 }
             };
+            let id = options.id.as_deref().map(BackupId::parse).transpose()?;
+            if let Some(id) = id.as_ref().filter(|id| crate::archive::is_chunk(id)) {
+                return Err(Error::usage(format!(
+                    "--id {id}: a name of the form NAME.<20 digits>-<20 digits> is kept for archived chunks; choose another"
+                )));
+            }
             Command::Backup {
-                id: options.id.as_deref().map(BackupId::parse).transpose()?,
+                id,
                 instance: instance_name(options.instance)?,
                 source,
+            }
+        }
+        "restore" if options.at.is_some() => {
+            options.allow(&name, &["at", "instance", "keep-previous"])?;
+            no_positional(&name, &positional)?;
+            Command::Restore {
+                target: Target::At {
+                    micros: moment(options.at.as_deref())?,
+                    instance: instance_name(options.instance)?,
+                },
+                keep_previous: options.keep_previous,
+                allow_format_1: false,
+            }
+        }
+        "export" if options.at.is_some() => {
+            options.allow(&name, &["at", "instance", "out"])?;
+            no_positional(&name, &positional)?;
+            Command::ExportAt {
+                micros: moment(options.at.as_deref())?,
+                instance: instance_name(options.instance)?,
+                out: options
+                    .out
+                    .ok_or_else(|| Error::usage("export needs --out PATH for the plain RDB"))?,
+            }
+        }
+        "archive" | "timeline" => {
+            options.allow(&name, &["instance"])?;
+            no_positional(&name, &positional)?;
+            let instance = instance_name(options.instance)?;
+            match name.as_str() {
+                "archive" => Command::Archive { instance },
+                _ => Command::Timeline { instance },
             }
         }
         "restore" => {
@@ -413,6 +518,16 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
     Ok(command)
 }
 
+/// `--at TIME`: RFC 3339, to the microsecond.
+fn moment(text: Option<&str>) -> Result<u64> {
+    let text = text.unwrap_or_default();
+    crate::units::parse_rfc3339_any(text).ok_or_else(|| {
+        Error::usage(format!(
+            "--at {text:?} is not an RFC 3339 time; write e.g. 2026-11-30T14:02:00Z, 2026-11-30T14:02:00.250Z or 2026-11-30T15:02:00+01:00"
+        ))
+    })
+}
+
 /// Instance names follow the ID rules: they end up in records and listings.
 fn instance_name(name: Option<String>) -> Result<Option<String>> {
     match name {
@@ -425,7 +540,7 @@ fn instance_name(name: Option<String>) -> Result<Option<String>> {
 
 fn unknown_command(name: &str) -> Error {
     Error::usage(format!(
-        "unknown command {name:?}; commands are backup, restore, verify, list, show, delete, prune, export, keygen"
+        "unknown command {name:?}; commands are backup, restore, verify, list, show, delete, prune, export, keygen, archive, timeline"
     ))
 }
 

@@ -2,6 +2,7 @@
 //! and `keygen`, plus the printing of every command's result (human lines, or
 //! one JSON document with `--json`). Each reads top to bottom as its help says.
 
+use crate::archive;
 use crate::backup;
 use crate::cli::{Command, Target};
 use crate::codec::crypto::{self, MasterKey};
@@ -14,10 +15,11 @@ use crate::restore::{self, Restored};
 use crate::status;
 use crate::storage::{self, Storage};
 use crate::stored::{load_listed_record, load_record, Stored};
-use crate::units::human_size;
+use crate::units::{self, human_size};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -74,6 +76,7 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
             let requested = match &target {
                 Target::Id(id) => Some(id.to_string()),
                 Target::File(path) => Some(path.display().to_string()),
+                Target::At { micros, .. } => Some(format!("at {}", units::utc_millis(*micros))),
             };
             let result = restore::run(
                 config,
@@ -104,6 +107,19 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
             allow_format_1,
         } => export(config, &id, &out, allow_format_1),
         Command::Keygen { out } => keygen(out.as_deref().unwrap_or(&config.key_file)),
+        Command::ExportAt {
+            micros,
+            instance,
+            out,
+        } => export_at(config, micros, instance.as_deref(), &out),
+        Command::Archive { instance } => {
+            archive::follow::run(config, archive::follow::Request { instance })?;
+            Ok(Report {
+                lines: vec![],
+                json: json!({ "archiving": "stopped" }),
+            })
+        }
+        Command::Timeline { instance } => timeline(config, instance.as_deref()),
         Command::Prune {
             keep_last,
             instance,
@@ -185,7 +201,12 @@ fn records(
     instance: Option<&str>,
 ) -> Result<(Vec<Record>, Refused)> {
     let (mut records, mut refused) = (Vec::new(), Vec::new());
-    for id in storage.list()? {
+    // Chunks of the archived stream are not backups (and there are many).
+    for id in storage
+        .list()?
+        .into_iter()
+        .filter(|id| !archive::is_chunk(id))
+    {
         match load_listed_record(storage, &id, key) {
             Ok(record) => records.push(record),
             Err(e) => refused.push((id, e)),
@@ -288,18 +309,61 @@ fn prune(
             .or_default()
             .push(record);
     }
+    // The newest archive window of an instance is the one its archiver
+    // extends: pruning its base would silently end point-in-time recovery.
+    let current_bases: Vec<BackupId> = by_instance
+        .values()
+        .filter_map(|records| {
+            records
+                .iter()
+                .filter(|r| r.source == archive::BASE_SOURCE && r.archive.is_some())
+                .max_by(|a, b| a.age().cmp(&b.age()))
+                .map(|r| r.id.clone())
+        })
+        .collect();
     let doomed: Vec<Record> = by_instance
         .into_values()
         .flat_map(|records| surplus(records, keep_last))
+        .filter(|r| {
+            let current = current_bases.contains(&r.id);
+            if current {
+                log::info!(
+                    "keeping {}: the base of the newest archive window of {}",
+                    r.id,
+                    r.instance
+                );
+            }
+            !current
+        })
         .collect();
+    // A chunk is worth keeping only with its window's base.
+    let chunks = archive_chunks(&*storage)?;
     let mut lines = Vec::new();
+    let mut chunks_deleted = Vec::new();
     for record in &doomed {
+        let of_base = chunks
+            .get(&record.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if dry_run {
             lines.push(format!("would delete {}", record.summary_line()));
+            if !of_base.is_empty() {
+                lines.push(format!(
+                    "would delete {} archived chunks of it",
+                    of_base.len()
+                ));
+            }
         } else {
+            for chunk in of_base {
+                storage.delete(chunk)?;
+                chunks_deleted.push(chunk.to_string());
+            }
             storage.delete(&record.id)?;
             log::info!("pruned backup {} of {}", record.id, record.instance);
             lines.push(format!("deleted {}", record.summary_line()));
+            if !of_base.is_empty() {
+                lines.push(format!("deleted {} archived chunks of it", of_base.len()));
+            }
         }
     }
     if doomed.is_empty() {
@@ -313,8 +377,22 @@ fn prune(
             "dry_run": dry_run,
             "deleted": doomed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             "ignored": refused.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            "chunks_deleted": chunks_deleted,
         }),
     })
+}
+
+/// The archived chunks in `storage`, by the base of their window.
+fn archive_chunks(
+    storage: &dyn Storage,
+) -> Result<std::collections::BTreeMap<BackupId, Vec<BackupId>>> {
+    let mut chunks: std::collections::BTreeMap<BackupId, Vec<BackupId>> = Default::default();
+    for id in storage.list()? {
+        if let Some(name) = archive::ChunkName::parse(&id) {
+            chunks.entry(name.base).or_default().push(id);
+        }
+    }
+    Ok(chunks)
 }
 
 /// What prune deletes of one instance's backups, oldest first: the format-2
@@ -352,8 +430,23 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
         // Read-only, and its report says plainly when a backup is format 1.
         Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key, true)?,
         Target::File(path) => Stored::from_file(path, &key, true)?,
+        Target::At { .. } => return Err(Error::usage("verify takes an ID or --from-file PATH")),
     };
     let name = stored.name().to_string();
+    let is_chunk = stored
+        .record()
+        .is_some_and(|r| r.source == archive::CHUNK_SOURCE);
+    if is_chunk {
+        // Its bytes are a stretch of the write stream, not an RDB.
+        let raw_size = stored.decode_stream_into(&mut io::sink(), &key)?;
+        return Ok(Report {
+            lines: vec![format!(
+                "{name}: OK, an archived chunk of {} of write stream",
+                human_size(raw_size)
+            )],
+            json: json!({ "verified": name, "chunk": true, "raw_size": raw_size }),
+        });
+    }
     let summary = stored.decode_into(&mut io::sink(), &key, config.threads)?;
     log::info!(
         "verified {name} in {}s",
@@ -430,6 +523,83 @@ fn export(config: &Config, id: &BackupId, out: &Path, allow_format_1: bool) -> R
             "raw_size": summary.raw_size,
             "raw_sha256": summary.raw_sha256,
         }),
+    })
+}
+
+/// `export --at`: the replayed RDB, to PATH as `export` writes a backup's.
+fn export_at(config: &Config, at: u64, instance: Option<&str>, out: &Path) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let storage = storage::open(config)?;
+    let instance = instance.unwrap_or(&config.instance);
+    let window = archive::windows::holding(&*storage, &key, instance, at)?;
+    if fs::symlink_metadata(out).is_ok() {
+        return Err(exists(out));
+    }
+    let binary = crate::redis::server::ServerBinary::ask(&config.redis_server)?;
+    let replayed =
+        archive::replay::replay(&*storage, &key, &binary, &window, at, config.save_timeout)?;
+    let file = AtomicFile::create(out).map_err(|e| {
+        Error::other(format!(
+            "cannot create a file beside {}: {e}",
+            out.display()
+        ))
+    })?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let mut input = replayed.open_rdb()?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut raw_size = 0u64;
+    loop {
+        let n = input
+            .read(&mut buf)
+            .map_err(|e| Error::other(format!("reading the replayed RDB: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        writer
+            .write_all(&buf[..n])
+            .map_err(|e| Error::other(format!("writing {}: {e}", out.display())))?;
+        raw_size += n as u64;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::other(format!("writing {}: {}", out.display(), e.error())))?;
+    file.commit(true).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => exists(out),
+        _ => Error::other(format!("writing {}: {e}", out.display())),
+    })?;
+    let sha = crate::codec::crypto::hex(&hasher.finalize());
+    let until = units::utc_millis(replayed.applied_until);
+    Ok(Report {
+        lines: vec![format!(
+            "exported instance {instance} as at {} to {} ({}, sha256 {sha}): base {} and {} commands up to {until}",
+            units::utc_millis(at),
+            out.display(),
+            human_size(raw_size),
+            replayed.base,
+            replayed.commands
+        )],
+        json: json!({
+            "exported_at": units::utc_millis(at),
+            "instance": instance,
+            "base": replayed.base,
+            "commands": replayed.commands,
+            "applied_until": until,
+            "out": out.display().to_string(),
+            "raw_size": raw_size,
+            "raw_sha256": sha,
+        }),
+    })
+}
+
+fn timeline(config: &Config, instance: Option<&str>) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let storage = storage::open(config)?;
+    let windows = archive::windows::windows(&*storage, &key, instance)?;
+    Ok(Report {
+        lines: windows.iter().map(|w| w.describe()).collect(),
+        json: Value::Array(windows.iter().map(|w| w.to_json()).collect()),
     })
 }
 

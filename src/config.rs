@@ -40,6 +40,10 @@ pub struct Config {
     pub compression_level: u8,
     pub segment_size: u64,
     pub instance: String,
+    /// Point-in-time recovery: a chunk of the write stream is stored at
+    /// least this often, and whenever this many bytes have come.
+    pub archive_interval: Duration,
+    pub archive_chunk_size: u64,
     pub lock_file: PathBuf,
     pub save_timeout: Duration,
     /// How long one command to Redis, its whole reply included, may take.
@@ -274,6 +278,12 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
             Some(r) => instance_name(&r)?,
             None => default_instance(),
         },
+        archive_interval: seconds(&take("archive_interval").expect("a default"), 24 * 3600)?,
+        archive_chunk_size: size(
+            &take("archive_chunk_size").expect("a default"),
+            64 << 10,
+            1 << 30,
+        )?,
         lock_file: path(&take("lock_file").expect("a default"))?,
         save_timeout: seconds(&take("save_timeout").expect("a default"), 7 * 24 * 3600)?,
         redis_timeout: seconds(&take("redis_timeout").expect("a default"), 3600)?,

@@ -5,6 +5,7 @@
 // intrinsics of crc64's folding loop (see vendor-notes/dependencies.md).
 #![deny(unsafe_code)]
 
+mod archive;
 mod backup;
 mod cli;
 mod codec;

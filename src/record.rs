@@ -49,6 +49,82 @@ pub struct Record {
     pub keys_before: BTreeMap<String, u64>,
     /// Per database, how many of `keys` had a TTL: restore accepts those missing.
     pub expires: BTreeMap<String, u64>,
+    /// For the bases and chunks of point-in-time recovery: where in the
+    /// primary's replication stream this one sits.
+    pub archive: Option<ArchivePlace>,
+}
+
+/// Where a base or a chunk sits in an archived replication history. A base
+/// (`seq` 0) is the RDB at `start_offset`; chunk `seq` holds the stream's
+/// bytes from `start_offset` (exclusive, as replication offsets count) to
+/// `end_offset`, received from `first_at` to `last_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivePlace {
+    /// The base backup whose window this belongs to (a base names itself).
+    pub base: BackupId,
+    pub replid: String,
+    pub seq: u64,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    /// RFC 3339 UTC to the microsecond.
+    pub first_at: String,
+    pub last_at: String,
+}
+
+impl ArchivePlace {
+    fn to_json(&self) -> Value {
+        json!({
+            "base": self.base.as_str(),
+            "replid": self.replid,
+            "seq": self.seq,
+            "start_offset": self.start_offset,
+            "end_offset": self.end_offset,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        })
+    }
+
+    fn parse(value: &Value) -> std::result::Result<ArchivePlace, String> {
+        let text = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("no archive {name}"))
+        };
+        let number = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("no archive {name}"))
+        };
+        let time = |name: &str| {
+            let t = text(name)?;
+            match crate::units::parse_rfc3339_micros(&t) {
+                Some(_) => Ok(t),
+                None => Err(format!("bad archive {name}")),
+            }
+        };
+        let place = ArchivePlace {
+            base: BackupId::parse(&text("base")?).map_err(|_| "bad archive base".to_string())?,
+            replid: text("replid")?,
+            seq: number("seq")?,
+            start_offset: number("start_offset")?,
+            end_offset: number("end_offset")?,
+            first_at: time("first_at")?,
+            last_at: time("last_at")?,
+        };
+        if place.end_offset < place.start_offset {
+            return Err("archive offsets out of order".into());
+        }
+        Ok(place)
+    }
+
+    /// Microseconds since the epoch of `first_at` and `last_at`.
+    pub fn span_micros(&self) -> (u64, u64) {
+        let at = |t: &str| crate::units::parse_rfc3339_micros(t).unwrap_or(0);
+        (at(&self.first_at), at(&self.last_at))
+    }
 }
 
 impl Record {
@@ -78,6 +154,9 @@ impl Record {
                 json!({"name": self.server_name, "version": self.server_version}),
             );
             map.insert("compression_level".into(), json!(self.compression_level));
+            if let Some(place) = &self.archive {
+                map.insert("archive".into(), place.to_json());
+            }
         }
         value
     }
@@ -241,6 +320,10 @@ fn parse(
         keys: counts_of(map, "keys"),
         keys_before: counts_of(map, "keys_before"),
         expires: counts_of(map, "expires"),
+        archive: match map.get("archive") {
+            Some(place) if format >= 2 => Some(ArchivePlace::parse(place)?),
+            _ => None,
+        },
     })
 }
 
@@ -334,6 +417,7 @@ mod tests {
             keys: BTreeMap::from([("db0".into(), 3), ("db1".into(), 2)]),
             keys_before: BTreeMap::from([("db0".into(), 2), ("db1".into(), 2)]),
             expires: BTreeMap::from([("db0".into(), 1), ("db1".into(), 0)]),
+            archive: None,
         }
     }
 

@@ -111,6 +111,21 @@ pub const SETTINGS: &[Setting] = &[
         Flag,
         "Swift segment size in bytes",
     ),
+    // Ten seconds of writes at most are lost with the host; shorter makes
+    // more, smaller objects.
+    setting(
+        "archive_interval",
+        "10",
+        Flag,
+        "seconds between stored chunks of the archived write stream (minimum 1)",
+    ),
+    // Bounds what the archiver holds in memory between chunks.
+    setting(
+        "archive_chunk_size",
+        "8M",
+        Flag,
+        "bytes after which a chunk is stored before archive_interval (K/M/G suffixes)",
+    ),
     setting(
         "instance",
         "",

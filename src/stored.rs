@@ -114,6 +114,31 @@ impl Stored {
     }
 }
 
+impl Stored {
+    /// `decode_into` for a chunk of an archived stream: its bytes are not an
+    /// RDB, so only the frames, the trailer and the record are checked.
+    /// Returns the plain size.
+    pub fn decode_stream_into(self, output: &mut dyn Write, key: &MasterKey) -> Result<u64> {
+        let mut input = self.input;
+        let (requested, record) = (self.requested.as_ref(), self.record.as_ref());
+        let expected = |header: &Header| match header.identity {
+            None => Err(format_1_refused(&self.name)),
+            Some(_) => check_identity(header, requested, record),
+        };
+        let (_, raw_size, raw_sha256) =
+            pipeline::decode_stream(&mut input, output, key, 1, &expected)?;
+        if let Some(record) = &self.record {
+            if raw_sha256 != record.raw_sha256 || raw_size != record.raw_size {
+                return Err(Error::integrity(format!(
+                    "chunk {} decodes to {raw_size} bytes with sha256 {raw_sha256}, but its record says {} bytes with sha256 {}: the object or the record was replaced",
+                    record.id, record.raw_size, record.raw_sha256
+                )));
+            }
+        }
+        Ok(raw_size)
+    }
+}
+
 /// The record of backup `id`, authenticated with `key` (format 2 on).
 pub fn load_record(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Record> {
     Record::from_stored(&storage.get_record(id)?, id, key)

@@ -125,6 +125,77 @@ pub fn parse_rfc3339_micros(text: &str) -> Option<u64> {
         .checked_add(micros)
 }
 
+/// Microseconds since the epoch of any RFC 3339 time an operator may type:
+/// `T` or a space between date and time, a fraction of any length (past the
+/// sixth digit, truncated), and `Z` or an offset `+HH:MM`/`-HH:MM`.
+pub fn parse_rfc3339_any(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if text.len() < 20 || !text.is_char_boundary(19) {
+        return None;
+    }
+    let (head, mut rest) = text.split_at(19);
+    let head = head.replacen(' ', "T", 1);
+    let seconds = whole_seconds(&head.replace('t', "T"))?;
+    let mut micros = 0u64;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        micros = format!("{:0<6}", &fraction[..digits.min(6)]).parse().ok()?;
+        rest = &fraction[digits..];
+    }
+    let offset: i64 = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let b = rest.as_bytes();
+            if b.len() != 6 || b[3] != b':' {
+                return None;
+            }
+            let hours: i64 = rest.get(1..3)?.parse().ok()?;
+            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    let utc = (seconds as i64).checked_sub(offset)?;
+    u64::try_from(utc)
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(micros)
+}
+
+/// RFC 3339 UTC to the millisecond of `micros` since the epoch.
+pub fn utc_millis(micros: u64) -> String {
+    let at = UNIX_EPOCH + std::time::Duration::from_micros(micros);
+    let (date, time, sub) = utc_parts(at);
+    format!(
+        "{}-{}-{}T{}:{}:{}.{:03}Z",
+        date.0,
+        date.1,
+        date.2,
+        time.0,
+        time.1,
+        time.2,
+        sub / 1000
+    )
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// The seconds of `YYYY-MM-DDTHH:MM:SS` at the start of `text`.
 fn whole_seconds(text: &str) -> Option<u64> {
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
@@ -265,5 +336,29 @@ mod tests {
         assert_eq!(seconds(ms(61_499), 0), "61");
         assert_eq!(seconds(Duration::from_secs(20), 1), "20.0");
         assert_eq!(seconds(ms(7), 9), "0.007", "at most milliseconds");
+    }
+
+    #[test]
+    fn operator_times_with_offsets_and_fractions() {
+        let z = parse_rfc3339_any("2026-11-30T10:00:00Z").unwrap();
+        assert_eq!(parse_rfc3339_any("2026-11-30T11:00:00+01:00"), Some(z));
+        assert_eq!(parse_rfc3339_any("2026-11-30 09:30:00-00:30"), Some(z));
+        assert_eq!(
+            parse_rfc3339_any("2026-11-30T10:00:00.5Z"),
+            Some(z + 500_000)
+        );
+        assert_eq!(
+            parse_rfc3339_any("2026-11-30T10:00:00.123456789Z"),
+            Some(z + 123_456)
+        );
+        for bad in [
+            "2026-11-30T10:00:00",
+            "2026-11-30T10:00:00.Z",
+            "yesterday",
+            "2026-11-30T10:00:00+1:00",
+        ] {
+            assert_eq!(parse_rfc3339_any(bad), None, "{bad}");
+        }
+        assert_eq!(utc_millis(z + 1_234_567), "2026-11-30T10:00:01.234Z");
     }
 }

@@ -211,8 +211,26 @@ pub fn decode(
     })
 }
 
+/// `decode` for an object whose plain bytes are not an RDB (a chunk of an
+/// archived replication stream): every frame authenticated, the trailer's
+/// size and hash checked, nothing else. Returns the authenticated header,
+/// the plain size and its SHA-256.
+pub fn decode_stream(
+    input: &mut (dyn Read + Send),
+    output: &mut dyn Write,
+    key: &MasterKey,
+    workers: usize,
+    expected: &dyn Fn(&Header) -> Result<()>,
+) -> Result<(Header, u64, String)> {
+    let (header, keys) = format::read_header(input, key)?;
+    expected(&header)?;
+    let (raw_size, raw_sha256, _) = decode_frames(input, output, &header, &keys, workers, None)?;
+    Ok((header, raw_size, raw_sha256))
+}
+
 /// The frames after the header, with the RDB check optional so that tests
 /// can round-trip bytes that are not an RDB.
+/// (Chunks of an archived stream are not RDBs either.)
 fn decode_frames(
     input: &mut (dyn Read + Send),
     output: &mut dyn Write,

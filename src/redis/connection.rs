@@ -13,6 +13,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,15 @@ pub struct SnapshotOutcome {
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
 }
 
 impl Read for Stream {
@@ -241,18 +251,141 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// The RDB of a replication sync, as a plain reader. Its errors carry an
 /// `Error` of Redis's kind (exit 3) that names the server and the limit.
-pub struct SyncRdb {
-    reader: SyncReader<BufReader<Timed>>,
+pub struct SyncRdb(RdbFrom<BufReader<Timed>>);
+
+impl Read for SyncRdb {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// The RDB part of a sync reply, from the server at `endpoint`.
+struct RdbFrom<R> {
+    reader: SyncReader<R>,
     endpoint: Endpoint,
 }
 
-impl Read for SyncRdb {
+impl<R: io::BufRead> Read for RdbFrom<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.reader.read(buf).map_err(|e| {
             let err = Error::from_io(e).unwrap_or_else(|e| Error::redis(e.to_string()));
             err.context(format!("reading the RDB from Redis at {}", self.endpoint))
                 .into()
         })
+    }
+}
+
+/// How a primary answered PSYNC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Psync {
+    /// A full resync: the RDB at `offset` of history `replid` comes first.
+    Full { replid: String, offset: u64 },
+    /// The stream goes on from the offset asked for; `replid` is set when
+    /// the primary now calls the history by another ID (a failover).
+    Continue { replid: Option<String> },
+}
+
+/// A replica's link after PSYNC: the stream to read, and a way to send
+/// `REPLCONF ACK` from another thread while the reader waits.
+pub struct ReplicaLink {
+    input: BufReader<Timed>,
+    /// Stream bytes already read past the RDB's end mark.
+    pending: Vec<u8>,
+    output: Mutex<Stream>,
+    endpoint: Endpoint,
+}
+
+impl ReplicaLink {
+    /// Hand the RDB of a full resync to `take` as a reader (cut at
+    /// `limits.max_rdb_size`, with `limits.wait` for Redis to make it), then
+    /// go on to the stream that follows it.
+    pub fn take_rdb<T>(
+        &mut self,
+        limits: SyncLimits,
+        take: impl FnOnce(&mut (dyn Read + Send)) -> Result<T>,
+    ) -> Result<T> {
+        let exchange = Exchange::new(limits.wait, "the RDB", "save_timeout");
+        self.input.get_mut().begin(Some(exchange));
+        let endpoint = self.endpoint.clone();
+        let reader = SyncReader::start(&mut self.input, limits.max_rdb_size)
+            .map_err(|e| e.context(format!("PSYNC with Redis at {endpoint}")))?;
+        let mut rdb = RdbFrom { reader, endpoint };
+        let taken = take(&mut rdb)?;
+        // Whoever took it must have read it to its end.
+        if rdb
+            .read(&mut [0u8; 1])
+            .map_err(|e| Error::from_io(e).unwrap_or_else(|e| Error::redis(e.to_string())))?
+            != 0
+        {
+            return Err(Error::other(
+                "the RDB of the resync was not read to its end",
+            ));
+        }
+        self.pending = rdb.reader.leftover();
+        self.input.get_mut().begin(None);
+        Ok(taken)
+    }
+
+    /// Split into the reading half and the acknowledging half.
+    pub fn split(self) -> (ReplicaInput, ReplicaAcks) {
+        (
+            ReplicaInput {
+                input: self.input,
+                pending: self.pending,
+                endpoint: self.endpoint.clone(),
+            },
+            ReplicaAcks {
+                output: self.output,
+                endpoint: self.endpoint,
+            },
+        )
+    }
+}
+
+/// The stream from the primary, as bytes.
+pub struct ReplicaInput {
+    input: BufReader<Timed>,
+    pending: Vec<u8>,
+    endpoint: Endpoint,
+}
+
+impl Read for ReplicaInput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.pending.is_empty() {
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            return Ok(n);
+        }
+        self.input.read(buf).map_err(|e| {
+            let err = Error::from_io(e).unwrap_or_else(|e| Error::redis(e.to_string()));
+            err.context(format!("the replication stream from {}", self.endpoint))
+                .into()
+        })
+    }
+}
+
+/// Sends `REPLCONF ACK` on the link.
+pub struct ReplicaAcks {
+    output: Mutex<Stream>,
+    endpoint: Endpoint,
+}
+
+impl ReplicaAcks {
+    pub fn ack(&self, offset: u64) -> Result<()> {
+        let offset = offset.to_string();
+        let mut out = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        resp::write_command(&mut *out, &[b"REPLCONF", b"ACK", offset.as_bytes()])
+            .map_err(|e| Error::redis(format!("sending REPLCONF ACK to {}: {e}", self.endpoint)))
+    }
+
+    /// End the link both ways: a reader waiting on it wakes up.
+    pub fn close(&self) {
+        let out = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = match &*out {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
     }
 }
 
@@ -397,7 +530,68 @@ impl Connection {
         let endpoint = self.endpoint.clone();
         let reader = SyncReader::start(self.stream, limits.max_rdb_size)
             .map_err(|e| e.context(format!("SYNC with Redis at {endpoint}")))?;
-        Ok(SyncRdb { reader, endpoint })
+        Ok(SyncRdb(RdbFrom { reader, endpoint }))
+    }
+
+    /// Turn this connection into a replica's link to the primary: announce
+    /// what we understand (`capa eof psync2`), then `PSYNC replid offset`
+    /// (the next byte wanted) or, with nothing to continue, `PSYNC ? -1`.
+    pub fn psync(mut self, from: Option<(&str, u64)>) -> Result<(Psync, ReplicaLink)> {
+        self.call("REPLCONF", &[b"capa", b"eof", b"capa", b"psync2"])?;
+        let (replid, offset) = match from {
+            Some((replid, next)) => (replid.to_string(), next.to_string()),
+            None => ("?".to_string(), "-1".to_string()),
+        };
+        let reply = self.call("PSYNC", &[replid.as_bytes(), offset.as_bytes()])?;
+        let text = match &reply {
+            Value::Simple(text) => text.clone(),
+            other => {
+                return Err(Error::redis(format!(
+                    "Redis at {} answered PSYNC with {other:?}",
+                    self.endpoint
+                )))
+            }
+        };
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let well_formed_id = |id: &str| id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        let psync = match words.as_slice() {
+            ["FULLRESYNC", id, offset] if well_formed_id(id) => Psync::Full {
+                replid: id.to_string(),
+                offset: offset.parse().map_err(|_| {
+                    Error::redis(format!(
+                        "Redis sent a malformed FULLRESYNC offset: {text:?}"
+                    ))
+                })?,
+            },
+            ["CONTINUE"] => Psync::Continue { replid: None },
+            ["CONTINUE", id] if well_formed_id(id) => Psync::Continue {
+                replid: Some(id.to_string()),
+            },
+            _ => {
+                return Err(Error::redis(format!(
+                    "Redis at {} answered PSYNC with {text:?}",
+                    self.endpoint
+                )))
+            }
+        };
+        let output = self.stream.get_ref().stream.try_clone().map_err(|e| {
+            Error::redis(format!(
+                "cannot share the replication link to {}: {e}",
+                self.endpoint
+            ))
+        })?;
+        // A primary PINGs its replicas every 10 s by default: silence past
+        // redis_timeout means the link is gone.
+        self.stream.get_mut().begin(None);
+        Ok((
+            psync,
+            ReplicaLink {
+                input: self.stream,
+                pending: Vec::new(),
+                output: Mutex::new(output),
+                endpoint: self.endpoint,
+            },
+        ))
     }
 
     /// Runs a command and turns an error reply into `Error::Redis`.

@@ -152,6 +152,18 @@ impl<R: BufRead> Read for SyncReader<R> {
 }
 
 impl<R> SyncReader<R> {
+    /// After the RDB's end: the stream bytes read past an end mark (a
+    /// follower of the primary needs them; they are the first commands).
+    pub fn leftover(self) -> Vec<u8> {
+        match self.ending {
+            Ending::Mark(mark) if self.done => match find(&self.held, &mark) {
+                Some(at) => self.held[at + EOF_MARK_LEN..].to_vec(),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
     /// Hand up to `ready` held bytes to the caller, unless they would take
     /// the RDB past the cap.
     fn release(&mut self, ready: usize, buf: &mut [u8]) -> io::Result<usize> {
@@ -227,6 +239,10 @@ mod tests {
         let mark = "0123456789abcdef0123456789abcdef01234567";
         let reply = format!("$EOF:{mark}\r\nREDIS0010 body{mark}*1\r\n$4\r\nPING\r\n");
         assert_eq!(read_all(reply.as_bytes()).unwrap(), b"REDIS0010 body");
+        // ... but it is kept for whoever follows the stream.
+        let mut reader = SyncReader::start(Cursor::new(reply.into_bytes()), NO_CAP).unwrap();
+        reader.read_to_end(&mut Vec::new()).unwrap();
+        assert_eq!(reader.leftover(), b"*1\r\n$4\r\nPING\r\n");
     }
 
     #[test]

@@ -9,9 +9,10 @@ pub mod journal;
 mod private_redis;
 pub mod rollback;
 
+use crate::archive;
 use crate::cli::Target;
 use crate::codec::crypto::{self, MasterKey};
-use crate::codec::pipeline::DecodeSummary;
+use crate::codec::rdb::{RdbCheck, RdbInfo};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -90,12 +91,41 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let was_active = service.is_active()?;
 
     // One storage session for the record and the object.
-    let stored = match &request.target {
-        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key, request.allow_format_1)?,
-        Target::File(path) => Stored::from_file(path, &key, request.allow_format_1)?,
+    let input = match &request.target {
+        Target::Id(id) => Input::Stored(Box::new(Stored::open(
+            &*storage::open(config)?,
+            id,
+            &key,
+            request.allow_format_1,
+        )?)),
+        Target::File(path) => Input::Stored(Box::new(Stored::from_file(
+            path,
+            &key,
+            request.allow_format_1,
+        )?)),
+        Target::At { micros, instance } => {
+            let storage = storage::open(config)?;
+            let instance = instance.as_deref().unwrap_or(&config.instance);
+            let window = archive::windows::holding(&*storage, &key, instance, *micros)?;
+            // Replayed while Redis keeps running, like any staging.
+            let replayed = archive::replay::replay(
+                &*storage,
+                &key,
+                &binary,
+                &window,
+                *micros,
+                config.save_timeout,
+            )?;
+            Input::Replayed {
+                name: format!("instance {instance} as at {}", units::utc_millis(*micros)),
+                replayed,
+            }
+        }
     };
-    let record = stored.record().cloned();
-    let name = stored.name().to_string();
+    let (record, name) = match &input {
+        Input::Stored(stored) => (stored.record().cloned(), stored.name().to_string()),
+        Input::Replayed { name, .. } => (None, name.clone()),
+    };
     let plan = Plan {
         config,
         conf: &conf,
@@ -109,7 +139,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let (_, stamp) = units::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&data, &stamp)?;
     let staging = Instant::now();
-    let summary = match stage(&plan, stored, &key, &work) {
+    let summary = match stage(&plan, input, &key, &work) {
         Ok(summary) => summary,
         Err(e) => {
             // Redis was never touched; drop what we staged.
@@ -247,15 +277,46 @@ fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.into()
 }
 
-/// Decode into the work folder, fsync, and prove it: every MAC, SHA-256 against
-/// the record, RDB magic and CRC64, and an RDB version this host can load.
-fn stage(plan: &Plan, stored: Stored, key: &MasterKey, work: &WorkDir) -> Result<DecodeSummary> {
-    let needed = stored.record().map(|r| r.raw_size);
+/// What restore puts in place: a stored backup, or the state of an
+/// instance at a moment, replayed from its archive.
+enum Input {
+    Stored(Box<Stored>),
+    Replayed {
+        name: String,
+        replayed: archive::replay::Replayed,
+    },
+}
+
+/// What staging proved.
+struct StagedRdb {
+    raw_size: u64,
+    rdb: RdbInfo,
+}
+
+/// Decode (or copy) into the work folder, fsync, and prove it: for a backup
+/// every MAC, SHA-256 against the record, RDB magic and CRC64; for a replay
+/// the RDB's own checks; for both an RDB version this host can load.
+fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<StagedRdb> {
+    let needed = match &input {
+        Input::Stored(stored) => stored.record().map(|r| r.raw_size),
+        Input::Replayed { .. } => None,
+    };
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
-    let decoded = stored.decode_into(&mut out, key, plan.config.threads);
-    let flushed = decoded.and_then(|summary| {
+    let written = match input {
+        Input::Stored(stored) => stored
+            .decode_into(&mut out, key, plan.config.threads)
+            .map(Some),
+        Input::Replayed { replayed, .. } => replayed
+            .open_rdb()
+            .and_then(|mut rdb| {
+                io::copy(&mut rdb, &mut out)
+                    .map_err(|e| Error::other(format!("copying the replayed RDB: {e}")))
+            })
+            .map(|_| None),
+    };
+    let flushed = written.and_then(|summary| {
         out.flush()
             .and_then(|()| out.get_mut().drain())
             .and_then(|()| out.get_ref().file.get_ref().sync_all())
@@ -269,7 +330,9 @@ fn stage(plan: &Plan, stored: Stored, key: &MasterKey, work: &WorkDir) -> Result
             needed.map(|n| format!(" ({} needed)", human_size(n))).unwrap_or_default()
         )));
     }
-    let summary = flushed?;
+    let Some(summary) = flushed? else {
+        return stage_replayed(plan, work);
+    };
     let written_by = summary.header.identity.as_ref().map(|i| {
         let flavor = Flavor::from_name(&i.server_name);
         format!("{} {}", flavor.name(), i.server_version)
@@ -301,7 +364,34 @@ fn stage(plan: &Plan, stored: Stored, key: &MasterKey, work: &WorkDir) -> Result
         }
         None => log::warn!("restoring a format-1 backup: which backup it is cannot be proven"),
     }
-    Ok(summary)
+    Ok(StagedRdb {
+        raw_size: summary.raw_size,
+        rdb: summary.rdb,
+    })
+}
+
+/// The replayed RDB, staged: checked again as it now lies in the work
+/// folder (root's), and loadable by this host's server.
+fn stage_replayed(plan: &Plan, work: &WorkDir) -> Result<StagedRdb> {
+    let staged = work.staged_path();
+    let mut file = crate::fs::open_regular(&staged)
+        .map_err(|e| Error::other(format!("reading {}: {e}", staged.display())))?;
+    let mut check = RdbCheck::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut raw_size = 0u64;
+    loop {
+        let n = io::Read::read(&mut file, &mut buf)
+            .map_err(|e| Error::other(format!("reading {}: {e}", staged.display())))?;
+        if n == 0 {
+            break;
+        }
+        check.update(&buf[..n]);
+        raw_size += n as u64;
+    }
+    let rdb = check.finish()?;
+    let check = VersionCheck::from_conf(plan.conf.rdb_version_check.as_deref());
+    plan.binary.check_loads(&rdb, check, None)?;
+    Ok(StagedRdb { raw_size, rdb })
 }
 
 /// The staging file, noting when the disk ran full so that the error can say

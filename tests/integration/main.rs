@@ -24,6 +24,7 @@ mod install;
 mod integrity;
 mod keys;
 mod least_privilege;
+mod pitr;
 mod replication;
 mod restore;
 mod restore_faults;

@@ -283,6 +283,19 @@ impl Run {
 }
 
 impl Watched {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send `signal` (`TERM`, `INT`, `KILL`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
     /// Wait (up to `DEADLINE`) for a line of stderr containing `text`.
     pub fn wait_for_line(&mut self, text: &str) {
         let start = Instant::now();

@@ -1,0 +1,513 @@
+//! `archive`: follow the primary as a replica until SIGTERM or SIGINT. On
+//! start it finds where the instance's newest window ends and asks Redis to
+//! go on from there (`PSYNC replid offset+1`); when Redis cannot (its
+//! backlog no longer holds those bytes, or the history changed), the resync's
+//! RDB becomes the base of a new window, and the old window stays restorable
+//! up to its end. The stream is read on one thread, cut into whole commands
+//! stamped with their arrival time, and stored as a chunk every
+//! `archive_interval` or `archive_chunk_size`, whichever comes first. A
+//! third thread acknowledges every second the offset *stored*, so `WAIT`
+//! on the primary counts a write as archived only once it is in storage.
+
+use super::stream::{self, Batch, Splitter};
+use super::windows::windows;
+use super::{ChunkName, BASE_SOURCE, CHUNK_SOURCE};
+use crate::backup;
+use crate::codec::crypto::{self, MasterKey};
+use crate::codec::format::{self, Identity};
+use crate::codec::pipeline::{self, EncodeOptions};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::id::BackupId;
+use crate::record::{self, ArchivePlace, Record};
+use crate::redis::server::Flavor;
+use crate::redis::{
+    instance, ConnectOptions, Connection, Psync, ReplicaAcks, ReplicaInput, SyncLimits,
+};
+use crate::storage::{self, Storage, StorageIo};
+use crate::units::{self, human_size};
+use log::{info, warn};
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Set by SIGTERM and SIGINT.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// How often the loops look at `STOP`, and the primary hears from us.
+const TICK: Duration = Duration::from_millis(200);
+const ACK_EVERY: Duration = Duration::from_secs(1);
+/// Batches in flight between the reader and the storer: with reads of at
+/// most `READ_SIZE`, what the archiver holds beside its chunk is bounded.
+const QUEUE: usize = 64;
+const READ_SIZE: usize = 256 * 1024;
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const LONGEST_PAUSE: Duration = Duration::from_secs(30);
+const STORE_ATTEMPTS: u32 = 5;
+
+pub struct Request {
+    pub instance: Option<String>,
+}
+
+/// Where the archive stands: the window being extended and its end.
+#[derive(Debug, Clone)]
+struct Position {
+    base: BackupId,
+    replid: String,
+    seq: u64,
+    /// The replication offset of the last byte stored.
+    offset: u64,
+}
+
+/// Everything a session needs, gathered once.
+struct Archiver<'a> {
+    config: &'a Config,
+    storage: &'a dyn Storage,
+    key: &'a MasterKey,
+    instance: String,
+    connect: ConnectOptions,
+}
+
+pub fn run(config: &Config, request: Request) -> Result<()> {
+    install_stop_handlers();
+    let key = crypto::load_key_file(&config.key_file)?;
+    let redis_conf = backup::read_redis_conf(config)?;
+    let storage = storage::open(config)?;
+    let archiver = Archiver {
+        config,
+        storage: &*storage,
+        key: &key,
+        instance: request.instance.unwrap_or_else(|| config.instance.clone()),
+        connect: instance::connect_options(config, &redis_conf, config.redis_timeout)?,
+    };
+    let mut position = archiver.resume_point()?;
+    match &position {
+        Some(p) => info!(
+            "archiving instance {}: going on from window {} at offset {}",
+            archiver.instance, p.base, p.offset
+        ),
+        None => info!(
+            "archiving instance {}: no window yet; the first resync makes the base",
+            archiver.instance
+        ),
+    }
+    let mut pause = FIRST_PAUSE;
+    let mut ever_connected = false;
+    loop {
+        match archiver.session(&mut position, &mut ever_connected) {
+            Ok(()) => {
+                info!("archiving stopped; everything received is stored");
+                return Ok(());
+            }
+            // Settings, keys and integrity do not mend by waiting; nor does
+            // a Redis that never once let us follow it (a wrong password, an
+            // ACL without +psync): say so at once.
+            Err(e) if !ever_connected || matches!(e.exit_code(), 1 | 2 | 5) => return Err(e),
+            Err(e) => warn!("{e}; following the primary again in {}s", pause.as_secs()),
+        }
+        if sleep_unless_stopped(pause) {
+            info!("archiving stopped");
+            return Ok(());
+        }
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+impl Archiver<'_> {
+    /// The end of the instance's newest window, if there is one.
+    fn resume_point(&self) -> Result<Option<Position>> {
+        let newest = windows(self.storage, self.key, Some(&self.instance))?.pop();
+        Ok(newest.map(|w| Position {
+            base: w.base.id.clone(),
+            replid: w.last.replid.clone(),
+            seq: w.last.seq,
+            offset: w.last.end_offset,
+        }))
+    }
+
+    /// One connection: PSYNC, a base if Redis resyncs us, then the stream
+    /// until it ends (`Err`) or we are told to stop (`Ok`).
+    fn session(&self, position: &mut Option<Position>, ever_connected: &mut bool) -> Result<()> {
+        let mut conn = Connection::connect(&self.connect)?;
+        let server = conn.server()?;
+        let from = position.as_ref().map(|p| (p.replid.clone(), p.offset + 1));
+        let (psync, mut link) = conn.psync(from.as_ref().map(|(r, o)| (r.as_str(), *o)))?;
+        *ever_connected = true;
+        let label = format!(
+            "{} {}",
+            Flavor::from_name(&server.name).name(),
+            server.version
+        );
+        match psync {
+            Psync::Continue { replid } => {
+                let p = position.as_mut().expect("PSYNC ? -1 is never continued");
+                info!(
+                    "{label} continues window {} from offset {}",
+                    p.base, p.offset
+                );
+                if let Some(replid) = replid {
+                    info!("the primary's history is now called {replid}");
+                    p.replid = replid;
+                }
+            }
+            Psync::Full { replid, offset } => {
+                if let Some(p) = position.as_ref() {
+                    warn!(
+                        "{label} cannot continue window {} at offset {} (restarted, failed over, or its backlog no longer holds those bytes); window {} ends there, and a new one starts",
+                        p.base, p.offset, p.base
+                    );
+                }
+                let limits = SyncLimits {
+                    wait: self.config.save_timeout,
+                    max_rdb_size: self.config.max_rdb_size,
+                };
+                let base =
+                    link.take_rdb(limits, |rdb| self.store_base(rdb, &server, &replid, offset))?;
+                *position = Some(Position {
+                    base: base.id,
+                    replid,
+                    seq: 0,
+                    offset,
+                });
+            }
+        }
+        let position = position.as_mut().expect("set above");
+        let (input, acks) = link.split();
+        self.follow(input, acks, position, &server)
+    }
+
+    /// The resync's RDB, stored as the base of a new window.
+    fn store_base(
+        &self,
+        rdb: &mut (dyn Read + Send),
+        server: &crate::redis::Server,
+        replid: &str,
+        offset: u64,
+    ) -> Result<Record> {
+        let id = backup::new_id()?;
+        self.storage.prepare(&id)?;
+        info!("storing base {id} of a new window (history {replid}, offset {offset})");
+        let created_at = units::utc_micros(SystemTime::now());
+        let identity = Identity {
+            backup_id: id.clone(),
+            instance: self.instance.clone(),
+            created_at: created_at.clone(),
+            server_name: server.name.clone(),
+            server_version: server.version.clone(),
+            source: BASE_SOURCE.into(),
+        };
+        let (summary, rdb, stored_size) =
+            backup::store_rdb_stream(self.storage, rdb, self.key, &identity, self.config)?;
+        let place = ArchivePlace {
+            base: id.clone(),
+            replid: replid.to_string(),
+            seq: 0,
+            start_offset: offset,
+            end_offset: offset,
+            first_at: created_at.clone(),
+            last_at: created_at,
+        };
+        let record = self.record(
+            identity,
+            server,
+            summary,
+            stored_size,
+            u64::from(rdb.version),
+            place,
+        );
+        self.put_record(&record)?;
+        info!(
+            "base {} stored: {} RDB as {}",
+            record.id,
+            human_size(record.raw_size),
+            human_size(record.stored_size)
+        );
+        Ok(record)
+    }
+
+    fn record(
+        &self,
+        identity: Identity,
+        server: &crate::redis::Server,
+        summary: pipeline::EncodeSummary,
+        stored_size: u64,
+        rdb_version: u64,
+        place: ArchivePlace,
+    ) -> Record {
+        Record {
+            location: self.storage.location(&identity.backup_id),
+            id: identity.backup_id,
+            instance: identity.instance,
+            created_at: identity.created_at,
+            redis_version: server.redis_version.clone(),
+            server_name: identity.server_name,
+            server_version: identity.server_version,
+            persistence: "rdb".into(),
+            source: identity.source,
+            raw_size: summary.raw_size,
+            raw_sha256: summary.raw_sha256,
+            stored_size,
+            key_id: summary.key_id,
+            format: record::FORMAT,
+            compression_level: Some(self.config.compression_level),
+            rdb_version,
+            keys: BTreeMap::new(),
+            keys_before: BTreeMap::new(),
+            expires: BTreeMap::new(),
+            archive: Some(place),
+        }
+    }
+
+    fn put_record(&self, record: &Record) -> Result<()> {
+        if let Err(e) = self
+            .storage
+            .put_record(&record.id, &record.to_stored(self.key))
+        {
+            let _ = self.storage.delete(&record.id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Read the stream and store it chunk by chunk; see the module comment.
+    fn follow(
+        &self,
+        input: ReplicaInput,
+        acks: ReplicaAcks,
+        position: &mut Position,
+        server: &crate::redis::Server,
+    ) -> Result<()> {
+        let stored = AtomicU64::new(position.offset);
+        let done = AtomicBool::new(false);
+        let (to_storer, batches) = sync_channel::<Result<Batch>>(QUEUE);
+        thread::scope(|s| {
+            s.spawn(|| read_stream(input, to_storer, &acks, &stored));
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    if acks.ack(stored.load(Ordering::Relaxed)).is_err() {
+                        return;
+                    }
+                    thread::sleep(ACK_EVERY);
+                }
+            });
+            let result = self.store_chunks(batches, position, server, &stored);
+            done.store(true, Ordering::Relaxed);
+            // Wakes the reader if it waits on the socket.
+            acks.close();
+            result
+        })
+    }
+
+    fn store_chunks(
+        &self,
+        batches: Receiver<Result<Batch>>,
+        position: &mut Position,
+        server: &crate::redis::Server,
+        stored: &AtomicU64,
+    ) -> Result<()> {
+        let mut chunk: Vec<Batch> = Vec::new();
+        let mut bytes = 0u64;
+        let mut started: Option<Instant> = None;
+        loop {
+            let event = batches.recv_timeout(TICK);
+            let ended = match event {
+                Ok(Ok(batch)) => {
+                    started.get_or_insert_with(Instant::now);
+                    bytes += batch.bytes.len() as u64;
+                    chunk.push(batch);
+                    None
+                }
+                Ok(Err(e)) => Some(Err(e)),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    Some(Err(Error::redis("the replication stream ended")))
+                }
+            };
+            let stopping = STOP.load(Ordering::Relaxed);
+            let due = started.is_some_and(|t| t.elapsed() >= self.config.archive_interval);
+            if !chunk.is_empty()
+                && (ended.is_some() || stopping || due || bytes >= self.config.archive_chunk_size)
+            {
+                self.store_chunk(&chunk, bytes, position, server)?;
+                stored.store(position.offset, Ordering::Relaxed);
+                chunk.clear();
+                bytes = 0;
+                started = None;
+            }
+            if let Some(result) = ended {
+                return result;
+            }
+            if stopping {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One chunk: the object, then its record. Storage failures are tried
+    /// again (the bytes are in memory); an ID left taken by a failed
+    /// attempt is cleared first.
+    fn store_chunk(
+        &self,
+        batches: &[Batch],
+        bytes: u64,
+        position: &mut Position,
+        server: &crate::redis::Server,
+    ) -> Result<()> {
+        let name = ChunkName {
+            base: position.base.clone(),
+            start: position.offset,
+            end: position.offset + bytes,
+        };
+        let id = name.id();
+        let first = batches.first().expect("a chunk has a batch").at_micros;
+        let last = batches.last().expect("a chunk has a batch").at_micros;
+        let at = |micros: u64| units::utc_micros(UNIX_EPOCH + Duration::from_micros(micros));
+        let identity = Identity {
+            backup_id: id.clone(),
+            instance: self.instance.clone(),
+            created_at: at(first),
+            server_name: server.name.clone(),
+            server_version: server.version.clone(),
+            source: CHUNK_SOURCE.into(),
+        };
+        let payload = stream::encode_chunk(batches);
+        let place = ArchivePlace {
+            base: position.base.clone(),
+            replid: position.replid.clone(),
+            seq: position.seq + 1,
+            start_offset: name.start,
+            end_offset: name.end,
+            first_at: at(first),
+            last_at: at(last),
+        };
+        let mut pause = FIRST_PAUSE;
+        for attempt in 1..=STORE_ATTEMPTS {
+            let stored = self
+                .store_object(&identity, &payload)
+                .and_then(|(summary, size)| {
+                    let record =
+                        self.record(identity.clone(), server, summary, size, 0, place.clone());
+                    self.put_record(&record)
+                });
+            match stored {
+                Ok(()) => {
+                    position.seq += 1;
+                    position.offset = name.end;
+                    log::debug!("stored chunk {id} ({bytes} bytes of stream)");
+                    return Ok(());
+                }
+                Err(e) if attempt < STORE_ATTEMPTS && e.exit_code() == 4 => {
+                    warn!(
+                        "storing chunk {id}: {e}; trying again in {}s",
+                        pause.as_secs()
+                    );
+                    let _ = self.storage.delete(&id);
+                    thread::sleep(pause);
+                    pause *= 2;
+                }
+                Err(e) => return Err(e.context(format!("storing chunk {id}"))),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn store_object(
+        &self,
+        identity: &Identity,
+        payload: &[u8],
+    ) -> Result<(pipeline::EncodeSummary, u64)> {
+        let mut object = self.storage.create(&identity.backup_id)?;
+        let options = EncodeOptions {
+            identity: identity.clone(),
+            level: self.config.compression_level,
+            frame_size: format::DEFAULT_FRAME_SIZE,
+            workers: 1,
+            salt: None,
+        };
+        let summary = pipeline::encode(
+            &mut Cursor::new(payload),
+            &mut StorageIo(&mut *object),
+            self.key,
+            &options,
+        )?;
+        let size = object.commit(&[("Backup-Id", identity.backup_id.to_string())])?;
+        Ok((summary, size))
+    }
+}
+
+/// The reader: whole commands, stamped as they arrive; `REPLCONF GETACK`
+/// answered at once with what is stored.
+fn read_stream(
+    mut input: ReplicaInput,
+    out: SyncSender<Result<Batch>>,
+    acks: &ReplicaAcks,
+    stored: &AtomicU64,
+) {
+    let mut splitter = Splitter::default();
+    let mut buf = vec![0u8; READ_SIZE];
+    loop {
+        let read = input.read(&mut buf).map_err(|e| {
+            Error::from_io(e).unwrap_or_else(|e| Error::redis(format!("reading the stream: {e}")))
+        });
+        let whole = match read {
+            Ok(0) => Err(Error::redis("the primary closed the replication stream")),
+            Ok(n) => splitter.push(&buf[..n]),
+            Err(e) => Err(e),
+        };
+        let batch = whole.map(|bytes| Batch {
+            at_micros: units::now_micros(),
+            bytes,
+        });
+        let failed = batch.is_err();
+        if let Ok(batch) = &batch {
+            if batch.bytes.is_empty() {
+                continue;
+            }
+            if stream::commands(&batch.bytes).any(is_getack) {
+                let _ = acks.ack(stored.load(Ordering::Relaxed));
+            }
+        }
+        if out.send(batch).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn is_getack(command: &[u8]) -> bool {
+    let args = stream::arguments(command);
+    args.len() >= 2
+        && args[0].eq_ignore_ascii_case(b"REPLCONF")
+        && args[1].eq_ignore_ascii_case(b"GETACK")
+}
+
+/// Sleep up to `pause`; true if told to stop meanwhile.
+fn sleep_unless_stopped(pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    while Instant::now() < until {
+        if STOP.load(Ordering::Relaxed) {
+            return true;
+        }
+        thread::sleep(TICK);
+    }
+    STOP.load(Ordering::Relaxed)
+}
+
+extern "C" fn note_stop(_signal: libc::c_int) {
+    // Only an atomic store: nothing else is safe in a signal handler.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) ask for what is received
+/// to be stored, then a clean exit.
+#[allow(unsafe_code)]
+fn install_stop_handlers() {
+    let handler = note_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: `note_stop` only stores to an atomic, which is
+    // async-signal-safe; `signal` has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+}

@@ -1,0 +1,607 @@
+//! The state of an instance at a moment: its window's base, then every
+//! archived command received at or before that moment, loaded by the
+//! target's own server as an AOF (the base as the AOF's RDB part, the
+//! commands after it), which then saves the RDB that export or restore
+//! takes. Chunks are proven one by one: each record and object
+//! authenticated, each the next in the window by sequence number and
+//! offset, so a gap, a duplicate, a reorder or an edit stops the replay
+//! (exit 5) instead of being stepped over. A transaction is applied whole or
+//! not at all; PINGs and REPLCONFs are the link's, not the data's.
+//!
+//! The server runs as `nobody`, with no TCP port and no config file, in a
+//! directory that is root's while root writes the files there, and handed
+//! over only once root is done; root then reads back a single regular file,
+//! never following a link, and checks it as an RDB.
+
+use super::stream::{self, Batch};
+use super::windows::Window;
+use super::ChunkName;
+use crate::codec::crypto::{self, MasterKey};
+use crate::codec::rdb::{RdbCheck, RdbInfo};
+use crate::error::{Error, Result};
+use crate::fs::data_dir;
+use crate::record::{ArchivePlace, Record};
+use crate::redis::server::ServerBinary;
+use crate::redis::{ConnectOptions, Connection, Endpoint};
+use crate::storage::Storage;
+use crate::stored::{load_record, Stored};
+use crate::units;
+use log::{debug, info};
+use rustix::fs::{self as rfs, Mode};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The replay server's account: it owns nothing on the host.
+const NOBODY: u32 = 65534;
+const DIR_PREFIX: &str = "redis-backup-replay-";
+/// Large: it holds the base RDB and the commands.
+const PARENT: &str = "/var/tmp";
+const AOF_NAME: &str = "replay.aof";
+const AOF_DIR: &str = "aof";
+const RDB_NAME: &str = "replayed.rdb";
+const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const POLL: Duration = Duration::from_millis(50);
+
+/// What a replay made.
+pub struct Replayed {
+    dir: ReplayDir,
+    /// The receive time of the last command applied (the base's time if none).
+    pub applied_until: u64,
+    pub commands: u64,
+    pub base: String,
+}
+
+impl Replayed {
+    /// The RDB, opened once, as a regular file and never through a link.
+    pub fn open_rdb(&self) -> Result<File> {
+        let path = self.dir.server_dir().join(RDB_NAME);
+        crate::fs::open_regular(&path).map_err(|e| {
+            Error::other(format!(
+                "cannot open the replayed RDB {}: {e}",
+                path.display()
+            ))
+        })
+    }
+}
+
+/// Replay `window` up to `at` (µs since the epoch).
+pub fn replay(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    binary: &ServerBinary,
+    window: &Window,
+    at: u64,
+    timeout: Duration,
+) -> Result<Replayed> {
+    let started = Instant::now();
+    let dir = ReplayDir::create()?;
+    let server_dir = dir.server_dir();
+    let multipart = binary.writes_multipart_aof();
+    let (base_path, incr_path) = match multipart {
+        true => {
+            fs::create_dir(server_dir.join(AOF_DIR)).map_err(|e| dir.failed("create", e))?;
+            (
+                server_dir
+                    .join(AOF_DIR)
+                    .join(format!("{AOF_NAME}.1.base.rdb")),
+                Some(
+                    server_dir
+                        .join(AOF_DIR)
+                        .join(format!("{AOF_NAME}.1.incr.aof")),
+                ),
+            )
+        }
+        // Redis 6: one file, the RDB then the commands.
+        false => (server_dir.join(AOF_NAME), None),
+    };
+
+    let base = &window.base;
+    let mut out = BufWriter::with_capacity(1 << 20, create(&base_path)?);
+    Stored::open(storage, &base.id, key, false)?.decode_into(&mut out, key, 2)?;
+    let mut out = match &incr_path {
+        Some(path) => {
+            finish(out, &base_path)?;
+            BufWriter::with_capacity(1 << 20, create(path)?)
+        }
+        None => out,
+    };
+    let mut applier = Applier::new(at);
+    let base_place = base.archive.as_ref().expect("a base has its place");
+    let mut chain = Chain::new(base, base_place);
+    for name in &window.chunks {
+        let Some(record) = chain.next(storage, key, name)? else {
+            continue;
+        };
+        let place = record.archive.clone().expect("checked by the chain");
+        if place.span_micros().0 > at {
+            break;
+        }
+        let batches = read_chunk(storage, key, &record, &place)?;
+        if !applier.apply(&batches, &mut out)? {
+            break;
+        }
+    }
+    applier.finish(&mut out)?;
+    let written = incr_path.as_deref().unwrap_or(&base_path);
+    finish(out, written)?;
+    if multipart {
+        let manifest = format!(
+            "file {AOF_NAME}.1.base.rdb seq 1 type b\nfile {AOF_NAME}.1.incr.aof seq 1 type i\n"
+        );
+        let path = server_dir
+            .join(AOF_DIR)
+            .join(format!("{AOF_NAME}.manifest"));
+        let mut file = create(&path)?;
+        file.write_all(manifest.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| dir.failed("write", e))?;
+    }
+    info!(
+        "replaying {} commands of window {} up to {} into a private {}",
+        applier.commands,
+        base.id,
+        units::utc_millis(applier.applied_until.unwrap_or(window.from_micros)),
+        binary.program
+    );
+    dir.hand_over()?;
+    let mut server = ReplayServer::start(binary, &dir, multipart)?;
+    server.save(timeout)?;
+    drop(server);
+    check_rdb(&dir)?;
+    info!(
+        "replayed window {} to {} in {}s",
+        base.id,
+        units::utc_millis(applier.applied_until.unwrap_or(window.from_micros)),
+        units::seconds(started.elapsed(), 1)
+    );
+    Ok(Replayed {
+        applied_until: applier.applied_until.unwrap_or(window.from_micros),
+        commands: applier.commands,
+        base: base.id.to_string(),
+        dir,
+    })
+}
+
+fn create(path: &Path) -> Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::other(format!("cannot create {}: {e}", path.display())))
+}
+
+fn finish(out: BufWriter<File>, path: &Path) -> Result<()> {
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::other(format!("writing {}: {e}", path.display())))
+}
+
+/// The chunks of one window, checked in order: each authentic, of this
+/// base and instance, and exactly the next by sequence number and offset.
+struct Chain<'a> {
+    base: &'a Record,
+    seq: u64,
+    offset: u64,
+}
+
+impl<'a> Chain<'a> {
+    fn new(base: &'a Record, place: &ArchivePlace) -> Chain<'a> {
+        Chain {
+            base,
+            seq: 0,
+            offset: place.start_offset,
+        }
+    }
+
+    /// The record of chunk `name` if it is the next one; an error if the
+    /// window has a gap or a chunk out of place.
+    fn next(
+        &mut self,
+        storage: &dyn Storage,
+        key: &MasterKey,
+        name: &ChunkName,
+    ) -> Result<Option<Record>> {
+        let base = &self.base.id;
+        if name.start != self.offset {
+            let what = match name.start < self.offset {
+                true => "overlaps what came before it: a duplicate or a chunk out of place",
+                false => "leaves a gap after the chunk before it: a chunk is missing",
+            };
+            return Err(Error::integrity(format!(
+                "window {base}: chunk {} starts at offset {}, where the stream is at {}; it {what}",
+                name.id(),
+                name.start,
+                self.offset
+            )));
+        }
+        let id = name.id();
+        let record = load_record(storage, &id, key)?;
+        let place = record.archive.as_ref().ok_or_else(|| {
+            Error::integrity(format!(
+                "chunk {id} has no place in an archive: not a chunk"
+            ))
+        })?;
+        let expected = (
+            base,
+            self.seq + 1,
+            name.start,
+            name.end,
+            &self.base.instance,
+        );
+        let found = (
+            &place.base,
+            place.seq,
+            place.start_offset,
+            place.end_offset,
+            &record.instance,
+        );
+        if found != expected || record.source != super::CHUNK_SOURCE {
+            return Err(Error::integrity(format!(
+                "chunk {id} is not the next chunk of window {base} (it says base {}, number {}, offsets {}..{}, instance {}; expected number {}): moved or replaced",
+                place.base, place.seq, place.start_offset, place.end_offset, record.instance, self.seq + 1
+            )));
+        }
+        self.seq += 1;
+        self.offset = name.end;
+        Ok(Some(record))
+    }
+}
+
+/// A chunk's batches, its object authenticated against its record.
+fn read_chunk(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    record: &Record,
+    place: &ArchivePlace,
+) -> Result<Vec<Batch>> {
+    let mut payload = Vec::with_capacity(record.raw_size.min(1 << 30) as usize);
+    Stored::open(storage, &record.id, key, false)?.decode_stream_into(&mut payload, key)?;
+    let batches = stream::decode_chunk(&payload)?;
+    let bytes: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
+    let (first, last) = place.span_micros();
+    let in_order = batches.windows(2).all(|w| w[0].at_micros <= w[1].at_micros);
+    let span = (
+        batches.first().map(|b| b.at_micros),
+        batches.last().map(|b| b.at_micros),
+    );
+    if bytes != place.end_offset - place.start_offset
+        || !in_order
+        || span != (Some(first), Some(last))
+    {
+        return Err(Error::integrity(format!(
+            "chunk {} does not hold what its record says (offsets, times or order): tampered",
+            record.id
+        )));
+    }
+    Ok(batches)
+}
+
+/// Writes the commands received at or before `at`, whole transactions only.
+struct Applier {
+    at: u64,
+    /// A MULTI and what followed it, until its EXEC.
+    transaction: Option<Vec<u8>>,
+    commands: u64,
+    applied_until: Option<u64>,
+}
+
+impl Applier {
+    fn new(at: u64) -> Applier {
+        Applier {
+            at,
+            transaction: None,
+            commands: 0,
+            applied_until: None,
+        }
+    }
+
+    /// Apply `batches`; false once a batch came after `at`.
+    fn apply(&mut self, batches: &[Batch], out: &mut impl Write) -> Result<bool> {
+        let failed = |e: std::io::Error| Error::other(format!("writing the replay: {e}"));
+        for batch in batches {
+            if batch.at_micros > self.at {
+                return Ok(false);
+            }
+            for command in stream::commands(&batch.bytes) {
+                let name = stream::name(command);
+                match name.as_str() {
+                    "PING" | "REPLCONF" => continue,
+                    "MULTI" => self.transaction = Some(command.to_vec()),
+                    "EXEC" => match self.transaction.take() {
+                        Some(mut whole) => {
+                            whole.extend_from_slice(command);
+                            out.write_all(&whole).map_err(failed)?;
+                            self.commands += 1;
+                        }
+                        None => {
+                            return Err(Error::integrity(
+                                "the archived stream has an EXEC without MULTI",
+                            ))
+                        }
+                    },
+                    _ => match &mut self.transaction {
+                        Some(pending) => pending.extend_from_slice(command),
+                        None => {
+                            out.write_all(command).map_err(failed)?;
+                            self.commands += 1;
+                        }
+                    },
+                }
+            }
+            if self.transaction.is_none() {
+                self.applied_until = Some(batch.at_micros);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A transaction still open at `at` was not applied on the primary
+    /// either: it is dropped, never half written.
+    fn finish(&mut self, _out: &mut impl Write) -> Result<()> {
+        if self.transaction.take().is_some() {
+            debug!("a transaction open at the moment asked for is left out");
+        }
+        Ok(())
+    }
+}
+
+/// `<PARENT>/redis-backup-replay-<random>/` (root's, 0711) with `srv/`
+/// inside: root's while root writes, then the replay account's.
+struct ReplayDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl ReplayDir {
+    fn create() -> Result<ReplayDir> {
+        let random = crypto::hex(&crypto::random_bytes::<8>()?);
+        let name = format!("{DIR_PREFIX}{random}");
+        let path = Path::new(PARENT).join(&name);
+        let failed =
+            |e: std::io::Error| Error::other(format!("cannot create {}: {e}", path.display()));
+        let parent = data_dir::open_dir(rfs::CWD, PARENT).map_err(failed)?;
+        let fd = data_dir::create_private_dir(parent.as_fd(), &name).map_err(failed)?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(0o711)).map_err(|e| failed(e.into()))?;
+        let srv = data_dir::create_private_dir(fd.as_fd(), "srv").map_err(failed)?;
+        drop(srv);
+        Ok(ReplayDir { path, fd })
+    }
+
+    fn server_dir(&self) -> PathBuf {
+        self.path.join("srv")
+    }
+
+    fn failed(&self, what: &str, e: std::io::Error) -> Error {
+        Error::other(format!("cannot {what} in {}: {e}", self.path.display()))
+    }
+
+    /// Give `srv/` and everything in it to the replay account.
+    fn hand_over(&self) -> Result<()> {
+        let srv = data_dir::open_dir(self.fd.as_fd(), "srv").map_err(|e| self.failed("open", e))?;
+        give(srv.as_fd(), &self.server_dir()).map_err(|e| self.failed("hand over", e))
+    }
+}
+
+/// `fchown` the directory `dir` and what is in it (one level of
+/// subdirectories: all a replay makes), by descriptor.
+fn give(dir: std::os::fd::BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
+    let nobody = (
+        Some(rfs::Uid::from_raw(NOBODY)),
+        Some(rfs::Gid::from_raw(NOBODY)),
+    );
+    for name in data_dir::entry_names(dir)? {
+        let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
+        let entry = rfs::openat(dir, name.as_str(), flags, Mode::empty())?;
+        if rfs::fstat(&entry)?.st_mode & 0o170000 == 0o040000 {
+            give(entry.as_fd(), &path.join(&name))?;
+        } else {
+            rfs::fchown(&entry, nobody.0, nobody.1)?;
+        }
+    }
+    rfs::fchown(dir, nobody.0, nobody.1)?;
+    Ok(())
+}
+
+impl Drop for ReplayDir {
+    fn drop(&mut self) {
+        if let Ok(names) = data_dir::entry_names(self.fd.as_fd()) {
+            for name in names {
+                let _ = data_dir::remove_tree(self.fd.as_fd(), &name);
+            }
+        }
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// The target's server binary on the replay files, unreachable but by its
+/// socket in `srv/`.
+struct ReplayServer {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl ReplayServer {
+    fn start(binary: &ServerBinary, dir: &ReplayDir, multipart: bool) -> Result<ReplayServer> {
+        let srv = dir.server_dir();
+        let socket = srv.join("s.sock");
+        let log = dir.path.join("server.log");
+        let log_file = File::create(&log)
+            .map_err(|e| Error::other(format!("cannot create {}: {e}", log.display())))?;
+        let mut command = Command::new(&binary.program);
+        command
+            .args(["--port", "0"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "700"])
+            .args(["--appendonly", "yes", "--appendfilename", AOF_NAME])
+            .args([
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--pidfile",
+                "",
+                "--logfile",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&srv)
+            .args(["--dbfilename", RDB_NAME]);
+        if multipart {
+            command.args(["--appenddirname", AOF_DIR]);
+        }
+        command
+            .env_clear()
+            .env("PATH", SERVER_PATH)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .current_dir(&srv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log_file.try_clone().map_err(|e| {
+                Error::other(format!("cannot share the replay log: {e}"))
+            })?))
+            .stderr(Stdio::from(log_file));
+        let child = command.spawn().map_err(|e| {
+            Error::other(format!(
+                "cannot start {} for the replay: {e}",
+                binary.program
+            ))
+        })?;
+        Ok(ReplayServer { child, socket, log })
+    }
+
+    /// Wait until it has loaded everything, then have it save the RDB.
+    fn save(&mut self, timeout: Duration) -> Result<()> {
+        let options = ConnectOptions {
+            endpoint: Endpoint::Unix(self.socket.clone()),
+            user: None,
+            password: None,
+            renamed_commands: HashMap::new(),
+            timeout,
+        };
+        let deadline = Instant::now() + timeout;
+        let mut conn = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.failed(&format!("exited ({status}) while loading")));
+            }
+            if let Ok(mut conn) = Connection::connect(&options) {
+                if conn
+                    .info("persistence")
+                    .ok()
+                    .and_then(|p| p.get("loading").cloned())
+                    == Some("0".into())
+                {
+                    break conn;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failed("did not finish loading in time"));
+            }
+            std::thread::sleep(POLL);
+        };
+        conn.call("SAVE", &[])
+            .map_err(|e| self.failed(&format!("could not save: {e}")))?;
+        Ok(())
+    }
+
+    fn failed(&self, what: &str) -> Error {
+        let tail = fs::read_to_string(&self.log)
+            .ok()
+            .and_then(|log| {
+                log.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        Error::integrity(format!(
+            "the private server replaying the archive {what} (its last words: {tail:?}); the archived stream could not be applied"
+        ))
+    }
+}
+
+impl Drop for ReplayServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The saved RDB passes its own checks.
+fn check_rdb(dir: &ReplayDir) -> Result<RdbInfo> {
+    let path = dir.server_dir().join(RDB_NAME);
+    let mut file = crate::fs::open_regular(&path)
+        .map_err(|e| Error::other(format!("the replay saved no RDB ({}): {e}", path.display())))?;
+    let mut check = RdbCheck::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::other(format!("reading {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        check.update(&buf[..n]);
+    }
+    check.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        out
+    }
+
+    fn batch(at: u64, commands: &[&[&str]]) -> Batch {
+        Batch {
+            at_micros: at,
+            bytes: commands.iter().flat_map(|c| cmd(c)).collect(),
+        }
+    }
+
+    #[test]
+    fn commands_up_to_the_moment_and_only_whole_transactions() {
+        let batches = [
+            batch(10, &[&["SELECT", "0"], &["SET", "a", "1"], &["PING"]]),
+            batch(20, &[&["MULTI"], &["SET", "b", "2"]]),
+            batch(30, &[&["EXEC"], &["REPLCONF", "GETACK", "*"]]),
+            batch(40, &[&["MULTI"], &["SET", "c", "3"]]),
+            batch(50, &[&["EXEC"]]),
+        ];
+        let run = |at| {
+            let mut out = Vec::new();
+            let mut applier = Applier::new(at);
+            applier.apply(&batches, &mut out).unwrap();
+            applier.finish(&mut out).unwrap();
+            (out, applier.applied_until)
+        };
+        let (out, until) = run(25);
+        assert_eq!(
+            out,
+            [cmd(&["SELECT", "0"]), cmd(&["SET", "a", "1"])].concat()
+        );
+        assert_eq!(until, Some(10));
+        let (out, until) = run(45);
+        let whole_b = [cmd(&["MULTI"]), cmd(&["SET", "b", "2"]), cmd(&["EXEC"])].concat();
+        assert_eq!(
+            out,
+            [cmd(&["SELECT", "0"]), cmd(&["SET", "a", "1"]), whole_b].concat()
+        );
+        assert_eq!(until, Some(30));
+        assert_eq!(run(5).0, b"");
+    }
+}

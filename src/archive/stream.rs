@@ -1,0 +1,263 @@
+//! The archived write stream, as bytes: how what a primary sends its replicas
+//! is cut into whole commands, stamped with the time it arrived, and laid out
+//! in a chunk. A chunk's plain bytes are the magic, then batches: the receive
+//! time (µs since the epoch, u64 LE), a length (u32 LE) and that many bytes
+//! of whole RESP commands, exactly as the primary sent them (PINGs and
+//! REPLCONFs included: replication offsets count every byte).
+
+use crate::error::{Error, Result};
+
+pub const MAGIC: &[u8; 8] = b"RBKSTRM1";
+const BATCH_HEAD: usize = 12;
+/// Redis's own `proto-max-bulk-len` default: one argument is at most this.
+const MAX_BULK: u64 = 512 * 1024 * 1024;
+/// Arguments of one command (MSET of a million keys fits).
+const MAX_ARGS: u64 = 16 * 1024 * 1024;
+/// One length line (`*N` or `$N`) with its CRLF.
+const MAX_LINE: usize = 24;
+
+/// Whole commands that arrived together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub at_micros: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// A chunk's plain bytes.
+pub fn encode_chunk(batches: &[Batch]) -> Vec<u8> {
+    let size: usize = batches.iter().map(|b| BATCH_HEAD + b.bytes.len()).sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + size);
+    out.extend_from_slice(MAGIC);
+    for batch in batches {
+        out.extend_from_slice(&batch.at_micros.to_le_bytes());
+        let len = u32::try_from(batch.bytes.len()).expect("batches are cut below 4 GiB");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&batch.bytes);
+    }
+    out
+}
+
+/// The batches of a chunk's plain bytes (already authenticated: a malformed
+/// one is still refused, never half read).
+pub fn decode_chunk(payload: &[u8]) -> Result<Vec<Batch>> {
+    let bad = |what: &str| Error::integrity(format!("an archived chunk is malformed: {what}"));
+    let mut rest = payload
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or_else(|| bad("no magic"))?;
+    let mut batches = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < BATCH_HEAD {
+            return Err(bad("a batch header is cut"));
+        }
+        let at_micros = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes")) as usize;
+        let bytes = rest[BATCH_HEAD..]
+            .get(..len)
+            .ok_or_else(|| bad("a batch is cut"))?;
+        batches.push(Batch {
+            at_micros,
+            bytes: bytes.to_vec(),
+        });
+        rest = &rest[BATCH_HEAD + len..];
+    }
+    Ok(batches)
+}
+
+/// The length of the whole command at the start of `buf`: `Ok(None)` when
+/// more bytes are needed, an error when it is not a RESP array of bulk
+/// strings (all a primary sends once the stream has begun).
+pub fn command_len(buf: &[u8]) -> std::result::Result<Option<usize>, String> {
+    let Some((count, mut at)) = length_line(buf, 0, b'*')? else {
+        return Ok(None);
+    };
+    if count > MAX_ARGS {
+        return Err(format!("a command of {count} arguments"));
+    }
+    for _ in 0..count {
+        let Some((len, next)) = length_line(buf, at, b'$')? else {
+            return Ok(None);
+        };
+        if len > MAX_BULK {
+            return Err(format!("an argument of {len} bytes"));
+        }
+        let end = next + len as usize;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err("an argument not followed by CRLF".into());
+        }
+        at = end + 2;
+    }
+    Ok(Some(at))
+}
+
+/// `<prefix><digits>\r\n` at `at`: the number and where the line ends.
+fn length_line(
+    buf: &[u8],
+    at: usize,
+    prefix: u8,
+) -> std::result::Result<Option<(u64, usize)>, String> {
+    let Some(&first) = buf.get(at) else {
+        return Ok(None);
+    };
+    if first != prefix {
+        return Err(format!(
+            "expected {:?}, found byte {first:#04x}",
+            prefix as char
+        ));
+    }
+    let window = &buf[at..buf.len().min(at + MAX_LINE)];
+    let Some(cr) = window.iter().position(|&b| b == b'\r') else {
+        return match window.len() == MAX_LINE {
+            true => Err("a length line too long".into()),
+            false => Ok(None),
+        };
+    };
+    match window.get(cr + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => return Err("a length line without LF".into()),
+    }
+    let digits = std::str::from_utf8(&window[1..cr]).map_err(|_| "a bad length".to_string())?;
+    let n = digits
+        .parse::<u64>()
+        .map_err(|_| format!("a bad length {digits:?}"))?;
+    Ok(Some((n, at + cr + 2)))
+}
+
+/// The arguments of one whole command (as `command_len` measured it).
+pub fn arguments(command: &[u8]) -> Vec<&[u8]> {
+    let mut args = Vec::new();
+    let Ok(Some((count, mut at))) = length_line(command, 0, b'*') else {
+        return args;
+    };
+    for _ in 0..count {
+        let Ok(Some((len, next))) = length_line(command, at, b'$') else {
+            break;
+        };
+        let end = next + len as usize;
+        args.push(&command[next..end]);
+        at = end + 2;
+    }
+    args
+}
+
+/// The command's name, upper-cased.
+pub fn name(command: &[u8]) -> String {
+    arguments(command)
+        .first()
+        .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
+        .unwrap_or_default()
+}
+
+/// Collects bytes as they arrive and hands back the whole commands among
+/// them, keeping a command cut by a read until the rest comes.
+#[derive(Default)]
+pub struct Splitter {
+    buf: Vec<u8>,
+}
+
+impl Splitter {
+    /// Add `bytes`; returns the whole commands now complete, in order.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<u8>> {
+        self.buf.extend_from_slice(bytes);
+        let mut whole = 0;
+        while let Some(len) = command_len(&self.buf[whole..])
+            .map_err(|e| Error::redis(format!("the replication stream is not RESP: {e}")))?
+        {
+            whole += len;
+        }
+        let rest = self.buf.split_off(whole);
+        Ok(std::mem::replace(&mut self.buf, rest))
+    }
+}
+
+/// Each whole command in `bytes`, in order.
+pub fn commands(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = command_len(&bytes[at..]).ok()??;
+        let command = &bytes[at..at + len];
+        at += len;
+        Some(command)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn whole_commands_are_found_however_the_bytes_arrive() {
+        let stream = [
+            cmd(&["SELECT", "0"]),
+            cmd(&["SET", "k", "v\r\nwith crlf"]),
+            cmd(&["PING"]),
+        ]
+        .concat();
+        for step in [1, 2, 3, 7, stream.len()] {
+            let mut splitter = Splitter::default();
+            let mut got = Vec::new();
+            for piece in stream.chunks(step) {
+                got.extend(splitter.push(piece).unwrap());
+            }
+            assert_eq!(got, stream, "step {step}");
+            assert!(splitter.buf.is_empty());
+        }
+        let names: Vec<String> = commands(&stream).map(name).collect();
+        assert_eq!(names, ["SELECT", "SET", "PING"]);
+        assert_eq!(
+            arguments(&cmd(&["SET", "k", "v"])),
+            [b"SET".as_slice(), b"k", b"v"]
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_command_is_refused() {
+        for bad in [
+            &b"+OK\r\n"[..],
+            b"*1\r\n+PING\r\n",
+            b"*1\r\n$4\r\nPINGxx",
+            b"*x\r\n",
+            b"*99999999999999999999999\r\n",
+            b"*1\r\n$999999999999\r\n",
+        ] {
+            assert!(command_len(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(command_len(b"*1\r\n$4\r\nPI").unwrap(), None);
+        assert_eq!(command_len(b"*1\r").unwrap(), None);
+    }
+
+    #[test]
+    fn chunks_round_trip_and_a_cut_one_is_refused() {
+        let batches = vec![
+            Batch {
+                at_micros: 1,
+                bytes: cmd(&["SET", "a", "1"]),
+            },
+            Batch {
+                at_micros: 2,
+                bytes: cmd(&["PING"]),
+            },
+        ];
+        let payload = encode_chunk(&batches);
+        assert_eq!(decode_chunk(&payload).unwrap(), batches);
+        for cut in [0, 5, MAGIC.len() + 3, payload.len() - 1] {
+            assert_eq!(
+                decode_chunk(&payload[..cut]).unwrap_err().exit_code(),
+                5,
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(decode_chunk(MAGIC).unwrap(), vec![]);
+    }
+}
