@@ -133,7 +133,8 @@ impl Archiver<'_> {
         let mut conn = Connection::connect(&self.connect)?;
         let server = conn.server()?;
         let from = position.as_ref().map(|p| (p.replid.clone(), p.offset + 1));
-        let (psync, mut link) = conn.psync(from.as_ref().map(|(r, o)| (r.as_str(), *o)))?;
+        let from = from.as_ref().map(|(r, o)| (r.as_str(), *o));
+        let (psync, mut link) = conn.psync(from, self.config.save_timeout)?;
         *ever_connected = true;
         let label = format!(
             "{} {}",

@@ -38,7 +38,7 @@ impl Window {
     pub fn to_json(&self) -> Value {
         json!({
             "instance": self.instance(),
-            "from": units::utc_millis(self.from_micros),
+            "from": units::utc_millis(ceil_millis(self.from_micros)),
             "to": units::utc_millis(self.to_micros),
             "base": self.base.id.as_str(),
         })
@@ -48,10 +48,14 @@ impl Window {
         format!(
             "{} from {} to {}",
             self.instance(),
-            units::utc_millis(self.from_micros),
+            units::utc_millis(ceil_millis(self.from_micros)),
             units::utc_millis(self.to_micros)
         )
     }
+}
+
+fn ceil_millis(micros: u64) -> u64 {
+    micros.div_ceil(1000) * 1000
 }
 
 /// Every window in `storage` (of `instance`, if given), oldest base first.
@@ -88,7 +92,9 @@ pub fn windows(
         let place = base.archive.clone().expect("a base has its place");
         let from_micros = place.span_micros().0;
         let last = newest_chunk(storage, key, &base, &named).unwrap_or(place);
-        let to_micros = last.span_micros().1.max(from_micros);
+        // Shown to the millisecond, so rounded up to it: a TIME copied from
+        // `timeline` must take in the last command, not stop short of it.
+        let to_micros = ceil_millis(last.span_micros().1.max(from_micros));
         windows.push(Window {
             base,
             chunks: named,

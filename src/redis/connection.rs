@@ -536,22 +536,19 @@ impl Connection {
     /// Turn this connection into a replica's link to the primary: announce
     /// what we understand (`capa eof psync2`), then `PSYNC replid offset`
     /// (the next byte wanted) or, with nothing to continue, `PSYNC ? -1`.
-    pub fn psync(mut self, from: Option<(&str, u64)>) -> Result<(Psync, ReplicaLink)> {
+    /// Redis may keep us waiting `wait` for the answer (it answers a full
+    /// resync only when the save for it starts, sending lone `\n` until then).
+    pub fn psync(
+        mut self,
+        from: Option<(&str, u64)>,
+        wait: Duration,
+    ) -> Result<(Psync, ReplicaLink)> {
         self.call("REPLCONF", &[b"capa", b"eof", b"capa", b"psync2"])?;
         let (replid, offset) = match from {
             Some((replid, next)) => (replid.to_string(), next.to_string()),
             None => ("?".to_string(), "-1".to_string()),
         };
-        let reply = self.call("PSYNC", &[replid.as_bytes(), offset.as_bytes()])?;
-        let text = match &reply {
-            Value::Simple(text) => text.clone(),
-            other => {
-                return Err(Error::redis(format!(
-                    "Redis at {} answered PSYNC with {other:?}",
-                    self.endpoint
-                )))
-            }
-        };
+        let text = self.psync_answer(wait, &replid, &offset)?;
         let words: Vec<&str> = text.split_whitespace().collect();
         let well_formed_id = |id: &str| id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit());
         let psync = match words.as_slice() {
@@ -592,6 +589,41 @@ impl Connection {
                 endpoint: self.endpoint,
             },
         ))
+    }
+
+    /// Send PSYNC and read its one-line answer, past keep-alives.
+    fn psync_answer(&mut self, wait: Duration, replid: &str, offset: &str) -> Result<String> {
+        let name = self.wire_name("PSYNC")?;
+        debug!("-> PSYNC {replid} {offset}");
+        let exchange = Exchange::new(wait, "the answer to PSYNC", "save_timeout");
+        self.stream.get_mut().begin(Some(exchange));
+        let args: [&[u8]; 3] = [name.as_bytes(), replid.as_bytes(), offset.as_bytes()];
+        let endpoint = self.endpoint.clone();
+        let failed = |e: io::Error| {
+            let err = Error::from_io(e).unwrap_or_else(|e| Error::redis(e.to_string()));
+            err.context(format!("PSYNC with Redis at {endpoint}"))
+        };
+        resp::write_command(self.stream.get_mut(), &args).map_err(failed)?;
+        let line = loop {
+            let mut line = Vec::new();
+            io::BufRead::read_until(&mut (&mut self.stream).take(512), b'\n', &mut line)
+                .map_err(failed)?;
+            match line.as_slice() {
+                [] => {
+                    return Err(Error::redis(format!(
+                        "Redis at {} closed the connection after PSYNC",
+                        self.endpoint
+                    )))
+                }
+                b"\n" => continue,
+                _ => break line,
+            }
+        };
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        match text.strip_prefix('-') {
+            Some(error) => Err(self.server_error("PSYNC", error)),
+            None => Ok(text.trim_start_matches('+').to_string()),
+        }
     }
 
     /// Runs a command and turns an error reply into `Error::Redis`.

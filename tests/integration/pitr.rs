@@ -56,15 +56,15 @@ fn timeline(t: &TestRedis) -> Vec<Value> {
     }
 }
 
-/// Wait until a window reaches `micros`.
-fn wait_until_archived(t: &TestRedis, micros: u64) {
-    let goal = rfc3339(micros);
-    wait_for(&format!("the archive to reach {goal}"), || {
-        timeline(t)
-            .iter()
-            .any(|w| w["to"].as_str().is_some_and(|to| to >= &goal[..23]))
-            .then_some(())
-    });
+/// Wait until everything written on `conn` is archived: the archiver
+/// acknowledges the offset it has *stored*, so WAIT on the primary returns
+/// only then.
+fn wait_until_archived(conn: &mut Resp) {
+    let acked = conn.call(&["WAIT", "1", "20000"]).int();
+    assert_eq!(
+        acked, 1,
+        "the archiver did not acknowledge the writes as stored"
+    );
 }
 
 fn export_at(t: &TestRedis, at: u64, name: &str) -> std::path::PathBuf {
@@ -107,8 +107,7 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
         moments.push((now_micros(), t.state()));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (last, _) = *moments.last().expect("writes");
-    wait_until_archived(&t, last);
+    wait_until_archived(&mut conn);
 
     for i in [2, 7, 11, 18] {
         let (written, state) = &moments[i];
@@ -128,4 +127,240 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
     let listed = t.list(&[]);
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["source"], "archive");
+}
+
+/// The `to` of the newest window, once all written on `conn` is archived.
+fn window_end(t: &TestRedis, conn: &mut Resp) -> String {
+    wait_until_archived(conn);
+    let windows = timeline(t);
+    windows
+        .last()
+        .and_then(|w| w["to"].as_str())
+        .unwrap_or_else(|| panic!("no window: {windows:?}"))
+        .to_string()
+}
+
+fn export_at_text(t: &TestRedis, at: &str, name: &str) -> Output {
+    let out = t.path(name);
+    t.run(&["export", "--at", at, "--out", &out.display().to_string()])
+}
+
+#[test]
+fn the_archiver_killed_in_a_write_burst_loses_and_doubles_nothing() {
+    let t = start_redis();
+    let mut archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    // INCRs: a command applied twice, or not at all, shows in the count.
+    let burst = |conn: &mut Resp, from: u32| {
+        for round in 0..10 {
+            let cmds: Vec<_> = (0..200)
+                .map(|i| {
+                    cmd(&[
+                        "INCR".to_string(),
+                        format!("n{}", (from + round * 200 + i) % 7),
+                    ])
+                })
+                .collect();
+            conn.pipeline(&cmds);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    };
+    burst(&mut conn, 0);
+    kill9(archiver.pid());
+    let _ = archiver.finish();
+    burst(&mut conn, 2000);
+    archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    burst(&mut conn, 4000);
+    let end = window_end(&t, &mut conn);
+    let expected = t.state();
+    let exported = export_at_text(&t, &end, "end.rdb");
+    exported.ok();
+    assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+    assert_eq!(timeline(&t).len(), 1, "one unbroken window");
+    archiver.signal("INT");
+    archiver.finish().ok();
+}
+
+#[test]
+fn a_redis_restart_mid_archive_leaves_both_sides_restorable() {
+    let t = start_redis();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&["SET", "before", "restart"]);
+    let before_at = now_micros();
+    let before = t.state();
+    wait_until_archived(&mut conn);
+    std::thread::sleep(Duration::from_millis(50));
+    t.stop_redis();
+    t.start_redis();
+    let mut conn = t.conn();
+    conn.ok(&["SET", "after", "restart"]);
+    conn.ok(&["DEL", "before"]);
+    let after = t.state();
+    let end = window_end(&t, &mut conn);
+
+    let early = export_at(&t, before_at + 20_000, "before.rdb");
+    assert_eq!(digest_of_rdb(&early), before);
+    export_at_text(&t, &end, "after.rdb").ok();
+    assert_eq!(digest_of_rdb(&t.path("after.rdb")), after);
+    // Redis 7 keeps its replication history across a clean restart (a
+    // new ID, the old one as its second): the window goes on.
+    assert_eq!(timeline(&t).len(), 1);
+    archiver.signal("TERM");
+    archiver.finish().ok().stderr_has("continues window");
+}
+
+#[test]
+fn a_history_redis_cannot_continue_starts_a_new_window_and_the_old_one_stays() {
+    let t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .conf_line("repl-backlog-size 16kb")
+        .start();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&["SET", "first", "window"]);
+    let first = t.state();
+    wait_until_archived(&mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+    // More than the backlog holds, while nobody archives.
+    let big = "x".repeat(1024);
+    for i in 0..64 {
+        conn.ok(&["SET", &format!("filler{i}"), &big]);
+    }
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("a new one starts");
+    conn.ok(&["SET", "second", "window"]);
+    let second = t.state();
+    let end = window_end(&t, &mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+
+    let windows = timeline(&t);
+    assert_eq!(windows.len(), 2, "{windows:?}");
+    let old_end = windows[0]["to"].as_str().expect("to");
+    export_at_text(&t, old_end, "first.rdb").ok();
+    assert_eq!(
+        digest_of_rdb(&t.path("first.rdb")),
+        first,
+        "the old window up to its end"
+    );
+    export_at_text(&t, &end, "second.rdb").ok();
+    assert_eq!(digest_of_rdb(&t.path("second.rdb")), second);
+    // Both bases are listed; prune keeps the newest window's base.
+    assert_eq!(t.list(&[]).len(), 2);
+    let pruned = t.run(&["--json", "prune", "--keep-last", "1"]).ok().json();
+    assert_eq!(
+        pruned["deleted"].as_array().map(Vec::len),
+        Some(1),
+        "{pruned}"
+    );
+    assert!(
+        !pruned["chunks_deleted"]
+            .as_array()
+            .expect("array")
+            .is_empty(),
+        "{pruned}"
+    );
+    assert_eq!(timeline(&t).len(), 1);
+    export_at_text(&t, &end, "after-prune.rdb").ok();
+}
+
+#[test]
+fn restore_at_puts_back_the_data_of_a_moment_into_the_running_server() {
+    let t = start_redis();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    fill_every_type(&mut conn);
+    conn.ok(&["SET", "good", "data"]);
+    let good_at = now_micros();
+    let good = t.state();
+    std::thread::sleep(Duration::from_millis(100));
+    conn.ok(&["FLUSHALL"]);
+    conn.ok(&["SET", "typed", "into the wrong terminal"]);
+    wait_until_archived(&mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+
+    t.run(&["restore", "--at", &rfc3339(good_at + 50_000)]).ok();
+    assert!(t.is_active(), "Redis runs after the restore");
+    assert_eq!(t.state(), good, "the data as it was before the FLUSHALL");
+}
+
+#[test]
+fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused() {
+    let t = start_redis();
+    let base_at = now_micros();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    let mut chunk_times = Vec::new();
+    for i in 0..4 {
+        conn.ok(&["SET", &format!("k{i}"), "v"]);
+        // archive_interval is 1 s: a chunk each.
+        std::thread::sleep(Duration::from_millis(1300));
+        chunk_times.push(now_micros());
+    }
+    let end = window_end(&t, &mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+    export_at_text(&t, &end, "ok.rdb").ok();
+
+    let mut chunks: Vec<String> = t
+        .storage_files()
+        .into_iter()
+        .filter(|f| f.ends_with(".rbk") && f.matches('-').count() >= 2 && f.contains('.'))
+        .filter(|f| {
+            f.trim_end_matches(".rbk")
+                .rsplit_once('.')
+                .is_some_and(|(_, r)| r.len() == 41)
+        })
+        .collect();
+    chunks.sort();
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    let object = |name: &str| t.storage_dir().join(name);
+    let record = |name: &str| t.storage_dir().join(name.replace(".rbk", ".json"));
+
+    // A flipped byte in a chunk in the middle.
+    let middle = chunks[1].clone();
+    let original = std::fs::read(object(&middle)).expect("read chunk");
+    let mut flipped = original.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x01;
+    std::fs::write(object(&middle), &flipped).expect("write");
+    export_at_text(&t, &end, "flipped.rdb").code(5);
+    std::fs::write(object(&middle), &original).expect("write");
+
+    // The same chunk removed: a gap.
+    let record_bytes = std::fs::read(record(&middle)).expect("read record");
+    std::fs::remove_file(object(&middle)).expect("rm");
+    std::fs::remove_file(record(&middle)).expect("rm");
+    export_at_text(&t, &end, "gap.rdb")
+        .code(5)
+        .stderr_has("a chunk is missing");
+    std::fs::write(object(&middle), &original).expect("write");
+    std::fs::write(record(&middle), &record_bytes).expect("write");
+    export_at_text(&t, &end, "back.rdb").ok();
+
+    // Two chunks swapped, object and record together.
+    let (a, b) = (chunks[1].clone(), chunks[2].clone());
+    let swap = |x: &std::path::Path, y: &std::path::Path| {
+        let tmp = t.path("swap.tmp");
+        std::fs::rename(x, &tmp).expect("rename");
+        std::fs::rename(y, x).expect("rename");
+        std::fs::rename(&tmp, y).expect("rename");
+    };
+    swap(&object(&a), &object(&b));
+    swap(&record(&a), &record(&b));
+    export_at_text(&t, &end, "swapped.rdb").code(5);
+    swap(&object(&a), &object(&b));
+    swap(&record(&a), &record(&b));
+
+    // Before the base, and after the window.
+    export_at_text(&t, &rfc3339(base_at - 60_000_000), "early.rdb")
+        .code(4)
+        .stderr_has("the nearest window is");
+    export_at_text(&t, &rfc3339(now_micros() + 3_600_000_000), "late.rdb").code(4);
+    export_at_text(&t, "yesterday at noon", "bad.rdb").code(2);
+    export_at_text(&t, &end, "still-ok.rdb").ok();
 }
