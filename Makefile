@@ -75,7 +75,8 @@ bench: deps build
 
 # The binary, the systemd units (daily timer) and an example settings file
 # (mode 0600, never overwriting an existing one). Enable with
-# `systemctl enable --now redis-backup.timer`.
+# `systemctl enable --now redis-backup.timer`; for point-in-time recovery,
+# `systemctl enable --now redis-backup-archive.service`.
 install: build install-files
 
 install-files:
@@ -84,6 +85,8 @@ install-files:
 	sed 's|/usr/local|$(PREFIX)|g; s|/etc/redis-backup|$(SYSCONF)|g' vendor-notes/systemd/redis-backup.service \
 	  > $(DESTDIR)$(UNITDIR)/redis-backup.service
 	install -m 0644 vendor-notes/systemd/redis-backup.timer $(DESTDIR)$(UNITDIR)/redis-backup.timer
+	sed 's|/usr/local|$(PREFIX)|g; s|/etc/redis-backup|$(SYSCONF)|g' vendor-notes/systemd/redis-backup-archive.service \
+	  > $(DESTDIR)$(UNITDIR)/redis-backup-archive.service
 	install -d -m 0700 $(DESTDIR)$(SYSCONF)
 	test -e $(DESTDIR)$(SYSCONF)/redis-backup.conf || \
 	  install -m 0600 vendor-notes/systemd/redis-backup.conf.example $(DESTDIR)$(SYSCONF)/redis-backup.conf

@@ -47,6 +47,28 @@ const AOF_DIR: &str = "aof";
 const RDB_NAME: &str = "replayed.rdb";
 const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const POLL: Duration = Duration::from_millis(50);
+/// Commands a primary never sends its replicas, and that would act on the
+/// replay server rather than on the data (where it saves, what it loads,
+/// who may connect). Whatever answered on Redis's port chose the stream, so
+/// a stream that holds one is refused, not replayed.
+const NEVER_REPLICATED: &[&str] = &[
+    "ACL",
+    "BGREWRITEAOF",
+    "BGSAVE",
+    "CLIENT",
+    "CLUSTER",
+    "CONFIG",
+    "DEBUG",
+    "FAILOVER",
+    "MODULE",
+    "MONITOR",
+    "PSYNC",
+    "REPLICAOF",
+    "SAVE",
+    "SHUTDOWN",
+    "SLAVEOF",
+    "SYNC",
+];
 
 /// What a replay made.
 pub struct Replayed {
@@ -311,6 +333,11 @@ impl Applier {
             }
             for command in stream::commands(&batch.bytes) {
                 let name = stream::name(command);
+                if NEVER_REPLICATED.contains(&name.as_str()) {
+                    return Err(Error::integrity(format!(
+                        "the archived stream holds {name}, which a primary never sends its replicas: whatever answered on Redis's port sent it; not replayed"
+                    )));
+                }
                 match name.as_str() {
                     "PING" | "REPLCONF" => continue,
                     "MULTI" => self.transaction = Some(command.to_vec()),
@@ -603,5 +630,20 @@ mod tests {
         );
         assert_eq!(until, Some(30));
         assert_eq!(run(5).0, b"");
+    }
+
+    #[test]
+    fn a_stream_with_commands_no_primary_sends_is_refused() {
+        for bad in [
+            &["CONFIG", "SET", "dir", "/etc"][..],
+            &["module", "load", "/x.so"],
+            &["SAVE"],
+        ] {
+            let batches = [batch(10, &[&["SET", "a", "1"], bad])];
+            let err = Applier::new(100)
+                .apply(&batches, &mut Vec::new())
+                .unwrap_err();
+            assert_eq!(err.exit_code(), 5, "{bad:?}");
+        }
     }
 }

@@ -68,6 +68,15 @@ fn make_install_puts_binary_units_and_private_settings_in_place() {
             .any(|p| p.trim_start_matches('-') == status_dir),
         "{status_dir} is not in ReadWritePaths={writable}"
     );
+    let archive = fs::read_to_string(root.join("units/redis-backup-archive.service")).unwrap();
+    assert!(
+        archive.contains(&format!(
+            "ExecStart={} --config {} archive",
+            root.join("usr/bin/redis-backup").display(),
+            settings.display()
+        )) && archive.contains("Restart=always"),
+        "{archive}"
+    );
     let timer = fs::read_to_string(root.join("units/redis-backup.timer")).unwrap();
     assert!(timer.contains("Persistent=true") && timer.contains("RandomizedDelaySec="));
 
@@ -84,6 +93,7 @@ fn make_install_puts_binary_units_and_private_settings_in_place() {
             .args(["verify", "--man=no"])
             .arg(root.join("units/redis-backup.service"))
             .arg(root.join("units/redis-backup.timer"))
+            .arg(root.join("units/redis-backup-archive.service"))
             .output()
             .expect("run systemd-analyze");
         let stderr = String::from_utf8_lossy(&verify.stderr);

@@ -364,3 +364,62 @@ fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused
     export_at_text(&t, "yesterday at noon", "bad.rdb").code(2);
     export_at_text(&t, &end, "still-ok.rdb").ok();
 }
+
+/// Whatever answers on Redis's port chooses the stream the archiver keeps;
+/// a command no primary sends its replicas (`CONFIG SET dir`, then a
+/// `SAVE` would write where it says) is refused at replay, exit 5, and
+/// nothing is written anywhere.
+#[test]
+fn a_hostile_primary_cannot_make_the_replay_act_beyond_the_data() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "2")
+        .prepare();
+    let rdb = make_rdb(&[("k", b"v")]);
+    let psyncs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let seen = std::sync::Arc::clone(&psyncs);
+    let fake = FakeRedis::start(move |args| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        match name.as_str() {
+            "PSYNC" if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                let mut head =
+                    format!("+FULLRESYNC {} 0\r\n${}\r\n", "a".repeat(40), rdb.len()).into_bytes();
+                head.extend_from_slice(&rdb);
+                for command in [
+                    cmd(&["SELECT", "0"]),
+                    cmd(&["SET", "planted", "x"]),
+                    cmd(&["CONFIG", "SET", "dir", "/etc"]),
+                    cmd(&["CONFIG", "SET", "dbfilename", "planted.rdb"]),
+                ] {
+                    head.extend_from_slice(
+                        &Reply::Array(command.into_iter().map(Reply::Bulk).collect()).encode(),
+                    );
+                }
+                FakeReply::Stream {
+                    head,
+                    more: Box::new(|| None),
+                    every: Duration::from_millis(1),
+                }
+            }
+            "PSYNC" => FakeReply::Close,
+            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
+            "INFO" => FakeReply::Bytes(
+                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
+            ),
+            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
+        }
+    });
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("following the primary again");
+    archiver.signal("TERM");
+    archiver.finish();
+    let windows = timeline(&t);
+    let end = windows[0]["to"].as_str().expect("a window").to_string();
+    export_at_text(&t, &end, "hostile.rdb")
+        .code(5)
+        .stderr_has("CONFIG, which a primary never sends");
+    assert!(!t.path("hostile.rdb").exists());
+    assert!(!std::path::Path::new("/etc/planted.rdb").exists());
+}
