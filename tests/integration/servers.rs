@@ -22,7 +22,7 @@ fn servers_dir() -> PathBuf {
 
 /// The server binary of `name` ("redis-8.2.3", "valkey-9.1.2"), or Debian's
 /// redis-server for "redis-7.0".
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     if name == "redis-7.0" {
         return PathBuf::from("/usr/bin/redis-server");
     }
