@@ -512,3 +512,54 @@ fn every_server_valkey_9_0() {
 fn every_server_valkey_9_1() {
     archive_and_restore_on("valkey-9.1.2");
 }
+
+/// The same on Swift: bases and chunks are objects in the container, the
+/// moment between two writes comes back, and a chunk deleted from the
+/// container is a gap, exit 5.
+#[test]
+fn swift_archive_and_export_at() {
+    let swift = SwiftStack::start(None);
+    let container = "pitr";
+    let mut t = redis_on_swift(container);
+    for (k, v) in swift.tempauth_settings() {
+        t.set_setting(k, &v);
+    }
+    t.set_setting("archive_interval", "1");
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    let mut moments = Vec::new();
+    for i in 0..4 {
+        conn.ok(&["SET", &format!("k{i}"), "v"]);
+        moments.push((now_micros(), t.state()));
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    let end = window_end(&t, &mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok().lacks(&swift.st_key);
+
+    let (written, state) = &moments[1];
+    let midway = (written + moments[2].0) / 2;
+    assert_eq!(&digest_of_rdb(&export_at(&t, midway, "mid.rdb")), state);
+
+    let names = swift.names(container, "");
+    let mut chunks: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".rbk") && n.matches('.').count() >= 2)
+        .collect();
+    chunks.sort();
+    assert!(chunks.len() >= 3, "{names:?}");
+    let middle = chunks[1].trim_end_matches(".rbk");
+    for suffix in [".json", ".rbk"] {
+        swift
+            .request(
+                "DELETE",
+                &format!("{container}/{middle}{suffix}"),
+                &[],
+                None,
+            )
+            .expect(&[204]);
+    }
+    export_at_text(&t, &end, "gap.rdb")
+        .code(5)
+        .stderr_has("a chunk is missing");
+}
