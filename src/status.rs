@@ -32,9 +32,45 @@ pub fn write(path: &Path, outcome: &Outcome) {
     }
 }
 
+/// Where the archiver stands, for an alert when archiving stops or falls
+/// behind: written after each chunk and every few seconds.
+pub struct Archiving<'a> {
+    pub instance: &'a str,
+    /// The window being extended, and the primary's history ID.
+    pub base: &'a str,
+    pub replid: &'a str,
+    /// The replication offset stored.
+    pub offset: u64,
+    /// When the last chunk was stored, and the receive time of its last command.
+    pub last_chunk: Option<SystemTime>,
+    pub last_stored_micros: Option<u64>,
+    /// Received but not stored yet: how long the oldest of it has waited, and how much.
+    pub lag: Duration,
+    pub lag_bytes: u64,
+    pub error: Option<&'a Error>,
+}
+
+pub fn write_archiving(path: &Path, state: &Archiving) {
+    let entry = json!({
+        "instance": state.instance,
+        "base": state.base,
+        "replid": state.replid,
+        "offset": state.offset,
+        "last_chunk_unix": state.last_chunk.map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
+        "last_stored_command_unix": state.last_stored_micros.map(|m| m as f64 / 1e6),
+        "lag_seconds": state.lag.as_secs_f64(),
+        "lag_bytes": state.lag_bytes,
+        "last_error": state.error.map(|e| e.message().to_string()),
+        "updated_unix": SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+    });
+    if let Err(e) = replace_entry(path, "archive", entry) {
+        log::warn!("could not write the status file {}: {e}", path.display());
+    }
+}
+
 fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
     let now = SystemTime::now();
-    let mut all = read_existing(path);
+    let all = read_existing(path);
     let previous = all.get(outcome.operation).cloned().unwrap_or(Value::Null);
     let (at, _) = utc_timestamps(now);
     let epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -58,7 +94,13 @@ fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
             entry[kept] = previous.get(kept).cloned().unwrap_or(Value::Null);
         }
     }
-    all.insert(outcome.operation.to_string(), entry);
+    replace_entry(path, outcome.operation, entry)
+}
+
+/// Put `entry` under `operation` in the JSON file and write both files.
+fn replace_entry(path: &Path, operation: &str, entry: Value) -> std::io::Result<()> {
+    let mut all = read_existing(path);
+    all.insert(operation.to_string(), entry);
 
     // Read by monitoring (node_exporter runs as its own user); nothing in
     // them is secret.
@@ -116,11 +158,53 @@ fn prometheus(all: &Map<String, Value>) -> String {
         ),
     ];
     let mut out = String::new();
+    let archive = [
+        (
+            "archive_last_chunk_timestamp_seconds",
+            "last_chunk_unix",
+            "Unix time the archiver last stored a chunk of the write stream",
+        ),
+        (
+            "archive_last_stored_command_timestamp_seconds",
+            "last_stored_command_unix",
+            "Receive time of the newest archived command",
+        ),
+        (
+            "archive_lag_seconds",
+            "lag_seconds",
+            "How long the oldest received but unstored command has waited",
+        ),
+        (
+            "archive_lag_bytes",
+            "lag_bytes",
+            "Bytes of stream received but not stored yet",
+        ),
+        (
+            "archive_offset",
+            "offset",
+            "Replication offset stored by the archiver",
+        ),
+    ];
+    if let Some(entry) = all.get("archive") {
+        let instance = label(entry["instance"].as_str().unwrap_or(""));
+        for (name, field, help) in archive {
+            if let Some(Value::Number(value)) = entry.get(field) {
+                out.push_str(&format!(
+                    "# HELP redis_backup_{name} {help}.\n# TYPE redis_backup_{name} gauge\nredis_backup_{name}{{instance=\"{instance}\"}} {value}\n"
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "# HELP redis_backup_archive_history The window and replication history being archived.\n# TYPE redis_backup_archive_history gauge\nredis_backup_archive_history{{instance=\"{instance}\",base=\"{}\",replid=\"{}\"}} 1\n",
+            label(entry["base"].as_str().unwrap_or("")),
+            label(entry["replid"].as_str().unwrap_or(""))
+        ));
+    }
     for (name, field, help) in metrics {
         out.push_str(&format!(
             "# HELP redis_backup_{name} {help}.\n# TYPE redis_backup_{name} gauge\n"
         ));
-        for (operation, entry) in all {
+        for (operation, entry) in all.iter().filter(|(op, _)| *op != "archive") {
             // serde_json's own number formatting, not std's float code.
             let Some(Value::Number(value)) = entry.get(field) else {
                 continue;

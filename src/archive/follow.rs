@@ -24,6 +24,7 @@ use crate::redis::server::Flavor;
 use crate::redis::{
     instance, ConnectOptions, Connection, Psync, ReplicaAcks, ReplicaInput, SyncLimits,
 };
+use crate::status;
 use crate::storage::{self, Storage, StorageIo};
 use crate::units::{self, human_size};
 use log::{info, warn};
@@ -46,6 +47,8 @@ const READ_SIZE: usize = 256 * 1024;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 const STORE_ATTEMPTS: u32 = 5;
+/// How often the status file is written between chunks.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Request {
     pub instance: Option<String>,
@@ -68,6 +71,9 @@ struct Archiver<'a> {
     key: &'a MasterKey,
     instance: String,
     connect: ConnectOptions,
+    /// Kept across sessions: a status written after a lost connection
+    /// still says when the last chunk was stored.
+    report: std::cell::RefCell<Report>,
 }
 
 pub fn run(config: &Config, request: Request) -> Result<()> {
@@ -81,6 +87,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         key: &key,
         instance: request.instance.unwrap_or_else(|| config.instance.clone()),
         connect: instance::connect_options(config, &redis_conf, config.redis_timeout)?,
+        report: Default::default(),
     };
     let mut position = archiver.resume_point()?;
     match &position {
@@ -105,7 +112,13 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
             // a Redis that never once let us follow it (a wrong password, an
             // ACL without +psync): say so at once.
             Err(e) if !ever_connected || matches!(e.exit_code(), 1 | 2 | 5) => return Err(e),
-            Err(e) => warn!("{e}; following the primary again in {}s", pause.as_secs()),
+            Err(e) => {
+                warn!("{e}; following the primary again in {}s", pause.as_secs());
+                if let Some(p) = &position {
+                    let report = archiver.report.borrow();
+                    archiver.write_status(p, &report, Duration::ZERO, 0, Some(&e));
+                }
+            }
         }
         if sleep_unless_stopped(pause) {
             info!("archiving stopped");
@@ -301,6 +314,33 @@ impl Archiver<'_> {
         })
     }
 
+    /// The status file's `archive` entry, if there is a status file.
+    fn write_status(
+        &self,
+        position: &Position,
+        report: &Report,
+        lag: Duration,
+        lag_bytes: u64,
+        error: Option<&Error>,
+    ) {
+        if let Some(path) = &self.config.status_file {
+            status::write_archiving(
+                path,
+                &status::Archiving {
+                    instance: &self.instance,
+                    base: position.base.as_str(),
+                    replid: &position.replid,
+                    offset: position.offset,
+                    last_chunk: report.last_chunk,
+                    last_stored_micros: report.last_stored_micros,
+                    lag,
+                    lag_bytes,
+                    error,
+                },
+            );
+        }
+    }
+
     fn store_chunks(
         &self,
         batches: Receiver<Result<Batch>>,
@@ -311,6 +351,7 @@ impl Archiver<'_> {
         let mut chunk: Vec<Batch> = Vec::new();
         let mut bytes = 0u64;
         let mut started: Option<Instant> = None;
+        let mut report = self.report.borrow_mut();
         loop {
             let event = batches.recv_timeout(TICK);
             let ended = match event {
@@ -333,10 +374,12 @@ impl Archiver<'_> {
             {
                 self.store_chunk(&chunk, bytes, position, server)?;
                 stored.store(position.offset, Ordering::Relaxed);
+                report.stored(&chunk);
                 chunk.clear();
                 bytes = 0;
                 started = None;
             }
+            report.maybe_write(self, position, started, bytes, None);
             if let Some(result) = ended {
                 return result;
             }
@@ -435,6 +478,39 @@ impl Archiver<'_> {
         )?;
         let size = object.commit(&[("Backup-Id", identity.backup_id.to_string())])?;
         Ok((summary, size))
+    }
+}
+
+/// What the status file says of the chunks stored, and when it was last written.
+#[derive(Default)]
+struct Report {
+    last_chunk: Option<SystemTime>,
+    last_stored_micros: Option<u64>,
+    written: Option<Instant>,
+}
+
+impl Report {
+    fn stored(&mut self, chunk: &[Batch]) {
+        self.last_chunk = Some(SystemTime::now());
+        self.last_stored_micros = chunk.last().map(|b| b.at_micros);
+        // Written at once after a chunk.
+        self.written = None;
+    }
+
+    fn maybe_write(
+        &mut self,
+        archiver: &Archiver,
+        position: &Position,
+        pending_since: Option<Instant>,
+        pending_bytes: u64,
+        error: Option<&Error>,
+    ) {
+        if self.written.is_some_and(|at| at.elapsed() < STATUS_EVERY) {
+            return;
+        }
+        let lag = pending_since.map(|t| t.elapsed()).unwrap_or_default();
+        archiver.write_status(position, self, lag, pending_bytes, error);
+        self.written = Some(Instant::now());
     }
 }
 

@@ -82,7 +82,9 @@ fn export_at(t: &TestRedis, at: u64, name: &str) -> std::path::PathBuf {
 
 #[test]
 fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
-    let t = start_redis();
+    let mut t = start_redis();
+    let status = t.path("status.json");
+    t.set_setting("status_file", &status.display().to_string());
     let mut conn = t.conn();
     conn.ok(&["SET", "before", "the archive"]);
     let archiver = start_archiver(&t);
@@ -119,6 +121,25 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
     let windows = timeline(&t);
     assert_eq!(windows.len(), 1, "{windows:?}");
     assert_eq!(windows[0]["instance"], hostname().as_str(), "{windows:?}");
+
+    // Monitoring sees where the archive stands.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(&status).expect("status file")).expect("JSON");
+    let archive = &state["archive"];
+    assert_eq!(archive["base"], windows[0]["base"], "{state}");
+    assert!(archive["offset"].as_u64().is_some_and(|o| o > 0), "{state}");
+    let stored_at = archive["last_chunk_unix"]
+        .as_u64()
+        .expect("a chunk was stored");
+    assert!(now_secs().abs_diff(stored_at) < 60, "{state}");
+    let prom = std::fs::read_to_string(t.path("status.prom")).expect("prom file");
+    for metric in [
+        "redis_backup_archive_last_chunk_timestamp_seconds{instance=",
+        "redis_backup_archive_lag_bytes{instance=",
+        "redis_backup_archive_history{instance=",
+    ] {
+        assert!(prom.contains(metric), "{metric} missing:\n{prom}");
+    }
 
     archiver.signal("TERM");
     let out = archiver.finish();
