@@ -584,3 +584,112 @@ fn swift_archive_and_export_at() {
         .code(5)
         .stderr_has("a chunk is missing");
 }
+
+/// A primary whose stream is cut between a MULTI and its EXEC (they arrive
+/// a second apart): a moment between them gets none of the transaction,
+/// a moment after gets all of it.
+#[test]
+fn a_transaction_cut_by_the_moment_is_never_half_applied() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "3")
+        .prepare();
+    let rdb = make_rdb(&[("k", b"v")]);
+    let psyncs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let seen = std::sync::Arc::clone(&psyncs);
+    let encode =
+        |args: &[&str]| Reply::Array(cmd(args).into_iter().map(Reply::Bulk).collect()).encode();
+    let fake = FakeRedis::start(move |args| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        match name.as_str() {
+            "PSYNC" if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                let mut head =
+                    format!("+FULLRESYNC {} 0\r\n${}\r\n", "b".repeat(40), rdb.len()).into_bytes();
+                head.extend_from_slice(&rdb);
+                let mut parts = vec![
+                    [encode(&["SELECT", "0"]), encode(&["SET", "alone", "1"])].concat(),
+                    [encode(&["MULTI"]), encode(&["SET", "tx:a", "1"])].concat(),
+                    [encode(&["SET", "tx:b", "2"]), encode(&["EXEC"])].concat(),
+                ]
+                .into_iter();
+                FakeReply::Stream {
+                    head,
+                    more: Box::new(move || parts.next()),
+                    every: Duration::from_millis(1000),
+                }
+            }
+            "PSYNC" => FakeReply::Close,
+            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
+            "INFO" => FakeReply::Bytes(
+                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
+            ),
+            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
+        }
+    });
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("following the primary again");
+    archiver.signal("TERM");
+    archiver.finish();
+    // The receive times of each part, from the chunks' records.
+    let mut parts: Vec<(u64, u64)> = t
+        .storage_files()
+        .iter()
+        .filter(|f| f.ends_with(".json") && f.matches('.').count() >= 2)
+        .map(|f| {
+            let record: Value =
+                serde_json::from_slice(&std::fs::read(t.storage_dir().join(f)).unwrap()).unwrap();
+            let at = |field: &str| {
+                let text = record["archive"][field].as_str().unwrap().to_string();
+                parse_micros(&text)
+            };
+            (at("first_at"), at("last_at"))
+        })
+        .collect();
+    // The parts came at the first receive time, a second later, and two
+    // seconds later: between the MULTI and the EXEC is half way from the
+    // second to the third.
+    let first = parts.iter().map(|p| p.0).min().expect("chunks");
+    let last = parts.iter().map(|p| p.1).max().expect("chunks");
+    assert!(last - first >= 1_500_000, "{parts:?}");
+    let between = first + (last - first) * 3 / 4;
+    let keys = |name: &str| {
+        let rdb = t.path(name);
+        let state = digest_of_rdb(&rdb);
+        state.keys.get(&0).copied().unwrap_or(0)
+    };
+    export_at(&t, between, "between.rdb");
+    assert_eq!(
+        keys("between.rdb"),
+        2,
+        "k and alone: none of the transaction"
+    );
+    export_at(&t, last, "after.rdb");
+    assert_eq!(keys("after.rdb"), 4, "all of the transaction");
+}
+
+/// RFC 3339 UTC with a fraction → µs since the epoch (for records).
+fn parse_micros(text: &str) -> u64 {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", text, "+%s%6N"])
+        .output()
+        .expect("run date");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_user_that_may_not_replicate_cannot_archive_and_is_told_why() {
+    let t = TestRedis::builder()
+        .conf_line("user limited on >Lim-Pw-71 ~* &* +@all -sync -psync -replconf")
+        .setting("redis_user", "limited")
+        .setting("redis_password", "Lim-Pw-71")
+        .start();
+    let out = t.run(&["archive"]);
+    out.code(3).stderr_has("NOPERM").lacks("Lim-Pw-71");
+    assert!(timeline(&t).is_empty());
+}
