@@ -15,7 +15,7 @@ use crate::fs::{cache::ReadOnce, lock_host};
 use crate::id::BackupId;
 use crate::progress::Progress;
 use crate::record::{self, Record};
-use crate::redis::conf::{self as redis_conf, RedisConf};
+use crate::redis::conf::RedisConf;
 use crate::redis::instance::{self, DataFiles};
 use crate::redis::server::Flavor;
 use crate::redis::{Connection, DbCount, SyncLimits};
@@ -44,11 +44,11 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     let started = Instant::now();
     let _lock = lock_host(&config.lock_file)?;
     let key = crypto::load_key_file(&config.key_file)?;
-    let redis_conf = read_redis_conf(config)?;
+    let redis_conf = instance::read_conf(config)?;
     let storage = storage::open(config)?;
     let id = match request.id {
         Some(id) => id,
-        None => new_id()?,
+        None => storage::new_id()?,
     };
     // A taken ID or unwritable storage must fail before Redis is asked to save.
     storage.prepare(&id)?;
@@ -187,21 +187,6 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     Ok(record)
 }
 
-/// Redis's config, or, when it is not on this host and the settings say how
-/// to reach Redis (a replication backup of a remote server), its defaults.
-pub fn read_redis_conf(config: &Config) -> Result<RedisConf> {
-    let endpoint_given =
-        config.redis_host.is_some() || config.redis_port.is_some() || config.redis_socket.is_some();
-    if endpoint_given && !config.redis_conf.exists() {
-        info!(
-            "no {} on this host; reaching Redis through the settings alone",
-            config.redis_conf.display()
-        );
-        return Ok(RedisConf::defaults(&config.redis_conf));
-    }
-    redis_conf::load(&config.redis_conf)
-}
-
 /// The data dir a snapshot is read from. Whatever answers on Redis's port
 /// says where its dump is; that is believed only where redis.conf agrees
 /// (the same dir, a plain file name in it), and the dir is opened once, for
@@ -246,29 +231,10 @@ fn refuse_during_interrupted_restore(data: &DataDir) -> Result<()> {
     }
 }
 
-/// An RDB from a replication stream (the archiver's base), stored as
-/// backup `identity` like any other: checked as it is read, and committed
-/// only when whole. The record is the caller's to write.
-pub fn store_rdb_stream(
-    storage: &dyn Storage,
-    rdb: &mut (dyn Read + Send),
-    key: &MasterKey,
-    identity: &Identity,
-    config: &Config,
-) -> Result<(pipeline::EncodeSummary, RdbInfo, u64)> {
-    store(
-        storage,
-        DumpSource::Stream(Box::new(rdb)),
-        key,
-        identity,
-        config,
-    )
-}
-
 /// Stream the dump into a new object; nothing is visible until it is committed.
 fn store(
     storage: &dyn Storage,
-    source: DumpSource<'_>,
+    source: DumpSource,
     key: &MasterKey,
     identity: &Identity,
     config: &Config,
@@ -341,12 +307,12 @@ fn store(
 }
 
 /// Where the RDB comes from: the dump file Redis wrote, or a sync stream.
-enum DumpSource<'a> {
+enum DumpSource {
     File(ReadOnce),
-    Stream(Box<dyn Read + Send + 'a>),
+    Stream(Box<dyn Read + Send>),
 }
 
-impl DumpSource<'_> {
+impl DumpSource {
     fn size(&self) -> u64 {
         match self {
             DumpSource::File(file) => file.get_ref().metadata().map(|m| m.len()).unwrap_or(0),
@@ -356,8 +322,8 @@ impl DumpSource<'_> {
 }
 
 /// The RDB, checked (magic and CRC64) and counted as it is read.
-struct CheckedDump<'a> {
-    source: DumpSource<'a>,
+struct CheckedDump {
+    source: DumpSource,
     check: RdbCheck,
     progress: Progress,
     started: bool,
@@ -368,7 +334,7 @@ struct CheckedDump<'a> {
     read_so_far: u64,
 }
 
-impl CheckedDump<'_> {
+impl CheckedDump {
     /// Whether the input can be read again from the start: a file can, a
     /// replication stream cannot (an upload that failed then is final).
     fn rewindable(&self) -> bool {
@@ -397,7 +363,7 @@ impl CheckedDump<'_> {
     }
 }
 
-impl Read for CheckedDump<'_> {
+impl Read for CheckedDump {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.started {
             if let DumpSource::File(file) = &self.source {
@@ -453,11 +419,6 @@ impl Write for SkipTo<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-pub fn new_id() -> Result<BackupId> {
-    let (_, compact) = units::utc_timestamps(SystemTime::now());
-    Ok(BackupId::generate(&compact, crypto::random_bytes::<4>()?))
 }
 
 /// A dump larger than `max_rdb_size` is refused before it is read; one that

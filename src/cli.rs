@@ -408,7 +408,7 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
                 }
             };
             let id = options.id.as_deref().map(BackupId::parse).transpose()?;
-            if let Some(id) = id.as_ref().filter(|id| crate::archive::is_chunk(id)) {
+            if let Some(id) = id.as_ref().filter(|id| id.chunk_parts().is_some()) {
                 return Err(Error::usage(format!(
                     "--id {id}: a name of the form NAME.<20 digits>-<20 digits> is kept for archived chunks; choose another"
                 )));

@@ -34,6 +34,26 @@ impl BackupId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The ID of the archived chunk of window `base` holding the stream
+    /// from offset `start` to `end`: `BASE.START-END`, offsets zero-padded
+    /// to 20 digits so that names sort in stream order.
+    pub fn chunk(base: &BackupId, start: u64, end: u64) -> BackupId {
+        BackupId(format!("{base}.{start:020}-{end:020}"))
+    }
+
+    /// `(base, start, end)` if this ID has a chunk's shape. That shape is
+    /// kept for chunks: `list` and `prune` tell them from backups by name.
+    pub fn chunk_parts(&self) -> Option<(BackupId, u64, u64)> {
+        let (base, range) = self.0.rsplit_once('.')?;
+        let (start, end) = range.split_once('-')?;
+        let offset = |digits: &str| {
+            (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<u64>().ok())
+                .flatten()
+        };
+        Some((BackupId::parse(base).ok()?, offset(start)?, offset(end)?))
+    }
 }
 
 impl fmt::Display for BackupId {

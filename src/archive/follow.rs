@@ -12,13 +12,14 @@
 use super::stream::{self, Batch, Splitter};
 use super::windows::windows;
 use super::{ChunkName, BASE_SOURCE, CHUNK_SOURCE};
-use crate::backup;
 use crate::codec::crypto::{self, MasterKey};
 use crate::codec::format::{self, Identity};
 use crate::codec::pipeline::{self, EncodeOptions};
+use crate::codec::rdb::RdbCheck;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::id::BackupId;
+use crate::progress::Progress;
 use crate::record::{self, ArchivePlace, Record};
 use crate::redis::server::Flavor;
 use crate::redis::{
@@ -79,7 +80,7 @@ struct Archiver<'a> {
 pub fn run(config: &Config, request: Request) -> Result<()> {
     install_stop_handlers();
     let key = crypto::load_key_file(&config.key_file)?;
-    let redis_conf = backup::read_redis_conf(config)?;
+    let redis_conf = instance::read_conf(config)?;
     let storage = storage::open(config)?;
     let archiver = Archiver {
         config,
@@ -200,7 +201,7 @@ impl Archiver<'_> {
         replid: &str,
         offset: u64,
     ) -> Result<Record> {
-        let id = backup::new_id()?;
+        let id = storage::new_id()?;
         self.storage.prepare(&id)?;
         info!("storing base {id} of a new window (history {replid}, offset {offset})");
         let created_at = units::utc_micros(SystemTime::now());
@@ -212,8 +213,16 @@ impl Archiver<'_> {
             server_version: server.version.clone(),
             source: BASE_SOURCE.into(),
         };
-        let (summary, rdb, stored_size) =
-            backup::store_rdb_stream(self.storage, rdb, self.key, &identity, self.config)?;
+        let mut checked = CheckedRdb {
+            inner: rdb,
+            check: RdbCheck::new(),
+            progress: Progress::new("base", 0),
+        };
+        let (summary, stored_size) =
+            self.store_object(&identity, &mut checked, self.config.threads)?;
+        let rdb = checked.check.finish().map_err(|e| {
+            e.context("the resync's RDB does not pass its own check; no base was stored")
+        })?;
         let place = ArchivePlace {
             base: id.clone(),
             replid: replid.to_string(),
@@ -429,7 +438,7 @@ impl Archiver<'_> {
         let mut pause = FIRST_PAUSE;
         for attempt in 1..=STORE_ATTEMPTS {
             let stored = self
-                .store_object(&identity, &payload)
+                .store_object(&identity, &mut Cursor::new(&payload), 1)
                 .and_then(|(summary, size)| {
                     let record =
                         self.record(identity.clone(), server, summary, size, 0, place.clone());
@@ -457,27 +466,48 @@ impl Archiver<'_> {
         unreachable!("the last attempt returns")
     }
 
+    /// `input` to its end as object `identity`, visible only once whole.
+    /// (A stream cannot be read twice: a failed upload is tried again by the
+    /// caller, from bytes it still holds, or not at all.)
     fn store_object(
         &self,
         identity: &Identity,
-        payload: &[u8],
+        input: &mut (dyn Read + Send),
+        workers: usize,
     ) -> Result<(pipeline::EncodeSummary, u64)> {
         let mut object = self.storage.create(&identity.backup_id)?;
         let options = EncodeOptions {
             identity: identity.clone(),
             level: self.config.compression_level,
             frame_size: format::DEFAULT_FRAME_SIZE,
-            workers: 1,
+            workers,
             salt: None,
         };
-        let summary = pipeline::encode(
-            &mut Cursor::new(payload),
-            &mut StorageIo(&mut *object),
-            self.key,
-            &options,
-        )?;
-        let size = object.commit(&[("Backup-Id", identity.backup_id.to_string())])?;
+        let summary = pipeline::encode(input, &mut StorageIo(&mut *object), self.key, &options)?;
+        let metadata = [
+            ("Backup-Id", identity.backup_id.to_string()),
+            ("Raw-Size", summary.raw_size.to_string()),
+            ("Raw-Sha256", summary.raw_sha256.clone()),
+            ("Key-Id", summary.key_id.clone()),
+        ];
+        let size = object.commit(&metadata)?;
         Ok((summary, size))
+    }
+}
+
+/// The resync's RDB, checked (magic, CRC64) as it is read.
+struct CheckedRdb<'a> {
+    inner: &'a mut (dyn Read + Send),
+    check: RdbCheck,
+    progress: Progress,
+}
+
+impl Read for CheckedRdb<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.check.update(&buf[..n]);
+        self.progress.advance(n as u64);
+        Ok(n)
     }
 }
 

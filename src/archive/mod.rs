@@ -30,33 +30,14 @@ pub struct ChunkName {
     pub end: u64,
 }
 
-const OFFSET_DIGITS: usize = 20;
-
 impl ChunkName {
     pub fn id(&self) -> BackupId {
-        BackupId::parse(&format!(
-            "{}.{:0w$}-{:0w$}",
-            self.base,
-            self.start,
-            self.end,
-            w = OFFSET_DIGITS
-        ))
-        .expect("a base ID and digits make an ID")
+        BackupId::chunk(&self.base, self.start, self.end)
     }
 
     pub fn parse(id: &BackupId) -> Option<ChunkName> {
-        let (base, range) = id.as_str().rsplit_once('.')?;
-        let (start, end) = range.split_once('-')?;
-        let offset = |digits: &str| {
-            (digits.len() == OFFSET_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.parse::<u64>().ok())
-                .flatten()
-        };
-        Some(ChunkName {
-            base: BackupId::parse(base).ok()?,
-            start: offset(start)?,
-            end: offset(end)?,
-        })
+        let (base, start, end) = id.chunk_parts()?;
+        Some(ChunkName { base, start, end })
     }
 }
 

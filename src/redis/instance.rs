@@ -8,8 +8,24 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::conf::RedisConf;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
+use log::info;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Redis's config, or, when it is not on this host and the settings say how
+/// to reach Redis (a replication backup of a remote server), its defaults.
+pub fn read_conf(config: &Config) -> Result<RedisConf> {
+    let endpoint_given =
+        config.redis_host.is_some() || config.redis_port.is_some() || config.redis_socket.is_some();
+    if endpoint_given && !config.redis_conf.exists() {
+        info!(
+            "no {} on this host; reaching Redis through the settings alone",
+            config.redis_conf.display()
+        );
+        return Ok(RedisConf::defaults(&config.redis_conf));
+    }
+    crate::redis::conf::load(&config.redis_conf)
+}
 
 /// Settings take precedence; otherwise Redis is reached the way its own
 /// config says: the Unix socket if it has one, else TCP on its bind address.

@@ -127,6 +127,15 @@ fn storage_io_error(e: std::io::Error, doing: &str) -> std::io::Error {
     }
 }
 
+/// A new backup's ID: the UTC time, sortable, and a random suffix.
+pub fn new_id() -> Result<BackupId> {
+    let (_, compact) = crate::units::utc_timestamps(std::time::SystemTime::now());
+    Ok(BackupId::generate(
+        &compact,
+        crate::codec::crypto::random_bytes::<4>()?,
+    ))
+}
+
 pub fn already_exists(id: &BackupId, where_: &str) -> Error {
     Error::usage(format!(
         "a backup named {id} already exists in {where_}; choose another --id"

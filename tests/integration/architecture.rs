@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["fs", "codec"],
     &["redis", "storage", "record"],
     &["status", "stored"],
+    &["archive"],
     &["restore"],
     &["backup"],
     &["commands"],

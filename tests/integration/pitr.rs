@@ -633,7 +633,7 @@ fn a_transaction_cut_by_the_moment_is_never_half_applied() {
     archiver.signal("TERM");
     archiver.finish();
     // The receive times of each part, from the chunks' records.
-    let mut parts: Vec<(u64, u64)> = t
+    let parts: Vec<(u64, u64)> = t
         .storage_files()
         .iter()
         .filter(|f| f.ends_with(".json") && f.matches('.').count() >= 2)
