@@ -451,6 +451,13 @@ impl Archiver<'_> {
                     log::debug!("stored chunk {id} ({bytes} bytes of stream)");
                     return Ok(());
                 }
+                // An archiver killed between a chunk's object and its
+                // record left the object: its bytes were never counted as
+                // stored (the window ends before them), so it is replaced.
+                Err(e) if attempt == 1 && e.exit_code() == 2 => {
+                    warn!("chunk {id} was left half stored by an archiver that was stopped; storing it again");
+                    let _ = self.storage.delete(&id);
+                }
                 Err(e) if attempt < STORE_ATTEMPTS && e.exit_code() == 4 => {
                     warn!(
                         "storing chunk {id}: {e}; trying again in {}s",
