@@ -471,12 +471,25 @@ fn archive_and_restore_on(name: &str) {
     conn.ok(&["INCR", "tx"]);
     conn.ok(&["LPUSH", "txlist", "a", "b"]);
     conn.ok(&["EXEC"]);
+    conn.ok(&["XADD", "events", "*", "kind", "archived"]);
+    if name != "redis-6.2.14" {
+        // Functions (Redis 7 on, Valkey): the library and its effects.
+        let library = "#!lua name=pitr\nredis.register_function('stamp', function(keys, args) return redis.call('SET', keys[1], args[1]) end)";
+        conn.ok(&["FUNCTION", "LOAD", library]);
+        conn.ok(&["FCALL", "stamp", "1", "fn:key", "fn:value"]);
+    }
+    conn.ok(&["SET", "gone", "soon"]);
+    conn.ok(&["DEL", "gone"]);
     let expected = t.state();
+    let functions = conn.call(&["FUNCTION", "LIST"]).encode();
     let end = window_end(&t, &mut conn);
     archiver.signal("TERM");
     archiver.finish().ok();
 
     conn.ok(&["FLUSHALL"]);
+    if name != "redis-6.2.14" {
+        conn.ok(&["FUNCTION", "FLUSH"]);
+    }
     t.run(&["restore", "--at", &end]).ok();
     assert_eq!(
         t.state(),
