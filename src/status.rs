@@ -50,7 +50,23 @@ pub struct Archiving<'a> {
     pub error: Option<&'a Error>,
 }
 
+/// The archiver's files beside the status file: `NAME-archive.json` and
+/// `.prom`. Files of their own, so that the archiver, writing every few
+/// seconds, never races a backup's read-modify-write of the shared one.
+pub fn archive_path(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-archive.{}", ext.to_string_lossy()),
+        None => format!("{stem}-archive"),
+    };
+    path.with_file_name(name)
+}
+
 pub fn write_archiving(path: &Path, state: &Archiving) {
+    let path = &archive_path(path);
     let entry = json!({
         "instance": state.instance,
         "base": state.base,

@@ -104,7 +104,14 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
     let mut pause = FIRST_PAUSE;
     let mut ever_connected = false;
     loop {
-        match archiver.session(&mut position, &mut ever_connected) {
+        let before = position.as_ref().map(|p| (p.base.clone(), p.offset));
+        let ended = archiver.session(&mut position, &mut ever_connected);
+        // A session that stored something was a good one: the next pause
+        // starts short again.
+        if position.as_ref().map(|p| (p.base.clone(), p.offset)) != before {
+            pause = FIRST_PAUSE;
+        }
+        match ended {
             Ok(()) => {
                 info!("archiving stopped; everything received is stored");
                 return Ok(());
@@ -146,7 +153,9 @@ impl Archiver<'_> {
     fn session(&self, position: &mut Option<Position>, ever_connected: &mut bool) -> Result<()> {
         let mut conn = Connection::connect(&self.connect)?;
         let server = conn.server()?;
-        let from = position.as_ref().map(|p| (p.replid.clone(), p.offset + 1));
+        let from = position
+            .as_ref()
+            .map(|p| (p.replid.clone(), p.offset.saturating_add(1)));
         let from = from.as_ref().map(|(r, o)| (r.as_str(), *o));
         let (psync, mut link) = conn.psync(from, self.config.save_timeout)?;
         *ever_connected = true;
@@ -157,7 +166,11 @@ impl Archiver<'_> {
         );
         match psync {
             Psync::Continue { replid } => {
-                let p = position.as_mut().expect("PSYNC ? -1 is never continued");
+                let Some(p) = position.as_mut() else {
+                    return Err(Error::redis(format!(
+                        "{label} answered PSYNC ? -1 (a full resync) with CONTINUE: not a primary"
+                    )));
+                };
                 info!(
                     "{label} continues window {} from offset {}",
                     p.base, p.offset
@@ -408,10 +421,13 @@ impl Archiver<'_> {
         position: &mut Position,
         server: &crate::redis::Server,
     ) -> Result<()> {
+        let end = position.offset.checked_add(bytes).ok_or_else(|| {
+            Error::redis("the replication offset overflows: not a primary's stream")
+        })?;
         let name = ChunkName {
             base: position.base.clone(),
             start: position.offset,
-            end: position.offset + bytes,
+            end,
         };
         let id = name.id();
         let first = batches.first().expect("a chunk has a batch").at_micros;
@@ -561,6 +577,9 @@ fn read_stream(
 ) {
     let mut splitter = Splitter::default();
     let mut buf = vec![0u8; READ_SIZE];
+    // A clock stepped back (NTP) must not make stamps go backwards: the
+    // replay holds a chunk whose stamps do to be tampered with.
+    let mut last_stamp = 0u64;
     loop {
         let read = input.read(&mut buf).map_err(|e| {
             Error::from_io(e).unwrap_or_else(|e| Error::redis(format!("reading the stream: {e}")))
@@ -570,9 +589,12 @@ fn read_stream(
             Ok(n) => splitter.push(&buf[..n]),
             Err(e) => Err(e),
         };
-        let batch = whole.map(|bytes| Batch {
-            at_micros: units::now_micros(),
-            bytes,
+        let batch = whole.map(|bytes| {
+            last_stamp = last_stamp.max(units::now_micros());
+            Batch {
+                at_micros: last_stamp,
+                bytes,
+            }
         });
         let failed = batch.is_err();
         if let Ok(batch) = &batch {

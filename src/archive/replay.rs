@@ -264,10 +264,13 @@ impl<'a> Chain<'a> {
             place.end_offset,
             &record.instance,
         );
-        if found != expected || record.source != super::CHUNK_SOURCE {
+        if found != expected
+            || record.source != super::CHUNK_SOURCE
+            || record.location != storage.location(&id)
+        {
             return Err(Error::integrity(format!(
-                "chunk {id} is not the next chunk of window {base} (it says base {}, number {}, offsets {}..{}, instance {}; expected number {}): moved or replaced",
-                place.base, place.seq, place.start_offset, place.end_offset, record.instance, self.seq + 1
+                "chunk {id} is not the next chunk of window {base} (it says base {}, number {}, offsets {}..{}, instance {}, written to {}; expected number {}): moved, copied or replaced",
+                place.base, place.seq, place.start_offset, place.end_offset, record.instance, record.location, self.seq + 1
             )));
         }
         self.seq += 1;

@@ -78,8 +78,11 @@ pub fn windows(
                 continue;
             }
         };
+        // An authentic base written to another storage (another guest's,
+        // sharing the key and the instance name, copied here) is not ours.
         let is_base = record.source == BASE_SOURCE
-            && record.archive.as_ref().is_some_and(|a| a.base == record.id);
+            && record.archive.as_ref().is_some_and(|a| a.base == record.id)
+            && record.location == storage.location(&record.id);
         if is_base && instance.is_none_or(|i| i == record.instance) {
             bases.push(record);
         }
@@ -118,7 +121,11 @@ fn newest_chunk(
         let id = chunk.id();
         match load_record(storage, &id, key) {
             Ok(record) => match record.archive {
-                Some(place) if place.base == base.id && record.instance == base.instance => {
+                Some(place)
+                    if place.base == base.id
+                        && record.instance == base.instance
+                        && record.location == storage.location(&id) =>
+                {
                     return Some(place)
                 }
                 _ => warn!("chunk {id} does not belong to the window of {}", base.id),

@@ -291,6 +291,7 @@ pub struct ReplicaLink {
     input: BufReader<Timed>,
     /// Stream bytes already read past the RDB's end mark.
     pending: Vec<u8>,
+    closer: Stream,
     output: Mutex<Stream>,
     endpoint: Endpoint,
 }
@@ -335,6 +336,7 @@ impl ReplicaLink {
                 endpoint: self.endpoint.clone(),
             },
             ReplicaAcks {
+                closer: self.closer,
                 output: self.output,
                 endpoint: self.endpoint,
             },
@@ -367,6 +369,9 @@ impl Read for ReplicaInput {
 
 /// Sends `REPLCONF ACK` on the link.
 pub struct ReplicaAcks {
+    /// For `close`, apart from `output`: an ACK blocked in a write (a
+    /// primary that stopped reading) must not hold the link open.
+    closer: Stream,
     output: Mutex<Stream>,
     endpoint: Endpoint,
 }
@@ -381,8 +386,7 @@ impl ReplicaAcks {
 
     /// End the link both ways: a reader waiting on it wakes up.
     pub fn close(&self) {
-        let out = self.output.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = match &*out {
+        let _ = match &self.closer {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
         };
@@ -554,11 +558,17 @@ impl Connection {
         let psync = match words.as_slice() {
             ["FULLRESYNC", id, offset] if well_formed_id(id) => Psync::Full {
                 replid: id.to_string(),
-                offset: offset.parse().map_err(|_| {
-                    Error::redis(format!(
-                        "Redis sent a malformed FULLRESYNC offset: {text:?}"
-                    ))
-                })?,
+                // Offsets count bytes since the history began: far below
+                // 2^62 for any server, and room to add to them.
+                offset: offset
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|o| *o < 1 << 62)
+                    .ok_or_else(|| {
+                        Error::redis(format!(
+                            "Redis sent a malformed FULLRESYNC offset: {text:?}"
+                        ))
+                    })?,
             },
             ["CONTINUE"] => Psync::Continue { replid: None },
             ["CONTINUE", id] if well_formed_id(id) => Psync::Continue {
@@ -571,12 +581,16 @@ impl Connection {
                 )))
             }
         };
-        let output = self.stream.get_ref().stream.try_clone().map_err(|e| {
-            Error::redis(format!(
-                "cannot share the replication link to {}: {e}",
-                self.endpoint
-            ))
-        })?;
+        let clone = |stream: &Stream| {
+            stream.try_clone().map_err(|e| {
+                Error::redis(format!(
+                    "cannot share the replication link to {}: {e}",
+                    self.endpoint
+                ))
+            })
+        };
+        let output = clone(&self.stream.get_ref().stream)?;
+        let closer = clone(&self.stream.get_ref().stream)?;
         // A primary PINGs its replicas every 10 s by default: silence past
         // redis_timeout means the link is gone.
         self.stream.get_mut().begin(None);
@@ -585,6 +599,7 @@ impl Connection {
             ReplicaLink {
                 input: self.stream,
                 pending: Vec::new(),
+                closer,
                 output: Mutex::new(output),
                 endpoint: self.endpoint,
             },

@@ -123,8 +123,14 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
     assert_eq!(windows[0]["instance"], hostname().as_str(), "{windows:?}");
 
     // Monitoring sees where the archive stands.
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(&status).expect("status file")).expect("JSON");
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(t.path("status-archive.json")).expect("the archiver's status file"),
+    )
+    .expect("JSON");
+    assert!(
+        !status.exists(),
+        "the backups' own status file is not the archiver's"
+    );
     let archive = &state["archive"];
     assert_eq!(archive["base"], windows[0]["base"], "{state}");
     assert!(archive["offset"].as_u64().is_some_and(|o| o > 0), "{state}");
@@ -132,7 +138,7 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
         .as_u64()
         .expect("a chunk was stored");
     assert!(now_secs().abs_diff(stored_at) < 60, "{state}");
-    let prom = std::fs::read_to_string(t.path("status.prom")).expect("prom file");
+    let prom = std::fs::read_to_string(t.path("status-archive.prom")).expect("prom file");
     for metric in [
         "redis_backup_archive_last_chunk_timestamp_seconds{instance=",
         "redis_backup_archive_lag_bytes{instance=",
@@ -747,4 +753,39 @@ fn a_chunk_left_without_its_record_is_stored_again() {
     let end = timeline(&t)[0]["to"].as_str().expect("to").to_string();
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+}
+
+/// An authentic window written to another storage (another guest sharing
+/// the key and the instance name), copied into ours, is not ours: not
+/// listed by timeline, never chosen by --at.
+#[test]
+fn a_window_copied_from_another_storage_is_not_taken() {
+    let mut t = start_redis();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&["SET", "ours", "1"]);
+    wait_until_archived(&mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+    let ours = timeline(&t);
+
+    let elsewhere = t.path("elsewhere");
+    let here = t.storage_dir();
+    t.set_setting("storage", &format!("file://{}", elsewhere.display()));
+    conn.ok(&["FLUSHALL"]);
+    conn.ok(&["SET", "theirs", "1"]);
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "theirs", "2"]);
+    let theirs_end = window_end(&t, &mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+    for entry in std::fs::read_dir(&elsewhere).expect("their storage") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), here.join(entry.file_name())).expect("copy");
+        }
+    }
+    t.set_setting("storage", &format!("file://{}", here.display()));
+    assert_eq!(timeline(&t), ours, "their window is not listed");
+    export_at_text(&t, &theirs_end, "theirs.rdb").code(4);
 }
