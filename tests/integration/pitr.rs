@@ -506,6 +506,11 @@ fn archive_and_restore_on(name: &str) {
         t.conn().call(&["TTL", "ttl"]).int() > 0,
         "{name}: the expiry kept"
     );
+    assert_eq!(
+        t.conn().call(&["FUNCTION", "LIST"]).encode(),
+        functions,
+        "{name}: the same functions"
+    );
 }
 
 #[test]
