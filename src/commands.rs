@@ -536,7 +536,7 @@ fn export_at(config: &Config, at: u64, instance: Option<&str>, out: &Path) -> Re
         return Err(exists(out));
     }
     let binary = crate::redis::server::ServerBinary::ask(&config.redis_server)?;
-    let replayed =
+    let mut replayed =
         archive::replay::replay(&*storage, &key, &binary, &window, at, config.save_timeout)?;
     let file = AtomicFile::create(out).map_err(|e| {
         Error::other(format!(
@@ -545,7 +545,7 @@ fn export_at(config: &Config, at: u64, instance: Option<&str>, out: &Path) -> Re
         ))
     })?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let mut input = replayed.open_rdb()?;
+    let input = replayed.rdb();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut raw_size = 0u64;

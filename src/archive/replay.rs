@@ -8,16 +8,20 @@
 //! (exit 5) instead of being stepped over. A transaction is applied whole or
 //! not at all; PINGs and REPLCONFs are the link's, not the data's.
 //!
-//! The server runs as `nobody`, with no TCP port and no config file, in a
-//! directory that is root's while root writes the files there, and handed
-//! over only once root is done; root then reads back a single regular file,
-//! never following a link, and checks it as an RDB.
+//! The server runs as an account of its own: a uid (and gid) chosen at
+//! random, in no passwd or group file, that no process has, so nothing on
+//! the host can reach its socket, read the decrypted data or touch its
+//! files (a shared `nobody` could). It has no TCP port and no config file,
+//! and works in a directory that is root's while root writes the files
+//! there, handed over only once root is done. When it has saved and is
+//! gone, root opens the RDB once, without following a link, checks it as an
+//! RDB and reads it from that same descriptor.
 
 use super::stream::{self, Batch};
 use super::windows::Window;
 use super::ChunkName;
 use crate::codec::crypto::{self, MasterKey};
-use crate::codec::rdb::{RdbCheck, RdbInfo};
+use crate::codec::rdb::RdbCheck;
 use crate::error::{Error, Result};
 use crate::fs::data_dir;
 use crate::record::{ArchivePlace, Record};
@@ -30,15 +34,16 @@ use log::{debug, info};
 use rustix::fs::{self as rfs, Mode};
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The replay server's account: it owns nothing on the host.
-const NOBODY: u32 = 65534;
+/// Where the replay account's uid is drawn from: far above any real
+/// account's, below the 2^31 some tools choke on.
+const UID_RANGE: std::ops::Range<u32> = 0x6000_0000..0x7000_0000;
 const DIR_PREFIX: &str = "redis-backup-replay-";
 /// Large: it holds the base RDB and the commands.
 const PARENT: &str = "/var/tmp";
@@ -72,7 +77,9 @@ const NEVER_REPLICATED: &[&str] = &[
 
 /// What a replay made.
 pub struct Replayed {
-    dir: ReplayDir,
+    /// The saved RDB, opened once and checked; read it from the start.
+    rdb: File,
+    _dir: ReplayDir,
     /// The receive time of the last command applied (the base's time if none).
     pub applied_until: u64,
     pub commands: u64,
@@ -80,15 +87,9 @@ pub struct Replayed {
 }
 
 impl Replayed {
-    /// The RDB, opened once, as a regular file and never through a link.
-    pub fn open_rdb(&self) -> Result<File> {
-        let path = self.dir.server_dir().join(RDB_NAME);
-        crate::fs::open_regular(&path).map_err(|e| {
-            Error::other(format!(
-                "cannot open the replayed RDB {}: {e}",
-                path.display()
-            ))
-        })
+    /// The RDB the replay saved.
+    pub fn rdb(&mut self) -> &mut File {
+        &mut self.rdb
     }
 }
 
@@ -171,11 +172,12 @@ pub fn replay(
         units::utc_millis(applier.applied_until.unwrap_or(window.from_micros)),
         binary.program
     );
-    dir.hand_over()?;
-    let mut server = ReplayServer::start(binary, &dir, multipart)?;
+    let account = fresh_account()?;
+    dir.hand_over(account)?;
+    let mut server = ReplayServer::start(binary, &dir, multipart, account)?;
     server.save(timeout)?;
     drop(server);
-    check_rdb(&dir)?;
+    let rdb = checked_rdb(&dir)?;
     info!(
         "replayed window {} to {} in {}s",
         base.id,
@@ -183,10 +185,11 @@ pub fn replay(
         units::seconds(started.elapsed(), 1)
     );
     Ok(Replayed {
+        rdb,
+        _dir: dir,
         applied_until: applier.applied_until.unwrap_or(window.from_micros),
         commands: applier.commands,
         base: base.id.to_string(),
-        dir,
     })
 }
 
@@ -413,30 +416,71 @@ impl ReplayDir {
     }
 
     /// Give `srv/` and everything in it to the replay account.
-    fn hand_over(&self) -> Result<()> {
+    fn hand_over(&self, account: u32) -> Result<()> {
         let srv = data_dir::open_dir(self.fd.as_fd(), "srv").map_err(|e| self.failed("open", e))?;
-        give(srv.as_fd(), &self.server_dir()).map_err(|e| self.failed("hand over", e))
+        give(srv.as_fd(), account).map_err(|e| self.failed("hand over", e))
     }
 }
 
 /// `fchown` the directory `dir` and what is in it (one level of
 /// subdirectories: all a replay makes), by descriptor.
-fn give(dir: std::os::fd::BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
-    let nobody = (
-        Some(rfs::Uid::from_raw(NOBODY)),
-        Some(rfs::Gid::from_raw(NOBODY)),
+fn give(dir: std::os::fd::BorrowedFd<'_>, account: u32) -> std::io::Result<()> {
+    let (uid, gid) = (
+        Some(rfs::Uid::from_raw(account)),
+        Some(rfs::Gid::from_raw(account)),
     );
     for name in data_dir::entry_names(dir)? {
         let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
         let entry = rfs::openat(dir, name.as_str(), flags, Mode::empty())?;
         if rfs::fstat(&entry)?.st_mode & 0o170000 == 0o040000 {
-            give(entry.as_fd(), &path.join(&name))?;
+            give(entry.as_fd(), account)?;
         } else {
-            rfs::fchown(&entry, nobody.0, nobody.1)?;
+            rfs::fchown(&entry, uid, gid)?;
         }
     }
-    rfs::fchown(dir, nobody.0, nobody.1)?;
+    rfs::fchown(dir, uid, gid)?;
     Ok(())
+}
+
+/// A uid (also the gid) no account and no process has: nothing on the host
+/// shares it with the replay server.
+fn fresh_account() -> Result<u32> {
+    let taken_in = |file: &str| -> std::collections::HashSet<u32> {
+        fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+            .collect()
+    };
+    let (users, groups) = (taken_in("/etc/passwd"), taken_in("/etc/group"));
+    for _ in 0..64 {
+        let random = u32::from_le_bytes(crypto::random_bytes::<4>()?);
+        let id = UID_RANGE.start + random % (UID_RANGE.end - UID_RANGE.start);
+        if !users.contains(&id) && !groups.contains(&id) && !has_processes(id) {
+            return Ok(id);
+        }
+    }
+    Err(Error::other("found no free uid for the replay server"))
+}
+
+/// Whether any process runs with `uid` (real, effective, saved or fs).
+fn has_processes(uid: u32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        fs::read_to_string(entry.path().join("status"))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("Uid:"))?.to_string();
+                Some(
+                    line.split_whitespace()
+                        .skip(1)
+                        .any(|u| u == uid.to_string()),
+                )
+            })
+            .unwrap_or(false)
+    })
 }
 
 impl Drop for ReplayDir {
@@ -459,7 +503,12 @@ struct ReplayServer {
 }
 
 impl ReplayServer {
-    fn start(binary: &ServerBinary, dir: &ReplayDir, multipart: bool) -> Result<ReplayServer> {
+    fn start(
+        binary: &ServerBinary,
+        dir: &ReplayDir,
+        multipart: bool,
+        account: u32,
+    ) -> Result<ReplayServer> {
         let srv = dir.server_dir();
         let socket = srv.join("s.sock");
         let log = dir.path.join("server.log");
@@ -491,8 +540,8 @@ impl ReplayServer {
         command
             .env_clear()
             .env("PATH", SERVER_PATH)
-            .uid(NOBODY)
-            .gid(NOBODY)
+            .uid(account)
+            .gid(account)
             .current_dir(&srv)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file.try_clone().map_err(|e| {
@@ -565,23 +614,32 @@ impl Drop for ReplayServer {
     }
 }
 
-/// The saved RDB passes its own checks.
-fn check_rdb(dir: &ReplayDir) -> Result<RdbInfo> {
+/// The saved RDB, opened once (never through a link, a regular file),
+/// passes its own checks; returned at its start.
+fn checked_rdb(dir: &ReplayDir) -> Result<File> {
     let path = dir.server_dir().join(RDB_NAME);
-    let mut file = crate::fs::open_regular(&path)
-        .map_err(|e| Error::other(format!("the replay saved no RDB ({}): {e}", path.display())))?;
+    let failed = |e: std::io::Error| {
+        Error::other(format!("the replay saved no RDB ({}): {e}", path.display()))
+    };
+    let srv = data_dir::open_dir(dir.fd.as_fd(), "srv").map_err(failed)?;
+    let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
+    let fd = rfs::openat(&srv, RDB_NAME, flags, Mode::empty()).map_err(|e| failed(e.into()))?;
+    let mut file = File::from(fd);
+    if !file.metadata().map_err(failed)?.is_file() {
+        return Err(failed(std::io::Error::other("not a regular file")));
+    }
     let mut check = RdbCheck::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::other(format!("reading {}: {e}", path.display())))?;
+        let n = file.read(&mut buf).map_err(failed)?;
         if n == 0 {
             break;
         }
         check.update(&buf[..n]);
     }
-    check.finish()
+    check.finish()?;
+    file.seek(SeekFrom::Start(0)).map_err(failed)?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -308,12 +308,8 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
         Input::Stored(stored) => stored
             .decode_into(&mut out, key, plan.config.threads)
             .map(Some),
-        Input::Replayed { replayed, .. } => replayed
-            .open_rdb()
-            .and_then(|mut rdb| {
-                io::copy(&mut rdb, &mut out)
-                    .map_err(|e| Error::other(format!("copying the replayed RDB: {e}")))
-            })
+        Input::Replayed { mut replayed, .. } => io::copy(replayed.rdb(), &mut out)
+            .map_err(|e| Error::other(format!("copying the replayed RDB: {e}")))
             .map(|_| None),
     };
     let flushed = written.and_then(|summary| {

@@ -794,3 +794,56 @@ fn a_window_copied_from_another_storage_is_not_taken() {
     assert_eq!(timeline(&t), ours, "their window is not listed");
     export_at_text(&t, &theirs_end, "theirs.rdb").code(4);
 }
+
+/// The replay server's account is its own: a process of a shared account
+/// (`nobody`, as the first version used) polling for the replay's socket and
+/// files can neither write into the data being replayed nor read it.
+#[test]
+fn no_other_process_can_reach_the_replay() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    conn.ok(&["DEBUG", "POPULATE", "300000", "bulk", "64"]);
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "last", "write"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+
+    let lair = std::path::PathBuf::from(format!("/tmp/rb-pitr-lair-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&lair);
+    std::fs::create_dir(&lair).expect("lair");
+    set_mode(&lair, 0o777);
+    let script = format!(
+        r#"while [ ! -e {lair}/stop ]; do
+             for s in /var/tmp/redis-backup-replay-*/srv/s.sock; do
+               [ -S "$s" ] && redis-cli -s "$s" SET pwned yes >>{lair}/cli 2>&1
+             done
+             for f in /var/tmp/redis-backup-replay-*/srv/aof/* /var/tmp/redis-backup-replay-*/srv/*.rdb; do
+               [ -r "$f" ] && cat "$f" >>{lair}/read 2>/dev/null
+             done
+           done"#,
+        lair = lair.display()
+    );
+    let mut attacker = crate::attacker::as_user("nobody", "/bin/sh")
+        .args(&["-c", &script])
+        .spawn();
+    export_at_text(&t, &end, "replayed.rdb").ok();
+    std::fs::write(lair.join("stop"), b"").expect("stop the attacker");
+    let _ = attacker.wait();
+    assert_eq!(
+        digest_of_rdb(&t.path("replayed.rdb")),
+        expected,
+        "nothing planted"
+    );
+    let read = std::fs::metadata(lair.join("read"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(read, 0, "the attacker read the replay's files");
+    let cli = std::fs::read_to_string(lair.join("cli")).unwrap_or_default();
+    assert!(
+        !cli.contains("OK"),
+        "the attacker reached the replay server: {cli}"
+    );
+    std::fs::remove_dir_all(&lair).expect("clean the lair");
+}
