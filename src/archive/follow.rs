@@ -79,6 +79,15 @@ struct Archiver<'a> {
 
 pub fn run(config: &Config, request: Request) -> Result<()> {
     install_stop_handlers();
+    let instance = request.instance.unwrap_or_else(|| config.instance.clone());
+    // One archiver per instance on this host: two would store the same
+    // window's chunks over each other. (Not the host lock, which backups
+    // and restores take for minutes.)
+    let _lock = crate::fs::lock_host(&archive_lock(config, &instance)).map_err(|e| {
+        e.context(format!(
+            "another `redis-backup archive` of instance {instance} may be running"
+        ))
+    })?;
     let key = crypto::load_key_file(&config.key_file)?;
     let redis_conf = instance::read_conf(config)?;
     let storage = storage::open(config)?;
@@ -86,7 +95,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         config,
         storage: &*storage,
         key: &key,
-        instance: request.instance.unwrap_or_else(|| config.instance.clone()),
+        instance,
         connect: instance::connect_options(config, &redis_conf, config.redis_timeout)?,
         report: Default::default(),
     };
@@ -471,6 +480,12 @@ impl Archiver<'_> {
                 // record left the object: its bytes were never counted as
                 // stored (the window ends before them), so it is replaced.
                 Err(e) if attempt == 1 && e.exit_code() == 2 => {
+                    if self.storage.get_record(&id).is_ok() {
+                        return Err(Error::integrity(format!(
+                            "chunk {id} is stored already, by another archiver of instance {}: this one stops",
+                            self.instance
+                        )));
+                    }
                     warn!("chunk {id} was left half stored by an archiver that was stopped; storing it again");
                     let _ = self.storage.delete(&id);
                 }
@@ -616,6 +631,16 @@ fn is_getack(command: &[u8]) -> bool {
     args.len() >= 2
         && args[0].eq_ignore_ascii_case(b"REPLCONF")
         && args[1].eq_ignore_ascii_case(b"GETACK")
+}
+
+/// `lock_file` with `.archive-INSTANCE` before its extension.
+fn archive_lock(config: &Config, instance: &str) -> std::path::PathBuf {
+    let path = &config.lock_file;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}.archive-{instance}.lock"))
 }
 
 /// Sleep up to `pause`; true if told to stop meanwhile.

@@ -847,3 +847,23 @@ fn no_other_process_can_reach_the_replay() {
     );
     std::fs::remove_dir_all(&lair).expect("clean the lair");
 }
+
+/// Two archivers of one instance would store the same window's chunks
+/// over each other: the second refuses to start.
+#[test]
+fn a_second_archiver_of_the_same_instance_does_not_start() {
+    let t = start_redis();
+    let archiver = start_archiver(&t);
+    let second = t.run(&["archive"]);
+    second
+        .code(1)
+        .stderr_has("another `redis-backup archive` of instance");
+    let mut conn = t.conn();
+    conn.ok(&["SET", "k", "v"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+    export_at_text(&t, &end, "end.rdb").ok();
+    assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+}
