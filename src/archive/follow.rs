@@ -9,7 +9,7 @@
 //! third thread acknowledges every second the offset *stored*, so `WAIT`
 //! on the primary counts a write as archived only once it is in storage.
 
-use super::stream::{self, Batch, Splitter};
+use super::stream::{self, Batch, Splitter, TooLong};
 use super::windows::windows;
 use super::{ChunkName, BASE_SOURCE, CHUNK_SOURCE};
 use crate::codec::crypto::{self, MasterKey};
@@ -75,6 +75,9 @@ struct Archiver<'a> {
     /// Kept across sessions: a status written after a lost connection
     /// still says when the last chunk was stored.
     report: std::cell::RefCell<Report>,
+    /// Set when the primary sent a command larger than a chunk may be: the
+    /// window cannot go on past it.
+    too_long: AtomicBool,
 }
 
 pub fn run(config: &Config, request: Request) -> Result<()> {
@@ -98,6 +101,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         instance,
         connect: instance::connect_options(config, &redis_conf, config.redis_timeout)?,
         report: Default::default(),
+        too_long: AtomicBool::new(false),
     };
     let mut position = archiver.resume_point()?;
     match &position {
@@ -210,9 +214,20 @@ impl Archiver<'_> {
                 });
             }
         }
-        let position = position.as_mut().expect("set above");
+        let current = position.as_mut().expect("set above");
         let (input, acks) = link.split();
-        self.follow(input, acks, position, &server)
+        let followed = self.follow(input, acks, current, &server);
+        if self.too_long.swap(false, Ordering::Relaxed) {
+            // The same command would come again after a PSYNC: the window
+            // ends here, and a full resync (its RDB holds the value) starts
+            // the next one.
+            warn!(
+                "window {} ends at offset {}: raise archive_chunk_size to archive commands that large",
+                current.base, current.offset
+            );
+            *position = None;
+        }
+        followed
     }
 
     /// The resync's RDB, stored as the base of a new window.
@@ -328,7 +343,9 @@ impl Archiver<'_> {
         let done = AtomicBool::new(false);
         let (to_storer, batches) = sync_channel::<Result<Batch>>(QUEUE);
         thread::scope(|s| {
-            s.spawn(|| read_stream(input, to_storer, &acks, &stored));
+            let (acks, stored) = (&acks, &stored);
+            let (max, too_long) = (self.config.archive_chunk_size, &self.too_long);
+            s.spawn(move || read_stream(input, to_storer, acks, stored, max, too_long));
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
                     if acks.ack(stored.load(Ordering::Relaxed)).is_err() {
@@ -337,7 +354,7 @@ impl Archiver<'_> {
                     thread::sleep(ACK_EVERY);
                 }
             });
-            let result = self.store_chunks(batches, position, server, &stored);
+            let result = self.store_chunks(batches, position, server, stored);
             done.store(true, Ordering::Relaxed);
             // Wakes the reader if it waits on the socket.
             acks.close();
@@ -589,8 +606,10 @@ fn read_stream(
     out: SyncSender<Result<Batch>>,
     acks: &ReplicaAcks,
     stored: &AtomicU64,
+    max_command: u64,
+    too_long: &AtomicBool,
 ) {
-    let mut splitter = Splitter::default();
+    let mut splitter = Splitter::new(max_command);
     let mut buf = vec![0u8; READ_SIZE];
     // A clock stepped back (NTP) must not make stamps go backwards: the
     // replay holds a chunk whose stamps do to be tampered with.
@@ -601,7 +620,14 @@ fn read_stream(
         });
         let whole = match read {
             Ok(0) => Err(Error::redis("the primary closed the replication stream")),
-            Ok(n) => splitter.push(&buf[..n]),
+            Ok(n) => splitter.push(&buf[..n]).and_then(|pushed| {
+                pushed.map_err(|TooLong { max }| {
+                    too_long.store(true, Ordering::Relaxed);
+                    Error::redis(format!(
+                        "the primary sent a command of more than archive_chunk_size ({max} bytes), which the archive does not hold"
+                    ))
+                })
+            }),
             Err(e) => Err(e),
         };
         let batch = whole.map(|bytes| {

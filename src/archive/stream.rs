@@ -152,25 +152,93 @@ pub fn name(command: &[u8]) -> String {
 }
 
 /// Collects bytes as they arrive and hands back the whole commands among
-/// them, keeping a command cut by a read until the rest comes.
-#[derive(Default)]
+/// them, keeping a command cut by a read until the rest comes. One command
+/// may be at most `max` bytes: the length it announces is checked before
+/// its bytes are waited for, so a primary cannot make us hold more.
 pub struct Splitter {
     buf: Vec<u8>,
+    max: u64,
+    /// Bytes the command being received needs at least: no use parsing it
+    /// again before (a large value arrives in many reads).
+    need: usize,
+}
+
+/// A command longer than a splitter takes.
+#[derive(Debug)]
+pub struct TooLong {
+    pub max: u64,
 }
 
 impl Splitter {
+    pub fn new(max: u64) -> Splitter {
+        Splitter {
+            buf: Vec::new(),
+            max,
+            need: 0,
+        }
+    }
+
     /// Add `bytes`; returns the whole commands now complete, in order.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<u8>> {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<std::result::Result<Vec<u8>, TooLong>> {
         self.buf.extend_from_slice(bytes);
+        if self.buf.len() < self.need {
+            return Ok(Ok(Vec::new()));
+        }
         let mut whole = 0;
-        while let Some(len) = command_len(&self.buf[whole..])
-            .map_err(|e| Error::redis(format!("the replication stream is not RESP: {e}")))?
-        {
-            whole += len;
+        loop {
+            let rest = &self.buf[whole..];
+            match measure(rest, self.max)
+                .map_err(|e| Error::redis(format!("the replication stream is not RESP: {e}")))?
+            {
+                Measured::Whole(len) => whole += len,
+                Measured::Needs(at_least) => {
+                    self.need = at_least;
+                    break;
+                }
+                Measured::TooLong => return Ok(Err(TooLong { max: self.max })),
+            }
         }
         let rest = self.buf.split_off(whole);
-        Ok(std::mem::replace(&mut self.buf, rest))
+        Ok(Ok(std::mem::replace(&mut self.buf, rest)))
     }
+}
+
+enum Measured {
+    Whole(usize),
+    /// Not complete; at least this many bytes are needed.
+    Needs(usize),
+    TooLong,
+}
+
+/// `command_len` with a cap on the command's size and a hint of what an
+/// incomplete one needs.
+fn measure(buf: &[u8], max: u64) -> std::result::Result<Measured, String> {
+    let incomplete = |at: usize| Ok(Measured::Needs(at.max(buf.len() + 1)));
+    let Some((count, mut at)) = length_line(buf, 0, b'*')? else {
+        return incomplete(0);
+    };
+    // Every argument takes at least `$0\r\n\r\n`.
+    if count > MAX_ARGS || count.saturating_mul(6) > max {
+        return Ok(Measured::TooLong);
+    }
+    for _ in 0..count {
+        let Some((len, next)) = length_line(buf, at, b'$')? else {
+            return incomplete(0);
+        };
+        let end = (next as u64).saturating_add(len).saturating_add(2);
+        if len > MAX_BULK || end > max {
+            return Ok(Measured::TooLong);
+        }
+        let end = end as usize;
+        if buf.len() < end {
+            return incomplete(end);
+        }
+        if &buf[end - 2..end] != b"\r\n" {
+            return Err("an argument not followed by CRLF".into());
+        }
+        at = end;
+    }
+    Ok(Measured::Whole(at))
 }
 
 /// Each whole command in `bytes`, in order.
@@ -205,10 +273,10 @@ mod tests {
         ]
         .concat();
         for step in [1, 2, 3, 7, stream.len()] {
-            let mut splitter = Splitter::default();
+            let mut splitter = Splitter::new(1 << 20);
             let mut got = Vec::new();
             for piece in stream.chunks(step) {
-                got.extend(splitter.push(piece).unwrap());
+                got.extend(splitter.push(piece).unwrap().unwrap());
             }
             assert_eq!(got, stream, "step {step}");
             assert!(splitter.buf.is_empty());
@@ -219,6 +287,25 @@ mod tests {
             arguments(&cmd(&["SET", "k", "v"])),
             [b"SET".as_slice(), b"k", b"v"]
         );
+    }
+
+    #[test]
+    fn a_command_over_the_cap_is_refused_before_its_bytes_are_held() {
+        let mut splitter = Splitter::new(64);
+        assert!(splitter.push(&cmd(&["SET", "k", "v"])).unwrap().is_ok());
+        // Announced, not sent: refused at once.
+        let head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n";
+        assert!(splitter.push(head).unwrap().is_err());
+        let mut splitter = Splitter::new(64);
+        assert!(splitter.push(b"*99999\r\n").unwrap().is_err());
+        // A large value in many pieces is parsed once it is all there.
+        let big = cmd(&["SET", "k", &"x".repeat(100_000)]);
+        let mut splitter = Splitter::new(1 << 20);
+        let mut got = Vec::new();
+        for piece in big.chunks(1000) {
+            got.extend(splitter.push(piece).unwrap().unwrap());
+        }
+        assert_eq!(got, big);
     }
 
     #[test]

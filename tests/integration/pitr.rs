@@ -867,3 +867,29 @@ fn a_second_archiver_of_the_same_instance_does_not_start() {
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
+
+/// A command larger than archive_chunk_size is refused before its bytes are
+/// held (memory stays bounded whatever the primary sends); the window ends
+/// before it, and a full resync starts a new one whose base holds it.
+#[test]
+fn a_command_larger_than_a_chunk_starts_a_new_window_that_holds_it() {
+    let t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("archive_chunk_size", "64K")
+        .conf_line("repl-diskless-sync-delay 0")
+        .start();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&["SET", "small", "1"]);
+    wait_until_archived(&mut conn);
+    conn.ok(&["SET", "big", &"x".repeat(200_000)]);
+    conn.ok(&["SET", "after", "1"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    archiver.signal("TERM");
+    let out = archiver.finish();
+    out.ok().stderr_has("raise archive_chunk_size");
+    assert_eq!(timeline(&t).len(), 2);
+    export_at_text(&t, &end, "end.rdb").ok();
+    assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+}
