@@ -407,14 +407,8 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
                 )))
                 }
             };
-            let id = options.id.as_deref().map(BackupId::parse).transpose()?;
-            if let Some(id) = id.as_ref().filter(|id| id.chunk_parts().is_some()) {
-                return Err(Error::usage(format!(
-                    "--id {id}: a name of the form NAME.<20 digits>-<20 digits> is kept for archived chunks; choose another"
-                )));
-            }
             Command::Backup {
-                id,
+                id: options.id.as_deref().map(BackupId::parse).transpose()?,
                 instance: instance_name(options.instance)?,
                 source,
             }

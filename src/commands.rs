@@ -201,12 +201,7 @@ fn records(
     instance: Option<&str>,
 ) -> Result<(Vec<Record>, Refused)> {
     let (mut records, mut refused) = (Vec::new(), Vec::new());
-    // Chunks of the archived stream are not backups (and there are many).
-    for id in storage
-        .list()?
-        .into_iter()
-        .filter(|id| !archive::is_chunk(id))
-    {
+    for id in storage.list()? {
         match load_listed_record(storage, &id, key) {
             Ok(record) => records.push(record),
             Err(e) => refused.push((id, e)),
@@ -337,14 +332,14 @@ fn prune(
         })
         .collect();
     // A chunk is worth keeping only with its window's base.
-    let chunks = archive_chunks(&*storage)?;
+    let chunks = storage.archive();
     let mut lines = Vec::new();
     let mut chunks_deleted = Vec::new();
     for record in &doomed {
-        let of_base = chunks
-            .get(&record.id)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let of_base = match record.archive.is_some() {
+            true => chunks.list_prefix(&format!("{}.", record.id))?,
+            false => Vec::new(),
+        };
         if dry_run {
             lines.push(format!("would delete {}", record.summary_line()));
             if !of_base.is_empty() {
@@ -354,8 +349,8 @@ fn prune(
                 ));
             }
         } else {
-            for chunk in of_base {
-                storage.delete(chunk)?;
+            for chunk in &of_base {
+                chunks.delete(chunk)?;
                 chunks_deleted.push(chunk.to_string());
             }
             storage.delete(&record.id)?;
@@ -380,19 +375,6 @@ fn prune(
             "chunks_deleted": chunks_deleted,
         }),
     })
-}
-
-/// The archived chunks in `storage`, by the base of their window.
-fn archive_chunks(
-    storage: &dyn Storage,
-) -> Result<std::collections::BTreeMap<BackupId, Vec<BackupId>>> {
-    let mut chunks: std::collections::BTreeMap<BackupId, Vec<BackupId>> = Default::default();
-    for id in storage.list()? {
-        if let Some(name) = archive::ChunkName::parse(&id) {
-            chunks.entry(name.base).or_default().push(id);
-        }
-    }
-    Ok(chunks)
 }
 
 /// What prune deletes of one instance's backups, oldest first: the format-2
@@ -598,8 +580,8 @@ fn timeline(config: &Config, instance: Option<&str>) -> Result<Report> {
     let storage = storage::open(config)?;
     let windows = archive::windows::windows(&*storage, &key, instance)?;
     Ok(Report {
-        lines: windows.iter().map(|w| w.describe()).collect(),
-        json: Value::Array(windows.iter().map(|w| w.to_json()).collect()),
+        lines: windows.iter().flat_map(|w| w.describe()).collect(),
+        json: Value::Array(windows.iter().flat_map(|w| w.to_json()).collect()),
     })
 }
 

@@ -36,23 +36,35 @@ impl BackupId {
     }
 
     /// The ID of the archived chunk of window `base` holding the stream
-    /// from offset `start` to `end`: `BASE.START-END`, offsets zero-padded
-    /// to 20 digits so that names sort in stream order.
-    pub fn chunk(base: &BackupId, start: u64, end: u64) -> BackupId {
-        BackupId(format!("{base}.{start:020}-{end:020}"))
+    /// from offset `start` to `end`: `BASE.cSTART-END`, or `BASE.rSTART-END`
+    /// for the first chunk an archiver session stored (what came between it
+    /// and the chunk before was not being received), offsets zero-padded to
+    /// 20 digits.
+    pub fn chunk(base: &BackupId, start: u64, end: u64, session_start: bool) -> BackupId {
+        let kind = if session_start { 'r' } else { 'c' };
+        BackupId(format!("{base}.{kind}{start:020}-{end:020}"))
     }
 
-    /// `(base, start, end)` if this ID has a chunk's shape. That shape is
-    /// kept for chunks: `list` and `prune` tell them from backups by name.
-    pub fn chunk_parts(&self) -> Option<(BackupId, u64, u64)> {
+    /// `(base, start, end, session_start)` if this ID has a chunk's shape.
+    pub fn chunk_parts(&self) -> Option<(BackupId, u64, u64, bool)> {
         let (base, range) = self.0.rsplit_once('.')?;
-        let (start, end) = range.split_once('-')?;
+        let session_start = match range.as_bytes().first()? {
+            b'c' => false,
+            b'r' => true,
+            _ => return None,
+        };
+        let (start, end) = range[1..].split_once('-')?;
         let offset = |digits: &str| {
             (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| digits.parse::<u64>().ok())
                 .flatten()
         };
-        Some((BackupId::parse(base).ok()?, offset(start)?, offset(end)?))
+        Some((
+            BackupId::parse(base).ok()?,
+            offset(start)?,
+            offset(end)?,
+            session_start,
+        ))
     }
 }
 

@@ -69,6 +69,9 @@ pub struct ArchivePlace {
     /// RFC 3339 UTC to the microsecond.
     pub first_at: String,
     pub last_at: String,
+    /// The first chunk an archiver session stored: nothing is known of the
+    /// time between the chunk before and this one's `first_at`.
+    pub session_start: bool,
 }
 
 impl ArchivePlace {
@@ -81,6 +84,7 @@ impl ArchivePlace {
             "end_offset": self.end_offset,
             "first_at": self.first_at,
             "last_at": self.last_at,
+            "session_start": self.session_start,
         })
     }
 
@@ -113,6 +117,10 @@ impl ArchivePlace {
             end_offset: number("end_offset")?,
             first_at: time("first_at")?,
             last_at: time("last_at")?,
+            session_start: value
+                .get("session_start")
+                .and_then(Value::as_bool)
+                .ok_or("no archive session_start")?,
         };
         if place.end_offset < place.start_offset {
             return Err("archive offsets out of order".into());

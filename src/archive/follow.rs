@@ -48,6 +48,9 @@ const READ_SIZE: usize = 256 * 1024;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 const STORE_ATTEMPTS: u32 = 5;
+/// When a window is full (`Position::is_full`).
+const MAX_WINDOW_CHUNKS: u64 = 8640;
+const MAX_WINDOW_STREAM: u64 = 1 << 30;
 /// How often the status file is written between chunks.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -63,21 +66,30 @@ struct Position {
     seq: u64,
     /// The replication offset of the last byte stored.
     offset: u64,
+    /// Where the base is in the stream, and its size: how long the window
+    /// may grow before a fresh base is taken.
+    base_offset: u64,
+    base_size: u64,
+    /// No chunk stored yet in this session.
+    session_start: bool,
 }
 
 /// Everything a session needs, gathered once.
 struct Archiver<'a> {
     config: &'a Config,
     storage: &'a dyn Storage,
+    /// Where chunks go (`Storage::archive`).
+    chunks: Box<dyn Storage>,
     key: &'a MasterKey,
     instance: String,
     connect: ConnectOptions,
     /// Kept across sessions: a status written after a lost connection
     /// still says when the last chunk was stored.
     report: std::cell::RefCell<Report>,
-    /// Set when the primary sent a command larger than a chunk may be: the
-    /// window cannot go on past it.
-    too_long: AtomicBool,
+    /// Set when the window cannot or should not go on (the primary sent a
+    /// command larger than a chunk may be, or the window is full): the
+    /// next session starts a new one.
+    new_window: AtomicBool,
 }
 
 pub fn run(config: &Config, request: Request) -> Result<()> {
@@ -97,11 +109,12 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
     let archiver = Archiver {
         config,
         storage: &*storage,
+        chunks: storage.archive(),
         key: &key,
         instance,
         connect: instance::connect_options(config, &redis_conf, config.redis_timeout)?,
         report: Default::default(),
-        too_long: AtomicBool::new(false),
+        new_window: AtomicBool::new(false),
     };
     let mut position = archiver.resume_point()?;
     match &position {
@@ -125,10 +138,12 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
             pause = FIRST_PAUSE;
         }
         match ended {
-            Ok(()) => {
+            Ok(()) if STOP.load(Ordering::Relaxed) => {
                 info!("archiving stopped; everything received is stored");
                 return Ok(());
             }
+            // The window is full: straight on to a new one.
+            Ok(()) => continue,
             // Settings, keys and integrity do not mend by waiting; nor does
             // a Redis that never once let us follow it (a wrong password, an
             // ACL without +psync): say so at once.
@@ -158,6 +173,9 @@ impl Archiver<'_> {
             replid: w.last.replid.clone(),
             seq: w.last.seq,
             offset: w.last.end_offset,
+            base_offset: w.base.archive.as_ref().map_or(0, |a| a.start_offset),
+            base_size: w.base.raw_size,
+            session_start: true,
         }))
     }
 
@@ -211,20 +229,26 @@ impl Archiver<'_> {
                     replid,
                     seq: 0,
                     offset,
+                    base_offset: offset,
+                    base_size: base.raw_size,
+                    session_start: true,
                 });
             }
         }
         let current = position.as_mut().expect("set above");
+        current.session_start = true;
         let (input, acks) = link.split();
         let followed = self.follow(input, acks, current, &server);
-        if self.too_long.swap(false, Ordering::Relaxed) {
-            // The same command would come again after a PSYNC: the window
-            // ends here, and a full resync (its RDB holds the value) starts
-            // the next one.
-            warn!(
-                "window {} ends at offset {}: raise archive_chunk_size to archive commands that large",
-                current.base, current.offset
-            );
+        if self.new_window.swap(false, Ordering::Relaxed) {
+            // A full resync starts the next window: the window is full, or
+            // the primary sent a command too large for a chunk (which a
+            // PSYNC would send again; the new base's RDB holds its value).
+            if followed.is_err() {
+                warn!(
+                    "window {} ends at offset {}: raise archive_chunk_size to archive commands that large",
+                    current.base, current.offset
+                );
+            }
             *position = None;
         }
         followed
@@ -256,7 +280,7 @@ impl Archiver<'_> {
             progress: Progress::new("base", 0),
         };
         let (summary, stored_size) =
-            self.store_object(&identity, &mut checked, self.config.threads)?;
+            self.store_object(self.storage, &identity, &mut checked, self.config.threads)?;
         let rdb = checked.check.finish().map_err(|e| {
             e.context("the resync's RDB does not pass its own check; no base was stored")
         })?;
@@ -268,8 +292,10 @@ impl Archiver<'_> {
             end_offset: offset,
             first_at: created_at.clone(),
             last_at: created_at,
+            session_start: true,
         };
         let record = self.record(
+            self.storage,
             identity,
             server,
             summary,
@@ -277,7 +303,7 @@ impl Archiver<'_> {
             u64::from(rdb.version),
             place,
         );
-        self.put_record(&record)?;
+        self.put_record(self.storage, &record)?;
         info!(
             "base {} stored: {} RDB as {}",
             record.id,
@@ -289,6 +315,7 @@ impl Archiver<'_> {
 
     fn record(
         &self,
+        storage: &dyn Storage,
         identity: Identity,
         server: &crate::redis::Server,
         summary: pipeline::EncodeSummary,
@@ -297,7 +324,7 @@ impl Archiver<'_> {
         place: ArchivePlace,
     ) -> Record {
         Record {
-            location: self.storage.location(&identity.backup_id),
+            location: storage.location(&identity.backup_id),
             id: identity.backup_id,
             instance: identity.instance,
             created_at: identity.created_at,
@@ -320,12 +347,9 @@ impl Archiver<'_> {
         }
     }
 
-    fn put_record(&self, record: &Record) -> Result<()> {
-        if let Err(e) = self
-            .storage
-            .put_record(&record.id, &record.to_stored(self.key))
-        {
-            let _ = self.storage.delete(&record.id);
+    fn put_record(&self, storage: &dyn Storage, record: &Record) -> Result<()> {
+        if let Err(e) = storage.put_record(&record.id, &record.to_stored(self.key)) {
+            let _ = storage.delete(&record.id);
             return Err(e);
         }
         Ok(())
@@ -344,8 +368,8 @@ impl Archiver<'_> {
         let (to_storer, batches) = sync_channel::<Result<Batch>>(QUEUE);
         thread::scope(|s| {
             let (acks, stored) = (&acks, &stored);
-            let (max, too_long) = (self.config.archive_chunk_size, &self.too_long);
-            s.spawn(move || read_stream(input, to_storer, acks, stored, max, too_long));
+            let (max, new_window) = (self.config.archive_chunk_size, &self.new_window);
+            s.spawn(move || read_stream(input, to_storer, acks, stored, max, new_window));
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
                     if acks.ack(stored.load(Ordering::Relaxed)).is_err() {
@@ -426,6 +450,16 @@ impl Archiver<'_> {
                 chunk.clear();
                 bytes = 0;
                 started = None;
+                if position.is_full() && ended.is_none() && !stopping {
+                    info!(
+                        "window {} holds {} chunks and {} of stream: a fresh base starts the next one",
+                        position.base,
+                        position.seq,
+                        human_size(position.offset - position.base_offset)
+                    );
+                    self.new_window.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
             }
             report.maybe_write(self, position, started, bytes, None);
             if let Some(result) = ended {
@@ -454,6 +488,7 @@ impl Archiver<'_> {
             base: position.base.clone(),
             start: position.offset,
             end,
+            session_start: position.session_start,
         };
         let id = name.id();
         let first = batches.first().expect("a chunk has a batch").at_micros;
@@ -476,20 +511,30 @@ impl Archiver<'_> {
             end_offset: name.end,
             first_at: at(first),
             last_at: at(last),
+            session_start: position.session_start,
         };
+        let chunks = &*self.chunks;
         let mut pause = FIRST_PAUSE;
         for attempt in 1..=STORE_ATTEMPTS {
             let stored = self
-                .store_object(&identity, &mut Cursor::new(&payload), 1)
+                .store_object(chunks, &identity, &mut Cursor::new(&payload), 1)
                 .and_then(|(summary, size)| {
-                    let record =
-                        self.record(identity.clone(), server, summary, size, 0, place.clone());
-                    self.put_record(&record)
+                    let record = self.record(
+                        chunks,
+                        identity.clone(),
+                        server,
+                        summary,
+                        size,
+                        0,
+                        place.clone(),
+                    );
+                    self.put_record(chunks, &record)
                 });
             match stored {
                 Ok(()) => {
                     position.seq += 1;
                     position.offset = name.end;
+                    position.session_start = false;
                     log::debug!("stored chunk {id} ({bytes} bytes of stream)");
                     return Ok(());
                 }
@@ -497,21 +542,21 @@ impl Archiver<'_> {
                 // record left the object: its bytes were never counted as
                 // stored (the window ends before them), so it is replaced.
                 Err(e) if attempt == 1 && e.exit_code() == 2 => {
-                    if self.storage.get_record(&id).is_ok() {
+                    if chunks.get_record(&id).is_ok() {
                         return Err(Error::integrity(format!(
                             "chunk {id} is stored already, by another archiver of instance {}: this one stops",
                             self.instance
                         )));
                     }
                     warn!("chunk {id} was left half stored by an archiver that was stopped; storing it again");
-                    let _ = self.storage.delete(&id);
+                    let _ = chunks.delete(&id);
                 }
                 Err(e) if attempt < STORE_ATTEMPTS && e.exit_code() == 4 => {
                     warn!(
                         "storing chunk {id}: {e}; trying again in {}s",
                         pause.as_secs()
                     );
-                    let _ = self.storage.delete(&id);
+                    let _ = chunks.delete(&id);
                     thread::sleep(pause);
                     pause *= 2;
                 }
@@ -526,11 +571,12 @@ impl Archiver<'_> {
     /// caller, from bytes it still holds, or not at all.)
     fn store_object(
         &self,
+        storage: &dyn Storage,
         identity: &Identity,
         input: &mut (dyn Read + Send),
         workers: usize,
     ) -> Result<(pipeline::EncodeSummary, u64)> {
-        let mut object = self.storage.create(&identity.backup_id)?;
+        let mut object = storage.create(&identity.backup_id)?;
         let options = EncodeOptions {
             identity: identity.clone(),
             level: self.config.compression_level,
@@ -607,7 +653,7 @@ fn read_stream(
     acks: &ReplicaAcks,
     stored: &AtomicU64,
     max_command: u64,
-    too_long: &AtomicBool,
+    new_window: &AtomicBool,
 ) {
     let mut splitter = Splitter::new(max_command);
     let mut buf = vec![0u8; READ_SIZE];
@@ -622,7 +668,7 @@ fn read_stream(
             Ok(0) => Err(Error::redis("the primary closed the replication stream")),
             Ok(n) => splitter.push(&buf[..n]).and_then(|pushed| {
                 pushed.map_err(|TooLong { max }| {
-                    too_long.store(true, Ordering::Relaxed);
+                    new_window.store(true, Ordering::Relaxed);
                     Error::redis(format!(
                         "the primary sent a command of more than archive_chunk_size ({max} bytes), which the archive does not hold"
                     ))
@@ -657,6 +703,17 @@ fn is_getack(command: &[u8]) -> bool {
     args.len() >= 2
         && args[0].eq_ignore_ascii_case(b"REPLCONF")
         && args[1].eq_ignore_ascii_case(b"GETACK")
+}
+
+impl Position {
+    /// Whether the window has grown enough that a fresh base is cheaper
+    /// than replaying it: a day of chunks at the default interval (and the
+    /// listing of its chunks stays small), or more stream than twice its
+    /// base (at least 1 GiB).
+    fn is_full(&self) -> bool {
+        let stream = self.offset - self.base_offset;
+        self.seq >= MAX_WINDOW_CHUNKS || stream > (2 * self.base_size).max(MAX_WINDOW_STREAM)
+    }
 }
 
 /// `lock_file` with `.archive-INSTANCE` before its extension.
@@ -696,5 +753,28 @@ fn install_stop_handlers() {
     unsafe {
         libc::signal(libc::SIGTERM, handler);
         libc::signal(libc::SIGINT, handler);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_full_after_a_day_of_chunks_or_twice_its_base() {
+        let position = |seq: u64, stream: u64, base_size: u64| Position {
+            base: BackupId::parse("b").unwrap(),
+            replid: "r".into(),
+            seq,
+            offset: 1000 + stream,
+            base_offset: 1000,
+            base_size,
+            session_start: false,
+        };
+        assert!(!position(10, 1 << 20, 1 << 20).is_full());
+        assert!(position(MAX_WINDOW_CHUNKS, 0, 0).is_full());
+        assert!(position(1, (1 << 30) + 1, 1 << 20).is_full());
+        assert!(!position(1, (3 << 30) - 1, 3 << 29).is_full());
+        assert!(position(1, (3 << 30) + 1, 3 << 29).is_full());
     }
 }

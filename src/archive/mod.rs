@@ -19,31 +19,32 @@ use crate::id::BackupId;
 pub const BASE_SOURCE: &str = "archive";
 pub const CHUNK_SOURCE: &str = "archive-stream";
 
-/// A chunk's ID says which window it continues and which bytes of the
-/// stream it holds: `BASE.START-END`, offsets zero-padded to 20 digits so
-/// that names sort in stream order. `list` and `prune` tell chunks from
-/// backups by name alone, without reading a record.
+/// A chunk's ID says which window it continues, which bytes of the stream
+/// it holds, and whether it is the first of an archiver session (see
+/// `BackupId::chunk`). Chunks live in a storage of their own
+/// (`Storage::archive`), so listing backups never pages through them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkName {
     pub base: BackupId,
     pub start: u64,
     pub end: u64,
+    pub session_start: bool,
 }
 
 impl ChunkName {
     pub fn id(&self) -> BackupId {
-        BackupId::chunk(&self.base, self.start, self.end)
+        BackupId::chunk(&self.base, self.start, self.end, self.session_start)
     }
 
     pub fn parse(id: &BackupId) -> Option<ChunkName> {
-        let (base, start, end) = id.chunk_parts()?;
-        Some(ChunkName { base, start, end })
+        let (base, start, end, session_start) = id.chunk_parts()?;
+        Some(ChunkName {
+            base,
+            start,
+            end,
+            session_start,
+        })
     }
-}
-
-/// Whether `id` is shaped like a chunk's (so no backup may take it).
-pub fn is_chunk(id: &BackupId) -> bool {
-    ChunkName::parse(id).is_some()
 }
 
 #[cfg(test)]
@@ -51,25 +52,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_names_round_trip_and_sort_in_stream_order() {
+    fn chunk_names_round_trip() {
         let base = BackupId::parse("20261130T101500Z-ab12cd34").unwrap();
-        let name = |start, end| ChunkName {
-            base: base.clone(),
-            start,
-            end,
-        };
-        let a = name(9, 1000);
-        let b = name(1000, 20_000);
-        assert_eq!(ChunkName::parse(&a.id()), Some(a.clone()));
-        assert!(a.id().as_str() < b.id().as_str());
-        assert!(is_chunk(&b.id()));
+        for session_start in [false, true] {
+            let name = ChunkName {
+                base: base.clone(),
+                start: 9,
+                end: 1000,
+                session_start,
+            };
+            assert_eq!(ChunkName::parse(&name.id()), Some(name));
+        }
         for id in [
             "b1",
             "x.1-2",
-            "x.00000000000000000001-2",
+            "x.c00000000000000000001-2",
             "nightly.2026-11-30",
         ] {
-            assert!(!is_chunk(&BackupId::parse(id).unwrap()), "{id}");
+            assert_eq!(
+                ChunkName::parse(&BackupId::parse(id).unwrap()),
+                None,
+                "{id}"
+            );
         }
     }
 }

@@ -136,16 +136,18 @@ pub fn replay(
     };
     let mut applier = Applier::new(at);
     let base_place = base.archive.as_ref().expect("a base has its place");
+    let base_time = base_place.span_micros().0;
+    let chunks = storage.archive();
     let mut chain = Chain::new(base, base_place);
     for name in &window.chunks {
-        let Some(record) = chain.next(storage, key, name)? else {
+        let Some(record) = chain.next(&*chunks, key, name)? else {
             continue;
         };
         let place = record.archive.clone().expect("checked by the chain");
         if place.span_micros().0 > at {
             break;
         }
-        let batches = read_chunk(storage, key, &record, &place)?;
+        let batches = read_chunk(&*chunks, key, &record, &place)?;
         if !applier.apply(&batches, &mut out)? {
             break;
         }
@@ -169,7 +171,7 @@ pub fn replay(
         "replaying {} commands of window {} up to {} into a private {}",
         applier.commands,
         base.id,
-        units::utc_millis(applier.applied_until.unwrap_or(window.from_micros)),
+        units::utc_millis(applier.applied_until.unwrap_or(base_time)),
         binary.program
     );
     let account = fresh_account()?;
@@ -181,13 +183,13 @@ pub fn replay(
     info!(
         "replayed window {} to {} in {}s",
         base.id,
-        units::utc_millis(applier.applied_until.unwrap_or(window.from_micros)),
+        units::utc_millis(applier.applied_until.unwrap_or(base_time)),
         units::seconds(started.elapsed(), 1)
     );
     Ok(Replayed {
         rdb,
         _dir: dir,
-        applied_until: applier.applied_until.unwrap_or(window.from_micros),
+        applied_until: applier.applied_until.unwrap_or(base_time),
         commands: applier.commands,
         base: base.id.to_string(),
     })
@@ -258,6 +260,7 @@ impl<'a> Chain<'a> {
             self.seq + 1,
             name.start,
             name.end,
+            name.session_start,
             &self.base.instance,
         );
         let found = (
@@ -265,6 +268,7 @@ impl<'a> Chain<'a> {
             place.seq,
             place.start_offset,
             place.end_offset,
+            place.session_start,
             &record.instance,
         );
         if found != expected

@@ -1,20 +1,20 @@
-//! The recoverable windows of each instance, from records alone: a window
-//! is a base backup and the chunks named after it; it runs from the base's
-//! time to the last receive time of its newest chunk whose record
-//! authenticates. Whether every chunk in between is there and unaltered is
-//! proven by the replay that uses them, not here.
+//! The recoverable windows of each instance, from records alone. A window
+//! is a base backup and the chunks named after it (in `Storage::archive`).
+//! The times it can restore to are its spans: one per archiver session,
+//! from the first command that session stored to the last; between two
+//! sessions nothing was being received, and what was written then arrived
+//! later, stamped later, so a moment there is not held. Whether every chunk
+//! is there and unaltered is proven by the replay that uses them, not here.
 
 use super::{ChunkName, BASE_SOURCE};
 use crate::codec::crypto::MasterKey;
 use crate::error::{Error, Result};
-use crate::id::BackupId;
 use crate::record::{ArchivePlace, Record};
 use crate::storage::Storage;
 use crate::stored::load_record;
 use crate::units;
 use log::warn;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 pub struct Window {
     pub base: Record,
@@ -22,8 +22,11 @@ pub struct Window {
     pub chunks: Vec<ChunkName>,
     /// Where the window ends: the base's place, or its newest chunk's.
     pub last: ArchivePlace,
-    pub from_micros: u64,
-    pub to_micros: u64,
+    /// The moments it holds (µs since the epoch, both ends included).
+    pub spans: Vec<(u64, u64)>,
+    /// Chunks read for the spans whose record failed, and why: the spans
+    /// may be shorter than what was archived.
+    pub damaged: Vec<String>,
 }
 
 impl Window {
@@ -32,26 +35,60 @@ impl Window {
     }
 
     pub fn holds(&self, micros: u64) -> bool {
-        (self.from_micros..=self.to_micros).contains(&micros)
+        self.spans
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&micros))
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "instance": self.instance(),
-            "from": units::utc_millis(ceil_millis(self.from_micros)),
-            "to": units::utc_millis(self.to_micros),
-            "base": self.base.id.as_str(),
-        })
+    /// One timeline entry per span.
+    pub fn to_json(&self) -> Vec<Value> {
+        self.spans
+            .iter()
+            .map(|(from, to)| {
+                json!({
+                    "instance": self.instance(),
+                    "from": units::utc_millis(*from),
+                    "to": units::utc_millis(*to),
+                    "base": self.base.id.as_str(),
+                })
+            })
+            .collect()
     }
 
-    pub fn describe(&self) -> String {
-        format!(
-            "{} from {} to {}",
-            self.instance(),
-            units::utc_millis(ceil_millis(self.from_micros)),
-            units::utc_millis(self.to_micros)
-        )
+    pub fn describe(&self) -> Vec<String> {
+        self.spans
+            .iter()
+            .map(|span| describe(self.instance(), *span))
+            .collect()
     }
+
+    /// How far `micros` is from the nearest moment held, and that span.
+    fn distance(&self, micros: u64) -> Option<(u64, (u64, u64))> {
+        self.spans
+            .iter()
+            .map(|&(from, to)| {
+                let d = match micros < from {
+                    true => from - micros,
+                    false => micros.saturating_sub(to),
+                };
+                (d, (from, to))
+            })
+            .min()
+    }
+}
+
+fn describe(instance: &str, (from, to): (u64, u64)) -> String {
+    format!(
+        "{instance} from {} to {}",
+        units::utc_millis(from),
+        units::utc_millis(to)
+    )
+}
+
+/// Shown to the millisecond, so spans are widened to it: a TIME copied
+/// from `timeline` must take in the commands at its ends.
+fn floor_millis(micros: u64) -> u64 {
+    micros / 1000 * 1000
 }
 
 fn ceil_millis(micros: u64) -> u64 {
@@ -64,13 +101,9 @@ pub fn windows(
     key: &MasterKey,
     instance: Option<&str>,
 ) -> Result<Vec<Window>> {
-    let mut chunks: BTreeMap<BackupId, Vec<ChunkName>> = BTreeMap::new();
+    let chunk_storage = storage.archive();
     let mut bases = Vec::new();
     for id in storage.list()? {
-        if let Some(chunk) = ChunkName::parse(&id) {
-            chunks.entry(chunk.base.clone()).or_default().push(chunk);
-            continue;
-        }
         let record = match load_record(storage, &id, key) {
             Ok(record) => record,
             Err(e) => {
@@ -90,69 +123,147 @@ pub fn windows(
     bases.sort_by(|a, b| a.age().cmp(&b.age()));
     let mut windows = Vec::with_capacity(bases.len());
     for base in bases {
-        let mut named = chunks.remove(&base.id).unwrap_or_default();
+        let mut named: Vec<ChunkName> = chunk_storage
+            .list_prefix(&format!("{}.", base.id))?
+            .iter()
+            .filter_map(ChunkName::parse)
+            .filter(|c| c.base == base.id)
+            .collect();
         named.sort_by_key(|c| (c.start, c.end));
-        let place = base.archive.clone().expect("a base has its place");
-        let from_micros = place.span_micros().0;
-        let last = newest_chunk(storage, key, &base, &named).unwrap_or(place);
-        // Shown to the millisecond, so rounded up to it: a TIME copied from
-        // `timeline` must take in the last command, not stop short of it.
-        let to_micros = ceil_millis(last.span_micros().1.max(from_micros));
+        let chunks = Chunks {
+            storage: &*chunk_storage,
+            key,
+            base: &base,
+            damaged: Default::default(),
+        };
+        let mut spans = Vec::new();
+        let mut last = None;
+        for session in sessions(&named) {
+            let first = session.first().and_then(|c| chunks.place(c));
+            let newest = session.iter().rev().find_map(|c| chunks.place(c));
+            if let (Some(first), Some(newest)) = (first, newest) {
+                let (from, _) = first.span_micros();
+                let (_, to) = newest.span_micros();
+                spans.push((floor_millis(from), ceil_millis(to.max(from))));
+                last = Some(newest);
+            }
+        }
+        let last = last.unwrap_or_else(|| base.archive.clone().expect("a base has its place"));
+        let damaged = chunks.damaged.into_inner();
         windows.push(Window {
             base,
             chunks: named,
             last,
-            from_micros,
-            to_micros,
+            spans,
+            damaged,
         });
     }
     Ok(windows)
 }
 
-/// The place of the newest chunk of `base` whose record authenticates and
-/// belongs to it.
-fn newest_chunk(
-    storage: &dyn Storage,
-    key: &MasterKey,
-    base: &Record,
-    named: &[ChunkName],
-) -> Option<ArchivePlace> {
-    for chunk in named.iter().rev() {
-        let id = chunk.id();
-        match load_record(storage, &id, key) {
-            Ok(record) => match record.archive {
-                Some(place)
-                    if place.base == base.id
-                        && record.instance == base.instance
-                        && record.location == storage.location(&id) =>
-                {
-                    return Some(place)
-                }
-                _ => warn!("chunk {id} does not belong to the window of {}", base.id),
-            },
-            Err(e) => warn!("chunk {id} is left out of the window: {e}"),
+/// The chunks of a window cut where an archiver session starts.
+fn sessions(named: &[ChunkName]) -> Vec<&[ChunkName]> {
+    let mut sessions = Vec::new();
+    let mut start = 0;
+    for i in 1..=named.len() {
+        if i == named.len() || named[i].session_start {
+            if start < i {
+                sessions.push(&named[start..i]);
+            }
+            start = i;
         }
     }
-    None
+    sessions
+}
+
+/// The chunk records of one window.
+struct Chunks<'a> {
+    storage: &'a dyn Storage,
+    key: &'a MasterKey,
+    base: &'a Record,
+    damaged: std::cell::RefCell<Vec<String>>,
+}
+
+impl Chunks<'_> {
+    fn damaged(&self, why: String) -> Option<ArchivePlace> {
+        warn!("{why}; the window's times may end sooner");
+        self.damaged.borrow_mut().push(why);
+        None
+    }
+
+    /// The place of chunk `name` if its record authenticates and belongs here.
+    fn place(&self, name: &ChunkName) -> Option<ArchivePlace> {
+        let id = name.id();
+        match load_record(self.storage, &id, self.key) {
+            Ok(record) => match record.archive {
+                Some(place)
+                    if place.base == self.base.id
+                        && record.instance == self.base.instance
+                        && record.location == self.storage.location(&id) =>
+                {
+                    Some(place)
+                }
+                _ => self.damaged(format!(
+                    "chunk {id} does not belong to the window of {}",
+                    self.base.id
+                )),
+            },
+            Err(e) => self.damaged(format!("chunk {id}: {e}")),
+        }
+    }
 }
 
 /// The newest window of `instance` that holds `at`; exit 4 naming the
-/// nearest window when none does.
+/// nearest span when none does.
 pub fn holding(storage: &dyn Storage, key: &MasterKey, instance: &str, at: u64) -> Result<Window> {
     let mut all = windows(storage, key, Some(instance))?;
     if let Some(i) = all.iter().rposition(|w| w.holds(at)) {
         return Ok(all.swap_remove(i));
     }
-    let distance = |w: &Window| match at < w.from_micros {
-        true => w.from_micros - at,
-        false => at.saturating_sub(w.to_micros),
-    };
-    let nearest = match all.iter().min_by_key(|w| distance(w)) {
-        Some(w) => format!("the nearest window is {}", w.describe()),
+    // A span cut short by a chunk that fails is the storage's doing, not a
+    // moment never archived: an integrity error, as the replay would say.
+    if let Some(why) = all.iter().flat_map(|w| &w.damaged).next() {
+        return Err(Error::integrity(format!(
+            "no archive of instance {instance} covers {} as it stands, and {why}: the archive was tampered with or damaged",
+            units::utc_millis(at)
+        )));
+    }
+    let nearest = match all.iter().filter_map(|w| w.distance(at)).min() {
+        Some((_, span)) => format!("the nearest window is {}", describe(instance, span)),
         None => "there is no archive of it; `redis-backup archive` makes one".into(),
     };
     Err(Error::storage(format!(
         "no archive of instance {instance} covers {}; {nearest} (`redis-backup timeline` lists them)",
         units::utc_millis(at)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::BackupId;
+
+    #[test]
+    fn sessions_are_cut_where_one_starts() {
+        let base = BackupId::parse("b").unwrap();
+        let chunk = |start, session_start| ChunkName {
+            base: base.clone(),
+            start,
+            end: start + 1,
+            session_start,
+        };
+        let named = [
+            chunk(0, true),
+            chunk(1, false),
+            chunk(2, true),
+            chunk(3, false),
+            chunk(4, false),
+        ];
+        let cut: Vec<Vec<u64>> = sessions(&named)
+            .iter()
+            .map(|s| s.iter().map(|c| c.start).collect())
+            .collect();
+        assert_eq!(cut, [vec![0, 1], vec![2, 3, 4]]);
+        assert!(sessions(&[]).is_empty());
+    }
 }

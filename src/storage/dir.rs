@@ -58,6 +58,9 @@ fn out_of_space(dir: &Path, available: u64, reserve: u64) -> String {
     )
 }
 
+/// The archive's chunks: a directory inside the storage directory.
+const ARCHIVE_DIR: &str = "archive";
+
 pub struct DirStorage {
     dir: PathBuf,
 }
@@ -252,6 +255,10 @@ impl Storage for DirStorage {
             )));
         }
         Ok(json)
+    }
+
+    fn archive(&self) -> Box<dyn Storage> {
+        Box::new(DirStorage::new(self.dir.join(ARCHIVE_DIR)))
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {

@@ -50,6 +50,16 @@ pub trait Storage {
     fn list(&self) -> Result<Vec<BackupId>>;
     /// Remove the record first (so the backup stops being listed), then the object.
     fn delete(&self, id: &BackupId) -> Result<()>;
+    /// IDs that have a record and start with `prefix`.
+    fn list_prefix(&self, prefix: &str) -> Result<Vec<BackupId>> {
+        let mut ids = self.list()?;
+        ids.retain(|id| id.as_str().starts_with(prefix));
+        Ok(ids)
+    }
+    /// Where the archive's chunks go: beside the backups but apart
+    /// (`DIR/archive`, the Swift container `CONTAINER_archive`), so that
+    /// listing backups never pages through them.
+    fn archive(&self) -> Box<dyn Storage>;
 }
 
 /// Whether the storage settings can work at all (credentials complete,

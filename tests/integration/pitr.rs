@@ -67,6 +67,36 @@ fn wait_until_archived(conn: &mut Resp) {
     );
 }
 
+/// The archive's chunk files (`storage/archive/`) ending in `suffix`, sorted.
+fn chunk_files(t: &TestRedis, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(archive_dir(t))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_by_key(|n| stream_order(n));
+    names
+}
+
+/// A chunk's name without its kind letter (`c`, or `r` for the first of a
+/// session): names then sort in stream order.
+fn stream_order(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((head, _)) => match head.rsplit_once('.') {
+            Some((base, range)) => format!("{base}.{}", &range[1..]),
+            None => name.to_string(),
+        },
+        None => name.to_string(),
+    }
+}
+
+fn archive_dir(t: &TestRedis) -> std::path::PathBuf {
+    t.storage_dir().join("archive")
+}
+
 fn export_at(t: &TestRedis, at: u64, name: &str) -> std::path::PathBuf {
     let out = t.path(name);
     t.run(&[
@@ -193,18 +223,33 @@ fn the_archiver_killed_in_a_write_burst_loses_and_doubles_nothing() {
         }
     };
     burst(&mut conn, 0);
+    wait_until_archived(&mut conn);
+    // Killed in the middle of a burst: some of it received, not stored.
+    burst(&mut conn, 2000);
     kill9(archiver.pid());
     let _ = archiver.finish();
-    burst(&mut conn, 2000);
+    burst(&mut conn, 4000);
     archiver = t.cmd(&["archive"]).watch();
     archiver.wait_for_line("continues window");
-    burst(&mut conn, 4000);
+    burst(&mut conn, 6000);
     let end = window_end(&t, &mut conn);
     let expected = t.state();
     let exported = export_at_text(&t, &end, "end.rdb");
     exported.ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
-    assert_eq!(timeline(&t).len(), 1, "one unbroken window");
+    // One window (one base), two spans: while no archiver ran, nothing was
+    // received, and the writes of then arrived later, stamped later.
+    let spans = timeline(&t);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(spans[0]["base"], spans[1]["base"], "{spans:?}");
+    let gap = (
+        parse_micros(spans[0]["to"].as_str().unwrap()),
+        parse_micros(spans[1]["from"].as_str().unwrap()),
+    );
+    assert!(gap.1 > gap.0 + 2000, "{spans:?}");
+    export_at_text(&t, &rfc3339((gap.0 + gap.1) / 2), "gap.rdb")
+        .code(4)
+        .stderr_has("the nearest window is");
     archiver.signal("INT");
     archiver.finish().ok();
 }
@@ -215,7 +260,6 @@ fn a_redis_restart_mid_archive_leaves_both_sides_restorable() {
     let archiver = start_archiver(&t);
     let mut conn = t.conn();
     conn.ok(&["SET", "before", "restart"]);
-    let before_at = now_micros();
     let before = t.state();
     wait_until_archived(&mut conn);
     std::thread::sleep(Duration::from_millis(50));
@@ -227,13 +271,17 @@ fn a_redis_restart_mid_archive_leaves_both_sides_restorable() {
     let after = t.state();
     let end = window_end(&t, &mut conn);
 
-    let early = export_at(&t, before_at + 20_000, "before.rdb");
-    assert_eq!(digest_of_rdb(&early), before);
+    let first_span_end = timeline(&t)[0]["to"].as_str().expect("to").to_string();
+    export_at_text(&t, &first_span_end, "before.rdb").ok();
+    assert_eq!(digest_of_rdb(&t.path("before.rdb")), before);
     export_at_text(&t, &end, "after.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("after.rdb")), after);
     // Redis 7 keeps its replication history across a clean restart (a
-    // new ID, the old one as its second): the window goes on.
-    assert_eq!(timeline(&t).len(), 1);
+    // new ID, the old one as its second): the window goes on, in a second
+    // span (nothing was received while Redis was down).
+    let spans = timeline(&t);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(spans[0]["base"], spans[1]["base"], "{spans:?}");
     archiver.signal("TERM");
     archiver.finish().ok().stderr_has("continues window");
 }
@@ -333,20 +381,10 @@ fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused
     archiver.finish().ok();
     export_at_text(&t, &end, "ok.rdb").ok();
 
-    let mut chunks: Vec<String> = t
-        .storage_files()
-        .into_iter()
-        .filter(|f| f.ends_with(".rbk") && f.matches('-').count() >= 2 && f.contains('.'))
-        .filter(|f| {
-            f.trim_end_matches(".rbk")
-                .rsplit_once('.')
-                .is_some_and(|(_, r)| r.len() == 41)
-        })
-        .collect();
-    chunks.sort();
+    let chunks = chunk_files(&t, ".rbk");
     assert!(chunks.len() >= 3, "{chunks:?}");
-    let object = |name: &str| t.storage_dir().join(name);
-    let record = |name: &str| t.storage_dir().join(name.replace(".rbk", ".json"));
+    let object = |name: &str| archive_dir(&t).join(name);
+    let record = |name: &str| archive_dir(&t).join(name.replace(".rbk", ".json"));
 
     // A flipped byte in a chunk in the middle.
     let middle = chunks[1].clone();
@@ -586,19 +624,16 @@ fn swift_archive_and_export_at() {
     let midway = (written + moments[2].0) / 2;
     assert_eq!(&digest_of_rdb(&export_at(&t, midway, "mid.rdb")), state);
 
-    let names = swift.names(container, "");
-    let mut chunks: Vec<&String> = names
-        .iter()
-        .filter(|n| n.ends_with(".rbk") && n.matches('.').count() >= 2)
-        .collect();
-    chunks.sort();
+    let names = swift.names(&format!("{container}_archive"), "");
+    let mut chunks: Vec<&String> = names.iter().filter(|n| n.ends_with(".rbk")).collect();
+    chunks.sort_by_key(|n| stream_order(n));
     assert!(chunks.len() >= 3, "{names:?}");
     let middle = chunks[1].trim_end_matches(".rbk");
     for suffix in [".json", ".rbk"] {
         swift
             .request(
                 "DELETE",
-                &format!("{container}/{middle}{suffix}"),
+                &format!("{container}_archive/{middle}{suffix}"),
                 &[],
                 None,
             )
@@ -657,13 +692,11 @@ fn a_transaction_cut_by_the_moment_is_never_half_applied() {
     archiver.signal("TERM");
     archiver.finish();
     // The receive times of each part, from the chunks' records.
-    let parts: Vec<(u64, u64)> = t
-        .storage_files()
+    let parts: Vec<(u64, u64)> = chunk_files(&t, ".json")
         .iter()
-        .filter(|f| f.ends_with(".json") && f.matches('.').count() >= 2)
         .map(|f| {
             let record: Value =
-                serde_json::from_slice(&std::fs::read(t.storage_dir().join(f)).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(archive_dir(&t).join(f)).unwrap()).unwrap();
             let at = |field: &str| {
                 let text = record["archive"][field].as_str().unwrap().to_string();
                 parse_micros(&text)
@@ -737,21 +770,16 @@ fn a_chunk_left_without_its_record_is_stored_again() {
     wait_until_archived(&mut conn);
     archiver.signal("TERM");
     archiver.finish().ok();
-    let mut records: Vec<String> = t
-        .storage_files()
-        .into_iter()
-        .filter(|f| f.ends_with(".json") && f.matches('.').count() >= 2)
-        .collect();
-    records.sort();
+    let records = chunk_files(&t, ".json");
     let last = records.last().expect("a chunk").clone();
-    std::fs::remove_file(t.storage_dir().join(&last)).expect("remove the record");
+    std::fs::remove_file(archive_dir(&t).join(&last)).expect("remove the record");
 
     // The same bytes come again (nothing new is written: a WAIT would add
     // a GETACK to the stream), so the same chunk ID.
     let mut archiver = t.cmd(&["archive"]).watch();
     archiver.wait_for_line("continues window");
     wait_for("the chunk to be stored again", || {
-        t.storage_dir().join(&last).exists().then_some(())
+        archive_dir(&t).join(&last).exists().then_some(())
     });
     archiver.signal("TERM");
     archiver.finish().ok().stderr_has("left half stored");
@@ -784,10 +812,15 @@ fn a_window_copied_from_another_storage_is_not_taken() {
     let theirs_end = window_end(&t, &mut conn);
     archiver.signal("TERM");
     archiver.finish().ok();
-    for entry in std::fs::read_dir(&elsewhere).expect("their storage") {
-        let entry = entry.expect("entry");
-        if entry.file_type().expect("type").is_file() {
-            std::fs::copy(entry.path(), here.join(entry.file_name())).expect("copy");
+    for (from, to) in [
+        (elsewhere.clone(), here.clone()),
+        (elsewhere.join("archive"), here.join("archive")),
+    ] {
+        for entry in std::fs::read_dir(&from).expect("their storage") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+            }
         }
     }
     t.set_setting("storage", &format!("file://{}", here.display()));
@@ -884,6 +917,9 @@ fn a_command_larger_than_a_chunk_starts_a_new_window_that_holds_it() {
     wait_until_archived(&mut conn);
     conn.ok(&["SET", "big", &"x".repeat(200_000)]);
     conn.ok(&["SET", "after", "1"]);
+    // The new window's base holds those; a write after it, its first chunk.
+    wait_until_archived(&mut conn);
+    conn.ok(&["SET", "later", "1"]);
     let expected = t.state();
     let end = window_end(&t, &mut conn);
     archiver.signal("TERM");

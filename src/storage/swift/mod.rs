@@ -400,6 +400,23 @@ impl Storage for SwiftStorage {
         Ok(json)
     }
 
+    fn archive(&self) -> Box<dyn Storage> {
+        Box::new(SwiftStorage {
+            client: Arc::clone(&self.client),
+            container: format!("{}_archive", self.container),
+            segment_size: self.segment_size,
+        })
+    }
+
+    fn list_prefix(&self, prefix: &str) -> Result<Vec<BackupId>> {
+        let names = self.names(&self.container, prefix, MAX_LISTED_NAMES)?;
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_suffix(RECORD_SUFFIX))
+            .filter_map(|stem| BackupId::parse(stem).ok())
+            .collect())
+    }
+
     fn list(&self) -> Result<Vec<BackupId>> {
         let names = self.names(&self.container, "", MAX_LISTED_NAMES)?;
         Ok(names
