@@ -298,8 +298,7 @@ impl Archiver<'_> {
             self.storage,
             identity,
             server,
-            summary,
-            stored_size,
+            (summary, stored_size),
             u64::from(rdb.version),
             place,
         );
@@ -318,8 +317,7 @@ impl Archiver<'_> {
         storage: &dyn Storage,
         identity: Identity,
         server: &crate::redis::Server,
-        summary: pipeline::EncodeSummary,
-        stored_size: u64,
+        (summary, stored_size): (pipeline::EncodeSummary, u64),
         rdb_version: u64,
         place: ArchivePlace,
     ) -> Record {
@@ -523,8 +521,7 @@ impl Archiver<'_> {
                         chunks,
                         identity.clone(),
                         server,
-                        summary,
-                        size,
+                        (summary, size),
                         0,
                         place.clone(),
                     );
