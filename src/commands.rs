@@ -19,7 +19,7 @@ use crate::units::{self, human_size};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -471,26 +471,9 @@ fn verify(config: &Config, target: Target) -> Result<Report> {
 fn export(config: &Config, id: &BackupId, out: &Path, allow_format_1: bool) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
     let stored = Stored::open(&*storage::open(config)?, id, &key, allow_format_1)?;
-    // Refuse early; the final link refuses again if PATH appears meanwhile.
-    if fs::symlink_metadata(out).is_ok() {
-        return Err(exists(out));
-    }
-    // Written under a temporary name and linked into place only when complete
-    // and checked, so not even a killed export leaves a partial RDB at PATH.
-    let file = AtomicFile::create(out).map_err(|e| {
-        Error::other(format!(
-            "cannot create a file beside {}: {e}",
-            out.display()
-        ))
-    })?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let summary = stored.decode_into(&mut writer, &key, config.threads)?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| Error::other(format!("writing {}: {}", out.display(), e.error())))?;
-    file.commit(true).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => exists(out),
-        _ => Error::other(format!("writing {}: {e}", out.display())),
+    refuse_existing(out)?;
+    let summary = write_new_file(out, |writer| {
+        stored.decode_into(writer, &key, config.threads)
     })?;
     Ok(Report {
         lines: vec![format!(
@@ -514,44 +497,23 @@ fn export_at(config: &Config, at: u64, instance: Option<&str>, out: &Path) -> Re
     let storage = storage::open(config)?;
     let instance = instance.unwrap_or(&config.instance);
     let window = archive::windows::holding(&*storage, &key, instance, at)?;
-    if fs::symlink_metadata(out).is_ok() {
-        return Err(exists(out));
-    }
+    refuse_existing(out)?;
     let binary = crate::redis::server::ServerBinary::ask(&config.redis_server)?;
     let mut replayed =
         archive::replay::replay(&*storage, &key, &binary, &window, at, config.save_timeout)?;
-    let file = AtomicFile::create(out).map_err(|e| {
-        Error::other(format!(
-            "cannot create a file beside {}: {e}",
-            out.display()
+    let (raw_size, sha) = write_new_file(out, |writer| {
+        let mut hashed = Hashed {
+            inner: writer,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        io::copy(replayed.rdb(), &mut hashed)
+            .map_err(|e| Error::other(format!("writing {}: {e}", out.display())))?;
+        Ok((
+            hashed.size,
+            crate::codec::crypto::hex(&hashed.hasher.finalize()),
         ))
     })?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let input = replayed.rdb();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut raw_size = 0u64;
-    loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(|e| Error::other(format!("reading the replayed RDB: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        writer
-            .write_all(&buf[..n])
-            .map_err(|e| Error::other(format!("writing {}: {e}", out.display())))?;
-        raw_size += n as u64;
-    }
-    let file = writer
-        .into_inner()
-        .map_err(|e| Error::other(format!("writing {}: {}", out.display(), e.error())))?;
-    file.commit(true).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => exists(out),
-        _ => Error::other(format!("writing {}: {e}", out.display())),
-    })?;
-    let sha = crate::codec::crypto::hex(&hasher.finalize());
     let until = units::utc_millis(replayed.applied_until);
     Ok(Report {
         lines: vec![format!(
@@ -583,6 +545,59 @@ fn timeline(config: &Config, instance: Option<&str>) -> Result<Report> {
         lines: windows.iter().flat_map(|w| w.describe()).collect(),
         json: Value::Array(windows.iter().flat_map(|w| w.to_json()).collect()),
     })
+}
+
+/// Refuse early; the final link refuses again if PATH appears meanwhile.
+fn refuse_existing(out: &Path) -> Result<()> {
+    match fs::symlink_metadata(out) {
+        Ok(_) => Err(exists(out)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// `write` fills a new file at `out`, written under a temporary name and
+/// linked into place only when complete and checked, so not even a killed
+/// export leaves a partial RDB at PATH.
+fn write_new_file<T>(
+    out: &Path,
+    write: impl FnOnce(&mut BufWriter<AtomicFile>) -> Result<T>,
+) -> Result<T> {
+    let file = AtomicFile::create(out).map_err(|e| {
+        Error::other(format!(
+            "cannot create a file beside {}: {e}",
+            out.display()
+        ))
+    })?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let written = write(&mut writer)?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::other(format!("writing {}: {}", out.display(), e.error())))?;
+    file.commit(true).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => exists(out),
+        _ => Error::other(format!("writing {}: {e}", out.display())),
+    })?;
+    Ok(written)
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashed<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn exists(out: &Path) -> Error {

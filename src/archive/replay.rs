@@ -649,14 +649,7 @@ fn checked_rdb(dir: &ReplayDir) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cmd(args: &[&str]) -> Vec<u8> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-        out
-    }
+    use crate::archive::stream::tests::cmd;
 
     fn batch(at: u64, commands: &[&[&str]]) -> Batch {
         Batch {

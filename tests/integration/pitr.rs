@@ -430,6 +430,42 @@ fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused
     export_at_text(&t, &end, "still-ok.rdb").ok();
 }
 
+/// `args` as a primary sends a command to its replicas.
+fn command(args: &[&str]) -> Vec<u8> {
+    Reply::Array(cmd(args).into_iter().map(Reply::Bulk).collect()).encode()
+}
+
+/// A fake primary (Redis 7.0.15 by INFO): the first PSYNC gets a full
+/// resync of a one-key RDB, then each of `parts` a second apart; later
+/// PSYNCs are answered by closing the connection.
+fn fake_primary(parts: Vec<Vec<u8>>) -> FakeRedis {
+    let rdb = make_rdb(&[("k", b"v")]);
+    let psyncs = std::sync::atomic::AtomicU32::new(0);
+    let parts = std::sync::Mutex::new(Some(parts));
+    FakeRedis::start(move |args| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        match name.as_str() {
+            "PSYNC" if psyncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                let mut head =
+                    format!("+FULLRESYNC {} 0\r\n${}\r\n", "a".repeat(40), rdb.len()).into_bytes();
+                head.extend_from_slice(&rdb);
+                let mut parts = parts.lock().unwrap().take().unwrap_or_default().into_iter();
+                FakeReply::Stream {
+                    head,
+                    more: Box::new(move || parts.next()),
+                    every: Duration::from_millis(1000),
+                }
+            }
+            "PSYNC" => FakeReply::Close,
+            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
+            "INFO" => FakeReply::Bytes(
+                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
+            ),
+            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
+        }
+    })
+}
+
 /// Whatever answers on Redis's port chooses the stream the archiver keeps;
 /// a command no primary sends its replicas (`CONFIG SET dir`, then a
 /// `SAVE` would write where it says) is refused at replay, exit 5, and
@@ -440,40 +476,13 @@ fn a_hostile_primary_cannot_make_the_replay_act_beyond_the_data() {
         .setting("archive_interval", "1")
         .setting("redis_timeout", "2")
         .prepare();
-    let rdb = make_rdb(&[("k", b"v")]);
-    let psyncs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let seen = std::sync::Arc::clone(&psyncs);
-    let fake = FakeRedis::start(move |args| {
-        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-        match name.as_str() {
-            "PSYNC" if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
-                let mut head =
-                    format!("+FULLRESYNC {} 0\r\n${}\r\n", "a".repeat(40), rdb.len()).into_bytes();
-                head.extend_from_slice(&rdb);
-                for command in [
-                    cmd(&["SELECT", "0"]),
-                    cmd(&["SET", "planted", "x"]),
-                    cmd(&["CONFIG", "SET", "dir", "/etc"]),
-                    cmd(&["CONFIG", "SET", "dbfilename", "planted.rdb"]),
-                ] {
-                    head.extend_from_slice(
-                        &Reply::Array(command.into_iter().map(Reply::Bulk).collect()).encode(),
-                    );
-                }
-                FakeReply::Stream {
-                    head,
-                    more: Box::new(|| None),
-                    every: Duration::from_millis(1),
-                }
-            }
-            "PSYNC" => FakeReply::Close,
-            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
-            "INFO" => FakeReply::Bytes(
-                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
-            ),
-            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
-        }
-    });
+    let fake = fake_primary(vec![[
+        command(&["SELECT", "0"]),
+        command(&["SET", "planted", "x"]),
+        command(&["CONFIG", "SET", "dir", "/etc"]),
+        command(&["CONFIG", "SET", "dbfilename", "planted.rdb"]),
+    ]
+    .concat()]);
     t.set_setting("redis_port", &fake.port.to_string());
     t.remove_setting("redis_password");
     let mut archiver = t.cmd(&["archive"]).watch();
@@ -653,38 +662,11 @@ fn a_transaction_cut_by_the_moment_is_never_half_applied() {
         .setting("archive_interval", "1")
         .setting("redis_timeout", "3")
         .prepare();
-    let rdb = make_rdb(&[("k", b"v")]);
-    let psyncs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let seen = std::sync::Arc::clone(&psyncs);
-    let encode =
-        |args: &[&str]| Reply::Array(cmd(args).into_iter().map(Reply::Bulk).collect()).encode();
-    let fake = FakeRedis::start(move |args| {
-        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-        match name.as_str() {
-            "PSYNC" if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
-                let mut head =
-                    format!("+FULLRESYNC {} 0\r\n${}\r\n", "b".repeat(40), rdb.len()).into_bytes();
-                head.extend_from_slice(&rdb);
-                let mut parts = vec![
-                    [encode(&["SELECT", "0"]), encode(&["SET", "alone", "1"])].concat(),
-                    [encode(&["MULTI"]), encode(&["SET", "tx:a", "1"])].concat(),
-                    [encode(&["SET", "tx:b", "2"]), encode(&["EXEC"])].concat(),
-                ]
-                .into_iter();
-                FakeReply::Stream {
-                    head,
-                    more: Box::new(move || parts.next()),
-                    every: Duration::from_millis(1000),
-                }
-            }
-            "PSYNC" => FakeReply::Close,
-            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
-            "INFO" => FakeReply::Bytes(
-                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
-            ),
-            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
-        }
-    });
+    let fake = fake_primary(vec![
+        [command(&["SELECT", "0"]), command(&["SET", "alone", "1"])].concat(),
+        [command(&["MULTI"]), command(&["SET", "tx:a", "1"])].concat(),
+        [command(&["SET", "tx:b", "2"]), command(&["EXEC"])].concat(),
+    ]);
     t.set_setting("redis_port", &fake.port.to_string());
     t.remove_setting("redis_password");
     let mut archiver = t.cmd(&["archive"]).watch();
