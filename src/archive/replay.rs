@@ -21,9 +21,9 @@ use super::stream::{self, Batch};
 use super::windows::Window;
 use super::ChunkName;
 use crate::codec::crypto::{self, MasterKey};
-use crate::codec::rdb::RdbCheck;
+use crate::codec::rdb::{RdbCheck, RdbInfo};
 use crate::error::{Error, Result};
-use crate::fs::data_dir;
+use crate::fs::data_dir::{self, PrivateDir};
 use crate::record::{ArchivePlace, Record};
 use crate::redis::server::ServerBinary;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
@@ -35,7 +35,7 @@ use rustix::fs::{self as rfs, Mode};
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,6 +79,9 @@ const NEVER_REPLICATED: &[&str] = &[
 pub struct Replayed {
     /// The saved RDB, opened once and checked; read it from the start.
     rdb: File,
+    /// What the check found, and its size.
+    pub rdb_info: RdbInfo,
+    pub rdb_size: u64,
     _dir: ReplayDir,
     /// The receive time of the last command applied (the base's time if none).
     pub applied_until: u64,
@@ -179,7 +182,7 @@ pub fn replay(
     let mut server = ReplayServer::start(binary, &dir, multipart, account)?;
     server.save(timeout)?;
     drop(server);
-    let rdb = checked_rdb(&dir)?;
+    let (rdb, rdb_info, rdb_size) = checked_rdb(&dir)?;
     info!(
         "replayed window {} to {} in {}s",
         base.id,
@@ -188,6 +191,8 @@ pub fn replay(
     );
     Ok(Replayed {
         rdb,
+        rdb_info,
+        rdb_size,
         _dir: dir,
         applied_until: applier.applied_until.unwrap_or(base_time),
         commands: applier.commands,
@@ -391,37 +396,39 @@ impl Applier {
 
 /// `<PARENT>/redis-backup-replay-<random>/` (root's, 0711) with `srv/`
 /// inside: root's while root writes, then the replay account's.
-struct ReplayDir {
-    path: PathBuf,
-    fd: OwnedFd,
-}
+struct ReplayDir(PrivateDir);
 
 impl ReplayDir {
     fn create() -> Result<ReplayDir> {
         let random = crypto::hex(&crypto::random_bytes::<8>()?);
         let name = format!("{DIR_PREFIX}{random}");
-        let path = Path::new(PARENT).join(&name);
-        let failed =
-            |e: std::io::Error| Error::other(format!("cannot create {}: {e}", path.display()));
-        let parent = data_dir::open_dir(rfs::CWD, PARENT).map_err(failed)?;
-        let fd = data_dir::create_private_dir(parent.as_fd(), &name).map_err(failed)?;
-        rfs::fchmod(&fd, Mode::from_raw_mode(0o711)).map_err(|e| failed(e.into()))?;
-        let srv = data_dir::create_private_dir(fd.as_fd(), "srv").map_err(failed)?;
-        drop(srv);
-        Ok(ReplayDir { path, fd })
+        let failed = |e: std::io::Error| {
+            Error::other(format!(
+                "cannot create {}: {e}",
+                Path::new(PARENT).join(&name).display()
+            ))
+        };
+        let dir = PrivateDir::create(Path::new(PARENT), &name).map_err(failed)?;
+        rfs::fchmod(dir.fd(), Mode::from_raw_mode(0o711)).map_err(|e| failed(e.into()))?;
+        data_dir::create_private_dir(dir.fd(), "srv").map_err(failed)?;
+        Ok(ReplayDir(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     fn server_dir(&self) -> PathBuf {
-        self.path.join("srv")
+        self.path().join("srv")
     }
 
     fn failed(&self, what: &str, e: std::io::Error) -> Error {
-        Error::other(format!("cannot {what} in {}: {e}", self.path.display()))
+        Error::other(format!("cannot {what} in {}: {e}", self.path().display()))
     }
 
     /// Give `srv/` and everything in it to the replay account.
     fn hand_over(&self, account: u32) -> Result<()> {
-        let srv = data_dir::open_dir(self.fd.as_fd(), "srv").map_err(|e| self.failed("open", e))?;
+        let srv = data_dir::open_dir(self.0.fd(), "srv").map_err(|e| self.failed("open", e))?;
         give(srv.as_fd(), account).map_err(|e| self.failed("hand over", e))
     }
 }
@@ -487,17 +494,6 @@ fn has_processes(uid: u32) -> bool {
     })
 }
 
-impl Drop for ReplayDir {
-    fn drop(&mut self) {
-        if let Ok(names) = data_dir::entry_names(self.fd.as_fd()) {
-            for name in names {
-                let _ = data_dir::remove_tree(self.fd.as_fd(), &name);
-            }
-        }
-        let _ = fs::remove_dir(&self.path);
-    }
-}
-
 /// The target's server binary on the replay files, unreachable but by its
 /// socket in `srv/`.
 struct ReplayServer {
@@ -515,7 +511,7 @@ impl ReplayServer {
     ) -> Result<ReplayServer> {
         let srv = dir.server_dir();
         let socket = srv.join("s.sock");
-        let log = dir.path.join("server.log");
+        let log = dir.path().join("server.log");
         let log_file = File::create(&log)
             .map_err(|e| Error::other(format!("cannot create {}: {e}", log.display())))?;
         let mut command = Command::new(&binary.program);
@@ -619,13 +615,14 @@ impl Drop for ReplayServer {
 }
 
 /// The saved RDB, opened once (never through a link, a regular file),
-/// passes its own checks; returned at its start.
-fn checked_rdb(dir: &ReplayDir) -> Result<File> {
+/// passes its own checks; returned at its start, with what the check found
+/// and its size.
+fn checked_rdb(dir: &ReplayDir) -> Result<(File, RdbInfo, u64)> {
     let path = dir.server_dir().join(RDB_NAME);
     let failed = |e: std::io::Error| {
         Error::other(format!("the replay saved no RDB ({}): {e}", path.display()))
     };
-    let srv = data_dir::open_dir(dir.fd.as_fd(), "srv").map_err(failed)?;
+    let srv = data_dir::open_dir(dir.0.fd(), "srv").map_err(failed)?;
     let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
     let fd = rfs::openat(&srv, RDB_NAME, flags, Mode::empty()).map_err(|e| failed(e.into()))?;
     let mut file = File::from(fd);
@@ -634,16 +631,18 @@ fn checked_rdb(dir: &ReplayDir) -> Result<File> {
     }
     let mut check = RdbCheck::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
     loop {
         let n = file.read(&mut buf).map_err(failed)?;
         if n == 0 {
             break;
         }
         check.update(&buf[..n]);
+        size += n as u64;
     }
-    check.finish()?;
+    let info = check.finish()?;
     file.seek(SeekFrom::Start(0)).map_err(failed)?;
-    Ok(file)
+    Ok((file, info, size))
 }
 
 #[cfg(test)]

@@ -226,6 +226,45 @@ pub fn create_private_dir(at: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd>
     Ok(fd)
 }
 
+/// A directory of root's, 0700, made fresh as `name` in `parent` (a random
+/// name in a sticky temporary dir: nobody can plant it in advance, rename it
+/// or replace it), worked in through its descriptor, and removed with all
+/// it holds when dropped.
+pub struct PrivateDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl PrivateDir {
+    pub fn create(parent: &Path, name: &str) -> io::Result<PrivateDir> {
+        let at = open_dir(CWD, parent)?;
+        let fd = create_private_dir(at.as_fd(), name)?;
+        Ok(PrivateDir {
+            path: parent.join(name),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        if let Ok(names) = entry_names(self.fd.as_fd()) {
+            for name in names {
+                let _ = remove_tree(self.fd.as_fd(), &name);
+            }
+        }
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
 /// Whether `name` exists in `at` (a symlink counts, and is not followed).
 pub fn entry_exists(at: BorrowedFd<'_>, name: &str) -> bool {
     rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()

@@ -12,7 +12,7 @@ pub mod rollback;
 use crate::archive;
 use crate::cli::Target;
 use crate::codec::crypto::{self, MasterKey};
-use crate::codec::rdb::{RdbCheck, RdbInfo};
+use crate::codec::rdb::RdbInfo;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -304,13 +304,27 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
+    // A replay's RDB was checked as it was saved, from a descriptor only
+    // root holds: copying it whole is all that is left to prove.
+    let mut replayed_rdb = None;
     let written = match input {
         Input::Stored(stored) => stored
             .decode_into(&mut out, key, plan.config.threads)
             .map(Some),
-        Input::Replayed { mut replayed, .. } => io::copy(replayed.rdb(), &mut out)
-            .map_err(|e| Error::other(format!("copying the replayed RDB: {e}")))
-            .map(|_| None),
+        Input::Replayed { mut replayed, .. } => {
+            let size = replayed.rdb_size;
+            replayed_rdb = Some(StagedRdb {
+                raw_size: size,
+                rdb: replayed.rdb_info,
+            });
+            match io::copy(replayed.rdb(), &mut out) {
+                Ok(copied) if copied == size => Ok(None),
+                Ok(copied) => Err(Error::other(format!(
+                    "copied {copied} bytes of the replayed RDB, which has {size}"
+                ))),
+                Err(e) => Err(Error::other(format!("copying the replayed RDB: {e}"))),
+            }
+        }
     };
     let flushed = written.and_then(|summary| {
         out.flush()
@@ -326,14 +340,16 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
             needed.map(|n| format!(" ({} needed)", human_size(n))).unwrap_or_default()
         )));
     }
+    let check = VersionCheck::from_conf(plan.conf.rdb_version_check.as_deref());
     let Some(summary) = flushed? else {
-        return stage_replayed(plan, work);
+        let staged = replayed_rdb.expect("a replay staged");
+        plan.binary.check_loads(&staged.rdb, check, None)?;
+        return Ok(staged);
     };
     let written_by = summary.header.identity.as_ref().map(|i| {
         let flavor = Flavor::from_name(&i.server_name);
         format!("{} {}", flavor.name(), i.server_version)
     });
-    let check = VersionCheck::from_conf(plan.conf.rdb_version_check.as_deref());
     plan.binary
         .check_loads(&summary.rdb, check, written_by.as_deref())?;
     // Say which backup this is, as its object has proven, before Redis is
@@ -364,30 +380,6 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
         raw_size: summary.raw_size,
         rdb: summary.rdb,
     })
-}
-
-/// The replayed RDB, staged: checked again as it now lies in the work
-/// folder (root's), and loadable by this host's server.
-fn stage_replayed(plan: &Plan, work: &WorkDir) -> Result<StagedRdb> {
-    let staged = work.staged_path();
-    let mut file = crate::fs::open_regular(&staged)
-        .map_err(|e| Error::other(format!("reading {}: {e}", staged.display())))?;
-    let mut check = RdbCheck::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut raw_size = 0u64;
-    loop {
-        let n = io::Read::read(&mut file, &mut buf)
-            .map_err(|e| Error::other(format!("reading {}: {e}", staged.display())))?;
-        if n == 0 {
-            break;
-        }
-        check.update(&buf[..n]);
-        raw_size += n as u64;
-    }
-    let rdb = check.finish()?;
-    let check = VersionCheck::from_conf(plan.conf.rdb_version_check.as_deref());
-    plan.binary.check_loads(&rdb, check, None)?;
-    Ok(StagedRdb { raw_size, rdb })
 }
 
 /// The staging file, noting when the disk ran full so that the error can say

@@ -13,7 +13,7 @@
 
 use crate::codec::crypto;
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{self, DataDir, Owner};
+use crate::fs::data_dir::{DataDir, Owner, PrivateDir};
 use crate::redis::conf::RedisConf;
 use crate::redis::instance::DataFiles;
 use crate::redis::server::{Flavor, ServerBinary};
@@ -25,7 +25,6 @@ use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFla
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -128,7 +127,7 @@ impl PrivateRedis {
     ) -> Result<(PrivateRedis, Connection)> {
         let owner = data.owner();
         let socket_dir = SocketDir::create(owner)?;
-        let socket = socket_dir.path.join("redis.sock");
+        let socket = socket_dir.path().join("redis.sock");
         let log = work.create_private_log()?;
         let log_path = work.private_log_path();
         let mut command = Command::new(&binary.program);
@@ -311,36 +310,25 @@ impl Drop for PrivateRedis {
 /// stays root's (so in a sticky /tmp nobody else can rename or replace it),
 /// and only its group is the data dir owner's, so the server can make its
 /// socket there.
-struct SocketDir {
-    path: PathBuf,
-    fd: OwnedFd,
-}
+struct SocketDir(PrivateDir);
 
 impl SocketDir {
     fn create(owner: Owner) -> Result<SocketDir> {
         let random = crypto::hex(&crypto::random_bytes::<8>()?);
         let tmp = std::env::temp_dir();
         let name = format!("{PRIVATE_DIR_PREFIX}{random}");
-        let path = tmp.join(&name);
-        let failed =
-            |e: std::io::Error| Error::other(format!("cannot create {}: {e}", path.display()));
-        let parent = data_dir::open_dir(rfs::CWD, &tmp).map_err(failed)?;
-        let fd = data_dir::create_private_dir(parent.as_fd(), &name).map_err(failed)?;
-        rfs::fchown(&fd, None, Some(gid(owner.gid)))
-            .and_then(|()| rfs::fchmod(&fd, Mode::from_raw_mode(0o770)))
+        let failed = |e: std::io::Error| {
+            Error::other(format!("cannot create {}: {e}", tmp.join(&name).display()))
+        };
+        let dir = PrivateDir::create(&tmp, &name).map_err(failed)?;
+        rfs::fchown(dir.fd(), None, Some(gid(owner.gid)))
+            .and_then(|()| rfs::fchmod(dir.fd(), Mode::from_raw_mode(0o770)))
             .map_err(|e| failed(e.into()))?;
-        Ok(SocketDir { path, fd })
+        Ok(SocketDir(dir))
     }
-}
 
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        if let Ok(names) = data_dir::entry_names(self.fd.as_fd()) {
-            for name in names {
-                let _ = data_dir::remove_tree(self.fd.as_fd(), &name);
-            }
-        }
-        let _ = fs::remove_dir(&self.path);
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
