@@ -49,6 +49,14 @@ fn start_archiver(t: &TestRedis) -> Watched {
     archiver
 }
 
+/// SIGTERM to the archiver, which must then store what it has and exit 0.
+fn stop(archiver: Watched) -> Output {
+    archiver.signal("TERM");
+    let out = archiver.finish();
+    out.ok();
+    out
+}
+
 fn timeline(t: &TestRedis) -> Vec<Value> {
     match t.run(&["--json", "timeline"]).ok().json() {
         Value::Array(windows) => windows,
@@ -177,9 +185,7 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
         assert!(prom.contains(metric), "{metric} missing:\n{prom}");
     }
 
-    archiver.signal("TERM");
-    let out = archiver.finish();
-    out.ok();
+    stop(archiver);
     // The base is an ordinary backup in list; chunks are not listed.
     let listed = t.list(&[]);
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -282,8 +288,7 @@ fn a_redis_restart_mid_archive_leaves_both_sides_restorable() {
     let spans = timeline(&t);
     assert_eq!(spans.len(), 2, "{spans:?}");
     assert_eq!(spans[0]["base"], spans[1]["base"], "{spans:?}");
-    archiver.signal("TERM");
-    archiver.finish().ok().stderr_has("continues window");
+    stop(archiver).stderr_has("continues window");
 }
 
 #[test]
@@ -297,8 +302,7 @@ fn a_history_redis_cannot_continue_starts_a_new_window_and_the_old_one_stays() {
     conn.ok(&["SET", "first", "window"]);
     let first = t.state();
     wait_until_archived(&mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
     // More than the backlog holds, while nobody archives.
     let big = "x".repeat(1024);
     for i in 0..64 {
@@ -309,8 +313,7 @@ fn a_history_redis_cannot_continue_starts_a_new_window_and_the_old_one_stays() {
     conn.ok(&["SET", "second", "window"]);
     let second = t.state();
     let end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
 
     let windows = timeline(&t);
     assert_eq!(windows.len(), 2, "{windows:?}");
@@ -355,8 +358,7 @@ fn restore_at_puts_back_the_data_of_a_moment_into_the_running_server() {
     conn.ok(&["FLUSHALL"]);
     conn.ok(&["SET", "typed", "into the wrong terminal"]);
     wait_until_archived(&mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
 
     t.run(&["restore", "--at", &rfc3339(good_at + 50_000)]).ok();
     assert!(t.is_active(), "Redis runs after the restore");
@@ -377,8 +379,7 @@ fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused
         chunk_times.push(now_micros());
     }
     let end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
     export_at_text(&t, &end, "ok.rdb").ok();
 
     let chunks = chunk_files(&t, ".rbk");
@@ -536,8 +537,7 @@ fn archive_and_restore_on(name: &str) {
     let expected = t.state();
     let functions = conn.call(&["FUNCTION", "LIST"]).encode();
     let end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
 
     conn.ok(&["FLUSHALL"]);
     if name != "redis-6.2.14" {
@@ -626,8 +626,7 @@ fn swift_archive_and_export_at() {
         std::thread::sleep(Duration::from_millis(1200));
     }
     let end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok().lacks(&swift.st_key);
+    stop(archiver).lacks(&swift.st_key);
 
     let (written, state) = &moments[1];
     let midway = (written + moments[2].0) / 2;
@@ -750,8 +749,7 @@ fn a_chunk_left_without_its_record_is_stored_again() {
     conn.ok(&["SET", "a", "1"]);
     let expected = t.state();
     wait_until_archived(&mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
     let records = chunk_files(&t, ".json");
     let last = records.last().expect("a chunk").clone();
     std::fs::remove_file(archive_dir(&t).join(&last)).expect("remove the record");
@@ -763,8 +761,7 @@ fn a_chunk_left_without_its_record_is_stored_again() {
     wait_for("the chunk to be stored again", || {
         archive_dir(&t).join(&last).exists().then_some(())
     });
-    archiver.signal("TERM");
-    archiver.finish().ok().stderr_has("left half stored");
+    stop(archiver).stderr_has("left half stored");
     let end = timeline(&t)[0]["to"].as_str().expect("to").to_string();
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
@@ -780,8 +777,7 @@ fn a_window_copied_from_another_storage_is_not_taken() {
     let mut conn = t.conn();
     conn.ok(&["SET", "ours", "1"]);
     wait_until_archived(&mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
     let ours = timeline(&t);
 
     let elsewhere = t.path("elsewhere");
@@ -792,8 +788,7 @@ fn a_window_copied_from_another_storage_is_not_taken() {
     let archiver = start_archiver(&t);
     conn.ok(&["SET", "theirs", "2"]);
     let theirs_end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
     for (from, to) in [
         (elsewhere.clone(), here.clone()),
         (elsewhere.join("archive"), here.join("archive")),
@@ -822,8 +817,7 @@ fn no_other_process_can_reach_the_replay() {
     conn.ok(&["SET", "last", "write"]);
     let expected = t.state();
     let end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
 
     let lair = std::path::PathBuf::from(format!("/tmp/rb-pitr-lair-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&lair);
@@ -877,8 +871,7 @@ fn a_second_archiver_of_the_same_instance_does_not_start() {
     conn.ok(&["SET", "k", "v"]);
     let expected = t.state();
     let end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    archiver.finish().ok();
+    stop(archiver);
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
@@ -904,9 +897,7 @@ fn a_command_larger_than_a_chunk_starts_a_new_window_that_holds_it() {
     conn.ok(&["SET", "later", "1"]);
     let expected = t.state();
     let end = window_end(&t, &mut conn);
-    archiver.signal("TERM");
-    let out = archiver.finish();
-    out.ok().stderr_has("raise archive_chunk_size");
+    stop(archiver).stderr_has("raise archive_chunk_size");
     assert_eq!(timeline(&t).len(), 2);
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
