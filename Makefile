@@ -67,10 +67,12 @@ check: test-deps
 	$(CARGO) test --all-targets
 
 # Speed and memory as ratios against reference runs in the same invocation.
-bench: deps build
+# Swift runs on the tests' all-in-one, next to python-swiftclient.
+bench: test-deps build
 	@test -x /usr/bin/time && command -v pigz >/dev/null 2>&1 && command -v zstd >/dev/null 2>&1 \
-	  && command -v openssl >/dev/null 2>&1 || { \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q time pigz zstd openssl; }
+	  && command -v openssl >/dev/null 2>&1 && test -x /usr/bin/swift || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    time pigz zstd openssl python3-swiftclient; }
 	BIN=$(BIN) bash tests/bench.sh
 
 # The binary, the systemd units (daily timer) and an example settings file

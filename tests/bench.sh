@@ -26,6 +26,7 @@ mkdir -p "$CACHE" "$SYSTEMCTL_SHIM_DIR" "$work/data"
 
 cleanup() {
     systemctl stop "$unit" >/dev/null 2>&1 || true
+    [ -d "$work/swift" ] && bash tests/support/swift-aio.sh stop "$work/swift" >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,14 +52,35 @@ CONF
 
 rb() { "$BIN" -q -c "$work/settings.conf" "$@"; }
 
+# PONG only once the dataset is loaded (a loading server answers LOADING).
+# Polled every 20 ms, as restore polls, so both outages are timed alike.
 wait_ready() {
-    for _ in $(seq 600); do
+    for _ in $(seq 3000); do
         [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && return 0
-        sleep 0.1
+        sleep 0.02
     done
     echo "redis-server did not come up" >&2
     exit 1
 }
+
+now() { date +%s.%N; }
+since() { echo "$(now) $1" | awk '{ printf "%.2f", $1 - $2 }'; }
+
+# Swift (issue 18): the all-in-one the tests start, with TempAuth, on this
+# same machine, so its proxy and object server share these cores with us.
+# python-swiftclient is the reference for moving the same bytes.
+SWIFT=""
+if [ "${BENCH_SWIFT:-yes}" != no ] && command -v swift-proxy-server >/dev/null && command -v swift >/dev/null; then
+    WITH_KEYSTONE=0 bash tests/support/swift-aio.sh start "$work/swift" >/dev/null 2>"$work/swift.log" ||
+        { echo "the Swift all-in-one did not start:" >&2; cat "$work/swift.log" >&2; exit 1; }
+    eval "$(sed -n 's/^export \(ST_AUTH\|ST_USER\|ST_KEY\)=/\1=/p' "$work/swift/env")"
+    sed "s|^storage = .*|storage = swift://bench|" "$work/settings.conf" >"$work/swift.conf"
+    printf 'st_auth = %s\nst_user = %s\nst_key = %s\nswift_allow_http = yes\n' \
+        "$ST_AUTH" "$ST_USER" "$ST_KEY" >>"$work/swift.conf"
+    chmod 600 "$work/swift.conf"
+    swiftclient() { swift -q -A "$ST_AUTH" -U "$ST_USER" -K "$ST_KEY" "$@"; }
+    SWIFT=yes
+fi
 
 # Datasets are made inside Redis by a Lua script (fast, no client round
 # trips), saved, and cached as RDB files.
@@ -117,6 +139,127 @@ verdict() {
     verdicts+="- $1: $2 (target $3 $4): **$ok**"$'\n'
 }
 
+# Redis's own outage for the data it has: stop, start, load (until PONG).
+redis_restart() {
+    sync
+    local started
+    started=$(now)
+    systemctl stop "$unit"
+    systemctl start "$unit"
+    wait_ready
+    since "$started"
+}
+
+# Redis's own BGSAVE of the data it has, until it reports the save done.
+redis_bgsave() {
+    sync
+    local started
+    started=$(now)
+    redis-cli -p "$port" bgsave >/dev/null
+    while redis-cli -p "$port" info persistence | grep -q '^rdb_bgsave_in_progress:1'; do
+        sleep 0.02
+    done
+    redis-cli -p "$port" info persistence | grep -q '^rdb_last_bgsave_status:ok' ||
+        { echo "Redis's own BGSAVE failed" >&2; exit 1; }
+    since "$started"
+}
+
+# wait until the running server's AOF is enabled and its rewrite is done
+wait_aof() {
+    local p
+    for _ in $(seq 6000); do
+        p=$(redis-cli -p "$port" info persistence)
+        if grep -q '^aof_enabled:1' <<<"$p" && grep -q '^aof_rewrite_in_progress:0' <<<"$p" &&
+            grep -q '^aof_rewrite_scheduled:0' <<<"$p"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "Redis did not write its AOF" >&2
+    exit 1
+}
+
+more=""
+# sec_row what seconds [compared-with its-seconds]: a row of the table of
+# whole runs, in seconds, with the ratio to what it is compared with.
+sec_row() {
+    more+="| $1 | $2 | ${3:-} | ${4:+$(ratio "$2" "$4")} |"$'\n'
+}
+
+# Beyond the decode: what a backup costs on top of Redis's own BGSAVE, the
+# outage of a restore next to Redis's own restart (RDB, and AOF with our
+# private rebuild), and Swift next to python-swiftclient moving the same
+# stored bytes. The ratios of seconds the targets judge are in `verdicts`.
+beyond_the_stream() { # name backup-secs stream-secs outage restart
+    local name=$1 backup=$2 stream=$3 outage=$4 restart=$5 bgsave
+    more+=$'\n'"#### $name: whole runs, in seconds"$'\n\n'
+    more+="| run | seconds | compared with | ratio |"$'\n'"|---|---|---|---|"$'\n'
+    bgsave=$(redis_bgsave)
+    sec_row "Redis's own BGSAVE" "$bgsave"
+    sec_row "backup, end to end (BGSAVE included)" "$backup" "Redis's own BGSAVE" "$bgsave"
+    redis-cli -p "$port" config set repl-diskless-sync yes >/dev/null
+    redis-cli -p "$port" config set repl-diskless-sync-delay 0 >/dev/null
+    measure "backup --source replication" /dev/null "$BIN" -c "$work/settings.conf" backup --source replication --id "bench-$name-replication"
+    sec_row "backup --source replication (diskless sync, delay 0), end to end" "$SECS" "Redis's own BGSAVE" "$bgsave"
+    sec_row "Redis's own stop, start and load of the RDB †" "$restart"
+    sec_row "restore's outage: stop, place, start, load †" "$outage" "Redis's own stop, start, load" "$restart"
+    [ -z "$SWIFT" ] || swift_runs "$name" "$stream"
+    [ "${BENCH_AOF:-yes}" = no ] || aof_runs "$name"
+}
+
+# Three interleaved rounds: backup to Swift and python-swiftclient uploading
+# the stored object (64 MiB segments, its default 10 threads); then verify
+# from Swift and the client downloading it.
+swift_runs() { # name local-stream-secs
+    local name=$1 local_stream=$2 round stream_runs=() e2e_runs=() upload_runs=() verify_runs=() download_runs=()
+    local object="$work/backups/bench-$name.rbk"
+    local client=(swift -q -A "$ST_AUTH" -U "$ST_USER" -K "$ST_KEY")
+    for round in 1 2 3; do
+        measure "backup to Swift" /dev/null "$BIN" -c "$work/swift.conf" backup --id "bench-$name-$round"
+        e2e_runs+=("$SECS")
+        stream_runs+=("$(sed -n 's/.*stream: .* stored in \([0-9.]*\)s.*/\1/p' "$work/stderr")")
+        measure "swiftclient upload" /dev/null "${client[@]}" upload bench-reference "$object" \
+            --object-name "$name-$round" --segment-size 67108864 --use-slo
+        upload_runs+=("$SECS")
+        measure "verify from Swift" /dev/null "$BIN" -q -c "$work/swift.conf" verify "bench-$name-$round"
+        verify_runs+=("$SECS")
+        measure "swiftclient download" /dev/null "${client[@]}" download bench-reference "$name-$round" -o /dev/null
+        download_runs+=("$SECS")
+        "$BIN" -q -c "$work/swift.conf" delete "bench-$name-$round" >/dev/null
+        "${client[@]}" delete bench-reference "$name-$round" >/dev/null
+    done
+    local stream upload verify download
+    stream=$(median "${stream_runs[@]}")
+    upload=$(median "${upload_runs[@]}")
+    verify=$(median "${verify_runs[@]}")
+    download=$(median "${download_runs[@]}")
+    sec_row "python-swiftclient upload of the stored object ($(($(stat -c %s "$object") / 1048576)) MiB) †" "$upload"
+    sec_row "backup to Swift, end to end †" "$(median "${e2e_runs[@]}")"
+    sec_row "backup to Swift, stream only †" "$stream" "backup to the local directory, stream only" "$local_stream"
+    sec_row "backup to Swift, stream only †" "$stream" "python-swiftclient upload" "$upload"
+    sec_row "python-swiftclient download of the stored object †" "$download"
+    sec_row "verify from Swift †" "$verify" "python-swiftclient download" "$download"
+    verdict "backup to Swift / to a local directory (stream, seconds)" "$(ratio "$stream" "$local_stream")" "<=" 1.2
+    verdict "backup to Swift / python-swiftclient upload (seconds)" "$(ratio "$stream" "$upload")" "<=" 1
+}
+
+# The same backup restored into an instance with appendonly yes: the outage
+# then includes our private AOF rebuild; Redis's own restart loads the AOF.
+aof_runs() { # name
+    local name=$1 outage rebuild restart
+    redis-cli -p "$port" config set appendonly yes >/dev/null
+    wait_aof
+    sed -i 's/^appendonly no$/appendonly yes/' "$work/redis.conf"
+    measure "restore with AOF" /dev/null "$BIN" -c "$work/settings.conf" restore "bench-$name"
+    outage=$(sed -n 's/.*was out of service for \([0-9.]*\)s.*/\1/p' "$work/stderr")
+    rebuild=$(sed -n 's/.*AOF rebuilt from the restored data in \([0-9.]*\)s.*/\1/p' "$work/stderr")
+    restart=$(redis_restart)
+    sec_row "Redis's own stop, start and load, appendonly yes" "$restart"
+    sec_row "restore's outage, appendonly yes (AOF rebuilt in it: $rebuild s)" "$outage" "Redis's own, appendonly yes" "$restart"
+    redis-cli -p "$port" config set appendonly no >/dev/null
+    sed -i 's/^appendonly yes$/appendonly no/' "$work/redis.conf"
+}
+
 run_dataset() { # name rdb-file
     local name=$1 rdb=$2
     RAW=$(stat -c %s "$rdb")
@@ -126,7 +269,7 @@ run_dataset() { # name rdb-file
     table+=$'\n'"### $name: RDB $((RAW / 1048576)) MiB, $(redis-cli -p "$port" dbsize) keys"$'\n\n'
     table+="| pipeline | MB/s of RDB | × Trove | peak RSS | stored / gzip -6 |"$'\n'
     table+="|---|---|---|---|---|"$'\n'
-    local trove reverse pigz="" backup_mbps export_mbps staging_mbps max_rss=0
+    local trove reverse pigz="" backup_mbps verify_mbps export_mbps staging_mbps max_rss=0
 
     measure "gzip -6" "$work/ref.gz" gzip -6 -c "$rdb"
     GZIP6=$(stat -c %s "$work/ref.gz")
@@ -152,6 +295,7 @@ run_dataset() { # name rdb-file
     # The backup's own stream time (from the moment the dump exists) is in
     # its log line "stream: ... in N s"; the process's RSS is the whole run.
     measure "backup" "$work/id" "$BIN" -c "$work/settings.conf" backup --id "bench-$name"
+    SECS_BACKUP=$SECS
     local stream_secs stored
     stream_secs=$(sed -n 's/.*stream: .* stored in \([0-9.]*\)s.*/\1/p' "$work/stderr")
     stored=$(stat -c %s "$work/backups/bench-$name.rbk")
@@ -180,6 +324,7 @@ run_dataset() { # name rdb-file
     reverse=$(mbps "$RAW" "$(median "${reverse_runs[@]}")")
     row "Trove reverse: openssl enc -d, gzip -d ‡" "$(median "${reverse_runs[@]}")" "$reverse_rss" "" "$reverse"
     row "redis-backup verify ‡" "$(median "${verify_runs[@]}")" "$verify_rss" "" "$reverse"
+    verify_mbps=$LAST_MBPS
     row "redis-backup export ‡" "$(median "${export_runs[@]}")" "$export_rss" "" "$reverse"
     export_mbps=$LAST_MBPS
     max_rss=$((max_rss > verify_rss ? max_rss : verify_rss))
@@ -187,30 +332,44 @@ run_dataset() { # name rdb-file
     # As for the backup, the restore's own part is in its log: "staged and
     # verified ... in N s" covers reading, checking and writing the RDB
     # before Redis is touched; the whole run adds Redis's stop, start and load.
-    measure "restore" /dev/null "$BIN" -c "$work/settings.conf" restore "bench-$name"
-    local staging_secs
-    staging_secs=$(sed -n 's/.*staged and verified .* in \([0-9.]*\)s.*/\1/p' "$work/stderr")
-    row "redis-backup restore (incl. stop/start/load) ‡" "$SECS" "$RSS" "" "$reverse"
-    row "redis-backup restore (staging only) ‡" "$staging_secs" "$RSS" "" "$reverse"
+    # Its outage (from `systemctl stop` until the restored data is loaded)
+    # is logged too, and set beside Redis's own stop, start and load of the
+    # same RDB, interleaved the same way.
+    local restore_runs=() staging_runs=() outage_runs=() restart_runs=() restore_rss=0
+    for round in 1 2 3; do
+        measure "restore" /dev/null "$BIN" -c "$work/settings.conf" restore "bench-$name"
+        restore_runs+=("$SECS")
+        staging_runs+=("$(sed -n 's/.*staged and verified .* in \([0-9.]*\)s.*/\1/p' "$work/stderr")")
+        outage_runs+=("$(sed -n 's/.*was out of service for \([0-9.]*\)s.*/\1/p' "$work/stderr")")
+        restore_rss=$((RSS > restore_rss ? RSS : restore_rss))
+        restart_runs+=("$(redis_restart)")
+    done
+    row "redis-backup restore (incl. stop/start/load) ‡" "$(median "${restore_runs[@]}")" "$restore_rss" "" "$reverse"
+    row "redis-backup restore (staging only) ‡" "$(median "${staging_runs[@]}")" "$restore_rss" "" "$reverse"
     staging_mbps=$LAST_MBPS
-    max_rss=$((RSS > max_rss ? RSS : max_rss))
+    max_rss=$((restore_rss > max_rss ? restore_rss : max_rss))
+    local outage restart
+    outage=$(median "${outage_runs[@]}")
+    restart=$(median "${restart_runs[@]}")
 
     verdicts+=$'\n'"$name:"$'\n'
     # The speed targets are set on a ~300 MB RDB; a 10 MB one is there to show
     # memory does not grow, and is over in a few hundredths of a second.
     if [ "$RAW" -ge 200000000 ]; then
         verdict "backup × Trove" "$(ratio "$backup_mbps" "$trove")" ">=" 8
-        verdict "export × Trove's reverse" "$(ratio "$export_mbps" "$reverse")" ">=" 3
-        # Export is the restore's decode into a file, as the reverse is. A
-        # restore's staging keeps the RDB in the page cache for Redis's load,
-        # which shortens the outage and costs its writer fresh pages: shown.
-        verdicts+="- restore, staging only, × Trove's reverse: $(ratio "$staging_mbps" "$reverse") (shown, not judged: see Reading the numbers)"$'\n'
+        verdict "verify × Trove's reverse" "$(ratio "$verify_mbps" "$reverse")" ">=" 4
+        verdict "export × Trove's reverse" "$(ratio "$export_mbps" "$reverse")" ">=" 4
+        verdict "restore, staging only, × Trove's reverse" "$(ratio "$staging_mbps" "$reverse")" ">=" 3
+        verdict "restore's outage / Redis's own stop, start and load" "$(ratio "$outage" "$restart")" "<=" 1.2
         [ -n "$pigz" ] && verdict "backup × pigz -1" "$(ratio "$backup_mbps" "$pigz")" ">=" 1
+        beyond_the_stream "$name" "$SECS_BACKUP" "$stream_secs" "$outage" "$restart"
     else
         verdicts+="- speed: not judged on an RDB under 200 MB (too short to time)"$'\n'
     fi
     verdict "stored / gzip -6" "$(ratio "$stored" "$GZIP6")" "<=" 1.2
     verdict "peak RSS of backup, verify, export, restore (MiB)" "$((max_rss / 1024))" "<=" 32
+    table+=$more
+    more=""
     systemctl stop "$unit"
     rm -rf "$work/data"/* "$work/backups"
 }
@@ -277,10 +436,11 @@ Measured by \`make bench\` on $(date -u +%Y-%m-%d), $(uname -m), $CORES cores
 ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), redis-backup $("$BIN" -V | cut -d' ' -f2).
 MB/s are of plain RDB. × Trove is the ratio to Trove's old backup pipeline in
 the same run, or, for the rows marked ‡, to its reverse (decrypt and gunzip
-into a file). The reverse, verify and export rows are the median of three
-interleaved rounds. Binary: $binary bytes (stripped, TLS included).
+into a file). The reverse, verify, export and restore rows, and the rows
+marked †, are the median of three interleaved rounds. Binary: $binary bytes
+(stripped, TLS included).
 
-Targets (issue 6), judged in this run:
+Targets (issues 6 and 18), judged in this run:
 $verdicts$table<!-- bench:end -->"
 echo "$measured"
 if grep -q '^<!-- bench:begin' "$OUT" 2>/dev/null && grep -q '^<!-- bench:end -->' "$OUT"; then

@@ -11,10 +11,13 @@
 //! cannot enter or make), is used only through descriptors opened without
 //! following links, and a folder found later is trusted as an interrupted
 //! restore only if it is still root's and private; anything else under our
-//! prefix is somebody else's and is left alone.
+//! prefix is somebody else's and is left alone. For an AOF rebuild it holds
+//! `aof/`, that account's, where its private server works while Redis still
+//! runs; the folder is then 0711 so the server can reach `aof/`, and lists
+//! nothing to anyone else, while what is root's in it stays 0600 and 0700.
 
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{self, DataDir};
+use crate::fs::data_dir::{self, DataDir, Owner};
 use rustix::fs::{self as rfs, Mode, OFlags};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -92,6 +95,8 @@ const PREVIOUS: &str = "previous";
 const FAILED: &str = "failed";
 const PRIVATE_PID: &str = "private-redis.pid";
 const PRIVATE_LOG: &str = "private-redis.log";
+/// Where the private server rebuilds the AOF: the data dir owner's.
+const AOF_BUILD: &str = "aof";
 /// A journal is a few lines; more than this is not ours.
 const MAX_JOURNAL_LEN: u64 = 64 * 1024;
 
@@ -180,6 +185,41 @@ impl WorkDir {
     /// The staged file again (a run that is resuming a rollback removes it).
     pub fn remove_staged(&self) {
         let _ = rfs::unlinkat(self.fd(), STAGED, rfs::AtFlags::empty());
+    }
+
+    /// `aof/`, handed to `owner` with a link to the staged RDB named
+    /// `dbfilename` in it: where the private server loads the restored data
+    /// and writes the AOF before Redis is stopped. The staged file stays
+    /// root's, readable by the owner's group (the same data is theirs once
+    /// placed), so nothing the server does can change what is placed.
+    pub fn create_aof_build(&self, dbfilename: &str, owner: Owner) -> Result<()> {
+        let failed = |e: io::Error| {
+            Error::other(format!(
+                "cannot prepare {} for the AOF rebuild: {e}",
+                self.aof_build_path().display()
+            ))
+        };
+        let build = data_dir::create_private_dir(self.fd(), AOF_BUILD).map_err(failed)?;
+        rfs::linkat(self.fd(), STAGED, &build, dbfilename, rfs::AtFlags::empty())
+            .map_err(|e| failed(e.into()))?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let staged =
+            rfs::openat(self.fd(), STAGED, flags, Mode::empty()).map_err(|e| failed(e.into()))?;
+        let gid = Some(rfs::Gid::from_raw(owner.gid));
+        rfs::fchown(&staged, None, gid)
+            .and_then(|()| rfs::fchmod(&staged, Mode::from_raw_mode(0o640)))
+            .and_then(|()| rfs::fchown(&build, Some(rfs::Uid::from_raw(owner.uid)), gid))
+            .and_then(|()| rfs::fchmod(self.fd(), Mode::from_raw_mode(0o711)))
+            .map_err(|e| failed(e.into()))
+    }
+
+    pub fn aof_build_path(&self) -> PathBuf {
+        self.path.join(AOF_BUILD)
+    }
+
+    /// `aof/`, opened where only root can change which directory it is.
+    pub fn aof_build(&self) -> io::Result<OwnedFd> {
+        data_dir::open_dir(self.fd(), AOF_BUILD)
     }
 
     /// The log of the private redis-server, written through its stdout.
@@ -336,7 +376,8 @@ pub fn interrupted(data: &DataDir) -> Result<Vec<WorkDir>> {
 fn open_interrupted(data: &DataDir, name: &str) -> std::result::Result<Option<WorkDir>, String> {
     let fd = data_dir::open_dir(data.fd(), name).map_err(|e| e.to_string())?;
     let stat = rfs::fstat(&fd).map_err(|e| e.to_string())?;
-    if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
+    // 0700, or 0711 once an AOF rebuild needed `aof/` reachable.
+    if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o066 != 0 {
         return Err(format!(
             "it belongs to uid {} with mode {:o}, where ours are root's and private",
             stat.st_uid,

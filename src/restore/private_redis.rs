@@ -9,7 +9,9 @@
 //! account's to write (a `loadmodule` line is code), and the server writes
 //! files in a dir that account controls (a planted symlink must meet the
 //! kernel's refusal, not root's rights). Its files come out owned by that
-//! account with nothing to hand over afterwards.
+//! account with nothing to hand over afterwards. It works in the restore's
+//! `aof/` folder, not the data dir, so the AOF is built while Redis still
+//! runs and the outage is only the moves and Redis's own start.
 
 use crate::codec::crypto;
 use crate::error::{Error, Result};
@@ -39,15 +41,15 @@ const SERVER_UMASK: u32 = 0o007;
 /// The private server's whole environment.
 const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Has the target's own `*-check-aof` read the AOF just built (the
-/// manifest of Redis 7 and Valkey, or Redis 6's single file), as the data
-/// dir's owner: the files are that account's, and root does not open paths
-/// inside a directory another user can write.
+/// Has the target's own `*-check-aof` read the AOF just built in
+/// `files.dir` (the manifest of Redis 7 and Valkey, or Redis 6's single
+/// file), as the data dir's owner: the files are that account's, and root
+/// does not open paths inside a directory another user can write.
 pub fn check_aof(binary: &ServerBinary, files: &DataFiles, data: &DataDir) -> Result<()> {
     if !binary.writes_multipart_aof() {
         let file = files.dir.join(&files.appendfilename);
         let tool = binary.companion("check-aof");
-        return run_as_owner(&tool, &tool, &[file.as_os_str()], data);
+        return run_as_owner(&tool, &tool, &[file.as_os_str()], files, data);
     }
     // valkey-check-aof 9.0 and 9.1 refuse the VALKEY-magic RDB base their
     // own server writes ("not valid", though the server loads it): there
@@ -65,16 +67,22 @@ pub fn check_aof(binary: &ServerBinary, files: &DataFiles, data: &DataDir) -> Re
             OsStr::new(&tool),
             dir.as_os_str(),
         ];
-        return run_as_owner(&tool, "sh", &args, data);
+        return run_as_owner(&tool, "sh", &args, files, data);
     }
     let manifest = files.aof_manifest();
     let tool = binary.companion("check-aof");
-    run_as_owner(&tool, &tool, &[manifest.as_os_str()], data)
+    run_as_owner(&tool, &tool, &[manifest.as_os_str()], files, data)
 }
 
 /// Runs `program` (a server's checking `tool`, or a shell around it) as the
-/// data dir's owner; its verdict is its exit status.
-fn run_as_owner(tool: &str, program: &str, args: &[&OsStr], data: &DataDir) -> Result<()> {
+/// data dir's owner, in `files.dir`; its verdict is its exit status.
+fn run_as_owner(
+    tool: &str,
+    program: &str,
+    args: &[&OsStr],
+    files: &DataFiles,
+    data: &DataDir,
+) -> Result<()> {
     let owner = data.owner();
     let output = Command::new(program)
         .args(args)
@@ -82,7 +90,7 @@ fn run_as_owner(tool: &str, program: &str, args: &[&OsStr], data: &DataDir) -> R
         .env("PATH", SERVER_PATH)
         .uid(owner.uid)
         .gid(owner.gid)
-        .current_dir(data.path())
+        .current_dir(&files.dir)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::other(format!("cannot run {program}: {e}")))?;
@@ -113,8 +121,8 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// Start it, as the data dir's owner, on the data of `data` and wait
-    /// until it has loaded. Its pid is noted in the work folder so that a
+    /// Start it, as the data dir's owner, on the RDB in `files.dir` (the
+    /// restore's `aof/`) and wait until it has loaded. Its pid is noted in the work folder so that a
     /// later run can end it if this one is killed.
     pub fn start(
         binary: &ServerBinary,
@@ -146,7 +154,7 @@ impl PrivateRedis {
             // stdout, which goes to a file of ours.
             .args(["--pidfile", "", "--logfile", ""])
             .arg("--dir")
-            .arg(data.path())
+            .arg(&files.dir)
             .args(["--dbfilename", &files.dbfilename])
             .args(["--appendfilename", &files.appendfilename]);
         // A server built without TLS refuses `tls-port` even as 0 (Redis
@@ -171,7 +179,7 @@ impl PrivateRedis {
             // std drops root's supplementary groups when it sets the uid.
             .uid(owner.uid)
             .gid(owner.gid)
-            .current_dir(data.path())
+            .current_dir(&files.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(log));
@@ -339,7 +347,7 @@ fn gid(raw: u32) -> rfs::Gid {
 /// A private redis-server that a killed run left behind, found by the pid
 /// that run noted in its work folder, is ended before anything touches the
 /// files it may be writing. Only a process that is a redis-server of ours,
-/// running as the data dir's owner in the data dir, is signalled.
+/// running as the data dir's owner in that run's `aof/`, is signalled.
 pub fn end_orphan(work: &WorkDir, data: &DataDir) -> Result<()> {
     let Some(pid) = work.private_pid() else {
         return Ok(());
@@ -353,14 +361,15 @@ pub fn end_orphan(work: &WorkDir, data: &DataDir) -> Result<()> {
     else {
         return Ok(());
     };
-    if !is_private_server(pid, data) {
+    let dir = work.aof_build_path();
+    if !is_private_server(pid, &dir, data) {
         return Ok(());
     }
     warn!("ending the private redis-server (pid {pid}) an interrupted restore left running");
     pidfd_send_signal(&pidfd, Signal::TERM)
         .map_err(|e| Error::other(format!("cannot signal process {pid}: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while is_private_server(pid, data) {
+    while is_private_server(pid, &dir, data) {
         if Instant::now() >= deadline {
             return Err(Error::other(format!(
                 "the private redis-server (pid {pid}) left by an interrupted restore does not stop; end it by hand"
@@ -371,7 +380,7 @@ pub fn end_orphan(work: &WorkDir, data: &DataDir) -> Result<()> {
     Ok(())
 }
 
-fn is_private_server(pid: u32, data: &DataDir) -> bool {
+fn is_private_server(pid: u32, dir: &Path, data: &DataDir) -> bool {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let running = fs::read_to_string(proc_dir.join("stat"))
         .map(|stat| {
@@ -390,8 +399,8 @@ fn is_private_server(pid: u32, data: &DataDir) -> bool {
         })
         .unwrap_or(false);
     let cwd = fs::read_link(proc_dir.join("cwd")).ok();
-    let in_data_dir = cwd.is_some_and(|cwd| cwd == data.path());
-    running && is_ours && in_data_dir && real_uid(&proc_dir) == Some(data.owner().uid)
+    let in_its_dir = cwd.is_some_and(|cwd| cwd == dir);
+    running && is_ours && in_its_dir && real_uid(&proc_dir) == Some(data.owner().uid)
 }
 
 /// The real uid of a process, from its `status`.

@@ -56,6 +56,8 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
         match interrupted.was_active() {
             None => {
                 info!("removing {folder}, left by a restore that never touched Redis");
+                // Its private server may still be building the AOF in it.
+                private_redis::end_orphan(&interrupted, server.data)?;
                 let _ = interrupted.remove(server.data);
             }
             // It had finished and checked the restore; only "done" is missing.
@@ -247,7 +249,9 @@ pub fn wait_until_ready(connect: &ConnectOptions, timeout: Duration) -> Result<C
             Err(e) if Instant::now() >= deadline => {
                 return Err(e.context("waiting for Redis to answer"))
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            // Every poll is a connect and an INFO: cheap next to a load,
+            // and a coarser step would add to the outage it ends.
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }

@@ -402,6 +402,58 @@ fn keep_previous_keeps_the_old_files_in_the_work_folder() {
     );
 }
 
+/// The AOF is rebuilt before Redis is stopped: while the private server
+/// runs, the service is still up and answering with its old data, and the
+/// log has the rebuild before anything was moved. The outage is only the
+/// moves and Redis's own start and load.
+#[test]
+fn the_aof_is_rebuilt_while_redis_still_serves() {
+    let t = as_redis_user(TestRedis::builder().appendonly()).start();
+    fill_every_type(&mut t.conn());
+    add_filler(&mut t.conn(), 200_000);
+    let backed_up = t.state();
+    let id = t.backup();
+    t.conn().ok(&["SET", "written-after", "the backup"]);
+
+    let tool = t.cmd(&["restore", &id]).spawn();
+    let started = std::time::Instant::now();
+    while !t
+        .restore_work_dirs()
+        .iter()
+        .any(|w| w.join("private-redis.pid").exists())
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no private redis-server seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let active_meanwhile = t.is_active();
+    let served_meanwhile = t.conn().ok(&["GET", "written-after"]);
+    let out = tool.wait_with_output().expect("wait for the restore");
+    let log = String::from_utf8_lossy(&out.stderr);
+
+    assert!(out.status.success(), "restore failed:\n{log}");
+    assert!(
+        active_meanwhile,
+        "Redis was down while the AOF was rebuilt\n{log}"
+    );
+    assert_eq!(served_meanwhile, Reply::Bulk(b"the backup".to_vec()));
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"))
+    };
+    assert!(
+        at("AOF rebuilt from the restored data") < at("aside to"),
+        "the AOF was rebuilt after the old files were moved\n{log}"
+    );
+    assert!(log.contains("was out of service for"), "{log}");
+    assert_eq!(t.state(), backed_up);
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(t.state(), backed_up, "the AOF is complete");
+}
+
 #[test]
 fn keep_previous_keeps_the_old_aof_dir() {
     let t = TestRedis::builder().appendonly().start();
