@@ -106,16 +106,19 @@ for set in $DATASETS; do
     }
 done
 
-# seconds and peak RSS (KiB) of a command; its output goes to $2 (or nowhere)
+# seconds, peak RSS (KiB) and CPU seconds (user + system) of a command; its
+# output goes to $2 (or nowhere)
 measure() { # label outfile command...
     local label=$1 out=$2
     shift 2
     # Every run starts with no dirty pages: the files earlier runs wrote
     # would otherwise be written back during (and charged to) later ones.
     sync
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$out" 2>"$work/stderr" ||
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" >"$out" 2>"$work/stderr" ||
         { echo "$label failed:" >&2; cat "$work/stderr" >&2; exit 1; }
-    read -r SECS RSS <"$work/time"
+    local user system
+    read -r SECS RSS user system <"$work/time"
+    CPU=$(echo "$user $system" | awk '{ printf "%.2f", $1 + $2 }')
 }
 
 median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
@@ -207,19 +210,36 @@ beyond_the_stream() { # name backup-secs stream-secs outage restart
     [ "${BENCH_AOF:-yes}" = no ] || aof_runs "$name"
 }
 
+# CPU seconds the Swift all-in-one's servers (one process each) have used.
+swift_cpu() {
+    local f pid
+    for f in "$work"/swift/run/*.pid; do
+        read -r pid _ <"$f"
+        cut -d' ' -f14,15 "/proc/$pid/stat" 2>/dev/null || echo "0 0"
+    done | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 + $2 } END { printf "%.2f", t / hz }'
+}
+cpu_since() { echo "$(swift_cpu) $1" | awk '{ printf "%.2f", $1 - $2 }'; }
+
 # Three interleaved rounds: backup to Swift and python-swiftclient uploading
 # the stored object (64 MiB segments, its default 10 threads); then verify
 # from Swift and the client downloading it.
 swift_runs() { # name local-stream-secs
     local name=$1 local_stream=$2 round stream_runs=() e2e_runs=() upload_runs=() verify_runs=() download_runs=()
+    local our_cpu=() their_cpu=() client_cpu=() client_their_cpu=() before
     local object="$work/backups/bench-$name.rbk"
     local client=(swift -q -A "$ST_AUTH" -U "$ST_USER" -K "$ST_KEY")
     for round in 1 2 3; do
+        before=$(swift_cpu)
         measure "backup to Swift" /dev/null "$BIN" -c "$work/swift.conf" backup --id "bench-$name-$round"
+        their_cpu+=("$(cpu_since "$before")")
+        our_cpu+=("$CPU")
         e2e_runs+=("$SECS")
         stream_runs+=("$(sed -n 's/.*stream: .* stored in \([0-9.]*\)s.*/\1/p' "$work/stderr")")
+        before=$(swift_cpu)
         measure "swiftclient upload" /dev/null "${client[@]}" upload bench-reference "$object" \
             --object-name "$name-$round" --segment-size 67108864 --use-slo
+        client_their_cpu+=("$(cpu_since "$before")")
+        client_cpu+=("$CPU")
         upload_runs+=("$SECS")
         measure "verify from Swift" /dev/null "$BIN" -q -c "$work/swift.conf" verify "bench-$name-$round"
         verify_runs+=("$SECS")
@@ -239,6 +259,12 @@ swift_runs() { # name local-stream-secs
     sec_row "backup to Swift, stream only †" "$stream" "python-swiftclient upload" "$upload"
     sec_row "python-swiftclient download of the stored object †" "$download"
     sec_row "verify from Swift †" "$verify" "python-swiftclient download" "$download"
+    # Both share this machine's cores with Swift's own servers: what each run
+    # cost in CPU, ours (or the client's) and Swift's, shows who waits for whom.
+    sec_row "CPU seconds of the backup to Swift (BGSAVE not included) †" "$(median "${our_cpu[@]}")"
+    sec_row "CPU seconds of Swift's servers during it †" "$(median "${their_cpu[@]}")"
+    sec_row "CPU seconds of python-swiftclient's upload †" "$(median "${client_cpu[@]}")"
+    sec_row "CPU seconds of Swift's servers during that upload †" "$(median "${client_their_cpu[@]}")"
     verdict "backup to Swift / to a local directory (stream, seconds)" "$(ratio "$stream" "$local_stream")" "<=" 1.2
     verdict "backup to Swift / python-swiftclient upload (seconds)" "$(ratio "$stream" "$upload")" "<=" 1
 }

@@ -189,9 +189,11 @@ impl PrivateRedis {
         let spawned = command.spawn();
         rustix::process::umask(umask);
         let child = spawned
-            .map_err(|e| Error::other(format!("cannot start a private redis-server: {e}")))?;
+            .map_err(|e| Error::other(format!("cannot start a private {}: {e}", binary.program)))?;
         info!(
-            "started a private redis-server (pid {}, uid {}) to build the AOF",
+            "started a private {} {} (pid {}, uid {}) to build the AOF",
+            binary.program,
+            binary.version,
             child.id(),
             owner.uid
         );

@@ -229,3 +229,123 @@ fn valkey_9_with_rdb_version_check_relaxed_takes_a_newer_redis_rdb() {
     assert!(target.is_active());
     assert_eq!(target.conn().call(&["GET", "target"]).text(), "own data");
 }
+
+/// A Debian 13 Valkey host, for the runs of one test: each run is in a
+/// mount namespace of its own where /etc is an overlay without
+/// /etc/redis/redis.conf and with /etc/valkey/valkey.conf (the test's
+/// config), and /usr/local/bin an overlay holding valkey-server and its
+/// check tools, as the package installs them. The host's own files are
+/// untouched: the overlays' upper dirs are in the test's scratch.
+struct ValkeyHost<'a> {
+    t: &'a TestRedis,
+    dir: PathBuf,
+}
+
+impl<'a> ValkeyHost<'a> {
+    const UNIT: &'static str = "valkey-server";
+
+    fn new(t: &'a TestRedis, server: &str) -> ValkeyHost<'a> {
+        let dir = t.scratch().join("valkey-host");
+        for sub in ["etc-up", "etc-work", "bin-up", "bin-work"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let bin = binary(server);
+        std::fs::write(dir.join("bin-dir"), bin.parent().unwrap().to_str().unwrap()).unwrap();
+        // The unit the package ships, started with the package's config.
+        let shim = |ext: &str, text: &str| {
+            std::fs::write(t.shim_dir.join(format!("{}.{ext}", Self::UNIT)), text).unwrap()
+        };
+        shim("conf", "/etc/valkey/valkey.conf\n");
+        shim("server", "/usr/local/bin/valkey-server\n");
+        if let Ok(user) = std::fs::read_to_string(t.shim_dir.join(format!("{}.user", t.unit))) {
+            shim("user", &user);
+        }
+        ValkeyHost { t, dir }
+    }
+
+    fn run(&self, command: &[&str]) -> Output {
+        let script = r#"set -e
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/etc-up,workdir=$1/etc-work" /etc
+rm -f /etc/redis/redis.conf
+mkdir -p /etc/valkey
+cp "$2" /etc/valkey/valkey.conf
+mount -t overlay overlay -o "lowerdir=/usr/local/bin,upperdir=$1/bin-up,workdir=$1/bin-work" /usr/local/bin
+bin=$(cat "$1/bin-dir")
+for tool in valkey-server valkey-check-aof valkey-check-rdb; do ln -sf "$bin/$tool" /usr/local/bin/$tool; done
+shift 2
+exec "$@""#;
+        let dir = self.dir.display().to_string();
+        let conf = self.t.redis_conf().display().to_string();
+        let mut args = vec![
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ];
+        args.extend([dir.as_str(), conf.as_str()]);
+        args.extend(command);
+        self.t.with_env(Run::new("unshare").args(&args)).run()
+    }
+
+    fn tool(&self, args: &[&str]) -> Output {
+        let settings = self.t.settings_file().display().to_string();
+        let mut command = vec![BIN, "-c", settings.as_str()];
+        command.extend(args);
+        self.run(&command)
+    }
+}
+
+impl Drop for ValkeyHost<'_> {
+    fn drop(&mut self) {
+        let _ = self.run(&["systemctl", "stop", Self::UNIT]);
+    }
+}
+
+/// On a host with Valkey's layout and no redis.conf, the tool needs none of
+/// redis_conf, service or redis_server: it finds /etc/valkey/valkey.conf,
+/// stops and starts the valkey-server unit, asks valkey-server what it
+/// loads, rebuilds the AOF with it and checks it with valkey-check-aof (or
+/// -rdb), and names the server as Valkey.
+#[test]
+fn a_valkey_host_needs_no_server_settings() {
+    if !is_root() {
+        eprintln!("skipped: needs root for mount namespaces");
+        return;
+    }
+    let server = "valkey-9.1.2";
+    let mut t = TestRedis::builder()
+        .server(&binary(server))
+        .appendonly()
+        .run_as("redis")
+        .prepare();
+    for key in ["redis_conf", "service", "redis_server"] {
+        t.remove_setting(key);
+    }
+    let host = ValkeyHost::new(&t, server);
+    host.run(&["systemctl", "start", ValkeyHost::UNIT]).ok();
+    fill_every_type(&mut t.conn());
+    let backed_up = t.state();
+
+    let out = host.tool(&["backup"]);
+    out.ok().stderr_has("Valkey 9.1.2");
+    let id = out.last_line();
+    t.conn().ok(&["FLUSHALL"]);
+    let out = host.tool(&["restore", &id]);
+
+    out.ok()
+        .stderr_has("started a private valkey-server 9.1.2")
+        .stderr_has("valkey-check-rdb accepts the rebuilt");
+    assert!(
+        out.stderr
+            .contains(&format!("{} was out of service", ValkeyHost::UNIT)),
+        "the valkey-server unit was not the one restarted\n{out}"
+    );
+    assert_eq!(t.state(), backed_up);
+    assert_eq!(t.conn().info_field("persistence", "aof_enabled"), "1");
+    let record: Value =
+        serde_json::from_str(&host.tool(&["--json", "show", &id]).ok().stdout).unwrap();
+    assert_eq!(record["server"]["name"], "valkey", "{record}");
+}
