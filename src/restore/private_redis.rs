@@ -15,7 +15,7 @@
 
 use crate::codec::crypto;
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{DataDir, Owner, PrivateDir};
+use crate::fs::data_dir::{self, DataDir, Owner, PrivateDir};
 use crate::redis::conf::RedisConf;
 use crate::redis::instance::DataFiles;
 use crate::redis::server::{Flavor, ServerBinary};
@@ -27,6 +27,7 @@ use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFla
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -260,8 +261,7 @@ impl PrivateRedis {
                         self.failed("failed to write the AOF (aof_last_bgrewrite_status:err)")
                     );
                 }
-                let pre7_file = files.dir.join(&files.appendfilename);
-                if files.aof_manifest().exists() || pre7_file.exists() {
+                if aof_written(files) {
                     info!(
                         "AOF rebuilt from the restored data in {}s",
                         crate::units::seconds(started.elapsed(), 1)
@@ -410,6 +410,20 @@ fn real_uid(proc_dir: &Path) -> Option<u32> {
     let status = fs::read_to_string(proc_dir.join("status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether the rewrite left its file in `files.dir`: Redis 7's manifest in
+/// its directory, or Redis 6's single file. Looked up by descriptor without
+/// following a link: the folder is the owner's, who may swap a link in, and
+/// root learns nothing about where it points.
+fn aof_written(files: &DataFiles) -> bool {
+    let Ok(dir) = data_dir::open_dir_path(&files.dir) else {
+        return false;
+    };
+    let manifest = format!("{}.manifest", files.appendfilename);
+    data_dir::entry_exists(dir.as_fd(), &files.appendfilename)
+        || data_dir::open_dir(&dir, files.appenddirname.as_str())
+            .is_ok_and(|aof| data_dir::entry_exists(aof.as_fd(), &manifest))
 }
 
 /// SIGTERM by pid.
