@@ -11,6 +11,8 @@
 const POLY_NORMAL: u64 = 0xad93_d235_94c9_35a9;
 const POLY: u64 = POLY_NORMAL.reverse_bits();
 
+use std::sync::OnceLock;
+
 /// Continues a CRC-64/Jones over `data` (start with 0).
 pub fn update(crc: u64, data: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -23,12 +25,18 @@ pub fn update(crc: u64, data: &[u8]) -> u64 {
     update_tables(crc, data)
 }
 
-/// Slice-by-8 tables: `TABLES[0]` is the classic byte-at-a-time table and
-/// `TABLES[k]` advances a byte through k further zero bytes, so eight input
-/// bytes cost eight lookups and no data-dependent loop.
-static TABLES: [[u64; 256]; 8] = build_tables();
+/// Slice-by-8 tables: `tables()[0]` is the classic byte-at-a-time table and
+/// `tables()[k]` advances a byte through k further zero bytes, so eight input
+/// bytes cost eight lookups and no data-dependent loop. Built on first use
+/// (a few microseconds) rather than stored: 16 KB of the binary's budget.
+fn tables() -> &'static [[u64; 256]; 8] {
+    // Boxed: a OnceLock of the array itself is 16 KB of .data. black_box:
+    // left to itself the compiler folds the loops into that constant again.
+    static TABLES: OnceLock<Box<[[u64; 256]; 8]>> = OnceLock::new();
+    TABLES.get_or_init(|| Box::new(build_tables(std::hint::black_box(POLY))))
+}
 
-const fn build_tables() -> [[u64; 256]; 8] {
+fn build_tables(poly: u64) -> [[u64; 256]; 8] {
     let mut tables = [[0u64; 256]; 8];
     let mut n = 0;
     while n < 256 {
@@ -36,7 +44,7 @@ const fn build_tables() -> [[u64; 256]; 8] {
         let mut bit = 0;
         while bit < 8 {
             crc = if crc & 1 == 1 {
-                (crc >> 1) ^ POLY
+                (crc >> 1) ^ poly
             } else {
                 crc >> 1
             };
@@ -59,20 +67,21 @@ const fn build_tables() -> [[u64; 256]; 8] {
 }
 
 fn update_tables(mut crc: u64, data: &[u8]) -> u64 {
+    let tables = tables();
     let mut words = data.chunks_exact(8);
     for word in &mut words {
         crc ^= u64::from_le_bytes(word.try_into().expect("chunks of 8"));
-        crc = TABLES[7][(crc & 0xff) as usize]
-            ^ TABLES[6][((crc >> 8) & 0xff) as usize]
-            ^ TABLES[5][((crc >> 16) & 0xff) as usize]
-            ^ TABLES[4][((crc >> 24) & 0xff) as usize]
-            ^ TABLES[3][((crc >> 32) & 0xff) as usize]
-            ^ TABLES[2][((crc >> 40) & 0xff) as usize]
-            ^ TABLES[1][((crc >> 48) & 0xff) as usize]
-            ^ TABLES[0][(crc >> 56) as usize];
+        crc = tables[7][(crc & 0xff) as usize]
+            ^ tables[6][((crc >> 8) & 0xff) as usize]
+            ^ tables[5][((crc >> 16) & 0xff) as usize]
+            ^ tables[4][((crc >> 24) & 0xff) as usize]
+            ^ tables[3][((crc >> 32) & 0xff) as usize]
+            ^ tables[2][((crc >> 40) & 0xff) as usize]
+            ^ tables[1][((crc >> 48) & 0xff) as usize]
+            ^ tables[0][(crc >> 56) as usize];
     }
     for &byte in words.remainder() {
-        crc = TABLES[0][((crc ^ u64::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+        crc = tables[0][((crc ^ u64::from(byte)) & 0xff) as usize] ^ (crc >> 8);
     }
     crc
 }
