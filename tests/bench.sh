@@ -281,7 +281,7 @@ aof_runs() { # name
     rebuild=$(sed -n 's/.*AOF rebuilt from the restored data in \([0-9.]*\)s.*/\1/p' "$work/stderr")
     restart=$(redis_restart)
     sec_row "Redis's own stop, start and load, appendonly yes" "$restart"
-    sec_row "restore's outage, appendonly yes (AOF rebuilt in it: $rebuild s)" "$outage" "Redis's own, appendonly yes" "$restart"
+    sec_row "restore's outage, appendonly yes (the AOF rebuilt before the stop, in $rebuild s)" "$outage" "Redis's own, appendonly yes" "$restart"
     redis-cli -p "$port" config set appendonly no >/dev/null
     sed -i 's/^appendonly yes$/appendonly no/' "$work/redis.conf"
 }
