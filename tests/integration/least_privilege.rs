@@ -71,7 +71,22 @@ fn restore_under_attack(
     backed_up: &DbState,
     victims: &[&Victim],
 ) {
+    let (out, context, _) = restore_attacked(t, id, attacker, victims);
+    assert_restored_or_rolled_back(t, &out, backed_up, &context);
+}
+
+/// Restore `id` while `attacker` plays; every victim keeps owner, mode and
+/// bytes, and no copy of one is readable in the data dir. Returns the run,
+/// the context for messages and what the attacker said, for the outcome's
+/// own checks.
+fn restore_attacked(
+    t: &TestRedis,
+    id: &str,
+    attacker: Attacker,
+    victims: &[&Victim],
+) -> (Output, String, String) {
     let out = t.run(&["restore", id]);
+    let log = attacker.log();
     let context = format!("{out}\n{attacker}");
     // Stopped before the checks: nothing it does after the restore counts.
     drop(attacker);
@@ -79,7 +94,8 @@ fn restore_under_attack(
     for victim in victims {
         victim.assert_no_copy_readable_in(&t.data_dir(), &context);
     }
-    assert_restored_or_rolled_back(t, &out, backed_up, &context);
+    assert_no_crash(&out, &context);
+    (out, context, log)
 }
 
 /// The work folder of an "interrupted restore" planted by the attacker: a
@@ -328,16 +344,8 @@ fn aof_build_folder_attacked(variant: &str, done: &str) {
         ],
     );
 
-    let out = t.run(&["restore", &id]);
-
-    // Stopped before the checks: nothing it does after the restore counts.
-    let log = attacker.log();
-    drop(attacker);
-    let context = format!("{out}\nthe attacker ({variant}) said:\n{log}");
+    let (out, context, log) = restore_attacked(&t, &id, attacker, &[&victim]);
     eprintln!("{context}");
-    assert_all_intact(&[&victim], &context);
-    victim.assert_no_copy_readable_in(&t.data_dir(), &context);
-    assert_no_crash(&out, &context);
     if out.code == Some(0) {
         assert_eq!(
             t.state(),

