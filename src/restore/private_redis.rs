@@ -123,8 +123,8 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     /// Start it, as the data dir's owner, on the RDB in `files.dir` (the
-    /// restore's `aof/`) and wait until it has loaded. Its pid is noted in the work folder so that a
-    /// later run can end it if this one is killed.
+    /// restore's `aof/`) and wait until it has loaded. Its pid is noted in
+    /// the work folder so that a later run can end it if this one is killed.
     pub fn start(
         binary: &ServerBinary,
         redis_conf: &RedisConf,
@@ -397,7 +397,8 @@ fn is_private_server(pid: u32, dir: &Path, data: &DataDir) -> bool {
     let is_ours = fs::read(proc_dir.join("cmdline"))
         .map(|cmdline| {
             let cmdline = String::from_utf8_lossy(&cmdline);
-            cmdline.contains("redis-server") && cmdline.contains(PRIVATE_DIR_PREFIX)
+            (cmdline.contains("redis-server") || cmdline.contains("valkey-server"))
+                && cmdline.contains(PRIVATE_DIR_PREFIX)
         })
         .unwrap_or(false);
     let cwd = fs::read_link(proc_dir.join("cwd")).ok();

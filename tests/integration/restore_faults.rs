@@ -39,7 +39,18 @@ fn a_rollback_that_could_not_start_redis_is_finished_by_the_next_run() {
 
 #[test]
 fn a_run_killed_while_building_the_aof_is_undone_by_the_next_one() {
-    let t = TestRedis::builder().appendonly().start();
+    killed_while_building_the_aof(TestRedis::builder().appendonly());
+}
+
+/// The same with Valkey, whose private server calls itself valkey-server.
+#[test]
+fn a_run_killed_while_valkey_builds_the_aof_is_undone_by_the_next_one() {
+    let valkey = crate::servers::binary("valkey-9.1.2");
+    killed_while_building_the_aof(TestRedis::builder().server(&valkey).appendonly());
+}
+
+fn killed_while_building_the_aof(builder: Builder) {
+    let t = builder.start();
     fill_every_type(&mut t.conn());
     add_filler(&mut t.conn(), 200_000);
     let backed_up = t.state();

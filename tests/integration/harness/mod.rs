@@ -208,7 +208,7 @@ pub fn kill9(pid: u32) {
 }
 
 /// Pids of live (not zombie) processes whose command line names
-/// `redis-server`.
+/// `redis-server` or `valkey-server`.
 pub fn live_redis_servers() -> Vec<u32> {
     dir_entries(Path::new("/proc"))
         .into_iter()
@@ -217,7 +217,8 @@ pub fn live_redis_servers() -> Vec<u32> {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let state = stat.rsplit(") ").next().unwrap_or("").chars().next();
-            String::from_utf8_lossy(&cmdline).contains("redis-server")
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.contains("redis-server") || cmdline.contains("valkey-server"))
                 && !matches!(state, None | Some('Z') | Some('X'))
         })
         .collect()
