@@ -172,22 +172,10 @@ pub fn print(report: &Report, as_json: bool) {
         report
             .lines
             .iter()
-            .try_for_each(|line| writeln!(stdout, "{}", printable(line)))
+            .try_for_each(|line| writeln!(stdout, "{}", units::printable(line)))
     };
     // A closed pipe (`| head`) is not worth an error; the work is done.
     let _ = written;
-}
-
-/// A line for a terminal: fields come from records, which whoever can write
-/// to storage may have edited, so control characters (escape sequences that
-/// would rewrite the screen or the title) are shown escaped, not sent.
-fn printable(line: &str) -> String {
-    line.chars()
-        .flat_map(|c| match c.is_control() {
-            true => c.escape_unicode().collect::<Vec<_>>(),
-            false => vec![c],
-        })
-        .collect()
 }
 
 /// Backups whose record does not authenticate, with the reason.
@@ -655,9 +643,9 @@ mod tests {
     #[test]
     fn control_characters_from_records_are_shown_escaped() {
         let line = "b1  2026-11-30T00:00:00Z  vm\x1b]0;owned\x07\x1b[2J  1 keys\n";
-        let shown = printable(line);
+        let shown = units::printable(line);
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
         assert!(shown.contains("\\u{1b}]0;owned\\u{7}"), "{shown}");
-        assert_eq!(printable("plain ünïcode line"), "plain ünïcode line");
+        assert_eq!(units::printable("plain ünïcode line"), "plain ünïcode line");
     }
 }

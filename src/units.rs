@@ -251,6 +251,19 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// A line for a terminal: fields from records, which whoever can write to
+/// storage may have edited, or from a log the Redis account wrote; control
+/// characters (escape sequences that would rewrite the screen or the title)
+/// are shown escaped, not sent.
+pub fn printable(line: &str) -> String {
+    line.chars()
+        .flat_map(|c| match c.is_control() {
+            true => c.escape_unicode().collect::<Vec<_>>(),
+            false => vec![c],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,10 @@
 //! restore only if it is still root's and private; anything else under our
 //! prefix is somebody else's and is left alone. For an AOF rebuild it holds
 //! `aof/`, that account's, where its private server works while Redis still
-//! runs; the folder is then 0711 so the server can reach `aof/`, and lists
-//! nothing to anyone else, while what is root's in it stays 0600 and 0700.
+//! runs; until the AOF is placed the folder is 0711, so the server can
+//! reach `aof/`, and lists nothing to anyone else. What is root's in it
+//! stays 0600 and 0700, but for the staged RDB, which the server loads:
+//! 0640, readable by the owner's group.
 
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, DataDir, Owner};
@@ -222,18 +224,31 @@ impl WorkDir {
         data_dir::open_dir(self.fd(), AOF_BUILD)
     }
 
-    /// The log of the private redis-server, written through its stdout.
-    pub fn create_private_log(&self) -> Result<File> {
-        create_file(self.fd(), PRIVATE_LOG, OFlags::empty()).map_err(|e| {
-            Error::other(format!(
-                "cannot create the private server's log in {}: {e}",
-                self.path.display()
-            ))
-        })
+    /// Once the AOF is placed: what is left in `aof/` (the link to the
+    /// placed RDB, anything the owner put there) goes, without following a
+    /// link, and the folder is 0700 again.
+    pub fn remove_aof_build(&self) -> io::Result<()> {
+        data_dir::remove_tree(self.fd(), AOF_BUILD)?;
+        rfs::fchmod(self.fd(), Mode::from_raw_mode(0o700))?;
+        Ok(())
     }
 
-    pub fn private_log_path(&self) -> PathBuf {
-        self.path.join(PRIVATE_LOG)
+    /// The log of the private redis-server, written through its stdout,
+    /// and a second descriptor to read it back by (a failed rebuild says
+    /// why from it, and the folder goes before anyone could look).
+    pub fn create_private_log(&self) -> Result<(File, File)> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        create_file(self.fd(), PRIVATE_LOG, OFlags::empty())
+            .and_then(|log| {
+                let reader = rfs::openat(self.fd(), PRIVATE_LOG, flags, Mode::empty())?;
+                Ok((log, File::from(reader)))
+            })
+            .map_err(|e| {
+                Error::other(format!(
+                    "cannot create the private server's log in {}: {e}",
+                    self.path.display()
+                ))
+            })
     }
 
     /// Note the private redis-server's pid, so that a later run can end it

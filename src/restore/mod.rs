@@ -561,6 +561,12 @@ fn place_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
         "placed the rebuilt AOF as {}",
         plan.data.join(name).display()
     );
+    if let Err(e) = work.remove_aof_build() {
+        warn!(
+            "could not remove what is left in {}: {e}",
+            aof_build_files(plan, work).dir.display()
+        );
+    }
     Ok(())
 }
 

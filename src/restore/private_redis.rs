@@ -21,12 +21,14 @@ use crate::redis::instance::DataFiles;
 use crate::redis::server::{Flavor, ServerBinary};
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use crate::restore::journal::WorkDir;
+use crate::units;
 use log::{debug, info, warn};
 use rustix::fs::{self as rfs, Mode};
 use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -118,7 +120,8 @@ pub struct PrivateRedis {
     child: Child,
     /// Removed when the server is gone (after `Drop` below has ended it).
     _socket_dir: SocketDir,
-    log: PathBuf,
+    /// Its log, to read back from.
+    log: fs::File,
 }
 
 impl PrivateRedis {
@@ -137,8 +140,7 @@ impl PrivateRedis {
         let owner = data.owner();
         let socket_dir = SocketDir::create(owner)?;
         let socket = socket_dir.path().join("redis.sock");
-        let log = work.create_private_log()?;
-        let log_path = work.private_log_path();
+        let (log, log_reader) = work.create_private_log()?;
         let mut command = Command::new(&binary.program);
         command
             .arg(&redis_conf.source)
@@ -201,7 +203,7 @@ impl PrivateRedis {
         let mut server = PrivateRedis {
             child,
             _socket_dir: socket_dir,
-            log: log_path,
+            log: log_reader,
         };
         work.record_private_pid(server.child.id())?;
         let options = ConnectOptions {
@@ -297,9 +299,28 @@ impl PrivateRedis {
 
     fn failed(&self, what: &str) -> Error {
         Error::other(format!(
-            "the private redis-server that rebuilds the AOF {what}; its log is {}",
-            self.log.display()
+            "the private server that rebuilds the AOF {what}; the last line of its log: {}",
+            self.last_words()
         ))
+    }
+
+    /// The last line the server logged, at most 300 characters, control
+    /// characters escaped: its output is the owner's account's words.
+    fn last_words(&self) -> String {
+        const TAIL: u64 = 4096;
+        let mut log = &self.log;
+        let mut tail = Vec::new();
+        let end = log.metadata().map_or(0, |m| m.len());
+        let _ = log
+            .seek(SeekFrom::Start(end.saturating_sub(TAIL)))
+            .and_then(|_| log.take(TAIL).read_to_end(&mut tail));
+        let tail = String::from_utf8_lossy(&tail);
+        let line = tail
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("(empty)");
+        units::printable(&line.chars().take(300).collect::<String>())
     }
 }
 

@@ -475,6 +475,13 @@ fn keep_previous_keeps_the_old_aof_dir() {
         old_aof,
         "previous/appendonlydir holds the old AOF"
     );
+    // What the private server worked in goes once the AOF is placed (it
+    // held a second link to the placed dump), and the folder is private again.
+    assert!(
+        !work[0].join("aof").exists(),
+        "the kept folder still holds aof/"
+    );
+    assert_eq!(mode_of(&work[0]), 0o700);
 }
 
 /// A backup of a filled Redis, for restoring elsewhere: (its Redis, the state

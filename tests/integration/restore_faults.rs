@@ -109,6 +109,37 @@ fn aof_rebuild_needs_config_and_is_refused_before_redis_is_touched() {
     assert!(t.is_active());
 }
 
+/// The private server cannot start (a `loadmodule` of a file that is not
+/// there, added to redis.conf after Redis started): the restore fails
+/// before Redis is touched, and says why with the last line of the
+/// server's log, which goes with the work folder.
+#[test]
+fn a_failed_aof_rebuild_says_why_and_leaves_redis_untouched() {
+    let t = TestRedis::builder().appendonly().start();
+    t.conn().ok(&["SET", "k", "before"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "k", "after"]);
+    let mut conf = fs::read_to_string(t.redis_conf()).unwrap();
+    conf.push_str("loadmodule /nonexistent/rb-no-such-module.so\n");
+    fs::write(t.redis_conf(), conf).unwrap();
+    let calls = t.shim_calls().len();
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(1)
+        .stderr_has("the last line of its log:")
+        .stderr_has("rb-no-such-module.so");
+    assert!(t.is_active());
+    assert_eq!(t.conn().ok(&["GET", "k"]), Reply::Bulk(b"after".to_vec()));
+    assert!(
+        !t.shim_calls_since(calls)
+            .iter()
+            .any(|c| c.starts_with("stop")),
+        "Redis was stopped"
+    );
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+}
+
 #[test]
 fn a_disabled_shutdown_does_not_stop_the_private_server_from_ending() {
     let mut t = TestRedis::builder()
