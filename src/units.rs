@@ -1,7 +1,8 @@
 //! Units for people: sizes (`1.5 MiB`), durations (`1.2` seconds) and UTC
 //! times (RFC 3339, and the compact form in backup IDs), written with integer
 //! arithmetic so that no float formatting is linked, and without a date
-//! crate: the calendar is one well-known algorithm (Howard Hinnant's).
+//! crate: the calendar is one well-known algorithm (Howard Hinnant's). Also
+//! text from outside made safe for a terminal (`printable`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -190,7 +190,7 @@ pub fn plain_name<'a>(setting: &str, name: &'a str) -> Result<&'a str> {
 /// Open the absolute, canonical `path` one component at a time, none of them
 /// followed if it is a symlink: a component swapped for a link after the
 /// path was resolved makes the open fail instead of leading elsewhere.
-pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
     let mut dir = open_dir(CWD, "/")?;
     for part in path.components() {
         if let std::path::Component::Normal(name) = part {

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -122,6 +122,10 @@ pub struct PrivateRedis {
     _socket_dir: SocketDir,
     /// Its log, to read back from.
     log: fs::File,
+    /// Its directory (the work folder's `aof/`), opened from the work
+    /// folder's descriptor: the data dir's owner may rename the folder and
+    /// put another under its name, and root looks only in this one.
+    dir: OwnedFd,
 }
 
 impl PrivateRedis {
@@ -141,6 +145,9 @@ impl PrivateRedis {
         let socket_dir = SocketDir::create(owner)?;
         let socket = socket_dir.path().join("redis.sock");
         let (log, log_reader) = work.create_private_log()?;
+        let dir = work
+            .aof_build()
+            .map_err(|e| Error::other(format!("cannot open {}: {e}", files.dir.display())))?;
         let mut command = Command::new(&binary.program);
         command
             .arg(&redis_conf.source)
@@ -204,6 +211,7 @@ impl PrivateRedis {
             child,
             _socket_dir: socket_dir,
             log: log_reader,
+            dir,
         };
         work.record_private_pid(server.child.id())?;
         let options = ConnectOptions {
@@ -263,7 +271,7 @@ impl PrivateRedis {
                         self.failed("failed to write the AOF (aof_last_bgrewrite_status:err)")
                     );
                 }
-                if aof_written(files) {
+                if aof_written(self.dir.as_fd(), files) {
                     info!(
                         "AOF rebuilt from the restored data in {}s",
                         crate::units::seconds(started.elapsed(), 1)
@@ -434,17 +442,14 @@ fn real_uid(proc_dir: &Path) -> Option<u32> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Whether the rewrite left its file in `files.dir`: Redis 7's manifest in
-/// its directory, or Redis 6's single file. Looked up by descriptor without
+/// Whether the rewrite left its file in `dir`: Redis 7's manifest in its
+/// directory, or Redis 6's single file. Looked up by descriptor without
 /// following a link: the folder is the owner's, who may swap a link in, and
 /// root learns nothing about where it points.
-fn aof_written(files: &DataFiles) -> bool {
-    let Ok(dir) = data_dir::open_dir_path(&files.dir) else {
-        return false;
-    };
+fn aof_written(dir: BorrowedFd<'_>, files: &DataFiles) -> bool {
     let manifest = format!("{}.manifest", files.appendfilename);
-    data_dir::entry_exists(dir.as_fd(), &files.appendfilename)
-        || data_dir::open_dir(&dir, files.appenddirname.as_str())
+    data_dir::entry_exists(dir, &files.appendfilename)
+        || data_dir::open_dir(dir, files.appenddirname.as_str())
             .is_ok_and(|aof| data_dir::entry_exists(aof.as_fd(), &manifest))
 }
 
