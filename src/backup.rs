@@ -22,7 +22,7 @@ use crate::redis::{Connection, DbCount, SyncLimits};
 use crate::restore::journal;
 use crate::storage::{self, ObjectWriter, Storage, StorageIo};
 use crate::units::{self, human_size};
-use log::{info, warn};
+use log::{debug, info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -273,11 +273,15 @@ fn store(
             // send only the rest (re-reading the RDB is cheap next to a
             // network upload, and keeps memory flat).
             Err(e) => match object.resume_offset() {
-                Some(offset) if input.rewindable() => {
-                    warn!("{e}");
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                    resume_from = offset;
+                Some(resume) if input.rewindable() => {
+                    if resume.after_fault {
+                        warn!("{e}");
+                        std::thread::sleep(pause);
+                        pause *= 2;
+                    } else {
+                        debug!("{e}");
+                    }
+                    resume_from = resume.offset;
                 }
                 _ => return Err(e),
             },

@@ -26,12 +26,21 @@ pub trait ObjectWriter: Write + Send {
     /// can keep it (Swift's `X-Object-Meta-*`).
     fn commit(self: Box<Self>, metadata: &[(&str, String)]) -> Result<u64>;
 
-    /// After a write failed: the offset of the stream from which this object
-    /// can take the rest again (all before it is safely stored), or `None`
-    /// when the failure is final.
-    fn resume_offset(&mut self) -> Option<u64> {
+    /// After a write failed: where this object can take the rest of the
+    /// stream again, or `None` when the failure is final.
+    fn resume_offset(&mut self) -> Option<Resume> {
         None
     }
+}
+
+/// Where a failed object write can go on, and whether it failed by a fault.
+pub struct Resume {
+    /// The offset of the stream from which the object takes the rest (all
+    /// before it is safely stored).
+    pub offset: u64,
+    /// A fault (worth a pause before the next try), not a routine event
+    /// such as a storage token that expired and was renewed.
+    pub after_fault: bool,
 }
 
 pub trait Storage {

@@ -22,7 +22,8 @@ pub mod auth;
 pub mod tls;
 
 use super::{
-    already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE, OBJECT_SUFFIX, RECORD_SUFFIX,
+    already_exists, not_found, ObjectWriter, Resume, Storage, MAX_RECORD_SIZE, OBJECT_SUFFIX,
+    RECORD_SUFFIX,
 };
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -60,7 +61,8 @@ const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// A download is asked for in ranges of this many bytes, each a request of
 /// its own: at MIN_TRANSFER_RATE one takes at most 512 s past its wait.
 const DOWNLOAD_CHUNK: u64 = 64 << 20;
-/// Uploads of segments that may fail, in all, before the backup gives up.
+/// Uploads of segments that may fail, in all, before the backup gives up
+/// (not counting one expired token per segment: see `SegmentRetries`).
 const SEGMENT_ATTEMPTS: u32 = 5;
 /// Attempts of an ordinary request when Swift is unreachable or answers 5xx.
 const REQUEST_ATTEMPTS: u32 = 5;
@@ -346,7 +348,7 @@ impl Storage for SwiftStorage {
             segment_size: self.segment_size,
             current: None,
             segments: Vec::new(),
-            failures: 0,
+            retries: SegmentRetries::default(),
             resume: None,
             started: 0,
             committed: false,
@@ -813,10 +815,10 @@ struct SwiftObject {
     segment_size: u64,
     current: Option<SegmentUpload>,
     segments: Vec<SegmentInfo>,
-    /// Failed segment uploads so far, of `SEGMENT_ATTEMPTS` allowed.
-    failures: u32,
-    /// After a retryable failure: the stream offset to take the rest from.
-    resume: Option<u64>,
+    retries: SegmentRetries,
+    /// After a retryable failure: the stream offset to take the rest from,
+    /// and whether the failure was an expired token (forgiven).
+    resume: Option<(u64, bool)>,
     /// Segments ever started (numbered 1..=this): a failed one may still
     /// have been stored, so an abandoned upload deletes all of them.
     started: usize,
@@ -872,6 +874,7 @@ impl SwiftObject {
                     "Swift stored segment {path} with ETag {etag}, but we sent MD5 {ours}: the segment was damaged on the way"
                 )),
                 retryable: true,
+                token_expired: false,
             }));
         }
         debug!("segment {path}: {size} bytes, etag {ours}");
@@ -886,9 +889,10 @@ impl SwiftObject {
     /// Note a failed segment; if it may be sent again, the stream can resume
     /// where the last good segment ended.
     fn failed(&mut self, failure: SegmentFailure) -> Error {
-        self.failures += 1;
-        if failure.retryable && self.failures < SEGMENT_ATTEMPTS {
-            self.resume = Some(self.durable());
+        let number = self.segments.len() + 1;
+        let forgiven = self.retries.charge(number, failure.token_expired);
+        if failure.retryable && !self.retries.exhausted() {
+            self.resume = Some((self.durable(), forgiven));
         }
         failure.error
     }
@@ -930,6 +934,40 @@ impl SwiftObject {
 struct SegmentFailure {
     error: Error,
     retryable: bool,
+    /// Swift answered 401 to a token that can be renewed.
+    token_expired: bool,
+}
+
+/// The failed segment uploads a backup may still afford. A token that
+/// expires is no fault of Swift's or of the network: a backup longer than a
+/// token's life meets it as often as the life runs out, and a segment that
+/// starts on a token with moments left may find it expired however early we
+/// renew (TempAuth hands out the same token until it has expired, memcached
+/// drops it up to a second early, and a busy proxy checks it late). So the
+/// first 401 of each segment is free; a second one on the same segment, with
+/// a token just issued, counts like any failure.
+#[derive(Default)]
+struct SegmentRetries {
+    /// Failures counted so far, of `SEGMENT_ATTEMPTS`.
+    failures: u32,
+    /// The segment whose expired token was forgiven, if any.
+    renewed: Option<usize>,
+}
+
+impl SegmentRetries {
+    /// Note a failure of segment `number`; whether it was forgiven.
+    fn charge(&mut self, number: usize, token_expired: bool) -> bool {
+        let forgiven = token_expired && self.renewed != Some(number);
+        match forgiven {
+            true => self.renewed = Some(number),
+            false => self.failures += 1,
+        }
+        forgiven
+    }
+
+    fn exhausted(&self) -> bool {
+        self.failures >= SEGMENT_ATTEMPTS
+    }
 }
 
 fn put_streamed(
@@ -943,7 +981,11 @@ fn put_streamed(
         current: Vec::new(),
         offset: 0,
     };
-    let fail = |error: Error, retryable: bool| SegmentFailure { error, retryable };
+    let fail = |error: Error, retryable: bool| SegmentFailure {
+        error,
+        retryable,
+        token_expired: false,
+    };
     // A streamed body cannot be sent twice here; the whole segment is sent
     // again by the caller, regenerated from the RDB (see backup.rs).
     match client.attempt("PUT", path, size, |r| r.send(body)) {
@@ -959,12 +1001,13 @@ fn put_streamed(
             Error::storage(format!("uploading segment {path}: Swift answered {code}")),
             transient(code),
         )),
-        Ok(None) => Err(fail(
-            Error::storage(format!(
+        Ok(None) => Err(SegmentFailure {
+            error: Error::storage(format!(
                 "uploading segment {path}: Swift rejected the token (401)"
             )),
-            client.credentials.renewable(),
-        )),
+            retryable: client.credentials.renewable(),
+            token_expired: client.credentials.renewable(),
+        }),
         // Connection refused, reset or timed out: worth another try; a
         // refused log-in or certificate is not.
         Err(error) => {
@@ -1050,13 +1093,21 @@ impl ObjectWriter for SwiftObject {
         Ok(self.durable())
     }
 
-    fn resume_offset(&mut self) -> Option<u64> {
-        let offset = self.resume.take()?;
-        warn!(
-            "a segment upload failed; sending the stream again from byte {offset} (attempt {} of {SEGMENT_ATTEMPTS})",
-            self.failures + 1
-        );
-        Some(offset)
+    fn resume_offset(&mut self) -> Option<Resume> {
+        let (offset, token_expired) = self.resume.take()?;
+        match token_expired {
+            true => info!(
+                "the Swift token expired during a segment upload; logging in again and sending the stream again from byte {offset}"
+            ),
+            false => warn!(
+                "a segment upload failed; sending the stream again from byte {offset} (attempt {} of {SEGMENT_ATTEMPTS})",
+                self.retries.failures + 1
+            ),
+        }
+        Some(Resume {
+            offset,
+            after_fault: !token_expired,
+        })
     }
 }
 
@@ -1188,6 +1239,25 @@ mod tests {
             "a 4 s token is used for 3 s"
         );
         assert_eq!(renewal_time(None), None);
+    }
+
+    #[test]
+    fn an_expired_token_costs_a_segment_nothing_once() {
+        let mut retries = SegmentRetries::default();
+        // Every segment of a long backup may meet an expired token once.
+        for segment in 1..=3 * SEGMENT_ATTEMPTS as usize {
+            assert!(retries.charge(segment, true), "segment {segment}");
+        }
+        assert_eq!(retries.failures, 0);
+        assert!(!retries.exhausted());
+        // A second 401 on the same segment, on a token just issued, counts;
+        // so does any other failure.
+        assert!(!retries.charge(3 * SEGMENT_ATTEMPTS as usize, true));
+        for _ in 1..SEGMENT_ATTEMPTS {
+            assert!(!retries.exhausted());
+            assert!(!retries.charge(99, false));
+        }
+        assert!(retries.exhausted());
     }
 
     #[test]

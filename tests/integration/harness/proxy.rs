@@ -107,6 +107,8 @@ struct ProxyState {
     /// Counted in the client-to-server bytes (e.g. `GET /auth/v1.0 `).
     watch: Vec<u8>,
     watched: usize,
+    /// See `hold`: the needle, the delay, and the requests held so far.
+    hold: (Vec<u8>, Duration, BTreeSet<Vec<u8>>),
 }
 
 impl FaultProxy {
@@ -133,6 +135,7 @@ impl FaultProxy {
                 next_slot: [Instant::now(); 2],
                 watch: Vec::new(),
                 watched: 0,
+                hold: (Vec::new(), Duration::ZERO, BTreeSet::new()),
             }),
             stop: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
@@ -214,6 +217,17 @@ impl FaultProxy {
         st.watched = 0;
     }
 
+    /// From now on, whatever the fault, hold back for `delay` the first
+    /// client-to-server read of each distinct request whose line holds
+    /// `needle` (`PUT /v1/AUTH_x/c/o HTTP/1.1`): a hop in front of the
+    /// server that is slow once per object, so that the same request sent
+    /// again goes straight through.
+    pub fn hold(&self, needle: &[u8], delay: Duration) {
+        assert!(!needle.is_empty(), "an empty needle");
+        let mut st = self.shared.state.lock().expect("proxy state");
+        st.hold = (needle.to_vec(), delay, BTreeSet::new());
+    }
+
     /// How often the `watch` needle went through.
     pub fn watched(&self) -> usize {
         self.shared.state.lock().expect("proxy state").watched
@@ -255,8 +269,8 @@ impl Drop for FaultProxy {
 fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to: TcpStream) {
     let d = direction.index();
     let mut buf = vec![0u8; 64 * 1024];
-    // The end of the previous chunk, so that a watched needle split across
-    // two reads is still counted.
+    // The end of the previous chunk, so that a watched or held needle split
+    // across two reads is still found.
     let mut tail: Vec<u8> = Vec::new();
     let cut = |a: &TcpStream, b: &TcpStream| {
         let _ = a.shutdown(std::net::Shutdown::Both);
@@ -286,16 +300,31 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
             let mut st = shared.state.lock().expect("proxy state");
             st.bytes[d] += n as u64;
             st.total[d] += n as u64;
-            if direction == Direction::ToServer && !st.watch.is_empty() {
+            let mut held = Duration::ZERO;
+            if direction == Direction::ToServer && !(st.watch.is_empty() && st.hold.0.is_empty()) {
                 let mut window = std::mem::take(&mut tail);
                 window.extend_from_slice(&buf[..n]);
-                let needle = st.watch.clone();
-                st.watched += window
-                    .windows(needle.len())
-                    .filter(|w| *w == needle.as_slice())
-                    .count();
-                let keep = (needle.len() - 1).min(window.len());
+                let count = |needle: &[u8]| match needle.is_empty() {
+                    true => 0,
+                    false => window
+                        .windows(needle.len())
+                        .filter(|w| *w == needle)
+                        .count(),
+                };
+                st.watched += count(&st.watch);
+                if let Some(line) = request_line_with(&window, &st.hold.0) {
+                    if st.hold.2.insert(line) {
+                        held = st.hold.1;
+                    }
+                }
+                let longest = st.watch.len().max(st.hold.0.len());
+                let keep = (longest - 1).min(window.len());
                 tail = window[window.len() - keep..].to_vec();
+            }
+            if !held.is_zero() {
+                drop(st);
+                thread::sleep(held);
+                st = shared.state.lock().expect("proxy state");
             }
             match (st.fault, st.next_cut) {
                 (fault, Some((dd, at))) if dd == direction && st.bytes[d] >= at => {
@@ -339,6 +368,24 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
             return;
         }
     }
+}
+
+/// The request line (up to its CR LF, or all there is of it) around the
+/// first occurrence of `needle` in `bytes`.
+fn request_line_with(bytes: &[u8], needle: &[u8]) -> Option<Vec<u8>> {
+    if needle.is_empty() {
+        return None;
+    }
+    let at = bytes.windows(needle.len()).position(|w| w == needle)?;
+    let start = bytes[..at]
+        .windows(2)
+        .rposition(|w| w == b"\r\n")
+        .map_or(0, |p| p + 2);
+    let end = bytes[at..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(bytes.len(), |p| at + p);
+    Some(bytes[start..end].to_vec())
 }
 
 /// Answer the request under way on `client` with a 500 of the proxy's own,
