@@ -1,5 +1,5 @@
 //! Every server its users run, for real: Redis 6.2 to 8.x and Valkey 8.0 to
-//! 9.x, each the binary a host of it runs (installed, pinned, by
+//! 9.x, each the binary a host of it runs (installed by
 //! tests/support/servers.sh through `make test-deps`; Debian's redis-server
 //! 7.0 is the system's). For each: data of every type in two databases,
 //! backup from a snapshot and from the replication stream, verify, export
@@ -124,6 +124,11 @@ fn redis_7_4() {
 }
 
 #[test]
+fn redis_8_0() {
+    round_trip("redis-8.0");
+}
+
+#[test]
 fn redis_8_2() {
     round_trip("redis-8.2.3");
 }
@@ -172,6 +177,9 @@ fn older_into_newer_works() {
     for (from, to) in [
         ("redis-6.2.14", "redis-7.0"),
         ("redis-7.0", "redis-8.2.3"),
+        ("redis-8.0", "redis-8.2.3"),
+        // Newer, but the same RDB version (12): 8.0 loads it.
+        ("redis-8.2.3", "redis-8.0"),
         ("redis-7.2.4", "valkey-8.1.8"),
         ("valkey-8.0.1", "valkey-9.1.2"),
         ("redis-7.0", "valkey-9.0.0"),
@@ -190,6 +198,7 @@ fn older_into_newer_works() {
 fn newer_into_older_is_refused_and_the_target_untouched() {
     for (from, to, why) in [
         ("redis-8.2.3", "redis-7.0", "cannot load it"),
+        ("redis-8.0", "redis-7.2.4", "cannot load it"),
         (
             "redis-7.4.1",
             "valkey-9.1.2",

