@@ -638,10 +638,12 @@ impl Drop for TestRedis {
     }
 }
 
-/// SIGKILL `pid` if it is a redis-server, and wait until it is gone.
+/// SIGKILL `pid` if it is a redis-server or valkey-server, and wait until it
+/// is gone.
 fn kill_and_wait(pid: u32) {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains("redis-server") {
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    if !cmdline.contains("redis-server") && !cmdline.contains("valkey-server") {
         return;
     }
     let _ = Command::new("kill")
