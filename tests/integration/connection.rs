@@ -219,12 +219,14 @@ fn an_absent_unix_socket_is_exit_3_saying_so() {
 #[test]
 fn a_redis_that_does_not_answer_is_exit_3_within_redis_timeout() {
     let t = TestRedis::builder().setting("redis_timeout", "1").start();
-    // Every client's commands wait for 5 s (CLIENT UNPAUSE too: the pause
-    // just runs out); the tool's PING must not.
-    t.conn().ok(&["CLIENT", "PAUSE", "5000", "ALL"]);
+    // Every client's commands wait for 20 s (CLIENT UNPAUSE too: the pause
+    // just runs out); the tool's PING must not. Ending within 15 s proves
+    // it did not wait for the pause, with room for a slow start; the
+    // message proves it was redis_timeout that ended it.
+    t.conn().ok(&["CLIENT", "PAUSE", "20000", "ALL"]);
     let out = t
         .cmd(&["backup"])
-        .run_within(std::time::Duration::from_secs(4));
+        .run_within(std::time::Duration::from_secs(15));
     out.code(3).stderr_has(&format!(
         "Redis at 127.0.0.1:{} did not answer PING within 1.0s (setting redis_timeout)",
         t.port

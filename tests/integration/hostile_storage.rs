@@ -4,8 +4,9 @@
 //! on what the fake received (no token or key at a sink, no DELETE outside our
 //! names), on exit codes, on time and on peak memory.
 //!
-//! Every run is bounded (`BOUND`, killed then): a tool that would hang fails
-//! its test within a minute instead of hanging the suite.
+//! Every run is bounded (`BOUND`, killed then; `DRIP_BOUND` for the drips):
+//! a tool that would hang fails its test within a minute instead of hanging
+//! the suite.
 //!
 //! Plain http is refused unless `swift_allow_http = yes` (issue 19, "done"):
 //! the fake speaks http, so runs give that setting through its environment
@@ -696,13 +697,20 @@ fn a_3xx_to_delete_is_not_a_deletion() {
 // ---------------------------------------------------------------------------
 // 5. Deadlines
 
-// Why 30 s (`BOUND`) with storage_timeout = 2: a response head that has not
-// arrived whole within storage_timeout, or a body below any sane minimum rate
-// for storage_timeout, fails that attempt after ~2 s; the tool's bounded
-// retries (5 attempts with 0.5 + 1 + 2 + 4 s of pauses; a download resumed at
-// most 3 times) then end the command after about 5 x 2 + 7.5 = 17.5 s. A
-// drip of one byte a second never trips a per-read timeout of 2 s: today's
-// tool waits for the whole response, 150 s and more.
+// Why these runs get `DRIP_BOUND`, 60 s, with storage_timeout = 2: a drip of
+// one byte a second never trips a per-read timeout; what ends an attempt is
+// its whole-request deadline, 2 x storage_timeout plus the bytes it carries
+// at 128 KiB/s (4 s for a listing, ~6 s for this backup's object). The
+// bounded retries (5 attempts with 0.5 + 1 + 2 + 4 s of pauses; a download
+// resumed at most 3 times) then end the command after about 5 x 4 + 7.5 =
+// 27.5 s, or 4 x 6 = 24 s: too close to `BOUND` on a loaded machine, and far
+// from the 150 s and more of a tool that waits for the whole response.
+const DRIP_BOUND: Duration = Duration::from_secs(60);
+
+/// `run`, bounded by `DRIP_BOUND`.
+fn run_dripped(t: &TestRedis, args: &[&str]) -> Bounded {
+    run_bounded(t.cmd(args).env(ALLOW_HTTP, "yes"), DRIP_BOUND)
+}
 
 /// A server that drip-feeds the response head one byte a second.
 #[test]
@@ -718,7 +726,7 @@ fn a_response_head_dripped_byte_by_byte_ends_the_command_in_time() {
         },
         false => Answer::Normal,
     });
-    let b = run(&t, &["list"]);
+    let b = run_dripped(&t, &["list"]);
     b.ended().code(4);
 }
 
@@ -757,7 +765,7 @@ fn a_body_dripped_byte_by_byte_ends_the_command_in_time() {
         body,
         every: Duration::from_secs(1),
     });
-    let b = run(&t, &["verify", &id]);
+    let b = run_dripped(&t, &["verify", &id]);
     b.ended().code(4);
 }
 

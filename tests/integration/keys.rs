@@ -190,6 +190,7 @@ fn no_secret_in_the_argv_of_any_process_the_tool_starts() {
                 .ok()
         })
     });
+    let held = Stopped::hold(pid, "the private redis-server");
     let argv = fs::read(format!("/proc/{pid}/cmdline")).expect("the private server's argv");
     let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
     assert!(argv.contains("redis-server"), "{argv}");
@@ -201,6 +202,7 @@ fn no_secret_in_the_argv_of_any_process_the_tool_starts() {
         "the private server's environment: {environ}"
     );
     assert!(!environ.contains("REDIS_BACKUP_"), "{environ}");
+    drop(held);
     let out = tool.wait_with_output().expect("the restore");
     assert!(
         out.status.success(),

@@ -126,8 +126,14 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
     let mut conn = t.conn();
     conn.ok(&["SET", "before", "the archive"]);
     let archiver = start_archiver(&t);
+    // Each write's state, and when it was surely stamped (the archiver
+    // acknowledged it: WAIT), and when the next write began: a moment
+    // between the two is after write i and before write i + 1 however late
+    // the archiver reads on a loaded machine.
     let mut moments = Vec::new();
+    let mut starts = Vec::new();
     for i in 0..20 {
+        starts.push(now_micros());
         match i {
             7 => {
                 conn.ok(&["DEL", "k3"]);
@@ -144,14 +150,14 @@ fn export_at_a_moment_between_two_writes_gives_exactly_the_writes_before_it() {
                 conn.ok(&["SET", &format!("k{i}"), &format!("v{i}")]);
             }
         }
+        wait_until_archived(&mut conn);
         moments.push((now_micros(), t.state()));
         std::thread::sleep(Duration::from_millis(100));
     }
-    wait_until_archived(&mut conn);
 
     for i in [2, 7, 11, 18] {
-        let (written, state) = &moments[i];
-        let midway = (written + moments[i + 1].0) / 2;
+        let (archived, state) = &moments[i];
+        let midway = (archived + starts[i + 1]) / 2;
         let rdb = export_at(&t, midway, &format!("at-{i}.rdb"));
         assert_eq!(&digest_of_rdb(&rdb), state, "state after write {i}");
     }
@@ -352,6 +358,8 @@ fn restore_at_puts_back_the_data_of_a_moment_into_the_running_server() {
     let mut conn = t.conn();
     fill_every_type(&mut conn);
     conn.ok(&["SET", "good", "data"]);
+    // Stamped by now, however late the archiver reads.
+    wait_until_archived(&mut conn);
     let good_at = now_micros();
     let good = t.state();
     std::thread::sleep(Duration::from_millis(100));
@@ -662,6 +670,10 @@ fn a_transaction_cut_by_the_moment_is_never_half_applied() {
         .setting("redis_timeout", "3")
         .prepare();
     let fake = fake_primary(vec![
+        // Nothing for the first second: the archiver stores the base
+        // meanwhile, so that the first part is read when it comes, not
+        // together with the second behind a slow store.
+        Vec::new(),
         [command(&["SELECT", "0"]), command(&["SET", "alone", "1"])].concat(),
         [command(&["MULTI"]), command(&["SET", "tx:a", "1"])].concat(),
         [command(&["SET", "tx:b", "2"]), command(&["EXEC"])].concat(),

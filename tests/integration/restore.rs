@@ -417,19 +417,28 @@ fn the_aof_is_rebuilt_while_redis_still_serves() {
 
     let tool = t.cmd(&["restore", &id]).spawn();
     let started = std::time::Instant::now();
-    while !t
-        .restore_work_dirs()
-        .iter()
-        .any(|w| w.join("private-redis.pid").exists())
-    {
+    let private = loop {
+        let pid = t.restore_work_dirs().iter().find_map(|w| {
+            std::fs::read_to_string(w.join("private-redis.pid"))
+                .ok()?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
+        if let Some(pid) = pid {
+            break pid;
+        }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "no private redis-server seen"
         );
         std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    };
+    // Held while we look, so that a slow look cannot fall after the rebuild.
+    let held = Stopped::hold(private, "the private redis-server");
     let active_meanwhile = t.is_active();
     let served_meanwhile = t.conn().ok(&["GET", "written-after"]);
+    drop(held);
     let out = tool.wait_with_output().expect("wait for the restore");
     let log = String::from_utf8_lossy(&out.stderr);
 

@@ -283,6 +283,20 @@ fn object_server(swift: &SwiftStack) -> (u32, Vec<String>) {
     (pid, argv)
 }
 
+/// The port in the `bind_port` line of the config file a Swift server was
+/// started with (the argument naming its `*-server.conf`).
+fn bind_port(argv: &[String]) -> u16 {
+    let conf = argv
+        .iter()
+        .find(|a| a.ends_with("-server.conf"))
+        .unwrap_or_else(|| panic!("no *-server.conf in {argv:?}"));
+    std::fs::read_to_string(conf)
+        .expect("the server's config")
+        .lines()
+        .find_map(|l| l.strip_prefix("bind_port = ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no bind_port in {conf}"))
+}
+
 #[test]
 fn swift_503_while_the_object_server_is_down_is_retried() {
     let swift = SwiftStack::start(None);
@@ -305,9 +319,12 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
 
     let (out, mut restarted) = {
         let mut backup = t.cmd(&["backup", "--id", "b503"]).watch();
-        // Once the backup has met a 503, bring the object server back (a
-        // Python server: on a loaded machine it takes seconds to listen).
+        // Once the backup has met a 503, bring the object server back. A
+        // Python server takes seconds to listen on a loaded machine, longer
+        // than the tool's retries last: the tool is held (SIGSTOP) meanwhile,
+        // so that the case is the same however slow the machine.
         backup.wait_for_line("503");
+        backup.signal("STOP");
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(swift.dir().join("log/object.log"))
@@ -336,6 +353,13 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
             format!("{} {start}\n", child.id()),
         )
         .unwrap();
+        let port = bind_port(&argv);
+        wait_for("the restarted object server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        backup.signal("CONT");
         (backup.finish(), child)
     };
     out.ok();
@@ -355,11 +379,13 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
 #[test]
 fn swift_too_slow_to_answer_is_timed_out_and_tried_again() {
     // The proxy server frozen (SIGSTOP) until the tool has timed out once:
-    // with storage_timeout = 1, requests time out and are sent again until
+    // with storage_timeout = 3, requests time out and are sent again until
     // it answers.
     let swift = SwiftStack::start(None);
     let mut t = uncompressed_on_swift("rbslow");
-    t.set_setting("storage_timeout", "1");
+    // Short enough to time out within the test, long enough that a Swift
+    // slow to work through what queued up while frozen still answers.
+    t.set_setting("storage_timeout", "3");
     t.conn().ok(&["SET", "k", "v"]);
     let (url, token) = swift.auth();
     let run = |t: &TestRedis, args: &[&str]| {
@@ -458,9 +484,11 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     let (swift, proxy, t) = behind_a_proxy(container);
     add_noise_keys(&mut t.conn(), 6 * 1024, 31);
 
-    // Slow the upload down, kill -9 the tool once three segments are stored.
+    // Slow the upload down, kill -9 the tool once three segments are stored
+    // (at 1 MiB/s, seconds before the last of its ~7 segments and its
+    // manifest: room for a listing that is slow to answer).
     let kill_mid_upload = |id: &str| {
-        proxy.set(Fault::Throttle(2 * MIB));
+        proxy.set(Fault::Throttle(MIB));
         let mut tool = t.cmd(&["backup", "--id", id]).spawn();
         wait_for("three stored segments", || {
             (swift.names(&segments, &format!("{id}.rbk/")).len() >= 3).then_some(())
@@ -504,9 +532,12 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     // one has lost segments, and delete says so instead of succeeding.
     add_noise_keys(&mut t.conn(), 6 * 1024, 41);
     kill_mid_upload("k3");
-    // Only segment DELETEs name a segment (the listing asks by prefix).
+    // Only segment DELETEs name a segment (the listing asks by prefix). The
+    // DELETE of the first segment is held 5 s: time for the manifest to be
+    // stored before delete looks for it, however slow Swift is today.
     proxy.watch(b"_segments/k3.rbk/0");
-    proxy.set(Fault::Throttle(2048));
+    proxy.hold(b"_segments/k3.rbk/00000001 ", Duration::from_secs(5));
+    let began = Instant::now();
     let racing = t.cmd(&["delete", "k3"]).spawn();
     wait_for("delete to remove segments", || {
         (proxy.watched() >= 1).then_some(())
@@ -515,6 +546,10 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
         .put(&format!("{container}/k3.rbk"), b"finished elsewhere")
         .expect(&[201]);
     let out = racing.wait_with_output().expect("the racing delete");
+    assert!(
+        began.elapsed() >= Duration::from_secs(5),
+        "the first segment's DELETE was not held"
+    );
     proxy.set(Fault::PassThrough);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");

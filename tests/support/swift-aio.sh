@@ -151,7 +151,7 @@ EOF
 
 write_rings_and_backends() {   # ACC CON OBJ ports
   local etc=$DIR/etc user; user=$(id -un)
-  local name port ports=("$@") i=0
+  local name port ports=("$@") i=0 extra
   # rings: 1 replica, 1 device, part power 6 — built in one python process with the library
   # behind swift-ring-builder (the CLI costs ~2.4 s per ring for create+add+rebalance)
   "$PY" - "$etc" "$@" <<'PY'
@@ -171,6 +171,11 @@ PY
   for name in account container object; do
     port=${ports[$i]}; i=$((i+1))
     [ -s "$etc/$name.ring.gz" ] || { log "ring $name not built"; return 1; }
+    # An object server's container update slower than its default 1 s becomes an
+    # async pending that only an object-updater (not run here) applies: on a loaded
+    # machine listings would miss new objects or keep deleted ones.
+    extra=""
+    [ "$name" != object ] || extra="container_update_timeout = 30"
     cat > "$etc/$name-server.conf" <<EOF
 [DEFAULT]
 bind_ip = 127.0.0.1
@@ -192,6 +197,7 @@ use = egg:swift#healthcheck
 
 [app:$name-server]
 use = egg:swift#$name
+$extra
 EOF
   done
 }

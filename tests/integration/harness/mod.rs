@@ -207,6 +207,35 @@ pub fn kill9(pid: u32) {
         .expect("run kill");
 }
 
+/// A process held by SIGSTOP until this is dropped (SIGCONT): so that a test
+/// looks at it, or at what it is doing, before it moves on, however slowly
+/// the test gets to look on a loaded machine.
+pub struct Stopped(u32);
+
+impl Stopped {
+    /// Stop `pid`; panics, naming `what`, if it is gone already.
+    #[track_caller]
+    pub fn hold(pid: u32, what: &str) -> Stopped {
+        let stopped = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(stopped, "{what} ({pid}) was gone before it could be held");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Pids of live (not zombie) processes whose command line names
 /// `redis-server` or `valkey-server`.
 pub fn live_redis_servers() -> Vec<u32> {
