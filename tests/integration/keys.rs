@@ -181,15 +181,7 @@ fn no_secret_in_the_argv_of_any_process_the_tool_starts() {
         .cmd(&["-vv", "restore", &id])
         .env("OS_PASSWORD", env_secret)
         .spawn();
-    let pid: u32 = wait_for("the private redis-server", || {
-        t.restore_work_dirs().iter().find_map(|w| {
-            fs::read_to_string(w.join("private-redis.pid"))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        })
-    });
+    let pid = wait_for("the private redis-server", || t.private_server_pid());
     let held = Stopped::hold(pid, "the private redis-server");
     let argv = fs::read(format!("/proc/{pid}/cmdline")).expect("the private server's argv");
     let argv = String::from_utf8_lossy(&argv).replace('\0', " ");

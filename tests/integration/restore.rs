@@ -416,24 +416,7 @@ fn the_aof_is_rebuilt_while_redis_still_serves() {
     t.conn().ok(&["SET", "written-after", "the backup"]);
 
     let tool = t.cmd(&["restore", &id]).spawn();
-    let started = std::time::Instant::now();
-    let private = loop {
-        let pid = t.restore_work_dirs().iter().find_map(|w| {
-            std::fs::read_to_string(w.join("private-redis.pid"))
-                .ok()?
-                .trim()
-                .parse::<u32>()
-                .ok()
-        });
-        if let Some(pid) = pid {
-            break pid;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "no private redis-server seen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
+    let private = wait_for("the private redis-server", || t.private_server_pid());
     // Held while we look, so that a slow look cannot fall after the rebuild.
     let held = Stopped::hold(private, "the private redis-server");
     let active_meanwhile = t.is_active();

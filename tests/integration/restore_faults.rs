@@ -5,7 +5,6 @@
 
 use crate::harness::*;
 use std::fs;
-use std::time::{Duration, Instant};
 
 #[test]
 fn a_rollback_that_could_not_start_redis_is_finished_by_the_next_run() {
@@ -56,23 +55,13 @@ fn killed_while_building_the_aof(builder: Builder) {
     let backed_up = t.state();
     let id = t.backup();
     let mut tool = t.cmd(&["restore", &id]).spawn();
-    let started = Instant::now();
-    loop {
-        let private_running = t
-            .restore_work_dirs()
-            .iter()
-            .any(|w| w.join("private-redis.pid").exists());
-        if private_running {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no private redis-server seen"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let private = wait_for("the private server", || t.private_server_pid());
+    // Held until the tool is dead, so that the kill lands during the
+    // rebuild however late this test gets to it.
+    let held = Stopped::hold(private, "the private server");
     tool.kill().expect("kill -9 the tool");
     tool.wait().expect("reap the tool");
+    drop(held);
 
     let out = t.run(&["restore", &id]);
     out.ok();

@@ -532,6 +532,18 @@ impl TestRedis {
             .collect()
     }
 
+    /// The pid a running restore noted for its private server (in its work
+    /// folder's `private-redis.pid`), once it has noted one.
+    pub fn private_server_pid(&self) -> Option<u32> {
+        self.restore_work_dirs().iter().find_map(|w| {
+            fs::read_to_string(w.join("private-redis.pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
     /// Live redis-servers working in this test's data dir (their cwd), other
     /// than the one the shim runs: e.g. a private server restore left behind.
     pub fn stray_redis_servers(&self) -> Vec<u32> {
