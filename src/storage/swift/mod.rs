@@ -816,9 +816,8 @@ struct SwiftObject {
     current: Option<SegmentUpload>,
     segments: Vec<SegmentInfo>,
     retries: SegmentRetries,
-    /// After a retryable failure: the stream offset to take the rest from,
-    /// and whether the failure was an expired token (forgiven).
-    resume: Option<(u64, bool)>,
+    /// After a retryable failure: where the stream goes on.
+    resume: Option<Resume>,
     /// Segments ever started (numbered 1..=this): a failed one may still
     /// have been stored, so an abandoned upload deletes all of them.
     started: usize,
@@ -892,7 +891,10 @@ impl SwiftObject {
         let number = self.segments.len() + 1;
         let forgiven = self.retries.charge(number, failure.token_expired);
         if failure.retryable && !self.retries.exhausted() {
-            self.resume = Some((self.durable(), forgiven));
+            self.resume = Some(Resume {
+                offset: self.durable(),
+                after_fault: !forgiven,
+            });
         }
         failure.error
     }
@@ -1094,20 +1096,18 @@ impl ObjectWriter for SwiftObject {
     }
 
     fn resume_offset(&mut self) -> Option<Resume> {
-        let (offset, token_expired) = self.resume.take()?;
-        match token_expired {
-            true => info!(
+        let resume = self.resume.take()?;
+        let offset = resume.offset;
+        match resume.after_fault {
+            false => info!(
                 "the Swift token expired during a segment upload; logging in again and sending the stream again from byte {offset}"
             ),
-            false => warn!(
+            true => warn!(
                 "a segment upload failed; sending the stream again from byte {offset} (attempt {} of {SEGMENT_ATTEMPTS})",
                 self.retries.failures + 1
             ),
         }
-        Some(Resume {
-            offset,
-            after_fault: !token_expired,
-        })
+        Some(resume)
     }
 }
 
