@@ -64,6 +64,11 @@ const DOWNLOAD_CHUNK: u64 = 64 << 20;
 /// Uploads of segments that may fail, in all, before the backup gives up
 /// (not counting one expired token per segment: see `SegmentRetries`).
 const SEGMENT_ATTEMPTS: u32 = 5;
+/// Expired tokens forgiven in one backup, at most. A token expires once per
+/// life, which is hours with Keystone's and TempAuth's defaults; and each
+/// forgiven one costs the stream encoded again up to where it stopped, so a
+/// Swift that answers 401 to every segment must not be forgiven for each.
+const MAX_FORGIVEN_EXPIRIES: u32 = 10;
 /// Attempts of an ordinary request when Swift is unreachable or answers 5xx.
 const REQUEST_ATTEMPTS: u32 = 5;
 const REQUEST_RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -946,22 +951,29 @@ struct SegmentFailure {
 /// starts on a token with moments left may find it expired however early we
 /// renew (TempAuth hands out the same token until it has expired, memcached
 /// drops it up to a second early, and a busy proxy checks it late). So the
-/// first 401 of each segment is free; a second one on the same segment, with
-/// a token just issued, counts like any failure.
+/// first 401 of each segment is free, up to `MAX_FORGIVEN_EXPIRIES` in all;
+/// a second one on the same segment, with a token just issued, counts like
+/// any failure.
 #[derive(Default)]
 struct SegmentRetries {
     /// Failures counted so far, of `SEGMENT_ATTEMPTS`.
     failures: u32,
-    /// The segment whose expired token was forgiven, if any.
+    /// Expired tokens forgiven so far, of `MAX_FORGIVEN_EXPIRIES`.
+    forgiven: u32,
+    /// The segment whose expired token was forgiven last, if any.
     renewed: Option<usize>,
 }
 
 impl SegmentRetries {
     /// Note a failure of segment `number`; whether it was forgiven.
     fn charge(&mut self, number: usize, token_expired: bool) -> bool {
-        let forgiven = token_expired && self.renewed != Some(number);
+        let forgiven =
+            token_expired && self.renewed != Some(number) && self.forgiven < MAX_FORGIVEN_EXPIRIES;
         match forgiven {
-            true => self.renewed = Some(number),
+            true => {
+                self.forgiven += 1;
+                self.renewed = Some(number);
+            }
             false => self.failures += 1,
         }
         forgiven
@@ -1244,18 +1256,38 @@ mod tests {
     #[test]
     fn an_expired_token_costs_a_segment_nothing_once() {
         let mut retries = SegmentRetries::default();
-        // Every segment of a long backup may meet an expired token once.
-        for segment in 1..=3 * SEGMENT_ATTEMPTS as usize {
+        assert!(retries.charge(1, true));
+        // A second 401 on the same segment, on a token just issued, counts.
+        assert!(!retries.charge(1, true));
+        assert_eq!(retries.failures, 1);
+        // More segments of a long backup than the failures it may have can
+        // each meet an expired token once.
+        const { assert!(MAX_FORGIVEN_EXPIRIES > SEGMENT_ATTEMPTS) };
+        for segment in 2..=MAX_FORGIVEN_EXPIRIES as usize {
             assert!(retries.charge(segment, true), "segment {segment}");
         }
-        assert_eq!(retries.failures, 0);
-        assert!(!retries.exhausted());
-        // A second 401 on the same segment, on a token just issued, counts;
-        // so does any other failure.
-        assert!(!retries.charge(3 * SEGMENT_ATTEMPTS as usize, true));
-        for _ in 1..SEGMENT_ATTEMPTS {
+        assert_eq!(retries.failures, 1);
+        // Any other failure counts.
+        for _ in 1..SEGMENT_ATTEMPTS - 1 {
             assert!(!retries.exhausted());
             assert!(!retries.charge(99, false));
+        }
+        assert!(!retries.exhausted());
+        assert!(!retries.charge(99, false));
+        assert!(retries.exhausted());
+    }
+
+    #[test]
+    fn a_swift_that_says_401_to_every_segment_is_not_forgiven_for_each() {
+        let mut retries = SegmentRetries::default();
+        let mut segment = 0;
+        while retries.charge(segment + 1, true) {
+            segment += 1;
+        }
+        assert_eq!(segment, MAX_FORGIVEN_EXPIRIES as usize);
+        for next in segment + 2..segment + 1 + SEGMENT_ATTEMPTS as usize {
+            assert!(!retries.exhausted());
+            assert!(!retries.charge(next, true));
         }
         assert!(retries.exhausted());
     }
