@@ -324,7 +324,7 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
         // than the tool's retries last: the tool is held (SIGSTOP) meanwhile,
         // so that the case is the same however slow the machine.
         backup.wait_for_line("503");
-        backup.signal("STOP");
+        let held = Stopped::hold(backup.pid(), "the backup");
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(swift.dir().join("log/object.log"))
@@ -359,7 +359,7 @@ fn swift_503_while_the_object_server_is_down_is_retried() {
                 .ok()
                 .map(|_| ())
         });
-        backup.signal("CONT");
+        drop(held);
         (backup.finish(), child)
     };
     out.ok();

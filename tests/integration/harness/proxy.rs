@@ -370,8 +370,8 @@ fn pump(shared: &ProxyShared, direction: Direction, mut from: TcpStream, mut to:
     }
 }
 
-/// The request line (up to its CR LF, or all there is of it) around the
-/// first occurrence of `needle` in `bytes`.
+/// The request line (up to its CR LF) around the first occurrence of
+/// `needle` in `bytes`, if that is in a request line (not in a body).
 fn request_line_with(bytes: &[u8], needle: &[u8]) -> Option<Vec<u8>> {
     if needle.is_empty() {
         return None;
@@ -385,7 +385,10 @@ fn request_line_with(bytes: &[u8], needle: &[u8]) -> Option<Vec<u8>> {
         .windows(2)
         .position(|w| w == b"\r\n")
         .map_or(bytes.len(), |p| at + p);
-    Some(bytes[start..end].to_vec())
+    let line = &bytes[start..end];
+    line.windows(7)
+        .any(|w| w == b" HTTP/1")
+        .then(|| line.to_vec())
 }
 
 /// Answer the request under way on `client` with a 500 of the proxy's own,
