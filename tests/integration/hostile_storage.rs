@@ -769,6 +769,57 @@ fn a_body_dripped_byte_by_byte_ends_the_command_in_time() {
     b.ended().code(4);
 }
 
+/// A Swift that says 401 to the first PUT of every segment, with TempAuth
+/// credentials that can always log in again: an expired token is forgiven
+/// (the segment sent again) at most 10 times in a backup, then each 401
+/// counts as one of its 5 failures. The backup ends with exit 4 having sent
+/// each segment at most twice, instead of encoding the stream again from
+/// the start for every one of its segments.
+#[test]
+fn a_401_to_every_segment_is_forgiven_a_bounded_number_of_times() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.tempauth_settings());
+    add_noise_keys(&mut t.conn(), 24 * 1024, 43);
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    fake.script(move |r, _| {
+        let first_put = r.method == "PUT"
+            && matches!(r.swift_path(), Some((c, Some(_))) if c == SEGS)
+            && seen.lock().unwrap().insert(r.path().to_string());
+        match first_put {
+            true => Answer::Reply {
+                status: 401,
+                headers: vec![],
+                body: Vec::new(),
+            },
+            false => Answer::Normal,
+        }
+    });
+    // 1 + 2 + 4 + 8 s of pauses between the failures that count.
+    let b = run_bounded(
+        t.cmd(&["backup"]).env(ALLOW_HTTP, "yes"),
+        Duration::from_secs(90),
+    );
+    let out = b.ended();
+    out.code(4).stderr_has("Swift rejected the token (401)");
+    let puts: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && matches!(r.swift_path(), Some((c, Some(_))) if c == SEGS))
+        .map(|r| r.path().to_string())
+        .collect();
+    let distinct = puts.iter().collect::<std::collections::BTreeSet<_>>().len();
+    // 10 forgiven and sent again, then 5 that count (the last not sent again).
+    assert_eq!(distinct, 15, "{puts:?}");
+    assert_eq!(puts.len(), 29, "{puts:?}");
+    assert_eq!(
+        out.stderr
+            .matches("token expired during a segment upload")
+            .count(),
+        10,
+        "{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 6. No https -> http downgrade; plain http only when allowed
 
