@@ -304,16 +304,33 @@ fn name_of(name: &CStr) -> String {
     String::from_utf8_lossy(name.to_bytes()).into_owned()
 }
 
+/// Directories a removal goes down, at most. Ours and Redis's are shallow
+/// (a work folder holds `previous/appendonlydir/` and its files); a tree
+/// deeper than this was made by someone else, who must not choose how deep
+/// root recurses (one stack frame and one descriptor per level).
+const MAX_TREE_DEPTH: usize = 32;
+
 /// Remove `name` from `at` and, if it is a directory, everything under it,
 /// without ever following a symlink: links are removed, not their targets.
+/// A tree more than `MAX_TREE_DEPTH` directories deep is an error, and what
+/// was not removed stays.
 pub fn remove_tree(at: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    remove_levels(at, name, MAX_TREE_DEPTH)
+}
+
+fn remove_levels(at: BorrowedFd<'_>, name: &str, levels: usize) -> io::Result<()> {
     let stat = rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return Ok(rfs::unlinkat(at, name, AtFlags::empty())?);
     }
+    let Some(below) = levels.checked_sub(1) else {
+        return Err(io::Error::other(format!(
+            "{name} is more than {MAX_TREE_DEPTH} directories down: not a tree of ours or Redis's, left in place"
+        )));
+    };
     let dir = open_dir(at, name)?;
     for entry in entry_names(dir.as_fd())? {
-        remove_tree(dir.as_fd(), &entry)?;
+        remove_levels(dir.as_fd(), &entry, below)?;
     }
     Ok(rfs::unlinkat(at, name, AtFlags::REMOVEDIR)?)
 }
@@ -348,6 +365,29 @@ mod tests {
             let err = plain_name("dbfilename", bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn remove_tree_stops_at_a_depth_no_tree_of_ours_reaches() {
+        let base = std::env::temp_dir().join(format!("rb-datadir-deep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let chain = |top: &str, levels: usize| {
+            let mut path = base.join(top);
+            for _ in 0..levels {
+                path = path.join("d");
+            }
+            fs::create_dir_all(&path).unwrap();
+            fs::write(path.join("f"), b"bottom").unwrap();
+        };
+        chain("shallow", MAX_TREE_DEPTH - 1);
+        chain("deep", MAX_TREE_DEPTH + 8);
+        let at = open_dir_path(&base).unwrap();
+        remove_tree(at.as_fd(), "shallow").unwrap();
+        assert!(!base.join("shallow").exists());
+        let err = remove_tree(at.as_fd(), "deep").unwrap_err();
+        assert!(err.to_string().contains("left in place"), "{err}");
+        assert!(base.join("deep/d").exists());
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

