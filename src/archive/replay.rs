@@ -440,15 +440,15 @@ fn give(dir: std::os::fd::BorrowedFd<'_>, account: u32) -> std::io::Result<()> {
         Some(rfs::Uid::from_raw(account)),
         Some(rfs::Gid::from_raw(account)),
     );
-    for name in data_dir::entry_names(dir)? {
+    data_dir::for_each_name(dir, |name| {
         let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
-        let entry = rfs::openat(dir, name.as_str(), flags, Mode::empty())?;
+        let entry = rfs::openat(dir, name, flags, Mode::empty())?;
         if rfs::fstat(&entry)?.st_mode & 0o170000 == 0o040000 {
-            give(entry.as_fd(), account)?;
+            give(entry.as_fd(), account)
         } else {
-            rfs::fchown(&entry, uid, gid)?;
+            Ok(rfs::fchown(&entry, uid, gid)?)
         }
-    }
+    })?;
     rfs::fchown(dir, uid, gid)?;
     Ok(())
 }

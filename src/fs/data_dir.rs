@@ -218,7 +218,7 @@ pub fn create_private_dir(at: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd>
             "{name} was replaced by someone else's directory"
         )));
     }
-    if !entry_names(fd.as_fd())?.is_empty() {
+    if !is_empty(fd.as_fd())? {
         return Err(io::Error::other(format!(
             "{name} was replaced by a directory that is not empty"
         )));
@@ -256,11 +256,7 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        if let Ok(names) = entry_names(self.fd.as_fd()) {
-            for name in names {
-                let _ = remove_tree(self.fd.as_fd(), &name);
-            }
-        }
+        let _ = remove_contents(self.fd.as_fd());
         let _ = fs::remove_dir(&self.path);
     }
 }
@@ -287,27 +283,45 @@ pub fn move_entry(
     )?)
 }
 
-/// The names in a directory, without `.` and `..`.
-pub fn entry_names(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
-    let mut names = Vec::new();
+/// Call `each` with every name in a directory but `.` and `..`, as it is
+/// read. The redis account can put any number of names in the directories
+/// root walks (the data dir, `appendonlydir`, `aof/`); none is kept, so what
+/// root holds does not grow with them. `each` may remove the name it is
+/// given: Linux's file systems go on from where the reading was.
+pub fn for_each_name(
+    dir: BorrowedFd<'_>,
+    mut each: impl FnMut(&CStr) -> io::Result<()>,
+) -> io::Result<()> {
     for entry in rfs::Dir::read_from(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         if name != c"." && name != c".." {
-            names.push(name_of(name));
+            each(name)?;
         }
     }
-    Ok(names)
+    Ok(())
 }
 
-fn name_of(name: &CStr) -> String {
+/// Whether a directory holds nothing, read no further than its first name.
+pub fn is_empty(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    for entry in rfs::Dir::read_from(dir)? {
+        let entry = entry?;
+        if entry.file_name() != c"." && entry.file_name() != c".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A name from a directory, for a message (it may not be UTF-8).
+pub fn display_name(name: &CStr) -> String {
     String::from_utf8_lossy(name.to_bytes()).into_owned()
 }
 
 /// Directories a removal goes down, at most. Ours and Redis's are shallow
 /// (a work folder holds `previous/appendonlydir/` and its files); a tree
 /// deeper than this was made by someone else, who must not choose how deep
-/// root recurses (one stack frame and one descriptor per level).
+/// root recurses (one stack frame and two descriptors per level).
 const MAX_TREE_DEPTH: usize = 32;
 
 /// Remove `name` from `at` and, if it is a directory, everything under it,
@@ -315,23 +329,30 @@ const MAX_TREE_DEPTH: usize = 32;
 /// A tree more than `MAX_TREE_DEPTH` directories deep is an error, and what
 /// was not removed stays.
 pub fn remove_tree(at: BorrowedFd<'_>, name: &str) -> io::Result<()> {
-    remove_levels(at, name, MAX_TREE_DEPTH)
+    let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    remove_levels(at, &name, MAX_TREE_DEPTH)
 }
 
-fn remove_levels(at: BorrowedFd<'_>, name: &str, levels: usize) -> io::Result<()> {
+/// Remove everything in the directory `dir`, but not the directory itself.
+pub fn remove_contents(dir: BorrowedFd<'_>) -> io::Result<()> {
+    for_each_name(dir, |name| remove_levels(dir, name, MAX_TREE_DEPTH))
+}
+
+fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<()> {
     let stat = rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return Ok(rfs::unlinkat(at, name, AtFlags::empty())?);
     }
     let Some(below) = levels.checked_sub(1) else {
         return Err(io::Error::other(format!(
-            "{name} is more than {MAX_TREE_DEPTH} directories down: not a tree of ours or Redis's, left in place"
+            "{} is more than {MAX_TREE_DEPTH} directories down: not a tree of ours or Redis's, left in place",
+            display_name(name)
         )));
     };
     let dir = open_dir(at, name)?;
-    for entry in entry_names(dir.as_fd())? {
-        remove_levels(dir.as_fd(), &entry, below)?;
-    }
+    for_each_name(dir.as_fd(), |entry| {
+        remove_levels(dir.as_fd(), entry, below)
+    })?;
     Ok(rfs::unlinkat(at, name, AtFlags::REMOVEDIR)?)
 }
 
@@ -391,6 +412,25 @@ mod tests {
     }
 
     #[test]
+    fn remove_tree_removes_names_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let base = std::env::temp_dir().join(format!("rb-datadir-u-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("tree")).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"odd-\xff-name");
+        fs::write(base.join("tree").join(odd), b"x").unwrap();
+        let at = open_dir(CWD, &base).unwrap();
+        let tree = open_dir(at.as_fd(), "tree").unwrap();
+        assert!(!is_empty(tree.as_fd()).unwrap());
+        remove_contents(tree.as_fd()).unwrap();
+        assert!(is_empty(tree.as_fd()).unwrap());
+        fs::write(base.join("tree").join(odd), b"x").unwrap();
+        remove_tree(at.as_fd(), "tree").unwrap();
+        assert!(!base.join("tree").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn remove_tree_removes_links_not_their_targets() {
         let base = std::env::temp_dir().join(format!("rb-datadir-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
@@ -420,7 +460,13 @@ mod tests {
         assert!(move_entry(at.as_fd(), "a", work.as_fd(), "a").is_err());
         assert_eq!(fs::read(base.join("work/a")).unwrap(), b"other");
         move_entry(at.as_fd(), "a", work.as_fd(), "b").unwrap();
-        assert_eq!(entry_names(work.as_fd()).unwrap().len(), 2);
+        let mut names = 0;
+        for_each_name(work.as_fd(), |_| {
+            names += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(names, 2);
         fs::remove_dir_all(&base).unwrap();
     }
 }

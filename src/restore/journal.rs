@@ -297,22 +297,20 @@ impl WorkDir {
 
     /// Whether `previous/` or `failed/` holds anything.
     pub fn previous_holds_files(&self) -> bool {
-        data_dir::entry_names(self.previous()).is_ok_and(|names| !names.is_empty())
+        data_dir::is_empty(self.previous()).is_ok_and(|empty| !empty)
     }
 
     pub fn failed_holds_files(&self) -> bool {
         data_dir::open_dir(self.fd(), FAILED)
-            .and_then(|fd| data_dir::entry_names(fd.as_fd()))
-            .is_ok_and(|names| !names.is_empty())
+            .and_then(|fd| data_dir::is_empty(fd.as_fd()))
+            .is_ok_and(|empty| !empty)
     }
 
     /// Remove the folder and everything in it. The contents go through our
     /// descriptor; the folder's name is removed only if it is still ours
     /// (Redis's account may have renamed it, and put something else there).
     pub fn remove(self, data: &DataDir) -> io::Result<()> {
-        for name in data_dir::entry_names(self.fd())? {
-            data_dir::remove_tree(self.fd(), &name)?;
-        }
+        data_dir::remove_contents(self.fd())?;
         let ours = rfs::fstat(&self.fd)?;
         let there = rfs::statat(
             data.fd(),
@@ -360,21 +358,34 @@ fn read_capped(dir: BorrowedFd<'_>, name: &str) -> io::Result<Vec<u8>> {
 }
 
 /// Unfinished restores in the data dir, oldest first. Only folders that are
-/// still root's and private count; others are named in a warning and left.
+/// still root's and private count; others are named in a warning (the first
+/// few: the redis account can make any number of them) and left.
 pub fn interrupted(data: &DataDir) -> Result<Vec<WorkDir>> {
-    let names = data_dir::entry_names(data.fd()).map_err(|e| {
+    let mut ours = Vec::new();
+    let mut others = Others::default();
+    data_dir::for_each_name(data.fd(), |name| {
+        let Some(name) = std::str::from_utf8(name.to_bytes())
+            .ok()
+            .filter(|name| name.starts_with(FOLDER_PREFIX))
+        else {
+            return Ok(());
+        };
+        match looks_ours(data, name) {
+            Ok(()) => ours.push(name.to_string()),
+            Err(why) => others.ignore(data, name, &why),
+        }
+        Ok(())
+    })
+    .map_err(|e| {
         Error::other(format!(
             "cannot read the Redis data dir {}: {e}",
             data.path().display()
         ))
     })?;
-    let mut names: Vec<String> = names
-        .into_iter()
-        .filter(|name| name.starts_with(FOLDER_PREFIX))
-        .collect();
-    names.sort();
+    others.report(data);
+    ours.sort();
     let mut found = Vec::new();
-    for name in names {
+    for name in ours {
         match open_interrupted(data, &name) {
             Ok(Some(work)) => found.push(work),
             Ok(None) => {}
@@ -387,11 +398,51 @@ pub fn interrupted(data: &DataDir) -> Result<Vec<WorkDir>> {
     Ok(found)
 }
 
-/// An earlier run's folder, if it is ours and its restore unfinished.
-fn open_interrupted(data: &DataDir, name: &str) -> std::result::Result<Option<WorkDir>, String> {
-    let fd = data_dir::open_dir(data.fd(), name).map_err(|e| e.to_string())?;
-    let stat = rfs::fstat(&fd).map_err(|e| e.to_string())?;
-    // 0700, or 0711 once an AOF rebuild needed `aof/` reachable.
+/// Folders under our prefix that are not ours: counted, the first few named.
+#[derive(Default)]
+struct Others {
+    count: usize,
+}
+
+impl Others {
+    const NAMED: usize = 3;
+
+    fn ignore(&mut self, data: &DataDir, name: &str, why: &str) {
+        self.count += 1;
+        if self.count <= Self::NAMED {
+            log::warn!(
+                "ignoring {}: {why}; it was not left by redis-backup",
+                data.join(name).display()
+            );
+        }
+    }
+
+    fn report(&self, data: &DataDir) {
+        if self.count > Self::NAMED {
+            log::warn!(
+                "ignored {} folders named {FOLDER_PREFIX}* in {} in all (the first {} are named above): none was left by redis-backup",
+                self.count,
+                data.path().display(),
+                Self::NAMED
+            );
+        }
+    }
+}
+
+/// Whether `name` is a folder that only root could have made: a directory
+/// of root's, private. Looked at without following a link; what is kept
+/// is looked at again through its descriptor.
+fn looks_ours(data: &DataDir, name: &str) -> std::result::Result<(), String> {
+    let stat =
+        rfs::statat(data.fd(), name, rfs::AtFlags::SYMLINK_NOFOLLOW).map_err(|e| e.to_string())?;
+    if stat.st_mode & 0o170000 != 0o040000 {
+        return Err("it is not a directory".into());
+    }
+    private_to_root(&stat)
+}
+
+/// 0700, or 0711 once an AOF rebuild needed `aof/` reachable.
+fn private_to_root(stat: &rfs::Stat) -> std::result::Result<(), String> {
     if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o066 != 0 {
         return Err(format!(
             "it belongs to uid {} with mode {:o}, where ours are root's and private",
@@ -399,6 +450,13 @@ fn open_interrupted(data: &DataDir, name: &str) -> std::result::Result<Option<Wo
             stat.st_mode & 0o7777
         ));
     }
+    Ok(())
+}
+
+/// An earlier run's folder, if it is ours and its restore unfinished.
+fn open_interrupted(data: &DataDir, name: &str) -> std::result::Result<Option<WorkDir>, String> {
+    let fd = data_dir::open_dir(data.fd(), name).map_err(|e| e.to_string())?;
+    private_to_root(&rfs::fstat(&fd).map_err(|e| e.to_string())?)?;
     let Ok(text) = read_capped(fd.as_fd(), JOURNAL) else {
         return Ok(None);
     };

@@ -14,6 +14,7 @@
 //! act as root on what the attacker points it at.
 
 use crate::attacker::*;
+use crate::fake_swift::run_bounded;
 use crate::harness::*;
 use serde_json::Value;
 use std::fs;
@@ -454,6 +455,78 @@ fn aof_build_folder_with_a_tree_too_deep_to_remove() {
     t.stop_redis();
     t.start_redis();
     assert_eq!(t.state(), backed_up, "the AOF is complete\n{context}");
+}
+
+/// The redis account fills the data dir and `appendonlydir` (which a
+/// restore moves aside, then removes) with 200,000 long names each, one of
+/// them not UTF-8, and 100 folders under restore's own prefix. Root must
+/// walk those directories without holding their names: its peak RSS stays
+/// within a few MiB of the same restore's without them (holding the names
+/// costs over 40 MiB). The odd name is removed like the rest, and the
+/// planted folders cost a bounded number of warnings, not one each.
+#[test]
+fn planted_names_cost_root_no_memory() {
+    const PLANTED: usize = 200_000;
+    let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    let restore = || {
+        let run = run_bounded(
+            t.cmd(&["restore", &id]),
+            std::time::Duration::from_secs(300),
+        );
+        run.ended().ok();
+        assert_eq!(t.state(), backed_up, "{}", run.out);
+        run
+    };
+    let plain = restore();
+    // Hard links: on ext4 a new inode costs far more than a new name.
+    let script = "import os, sys\n\
+d, n = sys.argv[1], int(sys.argv[2])\n\
+pad = 'n' * 230\n\
+for sub in ('', 'appendonlydir'):\n    \
+for i in range(n):\n        \
+name = os.path.join(d, sub, '%s%08d' % (pad, i))\n        \
+if i % 50000 == 0:\n            \
+first = name\n            \
+os.close(os.open(first, os.O_CREAT | os.O_WRONLY, 0o600))\n        \
+else:\n            \
+os.link(first, name)\n\
+os.close(os.open(os.path.join(d, 'appendonlydir').encode() + b'/odd-\\xff-name', os.O_CREAT | os.O_WRONLY, 0o600))\n\
+for i in range(100):\n    os.mkdir(os.path.join(d, 'redis-backup-restore-planted-%03d' % i))\n";
+    as_owner("/usr/bin/python3")
+        .args(&["-c", script])
+        .arg(t.data_dir().display().to_string())
+        .arg(PLANTED.to_string())
+        .run()
+        .ok();
+    let planted = restore();
+    let context = format!("{}\n{}", plain.out, planted.out);
+    let (before, after) = (plain.peak_rss_kib.unwrap(), planted.peak_rss_kib.unwrap());
+    assert!(
+        after < before + 8 * 1024,
+        "peak RSS {} MiB with the planted names, {} MiB without\n{context}",
+        after / 1024,
+        before / 1024
+    );
+    let left: Vec<_> = t
+        .restore_work_dirs()
+        .into_iter()
+        .filter(|dir| !dir.to_string_lossy().contains("planted"))
+        .collect();
+    assert!(left.is_empty(), "work folders left: {left:?}\n{context}");
+    let warned = planted
+        .out
+        .stderr
+        .matches("redis-backup-restore-planted-")
+        .count();
+    assert!(
+        warned <= 5,
+        "{warned} warnings name a planted folder\n{context}"
+    );
+    assert!(
+        planted.out.stderr.contains("100 folders"),
+        "the planted folders are counted\n{context}"
+    );
 }
 
 /// Remove a chain of nested `d` directories below `top` (and what its
