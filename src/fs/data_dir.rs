@@ -24,7 +24,39 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
     pub uid: u32,
+    /// The account's own group (from /etc/passwd), not the data dir's: a dir
+    /// of the account's can be in a group it is not in (`chown redis` keeps
+    /// group root; /var/log/redis is redis:adm), and redis.conf, which the
+    /// account writes, chooses the dir.
     pub gid: u32,
+}
+
+/// Largest /etc/passwd read (a few thousand accounts use far less).
+const MAX_PASSWD_LEN: u64 = 16 << 20;
+
+impl Owner {
+    /// The account `uid`, with its primary group from `passwd`.
+    fn of_uid(uid: u32, passwd: &Path) -> io::Result<Owner> {
+        use std::io::Read;
+        let mut text = Vec::new();
+        File::open(passwd)?
+            .take(MAX_PASSWD_LEN)
+            .read_to_end(&mut text)?;
+        let gid = String::from_utf8_lossy(&text).lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            match fields[..] {
+                [_, _, u, g, ..] if u.parse() == Ok(uid) => g.parse().ok(),
+                _ => None,
+            }
+        });
+        let gid = gid.ok_or_else(|| {
+            io::Error::other(format!(
+                "its owner, uid {uid}, has no account in {}: the work done as that account needs its own group",
+                passwd.display()
+            ))
+        })?;
+        Ok(Owner { uid, gid })
+    }
 }
 
 /// The data dir, open.
@@ -48,10 +80,7 @@ impl DataDir {
         let canonical = fs::canonicalize(path).map_err(failed)?;
         let fd = open_dir_path(&canonical).map_err(failed)?;
         let stat = rfs::fstat(&fd).map_err(|e| failed(e.into()))?;
-        let owner = Owner {
-            uid: stat.st_uid,
-            gid: stat.st_gid,
-        };
+        let owner = Owner::of_uid(stat.st_uid, Path::new("/etc/passwd")).map_err(failed)?;
         let mode = stat.st_mode & 0o7777;
         if mode & 0o002 != 0 {
             return Err(Error::usage(format!(
@@ -377,6 +406,27 @@ mod tests {
         assert!(open_dir_path(&canonical.join("real/data")).is_ok());
         assert!(open_dir_path(&canonical.join("link/data")).is_err());
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_owner_has_its_own_group_from_passwd() {
+        let passwd = std::env::temp_dir().join(format!("rb-passwd-{}", std::process::id()));
+        fs::write(
+            &passwd,
+            "root:x:0:0:root:/root:/bin/bash\nbroken\nredis:x:102:110::/var/lib/redis:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Owner::of_uid(102, &passwd).unwrap(),
+            Owner { uid: 102, gid: 110 }
+        );
+        assert_eq!(Owner::of_uid(0, &passwd).unwrap().gid, 0);
+        let err = Owner::of_uid(4242, &passwd).unwrap_err();
+        assert!(
+            err.to_string().contains("uid 4242, has no account"),
+            "{err}"
+        );
+        fs::remove_file(&passwd).unwrap();
     }
 
     #[test]

@@ -237,15 +237,30 @@ impl EvilModule {
     /// The uids written by the servers that loaded the module: marker file
     /// name -> uid.
     pub fn uids(&self) -> BTreeMap<String, u32> {
+        self.ids()
+            .into_iter()
+            .map(|(name, (uid, _))| (name, uid))
+            .collect()
+    }
+
+    /// The uid and groups (the gid first, then the supplementary ones) of
+    /// the servers that loaded the module: marker file name -> ids.
+    pub fn ids(&self) -> BTreeMap<String, (u32, Vec<u32>)> {
         dir_entries(&self.markers)
             .into_iter()
             .map(|name| {
                 let text = fs::read_to_string(self.markers.join(&name)).unwrap_or_default();
-                let uid = text
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("marker {name} holds {text:?}, not a uid"));
-                (name, uid)
+                let bad = || panic!("marker {name} holds {text:?}, not a uid and groups");
+                let mut lines = text.lines();
+                let uid = lines.next().and_then(|l| l.trim().parse().ok());
+                let groups: Option<Vec<u32>> = lines
+                    .next()
+                    .map(|l| l.split_whitespace().map(|g| g.parse().ok()).collect())
+                    .unwrap_or(Some(Vec::new()));
+                match (uid, groups) {
+                    (Some(uid), Some(groups)) => (name, (uid, groups)),
+                    _ => bad(),
+                }
             })
             .collect()
     }

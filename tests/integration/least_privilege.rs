@@ -295,6 +295,49 @@ fn loadmodule_in_a_redis_writable_conf_never_runs_as_root() {
     }
 }
 
+/// A data dir can be the redis account's but in a group that account is not
+/// in (`chown redis` leaves group root; Debian's /var/log/redis is
+/// redis:adm), and redis.conf, the account's own, chooses the data dir. The
+/// private server must then run with the account's own group, never the
+/// dir's: the attacker's module records the groups it got, and none may be
+/// the dir's foreign group (`adm` here), which reads the host's logs.
+#[test]
+fn a_data_dir_in_a_group_its_owner_is_not_in_lends_that_group_to_nobody() {
+    const ADM: u32 = 4;
+    let (t, _backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    let (owner_uid, owner_gid) = owner_ids();
+    std::os::unix::fs::chown(t.data_dir(), Some(owner_uid), Some(ADM)).expect("chgrp adm");
+    let module = EvilModule::new(t.scratch());
+    owner_sh(&format!(
+        "echo 'loadmodule {}' >> '{}'",
+        module.so.display(),
+        t.redis_conf().display()
+    ));
+
+    let out = t.run(&["restore", &id]);
+
+    let ids = module.ids();
+    let context = format!("{out}\nmodule markers (file -> uid, groups): {ids:?}");
+    assert_no_crash(&out, &context);
+    assert!(
+        !ids.is_empty(),
+        "no server loaded the module: the test proves nothing\n{context}"
+    );
+    for (uid, groups) in ids.values() {
+        assert_eq!(*uid, owner_uid, "{context}");
+        assert_eq!(
+            groups.first(),
+            Some(&owner_gid),
+            "not the owner's own group\n{context}"
+        );
+        assert!(
+            !groups.contains(&ADM),
+            "the module got the data dir's group\n{context}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 4. Symlinks planted in the private server's working directory
 
