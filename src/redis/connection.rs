@@ -22,13 +22,25 @@ use log::{debug, info};
 use crate::error::{Error, Result};
 use crate::redis::replication::SyncReader;
 use crate::redis::resp::{self, RespError, Value};
+use crate::redis::unix_socket;
 use crate::secret::Secret;
 
 /// Where Redis listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// A socket root chose (the settings; a server of the tool's own that
+    /// nobody else can reach).
     Unix(PathBuf),
+    /// A socket someone else named or can replace: used only if it is a
+    /// socket of one of `owners` (`unix_socket`).
+    UnixOf {
+        path: PathBuf,
+        owners: Vec<u32>,
+    },
 }
 
 impl fmt::Display for Endpoint {
@@ -36,7 +48,9 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
-            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Unix(path) | Endpoint::UnixOf { path, .. } => {
+                write!(f, "unix:{}", path.display())
+            }
         }
     }
 }
@@ -441,9 +455,14 @@ impl Connection {
             Endpoint::Tcp { host, port } => {
                 Stream::Tcp(connect_tcp(host, *port, options.timeout, endpoint)?)
             }
-            Endpoint::Unix(path) => {
-                Stream::Unix(UnixStream::connect(path).map_err(|e| unreachable(endpoint, &e))?)
-            }
+            Endpoint::Unix(path) => Stream::Unix(
+                unix_socket::connect(path, None, options.timeout)
+                    .map_err(|e| unreachable(endpoint, &e))?,
+            ),
+            Endpoint::UnixOf { path, owners } => Stream::Unix(
+                unix_socket::connect(path, Some(owners), options.timeout)
+                    .map_err(|e| unreachable(endpoint, &e))?,
+            ),
         };
         // Zero means "no timeout" here; std refuses a zero timeout.
         let timeout = Some(options.timeout).filter(|t| !t.is_zero());
@@ -1028,8 +1047,11 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration, endpoint: &Endpoint) ->
 fn unreachable(endpoint: &Endpoint, e: &io::Error) -> Error {
     let why = match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        io::ErrorKind::NotFound if matches!(endpoint, Endpoint::Unix(_)) => {
+        io::ErrorKind::NotFound if !matches!(endpoint, Endpoint::Tcp { .. }) => {
             "no such socket".to_string()
+        }
+        io::ErrorKind::PermissionDenied if matches!(endpoint, Endpoint::UnixOf { .. }) => {
+            e.to_string()
         }
         io::ErrorKind::PermissionDenied => "permission denied".to_string(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".to_string(),

@@ -38,7 +38,7 @@ pub fn connect_options(
     let endpoint = if let Some(socket) = &config.redis_socket {
         Endpoint::Unix(socket.clone())
     } else if let (false, Some(socket)) = (tcp_chosen, &conf.unixsocket) {
-        Endpoint::Unix(socket.clone())
+        conf_socket(conf, socket)
     } else {
         let port = config.redis_port.unwrap_or(conf.port);
         if port == 0 {
@@ -81,6 +81,38 @@ pub fn connect_options(
         },
         timeout,
     })
+}
+
+/// The socket redis.conf names. Root connecting passes any socket's
+/// permissions, so a conf that is not root's alone may only lead us to a
+/// socket of its own writers (Redis makes its socket as the account it runs
+/// as, which on Debian owns redis.conf).
+fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Endpoint {
+    if conf_is_roots(conf) {
+        return Endpoint::Unix(socket.to_path_buf());
+    }
+    let mut owners: Vec<u32> = conf
+        .files
+        .iter()
+        .map(|file| file.uid)
+        .filter(|&uid| uid != 0)
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    if owners.is_empty() {
+        // Root's files that a group may write: the socket is the account's
+        // that Redis runs as, the owner of its data dir.
+        use std::os::unix::fs::MetadataExt;
+        let dir_owner = conf
+            .dir
+            .as_ref()
+            .and_then(|dir| std::fs::metadata(dir).ok());
+        owners.extend(dir_owner.map(|meta| meta.uid()).filter(|&uid| uid != 0));
+    }
+    Endpoint::UnixOf {
+        path: socket.to_path_buf(),
+        owners,
+    }
 }
 
 /// Every file of the config is root's and writable by root alone.

@@ -3,7 +3,8 @@
 //! and the BGSAVE procedure (`connection`), a replica's sync stream
 //! (`replication`), redis.conf as Redis reads it (`conf`), the instance on
 //! this host that settings and redis.conf describe together (`instance`),
-//! and the server binary and what it can load (`server`).
+//! the server binary and what it can load (`server`), and connecting to a
+//! Unix socket as root (`unix_socket`).
 //! Files on disk are not its business.
 
 pub mod conf;
@@ -12,5 +13,6 @@ pub mod instance;
 pub mod replication;
 pub mod resp;
 pub mod server;
+mod unix_socket;
 
 pub use connection::*;

@@ -214,8 +214,13 @@ impl PrivateRedis {
             dir,
         };
         work.record_private_pid(server.child.id())?;
+        // The socket's directory is writable by the owner's group, which
+        // could put another socket (or a link to one) in its place.
         let options = ConnectOptions {
-            endpoint: Endpoint::Unix(socket),
+            endpoint: Endpoint::UnixOf {
+                path: socket,
+                owners: vec![data.owner().uid],
+            },
             ..connect.clone()
         };
         let conn = server.wait_until_loaded(&options, timeout)?;

@@ -213,3 +213,49 @@ fn a_backup_stops_before_it_fills_the_local_disk() {
         t.storage_files()
     );
 }
+
+/// Whatever owns the socket path listens with a queue of one, fills it
+/// itself, and never accepts: a connect to it waits in the kernel. It must
+/// wait no longer than `redis_timeout`.
+#[test]
+fn a_unix_socket_that_never_accepts_cannot_hold_the_connect() {
+    let t = TestRedis::builder().setting("redis_timeout", "2").prepare();
+    let socket = t.path("full.sock");
+    let ready = t.path("full.ready");
+    let script = "import socket, sys, time\n\
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(0)\n\
+filler = socket.socket(socket.AF_UNIX); filler.connect(sys.argv[1])\n\
+open(sys.argv[2], 'w').close()\n\
+time.sleep(3600)\n";
+    let _listener = KilledOnDrop(
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(&socket)
+            .arg(&ready)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the listener"),
+    );
+    wait_for("the listener to fill its queue", || {
+        ready.exists().then_some(())
+    });
+    let started = Instant::now();
+    let out = t
+        .cmd(&["--redis-socket", &socket.display().to_string(), "backup"])
+        .run_within(Duration::from_secs(30));
+    let elapsed = started.elapsed();
+    out.code(3);
+    assert!(out.stderr.contains("full.sock"), "{out}");
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}\n{out}");
+}
+
+/// A helper process, killed when the test ends, whatever its outcome.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

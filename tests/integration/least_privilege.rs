@@ -667,6 +667,35 @@ fn backup_from_a_fake_server_naming_a_dump_outside_by_dotdot() {
     });
 }
 
+/// redis.conf is the redis account's, so it may name any Unix socket: here
+/// root's own Redis (socket 0700, which the account cannot open), with PING
+/// renamed to FLUSHALL. Root's connect would pass the socket's permissions
+/// and send FLUSHALL there. A socket named by a conf that is not root's
+/// alone is used only if it is that conf's owner's: the backup fails
+/// (exit 3) and the other server keeps its key.
+#[test]
+fn a_conf_of_redis_cannot_point_root_at_another_accounts_socket() {
+    let t = redis().start();
+    let other = LoadedRdb::empty();
+    other.conn().ok(&["SET", "other:secret", "kept"]);
+    owner_sh(&format!(
+        "printf 'unixsocket %s\\nrename-command PING FLUSHALL\\n' '{}' >> '{}'",
+        other.socket().display(),
+        t.redis_conf().display()
+    ));
+
+    let out = t.run(&["backup"]);
+
+    let context = format!("{out}");
+    assert_no_crash(&out, &context);
+    assert_eq!(
+        other.get("other:secret").as_deref(),
+        Some(b"kept".as_slice()),
+        "root reached the other server through the conf's socket\n{context}"
+    );
+    out.code(3).stderr_has("not the socket of");
+}
+
 // ---------------------------------------------------------------------------
 // 6. dump.rdb swapped for a symlink right after BGSAVE
 

@@ -696,6 +696,15 @@ pub struct LoadedRdb {
 }
 
 impl LoadedRdb {
+    /// A server with no data, on a socket of root's (0700).
+    pub fn empty() -> LoadedRdb {
+        LoadedRdb::start(Scratch::new("rdb"), "start empty")
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     pub fn load(rdb: &Path) -> LoadedRdb {
         let scratch = Scratch::new("rdb");
         fs::copy(rdb, scratch.join("dump.rdb"))
