@@ -2,7 +2,9 @@
 //! strings and decoding one reply. This module knows nothing about what the
 //! commands mean. Every length that comes from the server is checked against a
 //! cap before anything is allocated for it, so a confused or hostile peer cannot
-//! make us reserve gigabytes or recurse without end.
+//! make us reserve gigabytes or recurse without end; and a whole reply is
+//! held to a budget, so many values each within its cap cannot add up to
+//! gigabytes either.
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
@@ -17,6 +19,16 @@ pub const MAX_ARRAY_LEN: usize = 1_048_576;
 pub const MAX_DEPTH: usize = 16;
 /// Longest simple string, error or integer line, without its CRLF.
 pub const MAX_LINE_LEN: usize = 64 * 1024;
+
+/// Most memory one decoded reply may take, counted as `Budget` charges it.
+/// The replies this tool reads (PING, AUTH, INFO of one section, CONFIG GET
+/// of one parameter, LASTSAVE, TIME, BGSAVE, SAVE, REPLCONF) are a few KiB;
+/// the largest any of them could be is one bulk at `MAX_BULK_LEN` (an INFO
+/// text), so one such bulk and 1 MiB of other values fit, and nothing more.
+pub const MAX_REPLY_BYTES: usize = MAX_BULK_LEN + 1024 * 1024;
+/// What each value is charged besides its bytes: a `Value` is 32 bytes, and
+/// the array that holds it may have reserved as much again (it doubles).
+const VALUE_CHARGE: usize = 2 * std::mem::size_of::<Value>();
 
 /// Elements reserved up front for an array: the declared length is only a
 /// promise, so memory grows with what actually arrives.
@@ -97,12 +109,42 @@ pub fn write_command(out: &mut impl Write, args: &[&[u8]]) -> io::Result<()> {
 /// Reads exactly one value. After an error the stream position is unknown, so
 /// the caller must not read from the same stream again.
 pub fn read_value(input: &mut impl BufRead) -> Result<Value, RespError> {
-    read_at_depth(input, 0)
+    read_at_depth(input, 0, &mut Budget::new(MAX_REPLY_BYTES))
+}
+
+/// What is left of one reply's `MAX_REPLY_BYTES`. Each cap alone (elements,
+/// bulk length, depth) still lets a reply of 2^20 arrays of 2^20 values
+/// through; the budget is what bounds the reply as a whole.
+struct Budget {
+    left: usize,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Budget {
+        Budget { left: bytes }
+    }
+
+    /// Takes `bytes` from what is left, before they are read or allocated.
+    fn charge(&mut self, bytes: usize) -> Result<(), RespError> {
+        self.left = self.left.checked_sub(bytes).ok_or_else(|| {
+            protocol(format!(
+                "the reply is larger than {} MiB, the limit for one reply",
+                MAX_REPLY_BYTES >> 20
+            ))
+        })?;
+        Ok(())
+    }
 }
 
 // Recursion is bounded by MAX_DEPTH, checked before descending.
-fn read_at_depth(input: &mut impl BufRead, depth: usize) -> Result<Value, RespError> {
+fn read_at_depth(
+    input: &mut impl BufRead,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Value, RespError> {
     let line = read_line(input)?;
+    // The line's bytes cover what a simple string or an error keeps.
+    budget.charge(VALUE_CHARGE + line.len())?;
     let (&kind, rest) = line
         .split_first()
         .ok_or_else(|| protocol("empty line where a reply was expected"))?;
@@ -110,7 +152,7 @@ fn read_at_depth(input: &mut impl BufRead, depth: usize) -> Result<Value, RespEr
         b'+' => Ok(Value::Simple(text(rest, "simple string")?)),
         b'-' => Ok(Value::Error(text(rest, "error")?)),
         b':' => Ok(Value::Integer(parse_int(rest, "integer")?)),
-        b'$' => read_bulk(input, parse_int(rest, "bulk length")?),
+        b'$' => read_bulk(input, parse_int(rest, "bulk length")?, budget),
         b'*' => {
             let len = parse_int(rest, "array length")?;
             if len == -1 {
@@ -124,7 +166,7 @@ fn read_at_depth(input: &mut impl BufRead, depth: usize) -> Result<Value, RespEr
             }
             let mut items = Vec::with_capacity(len.min(ARRAY_PREALLOC));
             for _ in 0..len {
-                items.push(read_at_depth(input, depth + 1)?);
+                items.push(read_at_depth(input, depth + 1, budget)?);
             }
             Ok(Value::Array(Some(items)))
         }
@@ -134,11 +176,13 @@ fn read_at_depth(input: &mut impl BufRead, depth: usize) -> Result<Value, RespEr
     }
 }
 
-fn read_bulk(input: &mut impl BufRead, len: i64) -> Result<Value, RespError> {
+fn read_bulk(input: &mut impl BufRead, len: i64, budget: &mut Budget) -> Result<Value, RespError> {
     if len == -1 {
         return Ok(Value::Bulk(None));
     }
     let len = length(len, MAX_BULK_LEN, "bulk string")?;
+    // Charged as declared: a bulk that would not fit is refused unread.
+    budget.charge(len)?;
     // `take` + `read_to_end` grows the buffer with the bytes that really
     // arrive instead of trusting the declared length for the allocation.
     let mut data = Vec::with_capacity(len.min(64 * 1024));
@@ -302,6 +346,26 @@ mod tests {
         assert!(protocol_error(header.as_bytes()).contains("exceeds"));
         let huge = format!("*{}\r\n", i64::MAX);
         assert!(protocol_error(huge.as_bytes()).contains("exceeds"));
+    }
+
+    #[test]
+    fn a_reply_of_values_each_within_the_caps_is_refused_past_the_budget() {
+        // A million integers: 4 MiB on the wire, 32 MiB and more decoded.
+        let mut many = format!("*{MAX_ARRAY_LEN}\r\n").into_bytes();
+        many.extend(b":0\r\n".repeat(MAX_ARRAY_LEN));
+        assert!(protocol_error(&many).contains("the limit for one reply"));
+        // Bulks are charged as declared: the second is refused unread.
+        let mut input: &[u8] = b"*3\r\n$6\r\nabcdef\r\n$6\r\n";
+        let err = read_at_depth(&mut input, 0, &mut Budget::new(2 * VALUE_CHARGE + 20));
+        assert!(matches!(err, Err(RespError::Protocol(m)) if m.contains("limit")));
+    }
+
+    #[test]
+    fn the_largest_bulk_still_fits_in_one_reply() {
+        let mut info = format!("*1\r\n${MAX_BULK_LEN}\r\n").into_bytes();
+        info.resize(info.len() + MAX_BULK_LEN, b'i');
+        info.extend_from_slice(b"\r\n");
+        assert!(parse(&info).is_ok());
     }
 
     #[test]

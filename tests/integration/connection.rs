@@ -1,9 +1,11 @@
 //! How the tool reaches Redis: details read from redis.conf (requirepass,
 //! unix socket, rename-command), ACL credentials from the settings file or the
 //! environment, and the exit code (3) and message when Redis refuses, is not
-//! there, or does not answer in time.
+//! there, does not answer in time, or answers with more than any reply holds.
 
+use crate::fake_swift::run_bounded;
 use crate::harness::*;
+use std::time::Duration;
 
 /// Back up, export, and check that the export holds exactly `state`.
 fn backup_holds(t: &TestRedis, run: Run, state: &DbState) -> String {
@@ -231,4 +233,69 @@ fn a_redis_that_does_not_answer_is_exit_3_within_redis_timeout() {
         "Redis at 127.0.0.1:{} did not answer PING within 1.0s (setting redis_timeout)",
         t.port
     ));
+}
+
+/// Whatever answers on Redis's port answers PING with one reply that never
+/// ends, each piece within the per-value caps: `head`, then `piece` again
+/// and again.
+fn endless_reply_to_ping(head: &[u8], piece: Vec<u8>) -> FakeRedis {
+    let head = head.to_vec();
+    FakeRedis::start(move |args| {
+        let piece = piece.clone();
+        match String::from_utf8_lossy(&args[0])
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "PING" => FakeReply::Stream {
+                head: head.clone(),
+                more: Box::new(move || Some(piece.clone())),
+                every: Duration::ZERO,
+            },
+            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
+        }
+    })
+}
+
+/// A backup against `fake`, bounded in time and measured for memory; the
+/// tool must end by itself, exit 3, naming the reply's limit.
+fn backup_refuses_the_flood(fake: &FakeRedis) {
+    let mut t = TestRedis::builder()
+        .setting("redis_timeout", "30")
+        .prepare();
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let b = run_bounded(t.cmd(&["backup"]), Duration::from_secs(20));
+    assert!(
+        b.finished,
+        "still running after {:?}, peak RSS {}\n{}",
+        b.elapsed,
+        b.rss_text(),
+        b.out
+    );
+    b.out
+        .code(3)
+        .stderr_has(&format!(
+            "Redis at 127.0.0.1:{} sent a malformed reply to PING",
+            fake.port
+        ))
+        .stderr_has("the limit for one reply");
+    eprintln!("refused after {:?}, peak RSS {}", b.elapsed, b.rss_text());
+    b.rss_below(200);
+    assert!(b.elapsed < Duration::from_secs(10), "{:?}", b.elapsed);
+}
+
+#[test]
+fn a_reply_of_a_million_64_mib_bulks_is_exit_3_within_bounded_memory() {
+    let mut bulk = format!("${}\r\n", 64 << 20).into_bytes();
+    bulk.resize(bulk.len() + (64 << 20), b'x');
+    bulk.extend_from_slice(b"\r\n");
+    backup_refuses_the_flood(&endless_reply_to_ping(b"*1048576\r\n", bulk));
+}
+
+#[test]
+fn a_reply_of_arrays_of_a_million_integers_is_exit_3_within_bounded_memory() {
+    // Each `:0` is 4 bytes on the wire and a 32-byte value once decoded.
+    let mut inner = b"*1048576\r\n".to_vec();
+    inner.extend(b":0\r\n".repeat(1 << 20));
+    backup_refuses_the_flood(&endless_reply_to_ping(b"*1048576\r\n", inner));
 }
