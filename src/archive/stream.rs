@@ -161,6 +161,22 @@ pub struct Splitter {
     /// Bytes the command being received needs at least: no use parsing it
     /// again before (a large value arrives in many reads).
     need: usize,
+    /// How far the command at the start of `buf` is parsed.
+    progress: Progress,
+}
+
+/// The parse of one incomplete command, kept across pushes so that each
+/// argument is parsed once: a primary may send a command of a million empty
+/// arguments one per read, and parsing it again from its first argument at
+/// every read made the work grow with the square of its length.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    /// Its argument count, once its `*N` line has arrived and passed.
+    count: Option<u64>,
+    /// Arguments whole so far.
+    done: u64,
+    /// Where the next argument starts, from the command's first byte.
+    at: usize,
 }
 
 /// A command longer than a splitter takes.
@@ -175,6 +191,7 @@ impl Splitter {
             buf: Vec::new(),
             max,
             need: 0,
+            progress: Progress::default(),
         }
     }
 
@@ -187,7 +204,7 @@ impl Splitter {
         let mut whole = 0;
         loop {
             let rest = &self.buf[whole..];
-            match measure(rest, self.max)
+            match measure(rest, self.max, &mut self.progress)
                 .map_err(|e| Error::redis(format!("the replication stream is not RESP: {e}")))?
             {
                 Measured::Whole(len) => whole += len,
@@ -197,6 +214,9 @@ impl Splitter {
                 }
                 Measured::TooLong => return Ok(Err(TooLong { max: self.max })),
             }
+        }
+        if whole == 0 {
+            return Ok(Ok(Vec::new()));
         }
         let rest = self.buf.split_off(whole);
         Ok(Ok(std::mem::replace(&mut self.buf, rest)))
@@ -211,18 +231,30 @@ enum Measured {
 }
 
 /// `command_len` with a cap on the command's size and a hint of what an
-/// incomplete one needs.
-fn measure(buf: &[u8], max: u64) -> std::result::Result<Measured, String> {
+/// incomplete one needs, resuming where `progress` left the command at the
+/// start of `buf` (and leaving it there again when it is not whole yet).
+fn measure(buf: &[u8], max: u64, progress: &mut Progress) -> std::result::Result<Measured, String> {
     let incomplete = |at: usize| Ok(Measured::Needs(at.max(buf.len() + 1)));
-    let Some((count, mut at)) = length_line(buf, 0, b'*')? else {
-        return incomplete(0);
+    let count = match progress.count {
+        Some(count) => count,
+        None => {
+            let Some((count, at)) = length_line(buf, 0, b'*')? else {
+                return incomplete(0);
+            };
+            // Every argument takes at least `$0\r\n\r\n`.
+            if count > MAX_ARGS || count.saturating_mul(6) > max {
+                return Ok(Measured::TooLong);
+            }
+            *progress = Progress {
+                count: Some(count),
+                done: 0,
+                at,
+            };
+            count
+        }
     };
-    // Every argument takes at least `$0\r\n\r\n`.
-    if count > MAX_ARGS || count.saturating_mul(6) > max {
-        return Ok(Measured::TooLong);
-    }
-    for _ in 0..count {
-        let Some((len, next)) = length_line(buf, at, b'$')? else {
+    while progress.done < count {
+        let Some((len, next)) = length_line(buf, progress.at, b'$')? else {
             return incomplete(0);
         };
         let end = (next as u64).saturating_add(len).saturating_add(2);
@@ -236,9 +268,12 @@ fn measure(buf: &[u8], max: u64) -> std::result::Result<Measured, String> {
         if &buf[end - 2..end] != b"\r\n" {
             return Err("an argument not followed by CRLF".into());
         }
-        at = end;
+        progress.at = end;
+        progress.done += 1;
     }
-    Ok(Measured::Whole(at))
+    let whole = progress.at;
+    *progress = Progress::default();
+    Ok(Measured::Whole(whole))
 }
 
 /// Each whole command in `bytes`, in order.
@@ -306,6 +341,75 @@ pub(crate) mod tests {
             got.extend(splitter.push(piece).unwrap().unwrap());
         }
         assert_eq!(got, big);
+    }
+
+    #[test]
+    fn a_command_arriving_one_argument_per_read_is_parsed_once() {
+        // A primary may send a command of many empty arguments one per read;
+        // parsing it again from its first argument at every read would take
+        // minutes here (quadratic), once it takes milliseconds.
+        const ARGS: usize = 200_000;
+        let mut splitter = Splitter::new(8 << 20);
+        let head = format!("*{ARGS}\r\n");
+        assert!(splitter.push(head.as_bytes()).unwrap().unwrap().is_empty());
+        let started = std::time::Instant::now();
+        let bound = std::time::Duration::from_secs(5);
+        for i in 0..ARGS {
+            let got = splitter.push(b"$0\r\n\r\n").unwrap().unwrap();
+            assert_eq!(got.is_empty(), i + 1 < ARGS, "argument {i}");
+            assert!(
+                started.elapsed() < bound,
+                "only {i} of {ARGS} arguments after {bound:?}"
+            );
+        }
+        assert!(splitter.buf.is_empty());
+        // The next command is found as before.
+        let ping = cmd(&["PING"]);
+        assert_eq!(splitter.push(&ping).unwrap().unwrap(), ping);
+    }
+
+    mod properties {
+        use super::*;
+        use crate::testing::proptest_config as config;
+        use proptest::prelude::*;
+
+        fn command() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 1..6).prop_map(
+                |args| {
+                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    let mut out = Vec::new();
+                    crate::redis::resp::write_command(&mut out, &args).expect("to a Vec");
+                    out
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(config(128))]
+
+            /// Where the reads cut the stream changes nothing, whatever
+            /// part of a command the splitter kept from the read before.
+            #[test]
+            fn any_cut_of_the_stream_gives_the_same_commands(
+                commands in prop::collection::vec(command(), 1..8),
+                cuts in prop::collection::vec(1usize..9, 1..64),
+            ) {
+                let stream = commands.concat();
+                let mut splitter = Splitter::new(1 << 20);
+                let mut got = Vec::new();
+                let mut at = 0;
+                for size in cuts.iter().cycle() {
+                    if at == stream.len() {
+                        break;
+                    }
+                    let end = (at + size).min(stream.len());
+                    got.extend(splitter.push(&stream[at..end]).unwrap().unwrap());
+                    at = end;
+                }
+                prop_assert_eq!(got, stream);
+                prop_assert!(splitter.buf.is_empty());
+            }
+        }
     }
 
     #[test]
