@@ -53,26 +53,53 @@ const RDB_NAME: &str = "replayed.rdb";
 const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const POLL: Duration = Duration::from_millis(50);
 /// Commands a primary never sends its replicas, and that would act on the
-/// replay server rather than on the data (where it saves, what it loads,
-/// who may connect). Whatever answered on Redis's port chose the stream, so
-/// a stream that holds one is refused, not replayed.
+/// replay server rather than on the data. Whatever answered on Redis's port
+/// chose the stream, so a stream that holds one is refused, not replayed.
+///
+/// The policy: the replay server loads the stream as an AOF, and a server
+/// loading an AOF runs every command in it, whatever its flags. So every
+/// command that reaches beyond the keys is listed here: the network
+/// (MIGRATE connects where it says and pushes keys; replication, cluster,
+/// failover), the file system (saves and rewrites, CONFIG, MODULE, ACL
+/// SAVE/LOAD, DEBUG), the server itself (CLIENT, SHUTDOWN) — and the
+/// scripts, because a script may call MIGRATE (Redis refuses CONFIG or
+/// DEBUG in a script, not MIGRATE) and the tool cannot judge a script.
+/// A primary never sends its replicas any of these: a MIGRATE reaches
+/// them as the DEL of what left, and a script (EVAL, FCALL) as its
+/// effects (Redis 7 and Valkey always; Redis 6.2 unless configured with
+/// `lua-replicate-commands no`, whose streams are therefore refused).
+/// FUNCTION and SCRIPT stay: a primary does send FUNCTION LOAD, and a
+/// library's code loaded cannot call commands; only FCALL would run it.
+/// Allowing only a list of known write commands instead would refuse the
+/// streams of modules and of every new release.
 const NEVER_REPLICATED: &[&str] = &[
-    "ACL",
-    "BGREWRITEAOF",
-    "BGSAVE",
-    "CLIENT",
+    // The network.
     "CLUSTER",
-    "CONFIG",
-    "DEBUG",
     "FAILOVER",
-    "MODULE",
+    "MIGRATE",
     "MONITOR",
     "PSYNC",
     "REPLICAOF",
-    "SAVE",
-    "SHUTDOWN",
     "SLAVEOF",
     "SYNC",
+    // The file system and the server's own settings.
+    "ACL",
+    "BGREWRITEAOF",
+    "BGSAVE",
+    "CONFIG",
+    "DEBUG",
+    "MODULE",
+    "SAVE",
+    // Other clients and the server's life.
+    "CLIENT",
+    "SHUTDOWN",
+    // Scripts, which may call MIGRATE.
+    "EVAL",
+    "EVALSHA",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL",
+    "FCALL_RO",
 ];
 
 /// What a replay made.
@@ -695,6 +722,13 @@ mod tests {
             &["CONFIG", "SET", "dir", "/etc"][..],
             &["module", "load", "/x.so"],
             &["SAVE"],
+            &["migrate", "127.0.0.1", "6379", "k", "0", "1000", "COPY"],
+            &[
+                "EVAL",
+                "return redis.call('MIGRATE', '10.0.0.1', 1, 'k', 0, 9)",
+                "0",
+            ],
+            &["fcall_ro", "f", "0"],
         ] {
             let batches = [batch(10, &[&["SET", "a", "1"], bad])];
             let err = Applier::new(100)

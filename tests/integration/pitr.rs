@@ -475,23 +475,14 @@ fn fake_primary(parts: Vec<Vec<u8>>) -> FakeRedis {
     })
 }
 
-/// Whatever answers on Redis's port chooses the stream the archiver keeps;
-/// a command no primary sends its replicas (`CONFIG SET dir`, then a
-/// `SAVE` would write where it says) is refused at replay, exit 5, and
-/// nothing is written anywhere.
-#[test]
-fn a_hostile_primary_cannot_make_the_replay_act_beyond_the_data() {
+/// Archives what a fake primary sends (`commands`, after its one-key RDB)
+/// and exports the end of the window to `hostile.rdb`: the export's outcome.
+fn export_of_a_hostile_stream(commands: &[Vec<u8>]) -> (TestRedis, Output) {
     let mut t = TestRedis::builder()
         .setting("archive_interval", "1")
         .setting("redis_timeout", "2")
         .prepare();
-    let fake = fake_primary(vec![[
-        command(&["SELECT", "0"]),
-        command(&["SET", "planted", "x"]),
-        command(&["CONFIG", "SET", "dir", "/etc"]),
-        command(&["CONFIG", "SET", "dbfilename", "planted.rdb"]),
-    ]
-    .concat()]);
+    let fake = fake_primary(vec![commands.concat()]);
     t.set_setting("redis_port", &fake.port.to_string());
     t.remove_setting("redis_password");
     let mut archiver = t.cmd(&["archive"]).watch();
@@ -500,11 +491,91 @@ fn a_hostile_primary_cannot_make_the_replay_act_beyond_the_data() {
     archiver.finish();
     let windows = timeline(&t);
     let end = windows[0]["to"].as_str().expect("a window").to_string();
-    export_at_text(&t, &end, "hostile.rdb")
-        .code(5)
+    let out = export_at_text(&t, &end, "hostile.rdb");
+    (t, out)
+}
+
+/// Whatever answers on Redis's port chooses the stream the archiver keeps;
+/// a command no primary sends its replicas (`CONFIG SET dir`, then a
+/// `SAVE` would write where it says) is refused at replay, exit 5, and
+/// nothing is written anywhere.
+#[test]
+fn a_hostile_primary_cannot_make_the_replay_act_beyond_the_data() {
+    let (t, out) = export_of_a_hostile_stream(&[
+        command(&["SELECT", "0"]),
+        command(&["SET", "planted", "x"]),
+        command(&["CONFIG", "SET", "dir", "/etc"]),
+        command(&["CONFIG", "SET", "dbfilename", "planted.rdb"]),
+    ]);
+    out.code(5)
         .stderr_has("CONFIG, which a primary never sends");
     assert!(!t.path("hostile.rdb").exists());
     assert!(!std::path::Path::new("/etc/planted.rdb").exists());
+}
+
+/// A listener on 127.0.0.1 that a replay must never reach; `reached` says
+/// whether anything connected (the kernel queues a connection unaccepted).
+struct Bait(std::net::TcpListener);
+
+impl Bait {
+    fn new() -> Bait {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the bait");
+        listener.set_nonblocking(true).expect("nonblocking");
+        Bait(listener)
+    }
+
+    fn port(&self) -> String {
+        self.0.local_addr().expect("addr").port().to_string()
+    }
+
+    fn reached(&self) -> bool {
+        match self.0.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("accept on the bait: {e}"),
+        }
+    }
+}
+
+/// MIGRATE makes a server connect where it says and push a key there: in
+/// the archived stream (no primary sends it; its own replicas get a DEL) it
+/// is refused, exit 5, and the replay connects nowhere.
+#[test]
+fn a_migrate_in_the_archived_stream_is_refused_and_connects_nowhere() {
+    let bait = Bait::new();
+    let (t, out) = export_of_a_hostile_stream(&[
+        command(&["SELECT", "0"]),
+        command(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &bait.port(),
+            "k",
+            "0",
+            "1000",
+            "COPY",
+        ]),
+    ]);
+    assert!(!bait.reached(), "the replay connected to the bait\n{out}");
+    out.code(5)
+        .stderr_has("MIGRATE, which a primary never sends");
+    assert!(!t.path("hostile.rdb").exists());
+}
+
+/// A script may call MIGRATE (Redis refuses CONFIG or DEBUG in a script,
+/// not MIGRATE), and no primary this tool follows sends a script rather
+/// than its effects: EVAL in the stream is refused, exit 5, and the replay
+/// connects nowhere.
+#[test]
+fn a_script_in_the_archived_stream_is_refused_and_connects_nowhere() {
+    let bait = Bait::new();
+    let script = "return redis.call('MIGRATE', '127.0.0.1', ARGV[1], 'k', 0, 1000, 'COPY')";
+    let (t, out) = export_of_a_hostile_stream(&[
+        command(&["SELECT", "0"]),
+        command(&["EVAL", script, "0", &bait.port()]),
+    ]);
+    assert!(!bait.reached(), "the replay connected to the bait\n{out}");
+    out.code(5).stderr_has("EVAL, which a primary never sends");
+    assert!(!t.path("hostile.rdb").exists());
 }
 
 /// Archive, then restore to the end of the window, on one server: data of
