@@ -402,3 +402,76 @@ fn swift_unreachable_is_a_storage_error() {
     check("pre-authenticated", &preauth, &["backup"]);
     check("pre-authenticated", &preauth, &["show", "b1"]);
 }
+
+/// A writer of the container replaces an old backup's manifest with one
+/// whose only entry is its own first segment, and makes that segment an SLO
+/// manifest listing an object in another container: Swift marks the entry
+/// `sub_slo`, and `DELETE ?multipart-manifest=delete` would follow it and
+/// delete the victim with our token. `delete` and `prune` must remove only
+/// the backup's own names: the victims stay.
+#[test]
+fn swift_delete_and_prune_never_follow_a_nested_manifest() {
+    let swift = SwiftStack::start(None);
+    let container = "c";
+    let segments = "c_segments";
+    let mut t = redis_on_swift(container);
+    for (k, v) in swift.tempauth_settings() {
+        t.set_setting(k, &v);
+    }
+    let mut c = t.conn();
+    c.ok(&["SET", "k", "v"]);
+    let ids: Vec<String> = (1..=3).map(|_| t.backup()).collect();
+    swift.put("victim", b"").expect(&[201, 202]);
+    for id in &ids[..2] {
+        swift
+            .put(&format!("victim/of_{id}"), b"not yours")
+            .expect(&[201]);
+        let nested = format!(r#"[{{"path": "/victim/of_{id}"}}]"#);
+        swift
+            .request(
+                "PUT",
+                &format!("{segments}/{id}.rbk/00000001?multipart-manifest=put"),
+                &[],
+                Some(nested.as_bytes()),
+            )
+            .expect(&[201]);
+        let outer = format!(r#"[{{"path": "/{segments}/{id}.rbk/00000001"}}]"#);
+        swift
+            .request(
+                "PUT",
+                &format!("{container}/{id}.rbk?multipart-manifest=put"),
+                &[],
+                Some(outer.as_bytes()),
+            )
+            .expect(&[201]);
+        let planted = swift.request(
+            "GET",
+            &format!("{container}/{id}.rbk?multipart-manifest=get"),
+            &[],
+            None,
+        );
+        assert_eq!(
+            planted.json()[0]["sub_slo"],
+            true,
+            "precondition: Swift marks the entry sub_slo"
+        );
+    }
+
+    t.run(&["delete", &ids[0]]).ok().lacks(&swift.st_key);
+    t.run(&["prune", "--keep-last", "1"])
+        .ok()
+        .lacks(&swift.st_key);
+    for id in &ids[..2] {
+        swift.head(&format!("victim/of_{id}")).expect(&[200]);
+        assert_eq!(
+            swift.names(segments, &format!("{id}.rbk/")),
+            Vec::<String>::new(),
+            "the segments of {id} are gone"
+        );
+    }
+    assert_eq!(
+        swift.names(container, ""),
+        vec![format!("{}.json", ids[2]), format!("{}.rbk", ids[2])]
+    );
+    t.run(&["verify", &ids[2]]).ok();
+}

@@ -5,7 +5,10 @@
 //! compared with the ETag Swift returns; the manifest goes last, carrying the
 //! backup's key facts as `X-Object-Meta-*`. The record is a small object
 //! `CONTAINER/ID.json` beside it. Until the manifest is written nothing is
-//! listed, and an abandoned upload deletes the segments it wrote.
+//! listed, and an abandoned upload deletes the segments it wrote. `delete`
+//! removes the manifest, then the segments, each by its own name: never with
+//! Swift's `multipart-manifest=delete`, which deletes whatever the manifest
+//! lists at that moment, nested manifests in other containers included.
 //!
 //! The endpoint is not trusted beyond what it must do: only a 2xx answer is
 //! success, a redirect is an error (never followed: the token stays with the
@@ -50,8 +53,6 @@ const MAX_LISTING_BYTES: u64 = 4 << 20;
 /// objects per backup, at most `MAX_SEGMENTS` segments each), far below what
 /// would strain memory.
 const MAX_LISTED_NAMES: usize = 100_000;
-/// A manifest of `MAX_SEGMENTS` entries is some 200 KB.
-const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// The slowest transfer a request may make before it is cut: its deadline
 /// is twice `storage_timeout` plus its bytes at this rate.
 const MIN_TRANSFER_RATE: u64 = 128 << 10;
@@ -228,9 +229,10 @@ impl SwiftStorage {
             .is_some_and(|n| (1..=MAX_SEGMENTS).contains(&n))
     }
 
-    /// Remove the segments a killed backup left under `id`'s name (no
-    /// manifest points at them); how many there were.
-    fn remove_leftover_segments(&self, id: &BackupId) -> Result<usize> {
+    /// Remove the segments stored under `id`'s name, found by listing and
+    /// deleted one by one with plain DELETEs (those of a deleted backup, or
+    /// of a killed one that no manifest points at); how many there were.
+    fn remove_segments(&self, id: &BackupId) -> Result<usize> {
         let container = self.segments_container();
         // Twice what one backup can have: leftovers of two attempts.
         let listed = self.names(
@@ -256,7 +258,7 @@ impl SwiftStorage {
                 Reply::Done(_) | Reply::Status(404) => {}
                 Reply::Status(code) => {
                     return Err(Error::storage(format!(
-                        "cannot remove the leftover segment {path}: Swift answered {code}"
+                        "cannot remove the segment {path}: Swift answered {code}"
                     )))
                 }
             }
@@ -264,48 +266,21 @@ impl SwiftStorage {
         Ok(leftovers.len())
     }
 
-    /// Whether `id`'s object is a manifest (false: a plain object, or none);
-    /// an error if it is one that lists anything but `id`'s own segments.
-    fn check_manifest(&self, id: &BackupId) -> Result<bool> {
-        let path = format!("{}?multipart-manifest=get", self.object_path(id));
-        let response = match self.client.call("GET", &path, |r| r.call())? {
-            Reply::Done(response) => response,
-            Reply::Status(404) => return Ok(false),
-            Reply::Status(code) => {
-                return Err(Error::storage(format!(
-                    "reading the manifest of {id}: Swift answered {code}"
-                )))
+    /// DELETE `id`'s object plainly: for a manifest Swift removes the
+    /// manifest alone. Never `?multipart-manifest=delete`: Swift would read
+    /// the manifest again as it deletes, whatever a writer of the container
+    /// put there since we last looked, and follow its `sub_slo` entries into
+    /// other containers, deleting what they list with our token.
+    fn remove_object(&self, id: &BackupId) -> Result<()> {
+        let object = self.object_path(id);
+        match self.client.call("DELETE", &object, |r| r.call())? {
+            Reply::Done(_) => Ok(()),
+            Reply::Status(404) => {
+                warn!("backup {id} had a record but no object");
+                Ok(())
             }
-        };
-        let is_manifest = response
-            .header("X-Static-Large-Object")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        if !is_manifest {
-            return Ok(false);
-        }
-        let mut text = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_MANIFEST_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| Error::storage(format!("reading the manifest of {id}: {e}")))?;
-        let ours = format!("/{}/", self.segments_container());
-        let outside = manifest_paths(&text)
-            .ok_or_else(|| {
-                Error::storage(format!(
-                    "the manifest of {id} is not a manifest this tool wrote; nothing was deleted"
-                ))
-            })?
-            .into_iter()
-            .find(|p| {
-                !p.strip_prefix(&ours)
-                    .is_some_and(|name| Self::is_segment_of(name, id))
-            });
-        match outside {
-            None => Ok(true),
-            Some(path) => Err(Error::storage(format!(
-                "the manifest of {id} lists {path:?}, which is not one of its segments in {}; nothing was deleted",
-                self.segments_container()
+            Reply::Status(code) => Err(Error::storage(format!(
+                "cannot delete {object}: Swift answered {code}"
             ))),
         }
     }
@@ -341,7 +316,7 @@ impl Storage for SwiftStorage {
         // new ones would replace some of them and leave the rest forever.
         // Only tidying: the new manifest lists its own segments, so a Swift
         // that will not list or delete them now does not cost the backup.
-        match self.remove_leftover_segments(id) {
+        match self.remove_segments(id) {
             Ok(0) => {}
             Ok(removed) => info!("removed {removed} segments left by an interrupted backup {id}"),
             Err(e) => warn!("could not remove segments left by an interrupted backup {id}: {e}"),
@@ -436,10 +411,6 @@ impl Storage for SwiftStorage {
     fn delete(&self, id: &BackupId) -> Result<()> {
         let record = self.record_path(id);
         let object = self.object_path(id);
-        // `multipart-manifest=delete` deletes whatever the manifest lists:
-        // read it first, and delete nothing if it lists anything but our
-        // own segments of this backup.
-        let is_manifest = self.check_manifest(id)?;
         match self.client.call("DELETE", &record, |r| r.call())? {
             Reply::Done(_) => {}
             Reply::Status(404) if self.exists(&object)? => {
@@ -447,7 +418,7 @@ impl Storage for SwiftStorage {
             }
             Reply::Status(404) => {
                 // Nothing but, perhaps, the segments of a killed backup.
-                let removed = self.remove_leftover_segments(id)?;
+                let removed = self.remove_segments(id)?;
                 // Unless a backup under this ID was being written elsewhere
                 // and finished meanwhile: then it has lost segments, and
                 // must not stay listed as if whole.
@@ -470,25 +441,14 @@ impl Storage for SwiftStorage {
                 )))
             }
         }
-        let path = match is_manifest {
-            true => format!("{object}?multipart-manifest=delete"),
-            false => object.clone(),
-        };
-        // Swift deletes a manifest's segments while it streams its report,
-        // and answers 200 whatever the report says: read it through.
-        match self.client.call("DELETE", &path, |r| {
-            r.set("Accept", "application/json").call()
-        })? {
-            Reply::Done(response) if is_manifest => check_bulk_delete(*response, id),
-            Reply::Done(_) => Ok(()),
-            Reply::Status(404) => {
-                warn!("backup {id} had a record but no object");
-                Ok(())
-            }
-            Reply::Status(code) => Err(Error::storage(format!(
-                "cannot delete {object} and its segments: Swift answered {code}"
-            ))),
-        }
+        self.remove_object(id)?;
+        let removed = self.remove_segments(id).map_err(|e| {
+            Error::storage(format!(
+                "backup {id} is deleted but not all its segments are: {e}; delete {id} again"
+            ))
+        })?;
+        debug!("removed the {removed} segments of {id}");
+        Ok(())
     }
 }
 
@@ -1146,37 +1106,6 @@ impl Drop for SwiftObject {
     }
 }
 
-/// The report of a `multipart-manifest=delete`: success only if Swift says
-/// 200 for the whole and lists no error.
-fn check_bulk_delete(response: ureq::Response, id: &BackupId) -> Result<()> {
-    let mut text = Vec::new();
-    response
-        .into_reader()
-        .take(MAX_MANIFEST_BYTES)
-        .read_to_end(&mut text)
-        .map_err(|e| Error::storage(format!("deleting {id}: reading Swift's report: {e}")))?;
-    #[derive(Deserialize)]
-    struct Report {
-        #[serde(rename = "Response Status")]
-        status: String,
-        #[serde(rename = "Errors", default)]
-        errors: Vec<Value>,
-    }
-    let report: Report = serde_json::from_slice(&text).map_err(|_| {
-        Error::storage(format!(
-            "deleting {id}: Swift's report of the segments deleted is not JSON; they may remain"
-        ))
-    })?;
-    if !report.status.starts_with("200") || !report.errors.is_empty() {
-        return Err(Error::storage(format!(
-            "deleting {id}: Swift reports {} with {} errors; its segments may remain, delete {id} again",
-            report.status,
-            report.errors.len()
-        )));
-    }
-    Ok(())
-}
-
 /// One entry of a container listing: only its name is kept (the other
 /// fields are skipped by the parser, not held).
 #[derive(Deserialize)]
@@ -1194,17 +1123,6 @@ fn page_names(text: &[u8], container: &str) -> Result<Vec<String>> {
         ))
     })?;
     Ok(page.into_iter().filter_map(|entry| entry.name).collect())
-}
-
-/// The segment paths (`/container/object`) of an SLO manifest as Swift
-/// returns it for `?multipart-manifest=get`; `None` if it is not one.
-fn manifest_paths(text: &[u8]) -> Option<Vec<String>> {
-    #[derive(Deserialize)]
-    struct Entry {
-        name: String,
-    }
-    let entries: Vec<Entry> = serde_json::from_slice(text).ok()?;
-    Some(entries.into_iter().map(|e| e.name).collect())
 }
 
 /// Where a redirect pointed, for a message: scheme, host and port only (a
@@ -1344,13 +1262,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manifest_gives_its_segment_paths() {
-        let text = br#"[{"name": "/c_segments/b1.rbk/00000001", "hash": "x", "bytes": 3}]"#;
-        assert_eq!(
-            manifest_paths(text).unwrap(),
-            vec!["/c_segments/b1.rbk/00000001"]
-        );
-        assert!(manifest_paths(b"REDIS0011").is_none());
+    fn a_redirect_is_shown_without_its_path() {
         assert_eq!(
             shown_location("http://evil:81/v1/AUTH_x?tok=1"),
             "http://evil:81"
