@@ -17,6 +17,10 @@
 use crate::fake_swift::*;
 use crate::harness::*;
 use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The container the tool stores in, and its segment container.
@@ -730,6 +734,90 @@ fn a_response_head_dripped_byte_by_byte_ends_the_command_in_time() {
     });
     let b = run_dripped(&t, &["list"]);
     b.ended().code(4);
+}
+
+/// A "Swift" at `https://127.0.0.1:PORT` that never finishes a TLS
+/// handshake: to each ClientHello it announces a 16 KiB handshake record and
+/// sends one byte of it every `every`, until the client goes away or the
+/// dripper is dropped. Without a deadline on the handshake itself, a drip
+/// just inside the socket's timeout holds a request forever.
+struct TlsDripper {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl TlsDripper {
+    fn start(every: Duration) -> TlsDripper {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (stopped, counted) = (stop.clone(), connections.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((socket, _)) => {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        let stopped = stopped.clone();
+                        std::thread::spawn(move || drip_handshake(socket, every, &stopped));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        TlsDripper {
+            port,
+            stop,
+            connections,
+        }
+    }
+}
+
+impl Drop for TlsDripper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One connection of `TlsDripper`.
+fn drip_handshake(mut socket: TcpStream, every: Duration, stop: &AtomicBool) {
+    let _ = socket.set_nonblocking(false);
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut hello = [0u8; 4096];
+    let _ = socket.read(&mut hello);
+    // A handshake record (22), TLS 1.2, 0x4000 bytes to follow; the first
+    // of them says ServerHello (2).
+    let mut next: &[u8] = &[0x16, 0x03, 0x03, 0x40, 0x00, 0x02];
+    while !stop.load(Ordering::Relaxed) && socket.write_all(next).is_ok() {
+        std::thread::sleep(every);
+        next = &[0x00];
+    }
+}
+
+/// A TLS handshake dripped one byte every 1.5 s, inside the 2 s
+/// `storage_timeout` and the 4 s a `list` request may take: each attempt
+/// ends at its deadline, and the command with exit 4 after its bounded
+/// retries (~27.5 s, see `DRIP_BOUND`), instead of never.
+#[test]
+fn a_tls_handshake_dripped_byte_by_byte_ends_the_command_in_time() {
+    let dripper = TlsDripper::start(Duration::from_millis(1500));
+    let t = tool(&[
+        (
+            "os_storage_url",
+            format!("https://127.0.0.1:{}/v1/AUTH_test", dripper.port),
+        ),
+        ("os_auth_token", "AUTH_tk_dripped".to_string()),
+    ]);
+    let b = run_dripped(&t, &["list"]);
+    b.ended().code(4);
+    let connections = dripper.connections.load(Ordering::Relaxed);
+    assert!(
+        (1..=5).contains(&connections),
+        "{connections} connections; stderr {}",
+        b.out.stderr
+    );
 }
 
 /// GETs of backup `id`'s object are answered by `answer`, given the request

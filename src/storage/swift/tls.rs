@@ -15,6 +15,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 use ureq::ReadWrite;
 
 /// Debian's bundle (ca-certificates), and where other systems keep theirs.
@@ -47,12 +48,76 @@ impl ureq::TlsConnector for Connector {
         })?;
         // Handshake now, so that a certificate problem is reported as the
         // connection failing rather than as a broken first request.
+        let mut socket = Deadlined::new(&mut io);
         while session.is_handshaking() {
             session
-                .complete_io(&mut io)
+                .complete_io(&mut socket)
                 .map_err(|e| handshake_failed(host, e))?;
         }
+        socket.hand_back().map_err(|e| handshake_failed(host, e))?;
         Ok(Box::new(TlsStream(StreamOwned::new(session, io))))
+    }
+}
+
+/// The connection under a handshake, each read and write given only the
+/// time left before the handshake's deadline. ureq sets the socket's
+/// timeouts once, at connect, to the time left of the whole request, and
+/// rustls reads on without looking at a clock: a server that sends one byte
+/// of its handshake just inside that timeout would hold the request forever.
+/// The deadline is the one ureq gave the request (the socket's read timeout
+/// when the handshake starts); without a socket or a timeout there is none.
+struct Deadlined<'a> {
+    io: &'a mut Box<dyn ReadWrite>,
+    deadline: Option<Instant>,
+}
+
+impl<'a> Deadlined<'a> {
+    fn new(io: &'a mut Box<dyn ReadWrite>) -> Deadlined<'a> {
+        let timeout = io.socket().and_then(|s| s.read_timeout().ok().flatten());
+        Deadlined {
+            io,
+            deadline: timeout.map(|t| Instant::now() + t),
+        }
+    }
+
+    /// Set the socket's read and write timeouts to the time left.
+    fn limit(&self) -> io::Result<()> {
+        let (Some(deadline), Some(socket)) = (self.deadline, self.io.socket()) else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the TLS handshake outlasted the request's deadline",
+            ));
+        }
+        socket.set_read_timeout(Some(left))?;
+        socket.set_write_timeout(Some(left))
+    }
+
+    /// Leave the socket with the time left for the rest of the request.
+    fn hand_back(self) -> io::Result<()> {
+        self.limit()
+    }
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.limit()?;
+        self.io.read(buf)
+    }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.limit()?;
+        self.io.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.limit()?;
+        self.io.flush()
     }
 }
 
