@@ -10,9 +10,12 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::fs::cache::ReadOnce;
-use crate::fs::{create_private_dir, fsync_dir, remove_dead_temps, AtomicFile};
+use crate::fs::{create_private_dir, fsync_dir, AtomicFile};
 use crate::id::BackupId;
 use crate::units::human_size;
+use rustix::fd::OwnedFd;
+use rustix::fs::{flock, AtFlags, FileType, FlockOperation, Mode, OFlags};
+use std::ffi::CStr;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -56,6 +59,74 @@ fn out_of_space(dir: &Path, available: u64, reserve: u64) -> String {
         dir.display(),
         human_size(reserve)
     )
+}
+
+/// What the names of this host's temporary files start with,
+/// `.tmp-HOST-`: the same as `crate::fs`'s private `temp_prefix`, which
+/// `AtomicFile` names them with (that module is not ours to change here).
+fn temp_prefix() -> String {
+    let host: String = crate::id::host_name()
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() || c == '.' {
+            true => c,
+            false => '_',
+        })
+        .collect();
+    format!(".tmp-{host}-")
+}
+
+// `crate::fs::remove_dead_temps`, which this sweep replaces, follows
+// symlinks and waits on FIFOs. It is called nowhere now and is to be
+// deleted from src/fs (another engineer's file for the moment); until then
+// this keeps `-D warnings` from failing on it as dead code.
+#[allow(dead_code)]
+const REPLACED_SWEEP: fn(&Path) -> Vec<String> = crate::fs::remove_dead_temps;
+
+/// Remove from `dir` the temporary files that backups of this host left
+/// when they were killed (a half-written one can be as large as the
+/// dataset); the names removed. A writer holds a lock on its file until it
+/// closes it or dies, so a file whose lock we can take is abandoned.
+///
+/// Another writer of the directory (an NFS share) can plant anything under
+/// these predictable names, so the sweep works from the directory's
+/// descriptor and opens each name without following a symlink and without
+/// waiting (a FIFO would wait for a writer forever): only a regular file is
+/// locked and removed; anything else is left alone.
+fn remove_dead_temps(dir: &Path) -> Vec<String> {
+    let prefix = temp_prefix();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(dir) = rustix::fs::open(dir, flags, Mode::empty()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(text) = name.to_str().ok().filter(|n| n.starts_with(&prefix)) else {
+            continue;
+        };
+        if remove_if_abandoned(&dir, name) {
+            removed.push(text.to_string());
+        }
+    }
+    removed
+}
+
+/// Unlink `name` in `dir` if it is a regular file nobody holds a lock on.
+fn remove_if_abandoned(dir: &OwnedFd, name: &CStr) -> bool {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let Ok(file) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let regular = rustix::fs::fstat(&file)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+    // Held: its writer is alive. Any other failure: we cannot tell.
+    regular
+        && flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
+        && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
 }
 
 /// The archive's chunks: a directory inside the storage directory.
@@ -309,6 +380,7 @@ impl Storage for DirStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
     fn storage(name: &str) -> (DirStorage, PathBuf) {
         let dir = std::env::temp_dir().join(format!("rb-dir-{name}-{}", std::process::id()));
@@ -396,6 +468,57 @@ mod tests {
         }
         assert_eq!(store.get_record(&id("b5")).unwrap_err().exit_code(), 4);
         assert_eq!(store.open(&id("b5"), 0).err().unwrap().exit_code(), 4);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Another writer of the directory plants a FIFO and a symlink to a
+    /// device under the names our temporary files take: creating an object
+    /// returns at once (opening the FIFO would wait for a writer forever)
+    /// and leaves both where they are, removing only a killed backup's
+    /// regular file.
+    #[test]
+    fn a_fifo_or_a_link_under_a_temporary_name_neither_hangs_nor_is_followed() {
+        let (store, root) = storage("planted");
+        store.prepare(&id("b6")).unwrap();
+        let dir = root.join("backups");
+        let fifo = dir.join(format!("{}4242-x.rbk", temp_prefix()));
+        let link = dir.join(format!("{}4243-y.rbk", temp_prefix()));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        // A killed backup's file, which the sweep does remove.
+        let dead = dir.join(format!("{}4244-z.rbk", temp_prefix()));
+        fs::write(&dead, b"half a backup").unwrap();
+        let (done, created) = std::sync::mpsc::channel();
+        let store = std::sync::Arc::new(store);
+        let creator = store.clone();
+        std::thread::spawn(move || {
+            let writer = creator.create(&id("b6")).map(drop);
+            let _ = done.send(writer.map_err(|e| e.to_string()));
+        });
+        let created = created.recv_timeout(std::time::Duration::from_secs(1));
+        // Let a thread stuck in open() go: a writer to the FIFO releases it.
+        let _ = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&fifo);
+        assert!(
+            matches!(created, Ok(Ok(()))),
+            "create did not return within 1 s: {created:?}"
+        );
+        let kind = |p: &Path| fs::symlink_metadata(p).map(|m| m.file_type());
+        assert!(kind(&fifo).unwrap().is_fifo(), "the FIFO is left alone");
+        assert!(kind(&link).unwrap().is_symlink(), "the link is left alone");
+        assert!(
+            kind(&dead).is_err(),
+            "an abandoned temporary file is removed"
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 
