@@ -134,11 +134,31 @@ const ARCHIVE_DIR: &str = "archive";
 
 pub struct DirStorage {
     dir: PathBuf,
+    /// A directory inside the storage directory (`archive`), which must
+    /// never be a symlink (see `refuse_link`).
+    inside: bool,
 }
 
 impl DirStorage {
     pub fn new(dir: PathBuf) -> DirStorage {
-        DirStorage { dir }
+        DirStorage { dir, inside: false }
+    }
+
+    /// A directory made inside the storage directory is ours to make, so it
+    /// is never a symlink: another writer of a shared (NFS) directory could
+    /// point `archive` at /etc, and chunks would be written, listed and
+    /// deleted there. (The storage directory itself is the administrator's
+    /// choice and may be a link.)
+    fn refuse_link(&self) -> Result<()> {
+        match fs::symlink_metadata(&self.dir) {
+            Ok(meta) if self.inside && meta.file_type().is_symlink() => {
+                Err(Error::storage(format!(
+                    "{} is a symbolic link, not the directory this tool makes there; remove it",
+                    self.dir.display()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn object_path(&self, id: &BackupId) -> PathBuf {
@@ -160,6 +180,7 @@ impl DirStorage {
     /// The directory exists, durably, and only its owner may write in it: in a
     /// directory others can write to, they could plant files under our names.
     fn ensure_private_dir(&self) -> Result<()> {
+        self.refuse_link()?;
         if !self.dir.exists() {
             create_private_dir(&self.dir)
                 .map_err(|e| self.failed("cannot create backup directory", &self.dir, e))?;
@@ -283,6 +304,7 @@ impl Storage for DirStorage {
     }
 
     fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>> {
+        self.refuse_link()?;
         let path = self.object_path(id);
         let mut file = match crate::fs::open_regular(&path) {
             Ok(file) => file,
@@ -298,6 +320,7 @@ impl Storage for DirStorage {
     }
 
     fn put_record(&self, id: &BackupId, json: &[u8]) -> Result<()> {
+        self.refuse_link()?;
         let path = self.record_path(id);
         let mut file =
             AtomicFile::create(&path).map_err(|e| self.failed("cannot create", &path, e))?;
@@ -307,6 +330,7 @@ impl Storage for DirStorage {
     }
 
     fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
+        self.refuse_link()?;
         let path = self.record_path(id);
         let file = match crate::fs::open_regular(&path) {
             Ok(file) => file,
@@ -329,10 +353,14 @@ impl Storage for DirStorage {
     }
 
     fn archive(&self) -> Box<dyn Storage> {
-        Box::new(DirStorage::new(self.dir.join(ARCHIVE_DIR)))
+        Box::new(DirStorage {
+            dir: self.dir.join(ARCHIVE_DIR),
+            inside: true,
+        })
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
+        self.refuse_link()?;
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -354,6 +382,7 @@ impl Storage for DirStorage {
     }
 
     fn delete(&self, id: &BackupId) -> Result<()> {
+        self.refuse_link()?;
         let record = self.record_path(id);
         let object = self.object_path(id);
         match fs::remove_file(&record) {
@@ -519,6 +548,41 @@ mod tests {
             kind(&dead).is_err(),
             "an abandoned temporary file is removed"
         );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Another writer of a shared directory makes `archive` a symlink to
+    /// a directory of the host's (here a stand-in for /etc): nothing is
+    /// listed, read, written or deleted through it.
+    #[test]
+    fn an_archive_folder_that_is_a_symlink_is_refused() {
+        let (store, root) = storage("archive-link");
+        store.prepare(&id("b7")).unwrap();
+        let elsewhere = root.join("etc");
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o700)).unwrap();
+        for name in ["b7.json", "b7.rbk"] {
+            fs::write(elsewhere.join(name), b"{}").unwrap();
+        }
+        std::os::unix::fs::symlink(&elsewhere, root.join("backups").join(ARCHIVE_DIR)).unwrap();
+        let archive = store.archive();
+        let refused = |what: &str, result: Result<()>| {
+            let err = result.expect_err(what);
+            assert_eq!(err.exit_code(), 4, "{what}: {err}");
+            assert!(err.message().contains("symbolic link"), "{what}: {err}");
+        };
+        refused("list", archive.list().map(drop));
+        refused("get_record", archive.get_record(&id("b7")).map(drop));
+        refused("open", archive.open(&id("b7"), 0).map(drop));
+        refused("delete", archive.delete(&id("b7")));
+        refused("create", archive.create(&id("b8")).map(drop));
+        refused("put_record", archive.put_record(&id("b8"), b"{}"));
+        let mut left: Vec<_> = fs::read_dir(&elsewhere)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b7.json", "b7.rbk"]);
         fs::remove_dir_all(&root).unwrap();
     }
 
