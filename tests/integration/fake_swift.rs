@@ -396,6 +396,11 @@ struct Shared {
     accepted: AtomicUsize,
     /// Every open connection, to shut it down on drop.
     open: Mutex<BTreeMap<usize, TcpStream>>,
+    /// Bodies of segment PUTs are read this many bytes at a time, with a
+    /// pause before each read (`read_segments_slowly`).
+    segment_pace: Mutex<Option<(usize, Duration)>>,
+    /// When each paced body began to be read.
+    paced: Mutex<Vec<Instant>>,
 }
 
 /// A fake Swift + TempAuth + Keystone on 127.0.0.1; stopped when dropped.
@@ -432,6 +437,8 @@ impl FakeSwift {
             stop: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
             open: Mutex::new(BTreeMap::new()),
+            segment_pace: Mutex::new(None),
+            paced: Mutex::new(Vec::new()),
         });
         let s = Arc::clone(&shared);
         let acceptor = thread::spawn(move || {
@@ -523,6 +530,18 @@ impl FakeSwift {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Request> {
         self.shared.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Read the body of every PUT into the segments container `bytes` at a
+    /// time, pausing `every` before each read: a proxy that reads slowly, yet
+    /// never slowly enough for one write of the client's to time out.
+    pub fn read_segments_slowly(&self, bytes: usize, every: Duration) {
+        *self.shared.segment_pace.lock().expect("pace lock") = Some((bytes, every));
+    }
+
+    /// When each slowly read segment body began to be read.
+    pub fn paced_bodies(&self) -> Vec<Instant> {
+        self.shared.paced.lock().expect("paced lock").clone()
     }
 
     /// Forget the requests received so far.
@@ -658,6 +677,8 @@ struct Conn<S: Read + Write> {
     stream: S,
     buf: Vec<u8>,
     pos: usize,
+    /// At most this many bytes a read, after this pause (a slow reader).
+    pace: Option<(usize, Duration)>,
 }
 
 impl<S: Read + Write> Conn<S> {
@@ -666,6 +687,7 @@ impl<S: Read + Write> Conn<S> {
             stream,
             buf: Vec::new(),
             pos: 0,
+            pace: None,
         }
     }
 
@@ -676,7 +698,14 @@ impl<S: Read + Write> Conn<S> {
             self.pos = 0;
         }
         let mut chunk = [0u8; 64 * 1024];
-        match self.stream.read(&mut chunk) {
+        let most = match self.pace {
+            Some((bytes, every)) => {
+                thread::sleep(every);
+                bytes.min(chunk.len())
+            }
+            None => chunk.len(),
+        };
+        match self.stream.read(&mut chunk[..most]) {
             Ok(0) | Err(_) => false,
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
@@ -717,8 +746,32 @@ impl<S: Read + Write> Conn<S> {
         self.stream.write_all(bytes).is_ok() && self.stream.flush().is_ok()
     }
 
-    /// The next request; `None` at the end of the stream or on garbage.
-    fn request(&mut self) -> Option<Request> {
+    /// The next request, a segment PUT's body read at `segment_pace` (when
+    /// it began noted in `paced`); `None` at the end of the stream or on
+    /// garbage.
+    fn request(&mut self, shared: &Shared) -> Option<Request> {
+        let mut request = self.head()?;
+        let to_segments = request.method == "PUT"
+            && request
+                .swift_path()
+                .is_some_and(|(c, o)| c.ends_with("_segments") && o.is_some());
+        self.pace = *shared.segment_pace.lock().expect("pace lock");
+        match to_segments && self.pace.is_some() {
+            true => shared
+                .paced
+                .lock()
+                .expect("paced lock")
+                .push(Instant::now()),
+            false => self.pace = None,
+        }
+        let body = self.body(&request);
+        self.pace = None;
+        request.body = body?;
+        Some(request)
+    }
+
+    /// A request's line and headers, its body still to read.
+    fn head(&mut self) -> Option<Request> {
         let first = loop {
             let line = self.line(MAX_HEAD)?;
             if !line.is_empty() {
@@ -737,12 +790,17 @@ impl<S: Read + Write> Conn<S> {
             let (k, v) = line.split_once(':')?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
-        let mut request = Request {
+        Some(Request {
             method,
             target,
             headers,
             body: Vec::new(),
-        };
+        })
+    }
+
+    /// The body of `request`, chunked or of its `Content-Length`.
+    fn body(&mut self, request: &Request) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
         let chunked = request
             .header("Transfer-Encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
@@ -754,14 +812,14 @@ impl<S: Read + Write> Conn<S> {
                     while !self.line(MAX_HEAD)?.is_empty() {}
                     break;
                 }
-                request.body.extend(self.exact(size)?);
+                body.extend(self.exact(size)?);
                 self.line(16)?;
             }
         } else if let Some(len) = request.header("Content-Length") {
             let len: usize = len.parse().ok()?;
-            request.body = self.exact(len)?;
+            body = self.exact(len)?;
         }
-        Some(request)
+        Some(body)
     }
 }
 
@@ -817,7 +875,7 @@ fn pause(shared: &Shared, d: Duration) -> bool {
 }
 
 fn serve<S: Read + Write>(shared: &Shared, mut conn: Conn<S>) {
-    while let Some(request) = conn.request() {
+    while let Some(request) = conn.request(shared) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }

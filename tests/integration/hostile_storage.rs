@@ -820,6 +820,37 @@ fn a_tls_handshake_dripped_byte_by_byte_ends_the_command_in_time() {
     );
 }
 
+/// A proxy that reads a segment's body 8 KiB a second: never slowly enough
+/// for one write to time out, yet the segment's 6 MiB would take minutes
+/// (loopback's socket buffers take some 4 MiB at once; hence a segment
+/// larger than that). Its PUT must end at its deadline, 2 x storage_timeout
+/// plus 6 MiB at 128 KiB/s = 52 s, and the segment be sent again: a second
+/// PUT starts within 58 s of the first (1 s of the fake's pause, 0.5 s of
+/// the tool's, the stream encoded again, slack for a loaded machine). The
+/// run is cut at 70 s; how long the tool would go on retrying is not judged.
+#[test]
+fn a_segment_body_read_slowly_ends_at_the_request_deadline() {
+    let fake = FakeSwift::start();
+    let mut t = tool(&fake.preauth_settings());
+    t.set_setting("segment_size", &(6 << 20).to_string());
+    // ~6.5 MiB of noise: a first segment of a whole 6 MiB.
+    add_noise_keys(&mut t.conn(), 6600, 23);
+    fake.read_segments_slowly(8 << 10, Duration::from_secs(1));
+    let b = run_bounded(
+        t.cmd(&["backup"]).env(ALLOW_HTTP, "yes"),
+        Duration::from_secs(70),
+    );
+    let started = fake.paced_bodies();
+    let gaps: Vec<Duration> = started.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.first()
+            .is_some_and(|gap| *gap <= Duration::from_secs(58)),
+        "{} segment PUTs, {gaps:?} apart; stderr {}",
+        started.len(),
+        tail(&b.out.stderr, 2000)
+    );
+}
+
 /// GETs of backup `id`'s object are answered by `answer`, given the request
 /// and the object's bytes; everything else as Swift would.
 fn answer_object_gets(

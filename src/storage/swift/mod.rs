@@ -39,7 +39,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Chunks in flight between the pipeline and a segment's PUT.
 const CHANNEL_CHUNKS: usize = 4;
@@ -950,10 +950,13 @@ fn put_streamed(
     size: u64,
     chunks: Receiver<Vec<u8>>,
 ) -> std::result::Result<String, SegmentFailure> {
-    let body = ChannelReader {
-        chunks,
-        current: Vec::new(),
-        offset: 0,
+    let body = DeadlineReader {
+        body: ChannelReader {
+            chunks,
+            current: Vec::new(),
+            offset: 0,
+        },
+        deadline: Instant::now() + client.deadline_for(size),
     };
     let fail = |error: Error, retryable: bool| SegmentFailure {
         error,
@@ -988,6 +991,29 @@ fn put_streamed(
             let retryable = error.worth_retrying();
             Err(fail(error, retryable))
         }
+    }
+}
+
+/// A request body that ends in an error once the request's deadline has
+/// passed. ureq gives the socket's write timeout once, at connect, so each
+/// write may take that long: a proxy that reads a little just inside it,
+/// again and again, would otherwise stretch a segment's PUT without end.
+/// Each write is of one read's bytes (8 KiB, ureq's copy buffer), so the
+/// deadline is overrun by at most that write's time.
+struct DeadlineReader<R> {
+    body: R,
+    deadline: Instant,
+}
+
+impl<R: Read> Read for DeadlineReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the upload outlasted its deadline: Swift reads it too slowly",
+            ));
+        }
+        self.body.read(buf)
     }
 }
 
