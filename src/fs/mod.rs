@@ -121,7 +121,7 @@ impl AtomicFile {
 /// Temporary files made on this host start with this, then the writer's pid:
 /// `.tmp-HOST-PID-NAME`. The host keeps a sweep on a shared directory to this
 /// machine's files (a lock held over NFS is not always seen as held).
-fn temp_prefix() -> String {
+pub fn temp_prefix() -> String {
     let host: String = crate::id::host_name()
         .chars()
         .map(|c| {
@@ -133,36 +133,6 @@ fn temp_prefix() -> String {
         })
         .collect();
     format!(".tmp-{host}-")
-}
-
-/// Remove from `dir` the temporary files that processes of this host left
-/// when they were killed: nothing else will, and a half-written backup can
-/// be as large as the dataset. A writer holds a lock on its file until it
-/// closes it or dies, so a file whose lock we can take is abandoned (which a
-/// pid could not tell across containers sharing the host name). Returns the
-/// names removed.
-pub fn remove_dead_temps(dir: &Path) -> Vec<String> {
-    let prefix = temp_prefix();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        let Ok(file) = File::open(entry.path()) else {
-            continue;
-        };
-        // Held: its writer is alive. Any other failure: we cannot tell.
-        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
-            && fs::remove_file(entry.path()).is_ok()
-        {
-            removed.push(name);
-        }
-    }
-    removed
 }
 
 const EPERM: i32 = 1;
@@ -271,42 +241,6 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         create_private_dir(&dir).unwrap();
         dir
-    }
-
-    #[test]
-    fn only_unlocked_temps_of_this_host_are_swept() {
-        let dir = scratch("sweep");
-        // A live writer: its temp file is locked while it is open.
-        let mut live = AtomicFile::create(&dir.join("live.rbk")).unwrap();
-        live.write_all(b"x").unwrap();
-        let prefix = temp_prefix();
-        let names = [
-            format!("{prefix}4242-dead.rbk"),
-            ".tmp-some_other_host-4242-other.rbk".to_string(),
-            "e.rbk".to_string(),
-        ];
-        for name in &names {
-            fs::write(dir.join(name), b"x").unwrap();
-        }
-        let before = left_in(&dir);
-        assert_eq!(remove_dead_temps(&dir), vec![names[0].clone()]);
-        let mut expected: Vec<String> = before.into_iter().filter(|n| *n != names[0]).collect();
-        expected.sort();
-        assert_eq!(left_in(&dir), expected);
-        assert_eq!(expected.len(), 3, "the live temp, the other host's, e.rbk");
-        // Once its writer is done (here: dropped uncommitted), it is gone.
-        drop(live);
-        assert_eq!(left_in(&dir), vec![names[1].clone(), names[2].clone()]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn left_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]

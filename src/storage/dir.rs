@@ -61,27 +61,6 @@ fn out_of_space(dir: &Path, available: u64, reserve: u64) -> String {
     )
 }
 
-/// What the names of this host's temporary files start with,
-/// `.tmp-HOST-`: the same as `crate::fs`'s private `temp_prefix`, which
-/// `AtomicFile` names them with (that module is not ours to change here).
-fn temp_prefix() -> String {
-    let host: String = crate::id::host_name()
-        .chars()
-        .map(|c| match c.is_ascii_alphanumeric() || c == '.' {
-            true => c,
-            false => '_',
-        })
-        .collect();
-    format!(".tmp-{host}-")
-}
-
-// `crate::fs::remove_dead_temps`, which this sweep replaces, follows
-// symlinks and waits on FIFOs. It is called nowhere now and is to be
-// deleted from src/fs (another engineer's file for the moment); until then
-// this keeps `-D warnings` from failing on it as dead code.
-#[allow(dead_code)]
-const REPLACED_SWEEP: fn(&Path) -> Vec<String> = crate::fs::remove_dead_temps;
-
 /// Remove from `dir` the temporary files that backups of this host left
 /// when they were killed (a half-written one can be as large as the
 /// dataset); the names removed. A writer holds a lock on its file until it
@@ -93,7 +72,7 @@ const REPLACED_SWEEP: fn(&Path) -> Vec<String> = crate::fs::remove_dead_temps;
 /// waiting (a FIFO would wait for a writer forever): only a regular file is
 /// locked and removed; anything else is left alone.
 fn remove_dead_temps(dir: &Path) -> Vec<String> {
-    let prefix = temp_prefix();
+    let prefix = crate::fs::temp_prefix();
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let Ok(dir) = rustix::fs::open(dir, flags, Mode::empty()) else {
         return Vec::new();
@@ -417,6 +396,44 @@ mod tests {
         (DirStorage::new(dir.join("backups")), dir)
     }
 
+    #[test]
+    fn only_unlocked_temps_of_this_host_are_swept() {
+        let (_, root) = storage("sweep");
+        let dir = root.join("backups");
+        crate::fs::create_private_dir(&dir).unwrap();
+        // A live writer: its temp file is locked while it is open.
+        let mut live = crate::fs::AtomicFile::create(&dir.join("live.rbk")).unwrap();
+        live.write_all(b"x").unwrap();
+        let prefix = crate::fs::temp_prefix();
+        let names = [
+            format!("{prefix}4242-dead.rbk"),
+            ".tmp-some_other_host-4242-other.rbk".to_string(),
+            "e.rbk".to_string(),
+        ];
+        for name in &names {
+            fs::write(dir.join(name), b"x").unwrap();
+        }
+        let before = left_in(&dir);
+        assert_eq!(remove_dead_temps(&dir), vec![names[0].clone()]);
+        let mut expected: Vec<String> = before.into_iter().filter(|n| *n != names[0]).collect();
+        expected.sort();
+        assert_eq!(left_in(&dir), expected);
+        assert_eq!(expected.len(), 3, "the live temp, the other host's, e.rbk");
+        // Once its writer is done (here: dropped uncommitted), it is gone.
+        drop(live);
+        assert_eq!(left_in(&dir), vec![names[1].clone(), names[2].clone()]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn left_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn id(s: &str) -> BackupId {
         BackupId::parse(s).unwrap()
     }
@@ -510,8 +527,8 @@ mod tests {
         let (store, root) = storage("planted");
         store.prepare(&id("b6")).unwrap();
         let dir = root.join("backups");
-        let fifo = dir.join(format!("{}4242-x.rbk", temp_prefix()));
-        let link = dir.join(format!("{}4243-y.rbk", temp_prefix()));
+        let fifo = dir.join(format!("{}4242-x.rbk", crate::fs::temp_prefix()));
+        let link = dir.join(format!("{}4243-y.rbk", crate::fs::temp_prefix()));
         rustix::fs::mknodat(
             rustix::fs::CWD,
             &fifo,
@@ -522,7 +539,7 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink("/dev/null", &link).unwrap();
         // A killed backup's file, which the sweep does remove.
-        let dead = dir.join(format!("{}4244-z.rbk", temp_prefix()));
+        let dead = dir.join(format!("{}4244-z.rbk", crate::fs::temp_prefix()));
         fs::write(&dead, b"half a backup").unwrap();
         let (done, created) = std::sync::mpsc::channel();
         let store = std::sync::Arc::new(store);
