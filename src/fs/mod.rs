@@ -23,21 +23,24 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// A file to read that someone else may have replaced: opened without
-/// blocking (a FIFO in its place must not hang the run) and only if it is a
-/// regular file.
+/// A file to read that someone else may have replaced or named: opened only
+/// if it is a regular file. What the name leads to is first found without
+/// being opened (`O_PATH`), then checked, then opened through
+/// `/proc/self/fd`: a FIFO is never waited on, and a device never opened
+/// (opening some has effects: a watchdog starts counting), and a rename in
+/// between changes nothing.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
+    use std::os::fd::AsRawFd;
+    let found = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&found)?.st_mode);
+    if kind != rustix::fs::FileType::RegularFile {
         return Err(io::Error::other("not a regular file"));
     }
-    // Reads of a regular file never block; clear the flag all the same.
-    let flags = rustix::fs::fcntl_getfl(&file)?;
-    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
-    Ok(file)
+    File::open(format!("/proc/self/fd/{}", found.as_raw_fd()))
 }
 
 /// Make a rename or unlink in `dir` durable.
@@ -310,6 +313,41 @@ mod tests {
         std::os::unix::fs::symlink(&victim, dir.join("lock")).unwrap();
         assert_eq!(lock_host(&dir.join("lock")).unwrap_err().exit_code(), 1);
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_refused_without_being_opened() {
+        let dir = scratch("notopened");
+        let fifo = dir.join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // A writer waits in open() until someone opens the FIFO to read: it
+        // tells whether `open_regular` opened it (as it would a device whose
+        // open starts something, a watchdog say).
+        let (opened, writer_opened) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let writer = fs::OpenOptions::new().write(true).open(&path);
+            let _ = opened.send(writer.is_ok());
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let err = open_regular(&fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let during = writer_opened.recv_timeout(std::time::Duration::from_millis(300));
+        assert!(during.is_err(), "open_regular opened the FIFO");
+        let _release = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NONBLOCK.bits() as i32)
+            .open(&fifo)
+            .unwrap();
+        assert_eq!(writer_opened.recv().unwrap(), true);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -31,6 +31,9 @@ use crate::secret::Secret;
 
 /// How deep `include` may nest; the file given to `load` is depth 0.
 pub const MAX_INCLUDE_DEPTH: usize = 8;
+/// Most files one config may read, includes side by side counted too: the
+/// depth cap alone lets 8 levels of 1,000 includes each ask for 10^24 reads.
+pub const MAX_CONF_FILES: usize = 64;
 /// Largest config file read; Debian's redis.conf is about 100 KiB.
 pub const MAX_FILE_LEN: u64 = 16 * 1024 * 1024;
 
@@ -187,6 +190,12 @@ fn load_file(
     if open_files.len() > MAX_INCLUDE_DEPTH {
         return Err(at(format!(
             "includes nested deeper than {MAX_INCLUDE_DEPTH} levels at {}",
+            path.display()
+        )));
+    }
+    if conf.files.len() >= MAX_CONF_FILES {
+        return Err(at(format!(
+            "more than {MAX_CONF_FILES} files read for one Redis config at {}; are includes repeated?",
             path.display()
         )));
     }
@@ -762,6 +771,29 @@ mod tests {
         // Without O_NONBLOCK the open would wait for a writer forever.
         let msg = usage_message(load(&main));
         assert!(msg.contains("not a regular file"), "{msg}");
+    }
+
+    #[test]
+    fn includes_side_by_side_are_counted_not_only_nested() {
+        // Each level includes the next 10 times: 8 levels would be 10^8
+        // reads, each within the depth cap and none a cycle.
+        let dir = TempDir::new();
+        let mut next = dir.write("leaf.conf", "port 7\n");
+        for level in 0..3 {
+            let name = format!("fan-{level}.conf");
+            let line = format!("include {}\n", next.display());
+            next = dir.write(&name, &line.repeat(10));
+        }
+        let msg = usage_message(load(&next));
+        assert!(
+            msg.contains(&format!("more than {MAX_CONF_FILES} files")),
+            "{msg}"
+        );
+        let few = dir.write(
+            "few.conf",
+            &format!("include {}\n", dir.0.join("fan-0.conf").display()),
+        );
+        assert_eq!(load(&few).unwrap().files.len(), 12);
     }
 
     #[test]
