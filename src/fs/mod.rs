@@ -347,7 +347,10 @@ mod tests {
             .custom_flags(OFlags::NONBLOCK.bits() as i32)
             .open(&fifo)
             .unwrap();
-        assert_eq!(writer_opened.recv().unwrap(), true);
+        assert!(
+            writer_opened.recv().unwrap(),
+            "the writer opened it in the end"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
