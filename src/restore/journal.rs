@@ -300,6 +300,23 @@ impl WorkDir {
         data_dir::is_empty(self.previous()).is_ok_and(|empty| !empty)
     }
 
+    /// The first name in `previous/` that is not `owner`'s, if any. What a
+    /// restore moves aside is Redis's, but the account can rename anything
+    /// of the data dir's to a data file's name first, a folder of root's
+    /// that it could never empty itself included.
+    pub fn previous_entry_not_of(&self, owner: u32) -> Option<String> {
+        let mut stranger = None;
+        let _ = data_dir::for_each_name(self.previous(), |name| {
+            let stat = rfs::statat(self.previous(), name, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
+            if stat.st_uid != owner {
+                stranger = Some(data_dir::display_name(name));
+                return Err(io::Error::other("found"));
+            }
+            Ok(())
+        });
+        stranger
+    }
+
     pub fn failed_holds_files(&self) -> bool {
         data_dir::open_dir(self.fd(), FAILED)
             .and_then(|fd| data_dir::is_empty(fd.as_fd()))

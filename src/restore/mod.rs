@@ -613,6 +613,13 @@ fn finish(work: WorkDir, data: &DataDir, keep_previous: bool) -> Option<String> 
         info!("kept the previous data in {kept}");
         return Some(kept);
     }
+    if let Some(stranger) = work.previous_entry_not_of(data.owner().uid) {
+        let kept = work.previous_path().display().to_string();
+        warn!(
+            "kept the previous data in {kept}: {stranger} there is not the data dir owner's, so not Redis's own file; look at it, then remove the folder by hand"
+        );
+        return Some(kept);
+    }
     let path = work.path().to_path_buf();
     if let Err(e) = work.remove(data) {
         warn!(

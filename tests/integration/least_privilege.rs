@@ -338,6 +338,41 @@ fn a_data_dir_in_a_group_its_owner_is_not_in_lends_that_group_to_nobody() {
     }
 }
 
+/// A restore with `--keep-previous` leaves a folder of root's (0700) in the
+/// data dir, which the redis account cannot empty. It can rename it, though,
+/// to a name a restore moves aside (`appendonlydir`, free with the AOF off):
+/// the next restore then moved root's folder into `previous/` and removed
+/// it whole once done. Only Redis's own files may be removed that way: the
+/// folder must survive, kept with a warning.
+#[test]
+fn a_kept_folder_renamed_to_a_data_name_is_not_removed_with_the_previous_data() {
+    let (t, backed_up, record) = filled_and_backed_up(redis());
+    let id = id_of(&record);
+    t.run(&["restore", &id, "--keep-previous"]).ok();
+    let kept = t.restore_work_dirs();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let kept_dump = fs::read(kept[0].join("previous/dump.rdb")).expect("the kept dump");
+    owner_sh(&format!(
+        "mv '{}' '{}'",
+        kept[0].display(),
+        t.data_dir().join("appendonlydir").display()
+    ));
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}");
+    out.ok();
+    assert_eq!(t.state(), backed_up, "{context}");
+    let survived: Vec<_> = t
+        .restore_work_dirs()
+        .into_iter()
+        .map(|work| work.join("previous/appendonlydir/previous/dump.rdb"))
+        .filter(|dump| fs::read(dump).ok().as_ref() == Some(&kept_dump))
+        .collect();
+    assert_eq!(survived.len(), 1, "the kept folder was removed\n{context}");
+    out.stderr_has("is not the data dir owner's");
+}
+
 // ---------------------------------------------------------------------------
 // 4. Symlinks planted in the private server's working directory
 
