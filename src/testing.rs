@@ -4,6 +4,19 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::Value;
 
+/// Make a FIFO at `path` (mode 0600): what a hostile account plants where
+/// a file is expected, to make a reader wait for ever.
+pub fn make_fifo(path: &std::path::Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
 /// `cases` cases per property, and no regression files written into the
 /// source tree: a case a property finds becomes an ordinary named test.
 pub fn proptest_config(cases: u32) -> ProptestConfig {

@@ -320,14 +320,7 @@ mod tests {
     fn what_is_not_a_regular_file_is_refused_without_being_opened() {
         let dir = scratch("notopened");
         let fifo = dir.join("pipe");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        crate::testing::make_fifo(&fifo);
         // A writer waits in open() until someone opens the FIFO to read: it
         // tells whether `open_regular` opened it (as it would a device whose
         // open starts something, a watchdog say).
@@ -358,11 +351,7 @@ mod tests {
     fn a_fifo_or_another_name_of_a_file_as_the_lock_is_refused() {
         let dir = scratch("lockfifo");
         let fifo = dir.join("fifo");
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
+        crate::testing::make_fifo(&fifo);
         // Refused at once, not waiting for a writer.
         assert_eq!(lock_host(&fifo).unwrap_err().exit_code(), 1);
         let victim = dir.join("victim");

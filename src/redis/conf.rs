@@ -762,11 +762,7 @@ mod tests {
     fn a_fifo_include_is_refused_at_once_instead_of_hanging() {
         let dir = TempDir::new();
         let fifo = dir.0.join("pipe.conf");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::testing::make_fifo(&fifo);
         let main = dir.write("redis.conf", &format!("include {}\n", fifo.display()));
         // Without O_NONBLOCK the open would wait for a writer forever.
         let msg = usage_message(load(&main));

@@ -506,11 +506,7 @@ mod tests {
         let (store, root) = storage("fifo");
         store.prepare(&id("b5")).unwrap();
         for name in ["b5.json", "b5.rbk"] {
-            let made = std::process::Command::new("mkfifo")
-                .arg(root.join("backups").join(name))
-                .status()
-                .unwrap();
-            assert!(made.success());
+            crate::testing::make_fifo(&root.join("backups").join(name));
         }
         assert_eq!(store.get_record(&id("b5")).unwrap_err().exit_code(), 4);
         assert_eq!(store.open(&id("b5"), 0).err().unwrap().exit_code(), 4);
@@ -529,14 +525,7 @@ mod tests {
         let dir = root.join("backups");
         let fifo = dir.join(format!("{}4242-x.rbk", crate::fs::temp_prefix()));
         let link = dir.join(format!("{}4243-y.rbk", crate::fs::temp_prefix()));
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        crate::testing::make_fifo(&fifo);
         std::os::unix::fs::symlink("/dev/null", &link).unwrap();
         // A killed backup's file, which the sweep does remove.
         let dead = dir.join(format!("{}4244-z.rbk", crate::fs::temp_prefix()));
