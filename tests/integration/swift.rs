@@ -426,24 +426,25 @@ fn swift_delete_and_prune_never_follow_a_nested_manifest() {
         swift
             .put(&format!("victim/of_{id}"), b"not yours")
             .expect(&[201]);
-        let nested = format!(r#"[{{"path": "/victim/of_{id}"}}]"#);
-        swift
-            .request(
-                "PUT",
-                &format!("{segments}/{id}.rbk/00000001?multipart-manifest=put"),
-                &[],
-                Some(nested.as_bytes()),
-            )
-            .expect(&[201]);
-        let outer = format!(r#"[{{"path": "/{segments}/{id}.rbk/00000001"}}]"#);
-        swift
-            .request(
-                "PUT",
-                &format!("{container}/{id}.rbk?multipart-manifest=put"),
-                &[],
-                Some(outer.as_bytes()),
-            )
-            .expect(&[201]);
+        let put_manifest = |object: String, target: String| {
+            let listing = format!(r#"[{{"path": "{target}"}}]"#);
+            swift
+                .request(
+                    "PUT",
+                    &format!("{object}?multipart-manifest=put"),
+                    &[],
+                    Some(listing.as_bytes()),
+                )
+                .expect(&[201]);
+        };
+        put_manifest(
+            format!("{segments}/{id}.rbk/00000001"),
+            format!("/victim/of_{id}"),
+        );
+        put_manifest(
+            format!("{container}/{id}.rbk"),
+            format!("/{segments}/{id}.rbk/00000001"),
+        );
         let planted = swift.request(
             "GET",
             &format!("{container}/{id}.rbk?multipart-manifest=get"),
