@@ -34,29 +34,21 @@ pub struct Owner {
 /// Largest /etc/passwd read (a few thousand accounts use far less).
 const MAX_PASSWD_LEN: u64 = 16 << 20;
 
-impl Owner {
-    /// The account `uid`, with its primary group from `passwd`.
-    fn of_uid(uid: u32, passwd: &Path) -> io::Result<Owner> {
-        use std::io::Read;
-        let mut text = Vec::new();
-        File::open(passwd)?
-            .take(MAX_PASSWD_LEN)
-            .read_to_end(&mut text)?;
-        let gid = String::from_utf8_lossy(&text).lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            match fields[..] {
-                [_, _, u, g, ..] if u.parse() == Ok(uid) => g.parse().ok(),
-                _ => None,
-            }
-        });
-        let gid = gid.ok_or_else(|| {
-            io::Error::other(format!(
-                "its owner, uid {uid}, has no account in {}: the work done as that account needs its own group",
-                passwd.display()
-            ))
-        })?;
-        Ok(Owner { uid, gid })
-    }
+/// The primary group of the account `uid` in `passwd`, if it has a line
+/// there (an account from LDAP or a bare uid has none).
+fn primary_group(uid: u32, passwd: &Path) -> io::Result<Option<u32>> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    File::open(passwd)?
+        .take(MAX_PASSWD_LEN)
+        .read_to_end(&mut text)?;
+    Ok(String::from_utf8_lossy(&text).lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields[..] {
+            [_, _, u, g, ..] if u.parse() == Ok(uid) => g.parse().ok(),
+            _ => None,
+        }
+    }))
 }
 
 /// The data dir, open.
@@ -65,6 +57,9 @@ pub struct DataDir {
     fd: OwnedFd,
     path: PathBuf,
     owner: Owner,
+    /// Whether `owner.gid` is the account's own group (from /etc/passwd)
+    /// rather than the dir's.
+    own_group: bool,
 }
 
 impl DataDir {
@@ -80,7 +75,11 @@ impl DataDir {
         let canonical = fs::canonicalize(path).map_err(failed)?;
         let fd = open_dir_path(&canonical).map_err(failed)?;
         let stat = rfs::fstat(&fd).map_err(|e| failed(e.into()))?;
-        let owner = Owner::of_uid(stat.st_uid, Path::new("/etc/passwd")).map_err(failed)?;
+        let own_group = primary_group(stat.st_uid, Path::new("/etc/passwd")).map_err(failed)?;
+        let owner = Owner {
+            uid: stat.st_uid,
+            gid: own_group.unwrap_or(stat.st_gid),
+        };
         let mode = stat.st_mode & 0o7777;
         if mode & 0o002 != 0 {
             return Err(Error::usage(format!(
@@ -92,7 +91,22 @@ impl DataDir {
             fd,
             path: canonical,
             owner,
+            own_group: own_group.is_some(),
         })
+    }
+
+    /// For work done as the owner (a restore's files and private server):
+    /// its own group must be known, for the dir's may be one the account
+    /// is not in. A backup needs no group and goes on without.
+    pub fn require_own_group(&self) -> Result<()> {
+        match self.own_group {
+            true => Ok(()),
+            false => Err(Error::usage(format!(
+                "the owner of Redis's data dir {}, uid {}, has no line in /etc/passwd: a restore works as that account with its own group, and cannot tell which group that is",
+                self.path.display(),
+                self.owner.uid
+            ))),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -416,17 +430,25 @@ mod tests {
             "root:x:0:0:root:/root:/bin/bash\nbroken\nredis:x:102:110::/var/lib/redis:/usr/sbin/nologin\n",
         )
         .unwrap();
-        assert_eq!(
-            Owner::of_uid(102, &passwd).unwrap(),
-            Owner { uid: 102, gid: 110 }
-        );
-        assert_eq!(Owner::of_uid(0, &passwd).unwrap().gid, 0);
-        let err = Owner::of_uid(4242, &passwd).unwrap_err();
-        assert!(
-            err.to_string().contains("uid 4242, has no account"),
-            "{err}"
-        );
+        assert_eq!(primary_group(102, &passwd).unwrap(), Some(110));
+        assert_eq!(primary_group(0, &passwd).unwrap(), Some(0));
+        assert_eq!(primary_group(4242, &passwd).unwrap(), None);
         fs::remove_file(&passwd).unwrap();
+    }
+
+    #[test]
+    fn an_owner_with_no_passwd_line_may_be_backed_up_not_restored_into() {
+        let base = std::env::temp_dir().join(format!("rb-datadir-nss-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        // A uid no /etc/passwd names (an LDAP account, a bare container uid).
+        std::os::unix::fs::chown(&base, Some(4_000_042), Some(4_000_042)).unwrap();
+        let data = DataDir::open(&base).unwrap();
+        assert_eq!(data.owner().uid, 4_000_042);
+        let err = data.require_own_group().unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("no line in /etc/passwd"), "{err}");
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

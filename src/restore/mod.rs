@@ -212,6 +212,7 @@ fn files_to_restore(
     data_dir::plain_name("appendfilename", &files.appendfilename)?;
     let data = DataDir::open(&files.dir)?;
     conf.check_authority(data.path(), data.owner())?;
+    data.require_own_group()?;
     if files.appendonly
         && conf
             .renamed_commands
