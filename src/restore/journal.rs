@@ -300,21 +300,23 @@ impl WorkDir {
         data_dir::is_empty(self.previous()).is_ok_and(|empty| !empty)
     }
 
-    /// The first name in `previous/` that is not `owner`'s, if any. What a
-    /// restore moves aside is Redis's, but the account can rename anything
-    /// of the data dir's to a data file's name first, a folder of root's
-    /// that it could never empty itself included.
-    pub fn previous_entry_not_of(&self, owner: u32) -> Option<String> {
+    /// The first directory in `previous/` that is not `owner`'s, if any.
+    /// What a restore moves aside is Redis's, but the account can rename a
+    /// folder of root's that it could never empty (one `--keep-previous`
+    /// left) to a data file's name first. A file it could remove itself, so
+    /// only directories count. If `previous/` cannot be read to the end, the
+    /// answer is the error: nothing is removed on a guess.
+    pub fn previous_dir_not_of(&self, owner: u32) -> io::Result<Option<String>> {
         let mut stranger = None;
-        let _ = data_dir::for_each_name(self.previous(), |name| {
+        data_dir::for_each_name(self.previous(), |name| {
             let stat = rfs::statat(self.previous(), name, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
-            if stat.st_uid != owner {
+            let is_dir = rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory;
+            if is_dir && stat.st_uid != owner && stranger.is_none() {
                 stranger = Some(data_dir::display_name(name));
-                return Err(io::Error::other("found"));
             }
             Ok(())
-        });
-        stranger
+        })?;
+        Ok(stranger)
     }
 
     pub fn failed_holds_files(&self) -> bool {

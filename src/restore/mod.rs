@@ -614,10 +614,17 @@ fn finish(work: WorkDir, data: &DataDir, keep_previous: bool) -> Option<String> 
         info!("kept the previous data in {kept}");
         return Some(kept);
     }
-    if let Some(stranger) = work.previous_entry_not_of(data.owner().uid) {
+    let stranger = match work.previous_dir_not_of(data.owner().uid) {
+        Ok(None) => None,
+        Ok(Some(name)) => Some(format!(
+            "{name} there is a folder not of the data dir owner's, so not Redis's own"
+        )),
+        Err(e) => Some(format!("it could not be read to the end ({e})")),
+    };
+    if let Some(why) = stranger {
         let kept = work.previous_path().display().to_string();
         warn!(
-            "kept the previous data in {kept}: {stranger} there is not the data dir owner's, so not Redis's own file; look at it, then remove the folder by hand"
+            "kept the previous data in {kept}: {why}; look at it, then remove the folder by hand"
         );
         return Some(kept);
     }

@@ -370,7 +370,24 @@ fn a_kept_folder_renamed_to_a_data_name_is_not_removed_with_the_previous_data() 
         .filter(|dump| fs::read(dump).ok().as_ref() == Some(&kept_dump))
         .collect();
     assert_eq!(survived.len(), 1, "the kept folder was removed\n{context}");
-    out.stderr_has("is not the data dir owner's");
+    out.stderr_has("a folder not of the data dir owner's");
+}
+
+/// A file of root's among the data files (a dump an admin copied in as
+/// root) is moved aside like Redis's: the account could remove it itself,
+/// so the previous data goes as usual, and no dataset-sized folder is left
+/// behind after every restore.
+#[test]
+fn a_data_file_of_roots_is_removed_with_the_previous_data() {
+    let (t, backed_up, record) = filled_and_backed_up(redis());
+    let id = id_of(&record);
+    std::os::unix::fs::chown(t.data_dir().join("dump.rdb"), Some(0), Some(0)).unwrap();
+
+    let out = t.run(&["restore", &id]);
+
+    out.ok();
+    assert_eq!(t.state(), backed_up, "{out}");
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new(), "{out}");
 }
 
 // ---------------------------------------------------------------------------
