@@ -94,17 +94,26 @@ fn remove_dead_temps(dir: &Path) -> Vec<String> {
 }
 
 /// Unlink `name` in `dir` if it is a regular file nobody holds a lock on.
+/// It is found without being opened (`O_PATH`), and opened, to take its
+/// lock, only once it is known to be a regular file: a device planted under
+/// the name is never opened (opening some has effects), a FIFO never
+/// waited on.
 fn remove_if_abandoned(dir: &OwnedFd, name: &CStr) -> bool {
-    let flags =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let Ok(file) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+    use std::os::fd::AsRawFd;
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(found) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
         return false;
     };
-    let regular = rustix::fs::fstat(&file)
+    let regular = rustix::fs::fstat(&found)
         .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+    if !regular {
+        return false;
+    }
+    let Ok(file) = fs::File::open(format!("/proc/self/fd/{}", found.as_raw_fd())) else {
+        return false;
+    };
     // Held: its writer is alive. Any other failure: we cannot tell.
-    regular
-        && flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
+    flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
         && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
 }
 
@@ -530,6 +539,14 @@ mod tests {
         // A killed backup's file, which the sweep does remove.
         let dead = dir.join(format!("{}4244-z.rbk", crate::fs::temp_prefix()));
         fs::write(&dead, b"half a backup").unwrap();
+        // A writer waits in open() until someone opens the FIFO to read:
+        // it tells whether the sweep opened it.
+        let (opened, writer_opened) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = opened.send(fs::OpenOptions::new().write(true).open(&path).is_ok());
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let (done, created) = std::sync::mpsc::channel();
         let store = std::sync::Arc::new(store);
         let creator = store.clone();
@@ -547,6 +564,13 @@ mod tests {
             matches!(created, Ok(Ok(()))),
             "create did not return within 1 s: {created:?}"
         );
+        let during = writer_opened.recv_timeout(std::time::Duration::from_millis(300));
+        assert!(during.is_err(), "the sweep opened the FIFO");
+        let _release = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&fifo)
+            .unwrap();
         let kind = |p: &Path| fs::symlink_metadata(p).map(|m| m.file_type());
         assert!(kind(&fifo).unwrap().is_fifo(), "the FIFO is left alone");
         assert!(kind(&link).unwrap().is_symlink(), "the link is left alone");

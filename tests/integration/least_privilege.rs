@@ -387,7 +387,11 @@ fn a_data_file_of_roots_is_removed_with_the_previous_data() {
 
     out.ok();
     assert_eq!(t.state(), backed_up, "{out}");
-    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new(), "{out}");
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<std::path::PathBuf>::new(),
+        "{out}"
+    );
 }
 
 // ---------------------------------------------------------------------------
