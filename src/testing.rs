@@ -17,6 +17,38 @@ pub fn make_fifo(path: &std::path::Path) {
     .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }
 
+/// A thread that opens the FIFO `path` to write, and waits there (in the
+/// kernel) until someone opens it to read; returned once it is waiting. It
+/// sends whether its open succeeded: the sign that something opened the
+/// FIFO to read.
+pub fn writer_waiting_on(path: &std::path::Path) -> std::sync::mpsc::Receiver<bool> {
+    let (opened, writer_opened) = std::sync::mpsc::channel();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        // /proc/thread-self is a link to PID/task/TID.
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        let _ = tid_tx.send(me.file_name().unwrap().to_string_lossy().into_owned());
+        let writer = std::fs::OpenOptions::new().write(true).open(&path);
+        let _ = opened.send(writer.is_ok());
+    });
+    let tid = tid_rx.recv().unwrap();
+    // Waiting in openat (syscall 257 on x86_64, 56 on aarch64): the first
+    // field of /proc/self/task/TID/syscall is the syscall it is blocked in.
+    let syscall = format!("/proc/self/task/{tid}/syscall");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&syscall)
+        .is_ok_and(|s| s.starts_with("257 ") || s.starts_with("56 "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never waited on the FIFO"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    writer_opened
+}
+
 /// `cases` cases per property, and no regression files written into the
 /// source tree: a case a property finds becomes an ordinary named test.
 pub fn proptest_config(cases: u32) -> ProptestConfig {

@@ -321,16 +321,7 @@ mod tests {
         let dir = scratch("notopened");
         let fifo = dir.join("pipe");
         crate::testing::make_fifo(&fifo);
-        // A writer waits in open() until someone opens the FIFO to read: it
-        // tells whether `open_regular` opened it (as it would a device whose
-        // open starts something, a watchdog say).
-        let (opened, writer_opened) = std::sync::mpsc::channel();
-        let path = fifo.clone();
-        std::thread::spawn(move || {
-            let writer = fs::OpenOptions::new().write(true).open(&path);
-            let _ = opened.send(writer.is_ok());
-        });
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let writer_opened = crate::testing::writer_waiting_on(&fifo);
         let err = open_regular(&fifo).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         let during = writer_opened.recv_timeout(std::time::Duration::from_millis(300));

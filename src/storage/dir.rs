@@ -539,14 +539,7 @@ mod tests {
         // A killed backup's file, which the sweep does remove.
         let dead = dir.join(format!("{}4244-z.rbk", crate::fs::temp_prefix()));
         fs::write(&dead, b"half a backup").unwrap();
-        // A writer waits in open() until someone opens the FIFO to read:
-        // it tells whether the sweep opened it.
-        let (opened, writer_opened) = std::sync::mpsc::channel();
-        let path = fifo.clone();
-        std::thread::spawn(move || {
-            let _ = opened.send(fs::OpenOptions::new().write(true).open(&path).is_ok());
-        });
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let writer_opened = crate::testing::writer_waiting_on(&fifo);
         let (done, created) = std::sync::mpsc::channel();
         let store = std::sync::Arc::new(store);
         let creator = store.clone();
@@ -554,7 +547,7 @@ mod tests {
             let writer = creator.create(&id("b6")).map(drop);
             let _ = done.send(writer.map_err(|e| e.to_string()));
         });
-        let created = created.recv_timeout(std::time::Duration::from_secs(1));
+        let created = created.recv_timeout(std::time::Duration::from_secs(5));
         // Let a thread stuck in open() go: a writer to the FIFO releases it.
         let _ = fs::OpenOptions::new()
             .write(true)
@@ -562,7 +555,7 @@ mod tests {
             .open(&fifo);
         assert!(
             matches!(created, Ok(Ok(()))),
-            "create did not return within 1 s: {created:?}"
+            "create did not return within 5 s: {created:?}"
         );
         let during = writer_opened.recv_timeout(std::time::Duration::from_millis(300));
         assert!(during.is_err(), "the sweep opened the FIFO");
