@@ -1,12 +1,14 @@
-//! Connecting to a Unix socket as root. Two things differ from a plain
-//! `UnixStream::connect`: a listener that never accepts, its queue full,
-//! holds a connect in the kernel for ever, so the wait is bounded; and root
-//! passes any socket's permissions, so a socket that someone other than root
-//! named (a redis.conf of the redis account's) or could replace (the private
+//! Connecting to a Unix socket as root. Three things differ from a plain
+//! `UnixStream::connect`. A listener that never accepts, its queue full,
+//! holds a connect in the kernel for ever, so the wait is bounded. A link is
+//! never followed: socket dirs such as /run/redis are the redis account's,
+//! and a link there would lead root anywhere. And root passes any socket's
+//! permissions, so a socket that someone other than root named (a
+//! redis.conf of the redis account's) or could replace (the private
 //! server's, made in a directory its account writes) is used only if it is
-//! a socket of the expected account. The socket checked is the one connected
-//! to: it is opened without following a link (`O_PATH`) and reached through
-//! `/proc/self/fd`, so a rename in between changes nothing.
+//! a socket of the expected account. The socket checked is the one
+//! connected to: found with `O_PATH` and reached through `/proc/self/fd`,
+//! so a rename in between changes nothing.
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -18,21 +20,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Connect to `path`, waiting at most `timeout` (zero: no limit) for the
-/// listener to take us. With `owners`, the socket must be one of theirs.
+/// listener to take us. It must be a socket, not a link to one (a socket
+/// dir such as /run/redis is the redis account's, and a link there would
+/// lead root to any socket); with `owners`, a socket of one of theirs.
 pub fn connect(path: &Path, owners: Option<&[u32]>, timeout: Duration) -> io::Result<UnixStream> {
-    let (target, _checked) = match owners {
-        None => (path.to_path_buf(), None),
-        Some(owners) => {
-            let fd = rfs::open(
-                path,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            check_owner(&rfs::fstat(&fd)?, owners)?;
-            let target = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-            (target, Some(fd))
-        }
-    };
+    let found = rfs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    check_socket(&rfs::fstat(&found)?, owners)?;
+    let target = PathBuf::from(format!("/proc/self/fd/{}", found.as_raw_fd()));
     let socket = net::socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
@@ -52,7 +50,7 @@ pub fn connect(path: &Path, owners: Option<&[u32]>, timeout: Duration) -> io::Re
     }
 }
 
-fn check_owner(stat: &rfs::Stat, owners: &[u32]) -> io::Result<()> {
+fn check_socket(stat: &rfs::Stat, owners: Option<&[u32]>) -> io::Result<()> {
     let kind = FileType::from_raw_mode(stat.st_mode);
     if kind != FileType::Socket {
         return Err(io::Error::other(format!(
@@ -64,6 +62,9 @@ fn check_owner(stat: &rfs::Stat, owners: &[u32]) -> io::Result<()> {
             }
         )));
     }
+    let Some(owners) = owners else {
+        return Ok(());
+    };
     if !owners.contains(&stat.st_uid) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -104,8 +105,10 @@ mod tests {
         let err = connect(&path, Some(&[me + 1]), Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("not the socket of"), "{err}");
         std::os::unix::fs::symlink(&path, dir.join("link.sock")).unwrap();
-        let err = connect(&dir.join("link.sock"), Some(&[me]), Duration::from_secs(1)).unwrap_err();
-        assert!(err.to_string().contains("symbolic link"), "{err}");
+        for owners in [Some(&[me][..]), None] {
+            let err = connect(&dir.join("link.sock"), owners, Duration::from_secs(1)).unwrap_err();
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

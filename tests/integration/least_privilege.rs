@@ -752,6 +752,42 @@ fn a_conf_of_redis_cannot_point_root_at_another_accounts_socket() {
     out.code(3).stderr_has("not the socket of");
 }
 
+/// The settings name a socket in a directory the redis account writes (as
+/// /run/redis is), and the account puts a link there to root's own Redis
+/// (socket 0700). Root's connect would follow it and pass the socket's
+/// permissions: the backup must fail (exit 3) without a single connection
+/// reaching root's Redis.
+#[test]
+fn a_link_in_place_of_the_settings_socket_is_not_followed() {
+    let t = redis().start();
+    let other = LoadedRdb::empty();
+    let connections = || -> u64 {
+        let count = other
+            .conn()
+            .info_field("stats", "total_connections_received");
+        count.parse().unwrap()
+    };
+    let link = t.data_dir().join("redis.sock");
+    owner_sh(&format!(
+        "ln -s '{}' '{}'",
+        other.socket().display(),
+        link.display()
+    ));
+    let before = connections();
+
+    let out = t.run(&["--redis-socket", &link.display().to_string(), "backup"]);
+
+    let context = format!("{out}");
+    assert_no_crash(&out, &context);
+    // This count's own connection is the one more.
+    assert_eq!(
+        connections(),
+        before + 1,
+        "root reached the other server\n{context}"
+    );
+    out.code(3).stderr_has("symbolic link");
+}
+
 // ---------------------------------------------------------------------------
 // 6. dump.rdb swapped for a symlink right after BGSAVE
 
