@@ -36,8 +36,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Straight to stderr, not through the logger: the one error line
-            // must show even with RUST_LOG=off.
-            eprintln!("error: {err}");
+            // must show even with RUST_LOG=off. Escaped, as every log line:
+            // it may quote Redis, a record or a server's log, which others wrote.
+            eprintln!("error: {}", units::printable(&err.to_string()));
             ExitCode::from(err.exit_code())
         }
     }
@@ -80,10 +81,13 @@ fn init_logging(verbosity: i8) {
         .filter_level(level)
         .parse_env("RUST_LOG")
         // Our own line format (env_logger's, without its time and colour
-        // crates): `[2026-11-25T03:15:00Z INFO ] message`, UTC like the IDs.
+        // crates): `[2026-11-25T03:15:00Z INFO ] message`, UTC like the IDs,
+        // control characters escaped: a message may quote what Redis, a
+        // record or a server's log said, and those are others' words.
         .format(|out, line| {
             let (now, _) = units::utc_timestamps(std::time::SystemTime::now());
-            writeln!(out, "[{now} {:<5}] {}", line.level(), line.args())
+            let text = units::printable(&line.args().to_string());
+            writeln!(out, "[{now} {:<5}] {text}", line.level())
         })
         .build();
     log::set_max_level(logger.filter());

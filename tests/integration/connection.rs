@@ -299,3 +299,35 @@ fn a_reply_of_arrays_of_a_million_integers_is_exit_3_within_bounded_memory() {
     inner.extend(b":0\r\n".repeat(1 << 20));
     backup_refuses_the_flood(&endless_reply_to_ping(b"*1048576\r\n", inner));
 }
+
+/// Whatever answers on Redis's port puts terminal escape sequences in its
+/// error reply (a new window title, a cleared screen) and in INFO's version:
+/// what the operator reads on stderr shows them escaped, never sends them.
+#[test]
+fn escape_sequences_from_the_redis_port_never_reach_the_terminal() {
+    const ESCAPES: &str = "\x1b]0;owned\x07\x1b[2J";
+    let fake = FakeRedis::start(move |args| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        let reply = match name.as_str() {
+            "PING" => Reply::Status("PONG".into()),
+            "INFO" => {
+                Reply::Bulk(format!("# Server\r\nredis_version:7.2.4{ESCAPES}\r\n").into_bytes())
+            }
+            _ => Reply::Error(format!("ERR no{ESCAPES} thanks")),
+        };
+        FakeReply::Bytes(reply.encode())
+    });
+    let mut t = TestRedis::builder().prepare();
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+
+    let out = t.cmd(&["-v", "backup"]).run_within(Duration::from_secs(30));
+
+    assert!(out.code.is_some_and(|c| c != 0), "{out}");
+    assert!(
+        !out.stderr.contains('\x1b') && !out.stderr.contains('\x07'),
+        "raw escape sequences on stderr: {:?}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("\\u{1b}"), "{out}");
+}
