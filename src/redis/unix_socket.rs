@@ -62,6 +62,11 @@ fn check_socket(stat: &rfs::Stat, owners: Option<&[u32]>) -> io::Result<()> {
             }
         )));
     }
+    // Another name (a hard link) of a socket may be anyone's socket: one
+    // anybody may write to can be linked into a dir the account writes.
+    if stat.st_nlink != 1 {
+        return Err(io::Error::other("the socket has another name too"));
+    }
     let Some(owners) = owners else {
         return Ok(());
     };
@@ -105,6 +110,10 @@ mod tests {
         let err = connect(&path, Some(&[me + 1]), Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("not the socket of"), "{err}");
         std::os::unix::fs::symlink(&path, dir.join("link.sock")).unwrap();
+        std::fs::hard_link(&path, dir.join("second.sock")).unwrap();
+        let err = connect(&path, None, Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("another name"), "{err}");
+        std::fs::remove_file(dir.join("second.sock")).unwrap();
         for owners in [Some(&[me][..]), None] {
             let err = connect(&dir.join("link.sock"), owners, Duration::from_secs(1)).unwrap_err();
             assert!(err.to_string().contains("symbolic link"), "{err}");

@@ -827,7 +827,8 @@ fn a_tls_handshake_dripped_byte_by_byte_ends_the_command_in_time() {
 /// plus 6 MiB at 128 KiB/s = 52 s, and the segment be sent again: a second
 /// PUT starts within 65 s of the first (1 s of the fake's pause, 0.5 s of
 /// the tool's, the stream encoded again, slack for a loaded machine; a PUT
-/// left to the proxy would take 13 minutes). The run is cut at 80 s; how long the tool would go on retrying is not judged.
+/// left to the proxy would take 13 minutes). The run is cut at 80 s; how
+/// long the tool would go on retrying is not judged.
 #[test]
 fn a_segment_body_read_slowly_ends_at_the_request_deadline() {
     let fake = FakeSwift::start();
