@@ -8,6 +8,7 @@ use crate::fs::write_behind::{Cache, WriteBehind};
 use rustix::fs::{flock, FlockOperation, OFlags};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -24,19 +25,24 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A file to read that someone else may have replaced or named: opened only
-/// if it is a regular file. What the name leads to is first found without
-/// being opened (`O_PATH`), then checked, then opened through
-/// `/proc/self/fd`: a FIFO is never waited on, and a device never opened
-/// (opening some has effects: a watchdog starts counting), and a rename in
-/// between changes nothing.
+/// if it is a regular file (see `open_if_regular`).
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
     let found = rustix::fs::open(
         path,
         OFlags::PATH | OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&found)?.st_mode);
+    open_if_regular(&found)
+}
+
+/// What `found`, a descriptor that only names a file (`O_PATH`), leads to,
+/// opened to read if it is a regular file. Found without being opened,
+/// checked, then opened through `/proc/self/fd`: a FIFO is never waited on,
+/// a device never opened (opening some has effects: a watchdog starts
+/// counting), and a rename in between changes nothing.
+pub fn open_if_regular(found: &OwnedFd) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(found)?.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
         return Err(io::Error::other("not a regular file"));
     }

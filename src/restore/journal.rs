@@ -454,7 +454,7 @@ impl Others {
 fn looks_ours(data: &DataDir, name: &str) -> std::result::Result<(), String> {
     let stat =
         rfs::statat(data.fd(), name, rfs::AtFlags::SYMLINK_NOFOLLOW).map_err(|e| e.to_string())?;
-    if stat.st_mode & 0o170000 != 0o040000 {
+    if rfs::FileType::from_raw_mode(stat.st_mode) != rfs::FileType::Directory {
         return Err("it is not a directory".into());
     }
     private_to_root(&stat)

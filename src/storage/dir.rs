@@ -14,7 +14,7 @@ use crate::fs::{create_private_dir, fsync_dir, AtomicFile};
 use crate::id::BackupId;
 use crate::units::human_size;
 use rustix::fd::OwnedFd;
-use rustix::fs::{flock, AtFlags, FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{flock, AtFlags, FlockOperation, Mode, OFlags};
 use std::ffi::CStr;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -68,9 +68,9 @@ fn out_of_space(dir: &Path, available: u64, reserve: u64) -> String {
 ///
 /// Another writer of the directory (an NFS share) can plant anything under
 /// these predictable names, so the sweep works from the directory's
-/// descriptor and opens each name without following a symlink and without
-/// waiting (a FIFO would wait for a writer forever): only a regular file is
-/// locked and removed; anything else is left alone.
+/// descriptor and looks at each name without following a symlink or
+/// opening it (a FIFO would wait for a writer forever, a device could act):
+/// only a regular file is locked and removed; anything else is left alone.
 fn remove_dead_temps(dir: &Path) -> Vec<String> {
     let prefix = crate::fs::temp_prefix();
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -95,21 +95,14 @@ fn remove_dead_temps(dir: &Path) -> Vec<String> {
 
 /// Unlink `name` in `dir` if it is a regular file nobody holds a lock on.
 /// It is found without being opened (`O_PATH`), and opened, to take its
-/// lock, only once it is known to be a regular file: a device planted under
-/// the name is never opened (opening some has effects), a FIFO never
-/// waited on.
+/// lock, only once it is known to be a regular file (`open_if_regular`): a
+/// device planted under the name is never opened, a FIFO never waited on.
 fn remove_if_abandoned(dir: &OwnedFd, name: &CStr) -> bool {
-    use std::os::fd::AsRawFd;
     let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let Ok(found) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
         return false;
     };
-    let regular = rustix::fs::fstat(&found)
-        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
-    if !regular {
-        return false;
-    }
-    let Ok(file) = fs::File::open(format!("/proc/self/fd/{}", found.as_raw_fd())) else {
+    let Ok(file) = crate::fs::open_if_regular(&found) else {
         return false;
     };
     // Held: its writer is alive. Any other failure: we cannot tell.
