@@ -1,13 +1,14 @@
 //! Raw deflate (RFC 1951) of one frame at a time: deflate with miniz_oxide's
 //! low-level streaming API (its level 1 is the best trade of speed and size
-//! on Redis data), inflate with zlib-rs through flate2 (twice miniz_oxide's
-//! speed; what it inflates has always passed the frame's MAC first). Each
+//! on Redis data, and safe Rust, which matters as it reads what the redis
+//! account wrote), inflate with libdeflate (2.6 times miniz_oxide's speed;
+//! what it inflates has always passed the frame's MAC first). Each
 //! frame is an independent deflate stream, so frames can be compressed and
 //! inflated on different threads; the (large) compressor and decompressor
 //! states are reset per frame rather than rebuilt, and output goes into a
 //! caller-owned `Vec` that is reused across frames.
 
-use flate2::{Decompress, FlushDecompress, Status};
+use libdeflater::{DecompressionError, Decompressor};
 use miniz_oxide::deflate::core::{
     compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
 };
@@ -74,7 +75,7 @@ impl Deflater {
 
 /// Inflates frames, refusing any that would exceed a size cap.
 pub struct Inflater {
-    state: Decompress,
+    state: Decompressor,
 }
 
 impl Default for Inflater {
@@ -86,46 +87,33 @@ impl Default for Inflater {
 impl Inflater {
     pub fn new() -> Inflater {
         Inflater {
-            // `false`: raw deflate, no zlib header or Adler-32 (the frame
-            // MAC makes them redundant).
-            state: Decompress::new(false),
+            state: Decompressor::new(),
         }
     }
 
     /// Inflates the complete raw deflate stream `input` into `out` (replacing
-    /// its contents). More than `cap` bytes of output, a truncated stream or
-    /// bytes after its end are integrity errors: the frame cannot be what a
-    /// redis-backup writer produced.
+    /// its contents). More than `cap` bytes of output or a stream that is not
+    /// valid deflate (one cut short among them) are integrity errors: the
+    /// frame cannot be what a redis-backup writer produced.
+    ///
+    /// Bytes after the end of the stream are not noticed: libdeflate stops
+    /// at the final block. The frame's MAC has already proved that these are
+    /// the bytes our writer stored, and the SHA-256 of the whole RDB proves
+    /// what came out.
     pub fn inflate(&mut self, input: &[u8], out: &mut Vec<u8>, cap: usize) -> Result<()> {
-        self.state.reset(false);
-        out.clear();
-        // Room for a byte past the cap (decompress_vec only fills spare
-        // capacity, never grows), so a frame that inflates to more than the
-        // cap shows as output past it rather than as a stream cut short.
-        out.reserve(cap + 1);
-        loop {
-            let before = (self.state.total_in(), self.state.total_out());
-            let status = self
-                .state
-                .decompress_vec(&input[before.0 as usize..], out, FlushDecompress::Finish)
-                .map_err(|_| Error::integrity("a compressed frame is not valid deflate data"))?;
-            if out.len() > cap {
-                return Err(more_than(cap));
+        // libdeflate writes into a slice of known length. Frames are almost
+        // all exactly `cap` long, so after the first one this neither
+        // allocates nor zeroes anything.
+        out.resize(cap, 0);
+        match self.state.deflate_decompress(input, out) {
+            Ok(len) => {
+                out.truncate(len);
+                Ok(())
             }
-            match status {
-                Status::StreamEnd => break,
-                // All input taken, room left, no end: the stream stops short.
-                _ if (self.state.total_in(), self.state.total_out()) == before => {
-                    return Err(Error::integrity("a compressed frame is cut short"))
-                }
-                _ => {}
-            }
-        }
-        match input.len() - self.state.total_in() as usize {
-            0 => Ok(()),
-            after => Err(Error::integrity(format!(
-                "{after} bytes follow the end of a compressed frame"
-            ))),
+            Err(DecompressionError::InsufficientSpace) => Err(more_than(cap)),
+            Err(DecompressionError::BadData) => Err(Error::integrity(
+                "a compressed frame is not valid deflate data",
+            )),
         }
     }
 }
@@ -282,15 +270,12 @@ pub(crate) mod tests {
                 .exit_code(),
             5
         );
+        // Bytes after the end are not seen (the MAC has vouched for them),
+        // and change nothing in what comes out.
         let mut extra = packed.clone();
         extra.extend_from_slice(b"junk");
-        assert_eq!(
-            inflater
-                .inflate(&extra, &mut out, 50_000)
-                .unwrap_err()
-                .exit_code(),
-            5
-        );
+        inflater.inflate(&extra, &mut out, 50_000).unwrap();
+        assert_eq!(out, input);
         assert_eq!(
             inflater
                 .inflate(&[0xff; 64], &mut out, 50_000)
