@@ -253,22 +253,49 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// A line for a terminal: fields from records, which whoever can write to
-/// storage may have edited, or from a log the Redis account wrote; control
+/// storage may have edited, or from a log the Redis account wrote. Control
 /// characters (escape sequences that would rewrite the screen or the title)
-/// are shown escaped, not sent.
+/// and the marks that reorder bidirectional text (which can show a line's
+/// words in another order than they are) are shown escaped, not sent. A
+/// backslash is doubled, so that text which merely looks like an escape
+/// (`\u{1b}` typed into a key name) can be told from one.
 pub fn printable(line: &str) -> String {
-    line.chars()
-        .flat_map(|c| match c.is_control() {
-            true => c.escape_unicode().collect::<Vec<_>>(),
-            false => vec![c],
-        })
-        .collect()
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || reorders_text(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unicode's explicit bidirectional formatting characters (UAX #9): the
+/// embeddings, overrides and isolates, and the three marks.
+fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn printable_escapes_controls_reordering_marks_and_backslashes() {
+        assert_eq!(printable("plain, ünïcode"), "plain, ünïcode");
+        assert_eq!(printable("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        // "exe.txt" shown as "txt.exe" by a right-to-left override.
+        assert_eq!(printable("a\u{202e}txt.exe"), "a\\u{202e}txt.exe");
+        for c in [
+            '\u{061c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{2066}', '\u{2069}',
+        ] {
+            assert!(printable(&c.to_string()).starts_with("\\u{"), "{c:?}");
+        }
+        // Typed text that looks like an escape stays distinguishable.
+        assert_eq!(printable("\\u{1b}"), "\\\\u{1b}");
+    }
 
     #[test]
     fn utc_formatting_matches_known_dates() {

@@ -301,11 +301,13 @@ fn a_reply_of_arrays_of_a_million_integers_is_exit_3_within_bounded_memory() {
 }
 
 /// Whatever answers on Redis's port puts terminal escape sequences in its
-/// error reply (a new window title, a cleared screen) and in INFO's version:
-/// what the operator reads on stderr shows them escaped, never sends them.
+/// error reply (a new window title, a cleared screen), a right-to-left
+/// override (which shows the words after it in reverse order) and in INFO's
+/// version: what the operator reads on stderr shows them escaped, never
+/// sends them.
 #[test]
 fn escape_sequences_from_the_redis_port_never_reach_the_terminal() {
-    const ESCAPES: &str = "\x1b]0;owned\x07\x1b[2J";
+    const ESCAPES: &str = "\x1b]0;owned\x07\x1b[2J\u{202e}";
     let fake = FakeRedis::start(move |args| {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
         let reply = match name.as_str() {
@@ -325,9 +327,12 @@ fn escape_sequences_from_the_redis_port_never_reach_the_terminal() {
 
     assert!(out.code.is_some_and(|c| c != 0), "{out}");
     assert!(
-        !out.stderr.contains('\x1b') && !out.stderr.contains('\x07'),
+        !out.stderr.contains('\x1b')
+            && !out.stderr.contains('\x07')
+            && !out.stderr.contains('\u{202e}'),
         "raw escape sequences on stderr: {:?}",
         out.stderr
     );
     assert!(out.stderr.contains("\\u{1b}"), "{out}");
+    assert!(out.stderr.contains("\\u{202e}"), "{out}");
 }
