@@ -39,14 +39,28 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// opened to read if it is a regular file. Found without being opened,
 /// checked, then opened through `/proc/self/fd`: a FIFO is never waited on,
 /// a device never opened (opening some has effects: a watchdog starts
-/// counting), and a rename in between changes nothing.
+/// counting), and a rename in between changes nothing. The open does not
+/// wait either: the file's owner may hold a write lease on it, and an open
+/// that waits for the lease to be given up waits the kernel's
+/// lease-break-time (45 s) on each such file.
 pub fn open_if_regular(found: &OwnedFd) -> io::Result<File> {
     use std::os::fd::AsRawFd;
     let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(found)?.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
         return Err(io::Error::other("not a regular file"));
     }
-    File::open(format!("/proc/self/fd/{}", found.as_raw_fd()))
+    // O_NONBLOCK changes nothing for reading a regular file.
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(format!("/proc/self/fd/{}", found.as_raw_fd()))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => io::Error::new(
+                e.kind(),
+                "another process holds a lease on it, which it would have to give up first",
+            ),
+            _ => e,
+        })
 }
 
 /// Make a rename or unlink in `dir` durable.

@@ -19,6 +19,7 @@ use crate::harness::*;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -569,10 +570,7 @@ fn planted_names_cost_root_no_memory() {
     let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
     let id = id_of(&record);
     let restore = || {
-        let run = run_bounded(
-            t.cmd(&["restore", &id]),
-            std::time::Duration::from_secs(300),
-        );
+        let run = run_bounded(t.cmd(&["restore", &id]), Duration::from_secs(300));
         run.ended().ok();
         assert_eq!(t.state(), backed_up, "{}", run.out);
         run
@@ -786,6 +784,22 @@ fn a_link_in_place_of_the_settings_socket_is_not_followed() {
         "root reached the other server\n{context}"
     );
     out.code(3).stderr_has("symbolic link");
+}
+
+/// The account takes a write lease on its own redis.conf and never gives it
+/// up. Root's open of the conf would wait the kernel's lease-break-time
+/// (45 s), once per file it reads, and the conf may include 64 of them:
+/// the backup must instead stop at once, saying why.
+#[test]
+fn a_lease_on_the_conf_cannot_hold_root_waiting() {
+    let t = redis().start();
+    let attacker = Attacker::start(t.scratch(), "lease", &[arg(&t.redis_conf())]);
+
+    let out = t.cmd(&["backup"]).run_within(Duration::from_secs(20));
+
+    let context = format!("{out}\n{attacker}");
+    assert_no_crash(&out, &context);
+    out.code(2).stderr_has("holds a lease");
 }
 
 // ---------------------------------------------------------------------------

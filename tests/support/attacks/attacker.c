@@ -40,6 +40,12 @@
  *       replace it at once (rename of a prepared symlink) with a symlink to
  *       TARGET.
  *
+ *   lease READY FILE
+ *       Take a write lease (F_SETLEASE F_WRLCK) on FILE, one of the account's
+ *       own, and never give it up when the kernel asks: every open of FILE by
+ *       another process then waits the kernel's lease-break-time (45 s) unless
+ *       it asked not to wait (O_NONBLOCK). Says each time a break is asked.
+ *
  *   aof-build READY DATA plant|symlink|entry|deep VICTIM_DIR VICTIM_FILE
  *       Poll the data dir for restore's work folder (redis-backup-restore-*)
  *       and its aof/ (where the private server rebuilds the AOF while Redis
@@ -67,6 +73,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -723,6 +730,37 @@ static int aof_build(char **a)
 
 /* ------------------------------------------------------------------------ */
 
+static volatile sig_atomic_t breaks;
+
+static void on_lease_break(int sig)
+{
+    (void)sig;
+    breaks++;
+}
+
+static int lease(char **a)
+{
+    const char *file = a[0];
+    /* SIGIO, the break notice, would end us by default. */
+    signal(SIGIO, on_lease_break);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        die(file);
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0)
+        die("F_SETLEASE");
+    say("holding a write lease on %s", file);
+    armed(a[-1]);
+    int seen = 0;
+    for (;;) {
+        pause();
+        while (seen < breaks)
+            say("a break of the lease was asked (%d); kept it", ++seen);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -740,6 +778,7 @@ int main(int argc, char **argv)
         {"plant-rewrite", 2, plant_rewrite},
         {"swap-dump", 2, swap_dump},
         {"aof-build", 4, aof_build},
+        {"lease", 1, lease},
     };
     for (size_t i = 0; argc >= 3 && i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(argv[1], modes[i].name) != 0)
@@ -751,6 +790,6 @@ int main(int argc, char **argv)
         /* argv[2] is READY, found as a[-1] by the modes. */
         return modes[i].run(argv + 3);
     }
-    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build READY DATA_DIR ARGS...\n");
+    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build|lease READY DATA_DIR ARGS...\n");
     return 2;
 }
