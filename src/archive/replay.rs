@@ -507,19 +507,27 @@ fn has_processes(uid: u32) -> bool {
         return true;
     };
     entries.flatten().any(|entry| {
-        fs::read_to_string(entry.path().join("status"))
-            .ok()
-            .and_then(|status| {
-                let line = status.lines().find(|l| l.starts_with("Uid:"))?.to_string();
-                Some(
+        match crate::fs::read_proc(&entry.path().join("status"), PROC_STATUS_CAP) {
+            Ok(status) => String::from_utf8_lossy(&status)
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .is_some_and(|line| {
                     line.split_whitespace()
                         .skip(1)
-                        .any(|u| u == uid.to_string()),
-                )
-            })
-            .unwrap_or(false)
+                        .any(|u| u == uid.to_string())
+                }),
+            // Leased: only the process's own account can have done that,
+            // and the folder is that account's.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => entry
+                .metadata()
+                .is_ok_and(|meta| std::os::unix::fs::MetadataExt::uid(&meta) == uid),
+            Err(_) => false,
+        }
     })
 }
+
+/// `/proc/PID/status` is about 1.5 KB.
+const PROC_STATUS_CAP: u64 = 64 << 10;
 
 /// The target's server binary on the replay files, unreachable but by its
 /// socket in `srv/`.

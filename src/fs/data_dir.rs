@@ -402,6 +402,10 @@ fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<(
 fn explain_open(e: rustix::io::Errno) -> String {
     match e {
         rustix::io::Errno::LOOP => "it is a symbolic link".into(),
+        // Only the file's owner can have taken the lease.
+        rustix::io::Errno::WOULDBLOCK => {
+            "another process holds a lease on it, which it would have to give up first".into()
+        }
         e => io::Error::from(e).to_string(),
     }
 }

@@ -63,6 +63,20 @@ pub fn open_if_regular(found: &OwnedFd) -> io::Result<File> {
         })
 }
 
+/// A file the kernel writes about a process (`/proc/PID/status`, `stat`,
+/// `cmdline`), at most `cap` bytes of it, read without waiting: the
+/// process's owner may hold a lease on it (any account may lease its own
+/// process's files), and an open that waits would wait 45 s on each.
+pub fn read_proc(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.take(cap).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Make a rename or unlink in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -418,8 +418,11 @@ pub fn end_orphan(work: &WorkDir, data: &DataDir) -> Result<()> {
 
 fn is_private_server(pid: u32, dir: &Path, data: &DataDir) -> bool {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let running = fs::read_to_string(proc_dir.join("stat"))
+    // Read without waiting on a lease (`read_proc`): the server is the
+    // owner's, and one that cannot be read is not taken for ours.
+    let running = crate::fs::read_proc(&proc_dir.join("stat"), PROC_FILE_CAP)
         .map(|stat| {
+            let stat = String::from_utf8_lossy(&stat);
             !matches!(
                 stat.rsplit(") ").next().and_then(|r| r.chars().next()),
                 Some('Z' | 'X')
@@ -428,7 +431,7 @@ fn is_private_server(pid: u32, dir: &Path, data: &DataDir) -> bool {
         .unwrap_or(false);
     // Only ours: its title names the socket in our private directory (a
     // server with no TCP port shows its socket), never the service's Redis.
-    let is_ours = fs::read(proc_dir.join("cmdline"))
+    let is_ours = crate::fs::read_proc(&proc_dir.join("cmdline"), PROC_FILE_CAP)
         .map(|cmdline| {
             let cmdline = String::from_utf8_lossy(&cmdline);
             (cmdline.contains("redis-server") || cmdline.contains("valkey-server"))
@@ -442,10 +445,14 @@ fn is_private_server(pid: u32, dir: &Path, data: &DataDir) -> bool {
 
 /// The real uid of a process, from its `status`.
 fn real_uid(proc_dir: &Path) -> Option<u32> {
-    let status = fs::read_to_string(proc_dir.join("status")).ok()?;
+    let status = crate::fs::read_proc(&proc_dir.join("status"), PROC_FILE_CAP).ok()?;
+    let status = String::from_utf8_lossy(&status);
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// More than any `stat`, `status` or server `cmdline` holds.
+const PROC_FILE_CAP: u64 = 64 << 10;
 
 /// Whether the rewrite left its file in `dir`: Redis 7's manifest in its
 /// directory, or Redis 6's single file. Looked up by descriptor without

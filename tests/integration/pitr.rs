@@ -940,6 +940,31 @@ fn no_other_process_can_reach_the_replay() {
     std::fs::remove_dir_all(&lair).expect("clean the lair");
 }
 
+/// Any account may take a write lease on its own process's
+/// `/proc/PID/status` and keep it. The replay looks through every process's
+/// status for a uid nobody uses; an open that waited would wait the kernel's
+/// lease-break-time, 45 s, on each such file. The export must go on at once.
+#[test]
+fn a_lease_on_a_processs_status_cannot_hold_the_replay() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    conn.ok(&["SET", "before", "archived"]);
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "last", "write"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    let attacker = crate::attacker::Attacker::start(t.scratch(), "lease", &["/proc/self/status"]);
+
+    let out = t.path("replayed.rdb");
+    let run = t
+        .cmd(&["export", "--at", &end, "--out", &out.display().to_string()])
+        .run_within(Duration::from_secs(30));
+
+    assert_eq!(run.code, Some(0), "{run}\n{attacker}");
+    assert_eq!(digest_of_rdb(&out), expected);
+}
+
 /// Two archivers of one instance would store the same window's chunks
 /// over each other: the second refuses to start.
 #[test]
