@@ -469,8 +469,7 @@ fn open_frame(
                 .map_err(|e| e.context(format!("frame {index}")))?;
             std::mem::swap(scratch, &mut buf);
             let len = buf.len();
-            // No writer makes an empty data frame; the spec forbids one, so
-            // that a stream has exactly one encoding per frame count.
+            // No writer makes an empty data frame; the spec forbids one.
             if len == 0 {
                 return Err(Error::integrity(format!(
                     "frame {index} inflates to nothing: tampered or corrupt backup"
