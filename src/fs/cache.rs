@@ -23,6 +23,11 @@ pub fn forget(file: &File, upto: u64) {
     }
 }
 
+/// Forget every cached page of `file`.
+pub fn forget_all(file: &File) {
+    let _ = fadvise(file, 0, None, Advice::DontNeed);
+}
+
 /// A file read once, front to back, its pages dropped behind the reader.
 pub struct ReadOnce {
     file: File,

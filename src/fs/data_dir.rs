@@ -131,6 +131,24 @@ impl DataDir {
         entry_exists(self.fd(), name)
     }
 
+    /// Let the kernel drop the cached pages of `name`, if it is a regular
+    /// file of the dir's owner with no other name (found with `O_PATH` and
+    /// checked before it is opened: the account may have put anything under
+    /// the name, a link to another's file among them). Advice only: nothing
+    /// is read, and nothing can fail.
+    pub fn forget_cached(&self, name: &str) {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let Ok(found) = rfs::openat(self.fd(), name, flags, Mode::empty()) else {
+            return;
+        };
+        let Ok(file) = crate::fs::open_if_regular(&found) else {
+            return;
+        };
+        if rfs::fstat(&file).is_ok_and(|st| st.st_uid == self.owner().uid && st.st_nlink == 1) {
+            crate::fs::cache::forget_all(&file);
+        }
+    }
+
     /// Make renames and unlinks in the dir durable.
     pub fn sync(&self) -> io::Result<()> {
         Ok(rfs::fsync(&self.fd)?)

@@ -139,6 +139,12 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     };
     let (_, stamp) = units::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&data, &stamp)?;
+    // The dump about to be replaced is cached for nothing now. Its pages go
+    // before the new RDB is staged, so the restore holds the page cache of
+    // one RDB, not two; and on a guest that gives free memory back to its
+    // host, staging writes into the pages just freed instead of fresh ones
+    // (vendor-notes/PERFORMANCE.md: 0.85 s instead of 1.45 s).
+    data.forget_cached(&files.dbfilename);
     let staging = Instant::now();
     let staged = stage(&plan, input, &key, &work).and_then(|summary| {
         if plan.files.appendonly {

@@ -362,6 +362,53 @@ fn aof_on_restore_rebuilds_a_complete_aof() {
     assert_eq!(t.config_get("appendonly"), "yes");
 }
 
+/// Pages of `path` in the page cache, as util-linux's fincore counts them.
+fn cached_pages(path: &Path) -> u64 {
+    let out = Run::new("fincore")
+        .args(&[
+            "--noheadings",
+            "--output",
+            "PAGES",
+            &path.display().to_string(),
+        ])
+        .run();
+    out.ok();
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fincore: {out}"))
+}
+
+/// The dump a restore replaces is cached for nothing once the new RDB is
+/// staged: its pages are given up first, so a restore holds the page cache
+/// of one RDB, not two (and staging does not write into fresh memory on a
+/// guest that gives free memory back to its host).
+#[test]
+fn the_replaced_dump_leaves_the_page_cache_before_staging() {
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder().save(Save::Off));
+    let id = id_of(&record);
+    change_data(&t, &backed_up);
+    t.conn().ok(&["SAVE"]);
+    // Read whole, so that every page of it is cached.
+    let old = fs::read(t.dump_file()).expect("read the dump");
+    assert!(cached_pages(&t.dump_file()) > 0, "the dump is cached");
+
+    t.run(&["restore", &id, "--keep-previous"]).ok();
+
+    let work = t.restore_work_dirs();
+    let previous = work[0].join("previous/dump.rdb");
+    assert_eq!(fs::metadata(&previous).unwrap().len(), old.len() as u64);
+    assert_eq!(
+        cached_pages(&previous),
+        0,
+        "pages of the replaced dump cached"
+    );
+    assert!(
+        cached_pages(&t.dump_file()) > 0,
+        "the restored dump stays cached"
+    );
+}
+
 #[test]
 fn keep_previous_keeps_the_old_files_in_the_work_folder() {
     // No save rules: Redis does not save on the stop, so the dump.rdb moved
