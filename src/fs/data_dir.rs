@@ -131,21 +131,13 @@ impl DataDir {
         entry_exists(self.fd(), name)
     }
 
-    /// Let the kernel drop the cached pages of `name`, if it is a regular
-    /// file of the dir's owner with no other name (found with `O_PATH` and
-    /// checked before it is opened: the account may have put anything under
-    /// the name, a link to another's file among them). Advice only: nothing
-    /// is read, and nothing can fail.
+    /// Let the kernel drop the cached pages of `name`, if it is a file Redis
+    /// could have written there (`open_dump`'s checks: the account may have
+    /// put anything under the name, a link to another's file among them).
+    /// Advice only: nothing is read, and nothing can fail.
     pub fn forget_cached(&self, name: &str) {
-        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let Ok(found) = rfs::openat(self.fd(), name, flags, Mode::empty()) else {
-            return;
-        };
-        let Ok(file) = crate::fs::open_if_regular(&found) else {
-            return;
-        };
-        if rfs::fstat(&file).is_ok_and(|st| st.st_uid == self.owner().uid && st.st_nlink == 1) {
-            crate::fs::cache::forget_all(&file);
+        if let Ok(dump) = self.open_dump(name) {
+            crate::fs::cache::forget_all(&dump);
         }
     }
 
@@ -156,18 +148,21 @@ impl DataDir {
 
     /// The dump Redis just wrote, opened for reading only if it is what
     /// Redis would have written: a regular file (not a symlink, FIFO or
-    /// device), owned by the dir's owner, with no other name.
+    /// device), owned by the dir's owner, with no other name. It is found
+    /// without being opened (`O_PATH`) and opened only once checked, so a
+    /// device put under its name is never opened.
     pub fn open_dump(&self, name: &str) -> Result<File> {
         let path = self.join(name);
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = rfs::openat(self.fd(), name, flags, Mode::empty()).map_err(|e| {
+        let cannot_open = |e: String| {
             Error::other(format!(
-                "Redis finished saving but its dump {} cannot be opened: {}",
-                path.display(),
-                explain_open(e)
+                "Redis finished saving but its dump {} cannot be opened: {e}",
+                path.display()
             ))
-        })?;
-        let stat = rfs::fstat(&fd)
+        };
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let found = rfs::openat(self.fd(), name, flags, Mode::empty())
+            .map_err(|e| cannot_open(io::Error::from(e).to_string()))?;
+        let stat = rfs::fstat(&found)
             .map_err(|e| Error::other(format!("cannot stat {}: {e}", path.display())))?;
         let refuse = |why: String| {
             Err(Error::other(format!(
@@ -175,8 +170,10 @@ impl DataDir {
                 path.display()
             )))
         };
-        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return refuse("is not a regular file".into());
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => return refuse("is a symbolic link".into()),
+            _ => return refuse("is not a regular file".into()),
         }
         if stat.st_uid != self.owner.uid {
             return refuse(format!(
@@ -190,13 +187,7 @@ impl DataDir {
                 stat.st_nlink
             ));
         }
-        // Reads of a regular file never block; the flag only kept a FIFO
-        // from hanging the open.
-        let flags = rfs::fcntl_getfl(&fd)
-            .and_then(|f| rfs::fcntl_setfl(&fd, f - OFlags::NONBLOCK))
-            .map_err(|e| Error::other(format!("cannot read {}: {e}", path.display())));
-        flags?;
-        Ok(File::from(fd))
+        crate::fs::open_if_regular(&found).map_err(|e| cannot_open(e.to_string()))
     }
 
     /// Remove `name` only if it is still the very file whose `identity` was
@@ -417,17 +408,6 @@ fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<(
     Ok(rfs::unlinkat(at, name, AtFlags::REMOVEDIR)?)
 }
 
-fn explain_open(e: rustix::io::Errno) -> String {
-    match e {
-        rustix::io::Errno::LOOP => "it is a symbolic link".into(),
-        // Only the file's owner can have taken the lease.
-        rustix::io::Errno::WOULDBLOCK => {
-            "another process holds a lease on it, which it would have to give up first".into()
-        }
-        e => io::Error::from(e).to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +450,39 @@ mod tests {
         let err = data.require_own_group().unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("no line in /etc/passwd"), "{err}");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_dump_is_opened_only_once_known_to_be_a_file_redis_wrote() {
+        let base = std::env::temp_dir().join(format!("rb-datadir-dump-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let data = DataDir::open(&base).unwrap();
+        fs::write(base.join("dump.rdb"), b"REDIS0011").unwrap();
+        assert!(data.open_dump("dump.rdb").is_ok());
+        let refused = |name: &str, why: &str| {
+            let err = data.open_dump(name).unwrap_err();
+            assert!(err.to_string().contains(why), "{name}: {err}");
+        };
+        std::os::unix::fs::symlink(base.join("dump.rdb"), base.join("link.rdb")).unwrap();
+        refused("link.rdb", "is a symbolic link");
+        fs::hard_link(base.join("dump.rdb"), base.join("second.rdb")).unwrap();
+        refused("second.rdb", "has 2 names");
+        // A FIFO is refused without being opened: a writer waiting on it
+        // stays waiting (an open for reading would let it through).
+        let fifo = base.join("fifo.rdb");
+        crate::testing::make_fifo(&fifo);
+        let writer_opened = crate::testing::writer_waiting_on(&fifo);
+        refused("fifo.rdb", "is not a regular file");
+        data.forget_cached("fifo.rdb");
+        let during = writer_opened.recv_timeout(std::time::Duration::from_millis(300));
+        assert!(during.is_err(), "the FIFO was opened");
+        let _release = fs::File::open(&fifo).unwrap();
+        assert!(
+            writer_opened.recv().unwrap(),
+            "the writer opened it in the end"
+        );
         fs::remove_dir_all(&base).unwrap();
     }
 
