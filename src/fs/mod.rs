@@ -40,20 +40,35 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// checked, then opened through `/proc/self/fd`: a FIFO is never waited on,
 /// a device never opened (opening some has effects: a watchdog starts
 /// counting), and a rename in between changes nothing. The open does not
-/// wait either: the file's owner may hold a write lease on it, and an open
-/// that waits for the lease to be given up waits the kernel's
-/// lease-break-time (45 s) on each such file.
+/// wait either (`open_unwaiting`).
 pub fn open_if_regular(found: &OwnedFd) -> io::Result<File> {
     use std::os::fd::AsRawFd;
     let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(found)?.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
         return Err(io::Error::other("not a regular file"));
     }
-    // O_NONBLOCK changes nothing for reading a regular file.
+    open_unwaiting(Path::new(&format!("/proc/self/fd/{}", found.as_raw_fd())))
+}
+
+/// A file the kernel writes about a process (`/proc/PID/status`, `stat`,
+/// `cmdline`), at most `cap` bytes of it, read without waiting
+/// (`open_unwaiting`): any account may lease its own process's files.
+pub fn read_proc(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_unwaiting(path)?.take(cap).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// `path` opened to read without waiting: the file's owner may hold a write
+/// lease on it, and an open that waits for the lease to be given up waits
+/// the kernel's lease-break-time (45 s) on each such file. A leased file is
+/// an error of kind `WouldBlock` that says so. (O_NONBLOCK changes nothing
+/// for reading a regular file.)
+fn open_unwaiting(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .custom_flags(OFlags::NONBLOCK.bits() as i32)
-        .open(format!("/proc/self/fd/{}", found.as_raw_fd()))
+        .open(path)
         .map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock => io::Error::new(
                 e.kind(),
@@ -61,20 +76,6 @@ pub fn open_if_regular(found: &OwnedFd) -> io::Result<File> {
             ),
             _ => e,
         })
-}
-
-/// A file the kernel writes about a process (`/proc/PID/status`, `stat`,
-/// `cmdline`), at most `cap` bytes of it, read without waiting: the
-/// process's owner may hold a lease on it (any account may lease its own
-/// process's files), and an open that waits would wait 45 s on each.
-pub fn read_proc(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    let mut bytes = Vec::new();
-    file.take(cap).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// Make a rename or unlink in `dir` durable.
