@@ -4,6 +4,16 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::Value;
 
+/// A new, empty folder of this test's in the temporary dir, named by `name`
+/// (unique among the tests) and the process; what an earlier run left there
+/// is removed first.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rb-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Make a FIFO at `path` (mode 0600): what a hostile account plants where
 /// a file is expected, to make a reader wait for ever.
 pub fn make_fifo(path: &std::path::Path) {

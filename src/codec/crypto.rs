@@ -327,11 +327,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn scratch_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("redis-backup-crypto-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::testing::scratch_dir(&format!("crypto-{name}"))
     }
 
     fn write_with_mode(path: &Path, contents: &[u8], mode: u32) {

@@ -440,9 +440,7 @@ mod tests {
 
     #[test]
     fn an_owner_with_no_passwd_line_may_be_backed_up_not_restored_into() {
-        let base = std::env::temp_dir().join(format!("rb-datadir-nss-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&base).unwrap();
+        let base = crate::testing::scratch_dir("datadir-nss");
         // A uid no /etc/passwd names (an LDAP account, a bare container uid).
         std::os::unix::fs::chown(&base, Some(4_000_042), Some(4_000_042)).unwrap();
         let data = DataDir::open(&base).unwrap();
@@ -455,9 +453,7 @@ mod tests {
 
     #[test]
     fn a_dump_is_opened_only_once_known_to_be_a_file_redis_wrote() {
-        let base = std::env::temp_dir().join(format!("rb-datadir-dump-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&base).unwrap();
+        let base = crate::testing::scratch_dir("datadir-dump");
         let data = DataDir::open(&base).unwrap();
         fs::write(base.join("dump.rdb"), b"REDIS0011").unwrap();
         assert!(data.open_dump("dump.rdb").is_ok());
@@ -556,9 +552,7 @@ mod tests {
 
     #[test]
     fn a_private_dir_is_made_once_and_moves_never_replace() {
-        let base = std::env::temp_dir().join(format!("rb-datadir-p-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&base).unwrap();
+        let base = crate::testing::scratch_dir("datadir-p");
         let at = open_dir(CWD, &base).unwrap();
         let work = create_private_dir(at.as_fd(), "work").unwrap();
         assert!(create_private_dir(at.as_fd(), "work").is_err(), "exists");

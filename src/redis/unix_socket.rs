@@ -93,10 +93,7 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rb-unix-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::testing::scratch_dir(&format!("unix-{name}"))
     }
 
     #[test]

@@ -516,9 +516,7 @@ mod tests {
 
     #[test]
     fn journal_round_trip_and_recovery_listing() {
-        let dir = std::env::temp_dir().join(format!("rb-journal-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::scratch_dir("journal");
         let data = data_dir(&dir);
 
         let mut finished = WorkDir::create(&data, "20261125T000000Z").unwrap();
@@ -561,9 +559,7 @@ mod tests {
 
     #[test]
     fn a_renamed_work_folder_is_still_used_and_the_impostor_left_alone() {
-        let dir = std::env::temp_dir().join(format!("rb-journal-mv-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::scratch_dir("journal-mv");
         let data = data_dir(&dir);
         let work = WorkDir::create(&data, "20261125T000002Z").unwrap();
         let mut staged = work.create_staged().unwrap();
