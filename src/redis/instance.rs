@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::redis::conf::RedisConf;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use log::info;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,10 +48,10 @@ pub fn connect_options(
                 conf.source.display()
             )));
         }
-        let host = config
-            .redis_host
-            .clone()
-            .unwrap_or_else(|| local_address(&conf.bind));
+        let host = match &config.redis_host {
+            Some(host) => host.clone(),
+            None => conf_host(conf, port)?,
+        };
         Endpoint::Tcp { host, port }
     };
     // redis.conf's renames and password describe the server it configures.
@@ -120,6 +121,49 @@ fn conf_is_roots(conf: &RedisConf) -> bool {
     conf.files
         .iter()
         .all(|file| file.uid == 0 && file.mode & 0o022 == 0)
+}
+
+/// The host to dial as redis.conf's `bind` names it. Redis can listen only
+/// on this host's own addresses, so a conf that is not root's alone naming
+/// another is its writer's way to have us send the settings' password, and
+/// our commands, to a host of its choosing: refused, before anything is sent.
+fn conf_host(conf: &RedisConf, port: u16) -> Result<String> {
+    let host = local_address(&conf.bind);
+    if conf_is_roots(conf) {
+        return Ok(host);
+    }
+    let own = (host.as_str(), port)
+        .to_socket_addrs()
+        .into_iter()
+        .flatten()
+        .map(|addr| addr.ip())
+        .find(|&ip| is_this_hosts(ip));
+    match own {
+        Some(ip) => Ok(ip.to_string()),
+        None => Err(Error::redis(format!(
+            "{} binds Redis to {host}, which is not an address of this host; set redis_host in the settings if Redis is elsewhere",
+            conf.source.display()
+        ))),
+    }
+}
+
+/// Whether `ip` is one of this host's own addresses: the kernel answers a
+/// datagram to one of them from that same address (loopback aside, which is
+/// all ours, 127.0.0.1 answering for the whole of 127/8).
+fn is_this_hosts(ip: IpAddr) -> bool {
+    if ip.is_loopback() {
+        return true;
+    }
+    let unspecified: SocketAddr = match ip {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    UdpSocket::bind(unspecified)
+        .and_then(|socket| {
+            socket.connect((ip, 9))?;
+            socket.local_addr()
+        })
+        .is_ok_and(|local| local.ip() == ip)
 }
 
 /// The address to dial for Redis's first `bind` entry ("-" marks an optional
@@ -250,6 +294,32 @@ mod tests {
         assert_eq!(local_address(&bind(&["*", "-::*"])), "127.0.0.1");
         assert_eq!(local_address(&bind(&["0.0.0.0"])), "127.0.0.1");
         assert_eq!(local_address(&bind(&["10.0.0.5"])), "10.0.0.5");
+    }
+
+    #[test]
+    fn a_conf_not_roots_alone_may_bind_only_this_hosts_addresses() {
+        let mut conf = RedisConf::defaults(std::path::Path::new("/etc/redis/redis.conf"));
+        conf.files.push(crate::redis::conf::ConfFile {
+            path: conf.source.clone(),
+            uid: 102,
+            gid: 105,
+            mode: 0o640,
+        });
+        let mut bound = |addresses: &[&str]| {
+            conf.bind = addresses.iter().map(|s| s.to_string()).collect();
+            conf_host(&conf, 6379).map_err(|e| e.to_string())
+        };
+        assert_eq!(bound(&["127.0.0.1"]).unwrap(), "127.0.0.1");
+        assert_eq!(bound(&["127.0.0.5"]).unwrap(), "127.0.0.5");
+        assert_eq!(bound(&["*"]).unwrap(), "127.0.0.1");
+        let localhost: IpAddr = bound(&["localhost"]).unwrap().parse().unwrap();
+        assert!(localhost.is_loopback());
+        // 198.51.100.0/24 is for documentation: never a host's own.
+        let refused = bound(&["198.51.100.7"]).unwrap_err();
+        assert!(refused.contains("not an address of this host"), "{refused}");
+        // Root's own conf is root's word, wherever it points.
+        conf.files[0].uid = 0;
+        assert_eq!(conf_host(&conf, 6379).unwrap(), "198.51.100.7");
     }
 
     #[test]

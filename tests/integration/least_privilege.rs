@@ -786,6 +786,44 @@ fn a_link_in_place_of_the_settings_socket_is_not_followed() {
     out.code(3).stderr_has("symbolic link");
 }
 
+/// The settings hold a password for Redis (root's secret, not in the
+/// conf) and name only the port, so the host comes from redis.conf's
+/// `bind`. The account rewrites `bind` to the address of a host next door
+/// that it runs. Redis can only listen on this host's own addresses, so a
+/// conf that is not root's alone naming another one must be refused
+/// (exit 3) before a single byte, least of all the password, goes there.
+#[test]
+fn a_conf_of_redis_cannot_send_the_settings_password_to_another_host() {
+    let password = "settings-only-password-7f3a";
+    let mut t = redis()
+        .requirepass(password)
+        .setting("redis_password", password)
+        .setting("redis_timeout", "2")
+        .start();
+    let next_door = OtherHost::start(t.scratch());
+    t.set_setting("redis_port", &next_door.port.to_string());
+    owner_sh(&format!(
+        "conf=$(sed -e '/^requirepass/d' -e 's/^bind .*/bind {}/' '{conf}') && printf '%s\\n' \"$conf\" > '{conf}'",
+        next_door.address,
+        conf = t.redis_conf().display()
+    ));
+
+    let out = t.cmd(&["backup"]).run_within(Duration::from_secs(30));
+
+    let context = format!("{out}");
+    assert_no_crash(&out, &context);
+    let received = String::from_utf8_lossy(&next_door.received()).into_owned();
+    assert!(
+        !received.contains(password),
+        "the settings' password went to the host the conf named\n{context}\nit received: {received:?}"
+    );
+    assert_eq!(
+        received, "",
+        "something went to the host next door\n{context}"
+    );
+    out.code(3).stderr_has("not an address of this host");
+}
+
 /// The account takes a write lease on its own redis.conf and never gives it
 /// up. Root's open of the conf would wait the kernel's lease-break-time
 /// (45 s), once per file it reads, and the conf may include 64 of them:

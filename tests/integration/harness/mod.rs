@@ -8,7 +8,7 @@
 //! deadline and fails with a message saying what it waited for.
 //!
 //! One file per part: `scratch`, `resp`, `data`, `run`, `redis`,
-//! `fake_redis`, `swift`, `proxy`, `records`; this one holds the small
+//! `fake_redis`, `other_host`, `swift`, `proxy`, `records`; this one holds the small
 //! helpers they share. Nothing unused is kept (no `allow(dead_code)`): a
 //! helper goes when its last user does.
 
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod data;
 mod fake_redis;
+mod other_host;
 mod proxy;
 mod records;
 mod redis;
@@ -40,6 +41,7 @@ mod swift;
 
 pub use data::*;
 pub use fake_redis::*;
+pub use other_host::*;
 pub use proxy::*;
 pub use records::*;
 pub use redis::*;

@@ -1,0 +1,122 @@
+//! Another host, for the attacks that would send the tool off this one: a
+//! network namespace joined to ours by a veth pair. Its address is reachable
+//! from here but is not one of this host's, as a neighbour's would be, and a
+//! listener there keeps every byte it is sent.
+
+use super::*;
+
+/// A host next door with a TCP listener that records what reaches it.
+pub struct OtherHost {
+    namespace: String,
+    our_end: String,
+    pub address: String,
+    pub port: u16,
+    listener: Child,
+    received: PathBuf,
+}
+
+/// Each one gets its own /30 of 10.77.(pid).0/24, and its own names.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl OtherHost {
+    pub fn start(scratch: &Path) -> OtherHost {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < 64, "more hosts next door than one /24 holds");
+        let pid = std::process::id();
+        let namespace = format!("rbt-{pid}-{n}");
+        let our_end = format!("rb{n}h{pid}");
+        let their_end = format!("rb{n}n{pid}");
+        let net = format!("10.77.{}", pid % 256);
+        let (ours, address) = (
+            format!("{net}.{}", 4 * n + 1),
+            format!("{net}.{}", 4 * n + 2),
+        );
+        let ip = |args: &[&str]| {
+            Run::new("ip").args(args).run().ok();
+        };
+        ip(&["netns", "add", &namespace]);
+        ip(&[
+            "link", "add", &our_end, "type", "veth", "peer", "name", &their_end, "netns",
+            &namespace,
+        ]);
+        ip(&["addr", "add", &format!("{ours}/30"), "dev", &our_end]);
+        ip(&["link", "set", &our_end, "up"]);
+        let there = ["netns", "exec", namespace.as_str(), "ip"];
+        ip(&[
+            &there[..],
+            &["addr", "add", &format!("{address}/30"), "dev", &their_end],
+        ]
+        .concat());
+        ip(&[&there[..], &["link", "set", &their_end, "up"]].concat());
+
+        let received = scratch.join(format!("other-host-{n}.bytes"));
+        let port = 6379;
+        let listener = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &namespace,
+                "/usr/bin/python3",
+                "-c",
+                LISTENER,
+            ])
+            .args([&address, &port.to_string(), &received.display().to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the listener on the host next door");
+        wait_for("the listener on the host next door", || {
+            received.exists().then_some(())
+        });
+        OtherHost {
+            namespace,
+            our_end,
+            address,
+            port,
+            listener,
+            received,
+        }
+    }
+
+    /// Every byte any connection has sent it so far.
+    pub fn received(&self) -> Vec<u8> {
+        fs::read(&self.received).unwrap_or_default()
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.namespace])
+            .status();
+        // The pair goes with the namespace, but not at once.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.our_end])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Accepts any number of connections and appends what they send to a file
+/// (created once it listens); answers nothing.
+const LISTENER: &str = r#"
+import socket, sys, threading
+address, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((address, port))
+server.listen(16)
+out = open(path, "ab", buffering=0)
+lock = threading.Lock()
+def serve(conn):
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        with lock:
+            out.write(data)
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
