@@ -18,7 +18,7 @@ use rustix::fs::{flock, AtFlags, FlockOperation, Mode, OFlags};
 use std::ffi::CStr;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 
 /// Free space a backup leaves alone, as a share of the filesystem (1%), at
@@ -116,8 +116,25 @@ const ARCHIVE_DIR: &str = "archive";
 pub struct DirStorage {
     dir: PathBuf,
     /// A directory inside the storage directory (`archive`), which must
-    /// never be a symlink (see `refuse_link`).
+    /// never be a symlink (see `pin`).
     inside: bool,
+}
+
+/// The storage directory as one operation sees it: opened once, without
+/// being read (`O_PATH`), and every name then looked up in that very
+/// directory through `/proc/self/fd/N/NAME`. Another writer of a shared
+/// directory may swap `archive` for a link at any moment; the directory
+/// checked is the one used, whatever its name leads to by then.
+struct Pinned {
+    /// Kept open for as long as `path` is used.
+    _fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Pinned {
+    fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
 }
 
 impl DirStorage {
@@ -125,29 +142,47 @@ impl DirStorage {
         DirStorage { dir, inside: false }
     }
 
-    /// A directory made inside the storage directory is ours to make, so it
-    /// is never a symlink: another writer of a shared (NFS) directory could
-    /// point `archive` at /etc, and chunks would be written, listed and
-    /// deleted there. (The storage directory itself is the administrator's
-    /// choice and may be a link.)
-    fn refuse_link(&self) -> Result<()> {
-        match fs::symlink_metadata(&self.dir) {
-            Ok(meta) if self.inside && meta.file_type().is_symlink() => {
-                Err(Error::storage(format!(
-                    "{} is a symbolic link, not the directory this tool makes there; remove it",
-                    self.dir.display()
-                )))
+    /// The directory, pinned for one operation (`None` if it does not
+    /// exist). A directory made inside the storage directory is ours to
+    /// make, so it is never a symlink: another writer of a shared (NFS)
+    /// directory could point `archive` at /etc, and chunks would be
+    /// written, listed and deleted there. (The storage directory itself is
+    /// the administrator's choice and may be a link.)
+    fn pin(&self) -> Result<Option<Pinned>> {
+        let mut flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        if self.inside {
+            flags |= OFlags::NOFOLLOW;
+        }
+        match rustix::fs::open(&self.dir, flags, Mode::empty()) {
+            Ok(fd) => {
+                use std::os::fd::AsRawFd;
+                let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                Ok(Some(Pinned { _fd: fd, path }))
             }
-            _ => Ok(()),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(_) if self.inside && self.is_link() => Err(Error::storage(format!(
+                "{} is a symbolic link, not the directory this tool makes there; remove it",
+                self.dir.display()
+            ))),
+            Err(e) => Err(self.failed("cannot open", &self.dir, e.into())),
         }
     }
 
-    fn object_path(&self, id: &BackupId) -> PathBuf {
-        self.dir.join(format!("{id}{OBJECT_SUFFIX}"))
+    fn is_link(&self) -> bool {
+        fs::symlink_metadata(&self.dir).is_ok_and(|meta| meta.file_type().is_symlink())
     }
 
-    fn record_path(&self, id: &BackupId) -> PathBuf {
-        self.dir.join(format!("{id}{RECORD_SUFFIX}"))
+    fn object_name(id: &BackupId) -> String {
+        format!("{id}{OBJECT_SUFFIX}")
+    }
+
+    fn record_name(id: &BackupId) -> String {
+        format!("{id}{RECORD_SUFFIX}")
+    }
+
+    /// Where a name is, as the operator knows it (for messages).
+    fn shown(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     fn failed(&self, what: &str, path: &Path, err: io::Error) -> Error {
@@ -160,28 +195,37 @@ impl DirStorage {
 
     /// The directory exists, durably, and only its owner may write in it: in a
     /// directory others can write to, they could plant files under our names.
-    fn ensure_private_dir(&self) -> Result<()> {
-        self.refuse_link()?;
-        if !self.dir.exists() {
-            create_private_dir(&self.dir)
-                .map_err(|e| self.failed("cannot create backup directory", &self.dir, e))?;
-            if let Some(parent) = self.dir.parent() {
-                fsync_dir(parent).map_err(|e| self.failed("cannot sync", parent, e))?;
+    fn ensure_private_dir(&self) -> Result<Pinned> {
+        let pinned = match self.pin()? {
+            Some(pinned) => pinned,
+            None => {
+                create_private_dir(&self.dir)
+                    .map_err(|e| self.failed("cannot create backup directory", &self.dir, e))?;
+                if let Some(parent) = self.dir.parent() {
+                    fsync_dir(parent).map_err(|e| self.failed("cannot sync", parent, e))?;
+                }
+                self.pin()?.ok_or_else(|| {
+                    self.failed(
+                        "cannot create backup directory",
+                        &self.dir,
+                        io::ErrorKind::NotFound.into(),
+                    )
+                })?
             }
-        }
-        let meta = fs::metadata(&self.dir)
-            .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e))?;
+        };
+        let meta = rustix::fs::fstat(&pinned._fd)
+            .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e.into()))?;
         // Made in advance by another account (under a world-writable /tmp,
         // say), it would be theirs to fill and empty whatever its mode.
         let us = rustix::process::geteuid().as_raw();
-        if meta.uid() != us {
+        if meta.st_uid != us {
             return Err(Error::usage(format!(
                 "backup directory {} belongs to uid {}, not to this user (uid {us}); use a directory of your own",
                 self.dir.display(),
-                meta.uid()
+                meta.st_uid
             )));
         }
-        let mode = meta.permissions().mode();
+        let mode = meta.st_mode;
         if mode & 0o022 != 0 {
             return Err(Error::usage(format!(
                 "backup directory {} has mode {:04o}: others could write in it; chmod 700 {}",
@@ -190,7 +234,35 @@ impl DirStorage {
                 self.dir.display()
             )));
         }
-        Ok(())
+        Ok(pinned)
+    }
+
+    /// `prepare`, keeping the directory it checked.
+    fn prepared(&self, id: &BackupId) -> Result<Pinned> {
+        let pinned = self.ensure_private_dir()?;
+        let taken = |name: String| fs::symlink_metadata(pinned.join(&name)).is_ok();
+        if taken(Self::object_name(id)) || taken(Self::record_name(id)) {
+            return Err(already_exists(id, &self.where_()));
+        }
+        let (available, reserve) = free_space(&pinned.path)
+            .map_err(|e| self.failed("cannot read the free space of", &self.dir, e))?;
+        if next_check_step(available, reserve, 0).is_none() {
+            return Err(Error::storage(out_of_space(&self.dir, available, reserve)));
+        }
+        Ok(pinned)
+    }
+
+    /// A regular file of the directory, opened to read.
+    fn open_file(&self, id: &BackupId, name: &str) -> Result<fs::File> {
+        let shown = self.shown(name);
+        let Some(pinned) = self.pin()? else {
+            return Err(not_found(id, &self.where_()));
+        };
+        match crate::fs::open_regular(&pinned.join(name)) {
+            Ok(file) => Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(id, &self.where_())),
+            Err(e) => Err(self.failed("cannot open", &shown, e)),
+        }
     }
 }
 
@@ -198,9 +270,11 @@ struct DirObject {
     file: AtomicFile,
     written: u64,
     path: PathBuf,
-    /// The directory it is written in, and when (in bytes written) to look
-    /// at its free space again.
-    dir: PathBuf,
+    /// The directory it is written in (dropped after `file`, whose names
+    /// go through it), its name for messages, and when (in bytes written)
+    /// to look at its free space again.
+    dir: Pinned,
+    shown_dir: PathBuf,
     next_check: u64,
 }
 
@@ -209,7 +283,7 @@ impl DirObject {
         if self.written < self.next_check {
             return Ok(());
         }
-        let (available, reserve) = free_space(&self.dir)?;
+        let (available, reserve) = free_space(&self.dir.path)?;
         match next_check_step(available, reserve, want as u64) {
             Some(step) => {
                 self.next_check = self.written + step;
@@ -217,7 +291,7 @@ impl DirObject {
             }
             None => Err(io::Error::new(
                 io::ErrorKind::StorageFull,
-                out_of_space(&self.dir, available, reserve),
+                out_of_space(&self.shown_dir, available, reserve),
             )),
         }
     }
@@ -242,58 +316,47 @@ impl ObjectWriter for DirObject {
             file,
             written,
             path,
+            dir,
             ..
         } = *self;
         file.commit(true)
             .map_err(|e| Error::storage(format!("finishing {}: {e}", path.display())))?;
+        drop(dir);
         Ok(written)
     }
 }
 
 impl Storage for DirStorage {
     fn location(&self, id: &BackupId) -> String {
-        format!("file://{}", self.object_path(id).display())
+        format!("file://{}", self.shown(&Self::object_name(id)).display())
     }
 
     fn prepare(&self, id: &BackupId) -> Result<()> {
-        self.ensure_private_dir()?;
-        if self.object_path(id).exists() || self.record_path(id).exists() {
-            return Err(already_exists(id, &self.where_()));
-        }
-        let (available, reserve) = free_space(&self.dir)
-            .map_err(|e| self.failed("cannot read the free space of", &self.dir, e))?;
-        if next_check_step(available, reserve, 0).is_none() {
-            return Err(Error::storage(out_of_space(&self.dir, available, reserve)));
-        }
-        Ok(())
+        self.prepared(id).map(drop)
     }
 
     fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
-        self.prepare(id)?;
-        for name in remove_dead_temps(&self.dir) {
+        let dir = self.prepared(id)?;
+        for name in remove_dead_temps(&dir.path) {
             log::info!("removed {name}, left by a backup that was killed");
         }
-        let path = self.object_path(id);
-        let file = AtomicFile::create(&path).map_err(|e| self.failed("cannot create", &path, e))?;
+        let name = Self::object_name(id);
+        let path = self.shown(&name);
+        let file = AtomicFile::create(&dir.join(&name))
+            .map_err(|e| self.failed("cannot create", &path, e))?;
         Ok(Box::new(DirObject {
             file,
             written: 0,
             path,
-            dir: self.dir.clone(),
+            dir,
+            shown_dir: self.dir.clone(),
             next_check: 0,
         }))
     }
 
     fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn Read + Send>> {
-        self.refuse_link()?;
-        let path = self.object_path(id);
-        let mut file = match crate::fs::open_regular(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(not_found(id, &self.where_()))
-            }
-            Err(e) => return Err(self.failed("cannot open", &path, e)),
-        };
+        let path = self.shown(&Self::object_name(id));
+        let mut file = self.open_file(id, &Self::object_name(id))?;
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| self.failed("cannot seek in", &path, e))?;
         let object = ReadOnce::new(file).map_err(|e| self.failed("cannot seek in", &path, e))?;
@@ -301,25 +364,21 @@ impl Storage for DirStorage {
     }
 
     fn put_record(&self, id: &BackupId, json: &[u8]) -> Result<()> {
-        self.refuse_link()?;
-        let path = self.record_path(id);
-        let mut file =
-            AtomicFile::create(&path).map_err(|e| self.failed("cannot create", &path, e))?;
+        let name = Self::record_name(id);
+        let path = self.shown(&name);
+        let dir = self
+            .pin()?
+            .ok_or_else(|| self.failed("cannot create", &path, io::ErrorKind::NotFound.into()))?;
+        let mut file = AtomicFile::create(&dir.join(&name))
+            .map_err(|e| self.failed("cannot create", &path, e))?;
         file.write_all(json)
             .and_then(|()| file.commit(true))
             .map_err(|e| self.failed("cannot write record", &path, e))
     }
 
     fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
-        self.refuse_link()?;
-        let path = self.record_path(id);
-        let file = match crate::fs::open_regular(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(not_found(id, &self.where_()))
-            }
-            Err(e) => return Err(self.failed("cannot open", &path, e)),
-        };
+        let path = self.shown(&Self::record_name(id));
+        let file = self.open_file(id, &Self::record_name(id))?;
         let mut json = Vec::new();
         file.take(MAX_RECORD_SIZE as u64 + 1)
             .read_to_end(&mut json)
@@ -341,12 +400,11 @@ impl Storage for DirStorage {
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
-        self.refuse_link()?;
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.failed("cannot list", &self.dir, e)),
+        let Some(dir) = self.pin()? else {
+            return Ok(Vec::new());
         };
+        let entries =
+            fs::read_dir(&dir.path).map_err(|e| self.failed("cannot list", &self.dir, e))?;
         let mut ids = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| self.failed("cannot list", &self.dir, e))?;
@@ -363,34 +421,35 @@ impl Storage for DirStorage {
     }
 
     fn delete(&self, id: &BackupId) -> Result<()> {
-        self.refuse_link()?;
-        let record = self.record_path(id);
-        let object = self.object_path(id);
-        match fs::remove_file(&record) {
+        let Some(dir) = self.pin()? else {
+            return Err(not_found(id, &self.where_()));
+        };
+        let (record, object) = (Self::record_name(id), Self::object_name(id));
+        match fs::remove_file(dir.join(&record)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound && object.exists() => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && dir.join(&object).exists() => {
                 log::warn!("backup {id} had no record; removing its object only");
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(not_found(id, &self.where_()))
             }
-            Err(e) => return Err(self.failed("cannot remove", &record, e)),
+            Err(e) => return Err(self.failed("cannot remove", &self.shown(&record), e)),
         }
-        match fs::remove_file(&object) {
+        match fs::remove_file(dir.join(&object)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 log::warn!("backup {id} had a record but no object");
             }
-            Err(e) => return Err(self.failed("cannot remove", &object, e)),
+            Err(e) => return Err(self.failed("cannot remove", &self.shown(&object), e)),
         }
-        fsync_dir(&self.dir).map_err(|e| self.failed("cannot sync", &self.dir, e))
+        fsync_dir(&dir.path).map_err(|e| self.failed("cannot sync", &self.dir, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 
     fn storage(name: &str) -> (DirStorage, PathBuf) {
         let dir = std::env::temp_dir().join(format!("rb-dir-{name}-{}", std::process::id()));
@@ -599,6 +658,53 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["b7.json", "b7.rbk"]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The same writer swaps `archive` with a link to that directory
+    /// (`RENAME_EXCHANGE`, back and forth as fast as it can) while records
+    /// are written, listed and deleted: a check of the name followed by a
+    /// use of the name would sometimes land in the other directory. Each
+    /// operation must use the one directory it checked.
+    #[test]
+    fn an_archive_folder_swapped_for_a_link_mid_operation_leads_nowhere() {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (store, root) = storage("archive-swap");
+        let archive = store.archive();
+        let real = root.join("backups").join(ARCHIVE_DIR);
+        crate::fs::create_private_dir(&real).unwrap();
+        let elsewhere = root.join("etc");
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(elsewhere.join("v.json"), b"{}").unwrap();
+        let swap = root.join("backups").join("swap");
+        std::os::unix::fs::symlink(&elsewhere, &swap).unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    renameat_with(CWD, &real, CWD, &swap, RenameFlags::EXCHANGE).unwrap();
+                }
+            });
+            for i in 0..3000 {
+                let _ = archive.put_record(&id(&format!("r{i}")), b"{}");
+                let _ = archive.list();
+                let _ = archive.get_record(&id("v"));
+                let _ = archive.delete(&id("v"));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let mut left: Vec<_> = fs::read_dir(&elsewhere)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert!(
+            left == ["v.json"],
+            "written or removed through the link: {} names there, {:?}...",
+            left.len(),
+            &left[..left.len().min(4)]
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 
