@@ -68,14 +68,32 @@ pub struct RedisConf {
     pub files: Vec<ConfFile>,
 }
 
-/// One config file as it was read: its owner and mode decide whose word
-/// its settings are.
+/// One config file as it was read: who could have chosen what it says
+/// decides whose word its settings are. That is its owner and mode, and
+/// also whoever could have put another file under its name: the owner of a
+/// folder on the way (or of one holding a link on the way) that is not
+/// root's alone (`folder_of_others`). A file of root's reached through the
+/// account's folder is the account's word: the account can make root's
+/// files say what it likes (`/proc/PID/cmdline` of a setuid program it
+/// started) and link one there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfFile {
     pub path: PathBuf,
     pub uid: u32,
     pub gid: u32,
     pub mode: u32,
+    /// That folder, if any: its owner and write bits are in the above.
+    pub via: Option<PathBuf>,
+}
+
+impl ConfFile {
+    /// How messages name it.
+    fn name(&self) -> String {
+        match &self.via {
+            Some(folder) => format!("{} (in {})", self.path.display(), folder.display()),
+            None => self.path.display().to_string(),
+        }
+    }
 }
 
 impl RedisConf {
@@ -110,7 +128,7 @@ impl RedisConf {
 impl RedisConf {
     pub fn check_authority(&self, dir: &Path, owner: Owner) -> Result<()> {
         for file in &self.files {
-            let name = file.path.display();
+            let name = file.name();
             let why = if file.mode & 0o002 != 0 {
                 Some(format!("{name} is writable by every user"))
             } else if file.uid != 0 && file.uid != owner.uid {
@@ -155,20 +173,123 @@ pub fn load(path: &Path) -> Result<RedisConf> {
 /// it is opened without blocking, so `include` of a FIFO or a device that
 /// never answers is refused instead of hanging the run.
 fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
+    let folder = folder_of_others(path)?;
     let file = crate::fs::open_regular(path)?;
     let meta = file.metadata()?;
-    let written_by = ConfFile {
+    let mut written_by = ConfFile {
         path: path.to_path_buf(),
         uid: meta.uid(),
         gid: meta.gid(),
         mode: meta.mode() & 0o7777,
+        via: None,
     };
+    if let Some(folder) = folder {
+        written_by.add_folder(folder);
+    }
     // Sized up front like `fs::read`, so a regular file is read without
     // reallocating: no stray copy of requirepass left in freed memory.
     let size = meta.len().min(MAX_FILE_LEN) + 1;
     let mut text = Vec::with_capacity(size as usize);
     file.take(MAX_FILE_LEN + 1).read_to_end(&mut text)?;
     Ok((text, written_by))
+}
+
+/// A folder on the way to a file, as found by `folder_of_others`.
+struct Folder {
+    path: PathBuf,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl ConfFile {
+    /// Whoever may write in `folder` may also choose what this file says.
+    /// Two accounts, or two groups, that could each have written it are as
+    /// good as everybody: `check_authority` refuses the file.
+    fn add_folder(&mut self, folder: Folder) {
+        let everybody = 0o002;
+        if folder.uid != 0 {
+            if self.uid != 0 && self.uid != folder.uid {
+                self.mode |= everybody;
+            }
+            self.uid = folder.uid;
+        }
+        if folder.mode & 0o020 != 0 {
+            if self.mode & 0o020 != 0 && self.gid != folder.gid {
+                self.mode |= everybody;
+            }
+            self.gid = folder.gid;
+        }
+        self.mode |= folder.mode & 0o022;
+        self.via = Some(folder.path);
+    }
+}
+
+/// Most symbolic links followed on the way to one file, as the kernel's
+/// limit.
+const MAX_LINKS: usize = 40;
+
+/// The first folder on the way to `path` that someone other than root may
+/// write in, following links as the open will: its entries, and so what
+/// `path` leads to, are that writer's to replace. In a root folder with the
+/// sticky bit (/tmp), an entry of root's is root's alone: nobody else may
+/// rename or remove it.
+fn folder_of_others(path: &Path) -> std::io::Result<Option<Folder>> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let absolute = match path.is_absolute() {
+        true => path.to_path_buf(),
+        false => std::env::current_dir()?.join(path),
+    };
+    let mut ahead: VecDeque<std::ffi::OsString> = absolute
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    // `at` never holds a link: `..` is its parent.
+    let mut at = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = ahead.pop_front() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        let folder = fs::metadata(&at)?;
+        let next = at.join(&name);
+        let entry = fs::symlink_metadata(&next)?;
+        let sticky_keeps_it = folder.uid() == 0 && folder.mode() & 0o1000 != 0 && entry.uid() == 0;
+        if (folder.uid() != 0 || folder.mode() & 0o022 != 0) && !sticky_keeps_it {
+            return Ok(Some(Folder {
+                path: at,
+                uid: folder.uid(),
+                gid: folder.gid(),
+                mode: folder.mode() & 0o7777,
+            }));
+        }
+        if !entry.file_type().is_symlink() {
+            at = next;
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(std::io::Error::other("too many levels of symbolic links"));
+        }
+        let target = fs::read_link(&next)?;
+        if target.is_absolute() {
+            at = PathBuf::from("/");
+        }
+        for c in target.components().rev() {
+            match c {
+                Component::Normal(name) => ahead.push_front(name.to_os_string()),
+                Component::ParentDir => ahead.push_front("..".into()),
+                _ => {}
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Where an `include` came from, for messages about the included file.
@@ -806,6 +927,44 @@ mod tests {
     }
 
     #[test]
+    fn a_file_reached_through_a_folder_of_others_is_their_word() {
+        // Only root can make folders of other owners.
+        if rustix::process::geteuid().as_raw() != 0 {
+            return;
+        }
+        use std::os::unix::fs::{chown, symlink, PermissionsExt};
+        let dir = TempDir::new();
+        let roots = dir.write("root/words.conf", "port 7\n");
+        let load_one = |path: &Path| load(path).unwrap().files.remove(0);
+        // Under /tmp (sticky), in root's own folders: root's alone.
+        let file = load_one(&roots);
+        assert_eq!((file.uid, file.mode & 0o022, file.via), (0, 0, None));
+        // A link to it, in a folder of the account's: the account's word.
+        let accounts = dir.0.join("etc-redis");
+        fs::create_dir(&accounts).unwrap();
+        chown(&accounts, Some(102), Some(105)).unwrap();
+        symlink(&roots, accounts.join("redis.conf")).unwrap();
+        let file = load_one(&accounts.join("redis.conf"));
+        assert_eq!((file.uid, file.via), (102, Some(accounts.clone())));
+        // A link of root's, in root's folder, into that folder: the same.
+        symlink("etc-redis/redis.conf", dir.0.join("hop.conf")).unwrap();
+        assert_eq!(load_one(&dir.0.join("hop.conf")).uid, 102);
+        // A folder of root's that a group may write: that group's word.
+        let shared = dir.0.join("shared");
+        fs::create_dir(&shared).unwrap();
+        chown(&shared, None, Some(105)).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o775)).unwrap();
+        fs::write(shared.join("redis.conf"), "port 7\n").unwrap();
+        let file = load_one(&shared.join("redis.conf"));
+        assert_eq!((file.uid, file.gid, file.mode & 0o020), (0, 105, 0o020));
+        // A file of a third account in the account's folder: two writers.
+        let third = accounts.join("third.conf");
+        fs::write(&third, "port 7\n").unwrap();
+        chown(&third, Some(65534), None).unwrap();
+        assert_ne!(load_one(&third).mode & 0o002, 0);
+    }
+
+    #[test]
     fn a_file_of_redis_may_not_include_one_of_root() {
         // Only root can make files of two owners.
         if rustix::process::geteuid().as_raw() != 0 {
@@ -839,6 +998,7 @@ mod tests {
                 uid,
                 gid,
                 mode,
+                via: None,
             })
             .collect();
         conf

@@ -41,7 +41,18 @@ pub fn connect_options(
     } else if let (false, Some(socket)) = (tcp_chosen, &conf.unixsocket) {
         conf_socket(conf, socket)
     } else {
-        let port = config.redis_port.unwrap_or(conf.port);
+        let port = match (config.redis_port, &config.redis_host) {
+            (Some(port), _) => port,
+            // The conf describes the server on this host: its port is no
+            // word for another, least of all one others may write.
+            (None, Some(host)) if !conf_is_roots(conf) && !names_this_host(host, conf.port) => {
+                return Err(Error::usage(format!(
+                    "redis_host {host} is not this host, and the port in {} is not root's word alone; set redis_port",
+                    conf.source.display()
+                )));
+            }
+            (None, _) => conf.port,
+        };
         if port == 0 {
             return Err(Error::usage(format!(
                 "{} has port 0 and no unixsocket; set redis_socket or redis_port",
@@ -126,25 +137,40 @@ fn conf_is_roots(conf: &RedisConf) -> bool {
 /// The host to dial as redis.conf's `bind` names it. Redis can listen only
 /// on this host's own addresses, so a conf that is not root's alone naming
 /// another is its writer's way to have us send the settings' password, and
-/// our commands, to a host of its choosing: refused, before anything is sent.
+/// our commands, to a host of its choosing: refused, before anything is
+/// sent. Redis binds every entry (one marked `-` only if it can), so the
+/// first that is this host's will do.
 fn conf_host(conf: &RedisConf, port: u16) -> Result<String> {
-    let host = local_address(&conf.bind);
-    if conf_is_roots(conf) {
-        return Ok(host);
+    if conf_is_roots(conf) || conf.bind.is_empty() {
+        return Ok(local_address(&conf.bind));
     }
-    let own = (host.as_str(), port)
-        .to_socket_addrs()
-        .into_iter()
-        .flatten()
-        .map(|addr| addr.ip())
-        .find(|&ip| is_this_hosts(ip));
+    let own = conf.bind.iter().find_map(|entry| {
+        let host = local_address(std::slice::from_ref(entry));
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .into_iter()
+            .flatten()
+            .map(|addr| addr.ip())
+            .find(|&ip| is_this_hosts(ip))
+    });
     match own {
         Some(ip) => Ok(ip.to_string()),
         None => Err(Error::redis(format!(
-            "{} binds Redis to {host}, which is not an address of this host; set redis_host in the settings if Redis is elsewhere",
-            conf.source.display()
+            "{} binds Redis to {}, not an address of this host; set redis_host in the settings if Redis is elsewhere",
+            conf.source.display(),
+            conf.bind.join(" ")
         ))),
     }
+}
+
+/// Whether every address `host` has is one of this host's.
+fn names_this_host(host: &str, port: u16) -> bool {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .into_iter()
+        .flatten()
+        .collect();
+    !addrs.is_empty() && addrs.iter().all(|addr| is_this_hosts(addr.ip()))
 }
 
 /// Whether `ip` is one of this host's own addresses: the kernel answers a
@@ -304,6 +330,7 @@ mod tests {
             uid: 102,
             gid: 105,
             mode: 0o640,
+            via: None,
         });
         let mut bound = |addresses: &[&str]| {
             conf.bind = addresses.iter().map(|s| s.to_string()).collect();
@@ -317,6 +344,26 @@ mod tests {
         // 198.51.100.0/24 is for documentation: never a host's own.
         let refused = bound(&["198.51.100.7"]).unwrap_err();
         assert!(refused.contains("not an address of this host"), "{refused}");
+        // Redis binds each entry: the first of this host's will do.
+        assert_eq!(bound(&["-198.51.100.7", "127.0.0.1"]).unwrap(), "127.0.0.1");
+        // The settings name another host: the conf's port is not used.
+        let settings = |pairs: &[(&str, &str)]| {
+            let flags: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let config = Config::load(None, &flags).unwrap();
+            connect_options(&config, &conf, Duration::ZERO).map(|o| o.endpoint.to_string())
+        };
+        let err = settings(&[("redis_host", "198.51.100.9")]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.message().contains("set redis_port"), "{err}");
+        let both = [("redis_host", "198.51.100.9"), ("redis_port", "6380")];
+        assert_eq!(settings(&both).unwrap(), "198.51.100.9:6380");
+        assert_eq!(
+            settings(&[("redis_host", "127.0.0.1")]).unwrap(),
+            "127.0.0.1:6379"
+        );
         // Root's own conf is root's word, wherever it points.
         conf.files[0].uid = 0;
         assert_eq!(conf_host(&conf, 6379).unwrap(), "198.51.100.7");
@@ -333,6 +380,7 @@ mod tests {
             uid: 102,
             gid: 105,
             mode: 0o640,
+            via: None,
         });
         let flags = |pairs: &[(&str, &str)]| -> Config {
             let flags: Vec<(String, String)> = pairs
@@ -341,8 +389,8 @@ mod tests {
                 .collect();
             Config::load(None, &flags).unwrap()
         };
-        let remote =
-            connect_options(&flags(&[("redis_host", "10.0.0.9")]), &conf, Duration::ZERO).unwrap();
+        let remote_settings = flags(&[("redis_host", "10.0.0.9"), ("redis_port", "6379")]);
+        let remote = connect_options(&remote_settings, &conf, Duration::ZERO).unwrap();
         assert!(remote.password.is_none());
         assert!(remote.renamed_commands.is_empty());
         // Its own server (the endpoint from the conf): its word counts.

@@ -824,6 +824,99 @@ fn a_conf_of_redis_cannot_send_the_settings_password_to_another_host() {
     out.code(3).stderr_has("not an address of this host");
 }
 
+/// The settings name a Redis on another host (a replication backup) with
+/// its password, but no port. The port came from redis.conf, which
+/// describes this host's server and which the account writes: it could
+/// send the password to a port of its own choosing there (a port forward,
+/// a load balancer's). Refused (exit 2) before anything is sent.
+#[test]
+fn a_conf_of_redis_cannot_choose_the_port_of_another_host() {
+    let password = "settings-only-password-5d1b";
+    let mut t = redis()
+        .requirepass(password)
+        .setting("redis_password", password)
+        .setting("redis_timeout", "2")
+        .start();
+    let next_door = OtherHost::start(t.scratch());
+    t.set_setting("redis_host", &next_door.address);
+    owner_sh(&format!(
+        "conf=$(sed -e 's/^port .*/port {}/' '{conf}') && printf '%s\\n' \"$conf\" > '{conf}'",
+        next_door.port,
+        conf = t.redis_conf().display()
+    ));
+
+    let out = t
+        .cmd(&["backup", "--source", "replication"])
+        .run_within(Duration::from_secs(30));
+
+    let context = format!("{out}");
+    assert_no_crash(&out, &context);
+    let received = String::from_utf8_lossy(&next_door.received()).into_owned();
+    assert_eq!(
+        received, "",
+        "something went to the host next door\n{context}"
+    );
+    out.code(2).stderr_has("set redis_port");
+}
+
+/// As on Debian, redis.conf is in a folder of the account's (/etc/redis,
+/// redis:redis 2770). The account starts a setuid-root program whose
+/// arguments are config lines (`su root -c "…"`, left waiting for a
+/// password): its `/proc/PID/cmdline` is a file of root's, mode 0444, that
+/// says what the account chose. It puts a link to it in place of
+/// redis.conf. A conf taken for root's alone speaks for any server: its
+/// `bind` would be dialled wherever it points, with the settings' password.
+/// A file reached through the account's folder is the account's word.
+#[test]
+fn a_file_of_roots_linked_into_the_accounts_folder_is_the_accounts_word() {
+    let password = "settings-only-password-2c9e";
+    let mut t = redis()
+        .requirepass(password)
+        .setting("redis_password", password)
+        .setting("redis_timeout", "2")
+        .start();
+    let next_door = OtherHost::start(t.scratch());
+    let folder = t.scratch().join("etc-redis");
+    fs::create_dir(&folder).unwrap();
+    let (uid, gid) = user_ids(owner_user());
+    std::os::unix::fs::chown(&folder, Some(uid), Some(gid)).unwrap();
+    fs::set_permissions(
+        &folder,
+        std::os::unix::fs::PermissionsExt::from_mode(0o2770),
+    )
+    .unwrap();
+    let conf = folder.join("redis.conf");
+    t.set_setting("redis_conf", &arg(&conf));
+    let lines = format!("x\nbind {}\nport {}\n#", next_door.address, next_door.port);
+    let out = owner_sh(&format!(
+        "sleep 30 </dev/null 2>/dev/null | su root -c \"$(printf '{}')\" >/dev/null 2>&1 &
+         su=$!; echo $su
+         until [ \"$(stat -c %u /proc/$su/cmdline 2>/dev/null)\" = 0 ]; do sleep 0.01; done
+         ln -s /proc/$su/cmdline '{new}' && mv -T '{new}' '{conf}'",
+        lines.replace('\n', "\\n"),
+        new = arg(&folder.join("new.conf")),
+        conf = arg(&conf)
+    ));
+    let su = out.stdout.trim().to_string();
+    let said = fs::read(&conf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&said).contains(&next_door.address),
+        "the account's link does not lead to its words: {said:?}"
+    );
+
+    let out = t.cmd(&["backup"]).run_within(Duration::from_secs(30));
+
+    let _ = Run::new("kill").arg(&su).run();
+    let context = format!("{out}");
+    assert_no_crash(&out, &context);
+    let received = String::from_utf8_lossy(&next_door.received()).into_owned();
+    assert_eq!(
+        received, "",
+        "something went to the host next door\n{context}"
+    );
+    out.code(3).stderr_has("not an address of this host");
+}
+
 /// The account takes a write lease on its own redis.conf and never gives it
 /// up. Root's open of the conf would wait the kernel's lease-break-time
 /// (45 s), once per file it reads, and the conf may include 64 of them:

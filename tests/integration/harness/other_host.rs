@@ -11,7 +11,7 @@ pub struct OtherHost {
     our_end: String,
     pub address: String,
     pub port: u16,
-    listener: Child,
+    listener: Option<Child>,
     received: PathBuf,
 }
 
@@ -23,58 +23,73 @@ impl OtherHost {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         assert!(n < 64, "more hosts next door than one /24 holds");
         let pid = std::process::id();
-        let namespace = format!("rbt-{pid}-{n}");
-        let our_end = format!("rb{n}h{pid}");
-        let their_end = format!("rb{n}n{pid}");
         let net = format!("10.77.{}", pid % 256);
-        let (ours, address) = (
-            format!("{net}.{}", 4 * n + 1),
-            format!("{net}.{}", 4 * n + 2),
-        );
+        // Made before the first step, so that a step that fails (a panic)
+        // still takes down whatever the steps before it set up.
+        let mut host = OtherHost {
+            namespace: format!("rbt-{pid}-{n}"),
+            our_end: format!("rb{n}h{pid}"),
+            address: format!("{net}.{}", 4 * n + 2),
+            port: 6379,
+            listener: None,
+            received: scratch.join(format!("other-host-{n}.bytes")),
+        };
+        let (ours, their_end) = (format!("{net}.{}", 4 * n + 1), format!("rb{n}n{pid}"));
         let ip = |args: &[&str]| {
             Run::new("ip").args(args).run().ok();
         };
-        ip(&["netns", "add", &namespace]);
+        let namespace = host.namespace.as_str();
+        ip(&["netns", "add", namespace]);
         ip(&[
-            "link", "add", &our_end, "type", "veth", "peer", "name", &their_end, "netns",
-            &namespace,
+            "link",
+            "add",
+            &host.our_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &their_end,
+            "netns",
+            namespace,
         ]);
-        ip(&["addr", "add", &format!("{ours}/30"), "dev", &our_end]);
-        ip(&["link", "set", &our_end, "up"]);
-        let there = ["netns", "exec", namespace.as_str(), "ip"];
+        ip(&["addr", "add", &format!("{ours}/30"), "dev", &host.our_end]);
+        ip(&["link", "set", &host.our_end, "up"]);
+        let there = ["netns", "exec", namespace, "ip"];
         ip(&[
             &there[..],
-            &["addr", "add", &format!("{address}/30"), "dev", &their_end],
+            &[
+                "addr",
+                "add",
+                &format!("{}/30", host.address),
+                "dev",
+                &their_end,
+            ],
         ]
         .concat());
         ip(&[&there[..], &["link", "set", &their_end, "up"]].concat());
 
-        let received = scratch.join(format!("other-host-{n}.bytes"));
-        let port = 6379;
         let listener = Command::new("ip")
             .args([
                 "netns",
                 "exec",
-                &namespace,
+                namespace,
                 "/usr/bin/python3",
                 "-c",
                 LISTENER,
             ])
-            .args([&address, &port.to_string(), &received.display().to_string()])
+            .args([
+                &host.address,
+                &host.port.to_string(),
+                &host.received.display().to_string(),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("start the listener on the host next door");
+        host.listener = Some(listener);
         wait_for("the listener on the host next door", || {
-            received.exists().then_some(())
+            host.received.exists().then_some(())
         });
-        OtherHost {
-            namespace,
-            our_end,
-            address,
-            port,
-            listener,
-            received,
-        }
+        host
     }
 
     /// Every byte any connection has sent it so far.
@@ -85,8 +100,10 @@ impl OtherHost {
 
 impl Drop for OtherHost {
     fn drop(&mut self) {
-        let _ = self.listener.kill();
-        let _ = self.listener.wait();
+        if let Some(listener) = &mut self.listener {
+            let _ = listener.kill();
+            let _ = listener.wait();
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.namespace])
             .status();
