@@ -322,8 +322,8 @@ mod tests {
         assert_eq!(local_address(&bind(&["10.0.0.5"])), "10.0.0.5");
     }
 
-    #[test]
-    fn a_conf_not_roots_alone_may_bind_only_this_hosts_addresses() {
+    /// Debian's redis.conf: the redis account's (uid 102), 0640.
+    fn conf_of_the_account() -> RedisConf {
         let mut conf = RedisConf::defaults(std::path::Path::new("/etc/redis/redis.conf"));
         conf.files.push(crate::redis::conf::ConfFile {
             path: conf.source.clone(),
@@ -332,6 +332,20 @@ mod tests {
             mode: 0o640,
             via: None,
         });
+        conf
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Config {
+        let flags: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(None, &flags).unwrap()
+    }
+
+    #[test]
+    fn a_conf_not_roots_alone_may_bind_only_this_hosts_addresses() {
+        let mut conf = conf_of_the_account();
         let mut bound = |addresses: &[&str]| {
             conf.bind = addresses.iter().map(|s| s.to_string()).collect();
             conf_host(&conf, 6379).map_err(|e| e.to_string())
@@ -347,21 +361,16 @@ mod tests {
         // Redis binds each entry: the first of this host's will do.
         assert_eq!(bound(&["-198.51.100.7", "127.0.0.1"]).unwrap(), "127.0.0.1");
         // The settings name another host: the conf's port is not used.
-        let settings = |pairs: &[(&str, &str)]| {
-            let flags: Vec<(String, String)> = pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let config = Config::load(None, &flags).unwrap();
-            connect_options(&config, &conf, Duration::ZERO).map(|o| o.endpoint.to_string())
+        let endpoint = |pairs: &[(&str, &str)]| {
+            connect_options(&settings(pairs), &conf, Duration::ZERO).map(|o| o.endpoint.to_string())
         };
-        let err = settings(&[("redis_host", "198.51.100.9")]).unwrap_err();
+        let err = endpoint(&[("redis_host", "198.51.100.9")]).unwrap_err();
         assert_eq!(err.exit_code(), 2, "{err}");
         assert!(err.message().contains("set redis_port"), "{err}");
         let both = [("redis_host", "198.51.100.9"), ("redis_port", "6380")];
-        assert_eq!(settings(&both).unwrap(), "198.51.100.9:6380");
+        assert_eq!(endpoint(&both).unwrap(), "198.51.100.9:6380");
         assert_eq!(
-            settings(&[("redis_host", "127.0.0.1")]).unwrap(),
+            endpoint(&[("redis_host", "127.0.0.1")]).unwrap(),
             "127.0.0.1:6379"
         );
         // Root's own conf is root's word, wherever it points.
@@ -371,24 +380,11 @@ mod tests {
 
     #[test]
     fn a_conf_of_redis_names_no_password_or_renames_for_a_server_the_settings_chose() {
-        let mut conf = RedisConf::defaults(std::path::Path::new("/etc/redis/redis.conf"));
+        let mut conf = conf_of_the_account();
         conf.requirepass = Some(crate::secret::Secret::new("pw"));
         conf.renamed_commands
             .insert("ping".into(), "flushall".into());
-        conf.files.push(crate::redis::conf::ConfFile {
-            path: conf.source.clone(),
-            uid: 102,
-            gid: 105,
-            mode: 0o640,
-            via: None,
-        });
-        let flags = |pairs: &[(&str, &str)]| -> Config {
-            let flags: Vec<(String, String)> = pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            Config::load(None, &flags).unwrap()
-        };
+        let flags = settings;
         let remote_settings = flags(&[("redis_host", "10.0.0.9"), ("redis_port", "6379")]);
         let remote = connect_options(&remote_settings, &conf, Duration::ZERO).unwrap();
         assert!(remote.password.is_none());

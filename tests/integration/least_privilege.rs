@@ -786,6 +786,35 @@ fn a_link_in_place_of_the_settings_socket_is_not_followed() {
     out.code(3).stderr_has("symbolic link");
 }
 
+/// A Redis whose password only the settings hold (`redis_password`), with
+/// a short `redis_timeout`: a run that dials a listener that never answers
+/// ends soon.
+fn redis_with_a_settings_password(password: &str) -> TestRedis {
+    redis()
+        .requirepass(password)
+        .setting("redis_password", password)
+        .setting("redis_timeout", "2")
+        .start()
+}
+
+/// The account edits its own redis.conf with `sed` (in place by rewriting:
+/// the folder around the conf is not its to make a temporary file in).
+fn owner_edits_conf(t: &TestRedis, sed: &str) {
+    owner_sh(&format!(
+        "conf=$(sed {sed} '{conf}') && printf '%s\\n' \"$conf\" > '{conf}'",
+        conf = t.redis_conf().display()
+    ));
+}
+
+#[track_caller]
+fn assert_nothing_went_next_door(next_door: &OtherHost, context: &str) {
+    let received = String::from_utf8_lossy(&next_door.received()).into_owned();
+    assert_eq!(
+        received, "",
+        "something went to the host next door\n{context}"
+    );
+}
+
 /// The settings hold a password for Redis (root's secret, not in the
 /// conf) and name only the port, so the host comes from redis.conf's
 /// `bind`. The account rewrites `bind` to the address of a host next door
@@ -795,18 +824,16 @@ fn a_link_in_place_of_the_settings_socket_is_not_followed() {
 #[test]
 fn a_conf_of_redis_cannot_send_the_settings_password_to_another_host() {
     let password = "settings-only-password-7f3a";
-    let mut t = redis()
-        .requirepass(password)
-        .setting("redis_password", password)
-        .setting("redis_timeout", "2")
-        .start();
+    let mut t = redis_with_a_settings_password(password);
     let next_door = OtherHost::start(t.scratch());
     t.set_setting("redis_port", &next_door.port.to_string());
-    owner_sh(&format!(
-        "conf=$(sed -e '/^requirepass/d' -e 's/^bind .*/bind {}/' '{conf}') && printf '%s\\n' \"$conf\" > '{conf}'",
-        next_door.address,
-        conf = t.redis_conf().display()
-    ));
+    owner_edits_conf(
+        &t,
+        &format!(
+            "-e '/^requirepass/d' -e 's/^bind .*/bind {}/'",
+            next_door.address
+        ),
+    );
 
     let out = t.cmd(&["backup"]).run_within(Duration::from_secs(30));
 
@@ -817,10 +844,7 @@ fn a_conf_of_redis_cannot_send_the_settings_password_to_another_host() {
         !received.contains(password),
         "the settings' password went to the host the conf named\n{context}\nit received: {received:?}"
     );
-    assert_eq!(
-        received, "",
-        "something went to the host next door\n{context}"
-    );
+    assert_nothing_went_next_door(&next_door, &context);
     out.code(3).stderr_has("not an address of this host");
 }
 
@@ -831,19 +855,10 @@ fn a_conf_of_redis_cannot_send_the_settings_password_to_another_host() {
 /// a load balancer's). Refused (exit 2) before anything is sent.
 #[test]
 fn a_conf_of_redis_cannot_choose_the_port_of_another_host() {
-    let password = "settings-only-password-5d1b";
-    let mut t = redis()
-        .requirepass(password)
-        .setting("redis_password", password)
-        .setting("redis_timeout", "2")
-        .start();
+    let mut t = redis_with_a_settings_password("settings-only-password-5d1b");
     let next_door = OtherHost::start(t.scratch());
     t.set_setting("redis_host", &next_door.address);
-    owner_sh(&format!(
-        "conf=$(sed -e 's/^port .*/port {}/' '{conf}') && printf '%s\\n' \"$conf\" > '{conf}'",
-        next_door.port,
-        conf = t.redis_conf().display()
-    ));
+    owner_edits_conf(&t, &format!("-e 's/^port .*/port {}/'", next_door.port));
 
     let out = t
         .cmd(&["backup", "--source", "replication"])
@@ -851,11 +866,7 @@ fn a_conf_of_redis_cannot_choose_the_port_of_another_host() {
 
     let context = format!("{out}");
     assert_no_crash(&out, &context);
-    let received = String::from_utf8_lossy(&next_door.received()).into_owned();
-    assert_eq!(
-        received, "",
-        "something went to the host next door\n{context}"
-    );
+    assert_nothing_went_next_door(&next_door, &context);
     out.code(2).stderr_has("set redis_port");
 }
 
@@ -869,12 +880,7 @@ fn a_conf_of_redis_cannot_choose_the_port_of_another_host() {
 /// A file reached through the account's folder is the account's word.
 #[test]
 fn a_file_of_roots_linked_into_the_accounts_folder_is_the_accounts_word() {
-    let password = "settings-only-password-2c9e";
-    let mut t = redis()
-        .requirepass(password)
-        .setting("redis_password", password)
-        .setting("redis_timeout", "2")
-        .start();
+    let mut t = redis_with_a_settings_password("settings-only-password-2c9e");
     let next_door = OtherHost::start(t.scratch());
     let folder = t.scratch().join("etc-redis");
     fs::create_dir(&folder).unwrap();
@@ -909,11 +915,7 @@ fn a_file_of_roots_linked_into_the_accounts_folder_is_the_accounts_word() {
     let _ = Run::new("kill").arg(&su).run();
     let context = format!("{out}");
     assert_no_crash(&out, &context);
-    let received = String::from_utf8_lossy(&next_door.received()).into_owned();
-    assert_eq!(
-        received, "",
-        "something went to the host next door\n{context}"
-    );
+    assert_nothing_went_next_door(&next_door, &context);
     out.code(3).stderr_has("not an address of this host");
 }
 
