@@ -113,13 +113,17 @@ fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Endpoint {
     owners.dedup();
     if owners.is_empty() {
         // Root's files that a group may write: the socket is the account's
-        // that Redis runs as, the owner of its data dir.
-        use std::os::unix::fs::MetadataExt;
+        // that Redis runs as, the owner of its data dir. But that group's
+        // word named the dir: only a dir it may name at all, one of its own
+        // (`check_authority`, which the backup holds the dir to anyway,
+        // later), lends its owner; another account's lends nobody.
         let dir_owner = conf
             .dir
             .as_ref()
-            .and_then(|dir| std::fs::metadata(dir).ok());
-        owners.extend(dir_owner.map(|meta| meta.uid()).filter(|&uid| uid != 0));
+            .and_then(|dir| crate::fs::data_dir::DataDir::open(dir).ok())
+            .filter(|dir| conf.check_authority(dir.path(), dir.owner()).is_ok())
+            .map(|dir| dir.owner().uid);
+        owners.extend(dir_owner.filter(|&uid| uid != 0));
     }
     Endpoint::UnixOf {
         path: socket.to_path_buf(),

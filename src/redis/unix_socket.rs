@@ -71,17 +71,20 @@ fn check_socket(stat: &rfs::Stat, owners: Option<&[u32]>) -> io::Result<()> {
         return Ok(());
     };
     if !owners.contains(&stat.st_uid) {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "it is uid {}'s, not the socket of the account that named it (uid {})",
-                stat.st_uid,
+        let named_by = match owners {
+            [] => "no account whose socket it may name: its config is root's, but a group may write it and it names no data dir of that group's".to_string(),
+            _ => format!(
+                "the account that named it (uid {})",
                 owners
                     .iter()
                     .map(u32::to_string)
                     .collect::<Vec<_>>()
                     .join(" or ")
             ),
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("it is uid {}'s, not the socket of {named_by}", stat.st_uid),
         ));
     }
     Ok(())

@@ -750,6 +750,46 @@ fn a_conf_of_redis_cannot_point_root_at_another_accounts_socket() {
     out.code(3).stderr_has("not the socket of");
 }
 
+/// Some installs keep redis.conf root's but let the redis group write it
+/// (root:redis 0660). Every file of the conf being root's, the socket it
+/// names was taken to be the data dir owner's, and the group's word names
+/// the data dir: the account points `dir` at the folder of another account
+/// (`nobody`, whose Redis holds a key), `unixsocket` at that account's
+/// socket (0700), and renames PING to FLUSHALL. Root's connect would pass
+/// the socket's permissions. A group may only name a data dir of its own
+/// (`check_authority`): no socket owner comes from another's, exit 3, and
+/// the other server keeps its key.
+#[test]
+fn a_conf_a_group_may_write_cannot_lead_root_to_another_accounts_socket() {
+    let t = redis().start();
+    let (_, group) = owner_ids();
+    std::os::unix::fs::chown(t.redis_conf(), Some(0), Some(group)).unwrap();
+    fs::set_permissions(
+        t.redis_conf(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o660),
+    )
+    .unwrap();
+    let other = LoadedRdb::empty_as("nobody");
+    other.conn().ok(&["SET", "other:secret", "kept"]);
+    owner_sh(&format!(
+        "printf 'dir %s\\nunixsocket %s\\nrename-command PING FLUSHALL\\n' '{}' '{}' >> '{}'",
+        other.dir().display(),
+        other.socket().display(),
+        t.redis_conf().display()
+    ));
+
+    let out = t.run(&["backup"]);
+
+    let context = format!("{out}");
+    assert_no_crash(&out, &context);
+    assert_eq!(
+        other.get("other:secret").as_deref(),
+        Some(b"kept".as_slice()),
+        "root reached the other account's server through the conf's socket\n{context}"
+    );
+    out.code(3).stderr_has("names no data dir of that group's");
+}
+
 /// The settings name a socket in a directory the redis account writes (as
 /// /run/redis is), and the account puts a link there to root's own Redis
 /// (socket 0700). Root's connect would follow it and pass the socket's

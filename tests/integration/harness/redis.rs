@@ -701,8 +701,24 @@ impl LoadedRdb {
         LoadedRdb::start(Scratch::new("rdb"), "start empty")
     }
 
+    /// A server with no data run as `user`, in a folder of that user's
+    /// (0700) holding its socket (0700): another account's Redis.
+    pub fn empty_as(user: &str) -> LoadedRdb {
+        let scratch = Scratch::new("rdb");
+        let (uid, gid) = user_ids(user);
+        std::os::unix::fs::chown(scratch.path(), Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", scratch.path().display()));
+        set_mode(scratch.path(), 0o700);
+        LoadedRdb::start_as(scratch, &format!("start empty as {user}"), Some((uid, gid)))
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Its folder (`dir`), which holds its socket.
+    pub fn dir(&self) -> &Path {
+        self.scratch.path()
     }
 
     pub fn load(rdb: &Path) -> LoadedRdb {
@@ -715,8 +731,26 @@ impl LoadedRdb {
     /// A server in `scratch`, loading `scratch/dump.rdb` if there is one;
     /// `what` it was started for goes into the message if it cannot.
     fn start(scratch: Scratch, what: &str) -> LoadedRdb {
+        LoadedRdb::start_as(scratch, what, None)
+    }
+
+    /// `start`, as the account `ids` (uid, gid) if given.
+    fn start_as(scratch: Scratch, what: &str, ids: Option<(u32, u32)>) -> LoadedRdb {
         let socket = scratch.join("s.sock");
-        let child = Command::new("redis-server")
+        let mut command = match ids {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                    "--clear-groups",
+                ]);
+                c.arg("redis-server");
+                c
+            }
+            None => Command::new("redis-server"),
+        };
+        let child = command
             .args(["--port", "0", "--unixsocket"])
             .arg(&socket)
             .args(["--unixsocketperm", "700", "--dir"])
