@@ -388,19 +388,22 @@ mod tests {
         conf.requirepass = Some(crate::secret::Secret::new("pw"));
         conf.renamed_commands
             .insert("ping".into(), "flushall".into());
-        let flags = settings;
-        let remote_settings = flags(&[("redis_host", "10.0.0.9"), ("redis_port", "6379")]);
+        let remote_settings = settings(&[("redis_host", "10.0.0.9"), ("redis_port", "6379")]);
         let remote = connect_options(&remote_settings, &conf, Duration::ZERO).unwrap();
         assert!(remote.password.is_none());
         assert!(remote.renamed_commands.is_empty());
         // Its own server (the endpoint from the conf): its word counts.
-        let own = connect_options(&flags(&[]), &conf, Duration::ZERO).unwrap();
+        let own = connect_options(&settings(&[]), &conf, Duration::ZERO).unwrap();
         assert!(own.password.is_some());
         assert_eq!(own.renamed_commands["ping"], "flushall");
         // Root's conf speaks for any server.
         conf.files[0].uid = 0;
-        let remote =
-            connect_options(&flags(&[("redis_host", "10.0.0.9")]), &conf, Duration::ZERO).unwrap();
+        let remote = connect_options(
+            &settings(&[("redis_host", "10.0.0.9")]),
+            &conf,
+            Duration::ZERO,
+        )
+        .unwrap();
         assert!(remote.password.is_some());
     }
 

@@ -18,7 +18,6 @@ use rustix::fs::{flock, AtFlags, FlockOperation, Mode, OFlags};
 use std::ffi::CStr;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-
 use std::path::{Path, PathBuf};
 
 /// Free space a backup leaves alone, as a share of the filesystem (1%), at
@@ -127,7 +126,7 @@ pub struct DirStorage {
 /// checked is the one used, whatever its name leads to by then.
 struct Pinned {
     /// Kept open for as long as `path` is used.
-    _fd: OwnedFd,
+    fd: OwnedFd,
     path: PathBuf,
 }
 
@@ -157,7 +156,7 @@ impl DirStorage {
             Ok(fd) => {
                 use std::os::fd::AsRawFd;
                 let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-                Ok(Some(Pinned { _fd: fd, path }))
+                Ok(Some(Pinned { fd, path }))
             }
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(_) if self.inside && self.is_link() => Err(Error::storage(format!(
@@ -213,7 +212,7 @@ impl DirStorage {
                 })?
             }
         };
-        let meta = rustix::fs::fstat(&pinned._fd)
+        let meta = rustix::fs::fstat(&pinned.fd)
             .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e.into()))?;
         // Made in advance by another account (under a world-writable /tmp,
         // say), it would be theirs to fill and empty whatever its mode.
