@@ -84,9 +84,17 @@ pub struct ConfFile {
     pub mode: u32,
     /// That folder, if any: its owner and write bits are in the above.
     pub via: Option<PathBuf>,
+    /// The file's own owner, whoever may replace it: whose secrets it
+    /// holds (`include`).
+    pub owner: u32,
 }
 
 impl ConfFile {
+    /// Nobody but root could have chosen what it says.
+    pub fn is_roots_alone(&self) -> bool {
+        self.uid == 0 && self.mode & 0o022 == 0
+    }
+
     /// How messages name it.
     fn name(&self) -> String {
         match &self.via {
@@ -182,6 +190,7 @@ fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
         gid: meta.gid(),
         mode: meta.mode() & 0o7777,
         via: None,
+        owner: meta.uid(),
     };
     if let Some(folder) = folder {
         written_by.add_folder(folder);
@@ -332,20 +341,26 @@ fn load_file(
     }
     let (mut text, written_by) = read_capped(path)
         .map_err(|e| at(format!("cannot read Redis config {}: {e}", path.display())))?;
-    // A file of Redis's account may include only that account's files: one
-    // of root's (another instance's requirepass, say) would otherwise have
-    // its values sent wherever the including file points us.
+    // A file others may write (Redis's account, or a group) may include
+    // only files its writer owns: one of root's (another instance's
+    // requirepass, say) would otherwise have its values sent wherever the
+    // including file points us. What counts is the included file's own
+    // owner, not who may replace it: a link in the account's folder to a
+    // file only root may read is still root's file to read.
     let includer = from
         .as_ref()
         .and_then(|f| conf.files.iter().rev().find(|c| c.path == f.file));
-    if let Some(includer) = includer.filter(|i| i.uid != 0 && i.uid != written_by.uid) {
+    let refused =
+        includer.filter(|i| !i.is_roots_alone() && (i.uid == 0 || written_by.owner != i.uid));
+    if let Some(includer) = refused {
         text.zeroize();
         return Err(at(format!(
-            "{} belongs to uid {}, but includes {} of uid {}; a config file may only include files of its own owner (or be root's)",
-            includer.path.display(),
+            "{} may be written by uid {}{}, but includes {} of uid {}; a config file may only include files of its own owner (or be root's alone)",
+            includer.name(),
             includer.uid,
+            if includer.mode & 0o020 != 0 { " and its group" } else { "" },
             path.display(),
-            written_by.uid
+            written_by.owner
         )));
     }
     conf.files.push(written_by);
@@ -964,6 +979,56 @@ mod tests {
         assert_ne!(load_one(&third).mode & 0o002, 0);
     }
 
+    /// The account may not read root's secrets through an include by way
+    /// of its own folder: a link there to a file only root may read, or a
+    /// path through a folder of its own and back out with `..`; nor may a
+    /// file of root's that its group may write include one of root's.
+    #[test]
+    fn an_include_reads_only_files_its_writer_owns() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            return;
+        }
+        use std::os::unix::fs::{chown, symlink, PermissionsExt};
+        let dir = TempDir::new();
+        let secret = dir.write("root/other.conf", "requirepass other-instance-secret\n");
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        let folder = dir.0.join("etc-redis");
+        fs::create_dir_all(folder.join("sub")).unwrap();
+        for path in [&folder, &folder.join("sub")] {
+            chown(path, Some(102), Some(105)).unwrap();
+        }
+        symlink(&secret, folder.join("steal.conf")).unwrap();
+        let own = dir.write("etc-redis/own.conf", "port 7\n");
+        chown(&own, Some(102), Some(105)).unwrap();
+        let includer = |name: &str, included: &Path| {
+            let path = dir.write(
+                name,
+                &format!("include {}\nport 7777\n", included.display()),
+            );
+            chown(&path, Some(102), Some(105)).unwrap();
+            load(&path)
+        };
+        let refused = |result: Result<RedisConf>| {
+            let msg = usage_message(result);
+            assert!(
+                msg.contains("may only include files of its own owner"),
+                "{msg}"
+            );
+            assert!(!msg.contains("other-instance-secret"), "{msg}");
+        };
+        refused(includer("etc-redis/a.conf", &folder.join("steal.conf")));
+        refused(includer(
+            "etc-redis/b.conf",
+            &folder.join("sub/../../root/other.conf"),
+        ));
+        assert!(includer("etc-redis/c.conf", &own).is_ok());
+        // Root's file that the account's group may write: the group's word.
+        let shared = dir.write("g/redis.conf", &format!("include {}\n", secret.display()));
+        chown(&shared, Some(0), Some(105)).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o660)).unwrap();
+        refused(load(&shared));
+    }
+
     #[test]
     fn a_file_of_redis_may_not_include_one_of_root() {
         // Only root can make files of two owners.
@@ -999,6 +1064,7 @@ mod tests {
                 gid,
                 mode,
                 via: None,
+                owner: uid,
             })
             .collect();
         conf

@@ -103,28 +103,34 @@ fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Endpoint {
     if conf_is_roots(conf) {
         return Endpoint::Unix(socket.to_path_buf());
     }
-    let mut owners: Vec<u32> = conf
+    let mut writers: Vec<u32> = conf
         .files
         .iter()
         .map(|file| file.uid)
         .filter(|&uid| uid != 0)
         .collect();
-    owners.sort_unstable();
-    owners.dedup();
-    if owners.is_empty() {
+    writers.sort_unstable();
+    writers.dedup();
+    let owners = match writers.len() {
         // Root's files that a group may write: the socket is the account's
         // that Redis runs as, the owner of its data dir. But that group's
         // word named the dir: only a dir it may name at all, one of its own
         // (`check_authority`, which the backup holds the dir to anyway,
         // later), lends its owner; another account's lends nobody.
-        let dir_owner = conf
+        0 => conf
             .dir
             .as_ref()
             .and_then(|dir| crate::fs::data_dir::DataDir::open(dir).ok())
             .filter(|dir| conf.check_authority(dir.path(), dir.owner()).is_ok())
-            .map(|dir| dir.owner().uid);
-        owners.extend(dir_owner.filter(|&uid| uid != 0));
-    }
+            .map(|dir| dir.owner().uid)
+            .filter(|&uid| uid != 0)
+            .into_iter()
+            .collect(),
+        1 => writers,
+        // Two accounts' words (which `check_authority` refuses anyway,
+        // later): neither names a socket for root to reach.
+        _ => Vec::new(),
+    };
     Endpoint::UnixOf {
         path: socket.to_path_buf(),
         owners,
@@ -133,9 +139,7 @@ fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Endpoint {
 
 /// Every file of the config is root's and writable by root alone.
 fn conf_is_roots(conf: &RedisConf) -> bool {
-    conf.files
-        .iter()
-        .all(|file| file.uid == 0 && file.mode & 0o022 == 0)
+    conf.files.iter().all(|file| file.is_roots_alone())
 }
 
 /// The host to dial as redis.conf's `bind` names it. Redis can listen only
@@ -335,6 +339,7 @@ mod tests {
             gid: 105,
             mode: 0o640,
             via: None,
+            owner: 102,
         });
         conf
     }
@@ -380,6 +385,21 @@ mod tests {
         // Root's own conf is root's word, wherever it points.
         conf.files[0].uid = 0;
         assert_eq!(conf_host(&conf, 6379).unwrap(), "198.51.100.7");
+    }
+
+    #[test]
+    fn a_socket_named_by_a_conf_two_accounts_write_is_nobodys() {
+        let mut conf = conf_of_the_account();
+        let socket = std::path::Path::new("/run/redis/redis.sock");
+        let owners = |conf: &RedisConf| match conf_socket(conf, socket) {
+            Endpoint::UnixOf { owners, .. } => owners,
+            other => panic!("{other}"),
+        };
+        assert_eq!(owners(&conf), [102]);
+        let mut theirs = conf.files[0].clone();
+        (theirs.uid, theirs.owner) = (103, 103);
+        conf.files.push(theirs);
+        assert!(owners(&conf).is_empty());
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn check_socket(stat: &rfs::Stat, owners: Option<&[u32]>) -> io::Result<()> {
     };
     if !owners.contains(&stat.st_uid) {
         let named_by = match owners {
-            [] => "no account whose socket it may name: its config is root's, but a group may write it and it names no data dir of that group's".to_string(),
+            [] => "any account whose socket its config may name (a config of root's that a group may write names its data dir's owner's, if it may name that dir; one that two accounts write names none)".to_string(),
             _ => format!(
                 "the account that named it (uid {})",
                 owners

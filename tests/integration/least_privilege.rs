@@ -757,37 +757,53 @@ fn a_conf_of_redis_cannot_point_root_at_another_accounts_socket() {
 /// (`nobody`, whose Redis holds a key), `unixsocket` at that account's
 /// socket (0700), and renames PING to FLUSHALL. Root's connect would pass
 /// the socket's permissions. A group may only name a data dir of its own
-/// (`check_authority`): no socket owner comes from another's, exit 3, and
-/// the other server keeps its key.
+/// (`check_authority`): no socket owner comes from another's, exit 3.
+/// Or (found by the second review) it includes a file of that account's,
+/// which made that account a writer of the conf and so its socket's owner:
+/// a file others may write includes only its writer's files, exit 2.
+/// Either way the other server keeps its key.
 #[test]
 fn a_conf_a_group_may_write_cannot_lead_root_to_another_accounts_socket() {
-    let t = redis().start();
-    let (_, group) = owner_ids();
-    std::os::unix::fs::chown(t.redis_conf(), Some(0), Some(group)).unwrap();
-    fs::set_permissions(
-        t.redis_conf(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o660),
-    )
-    .unwrap();
-    let other = LoadedRdb::empty_as("nobody");
-    other.conn().ok(&["SET", "other:secret", "kept"]);
-    owner_sh(&format!(
-        "printf 'dir %s\\nunixsocket %s\\nrename-command PING FLUSHALL\\n' '{}' '{}' >> '{}'",
-        other.dir().display(),
-        other.socket().display(),
-        t.redis_conf().display()
-    ));
+    for (lends, code, says) in [
+        ("dir", 3, "if it may name that dir"),
+        ("include", 2, "may only include files of its own owner"),
+    ] {
+        let t = redis().start();
+        let (_, group) = owner_ids();
+        std::os::unix::fs::chown(t.redis_conf(), Some(0), Some(group)).unwrap();
+        fs::set_permissions(
+            t.redis_conf(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o660),
+        )
+        .unwrap();
+        let other = LoadedRdb::empty_as("nobody");
+        other.conn().ok(&["SET", "other:secret", "kept"]);
+        let theirs = other.dir().join("theirs.conf");
+        as_user("nobody", "/bin/sh")
+            .args(&["-c", &format!("echo 'port 0' > '{}'", theirs.display())])
+            .run()
+            .ok();
+        let lent = match lends {
+            "dir" => other.dir().display().to_string(),
+            _ => theirs.display().to_string(),
+        };
+        owner_sh(&format!(
+            "printf '{lends} %s\\nunixsocket %s\\nrename-command PING FLUSHALL\\n' '{lent}' '{}' >> '{}'",
+            other.socket().display(),
+            t.redis_conf().display()
+        ));
 
-    let out = t.run(&["backup"]);
+        let out = t.run(&["backup"]);
 
-    let context = format!("{out}");
-    assert_no_crash(&out, &context);
-    assert_eq!(
-        other.get("other:secret").as_deref(),
-        Some(b"kept".as_slice()),
-        "root reached the other account's server through the conf's socket\n{context}"
-    );
-    out.code(3).stderr_has("names no data dir of that group's");
+        let context = format!("{lends}: {out}");
+        assert_no_crash(&out, &context);
+        assert_eq!(
+            other.get("other:secret").as_deref(),
+            Some(b"kept".as_slice()),
+            "root reached the other account's server through the conf's socket\n{context}"
+        );
+        out.code(code).stderr_has(says);
+    }
 }
 
 /// The settings name a socket in a directory the redis account writes (as
