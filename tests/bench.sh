@@ -267,6 +267,45 @@ swift_runs() { # name local-stream-secs
     sec_row "CPU seconds of Swift's servers during that upload †" "$(median "${client_their_cpu[@]}")"
     verdict "backup to Swift / to a local directory (stream, seconds)" "$(ratio "$stream" "$local_stream")" "<=" 1.2
     verdict "backup to Swift / python-swiftclient upload (seconds)" "$(ratio "$stream" "$upload")" "<=" 1
+    [ "$CORES" -lt 2 ] || swift_pinned_runs "$name"
+}
+
+# The stream time a backup logged (its INFO line), from the last `measure`.
+stream_secs_logged() { sed -n 's/.*stream: .* stored in \([0-9.]*\)s.*/\1/p' "$work/stderr"; }
+
+# Swift's servers (memcached too) and Redis (its BGSAVE child inherits it)
+# onto the CPUs given.
+pin_theirs() { # cpu-list
+    local f pid
+    for f in "$work"/swift/run/*.pid; do
+        read -r pid _ <"$f"
+        taskset -a -p -c "$1" "$pid" >/dev/null
+    done
+    pid=$(redis-cli -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+    taskset -a -p -c "$1" "$pid" >/dev/null
+}
+
+# Where Swift runs on hosts of its own, its servers take none of our CPU.
+# Here: our backup on one core, to a local directory and to Swift alike,
+# with Swift's servers and Redis on another, three interleaved rounds. Not
+# a target: it shows what the Swift path itself costs us.
+swift_pinned_runs() { # name
+    local name=$1 round local_runs=() swift_runs=()
+    pin_theirs 1
+    for round in 1 2 3; do
+        measure "backup on one core" /dev/null taskset -c 0 "$BIN" -c "$work/settings.conf" \
+            backup --id "bench-$name-one-core-$round"
+        local_runs+=("$(stream_secs_logged)")
+        rb delete "bench-$name-one-core-$round" >/dev/null
+        measure "backup to Swift on one core" /dev/null taskset -c 0 "$BIN" -c "$work/swift.conf" \
+            backup --id "bench-$name-one-core-$round"
+        swift_runs+=("$(stream_secs_logged)")
+        "$BIN" -q -c "$work/swift.conf" delete "bench-$name-one-core-$round" >/dev/null
+    done
+    pin_theirs "0-$((CORES - 1))"
+    sec_row "backup to a local directory, stream only, on one core †" "$(median "${local_runs[@]}")"
+    sec_row "backup to Swift, stream only, on one core, Swift's servers on another †" \
+        "$(median "${swift_runs[@]}")" "the same to a local directory" "$(median "${local_runs[@]}")"
 }
 
 # The same backup restored into an instance with appendonly yes: the outage
