@@ -251,13 +251,20 @@ impl DirStorage {
         Ok(pinned)
     }
 
-    /// A regular file of the directory, opened to read.
+    /// A regular file of the directory, opened to read. Found without
+    /// following a link (another writer of a shared directory could plant
+    /// one to a file of this host) and opened only once known to be a
+    /// regular file (`open_if_regular`).
     fn open_file(&self, id: &BackupId, name: &str) -> Result<fs::File> {
         let shown = self.shown(name);
         let Some(pinned) = self.pin()? else {
             return Err(not_found(id, &self.where_()));
         };
-        match crate::fs::open_regular(&pinned.join(name)) {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let opened = rustix::fs::openat(&pinned.fd, name, flags, Mode::empty())
+            .map_err(io::Error::from)
+            .and_then(|found| crate::fs::open_if_regular(&found));
+        match opened {
             Ok(file) => Ok(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(id, &self.where_())),
             Err(e) => Err(self.failed("cannot open", &shown, e)),
@@ -570,6 +577,26 @@ mod tests {
         }
         assert_eq!(store.get_record(&id("b5")).unwrap_err().exit_code(), 4);
         assert_eq!(store.open(&id("b5"), 0).err().unwrap().exit_code(), 4);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Another writer of a shared directory plants links under a backup's
+    /// names, to files of this host: they are not followed, and nothing of
+    /// what they lead to is read.
+    #[test]
+    fn a_link_as_a_record_or_object_is_not_followed() {
+        let (store, root) = storage("link-names");
+        store.prepare(&id("b9")).unwrap();
+        let elsewhere = root.join("host-file");
+        fs::write(&elsewhere, b"{}").unwrap();
+        for name in ["b9.json", "b9.rbk"] {
+            std::os::unix::fs::symlink(&elsewhere, root.join("backups").join(name)).unwrap();
+        }
+        let err = store.get_record(&id("b9")).unwrap_err();
+        assert_eq!(err.exit_code(), 4, "{err}");
+        assert!(err.message().contains("not a regular file"), "{err}");
+        let err = store.open(&id("b9"), 0).err().unwrap();
+        assert!(err.message().contains("not a regular file"), "{err}");
         fs::remove_dir_all(&root).unwrap();
     }
 
