@@ -154,11 +154,8 @@ fn conf_host(conf: &RedisConf, port: u16) -> Result<String> {
     }
     let own = conf.bind.iter().find_map(|entry| {
         let host = local_address(std::slice::from_ref(entry));
-        (host.as_str(), port)
-            .to_socket_addrs()
+        addresses_of(&host, port)
             .into_iter()
-            .flatten()
-            .map(|addr| addr.ip())
             .find(|&ip| is_this_hosts(ip))
     });
     match own {
@@ -173,12 +170,18 @@ fn conf_host(conf: &RedisConf, port: u16) -> Result<String> {
 
 /// Whether every address `host` has is one of this host's.
 fn names_this_host(host: &str, port: u16) -> bool {
-    let addrs: Vec<SocketAddr> = (host, port)
+    let addrs = addresses_of(host, port);
+    !addrs.is_empty() && addrs.into_iter().all(is_this_hosts)
+}
+
+/// The addresses `host` resolves to (none if it does not).
+fn addresses_of(host: &str, port: u16) -> Vec<IpAddr> {
+    (host, port)
         .to_socket_addrs()
         .into_iter()
         .flatten()
-        .collect();
-    !addrs.is_empty() && addrs.iter().all(|addr| is_this_hosts(addr.ip()))
+        .map(|addr| addr.ip())
+        .collect()
 }
 
 /// Whether `ip` is one of this host's own addresses: the kernel answers a
