@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
+use crate::fs::acl::{self, AclWriters};
 use crate::fs::data_dir::Owner;
 use crate::secret::Secret;
 
@@ -69,8 +70,9 @@ pub struct RedisConf {
 }
 
 /// One config file as it was read: who could have chosen what it says
-/// decides whose word its settings are. That is its owner and mode, and
-/// also whoever could have put another file under its name: the owner of a
+/// decides whose word its settings are. That is its owner and mode, with
+/// whoever its ACL lets write, and also whoever could have put another
+/// file under its name: the owner of a
 /// folder on the way (or of one holding a link on the way) that is not
 /// root's alone (`folder_of_others`). A file of root's reached through the
 /// account's folder is the account's word: the account can make root's
@@ -131,17 +133,20 @@ impl RedisConf {
 /// that account choose which files root acts on. Accepted: files of root
 /// (writable by no one else but root's group) and files of the data dir's
 /// owner. Refused, as a usage error before anything is touched: files
-/// writable by every user, files of another account, and files writable by a
-/// group other than the data dir's.
+/// writable by every user, files another account may write, and files
+/// writable by a group other than the data dir's (who may write counts an
+/// ACL's grants and the folders on the way, see `ConfFile`).
 impl RedisConf {
     pub fn check_authority(&self, dir: &Path, owner: Owner) -> Result<()> {
         for file in &self.files {
             let name = file.name();
             let why = if file.mode & 0o002 != 0 {
-                Some(format!("{name} is writable by every user"))
+                Some(format!(
+                    "{name} is writable by every user, or by more than one account or group"
+                ))
             } else if file.uid != 0 && file.uid != owner.uid {
                 Some(format!(
-                    "{name} belongs to uid {}, but the data dir it names, {}, to uid {}",
+                    "{name} may be written by uid {}, but the data dir it names, {}, belongs to uid {}",
                     file.uid,
                     dir.display(),
                     owner.uid
@@ -184,11 +189,12 @@ fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
     let folder = folder_of_others(path)?;
     let file = crate::fs::open_regular(path)?;
     let meta = file.metadata()?;
+    let writers = Writers::of(&meta).with_acl(acl::of_file(&file)?);
     let mut written_by = ConfFile {
         path: path.to_path_buf(),
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mode: meta.mode() & 0o7777,
+        uid: writers.uid,
+        gid: writers.gid,
+        mode: writers.mode,
         via: None,
         owner: meta.uid(),
     };
@@ -203,33 +209,82 @@ fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
     Ok((text, written_by))
 }
 
-/// A folder on the way to a file, as found by `folder_of_others`.
-struct Folder {
-    path: PathBuf,
+/// Who may write a file or a folder, as the checks read it: its owner, a
+/// group if 0o020 is set, everybody if 0o002 is. Two accounts, or two
+/// groups, that could each write it are as good as everybody:
+/// `check_authority` refuses the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Writers {
     uid: u32,
     gid: u32,
     mode: u32,
 }
 
+const EVERYBODY: u32 = 0o002;
+
+impl Writers {
+    fn of(meta: &fs::Metadata) -> Writers {
+        Writers {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        }
+    }
+
+    /// One more account that may write (root adds nothing).
+    fn add_user(&mut self, uid: u32) {
+        if uid == 0 {
+            return;
+        }
+        if self.uid != 0 && self.uid != uid {
+            self.mode |= EVERYBODY;
+        }
+        self.uid = uid;
+    }
+
+    /// One more group that may write.
+    fn add_group(&mut self, gid: u32) {
+        if self.mode & 0o020 != 0 && self.gid != gid {
+            self.mode |= EVERYBODY;
+        }
+        self.gid = gid;
+        self.mode |= 0o020;
+    }
+
+    /// With an ACL, the mode's group bits are its mask: the owning group
+    /// writes only if its own entry lets it, and named users and groups
+    /// may write too.
+    fn with_acl(mut self, acl: Option<AclWriters>) -> Writers {
+        let Some(acl) = acl else { return self };
+        if !acl.owning_group {
+            self.mode &= !0o020;
+        }
+        acl.users.into_iter().for_each(|uid| self.add_user(uid));
+        acl.groups.into_iter().for_each(|gid| self.add_group(gid));
+        self
+    }
+}
+
+/// A folder on the way to a file, as found by `folder_of_others`.
+struct Folder {
+    path: PathBuf,
+    writers: Writers,
+}
+
 impl ConfFile {
     /// Whoever may write in `folder` may also choose what this file says.
-    /// Two accounts, or two groups, that could each have written it are as
-    /// good as everybody: `check_authority` refuses the file.
     fn add_folder(&mut self, folder: Folder) {
-        let everybody = 0o002;
-        if folder.uid != 0 {
-            if self.uid != 0 && self.uid != folder.uid {
-                self.mode |= everybody;
-            }
-            self.uid = folder.uid;
+        let mut writers = Writers {
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+        };
+        writers.add_user(folder.writers.uid);
+        if folder.writers.mode & 0o020 != 0 {
+            writers.add_group(folder.writers.gid);
         }
-        if folder.mode & 0o020 != 0 {
-            if self.mode & 0o020 != 0 && self.gid != folder.gid {
-                self.mode |= everybody;
-            }
-            self.gid = folder.gid;
-        }
-        self.mode |= folder.mode & 0o022;
+        writers.mode |= folder.writers.mode & EVERYBODY;
+        (self.uid, self.gid, self.mode) = (writers.uid, writers.gid, writers.mode);
         self.via = Some(folder.path);
     }
 }
@@ -271,12 +326,8 @@ fn folder_of_others(path: &Path) -> std::io::Result<Option<Folder>> {
         let entry = fs::symlink_metadata(&next)?;
         let sticky_keeps_it = folder.uid() == 0 && folder.mode() & 0o1000 != 0 && entry.uid() == 0;
         if (folder.uid() != 0 || folder.mode() & 0o022 != 0) && !sticky_keeps_it {
-            return Ok(Some(Folder {
-                path: at,
-                uid: folder.uid(),
-                gid: folder.gid(),
-                mode: folder.mode() & 0o7777,
-            }));
+            let writers = Writers::of(&folder).with_acl(acl::of_path(&at)?);
+            return Ok(Some(Folder { path: at, writers }));
         }
         if !entry.file_type().is_symlink() {
             at = next;
@@ -977,6 +1028,64 @@ mod tests {
         fs::write(&third, "port 7\n").unwrap();
         chown(&third, Some(65534), None).unwrap();
         assert_ne!(load_one(&third).mode & 0o002, 0);
+    }
+
+    /// An access ACL, as `setfacl` stores it: the base entries, named
+    /// users and groups with read and write, and a mask.
+    fn set_acl(path: &Path, users: &[u32], groups: &[u32], group_obj: u16, mask: u16) {
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        let mut entry = |tag: u16, perm: u16, id: u32| {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&perm.to_le_bytes());
+            acl.extend_from_slice(&id.to_le_bytes());
+        };
+        entry(0x01, 7, u32::MAX);
+        users.iter().for_each(|&uid| entry(0x02, 6, uid));
+        entry(0x04, group_obj, u32::MAX);
+        groups.iter().for_each(|&gid| entry(0x08, 6, gid));
+        entry(0x10, mask, u32::MAX);
+        entry(0x20, 4, u32::MAX);
+        rustix::fs::setxattr(
+            path,
+            "system.posix_acl_access",
+            &acl,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap_or_else(|e| panic!("set an ACL on {}: {e}", path.display()));
+    }
+
+    /// A file or folder of root's whose ACL lets an account or a group
+    /// write is their word as much as a file of theirs would be; the
+    /// mode's group bits are only the ACL's mask.
+    #[test]
+    fn whom_an_acl_lets_write_has_a_say_in_the_file() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            return;
+        }
+        let dir = TempDir::new();
+        let file = dir.write("root/redis.conf", "port 7\n");
+        let load_one = |path: &Path| load(path).unwrap().files.remove(0);
+        // The account may write by its entry: its word.
+        set_acl(&file, &[102], &[], 4, 6);
+        let read = load_one(&file);
+        assert_eq!((read.uid, read.owner, read.mode & 0o022), (102, 0, 0));
+        assert!(!read.is_roots_alone());
+        // Two accounts: as good as everybody.
+        set_acl(&file, &[102, 65534], &[], 4, 6);
+        assert_ne!(load_one(&file).mode & 0o002, 0);
+        // A group by its entry, the owning group not (group::r--).
+        set_acl(&file, &[], &[105], 4, 6);
+        let read = load_one(&file);
+        assert_eq!((read.uid, read.gid, read.mode & 0o022), (0, 105, 0o020));
+        // A mask without write: nobody but root.
+        set_acl(&file, &[102], &[105], 6, 4);
+        assert!(load_one(&file).is_roots_alone());
+        // A folder of root's the account may write by its ACL: its word.
+        set_acl(&file, &[], &[], 4, 4);
+        let folder = file.parent().unwrap();
+        set_acl(folder, &[102], &[], 5, 7);
+        let read = load_one(&file);
+        assert_eq!((read.uid, read.via.as_deref()), (102, Some(folder)));
     }
 
     /// The account may not read root's secrets through an include by way
