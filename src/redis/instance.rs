@@ -39,7 +39,7 @@ pub fn connect_options(
     let endpoint = if let Some(socket) = &config.redis_socket {
         Endpoint::Unix(socket.clone())
     } else if let (false, Some(socket)) = (tcp_chosen, &conf.unixsocket) {
-        conf_socket(conf, socket)
+        conf_socket(conf, socket)?
     } else {
         let port = match (config.redis_port, &config.redis_host) {
             (Some(port), _) => port,
@@ -51,7 +51,12 @@ pub fn connect_options(
                     conf.source.display()
                 )));
             }
-            (None, _) => conf.port,
+            (None, _) => {
+                if !conf_is_roots(conf) {
+                    conf_account(conf)?;
+                }
+                conf.port
+            }
         };
         if port == 0 {
             return Err(Error::usage(format!(
@@ -97,44 +102,36 @@ pub fn connect_options(
 
 /// The socket redis.conf names. Root connecting passes any socket's
 /// permissions, so a conf that is not root's alone may only lead us to a
-/// socket of its own writers (Redis makes its socket as the account it runs
-/// as, which on Debian owns redis.conf).
-fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Endpoint {
+/// socket of the account it speaks for (Redis makes its socket as the
+/// account it runs as, which owns the data dir).
+fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Result<Endpoint> {
     if conf_is_roots(conf) {
-        return Endpoint::Unix(socket.to_path_buf());
+        return Ok(Endpoint::Unix(socket.to_path_buf()));
     }
-    let mut writers: Vec<u32> = conf
-        .files
-        .iter()
-        .map(|file| file.uid)
-        .filter(|&uid| uid != 0)
-        .collect();
-    writers.sort_unstable();
-    writers.dedup();
-    let owners = match writers.len() {
-        // Root's files that a group may write: the socket is the account's
-        // that Redis runs as, the owner of its data dir. But that group's
-        // word named the dir: only a dir it may name at all, one of its own
-        // (`check_authority`, which the backup holds the dir to anyway,
-        // later), lends its owner; another account's lends nobody.
-        0 => conf
-            .dir
-            .as_ref()
-            .and_then(|dir| crate::fs::data_dir::DataDir::open(dir).ok())
-            .filter(|dir| conf.check_authority(dir.path(), dir.owner()).is_ok())
-            .map(|dir| dir.owner().uid)
-            .filter(|&uid| uid != 0)
-            .into_iter()
-            .collect(),
-        1 => writers,
-        // Two accounts' words (which `check_authority` refuses anyway,
-        // later): neither names a socket for root to reach.
-        _ => Vec::new(),
-    };
-    Endpoint::UnixOf {
+    let owner = conf_account(conf)?;
+    Ok(Endpoint::UnixOf {
         path: socket.to_path_buf(),
-        owners,
-    }
+        owners: [owner].into_iter().filter(|&uid| uid != 0).collect(),
+    })
+}
+
+/// The account a conf that is not root's alone speaks for: the owner of the
+/// data dir it names, if it may name that dir at all (`check_authority`,
+/// which a backup and a restore hold the dir to later anyway). Its port or
+/// socket leads to that account's server, which knows the settings'
+/// password already. Anyone else who may write the conf (another account
+/// by its owner, group, ACL or a folder on its way) would lead us, and the
+/// password, to a server of its own: refused, before anything is sent.
+fn conf_account(conf: &RedisConf) -> Result<u32> {
+    let Some(dir) = conf.dir.as_ref().filter(|dir| dir.is_absolute()) else {
+        return Err(Error::usage(format!(
+            "{} is not root's alone and names no absolute data dir (dir) to tell whose server it describes; set redis_port or redis_socket in the settings",
+            conf.source.display()
+        )));
+    };
+    let data = crate::fs::data_dir::DataDir::open(dir)?;
+    conf.check_authority(data.path(), data.owner())?;
+    Ok(data.owner().uid)
 }
 
 /// Every file of the config is root's and writable by root alone.
@@ -333,18 +330,34 @@ mod tests {
         assert_eq!(local_address(&bind(&["10.0.0.5"])), "10.0.0.5");
     }
 
-    /// Debian's redis.conf: the redis account's (uid 102), 0640.
-    fn conf_of_the_account() -> RedisConf {
+    /// Debian's redis.conf: the redis account's, 0640, naming a data dir
+    /// of the account's. As root, the account is uid 102 (gid 105);
+    /// otherwise the user running the tests.
+    fn conf_of_the_account(name: &str) -> RedisConf {
+        let dir = crate::testing::scratch_dir(name);
+        let (uid, gid) = match rustix::process::geteuid().as_raw() {
+            0 => (102, 105),
+            _ => (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
+        };
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
         let mut conf = RedisConf::defaults(std::path::Path::new("/etc/redis/redis.conf"));
+        conf.dir = Some(dir);
         conf.files.push(crate::redis::conf::ConfFile {
             path: conf.source.clone(),
-            uid: 102,
-            gid: 105,
+            uid,
+            gid,
             mode: 0o640,
             via: None,
-            owner: 102,
+            owner: uid,
         });
         conf
+    }
+
+    fn account_of(conf: &RedisConf) -> u32 {
+        conf.files[0].uid
     }
 
     fn settings(pairs: &[(&str, &str)]) -> Config {
@@ -357,7 +370,7 @@ mod tests {
 
     #[test]
     fn a_conf_not_roots_alone_may_bind_only_this_hosts_addresses() {
-        let mut conf = conf_of_the_account();
+        let mut conf = conf_of_the_account("bind-only-this-host");
         let mut bound = |addresses: &[&str]| {
             conf.bind = addresses.iter().map(|s| s.to_string()).collect();
             conf_host(&conf, 6379).map_err(|e| e.to_string())
@@ -392,22 +405,51 @@ mod tests {
 
     #[test]
     fn a_socket_named_by_a_conf_two_accounts_write_is_nobodys() {
-        let mut conf = conf_of_the_account();
+        let mut conf = conf_of_the_account("socket-two-accounts");
         let socket = std::path::Path::new("/run/redis/redis.sock");
-        let owners = |conf: &RedisConf| match conf_socket(conf, socket) {
-            Endpoint::UnixOf { owners, .. } => owners,
+        match conf_socket(&conf, socket).unwrap() {
+            Endpoint::UnixOf { owners, .. } => assert_eq!(owners, [account_of(&conf)]),
             other => panic!("{other}"),
-        };
-        assert_eq!(owners(&conf), [102]);
+        }
         let mut theirs = conf.files[0].clone();
         (theirs.uid, theirs.owner) = (103, 103);
         conf.files.push(theirs);
-        assert!(owners(&conf).is_empty());
+        let err = conf_socket(&conf, socket).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
+
+    /// A conf another account may write (here one file of it is that
+    /// account's) may not choose the port or the socket: its word is
+    /// refused before anything is sent, as it names a data dir not its
+    /// own. So is a conf that names no data dir to tell whose it is.
+    #[test]
+    fn a_conf_speaks_only_for_the_account_of_its_data_dir() {
+        let mut conf = conf_of_the_account("conf-account");
+        let endpoint = |conf: &RedisConf| {
+            connect_options(&settings(&[]), conf, Duration::ZERO).map(|o| o.endpoint.to_string())
+        };
+        assert_eq!(endpoint(&conf).unwrap(), "127.0.0.1:6379");
+        let mut third = conf.files[0].clone();
+        (third.uid, third.owner) = (account_of(&conf) + 1, account_of(&conf) + 1);
+        conf.files.push(third);
+        let err = endpoint(&conf).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.message().contains("may be written by uid"), "{err}");
+        conf.files.pop();
+        conf.dir = None;
+        let err = endpoint(&conf).unwrap_err();
+        assert!(
+            err.message().contains("names no absolute data dir"),
+            "{err}"
+        );
+        // The settings choose the port: the conf's writers choose nothing.
+        let chosen = connect_options(&settings(&[("redis_port", "6380")]), &conf, Duration::ZERO);
+        assert_eq!(chosen.unwrap().endpoint.to_string(), "127.0.0.1:6380");
     }
 
     #[test]
     fn a_conf_of_redis_names_no_password_or_renames_for_a_server_the_settings_chose() {
-        let mut conf = conf_of_the_account();
+        let mut conf = conf_of_the_account("no-password-for-others");
         conf.requirepass = Some(crate::secret::Secret::new("pw"));
         conf.renamed_commands
             .insert("ping".into(), "flushall".into());

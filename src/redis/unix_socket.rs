@@ -72,7 +72,7 @@ fn check_socket(stat: &rfs::Stat, owners: Option<&[u32]>) -> io::Result<()> {
     };
     if !owners.contains(&stat.st_uid) {
         let named_by = match owners {
-            [] => "any account whose socket its config may name (a config of root's that a group may write names its data dir's owner's, if it may name that dir; one that two accounts write names none)".to_string(),
+            [] => "an account its config may lead root to (a config others may write leads to no socket of root's)".to_string(),
             _ => format!(
                 "the account that named it (uid {})",
                 owners

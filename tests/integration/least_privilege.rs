@@ -757,7 +757,7 @@ fn a_conf_of_redis_cannot_point_root_at_another_accounts_socket() {
 /// (`nobody`, whose Redis holds a key), `unixsocket` at that account's
 /// socket (0700), and renames PING to FLUSHALL. Root's connect would pass
 /// the socket's permissions. A group may only name a data dir of its own
-/// (`check_authority`): no socket owner comes from another's, exit 3.
+/// (`check_authority`), checked before the connect: exit 2.
 /// Or (found by the second review) it includes a file of that account's,
 /// which made that account a writer of the conf and so its socket's owner:
 /// a file others may write includes only its writer's files, exit 2.
@@ -765,7 +765,7 @@ fn a_conf_of_redis_cannot_point_root_at_another_accounts_socket() {
 #[test]
 fn a_conf_a_group_may_write_cannot_lead_root_to_another_accounts_socket() {
     for (lends, code, says) in [
-        ("dir", 3, "if it may name that dir"),
+        ("dir", 2, "is writable by group"),
         ("include", 2, "may only include files of its own owner"),
     ] {
         let t = redis().start();
@@ -973,6 +973,68 @@ fn a_file_of_roots_linked_into_the_accounts_folder_is_the_accounts_word() {
     assert_no_crash(&out, &context);
     assert_nothing_went_next_door(&next_door, &context);
     out.code(3).stderr_has("not an address of this host");
+}
+
+/// A third account (`nobody`) may write redis.conf, which the settings'
+/// password does not know: by an ACL on a conf of root's (`setfacl -m
+/// u:nobody:rw`, the mode then shows the ACL's mask, rw for the group, and
+/// the mode bits alone say "root's group"), or as its owner. It points
+/// `port` at a listener of this host and drops requirepass. The conf's
+/// word was checked against its data dir only once connected, after the
+/// AUTH had gone to that port. A conf's port or socket is now taken only
+/// from a conf that may name its data dir, checked before the connect:
+/// exit 2, nothing sent.
+#[test]
+fn a_conf_a_third_account_may_write_cannot_choose_where_the_password_goes() {
+    for how in ["acl", "owner"] {
+        let password = "settings-only-password-41ac";
+        let t = redis_with_a_settings_password(password);
+        let listener = LocalListener::start(t.scratch());
+        let conf = t.redis_conf();
+        match how {
+            "acl" => {
+                std::os::unix::fs::chown(&conf, Some(0), Some(0)).unwrap();
+                set_mode(&conf, 0o644);
+                Run::new("setfacl")
+                    .args(&["-m", "u:nobody:rw", &arg(&conf)])
+                    .run()
+                    .ok();
+            }
+            _ => {
+                let (uid, gid) = user_ids("nobody");
+                std::os::unix::fs::chown(&conf, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        as_user("nobody", "/bin/sh")
+            .args(&[
+                "-c",
+                &format!(
+                    "conf=$(sed -e '/^requirepass/d' -e 's/^port .*/port {}/' '{conf}') && printf '%s\\n' \"$conf\" > '{conf}'",
+                    listener.port,
+                    conf = arg(&conf)
+                ),
+            ])
+            .run()
+            .ok();
+        assert!(
+            fs::read_to_string(&conf)
+                .unwrap()
+                .contains(&format!("port {}", listener.port)),
+            "{how}: nobody could not write the conf"
+        );
+
+        let out = t.cmd(&["backup"]).run_within(Duration::from_secs(30));
+
+        let context = format!("{how}: {out}");
+        assert_no_crash(&out, &context);
+        let received = String::from_utf8_lossy(&listener.received()).into_owned();
+        assert!(
+            !received.contains(password),
+            "the settings' password went to the port a third account chose\n{context}\nit received: {received:?}"
+        );
+        assert_eq!(received, "", "something went to that port\n{context}");
+        out.code(2).stderr_has("may be written by uid");
+    }
 }
 
 /// The account takes a write lease on its own redis.conf and never gives it

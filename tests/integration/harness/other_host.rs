@@ -1,7 +1,8 @@
 //! Another host, for the attacks that would send the tool off this one: a
 //! network namespace joined to ours by a veth pair. Its address is reachable
 //! from here but is not one of this host's, as a neighbour's would be, and a
-//! listener there keeps every byte it is sent.
+//! listener there keeps every byte it is sent. A listener of the same kind
+//! on this host stands for a port that a config file may lead us to.
 
 use super::*;
 
@@ -115,8 +116,57 @@ impl Drop for OtherHost {
     }
 }
 
+/// A listener on a port of this host (127.0.0.1), for a port a config file
+/// may name: like the one next door, it keeps what it is sent.
+pub struct LocalListener {
+    pub port: u16,
+    listener: Child,
+    received: PathBuf,
+}
+
+impl LocalListener {
+    pub fn start(scratch: &Path) -> LocalListener {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let received = scratch.join(format!("local-listener-{n}.bytes"));
+        let listener = Command::new("/usr/bin/python3")
+            .args(["-c", LISTENER, "127.0.0.1", "0"])
+            .arg(&received)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start a listener on 127.0.0.1");
+        let mut port_file = received.clone().into_os_string();
+        port_file.push(".port");
+        wait_for("the listener on 127.0.0.1", || {
+            received.exists().then_some(())
+        });
+        let port = fs::read_to_string(&port_file)
+            .expect("the listener's port")
+            .trim()
+            .parse()
+            .expect("a port number");
+        LocalListener {
+            port,
+            listener,
+            received,
+        }
+    }
+
+    /// Every byte any connection has sent it so far.
+    pub fn received(&self) -> Vec<u8> {
+        fs::read(&self.received).unwrap_or_default()
+    }
+}
+
+impl Drop for LocalListener {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+    }
+}
+
 /// Accepts any number of connections and appends what they send to a file
-/// (created once it listens); answers nothing.
+/// (created once it listens, after a file beside it names the port it
+/// listens on: port 0 is any free one); answers nothing.
 const LISTENER: &str = r#"
 import socket, sys, threading
 address, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -124,6 +174,8 @@ server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind((address, port))
 server.listen(16)
+with open(path + ".port", "w") as port_file:
+    port_file.write(str(server.getsockname()[1]))
 out = open(path, "ab", buffering=0)
 lock = threading.Lock()
 def serve(conn):
