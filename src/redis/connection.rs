@@ -22,7 +22,7 @@ use log::{debug, info};
 use crate::error::{Error, Result};
 use crate::redis::replication::SyncReader;
 use crate::redis::resp::{self, RespError, Value};
-use crate::redis::unix_socket;
+use crate::redis::{tcp_owner, unix_socket};
 use crate::secret::Secret;
 
 /// Where Redis listens.
@@ -31,6 +31,14 @@ pub enum Endpoint {
     Tcp {
         host: String,
         port: u16,
+    },
+    /// A port of this host, where any account may listen while Redis does
+    /// not: used only if the socket that takes the connection is root's or
+    /// one of `owners`' (`tcp_owner`).
+    TcpOf {
+        host: String,
+        port: u16,
+        owners: Vec<u32>,
     },
     /// A socket root chose (the settings; a server of the tool's own that
     /// nobody else can reach).
@@ -46,8 +54,14 @@ pub enum Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Tcp { host, port } | Endpoint::TcpOf { host, port, .. }
+                if host.contains(':') =>
+            {
+                write!(f, "[{host}]:{port}")
+            }
+            Endpoint::Tcp { host, port } | Endpoint::TcpOf { host, port, .. } => {
+                write!(f, "{host}:{port}")
+            }
             Endpoint::Unix(path) | Endpoint::UnixOf { path, .. } => {
                 write!(f, "unix:{}", path.display())
             }
@@ -454,6 +468,11 @@ impl Connection {
         let stream = match endpoint {
             Endpoint::Tcp { host, port } => {
                 Stream::Tcp(connect_tcp(host, *port, options.timeout, endpoint)?)
+            }
+            Endpoint::TcpOf { host, port, owners } => {
+                let stream = connect_tcp(host, *port, options.timeout, endpoint)?;
+                tcp_owner::check(&stream, owners).map_err(|e| unreachable(endpoint, &e))?;
+                Stream::Tcp(stream)
             }
             Endpoint::Unix(path) => Stream::Unix(
                 unix_socket::connect(path, None, options.timeout)
@@ -1047,10 +1066,14 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration, endpoint: &Endpoint) ->
 fn unreachable(endpoint: &Endpoint, e: &io::Error) -> Error {
     let why = match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        io::ErrorKind::NotFound if !matches!(endpoint, Endpoint::Tcp { .. }) => {
+        io::ErrorKind::NotFound
+            if !matches!(endpoint, Endpoint::Tcp { .. } | Endpoint::TcpOf { .. }) =>
+        {
             "no such socket".to_string()
         }
-        io::ErrorKind::PermissionDenied if matches!(endpoint, Endpoint::UnixOf { .. }) => {
+        io::ErrorKind::PermissionDenied
+            if matches!(endpoint, Endpoint::UnixOf { .. } | Endpoint::TcpOf { .. }) =>
+        {
             e.to_string()
         }
         io::ErrorKind::PermissionDenied => "permission denied".to_string(),

@@ -51,12 +51,7 @@ pub fn connect_options(
                     conf.source.display()
                 )));
             }
-            (None, _) => {
-                if !conf_is_roots(conf) {
-                    conf_account(conf)?;
-                }
-                conf.port
-            }
+            (None, _) => conf.port,
         };
         if port == 0 {
             return Err(Error::usage(format!(
@@ -68,7 +63,20 @@ pub fn connect_options(
             Some(host) => host.clone(),
             None => conf_host(conf, port)?,
         };
-        Endpoint::Tcp { host, port }
+        // A port the conf chose must be one its account listens on; one
+        // the settings chose is checked too, if the conf tells whose.
+        let account = match config.redis_port.is_none() && !conf_is_roots(conf) {
+            true => redis_account(conf)?,
+            false => redis_account(conf).ok().flatten(),
+        };
+        match account {
+            Some(uid) if names_this_host(&host, port) => Endpoint::TcpOf {
+                host,
+                port,
+                owners: vec![uid],
+            },
+            _ => Endpoint::Tcp { host, port },
+        }
     };
     // redis.conf's renames and password describe the server it configures.
     // Sent to a server the settings chose instead (a remote primary), they
@@ -102,36 +110,62 @@ pub fn connect_options(
 
 /// The socket redis.conf names. Root connecting passes any socket's
 /// permissions, so a conf that is not root's alone may only lead us to a
-/// socket of the account it speaks for (Redis makes its socket as the
-/// account it runs as, which owns the data dir).
+/// socket of the account Redis runs as (`redis_account`).
 fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Result<Endpoint> {
     if conf_is_roots(conf) {
         return Ok(Endpoint::Unix(socket.to_path_buf()));
     }
-    let owner = conf_account(conf)?;
     Ok(Endpoint::UnixOf {
         path: socket.to_path_buf(),
-        owners: [owner].into_iter().filter(|&uid| uid != 0).collect(),
+        owners: redis_account(conf)?
+            .into_iter()
+            .filter(|&uid| uid != 0)
+            .collect(),
     })
 }
 
-/// The account a conf that is not root's alone speaks for: the owner of the
-/// data dir it names, if it may name that dir at all (`check_authority`,
-/// which a backup and a restore hold the dir to later anyway). Its port or
-/// socket leads to that account's server, which knows the settings'
-/// password already. Anyone else who may write the conf (another account
-/// by its owner, group, ACL or a folder on its way) would lead us, and the
-/// password, to a server of its own: refused, before anything is sent.
-fn conf_account(conf: &RedisConf) -> Result<u32> {
-    let Some(dir) = conf.dir.as_ref().filter(|dir| dir.is_absolute()) else {
-        return Err(Error::usage(format!(
-            "{} is not root's alone and names no absolute data dir (dir) to tell whose server it describes; set redis_port or redis_socket in the settings",
+/// The account Redis runs as, by its config: the owner of the data dir it
+/// names (Redis writes its dump there), or, if it names no absolute dir,
+/// the one account other than root that writes the config. A port or a
+/// socket is taken only if it is that account's (or root's): any account
+/// may listen on a port while Redis does not, and root's connect passes any
+/// socket's permissions. A config that is not root's alone must be allowed
+/// to name that dir (`check_authority`, which a backup and a restore hold
+/// it to later anyway), checked before anything is sent: otherwise a third
+/// account that may write it would point us at a dir, and so a server, of
+/// another's. `None`: the config does not tell.
+fn redis_account(conf: &RedisConf) -> Result<Option<u32>> {
+    if let Some(dir) = conf.dir.as_ref().filter(|dir| dir.is_absolute()) {
+        let data = match crate::fs::data_dir::DataDir::open(dir) {
+            Ok(data) => data,
+            Err(_) if conf_is_roots(conf) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !conf_is_roots(conf) {
+            conf.check_authority(data.path(), data.owner())?;
+        }
+        return Ok(Some(data.owner().uid));
+    }
+    if conf_is_roots(conf) {
+        return Ok(None);
+    }
+    let mut writers: Vec<u32> = conf
+        .files
+        .iter()
+        .map(|f| f.uid)
+        .filter(|&uid| uid != 0)
+        .collect();
+    writers.sort_unstable();
+    writers.dedup();
+    let everybody = conf.files.iter().any(|f| f.mode & 0o002 != 0);
+    match (everybody, writers.as_slice()) {
+        (false, []) => Ok(None),
+        (false, [one]) => Ok(Some(*one)),
+        _ => Err(Error::usage(format!(
+            "{} may be written by more than one account, and names no absolute data dir (dir) to tell which runs Redis; set redis_port or redis_socket in the settings",
             conf.source.display()
-        )));
-    };
-    let data = crate::fs::data_dir::DataDir::open(dir)?;
-    conf.check_authority(data.path(), data.owner())?;
-    Ok(data.owner().uid)
+        ))),
+    }
 }
 
 /// Every file of the config is root's and writable by root alone.
@@ -421,30 +455,42 @@ mod tests {
     /// A conf another account may write (here one file of it is that
     /// account's) may not choose the port or the socket: its word is
     /// refused before anything is sent, as it names a data dir not its
-    /// own. So is a conf that names no data dir to tell whose it is.
+    /// own. Without a data dir, its one writer is Redis's account. A port
+    /// of this host is taken only if that account (or root) listens there.
     #[test]
     fn a_conf_speaks_only_for_the_account_of_its_data_dir() {
         let mut conf = conf_of_the_account("conf-account");
-        let endpoint = |conf: &RedisConf| {
-            connect_options(&settings(&[]), conf, Duration::ZERO).map(|o| o.endpoint.to_string())
+        let account = account_of(&conf);
+        let endpoint = |conf: &RedisConf, pairs: &[(&str, &str)]| {
+            connect_options(&settings(pairs), conf, Duration::ZERO).map(|o| o.endpoint)
         };
-        assert_eq!(endpoint(&conf).unwrap(), "127.0.0.1:6379");
+        let listened_by = |uid: u32| Endpoint::TcpOf {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            owners: vec![uid],
+        };
+        assert_eq!(endpoint(&conf, &[]).unwrap(), listened_by(account));
         let mut third = conf.files[0].clone();
-        (third.uid, third.owner) = (account_of(&conf) + 1, account_of(&conf) + 1);
+        (third.uid, third.owner) = (account + 1, account + 1);
         conf.files.push(third);
-        let err = endpoint(&conf).unwrap_err();
+        let err = endpoint(&conf, &[]).unwrap_err();
         assert_eq!(err.exit_code(), 2, "{err}");
         assert!(err.message().contains("may be written by uid"), "{err}");
-        conf.files.pop();
+        // The settings choose the port: the conf's writers choose nothing,
+        // and, telling no account, leave the port unchecked.
+        let chosen = endpoint(&conf, &[("redis_port", "6380")]).unwrap();
+        assert_eq!(chosen.to_string(), "127.0.0.1:6380");
         conf.dir = None;
-        let err = endpoint(&conf).unwrap_err();
-        assert!(
-            err.message().contains("names no absolute data dir"),
-            "{err}"
+        let err = endpoint(&conf, &[]).unwrap_err();
+        assert!(err.message().contains("more than one account"), "{err}");
+        conf.files.pop();
+        assert_eq!(endpoint(&conf, &[]).unwrap(), listened_by(account));
+        // Another host: nothing of this host's to check.
+        let remote = endpoint(
+            &conf,
+            &[("redis_host", "198.51.100.9"), ("redis_port", "6379")],
         );
-        // The settings choose the port: the conf's writers choose nothing.
-        let chosen = connect_options(&settings(&[("redis_port", "6380")]), &conf, Duration::ZERO);
-        assert_eq!(chosen.unwrap().endpoint.to_string(), "127.0.0.1:6380");
+        assert!(matches!(remote.unwrap(), Endpoint::Tcp { .. }));
     }
 
     #[test]

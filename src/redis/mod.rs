@@ -3,8 +3,9 @@
 //! and the BGSAVE procedure (`connection`), a replica's sync stream
 //! (`replication`), redis.conf as Redis reads it (`conf`), the instance on
 //! this host that settings and redis.conf describe together (`instance`),
-//! the server binary and what it can load (`server`), and connecting to a
-//! Unix socket as root (`unix_socket`).
+//! the server binary and what it can load (`server`), connecting to a
+//! Unix socket as root (`unix_socket`), and whose socket took a connection
+//! to a port of this host (`tcp_owner`).
 //! Files on disk are not its business.
 
 pub mod conf;
@@ -13,6 +14,7 @@ pub mod instance;
 pub mod replication;
 pub mod resp;
 pub mod server;
+mod tcp_owner;
 mod unix_socket;
 
 pub use connection::*;

@@ -1037,6 +1037,35 @@ fn a_conf_a_third_account_may_write_cannot_choose_where_the_password_goes() {
     }
 }
 
+/// Redis is down (it crashed, or a restore is between its stop and its
+/// start). Any account may listen on a port above 1023: `nobody` listens on
+/// Redis's and keeps what it gets. The backup dialled it and sent `AUTH`
+/// with the settings' password. The socket that takes a connection to a
+/// port of this host must now be root's or the account's Redis runs as
+/// (the data dir's owner): exit 3, nothing sent.
+#[test]
+fn a_port_another_account_listens_on_while_redis_is_down_gets_nothing() {
+    let password = "settings-only-password-9e07";
+    let t = redis_with_a_settings_password(password);
+    t.stop_redis();
+    let listener = LocalListener::start_as(t.scratch(), Some("nobody"), t.port);
+
+    let out = t.cmd(&["backup"]).run_within(Duration::from_secs(30));
+
+    let context = format!("{out}");
+    assert_no_crash(&out, &context);
+    let received = String::from_utf8_lossy(&listener.received()).into_owned();
+    assert!(
+        !received.contains(password),
+        "the settings' password went to nobody's listener\n{context}\nit received: {received:?}"
+    );
+    assert_eq!(
+        received, "",
+        "something went to nobody's listener\n{context}"
+    );
+    out.code(3).stderr_has("listened on by uid");
+}
+
 /// The account takes a write lease on its own redis.conf and never gives it
 /// up. Root's open of the conf would wait the kernel's lease-break-time
 /// (45 s), once per file it reads, and the conf may include 64 of them:

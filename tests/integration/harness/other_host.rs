@@ -125,11 +125,35 @@ pub struct LocalListener {
 }
 
 impl LocalListener {
+    /// On any free port, as the user running the tests.
     pub fn start(scratch: &Path) -> LocalListener {
+        LocalListener::start_as(scratch, None, 0)
+    }
+
+    /// On `port` (0: any free one), as `user` if given (its uid and
+    /// primary group, in a folder of its own in `scratch`).
+    pub fn start_as(scratch: &Path, user: Option<&str>, port: u16) -> LocalListener {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let received = scratch.join(format!("local-listener-{n}.bytes"));
-        let listener = Command::new("/usr/bin/python3")
-            .args(["-c", LISTENER, "127.0.0.1", "0"])
+        let folder = scratch.join(format!("local-listener-{n}"));
+        fs::create_dir(&folder).expect("a folder for the listener");
+        let mut command = match user {
+            Some(user) => {
+                let (uid, gid) = user_ids(user);
+                std::os::unix::fs::chown(&folder, Some(uid), Some(gid)).unwrap();
+                let mut c = Command::new("setpriv");
+                c.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={gid}"),
+                    "--clear-groups".into(),
+                    "/usr/bin/python3".into(),
+                ]);
+                c
+            }
+            None => Command::new("/usr/bin/python3"),
+        };
+        let received = folder.join("bytes");
+        let listener = command
+            .args(["-c", LISTENER, "127.0.0.1", &port.to_string()])
             .arg(&received)
             .stdin(Stdio::null())
             .spawn()
