@@ -7,9 +7,10 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::conf::RedisConf;
+use crate::redis::tcp_owner::is_this_hosts;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use log::info;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,18 +65,19 @@ pub fn connect_options(
             None => conf_host(conf, port)?,
         };
         // A port the conf chose must be one its account listens on; one
-        // the settings chose is checked too, if the conf tells whose.
+        // the settings chose is checked too, if the conf tells whose (once
+        // connected, if it is a port of this host: `tcp_owner`).
         let account = match config.redis_port.is_none() && !conf_is_roots(conf) {
             true => redis_account(conf)?,
             false => redis_account(conf).ok().flatten(),
         };
         match account {
-            Some(uid) if names_this_host(&host, port) => Endpoint::TcpOf {
+            Some(uid) => Endpoint::TcpOf {
                 host,
                 port,
                 owners: vec![uid],
             },
-            _ => Endpoint::Tcp { host, port },
+            None => Endpoint::Tcp { host, port },
         }
     };
     // redis.conf's renames and password describe the server it configures.
@@ -213,25 +215,6 @@ fn addresses_of(host: &str, port: u16) -> Vec<IpAddr> {
         .flatten()
         .map(|addr| addr.ip())
         .collect()
-}
-
-/// Whether `ip` is one of this host's own addresses: the kernel answers a
-/// datagram to one of them from that same address (loopback aside, which is
-/// all ours, 127.0.0.1 answering for the whole of 127/8).
-fn is_this_hosts(ip: IpAddr) -> bool {
-    if ip.is_loopback() {
-        return true;
-    }
-    let unspecified: SocketAddr = match ip {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    UdpSocket::bind(unspecified)
-        .and_then(|socket| {
-            socket.connect((ip, 9))?;
-            socket.local_addr()
-        })
-        .is_ok_and(|local| local.ip() == ip)
 }
 
 /// The address to dial for Redis's first `bind` entry ("-" marks an optional
@@ -485,12 +468,13 @@ mod tests {
         assert!(err.message().contains("more than one account"), "{err}");
         conf.files.pop();
         assert_eq!(endpoint(&conf, &[]).unwrap(), listened_by(account));
-        // Another host: nothing of this host's to check.
+        // Another host: checked only if the connection is made to this
+        // host after all (`tcp_owner`).
         let remote = endpoint(
             &conf,
             &[("redis_host", "198.51.100.9"), ("redis_port", "6379")],
         );
-        assert!(matches!(remote.unwrap(), Endpoint::Tcp { .. }));
+        assert!(matches!(remote.unwrap(), Endpoint::TcpOf { .. }));
     }
 
     #[test]

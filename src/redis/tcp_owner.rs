@@ -1,4 +1,5 @@
-//! Whose socket took our connection to a port of this host. Any account may
+//! Whose socket took our connection to a port of this host, and which
+//! addresses are this host's. Any account may
 //! listen on a port above 1023 while Redis is not there (after a crash,
 //! between the stop and the start of a restore), and would then get our
 //! `AUTH` with the settings' password. Before anything is sent, the server
@@ -9,7 +10,7 @@
 //! Redis runs as.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,10 +22,14 @@ const MAX_TABLE_LEN: u64 = 64 << 20;
 const LOOKS: u32 = 20;
 const BETWEEN_LOOKS: Duration = Duration::from_millis(5);
 
-/// Refuses the connection unless the socket that took it is root's or one
-/// of `owners`'.
+/// Refuses a connection to a port of this host unless the socket that took
+/// it is root's or one of `owners`'. A port of another host cannot be
+/// checked so.
 pub fn check(stream: &TcpStream, owners: &[u32]) -> io::Result<()> {
     let (ours, theirs) = (stream.local_addr()?, stream.peer_addr()?);
+    if !is_this_hosts(theirs.ip()) {
+        return Ok(());
+    }
     let mut found = None;
     for _ in 0..LOOKS {
         found = server_side_owner(ours, theirs)?;
@@ -50,6 +55,26 @@ pub fn check(stream: &TcpStream, owners: &[u32]) -> io::Result<()> {
             expected.join(" or ")
         ),
     ))
+}
+
+/// Whether `ip` is one of this host's own addresses: the kernel answers a
+/// datagram to one of them from that same address (loopback aside, which is
+/// all ours, 127.0.0.1 answering for the whole of 127/8).
+pub fn is_this_hosts(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return true;
+    }
+    let unspecified: SocketAddr = match ip {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    UdpSocket::bind(unspecified)
+        .and_then(|socket| {
+            socket.connect((ip, 9))?;
+            socket.local_addr()
+        })
+        .is_ok_and(|local| local.ip() == ip)
 }
 
 /// The owner of the socket whose local address is `theirs` and whose remote
