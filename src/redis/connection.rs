@@ -471,7 +471,8 @@ impl Connection {
             }
             Endpoint::TcpOf { host, port, owners } => {
                 let stream = connect_tcp(host, *port, options.timeout, endpoint)?;
-                tcp_owner::check(&stream, owners).map_err(|e| unreachable(endpoint, &e))?;
+                tcp_owner::check(&stream, owners, options.timeout)
+                    .map_err(|e| unreachable(endpoint, &e))?;
                 Stream::Tcp(stream)
             }
             Endpoint::Unix(path) => Stream::Unix(

@@ -1,85 +1,107 @@
 //! Whose socket took our connection to a port of this host, and which
-//! addresses are this host's. Any account may
-//! listen on a port above 1023 while Redis is not there (after a crash,
-//! between the stop and the start of a restore), and would then get our
-//! `AUTH` with the settings' password. Before anything is sent, the server
-//! side of the connection is found in the kernel's tables (`/proc/net/tcp`
-//! and `tcp6`: the entry whose local address is our peer and whose remote
-//! address is us; a socket accepted from a listener, or still waiting in its
-//! queue, carries the listener's owner) and must be root's or the account's
-//! Redis runs as.
+//! addresses are this host's. Any account may listen on a port above 1023
+//! while Redis is not there (after a crash, between the stop and the start
+//! of a restore), and would then get our `AUTH` with the settings'
+//! password. Before anything is sent, the server side of the connection is
+//! found in the kernel's tables (`/proc/net/tcp` and `tcp6`: the entries
+//! whose local address is our peer and whose remote address is us) and
+//! must be root's or the account's Redis runs as. Only an accepted socket
+//! tells: a connection still in a listener's queue shows root as its owner
+//! on kernels before 6.17 (a socket without a file), and a closed one
+//! waiting out TIME_WAIT shows root on all; neither has an inode. Redis
+//! accepts at once, so we wait for it.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The tables are read whole, but not without end.
 const MAX_TABLE_LEN: u64 = 64 << 20;
-/// The server side of a connection just made may not be in the table yet
-/// when `connect` returns: the kernel handles the last packet of the
-/// handshake on its own time.
-const LOOKS: u32 = 20;
 const BETWEEN_LOOKS: Duration = Duration::from_millis(5);
+/// How long Redis may take to accept us when no timeout is set.
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
 
-/// Refuses a connection to a port of this host unless the socket that took
-/// it is root's or one of `owners`'. A port of another host cannot be
-/// checked so.
-pub fn check(stream: &TcpStream, owners: &[u32]) -> io::Result<()> {
+/// Refuses a connection to a port of this host unless the socket that
+/// accepted it is root's or one of `owners`', waiting at most `timeout`
+/// (zero: `LONGEST_WAIT`) for it to be accepted. A port of another host
+/// cannot be checked so.
+pub fn check(stream: &TcpStream, owners: &[u32], timeout: Duration) -> io::Result<()> {
     let (ours, theirs) = (stream.local_addr()?, stream.peer_addr()?);
-    if !is_this_hosts(theirs.ip()) {
+    if !answers_from_itself(theirs) {
         return Ok(());
     }
-    let mut found = None;
-    for _ in 0..LOOKS {
-        found = server_side_owner(ours, theirs)?;
-        if found.is_some() {
-            break;
+    let wait = if timeout.is_zero() {
+        LONGEST_WAIT
+    } else {
+        timeout
+    };
+    let deadline = Instant::now() + wait;
+    let uids = loop {
+        let uids = accepted_by(ours, theirs)?;
+        if !uids.is_empty() || Instant::now() >= deadline {
+            break uids;
         }
         std::thread::sleep(BETWEEN_LOOKS);
-    }
-    let Some(uid) = found else {
+    };
+    if uids.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            "no socket of this host took the connection, so whose it is cannot be told",
+            format!(
+                "no socket of this host accepted the connection within {} s, so whose it is cannot be told",
+                wait.as_secs()
+            ),
         ));
-    };
-    if uid == 0 || owners.contains(&uid) {
-        return Ok(());
     }
-    let expected: Vec<String> = owners.iter().map(u32::to_string).collect();
-    Err(io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!(
-            "the port is listened on by uid {uid}, not by root or Redis's account (uid {})",
-            expected.join(" or ")
-        ),
-    ))
+    match uids
+        .into_iter()
+        .find(|&uid| uid != 0 && !owners.contains(&uid))
+    {
+        None => Ok(()),
+        Some(uid) => {
+            let expected: Vec<String> = owners.iter().map(u32::to_string).collect();
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the port is listened on by uid {uid}, not by root or Redis's account (uid {})",
+                    expected.join(" or ")
+                ),
+            ))
+        }
+    }
 }
 
-/// Whether `ip` is one of this host's own addresses: the kernel answers a
-/// datagram to one of them from that same address (loopback aside, which is
-/// all ours, 127.0.0.1 answering for the whole of 127/8).
+/// Whether `ip` is one of this host's own addresses.
 pub fn is_this_hosts(ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    if ip.is_loopback() {
+    answers_from_itself(SocketAddr::new(ip, 9))
+}
+
+/// Whether the address of `to` (its port aside; an IPv6 one with its scope)
+/// is one of this host's: the kernel answers a datagram to it from that
+/// same address (loopback aside, which is all ours, 127.0.0.1 answering for
+/// the whole of 127/8).
+fn answers_from_itself(mut to: SocketAddr) -> bool {
+    to.set_ip(to.ip().to_canonical());
+    to.set_port(9);
+    if to.ip().is_loopback() {
         return true;
     }
-    let unspecified: SocketAddr = match ip {
+    let unspecified: SocketAddr = match to.ip() {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     UdpSocket::bind(unspecified)
         .and_then(|socket| {
-            socket.connect((ip, 9))?;
+            socket.connect(to)?;
             socket.local_addr()
         })
-        .is_ok_and(|local| local.ip() == ip)
+        .is_ok_and(|local| local.ip() == to.ip())
 }
 
-/// The owner of the socket whose local address is `theirs` and whose remote
-/// address is `ours`, if there is one.
-fn server_side_owner(ours: SocketAddr, theirs: SocketAddr) -> io::Result<Option<u32>> {
+/// The owners of the accepted sockets (those with an inode) whose local
+/// address is `theirs` and whose remote address is `ours`.
+fn accepted_by(ours: SocketAddr, theirs: SocketAddr) -> io::Result<Vec<u32>> {
+    let mut uids = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = match crate::fs::read_proc(Path::new(table), MAX_TABLE_LEN) {
             Ok(text) => text,
@@ -87,26 +109,32 @@ fn server_side_owner(ours: SocketAddr, theirs: SocketAddr) -> io::Result<Option<
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if let Some(uid) = owner_in(&String::from_utf8_lossy(&text), ours, theirs) {
-            return Ok(Some(uid));
-        }
+        uids.extend(owners_in(&String::from_utf8_lossy(&text), ours, theirs));
     }
-    Ok(None)
+    Ok(uids)
 }
 
 /// In one table: each line after the heading is `sl local remote state
-/// queues timer retransmits uid ...`.
-fn owner_in(table: &str, ours: SocketAddr, theirs: SocketAddr) -> Option<u32> {
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local, remote, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
-        let same = |a: SocketAddr, b: SocketAddr| {
-            a.ip().to_canonical() == b.ip().to_canonical() && a.port() == b.port()
-        };
-        (same(parse_address(local)?, theirs) && same(parse_address(remote)?, ours))
-            .then(|| uid.parse().ok())
-            .flatten()
-    })
+/// queues timer retransmits uid timeout inode ...`.
+fn owners_in(table: &str, ours: SocketAddr, theirs: SocketAddr) -> Vec<u32> {
+    let same = |a: SocketAddr, b: SocketAddr| {
+        a.ip().to_canonical() == b.ip().to_canonical() && a.port() == b.port()
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote) = (
+                parse_address(fields.get(1)?)?,
+                parse_address(fields.get(2)?)?,
+            );
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            (same(local, theirs) && same(remote, ours) && inode != 0)
+                .then(|| fields.get(7)?.parse().ok())
+                .flatten()
+        })
+        .collect()
 }
 
 /// `0100007F:18EB`: the address as the kernel keeps it, printed word by
@@ -154,24 +182,59 @@ mod tests {
         assert_eq!(parse_address("zz:1"), None);
     }
 
-    /// A listener of this process (root's or the tester's): found, and
-    /// judged by its owner.
+    /// A listener of this process (root's or the tester's): once it has
+    /// accepted, found and judged by its owner.
     #[test]
-    fn the_socket_that_took_a_connection_is_found_with_its_owner() {
+    fn the_socket_that_accepted_a_connection_is_found_with_its_owner() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _accepted = listener.accept().unwrap();
         let me = rustix::process::geteuid().as_raw();
-        check(&stream, &[me]).unwrap();
+        check(&stream, &[me], Duration::from_secs(5)).unwrap();
         if me != 0 {
-            let refused = check(&stream, &[me + 1]).unwrap_err();
+            let refused = check(&stream, &[me + 1], Duration::from_secs(5)).unwrap_err();
             assert!(
                 refused.to_string().contains(&format!("uid {me}")),
                 "{refused}"
             );
         }
         let (ours, theirs) = (stream.local_addr().unwrap(), stream.peer_addr().unwrap());
-        assert_eq!(server_side_owner(ours, theirs).unwrap(), Some(me));
+        assert_eq!(accepted_by(ours, theirs).unwrap(), [me]);
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], 1));
-        assert_eq!(server_side_owner(ours, elsewhere).unwrap(), None);
+        assert!(accepted_by(ours, elsewhere).unwrap().is_empty());
+    }
+
+    /// A connection the listener never accepts tells no owner (older
+    /// kernels show root for it): refused once the wait is over.
+    #[test]
+    fn a_connection_never_accepted_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let refused = check(&stream, &[], Duration::from_millis(100)).unwrap_err();
+        assert!(refused.to_string().contains("accepted"), "{refused}");
+    }
+
+    /// Lines as the kernel writes them: a closed connection in TIME_WAIT
+    /// (root's, no inode) beside the live one it shares its addresses with.
+    #[test]
+    fn only_accepted_sockets_count() {
+        let ours = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let theirs = SocketAddr::from(([127, 0, 0, 1], 6379));
+        let hex = |a: SocketAddr| match a.ip() {
+            IpAddr::V4(ip) => format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), a.port()),
+            IpAddr::V6(_) => unreachable!(),
+        };
+        let line = |state: &str, uid: u32, inode: u64| {
+            format!(
+                "   0: {} {} {state} 00000000:00000000 00:00000000 00000000 {uid:>5}        0 {inode} 1 0000000000000000\n",
+                hex(theirs),
+                hex(ours)
+            )
+        };
+        let heading = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let table = format!("{heading}{}{}", line("06", 0, 0), line("01", 65534, 4242));
+        assert_eq!(owners_in(&table, ours, theirs), [65534]);
+        let only_closed = format!("{heading}{}", line("06", 0, 0));
+        assert!(owners_in(&only_closed, ours, theirs).is_empty());
     }
 }

@@ -127,12 +127,19 @@ pub struct LocalListener {
 impl LocalListener {
     /// On any free port, as the user running the tests.
     pub fn start(scratch: &Path) -> LocalListener {
-        LocalListener::start_as(scratch, None, 0)
+        LocalListener::start_as(scratch, None, 0, 0)
     }
 
     /// On `port` (0: any free one), as `user` if given (its uid and
-    /// primary group, in a folder of its own in `scratch`).
-    pub fn start_as(scratch: &Path, user: Option<&str>, port: u16) -> LocalListener {
+    /// primary group, in a folder of its own in `scratch`), accepting
+    /// connections only `accept_after` seconds after it listens (what
+    /// reached its queue meanwhile is read then).
+    pub fn start_as(
+        scratch: &Path,
+        user: Option<&str>,
+        port: u16,
+        accept_after: u32,
+    ) -> LocalListener {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let folder = scratch.join(format!("local-listener-{n}"));
         fs::create_dir(&folder).expect("a folder for the listener");
@@ -155,6 +162,7 @@ impl LocalListener {
         let listener = command
             .args(["-c", LISTENER, "127.0.0.1", &port.to_string()])
             .arg(&received)
+            .arg(accept_after.to_string())
             .stdin(Stdio::null())
             .spawn()
             .expect("start a listener on 127.0.0.1");
@@ -190,10 +198,12 @@ impl Drop for LocalListener {
 
 /// Accepts any number of connections and appends what they send to a file
 /// (created once it listens, after a file beside it names the port it
-/// listens on: port 0 is any free one); answers nothing.
+/// listens on: port 0 is any free one); answers nothing. An optional fourth
+/// argument: seconds to wait before the first accept.
 const LISTENER: &str = r#"
-import socket, sys, threading
+import socket, sys, threading, time
 address, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+accept_after = float(sys.argv[4]) if len(sys.argv) > 4 else 0
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind((address, port))
@@ -202,6 +212,7 @@ with open(path + ".port", "w") as port_file:
     port_file.write(str(server.getsockname()[1]))
 out = open(path, "ab", buffering=0)
 lock = threading.Lock()
+time.sleep(accept_after)
 def serve(conn):
     while True:
         data = conn.recv(65536)
