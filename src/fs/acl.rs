@@ -96,12 +96,21 @@ pub fn parse(bytes: &[u8]) -> io::Result<AclWriters> {
     Ok(writers)
 }
 
+/// An ACL in the kernel's format, from entries of tag, permissions and id,
+/// as `setfacl` stores it (for tests that set one).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod encode {
+    pub const TAG_USER: u16 = super::TAG_USER;
+    pub const TAG_GROUP_OBJ: u16 = super::TAG_GROUP_OBJ;
+    pub const TAG_GROUP: u16 = super::TAG_GROUP;
+    pub const TAG_MASK: u16 = super::TAG_MASK;
+    pub const TAG_USER_OBJ: u16 = 0x01;
+    pub const TAG_OTHER: u16 = 0x20;
+    /// The id of an entry that has none (the base entries, the mask).
+    pub const NO_ID: u32 = u32::MAX;
 
-    fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
-        let mut bytes = VERSION.to_le_bytes().to_vec();
+    pub fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut bytes = super::VERSION.to_le_bytes().to_vec();
         for &(tag, perm, id) in entries {
             bytes.extend_from_slice(&tag.to_le_bytes());
             bytes.extend_from_slice(&perm.to_le_bytes());
@@ -109,10 +118,12 @@ mod tests {
         }
         bytes
     }
+}
 
-    const USER_OBJ: u16 = 0x01;
-    const OTHER: u16 = 0x20;
-    const ANY: u32 = u32::MAX;
+#[cfg(test)]
+mod tests {
+    use super::encode::{acl, NO_ID as ANY, TAG_OTHER as OTHER, TAG_USER_OBJ as USER_OBJ};
+    use super::*;
 
     #[test]
     fn named_writers_count_only_under_a_mask_that_writes() {

@@ -1033,22 +1033,16 @@ mod tests {
     /// An access ACL, as `setfacl` stores it: the base entries, named
     /// users and groups with read and write, and a mask.
     fn set_acl(path: &Path, users: &[u32], groups: &[u32], group_obj: u16, mask: u16) {
-        let mut acl = 2u32.to_le_bytes().to_vec();
-        let mut entry = |tag: u16, perm: u16, id: u32| {
-            acl.extend_from_slice(&tag.to_le_bytes());
-            acl.extend_from_slice(&perm.to_le_bytes());
-            acl.extend_from_slice(&id.to_le_bytes());
-        };
-        entry(0x01, 7, u32::MAX);
-        users.iter().for_each(|&uid| entry(0x02, 6, uid));
-        entry(0x04, group_obj, u32::MAX);
-        groups.iter().for_each(|&gid| entry(0x08, 6, gid));
-        entry(0x10, mask, u32::MAX);
-        entry(0x20, 4, u32::MAX);
+        use crate::fs::acl::encode::*;
+        let mut entries = vec![(TAG_USER_OBJ, 7, NO_ID)];
+        entries.extend(users.iter().map(|&uid| (TAG_USER, 6, uid)));
+        entries.push((TAG_GROUP_OBJ, group_obj, NO_ID));
+        entries.extend(groups.iter().map(|&gid| (TAG_GROUP, 6, gid)));
+        entries.extend([(TAG_MASK, mask, NO_ID), (TAG_OTHER, 4, NO_ID)]);
         rustix::fs::setxattr(
             path,
             "system.posix_acl_access",
-            &acl,
+            &acl(&entries),
             rustix::fs::XattrFlags::empty(),
         )
         .unwrap_or_else(|e| panic!("set an ACL on {}: {e}", path.display()));

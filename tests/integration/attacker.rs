@@ -95,13 +95,9 @@ pub fn debian_redis() -> Builder {
 
 /// `program` run as `user` (its uid and primary gid, no other groups).
 pub fn as_user(user: &str, program: &str) -> Run {
-    let (uid, gid) = user_ids(user);
-    Run::new("setpriv").args(&[
-        format!("--reuid={uid}"),
-        format!("--regid={gid}"),
-        "--clear-groups".to_string(),
-        program.to_string(),
-    ])
+    Run::new("setpriv")
+        .args(&setpriv_args(user))
+        .args(&[program])
 }
 
 /// `program` run as `owner_user()`.

@@ -862,6 +862,18 @@ fn owner_edits_conf(t: &TestRedis, sed: &str) {
     ));
 }
 
+/// Nothing reached a listener that should have got nothing, least of all
+/// the settings' password.
+#[track_caller]
+fn assert_nothing_reached(received: &[u8], password: &str, listener: &str, context: &str) {
+    let received = String::from_utf8_lossy(received);
+    assert!(
+        !received.contains(password),
+        "the settings' password went to {listener}\n{context}\nit received: {received:?}"
+    );
+    assert_eq!(received, "", "something went to {listener}\n{context}");
+}
+
 #[track_caller]
 fn assert_nothing_went_next_door(next_door: &OtherHost, context: &str) {
     let received = String::from_utf8_lossy(&next_door.received()).into_owned();
@@ -895,12 +907,12 @@ fn a_conf_of_redis_cannot_send_the_settings_password_to_another_host() {
 
     let context = format!("{out}");
     assert_no_crash(&out, &context);
-    let received = String::from_utf8_lossy(&next_door.received()).into_owned();
-    assert!(
-        !received.contains(password),
-        "the settings' password went to the host the conf named\n{context}\nit received: {received:?}"
+    assert_nothing_reached(
+        &next_door.received(),
+        password,
+        "the host the conf named",
+        &context,
     );
-    assert_nothing_went_next_door(&next_door, &context);
     out.code(3).stderr_has("not an address of this host");
 }
 
@@ -1027,12 +1039,12 @@ fn a_conf_a_third_account_may_write_cannot_choose_where_the_password_goes() {
 
         let context = format!("{how}: {out}");
         assert_no_crash(&out, &context);
-        let received = String::from_utf8_lossy(&listener.received()).into_owned();
-        assert!(
-            !received.contains(password),
-            "the settings' password went to the port a third account chose\n{context}\nit received: {received:?}"
+        assert_nothing_reached(
+            &listener.received(),
+            password,
+            "the port a third account chose",
+            &context,
         );
-        assert_eq!(received, "", "something went to that port\n{context}");
         out.code(2).stderr_has("may be written by uid");
     }
 }
@@ -1062,14 +1074,11 @@ fn a_port_another_account_listens_on_while_redis_is_down_gets_nothing() {
 
         let context = format!("accepting after {accept_after} s: {out}");
         assert_no_crash(&out, &context);
-        let received = String::from_utf8_lossy(&listener.received()).into_owned();
-        assert!(
-            !received.contains(password),
-            "the settings' password went to nobody's listener\n{context}\nit received: {received:?}"
-        );
-        assert_eq!(
-            received, "",
-            "something went to nobody's listener\n{context}"
+        assert_nothing_reached(
+            &listener.received(),
+            password,
+            "nobody's listener",
+            &context,
         );
         out.code(3).stderr_has(match accept_after {
             0 => "listened on by uid",

@@ -141,6 +141,17 @@ pub fn user_ids(user: &str) -> (u32, u32) {
     (get("-u"), get("-g"))
 }
 
+/// The arguments of `setpriv` that run a program as `user`: its uid and
+/// primary gid, no other groups.
+pub fn setpriv_args(user: &str) -> [String; 3] {
+    let (uid, gid) = user_ids(user);
+    [
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        "--clear-groups".to_string(),
+    ]
+}
+
 pub fn mode_of(path: &Path) -> u32 {
     fs::metadata(path)
         .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))

@@ -148,12 +148,7 @@ impl LocalListener {
                 let (uid, gid) = user_ids(user);
                 std::os::unix::fs::chown(&folder, Some(uid), Some(gid)).unwrap();
                 let mut c = Command::new("setpriv");
-                c.args([
-                    format!("--reuid={uid}"),
-                    format!("--regid={gid}"),
-                    "--clear-groups".into(),
-                    "/usr/bin/python3".into(),
-                ]);
+                c.args(setpriv_args(user)).arg("/usr/bin/python3");
                 c
             }
             None => Command::new("/usr/bin/python3"),
