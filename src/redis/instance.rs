@@ -137,18 +137,19 @@ fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Result<Endpoint> {
 /// account that may write it would point us at a dir, and so a server, of
 /// another's. `None`: the config does not tell.
 fn redis_account(conf: &RedisConf) -> Result<Option<u32>> {
+    let roots = conf_is_roots(conf);
     if let Some(dir) = conf.dir.as_ref().filter(|dir| dir.is_absolute()) {
         let data = match crate::fs::data_dir::DataDir::open(dir) {
             Ok(data) => data,
-            Err(_) if conf_is_roots(conf) => return Ok(None),
+            Err(_) if roots => return Ok(None),
             Err(e) => return Err(e),
         };
-        if !conf_is_roots(conf) {
+        if !roots {
             conf.check_authority(data.path(), data.owner())?;
         }
         return Ok(Some(data.owner().uid));
     }
-    if conf_is_roots(conf) {
+    if roots {
         return Ok(None);
     }
     let mut writers: Vec<u32> = conf

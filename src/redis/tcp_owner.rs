@@ -48,8 +48,8 @@ pub fn check(stream: &TcpStream, owners: &[u32], timeout: Duration) -> io::Resul
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "no socket of this host accepted the connection within {} s, so whose it is cannot be told",
-                wait.as_secs()
+                "no socket of this host accepted the connection within {}s, so whose it is cannot be told",
+                crate::units::seconds(wait, 1)
             ),
         ));
     }
