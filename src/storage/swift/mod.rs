@@ -998,8 +998,8 @@ fn put_streamed(
 /// passed. ureq gives the socket's write timeout once, at connect, so each
 /// write may take that long: a proxy that reads a little just inside it,
 /// again and again, would otherwise stretch a segment's PUT without end.
-/// Each write is of one read's bytes (8 KiB, ureq's copy buffer), so the
-/// deadline is overrun by at most that write's time.
+/// ureq writes a streamed body in chunks of 16 KiB, each after the reads
+/// that fill it, so the deadline is overrun by at most one chunk's write.
 struct DeadlineReader<R> {
     body: R,
     deadline: Instant,
