@@ -46,6 +46,7 @@ fn main() -> ExitCode {
 
 fn run() -> error::Result<()> {
     secret::keep_out_of_core_dumps();
+    secret::keep_inherited_descriptors_from_children();
     let invocation = cli::parse(std::env::args_os())?;
     init_logging(invocation.global.verbosity);
     progress::show(

