@@ -165,9 +165,9 @@ fn report_status<T>(
 pub fn print(report: &Report, as_json: bool) {
     let mut stdout = io::stdout().lock();
     let written = if as_json {
-        serde_json::to_writer_pretty(&mut stdout, &report.json)
+        serde_json::to_string_pretty(&report.json)
             .map_err(io::Error::from)
-            .and_then(|()| writeln!(stdout))
+            .and_then(|json| writeln!(stdout, "{}", units::printable_json(&json)))
     } else {
         report
             .lines

@@ -214,6 +214,9 @@ impl Record {
                 "format {format}: written by a newer redis-backup"
             )));
         }
+        if format == 0 {
+            return Err(bad("format 0: no redis-backup writes it"));
+        }
         if format >= 2 {
             authenticate(map, expected_id, key)?;
         }

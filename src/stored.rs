@@ -45,7 +45,7 @@ impl Stored {
     ) -> Result<Stored> {
         let record = load_record(storage, id, key)?;
         check_key(&record, key)?;
-        if record.format == 1 && !allow_format_1 {
+        if !record.authenticated() && !allow_format_1 {
             return Err(format_1_refused(&id.to_string()));
         }
         let input = Box::new(StorageIo(storage.open(id, 0)?));

@@ -272,6 +272,24 @@ pub fn printable(line: &str) -> String {
     out
 }
 
+/// JSON text made safe for a terminal: serde_json writes C1 controls, DEL
+/// and bidirectional formatting characters as they are (it escapes only
+/// what JSON must), so they go out as `\uXXXX` escapes, which read back as
+/// the same string. They can only stand inside strings: JSON's own syntax
+/// is ASCII.
+pub fn printable_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            c if (c.is_control() && !c.is_ascii_whitespace()) || reorders_text(c) => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Unicode's explicit bidirectional formatting characters (UAX #9): the
 /// embeddings, overrides and isolates, and the three marks.
 fn reorders_text(c: char) -> bool {
@@ -282,6 +300,25 @@ fn reorders_text(c: char) -> bool {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn printable_json_escapes_what_serde_leaves_and_reads_back_the_same() {
+        let hostile = "a\u{202e}b\u{9b}2J\u{7f}\u{2066}\u{1b}c\n";
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "s": hostile })).unwrap();
+        let safe = printable_json(&json);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || reorders_text(c)),
+            "{safe:?}"
+        );
+        assert!(
+            safe.contains("\\u202e") && safe.contains("\\u009b"),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["s"], hostile);
+    }
 
     #[test]
     fn printable_escapes_controls_and_reordering_marks_once() {

@@ -139,7 +139,7 @@ fn forged_backups_on_local_storage_are_refused_listed_nowhere_and_never_pruned_f
 
     // 3. a relabelled as another instance's; 4. a moved to 2099; 5. key
     //    counts edited; 6. downgraded to an untagged format-1 record.
-    let edits: [(&str, Edit); 4] = [
+    let edits: [(&str, Edit); 5] = [
         ("instance", |r| r["instance"] = "another-guest".into()),
         ("future", |r| {
             r["created_at"] = "2099-01-01T00:00:00.000000Z".into()
@@ -147,6 +147,12 @@ fn forged_backups_on_local_storage_are_refused_listed_nowhere_and_never_pruned_f
         ("keys", |r| r["keys"]["db0"] = 999.into()),
         ("downgrade", |r| {
             r["format"] = 1.into();
+            r.as_object_mut().unwrap().remove("record_tag");
+        }),
+        // No redis-backup writes format 0: it must not pass as one that
+        // needs no tag and no --allow-format-1 either.
+        ("format-0", |r| {
+            r["format"] = 0.into();
             r.as_object_mut().unwrap().remove("record_tag");
         }),
     ];
@@ -182,6 +188,15 @@ fn forged_backups_on_local_storage_are_refused_listed_nowhere_and_never_pruned_f
     t.run(&["show", downgraded])
         .ok()
         .stdout_has("identity not bound");
+    let format_0 = &forged[4];
+    for args in [
+        &["show", format_0][..],
+        &["verify", format_0],
+        &["restore", format_0, "--allow-format-1"],
+    ] {
+        t.run(args).code(5).stderr_has("format 0");
+    }
+    assert_eq!(t.state(), state, "a refused restore changed the data");
     // list and prune look at the object of a format-1 record: a format-2
     // one under it means a downgraded record, which would otherwise count
     // as older than every format-2 backup and be the first prune deletes.
@@ -412,6 +427,45 @@ fn an_old_backup_put_in_place_of_a_new_one_is_not_restored_without_the_operators
         .ok()
         .stderr_has("format-1 backup");
     assert_eq!(t.conn().call(&["DBSIZE"]).int(), 404);
+}
+
+/// Whoever writes to storage can plant a format-1 record (nothing binds
+/// those) saying anything: its text reaches the operator's terminal through
+/// `--json` too, so C1 controls (a CSI of its own), DEL and bidirectional
+/// overrides go out as JSON escapes, which read back as the same string.
+#[test]
+fn a_planted_records_text_is_escaped_in_json_output_too() {
+    let mut t = TestRedis::start();
+    let key = golden_key(&t);
+    t.set_setting("key_file", &key.display().to_string());
+    const HOSTILE: &str = "prod\u{202e}gnp.exe\u{9b}2J\u{7f}\u{1b}[31mRED\u{2066}";
+    t.backup_json(&["--id", "real"]);
+    plant_format_1(&t, "planted", None);
+    let mut record = record_value(&t.record_file("planted"));
+    record["instance"] = HOSTILE.into();
+    write_json(&t.record_file("planted"), &record);
+
+    for args in [&["--json", "show", "planted"][..], &["--json", "list"][..]] {
+        let out = t.run(args);
+        out.ok();
+        let raw: Vec<char> = out
+            .stdout
+            .chars()
+            .filter(|&c| (c.is_control() && c != '\n') || ('\u{2000}'..='\u{206f}').contains(&c))
+            .collect();
+        assert!(
+            raw.is_empty(),
+            "{args:?} printed {raw:?} as they are\n{out}"
+        );
+        assert!(out.stdout.contains("\\u202e"), "{out}");
+        let shown = out.json();
+        // list: format 1 first.
+        let instance = match args[1] {
+            "show" => &shown["instance"],
+            _ => &shown[0]["instance"],
+        };
+        assert_eq!(instance.as_str(), Some(HOSTILE), "{out}");
+    }
 }
 
 #[test]
