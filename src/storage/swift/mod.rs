@@ -143,10 +143,20 @@ impl SwiftStorage {
         }
     }
 
-    /// Every object name in `container` that starts with `prefix`, page by
-    /// page; none if the container does not exist.
-    fn names(&self, container: &str, prefix: &str, most: usize) -> Result<Vec<String>> {
+    /// The object names in `container` that start with `prefix`, page by
+    /// page, as `ours` takes them; none if the container does not exist.
+    /// Only what `ours` takes is kept: a listing may hold `most` names of
+    /// up to a page's size each (hundreds of MiB in all), and only names
+    /// we would have written, short ones, are worth holding.
+    fn names<T>(
+        &self,
+        container: &str,
+        prefix: &str,
+        most: usize,
+        ours: impl Fn(&str) -> Option<T>,
+    ) -> Result<Vec<T>> {
         let mut names = Vec::new();
+        let mut listed = 0;
         let mut marker = String::new();
         // Halved while Swift answers 412 (its container_listing_limit is
         // lower: 10,000 by default, but an operator may lower it).
@@ -187,7 +197,7 @@ impl SwiftStorage {
                     MAX_LISTING_BYTES >> 20
                 )));
             }
-            let page = page_names(&text, container)?;
+            let mut page = page_names(&text, container)?;
             if page.len() > limit {
                 return Err(broken(format!(
                     "a page held {} names where {limit} were asked for",
@@ -206,11 +216,12 @@ impl SwiftStorage {
                 previous = name;
             }
             let done = page.len() < limit;
-            if let Some(last) = page.last() {
-                marker = last.clone();
+            listed += page.len();
+            names.extend(page.iter().filter_map(|name| ours(name)));
+            if let Some(last) = page.pop() {
+                marker = last;
             }
-            names.extend(page);
-            if names.len() > most {
+            if listed > most {
                 return Err(broken(format!("more than {most} names were listed")));
             }
             if done {
@@ -235,21 +246,26 @@ impl SwiftStorage {
     fn remove_segments(&self, id: &BackupId) -> Result<usize> {
         let container = self.segments_container();
         // Twice what one backup can have: leftovers of two attempts.
-        let listed = self.names(
-            &container,
-            &format!("{id}{OBJECT_SUFFIX}/"),
-            2 * MAX_SEGMENTS,
-        )?;
         // Only what we would have written: a name of another shape (`..`
         // parts, another backup's segments from a server that ignores
         // `prefix`) is never deleted.
-        let (leftovers, strangers): (Vec<String>, Vec<String>) = listed
-            .into_iter()
-            .partition(|name| Self::is_segment_of(name, id));
-        if !strangers.is_empty() {
+        let strangers = std::cell::Cell::new(0);
+        let leftovers = self.names(
+            &container,
+            &format!("{id}{OBJECT_SUFFIX}/"),
+            2 * MAX_SEGMENTS,
+            |name| match Self::is_segment_of(name, id) {
+                true => Some(name.to_string()),
+                false => {
+                    strangers.set(strangers.get() + 1);
+                    None
+                }
+            },
+        )?;
+        if strangers.get() > 0 {
             warn!(
                 "the listing of {container} for {id} held {} names that are not segments of it; left alone",
-                strangers.len()
+                strangers.get()
             );
         }
         for name in &leftovers {
@@ -391,21 +407,11 @@ impl Storage for SwiftStorage {
     }
 
     fn list_prefix(&self, prefix: &str) -> Result<Vec<BackupId>> {
-        let names = self.names(&self.container, prefix, MAX_LISTED_NAMES)?;
-        Ok(names
-            .iter()
-            .filter_map(|n| n.strip_suffix(RECORD_SUFFIX))
-            .filter_map(|stem| BackupId::parse(stem).ok())
-            .collect())
+        self.names(&self.container, prefix, MAX_LISTED_NAMES, record_of)
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
-        let names = self.names(&self.container, "", MAX_LISTED_NAMES)?;
-        Ok(names
-            .iter()
-            .filter_map(|n| n.strip_suffix(RECORD_SUFFIX))
-            .filter_map(|stem| BackupId::parse(stem).ok())
-            .collect())
+        self.names(&self.container, "", MAX_LISTED_NAMES, record_of)
     }
 
     fn delete(&self, id: &BackupId) -> Result<()> {
@@ -1142,6 +1148,11 @@ struct ListedObject {
 
 /// The object names on one page of a JSON container listing, parsed into
 /// names alone: memory is that of the names, not of a generic JSON tree.
+/// The backup whose record `name` is, if it is one.
+fn record_of(name: &str) -> Option<BackupId> {
+    BackupId::parse(name.strip_suffix(RECORD_SUFFIX)?).ok()
+}
+
 fn page_names(text: &[u8], container: &str) -> Result<Vec<String>> {
     let page: Vec<ListedObject> = serde_json::from_slice(text).map_err(|_| {
         Error::storage(format!(
