@@ -583,13 +583,30 @@ impl ReplayServer {
                 Error::other(format!("cannot share the replay log: {e}"))
             })?))
             .stderr(Stdio::from(log_file));
+        // What the stream makes the server hold is not bounded by the
+        // stream's size: a SETRANGE at an offset of 512 MiB is some 50
+        // bytes. It may have half of this host's memory, and the OOM killer
+        // takes it before anything else: Redis itself runs beside a
+        // `restore --at`.
+        let memory = host_memory()
+            .map_err(|e| Error::other(format!("cannot bound the replay server's memory: {e}")))?;
+        cap_data_size(&mut command, memory / 2);
         let child = command.spawn().map_err(|e| {
             Error::other(format!(
                 "cannot start {} for the replay: {e}",
                 binary.program
             ))
         })?;
-        Ok(ReplayServer { child, socket, log })
+        let server = ReplayServer { child, socket, log };
+        // From here, as root: once its uid changed, its own /proc is not
+        // its own to write. In its first moments it has not grown yet.
+        let adj = format!("/proc/{}/oom_score_adj", server.child.id());
+        fs::write(adj, "1000").map_err(|e| {
+            Error::other(format!(
+                "cannot make the replay server the OOM killer's first: {e}"
+            ))
+        })?;
+        Ok(server)
     }
 
     /// Wait until it has loaded everything, then have it save the RDB.
@@ -647,6 +664,35 @@ impl Drop for ReplayServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The server may allocate at most `bytes` of data (`RLIMIT_DATA`: the
+/// heap and private mappings), set in the child before it runs anything.
+#[allow(unsafe_code)]
+fn cap_data_size(command: &mut Command, bytes: u64) {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls belong: one setrlimit system call,
+    // made by rustix without allocating or taking a lock.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = Rlimit {
+                current: Some(bytes),
+                maximum: Some(bytes),
+            };
+            setrlimit(Resource::Data, limit).map_err(Into::into)
+        });
+    }
+}
+
+/// This host's memory in bytes (`MemTotal`).
+fn host_memory() -> std::io::Result<u64> {
+    fs::read_to_string("/proc/meminfo")?
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|kib| kib.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| std::io::Error::other("/proc/meminfo has no MemTotal"))
 }
 
 /// The saved RDB, opened once (never through a link, a regular file),

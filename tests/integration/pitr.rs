@@ -8,6 +8,7 @@
 
 use crate::harness::*;
 use serde_json::Value;
+use std::fs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_micros() -> u64 {
@@ -511,6 +512,82 @@ fn a_hostile_primary_cannot_make_the_replay_act_beyond_the_data() {
         .stderr_has("CONFIG, which a primary never sends");
     assert!(!t.path("hostile.rdb").exists());
     assert!(!std::path::Path::new("/etc/planted.rdb").exists());
+}
+
+/// What each replay server (a redis-server of a uid above 0x60000000) was
+/// last seen to run with: its `Max data size` line and its
+/// `oom_score_adj`, read by root from /proc while it runs.
+fn replay_servers_seen(stop: &std::sync::atomic::AtomicBool) -> Vec<(String, String)> {
+    let mut seen = std::collections::BTreeMap::new();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let dir = entry.path();
+            let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
+            let uid: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            if uid < 0x6000_0000 || !status.starts_with("Name:\tredis-server") {
+                continue;
+            }
+            let limits = fs::read_to_string(dir.join("limits")).unwrap_or_default();
+            let data = limits
+                .lines()
+                .find(|l| l.starts_with("Max data size"))
+                .unwrap_or("")
+                .to_string();
+            let adj = fs::read_to_string(dir.join("oom_score_adj")).unwrap_or_default();
+            if !data.is_empty() {
+                seen.insert(dir, (data, adj.trim().to_string()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    seen.into_values().collect()
+}
+
+/// Each SETRANGE at an offset of 256 MiB is some 50 bytes of the archived
+/// stream and 256 MiB of the replay server's memory: a primary can make a
+/// replay (`restore --at` stages one while Redis runs) take all of the
+/// host's memory, and the kernel's OOM killer might then end Redis itself.
+/// The replay server may have at most half of the host's memory, and it is
+/// the first process the OOM killer takes.
+#[test]
+fn a_stream_that_grows_the_replay_server_cannot_take_the_hosts_memory() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || replay_servers_seen(&stop))
+    };
+    let offset = (256u64 << 20).to_string();
+    let commands: Vec<Vec<u8>> = std::iter::once(command(&["SELECT", "0"]))
+        .chain((0..4).map(|i| command(&["SETRANGE", &format!("big{i}"), &offset, "x"])))
+        .collect();
+    let (_t, out) = export_of_a_hostile_stream(&commands);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = watcher.join().unwrap();
+
+    let total_kib: u64 = fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let half = (total_kib * 1024 / 2).to_string();
+    assert!(!seen.is_empty(), "no replay server was seen running\n{out}");
+    for (data, adj) in &seen {
+        let fields: Vec<&str> = data.split_whitespace().collect();
+        assert_eq!(
+            &fields[3..5],
+            [half.as_str(), half.as_str()],
+            "the replay server's data size is not capped at half of the host's memory: {data}\n{out}"
+        );
+        assert_eq!(
+            adj, "1000",
+            "the OOM killer would not take the replay server first\n{out}"
+        );
+    }
 }
 
 /// A listener on 127.0.0.1 that a replay must never reach; `reached` says
