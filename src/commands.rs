@@ -14,7 +14,7 @@ use crate::record::Record;
 use crate::restore::{self, Restored};
 use crate::status;
 use crate::storage::{self, Storage};
-use crate::stored::{load_listed_record, load_record, Stored};
+use crate::stored::{load_listed_record, load_record, Patience, Stored};
 use crate::units::{self, human_size};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -189,8 +189,9 @@ fn records(
     instance: Option<&str>,
 ) -> Result<(Vec<Record>, Refused)> {
     let (mut records, mut refused) = (Vec::new(), Vec::new());
+    let mut patience = Patience::of(storage);
     for id in storage.list()? {
-        match load_listed_record(storage, &id, key) {
+        match patience.try_load(|| load_listed_record(storage, &id, key))? {
             Ok(record) => records.push(record),
             Err(e) => refused.push((id, e)),
         }

@@ -19,6 +19,7 @@ use crate::record::Record;
 use crate::storage::{Storage, StorageIo, OBJECT_SUFFIX, RECORD_SUFFIX};
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// A backup opened for reading.
 pub struct Stored {
@@ -142,6 +143,46 @@ impl Stored {
 /// The record of backup `id`, authenticated with `key` (format 2 on).
 pub fn load_record(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Record> {
     Record::from_stored(&storage.get_record(id)?, id, key)
+}
+
+/// Time lost to listed names that give nothing usable (a record that cannot
+/// be read, or that is not what its name promised), bounded in all by the
+/// storage's patience. A listing names as many objects as whoever answers
+/// likes, and each costs requests of its own: each request is bounded,
+/// their number is not. Past the bound the command ends, exit 4.
+pub struct Patience {
+    lost: Duration,
+    names: usize,
+    limit: Duration,
+}
+
+impl Patience {
+    pub fn of(storage: &dyn Storage) -> Patience {
+        Patience {
+            lost: Duration::ZERO,
+            names: 0,
+            limit: storage.patience(),
+        }
+    }
+
+    /// `load` for a listed name: its own error is that name's (the caller
+    /// leaves it out and goes on); the outer one ends the command.
+    pub fn try_load<T>(&mut self, load: impl FnOnce() -> Result<T>) -> Result<Result<T>> {
+        let started = Instant::now();
+        let loaded = load();
+        if loaded.is_err() {
+            self.lost += started.elapsed();
+            self.names += 1;
+            if self.lost > self.limit {
+                return Err(Error::storage(format!(
+                    "{} listed names gave nothing usable in {}s; the storage endpoint is misbehaving",
+                    self.names,
+                    crate::units::seconds(self.lost, 1)
+                )));
+            }
+        }
+        Ok(loaded)
+    }
 }
 
 /// `load_record`, for `list` and `prune`, which act on records without

@@ -9,12 +9,14 @@
 use super::{ChunkName, BASE_SOURCE};
 use crate::codec::crypto::MasterKey;
 use crate::error::{Error, Result};
+use crate::id::BackupId;
 use crate::record::{ArchivePlace, Record};
 use crate::storage::Storage;
-use crate::stored::load_record;
+use crate::stored::{load_record, Patience};
 use crate::units;
 use log::warn;
 use serde_json::{json, Value};
+use std::cell::RefCell;
 
 pub struct Window {
     pub base: Record,
@@ -102,9 +104,13 @@ pub fn windows(
     instance: Option<&str>,
 ) -> Result<Vec<Window>> {
     let chunk_storage = storage.archive();
+    let patience = RefCell::new(Patience::of(storage));
     let mut bases = Vec::new();
     for id in storage.list()? {
-        let record = match load_record(storage, &id, key) {
+        let loaded = patience
+            .borrow_mut()
+            .try_load(|| load_authentic(storage, &id, key))?;
+        let record = match loaded {
             Ok(record) => record,
             Err(e) => {
                 warn!("backup {id} is left out of the windows: {e}");
@@ -135,6 +141,8 @@ pub fn windows(
             key,
             base: &base,
             damaged: Default::default(),
+            patience: &patience,
+            gave_up: Default::default(),
         };
         let mut spans = Vec::new();
         let mut last = None;
@@ -147,6 +155,9 @@ pub fn windows(
                 spans.push((floor_millis(from), ceil_millis(to.max(from))));
                 last = Some(newest);
             }
+        }
+        if let Some(gave_up) = chunks.gave_up.into_inner() {
+            return Err(gave_up);
         }
         let last = last.unwrap_or_else(|| base.archive.clone().expect("a base has its place"));
         let damaged = chunks.damaged.into_inner();
@@ -176,12 +187,28 @@ fn sessions(named: &[ChunkName]) -> Vec<&[ChunkName]> {
     sessions
 }
 
+/// A record that authenticates: no base or chunk is of format 1, whose
+/// records bind nothing, so a listed one is a name that gave nothing.
+fn load_authentic(storage: &dyn Storage, id: &BackupId, key: &MasterKey) -> Result<Record> {
+    let record = load_record(storage, id, key)?;
+    match record.authenticated() {
+        true => Ok(record),
+        false => Err(Error::integrity(format!(
+            "{id} has a record of format {}, which no archive has",
+            record.format
+        ))),
+    }
+}
+
 /// The chunk records of one window.
 struct Chunks<'a> {
     storage: &'a dyn Storage,
     key: &'a MasterKey,
     base: &'a Record,
-    damaged: std::cell::RefCell<Vec<String>>,
+    damaged: RefCell<Vec<String>>,
+    patience: &'a RefCell<Patience>,
+    /// Set once the patience ran out: no more records are loaded.
+    gave_up: RefCell<Option<Error>>,
 }
 
 impl Chunks<'_> {
@@ -193,8 +220,22 @@ impl Chunks<'_> {
 
     /// The place of chunk `name` if its record authenticates and belongs here.
     fn place(&self, name: &ChunkName) -> Option<ArchivePlace> {
+        if self.gave_up.borrow().is_some() {
+            return None;
+        }
         let id = name.id();
-        match load_record(self.storage, &id, self.key) {
+        let loaded = self
+            .patience
+            .borrow_mut()
+            .try_load(|| load_authentic(self.storage, &id, self.key));
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(gave_up) => {
+                *self.gave_up.borrow_mut() = Some(gave_up);
+                return None;
+            }
+        };
+        match loaded {
             Ok(record) => match record.archive {
                 Some(place)
                     if place.base == self.base.id

@@ -19,6 +19,7 @@ use std::ffi::CStr;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Free space a backup leaves alone, as a share of the filesystem (1%), at
 /// most `MAX_RESERVE`: Redis may have to save on that disk too, and a host
@@ -111,6 +112,10 @@ fn remove_if_abandoned(dir: &OwnedFd, name: &CStr) -> bool {
 
 /// The archive's chunks: a directory inside the storage directory.
 const ARCHIVE_DIR: &str = "archive";
+
+/// `Storage::patience` of a directory: what Swift's is with the default
+/// `storage_timeout`.
+const DIR_PATIENCE: Duration = Duration::from_secs(240);
 
 pub struct DirStorage {
     dir: PathBuf,
@@ -396,6 +401,12 @@ impl Storage for DirStorage {
             )));
         }
         Ok(json)
+    }
+
+    /// A directory answers at once, or hangs where no patience helps; what
+    /// it lists costs a read each, bounded by the names' 133 bytes.
+    fn patience(&self) -> Duration {
+        DIR_PATIENCE
     }
 
     fn archive(&self) -> Box<dyn Storage> {

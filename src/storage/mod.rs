@@ -10,6 +10,7 @@ use crate::config::{Config, StorageUrl};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use std::io::{Read, Write};
+use std::time::Duration;
 
 /// Records are small; anything bigger is not ours.
 pub const MAX_RECORD_SIZE: usize = 64 * 1024;
@@ -65,6 +66,9 @@ pub trait Storage {
         ids.retain(|id| id.as_str().starts_with(prefix));
         Ok(ids)
     }
+    /// How long a command may lose, in all, to listed names that give
+    /// nothing usable (see `stored::Patience`).
+    fn patience(&self) -> Duration;
     /// Where the archive's chunks go: beside the backups but apart
     /// (`DIR/archive`, the Swift container `CONTAINER_archive`), so that
     /// listing backups never pages through them.

@@ -735,6 +735,115 @@ fn a_3xx_to_delete_is_not_a_deletion() {
 }
 
 // ---------------------------------------------------------------------------
+// 4b. Patience: a listing chooses how many requests follow it
+
+/// A listing of `n` record names `rNNN.json` of `C` (valid IDs, none
+/// stored), in one page.
+fn listing_of_records(n: usize) -> Answer {
+    let names: Vec<String> = (0..n).map(|i| format!("r{i:03}.json")).collect();
+    Answer::json(200, &listing_entries(&names))
+}
+
+/// The listing names 20 records and every GET of one answers 503: each
+/// is tried 5 times with 7.5 s of pauses, which took `list` and `timeline`
+/// (and a `restore --at`, holding the host lock) 150 s for 20 names, and
+/// days for the 100,000 a listing may name. Time lost to names that give
+/// nothing usable is bounded in all, at twice `storage_timeout` (4 s
+/// here): exit 4 after the first, since it alone took longer.
+#[test]
+fn records_that_cannot_be_read_end_the_command_within_its_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fake.script(|r, _| {
+        if r.is_listing_of(C) || r.is_listing_of(&format!("{C}_archive")) {
+            return listing_of_records(20);
+        }
+        match r.method.as_str() {
+            "GET" => Answer::bytes(503, b"busy".to_vec()),
+            _ => Answer::Normal,
+        }
+    });
+    for command in ["list", "timeline"] {
+        let b = run(&t, &[command]);
+        let out = b.ended();
+        out.code(4).stderr_has("misbehaving");
+        assert!(
+            b.elapsed < Duration::from_secs(20),
+            "{command} took {:?}\n{out}",
+            b.elapsed
+        );
+    }
+}
+
+/// The listing of a new backup's segment names (leftovers of a killed
+/// backup under the same ID) names 20 of them, and each DELETE is answered
+/// after 1.5 s: the tidy before the upload took 30 s, and could take
+/// 1,000 times a request's deadline. It now gives up after twice
+/// `storage_timeout` in all, says so, and the backup goes on.
+#[test]
+fn leftover_segments_deleted_slowly_end_the_tidy_within_its_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let segments = format!("{C}_segments");
+    let deletes = Arc::new(AtomicUsize::new(0));
+    let counted = deletes.clone();
+    fake.script(move |r, _| {
+        let leftover = |i: usize| format!("x.rbk/{i:08}");
+        if r.is_listing_of(&segments) && r.query("prefix").as_deref() == Some("x.rbk/") {
+            let names: Vec<String> = (1..=20).map(leftover).collect();
+            return Answer::json(200, &listing_entries(&names));
+        }
+        let is_leftover = matches!(r.swift_path(), Some((c, Some(o))) if c == segments && o.starts_with("x.rbk/"));
+        if r.method == "DELETE" && is_leftover {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1500));
+            return Answer::bytes(204, Vec::new());
+        }
+        Answer::Normal
+    });
+    let b = run(&t, &["backup", "--id", "x"]);
+    let out = b.ended();
+    out.ok()
+        .stderr_has("could not remove segments left by an interrupted backup");
+    assert!(
+        deletes.load(Ordering::SeqCst) < 8,
+        "{} DELETEs were waited for\n{out}",
+        deletes.load(Ordering::SeqCst)
+    );
+}
+
+/// A listing whose every page of 1,000 new names comes after 1.5 s: up
+/// to the 100,000 names a listing may have, 150 s. It too ends once it
+/// has taken longer than twice `storage_timeout`: exit 4.
+#[test]
+fn a_listing_paged_slowly_ends_within_its_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    let pages = Arc::new(AtomicUsize::new(0));
+    let counted = pages.clone();
+    fake.script(move |r, _| {
+        if !r.is_listing_of(C) {
+            return Answer::Normal;
+        }
+        let page = counted.fetch_add(1, Ordering::SeqCst) as u64;
+        std::thread::sleep(Duration::from_millis(1500));
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("n{:012}", page * 1000 + i))
+            .collect();
+        Answer::json(200, &listing_entries(&names))
+    });
+    let b = run(&t, &["list"]);
+    let out = b.ended();
+    out.code(4).stderr_has("misbehaving");
+    assert!(
+        pages.load(Ordering::SeqCst) < 8,
+        "{} pages were waited for\n{out}",
+        pages.load(Ordering::SeqCst)
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 5. Deadlines
 
 // Why these runs get `DRIP_BOUND`, 60 s, with storage_timeout = 2: a drip of

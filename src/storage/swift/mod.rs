@@ -30,6 +30,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::id::BackupId;
+use crate::units;
 use auth::{transport_error, Credentials, Session};
 use log::{debug, info, warn};
 use md5::{Digest, Md5};
@@ -158,6 +159,7 @@ impl SwiftStorage {
         let mut names = Vec::new();
         let mut listed = 0;
         let mut marker = String::new();
+        let started = Instant::now();
         // Halved while Swift answers 412 (its container_listing_limit is
         // lower: 10,000 by default, but an operator may lower it).
         let mut limit = LISTING_LIMIT;
@@ -224,6 +226,12 @@ impl SwiftStorage {
             if listed > most {
                 return Err(broken(format!("more than {most} names were listed")));
             }
+            if !done && started.elapsed() > self.client.patience() {
+                return Err(broken(format!(
+                    "{listed} names were listed in {}s, and more are coming",
+                    units::seconds(started.elapsed(), 1)
+                )));
+            }
             if done {
                 return Ok(names);
             }
@@ -268,7 +276,15 @@ impl SwiftStorage {
                 strangers.get()
             );
         }
-        for name in &leftovers {
+        let started = Instant::now();
+        for (removed, name) in leftovers.iter().enumerate() {
+            if started.elapsed() > self.client.patience() {
+                return Err(Error::storage(format!(
+                    "{removed} of {} segments were removed from {container} in {}s; the storage endpoint is misbehaving",
+                    leftovers.len(),
+                    units::seconds(started.elapsed(), 1)
+                )));
+            }
             let path = format!("{}/{}", encode(&container), encode_path(name));
             match self.client.call("DELETE", &path, |r| r.call())? {
                 Reply::Done(_) | Reply::Status(404) => {}
@@ -396,6 +412,10 @@ impl Storage for SwiftStorage {
             )));
         }
         Ok(json)
+    }
+
+    fn patience(&self) -> Duration {
+        self.client.patience()
     }
 
     fn archive(&self) -> Box<dyn Storage> {
@@ -563,6 +583,14 @@ impl Client {
             pause *= 2;
         }
         unreachable!("the loop returns on its last attempt")
+    }
+
+    /// What a step that a listing multiplies may take in all: a listing
+    /// itself, the clean-up of the segments it names, the records it names
+    /// that give nothing usable. Each request is bounded, but a listing
+    /// names as many objects as whoever answers likes.
+    fn patience(&self) -> Duration {
+        self.timeout * 2
     }
 
     /// The whole of one request moving `bytes`, answer included, may take
