@@ -585,12 +585,12 @@ impl ReplayServer {
             .stderr(Stdio::from(log_file));
         // What the stream makes the server hold is not bounded by the
         // stream's size: a SETRANGE at an offset of 512 MiB is some 50
-        // bytes. It may have half of this host's memory, and the OOM killer
-        // takes it before anything else: Redis itself runs beside a
-        // `restore --at`.
-        let memory = host_memory()
+        // bytes. It may have what the host has to spare as it starts, no
+        // more, and the OOM killer takes it before anything else: Redis
+        // itself runs beside a `restore --at`.
+        let memory = available_memory()
             .map_err(|e| Error::other(format!("cannot bound the replay server's memory: {e}")))?;
-        cap_data_size(&mut command, memory / 2);
+        cap_data_size(&mut command, memory);
         let child = command.spawn().map_err(|e| {
             Error::other(format!(
                 "cannot start {} for the replay: {e}",
@@ -685,14 +685,15 @@ fn cap_data_size(command: &mut Command, bytes: u64) {
     }
 }
 
-/// This host's memory in bytes (`MemTotal`).
-fn host_memory() -> std::io::Result<u64> {
+/// What this host can give a new process without swapping, in bytes
+/// (`MemAvailable`: free memory and the page cache it can drop).
+fn available_memory() -> std::io::Result<u64> {
     fs::read_to_string("/proc/meminfo")?
         .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .find_map(|line| line.strip_prefix("MemAvailable:"))
         .and_then(|kib| kib.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
         .map(|kib| kib * 1024)
-        .ok_or_else(|| std::io::Error::other("/proc/meminfo has no MemTotal"))
+        .ok_or_else(|| std::io::Error::other("/proc/meminfo has no MemAvailable"))
 }
 
 /// The saved RDB, opened once (never through a link, a regular file),
