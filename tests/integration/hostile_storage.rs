@@ -775,6 +775,36 @@ fn records_that_cannot_be_read_end_the_command_within_its_patience() {
     }
 }
 
+/// The other side of that bound: a container shared by several guests
+/// lists theirs too, under keys that are not ours, and `list` reads each
+/// record to find out. 100 such records, each read in 60 ms (a Swift far
+/// away), take longer than the patience of 4 s; they count a tenth of
+/// their time, and `list` lists ours.
+#[test]
+fn other_guests_records_in_a_shared_container_do_not_exhaust_the_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let ours = backup(&t);
+    let record = fake
+        .with_store(|s| s.get(C, &format!("{ours}.json")).map(|o| o.data.clone()))
+        .expect("our record");
+    for i in 0..100 {
+        // Read, then refused: it says it is backup `ours`, and its tag is
+        // not one our key made for this name.
+        fake.put(C, &format!("guest-{i:03}.json"), &record);
+    }
+    fake.script(|r, _| {
+        if r.method == "GET" && r.path().ends_with(".json") {
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        Answer::Normal
+    });
+    let b = run(&t, &["list"]);
+    let out = b.ended();
+    out.ok().stdout_has(&ours);
+}
+
 /// The listing of a new backup's segment names (leftovers of a killed
 /// backup under the same ID) names 20 of them, and each DELETE is answered
 /// after 1.5 s: the tidy before the upload took 30 s, and could take
