@@ -172,6 +172,41 @@ pub fn windows(
     Ok(windows)
 }
 
+/// The chunks stored for `base`, which prune deletes with it: listed under
+/// its name, named as its chunks are, and with records that authenticate
+/// and say they are its. A name alone is whatever the listing's answerer
+/// chose, another window's chunk included.
+pub fn chunks_of(
+    chunk_storage: &dyn Storage,
+    key: &MasterKey,
+    base: &Record,
+    patience: &RefCell<Patience>,
+) -> Result<Vec<BackupId>> {
+    let chunks = Chunks {
+        storage: chunk_storage,
+        key,
+        base,
+        damaged: Default::default(),
+        patience,
+        gave_up: Default::default(),
+    };
+    let mut ours = Vec::new();
+    for id in chunk_storage.list_prefix(&format!("{}.", base.id))? {
+        match ChunkName::parse(&id).filter(|c| c.base == base.id) {
+            Some(name) if chunks.place(&name).is_some() => ours.push(id),
+            Some(_) => {}
+            None => warn!(
+                "{id} is listed with the chunks of {} but is none of them; left alone",
+                base.id
+            ),
+        }
+    }
+    match chunks.gave_up.into_inner() {
+        Some(gave_up) => Err(gave_up),
+        None => Ok(ours),
+    }
+}
+
 /// The chunks of a window cut where an archiver session starts.
 fn sessions(named: &[ChunkName]) -> Vec<&[ChunkName]> {
     let mut sessions = Vec::new();

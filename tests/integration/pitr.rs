@@ -7,7 +7,7 @@
 //! no window holds is exit 4, a malformed one exit 2.
 
 use crate::harness::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::fs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -1063,6 +1063,73 @@ fn a_second_archiver_of_the_same_instance_does_not_start() {
     let expected = t.state();
     let end = window_end(&t, &mut conn);
     stop(archiver);
+    export_at_text(&t, &end, "end.rdb").ok();
+    assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+}
+
+/// `prune` deletes a pruned base's chunks, found by listing the archive
+/// under the base's name. A Swift that ignores `prefix` (or any listing
+/// whoever answers makes up) named the newest window's chunks too, and
+/// prune deleted them: the window it promises to keep could no longer be
+/// restored. Only chunks named as the base's are taken, and only those
+/// whose records authenticate and say they are its: 100 made-up names
+/// under the old base's, whose records are not there, are left alone.
+#[test]
+fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
+    use crate::fake_swift::{Answer, FakeSwift};
+    let fake = FakeSwift::start();
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("archive_chunk_size", "64K")
+        .setting("storage", "swift://c")
+        .setting("storage_timeout", "2")
+        .setting("swift_allow_http", "yes")
+        .conf_line("repl-diskless-sync-delay 0")
+        .start();
+    for (k, v) in fake.preauth_settings() {
+        t.set_setting(k, &v);
+    }
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&["SET", "small", "1"]);
+    wait_until_archived(&mut conn);
+    // Too long for a chunk: the window ends, a new base holds it.
+    conn.ok(&["SET", "big", &"x".repeat(200_000)]);
+    conn.ok(&["SET", "after", "1"]);
+    wait_until_archived(&mut conn);
+    conn.ok(&["SET", "later", "1"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    let windows = timeline(&t);
+    assert_eq!(windows.len(), 2, "{windows:?}");
+    let old_base = windows[0]["base"].as_str().unwrap().to_string();
+
+    // The archive's listing now ignores `prefix`, and adds 100 made-up
+    // names under the old base's.
+    let made_up = move |i: usize| format!("{old_base}.r{i:06}");
+    fake.script(move |r, store| {
+        if r.is_listing_of("c_archive") {
+            let marker = r.query("marker").unwrap_or_default();
+            let mut names: Vec<Value> = match store.listing("c_archive", "", &marker, 10_000) {
+                Value::Array(entries) => entries,
+                _ => Vec::new(),
+            };
+            if marker.is_empty() {
+                names.extend((0..100).map(|i| json!({ "name": format!("{}.json", made_up(i)) })));
+                names.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            }
+            return Answer::json(200, &Value::Array(names));
+        }
+        Answer::Normal
+    });
+    let pruned = t.cmd(&["--json", "prune", "--keep-last", "1"]).run();
+    fake.normal();
+
+    pruned.ok();
+    let windows = timeline(&t);
+    assert_eq!(windows.len(), 1, "{windows:?}\n{pruned}");
+    assert_eq!(windows[0]["to"].as_str(), Some(end.as_str()), "{pruned}");
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }

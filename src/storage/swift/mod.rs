@@ -427,7 +427,10 @@ impl Storage for SwiftStorage {
     }
 
     fn list_prefix(&self, prefix: &str) -> Result<Vec<BackupId>> {
-        self.names(&self.container, prefix, MAX_LISTED_NAMES, record_of)
+        // A server may ignore `prefix`: what it lists besides is not asked for.
+        self.names(&self.container, prefix, MAX_LISTED_NAMES, |name| {
+            record_of(name).filter(|id| id.as_str().starts_with(prefix))
+        })
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
