@@ -485,38 +485,17 @@ fn entry(i: u64) -> String {
 fn an_endless_listing_ends_with_exit_4_in_bounded_memory() {
     let fake = FakeSwift::start();
     let t = tool(&fake.preauth_settings());
-    fake.script(|r, _| {
-        if !r.is_listing_of(C) {
-            return Answer::Normal;
-        }
-        let after: u64 = r
-            .query("marker")
-            .and_then(|m| m.strip_prefix('n')?.parse().ok())
-            .unwrap_or(0);
-        let limit: u64 = r
-            .query("limit")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(10_000)
-            .clamp(1, 10_000);
-        let page: Vec<String> = (after + 1..=after + limit).map(entry).collect();
-        Answer::bytes(200, format!("[{}]", page.join(",")).into_bytes())
-            .header("Content-Type", "application/json; charset=utf-8")
-    });
+    endless_listing(&fake, 10_000, "");
     let b = run(&t, &["list"]);
     b.ended().code(4);
     b.rss_below(RSS_MIB);
 }
 
-/// The same with names of 4,000 bytes, 1,000 to a page (just under the
-/// 4 MiB a page may have): each page is within bounds, but holding every
-/// name listed up to the cap of 100,000 took over 400 MiB. None of them can
-/// be a name of ours, and only those are kept: exit 4, peak RSS under
-/// 200 MiB.
-#[test]
-fn an_endless_listing_of_long_names_ends_with_exit_4_in_bounded_memory() {
-    let fake = FakeSwift::start();
-    let t = tool(&fake.preauth_settings());
-    let pad = "x".repeat(4000);
+/// Script `fake` to list `C` without end: page after page of new names
+/// `n<12 digits><pad>`, after the marker, as many as `limit` asks (at most
+/// `most`).
+fn endless_listing(fake: &FakeSwift, most: u64, pad: &str) {
+    let pad = pad.to_string();
     fake.script(move |r, _| {
         if !r.is_listing_of(C) {
             return Answer::Normal;
@@ -528,14 +507,26 @@ fn an_endless_listing_of_long_names_ends_with_exit_4_in_bounded_memory() {
         let limit: u64 = r
             .query("limit")
             .and_then(|l| l.parse().ok())
-            .unwrap_or(1000)
-            .clamp(1, 1000);
+            .unwrap_or(most)
+            .clamp(1, most);
         let page: Vec<String> = (after + 1..=after + limit)
             .map(|i| format!("{{\"name\":\"n{i:012}{pad}\"}}"))
             .collect();
         Answer::bytes(200, format!("[{}]", page.join(",")).into_bytes())
             .header("Content-Type", "application/json; charset=utf-8")
     });
+}
+
+/// The same with names of 4,000 bytes, 1,000 to a page (just under the
+/// 4 MiB a page may have): each page is within bounds, but holding every
+/// name listed up to the cap of 100,000 took over 400 MiB. None of them can
+/// be a name of ours, and only those are kept: exit 4, peak RSS under
+/// 200 MiB.
+#[test]
+fn an_endless_listing_of_long_names_ends_with_exit_4_in_bounded_memory() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    endless_listing(&fake, 1000, &"x".repeat(4000));
     let b = run(&t, &["list"]);
     b.ended().code(4).stderr_has("more than 100000 names");
     b.rss_below(RSS_MIB);

@@ -1067,6 +1067,24 @@ fn a_second_archiver_of_the_same_instance_does_not_start() {
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
 
+/// Archive two windows of `t` (whose `archive_chunk_size` is 64K): a write,
+/// then one too long for a chunk, which ends the window, so a new base
+/// holds it and the writes after it; a write after that, the new window's
+/// first chunk. The data at the end, the end's time, the archiver's output.
+fn two_windows(t: &TestRedis) -> (DbState, String, Output) {
+    let archiver = start_archiver(t);
+    let mut conn = t.conn();
+    conn.ok(&["SET", "small", "1"]);
+    wait_until_archived(&mut conn);
+    conn.ok(&["SET", "big", &"x".repeat(200_000)]);
+    conn.ok(&["SET", "after", "1"]);
+    wait_until_archived(&mut conn);
+    conn.ok(&["SET", "later", "1"]);
+    let expected = t.state();
+    let end = window_end(t, &mut conn);
+    (expected, end, stop(archiver))
+}
+
 /// `prune` deletes a pruned base's chunks, found by listing the archive
 /// under the base's name. A Swift that ignores `prefix` (or any listing
 /// whoever answers makes up) named the newest window's chunks too, and
@@ -1089,18 +1107,7 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     for (k, v) in fake.preauth_settings() {
         t.set_setting(k, &v);
     }
-    let archiver = start_archiver(&t);
-    let mut conn = t.conn();
-    conn.ok(&["SET", "small", "1"]);
-    wait_until_archived(&mut conn);
-    // Too long for a chunk: the window ends, a new base holds it.
-    conn.ok(&["SET", "big", &"x".repeat(200_000)]);
-    conn.ok(&["SET", "after", "1"]);
-    wait_until_archived(&mut conn);
-    conn.ok(&["SET", "later", "1"]);
-    let expected = t.state();
-    let end = window_end(&t, &mut conn);
-    stop(archiver);
+    let (expected, end, _) = two_windows(&t);
     let windows = timeline(&t);
     assert_eq!(windows.len(), 2, "{windows:?}");
     let old_base = windows[0]["base"].as_str().unwrap().to_string();
@@ -1144,18 +1151,8 @@ fn a_command_larger_than_a_chunk_starts_a_new_window_that_holds_it() {
         .setting("archive_chunk_size", "64K")
         .conf_line("repl-diskless-sync-delay 0")
         .start();
-    let archiver = start_archiver(&t);
-    let mut conn = t.conn();
-    conn.ok(&["SET", "small", "1"]);
-    wait_until_archived(&mut conn);
-    conn.ok(&["SET", "big", &"x".repeat(200_000)]);
-    conn.ok(&["SET", "after", "1"]);
-    // The new window's base holds those; a write after it, its first chunk.
-    wait_until_archived(&mut conn);
-    conn.ok(&["SET", "later", "1"]);
-    let expected = t.state();
-    let end = window_end(&t, &mut conn);
-    stop(archiver).stderr_has("raise archive_chunk_size");
+    let (expected, end, archived) = two_windows(&t);
+    archived.stderr_has("raise archive_chunk_size");
     assert_eq!(timeline(&t).len(), 2);
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
