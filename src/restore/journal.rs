@@ -13,10 +13,10 @@
 //! restore only if it is still root's and private; anything else under our
 //! prefix is somebody else's and is left alone. For an AOF rebuild it holds
 //! `aof/`, that account's, where its private server works while Redis still
-//! runs; while that server and redis-check-aof run the folder is 0711,
-//! so they can reach `aof/`, and lists nothing to anyone else. What is root's in it
-//! stays 0600 and 0700, but for the staged RDB, which the server loads:
-//! 0640, readable by the owner's group.
+//! runs; while that server and redis-check-aof run the folder is 0711, so
+//! they can reach `aof/`, and lists nothing to anyone else. What is root's
+//! in it stays 0600 and 0700, but for the staged RDB, which the server
+//! loads: 0640, readable by the owner's group.
 
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, DataDir, Owner};
@@ -227,8 +227,7 @@ impl WorkDir {
     /// Once the private server and redis-check-aof are done: the folder is
     /// 0700 again, so the account cannot reach `aof/` through it.
     pub fn close_aof_build(&self) -> io::Result<()> {
-        rfs::fchmod(self.fd(), Mode::from_raw_mode(0o700))?;
-        Ok(())
+        Ok(rfs::fchmod(self.fd(), Mode::from_raw_mode(0o700))?)
     }
 
     /// Once the AOF is placed: what is left in `aof/` (the link to the

@@ -1177,13 +1177,13 @@ struct ListedObject {
     name: Option<String>,
 }
 
-/// The object names on one page of a JSON container listing, parsed into
-/// names alone: memory is that of the names, not of a generic JSON tree.
 /// The backup whose record `name` is, if it is one.
 fn record_of(name: &str) -> Option<BackupId> {
     BackupId::parse(name.strip_suffix(RECORD_SUFFIX)?).ok()
 }
 
+/// The object names on one page of a JSON container listing, parsed into
+/// names alone: memory is that of the names, not of a generic JSON tree.
 fn page_names(text: &[u8], container: &str) -> Result<Vec<String>> {
     let page: Vec<ListedObject> = serde_json::from_slice(text).map_err(|_| {
         Error::storage(format!(
