@@ -191,7 +191,7 @@ fn records(
     let (mut records, mut refused) = (Vec::new(), Vec::new());
     let mut patience = Patience::of(storage);
     for id in storage.list()? {
-        match patience.try_load(|| load_listed_record(storage, &id, key))? {
+        match patience.try_load(&|| load_listed_record(storage, &id, key))? {
             Ok(record) => records.push(record),
             Err(e) => refused.push((id, e)),
         }

@@ -170,7 +170,7 @@ impl Patience {
     /// that was read but does not authenticate counts a tenth of its time:
     /// a storage shared by several guests lists theirs, under other keys,
     /// by the thousand, and reads each as quickly as any of ours.
-    pub fn try_load<T>(&mut self, load: impl FnOnce() -> Result<T>) -> Result<Result<T>> {
+    pub fn try_load(&mut self, load: &dyn Fn() -> Result<Record>) -> Result<Result<Record>> {
         let started = Instant::now();
         let loaded = load();
         if let Err(e) = &loaded {

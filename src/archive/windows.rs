@@ -109,7 +109,7 @@ pub fn windows(
     for id in storage.list()? {
         let loaded = patience
             .borrow_mut()
-            .try_load(|| load_authentic(storage, &id, key))?;
+            .try_load(&|| load_authentic(storage, &id, key))?;
         let record = match loaded {
             Ok(record) => record,
             Err(e) => {
@@ -262,7 +262,7 @@ impl Chunks<'_> {
         let loaded = self
             .patience
             .borrow_mut()
-            .try_load(|| load_authentic(self.storage, &id, self.key));
+            .try_load(&|| load_authentic(self.storage, &id, self.key));
         let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(gave_up) => {

@@ -145,17 +145,18 @@ impl SwiftStorage {
     }
 
     /// The object names in `container` that start with `prefix`, page by
-    /// page, as `ours` takes them; none if the container does not exist.
-    /// Only what `ours` takes is kept: a listing may hold `most` names of
-    /// up to a page's size each (hundreds of MiB in all), and only names
-    /// we would have written, short ones, are worth holding.
-    fn names<T>(
+    /// page, those that are `ours`; none if the container does not exist.
+    /// Only those are kept: a listing may hold `most` names of up to a
+    /// page's size each (hundreds of MiB in all), and only names we would
+    /// have written, short ones, are worth holding. (One body for every
+    /// caller, not one per closure: the binary has a size budget.)
+    fn names(
         &self,
         container: &str,
         prefix: &str,
         most: usize,
-        ours: impl Fn(&str) -> Option<T>,
-    ) -> Result<Vec<T>> {
+        ours: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
         let mut names = Vec::new();
         let mut listed = 0;
         let mut marker = String::new();
@@ -219,7 +220,7 @@ impl SwiftStorage {
             }
             let done = page.len() < limit;
             listed += page.len();
-            names.extend(page.iter().filter_map(|name| ours(name)));
+            names.extend(page.iter().filter(|name| ours(name)).cloned());
             if let Some(last) = page.pop() {
                 marker = last;
             }
@@ -262,12 +263,10 @@ impl SwiftStorage {
             &container,
             &format!("{id}{OBJECT_SUFFIX}/"),
             2 * MAX_SEGMENTS,
-            |name| match Self::is_segment_of(name, id) {
-                true => Some(name.to_string()),
-                false => {
-                    strangers.set(strangers.get() + 1);
-                    None
-                }
+            &|name| {
+                let ours = Self::is_segment_of(name, id);
+                strangers.set(strangers.get() + usize::from(!ours));
+                ours
             },
         )?;
         if strangers.get() > 0 {
@@ -428,13 +427,14 @@ impl Storage for SwiftStorage {
 
     fn list_prefix(&self, prefix: &str) -> Result<Vec<BackupId>> {
         // A server may ignore `prefix`: what it lists besides is not asked for.
-        self.names(&self.container, prefix, MAX_LISTED_NAMES, |name| {
-            record_of(name).filter(|id| id.as_str().starts_with(prefix))
-        })
+        let names = self.names(&self.container, prefix, MAX_LISTED_NAMES, &|name| {
+            name.starts_with(prefix) && record_of(name).is_some()
+        })?;
+        Ok(names.iter().filter_map(|name| record_of(name)).collect())
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
-        self.names(&self.container, "", MAX_LISTED_NAMES, record_of)
+        self.list_prefix("")
     }
 
     fn delete(&self, id: &BackupId) -> Result<()> {
