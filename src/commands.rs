@@ -322,12 +322,11 @@ fn prune(
         .collect();
     // A chunk is worth keeping only with its window's base.
     let chunks = storage.archive();
-    let patience = std::cell::RefCell::new(Patience::of(&*chunks));
     let mut lines = Vec::new();
     let mut chunks_deleted = Vec::new();
     for record in &doomed {
         let of_base = match record.archive.is_some() {
-            true => archive::windows::chunks_of(&*chunks, &key, record, &patience)?,
+            true => archive::windows::chunks_of(&*chunks, record)?,
             false => Vec::new(),
         };
         if dry_run {

@@ -11,7 +11,7 @@
 
 use super::stream::{self, Batch, Splitter, TooLong};
 use super::windows::windows;
-use super::{ChunkName, BASE_SOURCE, CHUNK_SOURCE};
+use super::{ChunkName, BASE_SOURCE, CHUNK_SOURCE, MAX_WINDOW_CHUNKS};
 use crate::codec::crypto::{self, MasterKey};
 use crate::codec::format::{self, Identity};
 use crate::codec::pipeline::{self, EncodeOptions};
@@ -48,8 +48,6 @@ const READ_SIZE: usize = 256 * 1024;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 const STORE_ATTEMPTS: u32 = 5;
-/// When a window is full (`Position::is_full`).
-const MAX_WINDOW_CHUNKS: u64 = 8640;
 const MAX_WINDOW_STREAM: u64 = 1 << 30;
 /// How often the status file is written between chunks.
 const STATUS_EVERY: Duration = Duration::from_secs(5);

@@ -14,6 +14,9 @@ pub mod windows;
 
 use crate::id::BackupId;
 
+/// The most chunks a window holds (`follow::Position::is_full`).
+pub const MAX_WINDOW_CHUNKS: u64 = 8640;
+
 /// The `source` of a base backup (listed like any backup) and of a chunk
 /// (never listed).
 pub const BASE_SOURCE: &str = "archive";

@@ -173,38 +173,26 @@ pub fn windows(
 }
 
 /// The chunks stored for `base`, which prune deletes with it: listed under
-/// its name, named as its chunks are, and with records that authenticate
-/// and say they are its. A name alone is whatever the listing's answerer
-/// chose, another window's chunk included.
-pub fn chunks_of(
-    chunk_storage: &dyn Storage,
-    key: &MasterKey,
-    base: &Record,
-    patience: &RefCell<Patience>,
-) -> Result<Vec<BackupId>> {
-    let chunks = Chunks {
-        storage: chunk_storage,
-        key,
-        base,
-        damaged: Default::default(),
-        patience,
-        gave_up: Default::default(),
-    };
-    let mut ours = Vec::new();
-    for id in chunk_storage.list_prefix(&format!("{}.", base.id))? {
-        match ChunkName::parse(&id).filter(|c| c.base == base.id) {
-            Some(name) if chunks.place(&name).is_some() => ours.push(id),
-            Some(_) => {}
-            None => warn!(
-                "{id} is listed with the chunks of {} but is none of them; left alone",
-                base.id
-            ),
-        }
+/// its name and named as its chunks are. A chunk's name holds its base's,
+/// and its record is bound to that name, so nothing named so belongs to
+/// another window; the listing, whoever answers it, may name anything
+/// else. A window holds at most `MAX_WINDOW_CHUNKS` chunks (twice that
+/// allows for sessions a kill left stored twice): more are made up, and
+/// each would cost requests of its own.
+pub fn chunks_of(chunk_storage: &dyn Storage, base: &Record) -> Result<Vec<BackupId>> {
+    let ours: Vec<BackupId> = chunk_storage
+        .list_prefix(&format!("{}.", base.id))?
+        .into_iter()
+        .filter(|id| ChunkName::parse(id).is_some_and(|c| c.base == base.id))
+        .collect();
+    if ours.len() as u64 > 2 * super::MAX_WINDOW_CHUNKS {
+        return Err(Error::storage(format!(
+            "{} chunks are listed for base {}, more than a window holds; the storage endpoint is misbehaving",
+            ours.len(),
+            base.id
+        )));
     }
-    match chunks.gave_up.into_inner() {
-        Some(gave_up) => Err(gave_up),
-        None => Ok(ours),
-    }
+    Ok(ours)
 }
 
 /// The chunks of a window cut where an archiver session starts.

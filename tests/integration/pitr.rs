@@ -1089,9 +1089,11 @@ fn two_windows(t: &TestRedis) -> (DbState, String, Output) {
 /// under the base's name. A Swift that ignores `prefix` (or any listing
 /// whoever answers makes up) named the newest window's chunks too, and
 /// prune deleted them: the window it promises to keep could no longer be
-/// restored. Only chunks named as the base's are taken, and only those
-/// whose records authenticate and say they are its: 100 made-up names
-/// under the old base's, whose records are not there, are left alone.
+/// restored. Only chunks named as the base's chunks are taken: 100
+/// made-up names under the old base's name are left alone, and every chunk
+/// of the old base goes, one whose record cannot be read at the time too
+/// (with a record per chunk read first, an earlier form of the fix left
+/// that one behind for good).
 #[test]
 fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     use crate::fake_swift::{Answer, FakeSwift};
@@ -1112,9 +1114,18 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     assert_eq!(windows.len(), 2, "{windows:?}");
     let old_base = windows[0]["base"].as_str().unwrap().to_string();
 
-    // The archive's listing now ignores `prefix`, and adds 100 made-up
-    // names under the old base's.
-    let made_up = move |i: usize| format!("{old_base}.r{i:06}");
+    let prefix = format!("{old_base}.");
+    let old_chunks: Vec<String> = fake
+        .names("c_archive")
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+        .collect();
+    assert!(!old_chunks.is_empty(), "the old window has no chunk");
+
+    // The archive's listing now ignores `prefix` and adds 100 made-up names
+    // under the old base's; one chunk record of the old base cannot be read.
+    let unreadable = old_chunks[0].clone();
+    let made_up = prefix.clone();
     fake.script(move |r, store| {
         if r.is_listing_of("c_archive") {
             let marker = r.query("marker").unwrap_or_default();
@@ -1123,10 +1134,15 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
                 _ => Vec::new(),
             };
             if marker.is_empty() {
-                names.extend((0..100).map(|i| json!({ "name": format!("{}.json", made_up(i)) })));
+                names.extend((0..100).map(|i| json!({ "name": format!("{made_up}r{i:06}.json") })));
                 names.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             }
             return Answer::json(200, &Value::Array(names));
+        }
+        if r.method == "GET"
+            && r.swift_path() == Some(("c_archive".into(), Some(unreadable.clone())))
+        {
+            return Answer::bytes(503, b"busy".to_vec());
         }
         Answer::Normal
     });
@@ -1134,6 +1150,15 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     fake.normal();
 
     pruned.ok();
+    let left: Vec<String> = fake
+        .names("c_archive")
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "chunks of the pruned base left: {left:?}\n{pruned}"
+    );
     let windows = timeline(&t);
     assert_eq!(windows.len(), 1, "{windows:?}\n{pruned}");
     assert_eq!(windows[0]["to"].as_str(), Some(end.as_str()), "{pruned}");
