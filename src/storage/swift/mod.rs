@@ -44,6 +44,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Chunks in flight between the pipeline and a segment's PUT.
 const CHANNEL_CHUNKS: usize = 4;
+/// `Client::patience` at the least: twice the pauses of one request's
+/// retries (0.5 + 1 + 2 + 4 s).
+const PATIENCE_FLOOR: Duration = Duration::from_secs(15);
+
 /// Swift's default `max_manifest_segments`.
 const MAX_SEGMENTS: usize = 1000;
 /// Names asked for per listing page; a page of them is some 250 KB of JSON.
@@ -158,7 +162,7 @@ impl SwiftStorage {
         ours: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let mut listed = 0;
+        let (mut listed, mut pages) = (0, 0);
         let mut marker = String::new();
         let started = Instant::now();
         // Halved while Swift answers 412 (its container_listing_limit is
@@ -227,7 +231,8 @@ impl SwiftStorage {
             if listed > most {
                 return Err(broken(format!("more than {most} names were listed")));
             }
-            if !done && started.elapsed() > self.client.patience() {
+            pages += 1;
+            if !done && started.elapsed() > self.client.allowed_for(pages) {
                 return Err(broken(format!(
                     "{listed} names were listed in {}s, and more are coming",
                     units::seconds(started.elapsed(), 1)
@@ -277,7 +282,7 @@ impl SwiftStorage {
         }
         let started = Instant::now();
         for (removed, name) in leftovers.iter().enumerate() {
-            if started.elapsed() > self.client.patience() {
+            if started.elapsed() > self.client.allowed_for(removed) {
                 return Err(Error::storage(format!(
                     "{removed} of {} segments were removed from {container} in {}s; the storage endpoint is misbehaving",
                     leftovers.len(),
@@ -588,12 +593,22 @@ impl Client {
         unreachable!("the loop returns on its last attempt")
     }
 
-    /// What a step that a listing multiplies may take in all: a listing
-    /// itself, the clean-up of the segments it names, the records it names
-    /// that give nothing usable. Each request is bounded, but a listing
-    /// names as many objects as whoever answers likes.
+    /// What a listing may cost: the time lost to the records it names that
+    /// give nothing usable, in all. Each request is bounded, but a listing
+    /// names as many objects as whoever answers likes. At least twice one
+    /// request's retry pauses, so that one request that fails all its
+    /// attempts does not end a command by itself.
     fn patience(&self) -> Duration {
-        self.timeout * 2
+        (self.timeout * 2).max(PATIENCE_FLOOR)
+    }
+
+    /// What a listing of `steps` pages, or the removal of `steps` segments
+    /// it named, may take: the patience, and a tenth of `storage_timeout`
+    /// for each step, so an honest but slow Swift gets through 100,000
+    /// names or 1,000 segments, and a hostile one cannot hold us for more
+    /// than its steps allow.
+    fn allowed_for(&self, steps: usize) -> Duration {
+        self.patience() + self.timeout / 10 * steps as u32
     }
 
     /// The whole of one request moving `bytes`, answer included, may take
