@@ -326,7 +326,10 @@ fn prune(
     let mut chunks_deleted = Vec::new();
     for record in &doomed {
         let of_base = match record.archive.is_some() {
-            true => archive::windows::chunks_of(&*chunks, record)?,
+            true => match archive::windows::chunks_of(&*chunks, record)? {
+                Some(of_base) => of_base,
+                None => continue,
+            },
             false => Vec::new(),
         };
         if dry_run {
@@ -338,15 +341,22 @@ fn prune(
                 ));
             }
         } else {
+            let before = chunks_deleted.len();
             for chunk in &of_base {
-                chunks.delete(chunk)?;
-                chunks_deleted.push(chunk.to_string());
+                match chunks.delete(chunk) {
+                    Ok(()) => chunks_deleted.push(chunk.to_string()),
+                    // Listed, but gone: another prune, a listing not yet
+                    // up to date, or a name whoever answers made up.
+                    Err(Error::Missing(e)) => log::warn!("{e}; skipped"),
+                    Err(e) => return Err(e),
+                }
             }
             storage.delete(&record.id)?;
             log::info!("pruned backup {} of {}", record.id, record.instance);
             lines.push(format!("deleted {}", record.summary_line()));
-            if !of_base.is_empty() {
-                lines.push(format!("deleted {} archived chunks of it", of_base.len()));
+            let deleted = chunks_deleted.len() - before;
+            if deleted > 0 {
+                lines.push(format!("deleted {deleted} archived chunks of it"));
             }
         }
     }

@@ -16,6 +16,8 @@ pub enum Error {
     /// Storage error that trying again cannot mend: credentials rejected,
     /// a certificate not trusted (exit 4, like `Storage`).
     StorageRefused(String),
+    /// Storage error: the backup or object asked for is not there (exit 4).
+    Missing(String),
     /// Integrity error: wrong key, tampered or truncated backup, bad RDB (exit 5).
     Integrity(String),
     /// Restore failed; the previous data was put back and Redis restarted (exit 6).
@@ -34,7 +36,7 @@ impl Error {
             Error::Other(_) => 1,
             Error::Usage(_) => 2,
             Error::Redis(_) => 3,
-            Error::Storage(_) | Error::StorageRefused(_) => 4,
+            Error::Storage(_) | Error::StorageRefused(_) | Error::Missing(_) => 4,
             Error::Integrity(_) => 5,
             Error::RolledBack(_) => 6,
             Error::RollbackFailed(_) => 7,
@@ -47,6 +49,7 @@ impl Error {
             | Error::Redis(m)
             | Error::Storage(m)
             | Error::StorageRefused(m)
+            | Error::Missing(m)
             | Error::Integrity(m)
             | Error::RolledBack(m)
             | Error::RollbackFailed(m)
@@ -91,6 +94,7 @@ impl Error {
             Error::Redis(m) => Error::Redis(wrap(m)),
             Error::Storage(m) => Error::Storage(wrap(m)),
             Error::StorageRefused(m) => Error::StorageRefused(wrap(m)),
+            Error::Missing(m) => Error::Missing(wrap(m)),
             Error::Integrity(m) => Error::Integrity(wrap(m)),
             Error::RolledBack(m) => Error::RolledBack(wrap(m)),
             Error::RollbackFailed(m) => Error::RollbackFailed(wrap(m)),

@@ -177,22 +177,23 @@ pub fn windows(
 /// and its record is bound to that name, so nothing named so belongs to
 /// another window; the listing, whoever answers it, may name anything
 /// else. A window holds at most `MAX_WINDOW_CHUNKS` chunks (twice that
-/// allows for sessions a kill left stored twice): more are made up, and
-/// each would cost requests of its own.
-pub fn chunks_of(chunk_storage: &dyn Storage, base: &Record) -> Result<Vec<BackupId>> {
+/// allows for sessions a kill left stored twice): more are made up, each
+/// would cost requests of its own, and the base is kept (`None`, said).
+pub fn chunks_of(chunk_storage: &dyn Storage, base: &Record) -> Result<Option<Vec<BackupId>>> {
     let ours: Vec<BackupId> = chunk_storage
         .list_prefix(&format!("{}.", base.id))?
         .into_iter()
         .filter(|id| ChunkName::parse(id).is_some_and(|c| c.base == base.id))
         .collect();
     if ours.len() as u64 > 2 * super::MAX_WINDOW_CHUNKS {
-        return Err(Error::storage(format!(
-            "{} chunks are listed for base {}, more than a window holds; the storage endpoint is misbehaving",
+        warn!(
+            "{} chunks are listed for base {}, more than a window holds: the storage is misbehaving, and the base and its chunks are kept",
             ours.len(),
             base.id
-        )));
+        );
+        return Ok(None);
     }
-    Ok(ours)
+    Ok(Some(ours))
 }
 
 /// The chunks of a window cut where an archiver session starts.

@@ -166,7 +166,7 @@ pub fn already_exists(id: &BackupId, where_: &str) -> Error {
 }
 
 pub fn not_found(id: &BackupId, where_: &str) -> Error {
-    Error::storage(format!(
+    Error::Missing(format!(
         "no backup {id} in {where_}; `redis-backup list` shows the backups there"
     ))
 }

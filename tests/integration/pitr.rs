@@ -1089,11 +1089,14 @@ fn two_windows(t: &TestRedis) -> (DbState, String, Output) {
 /// under the base's name. A Swift that ignores `prefix` (or any listing
 /// whoever answers makes up) named the newest window's chunks too, and
 /// prune deleted them: the window it promises to keep could no longer be
-/// restored. Only chunks named as the base's chunks are taken: 100
-/// made-up names under the old base's name are left alone, and every chunk
-/// of the old base goes, one whose record cannot be read at the time too
-/// (with a record per chunk read first, an earlier form of the fix left
-/// that one behind for good).
+/// restored. Only names of the base's own chunks are taken:
+/// - first, the listing adds 17,281 well-made chunk names under the old
+///   base's, more than twice what a window holds: prune says so and keeps
+///   that base and its chunks, and goes on;
+/// - then it adds 100 names that are not chunk names and one chunk name
+///   that is not there: the first are left alone, the last skipped, and
+///   every chunk of the old base goes (an earlier form ended the prune
+///   at the missing one, exit 4).
 #[test]
 fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     use crate::fake_swift::{Answer, FakeSwift};
@@ -1113,39 +1116,48 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     let windows = timeline(&t);
     assert_eq!(windows.len(), 2, "{windows:?}");
     let old_base = windows[0]["base"].as_str().unwrap().to_string();
-
     let prefix = format!("{old_base}.");
-    let old_chunks: Vec<String> = fake
-        .names("c_archive")
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
-        .collect();
-    assert!(!old_chunks.is_empty(), "the old window has no chunk");
+    let chunk_name = |i: u64| format!("{old_base}.c{:020}-{:020}.json", 2 * i + 1, 2 * i + 2);
 
-    // The archive's listing now ignores `prefix` and adds 100 made-up names
-    // under the old base's; one chunk record of the old base cannot be read.
-    let unreadable = old_chunks[0].clone();
-    let made_up = prefix.clone();
-    fake.script(move |r, store| {
-        if r.is_listing_of("c_archive") {
+    // The archive's listing ignores `prefix`, and adds `made_up` names.
+    let hostile_listing = |made_up: Vec<String>| {
+        move |r: &crate::fake_swift::Request, store: &crate::fake_swift::Store| {
+            if !r.is_listing_of("c_archive") {
+                return Answer::Normal;
+            }
             let marker = r.query("marker").unwrap_or_default();
-            let mut names: Vec<Value> = match store.listing("c_archive", "", &marker, 10_000) {
-                Value::Array(entries) => entries,
+            let limit: usize = r
+                .query("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(1000);
+            let mut names: Vec<String> = match store.listing("c_archive", "", "", usize::MAX) {
+                Value::Array(entries) => entries
+                    .iter()
+                    .filter_map(|e| e["name"].as_str().map(str::to_string))
+                    .collect(),
                 _ => Vec::new(),
             };
-            if marker.is_empty() {
-                names.extend((0..100).map(|i| json!({ "name": format!("{made_up}r{i:06}.json") })));
-                names.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-            }
-            return Answer::json(200, &Value::Array(names));
+            names.extend(made_up.iter().cloned());
+            names.sort();
+            let page: Vec<Value> = names
+                .into_iter()
+                .filter(|n| n.as_str() > marker.as_str())
+                .take(limit)
+                .map(|n| json!({ "name": n }))
+                .collect();
+            Answer::json(200, &Value::Array(page))
         }
-        if r.method == "GET"
-            && r.swift_path() == Some(("c_archive".into(), Some(unreadable.clone())))
-        {
-            return Answer::bytes(503, b"busy".to_vec());
-        }
-        Answer::Normal
-    });
+    };
+
+    fake.script(hostile_listing((0..17_281).map(chunk_name).collect()));
+    let kept = t.cmd(&["--json", "prune", "--keep-last", "1"]).run();
+    kept.ok().stderr_has("more than a window holds");
+    fake.normal();
+    assert_eq!(timeline(&t).len(), 2, "the old base was pruned\n{kept}");
+
+    let mut made_up: Vec<String> = (0..100).map(|i| format!("{prefix}r{i:06}.json")).collect();
+    made_up.push(chunk_name(0));
+    fake.script(hostile_listing(made_up));
     let pruned = t.cmd(&["--json", "prune", "--keep-last", "1"]).run();
     fake.normal();
 
