@@ -599,7 +599,8 @@ impl ReplayServer {
         })?;
         let server = ReplayServer { child, socket, log };
         // From here, as root: once its uid changed, its own /proc is not
-        // its own to write. In its first moments it has not grown yet.
+        // its own to write. In its first moments it has not grown yet, and
+        // its pid stays its own until we reap it, even if it has ended.
         let adj = format!("/proc/{}/oom_score_adj", server.child.id());
         fs::write(adj, "1000").map_err(|e| {
             Error::other(format!(

@@ -129,12 +129,7 @@ pub fn windows(
     bases.sort_by(|a, b| a.age().cmp(&b.age()));
     let mut windows = Vec::with_capacity(bases.len());
     for base in bases {
-        let mut named: Vec<ChunkName> = chunk_storage
-            .list_prefix(&format!("{}.", base.id))?
-            .iter()
-            .filter_map(ChunkName::parse)
-            .filter(|c| c.base == base.id)
-            .collect();
+        let mut named = listed_chunks(&*chunk_storage, &base)?;
         named.sort_by_key(|c| (c.start, c.end));
         let chunks = Chunks {
             storage: &*chunk_storage,
@@ -172,18 +167,28 @@ pub fn windows(
     Ok(windows)
 }
 
-/// The chunks stored for `base`, which prune deletes with it: listed under
-/// its name and named as its chunks are. A chunk's name holds its base's,
-/// and its record is bound to that name, so nothing named so belongs to
-/// another window; the listing, whoever answers it, may name anything
-/// else. A window holds at most `MAX_WINDOW_CHUNKS` chunks (twice that
-/// allows for sessions a kill left stored twice): more are made up, each
-/// would cost requests of its own, and the base is kept (`None`, said).
-pub fn chunks_of(chunk_storage: &dyn Storage, base: &Record) -> Result<Option<Vec<BackupId>>> {
-    let ours: Vec<BackupId> = chunk_storage
+/// The chunks listed under `base`'s name that are named as its chunks: what
+/// its window is made of, and what prune deletes with it. A chunk's name
+/// holds its base's, and its record is bound to that name, so nothing named
+/// so belongs to another window; the listing, whoever answers it, may name
+/// anything else.
+fn listed_chunks(chunk_storage: &dyn Storage, base: &Record) -> Result<Vec<ChunkName>> {
+    Ok(chunk_storage
         .list_prefix(&format!("{}.", base.id))?
-        .into_iter()
-        .filter(|id| ChunkName::parse(id).is_some_and(|c| c.base == base.id))
+        .iter()
+        .filter_map(ChunkName::parse)
+        .filter(|c| c.base == base.id)
+        .collect())
+}
+
+/// The chunks stored for `base`, which prune deletes with it. A window
+/// holds at most `MAX_WINDOW_CHUNKS` chunks (twice that allows for sessions
+/// a kill left stored twice): more are made up, each would cost requests of
+/// its own, and the base is kept (`None`, said).
+pub fn chunks_of(chunk_storage: &dyn Storage, base: &Record) -> Result<Option<Vec<BackupId>>> {
+    let ours: Vec<BackupId> = listed_chunks(chunk_storage, base)?
+        .iter()
+        .map(ChunkName::id)
         .collect();
     if ours.len() as u64 > 2 * super::MAX_WINDOW_CHUNKS {
         warn!(
