@@ -25,6 +25,7 @@ use crate::codec::rdb::{RdbCheck, RdbInfo};
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, PrivateDir};
 use crate::record::{ArchivePlace, Record};
+use crate::redis::as_account;
 use crate::redis::server::ServerBinary;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use crate::storage::Storage;
@@ -50,7 +51,6 @@ const PARENT: &str = "/var/tmp";
 const AOF_NAME: &str = "replay.aof";
 const AOF_DIR: &str = "aof";
 const RDB_NAME: &str = "replayed.rdb";
-const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const POLL: Duration = Duration::from_millis(50);
 /// Commands a primary never sends its replicas, and that would act on the
 /// replay server rather than on the data. Whatever answered on Redis's port
@@ -427,6 +427,7 @@ struct ReplayDir(PrivateDir);
 
 impl ReplayDir {
     fn create() -> Result<ReplayDir> {
+        data_dir::sweep_abandoned(Path::new(PARENT), DIR_PREFIX);
         let random = crypto::hex(&crypto::random_bytes::<8>()?);
         let name = format!("{DIR_PREFIX}{random}");
         let failed = |e: std::io::Error| {
@@ -549,7 +550,7 @@ impl ReplayServer {
         let log = dir.path().join("server.log");
         let log_file = File::create(&log)
             .map_err(|e| Error::other(format!("cannot create {}: {e}", log.display())))?;
-        let mut command = Command::new(&binary.program);
+        let mut command = as_account::command(&binary.program, account, account);
         command
             .args(["--port", "0"])
             .arg("--unixsocket")
@@ -573,12 +574,7 @@ impl ReplayServer {
             command.args(["--appenddirname", AOF_DIR]);
         }
         command
-            .env_clear()
-            .env("PATH", SERVER_PATH)
-            .uid(account)
-            .gid(account)
             .current_dir(&srv)
-            .stdin(Stdio::null())
             .stdout(Stdio::from(log_file.try_clone().map_err(|e| {
                 Error::other(format!("cannot share the replay log: {e}"))
             })?))

@@ -281,7 +281,9 @@ pub fn create_private_dir(at: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd>
 /// A directory of root's, 0700, made fresh as `name` in `parent` (a random
 /// name in a sticky temporary dir: nobody can plant it in advance, rename it
 /// or replace it), worked in through its descriptor, and removed with all
-/// it holds when dropped.
+/// it holds when dropped. It is locked (`flock`) from before anything is
+/// put in it until its descriptor closes, which a killed run's does too:
+/// that is how `sweep_abandoned` tells a killed run's from a live one's.
 pub struct PrivateDir {
     path: PathBuf,
     fd: OwnedFd,
@@ -291,6 +293,7 @@ impl PrivateDir {
     pub fn create(parent: &Path, name: &str) -> io::Result<PrivateDir> {
         let at = open_dir(CWD, parent)?;
         let fd = create_private_dir(at.as_fd(), name)?;
+        rfs::flock(&fd, rfs::FlockOperation::LockExclusive)?;
         Ok(PrivateDir {
             path: parent.join(name),
             fd,
@@ -310,6 +313,51 @@ impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = remove_contents(self.fd.as_fd());
         let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// Remove the private directories (`PrivateDir`) named `prefix…` in
+/// `parent` that runs killed before they could remove them left: a
+/// replay's holds a whole dataset. Taken are only directories of ours
+/// (not links) that nobody holds locked and that are not empty; an empty
+/// one may be a live run's between its `mkdir` and its lock. Others'
+/// entries under such names are passed over. Housekeeping: what cannot be
+/// removed is a warning, and the caller goes on.
+pub fn sweep_abandoned(parent: &Path, prefix: &str) {
+    let ours = rustix::process::geteuid().as_raw();
+    let swept = open_dir(CWD, parent).and_then(|at| {
+        for_each_name(at.as_fd(), |name| {
+            if !name.to_bytes().starts_with(prefix.as_bytes()) {
+                return Ok(());
+            }
+            let Ok(dir) = open_dir(at.as_fd(), name) else {
+                return Ok(());
+            };
+            let abandoned = rfs::fstat(&dir).is_ok_and(|stat| stat.st_uid == ours)
+                && rfs::flock(&dir, rfs::FlockOperation::NonBlockingLockExclusive).is_ok()
+                && is_empty(dir.as_fd()).is_ok_and(|empty| !empty);
+            if abandoned {
+                let gone = remove_contents(dir.as_fd())
+                    .and_then(|()| Ok(rfs::unlinkat(at.as_fd(), name, AtFlags::REMOVEDIR)?));
+                match gone {
+                    Ok(()) => log::info!(
+                        "removed {}, left by a run that was killed",
+                        parent.join(display_name(name)).display()
+                    ),
+                    Err(e) => log::warn!(
+                        "cannot remove {}, left by a run that was killed: {e}",
+                        parent.join(display_name(name)).display()
+                    ),
+                }
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = swept {
+        log::warn!(
+            "cannot look for folders killed runs left in {}: {e}",
+            parent.display()
+        );
     }
 }
 
@@ -411,6 +459,44 @@ fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unlocked_folders_of_ours_with_something_in_them_are_swept() {
+        let base = std::env::temp_dir().join(format!("rb-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let live = PrivateDir::create(&base, "rb-x-live").unwrap();
+        fs::write(live.path().join("f"), b"x").unwrap();
+        for (name, owner) in [("rb-x-killed", 0), ("rb-x-others", 65534), ("other-x", 0)] {
+            fs::create_dir_all(base.join(name).join("sub")).unwrap();
+            fs::write(base.join(name).join("sub/f"), b"x").unwrap();
+            std::os::unix::fs::chown(base.join(name), Some(owner), None).unwrap();
+        }
+        fs::create_dir(base.join("rb-x-empty")).unwrap();
+        std::os::unix::fs::symlink(base.join("other-x"), base.join("rb-x-link")).unwrap();
+
+        sweep_abandoned(&base, "rb-x-");
+        let left: std::collections::BTreeSet<String> = fs::read_dir(&base)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "other-x",
+                "rb-x-empty",
+                "rb-x-link",
+                "rb-x-live",
+                "rb-x-others"
+            ]
+            .map(String::from)
+            .into()
+        );
+        assert!(live.path().join("f").exists());
+        assert!(base.join("other-x/sub/f").exists());
+        drop(live);
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn a_path_is_opened_without_following_any_link_in_it() {

@@ -4,10 +4,12 @@
 //! (`replication`), redis.conf as Redis reads it (`conf`), the instance on
 //! this host that settings and redis.conf describe together (`instance`),
 //! the server binary and what it can load (`server`), connecting to a
-//! Unix socket as root (`unix_socket`), and whose socket took a connection
-//! to a port of this host (`tcp_owner`).
+//! Unix socket as root (`unix_socket`), whose socket took a connection
+//! to a port of this host (`tcp_owner`), and the server's programs started
+//! under another account (`as_account`).
 //! Files on disk are not its business.
 
+pub mod as_account;
 pub mod conf;
 mod connection;
 pub mod instance;

@@ -16,6 +16,7 @@
 use crate::codec::crypto;
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, DataDir, Owner, PrivateDir};
+use crate::redis::as_account;
 use crate::redis::conf::RedisConf;
 use crate::redis::instance::DataFiles;
 use crate::redis::server::{Flavor, ServerBinary};
@@ -30,9 +31,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
@@ -41,8 +41,6 @@ const PRIVATE_DIR_PREFIX: &str = "redis-backup-aof-";
 /// Files the private server creates get the modes Debian's unit gives
 /// Redis's own (UMask=007).
 const SERVER_UMASK: u32 = 0o007;
-/// The private server's whole environment.
-const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Has the target's own `*-check-aof` read the AOF just built in
 /// `files.dir` (the manifest of Redis 7 and Valkey, or Redis 6's single
@@ -87,14 +85,9 @@ fn run_as_owner(
     data: &DataDir,
 ) -> Result<()> {
     let owner = data.owner();
-    let output = Command::new(program)
+    let output = as_account::command(program, owner.uid, owner.gid)
         .args(args)
-        .env_clear()
-        .env("PATH", SERVER_PATH)
-        .uid(owner.uid)
-        .gid(owner.gid)
         .current_dir(&files.dir)
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::other(format!("cannot run {program}: {e}")))?;
     let checked = args
@@ -148,7 +141,7 @@ impl PrivateRedis {
         let dir = work
             .aof_build()
             .map_err(|e| Error::other(format!("cannot open {}: {e}", files.dir.display())))?;
-        let mut command = Command::new(&binary.program);
+        let mut command = as_account::command(&binary.program, owner.uid, owner.gid);
         command
             .arg(&redis_conf.source)
             // Unreachable: no TCP, no TLS, only a socket in a private directory.
@@ -181,16 +174,7 @@ impl PrivateRedis {
             .try_clone()
             .map_err(|e| Error::other(format!("cannot share the private server's log: {e}")))?;
         command
-            // Nothing of ours in its environment: an operator's OS_PASSWORD
-            // or REDIS_BACKUP_* would be readable by that account (through
-            // /proc, or a module's getenv).
-            .env_clear()
-            .env("PATH", SERVER_PATH)
-            // std drops root's supplementary groups when it sets the uid.
-            .uid(owner.uid)
-            .gid(owner.gid)
             .current_dir(&files.dir)
-            .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(log));
         // The umask is the process's; nothing else of ours creates files
@@ -360,6 +344,7 @@ impl SocketDir {
     fn create(owner: Owner) -> Result<SocketDir> {
         let random = crypto::hex(&crypto::random_bytes::<8>()?);
         let tmp = std::env::temp_dir();
+        data_dir::sweep_abandoned(&tmp, PRIVATE_DIR_PREFIX);
         let name = format!("{PRIVATE_DIR_PREFIX}{random}");
         let failed = |e: std::io::Error| {
             Error::other(format!("cannot create {}: {e}", tmp.join(&name).display()))

@@ -596,6 +596,75 @@ fn a_stream_that_grows_the_replay_server_cannot_take_the_hosts_memory() {
     }
 }
 
+/// Live replay servers (redis-servers of a uid above 0x60000000) whose
+/// parent is `parent`.
+fn replay_servers_of(parent: u32) -> Vec<u32> {
+    live_redis_servers()
+        .into_iter()
+        .filter(|pid| {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            };
+            field("PPid:") == Some(u64::from(parent))
+                && field("Uid:").is_some_and(|uid| uid >= 0x6000_0000)
+        })
+        .collect()
+}
+
+/// The replay server runs as a uid of its own in a folder of /var/tmp: an
+/// `export --at` killed with SIGKILL, which cannot end it, must not leave
+/// it running, nor its folder for good.
+#[test]
+fn the_replay_server_ends_with_a_killed_export() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "2")
+        .prepare();
+    let fake = fake_primary(vec![[
+        command(&["SELECT", "0"]),
+        command(&["SET", "k", "v"]),
+    ]
+    .concat()]);
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("following the primary again");
+    archiver.signal("TERM");
+    archiver.finish();
+    let end = timeline(&t)[0]["to"]
+        .as_str()
+        .expect("a window")
+        .to_string();
+
+    let out = t.path("killed.rdb").display().to_string();
+    let mut tool = t.cmd(&["export", "--at", &end, "--out", &out]).spawn();
+    let replay = wait_for("the replay server", || {
+        replay_servers_of(tool.id()).first().copied()
+    });
+    let held = Stopped::hold(replay, "the replay server");
+    let folder = fs::read_link(format!("/proc/{replay}/cwd"))
+        .expect("the replay server's folder")
+        .parent()
+        .expect("its replay folder")
+        .to_path_buf();
+    tool.kill().expect("kill -9 the tool");
+    tool.wait().expect("reap the tool");
+    wait_for("the replay server to end with the tool", || {
+        (!live_redis_servers().contains(&replay)).then_some(())
+    });
+    drop(held);
+
+    // The killed run's folder holds the decrypted base: the next replay
+    // removes it.
+    assert!(folder.exists());
+    export_at_text(&t, &end, "next.rdb").ok();
+    assert!(!folder.exists(), "{} is left", folder.display());
+}
+
 /// A listener on 127.0.0.1 that a replay must never reach; `reached` says
 /// whether anything connected (the kernel queues a connection unaccepted).
 struct Bait(std::net::TcpListener);

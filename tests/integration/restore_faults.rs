@@ -1,6 +1,6 @@
 //! Restore when things are odd or break in the middle: an interrupted
 //! rollback finished by the next run, a run killed while its private
-//! redis-server builds the AOF, and settings that would make the restarted
+//! redis-server builds the AOF (the server ends with it), and settings that would make the restarted
 //! server miss the restored data (refused before Redis is touched).
 
 use crate::harness::*;
@@ -61,15 +61,16 @@ fn killed_while_building_the_aof(builder: Builder) {
     let held = Stopped::hold(private, "the private server");
     tool.kill().expect("kill -9 the tool");
     tool.wait().expect("reap the tool");
+    // The private server runs as the account, in a folder the account may
+    // enter: it must not outlive the tool until some later restore.
+    wait_for("the private server to end with the tool", || {
+        t.stray_redis_servers().is_empty().then_some(())
+    });
     drop(held);
 
     let out = t.run(&["restore", &id]);
     out.ok();
-    assert_eq!(
-        t.stray_redis_servers(),
-        Vec::<u32>::new(),
-        "the orphaned private redis-server was ended"
-    );
+    assert_eq!(t.stray_redis_servers(), Vec::<u32>::new());
     assert_eq!(t.state(), backed_up);
     t.stop_redis();
     t.start_redis();
