@@ -2,7 +2,9 @@
 //! archived command received at or before that moment, loaded by the
 //! target's own server as an AOF (the base as the AOF's RDB part, the
 //! commands after it), which then saves the RDB that export or restore
-//! takes. Chunks are proven one by one: each record and object
+//! takes. The base is first loaded alone, as the plain RDB it is, and
+//! saved again: a server loading an AOF runs whatever follows the first
+//! end of its RDB part as commands, and the primary chose those bytes. Chunks are proven one by one: each record and object
 //! authenticated, each the next in the window by sequence number and
 //! offset, so a gap, a duplicate, a reorder or an edit stops the replay
 //! (exit 5) instead of being stepped over. A transaction is applied whole or
@@ -51,6 +53,8 @@ const PARENT: &str = "/var/tmp";
 const AOF_NAME: &str = "replay.aof";
 const AOF_DIR: &str = "aof";
 const RDB_NAME: &str = "replayed.rdb";
+/// The base as the primary sent it, in `base/`, and as its server saved it.
+const BASE_NAME: &str = "base.rdb";
 const POLL: Duration = Duration::from_millis(50);
 /// Commands a primary never sends its replicas, and that would act on the
 /// replay server rather than on the data. Whatever answered on Redis's port
@@ -134,7 +138,8 @@ pub fn replay(
 ) -> Result<Replayed> {
     let started = Instant::now();
     let dir = ReplayDir::create()?;
-    let server_dir = dir.server_dir();
+    let (mut clean_base, _, _) = resaved_base(storage, key, binary, &window.base, &dir, timeout)?;
+    let server_dir = dir.server_dir(SERVER_DIR);
     let multipart = binary.writes_multipart_aof();
     let (base_path, incr_path) = match multipart {
         true => {
@@ -156,7 +161,10 @@ pub fn replay(
 
     let base = &window.base;
     let mut out = BufWriter::with_capacity(1 << 20, create(&base_path)?);
-    Stored::open(storage, &base.id, key, false)?.decode_into(&mut out, key, 2)?;
+    std::io::copy(&mut clean_base, &mut out).map_err(|e| dir.failed("copy the base", e))?;
+    drop(clean_base);
+    // Best effort: whatever is left goes with the whole folder at the end.
+    let _ = data_dir::remove_tree(dir.0.fd(), BASE_DIR);
     let mut out = match &incr_path {
         Some(path) => {
             finish(out, &base_path)?;
@@ -205,11 +213,12 @@ pub fn replay(
         binary.program
     );
     let account = fresh_account()?;
-    dir.hand_over(account)?;
-    let mut server = ReplayServer::start(binary, &dir, multipart, account)?;
+    dir.hand_over(SERVER_DIR, account)?;
+    let load = Load::Aof { multipart };
+    let mut server = ReplayServer::start(binary, &dir, load, account)?;
     server.save(timeout)?;
     drop(server);
-    let (rdb, rdb_info, rdb_size) = checked_rdb(&dir)?;
+    let (rdb, rdb_info, rdb_size) = checked_rdb(&dir, SERVER_DIR, RDB_NAME)?;
     info!(
         "replayed window {} to {} in {}s",
         base.id,
@@ -225,6 +234,30 @@ pub fn replay(
         commands: applier.commands,
         base: base.id.to_string(),
     })
+}
+
+/// The window's base, loaded by the server as a plain RDB (which ends at
+/// its first end, as it does for a replica) and saved by it: an RDB that
+/// ends where it says. Its own folder and account: nothing the base could
+/// make a server leave behind reaches the second.
+fn resaved_base(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    binary: &ServerBinary,
+    base: &Record,
+    dir: &ReplayDir,
+    timeout: Duration,
+) -> Result<(File, RdbInfo, u64)> {
+    let path = dir.server_dir(BASE_DIR).join(BASE_NAME);
+    let mut out = BufWriter::with_capacity(1 << 20, create(&path)?);
+    Stored::open(storage, &base.id, key, false)?.decode_into(&mut out, key, 2)?;
+    finish(out, &path)?;
+    let account = fresh_account()?;
+    dir.hand_over(BASE_DIR, account)?;
+    let mut server = ReplayServer::start(binary, dir, Load::Rdb, account)?;
+    server.save(timeout)?;
+    drop(server);
+    checked_rdb(dir, BASE_DIR, BASE_NAME)
 }
 
 fn create(path: &Path) -> Result<File> {
@@ -421,8 +454,13 @@ impl Applier {
     }
 }
 
-/// `<PARENT>/redis-backup-replay-<random>/` (root's, 0711) with `srv/`
-/// inside: root's while root writes, then the replay account's.
+/// The folder of the server that loads the base alone, and of the one that
+/// replays.
+const BASE_DIR: &str = "base";
+const SERVER_DIR: &str = "srv";
+
+/// `<PARENT>/redis-backup-replay-<random>/` (root's, 0711) with `base/` and
+/// `srv/` inside, each root's while root writes, then its server's account's.
 struct ReplayDir(PrivateDir);
 
 impl ReplayDir {
@@ -438,7 +476,9 @@ impl ReplayDir {
         };
         let dir = PrivateDir::create(Path::new(PARENT), &name).map_err(failed)?;
         rfs::fchmod(dir.fd(), Mode::from_raw_mode(0o711)).map_err(|e| failed(e.into()))?;
-        data_dir::create_private_dir(dir.fd(), "srv").map_err(failed)?;
+        for sub in [BASE_DIR, SERVER_DIR] {
+            data_dir::create_private_dir(dir.fd(), sub).map_err(failed)?;
+        }
         Ok(ReplayDir(dir))
     }
 
@@ -446,17 +486,17 @@ impl ReplayDir {
         self.0.path()
     }
 
-    fn server_dir(&self) -> PathBuf {
-        self.path().join("srv")
+    fn server_dir(&self, sub: &str) -> PathBuf {
+        self.path().join(sub)
     }
 
     fn failed(&self, what: &str, e: std::io::Error) -> Error {
         Error::other(format!("cannot {what} in {}: {e}", self.path().display()))
     }
 
-    /// Give `srv/` and everything in it to the replay account.
-    fn hand_over(&self, account: u32) -> Result<()> {
-        let srv = data_dir::open_dir(self.0.fd(), "srv").map_err(|e| self.failed("open", e))?;
+    /// Give `sub/` and everything in it to the replay account.
+    fn hand_over(&self, sub: &str, account: u32) -> Result<()> {
+        let srv = data_dir::open_dir(self.0.fd(), sub).map_err(|e| self.failed("open", e))?;
         give(srv.as_fd(), account).map_err(|e| self.failed("hand over", e))
     }
 }
@@ -538,16 +578,29 @@ struct ReplayServer {
     log: PathBuf,
 }
 
+/// What a replay server loads.
+#[derive(Clone, Copy)]
+enum Load {
+    /// `base/`'s base as a plain RDB (to save it again).
+    Rdb,
+    /// `srv/`'s AOF (Redis 7 and Valkey: a folder of files with a manifest).
+    Aof { multipart: bool },
+}
+
 impl ReplayServer {
     fn start(
         binary: &ServerBinary,
         dir: &ReplayDir,
-        multipart: bool,
+        load: Load,
         account: u32,
     ) -> Result<ReplayServer> {
-        let srv = dir.server_dir();
+        let (sub, dbfilename, appendonly) = match load {
+            Load::Rdb => (BASE_DIR, BASE_NAME, "no"),
+            Load::Aof { .. } => (SERVER_DIR, RDB_NAME, "yes"),
+        };
+        let srv = dir.server_dir(sub);
         let socket = srv.join("s.sock");
-        let log = dir.path().join("server.log");
+        let log = dir.path().join(format!("{sub}.log"));
         let log_file = File::create(&log)
             .map_err(|e| Error::other(format!("cannot create {}: {e}", log.display())))?;
         let mut command = as_account::command(&binary.program, account, account);
@@ -556,7 +609,7 @@ impl ReplayServer {
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "700"])
-            .args(["--appendonly", "yes", "--appendfilename", AOF_NAME])
+            .args(["--appendonly", appendonly, "--appendfilename", AOF_NAME])
             .args([
                 "--save",
                 "",
@@ -567,10 +620,13 @@ impl ReplayServer {
                 "--logfile",
                 "",
             ])
+            // The primary chose the data: every value is checked whole as
+            // it is loaded, not only as far as a command later reads it.
+            .args(["--sanitize-dump-payload", "yes"])
             .arg("--dir")
             .arg(&srv)
-            .args(["--dbfilename", RDB_NAME]);
-        if multipart {
+            .args(["--dbfilename", dbfilename]);
+        if let Load::Aof { multipart: true } = load {
             command.args(["--appenddirname", AOF_DIR]);
         }
         command
@@ -696,14 +752,14 @@ fn available_memory() -> std::io::Result<u64> {
 /// The saved RDB, opened once (never through a link, a regular file),
 /// passes its own checks; returned at its start, with what the check found
 /// and its size.
-fn checked_rdb(dir: &ReplayDir) -> Result<(File, RdbInfo, u64)> {
-    let path = dir.server_dir().join(RDB_NAME);
+fn checked_rdb(dir: &ReplayDir, sub: &str, name: &str) -> Result<(File, RdbInfo, u64)> {
+    let path = dir.server_dir(sub).join(name);
     let failed = |e: std::io::Error| {
         Error::other(format!("the replay saved no RDB ({}): {e}", path.display()))
     };
-    let srv = data_dir::open_dir(dir.0.fd(), "srv").map_err(failed)?;
+    let srv = data_dir::open_dir(dir.0.fd(), sub).map_err(failed)?;
     let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
-    let fd = rfs::openat(&srv, RDB_NAME, flags, Mode::empty()).map_err(|e| failed(e.into()))?;
+    let fd = rfs::openat(&srv, name, flags, Mode::empty()).map_err(|e| failed(e.into()))?;
     let mut file = File::from(fd);
     if !file.metadata().map_err(failed)?.is_file() {
         return Err(failed(std::io::Error::other("not a regular file")));

@@ -449,7 +449,11 @@ fn command(args: &[&str]) -> Vec<u8> {
 /// resync of a one-key RDB, then each of `parts` a second apart; later
 /// PSYNCs are answered by closing the connection.
 fn fake_primary(parts: Vec<Vec<u8>>) -> FakeRedis {
-    let rdb = make_rdb(&[("k", b"v")]);
+    fake_primary_sending(make_rdb(&[("k", b"v")]), parts)
+}
+
+/// The same, with `rdb` as what the full resync sends.
+fn fake_primary_sending(rdb: Vec<u8>, parts: Vec<Vec<u8>>) -> FakeRedis {
     let psyncs = std::sync::atomic::AtomicU32::new(0);
     let parts = std::sync::Mutex::new(Some(parts));
     FakeRedis::start(move |args| {
@@ -479,11 +483,16 @@ fn fake_primary(parts: Vec<Vec<u8>>) -> FakeRedis {
 /// Archives what a fake primary sends (`commands`, after its one-key RDB)
 /// and exports the end of the window to `hostile.rdb`: the export's outcome.
 fn export_of_a_hostile_stream(commands: &[Vec<u8>]) -> (TestRedis, Output) {
+    export_of_a_hostile_sync(make_rdb(&[("k", b"v")]), commands)
+}
+
+/// The same, with `rdb` as the base the primary sends.
+fn export_of_a_hostile_sync(rdb: Vec<u8>, commands: &[Vec<u8>]) -> (TestRedis, Output) {
     let mut t = TestRedis::builder()
         .setting("archive_interval", "1")
         .setting("redis_timeout", "2")
         .prepare();
-    let fake = fake_primary(vec![commands.concat()]);
+    let fake = fake_primary_sending(rdb, vec![commands.concat()]);
     t.set_setting("redis_port", &fake.port.to_string());
     t.remove_setting("redis_password");
     let mut archiver = t.cmd(&["archive"]).watch();
@@ -512,6 +521,50 @@ fn a_hostile_primary_cannot_make_the_replay_act_beyond_the_data() {
         .stderr_has("CONFIG, which a primary never sends");
     assert!(!t.path("hostile.rdb").exists());
     assert!(!std::path::Path::new("/etc/planted.rdb").exists());
+}
+
+/// A server loading an AOF whose base is an RDB reads the RDB to its first
+/// end and runs what follows as commands, as it loads them (no command's
+/// flags, none of Redis's own `enable-*-command` switches apply). A base
+/// the primary sends with commands after its end, itself ending in an
+/// unchecked CRC, must be to the replay what it is to a replica: an RDB,
+/// whatever bytes come after its end.
+#[test]
+fn commands_hidden_after_the_end_of_the_base_never_run() {
+    let bait = Bait::new();
+    let mut rdb = make_rdb(&[("k", b"v")]);
+    rdb.extend(command(&["SET", "smuggled", "yes"]));
+    rdb.extend(command(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &bait.port(),
+        "k",
+        "0",
+        "1000",
+        "COPY",
+    ]));
+    // The last bulk takes the file to an end of 0xFF and an 8-byte CRC of
+    // zero ("not checked"); the loader takes the last two bytes for CRLF.
+    rdb.extend(b"*3\r\n$3\r\nSET\r\n$3\r\npad\r\n$8\r\nx\xff\0\0\0\0\0\0\0\0");
+    let (t, out) = export_of_a_hostile_sync(
+        rdb,
+        &[command(&["SELECT", "0"]), command(&["SET", "after", "1"])],
+    );
+    out.ok();
+    assert!(!bait.reached(), "the replay connected to the bait\n{out}");
+    let server = LoadedRdb::load(&t.path("hostile.rdb"));
+    let mut replayed = server.conn();
+    let exists = |conn: &mut Resp, key: &str| conn.call(&["EXISTS", key]).int() == 1;
+    assert!(
+        exists(&mut replayed, "after"),
+        "the stream was not replayed"
+    );
+    for hidden in ["smuggled", "pad"] {
+        assert!(
+            !exists(&mut replayed, hidden),
+            "a hidden command ran: {hidden}"
+        );
+    }
 }
 
 /// What each replay server (a redis-server of a uid above 0x60000000) was
