@@ -415,7 +415,13 @@ impl Applier {
                 }
                 match name.as_str() {
                     "PING" | "REPLCONF" => continue,
+                    // As a replica's server takes them: a MULTI inside a
+                    // transaction is refused and the transaction goes on;
+                    // a DISCARD drops what was queued (outside one, it is
+                    // refused).
+                    "MULTI" if self.transaction.is_some() => continue,
                     "MULTI" => self.transaction = Some(command.to_vec()),
+                    "DISCARD" => self.transaction = None,
                     "EXEC" => match self.transaction.take() {
                         Some(mut whole) => {
                             whole.extend_from_slice(command);
@@ -822,6 +828,44 @@ mod tests {
         );
         assert_eq!(until, Some(30));
         assert_eq!(run(5).0, b"");
+    }
+
+    /// What a replica's server does with them: a MULTI inside a
+    /// transaction is refused and the transaction goes on; a DISCARD drops
+    /// what was queued, and outside a transaction is refused.
+    #[test]
+    fn nested_multi_and_discard_as_a_replica_applies_them() {
+        let batches = [batch(
+            10,
+            &[
+                &["MULTI"],
+                &["SET", "c", "discarded"],
+                &["DISCARD"],
+                &["SET", "d", "1"],
+                &["DISCARD"],
+                &["MULTI"],
+                &["SET", "a", "1"],
+                &["MULTI"],
+                &["SET", "b", "2"],
+                &["EXEC"],
+            ],
+        )];
+        let mut out = Vec::new();
+        let mut applier = Applier::new(100);
+        applier.apply(&batches, &mut out).unwrap();
+        applier.finish(&mut out).unwrap();
+        let transaction = [
+            cmd(&["MULTI"]),
+            cmd(&["SET", "a", "1"]),
+            cmd(&["SET", "b", "2"]),
+            cmd(&["EXEC"]),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&[cmd(&["SET", "d", "1"]), transaction].concat())
+        );
+        assert_eq!(applier.applied_until, Some(10));
     }
 
     #[test]
