@@ -236,13 +236,49 @@ pub fn client_config(cacert: Option<&Path>) -> Result<Arc<ClientConfig>> {
     if let Some(cacert) = cacert {
         add_pem(&mut roots, cacert, true)?;
     }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::other(format!("TLS set-up failed: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::other(format!("TLS set-up failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// ring's provider with the AES-GCM suites alone, which every TLS 1.3
+/// server must offer (RFC 8446, 9.1) and TLS 1.2 ones do, and no client
+/// keys: ChaCha20-Poly1305 and the loading of signing keys are some 40 KB
+/// of the binary, for nothing this tool does.
+fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::cipher_suite as suite;
+    rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            suite::TLS13_AES_256_GCM_SHA384,
+            suite::TLS13_AES_128_GCM_SHA256,
+            #[cfg(feature = "tls12")]
+            suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            #[cfg(feature = "tls12")]
+            suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            #[cfg(feature = "tls12")]
+            suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            #[cfg(feature = "tls12")]
+            suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        key_provider: &NoClientKeys,
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
+/// This tool never authenticates to a server with a certificate.
+#[derive(Debug)]
+struct NoClientKeys;
+
+impl rustls::crypto::KeyProvider for NoClientKeys {
+    fn load_private_key(
+        &self,
+        _key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> std::result::Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General("no client keys".into()))
+    }
 }
 
 /// Add the PEM certificates of `path`; with `strict`, a file that is missing
