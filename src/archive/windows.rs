@@ -87,12 +87,12 @@ fn describe(instance: &str, (from, to): (u64, u64)) -> String {
     )
 }
 
-/// Shown to the millisecond, so spans are widened to it: a TIME copied
-/// from `timeline` must take in the commands at its ends.
-fn floor_millis(micros: u64) -> u64 {
-    micros / 1000 * 1000
-}
-
+/// Shown to the millisecond, both ends rounded up: a TIME copied from
+/// `timeline` must take in the commands at its ends. At the start of a
+/// session after a gap, those are the writes made while no archiver ran,
+/// stamped as they arrived; the moment before them (rounded down) would
+/// give the data of the end of the session before, which the primary no
+/// longer had.
 fn ceil_millis(micros: u64) -> u64 {
     micros.div_ceil(1000) * 1000
 }
@@ -147,7 +147,7 @@ pub fn windows(
             if let (Some(first), Some(newest)) = (first, newest) {
                 let (from, _) = first.span_micros();
                 let (_, to) = newest.span_micros();
-                spans.push((floor_millis(from), ceil_millis(to.max(from))));
+                spans.push((ceil_millis(from), ceil_millis(to.max(from))));
                 last = Some(newest);
             }
         }

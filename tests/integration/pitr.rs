@@ -440,6 +440,36 @@ fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused
     export_at_text(&t, &end, "still-ok.rdb").ok();
 }
 
+/// A session after a gap starts with the writes made while no archiver
+/// ran, stamped when they arrived: the moment `timeline` shows as its
+/// start, copied as it is (to the millisecond), must include them, not
+/// give the state of the end of the session before.
+#[test]
+fn the_start_of_a_span_after_a_gap_holds_the_writes_of_the_gap() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    conn.ok(&["SET", "step", "1"]);
+    let archiver = start_archiver(&t);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    conn.ok(&["SET", "step", "2"]);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    wait_until_archived(&mut conn);
+    stop(archiver);
+
+    let spans = timeline(&t);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let from = spans[1]["from"].as_str().expect("a start").to_string();
+    export_at_text(&t, &from, "start.rdb").ok();
+    let server = LoadedRdb::load(&t.path("start.rdb"));
+    assert_eq!(
+        server.conn().call(&["GET", "step"]).text(),
+        "2",
+        "the span's start ({from}) gave the data of before the gap"
+    );
+}
+
 /// `args` as a primary sends a command to its replicas.
 fn command(args: &[&str]) -> Vec<u8> {
     Reply::Array(cmd(args).into_iter().map(Reply::Bulk).collect()).encode()
