@@ -16,6 +16,7 @@ pub mod acl;
 pub mod cache;
 pub mod data_dir;
 pub mod write_behind;
+pub mod writers;
 
 /// Create `dir` (and parents) with mode 0700 if missing; backups are secret-ish.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {

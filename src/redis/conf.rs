@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
-use crate::fs::acl::{self, AclWriters};
+use crate::fs::acl;
 use crate::fs::data_dir::Owner;
+use crate::fs::writers::{folder_of_others, Folder, Writers, EVERYBODY};
 use crate::secret::Secret;
 
 /// How deep `include` may nest; the file given to `load` is depth 0.
@@ -209,68 +210,6 @@ fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
     Ok((text, written_by))
 }
 
-/// Who may write a file or a folder, as the checks read it: its owner, a
-/// group if 0o020 is set, everybody if 0o002 is. Two accounts, or two
-/// groups, that could each write it are as good as everybody:
-/// `check_authority` refuses the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Writers {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-}
-
-const EVERYBODY: u32 = 0o002;
-
-impl Writers {
-    fn of(meta: &fs::Metadata) -> Writers {
-        Writers {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode() & 0o7777,
-        }
-    }
-
-    /// One more account that may write (root adds nothing).
-    fn add_user(&mut self, uid: u32) {
-        if uid == 0 {
-            return;
-        }
-        if self.uid != 0 && self.uid != uid {
-            self.mode |= EVERYBODY;
-        }
-        self.uid = uid;
-    }
-
-    /// One more group that may write.
-    fn add_group(&mut self, gid: u32) {
-        if self.mode & 0o020 != 0 && self.gid != gid {
-            self.mode |= EVERYBODY;
-        }
-        self.gid = gid;
-        self.mode |= 0o020;
-    }
-
-    /// With an ACL, the mode's group bits are its mask: the owning group
-    /// writes only if its own entry lets it, and named users and groups
-    /// may write too.
-    fn with_acl(mut self, acl: Option<AclWriters>) -> Writers {
-        let Some(acl) = acl else { return self };
-        if !acl.owning_group {
-            self.mode &= !0o020;
-        }
-        acl.users.into_iter().for_each(|uid| self.add_user(uid));
-        acl.groups.into_iter().for_each(|gid| self.add_group(gid));
-        self
-    }
-}
-
-/// A folder on the way to a file, as found by `folder_of_others`.
-struct Folder {
-    path: PathBuf,
-    writers: Writers,
-}
-
 impl ConfFile {
     /// Whoever may write in `folder` may also choose what this file says.
     fn add_folder(&mut self, folder: Folder) {
@@ -287,69 +226,6 @@ impl ConfFile {
         (self.uid, self.gid, self.mode) = (writers.uid, writers.gid, writers.mode);
         self.via = Some(folder.path);
     }
-}
-
-/// Most symbolic links followed on the way to one file, as the kernel's
-/// limit.
-const MAX_LINKS: usize = 40;
-
-/// The first folder on the way to `path` that someone other than root may
-/// write in, following links as the open will: its entries, and so what
-/// `path` leads to, are that writer's to replace. In a root folder with the
-/// sticky bit (/tmp), an entry of root's is root's alone: nobody else may
-/// rename or remove it.
-fn folder_of_others(path: &Path) -> std::io::Result<Option<Folder>> {
-    use std::collections::VecDeque;
-    use std::path::Component;
-    let absolute = match path.is_absolute() {
-        true => path.to_path_buf(),
-        false => std::env::current_dir()?.join(path),
-    };
-    let mut ahead: VecDeque<std::ffi::OsString> = absolute
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(name) => Some(name.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    // `at` never holds a link: `..` is its parent.
-    let mut at = PathBuf::from("/");
-    let mut links = 0;
-    while let Some(name) = ahead.pop_front() {
-        if name == ".." {
-            at.pop();
-            continue;
-        }
-        let folder = fs::metadata(&at)?;
-        let next = at.join(&name);
-        let entry = fs::symlink_metadata(&next)?;
-        let sticky_keeps_it = folder.uid() == 0 && folder.mode() & 0o1000 != 0 && entry.uid() == 0;
-        if (folder.uid() != 0 || folder.mode() & 0o022 != 0) && !sticky_keeps_it {
-            let writers = Writers::of(&folder).with_acl(acl::of_path(&at)?);
-            return Ok(Some(Folder { path: at, writers }));
-        }
-        if !entry.file_type().is_symlink() {
-            at = next;
-            continue;
-        }
-        links += 1;
-        if links > MAX_LINKS {
-            return Err(std::io::Error::other("too many levels of symbolic links"));
-        }
-        let target = fs::read_link(&next)?;
-        if target.is_absolute() {
-            at = PathBuf::from("/");
-        }
-        for c in target.components().rev() {
-            match c {
-                Component::Normal(name) => ahead.push_front(name.to_os_string()),
-                Component::ParentDir => ahead.push_front("..".into()),
-                _ => {}
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// Where an `include` came from, for messages about the included file.
