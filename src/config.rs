@@ -97,9 +97,21 @@ impl Config {
     }
 }
 
+/// The settings file's text. It chooses programs root runs
+/// (`redis_server`), the key and where backups go: it is refused if anyone
+/// but root (or the account running the tool) may change what it says.
 fn read_settings_file(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::usage(format!("cannot read settings file {}: {e}", path.display())))?;
+    let cannot = |e: std::io::Error| {
+        Error::usage(format!("cannot read settings file {}: {e}", path.display()))
+    };
+    let file = crate::fs::open_regular(path).map_err(cannot)?;
+    if let Some(who) = crate::fs::writers::others_who_may_change(path, &file).map_err(cannot)? {
+        return Err(Error::usage(format!(
+            "settings file {} may be changed by others ({who}); it chooses programs run as root: make it and its folders root's, not writable by group or others",
+            path.display()
+        )));
+    }
+    let meta = file.metadata().map_err(cannot)?;
     if meta.len() > MAX_SETTINGS_FILE {
         return Err(Error::usage(format!(
             "settings file {} is larger than 1 MiB; is it the right file?",
@@ -108,9 +120,9 @@ fn read_settings_file(path: &Path) -> Result<String> {
     }
     // Capped again while reading: a device such as /dev/zero has length 0.
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SETTINGS_FILE + 1).read_to_string(&mut text))
-        .map_err(|e| Error::usage(format!("cannot read settings file {}: {e}", path.display())))?;
+    file.take(MAX_SETTINGS_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
     if text.len() as u64 > MAX_SETTINGS_FILE {
         return Err(Error::usage(format!(
             "settings file {} is larger than 1 MiB; is it the right file?",
@@ -585,7 +597,54 @@ mod tests {
     fn an_endless_settings_file_is_refused_without_reading_it_all() {
         let err = read_settings_file(Path::new("/dev/zero")).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("not a regular file"), "{err}");
+        let dir = scratch_dir("large");
+        let large = dir.join("large.conf");
+        std::fs::File::create(&large)
+            .and_then(|f| f.set_len(2 << 20))
+            .unwrap();
+        let err = read_settings_file(&large).unwrap_err();
         assert!(err.message().contains("larger than 1 MiB"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A fresh folder of ours (0755) under the temporary dir.
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rb-settings-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    /// The settings choose programs run as root: nobody else may be able
+    /// to change them, by the file's mode or owner or a folder on the way.
+    #[test]
+    fn a_settings_file_others_may_change_is_refused() {
+        let dir = scratch_dir("writers");
+        let file = dir.join("s.conf");
+        std::fs::write(&file, "service = redis-server\n").unwrap();
+        let mode = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        mode(&file, 0o644);
+        assert!(read_settings_file(&file).is_ok());
+        for bits in [0o664, 0o646] {
+            mode(&file, bits);
+            let err = read_settings_file(&file).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.message().contains("may be changed by others"), "{err}");
+        }
+        mode(&file, 0o600);
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+            assert!(read_settings_file(&file).is_err(), "another account's file");
+            std::os::unix::fs::chown(&file, Some(0), None).unwrap();
+        }
+        mode(&dir, 0o777);
+        let err = read_settings_file(&file).unwrap_err();
+        assert!(err.message().contains("may write in"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

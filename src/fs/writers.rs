@@ -133,3 +133,29 @@ pub fn folder_of_others(path: &Path) -> std::io::Result<Option<Folder>> {
     }
     Ok(None)
 }
+
+/// Who, other than root and this process's own account, may change what
+/// the open `file` found at `path` says, named for a message: through its
+/// owner, its mode, its ACL, or a folder on the way to it. `None` if
+/// nobody.
+pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Option<String>> {
+    let us = rustix::process::geteuid().as_raw();
+    let trusted =
+        |writers: &Writers| (writers.uid == 0 || writers.uid == us) && writers.mode & 0o022 == 0;
+    let writers = Writers::of(&file.metadata()?).with_acl(acl::of_file(file)?);
+    if !trusted(&writers) {
+        return Ok(Some(format!(
+            "uid {} and mode {:04o}, or its ACL",
+            writers.uid, writers.mode
+        )));
+    }
+    match folder_of_others(path)? {
+        Some(folder) if !trusted(&folder.writers) => Ok(Some(format!(
+            "whoever may write in {} (uid {}, mode {:04o})",
+            folder.path.display(),
+            folder.writers.uid,
+            folder.writers.mode
+        ))),
+        _ => Ok(None),
+    }
+}

@@ -1191,6 +1191,44 @@ fn a_lease_on_the_conf_cannot_hold_root_waiting() {
     out.code(2).stderr_has("holds a lease");
 }
 
+/// A settings file the account may write (mode 0666 here) lets it choose
+/// `redis_server`, which root runs (`--version`) before a restore: its
+/// program would run as root. Such a file is refused, exit 2, before
+/// anything it says is acted on.
+#[test]
+fn a_settings_file_others_may_write_is_refused() {
+    let t = redis().start();
+    let id = t.backup();
+    let marker = t.path("ran-as-root");
+    let evil = t.path("evil.sh");
+    fs::write(
+        &evil,
+        format!(
+            "#!/bin/sh\nid -u > {}\necho 'Redis server v=7.0.15'\n",
+            arg(&marker)
+        ),
+    )
+    .unwrap();
+    set_mode(&evil, 0o755);
+    set_mode(&t.settings_file(), 0o666);
+    as_user(owner_user(), "/bin/sh")
+        .args(&[
+            "-c",
+            &format!(
+                "echo 'redis_server = {}' >> {}",
+                arg(&evil),
+                arg(&t.settings_file())
+            ),
+        ])
+        .run()
+        .ok();
+
+    let out = t.run(&["restore", &id]);
+    out.code(2).stderr_has("settings file");
+    assert!(!marker.exists(), "the account's program ran as root\n{out}");
+    assert!(t.is_active(), "Redis was touched");
+}
+
 // ---------------------------------------------------------------------------
 // 6. dump.rdb swapped for a symlink right after BGSAVE
 
