@@ -295,7 +295,7 @@ fn prune(
     }
     // The newest archive window of an instance is the one its archiver
     // extends: pruning its base would silently end point-in-time recovery.
-    let current_bases: Vec<BackupId> = by_instance
+    let mut current_bases: Vec<BackupId> = by_instance
         .values()
         .filter_map(|records| {
             records
@@ -305,9 +305,13 @@ fn prune(
                 .map(|r| r.id.clone())
         })
         .collect();
-    let doomed: Vec<Record> = by_instance
+    let surplus: Vec<Record> = by_instance
         .into_values()
         .flat_map(|records| surplus(records, keep_last))
+        .collect();
+    current_bases.extend(extended_bases(&*storage, &key, &surplus)?);
+    let doomed: Vec<Record> = surplus
+        .into_iter()
         .filter(|r| {
             let current = current_bases.contains(&r.id);
             if current {
@@ -381,6 +385,32 @@ fn prune(
 /// `keep_last` format-2 backups are kept. Format-1 records bind nothing, so
 /// they never count towards what is kept: records planted by whoever can
 /// write to the storage can then never push a real backup out.
+/// Of the instances with a base among `doomed`, the base of the window
+/// with the newest chunk. An archiver goes on with the window it found
+/// newest as it started, and whoever writes the storage could have hidden
+/// a newer base from it then: the window it extends is not always the one
+/// with the newest base.
+fn extended_bases(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    doomed: &[Record],
+) -> Result<Vec<BackupId>> {
+    let mut instances: Vec<&str> = doomed
+        .iter()
+        .filter(|r| r.source == archive::BASE_SOURCE && r.archive.is_some())
+        .map(|r| r.instance.as_str())
+        .collect();
+    instances.dedup();
+    let mut extended = Vec::new();
+    for instance in instances {
+        let windows = archive::windows::windows(storage, key, Some(instance))?;
+        if let Some(window) = windows.iter().max_by_key(|w| w.last.span_micros().1) {
+            extended.push(window.base.id.clone());
+        }
+    }
+    Ok(extended)
+}
+
 fn surplus(records: Vec<Record>, keep_last: usize) -> Vec<Record> {
     let (bound, unbound): (Vec<Record>, Vec<Record>) =
         records.into_iter().partition(Record::authenticated);

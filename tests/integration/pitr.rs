@@ -210,6 +210,17 @@ fn window_end(t: &TestRedis, conn: &mut Resp) -> String {
         .to_string()
 }
 
+/// The end of the newest span, as timeline shows it now.
+fn window_end_now(t: &TestRedis) -> String {
+    let spans = timeline(t);
+    spans
+        .iter()
+        .filter_map(|s| s["to"].as_str())
+        .max()
+        .unwrap_or_else(|| panic!("no window: {spans:?}"))
+        .to_string()
+}
+
 fn export_at_text(t: &TestRedis, at: &str, name: &str) -> Output {
     let out = t.path(name);
     t.run(&["export", "--at", at, "--out", &out.display().to_string()])
@@ -350,6 +361,61 @@ fn a_history_redis_cannot_continue_starts_a_new_window_and_the_old_one_stays() {
     );
     assert_eq!(timeline(&t).len(), 1);
     export_at_text(&t, &end, "after-prune.rdb").ok();
+}
+
+/// The archiver goes on with the window it finds newest when it starts;
+/// a writer of the storage that hides the newest base's record then, and
+/// puts it back later, has it extend an older window. prune must keep
+/// the window being extended (the one with the newest chunk), not only
+/// the one with the newest base.
+#[test]
+fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archived = |conn: &mut Resp, value: &str| {
+        let archiver = start_archiver(&t);
+        conn.ok(&["SET", "k", value]);
+        wait_until_archived(conn);
+        stop(archiver);
+        let spans = timeline(&t);
+        spans.last().expect("a span")["base"]
+            .as_str()
+            .expect("a base")
+            .to_string()
+    };
+    let first = archived(&mut conn, "1");
+    let record = |id: &str| t.storage_dir().join(format!("{id}.json"));
+    let hidden = |id: &str| t.path(&format!("{id}.json.hidden"));
+    let hide = |id: &str| fs::rename(record(id), hidden(id)).expect("hide");
+    let show = |id: &str| fs::rename(hidden(id), record(id)).expect("show");
+
+    // The first window hidden: the archiver starts a second.
+    hide(&first);
+    let second = archived(&mut conn, "2");
+    assert_ne!(first, second);
+    // The second hidden, the first shown: the archiver extends the first.
+    show(&first);
+    hide(&second);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    conn.ok(&["SET", "k", "3"]);
+    wait_until_archived(&mut conn);
+    show(&second);
+    t.backup();
+
+    let deleted =
+        t.run(&["--json", "prune", "--keep-last", "2"]).ok().json()["deleted"].to_string();
+    assert!(
+        !deleted.contains(&first),
+        "the extended window's base was pruned: {deleted}"
+    );
+    // Its window still takes the latest writes.
+    conn.ok(&["SET", "k", "4"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    export_at_text(&t, &window_end_now(&t), "latest.rdb").ok();
+    let server = LoadedRdb::load(&t.path("latest.rdb"));
+    assert_eq!(server.conn().call(&["GET", "k"]).text(), "4");
 }
 
 #[test]
