@@ -536,14 +536,18 @@ impl Archiver<'_> {
                 // An archiver killed between a chunk's object and its
                 // record left the object: its bytes were never counted as
                 // stored (the window ends before them), so it is replaced.
+                // So is whatever a writer of the storage planted under the
+                // name: only an authentic record is another archiver's.
                 Err(e) if attempt == 1 && e.exit_code() == 2 => {
-                    if chunks.get_record(&id).is_ok() {
+                    if crate::stored::load_record(chunks, &id, self.key)
+                        .is_ok_and(|r| r.authenticated())
+                    {
                         return Err(Error::integrity(format!(
                             "chunk {id} is stored already, by another archiver of instance {}: this one stops",
                             self.instance
                         )));
                     }
-                    warn!("chunk {id} was left half stored by an archiver that was stopped; storing it again");
+                    warn!("chunk {id} was left half stored by an archiver that was stopped, or is not ours; storing it again");
                     let _ = chunks.delete(&id);
                 }
                 Err(e) if attempt < STORE_ATTEMPTS && e.exit_code() == 4 => {

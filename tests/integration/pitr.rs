@@ -418,6 +418,60 @@ fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest
     assert_eq!(server.conn().call(&["GET", "k"]).text(), "4");
 }
 
+/// A writer of the storage plants junk under the names the archiver's next
+/// chunk may take. Only an authentic record there is another archiver's
+/// chunk (then this one stops); junk is replaced, and archiving goes on.
+#[test]
+fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
+    const JUNK: &[u8] = b"{\"junk\": true}";
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "k", "1"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    let newest = chunk_files(&t, ".json").pop().expect("a chunk");
+    let (base, range) = newest
+        .trim_end_matches(".json")
+        .rsplit_once('.')
+        .expect("a chunk name");
+    let end: u64 = range[1..]
+        .split_once('-')
+        .expect("a range")
+        .1
+        .parse()
+        .expect("an offset");
+    // The next session's first chunk starts there; its length is what
+    // the primary sends next (a SET, perhaps a PING).
+    for len in 1..=200 {
+        let name = format!("{base}.r{end:020}-{:020}.json", end + len);
+        fs::write(archive_dir(&t).join(name), JUNK).expect("plant");
+    }
+    conn.ok(&["SET", "k", "2"]);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    wait_until_archived(&mut conn);
+    conn.ok(&["SET", "k", "3"]);
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    // The junk the archiver did not need to replace is still named as
+    // chunks of the window, which a replay refuses (exit 5) while it is
+    // there; gone, the window replays whole.
+    export_at_text(&t, &end, "with-junk.rdb").code(5);
+    for entry in fs::read_dir(archive_dir(&t))
+        .expect("archive dir")
+        .flatten()
+    {
+        if fs::read(entry.path()).is_ok_and(|bytes| bytes == JUNK) {
+            fs::remove_file(entry.path()).expect("remove junk");
+        }
+    }
+    let end = window_end_now(&t);
+    export_at_text(&t, &end, "after-junk.rdb").ok();
+    let server = LoadedRdb::load(&t.path("after-junk.rdb"));
+    assert_eq!(server.conn().call(&["GET", "k"]).text(), "3");
+}
+
 #[test]
 fn restore_at_puts_back_the_data_of_a_moment_into_the_running_server() {
     let t = start_redis();
