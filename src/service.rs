@@ -45,8 +45,24 @@ impl Service {
     }
 }
 
+/// The prefixes of the variables this tool takes settings and secrets from
+/// (`REDIS_BACKUP_*`, OpenStack's `OS_*`, swiftclient's `ST_*`).
+const OURS: [&str; 3] = ["REDIS_BACKUP_", "OS_", "ST_"];
+
 fn systemctl(args: &[&str]) -> Result<Output> {
-    Command::new("systemctl")
+    let mut command = Command::new("systemctl");
+    // systemd's systemctl hands the unit none of its environment; a
+    // replacement that starts the service itself would, and the service
+    // runs as the redis account.
+    for (name, _) in std::env::vars_os() {
+        if OURS
+            .iter()
+            .any(|p| name.as_encoded_bytes().starts_with(p.as_bytes()))
+        {
+            command.env_remove(name);
+        }
+    }
+    command
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -953,3 +953,43 @@ fn not_enough_disk_to_stage_is_exit_4_and_redis_untouched() {
     assert_eq!(t.data_files(), files, "the data files are unchanged");
     assert_eq!(t.restore_work_dirs(), Vec::<PathBuf>::new());
 }
+
+/// systemctl is the one program root runs with an environment of ours: a
+/// stand-in that starts the service itself (as the test's does, as the
+/// redis account) would hand it on. No secret of the operator's reaches it.
+#[test]
+fn no_secret_of_the_environment_reaches_systemctl() {
+    let t = TestRedis::builder().start();
+    let id = t.backup();
+    let wrapper = t.path("wrapped");
+    fs::create_dir(&wrapper).unwrap();
+    let seen = t.path("systemctl-env");
+    fs::write(
+        wrapper.join("systemctl"),
+        format!(
+            "#!/bin/sh\nenv >> {}\nexec {} \"$@\"\n",
+            seen.display(),
+            support_dir().join("systemctl").display()
+        ),
+    )
+    .unwrap();
+    set_mode(&wrapper.join("systemctl"), 0o755);
+    let path = format!(
+        "{}:{}:{}",
+        wrapper.display(),
+        support_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    t.cmd(&["restore", &id])
+        .env("PATH", path)
+        .env("OS_PASSWORD", "Leak-1-os-password")
+        .env("ST_KEY", "Leak-2-tempauth-key")
+        .env("OS_APPLICATION_CREDENTIAL_SECRET", "Leak-3-app-secret")
+        .env("REDIS_BACKUP_OS_PASSWORD", "Leak-4-setting")
+        .run()
+        .ok();
+
+    let env = fs::read_to_string(&seen).expect("systemctl ran");
+    assert!(env.contains("SYSTEMCTL_SHIM_DIR="), "{env}");
+    assert!(!env.contains("Leak-"), "a secret reached systemctl:\n{env}");
+}
