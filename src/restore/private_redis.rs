@@ -228,6 +228,14 @@ impl PrivateRedis {
                         return Ok(conn);
                     }
                 }
+                // It takes redis.conf's password, which the live server
+                // may no longer have (CONFIG SET without CONFIG REWRITE):
+                // asking again changes nothing.
+                Err(e) if e.message().contains("password") => {
+                    return Err(self.failed(&format!(
+                        "does not take the password we have ({e}); it starts from redis.conf: is the live server's password one CONFIG SET gave it and CONFIG REWRITE did not write back?"
+                    )));
+                }
                 Err(e) => debug!("private redis-server not ready: {e}"),
             }
             if Instant::now() >= deadline {

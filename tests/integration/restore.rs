@@ -993,3 +993,32 @@ fn no_secret_of_the_environment_reaches_systemctl() {
     assert!(env.contains("SYSTEMCTL_SHIM_DIR="), "{env}");
     assert!(!env.contains("Leak-"), "a secret reached systemctl:\n{env}");
 }
+
+/// The private server that rebuilds the AOF starts from redis.conf, so it
+/// takes redis.conf's password. One changed with CONFIG SET and not
+/// written back (the settings name the new one) is refused at once, saying
+/// so, instead of being sent again until `save_timeout` and blamed on a
+/// server that "did not finish loading".
+#[test]
+fn a_private_server_that_refuses_the_password_ends_the_restore_at_once() {
+    let mut t = TestRedis::builder()
+        .appendonly()
+        .requirepass("Old-Pw-1")
+        .setting("save_timeout", "60")
+        .start();
+    let mut conn = t.conn();
+    fill_every_type(&mut conn);
+    let id = t.backup();
+    let before = t.state();
+    conn.ok(&["CONFIG", "SET", "requirepass", "New-Pw-2"]);
+    t.set_setting("redis_password", "New-Pw-2");
+
+    let out = t
+        .cmd(&["restore", &id])
+        .run_within(std::time::Duration::from_secs(30));
+    assert_ne!(out.code, Some(0), "{out}");
+    out.stderr_has("password");
+    assert!(t.is_active(), "Redis was stopped");
+    conn.ok(&["CONFIG", "SET", "requirepass", "Old-Pw-1"]);
+    assert_eq!(t.state(), before);
+}
