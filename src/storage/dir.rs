@@ -110,6 +110,57 @@ fn remove_if_abandoned(dir: &OwnedFd, name: &CStr) -> bool {
         && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
 }
 
+/// How old an object with no record must be before a backup removes it:
+/// its own backup writes the record right after it, so far sooner.
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
+/// Remove from `dir` the objects (`ID.rbk`) that have had no record for
+/// `ORPHAN_AGE` (by the object's last change): nothing lists them, and a
+/// whole one is as large as a backup. As in `remove_dead_temps`, each name
+/// is found without following a link and only a regular file is removed.
+fn remove_orphan_objects(dir: &OwnedFd) -> Vec<String> {
+    // `dir` only names the directory (`O_PATH`): the listing needs it open.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(entries) =
+        rustix::fs::openat(dir, c".", flags, Mode::empty()).and_then(rustix::fs::Dir::read_from)
+    else {
+        return Vec::new();
+    };
+    let old_enough = |stat: &rustix::fs::Stat| {
+        let changed = std::time::UNIX_EPOCH + Duration::from_secs(stat.st_mtime.max(0) as u64);
+        changed.elapsed().is_ok_and(|age| age > ORPHAN_AGE)
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name
+            .to_str()
+            .ok()
+            .and_then(|n| n.strip_suffix(OBJECT_SUFFIX))
+        else {
+            continue;
+        };
+        if BackupId::parse(stem).is_err()
+            || rustix::fs::statat(
+                dir,
+                format!("{stem}{RECORD_SUFFIX}"),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .is_ok()
+        {
+            continue;
+        }
+        let orphan = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+                && old_enough(&stat)
+        });
+        if orphan && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok() {
+            removed.push(stem.to_string() + OBJECT_SUFFIX);
+        }
+    }
+    removed
+}
+
 /// The archive's chunks: a directory inside the storage directory.
 const ARCHIVE_DIR: &str = "archive";
 
@@ -245,8 +296,15 @@ impl DirStorage {
     fn prepared(&self, id: &BackupId) -> Result<Pinned> {
         let pinned = self.ensure_private_dir()?;
         let taken = |name: String| fs::symlink_metadata(pinned.join(&name)).is_ok();
-        if taken(Self::object_name(id)) || taken(Self::record_name(id)) {
-            return Err(already_exists(id, &self.where_()));
+        match (taken(Self::object_name(id)), taken(Self::record_name(id))) {
+            (false, false) => {}
+            (true, false) => {
+                return Err(Error::usage(format!(
+                    "an object of a backup named {id}, with no record, is in {}: a backup killed before it finished (`delete {id}` removes it; a backup removes it an hour after it was written); choose another --id",
+                    self.where_()
+                )))
+            }
+            _ => return Err(already_exists(id, &self.where_())),
         }
         let (available, reserve) = free_space(&pinned.path)
             .map_err(|e| self.failed("cannot read the free space of", &self.dir, e))?;
@@ -350,6 +408,9 @@ impl Storage for DirStorage {
         let dir = self.prepared(id)?;
         for name in remove_dead_temps(&dir.path) {
             log::info!("removed {name}, left by a backup that was killed");
+        }
+        for name in remove_orphan_objects(&dir.fd) {
+            log::info!("removed {name}, an object with no record for over an hour: a backup killed before its record, or a prune or delete after removing it");
         }
         let name = Self::object_name(id);
         let path = self.shown(&name);
@@ -500,6 +561,46 @@ mod tests {
         // Once its writer is done (here: dropped uncommitted), it is gone.
         drop(live);
         assert_eq!(left_in(&dir), vec![names[1].clone(), names[2].clone()]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A backup killed between its object and its record (or a prune
+    /// between the record and the object) leaves an object nothing lists:
+    /// the next backup removes it once it is an hour old, and a backup under
+    /// its ID says what is in the way.
+    #[test]
+    fn objects_without_a_record_are_swept_once_old() {
+        let (storage, root) = storage("orphans");
+        let dir = root.join("backups");
+        crate::fs::create_private_dir(&dir).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+        for (name, aged) in [
+            ("20260101T000000Z-00000001.rbk", true),
+            ("20260101T000000Z-00000002.rbk", false),
+            ("20260101T000000Z-00000003.rbk", true),
+            ("20260101T000000Z-00000003.json", true),
+            (".not-an-id.rbk", true),
+        ] {
+            let file = fs::File::create(dir.join(name)).unwrap();
+            if aged {
+                file.set_modified(old).unwrap();
+            }
+        }
+        let err = storage
+            .create(&id("20260101T000000Z-00000002"))
+            .err()
+            .expect("in the way");
+        assert!(err.message().contains("no record"), "{err}");
+        drop(storage.create(&id("20260101T000000Z-00000004")).unwrap());
+        assert_eq!(
+            left_in(&dir),
+            [
+                ".not-an-id.rbk",
+                "20260101T000000Z-00000002.rbk",
+                "20260101T000000Z-00000003.json",
+                "20260101T000000Z-00000003.rbk",
+            ]
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 
