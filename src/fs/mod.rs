@@ -103,7 +103,13 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = dir.join(format!("{}{}-{name}", temp_prefix(), std::process::id()));
+        // Ending in `.tmp`, not as the target does: whatever reads a
+        // directory by suffix (node_exporter, `*.prom`) passes it over.
+        let temp = dir.join(format!(
+            "{}{}-{name}.tmp",
+            temp_prefix(),
+            std::process::id()
+        ));
         // create_new (O_EXCL) never follows a symlink planted under our name.
         let file = OpenOptions::new()
             .write(true)
@@ -159,7 +165,7 @@ impl AtomicFile {
 }
 
 /// Temporary files made on this host start with this, then the writer's pid:
-/// `.tmp-HOST-PID-NAME`. The host keeps a sweep on a shared directory to this
+/// `.tmp-HOST-PID-NAME.tmp`. The host keeps a sweep on a shared directory to this
 /// machine's files (a lock held over NFS is not always seen as held).
 pub fn temp_prefix() -> String {
     let host: String = crate::id::host_name()
@@ -281,6 +287,24 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         create_private_dir(&dir).unwrap();
         dir
+    }
+
+    /// node_exporter's textfile collector reads every name ending in
+    /// `.prom`, hidden ones too: a status file's temporary copy, left by a
+    /// killed run, would be read as a second, stale status.
+    #[test]
+    fn a_temporary_file_does_not_end_as_its_target_does() {
+        let dir = scratch("tempname");
+        let file = AtomicFile::create(&dir.join("redis-backup.prom")).unwrap();
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with(&temp_prefix()), "{names:?}");
+        assert!(!names[0].ends_with(".prom"), "{names:?}");
+        drop(file);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
