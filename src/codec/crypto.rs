@@ -6,9 +6,9 @@
 //! here ever contains key material.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use aes::Aes256;
@@ -245,28 +245,25 @@ pub fn write_new_key_file(path: &Path) -> Result<MasterKey> {
     let mut text = Zeroizing::new(hex(&key.0));
     text.push('\n');
 
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            ErrorKind::AlreadyExists => Error::usage(format!(
-                "{shown} already exists; refusing to overwrite a key"
-            )),
-            _ => Error::usage(format!("cannot create key file {shown}: {e}")),
-        })?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| sync_parent_dir(path));
-    if let Err(e) = written {
-        drop(file);
-        // A half-written key file would later be refused as malformed; better
-        // that it is not there at all.
-        let _ = std::fs::remove_file(path);
-        return Err(Error::other(format!("writing key file {shown}: {e}")));
+    // Written whole to a temporary file (0600 from its creation), then
+    // linked under its name: a keygen killed midway leaves no partial key,
+    // which every later command would refuse and keygen would not replace.
+    let exists = || {
+        Error::usage(format!(
+            "{shown} already exists; refusing to overwrite a key"
+        ))
+    };
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(exists());
     }
+    let mut file = crate::fs::AtomicFile::create(path)
+        .map_err(|e| Error::usage(format!("cannot create key file {shown}: {e}")))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.commit(true))
+        .map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => exists(),
+            _ => Error::other(format!("writing key file {shown}: {e}")),
+        })?;
     Ok(key)
 }
 
@@ -309,16 +306,6 @@ fn hex_value(digit: u8) -> Option<u8> {
         b'A'..=b'F' => Some(digit - b'A' + 10),
         _ => None,
     }
-}
-
-/// Makes the new directory entry durable, not only the file's contents: a key
-/// that vanishes in a crash right after `keygen` would be a silent disaster.
-fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(parent)?.sync_all()
 }
 
 #[cfg(test)]

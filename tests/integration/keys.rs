@@ -36,6 +36,27 @@ fn keygen_writes_a_private_key_and_never_overwrites() {
     assert_eq!(mode_of(&key), 0o600);
 }
 
+/// keygen killed at its first write: the key file is whole or absent,
+/// never an empty file that every later command calls "not a key" and
+/// keygen refuses to replace.
+#[test]
+fn a_keygen_killed_mid_write_leaves_no_partial_key() {
+    let t = TestRedis::builder().prepare();
+    let key = t.path("killed.key");
+    let out = Run::new("strace")
+        .args(&["-o", "/dev/null", "-e", "trace=write", "-e"])
+        .arg("inject=write:signal=KILL:when=1")
+        .args(&[BIN, "keygen", "--out", &key.display().to_string()])
+        .run();
+    assert_eq!(out.code, None, "not killed\n{out}");
+    assert!(
+        !key.exists() || is_key_text(&fs::read_to_string(&key).unwrap()),
+        "a partial key file was left"
+    );
+    t.run(&["keygen", "--out", &key.display().to_string()]).ok();
+    assert!(is_key_text(&fs::read_to_string(&key).unwrap()));
+}
+
 #[test]
 fn bad_key_files_are_usage_errors_that_touch_nothing() {
     let t = TestRedis::start();
