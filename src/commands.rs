@@ -208,8 +208,25 @@ fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
     for (id, e) in refused {
         log::warn!("backup {id} is not listed: {e}");
     }
+    // Authentic, and still not a backup of this storage: an archived chunk,
+    // or a backup written elsewhere (another guest's, sharing the key),
+    // copied in. Shown as what they are; prune neither keeps nor deletes
+    // them.
+    let line = |r: &Record| {
+        let what = if r.source == archive::CHUNK_SOURCE {
+            "  (an archived chunk, not a backup)".to_string()
+        } else if r.location != storage.location(&r.id) {
+            format!(
+                "  (written to {}, not to this storage)",
+                units::printable(&r.location)
+            )
+        } else {
+            String::new()
+        };
+        r.summary_line() + &what
+    };
     Ok(Report {
-        lines: records.iter().map(Record::summary_line).collect(),
+        lines: records.iter().map(line).collect(),
         json: Value::Array(records.iter().map(Record::to_json).collect()),
     })
 }

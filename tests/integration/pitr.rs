@@ -363,6 +363,33 @@ fn a_history_redis_cannot_continue_starts_a_new_window_and_the_old_one_stays() {
     export_at_text(&t, &end, "after-prune.rdb").ok();
 }
 
+/// An archived chunk copied among the backups is authentic, and not a
+/// backup: list says what it is.
+#[test]
+fn a_chunk_copied_among_the_backups_is_listed_as_what_it_is() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "k", "1"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    let chunk = chunk_files(&t, ".json").pop().expect("a chunk");
+    let stem = chunk.trim_end_matches(".json");
+    for suffix in [".json", ".rbk"] {
+        let name = format!("{stem}{suffix}");
+        fs::copy(archive_dir(&t).join(&name), t.storage_dir().join(&name)).expect("copy");
+    }
+    let out = t.run(&["list"]);
+    out.ok();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(stem))
+        .unwrap_or_else(|| panic!("the copy is not listed\n{out}"))
+        .to_string();
+    assert!(line.contains("an archived chunk, not a backup"), "{line}");
+}
+
 /// The archiver goes on with the window it finds newest when it starts;
 /// a writer of the storage that hides the newest base's record then, and
 /// puts it back later, has it extend an older window. prune must keep
