@@ -139,6 +139,10 @@ pub fn windows(
             patience: &patience,
             gave_up: Default::default(),
         };
+        let start = base.archive.as_ref().map_or(0, |a| a.start_offset);
+        if let Some(why) = first_break(start, &named) {
+            chunks.damaged(format!("window {}: {why}", base.id));
+        }
         let mut spans = Vec::new();
         let mut last = None;
         for session in sessions(&named) {
@@ -206,7 +210,9 @@ fn sessions(named: &[ChunkName]) -> Vec<&[ChunkName]> {
     let mut sessions = Vec::new();
     let mut start = 0;
     for i in 1..=named.len() {
-        if i == named.len() || named[i].session_start {
+        // Where the offsets do not follow on, what was between is not
+        // there: a span must not reach over it.
+        if i == named.len() || named[i].session_start || named[i].start != named[i - 1].end {
             if start < i {
                 sessions.push(&named[start..i]);
             }
@@ -214,6 +220,28 @@ fn sessions(named: &[ChunkName]) -> Vec<&[ChunkName]> {
         }
     }
     sessions
+}
+
+/// Where the chunks' offsets, in stream order from the base's, first fail
+/// to follow on (as the replay requires): a chunk missing, or a name out
+/// of place. Whoever removed or planted it, the archive there is not what
+/// was archived.
+fn first_break(start: u64, named: &[ChunkName]) -> Option<String> {
+    let mut offset = start;
+    for chunk in named {
+        if chunk.start != offset {
+            let what = match chunk.start > offset {
+                true => "chunks are missing",
+                false => "a chunk is out of place",
+            };
+            return Some(format!(
+                "the stream is at offset {offset} and the next chunk starts at {}: {what}",
+                chunk.start
+            ));
+        }
+        offset = chunk.end;
+    }
+    None
 }
 
 /// A record that authenticates: no base or chunk is of format 1, whose
@@ -335,5 +363,36 @@ mod tests {
             .collect();
         assert_eq!(cut, [vec![0, 1], vec![2, 3, 4]]);
         assert!(sessions(&[]).is_empty());
+        assert_eq!(first_break(0, &named), None);
+    }
+
+    #[test]
+    fn a_hole_in_the_offsets_cuts_a_session_and_is_named() {
+        let base = BackupId::parse("b").unwrap();
+        let chunk = |start, end| ChunkName {
+            base: base.clone(),
+            start,
+            end,
+            session_start: start == 0,
+        };
+        let named = [chunk(0, 10), chunk(10, 20), chunk(30, 40), chunk(40, 50)];
+        let cut: Vec<Vec<u64>> = sessions(&named)
+            .iter()
+            .map(|s| s.iter().map(|c| c.start).collect())
+            .collect();
+        assert_eq!(cut, [vec![0, 10], vec![30, 40]]);
+        let why = first_break(0, &named).expect("a hole");
+        assert!(
+            why.contains("offset 20") && why.contains("missing"),
+            "{why}"
+        );
+        let doubled = [chunk(0, 10), chunk(5, 15)];
+        assert!(first_break(0, &doubled)
+            .expect("out of place")
+            .contains("out of place"));
+        assert!(
+            first_break(3, &named[..1]).is_some(),
+            "not from the base's offset"
+        );
     }
 }

@@ -363,6 +363,56 @@ fn a_history_redis_cannot_continue_starts_a_new_window_and_the_old_one_stays() {
     export_at_text(&t, &end, "after-prune.rdb").ok();
 }
 
+/// Chunks removed from the end of a session, before the next one: the
+/// moments they held are not "never archived" (exit 4) but lost to
+/// whoever removed them (exit 5), and timeline does not show one span
+/// over the hole.
+#[test]
+fn chunks_removed_before_the_next_session_are_a_tampered_archive() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    let mut times = Vec::new();
+    for i in 0..4 {
+        conn.ok(&["SET", "k", &i.to_string()]);
+        wait_until_archived(&mut conn);
+        times.push(now_micros());
+        std::thread::sleep(Duration::from_millis(1300));
+    }
+    stop(archiver);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    conn.ok(&["SET", "k", "after"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+
+    let chunks = chunk_files(&t, ".rbk");
+    let second = chunks
+        .iter()
+        .rposition(|c| c.contains(".r"))
+        .expect("the second session's first chunk");
+    assert!(second >= 4, "{chunks:?}");
+    for chunk in &chunks[second - 2..second] {
+        fs::remove_file(archive_dir(&t).join(chunk)).expect("rm");
+        fs::remove_file(archive_dir(&t).join(chunk.replace(".rbk", ".json"))).expect("rm");
+    }
+    export_at_text(&t, &rfc3339(times[3]), "hole.rdb")
+        .code(5)
+        .stderr_has("missing");
+    let spans = timeline(&t);
+    let covered = |at: u64| {
+        spans.iter().any(|s| {
+            let (from, to) = (
+                s["from"].as_str().expect("from"),
+                s["to"].as_str().expect("to"),
+            );
+            let at = rfc3339(at);
+            from <= at.as_str() && at.as_str() <= to
+        })
+    };
+    assert!(!covered(times[3]), "a span hides the hole: {spans:?}");
+}
+
 /// An archived chunk copied among the backups is authentic, and not a
 /// backup: list says what it is.
 #[test]
