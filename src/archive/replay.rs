@@ -238,7 +238,7 @@ pub fn replay(
 
 /// The window's base, loaded by the server as a plain RDB (which ends at
 /// its first end, as it does for a replica) and saved by it: an RDB that
-/// ends where it says. Its own folder and account: nothing the base could
+/// ends where it says, holding every key the base held. Its own folder and account: nothing the base could
 /// make a server leave behind reaches the second.
 fn resaved_base(
     storage: &dyn Storage,
@@ -632,8 +632,19 @@ impl ReplayServer {
             .arg("--dir")
             .arg(&srv)
             .args(["--dbfilename", dbfilename]);
-        if let Load::Aof { multipart: true } = load {
-            command.args(["--appenddirname", AOF_DIR]);
+        match load {
+            Load::Aof { multipart: true } => {
+                command.args(["--appenddirname", AOF_DIR]);
+            }
+            // A primary loading a plain RDB drops the keys whose TTL has
+            // passed; a replica keeps them, as an AOF's base does: the
+            // stream after the base may keep them alive (PEXPIRE, PERSIST).
+            // Port 0 of this host is a primary nothing can listen on, so
+            // this one never syncs.
+            Load::Rdb => {
+                command.args(["--replicaof", "127.0.0.1", "0"]);
+            }
+            Load::Aof { multipart: false } => {}
         }
         command
             .current_dir(&srv)

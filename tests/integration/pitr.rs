@@ -413,6 +413,35 @@ fn chunks_removed_before_the_next_session_are_a_tampered_archive() {
     assert!(!covered(times[3]), "a span hides the hole: {spans:?}");
 }
 
+/// A key of the base whose TTL has passed by the time of the replay, but
+/// which the stream then kept alive (PEXPIRE, PERSIST): the primary still
+/// has it, and so must the replay. A master loading a plain RDB drops such
+/// keys as it loads; an AOF's base, or a replica, keeps them.
+#[test]
+fn keys_of_the_base_kept_alive_by_the_stream_are_not_lost_to_their_old_ttl() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    conn.ok(&["SET", "session", "v", "PX", "2000"]);
+    conn.ok(&["SET", "pinned", "v", "PX", "2000"]);
+    let archiver = start_archiver(&t);
+    conn.ok(&["PEXPIRE", "session", "600000"]);
+    conn.ok(&["PERSIST", "pinned"]);
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    std::thread::sleep(Duration::from_millis(2500));
+
+    export_at_text(&t, &end, "alive.rdb").ok();
+    let server = LoadedRdb::load(&t.path("alive.rdb"));
+    let mut replayed = server.conn();
+    for key in ["session", "pinned"] {
+        assert_eq!(
+            replayed.call(&["EXISTS", key]).int(),
+            1,
+            "{key}, alive on the primary, was lost"
+        );
+    }
+}
+
 /// An archived chunk copied among the backups is authentic, and not a
 /// backup: list says what it is.
 #[test]
