@@ -25,7 +25,7 @@ use super::ChunkName;
 use crate::codec::crypto::{self, MasterKey};
 use crate::codec::rdb::{RdbCheck, RdbInfo};
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{self, PrivateDir};
+use crate::fs::data_dir::{self, PrivateDir, Removal};
 use crate::record::{ArchivePlace, Record};
 use crate::redis::as_account;
 use crate::redis::server::ServerBinary;
@@ -471,7 +471,7 @@ struct ReplayDir(PrivateDir);
 
 impl ReplayDir {
     fn create() -> Result<ReplayDir> {
-        data_dir::sweep_abandoned(Path::new(PARENT), DIR_PREFIX);
+        data_dir::sweep_abandoned(Path::new(PARENT), DIR_PREFIX, Removal::Whole);
         let random = crypto::hex(&crypto::random_bytes::<8>()?);
         let name = format!("{DIR_PREFIX}{random}");
         let failed = |e: std::io::Error| {
@@ -480,7 +480,7 @@ impl ReplayDir {
                 Path::new(PARENT).join(&name).display()
             ))
         };
-        let dir = PrivateDir::create(Path::new(PARENT), &name).map_err(failed)?;
+        let dir = PrivateDir::create(Path::new(PARENT), &name, Removal::Whole).map_err(failed)?;
         rfs::fchmod(dir.fd(), Mode::from_raw_mode(0o711)).map_err(|e| failed(e.into()))?;
         for sub in [BASE_DIR, SERVER_DIR] {
             data_dir::create_private_dir(dir.fd(), sub).map_err(failed)?;

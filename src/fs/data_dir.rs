@@ -287,16 +287,31 @@ pub fn create_private_dir(at: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd>
 pub struct PrivateDir {
     path: PathBuf,
     fd: OwnedFd,
+    removal: Removal,
+}
+
+/// How much of what a private directory holds root removes with it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Removal {
+    /// Everything: nobody but root (and an account of root's making) could
+    /// put anything there.
+    Whole,
+    /// Only what is directly in it, never a folder's contents: another
+    /// account may write in it, and could move in a folder of its own with
+    /// root's folders inside (a restore's kept previous data), which root
+    /// would then delete.
+    Flat,
 }
 
 impl PrivateDir {
-    pub fn create(parent: &Path, name: &str) -> io::Result<PrivateDir> {
+    pub fn create(parent: &Path, name: &str, removal: Removal) -> io::Result<PrivateDir> {
         let at = open_dir(CWD, parent)?;
         let fd = create_private_dir(at.as_fd(), name)?;
         rfs::flock(&fd, rfs::FlockOperation::LockExclusive)?;
         Ok(PrivateDir {
             path: parent.join(name),
             fd,
+            removal,
         })
     }
 
@@ -311,8 +326,22 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        let _ = remove_contents(self.fd.as_fd());
+        let _ = empty(self.fd.as_fd(), self.removal);
         let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// Remove what `dir` holds, as `removal` allows.
+fn empty(dir: BorrowedFd<'_>, removal: Removal) -> io::Result<()> {
+    match removal {
+        Removal::Whole => remove_contents(dir),
+        Removal::Flat => for_each_name(dir, |name| {
+            let stat = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+                rfs::unlinkat(dir, name, AtFlags::empty())?;
+            }
+            Ok(())
+        }),
     }
 }
 
@@ -321,9 +350,10 @@ impl Drop for PrivateDir {
 /// replay's holds a whole dataset. Taken are only directories of ours
 /// (not links) that nobody holds locked and that are not empty; an empty
 /// one may be a live run's between its `mkdir` and its lock. Others'
-/// entries under such names are passed over. Housekeeping: what cannot be
-/// removed is a warning, and the caller goes on.
-pub fn sweep_abandoned(parent: &Path, prefix: &str) {
+/// entries under such names are passed over. What they hold is removed as
+/// `removal` allows (as their own runs would have). Housekeeping: what
+/// cannot be removed is a warning, and the caller goes on.
+pub fn sweep_abandoned(parent: &Path, prefix: &str, removal: Removal) {
     let ours = rustix::process::geteuid().as_raw();
     let swept = open_dir(CWD, parent).and_then(|at| {
         for_each_name(at.as_fd(), |name| {
@@ -337,7 +367,7 @@ pub fn sweep_abandoned(parent: &Path, prefix: &str) {
                 && rfs::flock(&dir, rfs::FlockOperation::NonBlockingLockExclusive).is_ok()
                 && is_empty(dir.as_fd()).is_ok_and(|empty| !empty);
             if abandoned {
-                let gone = remove_contents(dir.as_fd())
+                let gone = empty(dir.as_fd(), removal)
                     .and_then(|()| Ok(rfs::unlinkat(at.as_fd(), name, AtFlags::REMOVEDIR)?));
                 match gone {
                     Ok(()) => log::info!(
@@ -460,12 +490,39 @@ fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<(
 mod tests {
     use super::*;
 
+    /// A private folder another account may write in (a socket's) is
+    /// emptied of what is directly in it, never of a folder's contents:
+    /// the account could have moved in a folder of its own holding root's.
+    #[test]
+    fn a_flat_private_folder_keeps_the_folders_moved_into_it() {
+        let base = std::env::temp_dir().join(format!("rb-flat-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let plant = |dir: &Path| {
+            fs::create_dir_all(dir.join("moved/roots")).unwrap();
+            fs::write(dir.join("moved/roots/kept"), b"x").unwrap();
+            fs::write(dir.join("redis.sock"), b"").unwrap();
+        };
+        let live = PrivateDir::create(&base, "rb-f-live", Removal::Flat).unwrap();
+        plant(live.path());
+        drop(live);
+        assert!(base.join("rb-f-live/moved/roots/kept").exists());
+        assert!(!base.join("rb-f-live/redis.sock").exists());
+
+        fs::create_dir(base.join("rb-f-killed")).unwrap();
+        plant(&base.join("rb-f-killed"));
+        sweep_abandoned(&base, "rb-f-", Removal::Flat);
+        assert!(base.join("rb-f-killed/moved/roots/kept").exists());
+        assert!(!base.join("rb-f-killed/redis.sock").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
     #[test]
     fn only_unlocked_folders_of_ours_with_something_in_them_are_swept() {
         let base = std::env::temp_dir().join(format!("rb-sweep-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).unwrap();
-        let live = PrivateDir::create(&base, "rb-x-live").unwrap();
+        let live = PrivateDir::create(&base, "rb-x-live", Removal::Whole).unwrap();
         fs::write(live.path().join("f"), b"x").unwrap();
         for (name, owner) in [("rb-x-killed", 0), ("rb-x-others", 65534), ("other-x", 0)] {
             fs::create_dir_all(base.join(name).join("sub")).unwrap();
@@ -475,7 +532,7 @@ mod tests {
         fs::create_dir(base.join("rb-x-empty")).unwrap();
         std::os::unix::fs::symlink(base.join("other-x"), base.join("rb-x-link")).unwrap();
 
-        sweep_abandoned(&base, "rb-x-");
+        sweep_abandoned(&base, "rb-x-", Removal::Whole);
         let left: std::collections::BTreeSet<String> = fs::read_dir(&base)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -15,7 +15,7 @@
 
 use crate::codec::crypto;
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{self, DataDir, Owner, PrivateDir};
+use crate::fs::data_dir::{self, DataDir, Owner, PrivateDir, Removal};
 use crate::redis::as_account;
 use crate::redis::conf::RedisConf;
 use crate::redis::instance::DataFiles;
@@ -352,12 +352,13 @@ impl SocketDir {
     fn create(owner: Owner) -> Result<SocketDir> {
         let random = crypto::hex(&crypto::random_bytes::<8>()?);
         let tmp = std::env::temp_dir();
-        data_dir::sweep_abandoned(&tmp, PRIVATE_DIR_PREFIX);
+        // The owner's group may write in it (for the server's socket).
+        data_dir::sweep_abandoned(&tmp, PRIVATE_DIR_PREFIX, Removal::Flat);
         let name = format!("{PRIVATE_DIR_PREFIX}{random}");
         let failed = |e: std::io::Error| {
             Error::other(format!("cannot create {}: {e}", tmp.join(&name).display()))
         };
-        let dir = PrivateDir::create(&tmp, &name).map_err(failed)?;
+        let dir = PrivateDir::create(&tmp, &name, Removal::Flat).map_err(failed)?;
         rfs::fchown(dir.fd(), None, Some(gid(owner.gid)))
             .and_then(|()| rfs::fchmod(dir.fd(), Mode::from_raw_mode(0o770)))
             .map_err(|e| failed(e.into()))?;
