@@ -114,11 +114,15 @@ fn remove_if_abandoned(dir: &OwnedFd, name: &CStr) -> bool {
 /// its own backup writes the record right after it, so far sooner.
 const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
-/// Remove from `dir` the objects (`ID.rbk`) that have had no record for
-/// `ORPHAN_AGE` (by the object's last change): nothing lists them, and a
-/// whole one is as large as a backup. As in `remove_dead_temps`, each name
-/// is found without following a link and only a regular file is removed.
-fn remove_orphan_objects(dir: &OwnedFd) -> Vec<String> {
+/// Remove from `dir` the objects (`ID.rbk`) with no record whose inode
+/// changed last longer ago than `older_than`: nothing lists them, and a
+/// whole one is as large as a backup. The change time, not the
+/// modification time: `cp -a` or `rsync -a` of backups into the directory
+/// keeps the old mtime of an object whose record is not copied yet, while
+/// its ctime is the copy's (and nobody can set a ctime). As in
+/// `remove_dead_temps`, each name is found without following a link and
+/// only a regular file is removed.
+fn remove_orphan_objects(dir: &OwnedFd, older_than: Duration) -> Vec<String> {
     // `dir` only names the directory (`O_PATH`): the listing needs it open.
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let Ok(entries) =
@@ -127,8 +131,8 @@ fn remove_orphan_objects(dir: &OwnedFd) -> Vec<String> {
         return Vec::new();
     };
     let old_enough = |stat: &rustix::fs::Stat| {
-        let changed = std::time::UNIX_EPOCH + Duration::from_secs(stat.st_mtime.max(0) as u64);
-        changed.elapsed().is_ok_and(|age| age > ORPHAN_AGE)
+        let changed = std::time::UNIX_EPOCH + Duration::from_secs(stat.st_ctime.max(0) as u64);
+        changed.elapsed().is_ok_and(|age| age >= older_than)
     };
     let mut removed = Vec::new();
     for entry in entries.flatten() {
@@ -409,7 +413,7 @@ impl Storage for DirStorage {
         for name in remove_dead_temps(&dir.path) {
             log::info!("removed {name}, left by a backup that was killed");
         }
-        for name in remove_orphan_objects(&dir.fd) {
+        for name in remove_orphan_objects(&dir.fd, ORPHAN_AGE) {
             log::info!("removed {name}, an object with no record for over an hour: a backup killed before its record, or a prune or delete after removing it");
         }
         let name = Self::object_name(id);
@@ -566,7 +570,8 @@ mod tests {
 
     /// A backup killed between its object and its record (or a prune
     /// between the record and the object) leaves an object nothing lists:
-    /// the next backup removes it once it is an hour old, and a backup under
+    /// the next backup removes it once it is an hour old (by its ctime:
+    /// an old mtime, as `cp -a` keeps, does not count), and a backup under
     /// its ID says what is in the way.
     #[test]
     fn objects_without_a_record_are_swept_once_old() {
@@ -574,29 +579,33 @@ mod tests {
         let dir = root.join("backups");
         crate::fs::create_private_dir(&dir).unwrap();
         let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
-        for (name, aged) in [
-            ("20260101T000000Z-00000001.rbk", true),
-            ("20260101T000000Z-00000002.rbk", false),
-            ("20260101T000000Z-00000003.rbk", true),
-            ("20260101T000000Z-00000003.json", true),
-            (".not-an-id.rbk", true),
+        for name in [
+            "20260101T000000Z-00000001.rbk",
+            "20260101T000000Z-00000003.rbk",
+            "20260101T000000Z-00000003.json",
+            ".not-an-id.rbk",
         ] {
-            let file = fs::File::create(dir.join(name)).unwrap();
-            if aged {
-                file.set_modified(old).unwrap();
-            }
+            fs::File::create(dir.join(name))
+                .and_then(|f| f.set_modified(old))
+                .unwrap();
         }
         let err = storage
-            .create(&id("20260101T000000Z-00000002"))
+            .create(&id("20260101T000000Z-00000001"))
             .err()
             .expect("in the way");
         assert!(err.message().contains("no record"), "{err}");
+        // Copied in with its old mtime a moment ago: not an orphan yet.
         drop(storage.create(&id("20260101T000000Z-00000004")).unwrap());
+        assert!(dir.join("20260101T000000Z-00000001.rbk").exists());
+        let pinned = storage.pin().unwrap().expect("the directory");
+        assert_eq!(
+            remove_orphan_objects(&pinned.fd, Duration::ZERO),
+            ["20260101T000000Z-00000001.rbk"]
+        );
         assert_eq!(
             left_in(&dir),
             [
                 ".not-an-id.rbk",
-                "20260101T000000Z-00000002.rbk",
                 "20260101T000000Z-00000003.json",
                 "20260101T000000Z-00000003.rbk",
             ]
