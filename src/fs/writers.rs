@@ -75,12 +75,13 @@ pub struct Folder {
 /// limit.
 const MAX_LINKS: usize = 40;
 
-/// The first folder on the way to `path` that someone other than root may
-/// write in, following links as the open will: its entries, and so what
-/// `path` leads to, are that writer's to replace. In a root folder with the
-/// sticky bit (/tmp), an entry of root's is root's alone: nobody else may
-/// rename or remove it.
-pub fn folder_of_others(path: &Path) -> std::io::Result<Option<Folder>> {
+/// The first folder on the way to `path` that someone other than root and
+/// `trusted` (root again, or the account running the tool) may write in,
+/// following links as the open will: its entries, and so what `path` leads
+/// to, are that writer's to replace. In a root folder with the sticky bit
+/// (/tmp), an entry of root's (or `trusted`'s) is theirs alone: nobody else
+/// may rename or remove it.
+pub fn folder_of_others(path: &Path, trusted: u32) -> std::io::Result<Option<Folder>> {
     use std::collections::VecDeque;
     use std::path::Component;
     let absolute = match path.is_absolute() {
@@ -106,8 +107,9 @@ pub fn folder_of_others(path: &Path) -> std::io::Result<Option<Folder>> {
         let folder = fs::metadata(&at)?;
         let next = at.join(&name);
         let entry = fs::symlink_metadata(&next)?;
-        let sticky_keeps_it = folder.uid() == 0 && folder.mode() & 0o1000 != 0 && entry.uid() == 0;
-        if (folder.uid() != 0 || folder.mode() & 0o022 != 0) && !sticky_keeps_it {
+        let ours = |uid: u32| uid == 0 || uid == trusted;
+        let sticky_keeps_it = folder.uid() == 0 && folder.mode() & 0o1000 != 0 && ours(entry.uid());
+        if (!ours(folder.uid()) || folder.mode() & 0o022 != 0) && !sticky_keeps_it {
             let writers = Writers::of(&folder).with_acl(acl::of_path(&at)?);
             return Ok(Some(Folder { path: at, writers }));
         }
@@ -149,7 +151,7 @@ pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Op
             writers.uid, writers.mode
         )));
     }
-    match folder_of_others(path)? {
+    match folder_of_others(path, us)? {
         Some(folder) if !trusted(&folder.writers) => Ok(Some(format!(
             "whoever may write in {} (uid {}, mode {:04o})",
             folder.path.display(),
@@ -157,5 +159,44 @@ pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Op
             folder.writers.mode
         ))),
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder of the trusted account on the way is passed, not taken for
+    /// the end of the walk: one deeper that others may write in is found.
+    #[test]
+    fn the_walk_goes_on_past_a_folder_of_the_trusted_account() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("rb-writers-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("home/open")).unwrap();
+        let file = base.join("home/open/s.conf");
+        fs::write(&file, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        mode(&base, 0o755);
+        mode(&base.join("home"), 0o755);
+        mode(&base.join("home/open"), 0o777);
+        std::os::unix::fs::chown(base.join("home"), Some(65534), None).unwrap();
+        std::os::unix::fs::chown(base.join("home/open"), Some(65534), None).unwrap();
+
+        let found = folder_of_others(&file, 65534)
+            .unwrap()
+            .expect("the open folder");
+        assert_eq!(found.path, base.join("home/open"));
+        let as_root = folder_of_others(&file, 0)
+            .unwrap()
+            .expect("the first folder");
+        assert_eq!(as_root.path, base.join("home"));
+        mode(&base.join("home/open"), 0o755);
+        assert!(folder_of_others(&file, 65534).unwrap().is_none());
+        fs::remove_dir_all(&base).unwrap();
     }
 }

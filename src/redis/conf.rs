@@ -187,7 +187,7 @@ pub fn load(path: &Path) -> Result<RedisConf> {
 /// it is opened without blocking, so `include` of a FIFO or a device that
 /// never answers is refused instead of hanging the run.
 fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, ConfFile)> {
-    let folder = folder_of_others(path)?;
+    let folder = folder_of_others(path, 0)?;
     let file = crate::fs::open_regular(path)?;
     let meta = file.metadata()?;
     let writers = Writers::of(&meta).with_acl(acl::of_file(&file)?);
