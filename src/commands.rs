@@ -420,9 +420,25 @@ fn extended_bases(
     instances.dedup();
     let mut extended = Vec::new();
     for instance in instances {
-        let windows = archive::windows::windows(storage, key, Some(instance))?;
-        if let Some(window) = windows.iter().max_by_key(|w| w.last.span_micros().1) {
-            extended.push(window.base.id.clone());
+        match archive::windows::windows(storage, key, Some(instance)) {
+            Ok(windows) => {
+                if let Some(window) = windows.iter().max_by_key(|w| w.last.span_micros().1) {
+                    extended.push(window.base.id.clone());
+                }
+            }
+            // Which window is extended cannot be told: all of this
+            // instance's bases are kept, and the other instances pruned.
+            Err(e) => {
+                log::warn!(
+                    "the archive windows of {instance} cannot be read ({e}): its bases are kept"
+                );
+                extended.extend(
+                    doomed
+                        .iter()
+                        .filter(|r| r.instance == instance && r.archive.is_some())
+                        .map(|r| r.id.clone()),
+                );
+            }
         }
     }
     Ok(extended)

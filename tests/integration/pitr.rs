@@ -442,6 +442,35 @@ fn keys_of_the_base_kept_alive_by_the_stream_are_not_lost_to_their_old_ttl() {
     }
 }
 
+/// When an instance's windows cannot be read (here its archive folder is a
+/// link, which storage refuses), prune cannot tell which window is being
+/// extended: it keeps that instance's bases and prunes the rest.
+#[test]
+fn prune_keeps_the_bases_of_windows_it_cannot_read_and_prunes_the_rest() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "k", "1"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    let base = timeline(&t)[0]["base"]
+        .as_str()
+        .expect("a base")
+        .to_string();
+    let old = t.backup();
+    let newest = t.backup();
+    let real = t.storage_dir().join("archive.real");
+    fs::rename(archive_dir(&t), &real).expect("move the archive");
+    std::os::unix::fs::symlink(&real, archive_dir(&t)).expect("link");
+
+    let out = t.run(&["--json", "prune", "--keep-last", "1"]);
+    let deleted = out.ok().json()["deleted"].to_string();
+    out.stderr_has("its bases are kept");
+    assert!(deleted.contains(&old), "{deleted}");
+    assert!(!deleted.contains(&base), "{deleted}");
+    assert!(!deleted.contains(&newest), "{deleted}");
+}
+
 /// An archived chunk copied among the backups is authentic, and not a
 /// backup: list says what it is.
 #[test]
