@@ -2,8 +2,11 @@
 //! check tools) as we start them under an account that is not root: with
 //! nothing of ours in their environment, and tied to our life. A restore
 //! killed with SIGKILL cannot stop its children itself; the kernel does it
-//! for us, so no server of ours, running as the redis account in a folder
-//! of a restore's, outlives the run that started it.
+//! for us (the parent-death signal), so a server of ours does not outlive
+//! the run that started it by accident. A server that runs the account's
+//! own code (a `loadmodule` in its redis.conf) can undo that, or fork; the
+//! next restore ends the server it finds noted (`end_orphan`), and what it
+//! forked is the account's own process, as it could start any.
 
 use rustix::process::{getpid, getppid, set_parent_process_death_signal, Signal};
 use std::os::unix::process::CommandExt;
