@@ -121,7 +121,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
             archiver.instance, p.base, p.offset
         ),
         None => info!(
-            "archiving instance {}: no window yet; the first resync makes the base",
+            "archiving instance {}: no window to go on with; the first resync makes the base of a new one",
             archiver.instance
         ),
     }
@@ -163,9 +163,17 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
 }
 
 impl Archiver<'_> {
-    /// The end of the instance's newest window, if there is one.
+    /// The end of the instance's newest window, if there is one. A damaged
+    /// one (a chunk's record unreadable, a hole in its offsets) has no end
+    /// that can be known: going on from an earlier chunk would store one
+    /// that overlaps, and the window would replay no further. Then a new
+    /// window starts.
     fn resume_point(&self) -> Result<Option<Position>> {
         let newest = windows(self.storage, self.key, Some(&self.instance))?.pop();
+        if let Some(why) = newest.as_ref().and_then(|w| w.damaged.first()) {
+            warn!("the newest window cannot be gone on with ({why}): a new window starts");
+            return Ok(None);
+        }
         Ok(newest.map(|w| Position {
             base: w.base.id.clone(),
             replid: w.last.replid.clone(),

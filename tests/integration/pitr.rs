@@ -471,6 +471,35 @@ fn prune_keeps_the_bases_of_windows_it_cannot_read_and_prunes_the_rest() {
     assert!(!deleted.contains(&newest), "{deleted}");
 }
 
+/// The archiver goes on from the end of the newest window. If that window
+/// is damaged (its newest chunk's record unreadable), where it ends cannot
+/// be known: going on from an earlier chunk would store one that overlaps,
+/// and the window would replay no further. A new window starts instead.
+#[test]
+fn the_archiver_does_not_go_on_with_a_damaged_window() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    for i in 0..3 {
+        conn.ok(&["SET", "k", &i.to_string()]);
+        wait_until_archived(&mut conn);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    stop(archiver);
+    let newest = chunk_files(&t, ".json").pop().expect("a chunk");
+    fs::write(archive_dir(&t).join(&newest), b"{}").expect("damage");
+
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("a new window starts");
+    archiver.wait_for_line("stored");
+    conn.ok(&["SET", "k", "after"]);
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    export_at_text(&t, &end, "after.rdb").ok();
+    let server = LoadedRdb::load(&t.path("after.rdb"));
+    assert_eq!(server.conn().call(&["GET", "k"]).text(), "after");
+}
+
 /// An archived chunk copied among the backups is authentic, and not a
 /// backup: list says what it is.
 #[test]
@@ -553,9 +582,10 @@ fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest
     assert_eq!(server.conn().call(&["GET", "k"]).text(), "4");
 }
 
-/// A writer of the storage plants junk under the names the archiver's next
-/// chunk may take. Only an authentic record there is another archiver's
-/// chunk (then this one stops); junk is replaced, and archiving goes on.
+/// A writer of the storage plants junk under the names the running
+/// archiver's next chunk may take. Only an authentic record there is
+/// another archiver's chunk (then this one stops); junk is replaced, and
+/// archiving goes on.
 #[test]
 fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
     const JUNK: &[u8] = b"{\"junk\": true}";
@@ -576,6 +606,8 @@ fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
         .1
         .parse()
         .expect("an offset");
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
     // The next session's first chunk starts there; its length is what
     // the primary sends next (a SET, perhaps a PING).
     for len in 1..=200 {
@@ -583,8 +615,6 @@ fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
         fs::write(archive_dir(&t).join(name), JUNK).expect("plant");
     }
     conn.ok(&["SET", "k", "2"]);
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("continues window");
     wait_until_archived(&mut conn);
     conn.ok(&["SET", "k", "3"]);
     let end = window_end(&t, &mut conn);
