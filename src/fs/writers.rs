@@ -111,7 +111,12 @@ pub fn folder_of_others(path: &Path, trusted: u32) -> std::io::Result<Option<Fol
         let sticky_keeps_it = folder.uid() == 0 && folder.mode() & 0o1000 != 0 && ours(entry.uid());
         if (!ours(folder.uid()) || folder.mode() & 0o022 != 0) && !sticky_keeps_it {
             let writers = Writers::of(&folder).with_acl(acl::of_path(&at)?);
-            return Ok(Some(Folder { path: at, writers }));
+            // With an ACL the mode's group bits are its mask: a folder
+            // whose entries let only root (or `trusted`) write is passed
+            // like any of theirs, and the walk goes on below it.
+            if !ours(writers.uid) || writers.mode & 0o022 != 0 {
+                return Ok(Some(Folder { path: at, writers }));
+            }
         }
         if !entry.file_type().is_symlink() {
             at = next;

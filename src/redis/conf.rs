@@ -924,6 +924,27 @@ mod tests {
         .unwrap_or_else(|e| panic!("set an ACL on {}: {e}", path.display()));
     }
 
+    /// A folder of root's whose ACL mask shows group write but whose
+    /// entries let nobody else write is passed, not taken for the end of
+    /// the walk: a folder of another account below it is still found.
+    #[test]
+    fn a_masked_acl_does_not_end_the_walk_of_folders() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            return;
+        }
+        let t = TempDir::new();
+        let top = t.0.join("top");
+        fs::create_dir_all(top.join("theirs")).unwrap();
+        let file = t.write("top/theirs/x.conf", "port 1\n");
+        // Only root may write in `top`; the mask (rwx) shows group write.
+        set_acl(&top, &[], &[], 5, 7);
+        std::os::unix::fs::chown(top.join("theirs"), Some(65534), None).unwrap();
+        let found = crate::fs::writers::folder_of_others(&file, 0)
+            .unwrap()
+            .expect("the account's folder");
+        assert_eq!(found.path, top.join("theirs"));
+    }
+
     /// A file or folder of root's whose ACL lets an account or a group
     /// write is their word as much as a file of theirs would be; the
     /// mode's group bits are only the ACL's mask.
