@@ -538,10 +538,30 @@ fn fresh_account() -> Result<u32> {
             .collect()
     };
     let (users, groups) = (taken_in("/etc/passwd"), taken_in("/etc/group"));
+    // An account given a range of subordinate ids may act as any of them
+    // in a user namespace of its own.
+    let delegated: Vec<(u64, u64)> = ["/etc/subuid", "/etc/subgid"]
+        .iter()
+        .flat_map(|file| {
+            fs::read_to_string(file)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let mut fields = l.split(':').skip(1);
+                    let start: u64 = fields.next()?.trim().parse().ok()?;
+                    let count: u64 = fields.next()?.trim().parse().ok()?;
+                    Some((start, start.saturating_add(count)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
     for _ in 0..64 {
         let random = u32::from_le_bytes(crypto::random_bytes::<4>()?);
         let id = UID_RANGE.start + random % (UID_RANGE.end - UID_RANGE.start);
-        if !users.contains(&id) && !groups.contains(&id) && !has_processes(id) {
+        let lent = delegated
+            .iter()
+            .any(|&(from, to)| (from..to).contains(&u64::from(id)));
+        if !users.contains(&id) && !groups.contains(&id) && !lent && !has_processes(id) {
             return Ok(id);
         }
     }
@@ -775,12 +795,11 @@ fn checked_rdb(dir: &ReplayDir, sub: &str, name: &str) -> Result<(File, RdbInfo,
         Error::other(format!("the replay saved no RDB ({}): {e}", path.display()))
     };
     let srv = data_dir::open_dir(dir.0.fd(), sub).map_err(failed)?;
-    let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
-    let fd = rfs::openat(&srv, name, flags, Mode::empty()).map_err(|e| failed(e.into()))?;
-    let mut file = File::from(fd);
-    if !file.metadata().map_err(failed)?.is_file() {
-        return Err(failed(std::io::Error::other("not a regular file")));
-    }
+    // Found without being opened, and opened only as a regular file: a
+    // process the server left behind (its uid's) could put a FIFO there.
+    let flags = rfs::OFlags::PATH | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
+    let found = rfs::openat(&srv, name, flags, Mode::empty()).map_err(|e| failed(e.into()))?;
+    let mut file = crate::fs::open_if_regular(&found).map_err(failed)?;
     let mut check = RdbCheck::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
