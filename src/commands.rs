@@ -397,53 +397,70 @@ fn prune(
     })
 }
 
-/// What prune deletes of one instance's backups, oldest first: the format-2
-/// backups before the newest `keep_last`, and the format-1 ones only once
-/// `keep_last` format-2 backups are kept. Format-1 records bind nothing, so
-/// they never count towards what is kept: records planted by whoever can
-/// write to the storage can then never push a real backup out.
 /// Of the instances with a base among `doomed`, the base of the window
 /// with the newest chunk. An archiver goes on with the window it found
 /// newest as it started, and whoever writes the storage could have hidden
 /// a newer base from it then: the window it extends is not always the one
-/// with the newest base.
+/// with the newest base. The windows are read once, for all instances;
+/// if they cannot be read, which window is extended cannot be told, and
+/// every base among `doomed` is kept (said), the rest pruned.
 fn extended_bases(
     storage: &dyn Storage,
     key: &MasterKey,
     doomed: &[Record],
 ) -> Result<Vec<BackupId>> {
-    let mut instances: Vec<&str> = doomed
+    let bases: Vec<&Record> = doomed
         .iter()
         .filter(|r| r.source == archive::BASE_SOURCE && r.archive.is_some())
-        .map(|r| r.instance.as_str())
         .collect();
-    instances.dedup();
-    let mut extended = Vec::new();
-    for instance in instances {
-        match archive::windows::windows(storage, key, Some(instance)) {
-            Ok(windows) => {
-                if let Some(window) = windows.iter().max_by_key(|w| w.last.span_micros().1) {
-                    extended.push(window.base.id.clone());
-                }
-            }
-            // Which window is extended cannot be told: all of this
-            // instance's bases are kept, and the other instances pruned.
-            Err(e) => {
-                log::warn!(
-                    "the archive windows of {instance} cannot be read ({e}): its bases are kept"
-                );
-                extended.extend(
-                    doomed
-                        .iter()
-                        .filter(|r| r.instance == instance && r.archive.is_some())
-                        .map(|r| r.id.clone()),
-                );
-            }
+    if bases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let windows = match archive::windows::windows(storage, key, None) {
+        Ok(windows) => windows,
+        Err(e) => {
+            log::warn!("the archive windows cannot be read ({e}): the bases are kept");
+            return Ok(bases.iter().map(|r| r.id.clone()).collect());
+        }
+    };
+    // A damaged window's newest chunk may be one that could not be read:
+    // its instance's windows cannot be ranked, and its bases are kept.
+    let damaged: Vec<&str> = windows
+        .iter()
+        .filter(|w| !w.damaged.is_empty())
+        .map(|w| w.instance())
+        .collect();
+    let mut newest: std::collections::BTreeMap<&str, &archive::windows::Window> =
+        Default::default();
+    for window in &windows {
+        let end = |w: &archive::windows::Window| w.last.span_micros().1;
+        let slot = newest.entry(window.instance()).or_insert(window);
+        if end(window) > end(slot) {
+            *slot = window;
         }
     }
-    Ok(extended)
+    let mut kept: Vec<BackupId> = bases
+        .iter()
+        .filter(|r| damaged.contains(&r.instance.as_str()))
+        .map(|r| r.id.clone())
+        .collect();
+    kept.extend(
+        bases
+            .iter()
+            .filter_map(|r| newest.get(r.instance.as_str()))
+            .map(|w| w.base.id.clone()),
+    );
+    if !damaged.is_empty() {
+        log::warn!("damaged archive windows of {damaged:?}: their bases are kept");
+    }
+    Ok(kept)
 }
 
+/// What prune deletes of one instance's backups, oldest first: the format-2
+/// backups before the newest `keep_last`, and the format-1 ones only once
+/// `keep_last` format-2 backups are kept. Format-1 records bind nothing, so
+/// they never count towards what is kept: records planted by whoever can
+/// write to the storage can then never push a real backup out.
 fn surplus(records: Vec<Record>, keep_last: usize) -> Vec<Record> {
     let (bound, unbound): (Vec<Record>, Vec<Record>) =
         records.into_iter().partition(Record::authenticated);

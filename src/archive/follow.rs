@@ -170,6 +170,14 @@ impl Archiver<'_> {
     /// window starts.
     fn resume_point(&self) -> Result<Option<Position>> {
         let newest = windows(self.storage, self.key, Some(&self.instance))?.pop();
+        // The storage failing now may answer later: a new base (a full
+        // resync of the primary) is not worth a passing failure.
+        if let Some(w) = newest.as_ref().filter(|w| w.unreadable) {
+            return Err(Error::storage(format!(
+                "the newest window cannot be read whole now ({}); not going on with it or starting another",
+                w.damaged.first().map_or("", String::as_str)
+            )));
+        }
         if let Some(why) = newest.as_ref().and_then(|w| w.damaged.first()) {
             warn!("the newest window cannot be gone on with ({why}): a new window starts");
             return Ok(None);

@@ -29,6 +29,9 @@ pub struct Window {
     /// Chunks read for the spans whose record failed, and why: the spans
     /// may be shorter than what was archived.
     pub damaged: Vec<String>,
+    /// Whether one of those failures was the storage's (exit 4: it may
+    /// answer later), not the record's.
+    pub unreadable: bool,
 }
 
 impl Window {
@@ -136,6 +139,7 @@ pub fn windows(
             key,
             base: &base,
             damaged: Default::default(),
+            unreadable: Default::default(),
             patience: &patience,
             gave_up: Default::default(),
         };
@@ -160,12 +164,14 @@ pub fn windows(
         }
         let last = last.unwrap_or_else(|| base.archive.clone().expect("a base has its place"));
         let damaged = chunks.damaged.into_inner();
+        let unreadable = chunks.unreadable.get();
         windows.push(Window {
             base,
             chunks: named,
             last,
             spans,
             damaged,
+            unreadable,
         });
     }
     Ok(windows)
@@ -263,6 +269,7 @@ struct Chunks<'a> {
     key: &'a MasterKey,
     base: &'a Record,
     damaged: RefCell<Vec<String>>,
+    unreadable: std::cell::Cell<bool>,
     patience: &'a RefCell<Patience>,
     /// Set once the patience ran out: no more records are loaded.
     gave_up: RefCell<Option<Error>>,
@@ -306,7 +313,11 @@ impl Chunks<'_> {
                     self.base.id
                 )),
             },
-            Err(e) => self.damaged(format!("chunk {id}: {e}")),
+            Err(e) => {
+                self.unreadable
+                    .set(self.unreadable.get() || e.exit_code() == 4);
+                self.damaged(format!("chunk {id}: {e}"))
+            }
         }
     }
 }
