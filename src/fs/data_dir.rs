@@ -335,10 +335,13 @@ impl Drop for PrivateDir {
 fn empty(dir: BorrowedFd<'_>, removal: Removal) -> io::Result<()> {
     match removal {
         Removal::Whole => remove_contents(dir),
+        // Name by name, going on past one that cannot go (the account may
+        // swap a name for a folder in between): what stays stays.
         Removal::Flat => for_each_name(dir, |name| {
-            let stat = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-            if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
-                rfs::unlinkat(dir, name, AtFlags::empty())?;
+            let file = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) != FileType::Directory);
+            if file {
+                let _ = rfs::unlinkat(dir, name, AtFlags::empty());
             }
             Ok(())
         }),
