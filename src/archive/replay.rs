@@ -4,16 +4,17 @@
 //! commands after it), which then saves the RDB that export or restore
 //! takes. The base is first loaded alone, as the plain RDB it is, and
 //! saved again: a server loading an AOF runs whatever follows the first
-//! end of its RDB part as commands, and the primary chose those bytes. Chunks are proven one by one: each record and object
-//! authenticated, each the next in the window by sequence number and
-//! offset, so a gap, a duplicate, a reorder or an edit stops the replay
-//! (exit 5) instead of being stepped over. A transaction is applied whole or
+//! end of its RDB part as commands, and the primary chose those bytes.
+//! Chunks are proven one by one: each record and object authenticated,
+//! each the next in the window by sequence number and offset, so a gap, a
+//! duplicate, a reorder or an edit stops the replay (exit 5) instead of
+//! being stepped over. A transaction is applied whole or
 //! not at all; PINGs and REPLCONFs are the link's, not the data's.
 //!
-//! The server runs as an account of its own: a uid (and gid) chosen at
-//! random, in no passwd or group file, that no process has, so nothing on
-//! the host can reach its socket, read the decrypted data or touch its
-//! files (a shared `nobody` could). It has no TCP port and no config file,
+//! Each server runs as an account of its own: a uid (and gid) chosen at
+//! random, in no passwd or group file nor lent as a subordinate id, that
+//! no process has, so nothing on the host can reach its socket, read the
+//! decrypted data or touch its files (a shared `nobody` could). It has no TCP port and no config file,
 //! and works in a directory that is root's while root writes the files
 //! there, handed over only once root is done. When it has saved and is
 //! gone, root opens the RDB once, without following a link, checks it as an
@@ -138,7 +139,7 @@ pub fn replay(
 ) -> Result<Replayed> {
     let started = Instant::now();
     let dir = ReplayDir::create()?;
-    let (mut clean_base, _, _) = resaved_base(storage, key, binary, &window.base, &dir, timeout)?;
+    let mut clean_base = resaved_base(storage, key, binary, &window.base, &dir, timeout)?;
     let server_dir = dir.server_dir(SERVER_DIR);
     let multipart = binary.writes_multipart_aof();
     let (base_path, incr_path) = match multipart {
@@ -236,10 +237,11 @@ pub fn replay(
     })
 }
 
-/// The window's base, loaded by the server as a plain RDB (which ends at
-/// its first end, as it does for a replica) and saved by it: an RDB that
-/// ends where it says, holding every key the base held. Its own folder and account: nothing the base could
-/// make a server leave behind reaches the second.
+/// The window's base, loaded by a server as a plain RDB (which ends at its
+/// first end, as it does for a replica) and saved by it: an RDB that ends
+/// where it says, holding every key the base held. Its own folder and
+/// account: nothing the base could make a server leave behind reaches the
+/// second.
 fn resaved_base(
     storage: &dyn Storage,
     key: &MasterKey,
@@ -247,7 +249,7 @@ fn resaved_base(
     base: &Record,
     dir: &ReplayDir,
     timeout: Duration,
-) -> Result<(File, RdbInfo, u64)> {
+) -> Result<File> {
     let path = dir.server_dir(BASE_DIR).join(BASE_NAME);
     let mut out = BufWriter::with_capacity(1 << 20, create(&path)?);
     Stored::open(storage, &base.id, key, false)?.decode_into(&mut out, key, 2)?;
@@ -257,7 +259,7 @@ fn resaved_base(
     let mut server = ReplayServer::start(binary, dir, Load::Rdb, account)?;
     server.save(timeout)?;
     drop(server);
-    checked_rdb(dir, BASE_DIR, BASE_NAME)
+    checked_rdb(dir, BASE_DIR, BASE_NAME).map(|(file, _, _)| file)
 }
 
 fn create(path: &Path) -> Result<File> {
