@@ -423,13 +423,6 @@ fn extended_bases(
             return Ok(bases.iter().map(|r| r.id.clone()).collect());
         }
     };
-    // A damaged window's newest chunk may be one that could not be read:
-    // its instance's windows cannot be ranked, and its bases are kept.
-    let damaged: Vec<&str> = windows
-        .iter()
-        .filter(|w| !w.damaged.is_empty())
-        .map(|w| w.instance())
-        .collect();
     let mut newest: std::collections::BTreeMap<&str, &archive::windows::Window> =
         Default::default();
     for window in &windows {
@@ -439,21 +432,11 @@ fn extended_bases(
             *slot = window;
         }
     }
-    let mut kept: Vec<BackupId> = bases
+    Ok(bases
         .iter()
-        .filter(|r| damaged.contains(&r.instance.as_str()))
-        .map(|r| r.id.clone())
-        .collect();
-    kept.extend(
-        bases
-            .iter()
-            .filter_map(|r| newest.get(r.instance.as_str()))
-            .map(|w| w.base.id.clone()),
-    );
-    if !damaged.is_empty() {
-        log::warn!("damaged archive windows of {damaged:?}: their bases are kept");
-    }
-    Ok(kept)
+        .filter_map(|r| newest.get(r.instance.as_str()))
+        .map(|w| w.base.id.clone())
+        .collect())
 }
 
 /// What prune deletes of one instance's backups, oldest first: the format-2

@@ -534,34 +534,6 @@ fn the_archiver_does_not_start_while_its_window_cannot_be_read() {
     assert_eq!(timeline(&t).len(), 1, "a new window was started");
 }
 
-/// A damaged window cannot be ranked by its newest chunk (that may be the
-/// one unreadable): prune keeps the bases of its instance.
-#[test]
-fn prune_keeps_the_bases_of_an_instance_with_a_damaged_window() {
-    let t = start_redis();
-    let mut conn = t.conn();
-    archive_one_write(&t, &mut conn, "1");
-    let base = timeline(&t)[0]["base"]
-        .as_str()
-        .expect("a base")
-        .to_string();
-    let newest = chunk_files(&t, ".json").pop().expect("a chunk");
-    // A second window, newer, whose chunks outrank the first's readable
-    // ones; the first's newest record is then unreadable.
-    let record = t.storage_dir().join(format!("{base}.json"));
-    fs::rename(&record, t.path("hidden.json")).expect("hide");
-    archive_one_write(&t, &mut conn, "2");
-    fs::rename(t.path("hidden.json"), &record).expect("show");
-    fs::write(archive_dir(&t).join(&newest), b"{}").expect("damage");
-    let old = t.backup();
-    t.backup();
-
-    let out = t.run(&["--json", "prune", "--keep-last", "1"]);
-    let deleted = out.ok().json()["deleted"].to_string();
-    assert!(deleted.contains(&old), "{deleted}");
-    assert!(!deleted.contains(&base), "{deleted}");
-}
-
 /// An archived chunk copied among the backups is authentic, and not a
 /// backup: list says what it is.
 #[test]
