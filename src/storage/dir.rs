@@ -93,6 +93,25 @@ fn remove_dead_temps(dir: &Path) -> Vec<String> {
     removed
 }
 
+/// Take `name` out of `dir`: unlinked, or, if it is a folder (another
+/// writer of a shared directory planted it), renamed to a hidden name of its
+/// own. Root does not empty a folder that is not its own, and the name is
+/// free either way: an archiver needs exactly this one for its next chunk.
+fn remove_or_move_aside(dir: &Pinned, name: &str) -> io::Result<()> {
+    match rustix::fs::unlinkat(&dir.fd, name, AtFlags::empty()) {
+        Err(rustix::io::Errno::ISDIR) => {}
+        other => return other.map_err(io::Error::from),
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let aside = format!(".not-ours-{}-{nanos}-{name}", std::process::id());
+    rustix::fs::renameat(&dir.fd, name, &dir.fd, aside.as_str())?;
+    log::warn!("{name} was a folder, not a file of ours; moved aside as {aside}");
+    Ok(())
+}
+
 /// Unlink `name` in `dir` if it is a regular file nobody holds a lock on.
 /// It is found without being opened (`O_PATH`), and opened, to take its
 /// lock, only once it is known to be a regular file (`open_if_regular`): a
@@ -507,7 +526,7 @@ impl Storage for DirStorage {
             return Err(not_found(id, &self.where_()));
         };
         let (record, object) = (Self::record_name(id), Self::object_name(id));
-        match fs::remove_file(dir.join(&record)) {
+        match remove_or_move_aside(&dir, &record) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound && dir.join(&object).exists() => {
                 log::warn!("backup {id} had no record; removing its object only");
@@ -517,7 +536,7 @@ impl Storage for DirStorage {
             }
             Err(e) => return Err(self.failed("cannot remove", &self.shown(&record), e)),
         }
-        match fs::remove_file(dir.join(&object)) {
+        match remove_or_move_aside(&dir, &object) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 log::warn!("backup {id} had a record but no object");
@@ -698,6 +717,35 @@ mod tests {
         }
         assert_eq!(store.get_record(&id("b5")).unwrap_err().exit_code(), 4);
         assert_eq!(store.open(&id("b5"), 0).err().unwrap().exit_code(), 4);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Another host's root, writing the same share, plants folders under a
+    /// backup's names: delete frees the names without emptying them.
+    #[test]
+    fn folders_under_a_backups_names_are_moved_aside_whole() {
+        let (store, root) = storage("folders");
+        store.prepare(&id("b8")).unwrap();
+        let backups = root.join("backups");
+        for name in ["b8.json", "b8.rbk"] {
+            fs::create_dir(backups.join(name)).unwrap();
+            fs::write(backups.join(name).join("theirs"), name).unwrap();
+        }
+        store.delete(&id("b8")).unwrap();
+        assert!(fs::symlink_metadata(backups.join("b8.json")).is_err());
+        assert!(fs::symlink_metadata(backups.join("b8.rbk")).is_err());
+        let mut kept: Vec<String> = fs::read_dir(&backups)
+            .unwrap()
+            .flatten()
+            .map(|entry| fs::read_to_string(entry.path().join("theirs")).unwrap())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["b8.json", "b8.rbk"]);
+        assert!(
+            store.list().unwrap().is_empty(),
+            "hidden names are not listed"
+        );
+        store.prepare(&id("b8")).unwrap();
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -102,6 +102,23 @@ fn stream_order(name: &str) -> String {
     }
 }
 
+/// The base's name and the stream offset the newest chunk ends at: where
+/// the next chunk's name starts.
+fn newest_chunk_end(t: &TestRedis) -> (String, u64) {
+    let newest = chunk_files(t, ".json").pop().expect("a chunk");
+    let (base, range) = newest
+        .trim_end_matches(".json")
+        .rsplit_once('.')
+        .expect("a chunk name");
+    let end = range[1..]
+        .split_once('-')
+        .expect("a range")
+        .1
+        .parse()
+        .expect("an offset");
+    (base.to_string(), end)
+}
+
 fn archive_dir(t: &TestRedis) -> std::path::PathBuf {
     t.storage_dir().join("archive")
 }
@@ -618,17 +635,7 @@ fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
     let t = start_redis();
     let mut conn = t.conn();
     archive_one_write(&t, &mut conn, "1");
-    let newest = chunk_files(&t, ".json").pop().expect("a chunk");
-    let (base, range) = newest
-        .trim_end_matches(".json")
-        .rsplit_once('.')
-        .expect("a chunk name");
-    let end: u64 = range[1..]
-        .split_once('-')
-        .expect("a range")
-        .1
-        .parse()
-        .expect("an offset");
+    let (base, end) = newest_chunk_end(&t);
     let mut archiver = t.cmd(&["archive"]).watch();
     archiver.wait_for_line("continues window");
     // The next session's first chunk starts there; its length is what
@@ -656,6 +663,47 @@ fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
     }
     let end = window_end_now(&t);
     assert_eq!(value_at(&t, &end, "after-junk.rdb", "k"), "3");
+}
+
+/// A writer of a shared storage directory plants folders, not files: no
+/// unlink takes them, and root must not empty another host's folder. The
+/// archiver moves the one in its way aside, whole.
+#[test]
+fn folders_planted_under_the_next_chunks_names_do_not_stop_the_archiver() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    archive_one_write(&t, &mut conn, "1");
+    let (base, end) = newest_chunk_end(&t);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    let planted = |len: u64, suffix: &str| {
+        archive_dir(&t).join(format!("{base}.r{end:020}-{:020}{suffix}", end + len))
+    };
+    for len in 1..=200 {
+        for suffix in [".rbk", ".json"] {
+            fs::create_dir(planted(len, suffix)).expect("plant a folder");
+            fs::write(planted(len, suffix).join("theirs"), "kept").expect("plant a file");
+        }
+    }
+    conn.ok(&["SET", "k", "2"]);
+    wait_until_archived(&mut conn);
+    conn.ok(&["SET", "k", "3"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    // Nothing of theirs was emptied: every planted file is still there,
+    // where it was or in a folder moved aside.
+    let planted_folders: Vec<_> = fs::read_dir(archive_dir(&t))
+        .expect("archive dir")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.join("theirs").is_file())
+        .collect();
+    assert_eq!(planted_folders.len(), 400, "no planted file removed");
+    for folder in planted_folders {
+        fs::remove_dir_all(folder).expect("take the folders away");
+    }
+    let end = window_end_now(&t);
+    assert_eq!(value_at(&t, &end, "after-folders.rdb", "k"), "3");
 }
 
 #[test]
