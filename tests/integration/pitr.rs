@@ -919,15 +919,7 @@ fn commands_hidden_after_the_end_of_the_base_never_run() {
     let bait = Bait::new();
     let mut rdb = make_rdb(&[("k", b"v")]);
     rdb.extend(command(&["SET", "smuggled", "yes"]));
-    rdb.extend(command(&[
-        "MIGRATE",
-        "127.0.0.1",
-        &bait.port(),
-        "k",
-        "0",
-        "1000",
-        "COPY",
-    ]));
+    rdb.extend(bait.migrate());
     // The last bulk takes the file to an end of 0xFF and an 8-byte CRC of
     // zero ("not checked"); the loader takes the last two bytes for CRLF.
     rdb.extend(b"*3\r\n$3\r\nSET\r\n$3\r\npad\r\n$8\r\nx\xff\0\0\0\0\0\0\0\0");
@@ -1118,6 +1110,19 @@ impl Bait {
         self.0.local_addr().expect("addr").port().to_string()
     }
 
+    /// The command that makes a server push key `k` to the bait.
+    fn migrate(&self) -> Vec<u8> {
+        command(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &self.port(),
+            "k",
+            "0",
+            "1000",
+            "COPY",
+        ])
+    }
+
     fn reached(&self) -> bool {
         match self.0.accept() {
             Ok(_) => true,
@@ -1133,18 +1138,7 @@ impl Bait {
 #[test]
 fn a_migrate_in_the_archived_stream_is_refused_and_connects_nowhere() {
     let bait = Bait::new();
-    let (t, out) = export_of_a_hostile_stream(&[
-        command(&["SELECT", "0"]),
-        command(&[
-            "MIGRATE",
-            "127.0.0.1",
-            &bait.port(),
-            "k",
-            "0",
-            "1000",
-            "COPY",
-        ]),
-    ]);
+    let (t, out) = export_of_a_hostile_stream(&[command(&["SELECT", "0"]), bait.migrate()]);
     assert!(!bait.reached(), "the replay connected to the bait\n{out}");
     out.code(5)
         .stderr_has("MIGRATE, which a primary never sends");
