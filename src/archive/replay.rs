@@ -107,6 +107,35 @@ const NEVER_REPLICATED: &[&str] = &[
     "FCALL_RO",
 ];
 
+/// Commands that give hash fields TTLs, as a primary sends them (its
+/// `HEXPIRE` reaches replicas as `HPEXPIREAT`; the others from Redis 8.0).
+const FIELD_TTL_SETTERS: &[&str] = &[
+    "HEXPIRE",
+    "HEXPIREAT",
+    "HGETEX",
+    "HPEXPIRE",
+    "HPEXPIREAT",
+    "HSETEX",
+];
+/// Hash-field commands whose effect depends on whether the field's TTL has
+/// passed: on a server that judges that by the clock as it loads
+/// (`ServerBinary::judges_field_ttls_by_the_clock`), a replay after the
+/// TTL takes the field for gone where the primary did not.
+const FIELD_CLOCK_BOUND: &[&str] = &[
+    "HEXPIRE",
+    "HEXPIREAT",
+    "HGETEX",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "HPERSIST",
+    "HPEXPIRE",
+    "HPEXPIREAT",
+    "HSETEX",
+    "HSETNX",
+];
+/// How many of those commands' keys a replay remembers to name.
+const CLOCK_BOUND_KEYS_KEPT: usize = 5;
+
 /// What a replay made.
 pub struct Replayed {
     /// The saved RDB, opened once and checked; read it from the start.
@@ -139,7 +168,8 @@ pub fn replay(
 ) -> Result<Replayed> {
     let started = Instant::now();
     let dir = ReplayDir::create()?;
-    let mut clean_base = resaved_base(storage, key, binary, &window.base, &dir, timeout)?;
+    let (mut clean_base, base_loaded) =
+        resaved_base(storage, key, binary, &window.base, &dir, timeout)?;
     let server_dir = dir.server_dir(SERVER_DIR);
     let multipart = binary.writes_multipart_aof();
     let (base_path, incr_path) = match multipart {
@@ -192,6 +222,11 @@ pub fn replay(
         }
     }
     applier.finish(&mut out)?;
+    if binary.judges_field_ttls_by_the_clock()
+        && (base_loaded.hashes_with_field_ttls > 0 || applier.field_ttls_set)
+    {
+        warn_of_clock_bound_fields(binary, &applier.clock_bound);
+    }
     let written = incr_path.as_deref().unwrap_or(&base_path);
     finish(out, written)?;
     if multipart {
@@ -237,6 +272,34 @@ pub fn replay(
     })
 }
 
+/// Say which keys' hash fields the replay may have got wrong: the server
+/// replays the commands whose effect depends on a field's TTL as if it were
+/// now, and a TTL that passed between the primary's command and the replay
+/// makes it take a live field for gone. No option of the server's turns
+/// that off, so the replay goes on, and says so.
+fn warn_of_clock_bound_fields(binary: &ServerBinary, keys: &ClockBoundKeys) {
+    if keys.commands == 0 {
+        return;
+    }
+    let named: Vec<String> = keys
+        .first
+        .iter()
+        .map(|key| {
+            let text = String::from_utf8_lossy(key);
+            let short: String = text.chars().take(64).collect();
+            format!("{:?}", units::printable(&short))
+        })
+        .collect();
+    let others = if keys.others { " and other keys" } else { "" };
+    log::warn!(
+        "{} {} judges hash-field TTLs by the clock as it replays: {} commands replayed (HPERSIST, HPEXPIREAT, HINCRBY, HSETNX and the like) take a field whose TTL has passed since the primary ran them for gone; fields with TTLs may be missing or wrong in {}{others}",
+        binary.flavor.name(),
+        binary.version,
+        keys.commands,
+        named.join(", ")
+    );
+}
+
 /// The window's base, loaded by a server as a plain RDB (which ends at its
 /// first end, as it does for a replica) and saved by it: an RDB that ends
 /// where it says, holding every key the base held. Its own folder and
@@ -249,7 +312,7 @@ fn resaved_base(
     base: &Record,
     dir: &ReplayDir,
     timeout: Duration,
-) -> Result<File> {
+) -> Result<(File, Loaded)> {
     let path = dir.server_dir(BASE_DIR).join(BASE_NAME);
     let mut out = BufWriter::with_capacity(1 << 20, create(&path)?);
     Stored::open(storage, &base.id, key, false)?.decode_into(&mut out, key, 2)?;
@@ -257,9 +320,9 @@ fn resaved_base(
     let account = fresh_account()?;
     dir.hand_over(BASE_DIR, account)?;
     let mut server = ReplayServer::start(binary, dir, Load::Rdb, account)?;
-    server.save(timeout)?;
+    let loaded = server.save(timeout)?;
     drop(server);
-    checked_rdb(dir, BASE_DIR, BASE_NAME).map(|(file, _, _)| file)
+    checked_rdb(dir, BASE_DIR, BASE_NAME).map(|(file, _, _)| (file, loaded))
 }
 
 fn create(path: &Path) -> Result<File> {
@@ -389,6 +452,32 @@ struct Applier {
     transaction: Option<Vec<u8>>,
     commands: u64,
     applied_until: Option<u64>,
+    /// Whether a command gave a hash field a TTL.
+    field_ttls_set: bool,
+    /// The keys of the commands that depend on a field's TTL.
+    clock_bound: ClockBoundKeys,
+}
+
+/// The commands in `FIELD_CLOCK_BOUND`: how many, their first few keys,
+/// and whether there were others. All a warning needs, bounded whatever
+/// the stream holds.
+#[derive(Default)]
+struct ClockBoundKeys {
+    commands: u64,
+    first: Vec<Vec<u8>>,
+    others: bool,
+}
+
+impl ClockBoundKeys {
+    fn note(&mut self, key: &[u8]) {
+        self.commands += 1;
+        let known = self.first.iter().any(|k| k == key);
+        if !known && self.first.len() < CLOCK_BOUND_KEYS_KEPT {
+            self.first.push(key.to_vec());
+        } else if !known {
+            self.others = true;
+        }
+    }
 }
 
 impl Applier {
@@ -398,6 +487,20 @@ impl Applier {
             transaction: None,
             commands: 0,
             applied_until: None,
+            field_ttls_set: false,
+            clock_bound: ClockBoundKeys::default(),
+        }
+    }
+
+    /// Note what the warning of `warn_of_clock_bound_fields` needs.
+    fn note_field_ttls(&mut self, name: &str, command: &[u8]) {
+        if FIELD_TTL_SETTERS.contains(&name) {
+            self.field_ttls_set = true;
+        }
+        if FIELD_CLOCK_BOUND.contains(&name) {
+            if let Some(key) = stream::arguments(command).get(1) {
+                self.clock_bound.note(key);
+            }
         }
     }
 
@@ -415,6 +518,7 @@ impl Applier {
                         "the archived stream holds {name}, which a primary never sends its replicas: whatever answered on Redis's port sent it; not replayed"
                     )));
                 }
+                self.note_field_ttls(&name, command);
                 match name.as_str() {
                     "PING" | "REPLCONF" => continue,
                     // As a replica's server takes them: a MULTI inside a
@@ -606,6 +710,23 @@ struct ReplayServer {
     log: PathBuf,
 }
 
+/// What a replay server said of what it loaded.
+struct Loaded {
+    /// Hashes with a field that has a TTL (Redis 7.4 on: `subexpiry`).
+    hashes_with_field_ttls: u64,
+}
+
+/// The sum of `subexpiry` over the databases of `INFO keyspace`
+/// (`db0:keys=3,expires=0,avg_ttl=0,subexpiry=1`); 0 where not given.
+fn hashes_with_field_ttls(keyspace: &HashMap<String, String>) -> u64 {
+    keyspace
+        .values()
+        .flat_map(|db| db.split(','))
+        .filter_map(|part| part.strip_prefix("subexpiry="))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .fold(0, u64::saturating_add)
+}
+
 /// What a replay server loads.
 #[derive(Clone, Copy)]
 enum Load {
@@ -702,7 +823,7 @@ impl ReplayServer {
     }
 
     /// Wait until it has loaded everything, then have it save the RDB.
-    fn save(&mut self, timeout: Duration) -> Result<()> {
+    fn save(&mut self, timeout: Duration) -> Result<Loaded> {
         let options = ConnectOptions {
             endpoint: Endpoint::Unix(self.socket.clone()),
             user: None,
@@ -730,9 +851,14 @@ impl ReplayServer {
             }
             std::thread::sleep(POLL);
         };
+        let keyspace = conn
+            .info("keyspace")
+            .map_err(|e| self.failed(&format!("could not say what it loaded: {e}")))?;
         conn.call("SAVE", &[])
             .map_err(|e| self.failed(&format!("could not save: {e}")))?;
-        Ok(())
+        Ok(Loaded {
+            hashes_with_field_ttls: hashes_with_field_ttls(&keyspace),
+        })
     }
 
     fn failed(&self, what: &str) -> Error {
@@ -828,6 +954,43 @@ mod tests {
             at_micros: at,
             bytes: commands.iter().flat_map(|c| cmd(c)).collect(),
         }
+    }
+
+    #[test]
+    fn commands_that_depend_on_field_ttls_are_noted_with_their_keys() {
+        let mut applier = Applier::new(100);
+        let plain = [batch(
+            10,
+            &[&["HINCRBY", "h", "f", "1"], &["SET", "s", "1"]],
+        )];
+        applier.apply(&plain, &mut Vec::new()).unwrap();
+        assert!(!applier.field_ttls_set, "HINCRBY gives no TTL");
+        assert_eq!(applier.clock_bound.commands, 1);
+        let mut keys: Vec<Vec<&str>> = vec![vec!["HPEXPIREAT", "t", "99", "FIELDS", "1", "f"]];
+        for i in 0..10 {
+            keys.push(vec!["HPERSIST", ["a", "b", "c", "d", "e", "f", "g"][i % 7]]);
+        }
+        let keys: Vec<&[&str]> = keys.iter().map(|k| k.as_slice()).collect();
+        applier.apply(&[batch(20, &keys)], &mut Vec::new()).unwrap();
+        assert!(applier.field_ttls_set);
+        assert_eq!(applier.clock_bound.commands, 12);
+        let named: Vec<&[u8]> = applier.clock_bound.first.iter().map(|k| &k[..]).collect();
+        assert_eq!(named, [&b"h"[..], b"t", b"a", b"b", b"c"]);
+        assert!(applier.clock_bound.others);
+    }
+
+    #[test]
+    fn hashes_with_field_ttls_are_summed_over_the_databases() {
+        let keyspace: HashMap<String, String> = [
+            ("db0", "keys=3,expires=0,avg_ttl=0,subexpiry=2"),
+            ("db3", "keys=1,expires=1,avg_ttl=9,subexpiry=1"),
+            ("db4", "keys=1,expires=0,avg_ttl=0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(hashes_with_field_ttls(&keyspace), 3);
+        assert_eq!(hashes_with_field_ttls(&HashMap::new()), 0);
     }
 
     #[test]
