@@ -775,20 +775,17 @@ impl ReplayServer {
             .arg("--dir")
             .arg(&srv)
             .args(["--dbfilename", dbfilename]);
-        match load {
-            Load::Aof { multipart: true } => {
-                command.args(["--appenddirname", AOF_DIR]);
-            }
-            // A primary loading a plain RDB drops the keys whose TTL has
-            // passed; a replica keeps them, as an AOF's base does: the
-            // stream after the base may keep them alive (PEXPIRE, PERSIST).
-            // Port 0 of this host is a primary nothing can listen on, so
-            // this one never syncs.
-            Load::Rdb => {
-                command.args(["--replicaof", "127.0.0.1", "0"]);
-            }
-            Load::Aof { multipart: false } => {}
+        if let Load::Aof { multipart: true } = load {
+            command.args(["--appenddirname", AOF_DIR]);
         }
+        // Both run as replicas, which expire nothing of their own accord.
+        // A primary loading a plain RDB drops the keys whose TTL has
+        // passed, though the stream after the base may keep them alive
+        // (PEXPIRE, PERSIST); and once it has loaded, it deletes them
+        // before it saves, though they were the data of the moment asked
+        // for. Port 0 of this host is a primary nothing can listen on, so
+        // neither ever syncs.
+        command.args(["--replicaof", "127.0.0.1", "0"]);
         command
             .current_dir(&srv)
             .stdout(Stdio::from(log_file.try_clone().map_err(|e| {

@@ -476,6 +476,30 @@ fn keys_of_the_base_kept_alive_by_the_stream_are_not_lost_to_their_old_ttl() {
     }
 }
 
+/// A key alive at the moment asked for, whose TTL passed before the
+/// export: it was part of the data at that moment, so the export holds it,
+/// TTL and all (a primary loading the file drops it, as it should). The
+/// replaying server, had it been a primary, deleted it before its save.
+#[test]
+fn a_key_alive_at_the_moment_is_exported_though_its_ttl_has_passed_since() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "expires-after-the-moment", "v", "PX", "1500"]);
+    conn.ok(&["SET", "kept-for-good", "v"]);
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    std::thread::sleep(Duration::from_millis(2000));
+    export_at_text(&t, &end, "moment.rdb").ok();
+    let rdb = fs::read(t.path("moment.rdb")).expect("the export");
+    let holds = |key: &[u8]| rdb.windows(key.len()).any(|w| w == key);
+    assert!(holds(b"kept-for-good"));
+    assert!(
+        holds(b"expires-after-the-moment"),
+        "a key of that moment is missing from its export"
+    );
+}
+
 /// When an instance's windows cannot be read (here its archive folder is a
 /// link, which storage refuses), prune cannot tell which window is being
 /// extended: it keeps that instance's bases and prunes the rest.
