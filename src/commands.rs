@@ -403,7 +403,10 @@ fn prune(
 /// a newer base from it then: the window it extends is not always the one
 /// with the newest base. The windows are read once, for all instances;
 /// if they cannot be read, which window is extended cannot be told, and
-/// every base among `doomed` is kept (said), the rest pruned.
+/// every base among `doomed` is kept (said), the rest pruned. So are an
+/// instance's bases if one of its windows has records the storage cannot
+/// give now (a record listed but not there is not such a failure: a
+/// listing of made-up names would stop all pruning).
 fn extended_bases(
     storage: &dyn Storage,
     key: &MasterKey,
@@ -432,11 +435,27 @@ fn extended_bases(
             *slot = window;
         }
     }
-    Ok(bases
+    // A window whose records the storage cannot give now has a newest
+    // chunk nobody can tell: it may be the one an archiver extends.
+    let unranked: std::collections::BTreeSet<&str> = windows
         .iter()
-        .filter_map(|r| newest.get(r.instance.as_str()))
-        .map(|w| w.base.id.clone())
-        .collect())
+        .filter(|w| w.unreadable)
+        .map(|w| w.instance())
+        .collect();
+    let mut kept = Vec::new();
+    for base in bases {
+        let instance = base.instance.as_str();
+        if unranked.contains(instance) {
+            log::warn!(
+                "a window of instance {instance} cannot be read whole now: base {} is kept",
+                base.id
+            );
+            kept.push(base.id.clone());
+        } else if let Some(window) = newest.get(instance) {
+            kept.push(window.base.id.clone());
+        }
+    }
+    Ok(kept)
 }
 
 /// What prune deletes of one instance's backups, oldest first: the format-2

@@ -30,7 +30,8 @@ pub struct Window {
     /// may be shorter than what was archived.
     pub damaged: Vec<String>,
     /// Whether one of those failures was the storage's (exit 4: it may
-    /// answer later), not the record's.
+    /// answer later), not the record's. A listed record that is not there
+    /// is not such a failure: a listing may name anything.
     pub unreadable: bool,
 }
 
@@ -314,8 +315,8 @@ impl Chunks<'_> {
                 )),
             },
             Err(e) => {
-                self.unreadable
-                    .set(self.unreadable.get() || e.exit_code() == 4);
+                let for_now = e.exit_code() == 4 && !matches!(e, Error::Missing(_));
+                self.unreadable.set(self.unreadable.get() || for_now);
                 self.damaged(format!("chunk {id}: {e}"))
             }
         }

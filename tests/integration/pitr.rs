@@ -599,6 +599,40 @@ fn a_chunk_copied_among_the_backups_is_listed_as_what_it_is() {
     assert!(line.contains("an archived chunk, not a backup"), "{line}");
 }
 
+/// An archiver that extends an older window: a writer of the storage hid
+/// the newest base's record when it started, and put it back after. The
+/// bases of the older window (extended) and of the newer one, and the
+/// archiver, still running.
+fn an_archiver_extending_an_older_window(t: &TestRedis, conn: &mut Resp) -> (String, Watched) {
+    let archived = |conn: &mut Resp, value: &str| {
+        archive_one_write(t, conn, value);
+        let spans = timeline(t);
+        spans.last().expect("a span")["base"]
+            .as_str()
+            .expect("a base")
+            .to_string()
+    };
+    let first = archived(conn, "1");
+    let record = |id: &str| t.storage_dir().join(format!("{id}.json"));
+    let hidden = |id: &str| t.path(&format!("{id}.json.hidden"));
+    let hide = |id: &str| fs::rename(record(id), hidden(id)).expect("hide");
+    let show = |id: &str| fs::rename(hidden(id), record(id)).expect("show");
+
+    // The first window hidden: the archiver starts a second.
+    hide(&first);
+    let second = archived(conn, "2");
+    assert_ne!(first, second);
+    // The second hidden, the first shown: the archiver extends the first.
+    show(&first);
+    hide(&second);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    conn.ok(&["SET", "k", "3"]);
+    wait_until_archived(conn);
+    show(&second);
+    (first, archiver)
+}
+
 /// The archiver goes on with the window it finds newest when it starts;
 /// a writer of the storage that hides the newest base's record then, and
 /// puts it back later, has it extend an older window. prune must keep
@@ -608,32 +642,7 @@ fn a_chunk_copied_among_the_backups_is_listed_as_what_it_is() {
 fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest() {
     let t = start_redis();
     let mut conn = t.conn();
-    let archived = |conn: &mut Resp, value: &str| {
-        archive_one_write(&t, conn, value);
-        let spans = timeline(&t);
-        spans.last().expect("a span")["base"]
-            .as_str()
-            .expect("a base")
-            .to_string()
-    };
-    let first = archived(&mut conn, "1");
-    let record = |id: &str| t.storage_dir().join(format!("{id}.json"));
-    let hidden = |id: &str| t.path(&format!("{id}.json.hidden"));
-    let hide = |id: &str| fs::rename(record(id), hidden(id)).expect("hide");
-    let show = |id: &str| fs::rename(hidden(id), record(id)).expect("show");
-
-    // The first window hidden: the archiver starts a second.
-    hide(&first);
-    let second = archived(&mut conn, "2");
-    assert_ne!(first, second);
-    // The second hidden, the first shown: the archiver extends the first.
-    show(&first);
-    hide(&second);
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("continues window");
-    conn.ok(&["SET", "k", "3"]);
-    wait_until_archived(&mut conn);
-    show(&second);
+    let (first, archiver) = an_archiver_extending_an_older_window(&t, &mut conn);
     t.backup();
 
     let deleted =
@@ -647,6 +656,43 @@ fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest
     wait_until_archived(&mut conn);
     stop(archiver);
     assert_eq!(value_at(&t, &window_end_now(&t), "latest.rdb", "k"), "4");
+}
+
+/// As above, but the storage cannot give the extended window's newest
+/// chunk records at the moment of the prune (here they are folders, which
+/// storage refuses to read; a Swift answering 503 is the same). Ranked by
+/// what it could read, that window looked older than the other: its base
+/// was pruned. A window with records unreadable for now cannot be ranked,
+/// so its instance's bases are kept.
+#[test]
+fn prune_keeps_the_bases_of_an_instance_whose_newest_chunks_cannot_be_read_for_now() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let (first, archiver) = an_archiver_extending_an_older_window(&t, &mut conn);
+    stop(archiver);
+    t.backup();
+    let chunks: Vec<String> = chunk_files(&t, ".json")
+        .into_iter()
+        .filter(|name| name.starts_with(&first))
+        .collect();
+    assert!(chunks.len() >= 2, "two sessions' chunks: {chunks:?}");
+    let away = |name: &str| t.path(&format!("{name}.away"));
+    for name in &chunks[1..] {
+        fs::rename(archive_dir(&t).join(name), away(name)).expect("take away");
+        fs::create_dir(archive_dir(&t).join(name)).expect("unreadable for now");
+    }
+
+    let out = t.run(&["--json", "prune", "--keep-last", "2"]);
+    let deleted = out.ok().json()["deleted"].to_string();
+    assert!(
+        !deleted.contains(&first),
+        "the extended window's base was pruned: {deleted}"
+    );
+    for name in &chunks[1..] {
+        fs::remove_dir(archive_dir(&t).join(name)).expect("readable again");
+        fs::rename(away(name), archive_dir(&t).join(name)).expect("put back");
+    }
+    assert_eq!(value_at(&t, &window_end_now(&t), "latest.rdb", "k"), "3");
 }
 
 /// A writer of the storage plants junk under the names the running
