@@ -105,7 +105,14 @@ fn stream_order(name: &str) -> String {
 /// The base's name and the stream offset the newest chunk ends at: where
 /// the next chunk's name starts.
 fn newest_chunk_end(t: &TestRedis) -> (String, u64) {
-    let newest = chunk_files(t, ".json").pop().expect("a chunk");
+    newest_of_chunks(chunk_files(t, ".json"))
+}
+
+/// `newest_chunk_end` of the chunk records `names` (in any order).
+fn newest_of_chunks(mut names: Vec<String>) -> (String, u64) {
+    names.retain(|n| n.ends_with(".json"));
+    names.sort_by_key(|n| stream_order(n));
+    let newest = names.pop().expect("a chunk");
     let (base, range) = newest
         .trim_end_matches(".json")
         .rsplit_once('.')
@@ -1670,7 +1677,7 @@ fn two_windows(t: &TestRedis) -> (DbState, String, Output) {
 ///   at the missing one, exit 4).
 #[test]
 fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
-    use crate::fake_swift::{Answer, FakeSwift};
+    use crate::fake_swift::FakeSwift;
     let fake = FakeSwift::start();
     let mut t = TestRedis::builder()
         .setting("archive_interval", "1")
@@ -1690,37 +1697,7 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     let prefix = format!("{old_base}.");
     let chunk_name = |i: u64| format!("{old_base}.c{:020}-{:020}.json", 2 * i + 1, 2 * i + 2);
 
-    // The archive's listing ignores `prefix`, and adds `made_up` names.
-    let hostile_listing = |made_up: Vec<String>| {
-        move |r: &crate::fake_swift::Request, store: &crate::fake_swift::Store| {
-            if !r.is_listing_of("c_archive") {
-                return Answer::Normal;
-            }
-            let marker = r.query("marker").unwrap_or_default();
-            let limit: usize = r
-                .query("limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(1000);
-            let mut names: Vec<String> = match store.listing("c_archive", "", "", usize::MAX) {
-                Value::Array(entries) => entries
-                    .iter()
-                    .filter_map(|e| e["name"].as_str().map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            names.extend(made_up.iter().cloned());
-            names.sort();
-            let page: Vec<Value> = names
-                .into_iter()
-                .filter(|n| n.as_str() > marker.as_str())
-                .take(limit)
-                .map(|n| json!({ "name": n }))
-                .collect();
-            Answer::json(200, &Value::Array(page))
-        }
-    };
-
-    fake.script(hostile_listing((0..17_281).map(chunk_name).collect()));
+    fake.script(archive_listing_with((0..17_281).map(chunk_name).collect()));
     let kept = t.cmd(&["--json", "prune", "--keep-last", "1"]).run();
     kept.ok().stderr_has("more than a window holds");
     fake.normal();
@@ -1728,7 +1705,7 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
 
     let mut made_up: Vec<String> = (0..100).map(|i| format!("{prefix}r{i:06}.json")).collect();
     made_up.push(chunk_name(0));
-    fake.script(hostile_listing(made_up));
+    fake.script(archive_listing_with(made_up));
     let pruned = t.cmd(&["--json", "prune", "--keep-last", "1"]).run();
     fake.normal();
 
@@ -1747,6 +1724,73 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     assert_eq!(windows[0]["to"].as_str(), Some(end.as_str()), "{pruned}");
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+}
+
+/// A fake Swift's answer to listings of the archive (`c_archive`): they
+/// ignore `prefix`, and add the `made_up` names.
+fn archive_listing_with(
+    made_up: Vec<String>,
+) -> impl Fn(&crate::fake_swift::Request, &crate::fake_swift::Store) -> crate::fake_swift::Answer {
+    use crate::fake_swift::Answer;
+    move |r, store| {
+        if !r.is_listing_of("c_archive") {
+            return Answer::Normal;
+        }
+        let marker = r.query("marker").unwrap_or_default();
+        let limit: usize = r
+            .query("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1000);
+        let mut names: Vec<String> = match store.listing("c_archive", "", "", usize::MAX) {
+            Value::Array(entries) => entries
+                .iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        names.extend(made_up.iter().cloned());
+        names.sort();
+        let page: Vec<Value> = names
+            .into_iter()
+            .filter(|n| n.as_str() > marker.as_str())
+            .take(limit)
+            .map(|n| json!({ "name": n }))
+            .collect();
+        Answer::json(200, &Value::Array(page))
+    }
+}
+
+/// A listing (whoever answers for Swift makes it) names the chunk after
+/// the newest window's last, with no record behind it. Where that window
+/// ends cannot be known, and no retry will make the name readable: the
+/// archiver starts a new window (before, it ended with exit 4 at every
+/// start, and nothing was archived).
+#[test]
+fn a_made_up_chunk_in_the_newest_window_does_not_stop_the_archiver() {
+    use crate::fake_swift::FakeSwift;
+    let fake = FakeSwift::start();
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("storage", "swift://c")
+        .setting("swift_allow_http", "yes")
+        .conf_line("repl-diskless-sync-delay 0")
+        .start();
+    for (k, v) in fake.preauth_settings() {
+        t.set_setting(k, &v);
+    }
+    let mut conn = t.conn();
+    archive_one_write(&t, &mut conn, "1");
+    let (base, end) = newest_of_chunks(fake.names("c_archive"));
+    let made_up = format!("{base}.r{end:020}-{:020}.json", end + 10);
+    fake.script(archive_listing_with(vec![made_up]));
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("a new window starts");
+    archiver.wait_for_line("RDB as");
+    conn.ok(&["SET", "k", "2"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    fake.normal();
+    assert_eq!(value_at(&t, &window_end_now(&t), "after.rdb", "k"), "2");
 }
 
 /// A command larger than archive_chunk_size is refused before its bytes are
