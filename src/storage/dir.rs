@@ -525,23 +525,24 @@ impl Storage for DirStorage {
         let Some(dir) = self.pin()? else {
             return Err(not_found(id, &self.where_()));
         };
-        let (record, object) = (Self::record_name(id), Self::object_name(id));
-        match remove_or_move_aside(&dir, &record) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound && dir.join(&object).exists() => {
-                log::warn!("backup {id} had no record; removing its object only");
+        // Each name is taken whatever is there (a link that leads nowhere
+        // too): a name that stays blocks the next backup of that ID.
+        let mut removed = [false; 2];
+        for (name, removed) in [Self::record_name(id), Self::object_name(id)]
+            .iter()
+            .zip(&mut removed)
+        {
+            match remove_or_move_aside(&dir, name) {
+                Ok(()) => *removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.failed("cannot remove", &self.shown(name), e)),
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(not_found(id, &self.where_()))
-            }
-            Err(e) => return Err(self.failed("cannot remove", &self.shown(&record), e)),
         }
-        match remove_or_move_aside(&dir, &object) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                log::warn!("backup {id} had a record but no object");
-            }
-            Err(e) => return Err(self.failed("cannot remove", &self.shown(&object), e)),
+        match removed {
+            [false, false] => return Err(not_found(id, &self.where_())),
+            [false, true] => log::warn!("backup {id} had no record; removed its object only"),
+            [true, false] => log::warn!("backup {id} had a record but no object"),
+            [true, true] => {}
         }
         fsync_dir(&dir.path).map_err(|e| self.failed("cannot sync", &self.dir, e))
     }
@@ -746,6 +747,23 @@ mod tests {
             "hidden names are not listed"
         );
         store.prepare(&id("b8")).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A link that leads nowhere, under an object's name with no record:
+    /// delete takes it (checked by a path, it looked like nothing there),
+    /// and the name is free again.
+    #[test]
+    fn a_dangling_link_under_an_objects_name_is_deleted() {
+        let (store, root) = storage("dangling");
+        store.prepare(&id("b7")).unwrap();
+        let link = root.join("backups").join("b7.rbk");
+        std::os::unix::fs::symlink("/nonexistent-target", &link).unwrap();
+        assert_eq!(store.prepare(&id("b7")).unwrap_err().exit_code(), 2);
+        store.delete(&id("b7")).unwrap();
+        assert!(fs::symlink_metadata(&link).is_err());
+        store.prepare(&id("b7")).unwrap();
+        assert_eq!(store.delete(&id("b7")).unwrap_err().exit_code(), 4);
         fs::remove_dir_all(&root).unwrap();
     }
 
