@@ -20,6 +20,7 @@
 //! gone, root opens the RDB once, without following a link, checks it as an
 //! RDB and reads it from that same descriptor.
 
+use super::field_ttls::{FieldTtls, Note};
 use super::stream::{self, Batch};
 use super::windows::Window;
 use super::ChunkName;
@@ -107,35 +108,6 @@ const NEVER_REPLICATED: &[&str] = &[
     "FCALL_RO",
 ];
 
-/// Commands that give hash fields TTLs, as a primary sends them (its
-/// `HEXPIRE` reaches replicas as `HPEXPIREAT`; the others from Redis 8.0).
-const FIELD_TTL_SETTERS: &[&str] = &[
-    "HEXPIRE",
-    "HEXPIREAT",
-    "HGETEX",
-    "HPEXPIRE",
-    "HPEXPIREAT",
-    "HSETEX",
-];
-/// Hash-field commands whose effect depends on whether the field's TTL has
-/// passed: on a server that judges that by the clock as it loads
-/// (`ServerBinary::judges_field_ttls_by_the_clock`), a replay after the
-/// TTL takes the field for gone where the primary did not.
-const FIELD_CLOCK_BOUND: &[&str] = &[
-    "HEXPIRE",
-    "HEXPIREAT",
-    "HGETEX",
-    "HINCRBY",
-    "HINCRBYFLOAT",
-    "HPERSIST",
-    "HPEXPIRE",
-    "HPEXPIREAT",
-    "HSETEX",
-    "HSETNX",
-];
-/// How many of those commands' keys a replay remembers to name.
-const CLOCK_BOUND_KEYS_KEPT: usize = 5;
-
 /// What a replay made.
 pub struct Replayed {
     /// The saved RDB, opened once and checked; read it from the start.
@@ -222,10 +194,11 @@ pub fn replay(
         }
     }
     applier.finish(&mut out)?;
-    if binary.judges_field_ttls_by_the_clock()
-        && (base_loaded.hashes_with_field_ttls > 0 || applier.field_ttls_set)
+    if let Some(warning) = applier
+        .field_ttls
+        .warning(binary, base_loaded.hashes_with_field_ttls)
     {
-        warn_of_clock_bound_fields(binary, &applier.clock_bound);
+        log::warn!("{warning}");
     }
     let written = incr_path.as_deref().unwrap_or(&base_path);
     finish(out, written)?;
@@ -270,34 +243,6 @@ pub fn replay(
         commands: applier.commands,
         base: base.id.to_string(),
     })
-}
-
-/// Say which keys' hash fields the replay may have got wrong: the server
-/// replays the commands whose effect depends on a field's TTL as if it were
-/// now, and a TTL that passed between the primary's command and the replay
-/// makes it take a live field for gone. No option of the server's turns
-/// that off, so the replay goes on, and says so.
-fn warn_of_clock_bound_fields(binary: &ServerBinary, keys: &ClockBoundKeys) {
-    if keys.commands == 0 {
-        return;
-    }
-    let named: Vec<String> = keys
-        .first
-        .iter()
-        .map(|key| {
-            let text = String::from_utf8_lossy(key);
-            let short: String = text.chars().take(64).collect();
-            format!("{:?}", units::printable(&short))
-        })
-        .collect();
-    let others = if keys.others { " and other keys" } else { "" };
-    log::warn!(
-        "{} {} judges hash-field TTLs by the clock as it replays: {} commands replayed (HPERSIST, HPEXPIREAT, HINCRBY, HSETNX and the like) take a field whose TTL has passed since the primary ran them for gone; fields with TTLs may be missing or wrong in {}{others}",
-        binary.flavor.name(),
-        binary.version,
-        keys.commands,
-        named.join(", ")
-    );
 }
 
 /// The window's base, loaded by a server as a plain RDB (which ends at its
@@ -452,32 +397,10 @@ struct Applier {
     transaction: Option<Vec<u8>>,
     commands: u64,
     applied_until: Option<u64>,
-    /// Whether a command gave a hash field a TTL.
-    field_ttls_set: bool,
-    /// The keys of the commands that depend on a field's TTL.
-    clock_bound: ClockBoundKeys,
-}
-
-/// The commands in `FIELD_CLOCK_BOUND`: how many, their first few keys,
-/// and whether there were others. All a warning needs, bounded whatever
-/// the stream holds.
-#[derive(Default)]
-struct ClockBoundKeys {
-    commands: u64,
-    first: Vec<Vec<u8>>,
-    others: bool,
-}
-
-impl ClockBoundKeys {
-    fn note(&mut self, key: &[u8]) {
-        self.commands += 1;
-        let known = self.first.iter().any(|k| k == key);
-        if !known && self.first.len() < CLOCK_BOUND_KEYS_KEPT {
-            self.first.push(key.to_vec());
-        } else if !known {
-            self.others = true;
-        }
-    }
+    /// What the replayed commands did with hash-field TTLs, and what the
+    /// open transaction would add to it.
+    field_ttls: FieldTtls,
+    pending_notes: Vec<Note>,
 }
 
 impl Applier {
@@ -487,20 +410,8 @@ impl Applier {
             transaction: None,
             commands: 0,
             applied_until: None,
-            field_ttls_set: false,
-            clock_bound: ClockBoundKeys::default(),
-        }
-    }
-
-    /// Note what the warning of `warn_of_clock_bound_fields` needs.
-    fn note_field_ttls(&mut self, name: &str, command: &[u8]) {
-        if FIELD_TTL_SETTERS.contains(&name) {
-            self.field_ttls_set = true;
-        }
-        if FIELD_CLOCK_BOUND.contains(&name) {
-            if let Some(key) = stream::arguments(command).get(1) {
-                self.clock_bound.note(key);
-            }
+            field_ttls: FieldTtls::default(),
+            pending_notes: Vec::new(),
         }
     }
 
@@ -512,13 +423,14 @@ impl Applier {
                 return Ok(false);
             }
             for command in stream::commands(&batch.bytes) {
-                let name = stream::name(command);
+                let args = stream::arguments(command);
+                let name = stream::name(&args);
                 if NEVER_REPLICATED.contains(&name.as_str()) {
                     return Err(Error::integrity(format!(
                         "the archived stream holds {name}, which a primary never sends its replicas: whatever answered on Redis's port sent it; not replayed"
                     )));
                 }
-                self.note_field_ttls(&name, command);
+                let note = Note::of(&name, &args);
                 match name.as_str() {
                     "PING" | "REPLCONF" => continue,
                     // As a replica's server takes them: a MULTI inside a
@@ -527,12 +439,18 @@ impl Applier {
                     // refused).
                     "MULTI" if self.transaction.is_some() => continue,
                     "MULTI" => self.transaction = Some(command.to_vec()),
-                    "DISCARD" => self.transaction = None,
+                    "DISCARD" => {
+                        self.transaction = None;
+                        self.pending_notes.clear();
+                    }
                     "EXEC" => match self.transaction.take() {
                         Some(mut whole) => {
                             whole.extend_from_slice(command);
                             out.write_all(&whole).map_err(failed)?;
                             self.commands += 1;
+                            for note in self.pending_notes.drain(..) {
+                                self.field_ttls.add(note);
+                            }
                         }
                         None => {
                             return Err(Error::integrity(
@@ -541,10 +459,16 @@ impl Applier {
                         }
                     },
                     _ => match &mut self.transaction {
-                        Some(pending) => pending.extend_from_slice(command),
+                        Some(pending) => {
+                            pending.extend_from_slice(command);
+                            self.pending_notes.extend(note);
+                        }
                         None => {
                             out.write_all(command).map_err(failed)?;
                             self.commands += 1;
+                            if let Some(note) = note {
+                                self.field_ttls.add(note);
+                            }
                         }
                     },
                 }
@@ -560,6 +484,7 @@ impl Applier {
     /// either: it is dropped, never half written.
     fn finish(&mut self, _out: &mut impl Write) -> Result<()> {
         if self.transaction.take().is_some() {
+            self.pending_notes.clear();
             debug!("a transaction open at the moment asked for is left out");
         }
         Ok(())
@@ -953,27 +878,28 @@ mod tests {
         }
     }
 
+    /// Only what is replayed is counted: not a discarded transaction, nor
+    /// one still open at the moment, nor what came after it.
     #[test]
-    fn commands_that_depend_on_field_ttls_are_noted_with_their_keys() {
-        let mut applier = Applier::new(100);
-        let plain = [batch(
-            10,
-            &[&["HINCRBY", "h", "f", "1"], &["SET", "s", "1"]],
-        )];
-        applier.apply(&plain, &mut Vec::new()).unwrap();
-        assert!(!applier.field_ttls_set, "HINCRBY gives no TTL");
-        assert_eq!(applier.clock_bound.commands, 1);
-        let mut keys: Vec<Vec<&str>> = vec![vec!["HPEXPIREAT", "t", "99", "FIELDS", "1", "f"]];
-        for i in 0..10 {
-            keys.push(vec!["HPERSIST", ["a", "b", "c", "d", "e", "f", "g"][i % 7]]);
-        }
-        let keys: Vec<&[&str]> = keys.iter().map(|k| k.as_slice()).collect();
-        applier.apply(&[batch(20, &keys)], &mut Vec::new()).unwrap();
-        assert!(applier.field_ttls_set);
-        assert_eq!(applier.clock_bound.commands, 12);
-        let named: Vec<&[u8]> = applier.clock_bound.first.iter().map(|k| &k[..]).collect();
-        assert_eq!(named, [&b"h"[..], b"t", b"a", b"b", b"c"]);
-        assert!(applier.clock_bound.others);
+    fn only_the_commands_replayed_count_for_the_field_ttl_warning() {
+        let redis = ServerBinary {
+            program: "redis-server".into(),
+            flavor: crate::redis::server::Flavor::Redis,
+            version: "7.4.1".into(),
+        };
+        let persist = |key| ["HPERSIST", key, "FIELDS", "1", "f"];
+        let batches = [
+            batch(10, &[&["MULTI"], &persist("discarded"), &["DISCARD"]]),
+            batch(20, &[&["MULTI"], &persist("kept"), &["EXEC"]]),
+            batch(30, &[&["MULTI"], &persist("open")]),
+            batch(60, &[&persist("late")]),
+        ];
+        let mut applier = Applier::new(50);
+        applier.apply(&batches, &mut Vec::new()).unwrap();
+        applier.finish(&mut Vec::new()).unwrap();
+        let warning = applier.field_ttls.warning(&redis, 1).expect("one replayed");
+        assert!(warning.contains(": 1 commands replayed"), "{warning}");
+        assert!(warning.ends_with("wrong in \"kept\""), "{warning}");
     }
 
     #[test]

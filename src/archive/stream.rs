@@ -143,9 +143,9 @@ pub fn arguments(command: &[u8]) -> Vec<&[u8]> {
     args
 }
 
-/// The command's name, upper-cased.
-pub fn name(command: &[u8]) -> String {
-    arguments(command)
+/// The name, upper-cased, of the command whose `arguments` these are.
+pub fn name(arguments: &[&[u8]]) -> String {
+    arguments
         .first()
         .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
         .unwrap_or_default()
@@ -316,7 +316,7 @@ pub(crate) mod tests {
             assert_eq!(got, stream, "step {step}");
             assert!(splitter.buf.is_empty());
         }
-        let names: Vec<String> = commands(&stream).map(name).collect();
+        let names: Vec<String> = commands(&stream).map(|c| name(&arguments(c))).collect();
         assert_eq!(names, ["SELECT", "SET", "PING"]);
         assert_eq!(
             arguments(&cmd(&["SET", "k", "v"])),

@@ -1865,3 +1865,41 @@ fn a_replay_on_valkey_9_keeps_a_field_the_primary_kept_alive() {
     assert_eq!(value, "kept");
     out.stderr_lacks("judges hash-field TTLs");
 }
+
+/// Field TTLs that arrive by other ways than the field commands: a hash
+/// RESTOREd with them (the base has none), then read by a SORT that stores
+/// what it read. Both are in the warning (Redis 8.2).
+#[test]
+fn a_replay_names_keys_of_restored_hashes_and_sorts_that_read_their_fields() {
+    let bin = crate::servers::binary("redis-8.2.3");
+    let t = TestRedis::builder()
+        .server(&bin)
+        .setting("archive_interval", "1")
+        .conf_line("repl-diskless-sync-delay 0")
+        .start();
+    let mut conn = t.conn();
+    conn.ok(&["HSET", "model", "f", "kept"]);
+    conn.ok(&["HPEXPIRE", "model", "1500", "FIELDS", "1", "f"]);
+    let payload = conn
+        .call(&["DUMP", "model"])
+        .bytes()
+        .expect("a dump")
+        .to_vec();
+    conn.ok(&["DEL", "model"]);
+    conn.ok(&["RPUSH", "ids", "1"]);
+    let archiver = start_archiver(&t);
+    let restore: [&[u8]; 4] = [b"RESTORE", b"h1", b"0", &payload];
+    conn.ok(&restore);
+    conn.ok(&["HPERSIST", "h1", "FIELDS", "1", "f"]);
+    conn.ok(&[
+        "SORT", "ids", "BY", "nosort", "GET", "h*->f", "STORE", "dst",
+    ]);
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    std::thread::sleep(Duration::from_millis(1600));
+    t.run(&["restore", "--at", &end])
+        .ok()
+        .stderr_has("judges hash-field TTLs by the clock")
+        .stderr_has(": 3 commands replayed (HPERSIST")
+        .stderr_has("wrong in \"h1\", \"dst\"");
+}
