@@ -114,6 +114,13 @@ pub struct FieldTtls {
 }
 
 impl FieldTtls {
+    /// Count the commands of `notes`, which were replayed.
+    pub fn add_all(&mut self, notes: impl IntoIterator<Item = Note>) {
+        for note in notes {
+            self.add(note);
+        }
+    }
+
     /// Count `note`'s command, which was replayed.
     pub fn add(&mut self, note: Note) {
         self.set |= note.sets_ttls;

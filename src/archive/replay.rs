@@ -390,11 +390,47 @@ fn read_chunk(
     Ok(batches)
 }
 
+/// Where the replayed commands go: written as they come, and cut back to
+/// a transaction's MULTI if that transaction is discarded or still open at
+/// the moment asked for (a primary may send one that never ends: holding
+/// it in memory until its EXEC would let it take root's).
+trait ReplayOut: Write {
+    /// Bytes written so far.
+    fn position(&mut self) -> std::io::Result<u64>;
+    /// Forget everything written after `position`.
+    fn cut_at(&mut self, position: u64) -> std::io::Result<()>;
+}
+
+impl ReplayOut for BufWriter<File> {
+    fn position(&mut self) -> std::io::Result<u64> {
+        let buffered = self.buffer().len() as u64;
+        Ok(self.get_mut().stream_position()? + buffered)
+    }
+
+    fn cut_at(&mut self, position: u64) -> std::io::Result<()> {
+        self.flush()?;
+        let file = self.get_mut();
+        file.set_len(position)?;
+        file.seek(SeekFrom::Start(position)).map(drop)
+    }
+}
+
+impl ReplayOut for Vec<u8> {
+    fn position(&mut self) -> std::io::Result<u64> {
+        Ok(self.len() as u64)
+    }
+
+    fn cut_at(&mut self, position: u64) -> std::io::Result<()> {
+        self.truncate(position as usize);
+        Ok(())
+    }
+}
+
 /// Writes the commands received at or before `at`, whole transactions only.
 struct Applier {
     at: u64,
-    /// A MULTI and what followed it, until its EXEC.
-    transaction: Option<Vec<u8>>,
+    /// Where the open transaction's MULTI was written.
+    transaction: Option<u64>,
     commands: u64,
     applied_until: Option<u64>,
     /// What the replayed commands did with hash-field TTLs, and what the
@@ -416,7 +452,7 @@ impl Applier {
     }
 
     /// Apply `batches`; false once a batch came after `at`.
-    fn apply(&mut self, batches: &[Batch], out: &mut impl Write) -> Result<bool> {
+    fn apply(&mut self, batches: &[Batch], out: &mut impl ReplayOut) -> Result<bool> {
         let failed = |e: std::io::Error| Error::other(format!("writing the replay: {e}"));
         for batch in batches {
             if batch.at_micros > self.at {
@@ -438,19 +474,16 @@ impl Applier {
                     // a DISCARD drops what was queued (outside one, it is
                     // refused).
                     "MULTI" if self.transaction.is_some() => continue,
-                    "MULTI" => self.transaction = Some(command.to_vec()),
-                    "DISCARD" => {
-                        self.transaction = None;
-                        self.pending_notes.clear();
+                    "MULTI" => {
+                        self.transaction = Some(out.position().map_err(failed)?);
+                        out.write_all(command).map_err(failed)?;
                     }
+                    "DISCARD" => self.drop_transaction(out)?,
                     "EXEC" => match self.transaction.take() {
-                        Some(mut whole) => {
-                            whole.extend_from_slice(command);
-                            out.write_all(&whole).map_err(failed)?;
+                        Some(_) => {
+                            out.write_all(command).map_err(failed)?;
                             self.commands += 1;
-                            for note in self.pending_notes.drain(..) {
-                                self.field_ttls.add(note);
-                            }
+                            self.field_ttls.add_all(self.pending_notes.drain(..));
                         }
                         None => {
                             return Err(Error::integrity(
@@ -458,19 +491,16 @@ impl Applier {
                             ))
                         }
                     },
-                    _ => match &mut self.transaction {
-                        Some(pending) => {
-                            pending.extend_from_slice(command);
-                            self.pending_notes.extend(note);
-                        }
-                        None => {
-                            out.write_all(command).map_err(failed)?;
-                            self.commands += 1;
-                            if let Some(note) = note {
-                                self.field_ttls.add(note);
+                    _ => {
+                        out.write_all(command).map_err(failed)?;
+                        match self.transaction {
+                            Some(_) => self.pending_notes.extend(note),
+                            None => {
+                                self.commands += 1;
+                                self.field_ttls.add_all(note);
                             }
                         }
-                    },
+                    }
                 }
             }
             if self.transaction.is_none() {
@@ -482,12 +512,22 @@ impl Applier {
 
     /// A transaction still open at `at` was not applied on the primary
     /// either: it is dropped, never half written.
-    fn finish(&mut self, _out: &mut impl Write) -> Result<()> {
-        if self.transaction.take().is_some() {
-            self.pending_notes.clear();
+    fn finish(&mut self, out: &mut impl ReplayOut) -> Result<()> {
+        if self.transaction.is_some() {
             debug!("a transaction open at the moment asked for is left out");
         }
-        Ok(())
+        self.drop_transaction(out)
+    }
+
+    /// Take back the open transaction, if there is one.
+    fn drop_transaction(&mut self, out: &mut impl ReplayOut) -> Result<()> {
+        self.pending_notes.clear();
+        match self.transaction.take() {
+            Some(multi) => out
+                .cut_at(multi)
+                .map_err(|e| Error::other(format!("writing the replay: {e}"))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -950,6 +950,14 @@ fn export_of_a_hostile_stream(commands: &[Vec<u8>]) -> (TestRedis, Output) {
 
 /// The same, with `rdb` as the base the primary sends.
 fn export_of_a_hostile_sync(rdb: Vec<u8>, commands: &[Vec<u8>]) -> (TestRedis, Output) {
+    let (t, end) = archive_of_a_hostile_sync(rdb, commands);
+    let out = export_at_text(&t, &end, "hostile.rdb");
+    (t, out)
+}
+
+/// Archives what a fake primary sends (`rdb`, then `commands`): the test
+/// instance and the end of its window.
+fn archive_of_a_hostile_sync(rdb: Vec<u8>, commands: &[Vec<u8>]) -> (TestRedis, String) {
     let mut t = TestRedis::builder()
         .setting("archive_interval", "1")
         .setting("redis_timeout", "2")
@@ -963,8 +971,34 @@ fn export_of_a_hostile_sync(rdb: Vec<u8>, commands: &[Vec<u8>]) -> (TestRedis, O
     archiver.finish();
     let windows = timeline(&t);
     let end = windows[0]["to"].as_str().expect("a window").to_string();
-    let out = export_at_text(&t, &end, "hostile.rdb");
-    (t, out)
+    (t, end)
+}
+
+/// A primary opens a transaction and never closes it, then sends far more
+/// than a chunk. The replay leaves it out, as a replica would, and root
+/// does not hold it in memory meanwhile: it went to the replay's file as
+/// it came, and is cut off there.
+#[test]
+fn a_transaction_never_closed_costs_the_replay_no_memory() {
+    let value = "x".repeat(1 << 20);
+    let mut commands = vec![
+        command(&["SELECT", "0"]),
+        command(&["SET", "before", "1"]),
+        command(&["MULTI"]),
+    ];
+    for i in 0..96 {
+        commands.push(command(&["SET", &format!("open{i}"), &value]));
+    }
+    let (t, end) = archive_of_a_hostile_sync(make_rdb(&[("k", b"v")]), &commands);
+    let out = t.path("open.rdb").display().to_string();
+    let export = t.cmd(&["export", "--at", &end, "--out", &out]);
+    let run = crate::fake_swift::run_bounded(export, Duration::from_secs(120));
+    run.ended().ok();
+    run.rss_below(64);
+    let server = LoadedRdb::load(&t.path("open.rdb"));
+    let mut replayed = server.conn();
+    assert_eq!(replayed.call(&["GET", "before"]).text(), "1");
+    assert_eq!(replayed.call(&["DBSIZE"]).int(), 2, "k and before only");
 }
 
 /// Whatever answers on Redis's port chooses the stream the archiver keeps;
