@@ -711,10 +711,7 @@ fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
     const JUNK: &[u8] = b"{\"junk\": true}";
     let t = start_redis();
     let mut conn = t.conn();
-    archive_one_write(&t, &mut conn, "1");
-    let (base, end) = newest_chunk_end(&t);
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("continues window");
+    let (base, end, archiver) = an_archiver_going_on_with_a_window(&t, &mut conn);
     // The next session's first chunk starts there; its length is what
     // the primary sends next (a SET, perhaps a PING).
     for len in 1..=200 {
@@ -749,10 +746,7 @@ fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
 fn folders_planted_under_the_next_chunks_names_do_not_stop_the_archiver() {
     let t = start_redis();
     let mut conn = t.conn();
-    archive_one_write(&t, &mut conn, "1");
-    let (base, end) = newest_chunk_end(&t);
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("continues window");
+    let (base, end, archiver) = an_archiver_going_on_with_a_window(&t, &mut conn);
     let planted = |len: u64, suffix: &str| {
         archive_dir(&t).join(format!("{base}.r{end:020}-{:020}{suffix}", end + len))
     };
@@ -1711,19 +1705,8 @@ fn two_windows(t: &TestRedis) -> (DbState, String, Output) {
 ///   at the missing one, exit 4).
 #[test]
 fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
-    use crate::fake_swift::FakeSwift;
-    let fake = FakeSwift::start();
-    let mut t = TestRedis::builder()
-        .setting("archive_interval", "1")
-        .setting("archive_chunk_size", "64K")
-        .setting("storage", "swift://c")
-        .setting("storage_timeout", "2")
-        .setting("swift_allow_http", "yes")
-        .conf_line("repl-diskless-sync-delay 0")
-        .start();
-    for (k, v) in fake.preauth_settings() {
-        t.set_setting(k, &v);
-    }
+    let (fake, t) =
+        archiving_to_a_fake_swift(&[("archive_chunk_size", "64K"), ("storage_timeout", "2")]);
     let (expected, end, _) = two_windows(&t);
     let windows = timeline(&t);
     assert_eq!(windows.len(), 2, "{windows:?}");
@@ -1758,6 +1741,36 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     assert_eq!(windows[0]["to"].as_str(), Some(end.as_str()), "{pruned}");
     export_at_text(&t, &end, "end.rdb").ok();
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+}
+
+/// A window of one write, and an archiver that goes on with it: the
+/// window's base, the stream offset where the next chunk's name starts,
+/// and the archiver.
+fn an_archiver_going_on_with_a_window(t: &TestRedis, conn: &mut Resp) -> (String, u64, Watched) {
+    archive_one_write(t, conn, "1");
+    let (base, end) = newest_chunk_end(t);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    (base, end, archiver)
+}
+
+/// An instance archiving to a fake Swift, with `extra` settings: the fake
+/// and the instance.
+fn archiving_to_a_fake_swift(extra: &[(&str, &str)]) -> (crate::fake_swift::FakeSwift, TestRedis) {
+    let fake = crate::fake_swift::FakeSwift::start();
+    let mut builder = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("storage", "swift://c")
+        .setting("swift_allow_http", "yes")
+        .conf_line("repl-diskless-sync-delay 0");
+    for (key, value) in extra {
+        builder = builder.setting(key, value);
+    }
+    let mut t = builder.start();
+    for (key, value) in fake.preauth_settings() {
+        t.set_setting(key, &value);
+    }
+    (fake, t)
 }
 
 /// A fake Swift's answer to listings of the archive (`c_archive`): they
@@ -1801,17 +1814,7 @@ fn archive_listing_with(
 /// start, and nothing was archived).
 #[test]
 fn a_made_up_chunk_in_the_newest_window_does_not_stop_the_archiver() {
-    use crate::fake_swift::FakeSwift;
-    let fake = FakeSwift::start();
-    let mut t = TestRedis::builder()
-        .setting("archive_interval", "1")
-        .setting("storage", "swift://c")
-        .setting("swift_allow_http", "yes")
-        .conf_line("repl-diskless-sync-delay 0")
-        .start();
-    for (k, v) in fake.preauth_settings() {
-        t.set_setting(k, &v);
-    }
+    let (fake, t) = archiving_to_a_fake_swift(&[]);
     let mut conn = t.conn();
     archive_one_write(&t, &mut conn, "1");
     let (base, end) = newest_of_chunks(fake.names("c_archive"));
