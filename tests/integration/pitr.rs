@@ -1267,17 +1267,22 @@ fn a_script_in_the_archived_stream_is_refused_and_connects_nowhere() {
     assert!(!t.path("hostile.rdb").exists());
 }
 
+/// An instance of server `name` (one of `servers.sh`'s) set up to archive.
+fn archiving_on(name: &str) -> TestRedis {
+    let bin = crate::servers::binary(name);
+    TestRedis::builder()
+        .server(&bin)
+        .setting("archive_interval", "1")
+        .conf_line("repl-diskless-sync-delay 0")
+        .start()
+}
+
 /// Archive, then restore to the end of the window, on one server: data of
 /// every type in two databases, an expiry, a Lua script's effects and a
 /// transaction, all equal after the replay by the server's own binary
 /// (Redis 6.2 loads the replay as one file, later servers as a manifest).
 fn archive_and_restore_on(name: &str) {
-    let bin = crate::servers::binary(name);
-    let t = TestRedis::builder()
-        .server(&bin)
-        .setting("archive_interval", "1")
-        .conf_line("repl-diskless-sync-delay 0")
-        .start();
+    let t = archiving_on(name);
     let archiver = start_archiver(&t);
     let mut conn = t.conn();
     fill_every_type(&mut conn);
@@ -1853,12 +1858,7 @@ fn a_command_larger_than_a_chunk_starts_a_new_window_that_holds_it() {
 /// restore to the end of the window. The persisted field's value after it
 /// (empty if gone) and what restore said.
 fn a_persisted_field_restored_after_its_old_ttl(name: &str) -> (String, Output) {
-    let bin = crate::servers::binary(name);
-    let t = TestRedis::builder()
-        .server(&bin)
-        .setting("archive_interval", "1")
-        .conf_line("repl-diskless-sync-delay 0")
-        .start();
+    let t = archiving_on(name);
     let mut conn = t.conn();
     conn.ok(&["HSET", "b", "x", "1"]);
     conn.ok(&["HPEXPIRE", "b", "100000", "FIELDS", "1", "x"]);
@@ -1908,12 +1908,7 @@ fn a_replay_on_valkey_9_keeps_a_field_the_primary_kept_alive() {
 /// what it read. Both are in the warning (Redis 8.2).
 #[test]
 fn a_replay_names_keys_of_restored_hashes_and_sorts_that_read_their_fields() {
-    let bin = crate::servers::binary("redis-8.2.3");
-    let t = TestRedis::builder()
-        .server(&bin)
-        .setting("archive_interval", "1")
-        .conf_line("repl-diskless-sync-delay 0")
-        .start();
+    let t = archiving_on("redis-8.2.3");
     let mut conn = t.conn();
     conn.ok(&["HSET", "model", "f", "kept"]);
     conn.ok(&["HPEXPIRE", "model", "1500", "FIELDS", "1", "f"]);
