@@ -151,8 +151,14 @@ pub fn windows(
         let mut spans = Vec::new();
         let mut last = None;
         for session in sessions(&named) {
+            // Each record is read once: a listing may name thousands of
+            // chunks, each a session of its own, that cannot be read.
             let first = session.first().and_then(|c| chunks.place(c));
-            let newest = session.iter().rev().find_map(|c| chunks.place(c));
+            let newest = session[1..]
+                .iter()
+                .rev()
+                .find_map(|c| chunks.place(c))
+                .or_else(|| first.clone());
             if let (Some(first), Some(newest)) = (first, newest) {
                 let (from, _) = first.span_micros();
                 let (_, to) = newest.span_micros();

@@ -1722,6 +1722,11 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     fake.script(archive_listing_with((0..17_281).map(chunk_name).collect()));
     let kept = t.cmd(&["--json", "prune", "--keep-last", "1"]).run();
     kept.ok().stderr_has("more than a window holds");
+    // Each made-up record was asked for once (each is a session of its
+    // own, whose first chunk is its newest): twice, and the listing's
+    // patience ran out before prune could say the above.
+    let first_made_up = format!("chunk {}: ", chunk_name(0).trim_end_matches(".json"));
+    assert_eq!(kept.stderr.matches(&first_made_up).count(), 1, "{kept}");
     fake.normal();
     assert_eq!(timeline(&t).len(), 2, "the old base was pruned\n{kept}");
 
