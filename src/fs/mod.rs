@@ -37,6 +37,10 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     open_if_regular(&found)
 }
 
+/// The kind of `open_if_regular`'s error for what is not a regular file:
+/// no retry makes it one.
+pub const NOT_REGULAR: io::ErrorKind = io::ErrorKind::InvalidInput;
+
 /// What `found`, a descriptor that only names a file (`O_PATH`), leads to,
 /// opened to read if it is a regular file. Found without being opened,
 /// checked, then opened through `/proc/self/fd`: a FIFO is never waited on,
@@ -47,7 +51,7 @@ pub fn open_if_regular(found: &OwnedFd) -> io::Result<File> {
     use std::os::fd::AsRawFd;
     let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(found)?.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
-        return Err(io::Error::other("not a regular file"));
+        return Err(io::Error::new(NOT_REGULAR, "not a regular file"));
     }
     open_unwaiting(Path::new(&format!("/proc/self/fd/{}", found.as_raw_fd())))
 }

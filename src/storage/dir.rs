@@ -353,6 +353,11 @@ impl DirStorage {
         match opened {
             Ok(file) => Ok(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(id, &self.where_())),
+            // Not ours, and it will not become ours by waiting.
+            Err(e) if e.kind() == crate::fs::NOT_REGULAR => Err(Error::integrity(format!(
+                "{} is not a regular file: not a record or object of this tool; whoever can write the storage put it there",
+                shown.display()
+            ))),
             Err(e) => Err(self.failed("cannot open", &shown, e)),
         }
     }
@@ -479,7 +484,7 @@ impl Storage for DirStorage {
             .read_to_end(&mut json)
             .map_err(|e| self.failed("cannot read", &path, e))?;
         if json.len() > MAX_RECORD_SIZE {
-            return Err(Error::storage(format!(
+            return Err(Error::integrity(format!(
                 "record {} is larger than {MAX_RECORD_SIZE} bytes; it is not a redis-backup record",
                 path.display()
             )));
@@ -716,8 +721,8 @@ mod tests {
         for name in ["b5.json", "b5.rbk"] {
             crate::testing::make_fifo(&root.join("backups").join(name));
         }
-        assert_eq!(store.get_record(&id("b5")).unwrap_err().exit_code(), 4);
-        assert_eq!(store.open(&id("b5"), 0).err().unwrap().exit_code(), 4);
+        assert_eq!(store.get_record(&id("b5")).unwrap_err().exit_code(), 5);
+        assert_eq!(store.open(&id("b5"), 0).err().unwrap().exit_code(), 5);
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -780,7 +785,7 @@ mod tests {
             std::os::unix::fs::symlink(&elsewhere, root.join("backups").join(name)).unwrap();
         }
         let err = store.get_record(&id("b9")).unwrap_err();
-        assert_eq!(err.exit_code(), 4, "{err}");
+        assert_eq!(err.exit_code(), 5, "{err}");
         assert!(err.message().contains("not a regular file"), "{err}");
         let err = store.open(&id("b9"), 0).err().unwrap();
         assert!(err.message().contains("not a regular file"), "{err}");

@@ -561,25 +561,85 @@ fn the_archiver_does_not_go_on_with_a_damaged_window() {
 }
 
 /// A window whose newest chunk's record the storage cannot give now (a
-/// FIFO stands for it here: not a regular file, a storage error) is not
-/// gone on with from an earlier chunk, nor replaced by a new window at the
-/// cost of a full resync: the archiver ends (exit 4), to be started again.
+/// write lease on it stands for that here: an open that does not wait
+/// fails until the holder lets go) is not gone on with from an earlier
+/// chunk, nor replaced by a new window at the cost of a full resync: the
+/// archiver ends (exit 4), to be started again.
 #[test]
 fn the_archiver_does_not_start_while_its_window_cannot_be_read() {
     let t = start_redis();
     let mut conn = t.conn();
     archive_one_write(&t, &mut conn, "1");
     let newest = archive_dir(&t).join(chunk_files(&t, ".json").pop().expect("a chunk"));
-    let kept = fs::read(&newest).expect("record");
-    fs::remove_file(&newest).expect("rm");
-    let made = std::process::Command::new("mkfifo").arg(&newest).status();
-    assert!(made.expect("mkfifo").success());
-
+    let lease = Leased::on(&newest);
     let out = t.run(&["archive"]);
     out.code(4).stderr_has("cannot be read whole now");
-    fs::remove_file(&newest).expect("rm");
-    fs::write(&newest, kept).expect("put back");
+    drop(lease);
     assert_eq!(timeline(&t).len(), 1, "a new window was started");
+}
+
+/// A write lease on `path`, held by a process of root's until dropped:
+/// opens that do not wait fail, as over a storage that answers later. The
+/// holder ignores the kernel's request to let go (which ends it by force
+/// only after lease-break-time, 45 s).
+struct Leased(std::process::Child);
+
+impl Leased {
+    fn on(path: &std::path::Path) -> Leased {
+        use std::io::BufRead;
+        let script = "import fcntl, os, signal, sys, time\n\
+                      signal.signal(signal.SIGIO, signal.SIG_IGN)\n\
+                      fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+                      fcntl.fcntl(fd, 1024, fcntl.F_WRLCK)\n\
+                      print('leased', flush=True)\n\
+                      time.sleep(600)\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the lease holder");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("its stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the lease holder");
+        assert_eq!(line.trim(), "leased", "no lease on {}", path.display());
+        Leased(child)
+    }
+}
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What is under the name of the newest window's next chunk record is not
+/// a record at all (a folder, a file larger than any record): no waiting
+/// will make it one. Where the window ends cannot be known, so the archiver
+/// starts a new window, as for a forged record; it did not start at all,
+/// at every try, while the junk stayed.
+#[test]
+fn junk_that_is_no_record_in_the_newest_window_does_not_stop_the_archiver() {
+    let folder = |path: &std::path::Path| fs::create_dir(path).expect("plant a folder");
+    let large = |path: &std::path::Path| fs::write(path, vec![b' '; 70_000]).expect("plant");
+    let plants: [&dyn Fn(&std::path::Path); 2] = [&folder, &large];
+    for plant in plants {
+        let t = start_redis();
+        let mut conn = t.conn();
+        archive_one_write(&t, &mut conn, "1");
+        let (base, end) = newest_chunk_end(&t);
+        plant(&archive_dir(&t).join(format!("{base}.r{end:020}-{:020}.json", end + 10)));
+        let mut archiver = t.cmd(&["archive"]).watch();
+        archiver.wait_for_line("a new window starts");
+        archiver.wait_for_line("RDB as");
+        conn.ok(&["SET", "k", "2"]);
+        wait_until_archived(&mut conn);
+        stop(archiver);
+        assert_eq!(value_at(&t, &window_end_now(&t), "new.rdb", "k"), "2");
+    }
 }
 
 /// An archived chunk copied among the backups is authentic, and not a
@@ -666,8 +726,8 @@ fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest
 }
 
 /// As above, but the storage cannot give the extended window's newest
-/// chunk records at the moment of the prune (here they are folders, which
-/// storage refuses to read; a Swift answering 503 is the same). Ranked by
+/// chunk records at the moment of the prune (here a write lease on each
+/// holds them; a Swift answering 503 is the same). Ranked by
 /// what it could read, that window looked older than the other: its base
 /// was pruned. A window with records unreadable for now cannot be ranked,
 /// so its instance's bases are kept.
@@ -683,11 +743,10 @@ fn prune_keeps_the_bases_of_an_instance_whose_newest_chunks_cannot_be_read_for_n
         .filter(|name| name.starts_with(&first))
         .collect();
     assert!(chunks.len() >= 2, "two sessions' chunks: {chunks:?}");
-    let away = |name: &str| t.path(&format!("{name}.away"));
-    for name in &chunks[1..] {
-        fs::rename(archive_dir(&t).join(name), away(name)).expect("take away");
-        fs::create_dir(archive_dir(&t).join(name)).expect("unreadable for now");
-    }
+    let leases: Vec<Leased> = chunks[1..]
+        .iter()
+        .map(|name| Leased::on(&archive_dir(&t).join(name)))
+        .collect();
 
     let out = t.run(&["--json", "prune", "--keep-last", "2"]);
     let deleted = out.ok().json()["deleted"].to_string();
@@ -695,10 +754,7 @@ fn prune_keeps_the_bases_of_an_instance_whose_newest_chunks_cannot_be_read_for_n
         !deleted.contains(&first),
         "the extended window's base was pruned: {deleted}"
     );
-    for name in &chunks[1..] {
-        fs::remove_dir(archive_dir(&t).join(name)).expect("readable again");
-        fs::rename(away(name), archive_dir(&t).join(name)).expect("put back");
-    }
+    drop(leases);
     assert_eq!(value_at(&t, &window_end_now(&t), "latest.rdb", "k"), "3");
 }
 

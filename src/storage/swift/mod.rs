@@ -411,7 +411,7 @@ impl Storage for SwiftStorage {
             .read_to_end(&mut json)
             .map_err(|e| Error::storage(format!("reading {path}: {e}")))?;
         if json.len() > MAX_RECORD_SIZE {
-            return Err(Error::storage(format!(
+            return Err(Error::integrity(format!(
                 "{path} is larger than {MAX_RECORD_SIZE} bytes; it is not a redis-backup record"
             )));
         }
