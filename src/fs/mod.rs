@@ -37,9 +37,23 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     open_if_regular(&found)
 }
 
-/// The kind of `open_if_regular`'s error for what is not a regular file:
-/// no retry makes it one.
-pub const NOT_REGULAR: io::ErrorKind = io::ErrorKind::InvalidInput;
+/// `open_if_regular`'s error for what is not a regular file: no retry makes
+/// it one. Its own type, so no EINVAL of the file system passes for it.
+#[derive(Debug)]
+struct NotRegular;
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a regular file")
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+/// Whether `e` is `open_if_regular`'s refusal of what is not a regular file.
+pub fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotRegular>())
+}
 
 /// What `found`, a descriptor that only names a file (`O_PATH`), leads to,
 /// opened to read if it is a regular file. Found without being opened,
@@ -51,7 +65,7 @@ pub fn open_if_regular(found: &OwnedFd) -> io::Result<File> {
     use std::os::fd::AsRawFd;
     let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(found)?.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
-        return Err(io::Error::new(NOT_REGULAR, "not a regular file"));
+        return Err(io::Error::other(NotRegular));
     }
     open_unwaiting(Path::new(&format!("/proc/self/fd/{}", found.as_raw_fd())))
 }
@@ -389,6 +403,9 @@ mod tests {
         let writer_opened = crate::testing::writer_waiting_on(&fifo);
         let err = open_regular(&fifo).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(is_not_regular(&err));
+        let einval = io::Error::from_raw_os_error(22);
+        assert!(!is_not_regular(&einval), "the file system's EINVAL is not it");
         let during = writer_opened.recv_timeout(std::time::Duration::from_millis(300));
         assert!(during.is_err(), "open_regular opened the FIFO");
         let _release = fs::OpenOptions::new()

@@ -354,7 +354,7 @@ impl DirStorage {
             Ok(file) => Ok(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(id, &self.where_())),
             // Not ours, and it will not become ours by waiting.
-            Err(e) if e.kind() == crate::fs::NOT_REGULAR => Err(Error::integrity(format!(
+            Err(e) if crate::fs::is_not_regular(&e) => Err(Error::integrity(format!(
                 "{} is not a regular file: not a record or object of this tool; whoever can write the storage put it there",
                 shown.display()
             ))),
