@@ -121,6 +121,16 @@ impl FieldTtls {
         }
     }
 
+    /// Count what `other` counted (a transaction's, at its EXEC).
+    pub fn merge(&mut self, other: FieldTtls) {
+        self.set |= other.set;
+        self.commands += other.commands;
+        for key in other.first {
+            self.keep(key);
+        }
+        self.others |= other.others;
+    }
+
     /// Count `note`'s command, which was replayed.
     pub fn add(&mut self, note: Note) {
         self.set |= note.sets_ttls;
@@ -128,6 +138,10 @@ impl FieldTtls {
             return;
         };
         self.commands += 1;
+        self.keep(key);
+    }
+
+    fn keep(&mut self, key: Vec<u8>) {
         let known = self.first.contains(&key);
         if !known && self.first.len() < KEYS_KEPT {
             self.first.push(key);
@@ -245,6 +259,22 @@ mod tests {
         assert_eq!(ttls.first.len(), KEYS_KEPT);
         assert_eq!(ttls.first[0].len(), KEY_BYTES_KEPT);
         assert!(ttls.others, "e and f were left out");
+    }
+
+    #[test]
+    fn a_transactions_tally_merges_into_the_replays() {
+        let mut tally = replayed(&[&["HPERSIST", "a"], &["HPERSIST", "b"]]);
+        tally.merge(replayed(&[
+            &["HPEXPIREAT", "b", "99", "FIELDS", "1", "f"],
+            &["HPERSIST", "c"],
+            &["HPERSIST", "d"],
+            &["HPERSIST", "e"],
+            &["HPERSIST", "f"],
+        ]));
+        assert!(tally.set);
+        assert_eq!(tally.commands, 7);
+        assert_eq!(tally.first, [b"a", b"b", b"c", b"d", b"e"]);
+        assert!(tally.others);
     }
 
     #[test]

@@ -390,16 +390,20 @@ fn read_chunk(
     Ok(batches)
 }
 
-/// Where the replayed commands go: written as they come, and cut back to
-/// a transaction's MULTI if that transaction is discarded or still open at
-/// the moment asked for (a primary may send one that never ends: holding
-/// it in memory until its EXEC would let it take root's).
+/// Where the replayed commands go. A transaction's commands are held until
+/// its EXEC, up to `HELD_MAX`, then written as they come: a primary may
+/// send one that never ends, and holding it all would let it take root's
+/// memory. What was written of one that is discarded, or still open at the
+/// moment asked for, is cut off again.
 trait ReplayOut: Write {
     /// Bytes written so far.
     fn position(&mut self) -> std::io::Result<u64>;
     /// Forget everything written after `position`.
     fn cut_at(&mut self, position: u64) -> std::io::Result<()>;
 }
+
+/// How much of an open transaction is held in memory.
+const HELD_MAX: usize = 1 << 20;
 
 impl ReplayOut for BufWriter<File> {
     fn position(&mut self) -> std::io::Result<u64> {
@@ -426,17 +430,62 @@ impl ReplayOut for Vec<u8> {
     }
 }
 
+fn write_failed(e: std::io::Error) -> Error {
+    Error::other(format!("writing the replay: {e}"))
+}
+
+/// A transaction from its MULTI on, until its EXEC or DISCARD.
+#[derive(Default)]
+struct OpenTransaction {
+    /// Its commands, while they are at most `HELD_MAX` bytes.
+    held: Vec<u8>,
+    /// Where its MULTI was written, once it outgrew `held`.
+    written_from: Option<u64>,
+    /// What its commands would add to the replay's field-TTL tally.
+    field_ttls: FieldTtls,
+}
+
+impl OpenTransaction {
+    fn push(&mut self, command: &[u8], out: &mut impl ReplayOut) -> Result<()> {
+        if self.written_from.is_none() && self.held.len() + command.len() > HELD_MAX {
+            self.written_from = Some(out.position().map_err(write_failed)?);
+            out.write_all(&self.held).map_err(write_failed)?;
+            self.held = Vec::new();
+        }
+        match self.written_from {
+            Some(_) => out.write_all(command).map_err(write_failed),
+            None => {
+                self.held.extend_from_slice(command);
+                Ok(())
+            }
+        }
+    }
+
+    /// Its EXEC came: it is applied whole.
+    fn commit(self, exec: &[u8], out: &mut impl ReplayOut, tally: &mut FieldTtls) -> Result<()> {
+        out.write_all(&self.held).map_err(write_failed)?;
+        out.write_all(exec).map_err(write_failed)?;
+        tally.merge(self.field_ttls);
+        Ok(())
+    }
+
+    /// It is discarded, or still open at the end: none of it is applied.
+    fn abandon(self, out: &mut impl ReplayOut) -> Result<()> {
+        match self.written_from {
+            Some(multi) => out.cut_at(multi).map_err(write_failed),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Writes the commands received at or before `at`, whole transactions only.
 struct Applier {
     at: u64,
-    /// Where the open transaction's MULTI was written.
-    transaction: Option<u64>,
+    transaction: Option<OpenTransaction>,
     commands: u64,
     applied_until: Option<u64>,
-    /// What the replayed commands did with hash-field TTLs, and what the
-    /// open transaction would add to it.
+    /// What the replayed commands did with hash-field TTLs.
     field_ttls: FieldTtls,
-    pending_notes: Vec<Note>,
 }
 
 impl Applier {
@@ -447,13 +496,11 @@ impl Applier {
             commands: 0,
             applied_until: None,
             field_ttls: FieldTtls::default(),
-            pending_notes: Vec::new(),
         }
     }
 
     /// Apply `batches`; false once a batch came after `at`.
     fn apply(&mut self, batches: &[Batch], out: &mut impl ReplayOut) -> Result<bool> {
-        let failed = |e: std::io::Error| Error::other(format!("writing the replay: {e}"));
         for batch in batches {
             if batch.at_micros > self.at {
                 return Ok(false);
@@ -466,7 +513,6 @@ impl Applier {
                         "the archived stream holds {name}, which a primary never sends its replicas: whatever answered on Redis's port sent it; not replayed"
                     )));
                 }
-                let note = Note::of(&name, &args);
                 match name.as_str() {
                     "PING" | "REPLCONF" => continue,
                     // As a replica's server takes them: a MULTI inside a
@@ -475,15 +521,15 @@ impl Applier {
                     // refused).
                     "MULTI" if self.transaction.is_some() => continue,
                     "MULTI" => {
-                        self.transaction = Some(out.position().map_err(failed)?);
-                        out.write_all(command).map_err(failed)?;
+                        let mut open = OpenTransaction::default();
+                        open.push(command, out)?;
+                        self.transaction = Some(open);
                     }
-                    "DISCARD" => self.drop_transaction(out)?,
+                    "DISCARD" => self.abandon_transaction(out)?,
                     "EXEC" => match self.transaction.take() {
-                        Some(_) => {
-                            out.write_all(command).map_err(failed)?;
+                        Some(open) => {
+                            open.commit(command, out, &mut self.field_ttls)?;
                             self.commands += 1;
-                            self.field_ttls.add_all(self.pending_notes.drain(..));
                         }
                         None => {
                             return Err(Error::integrity(
@@ -492,10 +538,14 @@ impl Applier {
                         }
                     },
                     _ => {
-                        out.write_all(command).map_err(failed)?;
-                        match self.transaction {
-                            Some(_) => self.pending_notes.extend(note),
+                        let note = Note::of(&name, &args);
+                        match &mut self.transaction {
+                            Some(open) => {
+                                open.push(command, out)?;
+                                open.field_ttls.add_all(note);
+                            }
                             None => {
+                                out.write_all(command).map_err(write_failed)?;
                                 self.commands += 1;
                                 self.field_ttls.add_all(note);
                             }
@@ -516,16 +566,12 @@ impl Applier {
         if self.transaction.is_some() {
             debug!("a transaction open at the moment asked for is left out");
         }
-        self.drop_transaction(out)
+        self.abandon_transaction(out)
     }
 
-    /// Take back the open transaction, if there is one.
-    fn drop_transaction(&mut self, out: &mut impl ReplayOut) -> Result<()> {
-        self.pending_notes.clear();
+    fn abandon_transaction(&mut self, out: &mut impl ReplayOut) -> Result<()> {
         match self.transaction.take() {
-            Some(multi) => out
-                .cut_at(multi)
-                .map_err(|e| Error::other(format!("writing the replay: {e}"))),
+            Some(open) => open.abandon(out),
             None => Ok(()),
         }
     }
@@ -916,6 +962,86 @@ mod tests {
             at_micros: at,
             bytes: commands.iter().flat_map(|c| cmd(c)).collect(),
         }
+    }
+
+    /// A Vec that counts the cuts made in it.
+    #[derive(Default)]
+    struct CountedCuts {
+        bytes: Vec<u8>,
+        cuts: usize,
+    }
+
+    impl Write for CountedCuts {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes.write(buf)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ReplayOut for CountedCuts {
+        fn position(&mut self) -> std::io::Result<u64> {
+            self.bytes.position()
+        }
+
+        fn cut_at(&mut self, position: u64) -> std::io::Result<()> {
+            self.cuts += 1;
+            self.bytes.cut_at(position)
+        }
+    }
+
+    /// A transaction is held until its EXEC while it is small (a DISCARD
+    /// then costs no file work), written as it comes once it is not, and
+    /// cut off again if it is discarded or left open.
+    #[test]
+    fn transactions_are_held_while_small_and_cut_off_once_written() {
+        let big = "v".repeat(HELD_MAX);
+        let run = |batches: &[Batch]| {
+            let mut out = CountedCuts::default();
+            let mut applier = Applier::new(100);
+            applier.apply(batches, &mut out).unwrap();
+            applier.finish(&mut out).unwrap();
+            out
+        };
+        let small_discarded = run(&[batch(
+            10,
+            &[
+                &["SET", "a", "1"],
+                &["MULTI"],
+                &["SET", "b", "2"],
+                &["DISCARD"],
+            ],
+        )]);
+        assert_eq!(small_discarded.bytes, cmd(&["SET", "a", "1"]));
+        assert_eq!(small_discarded.cuts, 0);
+        let big_discarded = run(&[
+            batch(10, &[&["SET", "a", "1"], &["MULTI"], &["SET", "b", &big]]),
+            batch(20, &[&["SET", "c", "3"], &["DISCARD"], &["SET", "d", "4"]]),
+        ]);
+        let kept = [cmd(&["SET", "a", "1"]), cmd(&["SET", "d", "4"])].concat();
+        assert_eq!(big_discarded.bytes, kept);
+        assert_eq!(big_discarded.cuts, 1);
+        let big_open = run(&[batch(10, &[&["MULTI"], &["SET", "b", &big]])]);
+        assert_eq!((big_open.bytes.len(), big_open.cuts), (0, 1));
+        let big_applied = run(&[batch(
+            10,
+            &[
+                &["MULTI"],
+                &["SET", "b", &big],
+                &["SET", "c", "3"],
+                &["EXEC"],
+            ],
+        )]);
+        let whole = [
+            cmd(&["MULTI"]),
+            cmd(&["SET", "b", &big]),
+            cmd(&["SET", "c", "3"]),
+            cmd(&["EXEC"]),
+        ]
+        .concat();
+        assert_eq!(big_applied.bytes, whole);
     }
 
     /// Only what is replayed is counted: not a discarded transaction, nor

@@ -405,7 +405,10 @@ mod tests {
         assert!(err.to_string().contains("not a regular file"), "{err}");
         assert!(is_not_regular(&err));
         let einval = io::Error::from_raw_os_error(22);
-        assert!(!is_not_regular(&einval), "the file system's EINVAL is not it");
+        assert!(
+            !is_not_regular(&einval),
+            "the file system's EINVAL is not it"
+        );
         let during = writer_opened.recv_timeout(std::time::Duration::from_millis(300));
         assert!(during.is_err(), "open_regular opened the FIFO");
         let _release = fs::OpenOptions::new()
