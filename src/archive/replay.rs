@@ -99,6 +99,8 @@ const NEVER_REPLICATED: &[&str] = &[
     // Other clients and the server's life.
     "CLIENT",
     "SHUTDOWN",
+    "UNWATCH",
+    "WATCH",
     // Scripts, which may call MIGRATE.
     "EVAL",
     "EVALSHA",
@@ -175,7 +177,7 @@ pub fn replay(
         }
         None => out,
     };
-    let mut applier = Applier::new(at);
+    let mut applier = Applier::new(at, base_loaded.arities);
     let base_place = base.archive.as_ref().expect("a base has its place");
     let base_time = base_place.span_micros().0;
     let chunks = storage.archive();
@@ -225,7 +227,8 @@ pub fn replay(
     dir.hand_over(SERVER_DIR, account)?;
     let load = Load::Aof { multipart };
     let mut server = ReplayServer::start(binary, &dir, load, account)?;
-    server.save(timeout)?;
+    let mut conn = server.loaded(timeout)?;
+    server.save(&mut conn)?;
     drop(server);
     let (rdb, rdb_info, rdb_size) = checked_rdb(&dir, SERVER_DIR, RDB_NAME)?;
     info!(
@@ -265,7 +268,9 @@ fn resaved_base(
     let account = fresh_account()?;
     dir.hand_over(BASE_DIR, account)?;
     let mut server = ReplayServer::start(binary, dir, Load::Rdb, account)?;
-    let loaded = server.save(timeout)?;
+    let mut conn = server.loaded(timeout)?;
+    let loaded = server.describe(&mut conn)?;
+    server.save(&mut conn)?;
     drop(server);
     checked_rdb(dir, BASE_DIR, BASE_NAME).map(|(file, _, _)| (file, loaded))
 }
@@ -481,6 +486,10 @@ impl OpenTransaction {
 /// Writes the commands received at or before `at`, whole transactions only.
 struct Applier {
     at: u64,
+    /// The replay server's commands: one with the wrong number of
+    /// arguments is refused here, since a server loading an AOF does not
+    /// count them (a replica refuses it).
+    arities: Arities,
     transaction: Option<OpenTransaction>,
     commands: u64,
     applied_until: Option<u64>,
@@ -489,9 +498,10 @@ struct Applier {
 }
 
 impl Applier {
-    fn new(at: u64) -> Applier {
+    fn new(at: u64, arities: Arities) -> Applier {
         Applier {
             at,
+            arities,
             transaction: None,
             commands: 0,
             applied_until: None,
@@ -511,6 +521,12 @@ impl Applier {
                 if NEVER_REPLICATED.contains(&name.as_str()) {
                     return Err(Error::integrity(format!(
                         "the archived stream holds {name}, which a primary never sends its replicas: whatever answered on Redis's port sent it; not replayed"
+                    )));
+                }
+                if !takes(&self.arities, &name, args.len()) {
+                    return Err(Error::integrity(format!(
+                        "the archived stream holds {name} with {} arguments, which no server takes: whatever answered on Redis's port sent it; not replayed",
+                        args.len() - 1
                     )));
                 }
                 match name.as_str() {
@@ -725,6 +741,42 @@ struct ReplayServer {
 struct Loaded {
     /// Hashes with a field that has a TTL (Redis 7.4 on: `subexpiry`).
     hashes_with_field_ttls: u64,
+    /// Its commands' arities, by upper-case name.
+    arities: Arities,
+}
+
+/// Each command's arity as COMMAND gives it: the number of arguments,
+/// name included, or at least minus that if negative.
+type Arities = HashMap<String, i64>;
+
+/// The arities in a COMMAND reply (each entry: name, arity, ...).
+fn arities(reply: &crate::redis::resp::Value) -> Arities {
+    use crate::redis::resp::Value;
+    let Value::Array(Some(entries)) = reply else {
+        return Arities::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Value::Array(Some(fields)) => match fields.as_slice() {
+                [Value::Bulk(Some(name)), Value::Integer(arity), ..] => {
+                    Some((String::from_utf8_lossy(name).to_ascii_uppercase(), *arity))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `args` are as many as command `name` takes; a name the server
+/// does not know is its to refuse as it loads.
+fn takes(arities: &Arities, name: &str, args: usize) -> bool {
+    match arities.get(name) {
+        Some(&arity) if arity >= 0 => args as i64 == arity,
+        Some(&arity) => args as i64 >= -arity,
+        None => true,
+    }
 }
 
 /// The sum of `subexpiry` over the databases of `INFO keyspace`
@@ -830,8 +882,8 @@ impl ReplayServer {
         Ok(server)
     }
 
-    /// Wait until it has loaded everything, then have it save the RDB.
-    fn save(&mut self, timeout: Duration) -> Result<Loaded> {
+    /// Wait until it has loaded everything: a connection to it then.
+    fn loaded(&mut self, timeout: Duration) -> Result<Connection> {
         let options = ConnectOptions {
             endpoint: Endpoint::Unix(self.socket.clone()),
             user: None,
@@ -840,7 +892,7 @@ impl ReplayServer {
             timeout,
         };
         let deadline = Instant::now() + timeout;
-        let mut conn = loop {
+        let conn = loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.failed(&format!("exited ({status}) while loading")));
             }
@@ -859,13 +911,24 @@ impl ReplayServer {
             }
             std::thread::sleep(POLL);
         };
-        let keyspace = conn
-            .info("keyspace")
-            .map_err(|e| self.failed(&format!("could not say what it loaded: {e}")))?;
+        Ok(conn)
+    }
+
+    /// Have it save the RDB, once `loaded`.
+    fn save(&self, conn: &mut Connection) -> Result<()> {
         conn.call("SAVE", &[])
-            .map_err(|e| self.failed(&format!("could not save: {e}")))?;
+            .map_err(|e| self.failed(&format!("could not save: {e}")))
+            .map(drop)
+    }
+
+    /// What the server loaded, and the commands it knows.
+    fn describe(&self, conn: &mut Connection) -> Result<Loaded> {
+        let failed = |e: Error| self.failed(&format!("could not say what it loaded: {e}"));
+        let keyspace = conn.info("keyspace").map_err(failed)?;
+        let commands = conn.call("COMMAND", &[]).map_err(failed)?;
         Ok(Loaded {
             hashes_with_field_ttls: hashes_with_field_ttls(&keyspace),
+            arities: arities(&commands),
         })
     }
 
@@ -1000,7 +1063,7 @@ mod tests {
         let big = "v".repeat(HELD_MAX);
         let run = |batches: &[Batch]| {
             let mut out = CountedCuts::default();
-            let mut applier = Applier::new(100);
+            let mut applier = Applier::new(100, Arities::new());
             applier.apply(batches, &mut out).unwrap();
             applier.finish(&mut out).unwrap();
             out
@@ -1060,12 +1123,41 @@ mod tests {
             batch(30, &[&["MULTI"], &persist("open")]),
             batch(60, &[&persist("late")]),
         ];
-        let mut applier = Applier::new(50);
+        let mut applier = Applier::new(50, Arities::new());
         applier.apply(&batches, &mut Vec::new()).unwrap();
         applier.finish(&mut Vec::new()).unwrap();
         let warning = applier.field_ttls.warning(&redis, 1).expect("one replayed");
         assert!(warning.contains(": 1 commands replayed"), "{warning}");
         assert!(warning.ends_with("wrong in \"kept\""), "{warning}");
+    }
+
+    #[test]
+    fn arities_are_read_off_command_and_judge_the_arguments() {
+        use crate::redis::resp::Value;
+        let entry = |name: &str, arity| {
+            Value::Array(Some(vec![
+                Value::Bulk(Some(name.as_bytes().to_vec())),
+                Value::Integer(arity),
+                Value::Array(Some(vec![])),
+            ]))
+        };
+        let reply = Value::Array(Some(vec![
+            entry("get", 2),
+            entry("set", -3),
+            Value::Integer(7),
+        ]));
+        let arities = arities(&reply);
+        assert_eq!(arities.len(), 2);
+        assert!(takes(&arities, "GET", 2) && !takes(&arities, "GET", 3));
+        assert!(takes(&arities, "SET", 3) && takes(&arities, "SET", 5));
+        assert!(!takes(&arities, "SET", 2));
+        assert!(takes(&arities, "MODULE.CMD", 1), "the server's to judge");
+        let batches = [batch(10, &[&["SET", "a"]])];
+        let err = Applier::new(100, arities)
+            .apply(&batches, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 5);
+        assert!(err.message().contains("SET with 1 arguments"), "{err}");
     }
 
     #[test]
@@ -1093,7 +1185,7 @@ mod tests {
         ];
         let run = |at| {
             let mut out = Vec::new();
-            let mut applier = Applier::new(at);
+            let mut applier = Applier::new(at, Arities::new());
             applier.apply(&batches, &mut out).unwrap();
             applier.finish(&mut out).unwrap();
             (out, applier.applied_until)
@@ -1135,7 +1227,7 @@ mod tests {
             ],
         )];
         let mut out = Vec::new();
-        let mut applier = Applier::new(100);
+        let mut applier = Applier::new(100, Arities::new());
         applier.apply(&batches, &mut out).unwrap();
         applier.finish(&mut out).unwrap();
         let transaction = [
@@ -1167,7 +1259,7 @@ mod tests {
             &["fcall_ro", "f", "0"],
         ] {
             let batches = [batch(10, &[&["SET", "a", "1"], bad])];
-            let err = Applier::new(100)
+            let err = Applier::new(100, Arities::new())
                 .apply(&batches, &mut Vec::new())
                 .unwrap_err();
             assert_eq!(err.exit_code(), 5, "{bad:?}");

@@ -1311,6 +1311,30 @@ fn a_migrate_in_the_archived_stream_is_refused_and_connects_nowhere() {
     assert!(!t.path("hostile.rdb").exists());
 }
 
+/// Commands a replica would refuse for their number of arguments (a
+/// server loading an AOF does not count them: `SET a` crashed it, a `DEL`
+/// of nothing inside a transaction let the replay apply what a replica
+/// would have dropped), and WATCH, which no primary sends: refused, exit 5.
+#[test]
+fn commands_with_the_wrong_number_of_arguments_are_refused() {
+    let cases: [&[&[&str]]; 5] = [
+        &[&["SET", "a"]],
+        &[&["MULTI"], &["SET", "c", "1"], &["DEL"], &["EXEC"]],
+        &[&["MULTI", "x"], &["SET", "a", "1"], &["DISCARD"]],
+        &[&["MULTI"], &["SET", "b", "1"], &["EXEC", "x"]],
+        &[&["MULTI"], &["WATCH", "q"], &["SET", "c", "1"], &["EXEC"]],
+    ];
+    for case in cases {
+        let mut commands = vec![command(&["SELECT", "0"])];
+        commands.extend(case.iter().map(|c| command(c)));
+        commands.push(command(&["SET", "z", "1"]));
+        let (t, out) = export_of_a_hostile_stream(&commands);
+        out.code(5)
+            .stderr_has("whatever answered on Redis's port sent it");
+        assert!(!t.path("hostile.rdb").exists(), "{case:?}");
+    }
+}
+
 /// A script may call MIGRATE (Redis refuses CONFIG or DEBUG in a script,
 /// not MIGRATE), and no primary this tool follows sends a script rather
 /// than its effects: EVAL in the stream is refused, exit 5, and the replay
