@@ -578,6 +578,17 @@ fn the_archiver_does_not_start_while_its_window_cannot_be_read() {
     assert_eq!(timeline(&t).len(), 1, "a new window was started");
 }
 
+/// An archiver started on an archive it cannot go on with: it starts a new
+/// window, which takes `SET k 2`; then it is stopped.
+fn archive_a_write_in_a_new_window(t: &TestRedis, conn: &mut Resp) {
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("a new window starts");
+    archiver.wait_for_line("RDB as");
+    conn.ok(&["SET", "k", "2"]);
+    wait_until_archived(conn);
+    stop(archiver);
+}
+
 /// A write lease on `path`, held by a process of root's until dropped:
 /// opens that do not wait fail, as over a storage that answers later. The
 /// holder ignores the kernel's request to let go (which ends it by force
@@ -632,12 +643,7 @@ fn junk_that_is_no_record_in_the_newest_window_does_not_stop_the_archiver() {
         archive_one_write(&t, &mut conn, "1");
         let (base, end) = newest_chunk_end(&t);
         plant(&archive_dir(&t).join(format!("{base}.r{end:020}-{:020}.json", end + 10)));
-        let mut archiver = t.cmd(&["archive"]).watch();
-        archiver.wait_for_line("a new window starts");
-        archiver.wait_for_line("RDB as");
-        conn.ok(&["SET", "k", "2"]);
-        wait_until_archived(&mut conn);
-        stop(archiver);
+        archive_a_write_in_a_new_window(&t, &mut conn);
         assert_eq!(value_at(&t, &window_end_now(&t), "new.rdb", "k"), "2");
     }
 }
@@ -1915,12 +1921,7 @@ fn a_made_up_chunk_in_the_newest_window_does_not_stop_the_archiver() {
     let (base, end) = newest_of_chunks(fake.names("c_archive"));
     let made_up = format!("{base}.r{end:020}-{:020}.json", end + 10);
     fake.script(archive_listing_with(vec![made_up]));
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("a new window starts");
-    archiver.wait_for_line("RDB as");
-    conn.ok(&["SET", "k", "2"]);
-    wait_until_archived(&mut conn);
-    stop(archiver);
+    archive_a_write_in_a_new_window(&t, &mut conn);
     fake.normal();
     assert_eq!(value_at(&t, &window_end_now(&t), "after.rdb", "k"), "2");
 }
