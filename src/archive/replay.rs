@@ -395,6 +395,56 @@ fn read_chunk(
     Ok(batches)
 }
 
+/// A command a replica applies as its primary sent it but a server loading
+/// an AOF cannot, in a form with the same effect that it can; `None` where
+/// the command stands as it is. `VADD … CAS` (Redis 8) would block the
+/// loading client, which aborts the server; CAS only asks for the threaded
+/// path. Only the option is dropped: an element, or an option's value, may
+/// be the word CAS.
+fn loadable_form(name: &str, args: &[&[u8]]) -> Option<Vec<u8>> {
+    if name != "VADD" {
+        return None;
+    }
+    let word = |at: usize, w: &str| {
+        args.get(at)
+            .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    // VADD key [REDUCE dim] (FP32 blob | VALUES n v1..vn) element [options]
+    let mut at = 2;
+    if word(at, "REDUCE") {
+        at += 2;
+    }
+    if word(at, "FP32") {
+        at += 2;
+    } else if word(at, "VALUES") {
+        let n: usize = std::str::from_utf8(args.get(at + 1)?).ok()?.parse().ok()?;
+        at += 2 + n;
+    } else {
+        return None;
+    }
+    at += 1; // the element
+    let mut kept: Vec<&[u8]> = args.get(..at)?.to_vec();
+    let mut dropped = false;
+    while at < args.len() {
+        if word(at, "CAS") {
+            dropped = true;
+            at += 1;
+        } else if word(at, "EF") || word(at, "SETATTR") || word(at, "M") {
+            kept.extend(args.get(at..at + 2)?);
+            at += 2;
+        } else {
+            kept.push(args[at]);
+            at += 1;
+        }
+    }
+    if !dropped {
+        return None;
+    }
+    let mut command = Vec::new();
+    crate::redis::resp::write_command(&mut command, &kept).ok()?;
+    Some(command)
+}
+
 /// Where the replayed commands go. A transaction's commands are held until
 /// its EXEC, up to `HELD_MAX`, then written as they come: a primary may
 /// send one that never ends, and holding it all would let it take root's
@@ -529,6 +579,8 @@ impl Applier {
                         args.len() - 1
                     )));
                 }
+                let loadable = loadable_form(&name, &args);
+                let command = loadable.as_deref().unwrap_or(command);
                 match name.as_str() {
                     "PING" | "REPLCONF" => continue,
                     // As a replica's server takes them: a MULTI inside a
@@ -1129,6 +1181,29 @@ mod tests {
         let warning = applier.field_ttls.warning(&redis, 1).expect("one replayed");
         assert!(warning.contains(": 1 commands replayed"), "{warning}");
         assert!(warning.ends_with("wrong in \"kept\""), "{warning}");
+    }
+
+    #[test]
+    fn vadd_is_loaded_without_cas_and_nothing_else_changes() {
+        let form = |args: &[&str]| {
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            loadable_form(&stream::name(&args), &args)
+        };
+        assert_eq!(
+            form(&["VADD", "v", "VALUES", "2", "1", "2", "e", "CAS", "SETATTR", "CAS"]),
+            Some(cmd(&[
+                "VADD", "v", "VALUES", "2", "1", "2", "e", "SETATTR", "CAS"
+            ]))
+        );
+        assert_eq!(
+            form(&["vadd", "v", "REDUCE", "2", "FP32", "blob", "CAS", "cas", "EF", "5"]),
+            Some(cmd(&[
+                "vadd", "v", "REDUCE", "2", "FP32", "blob", "CAS", "EF", "5"
+            ]))
+        );
+        assert_eq!(form(&["VADD", "v", "VALUES", "1", "1", "CAS"]), None);
+        assert_eq!(form(&["VADD", "v", "VALUES", "9", "1", "CAS"]), None);
+        assert_eq!(form(&["SET", "CAS", "CAS"]), None);
     }
 
     #[test]

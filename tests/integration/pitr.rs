@@ -2026,3 +2026,38 @@ fn a_replay_names_keys_of_restored_hashes_and_sorts_that_read_their_fields() {
         .stderr_has(": 3 commands replayed (HPERSIST")
         .stderr_has("wrong in \"h1\", \"dst\"");
 }
+
+/// Redis 8 sends `VADD … CAS` to its replicas as it came; a replica applies
+/// it, but a server loading it from an AOF aborts (the command would block
+/// its loading client). The replay applies it without CAS, which only asks
+/// for the threaded path: the same vector set, attributes and all. An
+/// element may be named CAS too.
+#[test]
+fn vadd_with_cas_is_replayed_on_redis_8() {
+    let t = archiving_on("redis-8.2.3");
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&[
+        "VADD",
+        "v",
+        "VALUES",
+        "3",
+        "1",
+        "2",
+        "4",
+        "e3",
+        "CAS",
+        "SETATTR",
+        "{\"a\":1}",
+    ]);
+    conn.ok(&["VADD", "v", "VALUES", "3", "1", "2", "5", "CAS", "CAS"]);
+    conn.ok(&["VADD", "v", "VALUES", "3", "1", "3", "5", "plain"]);
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    conn.ok(&["FLUSHALL"]);
+    t.run(&["restore", "--at", &end]).ok();
+    let mut conn = t.conn();
+    assert_eq!(conn.call(&["VCARD", "v"]).int(), 3);
+    assert_eq!(conn.call(&["VGETATTR", "v", "e3"]).text(), "{\"a\":1}");
+    assert_eq!(conn.call(&["VISMEMBER", "v", "CAS"]).int(), 1);
+}
