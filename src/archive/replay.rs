@@ -573,7 +573,7 @@ impl Applier {
                         "the archived stream holds {name}, which a primary never sends its replicas: whatever answered on Redis's port sent it; not replayed"
                     )));
                 }
-                if !takes(&self.arities, &name, args.len()) {
+                if !self.arities.take(&name, &args) {
                     return Err(Error::integrity(format!(
                         "the archived stream holds {name} with {} arguments, which no server takes: whatever answered on Redis's port sent it; not replayed",
                         args.len() - 1
@@ -798,18 +798,21 @@ struct Loaded {
 }
 
 /// Each command's arity as COMMAND gives it: the number of arguments,
-/// name included, or at least minus that if negative.
-type Arities = HashMap<String, i64>;
+/// name included, or at least minus that if negative; and, from Redis 7
+/// on, its subcommands' (which count the command's name too).
+#[derive(Debug, Default, Clone)]
+struct Arities {
+    commands: HashMap<String, i64>,
+    /// By command, then by upper-case subcommand.
+    subcommands: HashMap<String, HashMap<String, i64>>,
+}
 
-/// The arities in a COMMAND reply (each entry: name, arity, ...).
-fn arities(reply: &crate::redis::resp::Value) -> Arities {
-    use crate::redis::resp::Value;
-    let Value::Array(Some(entries)) = reply else {
-        return Arities::new();
-    };
-    entries
-        .iter()
-        .filter_map(|entry| match entry {
+impl Arities {
+    /// Those of a COMMAND reply: each entry is name, arity, …, and its
+    /// subcommands' entries (named `command|sub`) as the tenth field.
+    fn of(reply: &crate::redis::resp::Value) -> Arities {
+        use crate::redis::resp::Value;
+        let name_and_arity = |entry: &Value| match entry {
             Value::Array(Some(fields)) => match fields.as_slice() {
                 [Value::Bulk(Some(name)), Value::Integer(arity), ..] => {
                     Some((String::from_utf8_lossy(name).to_ascii_uppercase(), *arity))
@@ -817,17 +820,47 @@ fn arities(reply: &crate::redis::resp::Value) -> Arities {
                 _ => None,
             },
             _ => None,
-        })
-        .collect()
-}
+        };
+        let mut arities = Arities::default();
+        let Value::Array(Some(entries)) = reply else {
+            return arities;
+        };
+        for entry in entries {
+            let Some((name, arity)) = name_and_arity(entry) else {
+                continue;
+            };
+            if let Value::Array(Some(fields)) = entry {
+                if let Some(Value::Array(Some(subcommands))) = fields.get(9) {
+                    let subs = subcommands
+                        .iter()
+                        .filter_map(name_and_arity)
+                        .filter_map(|(full, arity)| {
+                            Some((full.split_once('|')?.1.to_string(), arity))
+                        })
+                        .collect::<HashMap<_, _>>();
+                    if !subs.is_empty() {
+                        arities.subcommands.insert(name.clone(), subs);
+                    }
+                }
+            }
+            arities.commands.insert(name, arity);
+        }
+        arities
+    }
 
-/// Whether `args` are as many as command `name` takes; a name the server
-/// does not know is its to refuse as it loads.
-fn takes(arities: &Arities, name: &str, args: usize) -> bool {
-    match arities.get(name) {
-        Some(&arity) if arity >= 0 => args as i64 == arity,
-        Some(&arity) => args as i64 >= -arity,
-        None => true,
+    /// Whether command `name` takes `args` (its name included); one the
+    /// server does not know is its to refuse as it loads.
+    fn take(&self, name: &str, args: &[&[u8]]) -> bool {
+        let sub = match (self.subcommands.get(name), args.get(1)) {
+            (Some(subs), Some(sub)) => subs.get(&String::from_utf8_lossy(sub).to_ascii_uppercase()),
+            _ => None,
+        };
+        let count = args.len() as i64;
+        match sub.or_else(|| self.commands.get(name)) {
+            Some(&arity) if arity >= 0 => count == arity,
+            Some(&arity) => count >= -arity,
+            None => true,
+        }
     }
 }
 
@@ -980,7 +1013,7 @@ impl ReplayServer {
         let commands = conn.call("COMMAND", &[]).map_err(failed)?;
         Ok(Loaded {
             hashes_with_field_ttls: hashes_with_field_ttls(&keyspace),
-            arities: arities(&commands),
+            arities: Arities::of(&commands),
         })
     }
 
@@ -1115,7 +1148,7 @@ mod tests {
         let big = "v".repeat(HELD_MAX);
         let run = |batches: &[Batch]| {
             let mut out = CountedCuts::default();
-            let mut applier = Applier::new(100, Arities::new());
+            let mut applier = Applier::new(100, Arities::default());
             applier.apply(batches, &mut out).unwrap();
             applier.finish(&mut out).unwrap();
             out
@@ -1175,7 +1208,7 @@ mod tests {
             batch(30, &[&["MULTI"], &persist("open")]),
             batch(60, &[&persist("late")]),
         ];
-        let mut applier = Applier::new(50, Arities::new());
+        let mut applier = Applier::new(50, Arities::default());
         applier.apply(&batches, &mut Vec::new()).unwrap();
         applier.finish(&mut Vec::new()).unwrap();
         let warning = applier.field_ttls.warning(&redis, 1).expect("one replayed");
@@ -1209,26 +1242,36 @@ mod tests {
     #[test]
     fn arities_are_read_off_command_and_judge_the_arguments() {
         use crate::redis::resp::Value;
-        let entry = |name: &str, arity| {
-            Value::Array(Some(vec![
+        let entry = |name: &str, arity, subcommands: Vec<Value>| {
+            let mut fields = vec![
                 Value::Bulk(Some(name.as_bytes().to_vec())),
                 Value::Integer(arity),
-                Value::Array(Some(vec![])),
-            ]))
+            ];
+            fields.extend((2..9).map(|_| Value::Array(Some(vec![]))));
+            fields.push(Value::Array(Some(subcommands)));
+            Value::Array(Some(fields))
         };
         let reply = Value::Array(Some(vec![
-            entry("get", 2),
-            entry("set", -3),
+            entry("get", 2, vec![]),
+            entry("set", -3, vec![]),
+            entry("xgroup", -2, vec![entry("xgroup|destroy", 4, vec![])]),
             Value::Integer(7),
         ]));
-        let arities = arities(&reply);
-        assert_eq!(arities.len(), 2);
-        assert!(takes(&arities, "GET", 2) && !takes(&arities, "GET", 3));
-        assert!(takes(&arities, "SET", 3) && takes(&arities, "SET", 5));
-        assert!(!takes(&arities, "SET", 2));
-        assert!(takes(&arities, "MODULE.CMD", 1), "the server's to judge");
+        let arities = Arities::of(&reply);
+        assert_eq!(arities.commands.len(), 3);
+        let takes = |args: &[&str]| {
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            arities.take(&stream::name(&args), &args)
+        };
+        assert!(takes(&["GET", "k"]) && !takes(&["GET", "k", "x"]));
+        assert!(takes(&["SET", "k", "v"]) && takes(&["set", "k", "v", "NX", "GET"]));
+        assert!(!takes(&["SET", "k"]));
+        assert!(takes(&["XGROUP", "destroy", "k", "g"]));
+        assert!(!takes(&["XGROUP", "DESTROY", "k", "g", "extra"]));
+        assert!(takes(&["XGROUP", "NEWSUB", "k"]), "the command's own count");
+        assert!(takes(&["MODULE.CMD"]), "the server's to judge");
         let batches = [batch(10, &[&["SET", "a"]])];
-        let err = Applier::new(100, arities)
+        let err = Applier::new(100, arities.clone())
             .apply(&batches, &mut Vec::new())
             .unwrap_err();
         assert_eq!(err.exit_code(), 5);
@@ -1260,7 +1303,7 @@ mod tests {
         ];
         let run = |at| {
             let mut out = Vec::new();
-            let mut applier = Applier::new(at, Arities::new());
+            let mut applier = Applier::new(at, Arities::default());
             applier.apply(&batches, &mut out).unwrap();
             applier.finish(&mut out).unwrap();
             (out, applier.applied_until)
@@ -1302,7 +1345,7 @@ mod tests {
             ],
         )];
         let mut out = Vec::new();
-        let mut applier = Applier::new(100, Arities::new());
+        let mut applier = Applier::new(100, Arities::default());
         applier.apply(&batches, &mut out).unwrap();
         applier.finish(&mut out).unwrap();
         let transaction = [
@@ -1334,7 +1377,7 @@ mod tests {
             &["fcall_ro", "f", "0"],
         ] {
             let batches = [batch(10, &[&["SET", "a", "1"], bad])];
-            let err = Applier::new(100, Arities::new())
+            let err = Applier::new(100, Arities::default())
                 .apply(&batches, &mut Vec::new())
                 .unwrap_err();
             assert_eq!(err.exit_code(), 5, "{bad:?}");

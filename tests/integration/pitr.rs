@@ -1323,12 +1323,25 @@ fn a_migrate_in_the_archived_stream_is_refused_and_connects_nowhere() {
 /// would have dropped), and WATCH, which no primary sends: refused, exit 5.
 #[test]
 fn commands_with_the_wrong_number_of_arguments_are_refused() {
-    let cases: [&[&[&str]]; 5] = [
+    let cases: [&[&[&str]]; 7] = [
         &[&["SET", "a"]],
         &[&["MULTI"], &["SET", "c", "1"], &["DEL"], &["EXEC"]],
         &[&["MULTI", "x"], &["SET", "a", "1"], &["DISCARD"]],
         &[&["MULTI"], &["SET", "b", "1"], &["EXEC", "x"]],
         &[&["MULTI"], &["WATCH", "q"], &["SET", "c", "1"], &["EXEC"]],
+        // A subcommand's own count (Redis 7 on).
+        &[
+            &["MULTI"],
+            &["SET", "c", "1"],
+            &["XGROUP", "DESTROY", "k", "g", "extra"],
+            &["EXEC"],
+        ],
+        &[
+            &["MULTI"],
+            &["SET", "c", "1"],
+            &["OBJECT", "FREQ"],
+            &["EXEC"],
+        ],
     ];
     for case in cases {
         let mut commands = vec![command(&["SELECT", "0"])];
