@@ -405,9 +405,12 @@ fn loadable_form(name: &str, args: &[&[u8]]) -> Option<Vec<u8>> {
     if name != "VADD" {
         return None;
     }
+    // As Redis compares them (strcasecmp): up to a first NUL byte.
     let word = |at: usize, w: &str| {
-        args.get(at)
-            .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))
+        args.get(at).is_some_and(|a| {
+            let c_string = a.split(|&b| b == 0).next().unwrap_or_default();
+            c_string.eq_ignore_ascii_case(w.as_bytes())
+        })
     };
     // VADD key [REDUCE dim] (FP32 blob | VALUES n v1..vn) element [options]
     let mut at = 2;
@@ -418,7 +421,7 @@ fn loadable_form(name: &str, args: &[&[u8]]) -> Option<Vec<u8>> {
         at += 2;
     } else if word(at, "VALUES") {
         let n: usize = std::str::from_utf8(args.get(at + 1)?).ok()?.parse().ok()?;
-        at += 2 + n;
+        at = at.checked_add(2)?.checked_add(n)?;
     } else {
         return None;
     }
@@ -1236,6 +1239,18 @@ mod tests {
         );
         assert_eq!(form(&["VADD", "v", "VALUES", "1", "1", "CAS"]), None);
         assert_eq!(form(&["VADD", "v", "VALUES", "9", "1", "CAS"]), None);
+        let huge = u64::MAX.to_string();
+        assert_eq!(form(&["VADD", "v", "VALUES", &huge, "1", "e", "CAS"]), None);
+        // Redis reads its words as C strings: up to a NUL byte.
+        assert_eq!(
+            form(&["VADD", "v", "VALUES", "1", "1", "e", "SETATTR\0x", "CAS"]),
+            None,
+            "CAS is SETATTR's value here"
+        );
+        assert_eq!(
+            form(&["VADD", "v", "VALUES", "1", "1", "e", "CAS\0x", "Q8"]),
+            Some(cmd(&["VADD", "v", "VALUES", "1", "1", "e", "Q8"]))
+        );
         assert_eq!(form(&["SET", "CAS", "CAS"]), None);
     }
 
