@@ -317,7 +317,7 @@ fn prune(
         .filter_map(|records| {
             records
                 .iter()
-                .filter(|r| r.source == archive::BASE_SOURCE && r.archive.is_some())
+                .filter(|r| is_base(r))
                 .max_by(|a, b| a.age().cmp(&b.age()))
                 .map(|r| r.id.clone())
         })
@@ -383,7 +383,7 @@ fn prune(
     }
     if doomed.is_empty() {
         lines.push(format!(
-            "nothing to prune: no instance has more than {keep_last} backups"
+            "nothing to prune: no instance has more than {keep_last} backups, nor archive windows older than the backups it keeps"
         ));
     }
     Ok(Report {
@@ -412,10 +412,7 @@ fn extended_bases(
     key: &MasterKey,
     doomed: &[Record],
 ) -> Result<Vec<BackupId>> {
-    let bases: Vec<&Record> = doomed
-        .iter()
-        .filter(|r| r.source == archive::BASE_SOURCE && r.archive.is_some())
-        .collect();
+    let bases: Vec<&Record> = doomed.iter().filter(|r| is_base(r)).collect();
     if bases.is_empty() {
         return Ok(Vec::new());
     }
@@ -463,17 +460,45 @@ fn extended_bases(
 /// `keep_last` format-2 backups are kept. Format-1 records bind nothing, so
 /// they never count towards what is kept: records planted by whoever can
 /// write to the storage can then never push a real backup out.
+/// Of one instance's records, oldest first, those prune deletes. Backups
+/// and archive bases are counted apart: bases come as often as the primary
+/// resyncs the archiver, which whoever answers on its port decides (a Redis
+/// in a crash loop too), and counted with the backups a burst of them would
+/// push every backup out. Beyond the newest `keep_last` backups, backups go
+/// (format 1's only once that many are bound). Beyond the newest
+/// `keep_last` windows, a base goes only if the window after it starts no
+/// later than the oldest backup kept: point-in-time recovery reaches back
+/// as far as the backups do, whatever the number of windows since.
 fn surplus(records: Vec<Record>, keep_last: usize) -> Vec<Record> {
+    let (bases, backups): (Vec<Record>, Vec<Record>) = records.into_iter().partition(is_base);
     let (bound, unbound): (Vec<Record>, Vec<Record>) =
-        records.into_iter().partition(Record::authenticated);
-    if bound.len() < keep_last {
-        return Vec::new();
-    }
-    let old = bound.len() - keep_last;
-    unbound
+        backups.into_iter().partition(Record::authenticated);
+    let old_backups = bound.len().saturating_sub(keep_last);
+    // The oldest backup kept; with none bound, windows are counted alone.
+    let reach = bound.get(old_backups).map(Record::age);
+    let old_bases = bases.len().saturating_sub(keep_last);
+    let base_goes: Vec<bool> = (0..bases.len())
+        .map(|i| i < old_bases && reach.is_none_or(|oldest| bases[i + 1].age() <= oldest))
+        .collect();
+    let backups_go = match bound.len() < keep_last {
+        true => Vec::new(),
+        false => unbound
+            .into_iter()
+            .chain(bound.into_iter().take(old_backups))
+            .collect(),
+    };
+    let bases_go = bases
         .into_iter()
-        .chain(bound.into_iter().take(old))
-        .collect()
+        .zip(base_goes)
+        .filter_map(|(base, goes)| goes.then_some(base));
+    let mut doomed: Vec<Record> = backups_go.into_iter().chain(bases_go).collect();
+    doomed.sort_by(|a, b| a.age().cmp(&b.age()));
+    doomed
+}
+
+/// A base of an archive window (listed like a backup).
+fn is_base(record: &Record) -> bool {
+    record.source == archive::BASE_SOURCE && record.archive.is_some()
 }
 
 fn delete(config: &Config, id: &BackupId) -> Result<Report> {
@@ -740,5 +765,70 @@ mod tests {
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
         assert!(shown.contains("\\u{1b}]0;owned\\u{7}"), "{shown}");
         assert_eq!(units::printable("plain ünïcode line"), "plain ünïcode line");
+    }
+
+    /// `b` for a backup, `a` for a base, `f` for a format-1 backup, then
+    /// the minute it was made.
+    fn records(names: &[&str]) -> Vec<Record> {
+        names
+            .iter()
+            .map(|name| {
+                let id = BackupId::parse(name).unwrap();
+                let minute: u32 = name[1..].parse().unwrap();
+                let created_at = format!("2026-11-25T03:{minute:02}:00.000000Z");
+                let archive = name.starts_with('a').then(|| crate::record::ArchivePlace {
+                    base: id.clone(),
+                    replid: "r".repeat(40),
+                    seq: 0,
+                    start_offset: 0,
+                    end_offset: 0,
+                    first_at: created_at.clone(),
+                    last_at: created_at.clone(),
+                    session_start: true,
+                });
+                Record {
+                    id,
+                    created_at,
+                    source: match archive {
+                        Some(_) => archive::BASE_SOURCE.into(),
+                        None => "snapshot".into(),
+                    },
+                    format: if name.starts_with('f') { 1 } else { 2 },
+                    archive,
+                    ..Record::sample()
+                }
+            })
+            .collect()
+    }
+
+    fn pruned(names: &[&str], keep_last: usize) -> Vec<String> {
+        surplus(records(names), keep_last)
+            .into_iter()
+            .map(|r| r.id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn bases_push_no_backup_out_and_windows_reach_back_to_the_oldest_backup_kept() {
+        // A burst of windows after the backups: nothing goes.
+        let burst = ["b1", "b2", "a3", "a4", "a5", "a6", "a7"];
+        assert!(pruned(&burst, 2).is_empty());
+        // Counted with the backups (before), b1 and b2 and three bases went.
+        assert_eq!(pruned(&burst, 1), ["b1"]);
+        // With no backup, windows are counted alone.
+        assert_eq!(pruned(&["a1", "a2", "a3", "a4"], 2), ["a1", "a2"]);
+        // A window that ends before the oldest backup kept goes (its next
+        // starts no later), one still running then stays.
+        assert_eq!(pruned(&["a1", "a2", "b3", "b4"], 1), ["a1", "b3"]);
+        assert_eq!(pruned(&["a1", "a2", "a4", "b3"], 1), ["a1"]);
+        assert_eq!(pruned(&["a1", "a2", "b3", "a4"], 2), ["a1"]);
+        assert!(pruned(&["a1", "b2", "a3", "a4", "b5"], 2).is_empty());
+        assert_eq!(
+            pruned(&["a1", "b2", "a3", "a4", "b5"], 1),
+            ["a1", "b2", "a3"]
+        );
+        // Format 1 counts for nothing, and goes once enough are bound.
+        assert_eq!(pruned(&["f1", "b2", "b3", "a4"], 2), ["f1"]);
+        assert!(pruned(&["f1", "b2", "b3", "a4"], 3).is_empty());
     }
 }

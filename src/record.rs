@@ -399,15 +399,10 @@ fn counts_of(map: &Map<String, Value>, name: &str) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// A backup's record to build tests on.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key() -> MasterKey {
-        MasterKey::from_bytes([7; 32])
-    }
-
-    fn sample() -> Record {
+impl Record {
+    pub fn sample() -> Record {
         Record {
             id: BackupId::parse("b1").unwrap(),
             instance: "host".into(),
@@ -420,7 +415,7 @@ mod tests {
             raw_size: 10,
             raw_sha256: "ab".repeat(32),
             stored_size: 200,
-            key_id: key().key_id(),
+            key_id: MasterKey::from_bytes([7; 32]).key_id(),
             location: "file:///x/b1.rbk".into(),
             format: 2,
             compression_level: Some(1),
@@ -431,9 +426,18 @@ mod tests {
             archive: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> MasterKey {
+        MasterKey::from_bytes([7; 32])
+    }
 
     fn stored_value() -> Map<String, Value> {
-        let bytes = sample().to_stored(&key());
+        let bytes = Record::sample().to_stored(&key());
         serde_json::from_slice::<Value>(&bytes)
             .unwrap()
             .as_object()
@@ -448,7 +452,7 @@ mod tests {
 
     #[test]
     fn stored_round_trip_with_contract_field_names() {
-        let record = sample();
+        let record = Record::sample();
         let json = record.to_json();
         for field in [
             "id",
@@ -511,7 +515,7 @@ mod tests {
         let theirs = MasterKey::from_bytes([8; 32]);
         let record = Record {
             key_id: theirs.key_id(),
-            ..sample()
+            ..Record::sample()
         };
         let bytes = record.to_stored(&theirs);
         let mut map: Map<String, Value> = serde_json::from_slice(&bytes).unwrap();
@@ -542,7 +546,7 @@ mod tests {
         // Dated far in the future, it is still older than any format-2 backup.
         let mut future = old.clone();
         future.created_at = "2099-01-01T00:00:00Z".into();
-        assert!(future.age() < sample().age());
+        assert!(future.age() < Record::sample().age());
     }
 
     #[test]
@@ -567,7 +571,7 @@ mod tests {
         let at = |created_at: &str, id: &str| Record {
             created_at: created_at.into(),
             id: BackupId::parse(id).unwrap(),
-            ..sample()
+            ..Record::sample()
         };
         let mut records = [
             at("2026-11-25T03:15:00.900000Z", "a"),
@@ -586,7 +590,7 @@ mod tests {
         let err = Record::from_stored(b"{nope", &id, &key()).unwrap_err();
         assert_eq!(err.exit_code(), 5);
         let other = BackupId::parse("b2").unwrap();
-        let bytes = sample().to_stored(&key());
+        let bytes = Record::sample().to_stored(&key());
         let err = Record::from_stored(&bytes, &other, &key()).unwrap_err();
         assert!(err.message().contains("names backup b1"), "{err}");
         let mut newer = stored_value();
@@ -615,7 +619,7 @@ mod tests {
         /// unsigned (format 1) or with a tag that no longer fits.
         fn damaged_record() -> impl Strategy<Value = Value> {
             let field = prop::sample::select(
-                sample()
+                Record::sample()
                     .to_json()
                     .as_object()
                     .unwrap()
@@ -627,10 +631,10 @@ mod tests {
                 let mut record: Value = match v1 {
                     true => json!(Record {
                         format: 1,
-                        ..sample()
+                        ..Record::sample()
                     }
                     .to_json()),
-                    false => serde_json::from_slice(&sample().to_stored(&key())).unwrap(),
+                    false => serde_json::from_slice(&Record::sample().to_stored(&key())).unwrap(),
                 };
                 let map = record.as_object_mut().unwrap();
                 match value {

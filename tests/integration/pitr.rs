@@ -514,11 +514,7 @@ fn a_key_alive_at_the_moment_is_exported_though_its_ttl_has_passed_since() {
 fn prune_keeps_the_bases_of_windows_it_cannot_read_and_prunes_the_rest() {
     let t = start_redis();
     let mut conn = t.conn();
-    archive_one_write(&t, &mut conn, "1");
-    let base = timeline(&t)[0]["base"]
-        .as_str()
-        .expect("a base")
-        .to_string();
+    let bases = two_windows_of_one_write_each(&t, &mut conn);
     let old = t.backup();
     let newest = t.backup();
     let real = t.storage_dir().join("archive.real");
@@ -529,8 +525,31 @@ fn prune_keeps_the_bases_of_windows_it_cannot_read_and_prunes_the_rest() {
     let deleted = out.ok().json()["deleted"].to_string();
     out.stderr_has("the bases are kept");
     assert!(deleted.contains(&old), "{deleted}");
-    assert!(!deleted.contains(&base), "{deleted}");
+    for base in &bases {
+        assert!(!deleted.contains(base.as_str()), "{deleted}");
+    }
     assert!(!deleted.contains(&newest), "{deleted}");
+}
+
+/// Two windows, of one archived write each (the first window's record is
+/// hidden while the second starts); their bases, oldest first.
+fn two_windows_of_one_write_each(t: &TestRedis, conn: &mut Resp) -> Vec<String> {
+    let bases = || -> Vec<String> {
+        timeline(t)
+            .iter()
+            .map(|w| w["base"].as_str().expect("a base").to_string())
+            .collect()
+    };
+    archive_one_write(t, conn, "1");
+    let first = bases().pop().expect("a window");
+    let record = t.storage_dir().join(format!("{first}.json"));
+    let hidden = t.path("hidden.json");
+    fs::rename(&record, &hidden).expect("hide");
+    archive_one_write(t, conn, "2");
+    fs::rename(&hidden, &record).expect("show");
+    let both = bases();
+    assert_eq!(both.len(), 2, "{both:?}");
+    both
 }
 
 /// The archiver goes on from the end of the newest window. If that window
@@ -719,7 +738,7 @@ fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest
     t.backup();
 
     let deleted =
-        t.run(&["--json", "prune", "--keep-last", "2"]).ok().json()["deleted"].to_string();
+        t.run(&["--json", "prune", "--keep-last", "1"]).ok().json()["deleted"].to_string();
     assert!(
         !deleted.contains(&first),
         "the extended window's base was pruned: {deleted}"
@@ -754,7 +773,7 @@ fn prune_keeps_the_bases_of_an_instance_whose_newest_chunks_cannot_be_read_for_n
         .map(|name| Leased::on(&archive_dir(&t).join(name)))
         .collect();
 
-    let out = t.run(&["--json", "prune", "--keep-last", "2"]);
+    let out = t.run(&["--json", "prune", "--keep-last", "1"]);
     let deleted = out.ok().json()["deleted"].to_string();
     assert!(
         !deleted.contains(&first),
@@ -996,6 +1015,99 @@ fn fake_primary_sending(rdb: Vec<u8>, parts: Vec<Vec<u8>>) -> FakeRedis {
             _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
         }
     })
+}
+
+/// Whatever answers on the Redis port, resyncing the archiver at every
+/// PSYNC: a full resync under a history of its own each time (a small
+/// base) and one write, then silence until the archiver gives up on it
+/// (`redis_timeout`). A Redis in a crash loop does much the same.
+fn a_primary_resyncing_at_every_psync() -> FakeRedis {
+    let psyncs = std::sync::atomic::AtomicU32::new(0);
+    let rdb = make_rdb(&[("k", b"v")]);
+    FakeRedis::start(move |args| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        match name.as_str() {
+            "PSYNC" => {
+                let n = psyncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut head = format!("+FULLRESYNC {n:040x} 0\r\n${}\r\n", rdb.len()).into_bytes();
+                head.extend_from_slice(&rdb);
+                let mut write =
+                    Some([command(&["SELECT", "0"]), command(&["SET", "k", "w"])].concat());
+                FakeReply::Stream {
+                    head,
+                    more: Box::new(move || write.take()),
+                    every: Duration::from_millis(10),
+                }
+            }
+            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
+            "INFO" => FakeReply::Bytes(
+                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
+            ),
+            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
+        }
+    })
+}
+
+/// Archives from `a_primary_resyncing_at_every_psync` for `how_long`; the
+/// archiver's output.
+fn archive_a_resyncing_primary(t: &mut TestRedis, how_long: Duration) -> Output {
+    let fake = a_primary_resyncing_at_every_psync();
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let archiver = t.cmd(&["archive"]).watch();
+    std::thread::sleep(how_long);
+    archiver.signal("TERM");
+    archiver.finish()
+}
+
+fn bases_stored(archiver: &Output) -> usize {
+    archiver
+        .stderr
+        .lines()
+        .filter(|line| line.contains("base ") && line.contains(" stored: "))
+        .count()
+}
+
+/// Bases are listed like backups, but they come as often as the primary
+/// resyncs the archiver, which whatever answers on the Redis port decides
+/// (a Redis in a crash loop, too). Counted with the backups, a burst of
+/// them had `prune --keep-last N` delete every backup made before: N bases
+/// were "the newest N". Backups and windows are counted apart now, and a
+/// window goes only once a newer one starts no later than the oldest
+/// backup kept.
+#[test]
+fn bases_of_a_resyncing_primary_push_no_backup_out_of_prune() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "1")
+        .start();
+    let before = [t.backup(), t.backup()];
+    let archiver = archive_a_resyncing_primary(&mut t, Duration::from_secs(7));
+    let bases = bases_stored(&archiver);
+    assert!(bases >= 3, "{archiver}");
+
+    let pruned = t.run(&["--json", "prune", "--keep-last", "2"]).ok().json();
+    assert_eq!(pruned["deleted"], json!([]), "{pruned}");
+    assert_eq!(t.list(&[]).len(), 2 + bases);
+
+    // Two backups later, the burst is older than the oldest backup kept:
+    // all but the newest two windows go, and the first two backups.
+    t.remove_setting("redis_port");
+    let after = [t.backup(), t.backup()];
+    let pruned = t.run(&["--json", "prune", "--keep-last", "2"]).ok().json();
+    let deleted = pruned["deleted"].to_string();
+    for id in &before {
+        assert!(deleted.contains(id.as_str()), "{pruned}");
+    }
+    let listed = t.list(&[]);
+    let ids: Vec<&str> = listed.iter().filter_map(|b| b["id"].as_str()).collect();
+    let sources: Vec<&str> = listed.iter().filter_map(|b| b["source"].as_str()).collect();
+    assert_eq!(
+        sources,
+        ["archive", "archive", "snapshot", "snapshot"],
+        "{listed:?}"
+    );
+    assert_eq!(ids[2..], after.each_ref().map(String::as_str));
 }
 
 /// Archives what a fake primary sends (`commands`, after its one-key RDB)
