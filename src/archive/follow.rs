@@ -70,6 +70,9 @@ struct Position {
     base_size: u64,
     /// No chunk stored yet in this session.
     session_start: bool,
+    /// When this process stored the window's base (`None`: found in
+    /// storage as it started).
+    based_here: Option<Instant>,
 }
 
 /// Everything a session needs, gathered once.
@@ -130,9 +133,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
     loop {
         let before = position.as_ref().map(|p| (p.base.clone(), p.offset));
         let ended = archiver.session(&mut position, &mut ever_connected);
-        // A session that stored something was a good one: the next pause
-        // starts short again.
-        if position.as_ref().map(|p| (p.base.clone(), p.offset)) != before {
+        if earns_a_short_pause(before, position.as_ref()) {
             pause = FIRST_PAUSE;
         }
         match ended {
@@ -190,6 +191,7 @@ impl Archiver<'_> {
             base_offset: w.base.archive.as_ref().map_or(0, |a| a.start_offset),
             base_size: w.base.raw_size,
             session_start: true,
+            based_here: None,
         }))
     }
 
@@ -246,6 +248,7 @@ impl Archiver<'_> {
                     base_offset: offset,
                     base_size: base.raw_size,
                     session_start: true,
+                    based_here: Some(Instant::now()),
                 });
             }
         }
@@ -720,6 +723,27 @@ fn is_getack(command: &[u8]) -> bool {
         && args[1].eq_ignore_ascii_case(b"GETACK")
 }
 
+/// Whether the session that took the archive from `before` to `after` was
+/// a good one, after which the next pause starts short again: it went on
+/// with a window, and stored some of it. A session that started a new
+/// window was not, whatever it stored, nor one that went on with a window
+/// this process started less than `LONGEST_PAUSE` ago: a primary that
+/// resyncs us at every PSYNC (whoever answers on its port, or a Redis in a
+/// crash loop), even one that lets every other session go on, would
+/// otherwise have a whole base stored every few seconds.
+fn earns_a_short_pause(before: Option<(BackupId, u64)>, after: Option<&Position>) -> bool {
+    match (before, after) {
+        (Some((base, offset)), Some(now)) => {
+            now.base == base
+                && now.offset > offset
+                && now
+                    .based_here
+                    .is_none_or(|at| at.elapsed() >= LONGEST_PAUSE)
+        }
+        _ => false,
+    }
+}
+
 impl Position {
     /// Whether the window has grown enough that a fresh base is cheaper
     /// than replaying it: a day of chunks at the default interval (and the
@@ -776,6 +800,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_going_on_with_a_window_not_just_started_earns_a_short_pause() {
+        let base = |name: &str| BackupId::parse(name).unwrap();
+        let at = |name: &str, offset: u64, based_here: Option<Instant>| Position {
+            base: base(name),
+            replid: "r".into(),
+            seq: 1,
+            offset,
+            base_offset: 0,
+            base_size: 1,
+            session_start: false,
+            based_here,
+        };
+        let long_ago = Instant::now().checked_sub(LONGEST_PAUSE + Duration::from_secs(1));
+        let before = || Some((base("w1"), 10));
+        // Went on with a window found in storage, or started long ago.
+        assert!(earns_a_short_pause(before(), Some(&at("w1", 20, None))));
+        assert!(earns_a_short_pause(before(), Some(&at("w1", 20, long_ago))));
+        // Stored nothing; started a new window; the first window of all.
+        assert!(!earns_a_short_pause(before(), Some(&at("w1", 10, None))));
+        assert!(!earns_a_short_pause(
+            before(),
+            Some(&at("w2", 20, Some(Instant::now())))
+        ));
+        assert!(!earns_a_short_pause(
+            None,
+            Some(&at("w1", 20, Some(Instant::now())))
+        ));
+        assert!(!earns_a_short_pause(before(), None));
+        // Went on with a window this process started a moment ago: a
+        // primary that resyncs us at every other PSYNC.
+        assert!(!earns_a_short_pause(
+            before(),
+            Some(&at("w1", 20, Some(Instant::now())))
+        ));
+    }
+
+    #[test]
     fn a_window_is_full_after_a_day_of_chunks_or_twice_its_base() {
         let position = |seq: u64, stream: u64, base_size: u64| Position {
             base: BackupId::parse("b").unwrap(),
@@ -785,6 +846,7 @@ mod tests {
             base_offset: 1000,
             base_size,
             session_start: false,
+            based_here: None,
         };
         assert!(!position(10, 1 << 20, 1 << 20).is_full());
         assert!(position(MAX_WINDOW_CHUNKS, 0, 0).is_full());
