@@ -275,7 +275,9 @@ fn show(config: &Config, id: &BackupId) -> Result<Report> {
     })
 }
 
-/// Per instance, everything but the newest `keep_last`, oldest first.
+/// Per instance, the backups but the newest `keep_last`, and the archive
+/// windows but the newest `keep_last` that end before the oldest backup
+/// kept (`surplus`, `bases_kept`), oldest first.
 fn prune(
     config: &Config,
     keep_last: usize,
@@ -312,33 +314,51 @@ fn prune(
     }
     // The newest archive window of an instance is the one its archiver
     // extends: pruning its base would silently end point-in-time recovery.
-    let mut current_bases: Vec<BackupId> = by_instance
+    let mut kept_bases: Vec<(BackupId, String)> = by_instance
         .values()
         .filter_map(|records| {
             records
                 .iter()
                 .filter(|r| is_base(r))
                 .max_by(|a, b| a.age().cmp(&b.age()))
-                .map(|r| r.id.clone())
+                .map(|r| {
+                    (
+                        r.id.clone(),
+                        "the base of the newest archive window".to_string(),
+                    )
+                })
         })
         .collect();
-    let surplus: Vec<Record> = by_instance
-        .into_values()
-        .flat_map(|records| surplus(records, keep_last))
-        .collect();
-    current_bases.extend(extended_bases(&*storage, &key, &surplus)?);
-    let doomed: Vec<Record> = surplus
+    let mut reach = std::collections::BTreeMap::new();
+    let mut surplus_records = Vec::new();
+    for (instance, records) in by_instance {
+        let (doomed, oldest_kept) = surplus(records, keep_last);
+        surplus_records.extend(doomed);
+        if let Some(micros) = oldest_kept {
+            reach.insert(instance, micros);
+        }
+    }
+    // A listed record the storage cannot give now may be a backup prune
+    // would keep: how far back the windows must reach is then unknown.
+    let unsure = refused
+        .iter()
+        .find(|(_, e)| e.exit_code() == 4 && !matches!(e, Error::Missing(_)));
+    let unsure = unsure.map(|(id, _)| id);
+    kept_bases.extend(bases_kept(
+        &*storage,
+        &key,
+        &surplus_records,
+        &reach,
+        unsure,
+    )?);
+    let doomed: Vec<Record> = surplus_records
         .into_iter()
-        .filter(|r| {
-            let current = current_bases.contains(&r.id);
-            if current {
-                log::info!(
-                    "keeping {}: the base of the newest archive window of {}",
-                    r.id,
-                    r.instance
-                );
+        .filter(|r| match kept_bases.iter().find(|(id, _)| *id == r.id) {
+            Some((_, why)) => {
+                log::info!("keeping {} of {}: {why}", r.id, r.instance);
+                false
             }
-            !current
+            None => true,
         })
         .collect();
     // A chunk is worth keeping only with its window's base.
@@ -397,36 +417,48 @@ fn prune(
     })
 }
 
-/// Of the instances with a base among `doomed`, the base of the window
-/// with the newest chunk. An archiver goes on with the window it found
-/// newest as it started, and whoever writes the storage could have hidden
-/// a newer base from it then: the window it extends is not always the one
-/// with the newest base. The windows are read once, for all instances;
-/// if they cannot be read, which window is extended cannot be told, and
-/// every base among `doomed` is kept (said), the rest pruned. So are an
-/// instance's bases if one of its windows has records the storage cannot
-/// give now (a record listed but not there is not such a failure: a
-/// listing of made-up names would stop all pruning).
-fn extended_bases(
+/// Of the bases among `doomed`, those kept after all, and why. Beyond the
+/// newest `keep_last`, a window is kept while it may hold a moment at or
+/// after the oldest backup kept (`reach`, per instance): its end, not the
+/// next base's start, says so, as an archiver may have gone on with an
+/// older window. Kept too is the base of the window with the newest chunk:
+/// an archiver goes on with the window it found newest as it started, and
+/// whoever writes the storage could have hidden a newer base from it then.
+/// The windows are read once, for all instances; if they cannot be read,
+/// or a listed record (`unsure`) cannot be given now, every base among
+/// `doomed` is kept (said), the rest pruned. So are an instance's bases if
+/// one of its windows has records the storage cannot give now (a record
+/// listed but not there is not such a failure: a listing of made-up names
+/// would stop all pruning).
+fn bases_kept(
     storage: &dyn Storage,
     key: &MasterKey,
     doomed: &[Record],
-) -> Result<Vec<BackupId>> {
+    reach: &std::collections::BTreeMap<String, u64>,
+    unsure: Option<&BackupId>,
+) -> Result<Vec<(BackupId, String)>> {
     let bases: Vec<&Record> = doomed.iter().filter(|r| is_base(r)).collect();
+    let all_kept = |why: String| -> Vec<(BackupId, String)> {
+        bases.iter().map(|r| (r.id.clone(), why.clone())).collect()
+    };
     if bases.is_empty() {
         return Ok(Vec::new());
+    }
+    if let Some(id) = unsure {
+        log::warn!("record {id} cannot be read now: the bases are kept");
+        return Ok(all_kept(format!("record {id} cannot be read now")));
     }
     let windows = match archive::windows::windows(storage, key, None) {
         Ok(windows) => windows,
         Err(e) => {
             log::warn!("the archive windows cannot be read ({e}): the bases are kept");
-            return Ok(bases.iter().map(|r| r.id.clone()).collect());
+            return Ok(all_kept("the archive windows cannot be read".into()));
         }
     };
+    let end = |w: &archive::windows::Window| w.last.span_micros().1;
     let mut newest: std::collections::BTreeMap<&str, &archive::windows::Window> =
         Default::default();
     for window in &windows {
-        let end = |w: &archive::windows::Window| w.last.span_micros().1;
         let slot = newest.entry(window.instance()).or_insert(window);
         if end(window) > end(slot) {
             *slot = window;
@@ -442,44 +474,43 @@ fn extended_bases(
     let mut kept = Vec::new();
     for base in bases {
         let instance = base.instance.as_str();
-        if unranked.contains(instance) {
+        let window = windows.iter().find(|w| w.base.id == base.id);
+        let why = if unranked.contains(instance) {
             log::warn!(
                 "a window of instance {instance} cannot be read whole now: base {} is kept",
                 base.id
             );
-            kept.push(base.id.clone());
-        } else if let Some(window) = newest.get(instance) {
-            kept.push(window.base.id.clone());
-        }
+            "a window of its instance cannot be read whole now"
+        } else if newest.get(instance).is_some_and(|w| w.base.id == base.id) {
+            "its window has the newest chunk: the one an archiver extends"
+        } else if window.is_some_and(|w| reach.get(instance).is_some_and(|r| end(w) >= *r)) {
+            "its window reaches the oldest backup kept"
+        } else {
+            continue;
+        };
+        kept.push((base.id.clone(), why.to_string()));
     }
     Ok(kept)
 }
 
-/// What prune deletes of one instance's backups, oldest first: the format-2
-/// backups before the newest `keep_last`, and the format-1 ones only once
-/// `keep_last` format-2 backups are kept. Format-1 records bind nothing, so
-/// they never count towards what is kept: records planted by whoever can
-/// write to the storage can then never push a real backup out.
-/// Of one instance's records, oldest first, those prune deletes. Backups
-/// and archive bases are counted apart: bases come as often as the primary
-/// resyncs the archiver, which whoever answers on its port decides (a Redis
-/// in a crash loop too), and counted with the backups a burst of them would
-/// push every backup out. Beyond the newest `keep_last` backups, backups go
-/// (format 1's only once that many are bound). Beyond the newest
-/// `keep_last` windows, a base goes only if the window after it starts no
-/// later than the oldest backup kept: point-in-time recovery reaches back
-/// as far as the backups do, whatever the number of windows since.
-fn surplus(records: Vec<Record>, keep_last: usize) -> Vec<Record> {
+/// Of one instance's records, oldest first, those prune would delete, and
+/// the time (µs) of the oldest backup it keeps, if any. Backups and archive
+/// bases are counted apart: bases come as often as the primary resyncs the
+/// archiver, which whoever answers on its port decides (a Redis in a crash
+/// loop too), and counted with the backups a burst of them would push every
+/// backup out. Beyond the newest `keep_last` format-2 backups, backups go;
+/// format-1 records bind nothing, so they never count towards what is kept
+/// (records planted by whoever can write to the storage can then never push
+/// a real backup out) and go only once `keep_last` format-2 backups are
+/// kept. Beyond the newest `keep_last` bases, bases are named here; which of
+/// them still reach the oldest backup kept, `bases_kept` tells.
+fn surplus(records: Vec<Record>, keep_last: usize) -> (Vec<Record>, Option<u64>) {
     let (bases, backups): (Vec<Record>, Vec<Record>) = records.into_iter().partition(is_base);
     let (bound, unbound): (Vec<Record>, Vec<Record>) =
         backups.into_iter().partition(Record::authenticated);
     let old_backups = bound.len().saturating_sub(keep_last);
-    // The oldest backup kept; with none bound, windows are counted alone.
-    let reach = bound.get(old_backups).map(Record::age);
+    let oldest_kept = bound.get(old_backups).map(|r| r.age().1);
     let old_bases = bases.len().saturating_sub(keep_last);
-    let base_goes: Vec<bool> = (0..bases.len())
-        .map(|i| i < old_bases && reach.is_none_or(|oldest| bases[i + 1].age() <= oldest))
-        .collect();
     let backups_go = match bound.len() < keep_last {
         true => Vec::new(),
         false => unbound
@@ -487,13 +518,12 @@ fn surplus(records: Vec<Record>, keep_last: usize) -> Vec<Record> {
             .chain(bound.into_iter().take(old_backups))
             .collect(),
     };
-    let bases_go = bases
+    let mut doomed: Vec<Record> = backups_go
         .into_iter()
-        .zip(base_goes)
-        .filter_map(|(base, goes)| goes.then_some(base));
-    let mut doomed: Vec<Record> = backups_go.into_iter().chain(bases_go).collect();
+        .chain(bases.into_iter().take(old_bases))
+        .collect();
     doomed.sort_by(|a, b| a.age().cmp(&b.age()));
-    doomed
+    (doomed, oldest_kept)
 }
 
 /// A base of an archive window (listed like a backup).
@@ -801,34 +831,50 @@ mod tests {
             .collect()
     }
 
-    fn pruned(names: &[&str], keep_last: usize) -> Vec<String> {
-        surplus(records(names), keep_last)
-            .into_iter()
-            .map(|r| r.id.to_string())
-            .collect()
+    /// What `surplus` names, and the minute of the oldest backup kept.
+    fn pruned(names: &[&str], keep_last: usize) -> (Vec<String>, Option<u64>) {
+        let (doomed, oldest_kept) = surplus(records(names), keep_last);
+        let minute = |micros: u64| (micros / 60_000_000) % 60;
+        let ids = doomed.into_iter().map(|r| r.id.to_string()).collect();
+        (ids, oldest_kept.map(minute))
     }
 
     #[test]
-    fn bases_push_no_backup_out_and_windows_reach_back_to_the_oldest_backup_kept() {
-        // A burst of windows after the backups: nothing goes.
+    fn backups_and_bases_are_counted_apart() {
+        // A burst of bases after the backups pushes no backup out (counted
+        // together, before, b1 and b2 went); the bases beyond the newest
+        // two are named, for `bases_kept` to judge by where their windows
+        // end against the oldest backup kept (b1).
         let burst = ["b1", "b2", "a3", "a4", "a5", "a6", "a7"];
-        assert!(pruned(&burst, 2).is_empty());
-        // Counted with the backups (before), b1 and b2 and three bases went.
-        assert_eq!(pruned(&burst, 1), ["b1"]);
-        // With no backup, windows are counted alone.
-        assert_eq!(pruned(&["a1", "a2", "a3", "a4"], 2), ["a1", "a2"]);
-        // A window that ends before the oldest backup kept goes (its next
-        // starts no later), one still running then stays.
-        assert_eq!(pruned(&["a1", "a2", "b3", "b4"], 1), ["a1", "b3"]);
-        assert_eq!(pruned(&["a1", "a2", "a4", "b3"], 1), ["a1"]);
-        assert_eq!(pruned(&["a1", "a2", "b3", "a4"], 2), ["a1"]);
-        assert!(pruned(&["a1", "b2", "a3", "a4", "b5"], 2).is_empty());
         assert_eq!(
-            pruned(&["a1", "b2", "a3", "a4", "b5"], 1),
-            ["a1", "b2", "a3"]
+            pruned(&burst, 2),
+            (vec!["a3".into(), "a4".into(), "a5".into()], Some(1))
+        );
+        assert_eq!(
+            pruned(&burst, 1),
+            (
+                vec![
+                    "b1".into(),
+                    "a3".into(),
+                    "a4".into(),
+                    "a5".into(),
+                    "a6".into()
+                ],
+                Some(2)
+            )
+        );
+        // With no backup, nothing for windows to reach.
+        assert_eq!(pruned(&["a1", "a2", "a3"], 2), (vec!["a1".into()], None));
+        // Fewer backups than kept: all kept, the oldest is how far back.
+        assert_eq!(
+            pruned(&["a1", "a2", "b3", "a4"], 2),
+            (vec!["a1".into()], Some(3))
         );
         // Format 1 counts for nothing, and goes once enough are bound.
-        assert_eq!(pruned(&["f1", "b2", "b3", "a4"], 2), ["f1"]);
-        assert!(pruned(&["f1", "b2", "b3", "a4"], 3).is_empty());
+        assert_eq!(
+            pruned(&["f1", "b2", "b3", "a4"], 2),
+            (vec!["f1".into()], Some(2))
+        );
+        assert_eq!(pruned(&["f1", "b2", "b3", "a4"], 3), (vec![], Some(2)));
     }
 }

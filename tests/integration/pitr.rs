@@ -750,6 +750,79 @@ fn prune_keeps_the_window_an_archiver_extends_even_if_its_base_is_not_the_newest
     assert_eq!(value_at(&t, &window_end_now(&t), "latest.rdb", "k"), "4");
 }
 
+/// A window that an archiver extends past a backup, then a third window
+/// (both older bases hidden as it starts, as a writer of the storage, or
+/// a Swift listing that lags, could have them): the extended window's
+/// base, the backup, and the moment, after the backup, only that window
+/// holds.
+fn a_window_extended_past_a_backup(t: &TestRedis, conn: &mut Resp) -> (String, String, String) {
+    let (first, archiver) = an_archiver_extending_an_older_window(t, conn);
+    let backup = t.backup();
+    conn.ok(&["SET", "k", "4"]);
+    wait_until_archived(conn);
+    stop(archiver);
+    let mut bases: Vec<String> = timeline(t)
+        .iter()
+        .map(|s| s["base"].as_str().expect("a base").to_string())
+        .collect();
+    bases.sort();
+    bases.dedup();
+    let record = |id: &str| t.storage_dir().join(format!("{id}.json"));
+    let hidden = |id: &str| t.path(&format!("{id}.json.hidden-too"));
+    for id in &bases {
+        fs::rename(record(id), hidden(id)).expect("hide");
+    }
+    archive_one_write(t, conn, "5");
+    for id in &bases {
+        fs::rename(hidden(id), record(id)).expect("show");
+    }
+    let moment = timeline(t)
+        .iter()
+        .filter(|s| s["base"] == json!(first))
+        .filter_map(|s| s["to"].as_str().map(str::to_string))
+        .max()
+        .expect("a span of the extended window");
+    assert_eq!(value_at(t, &moment, "before.rdb", "k"), "4");
+    (first, backup, moment)
+}
+
+/// Found by a review: prune took "the next window started before the
+/// oldest backup kept" for "this window ended before it", which is not so
+/// for a window an archiver extended. It deleted the only window holding
+/// moments after the backup it kept. A window's own end decides now.
+#[test]
+fn prune_keeps_an_extended_window_that_reaches_the_backup_it_keeps() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let (first, backup, moment) = a_window_extended_past_a_backup(&t, &mut conn);
+
+    let out = t.run(&["--json", "prune", "--keep-last", "1"]);
+    let deleted = out.ok().json()["deleted"].to_string();
+    out.stderr_has("its window reaches the oldest backup kept");
+    assert!(!deleted.contains(&first), "{deleted}");
+    assert!(!deleted.contains(&backup), "{deleted}");
+    assert_eq!(value_at(&t, &moment, "after.rdb", "k"), "4");
+}
+
+/// As above, with the backup's record one the storage cannot give at the
+/// moment of the prune (a write lease holds it): which backup is the
+/// oldest kept, and so how far back windows must reach, is not known.
+/// Taken for "no backup", only the newest window was kept.
+#[test]
+fn prune_keeps_the_windows_while_a_backups_record_cannot_be_read_for_now() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let (first, backup, moment) = a_window_extended_past_a_backup(&t, &mut conn);
+    let lease = Leased::on(&t.record_file(&backup));
+
+    let out = t.run(&["--json", "prune", "--keep-last", "1"]);
+    let deleted = out.ok().json()["deleted"].to_string();
+    out.stderr_has("cannot be read now: the bases are kept");
+    assert!(!deleted.contains(&first), "{deleted}");
+    drop(lease);
+    assert_eq!(value_at(&t, &moment, "after.rdb", "k"), "4");
+}
+
 /// As above, but the storage cannot give the extended window's newest
 /// chunk records at the moment of the prune (here a write lease on each
 /// holds them; a Swift answering 503 is the same). Ranked by
