@@ -47,6 +47,13 @@ const QUEUE: usize = 64;
 const READ_SIZE: usize = 256 * 1024;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
+/// The primary decides when we must resync (whoever answers on its port,
+/// or a Redis in a crash loop, can do so at every PSYNC), and each base is
+/// a whole dataset and names in the storage, which lists at most 100,000.
+/// So the time between two bases doubles with each base of the last
+/// `RECENT_BASES`, from 1 s (the second) up to `LONGEST_BASE_GAP`.
+const RECENT_BASES: Duration = Duration::from_secs(600);
+const LONGEST_BASE_GAP: Duration = Duration::from_secs(30);
 const STORE_ATTEMPTS: u32 = 5;
 const MAX_WINDOW_STREAM: u64 = 1 << 30;
 /// How often the status file is written between chunks.
@@ -70,9 +77,6 @@ struct Position {
     base_size: u64,
     /// No chunk stored yet in this session.
     session_start: bool,
-    /// When this process stored the window's base (`None`: found in
-    /// storage as it started).
-    based_here: Option<Instant>,
 }
 
 /// Everything a session needs, gathered once.
@@ -91,6 +95,9 @@ struct Archiver<'a> {
     /// command larger than a chunk may be, or the window is full): the
     /// next session starts a new one.
     new_window: AtomicBool,
+    /// When the instance's bases of the last `RECENT_BASES` were stored, by
+    /// this process or (as their records say) before it started.
+    recent_bases: std::cell::RefCell<Vec<SystemTime>>,
 }
 
 pub fn run(config: &Config, request: Request) -> Result<()> {
@@ -116,6 +123,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         connect: instance::connect_options(config, &redis_conf, config.redis_timeout)?,
         report: Default::default(),
         new_window: AtomicBool::new(false),
+        recent_bases: Default::default(),
     };
     let mut position = archiver.resume_point()?;
     match &position {
@@ -131,9 +139,24 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
     let mut pause = FIRST_PAUSE;
     let mut ever_connected = false;
     loop {
+        // A new window is certain: it waits out the gap before asking.
+        if let Some(left) = archiver.base_gap_left().filter(|_| position.is_none()) {
+            info!(
+                "bases were stored {} times in the last {} minutes: the next waits {}s",
+                archiver.recent_bases.borrow().len(),
+                RECENT_BASES.as_secs() / 60,
+                left.as_secs_f64().ceil()
+            );
+            if sleep_unless_stopped(left) {
+                info!("archiving stopped");
+                return Ok(());
+            }
+        }
         let before = position.as_ref().map(|p| (p.base.clone(), p.offset));
         let ended = archiver.session(&mut position, &mut ever_connected);
-        if earns_a_short_pause(before, position.as_ref()) {
+        // A session that stored something was a good one: the next pause
+        // starts short again.
+        if position.as_ref().map(|p| (p.base.clone(), p.offset)) != before {
             pause = FIRST_PAUSE;
         }
         match ended {
@@ -141,25 +164,31 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
                 info!("archiving stopped; everything received is stored");
                 return Ok(());
             }
-            // The window is full: straight on to a new one.
+            // The window is full: on to a new one (after the gap, if the
+            // bases come fast).
             Ok(()) => continue,
             // Settings, keys and integrity do not mend by waiting; nor does
             // a Redis that never once let us follow it (a wrong password, an
             // ACL without +psync): say so at once.
             Err(e) if !ever_connected || matches!(e.exit_code(), 1 | 2 | 5) => return Err(e),
             Err(e) => {
-                warn!("{e}; following the primary again in {}s", pause.as_secs());
+                // A full resync would be refused before the gap is out.
+                let wait = pause.max(archiver.base_gap_left().unwrap_or_default());
+                warn!(
+                    "{e}; following the primary again in {}s",
+                    wait.as_secs_f64().ceil()
+                );
                 if let Some(p) = &position {
                     let report = archiver.report.borrow();
                     archiver.write_status(p, &report, Duration::ZERO, 0, Some(&e));
                 }
+                if sleep_unless_stopped(wait) {
+                    info!("archiving stopped");
+                    return Ok(());
+                }
+                pause = (pause * 2).min(LONGEST_PAUSE);
             }
         }
-        if sleep_unless_stopped(pause) {
-            info!("archiving stopped");
-            return Ok(());
-        }
-        pause = (pause * 2).min(LONGEST_PAUSE);
     }
 }
 
@@ -170,7 +199,13 @@ impl Archiver<'_> {
     /// that overlaps, and the window would replay no further. Then a new
     /// window starts.
     fn resume_point(&self) -> Result<Option<Position>> {
-        let newest = windows(self.storage, self.key, Some(&self.instance))?.pop();
+        let mut windows = windows(self.storage, self.key, Some(&self.instance))?;
+        *self.recent_bases.borrow_mut() = windows
+            .iter()
+            .filter_map(|w| units::parse_rfc3339_micros(&w.base.created_at))
+            .map(|micros| UNIX_EPOCH + Duration::from_micros(micros))
+            .collect();
+        let newest = windows.pop();
         // The storage failing now may answer later: a new base (a full
         // resync of the primary) is not worth a passing failure.
         if let Some(w) = newest.as_ref().filter(|w| w.unreadable) {
@@ -191,8 +226,19 @@ impl Archiver<'_> {
             base_offset: w.base.archive.as_ref().map_or(0, |a| a.start_offset),
             base_size: w.base.raw_size,
             session_start: true,
-            based_here: None,
         }))
+    }
+
+    /// How long until a new base may be stored, if it may not be now.
+    fn base_gap_left(&self) -> Option<Duration> {
+        let now = SystemTime::now();
+        let mut bases = self.recent_bases.borrow_mut();
+        // A base stored "later than now" (a clock set back) is recent.
+        bases.retain(|at| {
+            now.duration_since(*at)
+                .map_or(true, |age| age < RECENT_BASES)
+        });
+        base_gap_left(&bases, now)
     }
 
     /// One connection: PSYNC, a base if Redis resyncs us, then the stream
@@ -228,6 +274,13 @@ impl Archiver<'_> {
                 }
             }
             Psync::Full { replid, offset } => {
+                if let Some(left) = self.base_gap_left() {
+                    return Err(Error::redis(format!(
+                        "{label} cannot continue window {} (a full resync) so soon after the last bases were stored; it is asked again in {}s",
+                        position.as_ref().map_or("", |p| p.base.as_str()),
+                        left.as_secs_f64().ceil()
+                    )));
+                }
                 if let Some(p) = position.as_ref() {
                     warn!(
                         "{label} cannot continue window {} at offset {} (restarted, failed over, or its backlog no longer holds those bytes); window {} ends there, and a new one starts",
@@ -248,7 +301,6 @@ impl Archiver<'_> {
                     base_offset: offset,
                     base_size: base.raw_size,
                     session_start: true,
-                    based_here: Some(Instant::now()),
                 });
             }
         }
@@ -299,6 +351,9 @@ impl Archiver<'_> {
         let (summary, stored_size) =
             self.store_object(self.storage, &identity, &mut checked, self.config.threads)?;
         let rdb = checked.check.finish().map_err(|e| {
+            // Not listed, but as large as the RDB: nothing else would
+            // remove the object.
+            let _ = self.storage.delete(&id);
             e.context("the resync's RDB does not pass its own check; no base was stored")
         })?;
         let place = ArchivePlace {
@@ -320,6 +375,7 @@ impl Archiver<'_> {
             place,
         );
         self.put_record(self.storage, &record)?;
+        self.recent_bases.borrow_mut().push(SystemTime::now());
         info!(
             "base {} stored: {} RDB as {}",
             record.id,
@@ -723,27 +779,6 @@ fn is_getack(command: &[u8]) -> bool {
         && args[1].eq_ignore_ascii_case(b"GETACK")
 }
 
-/// Whether the session that took the archive from `before` to `after` was
-/// a good one, after which the next pause starts short again: it went on
-/// with a window, and stored some of it. A session that started a new
-/// window was not, whatever it stored, nor one that went on with a window
-/// this process started less than `LONGEST_PAUSE` ago: a primary that
-/// resyncs us at every PSYNC (whoever answers on its port, or a Redis in a
-/// crash loop), even one that lets every other session go on, would
-/// otherwise have a whole base stored every few seconds.
-fn earns_a_short_pause(before: Option<(BackupId, u64)>, after: Option<&Position>) -> bool {
-    match (before, after) {
-        (Some((base, offset)), Some(now)) => {
-            now.base == base
-                && now.offset > offset
-                && now
-                    .based_here
-                    .is_none_or(|at| at.elapsed() >= LONGEST_PAUSE)
-        }
-        _ => false,
-    }
-}
-
 impl Position {
     /// Whether the window has grown enough that a fresh base is cheaper
     /// than replaying it: a day of chunks at the default interval (and the
@@ -753,6 +788,17 @@ impl Position {
         let stream = self.offset - self.base_offset;
         self.seq >= MAX_WINDOW_CHUNKS || stream > (2 * self.base_size).max(MAX_WINDOW_STREAM)
     }
+}
+
+/// How long after `now` the next base may be stored, given when the recent
+/// ones were: a second after the first, two after the second, and so on up
+/// to `LONGEST_BASE_GAP` after the last.
+fn base_gap_left(recent: &[SystemTime], now: SystemTime) -> Option<Duration> {
+    let last = recent.iter().max()?;
+    let doublings = u32::try_from(recent.len() - 1).unwrap_or(u32::MAX).min(5);
+    let gap = (FIRST_PAUSE * (1 << doublings)).min(LONGEST_BASE_GAP);
+    let since = now.duration_since(*last).unwrap_or_default();
+    gap.checked_sub(since).filter(|left| !left.is_zero())
 }
 
 /// `lock_file` with `.archive-INSTANCE` before its extension.
@@ -800,40 +846,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_going_on_with_a_window_not_just_started_earns_a_short_pause() {
-        let base = |name: &str| BackupId::parse(name).unwrap();
-        let at = |name: &str, offset: u64, based_here: Option<Instant>| Position {
-            base: base(name),
-            replid: "r".into(),
-            seq: 1,
-            offset,
-            base_offset: 0,
-            base_size: 1,
-            session_start: false,
-            based_here,
-        };
-        let long_ago = Instant::now().checked_sub(LONGEST_PAUSE + Duration::from_secs(1));
-        let before = || Some((base("w1"), 10));
-        // Went on with a window found in storage, or started long ago.
-        assert!(earns_a_short_pause(before(), Some(&at("w1", 20, None))));
-        assert!(earns_a_short_pause(before(), Some(&at("w1", 20, long_ago))));
-        // Stored nothing; started a new window; the first window of all.
-        assert!(!earns_a_short_pause(before(), Some(&at("w1", 10, None))));
-        assert!(!earns_a_short_pause(
-            before(),
-            Some(&at("w2", 20, Some(Instant::now())))
-        ));
-        assert!(!earns_a_short_pause(
-            None,
-            Some(&at("w1", 20, Some(Instant::now())))
-        ));
-        assert!(!earns_a_short_pause(before(), None));
-        // Went on with a window this process started a moment ago: a
-        // primary that resyncs us at every other PSYNC.
-        assert!(!earns_a_short_pause(
-            before(),
-            Some(&at("w1", 20, Some(Instant::now())))
-        ));
+    fn the_gap_before_a_base_doubles_with_each_recent_one() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ago = |secs: u64| now - Duration::from_secs(secs);
+        let secs = |left: Option<Duration>| left.map(|d| d.as_secs());
+        assert_eq!(base_gap_left(&[], now), None);
+        // One base: a second after it.
+        assert_eq!(secs(base_gap_left(&[now], now)), Some(1));
+        assert_eq!(base_gap_left(&[ago(1)], now), None);
+        // Three: four seconds after the last, whatever their order.
+        assert_eq!(secs(base_gap_left(&[ago(1), ago(9), ago(5)], now)), Some(3));
+        assert_eq!(base_gap_left(&[ago(4), ago(9), ago(5)], now), None);
+        // Many: at most 30 s.
+        let many: Vec<SystemTime> = (1..=40).map(|i| ago(i * 10)).collect();
+        assert_eq!(secs(base_gap_left(&many, now)), Some(20));
+        // A clock set back: the base "to come" counts as just stored.
+        let ahead = now + Duration::from_secs(60);
+        assert_eq!(secs(base_gap_left(&[ahead], now)), Some(1));
     }
 
     #[test]
@@ -846,7 +875,6 @@ mod tests {
             base_offset: 1000,
             base_size,
             session_start: false,
-            based_here: None,
         };
         assert!(!position(10, 1 << 20, 1 << 20).is_full());
         assert!(position(MAX_WINDOW_CHUNKS, 0, 0).is_full());
