@@ -481,6 +481,11 @@ fn bases_kept(
                 base.id
             );
             "a window of its instance cannot be read whole now"
+        } else if window.is_none() {
+            // Read a moment ago, not now (windows leave out what they
+            // cannot read): where its window ends is not known.
+            log::warn!("base {} cannot be read now: it is kept", base.id);
+            "its record cannot be read now"
         } else if newest.get(instance).is_some_and(|w| w.base.id == base.id) {
             "its window has the newest chunk: the one an archiver extends"
         } else if window.is_some_and(|w| reach.get(instance).is_some_and(|r| end(w) >= *r)) {
@@ -876,5 +881,83 @@ mod tests {
             (vec!["f1".into()], Some(2))
         );
         assert_eq!(pruned(&["f1", "b2", "b3", "a4"], 3), (vec![], Some(2)));
+    }
+
+    /// A storage whose record of `failing` cannot be given now.
+    struct Flaky {
+        inner: storage::dir::DirStorage,
+        failing: BackupId,
+    }
+
+    impl Storage for Flaky {
+        fn location(&self, id: &BackupId) -> String {
+            self.inner.location(id)
+        }
+        fn prepare(&self, id: &BackupId) -> Result<()> {
+            self.inner.prepare(id)
+        }
+        fn create(&self, id: &BackupId) -> Result<Box<dyn storage::ObjectWriter>> {
+            self.inner.create(id)
+        }
+        fn open(&self, id: &BackupId, offset: u64) -> Result<Box<dyn io::Read + Send>> {
+            self.inner.open(id, offset)
+        }
+        fn put_record(&self, id: &BackupId, json: &[u8]) -> Result<()> {
+            self.inner.put_record(id, json)
+        }
+        fn get_record(&self, id: &BackupId) -> Result<Vec<u8>> {
+            match *id == self.failing {
+                true => Err(Error::storage("Swift answered 503")),
+                false => self.inner.get_record(id),
+            }
+        }
+        fn list(&self) -> Result<Vec<BackupId>> {
+            self.inner.list()
+        }
+        fn delete(&self, id: &BackupId) -> Result<()> {
+            self.inner.delete(id)
+        }
+        fn patience(&self) -> std::time::Duration {
+            self.inner.patience()
+        }
+        fn archive(&self) -> Box<dyn Storage> {
+            self.inner.archive()
+        }
+    }
+
+    /// Found by a review: a base whose record was read for the count but
+    /// not for the windows (a Swift 503 on that one request) had no window
+    /// to judge, and went, though its window reached the oldest backup kept.
+    #[test]
+    fn a_base_whose_window_cannot_be_read_now_is_kept() {
+        let dir = crate::testing::scratch_dir("prune-flaky");
+        let key = MasterKey::from_bytes([7; 32]);
+        let flaky = Flaky {
+            inner: storage::dir::DirStorage::new(dir.clone()),
+            failing: BackupId::parse("a01").unwrap(),
+        };
+        // a01, extended to 03:30, and a40; the backup kept was made at 03:20.
+        let mut bases = records(&["a01", "a40"]);
+        bases[0].archive.as_mut().unwrap().last_at = "2026-11-25T03:30:00.000000Z".into();
+        for base in &mut bases {
+            base.location = flaky.location(&base.id);
+            let stored = base.to_stored(&key);
+            flaky.inner.put_record(&base.id, &stored).unwrap();
+        }
+        let base = bases.remove(0);
+        let reach = std::collections::BTreeMap::from([(
+            base.instance.clone(),
+            units::parse_rfc3339_micros("2026-11-25T03:20:00.000000Z").unwrap(),
+        )]);
+        let kept = |storage: &dyn Storage| -> Vec<String> {
+            let kept = bases_kept(storage, &key, std::slice::from_ref(&base), &reach, None);
+            kept.unwrap().into_iter().map(|(_, why)| why).collect()
+        };
+        assert_eq!(
+            kept(&flaky.inner),
+            ["its window reaches the oldest backup kept"]
+        );
+        assert_eq!(kept(&flaky), ["its record cannot be read now"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

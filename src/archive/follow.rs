@@ -51,9 +51,10 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 /// or a Redis in a crash loop, can do so at every PSYNC), and each base is
 /// a whole dataset and names in the storage, which lists at most 100,000.
 /// So the time between two bases doubles with each base of the last
-/// `RECENT_BASES`, from 1 s (the second) up to `LONGEST_BASE_GAP`.
-const RECENT_BASES: Duration = Duration::from_secs(600);
-const LONGEST_BASE_GAP: Duration = Duration::from_secs(30);
+/// `RECENT_BASES`, from 1 s (the second) up to `LONGEST_BASE_GAP`: about
+/// a dozen bases an hour at most, where a crash loop would make hundreds.
+const RECENT_BASES: Duration = Duration::from_secs(3600);
+const LONGEST_BASE_GAP: Duration = Duration::from_secs(300);
 const STORE_ATTEMPTS: u32 = 5;
 const MAX_WINDOW_STREAM: u64 = 1 << 30;
 /// How often the status file is written between chunks.
@@ -96,8 +97,13 @@ struct Archiver<'a> {
     /// next session starts a new one.
     new_window: AtomicBool,
     /// When the instance's bases of the last `RECENT_BASES` were stored, by
-    /// this process or (as their records say) before it started.
-    recent_bases: std::cell::RefCell<Vec<SystemTime>>,
+    /// this process or (as their records say) before it started. On the
+    /// monotonic clock: a wall clock stepped back must not make a base
+    /// look recent for as long as the step.
+    recent_bases: std::cell::RefCell<Vec<Instant>>,
+    /// The last session turned a full resync down (`base_gap_left`): the
+    /// next waits the gap out, where after other failures it need not.
+    resync_turned_down: AtomicBool,
 }
 
 pub fn run(config: &Config, request: Request) -> Result<()> {
@@ -124,6 +130,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         report: Default::default(),
         new_window: AtomicBool::new(false),
         recent_bases: Default::default(),
+        resync_turned_down: AtomicBool::new(false),
     };
     let mut position = archiver.resume_point()?;
     match &position {
@@ -172,8 +179,10 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
             // ACL without +psync): say so at once.
             Err(e) if !ever_connected || matches!(e.exit_code(), 1 | 2 | 5) => return Err(e),
             Err(e) => {
-                // A full resync would be refused before the gap is out.
-                let wait = pause.max(archiver.base_gap_left().unwrap_or_default());
+                let wait = match archiver.resync_turned_down.swap(false, Ordering::Relaxed) {
+                    true => pause.max(archiver.base_gap_left().unwrap_or_default()),
+                    false => pause,
+                };
                 warn!(
                     "{e}; following the primary again in {}s",
                     wait.as_secs_f64().ceil()
@@ -200,10 +209,18 @@ impl Archiver<'_> {
     /// window starts.
     fn resume_point(&self) -> Result<Option<Position>> {
         let mut windows = windows(self.storage, self.key, Some(&self.instance))?;
+        // A record dated later than now (this host's clock was ahead when
+        // it was stored, or another's was) counts as a base just stored.
+        let (now, wall) = (Instant::now(), SystemTime::now());
         *self.recent_bases.borrow_mut() = windows
             .iter()
             .filter_map(|w| units::parse_rfc3339_micros(&w.base.created_at))
-            .map(|micros| UNIX_EPOCH + Duration::from_micros(micros))
+            .map(|micros| {
+                let stored = UNIX_EPOCH + Duration::from_micros(micros);
+                wall.duration_since(stored).unwrap_or_default()
+            })
+            .filter(|age| *age < RECENT_BASES)
+            .filter_map(|age| now.checked_sub(age))
             .collect();
         let newest = windows.pop();
         // The storage failing now may answer later: a new base (a full
@@ -231,14 +248,10 @@ impl Archiver<'_> {
 
     /// How long until a new base may be stored, if it may not be now.
     fn base_gap_left(&self) -> Option<Duration> {
-        let now = SystemTime::now();
         let mut bases = self.recent_bases.borrow_mut();
-        // A base stored "later than now" (a clock set back) is recent.
-        bases.retain(|at| {
-            now.duration_since(*at)
-                .map_or(true, |age| age < RECENT_BASES)
-        });
-        base_gap_left(&bases, now)
+        bases.retain(|at| at.elapsed() < RECENT_BASES);
+        let ages: Vec<Duration> = bases.iter().map(Instant::elapsed).collect();
+        base_gap_left(&ages)
     }
 
     /// One connection: PSYNC, a base if Redis resyncs us, then the stream
@@ -275,8 +288,9 @@ impl Archiver<'_> {
             }
             Psync::Full { replid, offset } => {
                 if let Some(left) = self.base_gap_left() {
+                    self.resync_turned_down.store(true, Ordering::Relaxed);
                     return Err(Error::redis(format!(
-                        "{label} cannot continue window {} (a full resync) so soon after the last bases were stored; it is asked again in {}s",
+                        "{label} cannot continue window {} (a full resync) so soon after the last bases were stored: no new base for {}s",
                         position.as_ref().map_or("", |p| p.base.as_str()),
                         left.as_secs_f64().ceil()
                     )));
@@ -375,7 +389,7 @@ impl Archiver<'_> {
             place,
         );
         self.put_record(self.storage, &record)?;
-        self.recent_bases.borrow_mut().push(SystemTime::now());
+        self.recent_bases.borrow_mut().push(Instant::now());
         info!(
             "base {} stored: {} RDB as {}",
             record.id,
@@ -790,15 +804,16 @@ impl Position {
     }
 }
 
-/// How long after `now` the next base may be stored, given when the recent
-/// ones were: a second after the first, two after the second, and so on up
-/// to `LONGEST_BASE_GAP` after the last.
-fn base_gap_left(recent: &[SystemTime], now: SystemTime) -> Option<Duration> {
-    let last = recent.iter().max()?;
-    let doublings = u32::try_from(recent.len() - 1).unwrap_or(u32::MAX).min(5);
+/// How long until the next base may be stored, given the ages of the
+/// recent ones: a second after the first, two after the second, and so on
+/// up to `LONGEST_BASE_GAP` after the last.
+fn base_gap_left(recent_ages: &[Duration]) -> Option<Duration> {
+    let since = recent_ages.iter().min()?;
+    let doublings = u32::try_from(recent_ages.len() - 1)
+        .unwrap_or(u32::MAX)
+        .min(10);
     let gap = (FIRST_PAUSE * (1 << doublings)).min(LONGEST_BASE_GAP);
-    let since = now.duration_since(*last).unwrap_or_default();
-    gap.checked_sub(since).filter(|left| !left.is_zero())
+    gap.checked_sub(*since).filter(|left| !left.is_zero())
 }
 
 /// `lock_file` with `.archive-INSTANCE` before its extension.
@@ -847,22 +862,20 @@ mod tests {
 
     #[test]
     fn the_gap_before_a_base_doubles_with_each_recent_one() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let ago = |secs: u64| now - Duration::from_secs(secs);
-        let secs = |left: Option<Duration>| left.map(|d| d.as_secs());
-        assert_eq!(base_gap_left(&[], now), None);
+        let ages = |secs: &[u64]| -> Vec<Duration> {
+            secs.iter().map(|s| Duration::from_secs(*s)).collect()
+        };
+        let left = |secs: &[u64]| base_gap_left(&ages(secs)).map(|d| d.as_secs());
+        assert_eq!(left(&[]), None);
         // One base: a second after it.
-        assert_eq!(secs(base_gap_left(&[now], now)), Some(1));
-        assert_eq!(base_gap_left(&[ago(1)], now), None);
+        assert_eq!(left(&[0]), Some(1));
+        assert_eq!(left(&[1]), None);
         // Three: four seconds after the last, whatever their order.
-        assert_eq!(secs(base_gap_left(&[ago(1), ago(9), ago(5)], now)), Some(3));
-        assert_eq!(base_gap_left(&[ago(4), ago(9), ago(5)], now), None);
-        // Many: at most 30 s.
-        let many: Vec<SystemTime> = (1..=40).map(|i| ago(i * 10)).collect();
-        assert_eq!(secs(base_gap_left(&many, now)), Some(20));
-        // A clock set back: the base "to come" counts as just stored.
-        let ahead = now + Duration::from_secs(60);
-        assert_eq!(secs(base_gap_left(&[ahead], now)), Some(1));
+        assert_eq!(left(&[1, 9, 5]), Some(3));
+        assert_eq!(left(&[4, 9, 5]), None);
+        // Many: at most five minutes.
+        let many: Vec<u64> = (1..=40).map(|i| i * 60).collect();
+        assert_eq!(left(&many), Some(240));
     }
 
     #[test]

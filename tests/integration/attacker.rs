@@ -154,7 +154,7 @@ fn built() -> &'static Built {
     })
 }
 
-fn compile(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
+pub fn compile(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
     let out = dir.join(name);
     if out.is_file() {
         return out;

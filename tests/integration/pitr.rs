@@ -1137,7 +1137,7 @@ fn bases_stored(archiver: &Output) -> usize {
     archiver
         .stderr
         .lines()
-        .filter(|line| line.contains("base ") && line.contains(" stored: "))
+        .filter(|line| line.contains("] base ") && line.contains(" stored: "))
         .count()
 }
 
@@ -1168,6 +1168,66 @@ fn a_primary_that_resyncs_at_every_psync_gets_new_windows_less_and_less_often() 
         "{bases} bases\n{first}\n{restarted}"
     );
     restarted.stderr_has("so soon after the last bases were stored");
+}
+
+/// Loaded into a process, moves its wall clock by `SHIFT_SECS` seconds.
+const CLOCK_SHIFT_C: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    static int (*real)(clockid_t, struct timespec *);
+    if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    int r = real(id, ts);
+    const char *shift = getenv("SHIFT_SECS");
+    if (r == 0 && shift && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE))
+        ts->tv_sec += atol(shift);
+    return r;
+}
+"#;
+
+fn clock_shift_library() -> std::path::PathBuf {
+    let hash = sha256_hex(CLOCK_SHIFT_C.as_bytes());
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rb-clock-shift-{}", &hash[..16]));
+    fs::create_dir_all(&dir).expect("a folder for the library");
+    crate::attacker::compile(
+        &dir,
+        "clock_shift.so",
+        CLOCK_SHIFT_C,
+        &["-shared", "-fPIC", "-ldl"],
+    )
+}
+
+/// Found by a review: the spacing of bases went by the wall clock, so a
+/// base stored while the clock was an hour ahead (a guest's clock at boot
+/// before NTP stepped it back, or another host's) counted as "just
+/// stored" for that hour: every full resync was turned down, and nothing
+/// was archived. Such a record now counts as a base stored at the start.
+#[test]
+fn a_base_stored_with_the_clock_ahead_does_not_stop_new_windows() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "1")
+        .prepare();
+    let fake = a_primary_resyncing_at_every_psync();
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let library = clock_shift_library();
+    let mut ahead = t
+        .cmd(&["archive"])
+        .env("LD_PRELOAD", library.display().to_string())
+        .env("SHIFT_SECS", "3600")
+        .watch();
+    ahead.wait_for_line(" stored: ");
+    ahead.signal("TERM");
+    ahead.finish().ok();
+
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("storing base");
+    archiver.signal("TERM");
+    archiver.finish();
 }
 
 /// A resync whose RDB fails its own check (here its CRC) stores no base,
