@@ -535,7 +535,12 @@ impl Archiver<'_> {
                 chunk.clear();
                 bytes = 0;
                 started = None;
-                if position.is_full() && ended.is_none() && !stopping {
+                // A full window goes on until a base may be stored: a new
+                // one would wait out the gap with nothing archived, and a
+                // busy primary fills windows faster than the gap at its
+                // longest.
+                let may_end = self.base_gap_left().is_none();
+                if position.is_full() && may_end && ended.is_none() && !stopping {
                     info!(
                         "window {} holds {} chunks and {} of stream: a fresh base starts the next one",
                         position.base,

@@ -1147,7 +1147,7 @@ fn bases_stored(archiver: &Output) -> usize {
 /// every 3 s (a Redis in a crash loop, one per restart), enough for the
 /// storage's 100,000 names, past which list, prune and timeline stop, in
 /// a few days. The time between two bases now doubles with each base of
-/// the last ten minutes, up to 30 s, counted from the bases' records when
+/// the last hour, up to 5 minutes, counted from the bases' records when
 /// the archiver starts: a restart (systemd's `Restart=always`, after an
 /// error the primary caused) does not begin again at 1 s.
 #[test]
