@@ -152,7 +152,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
                 "bases were stored {} times in the last {} minutes: the next waits {}s",
                 archiver.recent_bases.borrow().len(),
                 RECENT_BASES.as_secs() / 60,
-                left.as_secs_f64().ceil()
+                units::seconds(left, 0)
             );
             if sleep_unless_stopped(left) {
                 info!("archiving stopped");
@@ -185,7 +185,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
                 };
                 warn!(
                     "{e}; following the primary again in {}s",
-                    wait.as_secs_f64().ceil()
+                    units::seconds(wait, 0)
                 );
                 if let Some(p) = &position {
                     let report = archiver.report.borrow();
@@ -292,7 +292,7 @@ impl Archiver<'_> {
                     return Err(Error::redis(format!(
                         "{label} cannot continue window {} (a full resync) so soon after the last bases were stored: no new base for {}s",
                         position.as_ref().map_or("", |p| p.base.as_str()),
-                        left.as_secs_f64().ceil()
+                        units::seconds(left, 0)
                     )));
                 }
                 if let Some(p) = position.as_ref() {
