@@ -539,8 +539,11 @@ impl Archiver<'_> {
                 // one would wait out the gap with nothing archived, and a
                 // busy primary fills windows faster than the gap at its
                 // longest.
-                let may_end = self.base_gap_left().is_none();
-                if position.is_full() && may_end && ended.is_none() && !stopping {
+                if position.is_full()
+                    && ended.is_none()
+                    && !stopping
+                    && self.base_gap_left().is_none()
+                {
                     info!(
                         "window {} holds {} chunks and {} of stream: a fresh base starts the next one",
                         position.base,
