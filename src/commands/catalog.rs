@@ -1,0 +1,144 @@
+//! What the storage holds, as the operator asks for it: `list`, `show`,
+//! `delete` and `timeline`, and the listing of authentic records that
+//! `prune` counts from too.
+
+use super::Report;
+use crate::archive;
+use crate::codec::crypto::{self, MasterKey};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::id::BackupId;
+use crate::record::Record;
+use crate::storage::{self, Storage};
+use crate::stored::{load_listed_record, load_record, Patience};
+use crate::units::{self, human_size};
+use serde_json::{json, Value};
+
+/// Backups whose record does not authenticate, with the reason.
+pub(super) type Refused = Vec<(BackupId, Error)>;
+
+/// The records in storage that authenticate, oldest first, of one instance
+/// or all; and those that do not.
+pub(super) fn records(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    instance: Option<&str>,
+) -> Result<(Vec<Record>, Refused)> {
+    let (mut records, mut refused) = (Vec::new(), Vec::new());
+    let mut patience = Patience::of(storage);
+    for id in storage.list()? {
+        match patience.try_load(&|| load_listed_record(storage, &id, key))? {
+            Ok(record) => records.push(record),
+            Err(e) => refused.push((id, e)),
+        }
+    }
+    records.retain(|r| instance.is_none_or(|i| r.instance == i));
+    records.sort_by(|a, b| a.age().cmp(&b.age()));
+    Ok((records, refused))
+}
+
+pub(super) fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let storage = storage::open(config)?;
+    let (records, refused) = records(&*storage, &key, instance)?;
+    for (id, e) in refused {
+        log::warn!("backup {id} is not listed: {e}");
+    }
+    // Authentic, and still not a backup of this storage: an archived chunk,
+    // or a backup written elsewhere (another guest's, sharing the key),
+    // copied in. Shown as what they are; prune neither keeps nor deletes
+    // them.
+    let line = |r: &Record| {
+        let what = if r.source == archive::CHUNK_SOURCE {
+            "  (an archived chunk, not a backup)".to_string()
+        } else if r.location != storage.location(&r.id) {
+            format!(
+                "  (written to {}, not to this storage)",
+                units::printable(&r.location)
+            )
+        } else {
+            String::new()
+        };
+        r.summary_line() + &what
+    };
+    Ok(Report {
+        lines: records.iter().map(line).collect(),
+        json: Value::Array(records.iter().map(Record::to_json).collect()),
+    })
+}
+
+pub(super) fn show(config: &Config, id: &BackupId) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let storage = storage::open(config)?;
+    let record = load_record(&*storage, id, &key)?;
+    let keys: Vec<String> = record
+        .keys
+        .iter()
+        .map(|(db, n)| format!("{db}={n}"))
+        .collect();
+    let lines = vec![
+        format!("id:            {}", record.id),
+        format!("instance:      {}", record.instance),
+        format!("created_at:    {}", record.created_at),
+        format!("redis_version: {}", record.redis_version),
+        format!(
+            "server:        {} {}",
+            record.server_name, record.server_version
+        ),
+        format!("persistence:   {}", record.persistence),
+        format!("source:        {}", record.source),
+        format!(
+            "raw_size:      {} ({})",
+            record.raw_size,
+            human_size(record.raw_size)
+        ),
+        format!("raw_sha256:    {}", record.raw_sha256),
+        format!("stored_size:   {}", record.stored_size),
+        format!("key_id:        {}", record.key_id),
+        format!("location:      {}", record.location),
+        match record.authenticated() {
+            true => format!("format:        {} (record authenticated)", record.format),
+            false => format!(
+                "format:        {} (identity not bound: an older backup, whose record cannot be authenticated)",
+                record.format
+            ),
+        },
+        format!("keys:          {}", keys.join(" ")),
+    ];
+    Ok(Report {
+        lines,
+        json: record.to_json(),
+    })
+}
+pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
+    let storage = storage::open(config)?;
+    storage.delete(id)?;
+    log::info!("deleted backup {id}");
+    Ok(Report {
+        lines: vec![format!("deleted {id}")],
+        json: json!({ "deleted": id.as_str() }),
+    })
+}
+pub(super) fn timeline(config: &Config, instance: Option<&str>) -> Result<Report> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let storage = storage::open(config)?;
+    let windows = archive::windows::windows(&*storage, &key, instance)?;
+    Ok(Report {
+        lines: windows.iter().flat_map(|w| w.describe()).collect(),
+        json: Value::Array(windows.iter().flat_map(|w| w.to_json()).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::units;
+
+    #[test]
+    fn control_characters_from_records_are_shown_escaped() {
+        let line = "b1  2026-11-30T00:00:00Z  vm\x1b]0;owned\x07\x1b[2J  1 keys\n";
+        let shown = units::printable(line);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}]0;owned\\u{7}"), "{shown}");
+        assert_eq!(units::printable("plain ünïcode line"), "plain ünïcode line");
+    }
+}
