@@ -50,9 +50,10 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 /// The primary decides when we must resync (whoever answers on its port,
 /// or a Redis in a crash loop, can do so at every PSYNC), and each base is
 /// a whole dataset and names in the storage, which lists at most 100,000.
-/// So the time between two bases doubles with each base of the last
-/// `RECENT_BASES`, from 1 s (the second) up to `LONGEST_BASE_GAP`: about
-/// a dozen bases an hour at most, where a crash loop would make hundreds.
+/// So the time between two full resyncs taken doubles with each one of the
+/// last `RECENT_BASES`, from 1 s (the second) up to `LONGEST_BASE_GAP`:
+/// about a dozen bases an hour at most, where a crash loop would make
+/// hundreds.
 const RECENT_BASES: Duration = Duration::from_secs(3600);
 const LONGEST_BASE_GAP: Duration = Duration::from_secs(300);
 const STORE_ATTEMPTS: u32 = 5;
@@ -96,11 +97,12 @@ struct Archiver<'a> {
     /// command larger than a chunk may be, or the window is full): the
     /// next session starts a new one.
     new_window: AtomicBool,
-    /// When the instance's bases of the last `RECENT_BASES` were stored, by
-    /// this process or (as their records say) before it started. On the
-    /// monotonic clock: a wall clock stepped back must not make a base
-    /// look recent for as long as the step.
-    recent_bases: std::cell::RefCell<Vec<Instant>>,
+    /// When the full resyncs of the last `RECENT_BASES` were taken: by this
+    /// process, whether or not a base came of them (one whose RDB fails its
+    /// check costs as much), or before it started (as the bases' records
+    /// say). On the monotonic clock: a wall clock stepped back must not
+    /// make a base look recent for as long as the step.
+    recent_resyncs: std::cell::RefCell<Vec<Instant>>,
     /// The last session turned a full resync down (`base_gap_left`): the
     /// next waits the gap out, where after other failures it need not.
     resync_turned_down: AtomicBool,
@@ -129,7 +131,7 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         connect: instance::connect_options(config, &redis_conf, config.redis_timeout)?,
         report: Default::default(),
         new_window: AtomicBool::new(false),
-        recent_bases: Default::default(),
+        recent_resyncs: Default::default(),
         resync_turned_down: AtomicBool::new(false),
     };
     let mut position = archiver.resume_point()?;
@@ -149,8 +151,8 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         // A new window is certain: it waits out the gap before asking.
         if let Some(left) = archiver.base_gap_left().filter(|_| position.is_none()) {
             info!(
-                "bases were stored {} times in the last {} minutes: the next waits {}s",
-                archiver.recent_bases.borrow().len(),
+                "the primary resynced the archiver {} times in the last {} minutes: the next new window waits {}s",
+                archiver.recent_resyncs.borrow().len(),
                 RECENT_BASES.as_secs() / 60,
                 units::seconds(left, 0)
             );
@@ -212,7 +214,7 @@ impl Archiver<'_> {
         // A record dated later than now (this host's clock was ahead when
         // it was stored, or another's was) counts as a base just stored.
         let (now, wall) = (Instant::now(), SystemTime::now());
-        *self.recent_bases.borrow_mut() = windows
+        *self.recent_resyncs.borrow_mut() = windows
             .iter()
             .filter_map(|w| units::parse_rfc3339_micros(&w.base.created_at))
             .map(|micros| {
@@ -248,9 +250,9 @@ impl Archiver<'_> {
 
     /// How long until a new base may be stored, if it may not be now.
     fn base_gap_left(&self) -> Option<Duration> {
-        let mut bases = self.recent_bases.borrow_mut();
-        bases.retain(|at| at.elapsed() < RECENT_BASES);
-        let ages: Vec<Duration> = bases.iter().map(Instant::elapsed).collect();
+        let mut recent = self.recent_resyncs.borrow_mut();
+        recent.retain(|at| at.elapsed() < RECENT_BASES);
+        let ages: Vec<Duration> = recent.iter().map(Instant::elapsed).collect();
         base_gap_left(&ages)
     }
 
@@ -290,7 +292,7 @@ impl Archiver<'_> {
                 if let Some(left) = self.base_gap_left() {
                     self.resync_turned_down.store(true, Ordering::Relaxed);
                     return Err(Error::redis(format!(
-                        "{label} cannot continue window {} (a full resync) so soon after the last bases were stored: no new base for {}s",
+                        "{label} cannot continue window {} (a full resync) so soon after its last full resyncs: no new base for {}s",
                         position.as_ref().map_or("", |p| p.base.as_str()),
                         units::seconds(left, 0)
                     )));
@@ -301,12 +303,28 @@ impl Archiver<'_> {
                         p.base, p.offset, p.base
                     );
                 }
+                let taken = {
+                    let mut recent = self.recent_resyncs.borrow_mut();
+                    recent.push(Instant::now());
+                    recent.len()
+                };
+                info!(
+                    "{label} resyncs the archiver: full resync {taken} of the last {} minutes",
+                    RECENT_BASES.as_secs() / 60
+                );
                 let limits = SyncLimits {
                     wait: self.config.save_timeout,
                     max_rdb_size: self.config.max_rdb_size,
                 };
-                let base =
-                    link.take_rdb(limits, |rdb| self.store_base(rdb, &server, &replid, offset))?;
+                let base = link
+                    .take_rdb(limits, |rdb| self.store_base(rdb, &server, &replid, offset))
+                    .map_err(|e| match e {
+                        // The primary's bytes failed their check, not the
+                        // archive's: a later resync may mend that, and it
+                        // is spaced like any other.
+                        Error::Integrity(why) => Error::redis(why),
+                        e => e,
+                    })?;
                 *position = Some(Position {
                     base: base.id,
                     replid,
@@ -389,7 +407,6 @@ impl Archiver<'_> {
             place,
         );
         self.put_record(self.storage, &record)?;
-        self.recent_bases.borrow_mut().push(Instant::now());
         info!(
             "base {} stored: {} RDB as {}",
             record.id,
