@@ -526,6 +526,7 @@ impl Archiver<'_> {
         let mut bytes = 0u64;
         let mut started: Option<Instant> = None;
         let mut report = self.report.borrow_mut();
+        let mut said_full = false;
         loop {
             let event = batches.recv_timeout(TICK);
             let ended = match event {
@@ -556,19 +557,31 @@ impl Archiver<'_> {
                 // one would wait out the gap with nothing archived, and a
                 // busy primary fills windows faster than the gap at its
                 // longest.
-                if position.is_full()
-                    && ended.is_none()
-                    && !stopping
-                    && self.base_gap_left().is_none()
-                {
-                    info!(
-                        "window {} holds {} chunks and {} of stream: a fresh base starts the next one",
-                        position.base,
+                if position.is_full() && ended.is_none() && !stopping {
+                    let held = format!(
+                        "{} chunks and {} of stream",
                         position.seq,
                         human_size(position.offset - position.base_offset)
                     );
-                    self.new_window.store(true, Ordering::Relaxed);
-                    return Ok(());
+                    match self.base_gap_left() {
+                        None => {
+                            info!(
+                                "window {} holds {held}: a fresh base starts the next one",
+                                position.base
+                            );
+                            self.new_window.store(true, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                        Some(left) if !said_full => {
+                            said_full = true;
+                            info!(
+                                "window {} holds {held}, and goes on until a new base may be stored, in {}s",
+                                position.base,
+                                units::seconds(left, 0)
+                            );
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
             report.maybe_write(self, position, started, bytes, None);

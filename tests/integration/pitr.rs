@@ -1175,6 +1175,148 @@ fn a_primary_that_resyncs_at_every_psync_gets_new_windows_less_and_less_often() 
     restarted.stderr_has("so soon after its last full resyncs");
 }
 
+/// Resyncs the archiver at every PSYNC, a small base each time. For the
+/// first `quiet` it sends nothing after the base (each base stored
+/// lengthens the gap before the next); the first resync after sends a
+/// little over 1 GiB of writes, values of 4 MiB of zeros stored as a few
+/// MiB; every resync from then on, a small write every 100 ms.
+fn a_primary_that_fills_a_window(quiet: Duration) -> FakeRedis {
+    const VALUE: usize = 4 << 20;
+    let start = std::time::Instant::now();
+    let filled = std::sync::atomic::AtomicBool::new(false);
+    let psyncs = std::sync::atomic::AtomicU32::new(0);
+    let rdb = make_rdb(&[("k", b"v")]);
+    let big: std::sync::Arc<Vec<u8>> = std::sync::Arc::new(
+        [
+            format!("*3\r\n$3\r\nSET\r\n$1\r\nz\r\n${VALUE}\r\n").into_bytes(),
+            vec![0; VALUE],
+            b"\r\n".to_vec(),
+        ]
+        .concat(),
+    );
+    FakeRedis::start(move |args| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        match name.as_str() {
+            "PSYNC" => {
+                let n = psyncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut head = format!("+FULLRESYNC {n:040x} 0\r\n${}\r\n", rdb.len()).into_bytes();
+                head.extend_from_slice(&rdb);
+                head.extend_from_slice(&command(&["SELECT", "0"]));
+                let quiet = start.elapsed() < quiet;
+                let mut big_writes = match quiet {
+                    true => 0,
+                    false => match filled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        true => 0,
+                        false => (1 << 30) / VALUE + 8,
+                    },
+                };
+                let (big, mut sent) = (big.clone(), 0u32);
+                FakeReply::Stream {
+                    head,
+                    more: Box::new(move || {
+                        if quiet {
+                            return None;
+                        }
+                        if big_writes > 0 {
+                            big_writes -= 1;
+                            return Some(big.to_vec());
+                        }
+                        sent += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                        Some(command(&["SET", "after", &sent.to_string()]))
+                    }),
+                    every: Duration::ZERO,
+                }
+            }
+            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
+            "INFO" => FakeReply::Bytes(
+                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
+            ),
+            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
+        }
+    })
+}
+
+/// Milliseconds since 1970 of an RFC 3339 time.
+fn millis_of(rfc3339: &str) -> u64 {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", rfc3339, "+%s%3N"])
+        .output()
+        .expect("run date");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{rfc3339}: {text}"))
+}
+
+/// A window is full after 1 GiB of stream (or a day of chunks), and a
+/// fresh base starts the next. One that fills while bases are being spaced
+/// goes on until the next may be stored: a first form ended it at once and
+/// waited the gap out with nothing archived, and on a busy primary whose
+/// windows fill every minute that left most of the time without moments.
+/// Here 30 s of resyncs come first (five bases, at about 0, 3, 7, 12 and
+/// 20 s), so the window that fills begins at about 36 s with 32 s before
+/// the next base may come, more than its GiB takes to arrive (9 s here).
+#[test]
+fn a_window_that_fills_inside_the_gap_goes_on_until_a_base_may_be_stored() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "1")
+        .prepare();
+    let fake = a_primary_that_fills_a_window(Duration::from_secs(30));
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let archiver = t.cmd(&["archive"]).watch();
+    std::thread::sleep(Duration::from_secs(85));
+    archiver.signal("TERM");
+    let archiver = archiver.finish();
+    archiver.code(0);
+    // "[2026-12-01T14:55:07Z INFO ] window BASE holds ...": when, and BASE.
+    let said = |what: &str| -> (u64, String) {
+        let line = archiver
+            .stderr
+            .lines()
+            .find(|line| line.contains(" holds ") && line.contains(what))
+            .unwrap_or_else(|| panic!("no window said {what:?}\n{archiver}"));
+        let at = line[1..].split(' ').next().expect("a time");
+        let base = line
+            .split("window ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
+        (millis_of(at), base.expect("a base").to_string())
+    };
+    let (full_at, base) = said("goes on until a new base may be stored");
+    let (ended_at, ended) = said("a fresh base starts the next one");
+    assert_eq!(ended, base, "{archiver}");
+    assert!(ended_at >= full_at + 5_000, "{archiver}");
+    // Its moments reach past the moment it was full, up to the next
+    // window's: only the resync is between.
+    let spans = timeline(&t);
+    let ends = |span: &Value| {
+        let at = |field: &str| millis_of(span[field].as_str().expect("a time"));
+        (at("from"), at("to"))
+    };
+    let (_, full_to) = spans
+        .iter()
+        .filter(|s| s["base"] == base.as_str())
+        .map(ends)
+        .max()
+        .unwrap_or_else(|| panic!("window {base} is not in {spans:?}"));
+    assert!(full_to >= full_at + 4_000, "{spans:?}\n{archiver}");
+    let next_from = spans
+        .iter()
+        .map(ends)
+        .map(|(from, _)| from)
+        .filter(|from| *from > full_to)
+        .min()
+        .unwrap_or_else(|| panic!("no window after {base}: {spans:?}\n{archiver}"));
+    assert!(
+        next_from - full_to < 10_000,
+        "{} ms without moments between window {base} and the next: {spans:?}\n{archiver}",
+        next_from - full_to
+    );
+}
+
 /// Loaded into a process, moves its wall clock by `SHIFT_SECS` seconds.
 const CLOCK_SHIFT_C: &str = r#"
 #define _GNU_SOURCE

@@ -31,7 +31,7 @@ pub enum FakeReply {
 
 /// More than any test may read of a `FakeReply::Stream`: a fake that has sent
 /// this much stops, so that a tool that does not stop cannot fill the disk.
-pub const STREAM_CAP: u64 = 1 << 30;
+pub const STREAM_CAP: u64 = 2 << 30;
 
 type Handler = dyn Fn(&[Vec<u8>]) -> FakeReply + Send + Sync;
 
