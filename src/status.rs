@@ -36,11 +36,12 @@ pub fn write(path: &Path, outcome: &Outcome) {
 /// behind: written after each chunk and every few seconds.
 pub struct Archiving<'a> {
     pub instance: &'a str,
-    /// The window being extended, and the primary's history ID.
-    pub base: &'a str,
-    pub replid: &'a str,
+    /// The window being extended, and the primary's history ID: none while
+    /// the archiver waits to start a window.
+    pub base: Option<&'a str>,
+    pub replid: Option<&'a str>,
     /// The replication offset stored.
-    pub offset: u64,
+    pub offset: Option<u64>,
     /// When the last chunk was stored, and the receive time of its last command.
     pub last_chunk: Option<SystemTime>,
     pub last_stored_micros: Option<u64>,
@@ -210,11 +211,13 @@ fn prometheus(all: &Map<String, Value>) -> String {
                 ));
             }
         }
-        out.push_str(&format!(
-            "# HELP redis_backup_archive_history The window and replication history being archived.\n# TYPE redis_backup_archive_history gauge\nredis_backup_archive_history{{instance=\"{instance}\",base=\"{}\",replid=\"{}\"}} 1\n",
-            label(entry["base"].as_str().unwrap_or("")),
-            label(entry["replid"].as_str().unwrap_or(""))
-        ));
+        if let (Some(base), Some(replid)) = (entry["base"].as_str(), entry["replid"].as_str()) {
+            out.push_str(&format!(
+                "# HELP redis_backup_archive_history The window and replication history being archived.\n# TYPE redis_backup_archive_history gauge\nredis_backup_archive_history{{instance=\"{instance}\",base=\"{}\",replid=\"{}\"}} 1\n",
+                label(base),
+                label(replid)
+            ));
+        }
     }
     for (name, field, help) in metrics {
         out.push_str(&format!(

@@ -150,12 +150,16 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
     loop {
         // A new window is certain: it waits out the gap before asking.
         if let Some(left) = archiver.base_gap_left().filter(|_| position.is_none()) {
-            info!(
+            let why = format!(
                 "the primary resynced the archiver {} times in the last {} minutes: the next new window waits {}s",
                 archiver.recent_resyncs.borrow().len(),
                 RECENT_BASES.as_secs() / 60,
                 units::seconds(left, 0)
             );
+            info!("{why}");
+            // Nothing is archived meanwhile: monitoring hears why.
+            let report = &archiver.report.borrow();
+            archiver.write_status(None, report, Duration::ZERO, 0, Some(&Error::redis(why)));
             if sleep_unless_stopped(left) {
                 info!("archiving stopped");
                 return Ok(());
@@ -189,10 +193,8 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
                     "{e}; following the primary again in {}s",
                     units::seconds(wait, 0)
                 );
-                if let Some(p) = &position {
-                    let report = archiver.report.borrow();
-                    archiver.write_status(p, &report, Duration::ZERO, 0, Some(&e));
-                }
+                let report = &archiver.report.borrow();
+                archiver.write_status(position.as_ref(), report, Duration::ZERO, 0, Some(&e));
                 if sleep_unless_stopped(wait) {
                     info!("archiving stopped");
                     return Ok(());
@@ -491,7 +493,7 @@ impl Archiver<'_> {
     /// The status file's `archive` entry, if there is a status file.
     fn write_status(
         &self,
-        position: &Position,
+        position: Option<&Position>,
         report: &Report,
         lag: Duration,
         lag_bytes: u64,
@@ -502,9 +504,9 @@ impl Archiver<'_> {
                 path,
                 &status::Archiving {
                     instance: &self.instance,
-                    base: position.base.as_str(),
-                    replid: &position.replid,
-                    offset: position.offset,
+                    base: position.map(|p| p.base.as_str()),
+                    replid: position.map(|p| p.replid.as_str()),
+                    offset: position.map(|p| p.offset),
                     last_chunk: report.last_chunk,
                     last_stored_micros: report.last_stored_micros,
                     lag,
@@ -766,7 +768,7 @@ impl Report {
             return;
         }
         let lag = pending_since.map(|t| t.elapsed()).unwrap_or_default();
-        archiver.write_status(position, self, lag, pending_bytes, error);
+        archiver.write_status(Some(position), self, lag, pending_bytes, error);
         self.written = Some(Instant::now());
     }
 }

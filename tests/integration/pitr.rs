@@ -1400,6 +1400,8 @@ fn resyncs_whose_rdb_fails_its_check_are_spaced_and_leave_nothing_behind() {
     });
     t.set_setting("redis_port", &fake.port.to_string());
     t.remove_setting("redis_password");
+    let status = t.path("status.json");
+    t.set_setting("status_file", &status.display().to_string());
     let archiver = t.cmd(&["archive"]).watch();
     std::thread::sleep(Duration::from_secs(9));
     archiver.signal("TERM");
@@ -1416,6 +1418,19 @@ fn resyncs_whose_rdb_fails_its_check_are_spaced_and_leave_nothing_behind() {
         archiver.stderr_has(&format!("full resync {n} of the last 60 minutes"));
     }
     assert_eq!(t.storage_files(), Vec::<String>::new());
+    // With no window yet, monitoring still hears why nothing is archived
+    // (it heard nothing at all before).
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(t.path("status-archive.json")).expect("the archiver's status file"),
+    )
+    .expect("JSON");
+    let archive = &state["archive"];
+    assert_eq!(archive["base"], Value::Null, "{state}");
+    assert_eq!(archive["last_chunk_unix"], Value::Null, "{state}");
+    let error = archive["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("does not pass its own check"), "{state}");
+    let prom = std::fs::read_to_string(t.path("status-archive.prom")).expect("prom file");
+    assert!(!prom.contains("redis_backup_archive_history"), "{prom}");
 }
 
 /// Bases are listed like backups, but they come as often as the primary
