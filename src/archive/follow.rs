@@ -51,10 +51,10 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 /// or a Redis in a crash loop, can do so at every PSYNC), and each base is
 /// a whole dataset and names in the storage, which lists at most 100,000.
 /// So the time between two full resyncs taken doubles with each one of the
-/// last `RECENT_BASES`, from 1 s (the second) up to `LONGEST_BASE_GAP`:
+/// last `RECENT_RESYNCS`, from 1 s (the second) up to `LONGEST_BASE_GAP`:
 /// about a dozen bases an hour at most, where a crash loop would make
 /// hundreds.
-const RECENT_BASES: Duration = Duration::from_secs(3600);
+const RECENT_RESYNCS: Duration = Duration::from_secs(3600);
 const LONGEST_BASE_GAP: Duration = Duration::from_secs(300);
 const STORE_ATTEMPTS: u32 = 5;
 const MAX_WINDOW_STREAM: u64 = 1 << 30;
@@ -97,7 +97,7 @@ struct Archiver<'a> {
     /// command larger than a chunk may be, or the window is full): the
     /// next session starts a new one.
     new_window: AtomicBool,
-    /// When the full resyncs of the last `RECENT_BASES` were taken: by this
+    /// When the full resyncs of the last `RECENT_RESYNCS` were taken: by this
     /// process, whether or not a base came of them (one whose RDB fails its
     /// check costs as much), or before it started (as the bases' records
     /// say). On the monotonic clock: a wall clock stepped back must not
@@ -151,9 +151,9 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
         // A new window is certain: it waits out the gap before asking.
         if let Some(left) = archiver.base_gap_left().filter(|_| position.is_none()) {
             let why = format!(
-                "the primary resynced the archiver {} times in the last {} minutes: the next new window waits {}s",
+                "{} full resyncs taken in the last {} minutes: the next new window waits {}s",
                 archiver.recent_resyncs.borrow().len(),
-                RECENT_BASES.as_secs() / 60,
+                RECENT_RESYNCS.as_secs() / 60,
                 units::seconds(left, 0)
             );
             info!("{why}");
@@ -223,7 +223,7 @@ impl Archiver<'_> {
                 let stored = UNIX_EPOCH + Duration::from_micros(micros);
                 wall.duration_since(stored).unwrap_or_default()
             })
-            .filter(|age| *age < RECENT_BASES)
+            .filter(|age| *age < RECENT_RESYNCS)
             .filter_map(|age| now.checked_sub(age))
             .collect();
         let newest = windows.pop();
@@ -253,7 +253,7 @@ impl Archiver<'_> {
     /// How long until a new base may be stored, if it may not be now.
     fn base_gap_left(&self) -> Option<Duration> {
         let mut recent = self.recent_resyncs.borrow_mut();
-        recent.retain(|at| at.elapsed() < RECENT_BASES);
+        recent.retain(|at| at.elapsed() < RECENT_RESYNCS);
         let ages: Vec<Duration> = recent.iter().map(Instant::elapsed).collect();
         base_gap_left(&ages)
     }
@@ -305,6 +305,10 @@ impl Archiver<'_> {
                         p.base, p.offset, p.base
                     );
                 }
+                // Storage that fails now costs the primary nothing more: not
+                // a resync taken.
+                let id = storage::new_id()?;
+                self.storage.prepare(&id)?;
                 let taken = {
                     let mut recent = self.recent_resyncs.borrow_mut();
                     recent.push(Instant::now());
@@ -312,21 +316,15 @@ impl Archiver<'_> {
                 };
                 info!(
                     "{label} resyncs the archiver: full resync {taken} of the last {} minutes",
-                    RECENT_BASES.as_secs() / 60
+                    RECENT_RESYNCS.as_secs() / 60
                 );
                 let limits = SyncLimits {
                     wait: self.config.save_timeout,
                     max_rdb_size: self.config.max_rdb_size,
                 };
-                let base = link
-                    .take_rdb(limits, |rdb| self.store_base(rdb, &server, &replid, offset))
-                    .map_err(|e| match e {
-                        // The primary's bytes failed their check, not the
-                        // archive's: a later resync may mend that, and it
-                        // is spaced like any other.
-                        Error::Integrity(why) => Error::redis(why),
-                        e => e,
-                    })?;
+                let base = link.take_rdb(limits, |rdb| {
+                    self.store_base(rdb, id, &server, &replid, offset)
+                })?;
                 *position = Some(Position {
                     base: base.id,
                     replid,
@@ -361,12 +359,11 @@ impl Archiver<'_> {
     fn store_base(
         &self,
         rdb: &mut (dyn Read + Send),
+        id: BackupId,
         server: &crate::redis::Server,
         replid: &str,
         offset: u64,
     ) -> Result<Record> {
-        let id = storage::new_id()?;
-        self.storage.prepare(&id)?;
         info!("storing base {id} of a new window (history {replid}, offset {offset})");
         let created_at = units::utc_micros(SystemTime::now());
         let identity = Identity {
@@ -388,7 +385,13 @@ impl Archiver<'_> {
             // Not listed, but as large as the RDB: nothing else would
             // remove the object.
             let _ = self.storage.delete(&id);
-            e.context("the resync's RDB does not pass its own check; no base was stored")
+            // The primary's bytes, not the archive, failed: a later resync
+            // may mend that (spaced like any other), as after other
+            // failures of the primary's.
+            Error::redis(format!(
+                "the resync's RDB does not pass its own check; no base was stored: {}",
+                e.message()
+            ))
         })?;
         let place = ArchivePlace {
             base: id.clone(),
@@ -844,9 +847,9 @@ impl Position {
     }
 }
 
-/// How long until the next base may be stored, given the ages of the
-/// recent ones: a second after the first, two after the second, and so on
-/// up to `LONGEST_BASE_GAP` after the last.
+/// How long until the next full resync may be taken (and a base stored),
+/// given the ages of the recent ones: a second after the first, two after
+/// the second, and so on up to `LONGEST_BASE_GAP` after the last.
 fn base_gap_left(recent_ages: &[Duration]) -> Option<Duration> {
     let since = recent_ages.iter().min()?;
     let doublings = u32::try_from(recent_ages.len() - 1)
@@ -901,13 +904,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_gap_before_a_base_doubles_with_each_recent_one() {
+    fn the_gap_before_a_full_resync_doubles_with_each_recent_one() {
         let ages = |secs: &[u64]| -> Vec<Duration> {
             secs.iter().map(|s| Duration::from_secs(*s)).collect()
         };
         let left = |secs: &[u64]| base_gap_left(&ages(secs)).map(|d| d.as_secs());
         assert_eq!(left(&[]), None);
-        // One base: a second after it.
+        // One resync: a second after it.
         assert_eq!(left(&[0]), Some(1));
         assert_eq!(left(&[1]), None);
         // Three: four seconds after the last, whatever their order.
