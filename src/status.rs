@@ -14,6 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// More than a status file of ours ever holds (a few entries).
+const MAX_STATUS_SIZE: u64 = 1 << 20;
+
 /// What one run of an operation did.
 pub struct Outcome<'a> {
     pub operation: &'a str,
@@ -133,8 +136,12 @@ fn replace_entry(path: &Path, operation: &str, entry: Value) -> std::io::Result<
     prom.commit(false)
 }
 
+/// What the status file held, if this tool wrote it: the folder may be
+/// another account's (node_exporter's textfile folder often is), and what
+/// that account put under the name (a link to a file of root's, a FIFO, a
+/// forged entry) is neither followed, waited on nor carried on.
 fn read_existing(path: &Path) -> Map<String, Value> {
-    std::fs::read(path)
+    crate::fs::read_own(path, MAX_STATUS_SIZE)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .and_then(|value| value.as_object().cloned())
@@ -249,6 +256,69 @@ fn label(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn a_failed_backup(path: &Path) {
+        let failure = Error::redis("cannot reach Redis");
+        write(
+            path,
+            &Outcome {
+                operation: "backup",
+                instance: "i1",
+                duration: Duration::from_millis(10),
+                size: None,
+                id: None,
+                error: Some(&failure),
+            },
+        );
+    }
+
+    /// The status folder may be another account's (node_exporter's
+    /// textfile folder often is), and so what stands under the status
+    /// file's name before it is written again: a link to a file of root's
+    /// was read and its keys copied into the 0644 file; a FIFO stopped the
+    /// writer for good (on the archiver's own thread, and with it the
+    /// archive); a file of that account's own had its forged entries
+    /// (a backup's last success) carried on as ours.
+    #[test]
+    fn what_another_account_put_under_the_status_name_is_not_believed() {
+        let dir = crate::testing::scratch_dir("status-planted");
+        let secret = dir.join("secret.json");
+        std::fs::write(&secret, br#"{"token": "s3cr3t"}"#).unwrap();
+        let path = dir.join("status.json");
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        a_failed_backup(&path);
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(!written.contains("s3cr3t"), "{written}");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read(&secret).unwrap(), br#"{"token": "s3cr3t"}"#);
+
+        std::fs::remove_file(&path).unwrap();
+        crate::testing::make_fifo(&path);
+        let (done, finished) = std::sync::mpsc::channel();
+        let fifo = path.clone();
+        std::thread::spawn(move || {
+            a_failed_backup(&fifo);
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the status was written without waiting on the FIFO");
+
+        let forged = br#"{"backup": {"last_success_unix": 4102444800}}"#;
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, forged).unwrap();
+        std::os::unix::fs::lchown(&path, Some(65534), Some(65534)).unwrap();
+        a_failed_backup(&path);
+        let status: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            status["backup"]["last_success_unix"],
+            Value::Null,
+            "{status}"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn success_then_failure_keeps_the_last_success() {

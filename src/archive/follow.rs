@@ -226,6 +226,20 @@ impl Archiver<'_> {
             .filter(|age| *age < RECENT_RESYNCS)
             .filter_map(|age| now.checked_sub(age))
             .collect();
+        // Monitoring alerts on the last chunk stored: after a restart that
+        // is the archive's newest, not none, or the alert would hear
+        // nothing while nothing is archived. (Its newest command's receive
+        // time: within `archive_interval` of its storing.)
+        let newest_chunk = windows
+            .iter()
+            .filter(|w| w.last.seq > 0)
+            .filter_map(|w| units::parse_rfc3339_micros(&w.last.last_at))
+            .max();
+        if let Some(micros) = newest_chunk {
+            let mut report = self.report.borrow_mut();
+            report.last_stored_micros = Some(micros);
+            report.last_chunk = Some(UNIX_EPOCH + Duration::from_micros(micros));
+        }
         let newest = windows.pop();
         // The storage failing now may answer later: a new base (a full
         // resync of the primary) is not worth a passing failure.

@@ -37,6 +37,25 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     open_if_regular(&found)
 }
 
+/// At most `cap` bytes of a file this process's user wrote and that is as
+/// it was left: a regular file of our uid with one name, reached without
+/// following a link. Its folder may be another account's, which could
+/// have put anything under the name; anything else is an error.
+pub fn read_own(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let found = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let stat = rustix::fs::fstat(&found)?;
+    if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_nlink != 1 {
+        return Err(io::Error::other("not a file of this user's alone"));
+    }
+    let mut bytes = Vec::new();
+    open_if_regular(&found)?.take(cap).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// `open_if_regular`'s error for what is not a regular file: no retry makes
 /// it one. Its own type, so no EINVAL of the file system passes for it.
 #[derive(Debug)]

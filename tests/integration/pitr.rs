@@ -1279,7 +1279,11 @@ fn a_window_that_fills_inside_the_gap_goes_on_until_a_base_may_be_stored() {
             .stderr
             .lines()
             .find(|line| line.contains(" holds ") && line.contains(what))
-            .unwrap_or_else(|| panic!("no window said {what:?}\n{archiver}"));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no window said {what:?} (did the GiB take longer than the gap?)\n{archiver}"
+                )
+            });
         let at = line[1..].split(' ').next().expect("a time");
         let base = line
             .split("window ")
@@ -1395,11 +1399,7 @@ fn resyncs_whose_rdb_fails_its_check_are_spaced_and_leave_nothing_behind() {
         .setting("archive_interval", "1")
         .setting("redis_timeout", "1")
         .prepare();
-    let fake = a_primary_resyncing_at_every_psync_with(|_| {
-        let mut rdb = make_rdb(&[("k", b"v")]);
-        *rdb.last_mut().expect("a CRC") ^= 0x55;
-        rdb
-    });
+    let fake = a_primary_resyncing_at_every_psync_with(an_rdb_that_fails_its_check);
     t.set_setting("redis_port", &fake.port.to_string());
     t.remove_setting("redis_password");
     let status = t.path("status.json");
@@ -1447,12 +1447,10 @@ fn resyncs_whose_rdb_fails_its_check_count_with_the_bases_before_them() {
         .prepare();
     let first = archive_a_resyncing_primary(&mut t, Duration::from_secs(8));
     assert!(bases_stored(&first) >= 3, "{first}");
-    let fake = a_primary_resyncing_at_every_psync_with(|_| {
-        let mut rdb = make_rdb(&[("k", b"v")]);
-        *rdb.last_mut().expect("a CRC") ^= 0x55;
-        rdb
-    });
+    let fake = a_primary_resyncing_at_every_psync_with(an_rdb_that_fails_its_check);
     t.set_setting("redis_port", &fake.port.to_string());
+    let status = t.path("status.json");
+    t.set_setting("status_file", &status.display().to_string());
     let archiver = t.cmd(&["archive"]).watch();
     std::thread::sleep(Duration::from_secs(16));
     archiver.signal("TERM");
@@ -1466,6 +1464,20 @@ fn resyncs_whose_rdb_fails_its_check_count_with_the_bases_before_them() {
         .matches("does not pass its own check; no base was stored")
         .count();
     assert!((1..=2).contains(&failed), "{failed} failed\n{archiver}");
+    // Monitoring's alert on the last chunk stored keeps its gauge across
+    // the restart (found by review: it was gone, so the alert was quiet
+    // while nothing was archived).
+    let prom = std::fs::read_to_string(t.path("status-archive.prom")).expect("prom file");
+    assert!(
+        prom.contains("redis_backup_archive_last_chunk_timestamp_seconds{"),
+        "{prom}"
+    );
+}
+
+fn an_rdb_that_fails_its_check(_: u32) -> Vec<u8> {
+    let mut rdb = make_rdb(&[("k", b"v")]);
+    *rdb.last_mut().expect("a CRC") ^= 0x55;
+    rdb
 }
 
 /// A full resync taken counts towards the gap before the next, since it
