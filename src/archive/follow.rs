@@ -275,6 +275,12 @@ impl Archiver<'_> {
     /// One connection: PSYNC, a base if Redis resyncs us, then the stream
     /// until it ends (`Err`) or we are told to stop (`Ok`).
     fn session(&self, position: &mut Option<Position>, ever_connected: &mut bool) -> Result<()> {
+        // With no window a full resync is certain: storage that cannot take
+        // its base now is found before the primary is asked for one (and,
+        // syncing from disk, forks for it).
+        if position.is_none() {
+            self.storage.prepare(&storage::new_id()?)?;
+        }
         let mut conn = Connection::connect(&self.connect)?;
         let server = conn.server()?;
         let from = position

@@ -1518,6 +1518,15 @@ fn resyncs_turned_away_while_the_storage_is_down_do_not_count() {
     assert!(bases_stored(&archiver) >= 1, "{archiver}");
     archiver.stderr_has("full resync 1 of the last 60 minutes");
     archiver.stderr_lacks("full resync 3 of");
+    // With no window, a full resync is certain: storage that cannot take
+    // its base is found before the primary is asked (and, syncing from
+    // disk, forks). Asked at 0 s (the storage went then) and once it was
+    // back; before, at 1, 3 s too.
+    assert!(
+        fake.count("PSYNC") <= 3,
+        "{:?}\n{archiver}",
+        fake.commands()
+    );
 }
 
 /// Bases are listed like backups, but they come as often as the primary
