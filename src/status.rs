@@ -91,7 +91,13 @@ pub fn write_archiving(path: &Path, state: &Archiving) {
 fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
     let now = SystemTime::now();
     let all = read_existing(path);
-    let previous = all.get(outcome.operation).cloned().unwrap_or(Value::Null);
+    // Another instance's last success is not this one's (two instances
+    // sharing a status file, or one's file moved under the other's name).
+    let previous = all
+        .get(outcome.operation)
+        .filter(|entry| entry["instance"] == outcome.instance)
+        .cloned()
+        .unwrap_or(Value::Null);
     let (at, _) = utc_timestamps(now);
     let epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let exit_code = outcome.error.map_or(0, |e| e.exit_code());
@@ -153,6 +159,21 @@ pub fn prom_path(path: &Path) -> PathBuf {
     path.with_extension("prom")
 }
 
+/// Times of "last good" alerts go by: none known is 0, so that the alert
+/// fires on it (a host whose series were missing would be silent, and
+/// `absent()` speaks only for a fleet's whole series).
+const ZERO_WHEN_UNKNOWN: [&str; 2] = ["last_success_unix", "last_chunk_unix"];
+
+/// `field` of `entry` as a gauge's value, in serde_json's own number
+/// formatting (not std's float code).
+fn gauge(entry: &Value, field: &str) -> Option<serde_json::Number> {
+    match entry.get(field) {
+        Some(Value::Number(value)) => Some(value.clone()),
+        _ if ZERO_WHEN_UNKNOWN.contains(&field) => Some(0.into()),
+        _ => None,
+    }
+}
+
 fn prometheus(all: &Map<String, Value>) -> String {
     let metrics = [
         (
@@ -212,7 +233,7 @@ fn prometheus(all: &Map<String, Value>) -> String {
     if let Some(entry) = all.get("archive") {
         let instance = label(entry["instance"].as_str().unwrap_or(""));
         for (name, field, help) in archive {
-            if let Some(Value::Number(value)) = entry.get(field) {
+            if let Some(value) = gauge(entry, field) {
                 out.push_str(&format!(
                     "# HELP redis_backup_{name} {help}.\n# TYPE redis_backup_{name} gauge\nredis_backup_{name}{{instance=\"{instance}\"}} {value}\n"
                 ));
@@ -231,8 +252,7 @@ fn prometheus(all: &Map<String, Value>) -> String {
             "# HELP redis_backup_{name} {help}.\n# TYPE redis_backup_{name} gauge\n"
         ));
         for (operation, entry) in all.iter().filter(|(op, _)| *op != "archive") {
-            // serde_json's own number formatting, not std's float code.
-            let Some(Value::Number(value)) = entry.get(field) else {
+            let Some(value) = gauge(entry, field) else {
                 continue;
             };
             let instance = entry["instance"].as_str().unwrap_or("");
@@ -259,18 +279,71 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn a_failed_backup(path: &Path) {
+        a_failed_backup_of(path, "i1");
+    }
+
+    fn a_failed_backup_of(path: &Path, instance: &str) {
         let failure = Error::redis("cannot reach Redis");
         write(
             path,
             &Outcome {
                 operation: "backup",
-                instance: "i1",
+                instance,
                 duration: Duration::from_millis(10),
                 size: None,
                 id: None,
                 error: Some(&failure),
             },
         );
+    }
+
+    /// README's alert is on the time since the last success: with none
+    /// known (a first run that failed, a status file that could not be
+    /// read back) the gauge was left out, and the alert had nothing to fire
+    /// on. It is 0 now.
+    #[test]
+    fn a_success_never_known_is_a_time_of_zero() {
+        let dir = crate::testing::scratch_dir("status-unknown");
+        let path = dir.join("status.json");
+        a_failed_backup(&path);
+        let prom = std::fs::read_to_string(prom_path(&path)).unwrap();
+        assert!(
+            prom.contains(
+                "\nredis_backup_last_success_timestamp_seconds{operation=\"backup\",instance=\"i1\"} 0\n"
+            ),
+            "{prom}"
+        );
+        // What stays unknown without a success is left out.
+        assert!(!prom.contains("redis_backup_last_size_bytes{"), "{prom}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Found by review: a status file of root's that another account may
+    /// move under the name (another instance's, in a folder it can write)
+    /// had its last success carried on as this instance's.
+    #[test]
+    fn another_instances_last_success_is_not_carried_on() {
+        let dir = crate::testing::scratch_dir("status-other");
+        let path = dir.join("status.json");
+        write(
+            &path,
+            &Outcome {
+                operation: "backup",
+                instance: "i1",
+                duration: Duration::from_millis(10),
+                size: Some(1),
+                id: Some("b1".into()),
+                error: None,
+            },
+        );
+        a_failed_backup_of(&path, "i2");
+        let status: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            status["backup"]["last_success_unix"],
+            Value::Null,
+            "{status}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The status folder may be another account's (node_exporter's

@@ -182,8 +182,10 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
             Ok(()) => continue,
             // Settings, keys and integrity do not mend by waiting; nor does
             // a Redis that never once let us follow it (a wrong password, an
-            // ACL without +psync): say so at once.
-            Err(e) if !ever_connected || matches!(e.exit_code(), 1 | 2 | 5) => return Err(e),
+            // ACL without +psync): say so at once. Storage that fails may
+            // answer later, first session or not.
+            Err(e) if matches!(e.exit_code(), 1 | 2 | 5) => return Err(e),
+            Err(e) if !ever_connected && matches!(e, Error::Redis(_)) => return Err(e),
             Err(e) => {
                 let wait = match archiver.resync_turned_down.swap(false, Ordering::Relaxed) {
                     true => pause.max(archiver.base_gap_left().unwrap_or_default()),
@@ -229,11 +231,18 @@ impl Archiver<'_> {
         // Monitoring alerts on the last chunk stored: after a restart that
         // is the archive's newest, not none, or the alert would hear
         // nothing while nothing is archived. (Its newest command's receive
-        // time: within `archive_interval` of its storing.)
+        // time, no later than its storing; one dated ahead counts as now,
+        // or the alert would wait for the clock to catch up.)
+        let wall_micros = wall
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let wall_micros = u64::try_from(wall_micros).unwrap_or(u64::MAX);
         let newest_chunk = windows
             .iter()
             .filter(|w| w.last.seq > 0)
             .filter_map(|w| units::parse_rfc3339_micros(&w.last.last_at))
+            .map(|micros| micros.min(wall_micros))
             .max();
         if let Some(micros) = newest_chunk {
             let mut report = self.report.borrow_mut();

@@ -1433,6 +1433,12 @@ fn resyncs_whose_rdb_fails_its_check_are_spaced_and_leave_nothing_behind() {
     assert!(error.contains("does not pass its own check"), "{state}");
     let prom = std::fs::read_to_string(t.path("status-archive.prom")).expect("prom file");
     assert!(!prom.contains("redis_backup_archive_history"), "{prom}");
+    // No chunk ever stored: a time of 0, for the alert to fire on.
+    let never = format!(
+        "redis_backup_archive_last_chunk_timestamp_seconds{{instance=\"{}\"}} 0\n",
+        hostname()
+    );
+    assert!(prom.contains(&never), "{prom}");
 }
 
 /// The same resyncs, with bases of the last seconds in storage: a restart
@@ -2660,4 +2666,79 @@ fn vadd_with_cas_is_replayed_on_redis_8() {
     assert_eq!(conn.call(&["VCARD", "v"]).int(), 3);
     assert_eq!(conn.call(&["VGETATTR", "v", "e3"]).text(), "{\"a\":1}");
     assert_eq!(conn.call(&["VISMEMBER", "v", "CAS"]).int(), 1);
+}
+
+/// The last-chunk gauge starts from the archive's newest chunk after a
+/// restart. Found by review: a chunk stored while this host's clock was
+/// ahead (or an authentic record of the instance a storage writer kept and
+/// plants again) put it in the future, and README's alert (the gauge over
+/// a minute old) stayed quiet while nothing was archived. A time ahead
+/// counts as the start's.
+#[test]
+fn a_chunk_dated_ahead_does_not_silence_the_last_chunk_alert() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "1")
+        .prepare();
+    let first = archive_a_resyncing_primary(&mut t, Duration::from_secs(4));
+    assert!(bases_stored(&first) >= 1, "{first}");
+    let newest = chunk_files(&t, ".json").pop().expect("a chunk record");
+    let path = archive_dir(&t).join(&newest);
+    let mut record: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    retag_record(&t.key_file(), &mut record, |r| {
+        r["archive"]["last_at"] = json!("2099-01-01T00:00:00.000000Z");
+    });
+    fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let fake = a_primary_resyncing_at_every_psync_with(an_rdb_that_fails_its_check);
+    t.set_setting("redis_port", &fake.port.to_string());
+    let status = t.path("status.json");
+    t.set_setting("status_file", &status.display().to_string());
+    let archiver = t.cmd(&["archive"]).watch();
+    std::thread::sleep(Duration::from_secs(6));
+    archiver.signal("TERM");
+    let archiver = archiver.finish();
+    let prom = fs::read_to_string(t.path("status-archive.prom")).expect("prom file");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let gauge: f64 = prom
+        .lines()
+        .find(|l| l.starts_with("redis_backup_archive_last_chunk_timestamp_seconds{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no gauge\n{prom}\n{archiver}"));
+    assert!(
+        gauge <= now as f64 + 60.0,
+        "gauge {gauge} is in the future (now {now}): the alert cannot fire\n{prom}\n{archiver}"
+    );
+}
+
+/// Swift refuses to create the container for 12 s (longer than a request's
+/// retries) as the archiver starts with no window; listing works. Found by
+/// review: once the storage was checked before the first PSYNC, the loop
+/// took its failure for a Redis that never let the archiver follow, and
+/// ended it (exit 4), where it had tried again. Before any PSYNC, only
+/// Redis's refusals end the archiver.
+#[test]
+fn storage_down_at_the_first_session_is_tried_again() {
+    use crate::fake_swift::Answer;
+    let (fake, t) = archiving_to_a_fake_swift(&[]);
+    let until = std::time::Instant::now() + Duration::from_secs(12);
+    fake.script(move |r, _| {
+        if r.method == "PUT"
+            && r.swift_path() == Some(("c".into(), None))
+            && std::time::Instant::now() < until
+        {
+            Answer::status(503)
+        } else {
+            Answer::Normal
+        }
+    });
+    let archiver = t.cmd(&["archive"]).watch();
+    std::thread::sleep(Duration::from_secs(22));
+    archiver.signal("TERM");
+    let archiver = archiver.finish();
+    archiver.code(0);
+    assert!(bases_stored(&archiver) >= 1, "{archiver}");
 }
