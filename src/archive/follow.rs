@@ -233,11 +233,7 @@ impl Archiver<'_> {
         // nothing while nothing is archived. (Its newest command's receive
         // time, no later than its storing; one dated ahead counts as now,
         // or the alert would wait for the clock to catch up.)
-        let wall_micros = wall
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros();
-        let wall_micros = u64::try_from(wall_micros).unwrap_or(u64::MAX);
+        let wall_micros = units::now_micros();
         let newest_chunk = windows
             .iter()
             .filter(|w| w.last.seq > 0)
@@ -592,16 +588,16 @@ impl Archiver<'_> {
                 // busy primary fills windows faster than the gap at its
                 // longest.
                 if position.is_full() && ended.is_none() && !stopping {
-                    let held = format!(
-                        "{} chunks and {} of stream",
-                        position.seq,
-                        human_size(position.offset - position.base_offset)
-                    );
+                    let held = |p: &Position| {
+                        let stream = human_size(p.offset - p.base_offset);
+                        format!("{} chunks and {stream} of stream", p.seq)
+                    };
                     match self.base_gap_left() {
                         None => {
                             info!(
-                                "window {} holds {held}: a fresh base starts the next one",
-                                position.base
+                                "window {} holds {}: a fresh base starts the next one",
+                                position.base,
+                                held(position)
                             );
                             self.new_window.store(true, Ordering::Relaxed);
                             return Ok(());
@@ -609,8 +605,9 @@ impl Archiver<'_> {
                         Some(left) if !said_full => {
                             said_full = true;
                             info!(
-                                "window {} holds {held}, and goes on until a new base may be stored, in {}s",
+                                "window {} holds {}, and goes on until a new base may be stored, in {}s",
                                 position.base,
+                                held(position),
                                 units::seconds(left, 0)
                             );
                         }
