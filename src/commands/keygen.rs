@@ -8,6 +8,7 @@ use serde_json::json;
 use std::path::Path;
 
 pub(super) fn keygen(path: &Path) -> Result<Report> {
+    super::refuse_folder_of_others(path)?;
     let key = crypto::write_new_key_file(path)?;
     let key_id = key.key_id();
     log::info!("wrote a new key to {} (key id {key_id})", path.display());

@@ -15,13 +15,14 @@ use crate::archive;
 use crate::backup;
 use crate::cli::{Command, Target};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::restore::{self, Restored};
 use crate::status;
 use crate::storage;
 use crate::units::{self, human_size};
 use serde_json::{json, Value};
 use std::io::{self, Write};
+use std::path::Path;
 use std::time::Instant;
 
 /// What a command produced: human lines and the JSON form of the same.
@@ -161,6 +162,27 @@ fn report_status<T>(
             error: result.as_ref().err(),
         },
     );
+}
+
+/// A new file the operator named (`export --out`, `keygen --out`) is
+/// written only where no other account may replace it: in a folder the
+/// data dir's owner may write (the data dir itself, where a dump is put
+/// in place by hand), that account would rename root's temporary file
+/// away and put its own under the name, for root to link into place.
+fn refuse_folder_of_others(out: &Path) -> Result<()> {
+    let who = crate::fs::writers::others_who_may_replace(out).map_err(|e| {
+        Error::usage(format!(
+            "cannot check who may write beside {}: {e}",
+            out.display()
+        ))
+    })?;
+    match who {
+        None => Ok(()),
+        Some(who) => Err(Error::usage(format!(
+            "refusing to write {} as root: {who}, and could put a file of their own in its place; write it in a folder only root may write (or /tmp, /var/tmp) and move it from there",
+            out.display()
+        ))),
+    }
 }
 
 pub fn print(report: &Report, as_json: bool) {

@@ -92,7 +92,7 @@ pub(super) fn export(
 ) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
     let stored = Stored::open(&*storage::open(config)?, id, &key, allow_format_1)?;
-    refuse_existing(out)?;
+    refuse_out(out)?;
     let summary = write_new_file(out, |writer| {
         stored.decode_into(writer, &key, config.threads)
     })?;
@@ -123,7 +123,7 @@ pub(super) fn export_at(
     let storage = storage::open(config)?;
     let instance = instance.unwrap_or(&config.instance);
     let window = archive::windows::holding(&*storage, &key, instance, at)?;
-    refuse_existing(out)?;
+    refuse_out(out)?;
     let binary = crate::redis::server::ServerBinary::ask(&config.redis_server)?;
     let mut replayed =
         archive::replay::replay(&*storage, &key, &binary, &window, at, config.save_timeout)?;
@@ -162,8 +162,11 @@ pub(super) fn export_at(
         }),
     })
 }
-/// Refuse early; the final link refuses again if PATH appears meanwhile.
-fn refuse_existing(out: &Path) -> Result<()> {
+
+/// Refuse early a PATH that exists (the final link refuses again if it
+/// appears meanwhile), or that another account could replace.
+fn refuse_out(out: &Path) -> Result<()> {
+    super::refuse_folder_of_others(out)?;
     match fs::symlink_metadata(out) {
         Ok(_) => Err(exists(out)),
         Err(_) => Ok(()),

@@ -167,6 +167,41 @@ pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Op
     }
 }
 
+/// Who, other than root and this process's own account, may rename or
+/// replace a new file of ours at `path` (not there yet), named for a
+/// message: whoever may write in its folder (unless that folder is root's
+/// and sticky, as /tmp is: an entry of ours there is ours alone) or in a
+/// folder on the way to it. `None` if nobody.
+pub fn others_who_may_replace(path: &Path) -> std::io::Result<Option<String>> {
+    let us = rustix::process::geteuid().as_raw();
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::env::current_dir()?,
+    };
+    let trusted =
+        |writers: &Writers| (writers.uid == 0 || writers.uid == us) && writers.mode & 0o022 == 0;
+    let named = |folder: &Path, writers: &Writers| {
+        format!(
+            "whoever may write in {} (uid {}, mode {:04o})",
+            folder.display(),
+            writers.uid,
+            writers.mode
+        )
+    };
+    if let Some(on_the_way) = folder_of_others(&folder, us)? {
+        if !trusted(&on_the_way.writers) {
+            return Ok(Some(named(&on_the_way.path, &on_the_way.writers)));
+        }
+    }
+    let meta = fs::metadata(&folder)?;
+    let writers = Writers::of(&meta).with_acl(acl::of_path(&folder)?);
+    let sticky_root = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
+    match trusted(&writers) || sticky_root {
+        true => Ok(None),
+        false => Ok(Some(named(&folder, &writers))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

