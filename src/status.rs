@@ -124,7 +124,19 @@ fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
 }
 
 /// Put `entry` under `operation` in the JSON file and write both files.
+/// The status folder may be another account's (it can only replace what
+/// is under the names there), but not a folder on the way to it: that
+/// account could swap the status folder for any folder of root's, and
+/// root would create or replace files under the status names there.
 fn replace_entry(path: &Path, operation: &str, entry: Value) -> std::io::Result<()> {
+    let folder = crate::fs::parent_of(path);
+    let us = rustix::process::geteuid().as_raw();
+    if let Some(on_the_way) = crate::fs::writers::folder_of_others(folder, us)? {
+        return Err(std::io::Error::other(format!(
+            "{}, and could swap the status folder for another; put it in a folder reached through folders only root may write",
+            on_the_way.whoever_may_write()
+        )));
+    }
     let mut all = read_existing(path);
     all.insert(operation.to_string(), entry);
 

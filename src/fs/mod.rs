@@ -141,9 +141,17 @@ impl AtomicFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         // Ending in `.tmp`, not as the target does: whatever reads a
-        // directory by suffix (node_exporter, `*.prom`) passes it over.
+        // directory by suffix (node_exporter, `*.prom`) passes it over. A
+        // part no other account can guess: in /tmp any account may create
+        // names, and one planted under ours would make the write fail.
+        let unguessable = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
         let temp = dir.join(format!(
-            "{}{}-{name}.tmp",
+            "{}{}-{unguessable:016x}-{name}.tmp",
             temp_prefix(),
             std::process::id()
         ));
@@ -241,7 +249,8 @@ impl Drop for AtomicFile {
     }
 }
 
-fn parent_of(path: &Path) -> &Path {
+/// The folder `path`'s entry is in (`.` for a bare name).
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -257,6 +266,17 @@ pub struct HostLock {
 }
 
 pub fn lock_host(path: &Path) -> Result<HostLock> {
+    // In (or through) a folder another account may write, that account
+    // could rename the lock away (two runs at once), or swap a folder on
+    // the way for one of root's, where root would write its pid.
+    let others = writers::others_who_may_replace(path)
+        .map_err(|e| Error::usage(format!("lock file {}: {e}", path.display())))?;
+    if let Some(who) = others {
+        return Err(Error::usage(format!(
+            "lock file {}: {who}, and could take the lock from under us; set lock_file to a path in a folder only root may write (such as /run)",
+            path.display()
+        )));
+    }
     // We are root and write the file: never through a planted symlink (not
     // followed), a FIFO (not waited on) or another name of someone's file.
     let not_ours = |why: &str| {

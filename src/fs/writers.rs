@@ -71,6 +71,19 @@ pub struct Folder {
     pub writers: Writers,
 }
 
+impl Folder {
+    /// Who may write in it, for a message.
+    pub fn whoever_may_write(&self) -> String {
+        format!(
+            "whoever may write in {} (uid {}, gid {}, mode {:04o}, or its ACL)",
+            self.path.display(),
+            self.writers.uid,
+            self.writers.gid,
+            self.writers.mode
+        )
+    }
+}
+
 /// Most symbolic links followed on the way to one file, as the kernel's
 /// limit.
 const MAX_LINKS: usize = 40;
@@ -157,12 +170,7 @@ pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Op
         )));
     }
     match folder_of_others(path, us)? {
-        Some(folder) if !trusted(&folder.writers) => Ok(Some(format!(
-            "whoever may write in {} (uid {}, mode {:04o})",
-            folder.path.display(),
-            folder.writers.uid,
-            folder.writers.mode
-        ))),
+        Some(folder) if !trusted(&folder.writers) => Ok(Some(folder.whoever_may_write())),
         _ => Ok(None),
     }
 }
@@ -174,23 +182,12 @@ pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Op
 /// folder on the way to it. `None` if nobody.
 pub fn others_who_may_replace(path: &Path) -> std::io::Result<Option<String>> {
     let us = rustix::process::geteuid().as_raw();
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => std::env::current_dir()?,
-    };
+    let folder = crate::fs::parent_of(path).to_path_buf();
     let trusted =
         |writers: &Writers| (writers.uid == 0 || writers.uid == us) && writers.mode & 0o022 == 0;
-    let named = |folder: &Path, writers: &Writers| {
-        format!(
-            "whoever may write in {} (uid {}, mode {:04o})",
-            folder.display(),
-            writers.uid,
-            writers.mode
-        )
-    };
     if let Some(on_the_way) = folder_of_others(&folder, us)? {
         if !trusted(&on_the_way.writers) {
-            return Ok(Some(named(&on_the_way.path, &on_the_way.writers)));
+            return Ok(Some(on_the_way.whoever_may_write()));
         }
     }
     let meta = fs::metadata(&folder)?;
@@ -198,7 +195,13 @@ pub fn others_who_may_replace(path: &Path) -> std::io::Result<Option<String>> {
     let sticky_root = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
     match trusted(&writers) || sticky_root {
         true => Ok(None),
-        false => Ok(Some(named(&folder, &writers))),
+        false => Ok(Some(
+            Folder {
+                path: folder,
+                writers,
+            }
+            .whoever_may_write(),
+        )),
     }
 }
 

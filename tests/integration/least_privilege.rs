@@ -1413,3 +1413,77 @@ fn export_and_keygen_into_a_folder_of_the_accounts_are_refused() {
         .ok();
     let _ = fs::remove_file(&in_tmp);
 }
+
+/// A folder of root's (0755) for the status files or the lock, reached
+/// through a folder of the account's (found by review): the account swaps
+/// it for a link to another folder of root's, and root created or replaced
+/// files under the status names there (a 0600 file of root's became the
+/// 0644 status), and wrote its pid into a file of root's named as the
+/// lock. The lock in such a folder is refused (exit 2, nothing touched);
+/// the status is not written there (said in the log), as it is a report,
+/// not the backup.
+#[test]
+fn status_and_lock_files_are_not_written_through_a_folder_of_the_accounts() {
+    let mut t = redis().start();
+    t.conn().ok(&["SET", "ours", "this instance's own data"]);
+    let (uid, gid) = owner_ids();
+    let exporter = t.scratch().join("node_exporter");
+    fs::create_dir(&exporter).unwrap();
+    std::os::unix::fs::chown(&exporter, Some(uid), Some(gid)).unwrap();
+    let textfile = exporter.join("textfile");
+    fs::create_dir(&textfile).unwrap();
+    let roots = t.scratch().join("roots");
+    fs::create_dir(&roots).unwrap();
+    let secret = b"root's own file, not a status";
+    for name in ["redis-backup.json", "rb.lock"] {
+        fs::write(roots.join(name), secret).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        fs::set_permissions(roots.join(name), mode).unwrap();
+    }
+    owner_sh(&format!(
+        "mv {0} {0}.old && ln -s {1} {0}",
+        textfile.display(),
+        roots.display()
+    ));
+
+    t.set_setting(
+        "status_file",
+        &textfile.join("redis-backup.json").display().to_string(),
+    );
+    let out = t.run(&["backup"]);
+    out.ok().stderr_has("could not write the status file");
+    t.set_setting("lock_file", &textfile.join("rb.lock").display().to_string());
+    t.run(&["backup"]).code(2).stderr_has("lock file");
+    for name in ["redis-backup.json", "rb.lock"] {
+        assert_eq!(fs::read(roots.join(name)).unwrap(), secret, "{name}");
+    }
+    assert!(!roots.join("redis-backup.prom").exists());
+}
+
+/// `/tmp` is where README sends an export or a key that must not go to a
+/// folder of the account's, and any account may create names there. The
+/// temporary name beside PATH was the host, the pid and the name: the
+/// account planted it for the next pids the kernel hands out, and the
+/// write failed (found by review: "File exists", naming a key file that
+/// was not there). It holds a part nobody can guess now.
+#[test]
+fn names_planted_in_tmp_for_the_next_pids_do_not_stop_keygen() {
+    let t = redis().prepare();
+    let name = format!("rb-key-{}", std::process::id());
+    let key = Path::new("/tmp").join(&name);
+    let host: String = hostname()
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() || c == '.' {
+            true => c,
+            false => '_',
+        })
+        .collect();
+    // One process plants them all: each `ln` would take a pid itself.
+    owner_sh(&format!(
+        "exec python3 -c 'import os\nlast = int(open(\"/proc/sys/kernel/ns_last_pid\").read())\nfor p in range(last + 1, last + 2000):\n    os.symlink(\"/nowhere\", \"/tmp/.tmp-{host}-%d-{name}.tmp\" % p)'"
+    ));
+    let out = t.run(&["keygen", "--out", &key.display().to_string()]);
+    owner_sh(&format!("rm -f /tmp/.tmp-{host}-*-{name}.tmp"));
+    out.ok();
+    let _ = fs::remove_file(&key);
+}
