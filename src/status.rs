@@ -83,12 +83,20 @@ pub fn write_archiving(path: &Path, state: &Archiving) {
         "last_error": state.error.map(|e| e.message().to_string()),
         "updated_unix": SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
     });
-    if let Err(e) = replace_entry(path, "archive", entry) {
-        log::warn!("could not write the status file {}: {e}", path.display());
+    // Written every few seconds: a failure is said once, until a write
+    // works again.
+    static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    match replace_entry(path, "archive", entry) {
+        Ok(()) => FAILING.store(false, std::sync::atomic::Ordering::Relaxed),
+        Err(e) if !FAILING.swap(true, std::sync::atomic::Ordering::Relaxed) => {
+            log::warn!("could not write the status file {}: {e}", path.display());
+        }
+        Err(_) => {}
     }
 }
 
 fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
+    reached_through_roots(path)?;
     let now = SystemTime::now();
     let all = read_existing(path);
     // Another instance's last success is not this one's (two instances
@@ -123,20 +131,25 @@ fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
     replace_entry(path, outcome.operation, entry)
 }
 
-/// Put `entry` under `operation` in the JSON file and write both files.
 /// The status folder may be another account's (it can only replace what
 /// is under the names there), but not a folder on the way to it: that
 /// account could swap the status folder for any folder of root's, and
-/// root would create or replace files under the status names there.
-fn replace_entry(path: &Path, operation: &str, entry: Value) -> std::io::Result<()> {
+/// root would read, create or replace files under the status names there.
+fn reached_through_roots(path: &Path) -> std::io::Result<()> {
     let folder = crate::fs::parent_of(path);
     let us = rustix::process::geteuid().as_raw();
-    if let Some(on_the_way) = crate::fs::writers::folder_of_others(folder, us)? {
-        return Err(std::io::Error::other(format!(
+    match crate::fs::writers::folder_of_others(folder, us)? {
+        None => Ok(()),
+        Some(on_the_way) => Err(std::io::Error::other(format!(
             "{}, and could swap the status folder for another; put it in a folder reached through folders only root may write",
             on_the_way.whoever_may_write()
-        )));
+        ))),
     }
+}
+
+/// Put `entry` under `operation` in the JSON file and write both files.
+fn replace_entry(path: &Path, operation: &str, entry: Value) -> std::io::Result<()> {
+    reached_through_roots(path)?;
     let mut all = read_existing(path);
     all.insert(operation.to_string(), entry);
 

@@ -114,11 +114,8 @@ pub fn run(config: &Config, request: Request) -> Result<()> {
     // One archiver per instance on this host: two would store the same
     // window's chunks over each other. (Not the host lock, which backups
     // and restores take for minutes.)
-    let _lock = crate::fs::lock_host(&archive_lock(config, &instance)).map_err(|e| {
-        e.context(format!(
-            "another `redis-backup archive` of instance {instance} may be running"
-        ))
-    })?;
+    let _lock = crate::fs::lock_host(&archive_lock(config, &instance))
+        .map_err(|e| e.context(format!("the archive lock of instance {instance}")))?;
     let key = crypto::load_key_file(&config.key_file)?;
     let redis_conf = instance::read_conf(config)?;
     let storage = storage::open(config)?;

@@ -210,7 +210,7 @@ impl AtomicFile {
 }
 
 /// Temporary files made on this host start with this, then the writer's pid:
-/// `.tmp-HOST-PID-NAME.tmp`. The host keeps a sweep on a shared directory to this
+/// `.tmp-HOST-PID-RANDOM-NAME.tmp`. The host keeps a sweep on a shared directory to this
 /// machine's files (a lock held over NFS is not always seen as held).
 pub fn temp_prefix() -> String {
     let host: String = crate::id::host_name()
@@ -267,10 +267,15 @@ pub struct HostLock {
 
 pub fn lock_host(path: &Path) -> Result<HostLock> {
     // In (or through) a folder another account may write, that account
-    // could rename the lock away (two runs at once), or swap a folder on
-    // the way for one of root's, where root would write its pid.
-    let others = writers::others_who_may_replace(path)
-        .map_err(|e| Error::usage(format!("lock file {}: {e}", path.display())))?;
+    // could rename the lock away (two runs at once), swap a folder on the
+    // way for one of root's (where root would write its pid), or, in a
+    // sticky one (/tmp, /run/lock), take the name first: no run again.
+    let others = writers::others_who_may_name(path).map_err(|e| {
+        Error::usage(format!(
+            "lock file {}: {e}; set lock_file to a path in a folder that exists and only root may write (such as /run)",
+            path.display()
+        ))
+    })?;
     if let Some(who) = others {
         return Err(Error::usage(format!(
             "lock file {}: {who}, and could take the lock from under us; set lock_file to a path in a folder only root may write (such as /run)",

@@ -181,8 +181,24 @@ pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Op
 /// and sticky, as /tmp is: an entry of ours there is ours alone) or in a
 /// folder on the way to it. `None` if nobody.
 pub fn others_who_may_replace(path: &Path) -> std::io::Result<Option<String>> {
+    others_who_may_write_beside(path, true)
+}
+
+/// The same, with no exception for a sticky folder: for a file of a name
+/// known in advance that we open again and again (the lock), which anyone
+/// who may create names there could take first.
+pub fn others_who_may_name(path: &Path) -> std::io::Result<Option<String>> {
+    others_who_may_write_beside(path, false)
+}
+
+fn others_who_may_write_beside(
+    path: &Path,
+    sticky_keeps_ours: bool,
+) -> std::io::Result<Option<String>> {
     let us = rustix::process::geteuid().as_raw();
-    let folder = crate::fs::parent_of(path).to_path_buf();
+    // The folder in full, for the message: `.` says nothing.
+    let full = std::env::current_dir()?.join(path);
+    let folder = full.parent().unwrap_or(Path::new("/")).to_path_buf();
     let trusted =
         |writers: &Writers| (writers.uid == 0 || writers.uid == us) && writers.mode & 0o022 == 0;
     if let Some(on_the_way) = folder_of_others(&folder, us)? {
@@ -193,7 +209,7 @@ pub fn others_who_may_replace(path: &Path) -> std::io::Result<Option<String>> {
     let meta = fs::metadata(&folder)?;
     let writers = Writers::of(&meta).with_acl(acl::of_path(&folder)?);
     let sticky_root = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
-    match trusted(&writers) || sticky_root {
+    match trusted(&writers) || (sticky_keeps_ours && sticky_root) {
         true => Ok(None),
         false => Ok(Some(
             Folder {

@@ -58,17 +58,31 @@ fn make_install_puts_binary_units_and_private_settings_in_place() {
         .expect("README documents where status_file goes")
         .display()
         .to_string();
-    let writable = service
-        .lines()
-        .find_map(|l| l.strip_prefix("ReadWritePaths="))
-        .expect("ReadWritePaths");
-    assert!(
-        writable
-            .split_whitespace()
-            .any(|p| p.trim_start_matches('-') == status_dir),
-        "{status_dir} is not in ReadWritePaths={writable}"
-    );
+    // So must the default lock's folder: the archive unit lacked /run, and
+    // its archiver could never take its lock (found by review).
+    let lock_dir = readme
+        .split("| `lock_file` | `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .and_then(|file| Path::new(file).parent())
+        .expect("README documents the default lock_file")
+        .display()
+        .to_string();
     let archive = fs::read_to_string(root.join("units/redis-backup-archive.service")).unwrap();
+    for unit in [&service, &archive] {
+        let writable = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ReadWritePaths="))
+            .expect("ReadWritePaths");
+        for needed in [&status_dir, &lock_dir] {
+            assert!(
+                writable
+                    .split_whitespace()
+                    .any(|p| p.trim_start_matches('-') == needed.as_str()),
+                "{needed} is not in ReadWritePaths={writable}"
+            );
+        }
+    }
     assert!(
         archive.contains(&format!(
             "ExecStart={} --config {} archive",

@@ -1452,12 +1452,35 @@ fn status_and_lock_files_are_not_written_through_a_folder_of_the_accounts() {
     );
     let out = t.run(&["backup"]);
     out.ok().stderr_has("could not write the status file");
+    // The archiver writes its status every 5 s: said once (it was said
+    // each time).
+    t.set_setting("archive_interval", "1");
+    let archiver = t.cmd(&["archive"]).watch();
+    std::thread::sleep(Duration::from_secs(12));
+    archiver.signal("TERM");
+    let archiver = archiver.finish();
+    let said = archiver
+        .stderr
+        .matches("could not write the status file")
+        .count();
+    assert_eq!(said, 1, "{archiver}");
     t.set_setting("lock_file", &textfile.join("rb.lock").display().to_string());
     t.run(&["backup"]).code(2).stderr_has("lock file");
     for name in ["redis-backup.json", "rb.lock"] {
         assert_eq!(fs::read(roots.join(name)).unwrap(), secret, "{name}");
     }
     assert!(!roots.join("redis-backup.prom").exists());
+    assert!(!roots.join("redis-backup-archive.json").exists());
+
+    // A sticky folder of root's (/tmp, /run/lock) keeps an entry of root's
+    // root's, but anyone may take a name there first, and the lock's name
+    // is known: no run again. Refused before anyone does.
+    let sticky = t.scratch().join("sticky");
+    fs::create_dir(&sticky).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o1777);
+    fs::set_permissions(&sticky, mode).unwrap();
+    t.set_setting("lock_file", &sticky.join("rb.lock").display().to_string());
+    t.run(&["backup"]).code(2).stderr_has("lock file");
 }
 
 /// `/tmp` is where README sends an export or a key that must not go to a
