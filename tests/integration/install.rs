@@ -50,24 +50,21 @@ fn make_install_puts_binary_units_and_private_settings_in_place() {
     // ProtectSystem=strict, or monitoring would never see a backup.
     let readme =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let status_dir = readme
-        .split("status_file = ")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .and_then(|file| Path::new(file).parent())
-        .expect("README documents where status_file goes")
-        .display()
-        .to_string();
+    // The folder of the file path README shows right after `before`.
+    let documented_folder = |before: &str| {
+        readme
+            .split(before)
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .and_then(|file| Path::new(file).parent())
+            .unwrap_or_else(|| panic!("README shows a path after {before:?}"))
+            .display()
+            .to_string()
+    };
+    let status_dir = documented_folder("status_file = ");
     // So must the default lock's folder: the archive unit lacked /run, and
     // its archiver could never take its lock (found by review).
-    let lock_dir = readme
-        .split("| `lock_file` | `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .and_then(|file| Path::new(file).parent())
-        .expect("README documents the default lock_file")
-        .display()
-        .to_string();
+    let lock_dir = documented_folder("| `lock_file` | `");
     let archive = fs::read_to_string(root.join("units/redis-backup-archive.service")).unwrap();
     for unit in [&service, &archive] {
         let writable = unit
