@@ -326,7 +326,7 @@ pub fn lock_host(path: &Path) -> Result<HostLock> {
                 format!(" (pid {holder})")
             };
             return Err(Error::other(format!(
-                "another redis-backup run{who} holds the lock {}; only one backup or restore runs at a time, wait for it to finish",
+                "another redis-backup run{who} holds the lock {}; one runs at a time: wait for it to finish",
                 path.display()
             )));
         }

@@ -2365,7 +2365,8 @@ fn a_second_archiver_of_the_same_instance_does_not_start() {
     let second = t.run(&["archive"]);
     second
         .code(1)
-        .stderr_has("another `redis-backup archive` of instance");
+        .stderr_has("the archive lock of instance")
+        .stderr_has("holds the lock");
     let mut conn = t.conn();
     conn.ok(&["SET", "k", "v"]);
     let expected = t.state();
