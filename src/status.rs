@@ -86,7 +86,9 @@ pub fn write_archiving(path: &Path, state: &Archiving) {
     // Written every few seconds: a failure is said once, until a write
     // works again.
     static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    match replace_entry(path, "archive", entry) {
+    let written = reached_through_roots(path)
+        .and_then(|()| replace_entry(path, read_existing(path), "archive", entry));
+    match written {
         Ok(()) => FAILING.store(false, std::sync::atomic::Ordering::Relaxed),
         Err(e) if !FAILING.swap(true, std::sync::atomic::Ordering::Relaxed) => {
             log::warn!("could not write the status file {}: {e}", path.display());
@@ -128,7 +130,7 @@ fn try_write(path: &Path, outcome: &Outcome) -> std::io::Result<()> {
             entry[kept] = previous.get(kept).cloned().unwrap_or(Value::Null);
         }
     }
-    replace_entry(path, outcome.operation, entry)
+    replace_entry(path, all, outcome.operation, entry)
 }
 
 /// The status folder may be another account's (it can only replace what
@@ -147,10 +149,15 @@ fn reached_through_roots(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Put `entry` under `operation` in the JSON file and write both files.
-fn replace_entry(path: &Path, operation: &str, entry: Value) -> std::io::Result<()> {
-    reached_through_roots(path)?;
-    let mut all = read_existing(path);
+/// Put `entry` under `operation` in `all` (what the JSON file held), and
+/// write both files. The caller has checked the way to them
+/// (`reached_through_roots`).
+fn replace_entry(
+    path: &Path,
+    mut all: Map<String, Value>,
+    operation: &str,
+    entry: Value,
+) -> std::io::Result<()> {
     all.insert(operation.to_string(), entry);
 
     // Read by monitoring (node_exporter runs as its own user); nothing in

@@ -31,6 +31,12 @@ impl Writers {
         }
     }
 
+    /// Whether only root and `us` may write: the owner is one of them, and
+    /// neither its group nor everybody may.
+    pub fn only_root_or(&self, us: u32) -> bool {
+        (self.uid == 0 || self.uid == us) && self.mode & 0o022 == 0
+    }
+
     /// One more account that may write (root adds nothing).
     pub fn add_user(&mut self, uid: u32) {
         if uid == 0 {
@@ -127,7 +133,7 @@ pub fn folder_of_others(path: &Path, trusted: u32) -> std::io::Result<Option<Fol
             // With an ACL the mode's group bits are its mask: a folder
             // whose entries let only root (or `trusted`) write is passed
             // like any of theirs, and the walk goes on below it.
-            if !ours(writers.uid) || writers.mode & 0o022 != 0 {
+            if !writers.only_root_or(trusted) {
                 return Ok(Some(Folder { path: at, writers }));
             }
         }
@@ -160,17 +166,15 @@ pub fn folder_of_others(path: &Path, trusted: u32) -> std::io::Result<Option<Fol
 /// nobody.
 pub fn others_who_may_change(path: &Path, file: &fs::File) -> std::io::Result<Option<String>> {
     let us = rustix::process::geteuid().as_raw();
-    let trusted =
-        |writers: &Writers| (writers.uid == 0 || writers.uid == us) && writers.mode & 0o022 == 0;
     let writers = Writers::of(&file.metadata()?).with_acl(acl::of_file(file)?);
-    if !trusted(&writers) {
+    if !writers.only_root_or(us) {
         return Ok(Some(format!(
             "uid {} and mode {:04o}, or its ACL",
             writers.uid, writers.mode
         )));
     }
     match folder_of_others(path, us)? {
-        Some(folder) if !trusted(&folder.writers) => Ok(Some(folder.whoever_may_write())),
+        Some(folder) if !folder.writers.only_root_or(us) => Ok(Some(folder.whoever_may_write())),
         _ => Ok(None),
     }
 }
@@ -199,17 +203,15 @@ fn others_who_may_write_beside(
     // The folder in full, for the message: `.` says nothing.
     let full = std::env::current_dir()?.join(path);
     let folder = full.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let trusted =
-        |writers: &Writers| (writers.uid == 0 || writers.uid == us) && writers.mode & 0o022 == 0;
     if let Some(on_the_way) = folder_of_others(&folder, us)? {
-        if !trusted(&on_the_way.writers) {
+        if !on_the_way.writers.only_root_or(us) {
             return Ok(Some(on_the_way.whoever_may_write()));
         }
     }
     let meta = fs::metadata(&folder)?;
     let writers = Writers::of(&meta).with_acl(acl::of_path(&folder)?);
     let sticky_root = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
-    match trusted(&writers) || (sticky_keeps_ours && sticky_root) {
+    match writers.only_root_or(us) || (sticky_keeps_ours && sticky_root) {
         true => Ok(None),
         false => Ok(Some(
             Folder {
