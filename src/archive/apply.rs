@@ -1,12 +1,12 @@
-//! Which archived commands a replay applies, and as what. Whatever
-//! answered on Redis's port chose the stream, and a server loading an AOF
-//! runs what it is given without the checks a replica makes. So a command
-//! a primary never sends, or one with a number of arguments the target's
-//! server does not take, is refused here (exit 5); a transaction goes in
-//! whole or not at all, as a replica applies it; and a command a replica
-//! applies but a loading server cannot is written in a form it can.
+//! Which archived commands a replay sends its server, and as what.
+//! Whatever answered on Redis's port chose the stream, and a server runs
+//! whatever its primary sends it, without the permissions a client needs.
+//! So a command a primary never sends, or one with a number of arguments
+//! the target's server does not take, is refused here (exit 5); a
+//! transaction goes in whole or not at all, as a replica applies it; and a
+//! command whose effect would depend on the replay's clock is sent in a
+//! form that does not.
 
-use super::field_ttls::{FieldTtls, Note};
 use super::stream::{self, Batch};
 use crate::error::{Error, Result};
 use log::debug;
@@ -18,8 +18,8 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 /// replay server rather than on the data. Whatever answered on Redis's port
 /// chose the stream, so a stream that holds one is refused, not replayed.
 ///
-/// The policy: the replay server loads the stream as an AOF, and a server
-/// loading an AOF runs every command in it, whatever its flags. So every
+/// The policy: the replay server applies the stream from its master link,
+/// and runs every command that comes by it, whatever its flags. So every
 /// command that reaches beyond the keys is listed here: the network
 /// (MIGRATE connects where it says and pushes keys; replication, cluster,
 /// failover), the file system (saves and rewrites, CONFIG, MODULE, ACL
@@ -66,101 +66,67 @@ const NEVER_REPLICATED: &[&str] = &[
     "FCALL_RO",
 ];
 
-/// A command a replica applies as its primary sent it but a server loading
-/// an AOF cannot, in a form with the same effect that it can; `None` where
-/// the command stands as it is. `VADD … CAS` (Redis 8) would block the
-/// loading client, which aborts the server; CAS only asks for the threaded
-/// path. Only the option is dropped: an element, or an option's value, may
-/// be the word CAS.
-fn loadable_form(name: &str, args: &[&[u8]]) -> Option<Vec<u8>> {
-    if name != "VADD" {
-        return None;
+/// A command in the form the replay server applies as the primary ran
+/// it; `None` where it stands as it is.
+///
+/// `HPERSIST`: Redis 7.4 and 8 judge by the clock, even from a master
+/// link, whether the field it names has lived past its TTL, and that TTL
+/// may have passed since the primary ran it: the fields are first given
+/// the latest TTL there is, which `HPERSIST` then removes.
+fn replica_form(name: &str, args: &[&[u8]]) -> Option<Vec<u8>> {
+    if name == "HPERSIST" && args.len() > 2 {
+        // 2^46 - 1 ms, the latest Redis takes (HFE_MAX_ABS_TIME_MSEC).
+        let latest: &[u8] = b"70368744177663";
+        let expire = [&[b"HPEXPIREAT".as_slice(), args[1], latest], &args[2..]].concat();
+        let mut both = Vec::new();
+        crate::redis::resp::write_command(&mut both, &expire).ok()?;
+        crate::redis::resp::write_command(&mut both, args).ok()?;
+        return Some(both);
     }
-    // As Redis compares them (strcasecmp): up to a first NUL byte.
-    let word = |at: usize, w: &str| {
-        args.get(at).is_some_and(|a| {
-            let c_string = a.split(|&b| b == 0).next().unwrap_or_default();
-            c_string.eq_ignore_ascii_case(w.as_bytes())
-        })
-    };
-    // VADD key [REDUCE dim] (FP32 blob | VALUES n v1..vn) element [options]
-    let mut at = 2;
-    if word(at, "REDUCE") {
-        at += 2;
-    }
-    if word(at, "FP32") {
-        at += 2;
-    } else if word(at, "VALUES") {
-        let n: usize = std::str::from_utf8(args.get(at + 1)?).ok()?.parse().ok()?;
-        at = at.checked_add(2)?.checked_add(n)?;
-    } else {
-        return None;
-    }
-    at += 1; // the element
-    let mut kept: Vec<&[u8]> = args.get(..at)?.to_vec();
-    let mut dropped = false;
-    while at < args.len() {
-        if word(at, "CAS") {
-            dropped = true;
-            at += 1;
-        } else if word(at, "EF") || word(at, "SETATTR") || word(at, "M") {
-            kept.extend(args.get(at..at + 2)?);
-            at += 2;
-        } else {
-            kept.push(args[at]);
-            at += 1;
-        }
-    }
-    if !dropped {
-        return None;
-    }
-    let mut command = Vec::new();
-    crate::redis::resp::write_command(&mut command, &kept).ok()?;
-    Some(command)
+    None
 }
 
-/// Where the replayed commands go. A transaction's commands are held until
-/// its EXEC, up to `HELD_MAX`, then written as they come: a primary may
-/// send one that never ends, and holding it all would let it take root's
-/// memory. What was written of one that is discarded, or still open at the
-/// moment asked for, is cut off again.
-pub(super) trait ReplayOut: Write {
-    /// Bytes written so far.
-    fn position(&mut self) -> std::io::Result<u64>;
-    /// Forget everything written after `position`.
-    fn cut_at(&mut self, position: u64) -> std::io::Result<()>;
-}
-
-/// How much of an open transaction is held in memory.
+/// A transaction's commands are held until its EXEC, up to `HELD_MAX` in
+/// memory, then in the `Spill`: a primary may send one that never ends,
+/// and holding it all would let it take root's memory; and the replay
+/// server, sent one, would queue it all in its own until the end.
 const HELD_MAX: usize = 1 << 20;
-
-impl ReplayOut for BufWriter<File> {
-    fn position(&mut self) -> std::io::Result<u64> {
-        let buffered = self.buffer().len() as u64;
-        Ok(self.get_mut().stream_position()? + buffered)
-    }
-
-    fn cut_at(&mut self, position: u64) -> std::io::Result<()> {
-        self.flush()?;
-        let file = self.get_mut();
-        file.set_len(position)?;
-        file.seek(SeekFrom::Start(position)).map(drop)
-    }
-}
-
-impl ReplayOut for Vec<u8> {
-    fn position(&mut self) -> std::io::Result<u64> {
-        Ok(self.len() as u64)
-    }
-
-    fn cut_at(&mut self, position: u64) -> std::io::Result<()> {
-        self.truncate(position as usize);
-        Ok(())
-    }
-}
 
 fn write_failed(e: std::io::Error) -> Error {
     Error::other(format!("writing the replay: {e}"))
+}
+
+/// Where a transaction that outgrew `HELD_MAX` waits for its EXEC: a file
+/// without a name, in a folder of root's, emptied after each.
+pub(super) struct Spill(BufWriter<File>);
+
+impl Spill {
+    pub(super) fn new(file: File) -> Spill {
+        Spill(BufWriter::with_capacity(1 << 20, file))
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        self.0.write_all(bytes).map_err(write_failed)
+    }
+
+    /// Send what it holds to `out`, and empty it.
+    fn send(&mut self, out: &mut impl Write) -> Result<()> {
+        self.0.flush().map_err(write_failed)?;
+        let file = self.0.get_mut();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| std::io::copy(file, out))
+            .map_err(write_failed)?;
+        self.empty()
+    }
+
+    fn empty(&mut self) -> Result<()> {
+        self.0.flush().map_err(write_failed)?;
+        let file = self.0.get_mut();
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .map(drop)
+            .map_err(write_failed)
+    }
 }
 
 /// A transaction from its MULTI on, until its EXEC or DISCARD.
@@ -168,22 +134,19 @@ fn write_failed(e: std::io::Error) -> Error {
 struct OpenTransaction {
     /// Its commands, while they are at most `HELD_MAX` bytes.
     held: Vec<u8>,
-    /// Where its MULTI was written, once it outgrew `held`.
-    written_from: Option<u64>,
-    /// What its commands would add to the replay's field-TTL tally.
-    field_ttls: FieldTtls,
+    /// Whether it went to the spill, once it outgrew `held`.
+    spilled: bool,
 }
 
 impl OpenTransaction {
-    fn push(&mut self, command: &[u8], out: &mut impl ReplayOut) -> Result<()> {
-        if self.written_from.is_none() && self.held.len() + command.len() > HELD_MAX {
-            self.written_from = Some(out.position().map_err(write_failed)?);
-            out.write_all(&self.held).map_err(write_failed)?;
-            self.held = Vec::new();
+    fn push(&mut self, command: &[u8], spill: &mut Spill) -> Result<()> {
+        if !self.spilled && self.held.len() + command.len() > HELD_MAX {
+            self.spilled = true;
+            spill.push(&std::mem::take(&mut self.held))?;
         }
-        match self.written_from {
-            Some(_) => out.write_all(command).map_err(write_failed),
-            None => {
+        match self.spilled {
+            true => spill.push(command),
+            false => {
                 self.held.extend_from_slice(command);
                 Ok(())
             }
@@ -191,18 +154,19 @@ impl OpenTransaction {
     }
 
     /// Its EXEC came: it is applied whole.
-    fn commit(self, exec: &[u8], out: &mut impl ReplayOut, tally: &mut FieldTtls) -> Result<()> {
-        out.write_all(&self.held).map_err(write_failed)?;
-        out.write_all(exec).map_err(write_failed)?;
-        tally.merge(self.field_ttls);
-        Ok(())
+    fn commit(self, exec: &[u8], spill: &mut Spill, out: &mut impl Write) -> Result<()> {
+        match self.spilled {
+            true => spill.send(out)?,
+            false => out.write_all(&self.held).map_err(write_failed)?,
+        }
+        out.write_all(exec).map_err(write_failed)
     }
 
     /// It is discarded, or still open at the end: none of it is applied.
-    fn abandon(self, out: &mut impl ReplayOut) -> Result<()> {
-        match self.written_from {
-            Some(multi) => out.cut_at(multi).map_err(write_failed),
-            None => Ok(()),
+    fn abandon(self, spill: &mut Spill) -> Result<()> {
+        match self.spilled {
+            true => spill.empty(),
+            false => Ok(()),
         }
     }
 }
@@ -211,30 +175,29 @@ impl OpenTransaction {
 pub(super) struct Applier {
     at: u64,
     /// The replay server's commands: one with the wrong number of
-    /// arguments is refused here, since a server loading an AOF does not
-    /// count them (a replica refuses it).
+    /// arguments, which no primary ran, stops the replay here, where the
+    /// server would only leave it out and go on.
     arities: Arities,
     transaction: Option<OpenTransaction>,
+    spill: Spill,
     pub(super) commands: u64,
     pub(super) applied_until: Option<u64>,
-    /// What the replayed commands did with hash-field TTLs.
-    pub(super) field_ttls: FieldTtls,
 }
 
 impl Applier {
-    pub(super) fn new(at: u64, arities: Arities) -> Applier {
+    pub(super) fn new(at: u64, arities: Arities, spill: Spill) -> Applier {
         Applier {
             at,
             arities,
             transaction: None,
+            spill,
             commands: 0,
             applied_until: None,
-            field_ttls: FieldTtls::default(),
         }
     }
 
     /// Apply `batches`; false once a batch came after `at`.
-    pub(super) fn apply(&mut self, batches: &[Batch], out: &mut impl ReplayOut) -> Result<bool> {
+    pub(super) fn apply(&mut self, batches: &[Batch], out: &mut impl Write) -> Result<bool> {
         for batch in batches {
             if batch.at_micros > self.at {
                 return Ok(false);
@@ -253,8 +216,8 @@ impl Applier {
                         args.len() - 1
                     )));
                 }
-                let loadable = loadable_form(&name, &args);
-                let command = loadable.as_deref().unwrap_or(command);
+                let replica_form = replica_form(&name, &args);
+                let command = replica_form.as_deref().unwrap_or(command);
                 match name.as_str() {
                     "PING" | "REPLCONF" => continue,
                     // As a replica's server takes them: a MULTI inside a
@@ -264,13 +227,13 @@ impl Applier {
                     "MULTI" if self.transaction.is_some() => continue,
                     "MULTI" => {
                         let mut open = OpenTransaction::default();
-                        open.push(command, out)?;
+                        open.push(command, &mut self.spill)?;
                         self.transaction = Some(open);
                     }
-                    "DISCARD" => self.abandon_transaction(out)?,
+                    "DISCARD" => self.abandon_transaction()?,
                     "EXEC" => match self.transaction.take() {
                         Some(open) => {
-                            open.commit(command, out, &mut self.field_ttls)?;
+                            open.commit(command, &mut self.spill, out)?;
                             self.commands += 1;
                         }
                         None => {
@@ -279,20 +242,13 @@ impl Applier {
                             ))
                         }
                     },
-                    _ => {
-                        let note = Note::of(&name, &args);
-                        match &mut self.transaction {
-                            Some(open) => {
-                                open.push(command, out)?;
-                                open.field_ttls.add_all(note);
-                            }
-                            None => {
-                                out.write_all(command).map_err(write_failed)?;
-                                self.commands += 1;
-                                self.field_ttls.add_all(note);
-                            }
+                    _ => match &mut self.transaction {
+                        Some(open) => open.push(command, &mut self.spill)?,
+                        None => {
+                            out.write_all(command).map_err(write_failed)?;
+                            self.commands += 1;
                         }
-                    }
+                    },
                 }
             }
             if self.transaction.is_none() {
@@ -304,16 +260,16 @@ impl Applier {
 
     /// A transaction still open at `at` was not applied on the primary
     /// either: it is dropped, never half written.
-    pub(super) fn finish(&mut self, out: &mut impl ReplayOut) -> Result<()> {
+    pub(super) fn finish(&mut self) -> Result<()> {
         if self.transaction.is_some() {
             debug!("a transaction open at the moment asked for is left out");
         }
-        self.abandon_transaction(out)
+        self.abandon_transaction()
     }
 
-    fn abandon_transaction(&mut self, out: &mut impl ReplayOut) -> Result<()> {
+    fn abandon_transaction(&mut self) -> Result<()> {
         match self.transaction.take() {
-            Some(open) => open.abandon(out),
+            Some(open) => open.abandon(&mut self.spill),
             None => Ok(()),
         }
     }
@@ -390,7 +346,6 @@ impl Arities {
 mod tests {
     use super::*;
     use crate::archive::stream::tests::cmd;
-    use crate::redis::server::ServerBinary;
 
     fn batch(at: u64, commands: &[&[&str]]) -> Batch {
         Batch {
@@ -399,45 +354,25 @@ mod tests {
         }
     }
 
-    /// A Vec that counts the cuts made in it.
-    #[derive(Default)]
-    struct CountedCuts {
-        bytes: Vec<u8>,
-        cuts: usize,
+    /// An unnamed file of the test's.
+    fn spill() -> Spill {
+        let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::TMPFILE;
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        let fd = rustix::fs::open(std::env::temp_dir(), flags, mode).expect("a temporary file");
+        Spill::new(File::from(fd))
     }
 
-    impl Write for CountedCuts {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.bytes.write(buf)
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl ReplayOut for CountedCuts {
-        fn position(&mut self) -> std::io::Result<u64> {
-            self.bytes.position()
-        }
-
-        fn cut_at(&mut self, position: u64) -> std::io::Result<()> {
-            self.cuts += 1;
-            self.bytes.cut_at(position)
-        }
-    }
-
-    /// A transaction is held until its EXEC while it is small (a DISCARD
-    /// then costs no file work), written as it comes once it is not, and
-    /// cut off again if it is discarded or left open.
+    /// A transaction is held until its EXEC, in memory while it is small
+    /// and in the spill once it is not; one discarded or left open is
+    /// never sent, and the spill serves the next.
     #[test]
-    fn transactions_are_held_while_small_and_cut_off_once_written() {
+    fn transactions_are_sent_only_whole_however_large() {
         let big = "v".repeat(HELD_MAX);
         let run = |batches: &[Batch]| {
-            let mut out = CountedCuts::default();
-            let mut applier = Applier::new(100, Arities::default());
+            let mut out = Vec::new();
+            let mut applier = Applier::new(100, Arities::default(), spill());
             applier.apply(batches, &mut out).unwrap();
-            applier.finish(&mut out).unwrap();
+            applier.finish().unwrap();
             out
         };
         let small_discarded = run(&[batch(
@@ -449,17 +384,23 @@ mod tests {
                 &["DISCARD"],
             ],
         )]);
-        assert_eq!(small_discarded.bytes, cmd(&["SET", "a", "1"]));
-        assert_eq!(small_discarded.cuts, 0);
+        assert_eq!(small_discarded, cmd(&["SET", "a", "1"]));
         let big_discarded = run(&[
             batch(10, &[&["SET", "a", "1"], &["MULTI"], &["SET", "b", &big]]),
             batch(20, &[&["SET", "c", "3"], &["DISCARD"], &["SET", "d", "4"]]),
+            batch(30, &[&["MULTI"], &["SET", "e", &big], &["EXEC"]]),
         ]);
-        let kept = [cmd(&["SET", "a", "1"]), cmd(&["SET", "d", "4"])].concat();
-        assert_eq!(big_discarded.bytes, kept);
-        assert_eq!(big_discarded.cuts, 1);
+        let kept = [
+            cmd(&["SET", "a", "1"]),
+            cmd(&["SET", "d", "4"]),
+            cmd(&["MULTI"]),
+            cmd(&["SET", "e", &big]),
+            cmd(&["EXEC"]),
+        ]
+        .concat();
+        assert_eq!(big_discarded, kept);
         let big_open = run(&[batch(10, &[&["MULTI"], &["SET", "b", &big]])]);
-        assert_eq!((big_open.bytes.len(), big_open.cuts), (0, 1));
+        assert_eq!(big_open.len(), 0);
         let big_applied = run(&[batch(
             10,
             &[
@@ -476,66 +417,23 @@ mod tests {
             cmd(&["EXEC"]),
         ]
         .concat();
-        assert_eq!(big_applied.bytes, whole);
+        assert_eq!(big_applied, whole);
     }
 
-    /// Only what is replayed is counted: not a discarded transaction, nor
-    /// one still open at the moment, nor what came after it.
+    /// The fields `HPERSIST` names are first given the latest TTL, whose
+    /// time no clock has reached; nothing else changes.
     #[test]
-    fn only_the_commands_replayed_count_for_the_field_ttl_warning() {
-        let redis = ServerBinary {
-            program: "redis-server".into(),
-            flavor: crate::redis::server::Flavor::Redis,
-            version: "7.4.1".into(),
-        };
-        let persist = |key| ["HPERSIST", key, "FIELDS", "1", "f"];
-        let batches = [
-            batch(10, &[&["MULTI"], &persist("discarded"), &["DISCARD"]]),
-            batch(20, &[&["MULTI"], &persist("kept"), &["EXEC"]]),
-            batch(30, &[&["MULTI"], &persist("open")]),
-            batch(60, &[&persist("late")]),
-        ];
-        let mut applier = Applier::new(50, Arities::default());
-        applier.apply(&batches, &mut Vec::new()).unwrap();
-        applier.finish(&mut Vec::new()).unwrap();
-        let warning = applier.field_ttls.warning(&redis, 1).expect("one replayed");
-        assert!(warning.contains(": 1 commands replayed"), "{warning}");
-        assert!(warning.ends_with("wrong in \"kept\""), "{warning}");
-    }
-
-    #[test]
-    fn vadd_is_loaded_without_cas_and_nothing_else_changes() {
+    fn hpersist_is_sent_after_the_latest_ttl_of_its_fields() {
         let form = |args: &[&str]| {
             let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-            loadable_form(&stream::name(&args), &args)
+            replica_form(&stream::name(&args), &args)
         };
-        assert_eq!(
-            form(&["VADD", "v", "VALUES", "2", "1", "2", "e", "CAS", "SETATTR", "CAS"]),
-            Some(cmd(&[
-                "VADD", "v", "VALUES", "2", "1", "2", "e", "SETATTR", "CAS"
-            ]))
-        );
-        assert_eq!(
-            form(&["vadd", "v", "REDUCE", "2", "FP32", "blob", "CAS", "cas", "EF", "5"]),
-            Some(cmd(&[
-                "vadd", "v", "REDUCE", "2", "FP32", "blob", "CAS", "EF", "5"
-            ]))
-        );
-        assert_eq!(form(&["VADD", "v", "VALUES", "1", "1", "CAS"]), None);
-        assert_eq!(form(&["VADD", "v", "VALUES", "9", "1", "CAS"]), None);
-        let huge = u64::MAX.to_string();
-        assert_eq!(form(&["VADD", "v", "VALUES", &huge, "1", "e", "CAS"]), None);
-        // Redis reads its words as C strings: up to a NUL byte.
-        assert_eq!(
-            form(&["VADD", "v", "VALUES", "1", "1", "e", "SETATTR\0x", "CAS"]),
-            None,
-            "CAS is SETATTR's value here"
-        );
-        assert_eq!(
-            form(&["VADD", "v", "VALUES", "1", "1", "e", "CAS\0x", "Q8"]),
-            Some(cmd(&["VADD", "v", "VALUES", "1", "1", "e", "Q8"]))
-        );
-        assert_eq!(form(&["SET", "CAS", "CAS"]), None);
+        let persist = ["hpersist", "h", "FIELDS", "2", "f", "g"];
+        let latest = ["HPEXPIREAT", "h", "70368744177663", "FIELDS", "2", "f", "g"];
+        assert_eq!(form(&persist), Some([cmd(&latest), cmd(&persist)].concat()));
+        assert_eq!(form(&["HPERSIST"]), None);
+        assert_eq!(form(&["HPEXPIRE", "h", "1", "FIELDS", "1", "f"]), None);
+        assert_eq!(form(&["VADD", "v", "VALUES", "1", "1", "e", "CAS"]), None);
     }
 
     #[test]
@@ -570,7 +468,7 @@ mod tests {
         assert!(takes(&["XGROUP", "NEWSUB", "k"]), "the command's own count");
         assert!(takes(&["MODULE.CMD"]), "the server's to judge");
         let batches = [batch(10, &[&["SET", "a"]])];
-        let err = Applier::new(100, arities.clone())
+        let err = Applier::new(100, arities.clone(), spill())
             .apply(&batches, &mut Vec::new())
             .unwrap_err();
         assert_eq!(err.exit_code(), 5);
@@ -588,9 +486,9 @@ mod tests {
         ];
         let run = |at| {
             let mut out = Vec::new();
-            let mut applier = Applier::new(at, Arities::default());
+            let mut applier = Applier::new(at, Arities::default(), spill());
             applier.apply(&batches, &mut out).unwrap();
-            applier.finish(&mut out).unwrap();
+            applier.finish().unwrap();
             (out, applier.applied_until)
         };
         let (out, until) = run(25);
@@ -630,9 +528,9 @@ mod tests {
             ],
         )];
         let mut out = Vec::new();
-        let mut applier = Applier::new(100, Arities::default());
+        let mut applier = Applier::new(100, Arities::default(), spill());
         applier.apply(&batches, &mut out).unwrap();
-        applier.finish(&mut out).unwrap();
+        applier.finish().unwrap();
         let transaction = [
             cmd(&["MULTI"]),
             cmd(&["SET", "a", "1"]),
@@ -662,7 +560,7 @@ mod tests {
             &["fcall_ro", "f", "0"],
         ] {
             let batches = [batch(10, &[&["SET", "a", "1"], bad])];
-            let err = Applier::new(100, Arities::default())
+            let err = Applier::new(100, Arities::default(), spill())
                 .apply(&batches, &mut Vec::new())
                 .unwrap_err();
             assert_eq!(err.exit_code(), 5, "{bad:?}");

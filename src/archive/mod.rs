@@ -4,14 +4,14 @@
 //! object with a record that says where in the history it sits. A window
 //! is one base and the chunks that continue it without a gap (`windows`).
 //! `restore --at` and `export --at` replay a window up to a moment into a
-//! private server and take the RDB it saves (`replay`): the commands it
-//! applies, and as what, are `apply`'s choice, and where the server's clock
-//! may have got hash-field TTLs wrong `field_ttls`' to say. How the
-//! stream's bytes are cut and laid out is `stream`'s business.
+//! private server, made the replica of this process (`primary`), and take
+//! the RDB it saves (`replay`): the commands it is sent, and as what, are
+//! `apply`'s choice. How the stream's bytes are cut and laid out is
+//! `stream`'s business.
 
 pub mod apply;
-pub mod field_ttls;
 pub mod follow;
+mod primary;
 pub mod replay;
 pub mod stream;
 pub mod windows;

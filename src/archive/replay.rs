@@ -20,7 +20,8 @@
 //! gone, root opens the RDB once, without following a link, checks it as an
 //! RDB and reads it from that same descriptor.
 
-use super::apply::{Applier, Arities};
+use super::apply::{Applier, Arities, Spill};
+use super::primary::Primary;
 use super::stream::{self, Batch};
 use super::windows::Window;
 use super::ChunkName;
@@ -39,7 +40,7 @@ use log::info;
 use rustix::fs::{self as rfs, Mode};
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -52,11 +53,7 @@ const UID_RANGE: std::ops::Range<u32> = 0x6000_0000..0x7000_0000;
 const DIR_PREFIX: &str = "redis-backup-replay-";
 /// Large: it holds the base RDB and the commands.
 const PARENT: &str = "/var/tmp";
-const AOF_NAME: &str = "replay.aof";
-const AOF_DIR: &str = "aof";
 const RDB_NAME: &str = "replayed.rdb";
-/// The base as the primary sent it, in `base/`, and as its server saved it.
-const BASE_NAME: &str = "base.rdb";
 const POLL: Duration = Duration::from_millis(50);
 /// What a replay made.
 pub struct Replayed {
@@ -89,43 +86,23 @@ pub fn replay(
     timeout: Duration,
 ) -> Result<Replayed> {
     let started = Instant::now();
+    let deadline = started + timeout;
     let dir = ReplayDir::create()?;
-    let (mut clean_base, base_loaded) =
-        resaved_base(storage, key, binary, &window.base, &dir, timeout)?;
-    let server_dir = dir.server_dir(SERVER_DIR);
-    let multipart = binary.writes_multipart_aof();
-    let (base_path, incr_path) = match multipart {
-        true => {
-            fs::create_dir(server_dir.join(AOF_DIR)).map_err(|e| dir.failed("create", e))?;
-            (
-                server_dir
-                    .join(AOF_DIR)
-                    .join(format!("{AOF_NAME}.1.base.rdb")),
-                Some(
-                    server_dir
-                        .join(AOF_DIR)
-                        .join(format!("{AOF_NAME}.1.incr.aof")),
-                ),
-            )
-        }
-        // Redis 6: one file, the RDB then the commands.
-        false => (server_dir.join(AOF_NAME), None),
-    };
+    let account = fresh_account()?;
+    dir.hand_over(SERVER_DIR, account)?;
+    let primary = Primary::listen()?;
+    let mut server = ReplayServer::start(binary, &dir, account, timeout)?;
+    let mut conn = server.loaded(deadline)?;
+    let arities = server.arities(&mut conn)?;
+    server.follow(&mut conn, &primary)?;
+    let mut link = primary.accept(account, deadline)?;
 
     let base = &window.base;
-    let mut out = BufWriter::with_capacity(1 << 20, create(&base_path)?);
-    std::io::copy(&mut clean_base, &mut out).map_err(|e| dir.failed("copy the base", e))?;
-    drop(clean_base);
-    // Best effort: whatever is left goes with the whole folder at the end.
-    let _ = data_dir::remove_tree(dir.0.fd(), BASE_DIR);
-    let mut out = match &incr_path {
-        Some(path) => {
-            finish(out, &base_path)?;
-            BufWriter::with_capacity(1 << 20, create(path)?)
-        }
-        None => out,
-    };
-    let mut applier = Applier::new(at, base_loaded.arities);
+    let stored = Stored::open(storage, &base.id, key, false)?;
+    link.send_rdb(base.raw_size, timeout, |out| {
+        stored.decode_into(out, key, 2).map(drop)
+    })?;
+    let mut applier = Applier::new(at, arities, dir.spill()?);
     let base_place = base.archive.as_ref().expect("a base has its place");
     let base_time = base_place.span_micros().0;
     let chunks = storage.archive();
@@ -139,31 +116,12 @@ pub fn replay(
             break;
         }
         let batches = read_chunk(&*chunks, key, &record, &place)?;
-        if !applier.apply(&batches, &mut out)? {
+        if !applier.apply(&batches, &mut link)? {
             break;
         }
     }
-    applier.finish(&mut out)?;
-    if let Some(warning) = applier
-        .field_ttls
-        .warning(binary, base_loaded.hashes_with_field_ttls)
-    {
-        log::warn!("{warning}");
-    }
-    let written = incr_path.as_deref().unwrap_or(&base_path);
-    finish(out, written)?;
-    if multipart {
-        let manifest = format!(
-            "file {AOF_NAME}.1.base.rdb seq 1 type b\nfile {AOF_NAME}.1.incr.aof seq 1 type i\n"
-        );
-        let path = server_dir
-            .join(AOF_DIR)
-            .join(format!("{AOF_NAME}.manifest"));
-        let mut file = create(&path)?;
-        file.write_all(manifest.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| dir.failed("write", e))?;
-    }
+    applier.finish()?;
+    link.finish()?;
     info!(
         "replaying {} commands of window {} up to {} into a private {}",
         applier.commands,
@@ -171,13 +129,13 @@ pub fn replay(
         units::utc_millis(applier.applied_until.unwrap_or(base_time)),
         binary.program
     );
-    let account = fresh_account()?;
-    dir.hand_over(SERVER_DIR, account)?;
-    let load = Load::Aof { multipart };
-    let mut server = ReplayServer::start(binary, &dir, load, account)?;
-    let mut conn = server.loaded(timeout)?;
+    server.caught_up(&mut conn, link.sent, deadline)?;
     server.save(&mut conn)?;
+    // The server goes before its link and the port: it must never sync
+    // again, from whatever might take the port next.
     drop(server);
+    drop(link);
+    drop(primary);
     let (rdb, rdb_info, rdb_size) = checked_rdb(&dir, SERVER_DIR, RDB_NAME)?;
     info!(
         "replayed window {} to {} in {}s",
@@ -194,48 +152,6 @@ pub fn replay(
         commands: applier.commands,
         base: base.id.to_string(),
     })
-}
-
-/// The window's base, loaded by a server as a plain RDB (which ends at its
-/// first end, as it does for a replica) and saved by it: an RDB that ends
-/// where it says, holding every key the base held. Its own folder and
-/// account: nothing the base could make a server leave behind reaches the
-/// second.
-fn resaved_base(
-    storage: &dyn Storage,
-    key: &MasterKey,
-    binary: &ServerBinary,
-    base: &Record,
-    dir: &ReplayDir,
-    timeout: Duration,
-) -> Result<(File, Loaded)> {
-    let path = dir.server_dir(BASE_DIR).join(BASE_NAME);
-    let mut out = BufWriter::with_capacity(1 << 20, create(&path)?);
-    Stored::open(storage, &base.id, key, false)?.decode_into(&mut out, key, 2)?;
-    finish(out, &path)?;
-    let account = fresh_account()?;
-    dir.hand_over(BASE_DIR, account)?;
-    let mut server = ReplayServer::start(binary, dir, Load::Rdb, account)?;
-    let mut conn = server.loaded(timeout)?;
-    let loaded = server.describe(&mut conn)?;
-    server.save(&mut conn)?;
-    drop(server);
-    checked_rdb(dir, BASE_DIR, BASE_NAME).map(|(file, _, _)| (file, loaded))
-}
-
-fn create(path: &Path) -> Result<File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Error::other(format!("cannot create {}: {e}", path.display())))
-}
-
-fn finish(out: BufWriter<File>, path: &Path) -> Result<()> {
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::other(format!("writing {}: {e}", path.display())))
 }
 
 /// The chunks of one window, checked in order: each authentic, of this
@@ -343,13 +259,11 @@ fn read_chunk(
     Ok(batches)
 }
 
-/// The folder of the server that loads the base alone, and of the one that
-/// replays.
-const BASE_DIR: &str = "base";
+/// The folder of the server that replays.
 const SERVER_DIR: &str = "srv";
 
-/// `<PARENT>/redis-backup-replay-<random>/` (root's, 0711) with `base/` and
-/// `srv/` inside, each root's while root writes, then its server's account's.
+/// `<PARENT>/redis-backup-replay-<random>/` (root's, 0711) with `srv/`
+/// inside, root's until it is handed to its server's account.
 struct ReplayDir(PrivateDir);
 
 impl ReplayDir {
@@ -365,14 +279,20 @@ impl ReplayDir {
         };
         let dir = PrivateDir::create(Path::new(PARENT), &name, Removal::Whole).map_err(failed)?;
         rfs::fchmod(dir.fd(), Mode::from_raw_mode(0o711)).map_err(|e| failed(e.into()))?;
-        for sub in [BASE_DIR, SERVER_DIR] {
-            data_dir::create_private_dir(dir.fd(), sub).map_err(failed)?;
-        }
+        data_dir::create_private_dir(dir.fd(), SERVER_DIR).map_err(failed)?;
         Ok(ReplayDir(dir))
     }
 
     fn path(&self) -> &Path {
         self.0.path()
+    }
+
+    /// A file without a name, in this folder of root's.
+    fn spill(&self) -> Result<Spill> {
+        let flags = rfs::OFlags::RDWR | rfs::OFlags::TMPFILE | rfs::OFlags::CLOEXEC;
+        rfs::openat(self.0.fd(), ".", flags, Mode::from_raw_mode(0o600))
+            .map(|fd| Spill::new(File::from(fd)))
+            .map_err(|e| self.failed("create a file", e.into()))
     }
 
     fn server_dir(&self, sub: &str) -> PathBuf {
@@ -487,48 +407,16 @@ struct ReplayServer {
     log: PathBuf,
 }
 
-/// What a replay server said of what it loaded.
-struct Loaded {
-    /// Hashes with a field that has a TTL (Redis 7.4 on: `subexpiry`).
-    hashes_with_field_ttls: u64,
-    /// Its commands' arities, by upper-case name.
-    arities: Arities,
-}
-
-/// The sum of `subexpiry` over the databases of `INFO keyspace`
-/// (`db0:keys=3,expires=0,avg_ttl=0,subexpiry=1`); 0 where not given.
-fn hashes_with_field_ttls(keyspace: &HashMap<String, String>) -> u64 {
-    keyspace
-        .values()
-        .flat_map(|db| db.split(','))
-        .filter_map(|part| part.strip_prefix("subexpiry="))
-        .filter_map(|n| n.parse::<u64>().ok())
-        .fold(0, u64::saturating_add)
-}
-
-/// What a replay server loads.
-#[derive(Clone, Copy)]
-enum Load {
-    /// `base/`'s base as a plain RDB (to save it again).
-    Rdb,
-    /// `srv/`'s AOF (Redis 7 and Valkey: a folder of files with a manifest).
-    Aof { multipart: bool },
-}
-
 impl ReplayServer {
     fn start(
         binary: &ServerBinary,
         dir: &ReplayDir,
-        load: Load,
         account: u32,
+        timeout: Duration,
     ) -> Result<ReplayServer> {
-        let (sub, dbfilename, appendonly) = match load {
-            Load::Rdb => (BASE_DIR, BASE_NAME, "no"),
-            Load::Aof { .. } => (SERVER_DIR, RDB_NAME, "yes"),
-        };
-        let srv = dir.server_dir(sub);
+        let srv = dir.server_dir(SERVER_DIR);
         let socket = srv.join("s.sock");
-        let log = dir.path().join(format!("{sub}.log"));
+        let log = dir.path().join(format!("{SERVER_DIR}.log"));
         let log_file = File::create(&log)
             .map_err(|e| Error::other(format!("cannot create {}: {e}", log.display())))?;
         let mut command = as_account::command(&binary.program, account, account);
@@ -537,7 +425,7 @@ impl ReplayServer {
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "700"])
-            .args(["--appendonly", appendonly, "--appendfilename", AOF_NAME])
+            .args(["--appendonly", "no"])
             .args([
                 "--save",
                 "",
@@ -553,17 +441,18 @@ impl ReplayServer {
             .args(["--sanitize-dump-payload", "yes"])
             .arg("--dir")
             .arg(&srv)
-            .args(["--dbfilename", dbfilename]);
-        if let Load::Aof { multipart: true } = load {
-            command.args(["--appenddirname", AOF_DIR]);
-        }
-        // Both run as replicas, which expire nothing of their own accord.
-        // A primary loading a plain RDB drops the keys whose TTL has
-        // passed, though the stream after the base may keep them alive
-        // (PEXPIRE, PERSIST); and once it has loaded, it deletes them
-        // before it saves, though they were the data of the moment asked
-        // for. Port 0 of this host is a primary nothing can listen on, so
-        // neither ever syncs.
+            .args(["--dbfilename", RDB_NAME])
+            // Loading a large base, the link is quiet for long; the
+            // replay's own deadline is the one that counts.
+            .arg("--repl-timeout")
+            .arg(timeout.as_secs().max(60).to_string());
+        // It runs as a replica from its start, which expires nothing of
+        // its own accord. A primary loading an RDB drops the keys whose
+        // TTL has passed, though the stream after the base may keep them
+        // alive (PEXPIRE, PERSIST); and it deletes them before it saves,
+        // though they were the data of the moment asked for. Port 0 of
+        // this host is a primary nothing can listen on, until `follow`
+        // names ours.
         command.args(["--replicaof", "127.0.0.1", "0"]);
         command
             .current_dir(&srv)
@@ -598,54 +487,79 @@ impl ReplayServer {
         Ok(server)
     }
 
-    /// Wait until it has loaded everything: a connection to it then.
-    fn loaded(&mut self, timeout: Duration) -> Result<Connection> {
+    /// Wait until it has started: a connection to it then.
+    fn loaded(&mut self, deadline: Instant) -> Result<Connection> {
         let options = ConnectOptions {
             endpoint: Endpoint::Unix(self.socket.clone()),
             user: None,
             password: None,
             renamed_commands: HashMap::new(),
-            timeout,
+            timeout: deadline.saturating_duration_since(Instant::now()),
         };
-        let deadline = Instant::now() + timeout;
-        let conn = loop {
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.failed(&format!("exited ({status}) as it started")));
+            }
+            if let Ok(conn) = Connection::connect(&options) {
+                return Ok(conn);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failed("did not start in time"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The commands it knows, and their arities.
+    fn arities(&self, conn: &mut Connection) -> Result<Arities> {
+        conn.call("COMMAND", &[])
+            .map(|commands| Arities::of(&commands))
+            .map_err(|e| self.failed(&format!("could not list its commands: {e}")))
+    }
+
+    /// Have it follow `primary`: told its password over its socket, which
+    /// only root and its account may reach.
+    fn follow(&self, conn: &mut Connection, primary: &Primary) -> Result<()> {
+        let port = primary.port()?.to_string();
+        conn.call(
+            "CONFIG",
+            &[b"SET", b"masterauth", primary.password().as_bytes()],
+        )
+        .and_then(|_| conn.call("REPLICAOF", &[b"127.0.0.1", port.as_bytes()]))
+        .map_err(|e| self.failed(&format!("could not be made a replica: {e}")))
+        .map(drop)
+    }
+
+    /// Wait until it has loaded the RDB and applied the `sent` bytes of
+    /// commands after it.
+    fn caught_up(&mut self, conn: &mut Connection, sent: u64, deadline: Instant) -> Result<()> {
+        loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.failed(&format!("exited ({status}) while loading")));
             }
-            if let Ok(mut conn) = Connection::connect(&options) {
-                if conn
-                    .info("persistence")
-                    .ok()
-                    .and_then(|p| p.get("loading").cloned())
-                    == Some("0".into())
-                {
-                    break conn;
-                }
+            let info = conn
+                .info("replication")
+                .map_err(|e| self.failed(&format!("could not say where it is: {e}")))?;
+            let offset = info
+                .get("master_repl_offset")
+                .and_then(|o| o.parse::<u64>().ok());
+            if info.get("master_link_status").map(String::as_str) == Some("up")
+                && offset.is_some_and(|o| o >= sent)
+            {
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(self.failed("did not finish loading in time"));
+                return Err(self.failed("did not apply the archive in time"));
             }
             std::thread::sleep(POLL);
-        };
-        Ok(conn)
+        }
     }
 
-    /// Have it save the RDB, once `loaded`.
+    /// Have it save the RDB, once it has caught up.
     fn save(&self, conn: &mut Connection) -> Result<()> {
         conn.call("SAVE", &[])
             .map_err(|e| self.failed(&format!("could not save: {e}")))
             .map(drop)
-    }
-
-    /// What the server loaded, and the commands it knows.
-    fn describe(&self, conn: &mut Connection) -> Result<Loaded> {
-        let failed = |e: Error| self.failed(&format!("could not say what it loaded: {e}"));
-        let keyspace = conn.info("keyspace").map_err(failed)?;
-        let commands = conn.call("COMMAND", &[]).map_err(failed)?;
-        Ok(Loaded {
-            hashes_with_field_ttls: hashes_with_field_ttls(&keyspace),
-            arities: Arities::of(&commands),
-        })
     }
 
     fn failed(&self, what: &str) -> Error {
@@ -729,23 +643,4 @@ fn checked_rdb(dir: &ReplayDir, sub: &str, name: &str) -> Result<(File, RdbInfo,
     let info = check.finish()?;
     file.seek(SeekFrom::Start(0)).map_err(failed)?;
     Ok((file, info, size))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashes_with_field_ttls_are_summed_over_the_databases() {
-        let keyspace: HashMap<String, String> = [
-            ("db0", "keys=3,expires=0,avg_ttl=0,subexpiry=2"),
-            ("db3", "keys=1,expires=1,avg_ttl=9,subexpiry=1"),
-            ("db4", "keys=1,expires=0,avg_ttl=0"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(hashes_with_field_ttls(&keyspace), 3);
-        assert_eq!(hashes_with_field_ttls(&HashMap::new()), 0);
-    }
 }

@@ -16,7 +16,7 @@ pub mod instance;
 pub mod replication;
 pub mod resp;
 pub mod server;
-mod tcp_owner;
+pub mod tcp_owner;
 mod unix_socket;
 
 pub use connection::*;

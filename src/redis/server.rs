@@ -108,15 +108,6 @@ impl ServerBinary {
         self.flavor == Flavor::Valkey || self.major() >= 7
     }
 
-    /// Whether, loading an AOF, it decides by the clock whether a hash
-    /// field's TTL has passed: Redis from 7.4 (hash-field TTLs) on, through
-    /// 8.x as far as tested. So a field whose TTL passed by the time of a
-    /// replay is gone to the commands after it (`HPERSIST` finds no field).
-    /// Valkey does not (tested 9.0 and 9.1).
-    pub fn judges_field_ttls_by_the_clock(&self) -> bool {
-        self.flavor == Flavor::Redis && self.major_minor() >= (7, 4)
-    }
-
     /// The major version; 0 if it does not parse.
     pub fn major(&self) -> u32 {
         self.major_minor().0

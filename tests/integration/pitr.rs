@@ -2331,6 +2331,98 @@ fn no_other_process_can_reach_the_replay() {
     std::fs::remove_dir_all(&lair).expect("clean the lair");
 }
 
+/// The replay server follows the tool as its primary, over a port of
+/// 127.0.0.1 that any account may connect to. An account watching the
+/// kernel's table for root's new ports connects to each as a replica would
+/// (PING, AUTH, REPLCONF, and PSYNC once an AUTH is taken) to get the
+/// decrypted base and stream: the port closes on it without a word, and
+/// the replay goes on to the right data.
+#[test]
+fn another_account_on_the_replays_port_gets_nothing() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    conn.ok(&["DEBUG", "POPULATE", "300000", "bulk", "64"]);
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "last", "write"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+
+    let lair = std::path::PathBuf::from(format!("/tmp/rb-pitr-port-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&lair);
+    std::fs::create_dir(&lair).expect("lair");
+    set_mode(&lair, 0o777);
+    let script = r#"
+import os, socket, sys, time
+lair = sys.argv[1]
+def listening():
+    found = set()
+    for line in open('/proc/net/tcp').read().splitlines()[1:]:
+        f = line.split()
+        if f[3] == '0A' and f[7] == '0' and f[1].startswith('0100007F:'):
+            found.add(int(f[1].split(':')[1], 16))
+    return found
+def resp(*args):
+    out = b'*%d\r\n' % len(args)
+    for a in args:
+        out += b'$%d\r\n%s\r\n' % (len(a), a)
+    return out
+before = listening()
+tries = {}
+log = open(os.path.join(lair, 'log'), 'a')
+while not os.path.exists(os.path.join(lair, 'stop')):
+    for port in listening() - before:
+        if tries.get(port, 0) >= 20:
+            continue
+        tries[port] = tries.get(port, 0) + 1
+        got = b''
+        try:
+            s = socket.create_connection(('127.0.0.1', port), timeout=1)
+            s.settimeout(1)
+            for step in [resp(b'PING'), resp(b'AUTH', b'guess'), resp(b'REPLCONF', b'capa', b'eof')]:
+                s.sendall(step)
+                reply = s.recv(65536)
+                got += reply
+                if not reply:
+                    break
+            if b'+OK' in got:
+                s.sendall(resp(b'PSYNC', b'?', b'-1'))
+                time.sleep(0.5)
+                got += s.recv(1 << 20)
+            s.close()
+        except OSError as e:
+            got += b' [' + type(e).__name__.encode() + b']'
+        log.write('%d %r\n' % (port, got))
+        log.flush()
+    time.sleep(0.002)
+"#;
+    let mut attacker = crate::attacker::as_user("nobody", "/usr/bin/python3")
+        .args(&["-c", script, &lair.display().to_string()])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    export_at_text(&t, &end, "replayed.rdb").ok();
+    std::fs::write(lair.join("stop"), b"").expect("stop the attacker");
+    let _ = attacker.wait();
+    assert_eq!(
+        digest_of_rdb(&t.path("replayed.rdb")),
+        expected,
+        "the right data"
+    );
+    let log = std::fs::read_to_string(lair.join("log")).unwrap_or_default();
+    assert!(
+        !log.contains("FULLRESYNC") && !log.contains("REDIS0"),
+        "the attacker got the replay: {log}"
+    );
+    // The replay's port, told apart from other tests' servers: it closed
+    // on a PING without a reply (a Redis answers +PONG, or NOAUTH).
+    assert!(
+        log.lines()
+            .any(|l| l.ends_with(" b''") || l.contains("[ConnectionResetError]")),
+        "the attacker never reached the replay's port: {log}"
+    );
+    std::fs::remove_dir_all(&lair).expect("clean the lair");
+}
+
 /// Any account may take a write lease on its own process's
 /// `/proc/PID/status` and keep it. The replay looks through every process's
 /// status for a uid nobody uses; an open that waited would wait the kernel's
@@ -2550,66 +2642,22 @@ fn a_command_larger_than_a_chunk_starts_a_new_window_that_holds_it() {
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
 
-/// On server `name`: a hash `b` whose field has a long TTL, then, archived,
-/// a hash field given a TTL of 1.5 s and made persistent at once
-/// (HPERSIST), and an HINCRBY of `b`'s field. Once the 1.5 s have passed, a
-/// restore to the end of the window. The persisted field's value after it
-/// (empty if gone) and what restore said.
-fn a_persisted_field_restored_after_its_old_ttl(name: &str) -> (String, Output) {
+/// Hash fields whose TTL had not passed when the primary ran the commands
+/// on them, but has by the time of the replay: a field kept alive
+/// (`HPERSIST`, a longer `HPEXPIRE`), counted on (`HINCRBY`), set only if
+/// there (`HSETEX … FXX`) or only if not (`HSETNX`, `HSETEX … FNX`), a
+/// hash `RESTORE`d with such a field and read by a `SORT … STORE`. A server
+/// loading them as an AOF judges those fields gone by the clock (Redis 7.4
+/// and 8): the replay is applied from a master link instead, as the
+/// instance's replicas applied it. Each value must be the primary's.
+fn field_ttls_replayed_as_the_primary_ran_them(name: &str) {
     let t = archiving_on(name);
     let mut conn = t.conn();
-    conn.ok(&["HSET", "b", "x", "1"]);
-    conn.ok(&["HPEXPIRE", "b", "100000", "FIELDS", "1", "x"]);
-    let archiver = start_archiver(&t);
-    conn.ok(&["HSET", "h", "f", "kept", "g", "plain"]);
-    conn.ok(&["HPEXPIRE", "h", "1500", "FIELDS", "1", "f"]);
-    conn.ok(&["HPERSIST", "h", "FIELDS", "1", "f"]);
-    conn.ok(&["HINCRBY", "b", "x", "1"]);
-    let end = window_end(&t, &mut conn);
-    stop(archiver);
-    std::thread::sleep(Duration::from_millis(1600));
-    conn.ok(&["FLUSHALL"]);
-    let out = t.run(&["restore", "--at", &end]);
-    out.ok();
-    let value = match t.conn().call(&["HGET", "h", "f"]) {
-        Reply::Nil => String::new(),
-        other => other.text(),
+    let short = |conn: &mut Resp, key: &str| {
+        conn.ok(&["HPEXPIRE", key, "1500", "FIELDS", "1", "f"]);
     };
-    (value, out)
-}
-
-/// Redis 7.4 and 8.x decide by the clock, as they load the replay, whether
-/// a hash field's TTL has passed: a field the primary kept alive after its
-/// old TTL is lost, and no setting of the server's prevents it. The restore
-/// says which keys' fields may be wrong.
-#[test]
-fn a_replay_on_redis_7_4_names_the_keys_whose_field_ttls_it_may_get_wrong() {
-    let (value, out) = a_persisted_field_restored_after_its_old_ttl("redis-7.4.1");
-    assert_eq!(
-        value, "",
-        "Redis 7.4 still loses the field: the warning is owed"
-    );
-    out.stderr_has("judges hash-field TTLs by the clock")
-        .stderr_has("3 commands replayed (HPERSIST")
-        .stderr_has("wrong in \"h\", \"b\"");
-}
-
-#[test]
-fn a_replay_on_valkey_9_keeps_a_field_the_primary_kept_alive() {
-    let (value, out) = a_persisted_field_restored_after_its_old_ttl("valkey-9.0.0");
-    assert_eq!(value, "kept");
-    out.stderr_lacks("judges hash-field TTLs");
-}
-
-/// Field TTLs that arrive by other ways than the field commands: a hash
-/// RESTOREd with them (the base has none), then read by a SORT that stores
-/// what it read. Both are in the warning (Redis 8.2).
-#[test]
-fn a_replay_names_keys_of_restored_hashes_and_sorts_that_read_their_fields() {
-    let t = archiving_on("redis-8.2.3");
-    let mut conn = t.conn();
-    conn.ok(&["HSET", "model", "f", "kept"]);
-    conn.ok(&["HPEXPIRE", "model", "1500", "FIELDS", "1", "f"]);
+    conn.ok(&["HSET", "model", "f", "restored"]);
+    short(&mut conn, "model");
     let payload = conn
         .call(&["DUMP", "model"])
         .bytes()
@@ -2618,6 +2666,24 @@ fn a_replay_names_keys_of_restored_hashes_and_sorts_that_read_their_fields() {
     conn.ok(&["DEL", "model"]);
     conn.ok(&["RPUSH", "ids", "1"]);
     let archiver = start_archiver(&t);
+    for key in ["kept", "counted", "onlyif", "extended"] {
+        conn.ok(&["HSET", key, "f", "5"]);
+        short(&mut conn, key);
+    }
+    conn.ok(&["HPERSIST", "kept", "FIELDS", "1", "f"]);
+    conn.ok(&["HINCRBY", "counted", "f", "1"]);
+    conn.ok(&["HPERSIST", "counted", "FIELDS", "1", "f"]);
+    conn.ok(&["HSETNX", "onlyif", "f", "new"]);
+    conn.ok(&["HPERSIST", "onlyif", "FIELDS", "1", "f"]);
+    conn.ok(&["HPEXPIRE", "extended", "100000000", "FIELDS", "1", "f"]);
+    let redis_8 = name.starts_with("redis-8");
+    if redis_8 {
+        conn.ok(&["HSET", "fxx", "f", "old", "g", "old"]);
+        conn.ok(&["HPEXPIRE", "fxx", "1500", "FIELDS", "2", "f", "g"]);
+        conn.ok(&["HSETEX", "fxx", "FXX", "KEEPTTL", "FIELDS", "1", "f", "new"]);
+        conn.ok(&["HSETEX", "fxx", "FNX", "FIELDS", "1", "h", "new"]);
+        conn.ok(&["HPERSIST", "fxx", "FIELDS", "3", "f", "g", "h"]);
+    }
     let restore: [&[u8]; 4] = [b"RESTORE", b"h1", b"0", &payload];
     conn.ok(&restore);
     conn.ok(&["HPERSIST", "h1", "FIELDS", "1", "f"]);
@@ -2626,12 +2692,72 @@ fn a_replay_names_keys_of_restored_hashes_and_sorts_that_read_their_fields() {
     ]);
     let end = window_end(&t, &mut conn);
     stop(archiver);
+    let mut keys = vec!["kept", "counted", "onlyif", "extended", "h1"];
+    if redis_8 {
+        keys.push("fxx");
+    }
+    let fields = |conn: &mut Resp| -> Vec<String> {
+        let mut all: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                let Reply::Array(all) = conn.call(&["HGETALL", key]) else {
+                    panic!("HGETALL {key}: not an array");
+                };
+                let mut pairs: Vec<String> = all
+                    .chunks(2)
+                    .map(|p| format!("{}={}", p[0].text(), p[1].text()))
+                    .collect();
+                pairs.sort();
+                format!("{key}: {}", pairs.join(" "))
+            })
+            .collect();
+        let dst = conn.call(&["LRANGE", "dst", "0", "-1"]).encode();
+        all.push(format!("dst: {}", String::from_utf8_lossy(&dst)));
+        all
+    };
+    let expected = fields(&mut conn);
+    assert!(
+        expected[0] == "kept: f=5" && expected[1] == "counted: f=6",
+        "{name}: {expected:?}"
+    );
     std::thread::sleep(Duration::from_millis(1600));
-    t.run(&["restore", "--at", &end])
-        .ok()
-        .stderr_has("judges hash-field TTLs by the clock")
-        .stderr_has(": 3 commands replayed (HPERSIST")
-        .stderr_has("wrong in \"h1\", \"dst\"");
+    conn.ok(&["FLUSHALL"]);
+    t.run(&["restore", "--at", &end]).ok();
+    assert_eq!(
+        fields(&mut t.conn()),
+        expected,
+        "{name}: the fields as the primary had them"
+    );
+}
+
+#[test]
+fn field_ttls_are_replayed_as_the_primary_ran_them_on_redis_7_4() {
+    field_ttls_replayed_as_the_primary_ran_them("redis-7.4.1");
+}
+
+#[test]
+fn field_ttls_are_replayed_as_the_primary_ran_them_on_redis_8_0() {
+    field_ttls_replayed_as_the_primary_ran_them("redis-8.0");
+}
+
+#[test]
+fn field_ttls_are_replayed_as_the_primary_ran_them_on_redis_8_2() {
+    field_ttls_replayed_as_the_primary_ran_them("redis-8.2.3");
+}
+
+#[test]
+fn field_ttls_are_replayed_as_the_primary_ran_them_on_redis_8_6() {
+    field_ttls_replayed_as_the_primary_ran_them("redis-8");
+}
+
+#[test]
+fn field_ttls_are_replayed_as_the_primary_ran_them_on_valkey_9_0() {
+    field_ttls_replayed_as_the_primary_ran_them("valkey-9.0.0");
+}
+
+#[test]
+fn field_ttls_are_replayed_as_the_primary_ran_them_on_valkey_9_1() {
+    field_ttls_replayed_as_the_primary_ran_them("valkey-9.1.2");
 }
 
 /// Redis 8 sends `VADD … CAS` to its replicas as it came; a replica applies

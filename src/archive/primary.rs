@@ -1,0 +1,212 @@
+//! The primary a replay server follows: this process, on a port of
+//! 127.0.0.1, for the one connection of that server. It sends the base as a
+//! full resync's RDB and the archived commands as the stream after it, so
+//! the server applies them as the instance's replicas did: from its master
+//! link, where Redis 7.4 and 8 take every hash field for alive, though its
+//! TTL has passed by the clock (a server loading an AOF judges those
+//! fields gone, and an `HINCRBY` on one starts again from 0).
+//!
+//! Any process of the host may connect to the port. Only a connection from
+//! a socket of the replay server's account (the kernel's tables say whose)
+//! that gives the password that server alone was told (over its socket,
+//! never on a command line) gets anything past a `PONG`; any other is
+//! dropped and the port keeps waiting for the right one.
+
+use crate::codec::crypto;
+use crate::error::{Error, Result};
+use crate::redis::resp::{self, Value};
+use crate::redis::tcp_owner;
+use std::io::{BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long a connection may take over each step of the handshake.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most a handshake command may be (the replica's are a few dozen bytes).
+const COMMAND_CAP: u64 = 4096;
+
+/// A port of 127.0.0.1 listening for the replay server.
+pub(super) struct Primary {
+    listener: TcpListener,
+    password: String,
+}
+
+impl Primary {
+    pub(super) fn listen() -> Result<Primary> {
+        let failed = |e: std::io::Error| {
+            Error::other(format!(
+                "cannot listen on 127.0.0.1 for the replay server: {e}"
+            ))
+        };
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(failed)?;
+        listener.set_nonblocking(true).map_err(failed)?;
+        let password = crypto::hex(&crypto::random_bytes::<32>()?);
+        Ok(Primary { listener, password })
+    }
+
+    pub(super) fn port(&self) -> Result<u16> {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| Error::other(format!("the replay's port: {e}")))
+    }
+
+    /// What the replay server must give as `masterauth`.
+    pub(super) fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The connection of the replay server, which runs as `account`, its
+    /// handshake done up to the full resync: what is written to it next is
+    /// the RDB.
+    pub(super) fn accept(&self, account: u32, deadline: Instant) -> Result<Link> {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    // Another account's connection is dropped unread.
+                    let ours = tcp_owner::check(&stream, &[account], STEP_TIMEOUT).is_ok();
+                    if let Some(link) = ours.then(|| self.handshake(stream)).flatten() {
+                        return Ok(link);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(Error::other(format!("the replay's port: {e}"))),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::other(
+                    "the replay server did not connect to the port it was given in time",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `None` for a connection that is not the replay server's.
+    fn handshake(&self, stream: TcpStream) -> Option<Link> {
+        stream.set_nonblocking(false).ok()?;
+        stream.set_read_timeout(Some(STEP_TIMEOUT)).ok()?;
+        stream.set_write_timeout(Some(STEP_TIMEOUT)).ok()?;
+        let mut reader = BufReader::new(stream.try_clone().ok()?);
+        let mut writer = stream;
+        let mut authenticated = false;
+        loop {
+            let args = match resp::read_value(&mut (&mut reader).take(COMMAND_CAP)).ok()? {
+                Value::Array(Some(items)) => items,
+                _ => return None,
+            };
+            let word = |i: usize| match args.get(i) {
+                Some(Value::Bulk(Some(b))) => Some(b.as_slice()),
+                _ => None,
+            };
+            let name = word(0)?.to_ascii_uppercase();
+            let reply: &[u8] = match (name.as_slice(), authenticated) {
+                (b"PING", _) => b"+PONG\r\n",
+                (b"AUTH", _) if same(word(args.len() - 1)?, self.password.as_bytes()) => {
+                    authenticated = true;
+                    b"+OK\r\n"
+                }
+                (b"REPLCONF", true) => b"+OK\r\n",
+                (b"PSYNC", true) => {
+                    let replid = crypto::hex(&crypto::random_bytes::<20>().ok()?);
+                    writer
+                        .write_all(format!("+FULLRESYNC {replid} 0\r\n").as_bytes())
+                        .ok()?;
+                    // It sends nothing more until it has loaded the RDB.
+                    return reader.buffer().is_empty().then(|| Link::new(writer));
+                }
+                _ => return None,
+            };
+            writer.write_all(reply).ok()?;
+        }
+    }
+}
+
+/// Compared in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The replay server's link, after its handshake: the RDB, then the
+/// commands, whose bytes are counted as the server counts its offset.
+pub(super) struct Link {
+    out: std::io::BufWriter<TcpStream>,
+    /// Bytes sent after the RDB.
+    pub(super) sent: u64,
+}
+
+impl Link {
+    fn new(stream: TcpStream) -> Link {
+        Link {
+            out: std::io::BufWriter::with_capacity(1 << 20, stream),
+            sent: 0,
+        }
+    }
+
+    /// Send an RDB of `size` bytes, which `fill` writes: exactly that many
+    /// get through, for the server would take any more as commands.
+    pub(super) fn send_rdb(
+        &mut self,
+        size: u64,
+        timeout: Duration,
+        fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        // Loading a large RDB, the server reads nothing for a while.
+        let stream = self.out.get_ref();
+        stream
+            .set_write_timeout(Some(timeout.max(STEP_TIMEOUT)))
+            .map_err(failed)?;
+        write!(self.out, "${size}\r\n").map_err(failed)?;
+        let mut exact = Exact {
+            out: &mut self.out,
+            left: size,
+        };
+        fill(&mut exact)?;
+        if exact.left != 0 {
+            return Err(Error::integrity("the base is shorter than its record says"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(&mut self) -> Result<()> {
+        self.out.flush().map_err(failed)
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.sent += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn failed(e: std::io::Error) -> Error {
+    Error::other(format!("sending the replay to its server: {e}"))
+}
+
+/// A writer that takes `left` bytes and refuses any more.
+struct Exact<'a, W: Write> {
+    out: &'a mut W,
+    left: u64,
+}
+
+impl<W: Write> Write for Exact<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(std::io::Error::other(
+                "the base is longer than its record says",
+            ));
+        }
+        let n = self.out.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
