@@ -173,7 +173,7 @@ impl OpenTransaction {
 
 /// Writes the commands received at or before `at`, whole transactions only.
 pub(super) struct Applier {
-    at: u64,
+    pub(super) at: u64,
     /// The replay server's commands: one with the wrong number of
     /// arguments, which no primary ran, stops the replay here, where the
     /// server would only leave it out and go on.

@@ -170,6 +170,24 @@ impl Link {
     pub(super) fn finish(&mut self) -> Result<()> {
         self.out.flush().map_err(failed)
     }
+
+    /// Whether the server has closed the link (it does on a protocol
+    /// error, and would then wait to connect again for good). What it
+    /// sent on it, its acknowledgements, is read and left.
+    pub(super) fn closed(&self) -> bool {
+        let mut stream = self.out.get_ref();
+        if stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut scratch = [0u8; 4096];
+        loop {
+            match stream.read(&mut scratch) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock,
+            }
+        }
+    }
 }
 
 impl Write for Link {

@@ -21,7 +21,7 @@
 //! RDB and reads it from that same descriptor.
 
 use super::apply::{Applier, Arities, Spill};
-use super::primary::Primary;
+use super::primary::{Link, Primary};
 use super::stream::{self, Batch};
 use super::windows::Window;
 use super::ChunkName;
@@ -97,14 +97,64 @@ pub fn replay(
     server.follow(&mut conn, &primary)?;
     let mut link = primary.accept(account, deadline)?;
 
+    let mut applier = Applier::new(at, arities, dir.spill()?);
+    send(storage, key, window, &mut applier, &mut link, timeout).map_err(|e| {
+        match link.closed() {
+            true => server.failed("dropped the link to its primary"),
+            false => e,
+        }
+    })?;
+    let base = &window.base;
+    let base_place = base.archive.as_ref().expect("a base has its place");
+    let applied_until = applier.applied_until.unwrap_or(base_place.span_micros().0);
+    info!(
+        "sent the base and {} commands of window {} up to {} to a private {}",
+        applier.commands,
+        base.id,
+        units::utc_millis(applied_until),
+        binary.program
+    );
+    server.caught_up(&mut conn, &link, deadline)?;
+    server.save(&mut conn)?;
+    // The server goes before its link and the port: it must never sync
+    // again, from whatever might take the port next.
+    drop(server);
+    drop(link);
+    drop(primary);
+    let (rdb, rdb_info, rdb_size) = checked_rdb(&dir, SERVER_DIR, RDB_NAME)?;
+    info!(
+        "replayed window {} to {} in {}s",
+        base.id,
+        units::utc_millis(applied_until),
+        units::seconds(started.elapsed(), 1)
+    );
+    Ok(Replayed {
+        rdb,
+        rdb_info,
+        rdb_size,
+        _dir: dir,
+        applied_until,
+        commands: applier.commands,
+        base: base.id.to_string(),
+    })
+}
+
+/// Send the base of `window` on `link`, then the commands `applier` takes.
+fn send(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    window: &Window,
+    applier: &mut Applier,
+    link: &mut Link,
+    timeout: Duration,
+) -> Result<()> {
     let base = &window.base;
     let stored = Stored::open(storage, &base.id, key, false)?;
     link.send_rdb(base.raw_size, timeout, |out| {
         stored.decode_into(out, key, 2).map(drop)
     })?;
-    let mut applier = Applier::new(at, arities, dir.spill()?);
+    let at = applier.at;
     let base_place = base.archive.as_ref().expect("a base has its place");
-    let base_time = base_place.span_micros().0;
     let chunks = storage.archive();
     let mut chain = Chain::new(base, base_place);
     for name in &window.chunks {
@@ -116,42 +166,12 @@ pub fn replay(
             break;
         }
         let batches = read_chunk(&*chunks, key, &record, &place)?;
-        if !applier.apply(&batches, &mut link)? {
+        if !applier.apply(&batches, link)? {
             break;
         }
     }
     applier.finish()?;
-    link.finish()?;
-    info!(
-        "replaying {} commands of window {} up to {} into a private {}",
-        applier.commands,
-        base.id,
-        units::utc_millis(applier.applied_until.unwrap_or(base_time)),
-        binary.program
-    );
-    server.caught_up(&mut conn, link.sent, deadline)?;
-    server.save(&mut conn)?;
-    // The server goes before its link and the port: it must never sync
-    // again, from whatever might take the port next.
-    drop(server);
-    drop(link);
-    drop(primary);
-    let (rdb, rdb_info, rdb_size) = checked_rdb(&dir, SERVER_DIR, RDB_NAME)?;
-    info!(
-        "replayed window {} to {} in {}s",
-        base.id,
-        units::utc_millis(applier.applied_until.unwrap_or(base_time)),
-        units::seconds(started.elapsed(), 1)
-    );
-    Ok(Replayed {
-        rdb,
-        rdb_info,
-        rdb_size,
-        _dir: dir,
-        applied_until: applier.applied_until.unwrap_or(base_time),
-        commands: applier.commands,
-        base: base.id.to_string(),
-    })
+    link.finish()
 }
 
 /// The chunks of one window, checked in order: each authentic, of this
@@ -530,21 +550,32 @@ impl ReplayServer {
         .map(drop)
     }
 
-    /// Wait until it has loaded the RDB and applied the `sent` bytes of
-    /// commands after it.
-    fn caught_up(&mut self, conn: &mut Connection, sent: u64, deadline: Instant) -> Result<()> {
+    /// Wait until it has loaded the RDB and applied every byte of
+    /// commands sent on `link` after it.
+    fn caught_up(&mut self, conn: &mut Connection, link: &Link, deadline: Instant) -> Result<()> {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.failed(&format!("exited ({status}) while loading")));
             }
-            let info = conn
-                .info("replication")
-                .map_err(|e| self.failed(&format!("could not say where it is: {e}")))?;
+            if link.closed() {
+                return Err(self.failed("dropped the link to its primary"));
+            }
+            let info = match conn.info("replication") {
+                Ok(info) => info,
+                Err(e) => {
+                    return Err(match self.ended() {
+                        Some(status) => {
+                            self.failed(&format!("exited ({status}) applying the archive"))
+                        }
+                        None => self.failed(&format!("could not say where it is: {e}")),
+                    })
+                }
+            };
             let offset = info
                 .get("master_repl_offset")
                 .and_then(|o| o.parse::<u64>().ok());
             if info.get("master_link_status").map(String::as_str) == Some("up")
-                && offset.is_some_and(|o| o >= sent)
+                && offset.is_some_and(|o| o >= link.sent)
             {
                 return Ok(());
             }
@@ -553,6 +584,18 @@ impl ReplayServer {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// How it ended, if it has or does within a second (a connection to
+    /// it may break as it ends).
+    fn ended(&mut self) -> Option<std::process::ExitStatus> {
+        for _ in 0..20 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(POLL);
+        }
+        None
     }
 
     /// Have it save the RDB, once it has caught up.

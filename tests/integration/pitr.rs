@@ -2882,3 +2882,23 @@ fn storage_down_at_the_first_session_is_tried_again() {
     archiver.code(0);
     assert!(bases_stored(&archiver) >= 1, "{archiver}");
 }
+
+/// No primary sends a blocking command to its replicas (it sends what the
+/// command did). One in the stream would stop a replica's link for good,
+/// and the replay with it until its deadline (an hour): Redis ends instead
+/// (its master client may not block), and the replay says so, exit 5.
+#[test]
+fn a_blocking_command_in_the_stream_ends_the_replay_at_once() {
+    for blocking in [
+        vec!["BLPOP", "nothing", "0"],
+        vec!["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+    ] {
+        let (_t, out) = export_of_a_hostile_stream(&[
+            command(&["SELECT", "0"]),
+            command(&blocking),
+            command(&["SET", "after", "1"]),
+        ]);
+        out.code(5)
+            .stderr_has("the private server replaying the archive exited");
+    }
+}
