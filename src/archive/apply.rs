@@ -57,6 +57,8 @@ const NEVER_REPLICATED: &[&str] = &[
     "SHUTDOWN",
     "UNWATCH",
     "WATCH",
+    // Seconds of the server's CPU for a few bytes.
+    "PFSELFTEST",
     // Scripts, which may call MIGRATE.
     "EVAL",
     "EVALSHA",
@@ -65,6 +67,19 @@ const NEVER_REPLICATED: &[&str] = &[
     "FCALL",
     "FCALL_RO",
 ];
+
+/// The databases the replay server has: the default, as a primary of more
+/// would have sent a base the server cannot load.
+pub(super) const DATABASES: u32 = 16;
+
+/// Whether a `SELECT` names one of the replay server's databases: it would
+/// refuse another, and the commands after it land in the one before.
+fn selects_one_of_ours(args: &[&[u8]]) -> bool {
+    let index = args.get(1).and_then(|a| std::str::from_utf8(a).ok());
+    index
+        .and_then(|i| i.parse::<u32>().ok())
+        .is_some_and(|i| i < DATABASES)
+}
 
 /// A command in the form the replay server applies as the primary ran
 /// it; `None` where it stands as it is.
@@ -174,9 +189,9 @@ impl OpenTransaction {
 /// Writes the commands received at or before `at`, whole transactions only.
 pub(super) struct Applier {
     pub(super) at: u64,
-    /// The replay server's commands: one with the wrong number of
-    /// arguments, which no primary ran, stops the replay here, where the
-    /// server would only leave it out and go on.
+    /// The replay server's commands: one it does not know, or with the
+    /// wrong number of arguments, stops the replay here, where the server
+    /// would only leave it out and go on.
     arities: Arities,
     transaction: Option<OpenTransaction>,
     spill: Spill,
@@ -210,10 +225,23 @@ impl Applier {
                         "the archived stream holds {name}, which a primary never sends its replicas: whatever answered on Redis's port sent it; not replayed"
                     )));
                 }
-                if !self.arities.take(&name, &args) {
+                match self.arities.take(&name, &args) {
+                    Some(true) => {}
+                    Some(false) => {
+                        return Err(Error::integrity(format!(
+                            "the archived stream holds {name} with {} arguments, which no server takes: whatever answered on Redis's port sent it; not replayed",
+                            args.len() - 1
+                        )))
+                    }
+                    None => {
+                        return Err(Error::integrity(format!(
+                            "the archived stream holds {name}, which the target's server does not know (a module's command, or a newer server's): not replayed"
+                        )))
+                    }
+                }
+                if name == "SELECT" && !selects_one_of_ours(&args) {
                     return Err(Error::integrity(format!(
-                        "the archived stream holds {name} with {} arguments, which no server takes: whatever answered on Redis's port sent it; not replayed",
-                        args.len() - 1
+                        "the archived stream selects a database the replay server does not have (it has {DATABASES}): not replayed"
                     )));
                 }
                 let replica_form = replica_form(&name, &args);
@@ -326,19 +354,19 @@ impl Arities {
         arities
     }
 
-    /// Whether command `name` takes `args` (its name included); one the
-    /// server does not know is its to refuse as it loads.
-    fn take(&self, name: &str, args: &[&[u8]]) -> bool {
+    /// Whether command `name` takes `args` (its name included): `None`
+    /// if the server does not know it.
+    fn take(&self, name: &str, args: &[&[u8]]) -> Option<bool> {
         let sub = match (self.subcommands.get(name), args.get(1)) {
             (Some(subs), Some(sub)) => subs.get(&String::from_utf8_lossy(sub).to_ascii_uppercase()),
             _ => None,
         };
         let count = args.len() as i64;
-        match sub.or_else(|| self.commands.get(name)) {
-            Some(&arity) if arity >= 0 => count == arity,
-            Some(&arity) => count >= -arity,
-            None => true,
-        }
+        let arity = *sub.or_else(|| self.commands.get(name))?;
+        Some(match arity >= 0 {
+            true => count == arity,
+            false => count >= -arity,
+        })
     }
 }
 
@@ -351,6 +379,17 @@ mod tests {
         Batch {
             at_micros: at,
             bytes: commands.iter().flat_map(|c| cmd(c)).collect(),
+        }
+    }
+
+    /// Arities that take the commands these tests send, with any count.
+    fn lenient() -> Arities {
+        let names = [
+            "SELECT", "SET", "PING", "REPLCONF", "MULTI", "EXEC", "DISCARD", "HPERSIST",
+        ];
+        Arities {
+            commands: names.iter().map(|n| (n.to_string(), -1)).collect(),
+            subcommands: HashMap::new(),
         }
     }
 
@@ -370,7 +409,7 @@ mod tests {
         let big = "v".repeat(HELD_MAX);
         let run = |batches: &[Batch]| {
             let mut out = Vec::new();
-            let mut applier = Applier::new(100, Arities::default(), spill());
+            let mut applier = Applier::new(100, lenient(), spill());
             applier.apply(batches, &mut out).unwrap();
             applier.finish().unwrap();
             out
@@ -460,19 +499,29 @@ mod tests {
             let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
             arities.take(&stream::name(&args), &args)
         };
-        assert!(takes(&["GET", "k"]) && !takes(&["GET", "k", "x"]));
-        assert!(takes(&["SET", "k", "v"]) && takes(&["set", "k", "v", "NX", "GET"]));
-        assert!(!takes(&["SET", "k"]));
-        assert!(takes(&["XGROUP", "destroy", "k", "g"]));
-        assert!(!takes(&["XGROUP", "DESTROY", "k", "g", "extra"]));
-        assert!(takes(&["XGROUP", "NEWSUB", "k"]), "the command's own count");
-        assert!(takes(&["MODULE.CMD"]), "the server's to judge");
-        let batches = [batch(10, &[&["SET", "a"]])];
-        let err = Applier::new(100, arities.clone(), spill())
-            .apply(&batches, &mut Vec::new())
-            .unwrap_err();
-        assert_eq!(err.exit_code(), 5);
-        assert!(err.message().contains("SET with 1 arguments"), "{err}");
+        let (yes, no) = (Some(true), Some(false));
+        assert!(takes(&["GET", "k"]) == yes && takes(&["GET", "k", "x"]) == no);
+        assert!(takes(&["SET", "k", "v"]) == yes && takes(&["set", "k", "v", "NX", "GET"]) == yes);
+        assert_eq!(takes(&["SET", "k"]), no);
+        assert_eq!(takes(&["XGROUP", "destroy", "k", "g"]), yes);
+        assert_eq!(takes(&["XGROUP", "DESTROY", "k", "g", "extra"]), no);
+        assert_eq!(
+            takes(&["XGROUP", "NEWSUB", "k"]),
+            yes,
+            "the command's own count"
+        );
+        assert_eq!(takes(&["MODULE.CMD"]), None);
+        let refusal = |command: &[&str]| {
+            let batches = [batch(10, &[command])];
+            let err = Applier::new(100, arities.clone(), spill())
+                .apply(&batches, &mut Vec::new())
+                .unwrap_err();
+            assert_eq!(err.exit_code(), 5);
+            err.message().to_string()
+        };
+        assert!(refusal(&["SET", "a"]).contains("SET with 1 arguments"));
+        assert!(refusal(&["JSON.SET", "d", "$", "1"])
+            .contains("JSON.SET, which the target's server does not know"));
     }
 
     #[test]
@@ -486,7 +535,7 @@ mod tests {
         ];
         let run = |at| {
             let mut out = Vec::new();
-            let mut applier = Applier::new(at, Arities::default(), spill());
+            let mut applier = Applier::new(at, lenient(), spill());
             applier.apply(&batches, &mut out).unwrap();
             applier.finish().unwrap();
             (out, applier.applied_until)
@@ -528,7 +577,7 @@ mod tests {
             ],
         )];
         let mut out = Vec::new();
-        let mut applier = Applier::new(100, Arities::default(), spill());
+        let mut applier = Applier::new(100, lenient(), spill());
         applier.apply(&batches, &mut out).unwrap();
         applier.finish().unwrap();
         let transaction = [
@@ -543,6 +592,26 @@ mod tests {
             String::from_utf8_lossy(&[cmd(&["SET", "d", "1"]), transaction].concat())
         );
         assert_eq!(applier.applied_until, Some(10));
+    }
+
+    /// A database the replay server lacks would be refused by it, and the
+    /// commands after it written into the database before.
+    #[test]
+    fn a_select_of_a_database_the_server_lacks_is_refused() {
+        let applies = |index: &str| {
+            let batches = [batch(10, &[&["SELECT", index], &["SET", "a", "1"]])];
+            Applier::new(100, lenient(), spill())
+                .apply(&batches, &mut Vec::new())
+                .map(drop)
+        };
+        assert!(applies("0").is_ok() && applies("15").is_ok());
+        for bad in ["16", "20", "-1", "x"] {
+            let err = applies(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 5);
+            assert!(err
+                .message()
+                .contains("a database the replay server does not have"));
+        }
     }
 
     #[test]
@@ -560,7 +629,7 @@ mod tests {
             &["fcall_ro", "f", "0"],
         ] {
             let batches = [batch(10, &[&["SET", "a", "1"], bad])];
-            let err = Applier::new(100, Arities::default(), spill())
+            let err = Applier::new(100, lenient(), spill())
                 .apply(&batches, &mut Vec::new())
                 .unwrap_err();
             assert_eq!(err.exit_code(), 5, "{bad:?}");

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// How long a connection may take over each step of the handshake.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// As good as no wait (`tcp_owner::check` reads zero as its longest).
+const NO_WAIT: Duration = Duration::from_millis(1);
 /// The most a handshake command may be (the replica's are a few dozen bytes).
 const COMMAND_CAP: u64 = 4096;
 
@@ -63,9 +65,13 @@ impl Primary {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    // Another account's connection is dropped unread.
-                    let ours = tcp_owner::check(&stream, &[account], STEP_TIMEOUT).is_ok();
-                    if let Some(link) = ours.then(|| self.handshake(stream)).flatten() {
+                    // Another account's connection is dropped unread, at
+                    // once: the server's socket is in the kernel's table
+                    // before it connects, and one that closed at once has
+                    // left it (waiting for it would let any account hold
+                    // the port).
+                    let ours = tcp_owner::check(&stream, &[account], NO_WAIT).is_ok();
+                    if let Some(link) = ours.then(|| self.handshake(stream, deadline)).flatten() {
                         return Ok(link);
                     }
                 }
@@ -82,7 +88,7 @@ impl Primary {
     }
 
     /// `None` for a connection that is not the replay server's.
-    fn handshake(&self, stream: TcpStream) -> Option<Link> {
+    fn handshake(&self, stream: TcpStream, deadline: Instant) -> Option<Link> {
         stream.set_nonblocking(false).ok()?;
         stream.set_read_timeout(Some(STEP_TIMEOUT)).ok()?;
         stream.set_write_timeout(Some(STEP_TIMEOUT)).ok()?;
@@ -112,7 +118,10 @@ impl Primary {
                         .write_all(format!("+FULLRESYNC {replid} 0\r\n").as_bytes())
                         .ok()?;
                     // It sends nothing more until it has loaded the RDB.
-                    return reader.buffer().is_empty().then(|| Link::new(writer));
+                    return reader
+                        .buffer()
+                        .is_empty()
+                        .then(|| Link::new(writer, deadline));
                 }
                 _ => return None,
             };
@@ -129,15 +138,15 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// The replay server's link, after its handshake: the RDB, then the
 /// commands, whose bytes are counted as the server counts its offset.
 pub(super) struct Link {
-    out: std::io::BufWriter<TcpStream>,
+    out: std::io::BufWriter<Deadlined>,
     /// Bytes sent after the RDB.
     pub(super) sent: u64,
 }
 
 impl Link {
-    fn new(stream: TcpStream) -> Link {
+    fn new(stream: TcpStream, deadline: Instant) -> Link {
         Link {
-            out: std::io::BufWriter::with_capacity(1 << 20, stream),
+            out: std::io::BufWriter::with_capacity(1 << 20, Deadlined { stream, deadline }),
             sent: 0,
         }
     }
@@ -147,14 +156,8 @@ impl Link {
     pub(super) fn send_rdb(
         &mut self,
         size: u64,
-        timeout: Duration,
         fill: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
-        // Loading a large RDB, the server reads nothing for a while.
-        let stream = self.out.get_ref();
-        stream
-            .set_write_timeout(Some(timeout.max(STEP_TIMEOUT)))
-            .map_err(failed)?;
         write!(self.out, "${size}\r\n").map_err(failed)?;
         let mut exact = Exact {
             out: &mut self.out,
@@ -175,7 +178,7 @@ impl Link {
     /// error, and would then wait to connect again for good). What it
     /// sent on it, its acknowledgements, is read and left.
     pub(super) fn closed(&self) -> bool {
-        let mut stream = self.out.get_ref();
+        let mut stream = &self.out.get_ref().stream;
         if stream.set_nonblocking(true).is_err() {
             return true;
         }
@@ -204,6 +207,33 @@ impl Write for Link {
 
 fn failed(e: std::io::Error) -> Error {
     Error::other(format!("sending the replay to its server: {e}"))
+}
+
+/// The link's socket, whose every write ends by the replay's deadline: a
+/// server that reads slowly (a stream of commands that each take it long)
+/// must not hold the replay past it. A write is some 1 MiB (the link's
+/// buffer), so the socket's timeout is set once per MiB.
+struct Deadlined {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the replay's time is up (save_timeout)",
+            ));
+        }
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 /// A writer that takes `left` bytes and refuses any more.

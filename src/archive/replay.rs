@@ -20,7 +20,7 @@
 //! gone, root opens the RDB once, without following a link, checks it as an
 //! RDB and reads it from that same descriptor.
 
-use super::apply::{Applier, Arities, Spill};
+use super::apply::{Applier, Arities, Spill, DATABASES};
 use super::primary::{Link, Primary};
 use super::stream::{self, Batch};
 use super::windows::Window;
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, PrivateDir, Removal};
 use crate::record::{ArchivePlace, Record};
 use crate::redis::as_account;
-use crate::redis::server::ServerBinary;
+use crate::redis::server::{Flavor, ServerBinary};
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use crate::storage::Storage;
 use crate::stored::{load_record, Stored};
@@ -42,6 +42,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -98,11 +99,9 @@ pub fn replay(
     let mut link = primary.accept(account, deadline)?;
 
     let mut applier = Applier::new(at, arities, dir.spill()?);
-    send(storage, key, window, &mut applier, &mut link, timeout).map_err(|e| {
-        match link.closed() {
-            true => server.failed("dropped the link to its primary"),
-            false => e,
-        }
+    send(storage, key, window, &mut applier, &mut link).map_err(|e| match link.closed() {
+        true => server.failed("dropped the link to its primary"),
+        false => e,
     })?;
     let base = &window.base;
     let base_place = base.archive.as_ref().expect("a base has its place");
@@ -146,11 +145,10 @@ fn send(
     window: &Window,
     applier: &mut Applier,
     link: &mut Link,
-    timeout: Duration,
 ) -> Result<()> {
     let base = &window.base;
     let stored = Stored::open(storage, &base.id, key, false)?;
-    link.send_rdb(base.raw_size, timeout, |out| {
+    link.send_rdb(base.raw_size, |out| {
         stored.decode_into(out, key, 2).map(drop)
     })?;
     let at = applier.at;
@@ -437,7 +435,13 @@ impl ReplayServer {
         let srv = dir.server_dir(SERVER_DIR);
         let socket = srv.join("s.sock");
         let log = dir.path().join(format!("{SERVER_DIR}.log"));
-        let log_file = File::create(&log)
+        // It may quote the data (a command the server refused): root's
+        // alone, in a folder any account may pass through.
+        let log_file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&log)
             .map_err(|e| Error::other(format!("cannot create {}: {e}", log.display())))?;
         let mut command = as_account::command(&binary.program, account, account);
         command
@@ -462,10 +466,19 @@ impl ReplayServer {
             .arg("--dir")
             .arg(&srv)
             .args(["--dbfilename", RDB_NAME])
+            .arg("--databases")
+            .arg(DATABASES.to_string())
             // Loading a large base, the link is quiet for long; the
             // replay's own deadline is the one that counts.
             .arg("--repl-timeout")
             .arg(timeout.as_secs().max(60).to_string());
+        // A command from its primary that it refuses (one it does not
+        // know, a syntax it does not take, which `apply` cannot all judge)
+        // ends it, rather than being left out of the data. Redis 6.2 has
+        // no such setting: `apply` refuses what its COMMAND does not know.
+        if binary.flavor == Flavor::Valkey || binary.major() >= 7 {
+            command.args(["--propagation-error-behavior", "panic"]);
+        }
         // It runs as a replica from its start, which expires nothing of
         // its own accord. A primary loading an RDB drops the keys whose
         // TTL has passed, though the stream after the base may keep them

@@ -2281,7 +2281,8 @@ fn a_window_copied_from_another_storage_is_not_taken() {
 
 /// The replay server's account is its own: a process of a shared account
 /// (`nobody`, as the first version used) polling for the replay's socket and
-/// files can neither write into the data being replayed nor read it.
+/// files can neither write into the data being replayed nor read it, nor
+/// the server's log, which may quote it (it was 0644: found by review).
 #[test]
 fn no_other_process_can_reach_the_replay() {
     let t = start_redis();
@@ -2302,7 +2303,7 @@ fn no_other_process_can_reach_the_replay() {
              for s in /var/tmp/redis-backup-replay-*/srv/s.sock; do
                [ -S "$s" ] && redis-cli -s "$s" SET pwned yes >>{lair}/cli 2>&1
              done
-             for f in /var/tmp/redis-backup-replay-*/srv/aof/* /var/tmp/redis-backup-replay-*/srv/*.rdb; do
+             for f in /var/tmp/redis-backup-replay-*/srv/*.rdb /var/tmp/redis-backup-replay-*/srv.log; do
                [ -r "$f" ] && cat "$f" >>{lair}/read 2>/dev/null
              done
            done"#,
@@ -2901,4 +2902,126 @@ fn a_blocking_command_in_the_stream_ends_the_replay_at_once() {
         out.code(5)
             .stderr_has("the private server replaying the archive exited");
     }
+}
+
+/// A command the replay server refuses (one it does not know: a module's,
+/// a newer server's; an option it does not take; a database it does not
+/// have) was left out by it, as a replica leaves it out, and the count of
+/// bytes applied still reached the end: an export without that write,
+/// exit 0. Found by review. Now the replay refuses what it can judge
+/// (exit 5, named), and the server ends on what it refuses.
+#[test]
+fn a_command_the_replay_server_would_leave_out_stops_the_replay() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["JSON.SET", "doc", "$", "{}"],
+            "JSON.SET, which the target's server does not know",
+        ),
+        (
+            &["SELECT", "20"],
+            "a database the replay server does not have",
+        ),
+        (
+            &["SET", "k", "new", "IFEQ", "old"],
+            "the private server replaying the archive exited",
+        ),
+    ];
+    for (refused, said) in cases {
+        let (t, out) = export_of_a_hostile_stream(&[
+            command(&["SELECT", "0"]),
+            command(&["SET", "a", "1"]),
+            command(refused),
+            command(&["SET", "b", "2"]),
+        ]);
+        out.code(5).stderr_has(said);
+        assert!(
+            !t.path("hostile.rdb").exists(),
+            "{refused:?}: nothing exported"
+        );
+    }
+}
+
+/// An account that connects to the replay's port and leaves at once: its
+/// socket is gone from the kernel's table by the time the tool looks, and
+/// the tool waited 10 s for it to appear, once per connection, while the
+/// replay server's connection waited behind. Found by review: eight such
+/// connections, then one every 2 s, made an export of 0.24 s fail after 52
+/// s. The port now looks once.
+#[test]
+fn connections_that_leave_at_once_do_not_hold_the_replays_port() {
+    let mut t = start_redis();
+    let mut conn = t.conn();
+    conn.ok(&["SET", "before", "archived"]);
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "last", "write"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    t.set_setting("save_timeout", "20");
+    let script = r#"
+import socket, time
+def listening():
+    found = set()
+    for line in open('/proc/net/tcp').read().splitlines()[1:]:
+        f = line.split()
+        if f[3] == '0A' and f[7] == '0' and f[1].startswith('0100007F:'):
+            found.add(int(f[1].split(':')[1], 16))
+    return found
+before = listening()
+while True:
+    for port in listening() - before:
+        for _ in range(8):
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            except OSError:
+                pass
+    time.sleep(0.001)
+"#;
+    struct Ends(std::process::Child);
+    impl Drop for Ends {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let attacker = Ends(
+        crate::attacker::as_user("nobody", "/usr/bin/python3")
+            .args(&["-c", script])
+            .spawn(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let export = export_at_text(&t, &end, "replayed.rdb");
+    drop(attacker);
+    export.ok();
+    assert_eq!(digest_of_rdb(&t.path("replayed.rdb")), expected);
+}
+
+/// A stream of commands that each cost the replay server some time
+/// (`SETRANGE` far out allocates and zeroes 64 MiB; a `DEL` frees it) is
+/// sent only as fast as the server reads it, and the replay took as long
+/// as the server did, past its deadline: found by review (149 s against a
+/// deadline of 20; here 31 s against 10, ended by a write's own timeout,
+/// and hours were it not for that). It ends by the deadline now.
+#[test]
+fn a_slow_stream_ends_by_the_replays_deadline() {
+    let mut commands = vec![command(&["SELECT", "0"])];
+    let grow = command(&["SETRANGE", "big", "67108000", "x"]);
+    let free = command(&["DEL", "big"]);
+    for _ in 0..100_000 {
+        commands.push(grow.clone());
+        commands.push(free.clone());
+    }
+    let (mut t, end) = archive_of_a_hostile_sync(make_rdb(&[("k", b"v")]), &commands);
+    t.set_setting("save_timeout", "10");
+    let out = t.path("slow.rdb").display().to_string();
+    let export = t.cmd(&["export", "--at", &end, "--out", &out]);
+    let run = crate::fake_swift::run_bounded(export, Duration::from_secs(60));
+    let ended = run.ended();
+    assert!(ended.code.is_some_and(|c| c != 0), "{ended}");
+    assert!(
+        run.elapsed < Duration::from_secs(20),
+        "took {:?}",
+        run.elapsed
+    );
+    ended.stderr_has("the replay's time is up");
 }
