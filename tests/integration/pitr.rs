@@ -2051,8 +2051,19 @@ fn every_server_redis_7_4() {
 }
 
 #[test]
+fn every_server_redis_8_0() {
+    archive_and_restore_on("redis-8.0");
+}
+
+#[test]
 fn every_server_redis_8_2() {
     archive_and_restore_on("redis-8.2.3");
+}
+
+/// Debian experimental's Redis 8 (8.6.3 when written).
+#[test]
+fn every_server_redis_8_6() {
+    archive_and_restore_on("redis-8");
 }
 
 #[test]
