@@ -68,17 +68,31 @@ const NEVER_REPLICATED: &[&str] = &[
     "FCALL_RO",
 ];
 
-/// The databases the replay server has: the default, as a primary of more
-/// would have sent a base the server cannot load.
+/// The databases the replay server has: Redis's default. A primary of more
+/// whose base holds keys past them sends a base the server cannot load.
 pub(super) const DATABASES: u32 = 16;
 
-/// Whether a `SELECT` names one of the replay server's databases: it would
-/// refuse another, and the commands after it land in the one before.
-fn selects_one_of_ours(args: &[&[u8]]) -> bool {
-    let index = args.get(1).and_then(|a| std::str::from_utf8(a).ok());
-    index
-        .and_then(|i| i.parse::<u32>().ok())
-        .is_some_and(|i| i < DATABASES)
+/// Whether every database a command names (`SELECT`, `MOVE`, `SWAPDB`,
+/// `COPY … DB`) is one of the replay server's, written as Redis reads a
+/// number (no sign, no leading zero): it would refuse another, and Redis
+/// 6.2 (which has no panic setting) would leave the command out, or put
+/// the commands after a `SELECT` into the database before.
+fn names_only_our_databases(name: &str, args: &[&[u8]]) -> bool {
+    let named: Vec<&[u8]> = match name {
+        "SELECT" => args.get(1..2).unwrap_or(&[]).to_vec(),
+        "MOVE" => args.get(2..3).unwrap_or(&[]).to_vec(),
+        "SWAPDB" => args.get(1..3).unwrap_or(&[]).to_vec(),
+        "COPY" => args
+            .windows(2)
+            .skip(3)
+            .filter(|w| w[0].eq_ignore_ascii_case(b"DB"))
+            .map(|w| w[1])
+            .collect(),
+        _ => return true,
+    };
+    named
+        .iter()
+        .all(|db| (0..DATABASES).any(|i| *db == i.to_string().as_bytes()))
 }
 
 /// A command in the form the replay server applies as the primary ran
@@ -235,13 +249,13 @@ impl Applier {
                     }
                     None => {
                         return Err(Error::integrity(format!(
-                            "the archived stream holds {name}, which the target's server does not know (a module's command, or a newer server's): not replayed"
+                            "the archived stream holds {name}, which the target's server does not know (a module's command, a newer server's, or one renamed on the primary): not replayed"
                         )))
                     }
                 }
-                if name == "SELECT" && !selects_one_of_ours(&args) {
+                if !names_only_our_databases(&name, &args) {
                     return Err(Error::integrity(format!(
-                        "the archived stream selects a database the replay server does not have (it has {DATABASES}): not replayed"
+                        "the archived stream's {name} names a database the replay server does not have (it has {DATABASES}): not replayed"
                     )));
                 }
                 let replica_form = replica_form(&name, &args);
@@ -595,9 +609,9 @@ mod tests {
     }
 
     /// A database the replay server lacks would be refused by it, and the
-    /// commands after it written into the database before.
+    /// commands after a SELECT written into the database before.
     #[test]
-    fn a_select_of_a_database_the_server_lacks_is_refused() {
+    fn a_database_the_server_lacks_is_refused() {
         let applies = |index: &str| {
             let batches = [batch(10, &[&["SELECT", index], &["SET", "a", "1"]])];
             Applier::new(100, lenient(), spill())
@@ -605,13 +619,24 @@ mod tests {
                 .map(drop)
         };
         assert!(applies("0").is_ok() && applies("15").is_ok());
-        for bad in ["16", "20", "-1", "x"] {
+        for bad in ["16", "20", "-1", "x", "+5", "05", ""] {
             let err = applies(bad).unwrap_err();
             assert_eq!(err.exit_code(), 5);
             assert!(err
                 .message()
                 .contains("a database the replay server does not have"));
         }
+        let names = |args: &[&str]| {
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            names_only_our_databases(&stream::name(&args), &args)
+        };
+        assert!(names(&["MOVE", "k", "15"]) && !names(&["move", "k", "20"]));
+        assert!(names(&["SWAPDB", "0", "1"]) && !names(&["SWAPDB", "0", "20"]));
+        assert!(!names(&["SWAPDB", "16", "0"]));
+        assert!(names(&["COPY", "a", "b", "db", "3", "REPLACE"]));
+        assert!(!names(&["COPY", "a", "b", "REPLACE", "DB", "20"]));
+        assert!(names(&["COPY", "db", "db"]), "keys named db");
+        assert!(names(&["SET", "k", "99"]));
     }
 
     #[test]

@@ -99,9 +99,14 @@ pub fn replay(
     let mut link = primary.accept(account, deadline)?;
 
     let mut applier = Applier::new(at, arities, dir.spill()?);
-    send(storage, key, window, &mut applier, &mut link).map_err(|e| match link.closed() {
-        true => server.failed("dropped the link to its primary"),
-        false => e,
+    send(storage, key, window, &mut applier, &mut link).map_err(|e| {
+        if link.closed() {
+            server.failed("dropped the link to its primary")
+        } else if Instant::now() >= deadline {
+            server.failed("did not take the archive in time (save_timeout)")
+        } else {
+            e
+        }
     })?;
     let base = &window.base;
     let base_place = base.archive.as_ref().expect("a base has its place");
@@ -114,7 +119,7 @@ pub fn replay(
         binary.program
     );
     server.caught_up(&mut conn, &link, deadline)?;
-    server.save(&mut conn)?;
+    server.save(&mut conn, deadline)?;
     // The server goes before its link and the port: it must never sync
     // again, from whatever might take the port next.
     drop(server);
@@ -476,8 +481,10 @@ impl ReplayServer {
         // know, a syntax it does not take, which `apply` cannot all judge)
         // ends it, rather than being left out of the data. Redis 6.2 has
         // no such setting: `apply` refuses what its COMMAND does not know.
+        // And ends at once: the memory test of a crash takes seconds.
         if binary.flavor == Flavor::Valkey || binary.major() >= 7 {
             command.args(["--propagation-error-behavior", "panic"]);
+            command.args(["--crash-memcheck-enabled", "no"]);
         }
         // It runs as a replica from its start, which expires nothing of
         // its own accord. A primary loading an RDB drops the keys whose
@@ -568,21 +575,15 @@ impl ReplayServer {
     fn caught_up(&mut self, conn: &mut Connection, link: &Link, deadline: Instant) -> Result<()> {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.failed(&format!("exited ({status}) while loading")));
+                return Err(self.failed(&format!("exited ({status}) applying the archive")));
             }
             if link.closed() {
                 return Err(self.failed("dropped the link to its primary"));
             }
+            self.within(conn, deadline, "apply the archive")?;
             let info = match conn.info("replication") {
                 Ok(info) => info,
-                Err(e) => {
-                    return Err(match self.ended() {
-                        Some(status) => {
-                            self.failed(&format!("exited ({status}) applying the archive"))
-                        }
-                        None => self.failed(&format!("could not say where it is: {e}")),
-                    })
-                }
+                Err(e) => return Err(self.call_failed("say where it is", e, deadline)),
             };
             let offset = info
                 .get("master_repl_offset")
@@ -592,10 +593,30 @@ impl ReplayServer {
             {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(self.failed("did not apply the archive in time"));
-            }
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// Give `conn`'s next command the time left to `deadline`: an error
+    /// if none is.
+    fn within(&self, conn: &mut Connection, deadline: Instant, what: &str) -> Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.failed(&format!("did not {what} in time (save_timeout)")));
+        }
+        conn.set_timeout(left);
+        Ok(())
+    }
+
+    /// What a command that failed on it says: that it ended, that the
+    /// time ran out, or the failure.
+    fn call_failed(&mut self, what: &str, e: Error, deadline: Instant) -> Error {
+        match self.ended() {
+            Some(status) => self.failed(&format!("exited ({status}) applying the archive")),
+            None if Instant::now() >= deadline => {
+                self.failed(&format!("did not {what} in time (save_timeout)"))
+            }
+            None => self.failed(&format!("could not {what}: {e}")),
         }
     }
 
@@ -612,26 +633,33 @@ impl ReplayServer {
     }
 
     /// Have it save the RDB, once it has caught up.
-    fn save(&self, conn: &mut Connection) -> Result<()> {
-        conn.call("SAVE", &[])
-            .map_err(|e| self.failed(&format!("could not save: {e}")))
-            .map(drop)
+    fn save(&mut self, conn: &mut Connection, deadline: Instant) -> Result<()> {
+        self.within(conn, deadline, "save")?;
+        match conn.call("SAVE", &[]) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.call_failed("save", e, deadline)),
+        }
     }
 
     fn failed(&self, what: &str) -> Error {
-        let tail = fs::read_to_string(&self.log)
-            .ok()
-            .and_then(|log| {
-                log.lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        let words = last_words(&log);
         Error::integrity(format!(
-            "the private server replaying the archive {what} (its last words: {tail:?}); the archived stream could not be applied"
+            "the private server replaying the archive {what} (its last words: {words:?}); the archived stream could not be applied"
         ))
     }
+}
+
+/// What a server's log says of why it ended: the error it sent its
+/// primary, which a panic then follows with pages of report (cut before
+/// the arguments it quotes, which are the data); else its last line.
+fn last_words(log: &str) -> String {
+    let refused = log.lines().find_map(|l| {
+        let (_, error) = l.split_once("is sending an error to its master: ")?;
+        Some(error.split(", with args").next().unwrap_or(error))
+    });
+    let last = || log.lines().rev().find(|l| !l.trim().is_empty());
+    refused.or_else(last).unwrap_or_default().trim().to_string()
 }
 
 impl Drop for ReplayServer {
@@ -699,4 +727,24 @@ fn checked_rdb(dir: &ReplayDir, sub: &str, name: &str) -> Result<(File, RdbInfo,
     let info = check.finish()?;
     file.seek(SeekFrom::Start(0)).map_err(failed)?;
     Ok((file, info, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic's report runs for pages after the line that says why; the
+    /// arguments that line quotes are the data, and are left out.
+    #[test]
+    fn last_words_are_the_error_it_sent_its_primary() {
+        let log = "1:S * MASTER <-> REPLICA sync: Finished with success\n\
+            1:S # == CRITICAL == This replica is sending an error to its master: 'unknown command 'JSON.SET', with args beginning with: 'doc' '$' '{\"card\":\"4111\"}' ' after processing the command '<unknown>'\n\
+            1:S # ------------------------------------------------\n\
+            1:S # !!! Software Failure. Press left mouse button to continue\n\
+            \n  Some other issues could be detected by redis-server --check-system\n\n";
+        assert_eq!(last_words(log), "'unknown command 'JSON.SET'");
+        let plain = "1:M * Ready\n1:M # Bad directive\n\n";
+        assert_eq!(last_words(plain), "1:M # Bad directive");
+        assert_eq!(last_words(""), "");
+    }
 }

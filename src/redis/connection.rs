@@ -680,6 +680,11 @@ impl Connection {
         }
     }
 
+    /// The deadline of each command from now on (zero: none).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Runs a command and turns an error reply into `Error::Redis`.
     pub fn call(&mut self, command: &str, args: &[&[u8]]) -> Result<Value> {
         match self.call_raw(command, args)? {
