@@ -70,7 +70,7 @@ const NEVER_REPLICATED: &[&str] = &[
 
 /// The databases the replay server has: Redis's default. A primary of more
 /// whose base holds keys past them sends a base the server cannot load.
-pub(super) const DATABASES: u32 = 16;
+pub(super) const DATABASES: &str = "16";
 
 /// Whether every database a command names (`SELECT`, `MOVE`, `SWAPDB`,
 /// `COPY … DB`) is one of the replay server's, written as Redis reads a
@@ -90,9 +90,10 @@ fn names_only_our_databases(name: &str, args: &[&[u8]]) -> bool {
             .collect(),
         _ => return true,
     };
+    // 0 to 15: DATABASES.
     named
         .iter()
-        .all(|db| (0..DATABASES).any(|i| *db == i.to_string().as_bytes()))
+        .all(|db| matches!(db, [b'0'..=b'9'] | [b'1', b'0'..=b'5']))
 }
 
 /// A command in the form the replay server applies as the primary ran
@@ -255,7 +256,7 @@ impl Applier {
                 }
                 if !names_only_our_databases(&name, &args) {
                     return Err(Error::integrity(format!(
-                        "the archived stream's {name} names a database the replay server does not have (it has {DATABASES}): not replayed"
+                        "the archived stream holds {name}, naming a database the replay server does not have (it has {DATABASES}): not replayed"
                     )));
                 }
                 let replica_form = replica_form(&name, &args);

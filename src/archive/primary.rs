@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 /// How long a connection may take over each step of the handshake.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+const FULLRESYNC: &[u8] = b"+FULLRESYNC 0000000000000000000000000000000000000000 0\r\n";
 /// As good as no wait (`tcp_owner::check` reads zero as its longest).
 const NO_WAIT: Duration = Duration::from_millis(1);
 /// The most a handshake command may be (the replica's are a few dozen bytes).
@@ -113,10 +114,9 @@ impl Primary {
                 }
                 (b"REPLCONF", true) => b"+OK\r\n",
                 (b"PSYNC", true) => {
-                    let replid = crypto::hex(&crypto::random_bytes::<20>().ok()?);
-                    writer
-                        .write_all(format!("+FULLRESYNC {replid} 0\r\n").as_bytes())
-                        .ok()?;
+                    // Any 40 characters name the history: this server
+                    // follows no other.
+                    writer.write_all(FULLRESYNC).ok()?;
                     // It sends nothing more until it has loaded the RDB.
                     return reader
                         .buffer()
@@ -137,16 +137,26 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// The replay server's link, after its handshake: the RDB, then the
 /// commands, whose bytes are counted as the server counts its offset.
+/// Every write on it ends by the replay's deadline: a server that reads
+/// slowly (a stream of commands that each take it long) must not hold the
+/// replay past it.
 pub(super) struct Link {
-    out: std::io::BufWriter<Deadlined>,
+    stream: TcpStream,
+    deadline: Instant,
+    /// What waits to be sent, up to `BUFFER`.
+    pending: Vec<u8>,
     /// Bytes sent after the RDB.
     pub(super) sent: u64,
 }
 
+const BUFFER: usize = 1 << 20;
+
 impl Link {
     fn new(stream: TcpStream, deadline: Instant) -> Link {
         Link {
-            out: std::io::BufWriter::with_capacity(1 << 20, Deadlined { stream, deadline }),
+            stream,
+            deadline,
+            pending: Vec::with_capacity(BUFFER),
             sent: 0,
         }
     }
@@ -158,9 +168,10 @@ impl Link {
         size: u64,
         fill: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
-        write!(self.out, "${size}\r\n").map_err(failed)?;
+        self.push(format!("${size}\r\n").as_bytes())
+            .map_err(failed)?;
         let mut exact = Exact {
-            out: &mut self.out,
+            link: self,
             left: size,
         };
         fill(&mut exact)?;
@@ -171,14 +182,56 @@ impl Link {
     }
 
     pub(super) fn finish(&mut self) -> Result<()> {
-        self.out.flush().map_err(failed)
+        self.send_pending().map_err(failed)
+    }
+
+    /// Queue `bytes`; what waits is sent once it reaches `BUFFER`, and
+    /// bytes as many as that go straight on.
+    fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.pending.len() + bytes.len() > BUFFER {
+            self.send_pending()?;
+        }
+        match bytes.len() >= BUFFER {
+            true => self.send(bytes),
+            false => {
+                self.pending.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn send_pending(&mut self) -> std::io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let sent = self.send(&pending);
+        self.pending = pending;
+        self.pending.clear();
+        sent
+    }
+
+    /// Write `bytes` whole, each write by the deadline.
+    fn send(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let e = "the replay's time is up (save_timeout)";
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, e));
+            }
+            self.stream.set_write_timeout(Some(left))?;
+            match (&self.stream).write(bytes) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Whether the server has closed the link (it does on a protocol
     /// error, and would then wait to connect again for good). What it
     /// sent on it, its acknowledgements, is read and left.
     pub(super) fn closed(&self) -> bool {
-        let mut stream = &self.out.get_ref().stream;
+        let mut stream = &self.stream;
         if stream.set_nonblocking(true).is_err() {
             return true;
         }
@@ -195,13 +248,13 @@ impl Link {
 
 impl Write for Link {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.sent += n as u64;
-        Ok(n)
+        self.push(buf)?;
+        self.sent += buf.len() as u64;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        self.send_pending()
     }
 }
 
@@ -209,52 +262,25 @@ fn failed(e: std::io::Error) -> Error {
     Error::other(format!("sending the replay to its server: {e}"))
 }
 
-/// The link's socket, whose every write ends by the replay's deadline: a
-/// server that reads slowly (a stream of commands that each take it long)
-/// must not hold the replay past it. A write is some 1 MiB (the link's
-/// buffer), so the socket's timeout is set once per MiB.
-struct Deadlined {
-    stream: TcpStream,
-    deadline: Instant,
-}
-
-impl Write for Deadlined {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the replay's time is up (save_timeout)",
-            ));
-        }
-        self.stream.set_write_timeout(Some(left))?;
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.stream.flush()
-    }
-}
-
-/// A writer that takes `left` bytes and refuses any more.
-struct Exact<'a, W: Write> {
-    out: &'a mut W,
+/// The link, taking `left` bytes and refusing any more.
+struct Exact<'a> {
+    link: &'a mut Link,
     left: u64,
 }
 
-impl<W: Write> Write for Exact<'_, W> {
+impl Write for Exact<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if buf.len() as u64 > self.left {
             return Err(std::io::Error::other(
                 "the base is longer than its record says",
             ));
         }
-        let n = self.out.write(buf)?;
-        self.left -= n as u64;
-        Ok(n)
+        self.link.push(buf)?;
+        self.left -= buf.len() as u64;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        Ok(())
     }
 }

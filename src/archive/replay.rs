@@ -471,8 +471,7 @@ impl ReplayServer {
             .arg("--dir")
             .arg(&srv)
             .args(["--dbfilename", RDB_NAME])
-            .arg("--databases")
-            .arg(DATABASES.to_string())
+            .args(["--databases", DATABASES])
             // Loading a large base, the link is quiet for long; the
             // replay's own deadline is the one that counts.
             .arg("--repl-timeout")
@@ -573,13 +572,8 @@ impl ReplayServer {
     /// Wait until it has loaded the RDB and applied every byte of
     /// commands sent on `link` after it.
     fn caught_up(&mut self, conn: &mut Connection, link: &Link, deadline: Instant) -> Result<()> {
+        // A server that ended fails the INFO: `call_failed` says how.
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.failed(&format!("exited ({status}) applying the archive")));
-            }
-            if link.closed() {
-                return Err(self.failed("dropped the link to its primary"));
-            }
             self.within(conn, deadline, "apply the archive")?;
             let info = match conn.info("replication") {
                 Ok(info) => info,
@@ -592,6 +586,9 @@ impl ReplayServer {
                 && offset.is_some_and(|o| o >= link.sent)
             {
                 return Ok(());
+            }
+            if link.closed() {
+                return Err(self.failed("dropped the link to its primary"));
             }
             std::thread::sleep(POLL);
         }

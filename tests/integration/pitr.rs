@@ -2930,11 +2930,11 @@ fn a_command_the_replay_server_would_leave_out_stops_the_replay() {
         ),
         (
             &["SELECT", "20"],
-            "SELECT names a database the replay server does not have",
+            "SELECT, naming a database the replay server does not have",
         ),
         (
             &["MOVE", "a", "20"],
-            "MOVE names a database the replay server does not have",
+            "MOVE, naming a database the replay server does not have",
         ),
         // The server's own refusal, named in its last words.
         (
