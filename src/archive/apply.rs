@@ -1,8 +1,9 @@
 //! Which archived commands a replay sends its server, and as what.
 //! Whatever answered on Redis's port chose the stream, and a server runs
 //! whatever its primary sends it, without the permissions a client needs.
-//! So a command a primary never sends, or one with a number of arguments
-//! the target's server does not take, is refused here (exit 5); a
+//! So a command a primary never sends, one the target's server does not
+//! know or would refuse for its number of arguments or its database, is
+//! refused here (exit 5), where the server would leave it out; a
 //! transaction goes in whole or not at all, as a replica applies it; and a
 //! command whose effect would depend on the replay's clock is sent in a
 //! form that does not.

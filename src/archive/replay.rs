@@ -1,24 +1,24 @@
 //! The state of an instance at a moment: its window's base, then every
-//! archived command received at or before that moment, loaded by the
-//! target's own server as an AOF (the base as the AOF's RDB part, the
-//! commands after it), which then saves the RDB that export or restore
-//! takes. The base is first loaded alone, as the plain RDB it is, and
-//! saved again: a server loading an AOF runs whatever follows the first
-//! end of its RDB part as commands, and the primary chose those bytes.
-//! Chunks are proven one by one: each record and object authenticated,
-//! each the next in the window by sequence number and offset, so a gap, a
-//! duplicate, a reorder or an edit stops the replay (exit 5) instead of
-//! being stepped over. Which of their commands go in, and as what, is
-//! `apply`'s business.
+//! archived command received at or before that moment, applied by the
+//! target's own server as the instance's replicas applied them: the server
+//! is made the replica of this process (`primary`), which sends it the base
+//! as a full resync's RDB (read to its length, whatever follows its end)
+//! and the commands as the stream after it; once it has applied every byte
+//! sent, it saves the RDB that export or restore takes. Chunks are proven
+//! one by one: each record and object authenticated, each the next in the
+//! window by sequence number and offset, so a gap, a duplicate, a reorder
+//! or an edit stops the replay (exit 5) instead of being stepped over.
+//! Which of their commands go in, and as what, is `apply`'s business.
 //!
-//! Each server runs as an account of its own: a uid (and gid) chosen at
+//! The server runs as an account of its own: a uid (and gid) chosen at
 //! random, in no passwd or group file nor lent as a subordinate id, that
 //! no process has, so nothing on the host can reach its socket, read the
-//! decrypted data or touch its files (a shared `nobody` could). It has no TCP port and no config file,
-//! and works in a directory that is root's while root writes the files
-//! there, handed over only once root is done. When it has saved and is
-//! gone, root opens the RDB once, without following a link, checks it as an
-//! RDB and reads it from that same descriptor.
+//! decrypted data or touch its files (a shared `nobody` could). It listens
+//! on no TCP port and has no config file, and works in a directory that is
+//! root's until it is handed over. When it has saved and is gone, root
+//! opens the RDB once, without following a link, checks it as an RDB and
+//! reads it from that same descriptor. Everything waits at most until the
+//! replay's deadline (`save_timeout`).
 
 use super::apply::{Applier, Arities, Spill, DATABASES};
 use super::primary::{Link, Primary};
@@ -93,7 +93,7 @@ pub fn replay(
     dir.hand_over(SERVER_DIR, account)?;
     let primary = Primary::listen()?;
     let mut server = ReplayServer::start(binary, &dir, account, timeout)?;
-    let mut conn = server.loaded(deadline)?;
+    let mut conn = server.reachable(deadline)?;
     let arities = server.arities(&mut conn)?;
     server.follow(&mut conn, &primary)?;
     let mut link = primary.accept(account, deadline)?;
@@ -527,7 +527,7 @@ impl ReplayServer {
     }
 
     /// Wait until it has started: a connection to it then.
-    fn loaded(&mut self, deadline: Instant) -> Result<Connection> {
+    fn reachable(&mut self, deadline: Instant) -> Result<Connection> {
         let options = ConnectOptions {
             endpoint: Endpoint::Unix(self.socket.clone()),
             user: None,
