@@ -2290,25 +2290,49 @@ fn a_window_copied_from_another_storage_is_not_taken() {
     export_at_text(&t, &theirs_end, "theirs.rdb").code(4);
 }
 
+/// A window archived from a Redis that ran `before` (in its base), then a
+/// last write: the Redis, its data at the window's end, and that end.
+fn a_window_after(before: &[&str]) -> (TestRedis, DbState, String) {
+    let t = start_redis();
+    let mut conn = t.conn();
+    conn.ok(before);
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "last", "write"]);
+    let expected = t.state();
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+    (t, expected, end)
+}
+
+/// A folder of this test's in /tmp that any account may write: where an
+/// attacker leaves what it got.
+fn a_lair(name: &str) -> std::path::PathBuf {
+    let lair = std::path::PathBuf::from(format!("/tmp/rb-pitr-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&lair);
+    std::fs::create_dir(&lair).expect("lair");
+    set_mode(&lair, 0o777);
+    lair
+}
+
+/// An attacker's process, ended with the test, passed or failed.
+struct Ends(std::process::Child);
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The replay server's account is its own: a process of a shared account
 /// (`nobody`, as the first version used) polling for the replay's socket and
 /// files can neither write into the data being replayed nor read it, nor
 /// the server's log, which may quote it (it was 0644: found by review).
 #[test]
 fn no_other_process_can_reach_the_replay() {
-    let t = start_redis();
-    let mut conn = t.conn();
-    conn.ok(&["DEBUG", "POPULATE", "300000", "bulk", "64"]);
-    let archiver = start_archiver(&t);
-    conn.ok(&["SET", "last", "write"]);
-    let expected = t.state();
-    let end = window_end(&t, &mut conn);
-    stop(archiver);
+    let (t, expected, end) = a_window_after(&["DEBUG", "POPULATE", "300000", "bulk", "64"]);
 
-    let lair = std::path::PathBuf::from(format!("/tmp/rb-pitr-lair-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&lair);
-    std::fs::create_dir(&lair).expect("lair");
-    set_mode(&lair, 0o777);
+    let lair = a_lair("lair");
     let script = format!(
         r#"while [ ! -e {lair}/stop ]; do
              for s in /var/tmp/redis-backup-replay-*/srv/s.sock; do
@@ -2351,19 +2375,9 @@ fn no_other_process_can_reach_the_replay() {
 /// the replay goes on to the right data.
 #[test]
 fn another_account_on_the_replays_port_gets_nothing() {
-    let t = start_redis();
-    let mut conn = t.conn();
-    conn.ok(&["DEBUG", "POPULATE", "300000", "bulk", "64"]);
-    let archiver = start_archiver(&t);
-    conn.ok(&["SET", "last", "write"]);
-    let expected = t.state();
-    let end = window_end(&t, &mut conn);
-    stop(archiver);
+    let (t, expected, end) = a_window_after(&["DEBUG", "POPULATE", "300000", "bulk", "64"]);
 
-    let lair = std::path::PathBuf::from(format!("/tmp/rb-pitr-port-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&lair);
-    std::fs::create_dir(&lair).expect("lair");
-    set_mode(&lair, 0o777);
+    let lair = a_lair("port");
     let script = r#"
 import os, socket, sys, time
 lair = sys.argv[1]
@@ -2411,14 +2425,6 @@ while not os.path.exists(os.path.join(lair, 'stop')):
         log.flush()
     time.sleep(0.002)
 "#;
-    /// Ended with the test, passed or failed.
-    struct Ends(std::process::Child);
-    impl Drop for Ends {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let attacker = Ends(
         crate::attacker::as_user("nobody", "/usr/bin/python3")
             .args(&["-c", script, &lair.display().to_string()])
@@ -2454,14 +2460,7 @@ while not os.path.exists(os.path.join(lair, 'stop')):
 /// lease-break-time, 45 s, on each such file. The export must go on at once.
 #[test]
 fn a_lease_on_a_processs_status_cannot_hold_the_replay() {
-    let t = start_redis();
-    let mut conn = t.conn();
-    conn.ok(&["SET", "before", "archived"]);
-    let archiver = start_archiver(&t);
-    conn.ok(&["SET", "last", "write"]);
-    let expected = t.state();
-    let end = window_end(&t, &mut conn);
-    stop(archiver);
+    let (t, expected, end) = a_window_after(&["SET", "before", "archived"]);
     let attacker = crate::attacker::Attacker::start(t.scratch(), "lease", &["/proc/self/status"]);
 
     let out = t.path("replayed.rdb");
@@ -2965,14 +2964,7 @@ fn a_command_the_replay_server_would_leave_out_stops_the_replay() {
 /// s. The port now looks once.
 #[test]
 fn connections_that_leave_at_once_do_not_hold_the_replays_port() {
-    let mut t = start_redis();
-    let mut conn = t.conn();
-    conn.ok(&["SET", "before", "archived"]);
-    let archiver = start_archiver(&t);
-    conn.ok(&["SET", "last", "write"]);
-    let expected = t.state();
-    let end = window_end(&t, &mut conn);
-    stop(archiver);
+    let (mut t, expected, end) = a_window_after(&["SET", "before", "archived"]);
     t.set_setting("save_timeout", "20");
     let script = r#"
 import socket, time
@@ -2993,13 +2985,6 @@ while True:
                 pass
     time.sleep(0.001)
 "#;
-    struct Ends(std::process::Child);
-    impl Drop for Ends {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let attacker = Ends(
         crate::attacker::as_user("nobody", "/usr/bin/python3")
             .args(&["-c", script])
