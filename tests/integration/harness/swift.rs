@@ -608,7 +608,10 @@ impl SwiftStack {
 
     /// A request with the stack's TempAuth token; `path_and_query` is already
     /// encoded (use `url_encode`), relative to the account URL. A 401 (the
-    /// token expired) logs in again and sends the request once more.
+    /// token expired) logs in again and sends the request again, a few
+    /// times: TempAuth hands out the same token until it has expired, so a
+    /// log-in in the token's last moments (a life of 2 s in some tests, a
+    /// busy machine) gets one that expires on the way.
     pub fn request(
         &self,
         method: &str,
@@ -616,13 +619,16 @@ impl SwiftStack {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> HttpResponse {
-        let r = self.request_in(&self.account(), method, path_and_query, headers, body);
-        if r.status != 401 {
-            return r;
+        let mut r = self.request_in(&self.account(), method, path_and_query, headers, body);
+        for _ in 0..4 {
+            if r.status != 401 {
+                break;
+            }
+            let (_, token) = self.auth();
+            *self.current_token.lock().expect("token lock") = token;
+            r = self.request_in(&self.account(), method, path_and_query, headers, body);
         }
-        let (_, token) = self.auth();
-        *self.current_token.lock().expect("token lock") = token;
-        self.request_in(&self.account(), method, path_and_query, headers, body)
+        r
     }
 
     /// HEAD `CONTAINER/OBJECT` (or a container): status and headers.
