@@ -590,7 +590,7 @@ fn the_archiver_does_not_start_while_its_window_cannot_be_read() {
     let mut conn = t.conn();
     archive_one_write(&t, &mut conn, "1");
     let newest = archive_dir(&t).join(chunk_files(&t, ".json").pop().expect("a chunk"));
-    let lease = Leased::on(&newest);
+    let lease = lease_on(&newest);
     let out = t.run(&["archive"]);
     out.code(4).stderr_has("cannot be read whole now");
     drop(lease);
@@ -612,38 +612,27 @@ fn archive_a_write_in_a_new_window(t: &TestRedis, conn: &mut Resp) {
 /// opens that do not wait fail, as over a storage that answers later. The
 /// holder ignores the kernel's request to let go (which ends it by force
 /// only after lease-break-time, 45 s).
-struct Leased(std::process::Child);
-
-impl Leased {
-    fn on(path: &std::path::Path) -> Leased {
-        use std::io::BufRead;
-        let script = "import fcntl, os, signal, sys, time\n\
+fn lease_on(path: &std::path::Path) -> Ends {
+    use std::io::BufRead;
+    let script = "import fcntl, os, signal, sys, time\n\
                       signal.signal(signal.SIGIO, signal.SIG_IGN)\n\
                       fd = os.open(sys.argv[1], os.O_RDONLY)\n\
                       fcntl.fcntl(fd, 1024, fcntl.F_WRLCK)\n\
                       print('leased', flush=True)\n\
                       time.sleep(600)\n";
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", script])
-            .arg(path)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the lease holder");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("its stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the lease holder");
-        assert_eq!(line.trim(), "leased", "no lease on {}", path.display());
-        Leased(child)
-    }
-}
-
-impl Drop for Leased {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the lease holder");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("its stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the lease holder");
+    assert_eq!(line.trim(), "leased", "no lease on {}", path.display());
+    Ends(child)
 }
 
 /// What is under the name of the newest window's next chunk record is not
@@ -813,7 +802,7 @@ fn prune_keeps_the_windows_while_a_backups_record_cannot_be_read_for_now() {
     let t = start_redis();
     let mut conn = t.conn();
     let (first, backup, moment) = a_window_extended_past_a_backup(&t, &mut conn);
-    let lease = Leased::on(&t.record_file(&backup));
+    let lease = lease_on(&t.record_file(&backup));
 
     let out = t.run(&["--json", "prune", "--keep-last", "1"]);
     let deleted = out.ok().json()["deleted"].to_string();
@@ -841,9 +830,9 @@ fn prune_keeps_the_bases_of_an_instance_whose_newest_chunks_cannot_be_read_for_n
         .filter(|name| name.starts_with(&first))
         .collect();
     assert!(chunks.len() >= 2, "two sessions' chunks: {chunks:?}");
-    let leases: Vec<Leased> = chunks[1..]
+    let leases: Vec<Ends> = chunks[1..]
         .iter()
-        .map(|name| Leased::on(&archive_dir(&t).join(name)))
+        .map(|name| lease_on(&archive_dir(&t).join(name)))
         .collect();
 
     let out = t.run(&["--json", "prune", "--keep-last", "1"]);
@@ -2314,7 +2303,8 @@ fn a_lair(name: &str) -> std::path::PathBuf {
     lair
 }
 
-/// An attacker's process, ended with the test, passed or failed.
+/// A process of the test's (an attacker, a lease holder), ended with the
+/// test, passed or failed.
 struct Ends(std::process::Child);
 
 impl Drop for Ends {
