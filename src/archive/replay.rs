@@ -479,7 +479,7 @@ impl ReplayServer {
         // A command from its primary that it refuses (one it does not
         // know, a syntax it does not take, which `apply` cannot all judge)
         // ends it, rather than being left out of the data. Redis 6.2 has
-        // no such setting: `apply` refuses what its COMMAND does not know.
+        // no such setting: `caught_up` reads its count of such errors.
         // And ends at once: the memory test of a crash takes seconds.
         if binary.flavor == Flavor::Valkey || binary.major() >= 7 {
             command.args(["--propagation-error-behavior", "panic"]);
@@ -575,7 +575,8 @@ impl ReplayServer {
         // A server that ended fails the INFO: `call_failed` says how.
         loop {
             self.within(conn, deadline, "apply the archive")?;
-            let info = match conn.info("replication") {
+            // Replication and stats: one snapshot of both.
+            let info = match conn.info("default") {
                 Ok(info) => info,
                 Err(e) => return Err(self.call_failed("say where it is", e, deadline)),
             };
@@ -585,7 +586,13 @@ impl ReplayServer {
             if info.get("master_link_status").map(String::as_str) == Some("up")
                 && offset.is_some_and(|o| o >= link.sent)
             {
-                return Ok(());
+                // Redis 6.2 leaves out a command from its primary that it
+                // refuses and counts its bytes all the same; only this
+                // count of its errors to the primary tells.
+                return match info.get("unexpected_error_replies") {
+                    Some(n) if n != "0" => Err(self.failed("refused a command of the stream")),
+                    _ => Ok(()),
+                };
             }
             if link.closed() {
                 return Err(self.failed("dropped the link to its primary"));

@@ -1582,7 +1582,17 @@ fn export_of_a_hostile_sync(rdb: Vec<u8>, commands: &[Vec<u8>]) -> (TestRedis, O
 /// Archives what a fake primary sends (`rdb`, then `commands`): the test
 /// instance and the end of its window.
 fn archive_of_a_hostile_sync(rdb: Vec<u8>, commands: &[Vec<u8>]) -> (TestRedis, String) {
-    let mut t = TestRedis::builder()
+    archive_of_a_hostile_sync_on(TestRedis::builder(), rdb, commands)
+}
+
+/// The same, for the instance `builder` sets up (its server's binary
+/// replays).
+fn archive_of_a_hostile_sync_on(
+    builder: Builder,
+    rdb: Vec<u8>,
+    commands: &[Vec<u8>],
+) -> (TestRedis, String) {
+    let mut t = builder
         .setting("archive_interval", "1")
         .setting("redis_timeout", "2")
         .prepare();
@@ -2943,6 +2953,49 @@ fn a_command_the_replay_server_would_leave_out_stops_the_replay() {
             !t.path("hostile.rdb").exists(),
             "{refused:?}: nothing exported"
         );
+    }
+}
+
+/// Redis 6.2 has no `propagation-error-behavior`: a command from its
+/// primary that it refuses for a syntax it does not take (`SET … IFEQ`,
+/// of Redis 8.4 and Valkey 8.1, with an arity 6.2 allows) was left out,
+/// and its offset still counted: the export lacked the write and exited
+/// 0. The replay now sees the error the server counted.
+#[test]
+fn a_command_the_redis_6_2_replay_server_refuses_stops_the_replay() {
+    let bin = crate::servers::binary("redis-6.2.14");
+    let base = {
+        let source = TestRedis::builder().server(&bin).start();
+        let mut conn = source.conn();
+        conn.ok(&["SET", "k", "v"]);
+        conn.ok(&["SAVE"]);
+        fs::read(source.dump_file()).expect("the 6.2 server's RDB")
+    };
+    let refused = command(&["SET", "k", "new", "IFEQ", "v"]);
+    // Alone, and inside a transaction whose other commands it applies.
+    let streams = [
+        vec![refused.clone()],
+        vec![
+            command(&["MULTI"]),
+            refused,
+            command(&["SET", "c", "3"]),
+            command(&["EXEC"]),
+        ],
+    ];
+    for stream in streams {
+        let mut commands = vec![command(&["SELECT", "0"]), command(&["SET", "a", "1"])];
+        commands.extend(stream);
+        commands.push(command(&["SET", "b", "2"]));
+        let (t, end) = archive_of_a_hostile_sync_on(
+            TestRedis::builder().server(&bin),
+            base.clone(),
+            &commands,
+        );
+        let out = export_at_text(&t, &end, "hostile.rdb");
+        out.code(5)
+            .stderr_has("refused a command of the stream")
+            .stderr_has("'-ERR syntax error' after processing the command");
+        assert!(!t.path("hostile.rdb").exists(), "nothing exported");
     }
 }
 
