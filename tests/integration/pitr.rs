@@ -2367,6 +2367,18 @@ fn no_other_process_can_reach_the_replay() {
     std::fs::remove_dir_all(&lair).expect("clean the lair");
 }
 
+/// Python for the attackers on the replay's port: the ports of
+/// 127.0.0.1 listening now, as any account reads them.
+const LISTENING: &str = r#"
+def listening():
+    found = set()
+    for line in open('/proc/net/tcp').read().splitlines()[1:]:
+        f = line.split()
+        if f[3] == '0A' and f[7] == '0' and f[1].startswith('0100007F:'):
+            found.add(int(f[1].split(':')[1], 16))
+    return found
+"#;
+
 /// The replay server follows the tool as its primary, over a port of
 /// 127.0.0.1 that any account may connect to. An account watching the
 /// kernel's table for root's new ports connects to each as a replica would
@@ -2378,16 +2390,10 @@ fn another_account_on_the_replays_port_gets_nothing() {
     let (t, expected, end) = a_window_after(&["DEBUG", "POPULATE", "300000", "bulk", "64"]);
 
     let lair = a_lair("port");
-    let script = r#"
+    let script = LISTENING.to_string()
+        + r#"
 import os, socket, sys, time
 lair = sys.argv[1]
-def listening():
-    found = set()
-    for line in open('/proc/net/tcp').read().splitlines()[1:]:
-        f = line.split()
-        if f[3] == '0A' and f[7] == '0' and f[1].startswith('0100007F:'):
-            found.add(int(f[1].split(':')[1], 16))
-    return found
 def resp(*args):
     out = b'*%d\r\n' % len(args)
     for a in args:
@@ -2427,7 +2433,7 @@ while not os.path.exists(os.path.join(lair, 'stop')):
 "#;
     let attacker = Ends(
         crate::attacker::as_user("nobody", "/usr/bin/python3")
-            .args(&["-c", script, &lair.display().to_string()])
+            .args(&["-c", &script, &lair.display().to_string()])
             .spawn(),
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -3009,15 +3015,9 @@ fn a_command_the_redis_6_2_replay_server_refuses_stops_the_replay() {
 fn connections_that_leave_at_once_do_not_hold_the_replays_port() {
     let (mut t, expected, end) = a_window_after(&["SET", "before", "archived"]);
     t.set_setting("save_timeout", "20");
-    let script = r#"
+    let script = LISTENING.to_string()
+        + r#"
 import socket, time
-def listening():
-    found = set()
-    for line in open('/proc/net/tcp').read().splitlines()[1:]:
-        f = line.split()
-        if f[3] == '0A' and f[7] == '0' and f[1].startswith('0100007F:'):
-            found.add(int(f[1].split(':')[1], 16))
-    return found
 before = listening()
 while True:
     for port in listening() - before:
@@ -3030,7 +3030,7 @@ while True:
 "#;
     let attacker = Ends(
         crate::attacker::as_user("nobody", "/usr/bin/python3")
-            .args(&["-c", script])
+            .args(&["-c", &script])
             .spawn(),
     );
     std::thread::sleep(Duration::from_millis(500));
