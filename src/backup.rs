@@ -467,14 +467,19 @@ fn open_dump(data: &DataDir, name: &str, lastsave: i64) -> Result<File> {
     Ok(file)
 }
 
-fn per_db(
+/// One count of each database, by its name in a record (`db0`). Built by
+/// insertion, with a plain function for `field`: each closure or iterator
+/// type a `collect()` into a map is used with is a copy of a whole sort in
+/// the binary.
+pub fn per_db(
     keyspace: &BTreeMap<u32, DbCount>,
-    field: impl Fn(&DbCount) -> u64,
+    field: fn(&DbCount) -> u64,
 ) -> BTreeMap<String, u64> {
-    keyspace
-        .iter()
-        .map(|(db, count)| (format!("db{db}"), field(count)))
-        .collect()
+    let mut counts = BTreeMap::new();
+    for (db, count) in keyspace {
+        counts.insert(format!("db{db}"), field(count));
+    }
+    counts
 }
 
 /// Removes the dump when dropped, if it is still the file we opened (same

@@ -313,11 +313,13 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
         swift_allow_http: yes_no(&take("swift_allow_http").expect("a default"))?,
         openstack: BTreeMap::new(),
     };
-    let openstack = raw
-        .into_iter()
-        .filter(|(k, _)| settings::is_openstack(k))
-        .map(|(k, r)| (k, Secret::new(r.value)))
-        .collect();
+    // By insertion, not `collect()`: see `backup::per_db`.
+    let mut openstack = BTreeMap::new();
+    for (k, r) in raw {
+        if settings::is_openstack(&k) {
+            openstack.insert(k, Secret::new(r.value));
+        }
+    }
     Ok(Config {
         openstack,
         ..config

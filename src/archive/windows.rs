@@ -130,7 +130,7 @@ pub fn windows(
             bases.push(record);
         }
     }
-    bases.sort_by(|a, b| a.age().cmp(&b.age()));
+    Record::sort_oldest_first(&mut bases);
     let mut windows = Vec::with_capacity(bases.len());
     for base in bases {
         let mut named = listed_chunks(&*chunk_storage, &base)?;

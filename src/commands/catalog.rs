@@ -33,7 +33,7 @@ pub(super) fn records(
         }
     }
     records.retain(|r| instance.is_none_or(|i| r.instance == i));
-    records.sort_by(|a, b| a.age().cmp(&b.age()));
+    Record::sort_oldest_first(&mut records);
     Ok((records, refused))
 }
 

@@ -204,11 +204,10 @@ fn bases_kept(
     }
     // A window whose records the storage cannot give now has a newest
     // chunk nobody can tell: it may be the one an archiver extends.
-    let unranked: std::collections::BTreeSet<&str> = windows
-        .iter()
-        .filter(|w| w.unreadable)
-        .map(|w| w.instance())
-        .collect();
+    let mut unranked = std::collections::BTreeSet::new();
+    for window in windows.iter().filter(|w| w.unreadable) {
+        unranked.insert(window.instance());
+    }
     let mut kept = Vec::new();
     for base in bases {
         let instance = base.instance.as_str();
@@ -265,7 +264,7 @@ fn surplus(records: Vec<Record>, keep_last: usize) -> (Vec<Record>, Option<u64>)
         .into_iter()
         .chain(bases.into_iter().take(old_bases))
         .collect();
-    doomed.sort_by(|a, b| a.age().cmp(&b.age()));
+    Record::sort_oldest_first(&mut doomed);
     (doomed, oldest_kept)
 }
 

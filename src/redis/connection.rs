@@ -1117,21 +1117,28 @@ pub struct DbCount {
 }
 
 fn parse_keyspace(info: &HashMap<String, String>) -> BTreeMap<u32, DbCount> {
-    info.iter()
-        .filter_map(|(name, value)| {
-            let db = name.strip_prefix("db")?.parse().ok()?;
-            let number = |field: &str| -> Option<u64> {
-                value
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix(field))?
-                    .parse()
-                    .ok()
-            };
-            let keys = number("keys=")?;
-            let expires = number("expires=").unwrap_or(0);
-            Some((db, DbCount { keys, expires }))
-        })
-        .collect()
+    let db_count = |name: &str, value: &str| -> Option<(u32, DbCount)> {
+        let db = name.strip_prefix("db")?.parse().ok()?;
+        let number = |field: &str| -> Option<u64> {
+            value
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(field))?
+                .parse()
+                .ok()
+        };
+        let keys = number("keys=")?;
+        let expires = number("expires=").unwrap_or(0);
+        Some((db, DbCount { keys, expires }))
+    };
+    // By insertion, not `collect()`: see `backup::per_db`.
+    let mut counts = BTreeMap::new();
+    for (db, count) in info
+        .iter()
+        .filter_map(|(name, value)| db_count(name, value))
+    {
+        counts.insert(db, count);
+    }
+    counts
 }
 
 #[cfg(test)]

@@ -406,7 +406,8 @@ pub fn interrupted(data: &DataDir) -> Result<Vec<WorkDir>> {
         ))
     })?;
     others.report(data);
-    ours.sort();
+    // Names in one folder are unique.
+    ours.sort_unstable();
     let mut found = Vec::new();
     for name in ours {
         match open_interrupted(data, &name) {

@@ -592,17 +592,12 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<Strin
     let live = DataFiles::live(&mut redis, plan.conf)?;
     check_agrees(plan.files, &live, plan.conf)?;
     let keyspace = redis.keyspace()?;
-    let restored: BTreeMap<String, u64> = keyspace
-        .iter()
-        .map(|(db, count)| (format!("db{db}"), count.keys))
-        .collect();
+    let restored = crate::backup::per_db(&keyspace, |count| count.keys);
     let Some(record) = record else {
         return Ok(restored);
     };
-    let mut dbs: Vec<&String> = record.keys.keys().chain(restored.keys()).collect();
-    dbs.sort();
-    dbs.dedup();
-    for db in dbs {
+    let only_restored = restored.keys().filter(|db| !record.keys.contains_key(*db));
+    for db in record.keys.keys().chain(only_restored) {
         let count = |counts: &BTreeMap<String, u64>| counts.get(db).copied().unwrap_or(0);
         let after = count(&record.keys);
         // Old records have no `keys_before`: then the one count is exact.
