@@ -147,9 +147,12 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     data.forget_cached(&files.dbfilename);
     let staging = Instant::now();
     let staged = stage(&plan, input, &key, &work).and_then(|summary| {
-        if plan.files.appendonly {
-            rebuild_aof(&plan, &work)?;
-        }
+        let loaded = match (plan.files.appendonly, summary.by_this_server) {
+            (true, _) => rebuild_aof(&plan, &work),
+            (false, false) => load_privately(&plan, &work),
+            (false, true) => Ok(()),
+        };
+        loaded.map_err(|e| cannot_load(&plan, &summary, e))?;
         Ok(summary)
     });
     let summary = match staged {
@@ -305,6 +308,14 @@ enum Input {
 struct StagedRdb {
     raw_size: u64,
     rdb: RdbInfo,
+    /// Who wrote it, as the backup says ("Redis 8.2.3"); a format-1 backup
+    /// does not say.
+    written_by: Option<String>,
+    /// Whether this host's own server (the same name and version) wrote
+    /// it: the one case where the RDB's version alone proves it loads. A
+    /// version another server wrote can still hold a type this one lacks
+    /// (Redis 8.2's vector sets in 8.0, of the same RDB version).
+    by_this_server: bool,
 }
 
 /// Decode (or copy) into the work folder, fsync, and prove it: for a backup
@@ -327,9 +338,13 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
             .map(Some),
         Input::Replayed { mut replayed, .. } => {
             let size = replayed.rdb_size;
+            // Saved by this host's own server, which loaded the base and
+            // applied the stream.
             replayed_rdb = Some(StagedRdb {
                 raw_size: size,
                 rdb: replayed.rdb_info,
+                written_by: None,
+                by_this_server: true,
             });
             match io::copy(replayed.rdb(), &mut out) {
                 Ok(copied) if copied == size => Ok(None),
@@ -360,10 +375,14 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
         plan.binary.check_loads(&staged.rdb, check, None)?;
         return Ok(staged);
     };
-    let written_by = summary.header.identity.as_ref().map(|i| {
-        let flavor = Flavor::from_name(&i.server_name);
-        format!("{} {}", flavor.name(), i.server_version)
-    });
+    let writer = summary
+        .header
+        .identity
+        .as_ref()
+        .map(|i| (Flavor::from_name(&i.server_name), &i.server_version));
+    let by_this_server =
+        writer.is_some_and(|(f, v)| f == plan.binary.flavor && *v == plan.binary.version);
+    let written_by = writer.map(|(flavor, version)| format!("{} {version}", flavor.name()));
     plan.binary
         .check_loads(&summary.rdb, check, written_by.as_deref())?;
     // Say which backup this is, as its object has proven, before Redis is
@@ -393,6 +412,8 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
     Ok(StagedRdb {
         raw_size: summary.raw_size,
         rdb: summary.rdb,
+        written_by,
+        by_this_server,
     })
 }
 
@@ -523,6 +544,7 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     work.create_aof_build(&plan.files.dbfilename, plan.data.owner())?;
     let built = aof_build_files(plan, work);
     let rebuilt = PrivateRedis::start(
+        "rebuilds the AOF",
         plan.binary,
         plan.conf,
         &built,
@@ -541,6 +563,50 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     work.close_aof_build()
         .map_err(|e| Error::other(format!("cannot close the work folder again: {e}")))?;
     rebuilt
+}
+
+/// Have this host's server load the staged RDB, as `rebuild_aof` does
+/// (the same private server, in the same `aof/`), and stop it: proven
+/// before Redis is stopped. It costs what the rebuild costs, memory for
+/// the dataset a second time, and is only done for a backup another
+/// server wrote.
+fn load_privately(plan: &Plan, work: &WorkDir) -> Result<()> {
+    let timeout = plan.config.save_timeout;
+    work.create_aof_build(&plan.files.dbfilename, plan.data.owner())?;
+    let loaded = PrivateRedis::start(
+        "loads the restored RDB first",
+        plan.binary,
+        plan.conf,
+        &aof_build_files(plan, work),
+        plan.data,
+        work,
+        plan.connect,
+        timeout,
+    )
+    .and_then(|(server, conn)| server.shut_down(conn, timeout));
+    work.close_aof_build()
+        .and_then(|()| work.remove_aof_build())
+        .map_err(|e| Error::other(format!("cannot close the work folder again: {e}")))?;
+    if loaded.is_ok() {
+        info!("this host's {} loads the restored RDB", plan.binary.program);
+    }
+    loaded
+}
+
+/// A private server's refusal of the staged RDB, as a refusal of the
+/// backup naming both sides (exit 5).
+fn cannot_load(plan: &Plan, staged: &StagedRdb, e: Error) -> Error {
+    let Error::Integrity(reason) = e else {
+        return e;
+    };
+    let of = match &staged.written_by {
+        Some(by) => format!(" (an RDB of {by})"),
+        None => String::new(),
+    };
+    Error::integrity(format!(
+        "this host's {} {} cannot load this backup{of}: {reason}; Redis was not touched: restore it on a server that can",
+        plan.binary.program, plan.binary.version
+    ))
 }
 
 /// The instance's file names, in the work folder's `aof/`.

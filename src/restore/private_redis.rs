@@ -1,9 +1,12 @@
-//! A private redis-server for rebuilding the AOF of a restored instance. It is
+//! A private redis-server that loads the restored RDB before Redis is
+//! stopped: to rebuild the AOF of an instance that uses one, or only to
+//! prove that this host's server loads a backup another server wrote (an
+//! RDB version it takes can still hold a type it lacks). It is
 //! the same binary with the same redis.conf (so the same modules, users and
 //! renamed commands), overridden on the command line: no TCP port, a Unix
 //! socket in a private directory, AOF off, no RDB saves. No client can reach
 //! it, so nothing is written while the AOF is being built, and redis.conf is
-//! never edited. Also: which RDB versions this host's redis-server can load.
+//! never edited.
 //!
 //! It runs as the data dir's owner, never as root: redis.conf may be that
 //! account's to write (a `loadmodule` line is code), and the server writes
@@ -119,13 +122,19 @@ pub struct PrivateRedis {
     /// folder's descriptor: the data dir's owner may rename the folder and
     /// put another under its name, and root looks only in this one.
     dir: OwnedFd,
+    /// What it is for, in its messages: "rebuilds the AOF".
+    purpose: &'static str,
 }
 
 impl PrivateRedis {
     /// Start it, as the data dir's owner, on the RDB in `files.dir` (the
     /// restore's `aof/`) and wait until it has loaded. Its pid is noted in
     /// the work folder so that a later run can end it if this one is killed.
+    /// An RDB the server stops at while loading it is an integrity error
+    /// quoting the server's reason (the caller names the backup).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
+        purpose: &'static str,
         binary: &ServerBinary,
         redis_conf: &RedisConf,
         files: &DataFiles,
@@ -185,7 +194,7 @@ impl PrivateRedis {
         let child = spawned
             .map_err(|e| Error::other(format!("cannot start a private {}: {e}", binary.program)))?;
         info!(
-            "started a private {} {} (pid {}, uid {}) to build the AOF",
+            "started a private {} {} (pid {}, uid {}) that {purpose}",
             binary.program,
             binary.version,
             child.id(),
@@ -196,6 +205,7 @@ impl PrivateRedis {
             _socket_dir: socket_dir,
             log: log_reader,
             dir,
+            purpose,
         };
         work.record_private_pid(server.child.id())?;
         // The socket's directory is writable by the owner's group, which
@@ -219,6 +229,10 @@ impl PrivateRedis {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Killed (the OOM killer, say) is not the RDB's doing.
+                if let Some(reason) = status.code().and(self.load_refusal()) {
+                    return Err(Error::integrity(reason));
+                }
                 return Err(self.failed(&format!("exited ({status}) while loading")));
             }
             match Connection::connect(options) {
@@ -304,7 +318,8 @@ impl PrivateRedis {
 
     fn failed(&self, what: &str) -> Error {
         Error::other(format!(
-            "the private server that rebuilds the AOF {what}; the last line of its log: {}",
+            "the private server that {} {what}; the last line of its log: {}",
+            self.purpose,
             self.last_words()
         ))
     }
@@ -312,20 +327,42 @@ impl PrivateRedis {
     /// The last line the server logged, at most 300 characters, control
     /// characters escaped: its output is the owner's account's words.
     fn last_words(&self) -> String {
-        const TAIL: u64 = 4096;
-        let mut log = &self.log;
-        let mut tail = Vec::new();
-        let end = log.metadata().map_or(0, |m| m.len());
-        let _ = log
-            .seek(SeekFrom::Start(end.saturating_sub(TAIL)))
-            .and_then(|_| log.take(TAIL).read_to_end(&mut tail));
-        let tail = String::from_utf8_lossy(&tail);
+        let tail = self.log_tail(4096);
         let line = tail
             .lines()
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("(empty)");
         units::printable(&line.chars().take(300).collect::<String>())
+    }
+
+    /// Why a server that exited had refused the RDB, if it had begun to
+    /// read it: its first warning (`#`) after "Loading RDB produced by"
+    /// ("Can't handle foreign type or opcode 25 …", "Internal error in RDB
+    /// reading … no matching module type 'vectorset'"). Redis 7.4 and 8.0
+    /// then check the file as redis-check-rdb does and print that report
+    /// last, which skips what they cannot read and calls the file fine.
+    fn load_refusal(&self) -> Option<String> {
+        let tail = self.log_tail(64 * 1024);
+        let (_, after) = tail.rsplit_once("Loading RDB produced by")?;
+        let mut lines = after.lines().skip(1);
+        let reason = lines
+            .find_map(|l| l.split_once(" # ").map(|(_, warning)| warning.trim()))
+            .unwrap_or("it logged no reason");
+        Some(units::printable(
+            &reason.chars().take(300).collect::<String>(),
+        ))
+    }
+
+    /// The last `len` bytes of the server's log.
+    fn log_tail(&self, len: u64) -> String {
+        let mut log = &self.log;
+        let mut tail = Vec::new();
+        let end = log.metadata().map_or(0, |m| m.len());
+        let _ = log
+            .seek(SeekFrom::Start(end.saturating_sub(len)))
+            .and_then(|_| log.take(len).read_to_end(&mut tail));
+        String::from_utf8_lossy(&tail).into_owned()
     }
 }
 

@@ -372,3 +372,60 @@ fn a_valkey_host_needs_no_server_settings() {
         serde_json::from_str(&host.tool(&["--json", "show", &id]).ok().stdout).unwrap();
     assert_eq!(record["server"]["name"], "valkey", "{record}");
 }
+
+/// Where the RDB version says a server loads a backup but a type in it
+/// says otherwise (Redis 8.2's vector sets in 8.0, of the same RDB version;
+/// Redis 7.4's hash field TTLs in a Valkey 9 that takes version 12 with
+/// `rdb-version-check relaxed`), the target's own server loads it first,
+/// privately: refused with exit 5, naming both sides and the server's
+/// reason, before the target is stopped (the same process still runs).
+#[test]
+fn a_backup_holding_a_type_the_target_lacks_is_refused_before_it_is_stopped() {
+    let vector_set: &[&[&str]] = &[&["VADD", "vs", "VALUES", "2", "1", "2", "e1"]];
+    let field_ttl: &[&[&str]] = &[
+        &["HSET", "h", "f1", "a", "f2", "b"],
+        &["HEXPIRE", "h", "100000", "FIELDS", "1", "f1"],
+    ];
+    let target = |server: &str| TestRedis::builder().server(&binary(server));
+    for (from, fill, onto, why) in [
+        ("redis-8.2.3", vector_set, target("redis-8.0"), "vectorset"),
+        (
+            "redis-8.2.3",
+            vector_set,
+            target("redis-8.0").appendonly(),
+            "vectorset",
+        ),
+        (
+            "redis-7.4.1",
+            field_ttl,
+            target("valkey-9.1.2").conf_line("rdb-version-check relaxed"),
+            "opcode 25",
+        ),
+    ] {
+        let source = TestRedis::builder().server(&binary(from)).start();
+        for command in fill {
+            source.conn().ok(command);
+        }
+        let record = source.backup_json(&[]);
+        let mut target = onto.start();
+        target.set_setting(
+            "storage",
+            &format!("file://{}", source.storage_dir().display()),
+        );
+        target.set_setting("key_file", &source.key_file().display().to_string());
+        target.conn().ok(&["SET", "target", "own data"]);
+        let pid = target.conn().info("server")["process_id"].clone();
+        let out = target.run(&["restore", &id_of(&record)]);
+        out.code(5)
+            .stderr_has(&format!("Redis {}", &from["redis-".len()..]))
+            .stderr_has(why)
+            .stderr_has("Redis was not touched");
+        let mut c = target.conn();
+        assert_eq!(
+            c.info("server")["process_id"],
+            pid,
+            "{from}: the target was stopped"
+        );
+        assert_eq!(c.call(&["GET", "target"]).text(), "own data", "{from}");
+    }
+}
