@@ -611,8 +611,16 @@ fn text_value(parser: &mut lexopt::Parser) -> Result<String> {
         .map_err(|_| Error::usage("option values must be valid UTF-8"))
 }
 
+/// A path option's value; an empty one names no file (an `export` would
+/// find out only after its whole replay).
 fn path_value(parser: &mut lexopt::Parser) -> Result<PathBuf> {
-    Ok(PathBuf::from(parser.value().map_err(usage)?))
+    let value = parser.value().map_err(usage)?;
+    if value.is_empty() {
+        return Err(Error::usage(
+            "an empty path was given; see redis-backup --help",
+        ));
+    }
+    Ok(PathBuf::from(value))
 }
 
 fn usage(err: lexopt::Error) -> Error {
@@ -750,6 +758,11 @@ mod tests {
             &["prune", "--keep-last", "x"],
             &["prune", "--keep-last", "2", "extra"],
             &["list", "--dry-run"],
+            &["export", "b1", "--out", ""],
+            &["export", "--at", "2026-11-30T10:00:00Z", "--out", ""],
+            &["keygen", "--out", ""],
+            &["verify", "--from-file", ""],
+            &["-c", "", "list"],
         ] {
             let err = parse_args(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

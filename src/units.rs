@@ -197,7 +197,10 @@ pub fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// The seconds of `YYYY-MM-DDTHH:MM:SS` at the start of `text`.
+/// The seconds of `YYYY-MM-DDTHH:MM:SS` at the start of `text`, a day
+/// that exists (no November 31st: it would be taken for December 1st) and
+/// a second 60 only at 23:59, where leap seconds are inserted (read as the
+/// next day's first, as Unix time does).
 fn whole_seconds(text: &str) -> Option<u64> {
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
         let digits = text.get(range)?;
@@ -216,15 +219,19 @@ fn whole_seconds(text: &str) -> Option<u64> {
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let leap_second = second == 60 && hour == 23 && minute == 59;
     if !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || hour > 23
         || minute > 59
-        || second > 60
+        || (second > 59 && !leap_second)
     {
         return None;
     }
     let days = days_from_civil(year, month as u32, day as u32);
+    if civil_from_days(days) != (year, month as u32, day as u32) {
+        return None;
+    }
     u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
 }
 
@@ -440,5 +447,27 @@ mod tests {
             assert_eq!(parse_rfc3339_any(bad), None, "{bad}");
         }
         assert_eq!(utc_millis(z + 1_234_567), "2026-11-30T10:00:01.234Z");
+    }
+
+    #[test]
+    fn days_and_seconds_that_do_not_exist_are_refused() {
+        for bad in [
+            "2026-11-31T22:48:22Z",
+            "2026-02-29T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-11-30T22:48:60Z",
+            "2026-11-30T23:58:60Z",
+        ] {
+            assert_eq!(parse_rfc3339_any(bad), None, "{bad}");
+            assert_eq!(parse_rfc3339_micros(bad), None, "{bad}");
+        }
+        let leap_day = parse_rfc3339_any("2028-02-29T12:00:00Z").unwrap();
+        assert_eq!(utc_millis(leap_day), "2028-02-29T12:00:00.000Z");
+        // The last leap second, as Unix time reads it: the next day's first.
+        assert_eq!(
+            parse_rfc3339_any("2016-12-31T23:59:60Z"),
+            parse_rfc3339_any("2017-01-01T00:00:00Z")
+        );
     }
 }
