@@ -18,12 +18,11 @@ use crate::record::{self, Record};
 use crate::redis::conf::RedisConf;
 use crate::redis::instance::{self, DataFiles};
 use crate::redis::server::Flavor;
-use crate::redis::{Connection, DbCount, SyncLimits};
+use crate::redis::{per_db, Connection, SyncLimits};
 use crate::restore::journal;
 use crate::storage::{self, ObjectWriter, Storage, StorageIo};
 use crate::units::{self, human_size};
 use log::{debug, info, warn};
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -465,21 +464,6 @@ fn open_dump(data: &DataDir, name: &str, lastsave: i64) -> Result<File> {
         )));
     }
     Ok(file)
-}
-
-/// One count of each database, by its name in a record (`db0`). Built by
-/// insertion, with a plain function for `field`: each closure or iterator
-/// type a `collect()` into a map is used with is a copy of a whole sort in
-/// the binary.
-pub fn per_db(
-    keyspace: &BTreeMap<u32, DbCount>,
-    field: fn(&DbCount) -> u64,
-) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for (db, count) in keyspace {
-        counts.insert(format!("db{db}"), field(count));
-    }
-    counts
 }
 
 /// Removes the dump when dropped, if it is still the file we opened (same

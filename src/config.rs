@@ -313,7 +313,7 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
         swift_allow_http: yes_no(&take("swift_allow_http").expect("a default"))?,
         openstack: BTreeMap::new(),
     };
-    // By insertion, not `collect()`: see `backup::per_db`.
+    // By insertion, not `collect()`: see `redis::per_db`.
     let mut openstack = BTreeMap::new();
     for (k, r) in raw {
         if settings::is_openstack(&k) {

@@ -398,7 +398,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 fn counts_of(map: &Map<String, Value>, name: &str) -> BTreeMap<String, u64> {
-    // By insertion, not `collect()`: see `backup::per_db`.
+    // By insertion, not `collect()`: see `redis::per_db`.
     let mut counts = BTreeMap::new();
     for (db, n) in map
         .get(name)

@@ -1116,6 +1116,21 @@ pub struct DbCount {
     pub expires: u64,
 }
 
+/// One count of each database, by its name in a record (`db0`). Built by
+/// insertion, with a plain function for `field`: each closure or iterator
+/// type a `collect()` into a map is used with is a copy of a whole sort in
+/// the binary.
+pub fn per_db(
+    keyspace: &BTreeMap<u32, DbCount>,
+    field: fn(&DbCount) -> u64,
+) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (db, count) in keyspace {
+        counts.insert(format!("db{db}"), field(count));
+    }
+    counts
+}
+
 fn parse_keyspace(info: &HashMap<String, String>) -> BTreeMap<u32, DbCount> {
     let db_count = |name: &str, value: &str| -> Option<(u32, DbCount)> {
         let db = name.strip_prefix("db")?.parse().ok()?;
@@ -1130,7 +1145,7 @@ fn parse_keyspace(info: &HashMap<String, String>) -> BTreeMap<u32, DbCount> {
         let expires = number("expires=").unwrap_or(0);
         Some((db, DbCount { keys, expires }))
     };
-    // By insertion, not `collect()`: see `backup::per_db`.
+    // By insertion, not `collect()`: see `redis::per_db`.
     let mut counts = BTreeMap::new();
     for (db, count) in info
         .iter()

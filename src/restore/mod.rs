@@ -658,7 +658,7 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<Strin
     let live = DataFiles::live(&mut redis, plan.conf)?;
     check_agrees(plan.files, &live, plan.conf)?;
     let keyspace = redis.keyspace()?;
-    let restored = crate::backup::per_db(&keyspace, |count| count.keys);
+    let restored = crate::redis::per_db(&keyspace, |count| count.keys);
     let Some(record) = record else {
         return Ok(restored);
     };
