@@ -131,6 +131,17 @@ impl DataDir {
         entry_exists(self.fd(), name)
     }
 
+    /// The size of the regular file `name` (a link is not followed); 0 if
+    /// there is none.
+    pub fn file_size(&self, name: &str) -> u64 {
+        match rfs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+                stat.st_size as u64
+            }
+            _ => 0,
+        }
+    }
+
     /// Let the kernel drop the cached pages of `name`, if it is a file Redis
     /// could have written there (`open_dump`'s checks: the account may have
     /// put anything under the name, a link to another's file among them).

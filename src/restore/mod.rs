@@ -68,6 +68,20 @@ struct Plan<'a> {
     data: &'a DataDir,
     service: &'a Service,
     was_active: bool,
+    /// What the running server does with its data, by its live settings.
+    keeps: Keeps,
+}
+
+/// Whether the running server writes its data to disk, by its live `save`
+/// and `appendonly` (CONFIG SET may have changed them since redis.conf).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keeps {
+    /// Not running (or nothing could be asked): nothing of it to keep.
+    Nothing,
+    /// Save rules or an AOF: it saves as it is stopped, and may at any time.
+    OnDisk,
+    /// `save ""` and `appendonly no`: stopped, its data is gone.
+    InMemoryOnly,
 }
 
 pub fn run(config: &Config, request: Request) -> Result<Restored> {
@@ -80,7 +94,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     // Asked of the binary itself: the server may be stopped.
     let binary = ServerBinary::ask(&config.redis_server)?;
 
-    let (files, data) = files_to_restore(&service, &connect, &conf)?;
+    let (files, data, keeps) = files_to_restore(&service, &connect, &conf)?;
     let server = Server {
         files: &files,
         data: &data,
@@ -136,6 +150,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         data: &data,
         service: &service,
         was_active,
+        keeps,
     };
     let (_, stamp) = units::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&data, &stamp)?;
@@ -171,6 +186,12 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         units::seconds(staging.elapsed(), 3)
     );
 
+    if plan.was_active && plan.keeps == Keeps::InMemoryOnly {
+        if let Err(e) = save_before_the_stop(&plan) {
+            let _ = work.remove(&data);
+            return Err(e);
+        }
+    }
     match swap_in(&plan, &mut work, record.as_ref()) {
         Ok(keys) => {
             work.record(Step::Done)?;
@@ -200,7 +221,7 @@ fn files_to_restore(
     service: &Service,
     connect: &ConnectOptions,
     conf: &RedisConf,
-) -> Result<(DataFiles, DataDir)> {
+) -> Result<(DataFiles, DataDir, Keeps)> {
     let files = DataFiles::from_conf(conf);
     let source = conf.source.display();
     if files.dir.is_relative() {
@@ -232,10 +253,15 @@ fn files_to_restore(
             "{source} has appendonly yes and disables CONFIG (rename-command CONFIG \"\"); rebuilding the AOF needs CONFIG SET appendonly yes"
         )));
     }
+    let mut keeps = Keeps::Nothing;
     if service.is_active()? {
         let mut redis = Connection::connect(connect)?;
         let live = DataFiles::live(&mut redis, conf)?;
         check_agrees(&files, &live, conf)?;
+        keeps = match (live.appendonly, live.save_rules.as_deref()) {
+            (false, Some("")) => Keeps::InMemoryOnly,
+            _ => Keeps::OnDisk,
+        };
     } else {
         info!(
             "{} is not running; the data dir is {}",
@@ -243,7 +269,7 @@ fn files_to_restore(
             files.dir.display()
         );
     }
-    Ok((files, data))
+    Ok((files, data, keeps))
 }
 
 fn check_agrees(files: &DataFiles, live: &DataFiles, conf: &RedisConf) -> Result<()> {
@@ -324,8 +350,11 @@ struct StagedRdb {
 fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<StagedRdb> {
     let needed = match &input {
         Input::Stored(stored) => stored.record().map(|r| r.raw_size),
-        Input::Replayed { .. } => None,
+        Input::Replayed { replayed, .. } => Some(replayed.rdb_size),
     };
+    if let Some(size) = needed {
+        check_room(plan, size)?;
+    }
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
     let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
@@ -417,6 +446,51 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
     })
 }
 
+/// Staging (and with AOF on, the rebuilt AOF, about the RDB's size again)
+/// must leave the running server room to save its own data: it may save
+/// at any time, and saves as it is stopped, writing about its last dump's
+/// size. A stop whose save fails does not end (`Error trying to save the
+/// DB, can't exit`) until systemd kills the server, with whatever it had
+/// not saved; and a server whose saves fail refuses writes. So the staged
+/// restore must fit beside that, or Redis is not touched: exit 4.
+fn check_room(plan: &Plan, staged: u64) -> Result<()> {
+    let aof = if plan.files.appendonly { staged } else { 0 };
+    let redis_saves = match plan.keeps {
+        Keeps::Nothing => 0,
+        // Its save is about as large as its last dump; with none there,
+        // nothing tells, and the save itself says whether it fits.
+        Keeps::OnDisk | Keeps::InMemoryOnly => plan.data.file_size(&plan.files.dbfilename),
+    };
+    let needed = staged.saturating_add(aof).saturating_add(redis_saves);
+    let vfs = rfs::fstatvfs(plan.data.fd()).map_err(|e| {
+        Error::other(format!(
+            "cannot read the free space of {}: {e}",
+            plan.data.path().display()
+        ))
+    })?;
+    // What an account other than root may use: Redis's own limit.
+    let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    if available >= needed {
+        return Ok(());
+    }
+    let mut parts = format!("{} for the restored RDB", human_size(staged));
+    if aof > 0 {
+        parts.push_str(&format!(", {} for its AOF", human_size(aof)));
+    }
+    if redis_saves > 0 {
+        parts.push_str(&format!(
+            ", {} for Redis's own save as it runs and stops",
+            human_size(redis_saves)
+        ));
+    }
+    Err(Error::storage(format!(
+        "not enough free space in {} for the restore: it needs {} ({parts}), and {} is free; free some space there and run the restore again (Redis was not touched)",
+        plan.data.path().display(),
+        human_size(needed),
+        human_size(available)
+    )))
+}
+
 /// The staging file, noting when the disk ran full so that the error can say
 /// so plainly instead of quoting an errno from deep in the pipeline.
 struct StagingFile {
@@ -450,6 +524,31 @@ fn is_disk_full(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
     )
+}
+
+/// A server that keeps its data only in memory (`save ""`, `appendonly
+/// no`, as it runs now) loses it as it is stopped: then there would be no
+/// previous data to put back if the restore failed, and nothing for
+/// `--keep-previous` to keep. Unless its dump already holds every change,
+/// have it save first, as a backup does; if it cannot, Redis is not
+/// touched.
+fn save_before_the_stop(plan: &Plan) -> Result<()> {
+    let mut redis = Connection::connect(plan.connect)?;
+    let persistence = redis.info("persistence")?;
+    if persistence
+        .get("rdb_changes_since_last_save")
+        .map(String::as_str)
+        == Some("0")
+    {
+        return Ok(());
+    }
+    info!("Redis keeps its data only in memory (save \"\" and appendonly no): saving it before the stop, so that it can be put back");
+    redis.snapshot(plan.config.save_timeout).map(drop).map_err(|e| {
+        Error::redis(format!(
+            "Redis keeps its data only in memory (save \"\" and appendonly no), and saving it before the stop failed: {}; without it a failed restore would lose that data, so Redis was not touched",
+            e.message()
+        ))
+    })
 }
 
 /// Steps 3 to 7: stop, move aside, place, (rebuild the AOF,) start, check.

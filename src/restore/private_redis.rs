@@ -272,23 +272,23 @@ impl PrivateRedis {
         let deadline = started + timeout;
         loop {
             let p = conn.info("persistence")?;
+            // A rewrite that failed (the disk full, say) is tried again and
+            // again, minutes apart: waiting for it would hold the host lock
+            // and the space until `save_timeout`.
+            if field(&p, "aof_last_bgrewrite_status") == Some("err") {
+                return Err(self.failed("failed to write the AOF (aof_last_bgrewrite_status:err)"));
+            }
             let idle = field(&p, "aof_rewrite_in_progress") == Some("0")
                 && field(&p, "aof_rewrite_scheduled") == Some("0");
             // `aof_rewrites` (7.0+) counts finished rewrites of this fresh server.
             let rewritten = field(&p, "aof_rewrites").is_none_or(|n| n != "0");
-            if idle && rewritten && field(&p, "aof_enabled") == Some("1") {
-                if field(&p, "aof_last_bgrewrite_status") != Some("ok") {
-                    return Err(
-                        self.failed("failed to write the AOF (aof_last_bgrewrite_status:err)")
-                    );
-                }
-                if aof_written(self.dir.as_fd(), files) {
-                    info!(
-                        "AOF rebuilt from the restored data in {}s",
-                        crate::units::seconds(started.elapsed(), 1)
-                    );
-                    return Ok(());
-                }
+            let enabled = field(&p, "aof_enabled") == Some("1");
+            if idle && rewritten && enabled && aof_written(self.dir.as_fd(), files) {
+                info!(
+                    "AOF rebuilt from the restored data in {}s",
+                    crate::units::seconds(started.elapsed(), 1)
+                );
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(self.failed("did not finish writing the AOF in time"));

@@ -32,9 +32,17 @@ pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Er
     let dir = server.data.path().display();
     let touched = files_were_moved(&work);
     match put_previous_back(server, &mut work, was_active) {
-        Ok(()) if !touched => Error::RolledBack(format!(
-            "restore failed before any data file was moved: {cause}; Redis's data is unchanged"
-        )),
+        Ok(()) if !touched => {
+            // Nothing of Redis's is in it: the staged copy must not keep
+            // taking the space Redis needs (nothing else would remove it).
+            if let Err(e) = work.remove(server.data) {
+                warn!("could not remove {folder}: {e}");
+            }
+            Error::RolledBack(format!(
+                "restore failed before any data file was moved: {cause}; Redis's data files are as they were{}",
+                if was_active { ", and Redis is running" } else { "" }
+            ))
+        }
         Ok(()) => Error::RolledBack(format!(
             "restore failed: {cause}; the previous data was put back{}; the restored files are kept in {folder}/failed",
             if was_active { " and Redis restarted" } else { "" }

@@ -1,7 +1,9 @@
 //! Restore when things are odd or break in the middle: an interrupted
 //! rollback finished by the next run, a run killed while its private
-//! redis-server builds the AOF (the server ends with it), and settings that would make the restarted
-//! server miss the restored data (refused before Redis is touched).
+//! redis-server builds the AOF (the server ends with it), settings that would make the restarted
+//! server miss the restored data (refused before Redis is touched), a disk
+//! without room for Redis's own save beside the restore, an AOF rebuild out
+//! of space, and a server that keeps its data only in memory.
 
 use crate::harness::*;
 use std::fs;
@@ -434,4 +436,138 @@ fn killed_at_every_rename_and_fsync_redis_ends_on_old_or_new_data() {
 #[test]
 fn killed_at_every_rename_and_fsync_with_aof_redis_ends_on_old_or_new_data() {
     killed_at_every_step(true);
+}
+
+/// `n` keys `prefix:i` of 1 KiB each that neither LZF nor deflate can
+/// shrink much: an RDB of about `n` KiB.
+fn fill_incompressible(t: &TestRedis, prefix: &str, n: usize) {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut letter = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        char::from(b'!' + (state % 90) as u8)
+    };
+    let cmds: Vec<_> = (0..n)
+        .map(|i| {
+            let value: String = (0..1024).map(|_| letter()).collect();
+            cmd(&["SET".to_string(), format!("{prefix}:{i}"), value])
+        })
+        .collect();
+    t.conn().pipeline(&cmds);
+}
+
+/// A data dir with room for the restored RDB but not, beside it, for what
+/// Redis writes as it is stopped (a save as large as its dump): staging
+/// took that room, Redis's save failed ("can't exit") until the stop
+/// killed it, with what it had not saved, and the folder with the staged
+/// copy stayed behind. Now refused before staging, Redis untouched.
+#[test]
+fn a_restore_leaves_redis_the_room_to_save_as_it_stops() {
+    let source = TestRedis::builder().start();
+    fill_incompressible(&source, "restored", 200);
+    let id = source.backup();
+    // About 410 KiB of dump, 205 KiB of backup: on 820 KiB the backup fits
+    // beside the dump, and then Redis's save of 410 KiB does not.
+    let mut t = TestRedis::builder().prepare();
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=820k,mode=0755");
+    t.set_setting(
+        "storage",
+        &format!("file://{}", source.storage_dir().display()),
+    );
+    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.start_redis();
+    fill_incompressible(&t, "own", 400);
+    t.conn().ok(&["SAVE"]);
+    t.conn().ok(&["SET", "unsaved", "write"]);
+    let before = t.state();
+    let pid = t.pid();
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(4)
+        .stderr_has("not enough free space")
+        .stderr_has("for Redis's own save");
+    assert_eq!(t.pid(), pid, "Redis was stopped");
+    assert_eq!(t.state(), before, "Redis's data changed");
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+}
+
+/// The private server's AOF rewrite runs out of space (the restored data
+/// is small as an RDB, large as commands): Redis retries the rewrite
+/// minutes apart, and the restore waited for it until `save_timeout`,
+/// holding the lock and the space. It fails at once now, Redis untouched.
+#[test]
+fn an_aof_rebuild_out_of_space_fails_at_once_and_leaves_redis_untouched() {
+    let source = TestRedis::builder().start();
+    let letters = "a".repeat(20 * 1024);
+    for i in 0..60 {
+        source.conn().ok(&["SET", &format!("big:{i}"), &letters]);
+    }
+    let id = source.backup();
+    let mut t = TestRedis::builder()
+        .appendonly()
+        .conf_line("aof-use-rdb-preamble no")
+        .prepare();
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=512k,mode=0755");
+    t.set_setting(
+        "storage",
+        &format!("file://{}", source.storage_dir().display()),
+    );
+    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.set_setting("save_timeout", "20");
+    t.start_redis();
+    t.conn().ok(&["SET", "k", "before"]);
+    let pid = t.pid();
+    let calls = t.shim_calls().len();
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(1).stderr_has("aof_last_bgrewrite_status:err");
+    assert!(
+        !t.shim_calls_since(calls)
+            .iter()
+            .any(|c| c.starts_with("stop")),
+        "Redis was stopped"
+    );
+    assert_eq!(t.pid(), pid);
+    assert_eq!(t.conn().ok(&["GET", "k"]), Reply::Bulk(b"before".to_vec()));
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+    t.conn().ok(&["SET", "k", "writable"]);
+}
+
+/// A server with `save ""` and `appendonly no` keeps its data only in
+/// memory: the stop lost it, and a failed restore "put back" nothing (an
+/// empty server, exit 6), `--keep-previous` kept an empty folder. Now it
+/// saves first what it had not saved.
+#[test]
+fn data_kept_only_in_memory_is_saved_before_the_stop_and_put_back() {
+    let source = TestRedis::builder().start();
+    source.conn().ok(&["SET", "restored", "data"]);
+    let id = source.backup();
+    let mut t = TestRedis::builder().save(Save::Off).start();
+    t.set_setting(
+        "storage",
+        &format!("file://{}", source.storage_dir().display()),
+    );
+    t.set_setting("key_file", &source.key_file().display().to_string());
+    fill_every_type(&mut t.conn());
+    let before = t.state();
+
+    t.fail_start_once();
+    t.run(&["restore", &id]).code(6);
+    assert_eq!(t.state(), before, "the data Redis held is back");
+
+    t.conn().ok(&["SET", "later", "write"]);
+    let before = t.state();
+    t.run(&["restore", "--keep-previous", &id]).ok();
+    // The failed restore's folder stays too, with its files in failed/.
+    let kept = t.restore_work_dirs();
+    let newest = kept.iter().max().expect("a folder kept");
+    let previous = newest.join("previous").join("dump.rdb");
+    assert_eq!(
+        LoadedRdb::load(&previous).state(),
+        before,
+        "--keep-previous kept what Redis held"
+    );
 }
