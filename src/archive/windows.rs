@@ -346,7 +346,9 @@ pub fn holding(storage: &dyn Storage, key: &MasterKey, instance: &str, at: u64) 
     }
     let nearest = match all.iter().filter_map(|w| w.distance(at)).min() {
         Some((_, span)) => format!("the nearest window is {}", describe(instance, span)),
-        None => "there is no archive of it; `redis-backup archive` makes one".into(),
+        // Records under another key are left out, each with a warning: an
+        // operator with the wrong key_file sees them named there.
+        None => "there is no archive of it this host's key reads (records it cannot authenticate are left out, each named in a warning); `redis-backup archive` makes one".into(),
     };
     Err(Error::storage(format!(
         "no archive of instance {instance} covers {}; {nearest} (`redis-backup timeline` lists them)",
