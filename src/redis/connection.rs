@@ -741,7 +741,7 @@ impl Connection {
     fn wire_name(&self, command: &str) -> Result<String> {
         match self.renamed.get(&command.to_ascii_lowercase()) {
             Some(new) if new.is_empty() => Err(Error::redis(format!(
-                "the command {} is disabled by rename-command in redis.conf; the backup needs it",
+                "the command {} is disabled by rename-command in redis.conf; this tool needs it",
                 command.to_ascii_uppercase()
             ))),
             Some(new) => Ok(new.clone()),

@@ -113,6 +113,20 @@ impl ServerBinary {
         self.major_minor().0
     }
 
+    /// Whether a backup that `flavor` `version` wrote is proven loadable by
+    /// its RDB version alone: this server's own flavor, and not newer. A
+    /// server loads what older releases of its own wrote (each type they
+    /// know, it knows); a newer release or the other flavor can write a
+    /// type this one lacks in an RDB version it takes.
+    pub fn loads_all_of(&self, flavor: Flavor, version: &str) -> bool {
+        let release =
+            |v: &str| -> Option<Vec<u32>> { v.split('.').map(|p| p.parse().ok()).collect() };
+        match (release(version), release(&self.version)) {
+            (Some(theirs), Some(ours)) => flavor == self.flavor && theirs <= ours,
+            _ => false,
+        }
+    }
+
     /// (major, minor) of the version; (0, 0) if it does not parse.
     fn major_minor(&self) -> (u32, u32) {
         let mut parts = self.version.split('.').map(|p| p.parse::<u32>().ok());
@@ -253,6 +267,28 @@ fn parse_version_line(program: &str, text: &str) -> Option<ServerBinary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn older_releases_of_its_own_flavor_are_proven_by_version() {
+        let server = |flavor, version: &str| ServerBinary {
+            program: "redis-server".into(),
+            flavor,
+            version: version.into(),
+        };
+        let redis_7_4 = server(Flavor::Redis, "7.4.1");
+        assert!(redis_7_4.loads_all_of(Flavor::Redis, "7.4.1"));
+        assert!(redis_7_4.loads_all_of(Flavor::Redis, "7.2.4"));
+        assert!(redis_7_4.loads_all_of(Flavor::Redis, "6.2.14"));
+        assert!(!redis_7_4.loads_all_of(Flavor::Redis, "7.4.2"));
+        assert!(!redis_7_4.loads_all_of(Flavor::Redis, "7.10.0"));
+        assert!(!redis_7_4.loads_all_of(Flavor::Valkey, "7.2.4"));
+        assert!(!redis_7_4.loads_all_of(Flavor::Redis, "7.4.x"));
+        let redis_8_0 = server(Flavor::Redis, "8.0.2");
+        assert!(!redis_8_0.loads_all_of(Flavor::Redis, "8.2.3"));
+        let valkey_9_1 = server(Flavor::Valkey, "9.1.2");
+        assert!(!valkey_9_1.loads_all_of(Flavor::Redis, "7.4.1"));
+        assert!(valkey_9_1.loads_all_of(Flavor::Valkey, "8.0.1"));
+    }
 
     fn server(line: &str) -> ServerBinary {
         parse_version_line("/usr/bin/x-server", line).unwrap()

@@ -337,10 +337,11 @@ struct StagedRdb {
     /// Who wrote it, as the backup says ("Redis 8.2.3"); a format-1 backup
     /// does not say.
     written_by: Option<String>,
-    /// Whether this host's own server (the same name and version) wrote
-    /// it: the one case where the RDB's version alone proves it loads. A
-    /// version another server wrote can still hold a type this one lacks
-    /// (Redis 8.2's vector sets in 8.0, of the same RDB version).
+    /// Whether this host's server loads all of it by its own word: an older
+    /// release of its own flavor, or itself, wrote it (a replay's server
+    /// is this host's). An RDB version it takes can still hold a type it
+    /// lacks when a newer release or the other flavor wrote it (Redis 8.2's
+    /// vector sets in 8.0, of the same RDB version).
     by_this_server: bool,
 }
 
@@ -353,7 +354,7 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
         Input::Replayed { replayed, .. } => Some(replayed.rdb_size),
     };
     if let Some(size) = needed {
-        check_room(plan, size)?;
+        check_room(plan, size, false)?;
     }
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
@@ -409,9 +410,13 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
         .identity
         .as_ref()
         .map(|i| (Flavor::from_name(&i.server_name), &i.server_version));
-    let by_this_server =
-        writer.is_some_and(|(f, v)| f == plan.binary.flavor && *v == plan.binary.version);
+    let by_this_server = writer.is_some_and(|(f, v)| plan.binary.loads_all_of(f, v));
     let written_by = writer.map(|(flavor, version)| format!("{} {version}", flavor.name()));
+    // A backup read with no record (`--from-file` of the object alone)
+    // said its size only now: what must still fit beside it is checked.
+    if needed.is_none() {
+        check_room(plan, summary.raw_size, true)?;
+    }
     plan.binary
         .check_loads(&summary.rdb, check, written_by.as_deref())?;
     // Say which backup this is, as its object has proven, before Redis is
@@ -453,7 +458,8 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
 /// DB, can't exit`) until systemd kills the server, with whatever it had
 /// not saved; and a server whose saves fail refuses writes. So the staged
 /// restore must fit beside that, or Redis is not touched: exit 4.
-fn check_room(plan: &Plan, staged: u64) -> Result<()> {
+/// `staged_already`: the RDB is on the disk already, only the rest must fit.
+fn check_room(plan: &Plan, staged: u64, staged_already: bool) -> Result<()> {
     let aof = if plan.files.appendonly { staged } else { 0 };
     let redis_saves = match plan.keeps {
         Keeps::Nothing => 0,
@@ -461,7 +467,10 @@ fn check_room(plan: &Plan, staged: u64) -> Result<()> {
         // nothing tells, and the save itself says whether it fits.
         Keeps::OnDisk | Keeps::InMemoryOnly => plan.data.file_size(&plan.files.dbfilename),
     };
-    let needed = staged.saturating_add(aof).saturating_add(redis_saves);
+    let still_to_write = if staged_already { 0 } else { staged };
+    let needed = still_to_write
+        .saturating_add(aof)
+        .saturating_add(redis_saves);
     let vfs = rfs::fstatvfs(plan.data.fd()).map_err(|e| {
         Error::other(format!(
             "cannot read the free space of {}: {e}",
@@ -473,7 +482,10 @@ fn check_room(plan: &Plan, staged: u64) -> Result<()> {
     if available >= needed {
         return Ok(());
     }
-    let mut parts = format!("{} for the restored RDB", human_size(staged));
+    let mut parts = match staged_already {
+        false => format!("{} for the restored RDB", human_size(staged)),
+        true => format!("beside the restored RDB of {}", human_size(staged)),
+    };
     if aof > 0 {
         parts.push_str(&format!(", {} for its AOF", human_size(aof)));
     }
@@ -529,23 +541,21 @@ fn is_disk_full(e: &io::Error) -> bool {
 /// A server that keeps its data only in memory (`save ""`, `appendonly
 /// no`, as it runs now) loses it as it is stopped: then there would be no
 /// previous data to put back if the restore failed, and nothing for
-/// `--keep-previous` to keep. Unless its dump already holds every change,
-/// have it save first, as a backup does; if it cannot, Redis is not
-/// touched.
+/// `--keep-previous` to keep. Unless its dump is there and holds every
+/// change, have it save first, as a backup does; if it cannot, Redis is
+/// not touched. (A backup of such a server removes the dump its save
+/// made, and leaves the count of changes at 0.)
 fn save_before_the_stop(plan: &Plan) -> Result<()> {
     let mut redis = Connection::connect(plan.connect)?;
     let persistence = redis.info("persistence")?;
-    if persistence
-        .get("rdb_changes_since_last_save")
-        .map(String::as_str)
-        == Some("0")
-    {
+    let changes = persistence.get("rdb_changes_since_last_save");
+    if changes.map(String::as_str) == Some("0") && plan.data.file_size(&plan.files.dbfilename) > 0 {
         return Ok(());
     }
     info!("Redis keeps its data only in memory (save \"\" and appendonly no): saving it before the stop, so that it can be put back");
     redis.snapshot(plan.config.save_timeout).map(drop).map_err(|e| {
         Error::redis(format!(
-            "Redis keeps its data only in memory (save \"\" and appendonly no), and saving it before the stop failed: {}; without it a failed restore would lose that data, so Redis was not touched",
+            "Redis keeps its data only in memory (save \"\" and appendonly no), and saving it before the stop failed: {}; without it a failed restore would lose that data, so Redis was not touched: have it SAVE, or stop it yourself if its data may go, and run the restore again",
             e.message()
         ))
     })

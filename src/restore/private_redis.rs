@@ -336,22 +336,10 @@ impl PrivateRedis {
         units::printable(&line.chars().take(300).collect::<String>())
     }
 
-    /// Why a server that exited had refused the RDB, if it had begun to
-    /// read it: its first warning (`#`) after "Loading RDB produced by"
-    /// ("Can't handle foreign type or opcode 25 …", "Internal error in RDB
-    /// reading … no matching module type 'vectorset'"). Redis 7.4 and 8.0
-    /// then check the file as redis-check-rdb does and print that report
-    /// last, which skips what they cannot read and calls the file fine.
+    /// Why a server that exited had refused the RDB: `load_refusal` of
+    /// its log's tail.
     fn load_refusal(&self) -> Option<String> {
-        let tail = self.log_tail(64 * 1024);
-        let (_, after) = tail.rsplit_once("Loading RDB produced by")?;
-        let mut lines = after.lines().skip(1);
-        let reason = lines
-            .find_map(|l| l.split_once(" # ").map(|(_, warning)| warning.trim()))
-            .unwrap_or("it logged no reason");
-        Some(units::printable(
-            &reason.chars().take(300).collect::<String>(),
-        ))
+        load_refusal(&self.log_tail(64 * 1024))
     }
 
     /// The last `len` bytes of the server's log.
@@ -496,6 +484,29 @@ fn aof_written(dir: BorrowedFd<'_>, files: &DataFiles) -> bool {
             .is_ok_and(|aof| data_dir::entry_exists(aof.as_fd(), &manifest))
 }
 
+/// Why a server whose log ends in `log` refused the RDB, if it had begun
+/// to read it: its first warning (`#`) after "Loading RDB produced by"
+/// ("Can't handle foreign type or opcode 25 …", "Internal error in RDB
+/// reading … no matching module type 'vectorset'"). Redis 7.4 and 8.0
+/// then check the file as redis-check-rdb does and print that report
+/// last, which skips what they cannot read and calls the file fine.
+fn load_refusal(log: &str) -> Option<String> {
+    let (_, after) = log.rsplit_once("Loading RDB produced by")?;
+    // Told to stop while loading (a signal of the account's, which it runs
+    // as): it exits 0 too, and that says nothing of the RDB.
+    if after.contains("Received SIG") || after.contains("shutdown") {
+        return None;
+    }
+    let reason = after
+        .lines()
+        .skip(1)
+        .find_map(|l| l.split_once(" # ").map(|(_, warning)| warning.trim()))
+        .unwrap_or("it logged no reason");
+    Some(units::printable(
+        &reason.chars().take(300).collect::<String>(),
+    ))
+}
+
 /// SIGTERM by pid.
 fn terminate(pid: u32) -> Result<()> {
     let target = i32::try_from(pid)
@@ -508,4 +519,49 @@ fn terminate(pid: u32) -> Result<()> {
 
 fn field<'a>(info: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     info.get(name).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Logs of real servers (pids and dates shortened) that loaded a backup
+    // they could not, and of one told to stop while loading.
+    const REDIS_7_4: &str = "\
+1:M 01 Dec * Loading RDB produced by version 8.2.3
+1:M 01 Dec * RDB memory usage when created 0.71 Mb
+1:M 01 Dec # Internal error in RDB reading offset 0, function at rdb.c:3107 -> The RDB file contains module data I can't load: no matching module type 'vectorset'
+[offset 161] \\o/ RDB looks OK! \\o/
+[info] 0 subexpires
+";
+    const VALKEY_9_1: &str = "\
+1:M 01 Dec * Loading RDB produced by Redis version 7.4.1
+1:M 01 Dec # Can't handle foreign type or opcode 25 in RDB with version 12
+1:M 01 Dec # Fatal error loading the DB, check server logs. Exiting.
+";
+    const STOPPED: &str = "\
+1:M 01 Dec * Loading RDB produced by version 7.0.15
+1:signal-handler (1796168220) Received shutdown signal during loading, scheduling shutdown.
+1:M 01 Dec * User requested shutdown...
+1:M 01 Dec # Redis is now ready to exit, bye bye...
+";
+
+    #[test]
+    fn a_refusal_is_the_first_warning_after_the_load_began() {
+        let refusal = load_refusal(REDIS_7_4).unwrap();
+        assert!(
+            refusal.ends_with("no matching module type 'vectorset'"),
+            "{refusal}"
+        );
+        assert_eq!(
+            load_refusal(VALKEY_9_1).unwrap(),
+            "Can't handle foreign type or opcode 25 in RDB with version 12"
+        );
+    }
+
+    #[test]
+    fn a_server_stopped_while_loading_or_before_it_refused_nothing() {
+        assert_eq!(load_refusal(STOPPED), None);
+        assert_eq!(load_refusal("*** FATAL CONFIG FILE ERROR ***\n"), None);
+    }
 }

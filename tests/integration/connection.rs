@@ -133,7 +133,7 @@ fn disabled_bgsave_is_exit_3_naming_bgsave() {
     small_dataset(&t);
     let out = t.run(&["backup"]);
     out.code(3).stderr_has(
-        "the command BGSAVE is disabled by rename-command in redis.conf; the backup needs it",
+        "the command BGSAVE is disabled by rename-command in redis.conf; this tool needs it",
     );
     assert!(t.storage_files().is_empty(), "{:?}", t.storage_files());
     assert!(t.is_active(), "Redis must be left running");

@@ -461,7 +461,9 @@ fn fill_incompressible(t: &TestRedis, prefix: &str, n: usize) {
 /// Redis writes as it is stopped (a save as large as its dump): staging
 /// took that room, Redis's save failed ("can't exit") until the stop
 /// killed it, with what it had not saved, and the folder with the staged
-/// copy stayed behind. Now refused before staging, Redis untouched.
+/// copy stayed behind. Now refused before staging, Redis untouched; and
+/// for the object alone (`--from-file`, no record to say its size), once
+/// staging has said it.
 #[test]
 fn a_restore_leaves_redis_the_room_to_save_as_it_stops() {
     let source = TestRedis::builder().start();
@@ -483,14 +485,23 @@ fn a_restore_leaves_redis_the_room_to_save_as_it_stops() {
     let before = t.state();
     let pid = t.pid();
 
-    let out = t.run(&["restore", &id]);
+    let object = t.path("object-alone.rbk");
+    fs::copy(source.object_file(&id), &object).unwrap();
+    let object = object.display().to_string();
 
-    out.code(4)
-        .stderr_has("not enough free space")
-        .stderr_has("for Redis's own save");
-    assert_eq!(t.pid(), pid, "Redis was stopped");
-    assert_eq!(t.state(), before, "Redis's data changed");
-    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+    for run in [
+        vec!["restore", &id],
+        vec!["restore", "--from-file", &object],
+    ] {
+        let out = t.run(&run);
+
+        out.code(4)
+            .stderr_has("not enough free space")
+            .stderr_has("for Redis's own save");
+        assert_eq!(t.pid(), pid, "{run:?}: Redis was stopped");
+        assert_eq!(t.state(), before, "{run:?}: Redis's data changed");
+        assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+    }
 }
 
 /// The private server's AOF rewrite runs out of space (the restored data
@@ -539,7 +550,9 @@ fn an_aof_rebuild_out_of_space_fails_at_once_and_leaves_redis_untouched() {
 /// A server with `save ""` and `appendonly no` keeps its data only in
 /// memory: the stop lost it, and a failed restore "put back" nothing (an
 /// empty server, exit 6), `--keep-previous` kept an empty folder. Now it
-/// saves first what it had not saved.
+/// saves first what its dump does not hold: here nothing on disk does,
+/// since a backup of such a server removes the dump its save made (and
+/// leaves Redis's count of unsaved changes at 0).
 #[test]
 fn data_kept_only_in_memory_is_saved_before_the_stop_and_put_back() {
     let source = TestRedis::builder().start();
@@ -552,6 +565,8 @@ fn data_kept_only_in_memory_is_saved_before_the_stop_and_put_back() {
     );
     t.set_setting("key_file", &source.key_file().display().to_string());
     fill_every_type(&mut t.conn());
+    t.backup();
+    assert!(!t.dump_file().exists());
     let before = t.state();
 
     t.fail_start_once();
