@@ -534,11 +534,7 @@ fn source_backup() -> (TestRedis, DbState, String) {
 /// storage with `source`'s key.
 fn fresh_instance(b: Builder, source: &TestRedis) -> TestRedis {
     let mut t = b.prepare();
-    t.set_setting(
-        "storage",
-        &format!("file://{}", source.storage_dir().display()),
-    );
-    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.use_backups_of(source);
     assert_eq!(
         dir_entries(&t.data_dir()),
         Vec::<String>::new(),
@@ -931,11 +927,7 @@ fn not_enough_disk_to_stage_is_exit_4_and_redis_untouched() {
     let (source, _, id) = source_backup();
     let mut t = TestRedis::builder().save(Save::Off).prepare();
     let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=160k,mode=0755");
-    t.set_setting(
-        "storage",
-        &format!("file://{}", source.storage_dir().display()),
-    );
-    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.use_backups_of(&source);
     t.start_redis();
     let mut c = t.conn();
     c.ok(&["SET", "small", "dataset"]);

@@ -473,11 +473,7 @@ fn a_restore_leaves_redis_the_room_to_save_as_it_stops() {
     // beside the dump, and then Redis's save of 410 KiB does not.
     let mut t = TestRedis::builder().prepare();
     let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=820k,mode=0755");
-    t.set_setting(
-        "storage",
-        &format!("file://{}", source.storage_dir().display()),
-    );
-    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.use_backups_of(&source);
     t.start_redis();
     fill_incompressible(&t, "own", 400);
     t.conn().ok(&["SAVE"]);
@@ -521,11 +517,7 @@ fn an_aof_rebuild_out_of_space_fails_at_once_and_leaves_redis_untouched() {
         .conf_line("aof-use-rdb-preamble no")
         .prepare();
     let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=512k,mode=0755");
-    t.set_setting(
-        "storage",
-        &format!("file://{}", source.storage_dir().display()),
-    );
-    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.use_backups_of(&source);
     t.set_setting("save_timeout", "20");
     t.start_redis();
     t.conn().ok(&["SET", "k", "before"]);
@@ -559,11 +551,7 @@ fn data_kept_only_in_memory_is_saved_before_the_stop_and_put_back() {
     source.conn().ok(&["SET", "restored", "data"]);
     let id = source.backup();
     let mut t = TestRedis::builder().save(Save::Off).start();
-    t.set_setting(
-        "storage",
-        &format!("file://{}", source.storage_dir().display()),
-    );
-    t.set_setting("key_file", &source.key_file().display().to_string());
+    t.use_backups_of(&source);
     fill_every_type(&mut t.conn());
     t.backup();
     assert!(!t.dump_file().exists());

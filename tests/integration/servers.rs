@@ -169,11 +169,7 @@ fn across(from: &str, to: &str) -> (Output, TestRedis, Value) {
 fn across_onto(from: &str, target: Builder) -> (Output, TestRedis, Value) {
     let (source, _, record) = filled_and_backed_up(TestRedis::builder().server(&binary(from)));
     let mut target = target.start();
-    target.set_setting(
-        "storage",
-        &format!("file://{}", source.storage_dir().display()),
-    );
-    target.set_setting("key_file", &source.key_file().display().to_string());
+    target.use_backups_of(&source);
     target.conn().ok(&["SET", "target", "own data"]);
     let out = target.run(&["restore", &id_of(&record)]);
     (out, target, record)
@@ -408,11 +404,7 @@ fn a_backup_holding_a_type_the_target_lacks_is_refused_before_it_is_stopped() {
         }
         let record = source.backup_json(&[]);
         let mut target = onto.start();
-        target.set_setting(
-            "storage",
-            &format!("file://{}", source.storage_dir().display()),
-        );
-        target.set_setting("key_file", &source.key_file().display().to_string());
+        target.use_backups_of(&source);
         target.conn().ok(&["SET", "target", "own data"]);
         let pid = target.conn().info("server")["process_id"].clone();
         let out = target.run(&["restore", &id_of(&record)]);

@@ -299,6 +299,16 @@ impl TestRedis {
         dir_entries(&self.storage_dir())
     }
 
+    /// Restore from `source`'s storage with its key, as another host
+    /// sharing them would.
+    pub fn use_backups_of(&mut self, source: &TestRedis) {
+        self.set_setting(
+            "storage",
+            &format!("file://{}", source.storage_dir().display()),
+        );
+        self.set_setting("key_file", &source.key_file().display().to_string());
+    }
+
     /// Set (replace or add) a line of the tool's settings file.
     pub fn set_setting(&mut self, key: &str, value: &str) {
         self.settings.retain(|(k, _)| k != key);
