@@ -649,22 +649,9 @@ fn place(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
 /// the work folder's `aof/`, where no client can write, by a server running
 /// as the data dir's owner: what it writes is that account's already.
 fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
-    let timeout = plan.config.save_timeout;
-    work.create_aof_build(&plan.files.dbfilename, plan.data.owner())?;
     let built = aof_build_files(plan, work);
-    let rebuilt = PrivateRedis::start(
-        "rebuilds the AOF",
-        plan.binary,
-        plan.conf,
-        &built,
-        plan.data,
-        work,
-        plan.connect,
-        timeout,
-    )
-    .and_then(|(mut server, mut conn)| {
-        server.build_aof(&mut conn, &built, timeout)?;
-        server.shut_down(conn, timeout)
+    let rebuilt = on_private_server(plan, work, "rebuilds the AOF", |server, conn| {
+        server.build_aof(conn, &built, plan.config.save_timeout)
     })
     .and_then(|()| private_redis::check_aof(plan.binary, &built, plan.data));
     // Nothing of the account's needs a way into aof/ any more; whatever
@@ -674,25 +661,12 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     rebuilt
 }
 
-/// Have this host's server load the staged RDB, as `rebuild_aof` does
-/// (the same private server, in the same `aof/`), and stop it: proven
-/// before Redis is stopped. It costs what the rebuild costs, memory for
-/// the dataset a second time, and is only done for a backup another
-/// server wrote.
+/// Have this host's server load the staged RDB, as `rebuild_aof` does,
+/// and stop it: proven before Redis is stopped. It costs what the rebuild
+/// costs, memory for the dataset a second time, and is only done for a
+/// backup that a newer release or the other flavor wrote.
 fn load_privately(plan: &Plan, work: &WorkDir) -> Result<()> {
-    let timeout = plan.config.save_timeout;
-    work.create_aof_build(&plan.files.dbfilename, plan.data.owner())?;
-    let loaded = PrivateRedis::start(
-        "loads the restored RDB first",
-        plan.binary,
-        plan.conf,
-        &aof_build_files(plan, work),
-        plan.data,
-        work,
-        plan.connect,
-        timeout,
-    )
-    .and_then(|(server, conn)| server.shut_down(conn, timeout));
+    let loaded = on_private_server(plan, work, "loads the restored RDB first", |_, _| Ok(()));
     work.close_aof_build()
         .and_then(|()| work.remove_aof_build())
         .map_err(|e| Error::other(format!("cannot close the work folder again: {e}")))?;
@@ -700,6 +674,31 @@ fn load_privately(plan: &Plan, work: &WorkDir) -> Result<()> {
         info!("this host's {} loads the restored RDB", plan.binary.program);
     }
     loaded
+}
+
+/// Start the private server on the staged RDB in the work folder's `aof/`
+/// (handed to the data dir's owner, whom it runs as), once it has loaded
+/// have it do `with`, and stop it. The caller closes `aof/` again.
+fn on_private_server(
+    plan: &Plan,
+    work: &WorkDir,
+    purpose: &'static str,
+    with: impl FnOnce(&mut PrivateRedis, &mut Connection) -> Result<()>,
+) -> Result<()> {
+    let timeout = plan.config.save_timeout;
+    work.create_aof_build(&plan.files.dbfilename, plan.data.owner())?;
+    let (mut server, mut conn) = PrivateRedis::start(
+        purpose,
+        plan.binary,
+        plan.conf,
+        &aof_build_files(plan, work),
+        plan.data,
+        work,
+        plan.connect,
+        timeout,
+    )?;
+    with(&mut server, &mut conn)?;
+    server.shut_down(conn, timeout)
 }
 
 /// A private server's refusal of the staged RDB, as a refusal of the
