@@ -1,7 +1,8 @@
 //! A private redis-server that loads the restored RDB before Redis is
 //! stopped: to rebuild the AOF of an instance that uses one, or only to
-//! prove that this host's server loads a backup another server wrote (an
-//! RDB version it takes can still hold a type it lacks). It is
+//! prove that this host's server loads a backup that a newer release or
+//! the other flavor wrote (an RDB version it takes can still hold a type
+//! it lacks). It is
 //! the same binary with the same redis.conf (so the same modules, users and
 //! renamed commands), overridden on the command line: no TCP port, a Unix
 //! socket in a private directory, AOF off, no RDB saves. No client can reach
@@ -324,8 +325,7 @@ impl PrivateRedis {
         ))
     }
 
-    /// The last line the server logged, at most 300 characters, control
-    /// characters escaped: its output is the owner's account's words.
+    /// The last line the server logged, `quoted`.
     fn last_words(&self) -> String {
         let tail = self.log_tail(4096);
         let line = tail
@@ -333,7 +333,7 @@ impl PrivateRedis {
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("(empty)");
-        units::printable(&line.chars().take(300).collect::<String>())
+        quoted(line)
     }
 
     /// Why a server that exited had refused the RDB: `load_refusal` of
@@ -502,9 +502,14 @@ fn load_refusal(log: &str) -> Option<String> {
         .skip(1)
         .find_map(|l| l.split_once(" # ").map(|(_, warning)| warning.trim()))
         .unwrap_or("it logged no reason");
-    Some(units::printable(
-        &reason.chars().take(300).collect::<String>(),
-    ))
+    Some(quoted(reason))
+}
+
+/// A line of the server's log as we quote it: at most 300 characters,
+/// control characters escaped, for its output is the owner's account's
+/// words.
+fn quoted(line: &str) -> String {
+    units::printable(&line.chars().take(300).collect::<String>())
 }
 
 /// SIGTERM by pid.
