@@ -668,8 +668,8 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
 fn load_privately(plan: &Plan, work: &WorkDir) -> Result<()> {
     let loaded = on_private_server(plan, work, "loads the restored RDB first", |_, _| Ok(()));
     work.close_aof_build()
-        .and_then(|()| work.remove_aof_build())
         .map_err(|e| Error::other(format!("cannot close the work folder again: {e}")))?;
+    empty_aof_build(plan, work);
     if loaded.is_ok() {
         info!("this host's {} loads the restored RDB", plan.binary.program);
     }
@@ -749,13 +749,20 @@ fn place_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
         "placed the rebuilt AOF as {}",
         plan.data.join(name).display()
     );
+    empty_aof_build(plan, work);
+    Ok(())
+}
+
+/// Once the private server is done: what is left in `aof/` goes, without
+/// following a link. What cannot go now (a tree deeper than any of ours,
+/// the owner's doing) is left, said, and goes with the work folder.
+fn empty_aof_build(plan: &Plan, work: &WorkDir) {
     if let Err(e) = work.remove_aof_build() {
         warn!(
             "could not remove what is left in {}: {e}",
             aof_build_files(plan, work).dir.display()
         );
     }
-    Ok(())
 }
 
 /// The restored server answers, has loaded, and holds what the record says:

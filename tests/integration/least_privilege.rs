@@ -557,6 +557,56 @@ fn aof_build_folder_with_a_tree_too_deep_to_remove() {
     assert_eq!(t.state(), backed_up, "the AOF is complete\n{context}");
 }
 
+/// The same tree, planted in `aof/` while the private server only loads a
+/// backup that a newer release wrote (Redis 8.2's, onto 8.0; AOF off),
+/// which root removes once that server has stopped. The removal stops at
+/// its depth as before; it must not end the restore, nor follow the link.
+#[test]
+fn load_folder_with_a_tree_too_deep_to_remove() {
+    let source = TestRedis::builder()
+        .server(&crate::servers::binary("redis-8.2.3"))
+        .start();
+    fill_every_type(&mut source.conn());
+    let backed_up = source.state();
+    let id = source.backup();
+    let mut t = redis().server(&crate::servers::binary("redis-8.0")).start();
+    t.use_backups_of(&source);
+    let victim = Victim::new(t.scratch(), "victim");
+    let attacker = Attacker::start(
+        t.scratch(),
+        "aof-build",
+        &[
+            arg(&t.data_dir()),
+            "deep".into(),
+            arg(victim.dir()),
+            arg(&victim.file),
+        ],
+    );
+    let out = t.run(&["restore", &id]);
+    let log = attacker.log();
+    let context = format!("{out}\n{attacker}");
+    drop(attacker);
+    for aof in t.restore_work_dirs().into_iter().map(|w| w.join("aof")) {
+        if aof.exists() {
+            remove_chain(&aof);
+        }
+    }
+    assert!(
+        log.contains("building a tree 100000 directories deep in aof/"),
+        "the attacker never started its tree: the test proves nothing\n{context}"
+    );
+    assert!(
+        out.stderr.contains("loads the restored RDB first"),
+        "no private load: the test proves nothing\n{context}"
+    );
+    assert_no_crash(&out, &context);
+    out.ok()
+        .stderr_has("could not remove what is left in")
+        .stderr_has("more than 32 directories down");
+    assert_all_intact(&[&victim], &context);
+    assert_eq!(t.state(), backed_up, "{context}");
+}
+
 /// The redis account fills the data dir and `appendonlydir` (which a
 /// restore moves aside, then removes) with 200,000 long names each, one of
 /// them not UTF-8, and 100 folders under restore's own prefix. Root must
