@@ -133,7 +133,10 @@ pub fn windows(
     Record::sort_oldest_first(&mut bases);
     let mut windows = Vec::with_capacity(bases.len());
     for base in bases {
-        let mut named = listed_chunks(&*chunk_storage, &base)?;
+        let (mut named, too_many) = match listed_chunks(&*chunk_storage, &base)? {
+            Ok(named) => (named, None),
+            Err(why) => (Vec::new(), Some(why)),
+        };
         named.sort_by_key(|c| (c.start, c.end));
         let chunks = Chunks {
             storage: &*chunk_storage,
@@ -145,7 +148,12 @@ pub fn windows(
             gave_up: Default::default(),
         };
         let start = base.archive.as_ref().map_or(0, |a| a.start_offset);
-        if let Some(why) = first_break(start, &named) {
+        if let Some(why) = too_many {
+            // Not one of its records is read: each would cost a request,
+            // and the listing may answer as it should later.
+            chunks.unreadable.set(true);
+            chunks.damaged(format!("window {}: {why}", base.id));
+        } else if let Some(why) = first_break(start, &named) {
             chunks.damaged(format!("window {}: {why}", base.id));
         }
         let mut spans = Vec::new();
@@ -188,34 +196,40 @@ pub fn windows(
 /// its window is made of, and what prune deletes with it. A chunk's name
 /// holds its base's, and its record is bound to that name, so nothing named
 /// so belongs to another window; the listing, whoever answers it, may name
-/// anything else.
-fn listed_chunks(chunk_storage: &dyn Storage, base: &Record) -> Result<Vec<ChunkName>> {
-    Ok(chunk_storage
+/// anything else. A window holds at most `MAX_WINDOW_CHUNKS` chunks (twice
+/// that allows for sessions a kill left stored twice): more are made up,
+/// and the inner `Err` says so.
+fn listed_chunks(
+    chunk_storage: &dyn Storage,
+    base: &Record,
+) -> Result<std::result::Result<Vec<ChunkName>, String>> {
+    let named: Vec<ChunkName> = chunk_storage
         .list_prefix(&format!("{}.", base.id))?
         .iter()
         .filter_map(ChunkName::parse)
         .filter(|c| c.base == base.id)
-        .collect())
+        .collect();
+    if named.len() as u64 > 2 * super::MAX_WINDOW_CHUNKS {
+        return Ok(Err(format!(
+            "{} chunks are listed for base {}, more than a window holds: the storage is misbehaving",
+            named.len(),
+            base.id
+        )));
+    }
+    Ok(Ok(named))
 }
 
-/// The chunks stored for `base`, which prune deletes with it. A window
-/// holds at most `MAX_WINDOW_CHUNKS` chunks (twice that allows for sessions
-/// a kill left stored twice): more are made up, each would cost requests of
-/// its own, and the base is kept (`None`, said).
+/// The chunks stored for `base`, which prune deletes with it; `None` (said)
+/// when the listing names more than a window holds, as each would cost a
+/// request of its own: the base is kept.
 pub fn chunks_of(chunk_storage: &dyn Storage, base: &Record) -> Result<Option<Vec<BackupId>>> {
-    let ours: Vec<BackupId> = listed_chunks(chunk_storage, base)?
-        .iter()
-        .map(ChunkName::id)
-        .collect();
-    if ours.len() as u64 > 2 * super::MAX_WINDOW_CHUNKS {
-        warn!(
-            "{} chunks are listed for base {}, more than a window holds: the storage is misbehaving, and the base and its chunks are kept",
-            ours.len(),
-            base.id
-        );
-        return Ok(None);
+    match listed_chunks(chunk_storage, base)? {
+        Ok(named) => Ok(Some(named.iter().map(ChunkName::id).collect())),
+        Err(why) => {
+            warn!("{why}, and the base and its chunks are kept");
+            Ok(None)
+        }
     }
-    Ok(Some(ours))
 }
 
 /// The chunks of a window cut where an archiver session starts.

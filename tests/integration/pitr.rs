@@ -2522,8 +2522,9 @@ fn two_windows(t: &TestRedis) -> (DbState, String, Output) {
 /// prune deleted them: the window it promises to keep could no longer be
 /// restored. Only names of the base's own chunks are taken:
 /// - first, the listing adds 17,281 well-made chunk names under the old
-///   base's, more than twice what a window holds: prune says so and keeps
-///   that base and its chunks, and goes on;
+///   base's, more than twice what a window holds: prune says so, asks
+///   for none of their records, keeps that base and its chunks, and goes
+///   on;
 /// - then it adds 100 names that are not chunk names and one chunk name
 ///   that is not there: the first are left alone, the last skipped, and
 ///   every chunk of the old base goes (an earlier form ended the prune
@@ -2542,11 +2543,11 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     fake.script(archive_listing_with((0..17_281).map(chunk_name).collect()));
     let kept = t.cmd(&["--json", "prune", "--keep-last", "1"]).run();
     kept.ok().stderr_has("more than a window holds");
-    // Each made-up record was asked for once (each is a session of its
-    // own, whose first chunk is its newest): twice, and the listing's
-    // patience ran out before prune could say the above.
+    // No made-up record was asked for: a request for each of them ran out
+    // the listing's patience on a loaded host, before prune could say the
+    // above (it kept the base, but for a reason that hid the listing's).
     let first_made_up = format!("chunk {}: ", chunk_name(0).trim_end_matches(".json"));
-    assert_eq!(kept.stderr.matches(&first_made_up).count(), 1, "{kept}");
+    assert!(!kept.stderr.contains(&first_made_up), "{kept}");
     fake.normal();
     assert_eq!(timeline(&t).len(), 2, "the old base was pruned\n{kept}");
 
