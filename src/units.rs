@@ -102,7 +102,7 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     if text.len() < 20 {
         return None;
     }
-    whole_seconds(text)
+    utc_seconds(text, 0)
 }
 
 /// Microseconds since the epoch of an RFC 3339 UTC time ending in `Z`, with
@@ -121,7 +121,7 @@ pub fn parse_rfc3339_micros(text: &str) -> Option<u64> {
                 .ok()?
         }
     };
-    whole_seconds(text)?
+    utc_seconds(text, 0)?
         .checked_mul(1_000_000)?
         .checked_add(micros)
 }
@@ -136,7 +136,6 @@ pub fn parse_rfc3339_any(text: &str) -> Option<u64> {
     }
     let (head, mut rest) = text.split_at(19);
     let head = head.replacen(' ', "T", 1);
-    let seconds = whole_seconds(&head.replace('t', "T"))?;
     let mut micros = 0u64;
     if let Some(fraction) = rest.strip_prefix('.') {
         let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
@@ -166,9 +165,7 @@ pub fn parse_rfc3339_any(text: &str) -> Option<u64> {
             sign * (hours * 3600 + minutes * 60)
         }
     };
-    let utc = (seconds as i64).checked_sub(offset)?;
-    u64::try_from(utc)
-        .ok()?
+    utc_seconds(&head.replace('t', "T"), offset)?
         .checked_mul(1_000_000)?
         .checked_add(micros)
 }
@@ -197,11 +194,12 @@ pub fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// The seconds of `YYYY-MM-DDTHH:MM:SS` at the start of `text`, a day
-/// that exists (no November 31st: it would be taken for December 1st) and
-/// a second 60 only at 23:59, where leap seconds are inserted (read as the
-/// next day's first, as Unix time does).
-fn whole_seconds(text: &str) -> Option<u64> {
+/// The seconds since the epoch of `YYYY-MM-DDTHH:MM:SS` at the start of
+/// `text`, a local time `offset` seconds ahead of UTC: a day that exists
+/// (no November 31st: it would be taken for December 1st) and a second 60
+/// only where it is 23:59 in UTC, where leap seconds are inserted (read as
+/// the next day's first, as Unix time does).
+fn utc_seconds(text: &str, offset: i64) -> Option<u64> {
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
         let digits = text.get(range)?;
         digits.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
@@ -219,12 +217,11 @@ fn whole_seconds(text: &str) -> Option<u64> {
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    let leap_second = second == 60 && hour == 23 && minute == 59;
     if !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || hour > 23
         || minute > 59
-        || (second > 59 && !leap_second)
+        || second > 60
     {
         return None;
     }
@@ -232,7 +229,12 @@ fn whole_seconds(text: &str) -> Option<u64> {
     if civil_from_days(days) != (year, month as u32, day as u32) {
         return None;
     }
-    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+    let utc = (days * 86_400 + hour * 3600 + minute * 60 + second).checked_sub(offset)?;
+    // The second after 23:59:59 UTC's is the next day's first.
+    if second == 60 && utc.rem_euclid(86_400) != 0 {
+        return None;
+    }
+    u64::try_from(utc).ok()
 }
 
 /// Howard Hinnant's inverse of `civil_from_days`.
@@ -469,5 +471,17 @@ mod tests {
             parse_rfc3339_any("2016-12-31T23:59:60Z"),
             parse_rfc3339_any("2017-01-01T00:00:00Z")
         );
+        // The same second typed in New York's time or Paris's: 23:59:60
+        // there is no leap second.
+        for typed in ["2016-12-31T18:59:60-05:00", "2017-01-01 00:59:60+01:00"] {
+            assert_eq!(
+                parse_rfc3339_any(typed),
+                parse_rfc3339_any("2017-01-01T00:00:00Z"),
+                "{typed}"
+            );
+        }
+        for bad in ["2016-12-31T23:59:60+01:00", "2016-12-31T23:59:60-05:00"] {
+            assert_eq!(parse_rfc3339_any(bad), None, "{bad}");
+        }
     }
 }
