@@ -78,8 +78,11 @@ struct Plan<'a> {
 enum Keeps {
     /// Not running (or nothing could be asked): nothing of it to keep.
     Nothing,
-    /// Save rules or an AOF: it saves as it is stopped, and may at any time.
+    /// Save rules: it saves as it is stopped, and may at any time.
     OnDisk,
+    /// `save ""` and `appendonly yes`: its AOF holds everything, and it
+    /// writes no RDB as it stops.
+    AofOnly,
     /// `save ""` and `appendonly no`: stopped, its data is gone.
     InMemoryOnly,
 }
@@ -260,6 +263,7 @@ fn files_to_restore(
         check_agrees(&files, &live, conf)?;
         keeps = match (live.appendonly, live.save_rules.as_deref()) {
             (false, Some("")) => Keeps::InMemoryOnly,
+            (true, Some("")) => Keeps::AofOnly,
             _ => Keeps::OnDisk,
         };
     } else {
@@ -462,7 +466,9 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
 fn check_room(plan: &Plan, staged: u64, staged_already: bool) -> Result<()> {
     let aof = if plan.files.appendonly { staged } else { 0 };
     let redis_saves = match plan.keeps {
-        Keeps::Nothing => 0,
+        // What it appends as it runs is replaced by the restore, and a
+        // rewrite that fails for want of room loses nothing.
+        Keeps::Nothing | Keeps::AofOnly => 0,
         // Its save is about as large as its last dump; with none there,
         // nothing tells, and the save itself says whether it fits.
         Keeps::OnDisk | Keeps::InMemoryOnly => plan.data.file_size(&plan.files.dbfilename),

@@ -500,6 +500,35 @@ fn a_restore_leaves_redis_the_room_to_save_as_it_stops() {
     }
 }
 
+/// A server that keeps its data in the AOF alone (`save ""`, `appendonly
+/// yes`) writes no RDB as it stops: a dump left from an old `SAVE` is not
+/// what it will write, and room for it was asked for all the same (exit 4
+/// on a disk with room for the restore).
+#[test]
+fn an_aof_only_server_is_not_asked_for_room_for_a_save_it_does_not_make() {
+    let source = TestRedis::builder().start();
+    fill_incompressible(&source, "restored", 100);
+    let id = source.backup();
+    // About 100 KiB of restored RDB and as much of AOF, and a stale dump
+    // of about 400 KiB: 600 KiB with it, 200 KiB without. Beside that dump
+    // and an AOF of about 420 KiB, 1,300 KiB leave about 470 KiB.
+    let mut t = TestRedis::builder().save(Save::Off).appendonly().prepare();
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=1300k,mode=0755");
+    t.use_backups_of(&source);
+    t.start_redis();
+    fill_incompressible(&t, "old", 400);
+    t.conn().ok(&["SAVE"]);
+    t.conn().ok(&["FLUSHALL"]);
+    t.conn().ok(&["SET", "k", "before"]);
+    let expected = source.state();
+
+    let out = t.run(&["restore", &id]);
+
+    out.ok();
+    assert_eq!(t.state(), expected, "{out}");
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+}
+
 /// The private server's AOF rewrite runs out of space (the restored data
 /// is small as an RDB, large as commands): Redis retries the rewrite
 /// minutes apart, and the restore waited for it until `save_timeout`,
