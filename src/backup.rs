@@ -216,11 +216,13 @@ fn local_data_dir(live: &DataFiles, conf: &RedisConf) -> Result<DataDir> {
 
 /// After a restore was killed half way, Redis may be running on an empty or
 /// partial data dir while the real data waits in the work folder: backing that
-/// up (and later pruning good backups) would lose it.
+/// up (and later pruning good backups) would lose it. Not so once the data
+/// files are whole again (a rollback put them back but Redis did not start,
+/// and the operator started it).
 fn refuse_during_interrupted_restore(data: &DataDir) -> Result<()> {
     let unfinished = journal::interrupted(data)?
         .into_iter()
-        .find(|work| work.was_active().is_some());
+        .find(|work| work.was_active().is_some() && !work.data_in_place());
     match unfinished {
         None => Ok(()),
         Some(work) => Err(Error::other(format!(

@@ -290,6 +290,15 @@ impl WorkDir {
         self.steps.contains(step)
     }
 
+    /// Whether the data dir holds a whole set of data files again, though
+    /// the journal has no `done`: the restored ones, placed and checked, or
+    /// the previous ones, put back (a rollback whose start of Redis failed,
+    /// exit 7). Only the start, or the word `done`, is missing.
+    pub fn data_in_place(&self) -> bool {
+        self.reached(&Step::PutBack)
+            || (self.reached(&Step::Placed) && !self.reached(&Step::NewAway))
+    }
+
     /// Whether Redis was running before this restore touched it; `None` if
     /// the restore never got that far.
     pub fn was_active(&self) -> Option<bool> {

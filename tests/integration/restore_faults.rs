@@ -38,6 +38,28 @@ fn a_rollback_that_could_not_start_redis_is_finished_by_the_next_run() {
     assert_eq!(sha256_file(&t.dump_file()), old_dump);
 }
 
+/// After exit 7 with the previous files back, the operator starts Redis
+/// by hand: its data is whole, and backups go on. They were refused,
+/// saying a restore must be run first, as if the data waited in the work
+/// folder; only a restore of some backup ended that.
+#[test]
+fn backups_go_on_once_redis_is_started_on_the_data_a_rollback_put_back() {
+    let t = TestRedis::start();
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    let changed = t.state();
+    t.fail_start(true);
+    t.run(&["restore", &id])
+        .code(7)
+        .stderr_has("previous files are back in");
+
+    t.fail_start(false);
+    t.start_redis();
+    let taken = id_of(&t.backup_json(&[]));
+
+    assert_eq!(digest_of_rdb(&t.export(&taken, "taken.rdb")), changed);
+}
+
 #[test]
 fn a_run_killed_while_building_the_aof_is_undone_by_the_next_one() {
     killed_while_building_the_aof(TestRedis::builder().appendonly());
