@@ -516,6 +516,20 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Whether something accepts connections where `options` point; it is
+    /// told nothing.
+    pub fn something_listens(options: &ConnectOptions) -> bool {
+        let endpoint = &options.endpoint;
+        match endpoint {
+            Endpoint::Tcp { host, port } | Endpoint::TcpOf { host, port, .. } => {
+                connect_tcp(host, *port, options.timeout, endpoint).is_ok()
+            }
+            Endpoint::Unix(path) | Endpoint::UnixOf { path, .. } => {
+                unix_socket::connect(path, None, options.timeout).is_ok()
+            }
+        }
+    }
+
     fn auth(&mut self, password: &Secret) -> Result<()> {
         let pass = password.expose().as_bytes();
         let reply = match self.user.clone() {

@@ -266,6 +266,14 @@ fn files_to_restore(
             (true, Some("")) => Keeps::AofOnly,
             _ => Keeps::OnDisk,
         };
+    } else if Connection::something_listens(connect) {
+        // Taken for stopped, its files would be moved from under it, and
+        // its next save would replace the restore.
+        return Err(Error::usage(format!(
+            "{} is not active, but a server answers at {}: Redis runs outside that unit (the `service` setting names another, or it was started by hand) or is still stopping; set `service` to the unit that runs it, or stop it (nothing was touched)",
+            service.unit(),
+            connect.endpoint
+        )));
     } else {
         info!(
             "{} is not running; the data dir is {}",

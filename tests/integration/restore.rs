@@ -615,6 +615,35 @@ fn restore_while_redis_is_stopped_starts_it() {
     );
 }
 
+/// The `service` setting names a unit that is not the one running Redis
+/// (a typo, or Redis started by hand): the unit is not active, so the
+/// restore took Redis for stopped and moved the data files from under the
+/// running server, then failed to start the unit (exit 6); with a unit that
+/// did start, the live server's next save would have replaced the restore.
+/// Something answering where Redis listens is refused now, exit 2.
+#[test]
+fn redis_answering_while_its_unit_is_not_active_is_refused() {
+    let (mut t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    let changed = change_data(&t, &backed_up);
+    t.set_setting("service", "redis-server@typo.service");
+    let pid = t.pid();
+    let calls = t.shim_calls().len();
+
+    let out = t.run(&["restore", &id_of(&record)]);
+
+    out.code(2)
+        .stderr_has("redis-server@typo.service is not active")
+        .stderr_has("answers");
+    assert_eq!(t.pid(), pid);
+    assert_eq!(t.state(), changed);
+    let calls = t.shim_calls_since(calls);
+    assert!(
+        calls.iter().all(|c| c.starts_with("is-active")),
+        "{calls:?}"
+    );
+    assert_eq!(t.restore_work_dirs(), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn restore_from_a_file_copied_out_of_storage() {
     let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
