@@ -210,10 +210,21 @@ fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
                  see redis-backup --help for the settings"
             )));
         }
+        let value = value.trim();
+        let unquoted = unquote(value);
+        // A secret may hold anything; the other values are refused rather
+        // than taken with a comment as their end.
+        let comment_after = unquoted.len() == value.len()
+            && value.split_whitespace().skip(1).any(|w| w.starts_with('#'));
+        if comment_after && !settings::is_secret(&key) {
+            return Err(Error::usage(format!(
+                "{at}: {key} has a `#` after its value; comments go on lines of their own (quote the value if the `#` is part of it)"
+            )));
+        }
         out.insert(
             key,
             Raw {
-                value: unquote(value.trim()).to_string(),
+                value: unquoted.to_string(),
                 origin: at,
             },
         );
@@ -279,7 +290,7 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
             .transpose()?,
         redis_socket: take("redis_socket").map(|r| path(&r)).transpose()?,
         redis_user: take("redis_user").map(nonempty).transpose()?,
-        redis_password: take("redis_password").map(|r| Secret::new(r.value)),
+        redis_password: take("redis_password").map(secret).transpose()?,
         service: nonempty(take("service").expect("a default"))?,
         redis_server: nonempty(take("redis_server").expect("a default"))?,
         storage: parse_storage(&take("storage").expect("a default"))?,
@@ -317,13 +328,29 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
     let mut openstack = BTreeMap::new();
     for (k, r) in raw {
         if settings::is_openstack(&k) {
-            openstack.insert(k, Secret::new(r.value));
+            let value = match settings::is_secret(&k) {
+                true => secret(r)?,
+                false => Secret::new(r.value),
+            };
+            openstack.insert(k, value);
         }
     }
     Ok(Config {
         openstack,
         ..config
     })
+}
+
+/// No secret is empty: `redis_password =` would send `AUTH ""`, in place
+/// of redis.conf's `requirepass`.
+fn secret(raw: Raw) -> Result<Secret> {
+    if raw.value.is_empty() {
+        return Err(bad(
+            &raw,
+            "an empty secret; remove the line to leave it unset",
+        ));
+    }
+    Ok(Secret::new(raw.value))
 }
 
 fn bad(raw: &Raw, what: &str) -> Error {
@@ -555,6 +582,45 @@ mod tests {
         assert_eq!(c.redis_password.unwrap().expose(), "s3cret");
         assert_eq!(c.openstack["os_password"].expose(), "p");
         assert_eq!(c.openstack["os_auth_url"].expose(), "http://k:5000/v3");
+    }
+
+    /// `storage = file:///x   # or swift://...`, as an example once showed
+    /// it, stored backups under a directory whose name ended in the comment.
+    #[test]
+    fn a_comment_after_a_value_is_refused_not_taken_for_the_value() {
+        for file in [
+            "storage = file:///var/lib/b   # or swift://c\n",
+            "compression_level = 1\t# 0 = none\n",
+            "redis_conf = /etc/redis/redis.conf #\n",
+        ] {
+            let err = resolve(Some((Path::new("s.conf"), file)), no_env, &[]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{file:?}");
+            assert!(err.message().contains("s.conf:1"), "{err}");
+            assert!(err.message().contains("lines of their own"), "{err}");
+        }
+        // Quoted, a `#` is the value's; in a secret, whatever it holds.
+        let file = "storage = \"file:///b #1\"\nredis_password = pass #word\n";
+        let c = resolve(Some((Path::new("s.conf"), file)), no_env, &[]).unwrap();
+        assert_eq!(c.storage, StorageUrl::Dir("/b #1".into()));
+        assert_eq!(c.redis_password.unwrap().expose(), "pass #word");
+    }
+
+    /// `redis_password =` sent `AUTH ""` (exit 3, or in place of
+    /// redis.conf's requirepass); no secret is empty.
+    #[test]
+    fn an_empty_secret_is_a_settings_error() {
+        for file in [
+            "redis_password =\n",
+            "redis_password = \"\"\n",
+            "os_password = \n",
+        ] {
+            let err = resolve(Some((Path::new("s.conf"), file)), no_env, &[]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{file:?}");
+            assert!(err.message().contains("s.conf:1"), "{err}");
+        }
+        let env = |name: &str| (name == "REDIS_BACKUP_REDIS_PASSWORD").then(String::new);
+        let err = resolve(None, env, &[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]
