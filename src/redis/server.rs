@@ -76,11 +76,15 @@ impl ServerBinary {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
             .output()
-            .map_err(|e| Error::other(format!("cannot run {program} --version: {e}")))?;
+            .map_err(|e| {
+                Error::usage(format!(
+                    "cannot run {program} --version: {e}; set redis_server to the server's binary"
+                ))
+            })?;
         let text = String::from_utf8_lossy(&output.stdout);
         parse_version_line(program, &text).ok_or_else(|| {
-            Error::other(format!(
-                "cannot tell what {program} is from its --version ({:?})",
+            Error::usage(format!(
+                "cannot tell what {program} is from its --version ({:?}); set redis_server to the server's binary",
                 text.trim()
             ))
         })
@@ -267,6 +271,16 @@ fn parse_version_line(program: &str, text: &str) -> Option<ServerBinary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `redis_server` setting naming no server is a settings error.
+    #[test]
+    fn a_server_that_is_not_there_or_not_a_server_is_exit_2() {
+        for program in ["/nonexistent/redis-server", "/bin/true"] {
+            let err = ServerBinary::ask(program).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(err.message().contains("redis_server"), "{err}");
+        }
+    }
 
     #[test]
     fn older_releases_of_its_own_flavor_are_proven_by_version() {
