@@ -436,7 +436,8 @@ fn parse_storage(raw: &Raw) -> Result<StorageUrl> {
                 "file storage needs an absolute directory: file:///var/lib/redis-backup",
             ));
         }
-        return Ok(StorageUrl::Dir(PathBuf::from(dir)));
+        // One spelling for new records: `/a/./b/` is `/a/b`.
+        return Ok(StorageUrl::Dir(Path::new(dir).components().collect()));
     }
     if let Some(container) = raw.value.strip_prefix("swift://") {
         let container = match container.trim_end_matches('/') {

@@ -240,7 +240,7 @@ impl<'a> Chain<'a> {
         );
         if found != expected
             || record.source != super::CHUNK_SOURCE
-            || record.location != storage.location(&id)
+            || !storage.is_location_of(&id, &record.location)
         {
             return Err(Error::integrity(format!(
                 "chunk {id} is not the next chunk of window {base} (it says base {}, number {}, offsets {}..{}, instance {}, written to {}; expected number {}): moved, copied or replaced",

@@ -125,7 +125,7 @@ pub fn windows(
         // sharing the key and the instance name, copied here) is not ours.
         let is_base = record.source == BASE_SOURCE
             && record.archive.as_ref().is_some_and(|a| a.base == record.id)
-            && record.location == storage.location(&record.id);
+            && storage.is_location_of(&record.id, &record.location);
         if is_base && instance.is_none_or(|i| i == record.instance) {
             bases.push(record);
         }
@@ -325,7 +325,7 @@ impl Chunks<'_> {
                 Some(place)
                     if place.base == self.base.id
                         && record.instance == self.base.instance
-                        && record.location == self.storage.location(&id) =>
+                        && self.storage.is_location_of(&id, &record.location) =>
                 {
                     Some(place)
                 }

@@ -51,7 +51,7 @@ pub(super) fn list(config: &Config, instance: Option<&str>) -> Result<Report> {
     let line = |r: &Record| {
         let what = if r.source == archive::CHUNK_SOURCE {
             "  (an archived chunk, not a backup)".to_string()
-        } else if r.location != storage.location(&r.id) {
+        } else if !storage.is_location_of(&r.id, &r.location) {
             format!(
                 "  (written to {}, not to this storage)",
                 units::printable(&r.location)

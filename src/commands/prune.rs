@@ -30,7 +30,7 @@ pub(super) fn prune(
     // ours to count or delete.
     let (records, elsewhere): (Vec<Record>, Vec<Record>) = records
         .into_iter()
-        .partition(|r| r.location == storage.location(&r.id));
+        .partition(|r| storage.is_location_of(&r.id, &r.location));
     for record in elsewhere {
         let e = Error::integrity(format!(
             "it was written to {}, not to this storage",
@@ -369,6 +369,9 @@ mod tests {
     impl Storage for Flaky {
         fn location(&self, id: &BackupId) -> String {
             self.inner.location(id)
+        }
+        fn is_location_of(&self, id: &BackupId, location: &str) -> bool {
+            self.inner.is_location_of(id, location)
         }
         fn prepare(&self, id: &BackupId) -> Result<()> {
             self.inner.prepare(id)

@@ -428,6 +428,25 @@ impl Storage for DirStorage {
         format!("file://{}", self.shown(&Self::object_name(id)).display())
     }
 
+    /// The same directory, however its path was spelled when the record
+    /// was written (a `.`, a doubled or trailing `/`, a link on the way).
+    fn is_location_of(&self, id: &BackupId, location: &str) -> bool {
+        let Some(theirs) = location.strip_prefix("file://").map(Path::new) else {
+            return false;
+        };
+        let ours = self.shown(&Self::object_name(id));
+        if theirs.components().eq(ours.components()) {
+            return true;
+        }
+        match (fs::metadata(theirs), fs::metadata(&ours)) {
+            (Ok(a), Ok(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                (a.dev(), a.ino()) == (b.dev(), b.ino())
+            }
+            _ => false,
+        }
+    }
+
     fn prepare(&self, id: &BackupId) -> Result<()> {
         self.prepared(id).map(drop)
     }

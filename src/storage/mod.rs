@@ -47,6 +47,11 @@ pub struct Resume {
 pub trait Storage {
     /// Where an object is, for records and messages (`file:///dir/ID.rbk`).
     fn location(&self, id: &BackupId) -> String;
+    /// Whether `location`, as a record gives it, is `id`'s place here: the
+    /// record was written to this storage.
+    fn is_location_of(&self, id: &BackupId, location: &str) -> bool {
+        location == self.location(id)
+    }
     /// Check, before any work, that a new backup `id` can be written here:
     /// the storage is reachable and writable, and the ID is not taken.
     fn prepare(&self, id: &BackupId) -> Result<()>;

@@ -540,6 +540,50 @@ fn prune_leaves_alone_an_authentic_backup_written_to_another_storage() {
     assert!(t.object_file("ours").exists() && t.object_file("theirs").exists());
 }
 
+/// The storage's directory spelled another way (a trailing `/`, a `.`, a
+/// doubled `/`, a link on the way) is the same storage: its backups were
+/// all taken for another's, and prune deleted nothing, saying so only as a
+/// warning (exit 0), while `timeline` showed no window.
+#[test]
+fn the_same_storage_spelled_another_way_is_still_this_storage() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    t.run(&["backup", "--id", "a"]).ok();
+    t.run(&["backup", "--id", "b"]).ok();
+    let dir = t.storage_dir().display().to_string();
+    let link = t.path("link-to-backups");
+    std::os::unix::fs::symlink(t.storage_dir(), &link).unwrap();
+    let scratch = t.scratch().display().to_string();
+    for spelling in [
+        format!("{dir}/"),
+        format!("{dir}/."),
+        format!("{scratch}//backups"),
+        format!("{scratch}/./backups/"),
+        link.display().to_string(),
+    ] {
+        let storage = format!("file://{spelling}");
+        let listed = t.run(&["list", "--storage", &storage]);
+        assert!(
+            !listed.ok().stdout.contains("not to this storage"),
+            "{spelling}: {listed}"
+        );
+        let dry = t.run(&[
+            "--json",
+            "prune",
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "--storage",
+            &storage,
+        ]);
+        assert_eq!(
+            dry.ok().json()["deleted"],
+            serde_json::json!(["a"]),
+            "{spelling}: {dry}"
+        );
+    }
+}
+
 #[test]
 fn a_record_beside_a_copied_object_cannot_be_switched_off() {
     let t = TestRedis::start();
