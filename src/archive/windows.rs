@@ -133,7 +133,7 @@ pub fn windows(
     Record::sort_oldest_first(&mut bases);
     let mut windows = Vec::with_capacity(bases.len());
     for base in bases {
-        let (mut named, too_many) = match listed_chunks(&*chunk_storage, &base)? {
+        let (mut named, too_many) = match listed_chunks(&*chunk_storage, &base.id)? {
             Ok(named) => (named, None),
             Err(why) => (Vec::new(), Some(why)),
         };
@@ -201,35 +201,49 @@ pub fn windows(
 /// and the inner `Err` says so.
 fn listed_chunks(
     chunk_storage: &dyn Storage,
-    base: &Record,
+    base: &BackupId,
 ) -> Result<std::result::Result<Vec<ChunkName>, String>> {
     let named: Vec<ChunkName> = chunk_storage
-        .list_prefix(&format!("{}.", base.id))?
+        .list_prefix(&format!("{base}."))?
         .iter()
         .filter_map(ChunkName::parse)
-        .filter(|c| c.base == base.id)
+        .filter(|c| c.base == *base)
         .collect();
     if named.len() as u64 > 2 * super::MAX_WINDOW_CHUNKS {
         return Ok(Err(format!(
-            "{} chunks are listed for base {}, more than a window holds: the storage is misbehaving",
+            "{} chunks are listed for base {base}, more than a window holds: the storage is misbehaving",
             named.len(),
-            base.id
         )));
     }
     Ok(Ok(named))
 }
 
-/// The chunks stored for `base`, which prune deletes with it; `None` (said)
-/// when the listing names more than a window holds, as each would cost a
-/// request of its own: the base is kept.
-pub fn chunks_of(chunk_storage: &dyn Storage, base: &Record) -> Result<Option<Vec<BackupId>>> {
+/// The chunks stored for `base`, which prune and delete delete with it;
+/// `None` (said) when the listing names more than a window holds, as each
+/// would cost a request of its own.
+pub fn chunks_of(chunk_storage: &dyn Storage, base: &BackupId) -> Result<Option<Vec<BackupId>>> {
     match listed_chunks(chunk_storage, base)? {
         Ok(named) => Ok(Some(named.iter().map(ChunkName::id).collect())),
         Err(why) => {
-            warn!("{why}, and the base and its chunks are kept");
+            warn!("{why}; its chunks are kept");
             Ok(None)
         }
     }
+}
+
+/// Delete `chunks` (of a base being deleted), skipping those that are
+/// listed but gone (another prune, a listing not yet up to date, or a name
+/// whoever answers made up); the names deleted.
+pub fn delete_chunks(chunk_storage: &dyn Storage, chunks: &[BackupId]) -> Result<Vec<String>> {
+    let mut deleted = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        match chunk_storage.delete(chunk) {
+            Ok(()) => deleted.push(chunk.to_string()),
+            Err(Error::Missing(e)) => warn!("{e}; skipped"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
 }
 
 /// The chunks of a window cut where an archiver session starts.

@@ -110,13 +110,36 @@ pub(super) fn show(config: &Config, id: &BackupId) -> Result<Report> {
         json: record.to_json(),
     })
 }
+/// Delete backup `id`, and the archived chunks named after it if it is a
+/// window's base: without it they restore nothing, and nothing else would
+/// ever find them. The chunks go first: a delete cut short leaves the base
+/// to name those left, and a delete of a base already gone still removes
+/// them.
 pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
     let storage = storage::open(config)?;
-    storage.delete(id)?;
-    log::info!("deleted backup {id}");
+    let chunks = storage.archive();
+    let of_base = archive::windows::chunks_of(&*chunks, id)?.unwrap_or_default();
+    let chunks_deleted = archive::windows::delete_chunks(&*chunks, &of_base)?;
+    let mut lines = Vec::new();
+    match storage.delete(id) {
+        Ok(()) => {
+            log::info!("deleted backup {id}");
+            lines.push(format!("deleted {id}"));
+        }
+        Err(Error::Missing(_)) if !chunks_deleted.is_empty() => {
+            lines.push(format!("backup {id} was gone already"));
+        }
+        Err(e) => return Err(e),
+    }
+    if !chunks_deleted.is_empty() {
+        lines.push(format!(
+            "deleted {} archived chunks of it",
+            chunks_deleted.len()
+        ));
+    }
     Ok(Report {
-        lines: vec![format!("deleted {id}")],
-        json: json!({ "deleted": id.as_str() }),
+        lines,
+        json: json!({ "deleted": id.as_str(), "chunks_deleted": chunks_deleted }),
     })
 }
 pub(super) fn timeline(config: &Config, instance: Option<&str>) -> Result<Report> {

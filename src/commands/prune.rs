@@ -105,9 +105,12 @@ pub(super) fn prune(
     let mut chunks_deleted = Vec::new();
     for record in &doomed {
         let of_base = match record.archive.is_some() {
-            true => match archive::windows::chunks_of(&*chunks, record)? {
+            true => match archive::windows::chunks_of(&*chunks, &record.id)? {
                 Some(of_base) => of_base,
-                None => continue,
+                None => {
+                    log::warn!("base {} is kept", record.id);
+                    continue;
+                }
             },
             false => Vec::new(),
         };
@@ -121,15 +124,7 @@ pub(super) fn prune(
             }
         } else {
             let before = chunks_deleted.len();
-            for chunk in &of_base {
-                match chunks.delete(chunk) {
-                    Ok(()) => chunks_deleted.push(chunk.to_string()),
-                    // Listed, but gone: another prune, a listing not yet
-                    // up to date, or a name whoever answers made up.
-                    Err(Error::Missing(e)) => log::warn!("{e}; skipped"),
-                    Err(e) => return Err(e),
-                }
-            }
+            chunks_deleted.extend(archive::windows::delete_chunks(&*chunks, &of_base)?);
             storage.delete(&record.id)?;
             log::info!("pruned backup {} of {}", record.id, record.instance);
             lines.push(format!("deleted {}", record.summary_line()));

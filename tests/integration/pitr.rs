@@ -2574,6 +2574,45 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
 
+/// `delete` of a window's base left its chunks: nothing names them any
+/// more, so prune never removed them, and they took the storage for
+/// ever. They go with it now, said; the other window is untouched.
+#[test]
+fn delete_of_a_base_deletes_its_chunks() {
+    let t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("archive_chunk_size", "64K")
+        .conf_line("repl-diskless-sync-delay 0")
+        .start();
+    let (expected, end, _) = two_windows(&t);
+    let windows = timeline(&t);
+    assert_eq!(windows.len(), 2, "{windows:?}");
+    let old_base = windows[0]["base"].as_str().unwrap().to_string();
+    let of_old_base = || -> Vec<String> {
+        fs::read_dir(archive_dir(&t))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{old_base}.")))
+            .collect()
+    };
+    let chunks = of_old_base().len() / 2;
+    assert!(
+        chunks > 0,
+        "the old window has no chunk: the test proves nothing"
+    );
+
+    let out = t.run(&["delete", &old_base]);
+
+    out.ok()
+        .stdout_has(&format!("deleted {old_base}"))
+        .stdout_has(&format!("deleted {chunks} archived chunks of it"));
+    assert_eq!(of_old_base(), Vec::<String>::new(), "{out}");
+    let windows = timeline(&t);
+    assert_eq!(windows.len(), 1, "{windows:?}");
+    export_at_text(&t, &end, "end.rdb").ok();
+    assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
+}
+
 /// A window of one write, and an archiver that goes on with it: the
 /// window's base, the stream offset where the next chunk's name starts,
 /// and the archiver.
