@@ -148,17 +148,20 @@ pub fn windows(
             gave_up: Default::default(),
         };
         let start = base.archive.as_ref().map_or(0, |a| a.start_offset);
+        // The replay cannot pass a break: what follows it holds no moment.
+        let mut replayable = named.len();
         if let Some(why) = too_many {
             // Not one of its records is read: each would cost a request,
             // and the listing may answer as it should later.
             chunks.unreadable.set(true);
             chunks.damaged(format!("window {}: {why}", base.id));
-        } else if let Some(why) = first_break(start, &named) {
+        } else if let Some((at, why)) = first_break(start, &named) {
+            replayable = at;
             chunks.damaged(format!("window {}: {why}", base.id));
         }
         let mut spans = Vec::new();
         let mut last = None;
-        for session in sessions(&named) {
+        for session in sessions(&named[..replayable]) {
             // Each record is read once: a listing may name thousands of
             // chunks, each a session of its own, that cannot be read.
             let first = session.first().and_then(|c| chunks.place(c));
@@ -266,18 +269,21 @@ fn sessions(named: &[ChunkName]) -> Vec<&[ChunkName]> {
 /// Where the chunks' offsets, in stream order from the base's, first fail
 /// to follow on (as the replay requires): a chunk missing, or a name out
 /// of place. Whoever removed or planted it, the archive there is not what
-/// was archived.
-fn first_break(start: u64, named: &[ChunkName]) -> Option<String> {
+/// was archived. The index of the chunk there, and why.
+fn first_break(start: u64, named: &[ChunkName]) -> Option<(usize, String)> {
     let mut offset = start;
-    for chunk in named {
+    for (i, chunk) in named.iter().enumerate() {
         if chunk.start != offset {
             let what = match chunk.start > offset {
                 true => "chunks are missing",
                 false => "a chunk is out of place",
             };
-            return Some(format!(
-                "the stream is at offset {offset} and the next chunk starts at {}: {what}",
-                chunk.start
+            return Some((
+                i,
+                format!(
+                    "the stream is at offset {offset} and the next chunk starts at {}: {what}",
+                    chunk.start
+                ),
             ));
         }
         offset = chunk.end;
@@ -365,12 +371,27 @@ pub fn holding(storage: &dyn Storage, key: &MasterKey, instance: &str, at: u64) 
         return Ok(all.swap_remove(i));
     }
     // A span cut short by a chunk that fails is the storage's doing, not a
-    // moment never archived: an integrity error, as the replay would say.
-    if let Some(why) = all.iter().flat_map(|w| &w.damaged).next() {
-        return Err(Error::integrity(format!(
-            "no archive of instance {instance} covers {} as it stands, and {why}: the archive was tampered with or damaged",
-            units::utc_millis(at)
-        )));
+    // moment never archived: an integrity error, as the replay would say,
+    // for a time where the damaged window may have gone on (from what it
+    // holds to the next window, or now). Elsewhere, the nearest is named.
+    let now = units::now_micros();
+    for (i, window) in all.iter().enumerate() {
+        let Some(why) = window.damaged.first() else {
+            continue;
+        };
+        let held_to = window.spans.iter().map(|s| s.1).max();
+        let from = held_to.or_else(|| units::parse_rfc3339_micros(&window.base.created_at));
+        let to = all[i + 1..]
+            .iter()
+            .filter_map(|w| w.spans.first().map(|s| s.0))
+            .min()
+            .unwrap_or(now);
+        if from.is_none_or(|from| (from..=to).contains(&at)) {
+            return Err(Error::integrity(format!(
+                "no archive of instance {instance} covers {} as it stands, and {why}: the archive was tampered with or damaged",
+                units::utc_millis(at)
+            )));
+        }
     }
     let nearest = match all.iter().filter_map(|w| w.distance(at)).min() {
         Some((_, span)) => format!("the nearest window is {}", describe(instance, span)),
@@ -429,15 +450,16 @@ mod tests {
             .map(|s| s.iter().map(|c| c.start).collect())
             .collect();
         assert_eq!(cut, [vec![0, 10], vec![30, 40]]);
-        let why = first_break(0, &named).expect("a hole");
+        let (at, why) = first_break(0, &named).expect("a hole");
+        assert_eq!(at, 2, "the replay stops before the third chunk");
         assert!(
             why.contains("offset 20") && why.contains("missing"),
             "{why}"
         );
         let doubled = [chunk(0, 10), chunk(5, 15)];
-        assert!(first_break(0, &doubled)
-            .expect("out of place")
-            .contains("out of place"));
+        let (at, why) = first_break(0, &doubled).expect("out of place");
+        assert_eq!(at, 1);
+        assert!(why.contains("out of place"), "{why}");
         assert!(
             first_break(3, &named[..1]).is_some(),
             "not from the base's offset"

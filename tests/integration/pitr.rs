@@ -974,13 +974,27 @@ fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused
     export_at_text(&t, &end, "flipped.rdb").code(5);
     std::fs::write(object(&middle), &original).expect("write");
 
-    // The same chunk removed: a gap.
+    // The same chunk removed: a gap. Nothing after it can be replayed, so
+    // no span reaches past it (timeline listed the chunks after it as a
+    // span of their own, which no export could reach); a time there is
+    // exit 5, one before the base or after now exit 4, naming the nearest
+    // window (every time was exit 5 once any window was damaged).
     let record_bytes = std::fs::read(record(&middle)).expect("read record");
     std::fs::remove_file(object(&middle)).expect("rm");
     std::fs::remove_file(record(&middle)).expect("rm");
     export_at_text(&t, &end, "gap.rdb")
         .code(5)
-        .stderr_has("a chunk is missing");
+        .stderr_has("chunks are missing");
+    let spans = timeline(&t);
+    let ends: Vec<&str> = spans.iter().filter_map(|s| s["to"].as_str()).collect();
+    assert!(
+        !ends.is_empty() && ends.iter().all(|to| *to < end.as_str()),
+        "{ends:?} reach {end}, past the gap"
+    );
+    export_at_text(&t, &rfc3339(base_at - 60_000_000), "early-gap.rdb")
+        .code(4)
+        .stderr_has("the nearest window is");
+    export_at_text(&t, &rfc3339(now_micros() + 3_600_000_000), "late-gap.rdb").code(4);
     std::fs::write(object(&middle), &original).expect("write");
     std::fs::write(record(&middle), &record_bytes).expect("write");
     export_at_text(&t, &end, "back.rdb").ok();
@@ -2129,7 +2143,7 @@ fn swift_archive_and_export_at() {
     }
     export_at_text(&t, &end, "gap.rdb")
         .code(5)
-        .stderr_has("a chunk is missing");
+        .stderr_has("chunks are missing");
 }
 
 /// A primary whose stream is cut between a MULTI and its EXEC (they arrive
