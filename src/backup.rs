@@ -166,7 +166,8 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         expires: per_db(&keyspace, |count| count.expires),
         archive: None,
     };
-    if let Err(e) = storage.put_record(&record.id, &record.to_stored(&key)) {
+    let stored = record.to_stored_within_cap(&key);
+    if let Err(e) = stored.and_then(|json| storage.put_record(&record.id, &json)) {
         // Without its record the object would be unlisted but its ID taken.
         if let Err(cleanup) = storage.delete(&record.id) {
             warn!(

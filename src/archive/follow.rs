@@ -477,7 +477,8 @@ impl Archiver<'_> {
     }
 
     fn put_record(&self, storage: &dyn Storage, record: &Record) -> Result<()> {
-        if let Err(e) = storage.put_record(&record.id, &record.to_stored(self.key)) {
+        let stored = record.to_stored_within_cap(self.key);
+        if let Err(e) = stored.and_then(|json| storage.put_record(&record.id, &json)) {
             let _ = storage.delete(&record.id);
             return Err(e);
         }

@@ -423,6 +423,13 @@ impl ReplicaAcks {
 
 /// How often `snapshot` asks Redis whether the save has finished: quickly at
 /// first, since small datasets save in milliseconds, then a little slower.
+/// More than any server's INFO section (they are a few KiB): each line of
+/// one is kept in a map, and what is built from them goes into a record.
+const MAX_INFO_SIZE: usize = 1 << 20;
+
+/// More than any server's version (`7.2.4`, `8.0.0-rc1`).
+const MAX_VERSION_LEN: usize = 64;
+
 const FAST_POLL: Duration = Duration::from_millis(50);
 const SLOW_POLL: Duration = Duration::from_millis(100);
 const FAST_POLL_FOR: Duration = Duration::from_secs(1);
@@ -814,6 +821,13 @@ impl Connection {
     /// `INFO section` as a map of its `key:value` lines.
     pub fn info(&mut self, section: &str) -> Result<HashMap<String, String>> {
         let text = self.bulk_text("INFO", &[section.as_bytes()])?;
+        if text.len() > MAX_INFO_SIZE {
+            return Err(Error::redis(format!(
+                "Redis at {} sent an INFO {section} of {} bytes, more than any server's ({MAX_INFO_SIZE})",
+                self.endpoint,
+                text.len()
+            )));
+        }
         Ok(parse_info(&text))
     }
 
@@ -881,8 +895,11 @@ impl Connection {
                 self.endpoint
             ))
         })?;
+        let redis_version = self.version("redis_version", redis_version)?;
         let (name, version) = match (info.remove("server_name"), info.remove("valkey_version")) {
-            (Some(name), Some(version)) if name == "valkey" => (name, version),
+            (Some(name), Some(version)) if name == "valkey" => {
+                (name, self.version("valkey_version", version)?)
+            }
             _ => ("redis".to_string(), redis_version.clone()),
         };
         Ok(Server {
@@ -890,6 +907,22 @@ impl Connection {
             version,
             redis_version,
         })
+    }
+
+    /// `value` of INFO's `field` if it is a version: it goes into records
+    /// and the identity of backups, whose fields are capped.
+    fn version(&self, field: &str, value: String) -> Result<String> {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"._+-".contains(&b);
+        if (1..=MAX_VERSION_LEN).contains(&value.len()) && value.bytes().all(token) {
+            return Ok(value);
+        }
+        let shown: String = value.chars().take(MAX_VERSION_LEN).collect();
+        Err(Error::redis(format!(
+            "Redis at {} reported a {field} that is not a version ({} bytes: {shown:?}{})",
+            self.endpoint,
+            value.len(),
+            if shown.len() < value.len() { "..." } else { "" }
+        )))
     }
 
     fn bulk_text(&mut self, command: &str, args: &[&[u8]]) -> Result<String> {

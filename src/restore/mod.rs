@@ -800,7 +800,7 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<Strin
         let may_expire = count(&record.expires);
         let got = count(&restored);
         let (low, high) = (before.min(after), before.max(after));
-        if got > high || got + may_expire < low {
+        if got > high || got.saturating_add(may_expire) < low {
             return Err(Error::other(format!(
                 "the restored server has {got} keys in {db}, but the backup recorded {} ({may_expire} with a TTL)",
                 if low == high { low.to_string() } else { format!("between {low} and {high}") }

@@ -251,6 +251,8 @@ fn read_line(reader: &mut impl BufRead) -> Option<Vec<u8>> {
 pub struct ScriptedRedis {
     config: BTreeMap<String, String>,
     version: String,
+    /// More `# Server` lines (`server_name:valkey`).
+    server_extra: Vec<String>,
     keyspace: Vec<String>,
     drips: BTreeMap<String, Duration>,
     /// Whether INFO has `rdb_saves` (Redis 7.0 and later).
@@ -286,6 +288,7 @@ impl ScriptedRedis {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             version: "7.0.15".into(),
+            server_extra: Vec::new(),
             keyspace: vec!["db0:keys=1,expires=0,avg_ttl=0".into()],
             drips: BTreeMap::new(),
             save_counter: true,
@@ -317,6 +320,13 @@ impl ScriptedRedis {
         self
     }
 
+    /// What INFO says `redis_version` is, and the `# Server` lines after it.
+    pub fn server(mut self, version: &str, extra: &[&str]) -> ScriptedRedis {
+        self.version = version.to_string();
+        self.server_extra = extra.iter().map(|l| format!("{l}\r\n")).collect();
+        self
+    }
+
     /// The `# Keyspace` lines of INFO (`db0:keys=1,expires=0,avg_ttl=0`).
     pub fn keyspace(mut self, lines: &[&str]) -> ScriptedRedis {
         self.keyspace = lines.iter().map(|l| l.to_string()).collect();
@@ -337,8 +347,9 @@ impl ScriptedRedis {
     fn info(&self, section: &str) -> String {
         let (saves, lastsave) = *self.saves.lock().expect("saves lock");
         let server = format!(
-            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nprocess_id:4242\r\n",
-            self.version
+            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nprocess_id:4242\r\n{}",
+            self.version,
+            self.server_extra.concat()
         );
         let persistence = format!(
             "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
