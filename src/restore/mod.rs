@@ -667,7 +667,9 @@ fn rebuild_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
     let rebuilt = on_private_server(plan, work, "rebuilds the AOF", |server, conn| {
         server.build_aof(conn, &built, plan.config.save_timeout)
     })
-    .and_then(|()| private_redis::check_aof(plan.binary, &built, plan.data));
+    .and_then(|()| {
+        private_redis::check_aof(plan.binary, &built, plan.data, plan.config.save_timeout)
+    });
     // Nothing of the account's needs a way into aof/ any more; whatever
     // happens next (a rollback keeps the folder), it is root's alone.
     work.close_aof_build()

@@ -35,6 +35,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -50,11 +51,17 @@ const SERVER_UMASK: u32 = 0o007;
 /// `files.dir` (the manifest of Redis 7 and Valkey, or Redis 6's single
 /// file), as the data dir's owner: the files are that account's, and root
 /// does not open paths inside a directory another user can write.
-pub fn check_aof(binary: &ServerBinary, files: &DataFiles, data: &DataDir) -> Result<()> {
+pub fn check_aof(
+    binary: &ServerBinary,
+    files: &DataFiles,
+    data: &DataDir,
+    wait: Duration,
+) -> Result<()> {
+    let owner = Owned { files, data, wait };
     if !binary.writes_multipart_aof() {
         let file = files.dir.join(&files.appendfilename);
         let tool = binary.companion("check-aof");
-        return run_as_owner(&tool, &tool, &[file.as_os_str()], files, data);
+        return owner.run(&tool, &tool, &[file.as_os_str()]);
     }
     // valkey-check-aof 9.0 and 9.1 refuse the VALKEY-magic RDB base their
     // own server writes ("not valid", though the server loads it): there
@@ -72,45 +79,90 @@ pub fn check_aof(binary: &ServerBinary, files: &DataFiles, data: &DataDir) -> Re
             OsStr::new(&tool),
             dir.as_os_str(),
         ];
-        return run_as_owner(&tool, "sh", &args, files, data);
+        return owner.run(&tool, "sh", &args);
     }
     let manifest = files.aof_manifest();
     let tool = binary.companion("check-aof");
-    run_as_owner(&tool, &tool, &[manifest.as_os_str()], files, data)
+    owner.run(&tool, &tool, &[manifest.as_os_str()])
 }
 
-/// Runs `program` (a server's checking `tool`, or a shell around it) as the
-/// data dir's owner, in `files.dir`; its verdict is its exit status.
-fn run_as_owner(
-    tool: &str,
-    program: &str,
-    args: &[&OsStr],
-    files: &DataFiles,
-    data: &DataDir,
-) -> Result<()> {
-    let owner = data.owner();
-    let output = as_account::command(program, owner.uid, owner.gid)
-        .args(args)
-        .current_dir(&files.dir)
-        .output()
-        .map_err(|e| Error::other(format!("cannot run {program}: {e}")))?;
-    let checked = args
-        .last()
-        .map_or(String::new(), |a| a.to_string_lossy().into_owned());
-    if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stdout);
-        let last = said
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        return Err(Error::other(format!(
-            "{tool} does not accept the rebuilt {checked} ({}): {last}",
-            output.status
-        )));
+/// What a checking tool may say that is kept: its verdict is its last line.
+const MAX_SAID: u64 = 64 << 10;
+
+/// A check run as the data dir's owner, in `files.dir`, within `wait`.
+struct Owned<'a> {
+    files: &'a DataFiles,
+    data: &'a DataDir,
+    wait: Duration,
+}
+
+impl Owned<'_> {
+    /// Runs `program` (a server's checking `tool`, or a shell around it);
+    /// its verdict is its exit status. It is that account's process, which
+    /// the account may stop or keep busy: past `wait` it is killed, with
+    /// what it started, and the check has failed.
+    fn run(&self, tool: &str, program: &str, args: &[&OsStr]) -> Result<()> {
+        let owner = self.data.owner();
+        let checked = args
+            .last()
+            .map_or(String::new(), |a| a.to_string_lossy().into_owned());
+        let mut child = as_account::command(program, owner.uid, owner.gid)
+            .args(args)
+            .current_dir(&self.files.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::other(format!("cannot run {program}: {e}")))?;
+        // Read apart, and never waited for past the deadline: what the
+        // tool started may hold the pipe open after it.
+        let (said_tx, said_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            let mut stdout = stdout;
+            let _ = (&mut stdout).take(MAX_SAID).read_to_end(&mut said);
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+            let _ = said_tx.send(said);
+        });
+        let deadline = Instant::now() + self.wait;
+        let status = loop {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|e| Error::other(format!("cannot wait for {program}: {e}")))?
+            {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                // Its group first, while the leader is not reaped: its id
+                // cannot be another's then.
+                if let Some(group) = Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(group, Signal::KILL);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::other(format!(
+                    "{tool} did not finish checking the rebuilt {checked} within {}s (save_timeout; it runs as the data dir's owner, who may have stopped it); Redis was not touched",
+                    self.wait.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            let said = said_rx.recv_timeout(POLL).unwrap_or_default();
+            let said = String::from_utf8_lossy(&said);
+            let last = said
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(Error::other(format!(
+                "{tool} does not accept the rebuilt {checked} ({status}): {last}"
+            )));
+        }
+        info!("{tool} accepts the rebuilt {checked}");
+        Ok(())
     }
-    info!("{tool} accepts the rebuilt {checked}");
-    Ok(())
 }
 
 pub struct PrivateRedis {

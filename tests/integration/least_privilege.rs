@@ -1560,3 +1560,48 @@ fn names_planted_in_tmp_for_the_next_pids_do_not_stop_keygen() {
     out.ok();
     let _ = fs::remove_file(&key);
 }
+
+/// The AOF a restore rebuilds is checked by the server's own tool, run as
+/// the data dir's owner, and root waited for it without end: the owner
+/// stops it (SIGSTOP, its own process), and the restore, the host lock
+/// with it, was held for as long as the owner liked. It has `save_timeout`
+/// now, as the rebuild has, and then the tool is killed and the restore
+/// ends with Redis untouched.
+#[test]
+fn a_check_of_the_rebuilt_aof_the_owner_stops_ends_at_save_timeout() {
+    let t = debian_redis()
+        .setting("save_timeout", "5")
+        .appendonly()
+        .start();
+    fill_every_type(&mut t.conn());
+    // Long enough to check for the loop below to find the tool.
+    add_filler(&mut t.conn(), 400_000);
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    let pid = t.pid();
+    let (uid, _) = owner_ids();
+    let mut stopper = as_owner("/bin/sh")
+        .args(&[
+            "-c",
+            &format!("while :; do pkill -STOP -u {uid} -x redis-check-aof; done"),
+        ])
+        .spawn();
+
+    let out = t
+        .cmd(&["restore", &id])
+        .run_within(Duration::from_secs(120));
+    let _ = stopper.kill();
+    let _ = stopper.wait();
+
+    out.code(1)
+        .stderr_has("redis-check-aof")
+        .stderr_has("within 5s");
+    assert_eq!(t.pid(), pid, "Redis was stopped");
+    assert_eq!(t.conn().ok(&["GET", "after"]), Reply::Bulk(b"x".to_vec()));
+    assert!(
+        !fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains("(redis-check-aof)"))
+        }),
+        "a checking tool is left"
+    );
+}
