@@ -148,20 +148,32 @@ pub fn windows(
             gave_up: Default::default(),
         };
         let start = base.archive.as_ref().map_or(0, |a| a.start_offset);
-        // The replay cannot pass a break: what follows it holds no moment.
-        let mut replayable = named.len();
+        let mut break_at = named.len();
         if let Some(why) = too_many {
             // Not one of its records is read: each would cost a request,
             // and the listing may answer as it should later.
             chunks.unreadable.set(true);
             chunks.damaged(format!("window {}: {why}", base.id));
+            break_at = 0;
         } else if let Some((at, why)) = first_break(start, &named) {
-            replayable = at;
+            break_at = at;
             chunks.damaged(format!("window {}: {why}", base.id));
         }
+        // The replay starts at the base and cannot pass a break in the
+        // offsets, nor a chunk whose record fails: no moment after either
+        // is held. Where the window ends (prune's reach, an archiver's
+        // place) is its newest chunk that reads, all the same: a chunk a
+        // listing left out for now must not make it end sooner.
+        let (before, after) = named.split_at(break_at);
+        let past_break = sessions(after).into_iter().map(|s| (s, true));
+        let mut holds_moments = true;
         let mut spans = Vec::new();
         let mut last = None;
-        for session in sessions(&named[..replayable]) {
+        for (session, past_break) in sessions(before)
+            .into_iter()
+            .map(|s| (s, false))
+            .chain(past_break)
+        {
             // Each record is read once: a listing may name thousands of
             // chunks, each a session of its own, that cannot be read.
             let first = session.first().and_then(|c| chunks.place(c));
@@ -170,12 +182,16 @@ pub fn windows(
                 .rev()
                 .find_map(|c| chunks.place(c))
                 .or_else(|| first.clone());
-            if let (Some(first), Some(newest)) = (first, newest) {
+            let (Some(first), Some(newest)) = (first, newest) else {
+                holds_moments = false;
+                continue;
+            };
+            if holds_moments && !past_break {
                 let (from, _) = first.span_micros();
                 let (_, to) = newest.span_micros();
                 spans.push((ceil_millis(from), ceil_millis(to.max(from))));
-                last = Some(newest);
             }
+            last = Some(newest);
         }
         if let Some(gave_up) = chunks.gave_up.into_inner() {
             return Err(gave_up);

@@ -942,6 +942,46 @@ fn restore_at_puts_back_the_data_of_a_moment_into_the_running_server() {
     assert_eq!(t.state(), good, "the data as it was before the FLUSHALL");
 }
 
+/// Three archiver sessions; the record of the second's first chunk is
+/// altered. The replay stops there, so nothing from it on is held: a time
+/// in the second session was exit 4, "no archive covers", hiding the
+/// damage where it was, and timeline listed the third session, which no
+/// export could reach. Now the spans end before the damage, and a time
+/// after it is exit 5. (A time in the first session is exit 5 too, as it
+/// was: the replay reads the next chunk's record to know it is past it.)
+#[test]
+fn a_session_whose_record_is_altered_ends_the_moments_held() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let mut moments = Vec::new();
+    for value in ["1", "2", "3"] {
+        let mut archiver = t.cmd(&["archive"]).watch();
+        archiver.wait_for_line(if value == "1" { "stored" } else { "continues window" });
+        conn.ok(&["SET", "k", value]);
+        wait_until_archived(&mut conn);
+        stop(archiver);
+        moments.push(now_micros());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let firsts: Vec<String> = chunk_files(&t, ".json")
+        .into_iter()
+        .filter(|n| n.rsplit('.').nth(1).is_some_and(|r| r.starts_with('r')))
+        .collect();
+    assert_eq!(firsts.len(), 3, "one session each: {firsts:?}");
+    let altered = archive_dir(&t).join(&firsts[1]);
+    let text = fs::read_to_string(&altered).unwrap();
+    assert!(text.contains("\"vm\""), "{text}");
+    fs::write(&altered, text.replacen("\"vm\"", "\"vn\"", 1)).unwrap();
+
+    let spans = timeline(&t);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    for (i, at) in moments[1..].iter().enumerate() {
+        export_at_text(&t, &rfc3339(*at), &format!("later{i}.rdb"))
+            .code(5)
+            .stderr_has("tampered with or damaged");
+    }
+}
+
 #[test]
 fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused() {
     let t = start_redis();
