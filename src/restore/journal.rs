@@ -290,13 +290,19 @@ impl WorkDir {
         self.steps.contains(step)
     }
 
-    /// Whether the data dir holds a whole set of data files again, though
-    /// the journal has no `done`: the restored ones, placed and checked, or
-    /// the previous ones, put back (a rollback whose start of Redis failed,
-    /// exit 7). Only the start, or the word `done`, is missing.
+    /// Whether the data dir holds a whole set of data files, though the
+    /// journal has no `done`: the previous ones, never moved or put back
+    /// (a rollback whose start of Redis failed, exit 7), or the restored
+    /// ones, placed and checked. Only the start, or `done`, is missing.
     pub fn data_in_place(&self) -> bool {
-        self.reached(&Step::PutBack)
+        !self.files_were_moved()
+            || self.reached(&Step::PutBack)
             || (self.reached(&Step::Placed) && !self.reached(&Step::NewAway))
+    }
+
+    /// Whether the restore got as far as moving a data file aside.
+    pub fn files_were_moved(&self) -> bool {
+        self.reached(&Step::AsideDone) || self.previous_holds_files()
     }
 
     /// Whether Redis was running before this restore touched it; `None` if
@@ -569,6 +575,27 @@ mod tests {
             .path()
             .ends_with("redis-backup-restore-20261125T000001Z"));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Backups are refused while a restore left the data dir without its
+    /// files; not when none was moved (a stop or a move that failed first,
+    /// then a start that failed: exit 7, the files where they were).
+    #[test]
+    fn the_data_is_in_place_until_a_file_is_moved_and_again_once_back() {
+        let dir = crate::testing::scratch_dir("journal-in-place");
+        let data = data_dir(&dir);
+        let mut work = WorkDir::create(&data, "20261125T000003Z").unwrap();
+        work.record(Step::Staged).unwrap();
+        work.record(Step::Stopping { was_active: true }).unwrap();
+        assert!(work.data_in_place(), "nothing was moved");
+        fs::write(dir.join("dump.rdb"), b"old").unwrap();
+        data_dir::move_entry(data.fd(), "dump.rdb", work.previous(), "dump.rdb").unwrap();
+        assert!(!work.data_in_place(), "the dump is aside");
+        work.record(Step::AsideDone).unwrap();
+        work.record(Step::NewAway).unwrap();
+        assert!(!work.data_in_place());
+        work.record(Step::PutBack).unwrap();
+        assert!(work.data_in_place(), "the dump is back");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Er
     warn!("restore failed, putting the previous data back: {cause}");
     let folder = work.path().display().to_string();
     let dir = server.data.path().display();
-    let touched = files_were_moved(&work);
+    let touched = work.files_were_moved();
     match put_previous_back(server, &mut work, was_active) {
         Ok(()) if !touched => {
             // Nothing of Redis's is in it: the staged copy must not keep
@@ -46,6 +46,9 @@ pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Er
         Ok(()) => Error::RolledBack(format!(
             "restore failed: {cause}; the previous data was put back{}; the restored files are kept in {folder}/failed",
             if was_active { " and Redis restarted" } else { "" }
+        )),
+        Err(again) if !touched => Error::RollbackFailed(format!(
+            "restore failed before any data file was moved: {cause}; Redis's data files are as they were in {dir}, but Redis did not start again: {again}"
         )),
         Err(again) if work.reached(&Step::PutBack) => Error::RollbackFailed(format!(
             "restore failed: {cause}; the previous files are back in {dir}, but Redis did not start again: {again}"
@@ -114,7 +117,7 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
     let files = server.files;
     // A private redis-server of a killed run may still be writing the AOF.
     private_redis::end_orphan(work, server.data)?;
-    if files_were_moved(work) {
+    if work.files_were_moved() {
         if !work.reached(&Step::NewAway) {
             if server.service.is_active()? {
                 server.service.stop()?;
@@ -134,11 +137,6 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
         wait_until_ready(server.connect, server.wait)?;
     }
     work.record(Step::Done)
-}
-
-/// Whether the restore got as far as moving a data file aside.
-fn files_were_moved(work: &WorkDir) -> bool {
-    work.reached(&Step::AsideDone) || work.previous_holds_files()
 }
 
 fn move_new_away(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {

@@ -956,7 +956,11 @@ fn a_session_whose_record_is_altered_ends_the_moments_held() {
     let mut moments = Vec::new();
     for value in ["1", "2", "3"] {
         let mut archiver = t.cmd(&["archive"]).watch();
-        archiver.wait_for_line(if value == "1" { "stored" } else { "continues window" });
+        archiver.wait_for_line(if value == "1" {
+            "stored"
+        } else {
+            "continues window"
+        });
         conn.ok(&["SET", "k", value]);
         wait_until_archived(&mut conn);
         stop(archiver);
