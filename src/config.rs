@@ -212,13 +212,17 @@ fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
         }
         let value = value.trim();
         let unquoted = unquote(value);
-        // A secret may hold anything; the other values are refused rather
-        // than taken with a comment as their end.
-        let comment_after = unquoted.len() == value.len()
-            && value.split_whitespace().skip(1).any(|w| w.starts_with('#'));
-        if comment_after && !settings::is_secret(&key) {
+        // A secret may hold anything, and is taken whole, said; the other
+        // values are refused rather than taken with a comment as theirs.
+        let comment =
+            unquoted.len() == value.len() && value.split_whitespace().any(|w| w.starts_with('#'));
+        if comment && settings::is_secret(&key) {
+            log::warn!(
+                "{at}: {key} holds a word starting with `#`; it is taken as part of the secret (if it is a comment, put it on a line of its own)"
+            );
+        } else if comment {
             return Err(Error::usage(format!(
-                "{at}: {key} has a `#` after its value; comments go on lines of their own (quote the value if the `#` is part of it)"
+                "{at}: {key} has a `#` in its value; comments go on lines of their own (quote the value if the `#` is part of it)"
             )));
         }
         out.insert(
@@ -327,12 +331,10 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
     // By insertion, not `collect()`: see `redis::per_db`.
     let mut openstack = BTreeMap::new();
     for (k, r) in raw {
-        if settings::is_openstack(&k) {
-            let value = match settings::is_secret(&k) {
-                true => secret(r)?,
-                false => Secret::new(r.value),
-            };
-            openstack.insert(k, value);
+        // An empty one is unset: `OS_PASSWORD=` in root's environment is
+        // not a password, nor a reason to refuse a command that uses none.
+        if settings::is_openstack(&k) && !r.value.is_empty() {
+            openstack.insert(k, Secret::new(r.value));
         }
     }
     Ok(Config {
@@ -341,13 +343,13 @@ fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
     })
 }
 
-/// No secret is empty: `redis_password =` would send `AUTH ""`, in place
-/// of redis.conf's `requirepass`.
+/// `redis_password` is never empty: it would send `AUTH ""`, in place of
+/// redis.conf's `requirepass`.
 fn secret(raw: Raw) -> Result<Secret> {
     if raw.value.is_empty() {
         return Err(bad(
             &raw,
-            "an empty secret; remove the line to leave it unset",
+            "an empty redis_password; leave it out to use redis.conf's requirepass",
         ));
     }
     Ok(Secret::new(raw.value))
@@ -593,12 +595,17 @@ mod tests {
             "storage = file:///var/lib/b   # or swift://c\n",
             "compression_level = 1\t# 0 = none\n",
             "redis_conf = /etc/redis/redis.conf #\n",
+            "service = # none\n",
+            "redis_user = #\n",
         ] {
             let err = resolve(Some((Path::new("s.conf"), file)), no_env, &[]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{file:?}");
             assert!(err.message().contains("s.conf:1"), "{err}");
             assert!(err.message().contains("lines of their own"), "{err}");
         }
+        // `a#b` is a value, not a comment.
+        let c = resolve(Some((Path::new("s.conf"), "service = a#b\n")), no_env, &[]).unwrap();
+        assert_eq!(c.service, "a#b");
         // Quoted, a `#` is the value's; in a secret, whatever it holds.
         let file = "storage = \"file:///b #1\"\nredis_password = pass #word\n";
         let c = resolve(Some((Path::new("s.conf"), file)), no_env, &[]).unwrap();
@@ -607,14 +614,11 @@ mod tests {
     }
 
     /// `redis_password =` sent `AUTH ""` (exit 3, or in place of
-    /// redis.conf's requirepass); no secret is empty.
+    /// redis.conf's requirepass). An empty OpenStack setting is unset: an
+    /// empty `OS_PASSWORD` in root's environment refused every command.
     #[test]
-    fn an_empty_secret_is_a_settings_error() {
-        for file in [
-            "redis_password =\n",
-            "redis_password = \"\"\n",
-            "os_password = \n",
-        ] {
+    fn an_empty_redis_password_is_a_settings_error_an_empty_os_one_unset() {
+        for file in ["redis_password =\n", "redis_password = \"\"\n"] {
             let err = resolve(Some((Path::new("s.conf"), file)), no_env, &[]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{file:?}");
             assert!(err.message().contains("s.conf:1"), "{err}");
@@ -622,6 +626,13 @@ mod tests {
         let env = |name: &str| (name == "REDIS_BACKUP_REDIS_PASSWORD").then(String::new);
         let err = resolve(None, env, &[]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        let env = |name: &str| {
+            ["OS_PASSWORD", "OS_AUTH_TOKEN"]
+                .contains(&name)
+                .then(String::new)
+        };
+        let c = resolve(Some((Path::new("s.conf"), "os_username = \n")), env, &[]).unwrap();
+        assert!(c.openstack.is_empty());
     }
 
     #[test]
