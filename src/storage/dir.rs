@@ -438,7 +438,9 @@ impl Storage for DirStorage {
         if theirs.components().eq(ours.components()) {
             return true;
         }
-        match (fs::metadata(theirs), fs::metadata(&ours)) {
+        // Not through a link at the end: the object is read without
+        // following one, and a link planted under our name is not ours.
+        match (fs::symlink_metadata(theirs), fs::symlink_metadata(&ours)) {
             (Ok(a), Ok(b)) => {
                 use std::os::unix::fs::MetadataExt;
                 (a.dev(), a.ino()) == (b.dev(), b.ino())

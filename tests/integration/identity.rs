@@ -582,6 +582,23 @@ fn the_same_storage_spelled_another_way_is_still_this_storage() {
             "{spelling}: {dry}"
         );
     }
+    // A link under our name to another storage's object, its record copied
+    // beside it: not this storage's (its object is never read through it).
+    let elsewhere = t.path("elsewhere");
+    let storage = format!("file://{}", elsewhere.display());
+    t.run(&["backup", "--id", "theirs", "--storage", &storage])
+        .ok();
+    std::os::unix::fs::symlink(
+        elsewhere.join("theirs.rbk"),
+        t.storage_dir().join("theirs.rbk"),
+    )
+    .unwrap();
+    fs::copy(
+        elsewhere.join("theirs.json"),
+        t.storage_dir().join("theirs.json"),
+    )
+    .unwrap();
+    t.run(&["list"]).ok().stdout_has("not to this storage");
 }
 
 #[test]
