@@ -884,7 +884,7 @@ fn base_gap_left(recent_ages: &[Duration]) -> Option<Duration> {
 }
 
 /// `lock_file` with `.archive-INSTANCE` before its extension.
-fn archive_lock(config: &Config, instance: &str) -> std::path::PathBuf {
+pub fn archive_lock(config: &Config, instance: &str) -> std::path::PathBuf {
     let path = &config.lock_file;
     let stem = path
         .file_stem()

@@ -114,11 +114,21 @@ pub(super) fn show(config: &Config, id: &BackupId) -> Result<Report> {
 /// window's base: without it they restore nothing, and nothing else would
 /// ever find them. The chunks go first: a delete cut short leaves the base
 /// to name those left, and a delete of a base already gone still removes
-/// them.
+/// them. A base is deleted only while no archiver of its instance runs on
+/// this host (its lock held meanwhile): that archiver would go on storing
+/// chunks under it.
 pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
     let storage = storage::open(config)?;
     let chunks = storage.archive();
-    let of_base = archive::windows::chunks_of(&*chunks, id)?.unwrap_or_default();
+    let Some(of_base) = archive::windows::chunks_of(&*chunks, id)? else {
+        return Err(Error::storage(format!(
+            "the listing of base {id}'s chunks names more than a window holds: the storage is misbehaving; {id} and its chunks are kept"
+        )));
+    };
+    let _archiver = match of_base.is_empty() {
+        true => None,
+        false => no_archiver_of(config, &*storage, id)?,
+    };
     let chunks_deleted = archive::windows::delete_chunks(&*chunks, &of_base)?;
     let mut lines = Vec::new();
     match storage.delete(id) {
@@ -142,6 +152,30 @@ pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
         json: json!({ "deleted": id.as_str(), "chunks_deleted": chunks_deleted }),
     })
 }
+
+/// The archive lock of base `id`'s instance, taken: no archiver of it runs
+/// on this host while it is held. `None` when the base is gone already
+/// (its instance unknown): only its chunks are left to delete.
+fn no_archiver_of(
+    config: &Config,
+    storage: &dyn Storage,
+    id: &BackupId,
+) -> Result<Option<crate::fs::HostLock>> {
+    let key = crypto::load_key_file(&config.key_file)?;
+    let base = match load_record(storage, id, &key) {
+        Ok(base) => base,
+        Err(Error::Missing(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let lock = archive::follow::archive_lock(config, &base.instance);
+    crate::fs::lock_host(&lock).map(Some).map_err(|e| {
+        Error::other(format!(
+            "{id} is the base of an archive window of instance {}, whose archiver may be going on with it ({e}); stop it first, or its next chunks would belong to no window",
+            base.instance
+        ))
+    })
+}
+
 pub(super) fn timeline(config: &Config, instance: Option<&str>) -> Result<Report> {
     let key = crypto::load_key_file(&config.key_file)?;
     let storage = storage::open(config)?;

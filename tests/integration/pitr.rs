@@ -2671,6 +2671,30 @@ fn delete_of_a_base_deletes_its_chunks() {
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
 
+/// `delete` of the base an archiver is going on with: the archiver stored
+/// its next chunks under a base that was gone, which nothing names (prune
+/// never finds them), and timeline was empty. Refused while the archiver
+/// of its instance runs on this host; once it is stopped, done.
+#[test]
+fn delete_of_the_base_an_archiver_extends_waits_for_it_to_stop() {
+    let t = start_redis();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&["SET", "k", "1"]);
+    window_end(&t, &mut conn);
+    let base = timeline(&t)[0]["base"].as_str().unwrap().to_string();
+
+    t.run(&["delete", &base])
+        .code(1)
+        .stderr_has("archiver")
+        .stderr_has("stop it");
+    assert_eq!(timeline(&t).len(), 1, "the window is gone");
+
+    stop(archiver);
+    t.run(&["delete", &base]).ok();
+    assert_eq!(timeline(&t).len(), 0);
+}
+
 /// A window of one write, and an archiver that goes on with it: the
 /// window's base, the stream offset where the next chunk's name starts,
 /// and the archiver.
