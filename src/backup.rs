@@ -18,11 +18,12 @@ use crate::record::{self, Record};
 use crate::redis::conf::RedisConf;
 use crate::redis::instance::{self, DataFiles};
 use crate::redis::server::Flavor;
-use crate::redis::{per_db, Connection, SyncLimits};
+use crate::redis::{per_db, Connection, DbCount, SyncLimits};
 use crate::restore::journal;
 use crate::storage::{self, ObjectWriter, Storage, StorageIo};
 use crate::units::{self, human_size};
 use log::{debug, info, warn};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -76,7 +77,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
                 files.dump_path().display(),
                 files.describe_persistence()
             );
-            let keyspace_before = redis.keyspace()?;
+            let keyspace_before = recordable(redis.keyspace()?)?;
             let snapshot = redis.snapshot(config.save_timeout)?;
             let dump = open_dump(&data, &files.dbfilename, snapshot.lastsave)?;
             refuse_oversized(&dump, config.max_rdb_size)?;
@@ -99,7 +100,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             // Redis may be elsewhere; its files are only a hint here.
             let files = DataFiles::live(&mut redis, &redis_conf).ok();
             info!("{server_label}: taking the RDB from a replica's sync");
-            let keyspace_before = redis.keyspace()?;
+            let keyspace_before = recordable(redis.keyspace()?)?;
             let limits = SyncLimits {
                 wait: config.save_timeout,
                 max_rdb_size: config.max_rdb_size,
@@ -185,6 +186,22 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         units::seconds(started.elapsed(), 1)
     );
     Ok(record)
+}
+
+/// A record holds a key count of each non-empty database (three times:
+/// before, after, with a TTL), and is at most 64 KiB: this many fit.
+const MAX_RECORDED_DATABASES: usize = 512;
+
+/// `keyspace`, if a record can hold its counts: refused before Redis is
+/// asked to save, not after the whole dump was stored.
+fn recordable(keyspace: BTreeMap<u32, DbCount>) -> Result<BTreeMap<u32, DbCount>> {
+    if keyspace.len() > MAX_RECORDED_DATABASES {
+        return Err(Error::redis(format!(
+            "Redis reports {} non-empty databases; a backup's record holds the key counts of at most {MAX_RECORDED_DATABASES}",
+            keyspace.len()
+        )));
+    }
+    Ok(keyspace)
 }
 
 /// The data dir a snapshot is read from. Whatever answers on Redis's port

@@ -338,8 +338,9 @@ fn escape_sequences_from_the_redis_port_never_reach_the_terminal() {
 }
 
 /// A backup from a scripted Redis (`fake`) that saves a one-key RDB into
-/// `t`'s data dir; its output, and the files left in the storage.
-fn backup_from(t: &mut TestRedis, fake: ScriptedRedis) -> (Output, Vec<String>) {
+/// `t`'s data dir; its output, the files left in the storage, and how many
+/// saves it asked for.
+fn backup_from(t: &mut TestRedis, fake: ScriptedRedis) -> (Output, Vec<String>, usize) {
     let fake = fake
         .config("dir", &t.data_dir().display().to_string())
         .saving(make_rdb(&[("k", b"v")]))
@@ -349,7 +350,7 @@ fn backup_from(t: &mut TestRedis, fake: ScriptedRedis) -> (Output, Vec<String>) 
     assert!(b.finished, "still running after {:?}\n{}", b.elapsed, b.out);
     eprintln!("peak RSS {}", b.rss_text());
     b.rss_below(200);
-    (b.out, t.storage_files())
+    (b.out, t.storage_files(), fake.count("BGSAVE"))
 }
 
 /// Whatever answers on Redis's port reports a version of 70,000 bytes:
@@ -372,7 +373,7 @@ fn a_version_that_is_not_a_version_is_exit_3_and_nothing_is_stored() {
         (huge.as_str(), vec![]),
     ] {
         let mut t = TestRedis::builder().save(Save::Off).prepare();
-        let (out, stored) = backup_from(&mut t, ScriptedRedis::new().server(version, &extra));
+        let (out, stored, _) = backup_from(&mut t, ScriptedRedis::new().server(version, &extra));
         out.code(3).stderr_has("that is not a version");
         assert!(out.stderr.len() < 2_000, "the value is quoted whole\n{out}");
         assert_eq!(stored, Vec::<String>::new(), "{extra:?}");
@@ -388,15 +389,17 @@ fn a_keyspace_of_millions_of_databases_is_exit_3_within_bounded_memory() {
     let lines: Vec<String> = (0..3_500_000).map(|i| format!("db{i}:keys=1")).collect();
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let mut t = TestRedis::builder().save(Save::Off).prepare();
-    let (out, stored) = backup_from(&mut t, ScriptedRedis::new().keyspace(&lines));
+    let (out, stored, _) = backup_from(&mut t, ScriptedRedis::new().keyspace(&lines));
     out.code(3).stderr_has("INFO keyspace");
     assert_eq!(stored, Vec::<String>::new());
 
-    // 30,000 of them fit in an INFO, not in a record.
+    // 30,000 of them fit in an INFO, not in a record: refused before the
+    // save (it was refused after a whole upload).
     let mut t = TestRedis::builder().save(Save::Off).prepare();
-    let (out, stored) = backup_from(&mut t, ScriptedRedis::new().keyspace(&lines[..30_000]));
-    out.code(3).stderr_has("a record may hold");
+    let (out, stored, saves) = backup_from(&mut t, ScriptedRedis::new().keyspace(&lines[..30_000]));
+    out.code(3).stderr_has("at most 512");
     assert_eq!(stored, Vec::<String>::new());
+    assert_eq!(saves, 0, "{out}");
 }
 
 /// A server that reported `expires=` of 2^64 - 1 when it was backed up:
@@ -407,7 +410,7 @@ fn a_keyspace_of_millions_of_databases_is_exit_3_within_bounded_memory() {
 fn a_recorded_ttl_count_of_u64_max_does_not_overflow_the_restore_check() {
     let mut source = TestRedis::builder().save(Save::Off).prepare();
     let fake = ScriptedRedis::new().keyspace(&["db0:keys=1,expires=18446744073709551615"]);
-    let (out, _) = backup_from(&mut source, fake);
+    let (out, _, _) = backup_from(&mut source, fake);
     out.ok();
     let id = out.last_line();
     let mut t = TestRedis::start();
