@@ -421,8 +421,6 @@ impl ReplicaAcks {
     }
 }
 
-/// How often `snapshot` asks Redis whether the save has finished: quickly at
-/// first, since small datasets save in milliseconds, then a little slower.
 /// More than any server's INFO section (they are a few KiB): each line of
 /// one is kept in a map, and what is built from them goes into a record.
 const MAX_INFO_SIZE: usize = 1 << 20;
@@ -430,6 +428,8 @@ const MAX_INFO_SIZE: usize = 1 << 20;
 /// More than any server's version (`7.2.4`, `8.0.0-rc1`).
 const MAX_VERSION_LEN: usize = 64;
 
+/// How often `snapshot` asks Redis whether the save has finished: quickly at
+/// first, since small datasets save in milliseconds, then a little slower.
 const FAST_POLL: Duration = Duration::from_millis(50);
 const SLOW_POLL: Duration = Duration::from_millis(100);
 const FAST_POLL_FOR: Duration = Duration::from_secs(1);
