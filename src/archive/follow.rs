@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,8 +42,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// How often the loops look at `STOP`, and the primary hears from us.
 const TICK: Duration = Duration::from_millis(200);
 const ACK_EVERY: Duration = Duration::from_secs(1);
-/// Batches in flight between the reader and the storer: with reads of at
-/// most `READ_SIZE`, what the archiver holds beside its chunk is bounded.
+/// Batches in flight between the reader and the storer; their bytes are
+/// bounded apart (`InFlight`): one batch is a whole command, which may be
+/// as large as a chunk.
 const QUEUE: usize = 64;
 const READ_SIZE: usize = 256 * 1024;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -496,10 +498,16 @@ impl Archiver<'_> {
         let stored = AtomicU64::new(position.offset);
         let done = AtomicBool::new(false);
         let (to_storer, batches) = sync_channel::<Result<Batch>>(QUEUE);
+        let in_flight = InFlight::new(self.config.archive_chunk_size);
         thread::scope(|s| {
-            let (acks, stored) = (&acks, &stored);
+            let (acks, stored, done, in_flight) = (&acks, &stored, &done, &in_flight);
             let (max, new_window) = (self.config.archive_chunk_size, &self.new_window);
-            s.spawn(move || read_stream(input, to_storer, acks, stored, max, new_window));
+            let queue = Queue {
+                out: to_storer,
+                in_flight,
+                done,
+            };
+            s.spawn(move || read_stream(input, queue, acks, stored, max, new_window));
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
                     if acks.ack(stored.load(Ordering::Relaxed)).is_err() {
@@ -508,7 +516,7 @@ impl Archiver<'_> {
                     thread::sleep(ACK_EVERY);
                 }
             });
-            let result = self.store_chunks(batches, position, server, stored);
+            let result = self.store_chunks(batches, in_flight, position, server, stored);
             done.store(true, Ordering::Relaxed);
             // Wakes the reader if it waits on the socket.
             acks.close();
@@ -546,6 +554,7 @@ impl Archiver<'_> {
     fn store_chunks(
         &self,
         batches: Receiver<Result<Batch>>,
+        in_flight: &InFlight,
         position: &mut Position,
         server: &crate::redis::Server,
         stored: &AtomicU64,
@@ -559,6 +568,7 @@ impl Archiver<'_> {
             let event = batches.recv_timeout(TICK);
             let ended = match event {
                 Ok(Ok(batch)) => {
+                    in_flight.give_back(batch.bytes.len() as u64);
                     started.get_or_insert_with(Instant::now);
                     bytes += batch.bytes.len() as u64;
                     chunk.push(batch);
@@ -800,11 +810,75 @@ impl Report {
     }
 }
 
+/// The bytes of the batches queued for the storer: at most `limit` (the
+/// chunk size), or one batch however large. Counted apart from the queue's
+/// length, as a batch is a whole command, and a primary sending commands
+/// just under the chunk size faster than they are stored would otherwise
+/// have the archiver hold `QUEUE` of them.
+struct InFlight {
+    bytes: Mutex<u64>,
+    given_back: Condvar,
+    limit: u64,
+}
+
+impl InFlight {
+    fn new(limit: u64) -> InFlight {
+        InFlight {
+            bytes: Mutex::new(0),
+            given_back: Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Wait until `n` more bytes may be queued; false if the storer ended
+    /// (`done`) meanwhile.
+    fn take(&self, n: u64, done: &AtomicBool) -> bool {
+        let mut held = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *held > 0 && held.saturating_add(n) > self.limit {
+            if done.load(Ordering::Relaxed) {
+                return false;
+            }
+            held = self
+                .given_back
+                .wait_timeout(held, TICK)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *held += n;
+        true
+    }
+
+    fn give_back(&self, n: u64) {
+        let mut held = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *held = held.saturating_sub(n);
+        self.given_back.notify_one();
+    }
+}
+
+/// The reader's end of the queue to the storer.
+struct Queue<'a> {
+    out: SyncSender<Result<Batch>>,
+    in_flight: &'a InFlight,
+    done: &'a AtomicBool,
+}
+
+impl Queue<'_> {
+    /// False once the storer is gone.
+    fn send(&self, batch: Result<Batch>) -> bool {
+        if let Ok(batch) = &batch {
+            if !self.in_flight.take(batch.bytes.len() as u64, self.done) {
+                return false;
+            }
+        }
+        self.out.send(batch).is_ok()
+    }
+}
+
 /// The reader: whole commands, stamped as they arrive; `REPLCONF GETACK`
 /// answered at once with what is stored.
 fn read_stream(
     mut input: ReplicaInput,
-    out: SyncSender<Result<Batch>>,
+    out: Queue,
     acks: &ReplicaAcks,
     stored: &AtomicU64,
     max_command: u64,
@@ -847,7 +921,7 @@ fn read_stream(
                 let _ = acks.ack(stored.load(Ordering::Relaxed));
             }
         }
-        if out.send(batch).is_err() || failed {
+        if !out.send(batch) || failed {
             return;
         }
     }

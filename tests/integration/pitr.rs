@@ -1137,6 +1137,89 @@ fn fake_primary_sending(rdb: Vec<u8>, parts: Vec<Vec<u8>>) -> FakeRedis {
     })
 }
 
+/// A primary that sends, without a pause, commands just under
+/// `archive_chunk_size` (2M here) that deflate cannot shrink: the reader
+/// queued 64 of them (64 times the chunk size, a GB at the default) while
+/// the storer caught up, though README says the archiver holds the chunk
+/// size and a queue of 256 KiB reads. The queue is bounded by bytes now.
+#[test]
+fn commands_just_under_a_chunk_sent_without_pause_keep_the_archiver_bounded() {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..1_900_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut sent = 0u64;
+    let next = move || {
+        sent += 1;
+        let mut value = sent.to_le_bytes().to_vec();
+        value.extend_from_slice(&noise);
+        let mut out = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", value.len()).into_bytes();
+        out.extend_from_slice(&value);
+        out.extend_from_slice(b"\r\n");
+        Some(out)
+    };
+    let next = std::sync::Mutex::new(Some(next));
+    let rdb = make_rdb(&[("k", b"v")]);
+    let fake = FakeRedis::start(move |args| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        match name.as_str() {
+            "PSYNC" => match next.lock().unwrap().take() {
+                Some(mut next) => {
+                    let mut head =
+                        format!("+FULLRESYNC {} 0\r\n${}\r\n", "a".repeat(40), rdb.len())
+                            .into_bytes();
+                    head.extend_from_slice(&rdb);
+                    FakeReply::Stream {
+                        head,
+                        more: Box::new(move || next()),
+                        every: Duration::ZERO,
+                    }
+                }
+                None => FakeReply::Close,
+            },
+            "PING" => FakeReply::Bytes(Reply::Status("PONG".into()).encode()),
+            "INFO" => FakeReply::Bytes(
+                Reply::Bulk(b"# Server\r\nredis_version:7.0.15\r\n".to_vec()).encode(),
+            ),
+            _ => FakeReply::Bytes(Reply::Status("OK".into()).encode()),
+        }
+    });
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("archive_chunk_size", "2M")
+        .prepare();
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("stored:");
+    std::thread::sleep(Duration::from_secs(8));
+    let status = fs::read_to_string(format!("/proc/{}/status", archiver.pid())).unwrap();
+    archiver.signal("TERM");
+    archiver.finish();
+
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(
+        fake.streamed() > 20 << 20,
+        "the primary sent {} bytes: the test proves nothing",
+        fake.streamed()
+    );
+    eprintln!("the archiver's peak: {peak_kib} KiB");
+    assert!(
+        peak_kib < 48 << 10,
+        "the archiver held {peak_kib} KiB at its peak"
+    );
+}
+
 /// Whatever answers on the Redis port, resyncing the archiver at every
 /// PSYNC: a full resync under a history of its own each time (a small
 /// base) and one write, then silence until the archiver gives up on it
