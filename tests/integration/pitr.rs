@@ -1169,14 +1169,14 @@ fn commands_just_under_a_chunk_sent_without_pause_keep_the_archiver_bounded() {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
         match name.as_str() {
             "PSYNC" => match next.lock().unwrap().take() {
-                Some(mut next) => {
+                Some(next) => {
                     let mut head =
                         format!("+FULLRESYNC {} 0\r\n${}\r\n", "a".repeat(40), rdb.len())
                             .into_bytes();
                     head.extend_from_slice(&rdb);
                     FakeReply::Stream {
                         head,
-                        more: Box::new(move || next()),
+                        more: Box::new(next),
                         every: Duration::ZERO,
                     }
                 }
