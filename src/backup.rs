@@ -167,7 +167,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         expires: per_db(&keyspace, |count| count.expires),
         archive: None,
     };
-    let stored = record.to_stored_within_cap(&key);
+    let stored = record.to_stored_within(&key, storage::MAX_RECORD_SIZE);
     if let Err(e) = stored.and_then(|json| storage.put_record(&record.id, &json)) {
         // Without its record the object would be unlisted but its ID taken.
         if let Err(cleanup) = storage.delete(&record.id) {

@@ -180,18 +180,17 @@ impl Record {
         serde_json::to_vec_pretty(&value).expect("a JSON value always serializes")
     }
 
-    /// `to_stored`, refused when larger than a reader takes
-    /// (`MAX_RECORD_SIZE`): stored, it would be a backup nothing lists,
+    /// `to_stored`, refused when larger than a reader takes (`max`, the
+    /// storage's cap): stored, it would be a backup nothing lists,
     /// verifies or restores. Only what Redis reported (a count for each
     /// database) can make it so large.
-    pub fn to_stored_within_cap(&self, key: &MasterKey) -> Result<Vec<u8>> {
+    pub fn to_stored_within(&self, key: &MasterKey, max: usize) -> Result<Vec<u8>> {
         let stored = self.to_stored(key);
-        if stored.len() > crate::storage::MAX_RECORD_SIZE {
+        if stored.len() > max {
             return Err(Error::redis(format!(
-                "the record of backup {} would be {} bytes, more than the {} a record may hold, with the {} databases Redis reported: not stored",
+                "the record of backup {} would be {} bytes, more than the {max} a record may hold, with the {} databases Redis reported: not stored",
                 self.id,
                 stored.len(),
-                crate::storage::MAX_RECORD_SIZE,
                 self.keys.len().max(self.keys_before.len())
             )));
         }

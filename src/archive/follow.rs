@@ -479,7 +479,7 @@ impl Archiver<'_> {
     }
 
     fn put_record(&self, storage: &dyn Storage, record: &Record) -> Result<()> {
-        let stored = record.to_stored_within_cap(self.key);
+        let stored = record.to_stored_within(self.key, storage::MAX_RECORD_SIZE);
         if let Err(e) = stored.and_then(|json| storage.put_record(&record.id, &json)) {
             let _ = storage.delete(&record.id);
             return Err(e);
