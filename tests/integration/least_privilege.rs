@@ -1579,17 +1579,20 @@ fn a_check_of_the_rebuilt_aof_the_owner_stops_ends_at_save_timeout() {
     let id = t.backup();
     t.conn().ok(&["SET", "after", "x"]);
     let pid = t.pid();
-    let (uid, _) = owner_ids();
+    let restore = t.cmd(&["restore", &id]).watch();
+    // Only this restore's (other tests' run as the same account), and
+    // only while it runs: a loop left behind would stop theirs.
+    let tool = restore.pid();
     let mut stopper = as_owner("/bin/sh")
         .args(&[
             "-c",
-            &format!("while :; do pkill -STOP -u {uid} -x redis-check-aof; done"),
+            &format!(
+                "while [ -d /proc/{tool} ]; do pkill -STOP -P {tool} -x redis-check-aof; done"
+            ),
         ])
         .spawn();
 
-    let out = t
-        .cmd(&["restore", &id])
-        .run_within(Duration::from_secs(120));
+    let out = restore.finish();
     let _ = stopper.kill();
     let _ = stopper.wait();
 
