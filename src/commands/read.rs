@@ -26,7 +26,15 @@ pub(super) fn verify(config: &Config, target: Target) -> Result<Report> {
     let started = Instant::now();
     let stored = match &target {
         // Read-only, and its report says plainly when a backup is format 1.
-        Target::Id(id) => Stored::open(&*storage::open(config)?, id, &key, true)?,
+        Target::Id(id) => {
+            let storage = storage::open(config)?;
+            // A chunk's ID names its base and offsets: it is in the archive.
+            let storage = match archive::ChunkName::parse(id) {
+                Some(_) => storage.archive(),
+                None => storage,
+            };
+            Stored::open(&*storage, id, &key, true)?
+        }
         Target::File(path) => Stored::from_file(path, &key, true)?,
         Target::At { .. } => return Err(Error::usage("verify takes an ID or --from-file PATH")),
     };

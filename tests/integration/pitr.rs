@@ -2715,6 +2715,22 @@ fn prune_deletes_only_the_chunks_of_the_bases_it_prunes() {
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
 
+/// README says `verify` takes a chunk's ID; it looked for it among the
+/// backups, not in the archive, and said there was none (exit 4).
+#[test]
+fn verify_takes_a_chunks_id() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    archive_one_write(&t, &mut conn, "1");
+    let chunk = chunk_files(&t, ".rbk")[0]
+        .trim_end_matches(".rbk")
+        .to_string();
+
+    t.run(&["verify", &chunk])
+        .ok()
+        .stdout_has("an archived chunk");
+}
+
 /// `delete` of a window's base left its chunks: nothing names them any
 /// more, so prune never removed them, and they took the storage for
 /// ever. They go with it now, said; the other window is untouched.
