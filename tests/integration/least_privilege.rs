@@ -18,7 +18,7 @@ use crate::fake_swift::run_bounded;
 use crate::harness::*;
 use serde_json::Value;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -516,6 +516,25 @@ fn aof_build_folder_appendonlydir_exchanged() {
 fn aof_build_folder_with_a_tree_too_deep_to_remove() {
     let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
     let id = id_of(&record);
+    let (out, victim, left, context) = restore_beside_a_deep_tree(&t, &id);
+    assert_no_crash(&out, &context);
+    // Root met the tree (it was already too deep), and left it.
+    out.ok()
+        .stderr_has("could not remove what is left in")
+        .stderr_has("more than 32 directories down");
+    assert_eq!(left.len(), 1, "{left:?}\n{context}");
+    assert_all_intact(&[&victim], &context);
+    assert_eq!(t.state(), backed_up, "{context}");
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(t.state(), backed_up, "the AOF is complete\n{context}");
+}
+
+/// Restore `id` onto `t` while the account builds a tree 100,000
+/// directories deep in the work folder's `aof/`, a link to a victim at its
+/// bottom: the restore's output, the victim, the `aof/` folders left (each
+/// removed by the test since), and the context for messages.
+fn restore_beside_a_deep_tree(t: &TestRedis, id: &str) -> (Output, Victim, Vec<PathBuf>, String) {
     let victim = Victim::new(t.scratch(), "victim");
     let attacker = Attacker::start(
         t.scratch(),
@@ -527,7 +546,7 @@ fn aof_build_folder_with_a_tree_too_deep_to_remove() {
             arg(&victim.file),
         ],
     );
-    let out = t.run(&["restore", &id]);
+    let out = t.run(&["restore", id]);
     let log = attacker.log();
     let context = format!("{out}\n{attacker}");
     drop(attacker);
@@ -544,17 +563,7 @@ fn aof_build_folder_with_a_tree_too_deep_to_remove() {
         log.contains("building a tree 100000 directories deep in aof/"),
         "the attacker never started its tree: the test proves nothing\n{context}"
     );
-    assert_no_crash(&out, &context);
-    // Root met the tree (it was already too deep), and left it.
-    out.ok()
-        .stderr_has("could not remove what is left in")
-        .stderr_has("more than 32 directories down");
-    assert_eq!(left.len(), 1, "{left:?}\n{context}");
-    assert_all_intact(&[&victim], &context);
-    assert_eq!(t.state(), backed_up, "{context}");
-    t.stop_redis();
-    t.start_redis();
-    assert_eq!(t.state(), backed_up, "the AOF is complete\n{context}");
+    (out, victim, left, context)
 }
 
 /// The same tree, planted in `aof/` while the private server only loads a
@@ -571,30 +580,7 @@ fn load_folder_with_a_tree_too_deep_to_remove() {
     let id = source.backup();
     let mut t = redis().server(&crate::servers::binary("redis-8.0")).start();
     t.use_backups_of(&source);
-    let victim = Victim::new(t.scratch(), "victim");
-    let attacker = Attacker::start(
-        t.scratch(),
-        "aof-build",
-        &[
-            arg(&t.data_dir()),
-            "deep".into(),
-            arg(victim.dir()),
-            arg(&victim.file),
-        ],
-    );
-    let out = t.run(&["restore", &id]);
-    let log = attacker.log();
-    let context = format!("{out}\n{attacker}");
-    drop(attacker);
-    for aof in t.restore_work_dirs().into_iter().map(|w| w.join("aof")) {
-        if aof.exists() {
-            remove_chain(&aof);
-        }
-    }
-    assert!(
-        log.contains("building a tree 100000 directories deep in aof/"),
-        "the attacker never started its tree: the test proves nothing\n{context}"
-    );
+    let (out, victim, _, context) = restore_beside_a_deep_tree(&t, &id);
     assert!(
         out.stderr.contains("loads the restored RDB first"),
         "no private load: the test proves nothing\n{context}"

@@ -2639,6 +2639,15 @@ fn a_second_archiver_of_the_same_instance_does_not_start() {
     assert_eq!(digest_of_rdb(&t.path("end.rdb")), expected);
 }
 
+/// An instance archived in chunks of 64K, for `two_windows`.
+fn archiving_in_64k_chunks() -> TestRedis {
+    TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("archive_chunk_size", "64K")
+        .conf_line("repl-diskless-sync-delay 0")
+        .start()
+}
+
 /// Archive two windows of `t` (whose `archive_chunk_size` is 64K): a write,
 /// then one too long for a chunk, which ends the window, so a new base
 /// holds it and the writes after it; a write after that, the new window's
@@ -2736,11 +2745,7 @@ fn verify_takes_a_chunks_id() {
 /// ever. They go with it now, said; the other window is untouched.
 #[test]
 fn delete_of_a_base_deletes_its_chunks() {
-    let t = TestRedis::builder()
-        .setting("archive_interval", "1")
-        .setting("archive_chunk_size", "64K")
-        .conf_line("repl-diskless-sync-delay 0")
-        .start();
+    let t = archiving_in_64k_chunks();
     let (expected, end, _) = two_windows(&t);
     let windows = timeline(&t);
     assert_eq!(windows.len(), 2, "{windows:?}");
@@ -2881,11 +2886,7 @@ fn a_made_up_chunk_in_the_newest_window_does_not_stop_the_archiver() {
 /// before it, and a full resync starts a new one whose base holds it.
 #[test]
 fn a_command_larger_than_a_chunk_starts_a_new_window_that_holds_it() {
-    let t = TestRedis::builder()
-        .setting("archive_interval", "1")
-        .setting("archive_chunk_size", "64K")
-        .conf_line("repl-diskless-sync-delay 0")
-        .start();
+    let t = archiving_in_64k_chunks();
     let (expected, end, archived) = two_windows(&t);
     archived.stderr_has("raise archive_chunk_size");
     assert_eq!(timeline(&t).len(), 2);
