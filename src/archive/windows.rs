@@ -165,14 +165,14 @@ pub fn windows(
         // place) is its newest chunk that reads, all the same: a chunk a
         // listing left out for now must not make it end sooner.
         let (before, after) = named.split_at(break_at);
-        let past_break = sessions(after).into_iter().map(|s| (s, true));
+        let after_break = sessions(after).into_iter().map(|s| (s, true));
         let mut holds_moments = true;
         let mut spans = Vec::new();
         let mut last = None;
         for (session, past_break) in sessions(before)
             .into_iter()
             .map(|s| (s, false))
-            .chain(past_break)
+            .chain(after_break)
         {
             // Each record is read once: a listing may name thousands of
             // chunks, each a session of its own, that cannot be read.
