@@ -160,7 +160,7 @@ fn send(
     let base_place = base.archive.as_ref().expect("a base has its place");
     let chunks = storage.archive();
     let mut chain = Chain::new(base, base_place);
-    for name in &window.chunks {
+    for name in window.chunks_to(at) {
         let Some(record) = chain.next(&*chunks, key, name)? else {
             continue;
         };

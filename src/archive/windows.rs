@@ -26,6 +26,8 @@ pub struct Window {
     pub last: ArchivePlace,
     /// The moments it holds (µs since the epoch, both ends included).
     pub spans: Vec<(u64, u64)>,
+    /// Where each span's session ends in `chunks` (the index after it).
+    span_ends: Vec<usize>,
     /// Chunks read for the spans whose record failed, and why: the spans
     /// may be shorter than what was archived.
     pub damaged: Vec<String>,
@@ -44,6 +46,21 @@ impl Window {
         self.spans
             .iter()
             .any(|(from, to)| (*from..=*to).contains(&micros))
+    }
+
+    /// The chunks a replay to `micros` reads: those up to the end of the
+    /// newest session holding it. A later session's commands were received
+    /// later, stamped later, so none of them is needed, and one whose
+    /// record fails must not stop the replay of a moment held before it.
+    pub fn chunks_to(&self, micros: u64) -> &[ChunkName] {
+        let end = self
+            .spans
+            .iter()
+            .zip(&self.span_ends)
+            .rev()
+            .find(|((from, to), _)| (*from..=*to).contains(&micros))
+            .map_or(self.chunks.len(), |(_, end)| *end);
+        &self.chunks[..end]
     }
 
     /// One timeline entry per span.
@@ -164,16 +181,12 @@ pub fn windows(
         // is held. Where the window ends (prune's reach, an archiver's
         // place) is its newest chunk that reads, all the same: a chunk a
         // listing left out for now must not make it end sooner.
-        let (before, after) = named.split_at(break_at);
-        let after_break = sessions(after).into_iter().map(|s| (s, true));
         let mut holds_moments = true;
         let mut spans = Vec::new();
+        let mut span_ends = Vec::new();
         let mut last = None;
-        for (session, past_break) in sessions(before)
-            .into_iter()
-            .map(|s| (s, false))
-            .chain(after_break)
-        {
+        for range in sessions(&named) {
+            let session = &named[range.clone()];
             // Each record is read once: a listing may name thousands of
             // chunks, each a session of its own, that cannot be read.
             let first = session.first().and_then(|c| chunks.place(c));
@@ -186,10 +199,11 @@ pub fn windows(
                 holds_moments = false;
                 continue;
             };
-            if holds_moments && !past_break {
+            if holds_moments && range.start < break_at {
                 let (from, _) = first.span_micros();
                 let (_, to) = newest.span_micros();
                 spans.push((ceil_millis(from), ceil_millis(to.max(from))));
+                span_ends.push(range.end);
             }
             last = Some(newest);
         }
@@ -204,6 +218,7 @@ pub fn windows(
             chunks: named,
             last,
             spans,
+            span_ends,
             damaged,
             unreadable,
         });
@@ -265,16 +280,16 @@ pub fn delete_chunks(chunk_storage: &dyn Storage, chunks: &[BackupId]) -> Result
     Ok(deleted)
 }
 
-/// The chunks of a window cut where an archiver session starts.
-fn sessions(named: &[ChunkName]) -> Vec<&[ChunkName]> {
+/// The chunks of a window cut where an archiver session starts, or where
+/// the offsets do not follow on (what was between is not there: a span
+/// must not reach over it); each as its range in `named`.
+fn sessions(named: &[ChunkName]) -> Vec<std::ops::Range<usize>> {
     let mut sessions = Vec::new();
     let mut start = 0;
     for i in 1..=named.len() {
-        // Where the offsets do not follow on, what was between is not
-        // there: a span must not reach over it.
         if i == named.len() || named[i].session_start || named[i].start != named[i - 1].end {
             if start < i {
-                sessions.push(&named[start..i]);
+                sessions.push(start..i);
             }
             start = i;
         }
@@ -443,8 +458,8 @@ mod tests {
             chunk(4, false),
         ];
         let cut: Vec<Vec<u64>> = sessions(&named)
-            .iter()
-            .map(|s| s.iter().map(|c| c.start).collect())
+            .into_iter()
+            .map(|s| named[s].iter().map(|c| c.start).collect())
             .collect();
         assert_eq!(cut, [vec![0, 1], vec![2, 3, 4]]);
         assert!(sessions(&[]).is_empty());
@@ -462,8 +477,8 @@ mod tests {
         };
         let named = [chunk(0, 10), chunk(10, 20), chunk(30, 40), chunk(40, 50)];
         let cut: Vec<Vec<u64>> = sessions(&named)
-            .iter()
-            .map(|s| s.iter().map(|c| c.start).collect())
+            .into_iter()
+            .map(|s| named[s].iter().map(|c| c.start).collect())
             .collect();
         assert_eq!(cut, [vec![0, 10], vec![30, 40]]);
         let (at, why) = first_break(0, &named).expect("a hole");

@@ -979,6 +979,10 @@ fn a_session_whose_record_is_altered_ends_the_moments_held() {
 
     let spans = timeline(&t);
     assert_eq!(spans.len(), 1, "{spans:?}");
+    // The end of the span held, as timeline shows it: the replay must not
+    // read the altered session's record to learn it has gone past it.
+    let end = spans[0]["to"].as_str().expect("to");
+    assert_eq!(value_at(&t, end, "held.rdb", "k"), "1");
     for (i, at) in moments[1..].iter().enumerate() {
         export_at_text(&t, &rfc3339(*at), &format!("later{i}.rdb"))
             .code(5)
