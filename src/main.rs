@@ -55,7 +55,10 @@ fn run() -> error::Result<()> {
     );
     match invocation.command {
         cli::Command::Help(text) => print!("{text}"),
-        cli::Command::Version => println!("redis-backup {}", env!("CARGO_PKG_VERSION")),
+        cli::Command::Version => match invocation.global.json {
+            true => println!("{{\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION")),
+            false => println!("redis-backup {}", env!("CARGO_PKG_VERSION")),
+        },
         command => {
             let config =
                 config::Config::load(invocation.global.config.as_deref(), &invocation.settings)?;

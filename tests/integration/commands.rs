@@ -334,3 +334,14 @@ fn progress_goes_to_stderr_with_verbose_only_and_never_into_json() {
         quiet.stderr
     );
 }
+
+#[test]
+fn the_version_with_json_is_one_json_document() {
+    let version = Run::new(BIN).args(&["--json", "-V"]).run().ok().json();
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"), "{version}");
+    Run::new(BIN)
+        .args(&["--version"])
+        .run()
+        .ok()
+        .stdout_has(concat!("redis-backup ", env!("CARGO_PKG_VERSION")));
+}
