@@ -49,7 +49,14 @@ impl Stored {
         if !record.authenticated() && !allow_format_1 {
             return Err(format_1_refused(&id.to_string()));
         }
-        let input = Box::new(StorageIo(storage.open(id, 0)?));
+        let object = storage.open(id, 0).map_err(|e| match e {
+            // The record was there a moment ago: "no backup" would mislead.
+            Error::Missing(_) => Error::Missing(format!(
+                "backup {id} has a record but no object: it was deleted, or never stored whole; nothing of it can be read (`redis-backup delete {id}` removes the record)"
+            )),
+            e => e,
+        })?;
+        let input = Box::new(StorageIo(object));
         Ok(Stored {
             name: id.to_string(),
             requested: Some(id.clone()),

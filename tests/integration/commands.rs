@@ -345,3 +345,22 @@ fn the_version_with_json_is_one_json_document() {
         .ok()
         .stdout_has(concat!("redis-backup ", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn a_record_whose_object_is_gone_is_named_as_such_and_can_be_deleted() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    std::fs::remove_file(t.storage_dir().join(format!("{id}.rbk"))).unwrap();
+    for command in ["verify", "export", "restore"] {
+        let mut args = vec![command, &id];
+        if command == "export" {
+            args.extend(["--out", "/dev/null"]);
+        }
+        t.run(&args)
+            .code(4)
+            .stderr_has(&format!("backup {id} has a record but no object"));
+    }
+    t.run(&["delete", &id]).ok();
+    t.run(&["show", &id]).code(4).stderr_has("no backup");
+}
