@@ -114,10 +114,12 @@ impl Stored {
             }
             check_identity(header, requested, record)
         };
-        let summary = pipeline::decode(&mut input, output, key, threads, &expected)?;
-        if let Some(record) = &self.record {
-            check_against_record(record, &summary)?;
-        }
+        let summary = pipeline::decode(&mut input, output, key, threads, &expected)
+            .and_then(|summary| match &self.record {
+                Some(record) => check_against_record(record, &summary).map(|()| summary),
+                None => Ok(summary),
+            })
+            .map_err(|e| named(e, "backup", name))?;
         Ok(summary)
     }
 }
@@ -134,7 +136,8 @@ impl Stored {
             Some(_) => check_identity(header, requested, record),
         };
         let (_, raw_size, raw_sha256) =
-            pipeline::decode_stream(&mut input, output, key, 1, &expected)?;
+            pipeline::decode_stream(&mut input, output, key, 1, &expected)
+                .map_err(|e| named(e, "chunk", &self.name))?;
         if let Some(record) = &self.record {
             if raw_sha256 != record.raw_sha256 || raw_size != record.raw_size {
                 return Err(Error::integrity(format!(
@@ -144,6 +147,16 @@ impl Stored {
             }
         }
         Ok(raw_size)
+    }
+}
+
+/// An integrity error of `name`'s object, naming it (once): an operator
+/// verifying many backups, or a restore among others in a log, must see
+/// which one is damaged.
+fn named(e: Error, what: &str, name: &str) -> Error {
+    match e {
+        Error::Integrity(ref m) if !m.contains(name) => e.context(format!("{what} {name}")),
+        e => e,
     }
 }
 

@@ -13,6 +13,7 @@ fn refused(t: &TestRedis, id: &str, out_dir: &Path, extra: &[&str], case: &str) 
     let out = t.run(&args);
     assert_eq!(out.code, Some(5), "verify, {case}: expected exit 5\n{out}");
     assert!(!out.stderr.trim().is_empty(), "verify, {case}: no message");
+    assert!(out.stderr.contains(id), "verify, {case}: not named\n{out}");
 
     let target = out_dir.join("out.rdb");
     let target_s = target.display().to_string();
@@ -20,6 +21,7 @@ fn refused(t: &TestRedis, id: &str, out_dir: &Path, extra: &[&str], case: &str) 
     args.extend_from_slice(extra);
     let out = t.run(&args);
     assert_eq!(out.code, Some(5), "export, {case}: expected exit 5\n{out}");
+    assert!(out.stderr.contains(id), "export, {case}: not named\n{out}");
     assert_eq!(
         dir_entries(out_dir),
         Vec::<String>::new(),
