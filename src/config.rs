@@ -93,7 +93,23 @@ impl Config {
         if let Some((path, text)) = &file {
             warn_if_secret_readable(path, text);
         }
+        warn_of_unknown_variables();
         Ok(config)
+    }
+}
+
+/// A `REDIS_BACKUP_` variable that is no setting is said, by name only (its
+/// value may be a secret): a typo in a unit's `Environment=` would
+/// otherwise leave the default in force unseen. Not refused: an image
+/// rolled back to an older binary may still set a newer one's settings.
+fn warn_of_unknown_variables() {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("REDIS_BACKUP_") && !all_keys().any(|key| env_name(key) == name) {
+            log::warn!(
+                "{name} in the environment is not a setting of redis-backup (a typo?); ignored"
+            );
+        }
     }
 }
 

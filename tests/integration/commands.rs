@@ -364,3 +364,18 @@ fn a_record_whose_object_is_gone_is_named_as_such_and_can_be_deleted() {
     t.run(&["delete", &id]).ok();
     t.run(&["show", &id]).code(4).stderr_has("no backup");
 }
+
+#[test]
+fn a_variable_that_is_no_setting_is_named_but_not_its_value() {
+    let t = TestRedis::start();
+    let out = t
+        .cmd(&["list"])
+        .env("REDIS_BACKUP_STORGE", "file:///s3cr3t-value")
+        .run();
+    out.ok()
+        .stderr_has("REDIS_BACKUP_STORGE in the environment is not a setting");
+    assert!(!out.stderr.contains("s3cr3t"), "{out}");
+    let storage = format!("file://{}", t.storage_dir().display());
+    let quiet = t.cmd(&["list"]).env("REDIS_BACKUP_STORAGE", storage).run();
+    assert!(!quiet.ok().stderr.contains("not a setting"), "{quiet}");
+}
