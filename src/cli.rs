@@ -294,7 +294,10 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
 
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
-            Short('c') | Long("config") => global.config = Some(path_value(&mut parser)?),
+            Short('c') | Long("config") => match global.config {
+                Some(_) => return Err(given_twice("--config")),
+                None => global.config = Some(path_value(&mut parser)?),
+            },
             Long("json") => global.json = true,
             Short('v') | Long("verbose") => global.verbosity = global.verbosity.max(0) + 1,
             Short('q') | Long("quiet") => global.verbosity = -1,
@@ -338,6 +341,9 @@ fn parse_from(mut parser: lexopt::Parser) -> Result<Invocation> {
                     return Err(Error::usage(format!(
                         "unknown option --{flag}; see redis-backup --help"
                     )));
+                }
+                if settings.iter().any(|(given, _)| *given == key) {
+                    return Err(given_twice(&format!("--{flag}")));
                 }
                 let value = text_value(&mut parser)?;
                 settings.push((key, value));
@@ -594,13 +600,28 @@ impl CommandOptions {
     /// Refuse options that belong to another command instead of ignoring them:
     /// `delete ID --dry-run`-style surprises are worse than an error.
     fn allow(&self, command: &str, allowed: &[&str]) -> Result<()> {
-        match self.seen.iter().find(|opt| !allowed.contains(opt)) {
-            None => Ok(()),
-            Some(opt) => Err(Error::usage(format!(
+        if let Some(opt) = self.seen.iter().find(|opt| !allowed.contains(opt)) {
+            return Err(Error::usage(format!(
                 "{command} does not take --{opt}; see redis-backup {command} --help"
-            ))),
+            )));
+        }
+        let switches = ["keep-previous", "allow-format-1", "dry-run"];
+        match self
+            .seen
+            .iter()
+            .enumerate()
+            .find(|(i, opt)| !switches.contains(opt) && self.seen[..*i].contains(opt))
+        {
+            Some((_, opt)) => Err(given_twice(&format!("--{opt}"))),
+            None => Ok(()),
         }
     }
+}
+
+/// Which of two values was meant is not ours to guess: the last one
+/// winning made `--instance a ... --instance b` act on b unseen.
+fn given_twice(option: &str) -> Error {
+    Error::usage(format!("{option} is given twice; give it once"))
 }
 
 fn text_value(parser: &mut lexopt::Parser) -> Result<String> {
@@ -767,5 +788,31 @@ mod tests {
             let err = parse_args(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn an_option_with_a_value_given_twice_is_a_usage_error() {
+        for args in [
+            &["list", "--instance", "a", "--instance", "b"][..],
+            &[
+                "--instance",
+                "a",
+                "prune",
+                "--keep-last",
+                "1",
+                "--instance",
+                "b",
+            ],
+            &["export", "b1", "--out", "/x", "--out", "/y"],
+            &["prune", "--keep-last", "1", "--keep-last", "2"],
+            &["list", "--storage", "file:///a", "--storage", "file:///b"],
+            &["-c", "/a", "list", "--config", "/b"],
+        ] {
+            let err = parse_args(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+            assert!(err.message().contains("given twice"), "{args:?}: {err}");
+        }
+        assert!(parse_args(&["restore", "b1", "--keep-previous", "--keep-previous"]).is_ok());
+        assert!(parse_args(&["-v", "-v", "--json", "--json", "list"]).is_ok());
     }
 }
