@@ -28,14 +28,19 @@ pub(super) fn prune(
     // An authentic record written to another storage (a copy of another
     // guest's backup that shares the key and the instance name) is not
     // ours to count or delete.
-    let (records, elsewhere): (Vec<Record>, Vec<Record>) = records
-        .into_iter()
-        .partition(|r| storage.is_location_of(&r.id, &r.location));
+    // Nor is an archived chunk's record, wherever it was put: it restores
+    // nothing, and counted as a backup it would push real ones out.
+    let (records, elsewhere): (Vec<Record>, Vec<Record>) = records.into_iter().partition(|r| {
+        storage.is_location_of(&r.id, &r.location) && r.source != archive::CHUNK_SOURCE
+    });
     for record in elsewhere {
-        let e = Error::integrity(format!(
-            "it was written to {}, not to this storage",
-            record.location
-        ));
+        let e = match record.source == archive::CHUNK_SOURCE {
+            true => Error::integrity("it is an archived chunk's record, not a backup"),
+            false => Error::integrity(format!(
+                "it was written to {}, not to this storage",
+                record.location
+            )),
+        };
         refused.push((record.id, e));
     }
     // A record that does not authenticate says nothing true about age: it

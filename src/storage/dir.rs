@@ -429,19 +429,25 @@ impl Storage for DirStorage {
     }
 
     /// The same directory, however its path was spelled when the record
-    /// was written (a `.`, a doubled or trailing `/`, a link on the way).
+    /// was written (a `.`, a doubled or trailing `/`, a link on the way),
+    /// and the object's own name in it. The directory is what is compared,
+    /// not the object: a link or a hard link planted under our name, to
+    /// another storage's object or to a chunk's, is the same file but was
+    /// not written here.
     fn is_location_of(&self, id: &BackupId, location: &str) -> bool {
         let Some(theirs) = location.strip_prefix("file://").map(Path::new) else {
             return false;
         };
-        let ours = self.shown(&Self::object_name(id));
+        let name = Self::object_name(id);
+        let ours = self.shown(&name);
         if theirs.components().eq(ours.components()) {
             return true;
         }
-        // Not through a link at the end: the object is read without
-        // following one, and a link planted under our name is not ours.
-        match (fs::symlink_metadata(theirs), fs::symlink_metadata(&ours)) {
-            (Ok(a), Ok(b)) => {
+        let (Some(their_dir), Some(their_name)) = (theirs.parent(), theirs.file_name()) else {
+            return false;
+        };
+        match (fs::metadata(their_dir), fs::metadata(&self.dir)) {
+            (Ok(a), Ok(b)) if their_name == name.as_str() => {
                 use std::os::unix::fs::MetadataExt;
                 (a.dev(), a.ino()) == (b.dev(), b.ino())
             }

@@ -599,6 +599,26 @@ fn the_same_storage_spelled_another_way_is_still_this_storage() {
     )
     .unwrap();
     t.run(&["list"]).ok().stdout_has("not to this storage");
+
+    // Nor a hard link to it: the same file, but not in this directory.
+    fs::remove_file(t.storage_dir().join("theirs.rbk")).unwrap();
+    fs::hard_link(
+        elsewhere.join("theirs.rbk"),
+        t.storage_dir().join("theirs.rbk"),
+    )
+    .unwrap();
+    let listed = t.run(&["list"]);
+    let line = listed
+        .ok()
+        .stdout
+        .lines()
+        .find(|l| l.contains("theirs"))
+        .map(str::to_owned);
+    assert!(
+        line.as_deref()
+            .is_some_and(|l| l.contains("not to this storage")),
+        "{listed}"
+    );
 }
 
 #[test]

@@ -680,6 +680,43 @@ fn a_chunk_copied_among_the_backups_is_listed_as_what_it_is() {
     assert!(line.contains("an archived chunk, not a backup"), "{line}");
 }
 
+/// Chunks hard-linked among the backups are the same files, but were not
+/// written there: prune neither counts them towards the backups it keeps
+/// (they would push real ones out) nor deletes them.
+#[test]
+fn chunks_hard_linked_among_the_backups_do_not_push_backups_out() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let older = t.backup();
+    let newer = t.backup();
+    archive_one_write(&t, &mut conn, "1");
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    conn.ok(&["SET", "k", "2"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    let chunks = chunk_files(&t, ".json");
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    let mut linked = Vec::new();
+    for chunk in &chunks[chunks.len() - 2..] {
+        let stem = chunk.trim_end_matches(".json").to_string();
+        for suffix in [".json", ".rbk"] {
+            let name = format!("{stem}{suffix}");
+            fs::hard_link(archive_dir(&t).join(&name), t.storage_dir().join(&name)).expect("link");
+        }
+        linked.push(stem);
+    }
+    let pruned = t.run(&["--json", "prune", "--keep-last", "2"]).ok().json();
+    let deleted = pruned["deleted"].to_string();
+    assert!(
+        !deleted.contains(&older) && !deleted.contains(&newer),
+        "{pruned}"
+    );
+    let ignored = pruned["ignored"].to_string();
+    assert!(linked.iter().all(|c| ignored.contains(c)), "{pruned}");
+    t.run(&["verify", &older]).ok();
+}
+
 /// An archiver that extends an older window: a writer of the storage hid
 /// the newest base's record when it started, and put it back after. The
 /// bases of the older window (extended) and of the newer one, and the
