@@ -476,3 +476,68 @@ fn swift_delete_and_prune_never_follow_a_nested_manifest() {
     );
     t.run(&["verify", &ids[2]]).ok();
 }
+
+/// Another account's backup, made with the same key and instance and
+/// copied into this account's container of the same name, is not this
+/// storage's: the account is part of where a record says it was written.
+/// Counted as ours, it would push this guest's own backups out of prune.
+#[test]
+fn a_backup_copied_from_another_account_is_not_ours() {
+    let swift = SwiftStack::start(None);
+    let t = redis_on_swift("database_backups");
+    t.conn().ok(&["SET", "k", "v"]);
+    let (ours, theirs) = (swift.tempauth_env(), {
+        let mut env = swift.tempauth_env();
+        env.retain(|(k, _)| *k != "ST_USER" && *k != "ST_KEY");
+        env.extend([
+            ("ST_USER", "test2:tester2".to_string()),
+            ("ST_KEY", "testing2".to_string()),
+        ]);
+        env
+    });
+    let run = |env: &[(&'static str, String)], args: &[&str]| {
+        let mut run = t.cmd(args);
+        for (k, v) in env {
+            run = run.env(k, v);
+        }
+        run.run()
+    };
+    for id in ["a1", "a2"] {
+        run(&ours, &["backup", "--id", id]).ok();
+    }
+    run(&theirs, &["backup", "--id", "theirs"]).ok();
+    let other = swift.tempauth("test2:tester2", "testing2");
+    let other = SwiftAccount {
+        storage_url: other.must_header("X-Storage-Url").to_string(),
+        token: other.must_header("X-Auth-Token").to_string(),
+    };
+    assert_ne!(other.storage_url, swift.storage_url);
+    let record = swift.request_in(&other, "GET", "database_backups/theirs.json", &[], None);
+    record.expect(&[200]);
+    swift
+        .put("database_backups/theirs.json", &record.body)
+        .expect(&[201]);
+
+    let listed = run(&ours, &["list"]);
+    let line = listed
+        .ok()
+        .stdout
+        .lines()
+        .find(|l| l.contains("theirs"))
+        .map(str::to_owned);
+    assert!(
+        line.as_deref()
+            .is_some_and(|l| l.contains("not to this storage")),
+        "{listed}"
+    );
+    let dry = run(&ours, &["--json", "prune", "--keep-last", "2", "--dry-run"]);
+    let dry = dry.ok().json();
+    assert_eq!(dry["deleted"], serde_json::json!([]), "{dry}");
+    assert!(dry["ignored"].to_string().contains("theirs"), "{dry}");
+    // In its own account it is its own.
+    let listed = run(&theirs, &["list"]);
+    assert!(
+        listed.ok().stdout.contains("theirs") && !listed.stdout.contains("not to this storage"),
+        "{listed}"
+    );
+}

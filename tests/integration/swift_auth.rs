@@ -66,9 +66,16 @@ fn keystone_password_and_application_credentials() {
         .collect();
     let rec = run_in(&t, &no_interface, &["--json", "backup"]).ok().json();
     let id = id_of(&rec);
+    // The account is part of where it was written.
     assert_eq!(
         rec["location"].as_str(),
-        Some(format!("swift://{container}/{id}.rbk").as_str()),
+        Some(
+            format!(
+                "swift://AUTH_{}/{container}/{id}.rbk",
+                swift.var("OS_DEMO_PROJECT_ID")
+            )
+            .as_str()
+        ),
         "{rec}"
     );
 

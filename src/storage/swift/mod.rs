@@ -332,9 +332,31 @@ impl SwiftStorage {
     }
 }
 
-impl Storage for SwiftStorage {
-    fn location(&self, id: &BackupId) -> String {
+impl SwiftStorage {
+    /// Where records written before the account was named say they were:
+    /// still ours (or every older backup would be foreign), though any
+    /// account's container of the same name wrote the same.
+    fn unbound_location(&self, id: &BackupId) -> String {
         format!("swift://{}/{id}{OBJECT_SUFFIX}", self.container)
+    }
+}
+
+impl Storage for SwiftStorage {
+    /// `swift://ACCOUNT/CONTAINER/ID.rbk`. The account is named: guests
+    /// keep the default container in accounts of their own, and a backup
+    /// copied from another (sharing the key and the instance name) must
+    /// not count as this one's.
+    fn location(&self, id: &BackupId) -> String {
+        match self.client.account() {
+            Some(account) => format!("swift://{account}/{}/{id}{OBJECT_SUFFIX}", self.container),
+            // No log-in to be had: never once the object is stored, which
+            // is when a record is written.
+            None => self.unbound_location(id),
+        }
+    }
+
+    fn is_location_of(&self, id: &BackupId, location: &str) -> bool {
+        location == self.location(id) || location == self.unbound_location(id)
     }
 
     fn prepare(&self, id: &BackupId) -> Result<()> {
@@ -540,6 +562,19 @@ impl Client {
         debug!("Swift account {}", fresh.storage_url);
         *session = Some((fresh.clone(), renewal_time(fresh.expires)));
         Ok(fresh)
+    }
+
+    /// The account's name: the last part of its URL's path (`AUTH_…`),
+    /// the same whichever endpoint (public, internal) reaches it. `None`
+    /// when no log-in can be had.
+    fn account(&self) -> Option<String> {
+        let session = self.session().ok()?;
+        let url = &session.storage_url;
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        rest.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .map(str::to_string)
     }
 
     fn forget_session(&self) {
