@@ -35,7 +35,6 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -111,7 +110,6 @@ impl Owned<'_> {
             .current_dir(&self.files.dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .process_group(0)
             .spawn()
             .map_err(|e| Error::other(format!("cannot run {program}: {e}")))?;
         // Read apart, and never waited for past the deadline: what the
@@ -134,7 +132,8 @@ impl Owned<'_> {
                 break status;
             }
             if Instant::now() >= deadline {
-                // Its group first, while the leader is not reaped: its id
+                // Its group first (it leads one, in a session of its own:
+                // `as_account`), while the leader is not reaped: its id
                 // cannot be another's then.
                 if let Some(group) = Pid::from_raw(child.id() as i32) {
                     let _ = rustix::process::kill_process_group(group, Signal::KILL);

@@ -239,6 +239,19 @@ impl EvilModule {
             .collect()
     }
 
+    /// What each server that loaded the module reached of its starter's
+    /// session: marker file name -> `tty=0|1 keyring=SECRET|-`.
+    pub fn sessions(&self) -> BTreeMap<String, String> {
+        dir_entries(&self.markers)
+            .into_iter()
+            .map(|name| {
+                let text = fs::read_to_string(self.markers.join(&name)).unwrap_or_default();
+                let third = text.lines().nth(2).unwrap_or_default().to_string();
+                (name, third)
+            })
+            .collect()
+    }
+
     /// The uid and groups (the gid first, then the supplementary ones) of
     /// the servers that loaded the module: marker file name -> ids.
     pub fn ids(&self) -> BTreeMap<String, (u32, Vec<u32>)> {

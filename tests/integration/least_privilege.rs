@@ -1594,3 +1594,71 @@ fn a_check_of_the_rebuilt_aof_the_owner_stops_ends_at_save_timeout() {
         "a checking tool is left"
     );
 }
+
+/// Root's shell in a terminal, its session keyring holding a secret
+/// (`rb-root-secret`): runs `argv[1..]` on a pty of its own, prints what
+/// it wrote and exits with its status.
+const ROOT_TERMINAL: &str = r#"
+import ctypes, os, platform, pty, sys
+add_key, keyctl = {'x86_64': (248, 250), 'aarch64': (217, 219)}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.syscall(keyctl, 1, b'rb-root-shell') < 0:
+    sys.exit('cannot join a session keyring: errno %d' % ctypes.get_errno())
+if libc.syscall(add_key, b'user', b'rb-root-secret', b'ROOTS-SECRET', 12, -3) < 0:
+    sys.exit('cannot add a key: errno %d' % ctypes.get_errno())
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b''
+while True:
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors='replace'))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+/// An operator runs restore by hand, in a terminal. The private server
+/// runs what the account's redis.conf loads: in root's session it could
+/// type into root's terminal (TIOCSTI: the shell runs it as root once the
+/// restore ends), write escape sequences to it, and read the keys of root's
+/// session keyring, which it possessed. It gets a session of its own and a
+/// keyring of its own.
+#[test]
+fn the_private_server_reaches_nothing_of_the_operators_terminal_or_keyring() {
+    let (t, _backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    let module = EvilModule::new(t.scratch());
+    owner_sh(&format!(
+        "echo 'loadmodule {}' >> '{}'",
+        module.so.display(),
+        t.redis_conf().display()
+    ));
+    let settings = t.settings_file().display().to_string();
+    let out = t
+        .with_env(Run::new("python3").args(&[
+            "-c",
+            ROOT_TERMINAL,
+            BIN,
+            "-c",
+            &settings,
+            "restore",
+            &id,
+        ]))
+        .run();
+    let sessions = module.sessions();
+    let context = format!("{out}\nmodule markers (file -> session): {sessions:?}");
+    assert_no_crash(&out, &context);
+    assert!(
+        !sessions.is_empty(),
+        "no server loaded the module: the test proves nothing\n{context}"
+    );
+    for session in sessions.values() {
+        assert_eq!(session, "tty=0 keyring=-", "{context}");
+    }
+}
