@@ -758,6 +758,13 @@ impl Connection {
         }
     }
 
+    /// Whether rename-command in redis.conf took `command` away.
+    pub fn disabled(&self, command: &str) -> bool {
+        self.renamed
+            .get(&command.to_ascii_lowercase())
+            .is_some_and(String::is_empty)
+    }
+
     /// The name to send for `command`, after rename-command.
     fn wire_name(&self, command: &str) -> Result<String> {
         match self.renamed.get(&command.to_ascii_lowercase()) {

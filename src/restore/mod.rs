@@ -163,6 +163,10 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     // host, staging writes into the pages just freed instead of fresh ones
     // (vendor-notes/PERFORMANCE.md: 0.85 s instead of 1.45 s).
     data.forget_cached(&files.dbfilename);
+    if let Err(e) = save_first(&plan) {
+        let _ = work.remove(&data);
+        return Err(e);
+    }
     let staging = Instant::now();
     let staged = stage(&plan, input, &key, &work).and_then(|summary| {
         let loaded = match (plan.files.appendonly, summary.by_this_server) {
@@ -552,6 +556,44 @@ fn is_disk_full(e: &io::Error) -> bool {
     )
 }
 
+/// Before staging, a running server that will save as it stops saves now,
+/// unless its dump is there and holds every change: the restore must
+/// leave room for the save at the stop (`check_room`), and only a save
+/// says how large that is. With no dump yet, or one far older than the
+/// data, the room was counted as nothing; staging took it, the save at the
+/// stop failed and the server was killed with what it held. A save that
+/// fails now (no room even for it) is exit 3, Redis untouched. A server
+/// that keeps its data only in memory saves again right before the stop
+/// (`save_before_the_stop`).
+fn save_first(plan: &Plan) -> Result<()> {
+    if !plan.was_active || !matches!(plan.keeps, Keeps::OnDisk | Keeps::InMemoryOnly) {
+        return Ok(());
+    }
+    let mut redis = Connection::connect(plan.connect)?;
+    if holds_every_change(plan, &mut redis)? {
+        return Ok(());
+    }
+    if redis.disabled("BGSAVE") && plan.keeps == Keeps::OnDisk {
+        log::warn!("BGSAVE is disabled by rename-command: the room Redis's own save at the stop needs is taken to be its last dump's size, which may be too little");
+        return Ok(());
+    }
+    info!("having Redis save first: the restore must leave room for the save it makes as it stops, and that save's size is known only once made");
+    redis.snapshot(plan.config.save_timeout).map(drop).map_err(|e| {
+        Error::redis(format!(
+            "saving before the restore failed: {}; Redis's own save as it stops would fail too, losing what it holds, so Redis was not touched: make room in {} and run the restore again",
+            e.message(),
+            plan.data.path().display()
+        ))
+    })
+}
+
+/// Whether the dump is there and the server has no change it lacks.
+fn holds_every_change(plan: &Plan, redis: &mut Connection) -> Result<bool> {
+    let persistence = redis.info("persistence")?;
+    let changes = persistence.get("rdb_changes_since_last_save");
+    Ok(changes.map(String::as_str) == Some("0") && plan.data.file_size(&plan.files.dbfilename) > 0)
+}
+
 /// A server that keeps its data only in memory (`save ""`, `appendonly
 /// no`, as it runs now) loses it as it is stopped: then there would be no
 /// previous data to put back if the restore failed, and nothing for
@@ -561,9 +603,7 @@ fn is_disk_full(e: &io::Error) -> bool {
 /// made, and leaves the count of changes at 0.)
 fn save_before_the_stop(plan: &Plan) -> Result<()> {
     let mut redis = Connection::connect(plan.connect)?;
-    let persistence = redis.info("persistence")?;
-    let changes = persistence.get("rdb_changes_since_last_save");
-    if changes.map(String::as_str) == Some("0") && plan.data.file_size(&plan.files.dbfilename) > 0 {
+    if holds_every_change(plan, &mut redis)? {
         return Ok(());
     }
     info!("Redis keeps its data only in memory (save \"\" and appendonly no): saving it before the stop, so that it can be put back");

@@ -522,6 +522,41 @@ fn a_restore_leaves_redis_the_room_to_save_as_it_stops() {
     }
 }
 
+/// The same, where no dump tells how large Redis's save at the stop will
+/// be: none was made yet (or the last one is far older than the data).
+/// The room was counted as nothing, staging took it, the save at the stop
+/// failed, and the server was killed with every key it held. Now it saves
+/// first, and the restore is refused beside that save, Redis untouched.
+#[test]
+fn a_restore_leaves_room_for_the_save_of_data_no_dump_holds_yet() {
+    let source = TestRedis::builder().start();
+    fill_incompressible(&source, "restored", 200);
+    let id = source.backup();
+    // About 410 KiB of save, 205 KiB of restored RDB: 560 KiB hold the
+    // save, but not beside the restored RDB.
+    let mut t = TestRedis::builder().prepare();
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=560k,mode=0755");
+    t.use_backups_of(&source);
+    t.start_redis();
+    fill_incompressible(&t, "own", 400);
+    assert_eq!(
+        dir_entries(&t.data_dir()),
+        Vec::<String>::new(),
+        "a dump already"
+    );
+    let before = t.state();
+    let pid = t.pid();
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(4)
+        .stderr_has("not enough free space")
+        .stderr_has("for Redis's own save");
+    assert_eq!(t.pid(), pid, "Redis was stopped");
+    assert_eq!(t.state(), before, "Redis's data changed");
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+}
+
 /// A server that keeps its data in the AOF alone (`save ""`, `appendonly
 /// yes`) writes no RDB as it stops: a dump left from an old `SAVE` is not
 /// what it will write, and room for it was asked for all the same (exit 4
