@@ -163,10 +163,6 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     // host, staging writes into the pages just freed instead of fresh ones
     // (vendor-notes/PERFORMANCE.md: 0.85 s instead of 1.45 s).
     data.forget_cached(&files.dbfilename);
-    if let Err(e) = save_first(&plan) {
-        let _ = work.remove(&data);
-        return Err(e);
-    }
     let staging = Instant::now();
     let staged = stage(&plan, input, &key, &work).and_then(|summary| {
         let loaded = match (plan.files.appendonly, summary.by_this_server) {
@@ -193,11 +189,12 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         units::seconds(staging.elapsed(), 3)
     );
 
-    if plan.was_active && plan.keeps == Keeps::InMemoryOnly {
-        if let Err(e) = save_before_the_stop(&plan) {
-            let _ = work.remove(&data);
-            return Err(e);
+    if let Err(e) = save_before_the_stop(&plan, summary.raw_size) {
+        let _ = work.remove(&data);
+        if e.exit_code() == 3 {
+            save_again_once_room_is_back(&plan);
         }
+        return Err(e);
     }
     match swap_in(&plan, &mut work, record.as_ref()) {
         Ok(keys) => {
@@ -556,63 +553,61 @@ fn is_disk_full(e: &io::Error) -> bool {
     )
 }
 
-/// Before staging, a running server that will save as it stops saves now,
-/// unless its dump is there and holds every change: the restore must
-/// leave room for the save at the stop (`check_room`), and only a save
-/// says how large that is. With no dump yet, or one far older than the
-/// data, the room was counted as nothing; staging took it, the save at the
-/// stop failed and the server was killed with what it held. A save that
-/// fails now (no room even for it) is exit 3, Redis untouched. A server
-/// that keeps its data only in memory saves again right before the stop
-/// (`save_before_the_stop`).
-fn save_first(plan: &Plan) -> Result<()> {
+/// Once the restore is staged and proven, a running server that will save
+/// as it stops saves now, unless its dump is there and holds every change,
+/// and the room for that save is checked again beside the staged restore.
+/// Only a save says how large it is: with no dump yet, or one far older
+/// than the data, `check_room` counted too little; staging took the room,
+/// the save at the stop failed, and the server was killed with what it
+/// held. A server that keeps its data only in memory (`save ""`,
+/// `appendonly no`) must save in any case: it loses its data as it is
+/// stopped, and there would be nothing to put back if the restore failed,
+/// nothing for `--keep-previous` to keep. (A backup of such a server
+/// removes the dump its save made, and leaves the count of changes at 0.)
+/// Not before staging: the dump may be the last good copy an operator
+/// falls back on if the restore is refused. A save that fails is exit 3,
+/// Redis untouched.
+fn save_before_the_stop(plan: &Plan, staged: u64) -> Result<()> {
     if !plan.was_active || !matches!(plan.keeps, Keeps::OnDisk | Keeps::InMemoryOnly) {
         return Ok(());
     }
     let mut redis = Connection::connect(plan.connect)?;
-    if holds_every_change(plan, &mut redis)? {
+    let persistence = redis.info("persistence")?;
+    let changes = persistence.get("rdb_changes_since_last_save");
+    if changes.map(String::as_str) == Some("0") && plan.data.file_size(&plan.files.dbfilename) > 0 {
         return Ok(());
     }
-    if redis.disabled("BGSAVE") && plan.keeps == Keeps::OnDisk {
-        log::warn!("BGSAVE is disabled by rename-command: the room Redis's own save at the stop needs is taken to be its last dump's size, which may be too little");
+    let only_in_memory = plan.keeps == Keeps::InMemoryOnly;
+    if redis.disabled("BGSAVE") && !only_in_memory {
+        log::warn!("BGSAVE is disabled by rename-command: the room Redis's own save at the stop needs was taken to be its last dump's size, which may be too little");
         return Ok(());
     }
-    info!("having Redis save first: the restore must leave room for the save it makes as it stops, and that save's size is known only once made");
-    redis.snapshot(plan.config.save_timeout).map(drop).map_err(|e| {
+    let why = match only_in_memory {
+        true => "Redis keeps its data only in memory (save \"\" and appendonly no)",
+        false => "Redis saves as it stops, and the restore must leave room for that save",
+    };
+    info!("{why}: saving it before the stop");
+    redis.snapshot(plan.config.save_timeout).map_err(|e| {
         Error::redis(format!(
-            "saving before the restore failed: {}; Redis's own save as it stops would fail too, losing what it holds, so Redis was not touched: make room in {} and run the restore again",
+            "{why}, and saving it before the stop failed: {}; so Redis was not touched: make room in {} (or have it SAVE), and run the restore again",
             e.message(),
             plan.data.path().display()
         ))
-    })
+    })?;
+    check_room(plan, staged, true)
 }
 
-/// Whether the dump is there and the server has no change it lacks.
-fn holds_every_change(plan: &Plan, redis: &mut Connection) -> Result<bool> {
-    let persistence = redis.info("persistence")?;
-    let changes = persistence.get("rdb_changes_since_last_save");
-    Ok(changes.map(String::as_str) == Some("0") && plan.data.file_size(&plan.files.dbfilename) > 0)
-}
-
-/// A server that keeps its data only in memory (`save ""`, `appendonly
-/// no`, as it runs now) loses it as it is stopped: then there would be no
-/// previous data to put back if the restore failed, and nothing for
-/// `--keep-previous` to keep. Unless its dump is there and holds every
-/// change, have it save first, as a backup does; if it cannot, Redis is
-/// not touched. (A backup of such a server removes the dump its save
-/// made, and leaves the count of changes at 0.)
-fn save_before_the_stop(plan: &Plan) -> Result<()> {
-    let mut redis = Connection::connect(plan.connect)?;
-    if holds_every_change(plan, &mut redis)? {
-        return Ok(());
+/// A save that failed for want of the room the staged restore took leaves
+/// the server refusing writes (`stop-writes-on-bgsave-error`) until a save
+/// works, which its own rules may not try for an hour. With that room
+/// given back, it is asked once more; whatever the outcome, it is said.
+fn save_again_once_room_is_back(plan: &Plan) {
+    let saved = Connection::connect(plan.connect)
+        .and_then(|mut redis| redis.snapshot(plan.config.save_timeout));
+    match saved {
+        Ok(_) => info!("with the staged restore removed, Redis saved again and takes writes"),
+        Err(e) => log::warn!("Redis could not save even with the staged restore removed ({}): it may refuse writes until a save works", e.message()),
     }
-    info!("Redis keeps its data only in memory (save \"\" and appendonly no): saving it before the stop, so that it can be put back");
-    redis.snapshot(plan.config.save_timeout).map(drop).map_err(|e| {
-        Error::redis(format!(
-            "Redis keeps its data only in memory (save \"\" and appendonly no), and saving it before the stop failed: {}; without it a failed restore would lose that data, so Redis was not touched: have it SAVE, or stop it yourself if its data may go, and run the restore again",
-            e.message()
-        ))
-    })
 }
 
 /// Steps 3 to 7: stop, move aside, place, (rebuild the AOF,) start, check.

@@ -525,8 +525,11 @@ fn a_restore_leaves_redis_the_room_to_save_as_it_stops() {
 /// The same, where no dump tells how large Redis's save at the stop will
 /// be: none was made yet (or the last one is far older than the data).
 /// The room was counted as nothing, staging took it, the save at the stop
-/// failed, and the server was killed with every key it held. Now it saves
-/// first, and the restore is refused beside that save, Redis untouched.
+/// failed, and the server was killed with every key it held (exit 6, the
+/// rollback putting back nothing). Now it saves once the restore is
+/// staged; that save fails here, and the restore is refused, Redis
+/// untouched, and asked to save again once the room is back: it takes
+/// writes again at once, not when its own rules next try a save.
 #[test]
 fn a_restore_leaves_room_for_the_save_of_data_no_dump_holds_yet() {
     let source = TestRedis::builder().start();
@@ -549,12 +552,11 @@ fn a_restore_leaves_room_for_the_save_of_data_no_dump_holds_yet() {
 
     let out = t.run(&["restore", &id]);
 
-    out.code(4)
-        .stderr_has("not enough free space")
-        .stderr_has("for Redis's own save");
+    out.code(3).stderr_has("saving it before the stop failed");
     assert_eq!(t.pid(), pid, "Redis was stopped");
     assert_eq!(t.state(), before, "Redis's data changed");
     assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+    t.conn().ok(&["SET", "after", "writable"]);
 }
 
 /// A server that keeps its data in the AOF alone (`save ""`, `appendonly
