@@ -1,19 +1,39 @@
 //! The only place that runs `systemctl`, and only in the three forms of
 //! CONTRACT.md: `stop UNIT`, `start UNIT`, `is-active --quiet UNIT`. No shell,
 //! no string commands; a failure quotes systemctl's own stderr.
+//!
+//! None is waited for without end: a stop lasts as long as Redis's save as
+//! it stops, which the account can keep from ending (a data dir it may not
+//! write), and Debian's unit never kills it (`TimeoutStopSec=0`). Past the
+//! deadline (`save_timeout`) systemctl is killed; the job it asked for goes
+//! on in systemd, and the run ends saying so.
 
 use crate::error::{Error, Result};
 use log::info;
-use std::process::{Command, Output, Stdio};
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What of systemctl's stderr is kept for a message.
+const MAX_SAID: u64 = 64 * 1024;
 
 pub struct Service {
     unit: String,
+    /// How long any one systemctl may take.
+    within: Duration,
+}
+
+/// What systemctl said: its status and the first line of its stderr.
+struct Said {
+    status: ExitStatus,
+    first_line: String,
 }
 
 impl Service {
-    pub fn new(unit: &str) -> Service {
+    pub fn new(unit: &str, within: Duration) -> Service {
         Service {
             unit: unit.to_string(),
+            within,
         }
     }
 
@@ -22,14 +42,14 @@ impl Service {
     }
 
     pub fn is_active(&self) -> Result<bool> {
-        let output = systemctl(&["is-active", "--quiet", &self.unit])?;
-        Ok(output.status.success())
+        let said = self.systemctl(&["is-active", "--quiet", &self.unit])?;
+        Ok(said.status.success())
     }
 
     /// Stop the unit and confirm it is no longer active.
     pub fn stop(&self) -> Result<()> {
         info!("systemctl stop {}", self.unit);
-        checked(systemctl(&["stop", &self.unit])?, "stop", &self.unit)?;
+        checked(self.systemctl(&["stop", &self.unit])?, "stop", &self.unit)?;
         if self.is_active()? {
             return Err(Error::other(format!(
                 "systemctl stop {} returned, but the unit is still active",
@@ -41,7 +61,59 @@ impl Service {
 
     pub fn start(&self) -> Result<()> {
         info!("systemctl start {}", self.unit);
-        checked(systemctl(&["start", &self.unit])?, "start", &self.unit)
+        checked(self.systemctl(&["start", &self.unit])?, "start", &self.unit)
+    }
+
+    /// Run systemctl with `args`, waiting at most `within`.
+    fn systemctl(&self, args: &[&str]) -> Result<Said> {
+        let shown = args.join(" ");
+        let mut child = command(args).spawn().map_err(|e| {
+            Error::other(format!(
+                "cannot run systemctl {shown}: {e}; is systemd's systemctl on PATH?"
+            ))
+        })?;
+        // Read apart: what systemctl started may hold its stderr open.
+        let (said_tx, said_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            let mut stderr = stderr;
+            let _ = (&mut stderr).take(MAX_SAID).read_to_end(&mut said);
+            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+            let _ = said_tx.send(said);
+        });
+        let deadline = Instant::now() + self.within;
+        let status = loop {
+            let waited = child
+                .try_wait()
+                .map_err(|e| Error::other(format!("cannot wait for systemctl {shown}: {e}")))?;
+            if let Some(status) = waited {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::other(format!(
+                    "systemctl {shown} did not return within {}s (save_timeout); the job goes on in systemd{}",
+                    self.within.as_secs(),
+                    match args.first() {
+                        Some(&"stop") => ": Redis may be unable to save as it stops (its log says why: a full disk, a data dir it may not write); it stops once that save works, or when systemd kills it (TimeoutStopSec; never, with Debian's redis-server.service)",
+                        Some(&"start") => ": a stop job may still be running before it, or Redis still loading",
+                        _ => "",
+                    }
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let said = said_rx
+            .recv_timeout(Duration::from_millis(200))
+            .unwrap_or_default();
+        let said = String::from_utf8_lossy(&said);
+        let first_line = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        Ok(Said {
+            status,
+            first_line: first_line.to_string(),
+        })
     }
 }
 
@@ -49,7 +121,7 @@ impl Service {
 /// (`REDIS_BACKUP_*`, OpenStack's `OS_*`, swiftclient's `ST_*`).
 const OURS: [&str; 3] = ["REDIS_BACKUP_", "OS_", "ST_"];
 
-fn systemctl(args: &[&str]) -> Result<Output> {
+fn command(args: &[&str]) -> Command {
     let mut command = Command::new("systemctl");
     // systemd's systemctl hands the unit none of its environment; a
     // replacement that starts the service itself would, and the service
@@ -65,23 +137,17 @@ fn systemctl(args: &[&str]) -> Result<Output> {
     command
         .args(args)
         .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            Error::other(format!(
-                "cannot run systemctl {}: {e}; is systemd's systemctl on PATH?",
-                args.join(" ")
-            ))
-        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
 }
 
-fn checked(output: Output, verb: &str, unit: &str) -> Result<()> {
-    if output.status.success() {
+fn checked(said: Said, verb: &str, unit: &str) -> Result<()> {
+    if said.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let said = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     Err(Error::other(format!(
-        "systemctl {verb} {unit} failed ({}): {said}",
-        output.status
+        "systemctl {verb} {unit} failed ({}): {}",
+        said.status, said.first_line
     )))
 }

@@ -93,7 +93,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     let key = crypto::load_key_file(&config.key_file)?;
     let conf = redis_conf::load(&config.redis_conf)?;
     let connect = instance::connect_options(config, &conf, config.redis_timeout)?;
-    let service = Service::new(&config.service);
+    let service = Service::new(&config.service, config.save_timeout);
     // Asked of the binary itself: the server may be stopped.
     let binary = ServerBinary::ask(&config.redis_server)?;
 

@@ -1662,3 +1662,34 @@ fn the_private_server_reaches_nothing_of_the_operators_terminal_or_keyring() {
         assert_eq!(session, "tty=0 keyring=-", "{context}");
     }
 }
+
+/// The account keeps Redis from saving as it stops (its data dir made
+/// read-only: the save fails, "can't exit", and Redis goes on), under a
+/// unit that never kills it (Debian's, `TimeoutStopSec=0`). The restore
+/// waited in `systemctl stop` for good, holding the host lock, every
+/// backup refused meanwhile. Now systemctl is waited for at most
+/// `save_timeout`; the restore ends saying why, its data files untouched,
+/// and releases the lock.
+#[test]
+fn a_redis_the_account_keeps_from_stopping_does_not_hold_the_restore() {
+    let t = redis().setting("save_timeout", "5").start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    // Saved, so that the restore does not save first (that save would
+    // fail too, and refuse it); Redis saves as it stops all the same.
+    t.conn().ok(&["SET", "k", "newer"]);
+    t.conn().ok(&["SAVE"]);
+    t.stop_without_timeout();
+    let data = t.data_dir().display().to_string();
+    let mode = std::os::unix::fs::MetadataExt::mode(&fs::metadata(t.data_dir()).unwrap()) & 0o7777;
+    owner_sh(&format!("chmod 0500 '{data}'"));
+
+    let out = t.cmd(&["restore", &id]).run_within(Duration::from_secs(90));
+
+    let stuck = t.pid();
+    owner_sh(&format!("chmod {mode:o} '{data}'"));
+    assert_no_crash(&out, &format!("{out}"));
+    assert_ne!(out.code, Some(0), "{out}");
+    out.stderr_has("did not return within 5s");
+    assert!(stuck.is_some(), "Redis was killed: {out}");
+}

@@ -448,6 +448,13 @@ impl TestRedis {
         }
     }
 
+    /// Have `systemctl stop` wait for the server with no deadline, as
+    /// Debian's redis-server.service does (`TimeoutStopSec=0`).
+    pub fn stop_without_timeout(&self) {
+        let marker = self.shim_dir.join(format!("{}.stop-timeout-0", self.unit));
+        fs::write(marker, "").expect("write stop-timeout-0 marker");
+    }
+
     /// Make only the next `systemctl start` of this unit fail (the shim's
     /// `UNIT.fail-start-once`, which that start removes).
     pub fn fail_start_once(&self) {
