@@ -64,6 +64,8 @@ pub struct RedisConf {
     pub requirepass: Option<Secret>,
     /// Lower-case original name → new name; "" means the command is disabled.
     pub renamed_commands: HashMap<String, String>,
+    /// `replicaof` (or `slaveof`) as written: "HOST PORT".
+    pub replicaof: Option<String>,
     /// The file given to `load`.
     pub source: PathBuf,
     /// Every file read (`source` and its includes), with who could write it.
@@ -124,6 +126,7 @@ impl RedisConf {
             unixsocket: None,
             requirepass: None,
             renamed_commands: HashMap::new(),
+            replicaof: None,
             source: source.to_path_buf(),
             files: Vec::new(),
         }
@@ -424,6 +427,10 @@ fn apply_directive(
             _ => return Err(bad("expects a command name and its new name")),
         },
         "save" => apply_save(args, conf)?,
+        "replicaof" | "slaveof" => match args {
+            [host, port] => conf.replicaof = Some(format!("{host} {port}")),
+            _ => return Err(bad("expects a host and a port")),
+        },
         _ => {}
     }
     Ok(())

@@ -107,6 +107,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     };
     rollback::recover_interrupted(&server)?;
     let was_active = service.is_active()?;
+    refuse_a_replica(&conf, &connect, was_active)?;
 
     // One storage session for the record and the object.
     let input = match &request.target {
@@ -212,6 +213,35 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         }
         Err(cause) => Err(rollback::roll_back(&server, work, was_active, cause)),
     }
+}
+
+/// A replica's data is its primary's: at its next sync, as it starts again,
+/// it replaces whatever was restored, seconds after the restore said it
+/// worked (and without `--keep-previous`, the previous data is gone too).
+/// Refused, exit 2, before anything is touched, whether redis.conf makes
+/// it one or it is one now (Sentinel makes a server one at run time, and
+/// writes that back).
+fn refuse_a_replica(conf: &RedisConf, connect: &ConnectOptions, was_active: bool) -> Result<()> {
+    let promote = "promote it first (REPLICAOF NO ONE, and no replicaof in its config), or restore on the primary";
+    if let Some(primary) = &conf.replicaof {
+        return Err(Error::usage(format!(
+            "{} makes Redis a replica of {primary}: its primary would replace the restored data as it starts; {promote}",
+            conf.source.display()
+        )));
+    }
+    if !was_active {
+        return Ok(());
+    }
+    let replication = Connection::connect(connect)?.info("replication")?;
+    if replication.get("role").map(String::as_str) == Some("slave") {
+        let field = |name: &str| replication.get(name).map_or("?", String::as_str);
+        return Err(Error::usage(format!(
+            "Redis is a replica of {}:{} (role:slave): its primary would replace the restored data at its next sync; {promote}",
+            field("master_host"),
+            field("master_port")
+        )));
+    }
+    Ok(())
 }
 
 /// Where the restored files go: where redis.conf says, because that is what

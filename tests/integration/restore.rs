@@ -1083,3 +1083,41 @@ fn clients_writing_as_soon_as_redis_is_back_do_not_fail_the_restore() {
     out.ok();
     assert!(written > 0, "the writer wrote nothing");
 }
+
+/// A restore into a replica said it worked (exit 0); seconds later its
+/// primary's sync replaced the restored data, and the previous data had
+/// gone with the work folder. Refused before anything is touched, whether
+/// redis.conf makes it a replica or it is one now.
+#[test]
+fn a_restore_into_a_replica_is_refused() {
+    let primary = TestRedis::builder().start();
+    primary.conn().ok(&["SET", "k", "primary's"]);
+    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder());
+    let id = id_of(&record);
+    change_data(&t, &backed_up);
+
+    t.conn()
+        .ok(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
+    let synced = std::time::Instant::now();
+    while t.conn().info_field("replication", "master_link_status") != "up" {
+        assert!(synced.elapsed().as_secs() < 20, "the replica never synced");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let before = Untouched::take(&t);
+    t.run(&["restore", &id])
+        .code(2)
+        .stderr_has("is a replica of 127.0.0.1")
+        .stderr_has("promote it first");
+    before.check(&t, "a replica now");
+
+    t.conn().ok(&["REPLICAOF", "NO", "ONE"]);
+    let conf = t.redis_conf();
+    let mut text = fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!("replicaof 127.0.0.1 {}\n", primary.port));
+    fs::write(&conf, text).unwrap();
+    let before = Untouched::take(&t);
+    t.run(&["restore", &id])
+        .code(2)
+        .stderr_has("makes Redis a replica of 127.0.0.1");
+    before.check(&t, "a replica by its config");
+}
