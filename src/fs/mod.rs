@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub mod acl;
 pub mod cache;
 pub mod data_dir;
+pub mod room;
 pub mod write_behind;
 pub mod writers;
 

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, DataDir};
 use crate::fs::lock_host;
+use crate::fs::room::{self, Room};
 use crate::fs::write_behind::{Cache, WriteBehind};
 use crate::record::Record;
 use crate::redis::conf::{self as redis_conf, RedisConf};
@@ -36,7 +37,7 @@ use rustix::fs::{self as rfs, Mode, OFlags};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufWriter, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -401,7 +402,15 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
     }
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
-    let mut out = BufWriter::with_capacity(1 << 20, StagingFile { file, full: false });
+    let mut out = BufWriter::with_capacity(
+        1 << 20,
+        StagingFile {
+            file,
+            full: false,
+            data: plan.data.fd(),
+            room: Room::keeping(redis_saves(plan)),
+        },
+    );
     // A replay's RDB was checked as it was saved, from a descriptor only
     // root holds: copying it whole is all that is left to prove.
     let mut replayed_rdb = None;
@@ -437,9 +446,10 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
     });
     if out.get_ref().full {
         return Err(Error::storage(format!(
-            "not enough free space in {} to stage the restore{}; free some space there and run the restore again (Redis was not touched)",
+            "not enough free space in {} to stage the restore{} and keep {} free for Redis's own save and the host (1% of the disk); free some space there and run the restore again (Redis was not touched)",
             work.path().parent().unwrap_or(work.path()).display(),
-            needed.map(|n| format!(" ({} needed)", human_size(n))).unwrap_or_default()
+            needed.map(|n| format!(" ({} needed)", human_size(n))).unwrap_or_default(),
+            human_size(redis_saves(plan))
         )));
     }
     let check = VersionCheck::from_conf(plan.conf.rdb_version_check.as_deref());
@@ -504,26 +514,20 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
 /// `staged_already`: the RDB is on the disk already, only the rest must fit.
 fn check_room(plan: &Plan, staged: u64, staged_already: bool) -> Result<()> {
     let aof = if plan.files.appendonly { staged } else { 0 };
-    let redis_saves = match plan.keeps {
-        // What it appends as it runs is replaced by the restore, and a
-        // rewrite that fails for want of room loses nothing.
-        Keeps::Nothing | Keeps::AofOnly => 0,
-        // Its save is about as large as its last dump; with none there,
-        // nothing tells, and the save itself says whether it fits.
-        Keeps::OnDisk | Keeps::InMemoryOnly => plan.data.file_size(&plan.files.dbfilename),
-    };
+    let redis_saves = redis_saves(plan);
     let still_to_write = if staged_already { 0 } else { staged };
-    let needed = still_to_write
-        .saturating_add(aof)
-        .saturating_add(redis_saves);
-    let vfs = rfs::fstatvfs(plan.data.fd()).map_err(|e| {
+    // What an account other than root may use (Redis's own limit), and
+    // the host's share of it, which nothing of ours takes.
+    let (available, share) = room::free_space(plan.data.fd()).map_err(|e| {
         Error::other(format!(
             "cannot read the free space of {}: {e}",
             plan.data.path().display()
         ))
     })?;
-    // What an account other than root may use: Redis's own limit.
-    let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    let needed = still_to_write
+        .saturating_add(aof)
+        .saturating_add(redis_saves)
+        .saturating_add(share);
     if available >= needed {
         return Ok(());
     }
@@ -540,6 +544,10 @@ fn check_room(plan: &Plan, staged: u64, staged_already: bool) -> Result<()> {
             human_size(redis_saves)
         ));
     }
+    parts.push_str(&format!(
+        ", {} left free for the host (1% of the disk)",
+        human_size(share)
+    ));
     Err(Error::storage(format!(
         "not enough free space in {} for the restore: it needs {} ({parts}), and {} is free; free some space there and run the restore again (Redis was not touched)",
         plan.data.path().display(),
@@ -548,18 +556,49 @@ fn check_room(plan: &Plan, staged: u64, staged_already: bool) -> Result<()> {
     )))
 }
 
-/// The staging file, noting when the disk ran full so that the error can say
-/// so plainly instead of quoting an errno from deep in the pipeline.
-struct StagingFile {
-    file: WriteBehind,
-    full: bool,
+/// What the running server writes when it saves: about its last dump's
+/// size (with none there, nothing tells until `save_before_the_stop` has
+/// it save). What it appends as it runs is replaced by the restore, and a
+/// rewrite that fails for want of room loses nothing.
+fn redis_saves(plan: &Plan) -> u64 {
+    match plan.keeps {
+        Keeps::Nothing | Keeps::AofOnly => 0,
+        Keeps::OnDisk | Keeps::InMemoryOnly => plan.data.file_size(&plan.files.dbfilename),
+    }
 }
 
-impl Write for StagingFile {
+/// The staging file, noting when the disk ran full so that the error can say
+/// so plainly instead of quoting an errno from deep in the pipeline. It
+/// stops short of the room Redis's own save needs: a backup read with no
+/// record (`--from-file` of the object alone) says its size only at its
+/// end, and writing on until the disk is full fails the live server's
+/// writes (with `appendfsync always`, it exits).
+struct StagingFile<'a> {
+    file: WriteBehind,
+    full: bool,
+    data: BorrowedFd<'a>,
+    room: Room,
+}
+
+impl Write for StagingFile<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file
+        if let Err(short) = self.room.check(self.data, buf.len() as u64)? {
+            self.full = true;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "{} free, {} of it kept for Redis's own save",
+                    human_size(short.available),
+                    human_size(short.reserve)
+                ),
+            ));
+        }
+        let written = self
+            .file
             .write(buf)
-            .inspect_err(|e| self.full |= is_disk_full(e))
+            .inspect_err(|e| self.full |= is_disk_full(e))?;
+        self.room.wrote(written as u64);
+        Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -567,7 +606,7 @@ impl Write for StagingFile {
     }
 }
 
-impl StagingFile {
+impl StagingFile<'_> {
     /// Wait for the write-behind; a full disk may first show there.
     fn drain(&mut self) -> io::Result<()> {
         self.file

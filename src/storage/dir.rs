@@ -10,6 +10,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::fs::cache::ReadOnce;
+use crate::fs::room::{Room, Short};
 use crate::fs::{create_private_dir, fsync_dir, AtomicFile};
 use crate::id::BackupId;
 use crate::units::human_size;
@@ -18,46 +19,17 @@ use rustix::fs::{flock, AtFlags, FlockOperation, Mode, OFlags};
 use std::ffi::CStr;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Free space a backup leaves alone, as a share of the filesystem (1%), at
-/// most `MAX_RESERVE`: Redis may have to save on that disk too, and a host
-/// whose disk is full fails in ways that are hard to see.
-const RESERVE_DIVISOR: u64 = 100;
-const MAX_RESERVE: u64 = 1 << 30;
-/// How often, in bytes written, free space is checked again: half of what was
-/// left to use at the last check, within these bounds.
-const MIN_CHECK_STEP: u64 = 64 << 10;
-const MAX_CHECK_STEP: u64 = 64 << 20;
-
-/// Free space on the filesystem of `dir` for an unprivileged user (root's own
-/// reserve is not ours to take), and the part of it a backup leaves alone.
-fn free_space(dir: &Path) -> io::Result<(u64, u64)> {
-    let vfs = rustix::fs::statvfs(dir)?;
-    let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
-    let size = vfs.f_blocks.saturating_mul(vfs.f_frsize);
-    Ok((available, reserve_for(size)))
-}
-
-fn reserve_for(filesystem_size: u64) -> u64 {
-    (filesystem_size / RESERVE_DIVISOR).min(MAX_RESERVE)
-}
-
-/// Bytes that may be written before looking again, or `None` when `want`
-/// more bytes would eat into the reserve.
-fn next_check_step(available: u64, reserve: u64, want: u64) -> Option<u64> {
-    let room = available.checked_sub(reserve)?;
-    (room >= want).then(|| (room / 2).clamp(MIN_CHECK_STEP, MAX_CHECK_STEP))
-}
-
-fn out_of_space(dir: &Path, available: u64, reserve: u64) -> String {
+fn out_of_space(dir: &Path, short: Short) -> String {
     format!(
         "only {} of space left in {} and {} of it stays free for Redis and the host; \
          free some space or store backups elsewhere",
-        human_size(available),
+        human_size(short.available),
         dir.display(),
-        human_size(reserve)
+        human_size(short.reserve)
     )
 }
 
@@ -329,10 +301,11 @@ impl DirStorage {
             }
             _ => return Err(already_exists(id, &self.where_())),
         }
-        let (available, reserve) = free_space(&pinned.path)
+        let room = Room::keeping(0)
+            .check(pinned.fd.as_fd(), 0)
             .map_err(|e| self.failed("cannot read the free space of", &self.dir, e))?;
-        if next_check_step(available, reserve, 0).is_none() {
-            return Err(Error::storage(out_of_space(&self.dir, available, reserve)));
+        if let Err(short) = room {
+            return Err(Error::storage(out_of_space(&self.dir, short)));
         }
         Ok(pinned)
     }
@@ -372,25 +345,19 @@ struct DirObject {
     /// to look at its free space again.
     dir: Pinned,
     shown_dir: PathBuf,
-    next_check: u64,
+    room: Room,
 }
 
 impl DirObject {
     fn check_space(&mut self, want: usize) -> io::Result<()> {
-        if self.written < self.next_check {
-            return Ok(());
-        }
-        let (available, reserve) = free_space(&self.dir.path)?;
-        match next_check_step(available, reserve, want as u64) {
-            Some(step) => {
-                self.next_check = self.written + step;
-                Ok(())
-            }
-            None => Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                out_of_space(&self.shown_dir, available, reserve),
-            )),
-        }
+        self.room
+            .check(self.dir.fd.as_fd(), want as u64)?
+            .map_err(|short| {
+                io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    out_of_space(&self.shown_dir, short),
+                )
+            })
     }
 }
 
@@ -399,6 +366,7 @@ impl Write for DirObject {
         self.check_space(buf.len())?;
         let n = self.file.write(buf)?;
         self.written += n as u64;
+        self.room.wrote(n as u64);
         Ok(n)
     }
 
@@ -477,7 +445,7 @@ impl Storage for DirStorage {
             path,
             dir,
             shown_dir: self.dir.clone(),
-            next_check: 0,
+            room: Room::keeping(0),
         }))
     }
 
@@ -954,19 +922,12 @@ mod tests {
     }
 
     #[test]
-    fn a_backup_leaves_some_of_the_disk_free() {
-        // 1% of the filesystem, at most 1 GiB.
-        assert_eq!(reserve_for(10 << 30), (10 << 30) / 100);
-        assert_eq!(reserve_for(1 << 40), 1 << 30);
-        assert_eq!(reserve_for(512 << 10), 5242);
-        // Room for the write: look again after half of what is left.
-        assert_eq!(next_check_step(100 << 20, 0, 1 << 20), Some(50 << 20));
-        assert_eq!(next_check_step(1 << 40, 1 << 30, 1), Some(MAX_CHECK_STEP));
-        assert_eq!(next_check_step(1 << 20, 1 << 20, 0), Some(MIN_CHECK_STEP));
-        // No room: the reserve is not touched.
-        assert_eq!(next_check_step(10 << 20, 9 << 20, (1 << 20) + 1), None);
-        assert_eq!(next_check_step(1 << 20, 2 << 20, 0), None);
-        let msg = out_of_space(Path::new("/b"), 3 << 20, 10 << 20);
+    fn a_backup_out_of_space_says_what_is_left_and_kept() {
+        let short = Short {
+            available: 3 << 20,
+            reserve: 10 << 20,
+        };
+        let msg = out_of_space(Path::new("/b"), short);
         assert!(
             msg.starts_with("only 3.0 MiB of space left in /b and 10.0 MiB"),
             "{msg}"

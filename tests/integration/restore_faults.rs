@@ -559,6 +559,80 @@ fn a_restore_leaves_room_for_the_save_of_data_no_dump_holds_yet() {
     t.conn().ok(&["SET", "after", "writable"]);
 }
 
+/// The object alone (`--from-file`, no record to say its size upfront),
+/// larger than the data dir's disk has free, while clients write to a
+/// server with `appendfsync always`: staging wrote until the disk was
+/// full, the server's AOF write failed and it exited ("Can't recover from
+/// AOF write error"), though the restore said Redis was not touched. Now
+/// staging stops short of the room Redis's own save needs.
+#[test]
+fn staging_an_object_of_unknown_size_stops_short_of_the_room_redis_needs() {
+    let source = TestRedis::builder().start();
+    fill_incompressible(&source, "restored", 600);
+    let id = source.backup();
+    let mut t = TestRedis::builder()
+        .appendonly()
+        .conf_line("appendfsync always")
+        .prepare();
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=600k,mode=0755");
+    t.use_backups_of(&source);
+    t.start_redis();
+    fill_incompressible(&t, "own", 100);
+    t.conn().ok(&["SAVE"]);
+    let pid = t.pid();
+    let object = t.path("object-alone.rbk");
+    fs::copy(source.object_file(&id), &object).unwrap();
+    let object = object.display().to_string();
+    let port = t.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut conn = Resp::tcp(port).expect("connect");
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if conn.try_call(&["SET", "live", &i.to_string()]).is_err() {
+                    return;
+                }
+                i += 1;
+                // Not so fast that its own appends fill the disk.
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+        })
+    };
+
+    // The least free space while the restores run, looked at without pause.
+    let sampler = {
+        let stop = stop.clone();
+        let dir = t.data_dir();
+        std::thread::spawn(move || {
+            let mut least = u64::MAX;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let vfs = rustix::fs::statvfs(&dir).expect("statvfs");
+                least = least.min(vfs.f_bavail * vfs.f_frsize);
+            }
+            least
+        })
+    };
+    for _ in 0..3 {
+        t.run(&["restore", "--from-file", &object])
+            .code(4)
+            .stderr_has("not enough free space");
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    let least = sampler.join().expect("sampler");
+    let dump = fs::metadata(t.data_dir().join("dump.rdb")).unwrap().len();
+    assert!(
+        least >= dump,
+        "{least} bytes free at the least, under the {dump} of Redis's save"
+    );
+    assert_eq!(t.pid(), pid, "Redis died or was restarted");
+    t.conn().ok(&["SET", "after", "writable"]);
+    assert_eq!(t.restore_work_dirs(), Vec::<std::path::PathBuf>::new());
+}
+
 /// A server that keeps its data in the AOF alone (`save ""`, `appendonly
 /// yes`) writes no RDB as it stops: a dump left from an old `SAVE` is not
 /// what it will write, and room for it was asked for all the same (exit 4
