@@ -194,20 +194,27 @@ impl Patience {
         let started = Instant::now();
         let loaded = load();
         if let Err(e) = &loaded {
-            self.lost += match e {
-                Error::Integrity(_) => started.elapsed() / 10,
-                _ => started.elapsed(),
-            };
-            self.names += 1;
-            if self.lost > self.limit {
-                return Err(Error::storage(format!(
-                    "{} listed names gave nothing usable in {}s; the storage endpoint is misbehaving",
-                    self.names,
-                    crate::units::seconds(self.lost, 1)
-                )));
-            }
+            self.lost_to(started, e)?;
         }
         Ok(loaded)
+    }
+
+    /// What a request about a listed name, begun at `started`, cost when
+    /// it gave nothing (`e`); the error once the patience has run out.
+    pub fn lost_to(&mut self, started: Instant, e: &Error) -> Result<()> {
+        self.lost += match e {
+            Error::Integrity(_) => started.elapsed() / 10,
+            _ => started.elapsed(),
+        };
+        self.names += 1;
+        if self.lost > self.limit {
+            return Err(Error::storage(format!(
+                "{} listed names gave nothing usable in {}s; the storage endpoint is misbehaving",
+                self.names,
+                crate::units::seconds(self.lost, 1)
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -267,13 +267,23 @@ pub fn chunks_of(chunk_storage: &dyn Storage, base: &BackupId) -> Result<Option<
 
 /// Delete `chunks` (of a base being deleted), skipping those that are
 /// listed but gone (another prune, a listing not yet up to date, or a name
-/// whoever answers made up); the names deleted.
-pub fn delete_chunks(chunk_storage: &dyn Storage, chunks: &[BackupId]) -> Result<Vec<String>> {
+/// whoever answers made up); the names deleted. Each of those costs
+/// requests of its own, and a listing may name thousands: the time they
+/// lose is bounded by `patience`, past which the command ends (exit 4).
+pub fn delete_chunks(
+    chunk_storage: &dyn Storage,
+    chunks: &[BackupId],
+    patience: &mut Patience,
+) -> Result<Vec<String>> {
     let mut deleted = Vec::with_capacity(chunks.len());
     for chunk in chunks {
+        let started = std::time::Instant::now();
         match chunk_storage.delete(chunk) {
             Ok(()) => deleted.push(chunk.to_string()),
-            Err(Error::Missing(e)) => warn!("{e}; skipped"),
+            Err(e @ Error::Missing(_)) => {
+                patience.lost_to(started, &e)?;
+                warn!("{e}; skipped");
+            }
             Err(e) => return Err(e),
         }
     }

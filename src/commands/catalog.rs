@@ -129,7 +129,8 @@ pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
         true => None,
         false => no_archiver_of(config, &*storage, id)?,
     };
-    let chunks_deleted = archive::windows::delete_chunks(&*chunks, &of_base)?;
+    let mut patience = Patience::of(&*storage);
+    let chunks_deleted = archive::windows::delete_chunks(&*chunks, &of_base, &mut patience)?;
     let mut lines = Vec::new();
     match storage.delete(id) {
         Ok(()) => {

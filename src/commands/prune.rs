@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::record::Record;
 use crate::storage::{self, Storage};
+use crate::stored::Patience;
 use serde_json::json;
 
 /// Per instance, the backups but the newest `keep_last`, and the archive
@@ -108,6 +109,7 @@ pub(super) fn prune(
     let chunks = storage.archive();
     let mut lines = Vec::new();
     let mut chunks_deleted = Vec::new();
+    let mut patience = Patience::of(&*storage);
     for record in &doomed {
         let of_base = match record.archive.is_some() {
             true => match archive::windows::chunks_of(&*chunks, &record.id)? {
@@ -129,7 +131,11 @@ pub(super) fn prune(
             }
         } else {
             let before = chunks_deleted.len();
-            chunks_deleted.extend(archive::windows::delete_chunks(&*chunks, &of_base)?);
+            chunks_deleted.extend(archive::windows::delete_chunks(
+                &*chunks,
+                &of_base,
+                &mut patience,
+            )?);
             storage.delete(&record.id)?;
             log::info!("pruned backup {} of {}", record.id, record.instance);
             lines.push(format!("deleted {}", record.summary_line()));

@@ -796,6 +796,40 @@ fn other_guests_records_in_a_shared_container_do_not_exhaust_the_patience() {
     out.ok().stdout_has(&ours);
 }
 
+/// The listing of a base's chunks names 40 that are not there, and every
+/// request about one is answered 404 after 0.9 s: `delete` of the base
+/// took some three requests each, 75 s here, and for the 17,280 a window's
+/// listing may name, days. The time lost to them is bounded by the
+/// patience (15 s here): exit 4.
+#[test]
+fn made_up_chunks_that_are_not_there_end_a_delete_within_its_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    let base = "20261202T000000Z-deadbeef";
+    let archive = format!("{C}_archive");
+    fake.script(move |r, _| {
+        if r.is_listing_of(&archive) {
+            let names: Vec<String> = (0..40u64)
+                .map(|i| format!("{base}.c{:020}-{:020}.json", i * 10, i * 10 + 10))
+                .collect();
+            return Answer::json(200, &listing_entries(&names));
+        }
+        if r.decoded_path().contains(&format!("{base}.c")) {
+            std::thread::sleep(Duration::from_millis(900));
+            return Answer::status(404);
+        }
+        Answer::Normal
+    });
+    let b = run(&t, &["delete", base]);
+    let out = b.ended();
+    out.code(4).stderr_has("misbehaving");
+    assert!(
+        b.elapsed < Duration::from_secs(25),
+        "{:?}\n{out}",
+        b.elapsed
+    );
+}
+
 /// The listing of a new backup's segment names (leftovers of a killed
 /// backup under the same ID) names 20 of them, and each DELETE is answered
 /// after 3 s: the tidy before the upload took 60 s, and could take 1,000
