@@ -413,8 +413,14 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
                 )))
                 }
             };
+            let id = options.id.as_deref().map(BackupId::parse).transpose()?;
+            if let Some(id) = id.as_ref().filter(|id| id.chunk_parts().is_some()) {
+                return Err(Error::usage(format!(
+                    "--id {id}: names of this shape (BASE.cOFFSET-OFFSET) are archived chunks'; verify and delete would look for it among them: choose another"
+                )));
+            }
             Command::Backup {
-                id: options.id.as_deref().map(BackupId::parse).transpose()?,
+                id,
                 instance: instance_name(options.instance)?,
                 source,
             }
@@ -767,6 +773,11 @@ mod tests {
             &["delete", "b1", "--out", "/x"],
             &["verify", "b1", "--from-file", "/x"],
             &["backup", "--source", "replica"],
+            &[
+                "backup",
+                "--id",
+                "x.c00000000000000000000-00000000000000000010",
+            ],
             &["backup", "--no-such-flag", "1"],
             &["list", "extra"],
             &["list", "--instance", "a/b"],
