@@ -904,9 +904,10 @@ fn junk_planted_under_the_next_chunks_name_does_not_stop_the_archiver() {
     let end = window_end(&t, &mut conn);
     stop(archiver);
     // The junk the archiver did not need to replace is still named as
-    // chunks of the window, which a replay refuses (exit 5) while it is
-    // there; gone, the window replays whole.
-    export_at_text(&t, &end, "with-junk.rdb").code(5);
+    // chunks of the window: timeline's spans end before it, and their end
+    // replays (the replay stops at the end of its session, short of the
+    // junk); gone, the window replays whole.
+    assert_eq!(value_at(&t, &end, "with-junk.rdb", "k"), "1");
     for entry in fs::read_dir(archive_dir(&t))
         .expect("archive dir")
         .flatten()
