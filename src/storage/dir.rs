@@ -263,6 +263,17 @@ impl DirStorage {
                 })?
             }
         };
+        // Reached through a folder another account may write in (a share
+        // of theirs, a home), the directory is theirs to swap for a link to
+        // any of root's, which root would then fill and sweep.
+        let others = crate::fs::writers::others_who_may_replace(&self.dir)
+            .map_err(|e| self.failed("cannot check who may write beside", &self.dir, e))?;
+        if let Some(who) = others {
+            return Err(Error::usage(format!(
+                "backup directory {} can be replaced by others ({who}): use one reached through folders only root may write in",
+                self.dir.display()
+            )));
+        }
         let meta = rustix::fs::fstat(&pinned.fd)
             .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e.into()))?;
         // Made in advance by another account (under a world-writable /tmp,

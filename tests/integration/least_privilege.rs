@@ -1693,3 +1693,38 @@ fn a_redis_the_account_keeps_from_stopping_does_not_hold_the_restore() {
     out.stderr_has("did not return within 5s");
     assert!(stuck.is_some(), "Redis was killed: {out}");
 }
+
+/// The storage directory is reached through a folder the account may write
+/// in (a share of its own): it puts there, under the storage's name, a
+/// link to a folder of root's. The backup went into root's folder, and
+/// every backup swept it (temporary and orphaned names). Refused, exit 2,
+/// before anything is written.
+#[test]
+fn a_storage_directory_in_a_folder_the_account_writes_is_refused() {
+    let mut t = redis().start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let share = t.path("share");
+    fs::create_dir(&share).unwrap();
+    let (uid, gid) = owner_ids();
+    std::os::unix::fs::chown(&share, Some(uid), Some(gid)).unwrap();
+    set_mode(&share, 0o755);
+    let roots = t.path("roots");
+    fs::create_dir(&roots).unwrap();
+    set_mode(&roots, 0o700);
+    let store = share.join("store");
+    owner_sh(&format!(
+        "ln -s '{}' '{}'",
+        roots.display(),
+        store.display()
+    ));
+    t.set_setting("storage", &format!("file://{}", store.display()));
+
+    t.run(&["backup"])
+        .code(2)
+        .stderr_has("can be replaced by others");
+    assert_eq!(
+        dir_entries(&roots),
+        Vec::<String>::new(),
+        "written into root's folder"
+    );
+}
