@@ -56,6 +56,9 @@ const DIR_PREFIX: &str = "redis-backup-replay-";
 const PARENT: &str = "/var/tmp";
 const RDB_NAME: &str = "replayed.rdb";
 const POLL: Duration = Duration::from_millis(50);
+/// Less free in `PARENT` than this, as the replay fails, and that is why
+/// (the replica's sync file and its save say so in other words).
+const NEARLY_FULL: u64 = 1 << 20;
 /// What a replay made.
 pub struct Replayed {
     /// The saved RDB, opened once and checked; read it from the start.
@@ -648,6 +651,19 @@ impl ReplayServer {
     fn failed(&self, what: &str) -> Error {
         let log = fs::read_to_string(&self.log).unwrap_or_default();
         let words = last_words(&log);
+        // This host's want of room is not the archive's fault: an
+        // integrity error would send the operator after a damage that is
+        // not there.
+        let nearly_full = rustix::fs::statvfs(PARENT)
+            .is_ok_and(|v| v.f_bavail.saturating_mul(v.f_frsize) < NEARLY_FULL);
+        if nearly_full
+            || log.contains("No space left on device")
+            || log.contains("Disk quota exceeded")
+        {
+            return Error::other(format!(
+                "the private server replaying the archive {what}: the disk of {PARENT} is full (its last words: {words:?}); the replay needs room there for the base and the RDB it saves: free some and run again"
+            ));
+        }
         Error::integrity(format!(
             "the private server replaying the archive {what} (its last words: {words:?}); the archived stream could not be applied"
         ))

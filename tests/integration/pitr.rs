@@ -3334,3 +3334,41 @@ fn a_slow_stream_ends_by_the_replays_deadline() {
         .code(5)
         .stderr_has("did not take the archive in time (save_timeout)");
 }
+
+/// /var/tmp, where the replay server saves, is full: the replay failed
+/// with exit 5, an integrity error, and an operator at 3 a.m. went looking
+/// for a damaged archive. It is this host's want of room: exit 1, naming
+/// the folder.
+#[test]
+fn a_replay_short_of_room_in_var_tmp_is_not_called_damage() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    add_filler(&mut conn, 20_000);
+    archive_one_write(&t, &mut conn, "1");
+    let end = window_end_now(&t);
+    let out = t.path("out.rdb").display().to_string();
+    let settings = t.settings_file().display().to_string();
+    let script = r#"set -e
+mount -t tmpfs -o size=64k tmpfs /var/tmp
+exec "$@""#;
+    let ran = t
+        .with_env(Run::new("unshare").args(&[
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            BIN,
+            "-c",
+            &settings,
+            "export",
+            "--at",
+            &end,
+            "--out",
+            &out,
+        ]))
+        .run();
+    ran.code(1).stderr_has("the disk of /var/tmp is full");
+}
