@@ -796,6 +796,31 @@ fn other_guests_records_in_a_shared_container_do_not_exhaust_the_patience() {
     out.ok().stdout_has(&ours);
 }
 
+/// A listing whose second page is answered 404 (the container gone, or
+/// an endpoint that likes): the first page was taken as the whole listing,
+/// exit 0. A 404 is "no container" only for the first page.
+#[test]
+fn a_404_after_the_first_page_of_a_listing_is_an_error() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fake.script(|r, _| {
+        if !r.is_listing_of(C) {
+            return Answer::Normal;
+        }
+        if r.query("marker").is_some_and(|m| !m.is_empty()) {
+            return Answer::status(404);
+        }
+        let limit: usize = r
+            .query("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1000);
+        let names: Vec<String> = (0..limit).map(|i| format!("other-{i:06}.txt")).collect();
+        Answer::json(200, &listing_entries(&names))
+    });
+    let b = run(&t, &["list"]);
+    b.ended().code(4).stderr_has("404");
+}
+
 /// The listing of a base's chunks names 40 that are not there, and every
 /// request about one is answered 404 after 0.9 s: `delete` of the base
 /// took some three requests each, 75 s here, and for the 17,280 a window's

@@ -182,7 +182,9 @@ impl SwiftStorage {
             );
             let body = match self.client.call("GET", &path, |r| r.call())? {
                 Reply::Done(response) => response,
-                Reply::Status(404) => return Ok(names),
+                // No container: nothing stored yet. After a page, it was
+                // there a moment ago: the pages so far are not the listing.
+                Reply::Status(404) if pages == 0 => return Ok(names),
                 Reply::Status(412) if limit > 1 => {
                     limit /= 2;
                     continue;
