@@ -6,7 +6,8 @@
 //! little of it is still free for Redis and the rest of the host.
 
 use super::{
-    already_exists, not_found, ObjectWriter, Storage, MAX_RECORD_SIZE, OBJECT_SUFFIX, RECORD_SUFFIX,
+    already_exists, not_found, ObjectWriter, Storage, MAX_LISTED_NAMES, MAX_RECORD_SIZE,
+    OBJECT_SUFFIX, RECORD_SUFFIX,
 };
 use crate::error::{Error, Result};
 use crate::fs::cache::ReadOnce;
@@ -528,6 +529,12 @@ impl Storage for DirStorage {
             if let Ok(id) = BackupId::parse(stem) {
                 ids.push(id);
             }
+            if ids.len() > MAX_LISTED_NAMES {
+                return Err(Error::storage(format!(
+                    "more than {MAX_LISTED_NAMES} records are in {}: not this tool's doing; whoever else writes there is misbehaving",
+                    self.dir.display()
+                )));
+            }
         }
         Ok(ids)
     }
@@ -655,6 +662,22 @@ mod tests {
 
     fn id(s: &str) -> BackupId {
         BackupId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_directory_of_more_records_than_a_listing_holds_is_refused() {
+        let (store, root) = storage("many");
+        store.prepare(&id("b0")).unwrap();
+        let dir = root.join("backups");
+        for i in 0..=MAX_LISTED_NAMES {
+            fs::File::create(dir.join(format!("b{i}.json"))).unwrap();
+        }
+        let Err(err) = store.list() else {
+            panic!("{} records listed", MAX_LISTED_NAMES + 1);
+        };
+        assert_eq!(err.exit_code(), 4, "{err}");
+        assert!(err.to_string().contains("misbehaving"), "{err}");
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

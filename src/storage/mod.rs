@@ -18,6 +18,11 @@ pub const MAX_RECORD_SIZE: usize = 64 * 1024;
 /// record), in every backend.
 pub const OBJECT_SUFFIX: &str = ".rbk";
 pub const RECORD_SUFFIX: &str = ".json";
+/// Names one listing may hold in all: far above what backups need (two
+/// objects per backup, at most a Swift backup's segments each), far below
+/// what would strain memory. A listing is whoever writes the storage's to
+/// fill.
+pub const MAX_LISTED_NAMES: usize = 100_000;
 
 /// An object being written. Nothing is visible to readers until `commit`;
 /// dropping it uncommitted discards what was written.

@@ -25,8 +25,8 @@ pub mod auth;
 pub mod tls;
 
 use super::{
-    already_exists, not_found, ObjectWriter, Resume, Storage, MAX_RECORD_SIZE, OBJECT_SUFFIX,
-    RECORD_SUFFIX,
+    already_exists, not_found, ObjectWriter, Resume, Storage, MAX_LISTED_NAMES, MAX_RECORD_SIZE,
+    OBJECT_SUFFIX, RECORD_SUFFIX,
 };
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -54,10 +54,6 @@ const MAX_SEGMENTS: usize = 1000;
 const LISTING_LIMIT: usize = 1000;
 /// A listing page larger than this is not an answer to `limit=1000`.
 const MAX_LISTING_BYTES: u64 = 4 << 20;
-/// Names one listing may hold in all: far above what backups need (two
-/// objects per backup, at most `MAX_SEGMENTS` segments each), far below what
-/// would strain memory.
-const MAX_LISTED_NAMES: usize = 100_000;
 /// The slowest transfer a request may make before it is cut: its deadline
 /// is twice `storage_timeout` plus its bytes at this rate.
 const MIN_TRANSFER_RATE: u64 = 128 << 10;
