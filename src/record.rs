@@ -249,13 +249,18 @@ impl Record {
 
     /// Short human form for `list` and `show`.
     pub fn summary_line(&self) -> String {
+        // An archive's base is the RDB its primary sent: nobody counted
+        // its keys, and "0 keys" would say it is empty.
+        let keys = match self.archive.is_some() && self.keys.is_empty() {
+            true => "keys not counted".to_string(),
+            false => format!("{} keys", self.keys.values().sum::<u64>()),
+        };
         format!(
-            "{}  {}  {}  {}  {} keys{}",
+            "{}  {}  {}  {}  {keys}{}",
             self.id,
             self.created_at,
             self.instance,
             crate::units::human_size(self.raw_size),
-            self.keys.values().sum::<u64>(),
             if self.authenticated() {
                 ""
             } else {

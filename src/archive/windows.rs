@@ -436,14 +436,33 @@ pub fn holding(storage: &dyn Storage, key: &MasterKey, instance: &str, at: u64) 
     }
     let nearest = match all.iter().filter_map(|w| w.distance(at)).min() {
         Some((_, span)) => format!("the nearest window is {}", describe(instance, span)),
-        // Records under another key are left out, each with a warning: an
-        // operator with the wrong key_file sees them named there.
-        None => "there is no archive of it this host's key reads (records it cannot authenticate are left out, each named in a warning); `redis-backup archive` makes one".into(),
+        None => no_windows_of(storage, key, instance)?,
     };
     Err(Error::storage(format!(
         "no archive of instance {instance} covers {}; {nearest} (`redis-backup timeline` lists them)",
         units::utc_millis(at)
     )))
+}
+
+/// Why `instance` has no window: on a host that replaced the archived
+/// one, its name is another; the instances that have windows are named.
+fn no_windows_of(storage: &dyn Storage, key: &MasterKey, instance: &str) -> Result<String> {
+    let mut others: Vec<&str> = Vec::new();
+    let all = windows(storage, key, None)?;
+    for window in all.iter().filter(|w| !w.spans.is_empty()) {
+        if window.instance() != instance && !others.contains(&window.instance()) {
+            others.push(window.instance());
+        }
+    }
+    Ok(match others.is_empty() {
+        // Records under another key are left out, each with a warning: an
+        // operator with the wrong key_file sees them named there.
+        true => "there is no archive of it this host's key reads (records it cannot authenticate are left out, each named in a warning); `redis-backup archive` makes one".into(),
+        false => format!(
+            "there is no archive of it, but there are of instance {} (`--instance NAME` chooses one; `redis-backup timeline` lists them)",
+            others.join(", ")
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -678,6 +678,13 @@ fn a_chunk_copied_among_the_backups_is_listed_as_what_it_is() {
         .unwrap_or_else(|| panic!("the copy is not listed\n{out}"))
         .to_string();
     assert!(line.contains("an archived chunk, not a backup"), "{line}");
+    // The window's base: its keys were never counted, it is not empty.
+    let base = out
+        .stdout
+        .lines()
+        .find(|l| !l.starts_with(stem))
+        .unwrap_or_else(|| panic!("the base is not listed\n{out}"));
+    assert!(base.contains("keys not counted"), "{base}");
 }
 
 /// Chunks hard-linked among the backups are the same files, but were not
@@ -3371,4 +3378,31 @@ exec "$@""#;
         ]))
         .run();
     ran.code(1).stderr_has("the disk of /var/tmp is full");
+}
+
+/// A replacement host, under another name, asks for a time of the
+/// instance it replaces without `--instance`: exit 4 said only that
+/// `archive` makes an archive. It names the instances that have one.
+#[test]
+fn a_time_of_an_instance_without_windows_names_those_with_some() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    archive_one_write(&t, &mut conn, "1");
+    let end = window_end_now(&t);
+    let instance = timeline(&t)[0]["instance"]
+        .as_str()
+        .expect("instance")
+        .to_string();
+    export_at_text(&t, &end, "other.rdb").ok();
+    t.run(&[
+        "export",
+        "--at",
+        &end,
+        "--instance",
+        "replacement",
+        "--out",
+        &t.path("none.rdb").display().to_string(),
+    ])
+    .code(4)
+    .stderr_has(&format!("but there are of instance {instance}"));
 }
