@@ -736,3 +736,59 @@ fn data_kept_only_in_memory_is_saved_before_the_stop_and_put_back() {
         "--keep-previous kept what Redis held"
     );
 }
+
+/// `systemctl start` of the restored data does not return within
+/// `save_timeout` (a long load: a notify unit's start returns once the
+/// data is loaded). Its job goes on, the unit "activating", not active:
+/// the rollback skipped the stop, moved the files from under the server
+/// loading them and said the previous data was back (exit 6), while the
+/// server ran on the restored data, to save it over the previous at its
+/// next save. The rollback now always stops the unit first.
+#[test]
+fn a_start_that_outlives_save_timeout_is_stopped_before_the_rollback() {
+    use std::os::unix::fs::PermissionsExt;
+    let source = TestRedis::builder().start();
+    source.conn().ok(&["SET", "restored", "1"]);
+    let id = source.backup();
+    let mut t = TestRedis::builder().prepare();
+    t.use_backups_of(&source);
+    t.start_redis();
+    t.conn().ok(&["SET", "previous", "1"]);
+    t.conn().ok(&["SAVE"]);
+    // A server that says it is ready 3 s after it is, once.
+    let slow = t.path("slow");
+    fs::create_dir_all(&slow).unwrap();
+    let wrapper = slow.join("redis-server");
+    let once = slow.join("slow-once");
+    fs::write(&once, "").unwrap();
+    let script = r#"#!/bin/bash
+args=("$@"); log=""
+for ((i=0;i<${#args[@]};i++)); do
+  if [ "${args[i]}" = --logfile ]; then log=${args[i+1]}; args[i+1]="$log.inner"; fi
+done
+: > "$log.inner"
+redis-server "${args[@]}" &
+child=$!
+trap 'kill -TERM $child' TERM
+until grep -qi "ready to accept connections" "$log.inner"; do sleep 0.05; done
+if [ -e "ONCE" ]; then rm -f "ONCE"; sleep 3; fi
+echo "Ready to accept connections (late)" >> "$log"
+wait $child; wait $child
+"#
+    .replace("ONCE", &once.display().to_string());
+    fs::write(&wrapper, script).unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        t.shim_dir.join(format!("{}.server", t.unit)),
+        format!("{}\n", wrapper.display()),
+    )
+    .unwrap();
+    t.set_setting("save_timeout", "2");
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(6).stderr_has("did not return within 2s");
+    let mut conn = t.conn();
+    assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
+    assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
+}
