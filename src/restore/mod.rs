@@ -398,7 +398,7 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
         Input::Replayed { replayed, .. } => Some(replayed.rdb_size),
     };
     if let Some(size) = needed {
-        check_room(plan, size, false)?;
+        check_room(plan, size, Written::Nothing)?;
     }
     let staged = work.staged_path();
     let file = WriteBehind::new(work.create_staged()?, Cache::Keep);
@@ -468,7 +468,7 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
     // A backup read with no record (`--from-file` of the object alone)
     // said its size only now: what must still fit beside it is checked.
     if needed.is_none() {
-        check_room(plan, summary.raw_size, true)?;
+        check_room(plan, summary.raw_size, Written::Rdb)?;
     }
     plan.binary
         .check_loads(&summary.rdb, check, written_by.as_deref())?;
@@ -511,10 +511,14 @@ fn stage(plan: &Plan, input: Input, key: &MasterKey, work: &WorkDir) -> Result<S
 /// DB, can't exit`) until systemd kills the server, with whatever it had
 /// not saved; and a server whose saves fail refuses writes. So the staged
 /// restore must fit beside that, or Redis is not touched: exit 4.
-/// `staged_already`: the RDB is on the disk already, only the rest must fit.
-fn check_room(plan: &Plan, staged: u64, staged_already: bool) -> Result<()> {
-    let aof = if plan.files.appendonly { staged } else { 0 };
+/// `written`: what of the restore is on the disk already; the rest must fit.
+fn check_room(plan: &Plan, staged: u64, written: Written) -> Result<()> {
+    let aof = match (plan.files.appendonly, written) {
+        (true, Written::Nothing | Written::Rdb) => staged,
+        _ => 0,
+    };
     let redis_saves = redis_saves(plan);
+    let staged_already = written != Written::Nothing;
     let still_to_write = if staged_already { 0 } else { staged };
     // What an account other than root may use (Redis's own limit), and
     // the host's share of it, which nothing of ours takes.
@@ -554,6 +558,15 @@ fn check_room(plan: &Plan, staged: u64, staged_already: bool) -> Result<()> {
         human_size(needed),
         human_size(available)
     )))
+}
+
+/// What of the restore is on the data dir's disk (`check_room`): the
+/// staged RDB (of `staged` bytes), and with AOF on the AOF rebuilt from it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Nothing,
+    Rdb,
+    RdbAndAof,
 }
 
 /// What the running server writes when it saves: about its last dump's
@@ -636,7 +649,7 @@ fn is_disk_full(e: &io::Error) -> bool {
 /// Not before staging: the dump may be the last good copy an operator
 /// falls back on if the restore is refused. A save that fails is exit 3,
 /// Redis untouched.
-fn save_before_the_stop(plan: &Plan, staged: u64) -> Result<()> {
+fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<()> {
     if !plan.was_active || !matches!(plan.keeps, Keeps::OnDisk | Keeps::InMemoryOnly) {
         return Ok(());
     }
@@ -663,7 +676,7 @@ fn save_before_the_stop(plan: &Plan, staged: u64) -> Result<()> {
             plan.data.path().display()
         ))
     })?;
-    check_room(plan, staged, true)
+    check_room(plan, restored_size, Written::RdbAndAof)
 }
 
 /// A save that failed for want of the room the staged restore took leaves

@@ -792,3 +792,42 @@ wait $child; wait $child
     assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
     assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
 }
+
+/// AOF on, with save rules (Redis 7's default): after the save that
+/// follows staging, the room check counted the rebuilt AOF as still to
+/// be written, though it was on the disk already, and a restore that
+/// fits was refused (exit 4).
+#[test]
+fn the_room_check_after_the_save_counts_the_rebuilt_aof_once() {
+    let source = TestRedis::builder().start();
+    fill_incompressible(&source, "restored", 300);
+    let id = source.backup();
+    let mut t = TestRedis::builder().appendonly().prepare();
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=8m,mode=0755");
+    t.use_backups_of(&source);
+    t.start_redis();
+    fill_incompressible(&t, "own", 100);
+    t.conn().ok(&["SAVE"]);
+    t.conn().ok(&["SET", "change", "1"]);
+    // Free: twice the restored RDB (it and its AOF), the dump Redis saves
+    // again, the host's 1%, and half an RDB to spare; not three RDBs.
+    let rdb = fs::metadata(source.dump_file()).unwrap().len();
+    let dump = fs::metadata(t.dump_file()).unwrap().len();
+    let free = |dir: &std::path::Path| {
+        let vfs = rustix::fs::statvfs(dir).expect("statvfs");
+        (vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize)
+    };
+    let (available, size) = free(&t.data_dir());
+    let wanted = 2 * rdb + dump + size / 100 + rdb / 2;
+    fs::write(
+        t.data_dir().join("filler"),
+        vec![0u8; (available - wanted) as usize],
+    )
+    .unwrap();
+    let expected = source.state();
+
+    let out = t.run(&["restore", &id]);
+
+    out.ok();
+    assert_eq!(t.state(), expected);
+}
