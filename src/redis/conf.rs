@@ -427,7 +427,11 @@ fn apply_directive(
             _ => return Err(bad("expects a command name and its new name")),
         },
         "save" => apply_save(args, conf)?,
+        // A later line wins, and `no one` makes it a primary again.
         "replicaof" | "slaveof" => match args {
+            [no, one] if no.eq_ignore_ascii_case("no") && one.eq_ignore_ascii_case("one") => {
+                conf.replicaof = None
+            }
             [host, port] => conf.replicaof = Some(format!("{host} {port}")),
             _ => return Err(bad("expects a host and a port")),
         },
@@ -680,6 +684,20 @@ mod tests {
             Some("")
         );
         assert!(usage_message(load_text("save 3600\n")).contains("redis.conf:1: save"));
+    }
+
+    #[test]
+    fn replicaof_and_its_no_one() {
+        let replica = |text: &str| load_text(text).unwrap().replicaof;
+        assert_eq!(replica(""), None);
+        assert_eq!(
+            replica("replicaof 10.0.0.1 6379\n").as_deref(),
+            Some("10.0.0.1 6379")
+        );
+        assert_eq!(replica("slaveof h 1\n").as_deref(), Some("h 1"));
+        assert_eq!(replica("replicaof no one\n"), None);
+        assert_eq!(replica("replicaof h 1\nreplicaof NO ONE\n"), None);
+        assert!(load_text("replicaof h\n").is_err());
     }
 
     #[test]

@@ -207,6 +207,9 @@ impl DirStorage {
         match rustix::fs::open(&self.dir, flags, Mode::empty()) {
             Ok(fd) => {
                 use std::os::fd::AsRawFd;
+                if !self.inside {
+                    self.check_nobody_else_may_replace()?;
+                }
                 let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
                 Ok(Some(Pinned { fd, path }))
             }
@@ -216,6 +219,24 @@ impl DirStorage {
                 self.dir.display()
             ))),
             Err(e) => Err(self.failed("cannot open", &self.dir, e.into())),
+        }
+    }
+
+    /// Reached through a folder another account may write in (a share of
+    /// theirs, a home), on the way or where a link on the way leads, the
+    /// directory is theirs to swap for a link to any of root's, which root
+    /// would then fill, sweep and delete in: refused, whatever the command.
+    fn check_nobody_else_may_replace(&self) -> Result<()> {
+        let us = rustix::process::geteuid().as_raw();
+        let folder = crate::fs::writers::folder_of_others(&self.dir, us)
+            .map_err(|e| self.failed("cannot check who may write beside", &self.dir, e))?;
+        match folder {
+            Some(folder) if !folder.writers.only_root_or(us) => Err(Error::usage(format!(
+                "backup directory {} can be replaced by others ({}): use one reached through folders only root may write in",
+                self.dir.display(),
+                folder.whoever_may_write()
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -264,17 +285,6 @@ impl DirStorage {
                 })?
             }
         };
-        // Reached through a folder another account may write in (a share
-        // of theirs, a home), the directory is theirs to swap for a link to
-        // any of root's, which root would then fill and sweep.
-        let others = crate::fs::writers::others_who_may_replace(&self.dir)
-            .map_err(|e| self.failed("cannot check who may write beside", &self.dir, e))?;
-        if let Some(who) = others {
-            return Err(Error::usage(format!(
-                "backup directory {} can be replaced by others ({who}): use one reached through folders only root may write in",
-                self.dir.display()
-            )));
-        }
         let meta = rustix::fs::fstat(&pinned.fd)
             .map_err(|e| self.failed("cannot stat backup directory", &self.dir, e.into()))?;
         // Made in advance by another account (under a world-writable /tmp,

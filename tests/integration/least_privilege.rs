@@ -1727,4 +1727,22 @@ fn a_storage_directory_in_a_folder_the_account_writes_is_refused() {
         Vec::<String>::new(),
         "written into root's folder"
     );
+
+    // Nor through a link of root's leading into that folder, nor for the
+    // commands that read or delete there.
+    let admin = t.path("admin");
+    fs::create_dir(&admin).unwrap();
+    let backups = admin.join("backups");
+    std::os::unix::fs::symlink(&store, &backups).unwrap();
+    t.set_setting("storage", &format!("file://{}", backups.display()));
+    for command in [&["backup"][..], &["list"], &["prune", "--keep-last", "1"]] {
+        t.run(command)
+            .code(2)
+            .stderr_has("can be replaced by others");
+    }
+    assert_eq!(
+        dir_entries(&roots),
+        Vec::<String>::new(),
+        "written into root's folder"
+    );
 }
