@@ -66,6 +66,8 @@ pub struct RedisConf {
     pub renamed_commands: HashMap<String, String>,
     /// `replicaof` (or `slaveof`) as written: "HOST PORT".
     pub replicaof: Option<String>,
+    /// `aof-use-rdb-preamble` (yes unless it says no).
+    pub aof_rdb_preamble: bool,
     /// The file given to `load`.
     pub source: PathBuf,
     /// Every file read (`source` and its includes), with who could write it.
@@ -127,6 +129,7 @@ impl RedisConf {
             requirepass: None,
             renamed_commands: HashMap::new(),
             replicaof: None,
+            aof_rdb_preamble: true,
             source: source.to_path_buf(),
             files: Vec::new(),
         }
@@ -390,6 +393,13 @@ fn apply_directive(
         "tls-port" => conf.tls_port_set = one()? != "0",
         "appendonly" => {
             conf.appendonly = match one()?.to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(bad("expects yes or no")),
+            }
+        }
+        "aof-use-rdb-preamble" => {
+            conf.aof_rdb_preamble = match one()?.to_ascii_lowercase().as_str() {
                 "yes" => true,
                 "no" => false,
                 _ => return Err(bad("expects yes or no")),
