@@ -5,6 +5,8 @@
 
 use crate::harness::*;
 use std::fs;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -251,4 +253,80 @@ fn the_fake_redis_drip_feeds_a_reply() {
         started.elapsed()
     );
     assert!(!c.call(&["CONFIG", "GET", "save"]).is_error());
+}
+
+/// The stand-in's jobs behave as systemd's: a stop goes on when the
+/// systemctl that asked for it is killed, `is-active` is false while it
+/// runs (the unit is deactivating), and a job that is itself killed fails
+/// its caller instead of keeping it waiting.
+#[test]
+fn shim_jobs_outlive_their_caller_and_the_unit_is_not_active_meanwhile() {
+    let t = TestRedis::builder().without_key().start();
+    let slow_stop = |t: &TestRedis| {
+        let mut c = t.conn();
+        add_filler(&mut c, 3000);
+        // 1 ms a key: the save as it stops takes some 3 s.
+        c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "1000"]);
+    };
+    let stop = |t: &TestRedis| {
+        Run::new(&support_dir().join("systemctl").display().to_string())
+            .args(&["stop", &t.unit])
+            .env("SYSTEMCTL_SHIM_DIR", t.shim_dir.display().to_string())
+            .spawn()
+    };
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+
+    slow_stop(&t);
+    let server = t.pid().expect("pid");
+    let mut caller = stop(&t);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        alive(server),
+        "the server stopped at once: the test proves nothing"
+    );
+    assert!(!t.is_active(), "is-active while stopping");
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    let started = Instant::now();
+    while alive(server) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the stop did not go on"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    t.start_redis();
+    slow_stop(&t);
+    let mut caller = stop(&t);
+    let state = t.shim_dir.join(format!("{}.state", t.unit));
+    let started = Instant::now();
+    let job = loop {
+        if let Some(pid) = fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no job");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The stand-in's own job process, and nothing else.
+    Command::new("kill")
+        .args(["-KILL", &job.to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = caller.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            // Not left behind waiting for good.
+            let _ = caller.kill();
+            panic!("the caller kept waiting for a killed job");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
 }
