@@ -7,6 +7,7 @@
 
 mod archive;
 mod backup;
+mod bounded;
 mod cli;
 mod codec;
 mod commands;

@@ -8,14 +8,11 @@
 //! deadline (`save_timeout`) systemctl is killed; the job it asked for goes
 //! on in systemd, and the run ends saying so.
 
+use crate::bounded;
 use crate::error::{Error, Result};
 use log::info;
-use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-/// What of systemctl's stderr is kept for a message.
-const MAX_SAID: u64 = 64 * 1024;
 
 pub struct Service {
     unit: String,
@@ -73,24 +70,12 @@ impl Service {
             ))
         })?;
         // Read apart: what systemctl started may hold its stderr open.
-        let (said_tx, said_rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            let mut said = Vec::new();
-            let mut stderr = stderr;
-            let _ = (&mut stderr).take(MAX_SAID).read_to_end(&mut said);
-            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-            let _ = said_tx.send(said);
-        });
-        let deadline = Instant::now() + self.within;
-        let status = loop {
-            let waited = child
-                .try_wait()
-                .map_err(|e| Error::other(format!("cannot wait for systemctl {shown}: {e}")))?;
-            if let Some(status) = waited {
-                break status;
-            }
-            if Instant::now() >= deadline {
+        let said_rx = bounded::read_apart(child.stderr.take().expect("piped"));
+        let waited = bounded::wait_until(&mut child, Instant::now() + self.within)
+            .map_err(|e| Error::other(format!("cannot wait for systemctl {shown}: {e}")))?;
+        let status = match waited {
+            Some(status) => status,
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(Error::other(format!(
@@ -103,7 +88,6 @@ impl Service {
                     }
                 )));
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
         let said = said_rx
             .recv_timeout(Duration::from_millis(200))

@@ -17,6 +17,7 @@
 //! `aof/` folder, not the data dir, so the AOF is built while Redis still
 //! runs and the outage is only the moves and Redis's own start.
 
+use crate::bounded;
 use crate::codec::crypto;
 use crate::error::{Error, Result};
 use crate::fs::data_dir::{self, DataDir, Owner, PrivateDir, Removal};
@@ -85,9 +86,6 @@ pub fn check_aof(
     owner.run(&tool, &tool, &[manifest.as_os_str()])
 }
 
-/// What a checking tool may say that is kept: its verdict is its last line.
-const MAX_SAID: u64 = 64 << 10;
-
 /// A check run as the data dir's owner, in `files.dir`, within `wait`.
 struct Owned<'a> {
     files: &'a DataFiles,
@@ -114,24 +112,12 @@ impl Owned<'_> {
             .map_err(|e| Error::other(format!("cannot run {program}: {e}")))?;
         // Read apart, and never waited for past the deadline: what the
         // tool started may hold the pipe open after it.
-        let (said_tx, said_rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            let mut said = Vec::new();
-            let mut stdout = stdout;
-            let _ = (&mut stdout).take(MAX_SAID).read_to_end(&mut said);
-            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-            let _ = said_tx.send(said);
-        });
-        let deadline = Instant::now() + self.wait;
-        let status = loop {
-            if let Some(status) = child
-                .try_wait()
-                .map_err(|e| Error::other(format!("cannot wait for {program}: {e}")))?
-            {
-                break status;
-            }
-            if Instant::now() >= deadline {
+        let said_rx = bounded::read_apart(child.stdout.take().expect("piped"));
+        let waited = bounded::wait_until(&mut child, Instant::now() + self.wait)
+            .map_err(|e| Error::other(format!("cannot wait for {program}: {e}")))?;
+        let status = match waited {
+            Some(status) => status,
+            None => {
                 // Its group first (it leads one, in a session of its own:
                 // `as_account`), while the leader is not reaped: its id
                 // cannot be another's then.
@@ -145,7 +131,6 @@ impl Owned<'_> {
                     self.wait.as_secs()
                 )));
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
         if !status.success() {
             let said = said_rx.recv_timeout(POLL).unwrap_or_default();
