@@ -105,7 +105,16 @@ impl Config {
 fn warn_of_unknown_variables() {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("REDIS_BACKUP_") && !all_keys().any(|key| env_name(key) == name) {
+        // The project's own development variables are not settings either.
+        let ours = [
+            "REDIS_BACKUP_SERVERS",
+            "REDIS_BACKUP_BENCH_RDB",
+            "REDIS_BACKUP_TEST_",
+        ];
+        if name.starts_with("REDIS_BACKUP_")
+            && !all_keys().any(|key| env_name(key) == name)
+            && !ours.iter().any(|o| name.starts_with(o))
+        {
             log::warn!(
                 "{name} in the environment is not a setting of redis-backup (a typo?); ignored"
             );
