@@ -119,13 +119,15 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
     private_redis::end_orphan(work, server.data)?;
     if work.files_were_moved() {
         if !work.reached(&Step::NewAway) {
-            // Always, not only when it is active: a start of ours that did
-            // not return in time (or was killed) goes on in systemd, the
-            // unit "activating", not active, and the server loading the
-            // new files would save them over the previous ones once back.
-            // A stop of an inactive unit does nothing; it also ends a
-            // start job that is still waiting.
-            server.service.stop()?;
+            // Not only when it is active: a start of ours that did not
+            // return in time (or was killed) goes on in systemd, the unit
+            // "activating", not active, and the server loading the new
+            // files would save them over the previous ones once back. We
+            // start only a unit that ran (`start_again`); a stop of it,
+            // inactive, does nothing, and ends a start job still waiting.
+            if start_again || server.service.is_active()? {
+                server.service.stop()?;
+            }
             move_new_away(files, server.data, work)?;
             work.record(Step::NewAway)?;
         }
