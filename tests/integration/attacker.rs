@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 // ---------------------------------------------------------------------------
 // The redis account
@@ -328,6 +328,23 @@ impl Attacker {
     /// What it said it did so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its log once it has said what it was saying: a restore its move
+    /// made fail at once can end before the attacker has logged the move
+    /// (a busy machine). Waits until the log is still for 200 ms, at most
+    /// 5 s.
+    pub fn settled_log(&self) -> String {
+        let started = Instant::now();
+        let mut last = self.log();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.log();
+            if now == last || started.elapsed() > Duration::from_secs(5) {
+                return now;
+            }
+            last = now;
+        }
     }
 }
 

@@ -88,7 +88,7 @@ fn restore_attacked(
     victims: &[&Victim],
 ) -> (Output, String, String) {
     let out = t.run(&["restore", id]);
-    let log = attacker.log();
+    let log = attacker.settled_log();
     let context = format!("{out}\n{attacker}");
     // Stopped before the checks: nothing it does after the restore counts.
     drop(attacker);

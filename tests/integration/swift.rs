@@ -79,9 +79,12 @@ fn swift_round_trip_in_many_segments() {
     let rec = out.json();
     let id = id_of(&rec);
     let object = format!("{id}.rbk");
+    // The account is part of where it was written (`AUTH_test`, the last
+    // part of the account URL).
+    let account = swift.storage_url.rsplit('/').next().expect("account");
     assert_eq!(
         str_of(&rec, "location"),
-        format!("swift://{container}/{object}"),
+        format!("swift://{account}/{container}/{object}"),
         "{rec}"
     );
     assert_eq!(keys_of_record(&rec), before.keys, "{rec}");
@@ -216,9 +219,10 @@ fn swift_list_pages_and_delete_removes_segments() {
         let id = format!("b{n}");
         let rec = run(&["--json", "backup", "--id", &id]).ok().json();
         assert_eq!(id_of(&rec), id, "{rec}");
+        let account = swift.storage_url.rsplit('/').next().expect("account");
         assert_eq!(
             str_of(&rec, "location"),
-            format!("swift://{container}/{id}.rbk")
+            format!("swift://{account}/{container}/{id}.rbk")
         );
         records.push(rec);
     }
