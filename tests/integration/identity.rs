@@ -608,17 +608,8 @@ fn the_same_storage_spelled_another_way_is_still_this_storage() {
     )
     .unwrap();
     let listed = t.run(&["list"]);
-    let line = listed
-        .ok()
-        .stdout
-        .lines()
-        .find(|l| l.contains("theirs"))
-        .map(str::to_owned);
-    assert!(
-        line.as_deref()
-            .is_some_and(|l| l.contains("not to this storage")),
-        "{listed}"
-    );
+    let line = listed.ok().line_with("theirs");
+    assert!(line.contains("not to this storage"), "{listed}");
 }
 
 #[test]

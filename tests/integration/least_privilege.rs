@@ -37,6 +37,19 @@ fn redis() -> Builder {
     debian_redis().setting("save_timeout", "20")
 }
 
+/// The attacker's module, named by the account in its own redis.conf
+/// (which row 3 lets it write): every server started with that config
+/// loads it.
+fn evil_module_in_the_conf_of(t: &TestRedis) -> EvilModule {
+    let module = EvilModule::new(t.scratch());
+    owner_sh(&format!(
+        "echo 'loadmodule {}' >> '{}'",
+        module.so.display(),
+        t.redis_conf().display()
+    ));
+    module
+}
+
 /// The tool ended by itself, with an exit code of its own: not killed by a
 /// signal, not a panic (101).
 #[track_caller]
@@ -249,12 +262,7 @@ fn aof_dir_replaced_by_one_holding_a_symlink_while_rebuilt() {
 fn loadmodule_in_a_redis_writable_conf_never_runs_as_root() {
     let (t, _backed_up, record) = filled_and_backed_up(redis().appendonly());
     let id = id_of(&record);
-    let module = EvilModule::new(t.scratch());
-    owner_sh(&format!(
-        "echo 'loadmodule {}' >> '{}'",
-        module.so.display(),
-        t.redis_conf().display()
-    ));
+    let module = evil_module_in_the_conf_of(&t);
     let calls = t.shim_calls().len();
 
     let out = t.run(&["restore", &id]);
@@ -309,12 +317,7 @@ fn a_data_dir_in_a_group_its_owner_is_not_in_lends_that_group_to_nobody() {
     let id = id_of(&record);
     let (owner_uid, owner_gid) = owner_ids();
     std::os::unix::fs::chown(t.data_dir(), Some(owner_uid), Some(ADM)).expect("chgrp adm");
-    let module = EvilModule::new(t.scratch());
-    owner_sh(&format!(
-        "echo 'loadmodule {}' >> '{}'",
-        module.so.display(),
-        t.redis_conf().display()
-    ));
+    let module = evil_module_in_the_conf_of(&t);
 
     let out = t.run(&["restore", &id]);
 
@@ -1633,12 +1636,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 fn the_private_server_reaches_nothing_of_the_operators_terminal_or_keyring() {
     let (t, _backed_up, record) = filled_and_backed_up(redis().appendonly());
     let id = id_of(&record);
-    let module = EvilModule::new(t.scratch());
-    owner_sh(&format!(
-        "echo 'loadmodule {}' >> '{}'",
-        module.so.display(),
-        t.redis_conf().display()
-    ));
+    let module = evil_module_in_the_conf_of(&t);
     let settings = t.settings_file().display().to_string();
     let out = t
         .with_env(Run::new("python3").args(&[

@@ -523,17 +523,8 @@ fn a_backup_copied_from_another_account_is_not_ours() {
         .expect(&[201]);
 
     let listed = run(&ours, &["list"]);
-    let line = listed
-        .ok()
-        .stdout
-        .lines()
-        .find(|l| l.contains("theirs"))
-        .map(str::to_owned);
-    assert!(
-        line.as_deref()
-            .is_some_and(|l| l.contains("not to this storage")),
-        "{listed}"
-    );
+    let line = listed.ok().line_with("theirs");
+    assert!(line.contains("not to this storage"), "{listed}");
     let dry = run(&ours, &["--json", "prune", "--keep-last", "2", "--dry-run"]);
     let dry = dry.ok().json();
     assert_eq!(dry["deleted"], serde_json::json!([]), "{dry}");

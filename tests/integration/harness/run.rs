@@ -85,6 +85,15 @@ impl Output {
         self
     }
 
+    /// The line of stdout that names `name`, which must be there.
+    #[track_caller]
+    pub fn line_with(&self, name: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no line names {name:?}\n{self}"))
+    }
+
     /// Fail if `secret` occurs in stdout or stderr.
     #[track_caller]
     pub fn lacks(&self, secret: &str) -> &Output {
