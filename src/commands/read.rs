@@ -188,6 +188,19 @@ fn write_new_file<T>(
     out: &Path,
     write: impl FnOnce(&mut BufWriter<AtomicFile>) -> Result<T>,
 ) -> Result<T> {
+    // What an export killed before it finished left beside PATH (as large
+    // as the RDB): its temporary name ends in PATH's own.
+    if let (Some(folder), Some(name)) = (out.parent(), out.file_name()) {
+        let ending = format!("-{}.tmp", name.to_string_lossy());
+        let folder = if folder.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            folder
+        };
+        for left in crate::fs::remove_dead_temps(folder, &ending) {
+            log::info!("removed {left}, left by an export that was killed");
+        }
+    }
     let file = AtomicFile::create(out).map_err(|e| {
         Error::other(format!(
             "cannot create a file beside {}: {e}",

@@ -227,6 +227,54 @@ pub fn temp_prefix() -> String {
     format!(".tmp-{host}-")
 }
 
+/// Remove from `dir` the temporary files (of names ending in `ending`)
+/// that writers of this host left when they were killed: a half-written
+/// backup or export can be as large as the dataset. The names removed. A
+/// writer holds a lock on its file until it closes it or dies, so a file
+/// whose lock we can take is abandoned.
+///
+/// Another writer of the directory (an NFS share) can plant anything under
+/// these predictable names, so the sweep works from the directory's
+/// descriptor and looks at each name without following a symlink or
+/// opening it (a FIFO would wait for a writer forever, a device could act):
+/// only a regular file is locked and removed; anything else is left alone.
+pub fn remove_dead_temps(dir: &Path, ending: &str) -> Vec<String> {
+    let prefix = temp_prefix();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(dir) = rustix::fs::open(dir, flags, rustix::fs::Mode::empty()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = |n: &&str| n.starts_with(&prefix) && n.ends_with(ending);
+        let Some(text) = name.to_str().ok().filter(ours) else {
+            continue;
+        };
+        if remove_if_abandoned(&dir, name) {
+            removed.push(text.to_string());
+        }
+    }
+    removed
+}
+
+fn remove_if_abandoned(dir: &OwnedFd, name: &std::ffi::CStr) -> bool {
+    use rustix::fs::{AtFlags, Mode};
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(found) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let Ok(file) = open_if_regular(&found) else {
+        return false;
+    };
+    // Held: its writer is alive. Any other failure: we cannot tell.
+    flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
+        && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
+}
+
 const EPERM: i32 = 1;
 const ELOOP: i32 = 40;
 const EOPNOTSUPP: i32 = 95;

@@ -16,8 +16,7 @@ use crate::fs::{create_private_dir, fsync_dir, AtomicFile};
 use crate::id::BackupId;
 use crate::units::human_size;
 use rustix::fd::OwnedFd;
-use rustix::fs::{flock, AtFlags, FlockOperation, Mode, OFlags};
-use std::ffi::CStr;
+use rustix::fs::{AtFlags, Mode, OFlags};
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -32,38 +31,6 @@ fn out_of_space(dir: &Path, short: Short) -> String {
         dir.display(),
         human_size(short.reserve)
     )
-}
-
-/// Remove from `dir` the temporary files that backups of this host left
-/// when they were killed (a half-written one can be as large as the
-/// dataset); the names removed. A writer holds a lock on its file until it
-/// closes it or dies, so a file whose lock we can take is abandoned.
-///
-/// Another writer of the directory (an NFS share) can plant anything under
-/// these predictable names, so the sweep works from the directory's
-/// descriptor and looks at each name without following a symlink or
-/// opening it (a FIFO would wait for a writer forever, a device could act):
-/// only a regular file is locked and removed; anything else is left alone.
-fn remove_dead_temps(dir: &Path) -> Vec<String> {
-    let prefix = crate::fs::temp_prefix();
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let Ok(dir) = rustix::fs::open(dir, flags, Mode::empty()) else {
-        return Vec::new();
-    };
-    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(text) = name.to_str().ok().filter(|n| n.starts_with(&prefix)) else {
-            continue;
-        };
-        if remove_if_abandoned(&dir, name) {
-            removed.push(text.to_string());
-        }
-    }
-    removed
 }
 
 /// Take `name` out of `dir`: unlinked, or, if it is a folder (another
@@ -89,19 +56,6 @@ fn remove_or_move_aside(dir: &Pinned, name: &str) -> io::Result<()> {
 /// It is found without being opened (`O_PATH`), and opened, to take its
 /// lock, only once it is known to be a regular file (`open_if_regular`): a
 /// device planted under the name is never opened, a FIFO never waited on.
-fn remove_if_abandoned(dir: &OwnedFd, name: &CStr) -> bool {
-    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let Ok(found) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
-        return false;
-    };
-    let Ok(file) = crate::fs::open_if_regular(&found) else {
-        return false;
-    };
-    // Held: its writer is alive. Any other failure: we cannot tell.
-    flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
-        && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
-}
-
 /// How old an object with no record must be before a backup removes it:
 /// its own backup writes the record right after it, so far sooner.
 const ORPHAN_AGE: Duration = Duration::from_secs(3600);
@@ -112,7 +66,7 @@ const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 /// modification time: `cp -a` or `rsync -a` of backups into the directory
 /// keeps the old mtime of an object whose record is not copied yet, while
 /// its ctime is the copy's (and nobody can set a ctime). As in
-/// `remove_dead_temps`, each name is found without following a link and
+/// `fs::remove_dead_temps`, each name is found without following a link and
 /// only a regular file is removed.
 fn remove_orphan_objects(dir: &OwnedFd, older_than: Duration) -> Vec<String> {
     // `dir` only names the directory (`O_PATH`): the listing needs it open.
@@ -451,7 +405,7 @@ impl Storage for DirStorage {
 
     fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
         let dir = self.prepared(id)?;
-        for name in remove_dead_temps(&dir.path) {
+        for name in crate::fs::remove_dead_temps(&dir.path, "") {
             log::info!("removed {name}, left by a backup that was killed");
         }
         for name in remove_orphan_objects(&dir.fd, ORPHAN_AGE) {
@@ -605,7 +559,10 @@ mod tests {
             fs::write(dir.join(name), b"x").unwrap();
         }
         let before = left_in(&dir);
-        assert_eq!(remove_dead_temps(&dir), vec![names[0].clone()]);
+        assert_eq!(
+            crate::fs::remove_dead_temps(&dir, ""),
+            vec![names[0].clone()]
+        );
         let mut expected: Vec<String> = before.into_iter().filter(|n| *n != names[0]).collect();
         expected.sort();
         assert_eq!(left_in(&dir), expected);

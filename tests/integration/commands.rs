@@ -379,3 +379,37 @@ fn a_variable_that_is_no_setting_is_named_but_not_its_value() {
     let quiet = t.cmd(&["list"]).env("REDIS_BACKUP_STORAGE", storage).run();
     assert!(!quiet.ok().stderr.contains("not a setting"), "{quiet}");
 }
+
+/// An export killed before it finished left its temporary file (as large
+/// as the RDB) beside PATH for good. The next export to that PATH removes
+/// the ones of this host nobody holds; others are left alone.
+#[test]
+fn an_export_removes_what_a_killed_export_to_the_same_path_left() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    let out_dir = t.path("exports");
+    std::fs::create_dir(&out_dir).unwrap();
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let left = format!(".tmp-{host}-999999-0123456789abcdef-x.rdb.tmp");
+    let other = format!(".tmp-{host}-999999-0123456789abcdef-y.rdb.tmp");
+    for name in [&left, &other] {
+        std::fs::write(out_dir.join(name), b"a killed export's partial RDB").unwrap();
+    }
+
+    let out = out_dir.join("x.rdb").display().to_string();
+    t.run(&["export", &id, "--out", &out]).ok();
+
+    assert_eq!(dir_entries(&out_dir), vec![other, "x.rdb".to_string()]);
+}
