@@ -330,3 +330,63 @@ fn shim_jobs_outlive_their_caller_and_the_unit_is_not_active_meanwhile() {
     };
     assert_eq!(status.code(), Some(1));
 }
+
+/// As systemd's: a stop asked while a start is still under way replaces it
+/// (the start's caller is told it was canceled) and stops what the start
+/// began, rather than waiting for the start to finish first.
+#[test]
+fn shim_a_stop_cancels_a_start_still_under_way() {
+    let t = TestRedis::builder().without_key().start();
+    t.stop_redis();
+    // A server that takes 15 s before it is ready (the stand-in gives a
+    // start 20 s): a stop that waits behind the start takes that long.
+    let slow = t.scratch().join("slow-redis-server");
+    fs::write(&slow, "#!/bin/sh\nsleep 15\nexec redis-server \"$@\"\n").unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&slow)
+        .status()
+        .unwrap();
+    fs::write(
+        t.shim_dir.join(format!("{}.server", t.unit)),
+        format!("{}\n", slow.display()),
+    )
+    .unwrap();
+    let systemctl = |verb: &str| {
+        Run::new(&support_dir().join("systemctl").display().to_string())
+            .args(&[verb, &t.unit])
+            .env("SYSTEMCTL_SHIM_DIR", t.shim_dir.display().to_string())
+    };
+    let mut start = systemctl("start").spawn();
+    let started = Instant::now();
+    while t.pid().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5), "no start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let asked = Instant::now();
+    let stop = systemctl("stop").run();
+    let stop_took = asked.elapsed();
+    let start_status = loop {
+        if let Some(status) = start.try_wait().unwrap() {
+            break status;
+        }
+        if asked.elapsed() > Duration::from_secs(30) {
+            let _ = start.kill();
+            panic!("the start's caller was never answered");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop.ok();
+    assert!(
+        stop_took < Duration::from_secs(10),
+        "the stop waited {stop_took:?}, behind the start"
+    );
+    assert_eq!(start_status.code(), Some(1), "the start was not canceled");
+    assert!(!t.is_active(), "active after the stop");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        t.raw_conn().is_err(),
+        "a server answers after the stop: the canceled start went on"
+    );
+}
