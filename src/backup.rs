@@ -26,7 +26,7 @@ use log::{debug, info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DUMP_AGE_SLACK_SECS: i64 = 5;
@@ -54,8 +54,16 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     storage.prepare(&id)?;
     let instance = request.instance.unwrap_or_else(|| config.instance.clone());
 
+    let interrupted = refuse_during_interrupted_restore(&redis_conf)?;
     let options = instance::connect_options(config, &redis_conf, config.redis_timeout)?;
-    let mut redis = Connection::connect(&options)?;
+    let mut redis = Connection::connect(&options).map_err(|e| match &interrupted {
+        // Likely why it is down: the way back is what the operator needs.
+        Some(work) => e.context(format!(
+            "a restore was interrupted and left {} (run `redis-backup restore` again, which first finishes it)",
+            work.display()
+        )),
+        None => e,
+    })?;
     let server = redis.server()?;
     let redis_version = server.redis_version.clone();
     // As people know it: "Valkey 9.1.2", not its Redis compatibility version.
@@ -71,7 +79,6 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         Source::Snapshot => {
             let files = DataFiles::live(&mut redis, &redis_conf)?;
             let data = local_data_dir(&files, &redis_conf)?;
-            refuse_during_interrupted_restore(&data)?;
             info!(
                 "{server_label}: dump {}, persistence {}",
                 files.dump_path().display(),
@@ -234,15 +241,27 @@ fn local_data_dir(live: &DataFiles, conf: &RedisConf) -> Result<DataDir> {
 
 /// After a restore was killed half way, Redis may be running on an empty or
 /// partial data dir while the real data waits in the work folder: backing that
-/// up (and later pruning good backups) would lose it. Not so once the data
-/// files are whole again (a rollback put them back but Redis did not start,
-/// and the operator started it).
-fn refuse_during_interrupted_restore(data: &DataDir) -> Result<()> {
-    let unfinished = journal::interrupted(data)?
-        .into_iter()
+/// up (and later pruning good backups) would lose it, whatever the source (a
+/// replica's sync takes the same data). Not so once the data files are whole
+/// again (a rollback put them back but Redis did not start, and the operator
+/// started it). Looked for in the data dir redis.conf names, before Redis is
+/// asked anything; the folder of an interrupted restore that left the data
+/// in place is returned, for the message if Redis cannot be reached.
+fn refuse_during_interrupted_restore(conf: &RedisConf) -> Result<Option<PathBuf>> {
+    let Some(dir) = conf.dir.as_ref().filter(|d| d.is_absolute()) else {
+        return Ok(None);
+    };
+    // Not on this host (a replica's sync of a Redis elsewhere): no restore
+    // of ours can have been interrupted in it.
+    let Ok(data) = DataDir::open(dir) else {
+        return Ok(None);
+    };
+    let interrupted = journal::interrupted(&data)?;
+    let unfinished = interrupted
+        .iter()
         .find(|work| work.was_active().is_some() && !work.data_in_place());
     match unfinished {
-        None => Ok(()),
+        None => Ok(interrupted.first().map(|work| work.path().to_path_buf())),
         Some(work) => Err(Error::other(format!(
             "a restore was interrupted and left {}, whose previous/ may hold the real data; run `redis-backup restore` again (it first puts that data back) before taking backups",
             work.path().display()

@@ -258,7 +258,20 @@ fn backup_is_refused_while_a_restore_is_left_half_done() {
     let out = t.run(&["backup"]);
     out.code(1);
     out.stderr_has("interrupted");
+    // A replica's sync takes the same half-restored data (then a prune
+    // would drop the good backups for it).
+    let out = t.run(&["backup", "--source", "replication"]);
+    out.code(1);
+    out.stderr_has("interrupted");
     assert!(t.list(&[]).is_empty());
+    // Killed right after it stopped Redis, the data untouched: backups
+    // may go on, but Redis is down, and the way back is named, not only
+    // the refused connection.
+    fs::write(folder.join("journal"), "staged\nstopping was_active=true\n").unwrap();
+    t.stop_redis();
+    let out = t.run(&["backup"]);
+    out.code(3);
+    out.stderr_has("redis-backup-restore-20261125T031500Z (run `redis-backup restore` again");
 }
 
 /// Make the shim's `stop` or `start` hang, start a restore, wait until it is
