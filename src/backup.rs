@@ -75,7 +75,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     // Key counts can only be read beside the save, not inside it: the record
     // keeps the counts from just before and just after, and restore accepts
     // anything between them.
-    let (input, files, _cleanup, keyspace_before) = match request.source {
+    let (input, files, keyspace_before) = match request.source {
         Source::Snapshot => {
             let files = DataFiles::live(&mut redis, &redis_conf)?;
             let data = local_data_dir(&files, &redis_conf)?;
@@ -88,20 +88,16 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
             let snapshot = redis.snapshot(config.save_timeout)?;
             let dump = open_dump(&data, &files.dbfilename, snapshot.lastsave)?;
             refuse_oversized(&dump, config.max_rdb_size)?;
-            // Redis was not meant to keep a dump: remove the one we made it
-            // write, on every way out from here, but only that file.
-            let cleanup = match files.persistent() {
-                true => None,
-                false => Some(DumpCleanup::new(data, &files.dbfilename, &dump)?),
-            };
+            // Redis was not meant to keep a dump: the one we made it write
+            // goes at once (read through the descriptor from here), so that
+            // no way out, a kill included, leaves it for Redis's next start
+            // to load. Only that file.
+            if !files.persistent() {
+                remove_our_dump(&data, &files.dbfilename, &dump)?;
+            }
             let dump =
                 ReadOnce::new(dump).map_err(|e| Error::other(format!("reading the dump: {e}")))?;
-            (
-                DumpSource::File(dump),
-                Some(files),
-                cleanup,
-                keyspace_before,
-            )
+            (DumpSource::File(dump), Some(files), keyspace_before)
         }
         Source::Replication => {
             // Redis may be elsewhere; its files are only a hint here.
@@ -113,12 +109,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
                 max_rdb_size: config.max_rdb_size,
             };
             let stream = Connection::connect(&options)?.sync_rdb_within(limits)?;
-            (
-                DumpSource::Stream(Box::new(stream)),
-                files,
-                None,
-                keyspace_before,
-            )
+            (DumpSource::Stream(Box::new(stream)), files, keyspace_before)
         }
     };
     let identity = Identity {
@@ -505,43 +496,26 @@ fn open_dump(data: &DataDir, name: &str, lastsave: i64) -> Result<File> {
     Ok(file)
 }
 
-/// Removes the dump when dropped, if it is still the file we opened (same
-/// device and inode), through the data dir's descriptor: a newer dump, or
-/// anything put under its name since, is not ours to delete.
-struct DumpCleanup {
-    data: DataDir,
-    name: String,
-    identity: FileIdentity,
-}
-
-impl DumpCleanup {
-    fn new(data: DataDir, name: &str, opened: &File) -> Result<DumpCleanup> {
-        let identity = FileIdentity::of(opened)
-            .map_err(|e| Error::other(format!("cannot stat the dump: {e}")))?;
-        Ok(DumpCleanup {
-            data,
-            name: name.to_string(),
-            identity,
-        })
-    }
-}
-
-impl Drop for DumpCleanup {
-    fn drop(&mut self) {
-        let path = self.data.join(&self.name);
-        match self.data.remove_if_same(&self.name, self.identity) {
-            Ok(true) => {
-                let _ = self.data.sync();
-                info!(
-                    "removed {} because Redis persistence is off",
-                    path.display()
-                )
-            }
-            Ok(false) => {}
-            Err(e) => warn!(
-                "could not remove {} (Redis persistence is off): {e}",
+/// Removes the dump, if it is still the file we opened (same device and
+/// inode), through the data dir's descriptor: a newer dump, or anything put
+/// under its name since, is not ours to delete.
+fn remove_our_dump(data: &DataDir, name: &str, opened: &File) -> Result<()> {
+    let identity =
+        FileIdentity::of(opened).map_err(|e| Error::other(format!("cannot stat the dump: {e}")))?;
+    let path = data.join(name);
+    match data.remove_if_same(name, identity) {
+        Ok(true) => {
+            let _ = data.sync();
+            info!(
+                "removed {} because Redis persistence is off (read from its open descriptor)",
                 path.display()
-            ),
+            )
         }
+        Ok(false) => {}
+        Err(e) => warn!(
+            "could not remove {} (Redis persistence is off): {e}",
+            path.display()
+        ),
     }
+    Ok(())
 }

@@ -240,3 +240,23 @@ fn a_failed_flush_behind_the_writer_fails_the_command_and_leaves_nothing() {
     let trace = fs::read_to_string(&trace).unwrap();
     assert!(trace.matches("POSIX_FADV_DONTNEED").count() >= 2, "{trace}");
 }
+
+/// A Redis that keeps nothing on disk (`save ""`, `appendonly no`) is made
+/// to write a dump for the backup. A backup killed (a host shut down
+/// during the nightly run) must not leave it: the next start of Redis
+/// would load it, and keys deleted since would come back.
+#[test]
+fn a_backup_killed_midway_leaves_no_dump_for_a_redis_that_keeps_none() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    t.conn().ok(&["SET", "deleted-later", "stale"]);
+    assert!(!t.dump_file().exists(), "precondition: no dump");
+    // Killed as it commits the object, long after the save.
+    let killed = ["-o", "/dev/null", "-e", "inject=linkat:signal=KILL:when=1"];
+    let out = under_strace(&t, &killed, &["backup"]);
+    assert_eq!(out.code, None, "not killed: {out}");
+    assert!(!t.dump_file().exists(), "the backup's dump was left");
+    t.conn().ok(&["DEL", "deleted-later"]);
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(t.conn().ok(&["GET", "deleted-later"]), Reply::Nil);
+}
