@@ -22,6 +22,7 @@ mod restore;
 mod secret;
 mod service;
 mod settings;
+mod signals;
 mod status;
 mod storage;
 mod stored;

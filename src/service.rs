@@ -11,6 +11,7 @@
 use crate::bounded;
 use crate::error::{Error, Result};
 use log::info;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -122,7 +123,12 @@ fn command(args: &[&str]) -> Command {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Out of our process group: a Ctrl-C at the terminal goes to the
+        // whole group, and a systemctl it killed would fail the step (its
+        // job goes on in systemd) while we hold the signal until the step
+        // is over (`signals`).
+        .process_group(0);
     command
 }
 

@@ -27,6 +27,7 @@ use crate::redis::server::{Flavor, ServerBinary, VersionCheck};
 use crate::redis::{ConnectOptions, Connection};
 use crate::restore::journal::{Step, WorkDir};
 use crate::service::Service;
+use crate::signals::Held;
 use crate::storage;
 use crate::stored::Stored;
 use crate::units::{self, human_size};
@@ -106,7 +107,10 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         connect: &connect,
         wait: config.save_timeout,
     };
-    rollback::recover_interrupted(&server)?;
+    {
+        let _held = Held::during("an interrupted restore was finished");
+        rollback::recover_interrupted(&server)?;
+    }
     let was_active = service.is_active()?;
     refuse_a_replica(&conf, &connect, was_active)?;
 
@@ -198,6 +202,9 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         }
         return Err(e);
     }
+    // From the stop until Redis runs again, on the restored data or (rolled
+    // back) its own, and the work folder is gone or kept.
+    let _held = Held::during("Redis was stopped for the restore");
     match swap_in(&plan, &mut work, record.as_ref()) {
         Ok(keys) => {
             work.record(Step::Done)?;

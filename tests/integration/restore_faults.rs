@@ -7,6 +7,8 @@
 
 use crate::harness::*;
 use std::fs;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 #[test]
 fn a_rollback_that_could_not_start_redis_is_finished_by_the_next_run() {
@@ -843,4 +845,61 @@ fn the_room_check_after_the_save_counts_the_rebuilt_aof_once() {
 
     out.ok();
     assert_eq!(t.state(), expected);
+}
+
+/// An operator's Ctrl-C, a dropped SSH session (SIGHUP) or systemd
+/// stopping the caller (SIGTERM), while Redis is stopped for the restore:
+/// the restore ended there and left Redis down. The signals are held until
+/// Redis runs again, and a Ctrl-C sent to the whole foreground process
+/// group does not reach the systemctl under way either.
+#[test]
+fn signals_during_the_outage_wait_until_redis_runs_again() {
+    let t = TestRedis::start();
+    fill_every_type(&mut t.conn());
+    add_filler(&mut t.conn(), 3000);
+    let backed_up = t.state();
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    // 1 ms a key: Redis's save as it stops takes some 3 s.
+    t.conn()
+        .ok(&["CONFIG", "SET", "rdb-key-save-delay", "1000"]);
+    let calls = t.shim_dir.join("calls.log");
+    let asked_to_stop = || {
+        fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("stop "))
+    };
+    // In a process group of its own, as a shell's foreground job is.
+    let tool = t
+        .cmd(&["restore", &id])
+        .command()
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let group = tool.id();
+    wait_for("the restore to stop Redis", || {
+        asked_to_stop().then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for signal in ["-HUP", "-TERM"] {
+        Command::new("kill")
+            .args([signal, &group.to_string()])
+            .status()
+            .unwrap();
+    }
+    // Ctrl-C: the whole group.
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{group}")])
+        .status()
+        .unwrap();
+    let out = tool.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(t.is_active(), "Redis left down\n{stderr}");
+    t.conn().ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    assert_eq!(t.state(), backed_up);
+    assert!(stderr.contains("held"), "{stderr}");
 }

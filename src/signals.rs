@@ -1,0 +1,70 @@
+//! Signals held off while a step must not be cut short. A restore stops
+//! Redis, moves its files and starts it again: an operator's Ctrl-C, a
+//! dropped SSH session (SIGHUP) or systemd stopping the caller (SIGTERM)
+//! arriving then ended the process with Redis down, its data in a work
+//! folder that only the next run put back. While a `Held` lives, those
+//! signals are noted, not acted on; the step finishes (or rolls back), and
+//! the run ends as it would have. SIGKILL cannot be held: the journal is
+//! for that.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The signals a terminal, a shell or systemd sends to end a run, and
+/// Ctrl-Z's, which would leave Redis down for as long as the run is
+/// suspended.
+const HELD: [libc::c_int; 5] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGTSTP,
+];
+
+/// The last held signal that arrived, 0 for none.
+static ARRIVED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note(signal: libc::c_int) {
+    // Only an atomic store: nothing else is safe in a signal handler.
+    ARRIVED.store(signal, Ordering::Relaxed);
+}
+
+/// The held signals' dispositions before; put back when dropped.
+pub struct Held {
+    why: &'static str,
+    before: [libc::sighandler_t; HELD.len()],
+}
+
+impl Held {
+    /// Hold the signals for as long as the result lives; `why` says, in the
+    /// line logged for a signal that arrived, what it waited for.
+    #[allow(unsafe_code)]
+    pub fn during(why: &'static str) -> Held {
+        let handler = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        let mut before = [libc::SIG_DFL; HELD.len()];
+        for (signal, before) in HELD.iter().zip(before.iter_mut()) {
+            // SAFETY: `note` only stores to an atomic, which is
+            // async-signal-safe; `signal` has no other precondition.
+            *before = unsafe { libc::signal(*signal, handler) };
+        }
+        Held { why, before }
+    }
+}
+
+impl Drop for Held {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        for (signal, before) in HELD.iter().zip(self.before) {
+            if before != libc::SIG_ERR {
+                // SAFETY: puts back the disposition `signal` gave us.
+                unsafe { libc::signal(*signal, before) };
+            }
+        }
+        let arrived = ARRIVED.swap(0, Ordering::Relaxed);
+        if arrived != 0 {
+            log::warn!(
+                "signal {arrived} arrived while {}: it was held until that was over",
+                self.why
+            );
+        }
+    }
+}
