@@ -39,6 +39,10 @@ pub enum Step {
     /// Every previous data file is in `previous/`; from here on, any data file
     /// in the data dir that is not from `previous/` is new.
     AsideDone,
+    /// The restored files are in place and the unit is asked to start: from
+    /// here its start may go on in systemd after we stopped waiting for it
+    /// (or were killed), whether Redis ran before or not.
+    Starting,
     /// The restored data is in place and Redis runs on it.
     Placed,
     /// Rolling back: the new data files are in `failed/`.
@@ -55,6 +59,7 @@ impl Step {
             Step::Staged => "staged".into(),
             Step::Stopping { was_active } => format!("stopping was_active={was_active}"),
             Step::AsideDone => "aside-done".into(),
+            Step::Starting => "starting".into(),
             Step::Placed => "placed".into(),
             Step::NewAway => "new-away".into(),
             Step::PutBack => "put-back".into(),
@@ -68,6 +73,7 @@ impl Step {
             "stopping was_active=true" => Step::Stopping { was_active: true },
             "stopping was_active=false" => Step::Stopping { was_active: false },
             "aside-done" => Step::AsideDone,
+            "starting" => Step::Starting,
             "placed" => Step::Placed,
             "new-away" => Step::NewAway,
             "put-back" => Step::PutBack,

@@ -720,6 +720,7 @@ fn swap_in(
     if plan.files.appendonly {
         place_aof(plan, work)?;
     }
+    work.record(Step::Starting)?;
     plan.service.start()?;
     let keys = check_restored(plan, record)?;
     info!(

@@ -78,7 +78,12 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
             }
             Some(was_active) => {
                 warn!("a previous restore was interrupted ({folder}); putting its previous data back first");
-                put_previous_back(server, &mut interrupted, was_active).map_err(|e| {
+                // Running now, though it did not before, and not started by
+                // that restore: the operator (or a boot) started it since,
+                // and it runs again once its data is back.
+                let start_again = was_active
+                    || (!interrupted.reached(&Step::Starting) && server.service.is_active()?);
+                put_previous_back(server, &mut interrupted, start_again).map_err(|e| {
                     Error::RollbackFailed(format!(
                         "an interrupted restore left {folder}, and putting its previous data back failed: {e}; the previous files are in {folder}/previous unless {} already holds them",
                         server.data.path().display()
@@ -122,11 +127,12 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
             // Not only when it is active: a start of ours that did not
             // return in time (or was killed) goes on in systemd, the unit
             // "activating", not active, and the server loading the new
-            // files would save them over the previous ones once back. We
-            // start only a unit that ran (`start_again`); a stop of it,
-            // inactive, does nothing, and ends a start job still waiting.
-            if start_again || server.service.is_active()? {
-                server.service.stop()?;
+            // files would save them over the previous ones once back. A
+            // stop of it, inactive, does nothing, and ends a start job
+            // still waiting.
+            let ours_may_run = start_again || work.reached(&Step::Starting);
+            if ours_may_run || server.service.is_active()? {
+                stop_for_the_rollback(server, start_again)?;
             }
             move_new_away(files, server.data, work)?;
             work.record(Step::NewAway)?;
@@ -143,6 +149,19 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
         wait_until_ready(server.connect, server.wait)?;
     }
     work.record(Step::Done)
+}
+
+/// A unit that did not run before the restore and is not active now may
+/// be one systemd does not know (its start failed at once): its stop
+/// fails, and nothing of ours runs under it to stop.
+fn stop_for_the_rollback(server: &Server, start_again: bool) -> Result<()> {
+    match server.service.stop() {
+        Err(e) if !start_again && !server.service.is_active()? => {
+            warn!("{e}; going on: the unit is not active");
+            Ok(())
+        }
+        stopped => stopped,
+    }
 }
 
 fn move_new_away(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {

@@ -761,7 +761,6 @@ fn data_kept_only_in_memory_is_saved_before_the_stop_and_put_back() {
 /// next save. The rollback now always stops the unit first.
 #[test]
 fn a_start_that_outlives_save_timeout_is_stopped_before_the_rollback() {
-    use std::os::unix::fs::PermissionsExt;
     let source = TestRedis::builder().start();
     source.conn().ok(&["SET", "restored", "1"]);
     let id = source.backup();
@@ -770,34 +769,7 @@ fn a_start_that_outlives_save_timeout_is_stopped_before_the_rollback() {
     t.start_redis();
     t.conn().ok(&["SET", "previous", "1"]);
     t.conn().ok(&["SAVE"]);
-    // A server that says it is ready 3 s after it is, once.
-    let slow = t.path("slow");
-    fs::create_dir_all(&slow).unwrap();
-    let wrapper = slow.join("redis-server");
-    let once = slow.join("slow-once");
-    fs::write(&once, "").unwrap();
-    let script = r#"#!/bin/bash
-args=("$@"); log=""
-for ((i=0;i<${#args[@]};i++)); do
-  if [ "${args[i]}" = --logfile ]; then log=${args[i+1]}; args[i+1]="$log.inner"; fi
-done
-: > "$log.inner"
-redis-server "${args[@]}" &
-child=$!
-trap 'kill -TERM $child' TERM
-until grep -qi "ready to accept connections" "$log.inner"; do sleep 0.05; done
-if [ -e "ONCE" ]; then rm -f "ONCE"; sleep 3; fi
-echo "Ready to accept connections (late)" >> "$log"
-wait $child; wait $child
-"#
-    .replace("ONCE", &once.display().to_string());
-    fs::write(&wrapper, script).unwrap();
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(
-        t.shim_dir.join(format!("{}.server", t.unit)),
-        format!("{}\n", wrapper.display()),
-    )
-    .unwrap();
+    slow_to_say_it_is_ready_once(&t);
     t.set_setting("save_timeout", "2");
 
     let out = t.run(&["restore", &id]);
@@ -902,4 +874,88 @@ fn signals_during_the_outage_wait_until_redis_runs_again() {
     t.conn().ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
     assert_eq!(t.state(), backed_up);
     assert!(stderr.contains("held"), "{stderr}");
+}
+
+/// A restore of a stopped Redis killed half way; the operator then starts
+/// Redis (or a reboot does) and it takes writes. The next run puts the
+/// previous data back: it stopped the Redis it found running and left it
+/// down, saying nothing of it. It runs again now, as this run found it.
+#[test]
+fn finishing_a_restore_of_a_stopped_redis_leaves_running_what_runs_now() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let (_, id, changed) = backed_up_then_changed(&t);
+    t.stop_redis();
+    // rename #1 moves the dump aside, #2 would place the restored one.
+    assert!(killed_at(&t, &id, "rename,renameat,renameat2", 2));
+    t.start_redis();
+    t.conn().ok(&["SET", "written-meanwhile", "v"]);
+
+    t.run(&["restore", "no-such-backup"]).code(4);
+
+    assert!(t.is_active(), "Redis left down by the next run");
+    assert_eq!(t.state(), changed, "the previous data, as it was");
+}
+
+/// A restore of a stopped Redis whose start outlives `save_timeout`: the
+/// unit is "activating", not active, and the rollback (which starts
+/// nothing: the unit did not run before) moved the files from under the
+/// server loading the restored ones, which then saved them over the
+/// previous data at its stop. A unit the restore asked to start is
+/// stopped before anything is moved, whether it ran before or not.
+#[test]
+fn a_start_that_outlives_save_timeout_is_stopped_even_if_redis_did_not_run_before() {
+    let source = TestRedis::builder().start();
+    source.conn().ok(&["SET", "restored", "1"]);
+    let id = source.backup();
+    let mut t = TestRedis::builder().prepare();
+    t.use_backups_of(&source);
+    t.start_redis();
+    t.conn().ok(&["SET", "previous", "1"]);
+    t.conn().ok(&["SAVE"]);
+    t.stop_redis();
+    slow_to_say_it_is_ready_once(&t);
+    t.set_setting("save_timeout", "2");
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(6).stderr_has("did not return within 2s");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Whatever the start left running saves as it stops.
+    t.stop_redis();
+    t.start_redis();
+    let mut conn = t.conn();
+    assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
+    assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
+}
+
+/// The unit's next start says the server is ready 3 s after it is.
+fn slow_to_say_it_is_ready_once(t: &TestRedis) {
+    use std::os::unix::fs::PermissionsExt;
+    let slow = t.path("slow");
+    fs::create_dir_all(&slow).unwrap();
+    let wrapper = slow.join("redis-server");
+    let once = slow.join("slow-once");
+    fs::write(&once, "").unwrap();
+    let script = r#"#!/bin/bash
+args=("$@"); log=""
+for ((i=0;i<${#args[@]};i++)); do
+  if [ "${args[i]}" = --logfile ]; then log=${args[i+1]}; args[i+1]="$log.inner"; fi
+done
+: > "$log.inner"
+redis-server "${args[@]}" &
+child=$!
+trap 'kill -TERM $child' TERM
+until grep -qi "ready to accept connections" "$log.inner"; do sleep 0.05; done
+if [ -e "ONCE" ]; then rm -f "ONCE"; sleep 3; fi
+echo "Ready to accept connections (late)" >> "$log"
+wait $child; wait $child
+"#
+    .replace("ONCE", &once.display().to_string());
+    fs::write(&wrapper, script).unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        t.shim_dir.join(format!("{}.server", t.unit)),
+        format!("{}\n", wrapper.display()),
+    )
+    .unwrap();
 }
