@@ -40,12 +40,12 @@ use log::info;
 use rustix::fs::{self as rfs, Mode};
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where the replay account's uid is drawn from: far above any real
@@ -430,7 +430,7 @@ const PROC_STATUS_CAP: u64 = 64 << 10;
 struct ReplayServer {
     child: Child,
     socket: PathBuf,
-    log: PathBuf,
+    said: Arc<Mutex<Gist>>,
 }
 
 impl ReplayServer {
@@ -442,15 +442,14 @@ impl ReplayServer {
     ) -> Result<ReplayServer> {
         let srv = dir.server_dir(SERVER_DIR);
         let socket = srv.join("s.sock");
-        let log = dir.path().join(format!("{SERVER_DIR}.log"));
-        // It may quote the data (a command the server refused): root's
-        // alone, in a folder any account may pass through.
-        let log_file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&log)
-            .map_err(|e| Error::other(format!("cannot create {}: {e}", log.display())))?;
+        // What it says goes into a pipe, read as it is written, only its
+        // gist kept (`Gist`): never to a file. A library's load-time Lua
+        // (FUNCTION LOAD in the stream, a library in the base) may log
+        // gigabytes from a few hundred archived bytes; on a file they
+        // filled /var/tmp, and reading them back for a message took as
+        // much memory. It may quote the data too: root's alone.
+        let (said, says) = std::io::pipe()
+            .map_err(|e| Error::other(format!("cannot make a pipe for the replay server: {e}")))?;
         let mut command = as_account::command(&binary.program, account, account);
         command
             .args(["--port", "0"])
@@ -498,10 +497,10 @@ impl ReplayServer {
         command.args(["--replicaof", "127.0.0.1", "0"]);
         command
             .current_dir(&srv)
-            .stdout(Stdio::from(log_file.try_clone().map_err(|e| {
-                Error::other(format!("cannot share the replay log: {e}"))
+            .stdout(Stdio::from(says.try_clone().map_err(|e| {
+                Error::other(format!("cannot share the replay server's pipe: {e}"))
             })?))
-            .stderr(Stdio::from(log_file));
+            .stderr(Stdio::from(says));
         // What the stream makes the server hold is not bounded by the
         // stream's size: a SETRANGE at an offset of 512 MiB is some 50
         // bytes. It may have what the host has to spare as it starts, no
@@ -516,7 +515,13 @@ impl ReplayServer {
                 binary.program
             ))
         })?;
-        let server = ReplayServer { child, socket, log };
+        // Ours closed with `command`: the pipe ends when the server does.
+        drop(command);
+        let server = ReplayServer {
+            child,
+            socket,
+            said: Gist::read_from(said),
+        };
         // From here, as root: once its uid changed, its own /proc is not
         // its own to write. In its first moments it has not grown yet, and
         // its pid stays its own until we reap it, even if it has ended.
@@ -649,17 +654,14 @@ impl ReplayServer {
     }
 
     fn failed(&self, what: &str) -> Error {
-        let log = fs::read_to_string(&self.log).unwrap_or_default();
-        let words = last_words(&log);
+        let gist = Gist::once_said(&self.said);
+        let words = gist.last_words();
         // This host's want of room is not the archive's fault: an
         // integrity error would send the operator after a damage that is
         // not there.
         let nearly_full = rustix::fs::statvfs(PARENT)
             .is_ok_and(|v| v.f_bavail.saturating_mul(v.f_frsize) < NEARLY_FULL);
-        if nearly_full
-            || log.contains("No space left on device")
-            || log.contains("Disk quota exceeded")
-        {
+        if nearly_full || gist.disk_full {
             return Error::other(format!(
                 "the private server replaying the archive {what}: the disk of {PARENT} is full (its last words: {words:?}); the replay needs room there for the base and the RDB it saves: free some and run again"
             ));
@@ -670,16 +672,105 @@ impl ReplayServer {
     }
 }
 
-/// What a server's log says of why it ended: the error it sent its
-/// primary, which a panic then follows with pages of report (cut before
-/// the arguments it quotes, which are the data); else its last line.
-fn last_words(log: &str) -> String {
-    let refused = log.lines().find_map(|l| {
-        let (_, error) = l.split_once("is sending an error to its master: ")?;
-        Some(error.split(", with args").next().unwrap_or(error))
-    });
-    let last = || log.lines().rev().find(|l| !l.trim().is_empty());
-    refused.or_else(last).unwrap_or_default().trim().to_string()
+/// Of a line the server writes, what is looked at: the start.
+const LINE_KEPT: usize = 1024;
+/// Of a line quoted in a message, at most this many characters.
+const QUOTED: usize = 300;
+/// How long a failure waits for the rest of what an ended server said.
+const LAST_WORDS_WAIT: Duration = Duration::from_secs(1);
+
+/// What a server said that tells why it ended, whatever it writes: the
+/// error it sent its primary, which a panic then follows with pages of
+/// report (cut before the arguments it quotes, which are the data); its
+/// last line; whether it found its disk full. Constant memory.
+#[derive(Default, Clone)]
+struct Gist {
+    refused: Option<String>,
+    last: String,
+    disk_full: bool,
+    ended: bool,
+}
+
+impl Gist {
+    /// Read `pipe` to its end in a thread of its own, line by line, each
+    /// line's first `LINE_KEPT` bytes looked at, the rest passed over.
+    fn read_from(pipe: impl Read + Send + 'static) -> Arc<Mutex<Gist>> {
+        let gist = Arc::new(Mutex::new(Gist::default()));
+        let shared = Arc::clone(&gist);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::with_capacity(64 << 10, pipe);
+            let mut line = Vec::with_capacity(LINE_KEPT);
+            let note = |line: &[u8]| {
+                if let Ok(mut gist) = shared.lock() {
+                    gist.note(&String::from_utf8_lossy(line));
+                }
+            };
+            loop {
+                let buf = match reader.fill_buf() {
+                    Ok([]) => break,
+                    Ok(buf) => buf,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let end = buf.iter().position(|&b| b == b'\n');
+                let part = &buf[..end.unwrap_or(buf.len())];
+                let room = LINE_KEPT - line.len();
+                line.extend_from_slice(&part[..part.len().min(room)]);
+                let used = end.map_or(buf.len(), |end| end + 1);
+                reader.consume(used);
+                if end.is_some() {
+                    note(&line);
+                    line.clear();
+                }
+            }
+            note(&line);
+            if let Ok(mut gist) = shared.lock() {
+                gist.ended = true;
+            }
+        });
+        gist
+    }
+
+    fn note(&mut self, line: &str) {
+        if self.refused.is_none() {
+            if let Some((_, error)) = line.split_once("is sending an error to its master: ") {
+                let error = error.split(", with args").next().unwrap_or(error);
+                self.refused = Some(quoted(error));
+            }
+        }
+        if line.contains("No space left on device") || line.contains("Disk quota exceeded") {
+            self.disk_full = true;
+        }
+        if !line.trim().is_empty() {
+            self.last = quoted(line);
+        }
+    }
+
+    /// What was said, once the server's pipe ended (it has ended, or does
+    /// as it fails), or what was said by then.
+    fn once_said(said: &Mutex<Gist>) -> Gist {
+        let deadline = Instant::now() + LAST_WORDS_WAIT;
+        loop {
+            let gist = said.lock().map(|g| g.clone()).unwrap_or_default();
+            if gist.ended || Instant::now() >= deadline {
+                return gist;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn last_words(&self) -> String {
+        self.refused.clone().unwrap_or_else(|| self.last.clone())
+    }
+}
+
+/// `text` trimmed, at most `QUOTED` characters of it.
+fn quoted(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(QUOTED) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 impl Drop for ReplayServer {
@@ -762,9 +853,44 @@ mod tests {
             1:S # ------------------------------------------------\n\
             1:S # !!! Software Failure. Press left mouse button to continue\n\
             \n  Some other issues could be detected by redis-server --check-system\n\n";
-        assert_eq!(last_words(log), "'unknown command 'JSON.SET'");
+        assert_eq!(
+            said(log.as_bytes()).last_words(),
+            "'unknown command 'JSON.SET'"
+        );
         let plain = "1:M * Ready\n1:M # Bad directive\n\n";
-        assert_eq!(last_words(plain), "1:M # Bad directive");
-        assert_eq!(last_words(""), "");
+        assert_eq!(said(plain.as_bytes()).last_words(), "1:M # Bad directive");
+        assert_eq!(said(b"").last_words(), "");
+    }
+
+    /// Whatever it writes, a line quoted is short, and what is kept small.
+    #[test]
+    fn a_flood_is_passed_over_and_long_lines_are_cut() {
+        let mut flood = Vec::new();
+        for _ in 0..64 {
+            flood.extend_from_slice(&[b'x'; 1 << 20]);
+        }
+        flood.extend_from_slice(b" No space left on device\n1:M # last\n");
+        let gist = said(&flood);
+        assert!(
+            !gist.disk_full,
+            "past the first {LINE_KEPT} bytes of a line"
+        );
+        assert_eq!(gist.last_words(), "1:M # last");
+        let long = format!("{}\n", "é".repeat(5000));
+        let words = said(long.as_bytes()).last_words();
+        assert_eq!(words.chars().count(), QUOTED + 1, "{words}");
+        let full = said(b"1:S # Failed: No space left on device\n").disk_full;
+        assert!(full);
+    }
+
+    fn said(bytes: &[u8]) -> Gist {
+        let gist = Gist::read_from(std::io::Cursor::new(bytes.to_vec()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gist.lock().unwrap().ended {
+            assert!(Instant::now() < deadline, "never read to its end");
+            std::thread::sleep(POLL);
+        }
+        let said = gist.lock().unwrap().clone();
+        said
     }
 }

@@ -3406,3 +3406,79 @@ fn a_time_of_an_instance_without_windows_names_those_with_some() {
     .code(4)
     .stderr_has(&format!("but there are of instance {instance}"));
 }
+
+/// A library's load-time Lua logs as much as it likes (`redis.log` in a
+/// loop): one FUNCTION LOAD of some 200 bytes, which any client allowed it
+/// may send the primary, made the replay server write hundreds of MB into
+/// /var/tmp (the review filled a 2 GiB one), and a failed replay read it
+/// all back into root's memory. Its output is now read from a pipe, only
+/// its gist kept.
+#[test]
+fn a_library_that_floods_the_log_fills_no_disk_in_a_replay() {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "2")
+        .prepare();
+    let library = "#!lua name=spam\nlocal s='x' for i=1,16 do s=s..s end \
+                   for i=1,4000 do redis.log(redis.LOG_WARNING,s) end \
+                   redis.register_function('f',function() return 1 end)";
+    let fake = fake_primary(vec![[
+        command(&["SELECT", "0"]),
+        command(&["FUNCTION", "LOAD", "REPLACE", library]),
+        command(&["SET", "k", "v"]),
+    ]
+    .concat()]);
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("following the primary again");
+    std::thread::sleep(Duration::from_secs(3));
+    archiver.signal("TERM");
+    archiver.finish();
+    let end = timeline(&t)[0]["to"]
+        .as_str()
+        .expect("a window")
+        .to_string();
+
+    let out = t.path("flooded.rdb").display().to_string();
+    let tool = t.cmd(&["export", "--at", &end, "--out", &out]).spawn();
+    let pid = tool.id();
+    let mut largest = 0u64;
+    let watch = std::thread::spawn(move || {
+        let mut tool = tool;
+        loop {
+            for server in replay_servers_of(pid) {
+                if let Ok(cwd) = fs::read_link(format!("/proc/{server}/cwd")) {
+                    largest = largest.max(bytes_under(cwd.parent().unwrap()));
+                }
+            }
+            if let Some(status) = tool.try_wait().unwrap() {
+                return (status, largest);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let (status, largest) = watch.join().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        largest < 32 << 20,
+        "the replay's folder held {largest} bytes"
+    );
+    let server = LoadedRdb::load(&t.path("flooded.rdb"));
+    assert_eq!(server.conn().call(&["GET", "k"]).text(), "v");
+}
+
+/// Bytes of the regular files under `dir`, at any depth.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(kind) if kind.is_dir() => bytes_under(&e.path()),
+            Ok(kind) if kind.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
