@@ -270,6 +270,33 @@ impl Write for Timed {
     }
 }
 
+/// What may be said of a refused AUTH: its code, and the server's words
+/// only where they are known to quote nothing. Other replies are not
+/// shown: an "unknown command" (AUTH renamed on the server) quotes the
+/// arguments, cut at 128 bytes and with CR and LF made spaces, so no
+/// replacing of the password could be sure to catch it.
+fn auth_refusal(text: &str) -> String {
+    let code = text.split_whitespace().next().unwrap_or("ERR");
+    let code: String = code
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
+    let lower = text.to_ascii_lowercase();
+    let why = if lower.contains("unknown command") {
+        "AUTH is not a command this server knows: renamed? (rename-command in redis.conf)"
+    } else if lower.contains("without any password configured") {
+        "the server has no password for this user: remove redis_password"
+    } else if code == "WRONGPASS" {
+        "invalid username-password pair or user is disabled"
+    } else if lower.contains("invalid password") {
+        "invalid password"
+    } else {
+        "the server's reply is not shown: it may quote the password"
+    };
+    format!("{code} {why}")
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -544,16 +571,7 @@ impl Connection {
             None => self.call_raw("AUTH", &[pass])?,
         };
         match reply {
-            Value::Error(text) => {
-                // Redis does not echo AUTH arguments today, but an "unknown
-                // command" reply (AUTH renamed) would: never let it through.
-                let text = if password.expose().is_empty() {
-                    text
-                } else {
-                    text.replace(password.expose(), "***")
-                };
-                Err(self.server_error("AUTH", &text))
-            }
+            Value::Error(text) => Err(self.server_error("AUTH", &auth_refusal(&text))),
             _ => Ok(()),
         }
     }
@@ -1212,6 +1230,28 @@ fn parse_keyspace(info: &HashMap<String, String>) -> BTreeMap<u32, DbCount> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refused_auth_is_said_without_the_servers_quote() {
+        let long = "Pw".repeat(100);
+        let quoted = format!(
+            "ERR unknown command 'AUTH', with args beginning with: '{}'",
+            &long[..120]
+        );
+        let said = super::auth_refusal(&quoted);
+        assert!(!said.contains("PwPw"), "{said}");
+        assert!(said.starts_with("ERR AUTH is not a command"), "{said}");
+        let said = super::auth_refusal("ERR something 'short Secret9' odd");
+        assert!(!said.contains("Secret9"), "{said}");
+        assert_eq!(
+            super::auth_refusal("WRONGPASS invalid username-password pair or user is disabled."),
+            "WRONGPASS invalid username-password pair or user is disabled"
+        );
+        assert_eq!(
+            super::auth_refusal("ERR invalid password"),
+            "ERR invalid password"
+        );
+    }
+
     use super::*;
     use std::net::TcpListener;
 

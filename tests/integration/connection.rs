@@ -421,3 +421,39 @@ fn a_recorded_ttl_count_of_u64_max_does_not_overflow_the_restore_check() {
     restored.ok();
     assert_eq!(t.conn().call(&["GET", "k"]), Reply::Bulk(b"v".to_vec()));
 }
+
+/// AUTH renamed on the server, and the tool not told: the server's
+/// "unknown command" reply quotes the arguments, cut at 128 bytes and with
+/// CR and LF made spaces, so replacing the password by `***` missed it,
+/// and its start reached the error, the status file (0644) and the
+/// journal. A refused AUTH is now said by its code alone.
+#[test]
+fn a_refused_auth_never_quotes_the_password() {
+    let long = format!("Long{}", "SecretPw".repeat(40));
+    let mut t = TestRedis::builder()
+        .requirepass(&long)
+        .rename_command("AUTH", "AUTH-8c1f")
+        .start();
+    // The running server has the rename; the config the tool reads, not.
+    let conf = t.path("redis.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("rename-command"))
+        .collect();
+    std::fs::write(&conf, kept.join("\n") + "\n").unwrap();
+    let status = t.path("status.json");
+    t.set_setting("status_file", &status.display().to_string());
+    for password in [long.as_str(), "short\rSecret9"] {
+        let out = t
+            .cmd(&["backup"])
+            .env("REDIS_BACKUP_REDIS_PASSWORD", password)
+            .run();
+        out.code(3).stderr_has("AUTH");
+        for part in ["SecretPw", "Secret9"] {
+            out.lacks(part);
+            let status = std::fs::read_to_string(&status).expect("the status file");
+            assert!(!status.contains(part), "{status}");
+        }
+    }
+}
