@@ -66,17 +66,22 @@ pub fn connect_options(
         };
         // A port the conf chose must be one its account listens on; one
         // the settings chose is checked too, if the conf tells whose (once
-        // connected, if it is a port of this host: `tcp_owner`).
+        // connected, if it is a port of this host: `tcp_owner`). A conf
+        // that names a data dir which cannot be opened (a volume that did
+        // not mount) tells nobody's: then only root's will do. Redis cannot
+        // run there anyway, and any account may listen on its port.
         let account = match config.redis_port.is_none() && !conf_is_roots(conf) {
-            true => redis_account(conf)?,
-            false => redis_account(conf).ok().flatten(),
+            true => redis_account(conf)?.map(|uid| vec![uid]),
+            false => match redis_account(conf) {
+                Ok(account) => account.map(|uid| vec![uid]),
+                Err(e) => {
+                    log::debug!("whose Redis's port is cannot be told ({e}): only root's is taken");
+                    Some(Vec::new())
+                }
+            },
         };
         match account {
-            Some(uid) => Endpoint::TcpOf {
-                host,
-                port,
-                owners: vec![uid],
-            },
+            Some(owners) => Endpoint::TcpOf { host, port, owners },
             None => Endpoint::Tcp { host, port },
         }
     };
@@ -135,15 +140,13 @@ fn conf_socket(conf: &RedisConf, socket: &std::path::Path) -> Result<Endpoint> {
 /// to name that dir (`check_authority`, which a backup and a restore hold
 /// it to later anyway), checked before anything is sent: otherwise a third
 /// account that may write it would point us at a dir, and so a server, of
-/// another's. `None`: the config does not tell.
+/// another's. `None`: the config does not tell (a conf of root's that
+/// names no absolute dir); an error: it names a dir that cannot be opened,
+/// or one its writer has no say over.
 fn redis_account(conf: &RedisConf) -> Result<Option<u32>> {
     let roots = conf_is_roots(conf);
     if let Some(dir) = conf.dir.as_ref().filter(|dir| dir.is_absolute()) {
-        let data = match crate::fs::data_dir::DataDir::open(dir) {
-            Ok(data) => data,
-            Err(_) if roots => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let data = crate::fs::data_dir::DataDir::open(dir)?;
         if !roots {
             conf.check_authority(data.path(), data.owner())?;
         }

@@ -1744,3 +1744,41 @@ fn a_storage_directory_in_a_folder_the_account_writes_is_refused() {
         "written into root's folder"
     );
 }
+
+/// The data dir redis.conf names cannot be opened (a volume that did not
+/// mount; a fresh host): Redis cannot run, whose port it is could not be
+/// told, and the check of who accepted the connection was skipped, with
+/// a conf of root's, or with `redis_port` in the settings: `nobody`,
+/// listening on the port, got `AUTH` and the password. Not knowing whose
+/// the port is now means only root's will do.
+#[test]
+fn a_data_dir_that_cannot_be_opened_leaves_the_port_to_no_other_account() {
+    for how in ["a conf of root's", "redis_port in the settings"] {
+        let password = "settings-only-password-51c3";
+        let mut t = redis_with_a_settings_password(password);
+        match how {
+            "a conf of root's" => {
+                std::os::unix::fs::chown(t.redis_conf(), Some(0), None).unwrap();
+                set_mode(&t.redis_conf(), 0o640);
+            }
+            _ => t.set_setting("redis_port", &t.port.to_string()),
+        }
+        t.stop_redis();
+        let away = t.path("data.off");
+        fs::rename(t.data_dir(), &away).unwrap();
+        let listener = LocalListener::start_as(t.scratch(), Some("nobody"), t.port, 0);
+
+        let out = t.cmd(&["backup"]).run_within(Duration::from_secs(30));
+
+        let context = format!("{how}: {out}");
+        assert_no_crash(&out, &context);
+        assert_nothing_reached(
+            &listener.received(),
+            password,
+            "nobody's listener",
+            &context,
+        );
+        out.code(3).stderr_has("listened on by uid");
+        fs::rename(&away, t.data_dir()).unwrap();
+    }
+}
