@@ -104,7 +104,7 @@ pub fn read_proc(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
 /// the kernel's lease-break-time (45 s) on each such file. A leased file is
 /// an error of kind `WouldBlock` that says so. (O_NONBLOCK changes nothing
 /// for reading a regular file.)
-fn open_unwaiting(path: &Path) -> io::Result<File> {
+pub fn open_unwaiting(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .custom_flags(OFlags::NONBLOCK.bits() as i32)

@@ -11,13 +11,13 @@
 //! waiting out TIME_WAIT shows root on all; neither has an inode. Redis
 //! accepts at once, so we wait for it.
 
-use std::io;
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The tables are read whole, but not without end.
-const MAX_TABLE_LEN: u64 = 64 << 20;
+/// A line of the tables is 150 bytes; a longer one is not the kernel's.
+const MAX_LINE_LEN: u64 = 4096;
 const BETWEEN_LOOKS: Duration = Duration::from_millis(5);
 /// How long Redis may take to accept us when no timeout is set.
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
@@ -98,33 +98,55 @@ fn answers_from_itself(mut to: SocketAddr) -> bool {
         .is_ok_and(|local| local.ip() == to.ip())
 }
 
-/// The owners of the accepted sockets (those with an inode) whose local
-/// address is `theirs` and whose remote address is `ours`.
+/// The owner of the accepted socket (one with an inode) whose local
+/// address is `theirs` and whose remote address is `ours`, if there is one
+/// yet: none or one, the addresses of a live connection being its own.
 fn accepted_by(ours: SocketAddr, theirs: SocketAddr) -> io::Result<Vec<u32>> {
-    let mut uids = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = match crate::fs::read_proc(Path::new(table), MAX_TABLE_LEN) {
-            Ok(text) => text,
+        let file = match crate::fs::open_unwaiting(Path::new(table)) {
+            Ok(file) => file,
             // A kernel without IPv6 has no tcp6 table.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        uids.extend(owners_in(&String::from_utf8_lossy(&text), ours, theirs));
+        if let Some(uid) = owner_in(BufReader::new(file), ours, theirs)? {
+            return Ok(vec![uid]);
+        }
     }
-    Ok(uids)
+    Ok(Vec::new())
 }
 
-/// In one table: each line after the heading is `sl local remote state
-/// queues timer retransmits uid timeout inode ...`.
-fn owners_in(table: &str, ours: SocketAddr, theirs: SocketAddr) -> Vec<u32> {
+/// In one table, read line by line in constant memory to the line sought:
+/// a table is as long as any account makes it (a line a socket), and one
+/// read whole up to a cap was cut short by 450,000 listeners of a user's,
+/// our connection's line past the cap, every connection refused. Each line
+/// after the heading is `sl local remote state queues timer retransmits
+/// uid timeout inode ...`.
+fn owner_in(
+    mut table: impl BufRead,
+    ours: SocketAddr,
+    theirs: SocketAddr,
+) -> io::Result<Option<u32>> {
     let same = |a: SocketAddr, b: SocketAddr| {
         a.ip().to_canonical() == b.ip().to_canonical() && a.port() == b.port()
     };
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
+    let mut line = Vec::with_capacity(256);
+    let mut heading = true;
+    loop {
+        line.clear();
+        if (&mut table)
+            .take(MAX_LINE_LEN)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
+            return Ok(None);
+        }
+        if std::mem::take(&mut heading) {
+            continue;
+        }
+        let line = String::from_utf8_lossy(&line);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let found = || -> Option<u32> {
             let (local, remote) = (
                 parse_address(fields.get(1)?)?,
                 parse_address(fields.get(2)?)?,
@@ -133,8 +155,11 @@ fn owners_in(table: &str, ours: SocketAddr, theirs: SocketAddr) -> Vec<u32> {
             (same(local, theirs) && same(remote, ours) && inode != 0)
                 .then(|| fields.get(7)?.parse().ok())
                 .flatten()
-        })
-        .collect()
+        };
+        if let Some(uid) = found() {
+            return Ok(Some(uid));
+        }
+    }
 }
 
 /// `0100007F:18EB`: the address as the kernel keeps it, printed word by
@@ -232,9 +257,10 @@ mod tests {
             )
         };
         let heading = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let owner = |table: &str| owner_in(table.as_bytes(), ours, theirs).unwrap();
         let table = format!("{heading}{}{}", line("06", 0, 0), line("01", 65534, 4242));
-        assert_eq!(owners_in(&table, ours, theirs), [65534]);
+        assert_eq!(owner(&table), Some(65534));
         let only_closed = format!("{heading}{}", line("06", 0, 0));
-        assert!(owners_in(&only_closed, ours, theirs).is_empty());
+        assert_eq!(owner(&only_closed), None);
     }
 }

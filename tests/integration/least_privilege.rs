@@ -1782,3 +1782,69 @@ fn a_data_dir_that_cannot_be_opened_leaves_the_port_to_no_other_account() {
         fs::rename(&away, t.data_dir()).unwrap();
     }
 }
+
+/// Any account may open as many sockets as its limits allow, each a line
+/// of `/proc/net/tcp`: `nobody` opens 520,000 listeners (some 74 MB of
+/// table). The table was read whole up to 64 MiB, the line of our own
+/// connection past that cap, so whose socket accepted it was "not found":
+/// every backup, the archiver and every replay refused, exit 3, for as
+/// long as the sockets stayed (the PITR review). It is read line by line
+/// now, to the line sought. Played in a network namespace of its own, so
+/// that other tests beside it do not read that table.
+#[test]
+fn a_tcp_table_grown_past_64_mib_by_another_account_does_not_hide_redis() {
+    let t = redis().setting("redis_timeout", "10").prepare();
+    let account = setpriv_args(owner_user()).join(" ");
+    let nobody = setpriv_args("nobody").join(" ");
+    let log = t.path("netns-redis.log");
+    fs::write(&log, "").unwrap();
+    let (uid, gid) = user_ids(owner_user());
+    std::os::unix::fs::chown(&log, Some(uid), Some(gid)).unwrap();
+    let lair = t.path("nobodys");
+    fs::create_dir(&lair).unwrap();
+    let (nobody_uid, nobody_gid) = user_ids("nobody");
+    std::os::unix::fs::chown(&lair, Some(nobody_uid), Some(nobody_gid)).unwrap();
+    let flag = lair.join("listening");
+    let listeners = support_dir().join("listeners.py");
+    // Whatever way the script ends, nothing it started outlives it.
+    let script = format!(
+        r#"set -u
+ip link set lo up || exit 90
+setpriv {account} redis-server '{conf}' --daemonize no --logfile '{log}' --pidfile '' &
+redis=$!
+filler=
+trap 'kill -KILL $redis $filler 2>/dev/null' EXIT
+until redis-cli -p {port} ping 2>/dev/null | grep -q .; do
+  sleep 0.1; kill -0 $redis 2>/dev/null || exit 91
+done
+setpriv {nobody} /usr/bin/python3 '{listeners}' 520000 '{flag}' 60 &
+filler=$!
+until [ -e '{flag}' ]; do sleep 0.2; kill -0 $filler 2>/dev/null || exit 92; done
+echo "table $(wc -c < /proc/net/tcp)"
+'{bin}' -c '{settings}' backup
+echo "backup $?""#,
+        conf = t.redis_conf().display(),
+        log = log.display(),
+        port = t.port,
+        listeners = listeners.display(),
+        flag = flag.display(),
+        bin = BIN,
+        settings = t.settings_file().display(),
+    );
+    let out = t
+        .with_env(Run::new("unshare").args(&["--net", "bash", "-c", &script]))
+        .run_within(Duration::from_secs(120));
+    out.ok();
+    let table: u64 = out
+        .line_with("table ")
+        .trim_start_matches("table ")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        table > 64 << 20,
+        "the attack did not take: {table} bytes\n{out}"
+    );
+    assert_eq!(out.line_with("backup ").trim(), "backup 0", "{out}");
+    assert_eq!(t.list(&[]).len(), 1, "{out}");
+}
