@@ -27,6 +27,8 @@ const FULLRESYNC: &[u8] = b"+FULLRESYNC 0000000000000000000000000000000000000000
 const NO_WAIT: Duration = Duration::from_millis(1);
 /// The most a handshake command may be (the replica's are a few dozen bytes).
 const COMMAND_CAP: u64 = 4096;
+/// The most commands a handshake may have (a replica sends five or six).
+const MOST_COMMANDS: usize = 16;
 
 /// A port of 127.0.0.1 listening for the replay server.
 pub(super) struct Primary {
@@ -91,12 +93,15 @@ impl Primary {
     /// `None` for a connection that is not the replay server's.
     fn handshake(&self, stream: TcpStream, deadline: Instant) -> Option<Link> {
         stream.set_nonblocking(false).ok()?;
-        stream.set_read_timeout(Some(STEP_TIMEOUT)).ok()?;
-        stream.set_write_timeout(Some(STEP_TIMEOUT)).ok()?;
         let mut reader = BufReader::new(stream.try_clone().ok()?);
         let mut writer = stream;
         let mut authenticated = false;
-        loop {
+        // Whatever the peer does, it is over by the deadline.
+        for _ in 0..MOST_COMMANDS {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let step = Some(left.min(STEP_TIMEOUT)).filter(|t| !t.is_zero())?;
+            writer.set_read_timeout(Some(step)).ok()?;
+            writer.set_write_timeout(Some(step)).ok()?;
             let args = match resp::read_value(&mut (&mut reader).take(COMMAND_CAP)).ok()? {
                 Value::Array(Some(items)) => items,
                 _ => return None,
@@ -127,6 +132,7 @@ impl Primary {
             };
             writer.write_all(reply).ok()?;
         }
+        None
     }
 }
 
@@ -282,5 +288,45 @@ impl Write for Exact<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A peer that passes the owner check (root's: any test's) but keeps
+    /// the handshake going with a PING now and then held the replay past
+    /// its deadline, for as long as it went on.
+    #[test]
+    fn a_handshake_that_never_ends_ends_by_the_deadline() {
+        let primary = Primary::listen().unwrap();
+        let port = primary.port().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pinging = std::sync::Arc::clone(&stop);
+        let peer = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+            while !pinging.load(std::sync::atomic::Ordering::Relaxed) {
+                if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (done, outcome) = mpsc::channel();
+        let me = rustix::process::geteuid().as_raw();
+        std::thread::spawn(move || {
+            let accepted = primary.accept(me, Instant::now() + Duration::from_secs(1));
+            let _ = done.send(accepted.is_err());
+        });
+        let ended = outcome.recv_timeout(Duration::from_secs(5));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = peer.join();
+        assert_eq!(
+            ended,
+            Ok(true),
+            "still in the handshake 4 s past its deadline"
+        );
     }
 }
