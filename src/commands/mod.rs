@@ -132,6 +132,17 @@ pub fn run(config: &Config, command: Command) -> Result<Report> {
 }
 
 /// The status file of a backup or restore, when one is configured.
+/// How long a run waits for another's report to be written.
+const STATUS_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The lock of the status file's read-modify-write: beside the host lock,
+/// whose folder is checked to be root's alone.
+fn status_lock_of(config: &Config) -> std::path::PathBuf {
+    let mut name = config.lock_file.clone().into_os_string();
+    name.push(".status");
+    name.into()
+}
+
 fn report_status<T>(
     config: &Config,
     operation: &str,
@@ -144,6 +155,10 @@ fn report_status<T>(
     let Some(path) = &config.status_file else {
         return;
     };
+    // Its read-modify-write, one run at a time: a run's report made while
+    // another wrote its own was lost. Not the host lock, which a run
+    // refused for it does not have, and which a restore may hold for long.
+    let _status_lock = crate::fs::lock_waiting(&status_lock_of(config), STATUS_LOCK_WAIT);
     let (size, id) = match result {
         Ok(value) => {
             let (size, id) = facts(value);

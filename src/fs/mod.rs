@@ -315,6 +315,43 @@ pub struct HostLock {
 }
 
 pub fn lock_host(path: &Path) -> Result<HostLock> {
+    match try_lock_host(path)? {
+        Ok(lock) => Ok(lock),
+        Err(holder) => Err(Error::other(format!(
+            "another redis-backup run{holder} holds the lock {}; one runs at a time: wait for it to finish",
+            path.display()
+        ))),
+    }
+}
+
+/// The lock at `path` (as `lock_host` checks and takes it), waited for at
+/// most `within`; `None`, said in the log, if it stayed held or cannot be
+/// had: for a step short enough that going on without it is the lesser harm.
+pub fn lock_waiting(path: &Path, within: std::time::Duration) -> Option<HostLock> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match try_lock_host(path) {
+            Ok(Ok(lock)) => return Some(lock),
+            Ok(Err(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Ok(Err(holder)) => {
+                log::warn!(
+                    "{} stayed held{holder}; going on without it",
+                    path.display()
+                );
+                return None;
+            }
+            Err(e) => {
+                log::warn!("{e}; going on without it");
+                return None;
+            }
+        }
+    }
+}
+
+/// The lock, or (inner `Err`) who holds it, as " (pid N)" or nothing.
+fn try_lock_host(path: &Path) -> Result<std::result::Result<HostLock, String>> {
     // In (or through) a folder another account may write, that account
     // could rename the lock away (two runs at once), swap a folder on the
     // way for one of root's (where root would write its pid), or, in a
@@ -374,10 +411,7 @@ pub fn lock_host(path: &Path) -> Result<HostLock> {
             } else {
                 format!(" (pid {holder})")
             };
-            return Err(Error::other(format!(
-                "another redis-backup run{who} holds the lock {}; one runs at a time: wait for it to finish",
-                path.display()
-            )));
+            return Ok(Err(who));
         }
         Err(fs::TryLockError::Error(e)) => {
             return Err(Error::other(format!("cannot lock {}: {e}", path.display())))
@@ -386,7 +420,7 @@ pub fn lock_host(path: &Path) -> Result<HostLock> {
     // The pid is only a hint for the message above; the lock itself is the flock.
     let _ = file.set_len(0);
     let _ = writeln!(file, "{}", std::process::id());
-    Ok(HostLock { _file: file })
+    Ok(Ok(HostLock { _file: file }))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use crate::harness::*;
 use serde_json::Value;
+use std::fs;
 
 #[test]
 fn bad_ids_are_usage_errors_and_missing_ones_storage_errors() {
@@ -412,4 +413,43 @@ fn an_export_removes_what_a_killed_export_to_the_same_path_left() {
     t.run(&["export", &id, "--out", &out]).ok();
 
     assert_eq!(dir_entries(&out_dir), vec![other, "x.rdb".to_string()]);
+}
+
+/// Each run reads the status file, sets its own entry and writes it back.
+/// A backup held as it wrote its file (strace delays its rename 3 s)
+/// while a restore wrote its own: the restore's entry was lost, as the
+/// crash review showed. The read-modify-write is one run's at a time now.
+#[test]
+fn a_report_written_while_another_is_does_not_erase_it() {
+    let mut t = TestRedis::start();
+    let status = t.path("status/redis-backup.json");
+    fs::create_dir_all(status.parent().unwrap()).unwrap();
+    t.set_setting("status_file", &status.display().to_string());
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    let slow = t
+        .with_env(
+            Run::new("strace")
+                .args(&[
+                    "-f",
+                    "-o",
+                    "/dev/null",
+                    "-e",
+                    "trace=rename,renameat,renameat2",
+                ])
+                .args(&[
+                    "-e",
+                    "inject=rename,renameat,renameat2:delay_enter=3000000:when=1",
+                ])
+                .args(&[BIN, "-c", &t.settings_file().display().to_string()])
+                .args(&["backup"]),
+        )
+        .spawn();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    t.run(&["restore", &id]).ok();
+    let backup = slow.wait_with_output().unwrap();
+    assert!(backup.status.success(), "{backup:?}");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&status).unwrap()).unwrap();
+    assert!(report["restore"].is_object(), "{report}");
+    assert!(report["backup"].is_object(), "{report}");
 }
