@@ -479,7 +479,17 @@ pub fn remove_tree(at: BorrowedFd<'_>, name: &str) -> io::Result<()> {
 
 /// Remove everything in the directory `dir`, but not the directory itself.
 pub fn remove_contents(dir: BorrowedFd<'_>) -> io::Result<()> {
-    for_each_name(dir, |name| remove_levels(dir, name, MAX_TREE_DEPTH))
+    remove_contents_but(dir, None)
+}
+
+/// The same, but for the entry named `kept`, if given.
+pub fn remove_contents_but(dir: BorrowedFd<'_>, kept: Option<&str>) -> io::Result<()> {
+    for_each_name(dir, |name| {
+        match Some(name.to_bytes()) == kept.map(str::as_bytes) {
+            true => Ok(()),
+            false => remove_levels(dir, name, MAX_TREE_DEPTH),
+        }
+    })
 }
 
 fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<()> {

@@ -51,6 +51,8 @@ pub enum Step {
     PutBack,
     /// Finished, successfully or by a completed rollback; nothing to recover.
     Done,
+    /// The folder is being removed: a run that finds it so removes the rest.
+    Removing,
 }
 
 impl Step {
@@ -64,6 +66,7 @@ impl Step {
             Step::NewAway => "new-away".into(),
             Step::PutBack => "put-back".into(),
             Step::Done => "done".into(),
+            Step::Removing => "removing".into(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Step {
             "new-away" => Step::NewAway,
             "put-back" => Step::PutBack,
             "done" => Step::Done,
+            "removing" => Step::Removing,
             _ => return None,
         })
     }
@@ -353,18 +357,65 @@ impl WorkDir {
     /// Remove the folder and everything in it. The contents go through our
     /// descriptor; the folder's name is removed only if it is still ours
     /// (Redis's account may have renamed it, and put something else there).
-    pub fn remove(self, data: &DataDir) -> io::Result<()> {
-        data_dir::remove_contents(self.fd())?;
-        let ours = rfs::fstat(&self.fd)?;
-        let there = rfs::statat(
-            data.fd(),
-            self.name.as_str(),
-            rfs::AtFlags::SYMLINK_NOFOLLOW,
-        )?;
-        if (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino) {
-            rfs::unlinkat(data.fd(), self.name.as_str(), rfs::AtFlags::REMOVEDIR)?;
+    /// Journaled first, the journal removed last: a run killed on the way
+    /// leaves a folder the next restore knows to finish removing
+    /// (`finish_removals`), never one holding a dataset that no run looks
+    /// at again.
+    pub fn remove(mut self, data: &DataDir) -> io::Result<()> {
+        self.record(Step::Removing).map_err(io::Error::other)?;
+        remove_folder(data, &self.name, self.fd.as_fd())
+    }
+}
+
+fn remove_folder(data: &DataDir, name: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
+    data_dir::remove_contents_but(fd, Some(JOURNAL))?;
+    match rfs::unlinkat(fd, JOURNAL, rfs::AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let ours = rfs::fstat(fd)?;
+    let there = rfs::statat(data.fd(), name, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
+    if (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino) {
+        rfs::unlinkat(data.fd(), name, rfs::AtFlags::REMOVEDIR)?;
+    }
+    data.sync()
+}
+
+/// The folders of earlier runs killed while removing them (their journal
+/// says `removing`, or it is gone and they are empty): removed now,
+/// whatever else they hold.
+pub fn finish_removals(data: &DataDir) {
+    let mut names = Vec::new();
+    let _ = data_dir::for_each_name(data.fd(), |name| {
+        if let Some(name) = std::str::from_utf8(name.to_bytes())
+            .ok()
+            .filter(|name| name.starts_with(FOLDER_PREFIX))
+        {
+            names.push(name.to_string());
         }
-        data.sync()
+        Ok(())
+    });
+    for name in names {
+        let Ok(fd) = data_dir::open_dir(data.fd(), &name) else {
+            continue;
+        };
+        let ours = rfs::fstat(&fd).is_ok_and(|stat| private_to_root(&stat).is_ok());
+        let removing = read_capped(fd.as_fd(), JOURNAL).is_ok_and(|text| {
+            String::from_utf8_lossy(&text)
+                .lines()
+                .any(|line| Step::parse(line) == Some(Step::Removing))
+        });
+        // Killed after its journal went, before the folder did: empty.
+        let emptied = data_dir::is_empty(fd.as_fd()).unwrap_or(false);
+        if ours && (removing || emptied) {
+            log::info!(
+                "removing {}, which an earlier run began to remove",
+                data.join(&name).display()
+            );
+            if let Err(e) = remove_folder(data, &name, fd.as_fd()) {
+                log::warn!("could not remove {}: {e}", data.join(&name).display());
+            }
+        }
     }
 }
 
