@@ -16,7 +16,7 @@ use crate::codec::rdb::RdbInfo;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{self, DataDir};
+use crate::fs::data_dir::{self, DataDir, FileIdentity};
 use crate::fs::lock_host;
 use crate::fs::room::{self, Room};
 use crate::fs::write_behind::{Cache, WriteBehind};
@@ -209,6 +209,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         Ok(keys) => {
             work.record(Step::Done)?;
             let previous = finish(work, &data, request.keep_previous);
+            leave_no_dump_unless_kept(&files, &data);
             let took = started.elapsed();
             info!("restored {name} in {}s", units::seconds(took, 1));
             Ok(Restored {
@@ -696,6 +697,40 @@ fn save_again_once_room_is_back(plan: &Plan) {
     match saved {
         Ok(_) => info!("with the staged restore removed, Redis saved again and takes writes"),
         Err(e) => log::warn!("Redis could not save even with the staged restore removed ({}): it may refuse writes until a save works", e.message()),
+    }
+}
+
+/// A Redis that keeps nothing on disk (`save ""`, `appendonly no`) runs
+/// on the restored data now; the dump it started on, left there, would be
+/// loaded again at each later start: keys deleted since back, keys written
+/// since lost for stale ones. It goes, as the dump a backup of such a
+/// server makes does.
+fn leave_no_dump_unless_kept(files: &DataFiles, data: &DataDir) {
+    if files.persistent() {
+        return;
+    }
+    let name = &files.dbfilename;
+    let removed = data
+        .open_dump(name)
+        .and_then(|dump| FileIdentity::of(&dump).map_err(|e| Error::other(e.to_string())))
+        .and_then(|identity| {
+            data.remove_if_same(name, identity)
+                .map_err(|e| Error::other(e.to_string()))
+        });
+    match removed {
+        Ok(true) => {
+            let _ = data.sync();
+            info!(
+                "removed {}, which Redis started on: it keeps nothing on disk",
+                data.join(name).display()
+            );
+        }
+        Ok(false) => {}
+        Err(e) => log::warn!(
+            "{} stays ({}): Redis keeps nothing on disk, and would load it at its next start; remove it",
+            data.join(name).display(),
+            e.message()
+        ),
     }
 }
 

@@ -1121,3 +1121,29 @@ fn a_restore_into_a_replica_is_refused() {
         .stderr_has("makes Redis a replica of 127.0.0.1");
     before.check(&t, "a replica by its config");
 }
+
+/// A Redis that keeps nothing on disk (`save ""`, `appendonly no`) starts
+/// on the dump the restore places; left there, every later start of Redis
+/// loaded it again: keys deleted since came back, keys written since were
+/// lost for stale ones (the crash review). Once Redis runs on it and the
+/// restore is done, it goes, as a backup's dump does.
+#[test]
+fn a_restore_into_a_redis_that_keeps_nothing_on_disk_leaves_no_dump() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    t.conn().ok(&["SET", "k", "restored"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "k", "changed"]);
+
+    t.run(&["restore", &id]).ok();
+
+    assert_eq!(t.conn().call(&["GET", "k"]).text(), "restored");
+    assert!(!t.dump_file().exists(), "the placed dump is left");
+    t.conn().ok(&["DEL", "k"]);
+    t.stop_redis();
+    t.start_redis();
+    assert_eq!(
+        t.conn().call(&["EXISTS", "k"]).int(),
+        0,
+        "a deleted key came back"
+    );
+}
