@@ -362,13 +362,21 @@ fn empty(dir: BorrowedFd<'_>, removal: Removal) -> io::Result<()> {
 /// Remove the private directories (`PrivateDir`) named `prefix…` in
 /// `parent` that runs killed before they could remove them left: a
 /// replay's holds a whole dataset. Taken are only directories of ours
-/// (not links) that nobody holds locked and that are not empty; an empty
-/// one may be a live run's between its `mkdir` and its lock. Others'
-/// entries under such names are passed over. What they hold is removed as
+/// (not links) that nobody holds locked and that are not empty, or empty
+/// and older than `EMPTY_FOR` (a server killed with its run removes its
+/// socket as it ends, and leaves the folder empty); a younger empty one
+/// may be a live run's between its `mkdir` and its lock. Others' entries
+/// under such names are passed over. What they hold is removed as
 /// `removal` allows (as their own runs would have). Housekeeping: what
 /// cannot be removed is a warning, and the caller goes on.
 pub fn sweep_abandoned(parent: &Path, prefix: &str, removal: Removal) {
     let ours = rustix::process::geteuid().as_raw();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let long_empty = |dir: BorrowedFd<'_>| {
+        rfs::fstat(dir).is_ok_and(|stat| now - stat.st_mtime > EMPTY_FOR.as_secs() as i64)
+    };
     let swept = open_dir(CWD, parent).and_then(|at| {
         for_each_name(at.as_fd(), |name| {
             if !name.to_bytes().starts_with(prefix.as_bytes()) {
@@ -379,7 +387,7 @@ pub fn sweep_abandoned(parent: &Path, prefix: &str, removal: Removal) {
             };
             let abandoned = rfs::fstat(&dir).is_ok_and(|stat| stat.st_uid == ours)
                 && rfs::flock(&dir, rfs::FlockOperation::NonBlockingLockExclusive).is_ok()
-                && is_empty(dir.as_fd()).is_ok_and(|empty| !empty);
+                && is_empty(dir.as_fd()).is_ok_and(|empty| !empty || long_empty(dir.as_fd()));
             if abandoned {
                 let gone = empty(dir.as_fd(), removal)
                     .and_then(|()| Ok(rfs::unlinkat(at.as_fd(), name, AtFlags::REMOVEDIR)?));
@@ -404,6 +412,10 @@ pub fn sweep_abandoned(parent: &Path, prefix: &str, removal: Removal) {
         );
     }
 }
+
+/// How long an empty private directory may be a live run's, between its
+/// `mkdir` and its lock (microseconds, in truth).
+const EMPTY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Whether `name` exists in `at` (a symlink counts, and is not followed).
 pub fn entry_exists(at: BorrowedFd<'_>, name: &str) -> bool {
@@ -542,7 +554,7 @@ mod tests {
     }
 
     #[test]
-    fn only_unlocked_folders_of_ours_with_something_in_them_are_swept() {
+    fn only_unlocked_folders_of_ours_with_something_in_them_or_long_empty_are_swept() {
         let base = std::env::temp_dir().join(format!("rb-sweep-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).unwrap();
@@ -554,6 +566,12 @@ mod tests {
             std::os::unix::fs::chown(base.join(name), Some(owner), None).unwrap();
         }
         fs::create_dir(base.join("rb-x-empty")).unwrap();
+        // Emptied by a server that removed its socket as it ended, long ago.
+        fs::create_dir(base.join("rb-x-emptied")).unwrap();
+        let long_ago = std::time::SystemTime::now() - EMPTY_FOR - std::time::Duration::from_secs(5);
+        fs::File::open(base.join("rb-x-emptied"))
+            .and_then(|dir| dir.set_modified(long_ago))
+            .unwrap();
         std::os::unix::fs::symlink(base.join("other-x"), base.join("rb-x-link")).unwrap();
 
         sweep_abandoned(&base, "rb-x-", Removal::Whole);

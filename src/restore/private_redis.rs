@@ -41,7 +41,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
-/// The private server's socket directory is `<tmp>/redis-backup-aof-<random>`.
+/// The private server's socket directory is `/tmp/redis-backup-aof-<random>`.
 const PRIVATE_DIR_PREFIX: &str = "redis-backup-aof-";
 /// Files the private server creates get the modes Debian's unit gives
 /// Redis's own (UMask=007).
@@ -412,7 +412,9 @@ struct SocketDir(PrivateDir);
 impl SocketDir {
     fn create(owner: Owner) -> Result<SocketDir> {
         let random = crypto::hex(&crypto::random_bytes::<8>()?);
-        let tmp = std::env::temp_dir();
+        // Not $TMPDIR: the environment of a run by hand may name a folder
+        // another account may write in, which could take the folder away.
+        let tmp = PathBuf::from("/tmp");
         // The owner's group may write in it (for the server's socket).
         data_dir::sweep_abandoned(&tmp, PRIVATE_DIR_PREFIX, Removal::Flat);
         let name = format!("{PRIVATE_DIR_PREFIX}{random}");
