@@ -93,14 +93,17 @@ impl Primary {
     /// `None` for a connection that is not the replay server's.
     fn handshake(&self, stream: TcpStream, deadline: Instant) -> Option<Link> {
         stream.set_nonblocking(false).ok()?;
-        let mut reader = BufReader::new(stream.try_clone().ok()?);
+        // Whatever the peer does, a byte at a time or a command after
+        // another, it is over by the deadline.
+        let mut reader = BufReader::new(ByDeadline {
+            stream: stream.try_clone().ok()?,
+            deadline,
+        });
         let mut writer = stream;
         let mut authenticated = false;
-        // Whatever the peer does, it is over by the deadline.
         for _ in 0..MOST_COMMANDS {
             let left = deadline.checked_duration_since(Instant::now())?;
             let step = Some(left.min(STEP_TIMEOUT)).filter(|t| !t.is_zero())?;
-            writer.set_read_timeout(Some(step)).ok()?;
             writer.set_write_timeout(Some(step)).ok()?;
             let args = match resp::read_value(&mut (&mut reader).take(COMMAND_CAP)).ok()? {
                 Value::Array(Some(items)) => items,
@@ -133,6 +136,25 @@ impl Primary {
             writer.write_all(reply).ok()?;
         }
         None
+    }
+}
+
+/// A socket each read of which waits at most the step's timeout and ends
+/// by the deadline.
+struct ByDeadline {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for ByDeadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or(std::io::ErrorKind::TimedOut)?;
+        self.stream.set_read_timeout(Some(left.min(STEP_TIMEOUT)))?;
+        self.stream.read(buf)
     }
 }
 
@@ -327,6 +349,37 @@ mod tests {
             ended,
             Ok(true),
             "still in the handshake 4 s past its deadline"
+        );
+    }
+
+    /// The same with one command sent a byte at a time: each read had the
+    /// step's 10 s, and 4096 bytes of them (the self-review's trickle).
+    #[test]
+    fn a_command_trickled_a_byte_at_a_time_ends_by_the_deadline() {
+        let primary = Primary::listen().unwrap();
+        let port = primary.port().unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+            let _ = stream.write_all(b"*1\r\n$4000\r\n");
+            for _ in 0..20 {
+                if stream.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let (done, outcome) = mpsc::channel();
+        let me = rustix::process::geteuid().as_raw();
+        std::thread::spawn(move || {
+            let accepted = primary.accept(me, Instant::now() + Duration::from_secs(1));
+            let _ = done.send(accepted.is_err());
+        });
+        let ended = outcome.recv_timeout(Duration::from_secs(4));
+        let _ = peer.join();
+        assert_eq!(
+            ended,
+            Ok(true),
+            "still in the handshake 3 s past its deadline"
         );
     }
 }

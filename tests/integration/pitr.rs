@@ -2002,25 +2002,10 @@ fn replay_servers_of(parent: u32) -> Vec<u32> {
 /// it running, nor its folder for good.
 #[test]
 fn the_replay_server_ends_with_a_killed_export() {
-    let mut t = TestRedis::builder()
-        .setting("archive_interval", "1")
-        .setting("redis_timeout", "2")
-        .prepare();
-    let fake = fake_primary(vec![[
-        command(&["SELECT", "0"]),
-        command(&["SET", "k", "v"]),
-    ]
-    .concat()]);
-    t.set_setting("redis_port", &fake.port.to_string());
-    t.remove_setting("redis_password");
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("following the primary again");
-    archiver.signal("TERM");
-    archiver.finish();
-    let end = timeline(&t)[0]["to"]
-        .as_str()
-        .expect("a window")
-        .to_string();
+    let (t, end) = a_window_of_a_fake_primary(
+        [command(&["SELECT", "0"]), command(&["SET", "k", "v"])].concat(),
+        Duration::ZERO,
+    );
 
     let out = t.path("killed.rdb").display().to_string();
     let mut tool = t.cmd(&["export", "--at", &end, "--out", &out]).spawn();
@@ -3415,30 +3400,19 @@ fn a_time_of_an_instance_without_windows_names_those_with_some() {
 /// its gist kept.
 #[test]
 fn a_library_that_floods_the_log_fills_no_disk_in_a_replay() {
-    let mut t = TestRedis::builder()
-        .setting("archive_interval", "1")
-        .setting("redis_timeout", "2")
-        .prepare();
     let library = "#!lua name=spam\nlocal s='x' for i=1,16 do s=s..s end \
                    for i=1,4000 do redis.log(redis.LOG_WARNING,s) end \
                    redis.register_function('f',function() return 1 end)";
-    let fake = fake_primary(vec![[
-        command(&["SELECT", "0"]),
-        command(&["FUNCTION", "LOAD", "REPLACE", library]),
-        command(&["SET", "k", "v"]),
-    ]
-    .concat()]);
-    t.set_setting("redis_port", &fake.port.to_string());
-    t.remove_setting("redis_password");
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("following the primary again");
-    std::thread::sleep(Duration::from_secs(3));
-    archiver.signal("TERM");
-    archiver.finish();
-    let end = timeline(&t)[0]["to"]
-        .as_str()
-        .expect("a window")
-        .to_string();
+    let (t, end) = a_window_of_a_fake_primary(
+        [
+            command(&["SELECT", "0"]),
+            command(&["FUNCTION", "LOAD", "REPLACE", library]),
+            command(&["SET", "k", "v"]),
+        ]
+        .concat(),
+        // The stream is sent a second after the base.
+        Duration::from_secs(3),
+    );
 
     let out = t.path("flooded.rdb").display().to_string();
     let tool = t.cmd(&["export", "--at", &end, "--out", &out]).spawn();
@@ -3466,6 +3440,29 @@ fn a_library_that_floods_the_log_fills_no_disk_in_a_replay() {
     );
     let server = LoadedRdb::load(&t.path("flooded.rdb"));
     assert_eq!(server.conn().call(&["GET", "k"]).text(), "v");
+}
+
+/// A window archived from a fake primary that sends `stream` after its
+/// base, the archiver stopped `settle` after it follows; the window's end
+/// as `timeline` says it.
+fn a_window_of_a_fake_primary(stream: Vec<u8>, settle: Duration) -> (TestRedis, String) {
+    let mut t = TestRedis::builder()
+        .setting("archive_interval", "1")
+        .setting("redis_timeout", "2")
+        .prepare();
+    let fake = fake_primary(vec![stream]);
+    t.set_setting("redis_port", &fake.port.to_string());
+    t.remove_setting("redis_password");
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("following the primary again");
+    std::thread::sleep(settle);
+    archiver.signal("TERM");
+    archiver.finish();
+    let end = timeline(&t)[0]["to"]
+        .as_str()
+        .expect("a window")
+        .to_string();
+    (t, end)
 }
 
 /// Bytes of the regular files under `dir`, at any depth.
