@@ -4,8 +4,8 @@
 //! arriving then ended the process with Redis down, its data in a work
 //! folder that only the next run put back. While a `Held` lives, those
 //! signals are noted, not acted on; the step finishes (or rolls back), and
-//! the run ends as it would have. SIGKILL cannot be held: the journal is
-//! for that.
+//! the caller asks `arrived` whether to go on to anything new. SIGKILL
+//! cannot be held: the journal is for that.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -47,6 +47,12 @@ impl Held {
             *before = unsafe { libc::signal(*signal, handler) };
         }
         Held { why, before }
+    }
+
+    /// The signal that arrived while held, if one did: the run was asked
+    /// to end, and starts nothing new.
+    pub fn arrived(&self) -> Option<i32> {
+        Some(ARRIVED.load(Ordering::Relaxed)).filter(|&signal| signal != 0)
     }
 }
 

@@ -108,8 +108,13 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         wait: config.save_timeout,
     };
     {
-        let _held = Held::during("an interrupted restore was finished");
+        let held = Held::during("an interrupted restore was finished");
         rollback::recover_interrupted(&server)?;
+        if let Some(signal) = held.arrived() {
+            return Err(Error::other(format!(
+                "stopped by signal {signal}: the interrupted restore was finished first, and nothing else was done"
+            )));
+        }
     }
     let was_active = service.is_active()?;
     refuse_a_replica(&conf, &connect, was_active)?;

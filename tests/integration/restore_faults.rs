@@ -985,3 +985,47 @@ fn a_work_folder_whose_removal_was_cut_short_is_removed_by_the_next_run() {
         assert!(n < 100, "the restore never finished under strace");
     }
 }
+
+/// Ctrl-C while a run finishes an interrupted restore (Redis is down
+/// then): held until Redis runs again on its old data, and the run then
+/// ends. It was held, then forgotten: the run went on to stage and place
+/// a whole new restore (the self-review).
+#[test]
+fn ctrl_c_while_an_interrupted_restore_is_finished_ends_the_run_there() {
+    let t = TestRedis::start();
+    let (_, id, changed) = backed_up_then_changed(&t);
+    // Killed after moving the dump aside, before placing the new one.
+    assert!(killed_at(&t, &id, "rename,renameat,renameat2", 2));
+    slow_to_say_it_is_ready_once(&t);
+    let starts = || {
+        t.shim_calls()
+            .iter()
+            .filter(|l| l.starts_with("start "))
+            .count()
+    };
+    let before = starts();
+    let tool = t
+        .cmd(&["restore", &id])
+        .command()
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let group = tool.id();
+    wait_for("the recovery to start Redis", || {
+        (starts() > before).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{group}")])
+        .status()
+        .unwrap();
+    let out = tool.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by signal 2"), "{stderr}");
+    assert!(t.is_active(), "{stderr}");
+    assert_eq!(t.state(), changed, "a new restore was made\n{stderr}");
+}
