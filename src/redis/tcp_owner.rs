@@ -58,6 +58,12 @@ pub fn check(stream: &TcpStream, owners: &[u32], timeout: Duration) -> io::Resul
         .find(|&uid| uid != 0 && !owners.contains(&uid))
     {
         None => Ok(()),
+        Some(uid) if owners.is_empty() => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the port is listened on by uid {uid}, not by root, and whose Redis's port is cannot be told here (the data dir redis.conf names cannot be opened): set redis_socket, or run where that dir is"
+            ),
+        )),
         Some(uid) => {
             let expected: Vec<String> = owners.iter().map(u32::to_string).collect();
             Err(io::Error::new(

@@ -1778,7 +1778,10 @@ fn a_data_dir_that_cannot_be_opened_leaves_the_port_to_no_other_account() {
             "nobody's listener",
             &context,
         );
-        out.code(3).stderr_has("listened on by uid");
+        out.code(3)
+            .stderr_has("listened on by uid")
+            .stderr_has("cannot be told here")
+            .stderr_lacks("(uid )");
         fs::rename(&away, t.data_dir()).unwrap();
     }
 }
