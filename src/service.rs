@@ -46,15 +46,24 @@ impl Service {
 
     /// Stop the unit and confirm it is no longer active.
     pub fn stop(&self) -> Result<()> {
+        self.stop_unless_refused()?
+    }
+
+    /// The same; `Ok(Err(refusal))` when systemctl answered that it would
+    /// not (a unit it does not know), as against one that did not answer
+    /// in time, whose job goes on.
+    pub fn stop_unless_refused(&self) -> Result<Result<()>> {
         info!("systemctl stop {}", self.unit);
-        checked(self.systemctl(&["stop", &self.unit])?, "stop", &self.unit)?;
+        if let Err(refused) = checked(self.systemctl(&["stop", &self.unit])?, "stop", &self.unit) {
+            return Ok(Err(refused));
+        }
         if self.is_active()? {
             return Err(Error::other(format!(
                 "systemctl stop {} returned, but the unit is still active",
                 self.unit
             )));
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     pub fn start(&self) -> Result<()> {

@@ -153,12 +153,13 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
 }
 
 /// A unit that did not run before the restore and is not active now may
-/// be one systemd does not know (its start failed at once): its stop
-/// fails, and nothing of ours runs under it to stop.
+/// be one systemd does not know (its start failed at once): systemctl
+/// refuses its stop, and nothing of ours runs under it to stop. A stop
+/// that does not end in time is no such answer: its unit may be saving.
 fn stop_for_the_rollback(server: &Server, start_again: bool) -> Result<()> {
-    match server.service.stop() {
-        Err(e) if !start_again && !server.service.is_active()? => {
-            warn!("{e}; going on: the unit is not active");
+    match server.service.stop_unless_refused()? {
+        Err(refused) if !start_again && !server.service.is_active()? => {
+            warn!("{refused}; going on: the unit is not active");
             Ok(())
         }
         stopped => stopped,

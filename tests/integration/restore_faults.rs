@@ -930,6 +930,12 @@ fn a_start_that_outlives_save_timeout_is_stopped_even_if_redis_did_not_run_befor
 
 /// The unit's next start says the server is ready 3 s after it is.
 fn slow_to_say_it_is_ready_once(t: &TestRedis) {
+    slow_once(t, false);
+}
+
+/// That, and, if `to_stop` too, the server of that start takes 4 s a key
+/// to save as it stops.
+fn slow_once(t: &TestRedis, to_stop: bool) {
     use std::os::unix::fs::PermissionsExt;
     let slow = t.path("slow");
     fs::create_dir_all(&slow).unwrap();
@@ -942,6 +948,7 @@ for ((i=0;i<${#args[@]};i++)); do
   if [ "${args[i]}" = --logfile ]; then log=${args[i+1]}; args[i+1]="$log.inner"; fi
 done
 : > "$log.inner"
+if [ -e "STOPSLOW" ]; then rm -f "STOPSLOW"; args+=(--rdb-key-save-delay 4000000); fi
 redis-server "${args[@]}" &
 child=$!
 trap 'kill -TERM $child' TERM
@@ -950,7 +957,14 @@ if [ -e "ONCE" ]; then rm -f "ONCE"; sleep 3; fi
 echo "Ready to accept connections (late)" >> "$log"
 wait $child; wait $child
 "#
-    .replace("ONCE", &once.display().to_string());
+    .replace("ONCE", &once.display().to_string())
+    .replace(
+        "STOPSLOW",
+        &slow.join("stop-slow-once").display().to_string(),
+    );
+    if to_stop {
+        fs::write(slow.join("stop-slow-once"), "").unwrap();
+    }
     fs::write(&wrapper, script).unwrap();
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
     fs::write(
@@ -1028,4 +1042,37 @@ fn ctrl_c_while_an_interrupted_restore_is_finished_ends_the_run_there() {
     assert!(stderr.contains("stopped by signal 2"), "{stderr}");
     assert!(t.is_active(), "{stderr}");
     assert_eq!(t.state(), changed, "a new restore was made\n{stderr}");
+}
+
+/// The same start, and the rollback's stop of it outlives `save_timeout`
+/// too (Redis saving as it stops): the unit is "deactivating", not active.
+/// The rollback took a stop that did not answer in time for one refused
+/// (a unit systemd does not know), went on, and moved the files while the
+/// server that loaded the restored ones was still to save them over the
+/// previous (the self-review). It stops there now, exit 7, and the next
+/// run puts the previous data back.
+#[test]
+fn a_rollback_whose_stop_outlives_save_timeout_moves_nothing() {
+    let source = TestRedis::builder().start();
+    source.conn().ok(&["SET", "restored", "1"]);
+    let id = source.backup();
+    let mut t = TestRedis::builder().prepare();
+    t.use_backups_of(&source);
+    t.start_redis();
+    t.conn().ok(&["SET", "previous", "1"]);
+    t.conn().ok(&["SAVE"]);
+    t.stop_redis();
+    slow_once(&t, true);
+    t.set_setting("save_timeout", "2");
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(7);
+    // The stop goes on in systemd: the server saves and ends.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    t.run(&["restore", "no-such-backup"]).code(4);
+    t.start_redis();
+    let mut conn = t.conn();
+    assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
+    assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
 }
