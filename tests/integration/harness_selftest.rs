@@ -316,19 +316,29 @@ fn shim_jobs_outlive_their_caller_and_the_unit_is_not_active_meanwhile() {
         .args(["-KILL", &job.to_string()])
         .status()
         .unwrap();
+    // Not left behind waiting for good.
+    let status = exit_within(&mut caller, Duration::from_secs(5))
+        .expect("the caller kept waiting for a killed job");
+    assert_eq!(status.code(), Some(1));
+}
+
+/// How `child` ended, if it does within `bound`; killed otherwise.
+fn exit_within(
+    child: &mut std::process::Child,
+    bound: Duration,
+) -> Option<std::process::ExitStatus> {
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = caller.try_wait().unwrap() {
-            break status;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
         }
-        if started.elapsed() > Duration::from_secs(5) {
-            // Not left behind waiting for good.
-            let _ = caller.kill();
-            panic!("the caller kept waiting for a killed job");
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(1));
+    }
 }
 
 /// As systemd's: a stop asked while a start is still under way replaces it
@@ -367,16 +377,8 @@ fn shim_a_stop_cancels_a_start_still_under_way() {
     let asked = Instant::now();
     let stop = systemctl("stop").run();
     let stop_took = asked.elapsed();
-    let start_status = loop {
-        if let Some(status) = start.try_wait().unwrap() {
-            break status;
-        }
-        if asked.elapsed() > Duration::from_secs(30) {
-            let _ = start.kill();
-            panic!("the start's caller was never answered");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let start_status = exit_within(&mut start, Duration::from_secs(30))
+        .expect("the start's caller was never answered");
     stop.ok();
     assert!(
         stop_took < Duration::from_secs(10),
