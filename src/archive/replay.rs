@@ -666,6 +666,13 @@ impl ReplayServer {
                 "the private server replaying the archive {what}: the disk of {PARENT} is full (its last words: {words:?}); the replay needs room there for the base and the RDB it saves: free some and run again"
             ));
         }
+        // Not damage either: a base a newer server wrote (restore refuses
+        // such a backup the same way, exit 5, naming it).
+        if let Some(said) = gist.unloadable {
+            return Error::integrity(format!(
+                "the private server replaying the archive {what}: it cannot load the window's base ({said:?}), which a newer server wrote; replay it with a redis_server that can"
+            ));
+        }
         Error::integrity(format!(
             "the private server replaying the archive {what} (its last words: {words:?}); the archived stream could not be applied"
         ))
@@ -686,6 +693,8 @@ const LAST_WORDS_WAIT: Duration = Duration::from_secs(1);
 #[derive(Default, Clone)]
 struct Gist {
     refused: Option<String>,
+    /// Its words for a base of an RDB version it does not know.
+    unloadable: Option<String>,
     last: String,
     disk_full: bool,
     ended: bool,
@@ -737,6 +746,9 @@ impl Gist {
                 let error = error.split(", with args").next().unwrap_or(error);
                 self.refused = Some(quoted(error));
             }
+        }
+        if self.unloadable.is_none() && line.contains("Can't handle RDB format version") {
+            self.unloadable = Some(quoted(line));
         }
         if line.contains("No space left on device") || line.contains("Disk quota exceeded") {
             self.disk_full = true;
@@ -881,6 +893,11 @@ mod tests {
         assert_eq!(words.chars().count(), QUOTED + 1, "{words}");
         let full = said(b"1:S # Failed: No space left on device\n").disk_full;
         assert!(full);
+        let newer = said(b"1:S # Can't handle RDB format version 12\n1:S * Retrying\n");
+        assert_eq!(
+            newer.unloadable.as_deref(),
+            Some("1:S # Can't handle RDB format version 12")
+        );
     }
 
     fn said(bytes: &[u8]) -> Gist {

@@ -421,3 +421,38 @@ fn a_backup_holding_a_type_the_target_lacks_is_refused_before_it_is_stopped() {
         assert_eq!(c.call(&["GET", "target"]).text(), "own data", "{from}");
     }
 }
+
+/// A window archived from Redis 7.2 (RDB version 11), replayed by Redis
+/// 7.0 (`redis_server`), which cannot load its base: said as such, exit 5
+/// as restore says it of such a backup, not as an archived stream that
+/// "could not be applied" (the PITR review).
+#[test]
+fn a_window_whose_base_the_replay_server_cannot_load_is_said_to_be_so() {
+    let mut t = TestRedis::builder()
+        .server(&binary("redis-7.2.4"))
+        .setting("archive_interval", "1")
+        .start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("stored");
+    t.conn().ok(&["SET", "k", "w"]);
+    assert_eq!(t.conn().call(&["WAIT", "1", "20000"]).int(), 1);
+    archiver.signal("TERM");
+    archiver.finish().ok();
+    let windows = t.run(&["--json", "timeline"]).json();
+    let end = windows[0]["to"].as_str().expect("a window").to_string();
+    t.set_setting("redis_server", "/usr/bin/redis-server");
+    t.set_setting("save_timeout", "15");
+
+    let out = t.run(&[
+        "export",
+        "--at",
+        &end,
+        "--out",
+        &t.path("at.rdb").display().to_string(),
+    ]);
+
+    out.code(5)
+        .stderr_has("cannot load the window's base")
+        .stderr_has("RDB format version 11");
+}
