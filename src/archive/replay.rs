@@ -32,6 +32,7 @@ use crate::fs::data_dir::{self, PrivateDir, Removal};
 use crate::record::{ArchivePlace, Record};
 use crate::redis::as_account;
 use crate::redis::server::{Flavor, ServerBinary};
+use crate::redis::server_log::ServerLog;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use crate::storage::Storage;
 use crate::stored::{load_record, Stored};
@@ -40,12 +41,11 @@ use log::info;
 use rustix::fs::{self as rfs, Mode};
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where the replay account's uid is drawn from: far above any real
@@ -430,7 +430,7 @@ const PROC_STATUS_CAP: u64 = 64 << 10;
 struct ReplayServer {
     child: Child,
     socket: PathBuf,
-    said: Arc<Mutex<Gist>>,
+    said: ServerLog,
 }
 
 impl ReplayServer {
@@ -520,7 +520,7 @@ impl ReplayServer {
         let server = ReplayServer {
             child,
             socket,
-            said: Gist::read_from(said),
+            said: ServerLog::read_from(said),
         };
         // From here, as root: once its uid changed, its own /proc is not
         // its own to write. In its first moments it has not grown yet, and
@@ -654,7 +654,7 @@ impl ReplayServer {
     }
 
     fn failed(&self, what: &str) -> Error {
-        let gist = Gist::once_said(&self.said);
+        let gist = self.said.said();
         let words = gist.last_words();
         // This host's want of room is not the archive's fault: an
         // integrity error would send the operator after a damage that is
@@ -676,112 +676,6 @@ impl ReplayServer {
         Error::integrity(format!(
             "the private server replaying the archive {what} (its last words: {words:?}); the archived stream could not be applied"
         ))
-    }
-}
-
-/// Of a line the server writes, what is looked at: the start.
-const LINE_KEPT: usize = 1024;
-/// Of a line quoted in a message, at most this many characters.
-const QUOTED: usize = 300;
-/// How long a failure waits for the rest of what an ended server said.
-const LAST_WORDS_WAIT: Duration = Duration::from_secs(1);
-
-/// What a server said that tells why it ended, whatever it writes: the
-/// error it sent its primary, which a panic then follows with pages of
-/// report (cut before the arguments it quotes, which are the data); its
-/// last line; whether it found its disk full. Constant memory.
-#[derive(Default, Clone)]
-struct Gist {
-    refused: Option<String>,
-    /// Its words for a base of an RDB version it does not know.
-    unloadable: Option<String>,
-    last: String,
-    disk_full: bool,
-    ended: bool,
-}
-
-impl Gist {
-    /// Read `pipe` to its end in a thread of its own, line by line, each
-    /// line's first `LINE_KEPT` bytes looked at, the rest passed over.
-    fn read_from(pipe: impl Read + Send + 'static) -> Arc<Mutex<Gist>> {
-        let gist = Arc::new(Mutex::new(Gist::default()));
-        let shared = Arc::clone(&gist);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::with_capacity(64 << 10, pipe);
-            let mut line = Vec::with_capacity(LINE_KEPT);
-            let note = |line: &[u8]| {
-                if let Ok(mut gist) = shared.lock() {
-                    gist.note(&String::from_utf8_lossy(line));
-                }
-            };
-            loop {
-                let buf = match reader.fill_buf() {
-                    Ok([]) => break,
-                    Ok(buf) => buf,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                let end = buf.iter().position(|&b| b == b'\n');
-                let part = &buf[..end.unwrap_or(buf.len())];
-                let room = LINE_KEPT - line.len();
-                line.extend_from_slice(&part[..part.len().min(room)]);
-                let used = end.map_or(buf.len(), |end| end + 1);
-                reader.consume(used);
-                if end.is_some() {
-                    note(&line);
-                    line.clear();
-                }
-            }
-            note(&line);
-            if let Ok(mut gist) = shared.lock() {
-                gist.ended = true;
-            }
-        });
-        gist
-    }
-
-    fn note(&mut self, line: &str) {
-        if self.refused.is_none() {
-            if let Some((_, error)) = line.split_once("is sending an error to its master: ") {
-                let error = error.split(", with args").next().unwrap_or(error);
-                self.refused = Some(quoted(error));
-            }
-        }
-        if self.unloadable.is_none() && line.contains("Can't handle RDB format version") {
-            self.unloadable = Some(quoted(line));
-        }
-        if line.contains("No space left on device") || line.contains("Disk quota exceeded") {
-            self.disk_full = true;
-        }
-        if !line.trim().is_empty() {
-            self.last = quoted(line);
-        }
-    }
-
-    /// What was said, once the server's pipe ended (it has ended, or does
-    /// as it fails), or what was said by then.
-    fn once_said(said: &Mutex<Gist>) -> Gist {
-        let deadline = Instant::now() + LAST_WORDS_WAIT;
-        loop {
-            let gist = said.lock().map(|g| g.clone()).unwrap_or_default();
-            if gist.ended || Instant::now() >= deadline {
-                return gist;
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    fn last_words(&self) -> String {
-        self.refused.clone().unwrap_or_else(|| self.last.clone())
-    }
-}
-
-/// `text` trimmed, at most `QUOTED` characters of it.
-fn quoted(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(QUOTED) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
     }
 }
 
@@ -850,64 +744,4 @@ fn checked_rdb(dir: &ReplayDir, sub: &str, name: &str) -> Result<(File, RdbInfo,
     let info = check.finish()?;
     file.seek(SeekFrom::Start(0)).map_err(failed)?;
     Ok((file, info, size))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A panic's report runs for pages after the line that says why; the
-    /// arguments that line quotes are the data, and are left out.
-    #[test]
-    fn last_words_are_the_error_it_sent_its_primary() {
-        let log = "1:S * MASTER <-> REPLICA sync: Finished with success\n\
-            1:S # == CRITICAL == This replica is sending an error to its master: 'unknown command 'JSON.SET', with args beginning with: 'doc' '$' '{\"card\":\"4111\"}' ' after processing the command '<unknown>'\n\
-            1:S # ------------------------------------------------\n\
-            1:S # !!! Software Failure. Press left mouse button to continue\n\
-            \n  Some other issues could be detected by redis-server --check-system\n\n";
-        assert_eq!(
-            said(log.as_bytes()).last_words(),
-            "'unknown command 'JSON.SET'"
-        );
-        let plain = "1:M * Ready\n1:M # Bad directive\n\n";
-        assert_eq!(said(plain.as_bytes()).last_words(), "1:M # Bad directive");
-        assert_eq!(said(b"").last_words(), "");
-    }
-
-    /// Whatever it writes, a line quoted is short, and what is kept small.
-    #[test]
-    fn a_flood_is_passed_over_and_long_lines_are_cut() {
-        let mut flood = Vec::new();
-        for _ in 0..64 {
-            flood.extend_from_slice(&[b'x'; 1 << 20]);
-        }
-        flood.extend_from_slice(b" No space left on device\n1:M # last\n");
-        let gist = said(&flood);
-        assert!(
-            !gist.disk_full,
-            "past the first {LINE_KEPT} bytes of a line"
-        );
-        assert_eq!(gist.last_words(), "1:M # last");
-        let long = format!("{}\n", "é".repeat(5000));
-        let words = said(long.as_bytes()).last_words();
-        assert_eq!(words.chars().count(), QUOTED + 1, "{words}");
-        let full = said(b"1:S # Failed: No space left on device\n").disk_full;
-        assert!(full);
-        let newer = said(b"1:S # Can't handle RDB format version 12\n1:S * Retrying\n");
-        assert_eq!(
-            newer.unloadable.as_deref(),
-            Some("1:S # Can't handle RDB format version 12")
-        );
-    }
-
-    fn said(bytes: &[u8]) -> Gist {
-        let gist = Gist::read_from(std::io::Cursor::new(bytes.to_vec()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !gist.lock().unwrap().ended {
-            assert!(Instant::now() < deadline, "never read to its end");
-            std::thread::sleep(POLL);
-        }
-        let said = gist.lock().unwrap().clone();
-        said
-    }
 }

@@ -16,6 +16,7 @@ pub mod instance;
 pub mod replication;
 pub mod resp;
 pub mod server;
+pub mod server_log;
 pub mod tcp_owner;
 mod unix_socket;
 

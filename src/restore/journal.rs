@@ -106,7 +106,6 @@ const STAGED: &str = "incoming.rdb";
 const PREVIOUS: &str = "previous";
 const FAILED: &str = "failed";
 const PRIVATE_PID: &str = "private-redis.pid";
-const PRIVATE_LOG: &str = "private-redis.log";
 /// Where the private server rebuilds the AOF: the data dir owner's.
 const AOF_BUILD: &str = "aof";
 /// A journal is a few lines; more than this is not ours.
@@ -245,24 +244,6 @@ impl WorkDir {
     /// link.
     pub fn remove_aof_build(&self) -> io::Result<()> {
         data_dir::remove_tree(self.fd(), AOF_BUILD)
-    }
-
-    /// The log of the private redis-server, written through its stdout,
-    /// and a second descriptor to read it back by (a failed rebuild says
-    /// why from it, and the folder goes before anyone could look).
-    pub fn create_private_log(&self) -> Result<(File, File)> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        create_file(self.fd(), PRIVATE_LOG, OFlags::empty())
-            .and_then(|log| {
-                let reader = rfs::openat(self.fd(), PRIVATE_LOG, flags, Mode::empty())?;
-                Ok((log, File::from(reader)))
-            })
-            .map_err(|e| {
-                Error::other(format!(
-                    "cannot create the private server's log in {}: {e}",
-                    self.path.display()
-                ))
-            })
     }
 
     /// Note the private redis-server's pid, so that a later run can end it

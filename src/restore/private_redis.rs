@@ -25,16 +25,15 @@ use crate::redis::as_account;
 use crate::redis::conf::RedisConf;
 use crate::redis::instance::DataFiles;
 use crate::redis::server::{Flavor, ServerBinary};
+use crate::redis::server_log::ServerLog;
 use crate::redis::{ConnectOptions, Connection, Endpoint};
 use crate::restore::journal::WorkDir;
-use crate::units;
 use log::{debug, info, warn};
 use rustix::fs::{self as rfs, Mode};
 use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -153,8 +152,8 @@ pub struct PrivateRedis {
     child: Child,
     /// Removed when the server is gone (after `Drop` below has ended it).
     _socket_dir: SocketDir,
-    /// Its log, to read back from.
-    log: fs::File,
+    /// What it says (`ServerLog`: its output, never in a file).
+    log: ServerLog,
     /// Its directory (the work folder's `aof/`), opened from the work
     /// folder's descriptor: the data dir's owner may rename the folder and
     /// put another under its name, and root looks only in this one.
@@ -183,7 +182,8 @@ impl PrivateRedis {
         let owner = data.owner();
         let socket_dir = SocketDir::create(owner)?;
         let socket = socket_dir.path().join("redis.sock");
-        let (log, log_reader) = work.create_private_log()?;
+        let (said, says) = std::io::pipe()
+            .map_err(|e| Error::other(format!("cannot make a pipe for the private server: {e}")))?;
         let dir = work
             .aof_build()
             .map_err(|e| Error::other(format!("cannot open {}: {e}", files.dir.display())))?;
@@ -200,7 +200,7 @@ impl PrivateRedis {
             .args(["--appendonly", "no", "--save", ""])
             .args(["--daemonize", "no", "--supervised", "no"])
             // No pid file (the service's would be overwritten) and the log on
-            // stdout, which goes to a file of ours.
+            // stdout, which goes to a pipe of ours.
             .args(["--pidfile", "", "--logfile", ""])
             .arg("--dir")
             .arg(&files.dir)
@@ -216,18 +216,20 @@ impl PrivateRedis {
         if binary.writes_multipart_aof() {
             command.args(["--appenddirname", &files.appenddirname]);
         }
-        let stdout = log
+        let stdout = says
             .try_clone()
-            .map_err(|e| Error::other(format!("cannot share the private server's log: {e}")))?;
+            .map_err(|e| Error::other(format!("cannot share the private server's pipe: {e}")))?;
         command
             .current_dir(&files.dir)
             .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(log));
+            .stderr(Stdio::from(says));
         // The umask is the process's; nothing else of ours creates files
         // while the server is being started.
         let umask = rustix::process::umask(Mode::from_raw_mode(SERVER_UMASK));
         let spawned = command.spawn();
         rustix::process::umask(umask);
+        // Ours closed with `command`: the pipe ends when the server does.
+        drop(command);
         let child = spawned
             .map_err(|e| Error::other(format!("cannot start a private {}: {e}", binary.program)))?;
         info!(
@@ -240,7 +242,7 @@ impl PrivateRedis {
         let mut server = PrivateRedis {
             child,
             _socket_dir: socket_dir,
-            log: log_reader,
+            log: ServerLog::read_from(said),
             dir,
             purpose,
         };
@@ -361,32 +363,18 @@ impl PrivateRedis {
         ))
     }
 
-    /// The last line the server logged, `quoted`.
+    /// The last line the server logged, or what it sent its primary.
     fn last_words(&self) -> String {
-        let tail = self.log_tail(4096);
-        let line = tail
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("(empty)");
-        quoted(line)
+        let words = self.log.said().last_words();
+        match words.is_empty() {
+            true => "(empty)".to_string(),
+            false => words,
+        }
     }
 
-    /// Why a server that exited had refused the RDB: `load_refusal` of
-    /// its log's tail.
+    /// Why a server that exited had refused the RDB (`Gist::load_refusal`).
     fn load_refusal(&self) -> Option<String> {
-        load_refusal(&self.log_tail(64 * 1024))
-    }
-
-    /// The last `len` bytes of the server's log.
-    fn log_tail(&self, len: u64) -> String {
-        let mut log = &self.log;
-        let mut tail = Vec::new();
-        let end = log.metadata().map_or(0, |m| m.len());
-        let _ = log
-            .seek(SeekFrom::Start(end.saturating_sub(len)))
-            .and_then(|_| log.take(len).read_to_end(&mut tail));
-        String::from_utf8_lossy(&tail).into_owned()
+        self.log.said().load_refusal()
     }
 }
 
@@ -522,34 +510,6 @@ fn aof_written(dir: BorrowedFd<'_>, files: &DataFiles) -> bool {
             .is_ok_and(|aof| data_dir::entry_exists(aof.as_fd(), &manifest))
 }
 
-/// Why a server whose log ends in `log` refused the RDB, if it had begun
-/// to read it: its first warning (`#`) after "Loading RDB produced by"
-/// ("Can't handle foreign type or opcode 25 …", "Internal error in RDB
-/// reading … no matching module type 'vectorset'"). Redis 7.4 and 8.0
-/// then check the file as redis-check-rdb does and print that report
-/// last, which skips what they cannot read and calls the file fine.
-fn load_refusal(log: &str) -> Option<String> {
-    let (_, after) = log.rsplit_once("Loading RDB produced by")?;
-    // Told to stop while loading (a signal of the account's, which it runs
-    // as): it exits 0 too, and that says nothing of the RDB.
-    if after.contains("Received SIG") || after.contains("shutdown") {
-        return None;
-    }
-    let reason = after
-        .lines()
-        .skip(1)
-        .find_map(|l| l.split_once(" # ").map(|(_, warning)| warning.trim()))
-        .unwrap_or("it logged no reason");
-    Some(quoted(reason))
-}
-
-/// A line of the server's log as we quote it: at most 300 characters,
-/// control characters escaped, for its output is the owner's account's
-/// words.
-fn quoted(line: &str) -> String {
-    units::printable(&line.chars().take(300).collect::<String>())
-}
-
 /// SIGTERM by pid.
 fn terminate(pid: u32) -> Result<()> {
     let target = i32::try_from(pid)
@@ -562,49 +522,4 @@ fn terminate(pid: u32) -> Result<()> {
 
 fn field<'a>(info: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     info.get(name).map(String::as_str)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Logs of real servers (pids and dates shortened) that loaded a backup
-    // they could not, and of one told to stop while loading.
-    const REDIS_7_4: &str = "\
-1:M 01 Dec * Loading RDB produced by version 8.2.3
-1:M 01 Dec * RDB memory usage when created 0.71 Mb
-1:M 01 Dec # Internal error in RDB reading offset 0, function at rdb.c:3107 -> The RDB file contains module data I can't load: no matching module type 'vectorset'
-[offset 161] \\o/ RDB looks OK! \\o/
-[info] 0 subexpires
-";
-    const VALKEY_9_1: &str = "\
-1:M 01 Dec * Loading RDB produced by Redis version 7.4.1
-1:M 01 Dec # Can't handle foreign type or opcode 25 in RDB with version 12
-1:M 01 Dec # Fatal error loading the DB, check server logs. Exiting.
-";
-    const STOPPED: &str = "\
-1:M 01 Dec * Loading RDB produced by version 7.0.15
-1:signal-handler (1796168220) Received shutdown signal during loading, scheduling shutdown.
-1:M 01 Dec * User requested shutdown...
-1:M 01 Dec # Redis is now ready to exit, bye bye...
-";
-
-    #[test]
-    fn a_refusal_is_the_first_warning_after_the_load_began() {
-        let refusal = load_refusal(REDIS_7_4).unwrap();
-        assert!(
-            refusal.ends_with("no matching module type 'vectorset'"),
-            "{refusal}"
-        );
-        assert_eq!(
-            load_refusal(VALKEY_9_1).unwrap(),
-            "Can't handle foreign type or opcode 25 in RDB with version 12"
-        );
-    }
-
-    #[test]
-    fn a_server_stopped_while_loading_or_before_it_refused_nothing() {
-        assert_eq!(load_refusal(STOPPED), None);
-        assert_eq!(load_refusal("*** FATAL CONFIG FILE ERROR ***\n"), None);
-    }
 }

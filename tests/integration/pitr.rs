@@ -3464,18 +3464,3 @@ fn a_window_of_a_fake_primary(stream: Vec<u8>, settle: Duration) -> (TestRedis, 
         .to_string();
     (t, end)
 }
-
-/// Bytes of the regular files under `dir`, at any depth.
-fn bytes_under(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(kind) if kind.is_dir() => bytes_under(&e.path()),
-            Ok(kind) if kind.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
-}

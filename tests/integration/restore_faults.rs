@@ -1076,3 +1076,44 @@ fn a_rollback_whose_stop_outlives_save_timeout_moves_nothing() {
     assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
     assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
 }
+
+/// A client allowed FUNCTION LOAD planted a library whose load-time Lua
+/// logs a 64 KiB line 2,000 times: a backup holds it, and every server
+/// that loads the backup runs it. The AOF rebuild's private server wrote
+/// its log in the work folder, on Redis's own data disk: 128 MB of it
+/// here, as much as that disk had free in a larger case, beside a live
+/// Redis that needs it (the PITR review). Its output is read from a pipe
+/// now, only its gist kept.
+#[test]
+fn a_library_that_floods_the_log_fills_no_data_disk_in_a_restore() {
+    let t = TestRedis::builder().save(Save::Off).appendonly().start();
+    let library = "#!lua name=spam\nlocal s='x' for i=1,16 do s=s..s end \
+                   for i=1,2000 do redis.log(redis.LOG_WARNING,s) end \
+                   redis.register_function('f',function() return 1 end)";
+    t.conn().ok(&["FUNCTION", "LOAD", library]);
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "k", "w"]);
+
+    let data = t.data_dir();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still = std::sync::Arc::clone(&watching);
+    let watcher = std::thread::spawn(move || {
+        let mut largest = 0u64;
+        while still.load(std::sync::atomic::Ordering::Relaxed) {
+            largest = largest.max(bytes_under(&data));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        largest
+    });
+    let out = t.run(&["restore", &id]);
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let largest = watcher.join().unwrap();
+
+    out.ok();
+    assert_eq!(t.conn().call(&["GET", "k"]).text(), "v");
+    assert!(
+        largest < 32 << 20,
+        "the data dir held {largest} bytes\n{out}"
+    );
+}

@@ -269,3 +269,18 @@ pub fn live_redis_servers() -> Vec<u32> {
 /// How restore names its work folder in the data dir:
 /// `redis-backup-restore-<UTC time>`.
 pub const RESTORE_WORK_PREFIX: &str = "redis-backup-restore-";
+
+/// Bytes of the regular files under `dir`, at any depth.
+pub fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(kind) if kind.is_dir() => bytes_under(&e.path()),
+            Ok(kind) if kind.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
