@@ -211,10 +211,12 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     // back) its own, and the work folder is gone or kept.
     let _held = Held::during("Redis was stopped for the restore");
     match swap_in(&plan, &mut work, record.as_ref()) {
-        Ok(keys) => {
+        Ok((keys, placed)) => {
             work.record(Step::Done)?;
             let previous = finish(work, &data, request.keep_previous);
-            leave_no_dump_unless_kept(&files, &data);
+            if let Some(placed) = placed {
+                leave_no_dump(&files, &data, placed);
+            }
             let took = started.elapsed();
             info!("restored {name} in {}s", units::seconds(took, 1));
             Ok(Restored {
@@ -705,24 +707,15 @@ fn save_again_once_room_is_back(plan: &Plan) {
     }
 }
 
-/// A Redis that keeps nothing on disk (`save ""`, `appendonly no`) runs
-/// on the restored data now; the dump it started on, left there, would be
-/// loaded again at each later start: keys deleted since back, keys written
-/// since lost for stale ones. It goes, as the dump a backup of such a
-/// server makes does.
-fn leave_no_dump_unless_kept(files: &DataFiles, data: &DataDir) {
-    if files.persistent() {
-        return;
-    }
+/// A Redis that keeps nothing on disk (`save ""`, `appendonly no`, as it
+/// runs now) runs on the restored data; the dump it started on, left
+/// there, would be loaded again at each later start: keys deleted since
+/// back, keys written since lost for stale ones. It goes, as the dump a
+/// backup of such a server makes does; only the file placed (`placed`),
+/// not one the server or an operator saved since.
+fn leave_no_dump(files: &DataFiles, data: &DataDir, placed: FileIdentity) {
     let name = &files.dbfilename;
-    let removed = data
-        .open_dump(name)
-        .and_then(|dump| FileIdentity::of(&dump).map_err(|e| Error::other(e.to_string())))
-        .and_then(|identity| {
-            data.remove_if_same(name, identity)
-                .map_err(|e| Error::other(e.to_string()))
-        });
-    match removed {
+    match data.remove_if_same(name, placed) {
         Ok(true) => {
             let _ = data.sync();
             info!(
@@ -732,19 +725,20 @@ fn leave_no_dump_unless_kept(files: &DataFiles, data: &DataDir) {
         }
         Ok(false) => {}
         Err(e) => log::warn!(
-            "{} stays ({}): Redis keeps nothing on disk, and would load it at its next start; remove it",
-            data.join(name).display(),
-            e.message()
+            "{} stays ({e}): Redis keeps nothing on disk, and would load it at its next start; remove it",
+            data.join(name).display()
         ),
     }
 }
 
 /// Steps 3 to 7: stop, move aside, place, (rebuild the AOF,) start, check.
+/// The key counts, and the dump placed if the server that runs on it
+/// keeps nothing on disk (`leave_no_dump`).
 fn swap_in(
     plan: &Plan,
     work: &mut WorkDir,
     record: Option<&Record>,
-) -> Result<BTreeMap<String, u64>> {
+) -> Result<(BTreeMap<String, u64>, Option<FileIdentity>)> {
     work.record(Step::Stopping {
         was_active: plan.was_active,
     })?;
@@ -756,20 +750,20 @@ fn swap_in(
     }
     move_aside(plan.files, plan.data, work)?;
     work.record(Step::AsideDone)?;
-    place(plan.files, plan.data, work)?;
+    let placed = place(plan.files, plan.data, work)?;
     if plan.files.appendonly {
         place_aof(plan, work)?;
     }
     work.record(Step::Starting)?;
     plan.service.start()?;
-    let keys = check_restored(plan, record)?;
+    let (keys, keeps_nothing) = check_restored(plan, record)?;
     info!(
         "{} was out of service for {}s (stop, place, start, load)",
         plan.service.unit(),
         units::seconds(outage.elapsed(), 3)
     );
     work.record(Step::Placed)?;
-    Ok(keys)
+    Ok((keys, Some(placed).filter(|_| keeps_nothing)))
 }
 
 /// Each data file, whatever it is (a symlink planted there is moved as a
@@ -798,8 +792,8 @@ fn move_aside(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
 
 /// The staged RDB becomes the dump: owner and group of the data dir, 0660,
 /// set on the file we wrote (by descriptor), then renamed in without
-/// replacing anything that appeared there meanwhile.
-fn place(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
+/// replacing anything that appeared there meanwhile. Which file it is.
+fn place(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<FileIdentity> {
     let staged = work.staged_path();
     let target = data.join(&files.dbfilename);
     let failed =
@@ -807,7 +801,9 @@ fn place(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
     let owner = data.owner();
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let file = rfs::openat(work.fd(), work.staged_name(), flags, Mode::empty())
+        .map(std::fs::File::from)
         .map_err(|e| failed("open", e.into()))?;
+    let placed = FileIdentity::of(&file).map_err(|e| failed("stat", e))?;
     rfs::fchown(
         &file,
         Some(rfs::Uid::from_raw(owner.uid)),
@@ -820,7 +816,7 @@ fn place(files: &DataFiles, data: &DataDir, work: &WorkDir) -> Result<()> {
     data.sync()
         .map_err(|e| failed("sync the data dir for", e))?;
     info!("placed the restored RDB as {}", target.display());
-    Ok(())
+    Ok(placed)
 }
 
 /// With `appendonly yes`, Redis 7 ignores dump.rdb when there is no AOF and
@@ -948,15 +944,18 @@ fn empty_aof_build(plan: &Plan, work: &WorkDir) {
 
 /// The restored server answers, has loaded, and holds what the record says:
 /// the same keys per database, less at most those that had a TTL.
-fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<String, u64>> {
+/// The key counts, checked, and whether the server, as it runs now (its
+/// unit may give it settings redis.conf does not), keeps nothing on disk.
+fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<(BTreeMap<String, u64>, bool)> {
     let mut redis = wait_until_ready(plan.connect, plan.config.save_timeout)?;
     // The server must have loaded the file we placed, not one elsewhere.
     let live = DataFiles::live(&mut redis, plan.conf)?;
     check_agrees(plan.files, &live, plan.conf)?;
+    let keeps_nothing = !live.persistent();
     let keyspace = redis.keyspace()?;
     let restored = crate::redis::per_db(&keyspace, |count| count.keys);
     let Some(record) = record else {
-        return Ok(restored);
+        return Ok((restored, keeps_nothing));
     };
     // Clients reconnect and write the moment it is back. Each key a write
     // adds or removes is a change, counted from 0 as the server loads;
@@ -991,7 +990,7 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<BTreeMap<Strin
             )));
         }
     }
-    Ok(restored)
+    Ok((restored, keeps_nothing))
 }
 
 /// Remove the work folder, or keep it (with the previous files) on request.

@@ -385,7 +385,10 @@ fn cached_pages(path: &Path) -> u64 {
 /// guest that gives free memory back to its host).
 #[test]
 fn the_replaced_dump_leaves_the_page_cache_before_staging() {
-    let (t, backed_up, record) = filled_and_backed_up(TestRedis::builder().save(Save::Off));
+    // No save rules (the dump moved aside is the one read below), and the
+    // AOF on: a server that keeps nothing on disk would be left no dump.
+    let builder = TestRedis::builder().save(Save::Off).appendonly();
+    let (t, backed_up, record) = filled_and_backed_up(builder);
     let id = id_of(&record);
     change_data(&t, &backed_up);
     t.conn().ok(&["SAVE"]);
@@ -1146,4 +1149,78 @@ fn a_restore_into_a_redis_that_keeps_nothing_on_disk_leaves_no_dump() {
         0,
         "a deleted key came back"
     );
+}
+
+/// (The second self-review.) redis.conf says `save ""`, but the unit runs the server with
+/// save rules of its own (`--save` on its command line): it keeps data on
+/// disk, the restore still removes the dump it placed, and a crash before
+/// its first save brings it back empty.
+#[test]
+fn a_restore_into_a_redis_saved_by_its_unit_keeps_its_dump() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestRedis::builder().save(Save::Off).prepare();
+    let wrapper = t.path("wrapper-redis-server");
+    fs::write(
+        &wrapper,
+        "#!/bin/bash\nexec redis-server \"$@\" --save \"3600 1\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        t.shim_dir.join(format!("{}.server", t.unit)),
+        format!("{}\n", wrapper.display()),
+    )
+    .unwrap();
+    t.start_redis();
+    t.conn().ok(&["SET", "k", "restored"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "k", "changed"]);
+
+    let out = t.run(&["restore", &id]);
+    out.ok();
+    let save = t.conn().call(&["CONFIG", "GET", "save"]);
+    assert!(format!("{save:?}").contains("3600"), "{save:?}");
+    // A crash (power loss, OOM kill) before the first save.
+    let pid = t.pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    t.start_redis();
+    let got = t.conn().call(&["GET", "k"]);
+    assert!(
+        t.dump_file().exists() || format!("{got:?}").contains("restored"),
+        "restored data lost"
+    );
+}
+
+/// (The second self-review.) The dump removed was whatever was there once
+/// the work folder was gone, not the one placed: an operator's SAVE right
+/// after Redis was back was removed too. Only the placed file goes.
+#[test]
+fn a_save_made_after_the_restart_is_not_removed() {
+    use std::os::unix::fs::MetadataExt;
+    let t = TestRedis::builder().save(Save::Off).start();
+    t.conn().ok(&["SET", "k", "restored"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "k", "changed"]);
+    let mut tool = t
+        .with_env(
+            Run::new("strace")
+                .args(&["-o", "/dev/null", "-e", "trace=unlinkat", "-e"])
+                .arg("inject=unlinkat:delay_enter=1500000")
+                .args(&[BIN, "-c", &t.settings_file().display().to_string()])
+                .args(&["restore", &id]),
+        )
+        .watch();
+    tool.wait_for_line("was out of service");
+    let placed = fs::metadata(t.dump_file()).unwrap().ino();
+    t.conn().ok(&["SET", "written-after", "1"]);
+    t.conn().ok(&["SAVE"]);
+    let saved = fs::metadata(t.dump_file()).unwrap().ino();
+    let out = tool.finish();
+    out.ok();
+    assert_ne!(placed, saved, "the SAVE made no new file");
+    assert!(t.dump_file().exists(), "the operator's SAVE was removed");
 }
