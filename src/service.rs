@@ -49,13 +49,20 @@ impl Service {
         self.stop_unless_refused()?
     }
 
-    /// The same; `Ok(Err(refusal))` when systemctl answered that it would
-    /// not (a unit it does not know), as against one that did not answer
-    /// in time, whose job goes on.
+    /// The same; `Ok(Err(refusal))` when systemctl answered that the unit
+    /// is not loaded (one systemd does not know: its exit code 5), as
+    /// against any other failure: one that did not answer in time, was
+    /// killed (a SIGTERM to every process of a unit) or was canceled,
+    /// whose unit may still be stopping.
     pub fn stop_unless_refused(&self) -> Result<Result<()>> {
         info!("systemctl stop {}", self.unit);
-        if let Err(refused) = checked(self.systemctl(&["stop", &self.unit])?, "stop", &self.unit) {
-            return Ok(Err(refused));
+        let said = self.systemctl(&["stop", &self.unit])?;
+        let not_loaded = said.status.code() == Some(NOT_LOADED);
+        if let Err(failed) = checked(said, "stop", &self.unit) {
+            return match not_loaded {
+                true => Ok(Err(failed)),
+                false => Err(failed),
+            };
         }
         if self.is_active()? {
             return Err(Error::other(format!(
@@ -110,6 +117,10 @@ impl Service {
         })
     }
 }
+
+/// systemctl's exit code for a unit that is not loaded (LSB's "program is
+/// not installed"), which `stop` of a unit systemd does not know returns.
+const NOT_LOADED: i32 = 5;
 
 /// The prefixes of the variables this tool takes settings and secrets from
 /// (`REDIS_BACKUP_*`, OpenStack's `OS_*`, swiftclient's `ST_*`).

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The signals a terminal, a shell or systemd sends to end a run, and
 /// Ctrl-Z's, which would leave Redis down for as long as the run is
-/// suspended.
+/// suspended: that one is ignored, not noted (it asks for a pause, not an
+/// end).
 const HELD: [libc::c_int; 5] = [
     libc::SIGHUP,
     libc::SIGINT,
@@ -42,9 +43,13 @@ impl Held {
         let handler = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
         let mut before = [libc::SIG_DFL; HELD.len()];
         for (signal, before) in HELD.iter().zip(before.iter_mut()) {
+            let to = match *signal {
+                libc::SIGTSTP => libc::SIG_IGN,
+                _ => handler,
+            };
             // SAFETY: `note` only stores to an atomic, which is
             // async-signal-safe; `signal` has no other precondition.
-            *before = unsafe { libc::signal(*signal, handler) };
+            *before = unsafe { libc::signal(*signal, to) };
         }
         Held { why, before }
     }

@@ -343,7 +343,10 @@ impl WorkDir {
     /// (`finish_removals`), never one holding a dataset that no run looks
     /// at again.
     pub fn remove(mut self, data: &DataDir) -> io::Result<()> {
-        self.record(Step::Removing).map_err(io::Error::other)?;
+        // On a full disk the step cannot be noted; the folder goes all the
+        // same (what it holds may be what fills the disk), the journal
+        // still last.
+        let _ = self.record(Step::Removing);
         remove_folder(data, &self.name, self.fd.as_fd())
     }
 }
