@@ -1006,8 +1006,23 @@ fn a_work_folder_whose_removal_was_cut_short_is_removed_by_the_next_run() {
 /// a whole new restore (the self-review).
 #[test]
 fn ctrl_c_while_an_interrupted_restore_is_finished_ends_the_run_there() {
+    let (t, code, stderr, _, changed) = a_signal_while_an_interrupted_restore_is_finished("-INT");
+
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by signal 2"), "{stderr}");
+    assert!(t.is_active(), "{stderr}");
+    assert_eq!(t.state(), changed, "a new restore was made\n{stderr}");
+}
+
+/// A restore killed after moving the dump aside; the next run (`restore`
+/// of the same backup, in a process group of its own, as a terminal's
+/// job) sent `signal`, to its whole group, while it finishes that one:
+/// its exit code and stderr, the data backed up and the data before.
+fn a_signal_while_an_interrupted_restore_is_finished(
+    signal: &str,
+) -> (TestRedis, Option<i32>, String, DbState, DbState) {
     let t = TestRedis::start();
-    let (_, id, changed) = backed_up_then_changed(&t);
+    let (backed_up, id, changed) = backed_up_then_changed(&t);
     // Killed after moving the dump aside, before placing the new one.
     assert!(killed_at(&t, &id, "rename,renameat,renameat2", 2));
     slow_to_say_it_is_ready_once(&t);
@@ -1032,16 +1047,12 @@ fn ctrl_c_while_an_interrupted_restore_is_finished_ends_the_run_there() {
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
     Command::new("kill")
-        .args(["-INT", "--", &format!("-{group}")])
+        .args([signal, "--", &format!("-{group}")])
         .status()
         .unwrap();
     let out = tool.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("stopped by signal 2"), "{stderr}");
-    assert!(t.is_active(), "{stderr}");
-    assert_eq!(t.state(), changed, "a new restore was made\n{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (t, out.status.code(), stderr, backed_up, changed)
 }
 
 /// The same start, and the rollback's stop of it outlives `save_timeout`
@@ -1223,39 +1234,10 @@ fn a_work_folder_on_a_full_disk_is_still_removed() {
 /// self-review found it taken for Ctrl-C).
 #[test]
 fn ctrl_z_while_an_interrupted_restore_is_finished_is_ignored() {
-    let t = TestRedis::start();
-    let (backed_up, id, _) = backed_up_then_changed(&t);
-    // Killed after moving the dump aside, before placing the new one.
-    assert!(killed_at(&t, &id, "rename,renameat,renameat2", 2));
-    slow_to_say_it_is_ready_once(&t);
-    let starts = || {
-        t.shim_calls()
-            .iter()
-            .filter(|l| l.starts_with("start "))
-            .count()
-    };
-    let before = starts();
-    let tool = t
-        .cmd(&["restore", &id])
-        .command()
-        .process_group(0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let group = tool.id();
-    wait_for("the recovery to start Redis", || {
-        (starts() > before).then_some(())
-    });
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    Command::new("kill")
-        .args(["-TSTP", "--", &format!("-{group}")])
-        .status()
-        .unwrap();
-    let out = tool.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (t, code, stderr, backed_up, _) =
+        a_signal_while_an_interrupted_restore_is_finished("-TSTP");
 
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(t.is_active(), "{stderr}");
     assert_eq!(t.state(), backed_up, "the restore did not go on\n{stderr}");
 }
