@@ -775,9 +775,7 @@ fn a_start_that_outlives_save_timeout_is_stopped_before_the_rollback() {
     let out = t.run(&["restore", &id]);
 
     out.code(6).stderr_has("did not return within 2s");
-    let mut conn = t.conn();
-    assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
-    assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
+    assert_the_previous_data_only(&t, &out.to_string());
 }
 
 /// AOF on, with save rules (Redis 7's default): after the save that
@@ -904,6 +902,23 @@ fn finishing_a_restore_of_a_stopped_redis_leaves_running_what_runs_now() {
 /// stopped before anything is moved, whether it ran before or not.
 #[test]
 fn a_start_that_outlives_save_timeout_is_stopped_even_if_redis_did_not_run_before() {
+    let (_source, t, id) = a_stopped_redis_slow_to_start_once(false);
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(6).stderr_has("did not return within 2s");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Whatever the start left running saves as it stops.
+    t.stop_redis();
+    t.start_redis();
+    assert_the_previous_data_only(&t, &out.to_string());
+}
+
+/// A stopped Redis holding the key `previous` (saved), whose next start
+/// is slow (`slow_once`, and slow to stop if `to_stop`), `save_timeout` 2;
+/// the backup to restore into it holds the key `restored`, in the first
+/// one's storage (kept while it lives).
+fn a_stopped_redis_slow_to_start_once(to_stop: bool) -> (TestRedis, TestRedis, String) {
     let source = TestRedis::builder().start();
     source.conn().ok(&["SET", "restored", "1"]);
     let id = source.backup();
@@ -913,19 +928,17 @@ fn a_start_that_outlives_save_timeout_is_stopped_even_if_redis_did_not_run_befor
     t.conn().ok(&["SET", "previous", "1"]);
     t.conn().ok(&["SAVE"]);
     t.stop_redis();
-    slow_to_say_it_is_ready_once(&t);
+    slow_once(&t, to_stop);
     t.set_setting("save_timeout", "2");
+    (source, t, id)
+}
 
-    let out = t.run(&["restore", &id]);
-
-    out.code(6).stderr_has("did not return within 2s");
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    // Whatever the start left running saves as it stops.
-    t.stop_redis();
-    t.start_redis();
+/// Redis holds the previous data, not the restored.
+#[track_caller]
+fn assert_the_previous_data_only(t: &TestRedis, context: &str) {
     let mut conn = t.conn();
-    assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
-    assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
+    assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{context}");
+    assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{context}");
 }
 
 /// The unit's next start says the server is ready 3 s after it is.
@@ -1064,17 +1077,7 @@ fn a_signal_while_an_interrupted_restore_is_finished(
 /// run puts the previous data back.
 #[test]
 fn a_rollback_whose_stop_outlives_save_timeout_moves_nothing() {
-    let source = TestRedis::builder().start();
-    source.conn().ok(&["SET", "restored", "1"]);
-    let id = source.backup();
-    let mut t = TestRedis::builder().prepare();
-    t.use_backups_of(&source);
-    t.start_redis();
-    t.conn().ok(&["SET", "previous", "1"]);
-    t.conn().ok(&["SAVE"]);
-    t.stop_redis();
-    slow_once(&t, true);
-    t.set_setting("save_timeout", "2");
+    let (_source, t, id) = a_stopped_redis_slow_to_start_once(true);
 
     let out = t.run(&["restore", &id]);
 
@@ -1083,9 +1086,7 @@ fn a_rollback_whose_stop_outlives_save_timeout_moves_nothing() {
     std::thread::sleep(std::time::Duration::from_secs(6));
     t.run(&["restore", "no-such-backup"]).code(4);
     t.start_redis();
-    let mut conn = t.conn();
-    assert_eq!(conn.call(&["EXISTS", "previous"]).int(), 1, "{out}");
-    assert_eq!(conn.call(&["EXISTS", "restored"]).int(), 0, "{out}");
+    assert_the_previous_data_only(&t, &out.to_string());
 }
 
 /// A client allowed FUNCTION LOAD planted a library whose load-time Lua
@@ -1134,17 +1135,7 @@ fn a_library_that_floods_the_log_fills_no_data_disk_in_a_restore() {
 /// killer...) before save_timeout: its job goes on, as with a timeout.
 #[test]
 fn a_rollback_whose_stop_is_killed_by_a_signal_moves_nothing() {
-    let source = TestRedis::builder().start();
-    source.conn().ok(&["SET", "restored", "1"]);
-    let id = source.backup();
-    let mut t = TestRedis::builder().prepare();
-    t.use_backups_of(&source);
-    t.start_redis();
-    t.conn().ok(&["SET", "previous", "1"]);
-    t.conn().ok(&["SAVE"]);
-    t.stop_redis();
-    slow_once(&t, true);
-    t.set_setting("save_timeout", "2");
+    let (_source, t, id) = a_stopped_redis_slow_to_start_once(true);
 
     let tool = t
         .cmd(&["restore", &id])
@@ -1192,11 +1183,7 @@ fn a_rollback_whose_stop_is_killed_by_a_signal_moves_nothing() {
     std::thread::sleep(std::time::Duration::from_secs(8));
     t.run(&["restore", "no-such-backup"]).code(4);
     t.start_redis();
-    let mut conn = t.conn();
-    let previous = conn.call(&["EXISTS", "previous"]).int();
-    let restored = conn.call(&["EXISTS", "restored"]).int();
-    assert_eq!(previous, 1, "{stderr}");
-    assert_eq!(restored, 0, "{stderr}");
+    assert_the_previous_data_only(&t, &stderr);
 }
 
 /// (The second self-review.) A work folder on a full disk: its removal
