@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The signals a terminal, a shell or systemd sends to end a run, and
 /// Ctrl-Z's, which would leave Redis down for as long as the run is
-/// suspended: that one is ignored, not noted (it asks for a pause, not an
-/// end).
+/// suspended: that one is passed over, not noted (it asks for a pause,
+/// not an end).
 const HELD: [libc::c_int; 5] = [
     libc::SIGHUP,
     libc::SIGINT,
@@ -29,6 +29,11 @@ extern "C" fn note(signal: libc::c_int) {
     ARRIVED.store(signal, Ordering::Relaxed);
 }
 
+/// Ctrl-Z's handler while held: nothing. Not SIG_IGN, which the programs
+/// started meanwhile (systemctl, what it starts) would inherit; a handler
+/// is reset to the default as they are exec'd.
+extern "C" fn not_now(_signal: libc::c_int) {}
+
 /// The held signals' dispositions before; put back when dropped.
 pub struct Held {
     why: &'static str,
@@ -41,14 +46,16 @@ impl Held {
     #[allow(unsafe_code)]
     pub fn during(why: &'static str) -> Held {
         let handler = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        let pause = not_now as extern "C" fn(libc::c_int) as libc::sighandler_t;
         let mut before = [libc::SIG_DFL; HELD.len()];
         for (signal, before) in HELD.iter().zip(before.iter_mut()) {
             let to = match *signal {
-                libc::SIGTSTP => libc::SIG_IGN,
+                libc::SIGTSTP => pause,
                 _ => handler,
             };
             // SAFETY: `note` only stores to an atomic, which is
-            // async-signal-safe; `signal` has no other precondition.
+            // async-signal-safe, and `not_now` does nothing; `signal` has
+            // no other precondition.
             *before = unsafe { libc::signal(*signal, to) };
         }
         Held { why, before }
