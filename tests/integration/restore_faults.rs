@@ -840,15 +840,7 @@ fn signals_during_the_outage_wait_until_redis_runs_again() {
             .lines()
             .any(|l| l.starts_with("stop "))
     };
-    // In a process group of its own, as a shell's foreground job is.
-    let tool = t
-        .cmd(&["restore", &id])
-        .command()
-        .process_group(0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tool = a_foreground_restore(&t, &id);
     let group = tool.id();
     wait_for("the restore to stop Redis", || {
         asked_to_stop().then_some(())
@@ -1027,6 +1019,18 @@ fn ctrl_c_while_an_interrupted_restore_is_finished_ends_the_run_there() {
     assert_eq!(t.state(), changed, "a new restore was made\n{stderr}");
 }
 
+/// `restore ID` in a process group of its own, as a shell's foreground
+/// job is (a Ctrl-C goes to the whole group), its stderr piped.
+fn a_foreground_restore(t: &TestRedis, id: &str) -> std::process::Child {
+    t.cmd(&["restore", id])
+        .command()
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A restore killed after moving the dump aside; the next run (`restore`
 /// of the same backup, in a process group of its own, as a terminal's
 /// job) sent `signal`, to its whole group, while it finishes that one:
@@ -1046,14 +1050,7 @@ fn a_signal_while_an_interrupted_restore_is_finished(
             .count()
     };
     let before = starts();
-    let tool = t
-        .cmd(&["restore", &id])
-        .command()
-        .process_group(0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tool = a_foreground_restore(&t, &id);
     let group = tool.id();
     wait_for("the recovery to start Redis", || {
         (starts() > before).then_some(())
