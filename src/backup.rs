@@ -502,20 +502,10 @@ fn open_dump(data: &DataDir, name: &str, lastsave: i64) -> Result<File> {
 fn remove_our_dump(data: &DataDir, name: &str, opened: &File) -> Result<()> {
     let identity =
         FileIdentity::of(opened).map_err(|e| Error::other(format!("cannot stat the dump: {e}")))?;
-    let path = data.join(name);
-    match data.remove_if_same(name, identity) {
-        Ok(true) => {
-            let _ = data.sync();
-            info!(
-                "removed {} because Redis persistence is off (read from its open descriptor)",
-                path.display()
-            )
-        }
-        Ok(false) => {}
-        Err(e) => warn!(
-            "could not remove {} (Redis persistence is off): {e}",
-            path.display()
-        ),
-    }
+    data.remove_unkept_dump(
+        name,
+        identity,
+        "Redis keeps nothing on disk (the backup reads the dump through its open descriptor)",
+    );
     Ok(())
 }

@@ -216,6 +216,25 @@ impl DataDir {
         rfs::unlinkat(self.fd(), name, AtFlags::empty())?;
         Ok(true)
     }
+
+    /// Remove a dump we made or placed for a Redis that keeps nothing on
+    /// disk (`remove_if_same`), lasting (the folder synced), and say so:
+    /// left, its next start would load it. A failure is only said, with
+    /// the advice to remove it: the run's own work is done.
+    pub fn remove_unkept_dump(&self, name: &str, identity: FileIdentity, why: &str) {
+        let path = self.join(name);
+        match self.remove_if_same(name, identity) {
+            Ok(true) => {
+                let _ = self.sync();
+                log::info!("removed {}: {why}", path.display());
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!(
+                "{} stays ({e}): {why}, and would load it at its next start; remove it",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// Device and inode: which file an open descriptor or a name is.

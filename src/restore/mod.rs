@@ -714,21 +714,11 @@ fn save_again_once_room_is_back(plan: &Plan) {
 /// backup of such a server makes does; only the file placed (`placed`),
 /// not one the server or an operator saved since.
 fn leave_no_dump(files: &DataFiles, data: &DataDir, placed: FileIdentity) {
-    let name = &files.dbfilename;
-    match data.remove_if_same(name, placed) {
-        Ok(true) => {
-            let _ = data.sync();
-            info!(
-                "removed {}, which Redis started on: it keeps nothing on disk",
-                data.join(name).display()
-            );
-        }
-        Ok(false) => {}
-        Err(e) => log::warn!(
-            "{} stays ({e}): Redis keeps nothing on disk, and would load it at its next start; remove it",
-            data.join(name).display()
-        ),
-    }
+    data.remove_unkept_dump(
+        &files.dbfilename,
+        placed,
+        "Redis started on it and keeps nothing on disk",
+    );
 }
 
 /// Steps 3 to 7: stop, move aside, place, (rebuild the AOF,) start, check.
