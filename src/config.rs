@@ -275,16 +275,29 @@ fn unquote(value: &str) -> &str {
 /// Where Debian puts each server's config.
 const REDIS_CONF: &str = "/etc/redis/redis.conf";
 const VALKEY_CONF: &str = "/etc/valkey/valkey.conf";
+/// redis.conf's folder, in root's /etc: the redis account cannot remove
+/// it, as it can the config in it (the folder is its own, 2770).
+const REDIS_CONF_DIR: &str = "/etc/redis";
 
-/// On a Valkey host (Debian 13's `valkey-server`: no redis.conf, a
+/// On a Valkey host (Debian 13's `valkey-server`: no /etc/redis, a
 /// valkey.conf) the defaults are Valkey's config, unit and binary, unless
-/// redis_conf is set.
-fn valkey_host_defaults(raw: &mut BTreeMap<String, Raw>, exists: impl Fn(&Path) -> bool) {
+/// redis_conf is set. Where /etc/redis is there without its redis.conf,
+/// the redis account may have removed it to have this run act on Valkey's
+/// data: which server is meant is not guessed.
+fn valkey_host_defaults(
+    raw: &mut BTreeMap<String, Raw>,
+    exists: impl Fn(&Path) -> bool,
+) -> Result<()> {
     if raw.contains_key("redis_conf")
         || exists(Path::new(REDIS_CONF))
         || !exists(Path::new(VALKEY_CONF))
     {
-        return;
+        return Ok(());
+    }
+    if exists(Path::new(REDIS_CONF_DIR)) {
+        return Err(Error::usage(format!(
+            "{REDIS_CONF_DIR} has no redis.conf, and {VALKEY_CONF} is there: which server this host backs up is not guessed; set redis_conf"
+        )));
     }
     for (key, value) in [
         ("redis_conf", VALKEY_CONF),
@@ -296,10 +309,11 @@ fn valkey_host_defaults(raw: &mut BTreeMap<String, Raw>, exists: impl Fn(&Path) 
             origin: format!("the default of {key} on a Valkey host"),
         });
     }
+    Ok(())
 }
 
 fn build(mut raw: BTreeMap<String, Raw>) -> Result<Config> {
-    valkey_host_defaults(&mut raw, Path::exists);
+    valkey_host_defaults(&mut raw, Path::exists)?;
     // A value given, or the settings table's default (parsed like a given
     // one, so the table is the only place a default is written).
     let mut take = |key: &str| {
@@ -528,17 +542,26 @@ mod tests {
     fn a_valkey_host_defaults_to_valkeys_config_unit_and_binary() {
         let on = |files: &'static [&'static str]| {
             let mut raw = BTreeMap::new();
-            valkey_host_defaults(&mut raw, |p: &Path| files.iter().any(|f| Path::new(f) == p));
-            raw.into_iter()
-                .map(|(k, r)| (k, r.value))
-                .collect::<BTreeMap<_, _>>()
+            valkey_host_defaults(&mut raw, |p: &Path| files.iter().any(|f| Path::new(f) == p)).map(
+                |()| {
+                    raw.into_iter()
+                        .map(|(k, r)| (k, r.value))
+                        .collect::<BTreeMap<_, _>>()
+                },
+            )
         };
-        let valkey = on(&[VALKEY_CONF]);
+        let valkey = on(&[VALKEY_CONF]).unwrap();
         assert_eq!(valkey["redis_conf"], VALKEY_CONF);
         assert_eq!(valkey["service"], "valkey-server");
         assert_eq!(valkey["redis_server"], "valkey-server");
-        assert!(on(&[REDIS_CONF, VALKEY_CONF]).is_empty(), "redis.conf wins");
-        assert!(on(&[]).is_empty());
+        let both = on(&[REDIS_CONF_DIR, REDIS_CONF, VALKEY_CONF]).unwrap();
+        assert!(both.is_empty(), "redis.conf wins");
+        assert!(on(&[]).unwrap().is_empty());
+        assert!(on(&[REDIS_CONF_DIR]).unwrap().is_empty());
+        // redis.conf gone from its folder (the redis account can remove
+        // it): not taken for a Valkey host.
+        let err = on(&[REDIS_CONF_DIR, VALKEY_CONF]).unwrap_err();
+        assert!(err.message().contains("set redis_conf"), "{err:?}");
         // A redis_conf given says which server this is.
         let mut raw = BTreeMap::new();
         raw.insert(
@@ -548,7 +571,7 @@ mod tests {
                 origin: "flag".into(),
             },
         );
-        valkey_host_defaults(&mut raw, |_| false);
+        valkey_host_defaults(&mut raw, |_| true).unwrap();
         assert_eq!(raw.len(), 1);
     }
 

@@ -9,6 +9,7 @@
 //! older, and Valkey 9 into Redis, are refused with exit 5, the target
 //! untouched and running.
 
+use crate::attacker::owner_user;
 use crate::harness::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -282,10 +283,25 @@ impl<'a> ValkeyHost<'a> {
         ValkeyHost { t, dir }
     }
 
+    /// The same host with Redis installed beside Valkey: `/etc/redis`
+    /// (2770, the redis account's, as Debian makes it) holding the
+    /// config of `redis`, whose account is `owner_user()`.
+    fn beside_redis(t: &'a TestRedis, server: &str, redis: &TestRedis) -> ValkeyHost<'a> {
+        let host = Self::new(t, server);
+        std::fs::write(host.dir.join("beside-redis"), "").unwrap();
+        let owner = owner_user();
+        let setup = format!(
+            "rm -rf /etc/redis && mkdir -m 2770 /etc/redis && cp '{}' /etc/redis/redis.conf && chmod 0640 /etc/redis/redis.conf && chown -R {owner}:{owner} /etc/redis",
+            redis.redis_conf().display()
+        );
+        host.run(&["sh", "-c", &setup]).ok();
+        host
+    }
+
     fn run(&self, command: &[&str]) -> Output {
         let script = r#"set -e
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/etc-up,workdir=$1/etc-work" /etc
-rm -f /etc/redis/redis.conf
+[ -e "$1/beside-redis" ] || rm -rf /etc/redis
 mkdir -p /etc/valkey
 cp "$2" /etc/valkey/valkey.conf
 mount -t overlay overlay -o "lowerdir=/usr/local/bin,upperdir=$1/bin-up,workdir=$1/bin-work" /usr/local/bin
@@ -367,6 +383,56 @@ fn a_valkey_host_needs_no_server_settings() {
     let record: Value =
         serde_json::from_str(&host.tool(&["--json", "show", &id]).ok().stdout).unwrap();
     assert_eq!(record["server"]["name"], "valkey", "{record}");
+}
+
+/// Redis and Valkey on one host, the settings naming neither's config: the
+/// redis account removes its own redis.conf (its folder, `/etc/redis`, is
+/// its own), and the tool took the host for a Valkey one. The operator's
+/// next restore of a Redis backup stopped the valkey-server unit and
+/// replaced the Valkey account's data with the redis account's (exit 0).
+/// Which server a host runs is now told by `/etc/redis` itself, in root's
+/// `/etc`: the restore is refused with exit 2, asking for redis_conf, and
+/// Valkey is left alone.
+#[test]
+fn the_redis_account_cannot_make_a_restore_take_the_host_for_a_valkey_one() {
+    if !is_root() {
+        eprintln!("skipped: needs root for mount namespaces");
+        return;
+    }
+    let redis = crate::attacker::debian_redis().start();
+    redis.conn().ok(&["SET", "from", "the-redis-account"]);
+    let id = redis.backup();
+    let server = "valkey-9.1.2";
+    let mut valkey = TestRedis::builder()
+        .server(&binary(server))
+        .run_as("redis")
+        .prepare();
+    valkey.use_backups_of(&redis);
+    for key in ["redis_conf", "service", "redis_server"] {
+        valkey.remove_setting(key);
+    }
+    let host = ValkeyHost::beside_redis(&valkey, server, &redis);
+    host.run(&["systemctl", "start", ValkeyHost::UNIT]).ok();
+    valkey.conn().ok(&["SET", "valkey-only", "precious"]);
+    valkey.conn().ok(&["SAVE"]);
+    let before = valkey.state();
+    let pid = valkey.pid();
+    let owner = owner_user();
+    host.run(&[
+        "setpriv",
+        &format!("--reuid={owner}"),
+        &format!("--regid={owner}"),
+        "--clear-groups",
+        "rm",
+        "/etc/redis/redis.conf",
+    ])
+    .ok();
+
+    let out = host.tool(&["restore", &id]);
+
+    out.code(2).stderr_has("redis_conf");
+    assert_eq!(valkey.pid(), pid, "Valkey was restarted\n{out}");
+    assert_eq!(valkey.state(), before, "Valkey's data was replaced\n{out}");
 }
 
 /// Where the RDB version says a server loads a backup but a type in it
