@@ -125,10 +125,7 @@ pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
             "the listing of base {id}'s chunks names more than a window holds: the storage is misbehaving; {id} and its chunks are kept"
         )));
     };
-    let _archiver = match of_base.is_empty() {
-        true => None,
-        false => no_archiver_of(config, &*storage, id)?,
-    };
+    let _archiver = no_archiver_of(config, &*storage, id, !of_base.is_empty())?;
     let mut patience = Patience::of(&*storage);
     let chunks_deleted = archive::windows::delete_chunks(&*chunks, &of_base, &mut patience)?;
     let mut lines = Vec::new();
@@ -156,17 +153,22 @@ pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
 
 /// The archive lock of base `id`'s instance, taken: no archiver of it runs
 /// on this host while it is held. `None` when the base is gone already
-/// (its instance unknown): only its chunks are left to delete.
+/// (its instance unknown): only its chunks are left to delete. Without
+/// chunks (`has_chunks` false) `id` is a base only if its record says so:
+/// an archiver's first chunk comes after its base, on an idle primary long
+/// after. A backup whose key or record cannot be read is deleted as ever.
 fn no_archiver_of(
     config: &Config,
     storage: &dyn Storage,
     id: &BackupId,
+    has_chunks: bool,
 ) -> Result<Option<crate::fs::HostLock>> {
-    let key = crypto::load_key_file(&config.key_file)?;
-    let base = match load_record(storage, id, &key) {
-        Ok(base) => base,
-        Err(Error::Missing(_)) => return Ok(None),
-        Err(e) => return Err(e),
+    let base =
+        crypto::load_key_file(&config.key_file).and_then(|key| load_record(storage, id, &key));
+    let base = match base {
+        Ok(record) if has_chunks || record.source == archive::BASE_SOURCE => record,
+        Err(e) if has_chunks && !matches!(e, Error::Missing(_)) => return Err(e),
+        _ => return Ok(None),
     };
     let lock = archive::follow::archive_lock(config, &base.instance);
     crate::fs::lock_host(&lock).map(Some).map_err(|e| {

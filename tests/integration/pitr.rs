@@ -2833,6 +2833,29 @@ fn delete_of_the_base_an_archiver_extends_waits_for_it_to_stop() {
     assert_eq!(timeline(&t).len(), 0);
 }
 
+/// The same before the archiver's first chunk (a base just stored, or a
+/// primary with no writes): the base has no chunks to find, and its delete
+/// went ahead (exit 0). The chunks stored next belonged to no window.
+#[test]
+fn delete_of_a_base_with_no_chunks_yet_waits_for_its_archiver_to_stop() {
+    let t = start_redis();
+    let archiver = start_archiver(&t);
+    let listed = t.run(&["--json", "list"]).ok().json();
+    let base = listed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    t.run(&["delete", &base])
+        .code(1)
+        .stderr_has("archiver")
+        .stderr_has("stop it");
+    t.conn().ok(&["SET", "k", "1"]);
+    stop(archiver);
+    assert_eq!(timeline(&t).len(), 1, "the window was lost");
+
+    t.run(&["delete", &base]).ok();
+    assert_eq!(timeline(&t).len(), 0);
+}
+
 /// A window of one write, and an archiver that goes on with it: the
 /// window's base, the stream offset where the next chunk's name starts,
 /// and the archiver.
