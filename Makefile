@@ -25,20 +25,20 @@ deps:
 # (tests/support/swift-aio.sh), from Debian's packages, compile the
 # attacker programs of the least-privilege tests (tests/support/attacks) with
 # gcc, put a host next door in a network namespace with iproute2's `ip`, grant
-# an account write on a file of root's with `setfacl`, and
-# run the format's conformance decoder (tests/conformance) with Debian's
-# python3 and python3-cryptography.
+# an account write on a file of root's with `setfacl`, make a backup with
+# a clock ahead with `faketime`, and run the format's conformance decoder
+# (tests/conformance) with Debian's python3 and python3-cryptography.
 test-deps: deps test-servers
 	@command -v swift-proxy-server >/dev/null 2>&1 && command -v memcached >/dev/null 2>&1 \
 	  && command -v keystone-manage >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 \
 	  && command -v openssl >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 \
 	  && command -v gcc >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 \
-	  && command -v setfacl >/dev/null 2>&1 \
+	  && command -v setfacl >/dev/null 2>&1 && command -v faketime >/dev/null 2>&1 \
 	  && /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || { \
-	  echo "installing Swift, Keystone, memcached, strace, gcc, iproute2, acl and python3-cryptography with apt-get"; \
+	  echo "installing Swift, Keystone, memcached, strace, gcc, iproute2, acl, faketime and python3-cryptography with apt-get"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    swift swift-proxy swift-account swift-container swift-object memcached curl openssl \
-	    keystone python3-keystonemiddleware strace gcc iproute2 acl python3 python3-cryptography; }
+	    keystone python3-keystonemiddleware strace gcc iproute2 acl faketime python3 python3-cryptography; }
 
 # Every Redis and Valkey version the tests can run against (Redis 6.2.14, 7.2.4, 7.4.1,
 # 8.0 (Debian 13's), 8.2.3, 8.6 (Debian experimental's); Valkey 8.0.1, 8.1.8, 9.0.0,

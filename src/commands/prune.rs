@@ -14,6 +14,10 @@ use crate::storage::{self, Storage};
 use crate::stored::Patience;
 use serde_json::json;
 
+/// How far ahead of this host's clock a record may be dated and still be
+/// ordered by its date: clocks of hosts sharing a storage differ a little.
+const CLOCK_SLACK_MICROS: u64 = 5 * 60 * 1_000_000;
+
 /// Per instance, the backups but the newest `keep_last`, and the archive
 /// windows but the newest `keep_last` that end before the oldest backup
 /// kept (`surplus`, `bases_kept`), oldest first.
@@ -31,16 +35,28 @@ pub(super) fn prune(
     // ours to count or delete.
     // Nor is an archived chunk's record, wherever it was put: it restores
     // nothing, and counted as a backup it would push real ones out.
+    // Nor is one dated later than this host's clock (a clock that was
+    // ahead when it was made, or this one behind): ordered by that date it
+    // would stay the newest, and push out every backup made after it.
+    // (Format-1 dates bind nothing and order nothing: see `Record::age`.)
+    let latest = crate::units::now_micros() + CLOCK_SLACK_MICROS;
+    let ahead = |r: &Record| r.authenticated() && r.age().1 > latest;
     let (records, elsewhere): (Vec<Record>, Vec<Record>) = records.into_iter().partition(|r| {
-        storage.is_location_of(&r.id, &r.location) && r.source != archive::CHUNK_SOURCE
+        storage.is_location_of(&r.id, &r.location) && r.source != archive::CHUNK_SOURCE && !ahead(r)
     });
     for record in elsewhere {
-        let e = match record.source == archive::CHUNK_SOURCE {
-            true => Error::integrity("it is an archived chunk's record, not a backup"),
-            false => Error::integrity(format!(
+        let e = if record.source == archive::CHUNK_SOURCE {
+            Error::integrity("it is an archived chunk's record, not a backup")
+        } else if ahead(&record) {
+            Error::integrity(format!(
+                "it is dated {}, later than this host's clock: a clock ahead when it was made, or this one behind",
+                record.created_at
+            ))
+        } else {
+            Error::integrity(format!(
                 "it was written to {}, not to this storage",
                 record.location
-            )),
+            ))
         };
         refused.push((record.id, e));
     }

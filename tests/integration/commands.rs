@@ -194,6 +194,41 @@ fn list_filters_by_instance_and_is_oldest_first() {
     assert!(out.stdout.contains("zz-first") && out.stdout.contains("aa-second"));
 }
 
+/// One backup made while the host's clock was five years ahead (a guest
+/// booted before NTP set its clock; `faketime`, installed by `make
+/// test-deps`, plays it): ordered by its date it was the newest
+/// for good, and every prune deleted the backups made after it, each in
+/// turn. A record dated later than now is neither counted nor deleted, and
+/// prune says so; those made since are kept by their own order.
+#[test]
+fn a_backup_made_while_the_clock_was_ahead_pushes_no_later_one_out() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    t.run(&["backup", "--id", "good"]).ok();
+    let ahead = ["-f", "+1826d", crate::harness::BIN, "-c"];
+    let settings = t.settings_file().display().to_string();
+    t.with_env(Run::new("faketime").args(&ahead).args(&[
+        settings.as_str(),
+        "backup",
+        "--id",
+        "ahead",
+    ]))
+    .run()
+    .ok();
+    t.run(&["backup", "--id", "tonight"]).ok();
+
+    let out = t.run(&["prune", "--keep-last", "1"]);
+
+    out.ok().stderr_has("ahead").stderr_has("later than");
+    let mut left: Vec<String> = t
+        .list(&[])
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["ahead", "tonight"], "{out}");
+}
+
 #[test]
 fn prune_keeps_the_newest_per_instance_and_never_the_last_one() {
     let t = TestRedis::start();
