@@ -925,6 +925,40 @@ fn a_listing_paged_slowly_ends_within_its_patience() {
     );
 }
 
+/// (The storage review of the twenty-first session.) A Swift that answers
+/// 412 ("limit too high") until `limit=1`, then one name a page, each just
+/// inside a tenth of `storage_timeout`: the listing's time was allowed per
+/// page, so each single name earned a page's allowance, 1000 times what
+/// its names are worth (some 4 hours for `list` here, 80 at the default
+/// `storage_timeout`). Allowed by the names listed now: exit 4 after about
+/// the patience, 15 s.
+#[test]
+fn a_listing_halved_to_one_name_a_page_ends_within_its_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    let pages = Arc::new(AtomicUsize::new(0));
+    let counted = pages.clone();
+    fake.script(move |r, _| {
+        if !r.is_listing_of(C) {
+            return Answer::Normal;
+        }
+        if r.query("limit").is_none_or(|limit| limit != "1") {
+            return Answer::status(412);
+        }
+        let page = counted.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(150));
+        Answer::json(200, &listing_entries(&[format!("n{page:012}")]))
+    });
+    let b = run(&t, &["list"]);
+    let out = b.ended();
+    out.code(4).stderr_has("misbehaving");
+    assert!(
+        pages.load(Ordering::SeqCst) <= 200,
+        "{} pages were waited for\n{out}",
+        pages.load(Ordering::SeqCst)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. Deadlines
 
