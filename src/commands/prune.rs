@@ -13,6 +13,7 @@ use crate::record::Record;
 use crate::storage::{self, Storage};
 use crate::stored::Patience;
 use serde_json::json;
+use std::io::Read;
 
 /// How far ahead of this host's clock a record may be dated and still be
 /// ordered by its date: clocks of hosts sharing a storage differ a little.
@@ -60,17 +61,20 @@ pub(super) fn prune(
         };
         refused.push((record.id, e));
     }
-    // A record that does not authenticate says nothing true about age: it
-    // neither counts towards what is kept nor is deleted.
-    for (id, e) in &refused {
-        log::warn!("prune ignores backup {id} (neither kept nor deleted): {e}");
-    }
     let mut by_instance: std::collections::BTreeMap<String, Vec<Record>> = Default::default();
     for record in records {
         by_instance
             .entry(record.instance.clone())
             .or_default()
             .push(record);
+    }
+    for records in by_instance.values_mut() {
+        refused.extend(not_whole_among_the_newest(&*storage, records, keep_last));
+    }
+    // A record that does not authenticate says nothing true about age: it
+    // neither counts towards what is kept nor is deleted.
+    for (id, e) in &refused {
+        log::warn!("prune ignores backup {id} (neither kept nor deleted): {e}");
     }
     // The newest archive window of an instance is the one its archiver
     // extends: pruning its base would silently end point-in-time recovery.
@@ -288,6 +292,44 @@ fn surplus(records: Vec<Record>, keep_last: usize) -> (Vec<Record>, Option<u64>)
         .collect();
     Record::sort_oldest_first(&mut doomed);
     (doomed, oldest_kept)
+}
+
+/// Of one instance's records (oldest first), newest first until
+/// `keep_last` backups are found whole, those whose object is not there
+/// whole, taken out: a record whose object is gone or cut short restores
+/// nothing, and counted among the newest it would push out a backup that
+/// does. Whole: the object's last byte, at the size recorded, is its last.
+/// Those older than the backups kept are not looked at: they go anyway.
+fn not_whole_among_the_newest(
+    storage: &dyn Storage,
+    records: &mut Vec<Record>,
+    keep_last: usize,
+) -> Vec<(BackupId, Error)> {
+    let (mut whole, mut broken) = (0, Vec::new());
+    for at in (0..records.len()).rev() {
+        if whole == keep_last {
+            break;
+        }
+        let record = &records[at];
+        if is_base(record) || !record.authenticated() {
+            continue;
+        }
+        let mut tail = Vec::new();
+        let read = record.stored_size.checked_sub(1).and_then(|last| {
+            let object = storage.open(&record.id, last).ok()?;
+            object.take(2).read_to_end(&mut tail).ok()
+        });
+        match read {
+            Some(1) => whole += 1,
+            _ => broken.push((
+                records.remove(at).id,
+                Error::integrity(
+                    "its object is not there whole (gone, or not of the size its record says)",
+                ),
+            )),
+        }
+    }
+    broken
 }
 
 /// A base of an archive window (listed like a backup).

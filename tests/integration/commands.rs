@@ -229,6 +229,35 @@ fn a_backup_made_while_the_clock_was_ahead_pushes_no_later_one_out() {
     assert_eq!(left, ["ahead", "tonight"], "{out}");
 }
 
+/// The newest backup's object gone or cut short (a lost object, a disk
+/// that failed): prune counted its record among the newest, and deleted
+/// the older backup that still held the data. A backup whose object is not
+/// there whole is neither counted nor deleted.
+#[test]
+fn a_backup_whose_object_is_gone_or_cut_short_pushes_no_whole_one_out() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    for id in ["whole", "cut", "gone"] {
+        t.run(&["backup", "--id", id]).ok();
+    }
+    let cut = fs::read(t.object_file("cut")).unwrap();
+    fs::write(t.object_file("cut"), &cut[..cut.len() - 1]).unwrap();
+    fs::remove_file(t.object_file("gone")).unwrap();
+
+    let out = t.run(&["prune", "--keep-last", "1"]);
+
+    out.ok()
+        .stderr_has("prune ignores backup gone")
+        .stderr_has("prune ignores backup cut");
+    t.run(&["verify", "whole"]).ok();
+    let left: Vec<String> = t
+        .list(&[])
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, ["whole", "cut", "gone"], "{out}");
+}
+
 #[test]
 fn prune_keeps_the_newest_per_instance_and_never_the_last_one() {
     let t = TestRedis::start();

@@ -422,7 +422,9 @@ fn delete_and_prune_of_a_manifest_whose_segments_lie_elsewhere_delete_only_our_n
         }
         fake.put("victim", "precious", b"not yours");
         fake.put(SEGS, "OTHER.rbk/00000001", b"another backup's segment");
-        for id in &ids {
+        // Only the backup deleted (prune counts a newest one whose object
+        // is not there whole as nothing).
+        for id in &ids[..1] {
             fake.put_manifest(
                 C,
                 &format!("{id}.rbk"),
