@@ -189,9 +189,11 @@ pub fn load_key_file(path: &Path) -> Result<MasterKey> {
     }
     let file = match File::open(path) {
         Ok(file) => file,
+        // Said to every command alike: a new key reads no existing backup, so
+        // keygen is advice only for a first backup.
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(Error::usage(format!(
-                "key file {shown} not found; create one with `redis-backup keygen --out {shown}`"
+                "key file {shown} not found; restore it from your safe copy (a new key reads no existing backup); for a first backup: `redis-backup keygen --out {shown}`"
             )))
         }
         Err(e) => return Err(Error::usage(format!("cannot open key file {shown}: {e}"))),
@@ -367,12 +369,18 @@ mod tests {
     }
 
     #[test]
-    fn missing_key_file_says_how_to_make_one() {
+    fn missing_key_file_says_to_restore_it_before_making_one() {
         let dir = scratch_dir("missing");
         let path = dir.join("nope.key");
         let err = load_key_file(&path).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        assert!(err.message().contains("redis-backup keygen --out"), "{err}");
+        let msg = err.message();
+        assert!(!msg.contains('\n'), "{msg}");
+        let restore = msg.find("restore it from your safe copy").expect(msg);
+        let keygen = msg
+            .find("for a first backup: `redis-backup keygen --out")
+            .expect(msg);
+        assert!(restore < keygen, "{msg}");
     }
 
     #[test]

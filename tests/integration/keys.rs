@@ -91,6 +91,11 @@ fn bad_key_files_are_usage_errors_that_touch_nothing() {
         Some(2),
         "missing key file: expected exit 2\n{out}"
     );
+    // A command that reads backups must not send the operator to keygen
+    // first: a new key reads none of them.
+    t.run(&["list"])
+        .code(2)
+        .stderr_has("restore it from your safe copy");
 
     assert_eq!(
         t.conn().rdb_saves(),
