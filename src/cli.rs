@@ -257,8 +257,8 @@ an archiver restart goes on where it stopped instead of starting a new window.
 const TIMELINE_HELP: &str = "\
 Usage: redis-backup timeline [--instance ID]
 
-The recoverable windows of each instance: from the base backup of a window
-to the last archived command of it. With --json, an array of
+The recoverable windows of each instance: one per archiver session, from
+the first command that session stored to the last. With --json, an array of
 {\"instance\", \"from\", \"to\", \"base\"}, times in RFC 3339 UTC to the millisecond.
 
   --instance ID    only this instance
