@@ -761,6 +761,25 @@ mod tests {
         assert_eq!(cmd(&["-V"]), Command::Version);
     }
 
+    /// vendor-notes/install.md and the example settings say which keys
+    /// have a flag: those `--help` lists, no OpenStack key and not
+    /// `instance`, which is a command's option.
+    #[test]
+    fn only_the_keys_help_lists_have_flags() {
+        for args in [
+            &["list", "--os-auth-url", "https://k"][..],
+            &["list", "--st-auth", "https://k"],
+            &["show", "a", "--instance", "i"],
+        ] {
+            let err = parse_args(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+        let help = main_help();
+        for flag in ["--os-", "--st-", "--instance ", "--redis-password"] {
+            assert!(!help.contains(&format!("  {flag}")), "{flag}");
+        }
+    }
+
     #[test]
     fn usage_errors() {
         for args in [
