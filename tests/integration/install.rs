@@ -81,6 +81,14 @@ fn make_install_puts_binary_units_and_private_settings_in_place() {
             unit.contains("StateDirectory=redis-backup\nStateDirectoryMode=0700\n"),
             "{unit}"
         );
+        // Ordered after Redis on a Valkey host too (found by review).
+        let after = unit.lines().find_map(|l| l.strip_prefix("After="));
+        assert!(
+            after.is_some_and(
+                |a| a.contains(" redis-server.service") && a.contains(" valkey-server.service")
+            ),
+            "{after:?}"
+        );
         for needed in [&status_dir, &lock_dir] {
             assert!(
                 writable
@@ -96,6 +104,12 @@ fn make_install_puts_binary_units_and_private_settings_in_place() {
             root.join("usr/bin/redis-backup").display(),
             settings.display()
         )) && archive.contains("Restart=always"),
+        "{archive}"
+    );
+    // Restarting on a settings error (exit 2) would retry every few seconds
+    // forever what only the operator can fix (found by review).
+    assert!(
+        archive.contains("\nRestartPreventExitStatus=2\n"),
         "{archive}"
     );
     let timer = fs::read_to_string(root.join("units/redis-backup.timer")).unwrap();
