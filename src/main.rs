@@ -72,10 +72,10 @@ fn run() -> error::Result<()> {
 }
 
 /// Logs go to stderr: `-q` errors only, default one line per step, `-v`
-/// protocol detail, `-vv` everything. RUST_LOG, when set, wins, except that
-/// the HTTP and TLS crates never log above warnings: their debug lines could
-/// carry Swift tokens and keys, and a RUST_LOG naming one of their modules
-/// (`ureq::unit=debug`) must not bring them back.
+/// protocol detail, `-vv` everything. RUST_LOG, when set, wins over all but
+/// `-q`, except that the HTTP and TLS crates never log above warnings: their
+/// debug lines could carry Swift tokens and keys, and a RUST_LOG naming one
+/// of their modules (`ureq::unit=debug`) must not bring them back.
 fn init_logging(verbosity: i8) {
     let level = match verbosity {
         i8::MIN..=-1 => log::LevelFilter::Error,
@@ -83,9 +83,14 @@ fn init_logging(verbosity: i8) {
         1 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    let logger = env_logger::Builder::new()
-        .filter_level(level)
-        .parse_env("RUST_LOG")
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level);
+    // -q is asked for on this command line, as a flag beats the environment
+    // for settings: a RUST_LOG left in a unit or a profile must not undo it.
+    if verbosity >= 0 {
+        builder.parse_env("RUST_LOG");
+    }
+    let logger = builder
         // Our own line format (env_logger's, without its time and colour
         // crates): `[2026-11-25T03:15:00Z INFO ] message`, UTC like the IDs,
         // control characters escaped: a message may quote what Redis, a

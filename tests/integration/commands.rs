@@ -400,6 +400,27 @@ fn progress_goes_to_stderr_with_verbose_only_and_never_into_json() {
     );
 }
 
+/// `-q` is errors only even with RUST_LOG set (in a unit, a profile):
+/// the flag was asked for on this command line.
+#[test]
+fn quiet_wins_over_rust_log() {
+    let t = TestRedis::builder().prepare();
+    let key = t.path("quiet.key").display().to_string();
+    let out = t
+        .cmd(&["-q", "keygen", "--out", &key])
+        .env("RUST_LOG", "debug")
+        .run();
+    out.ok();
+    assert!(!out.stderr.contains("INFO"), "{out}");
+    // Without -q, RUST_LOG is still honoured.
+    let key = t.path("loud.key").display().to_string();
+    let out = t
+        .cmd(&["keygen", "--out", &key])
+        .env("RUST_LOG", "debug")
+        .run();
+    out.ok().stderr_has("INFO");
+}
+
 #[test]
 fn the_version_with_json_is_one_json_document() {
     let version = Run::new(BIN).args(&["--json", "-V"]).run().ok().json();
