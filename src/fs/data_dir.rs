@@ -501,29 +501,47 @@ const MAX_TREE_DEPTH: usize = 32;
 
 /// Remove `name` from `at` and, if it is a directory, everything under it,
 /// without ever following a symlink: links are removed, not their targets.
-/// A tree more than `MAX_TREE_DEPTH` directories deep is an error, and what
-/// was not removed stays.
-pub fn remove_tree(at: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+/// With an `owner`, every directory under `name` must be that uid's (see
+/// `remove_levels`). A tree more than `MAX_TREE_DEPTH` directories deep is
+/// an error, and what was not removed stays.
+pub fn remove_tree(at: BorrowedFd<'_>, name: &str, owner: Option<u32>) -> io::Result<()> {
     let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    remove_levels(at, &name, MAX_TREE_DEPTH)
+    remove_levels(at, &name, MAX_TREE_DEPTH, owner)
 }
 
 /// Remove everything in the directory `dir`, but not the directory itself.
 pub fn remove_contents(dir: BorrowedFd<'_>) -> io::Result<()> {
-    remove_contents_but(dir, None)
+    remove_contents_but(dir, None, None)
 }
 
-/// The same, but for the entry named `kept`, if given.
-pub fn remove_contents_but(dir: BorrowedFd<'_>, kept: Option<&str>) -> io::Result<()> {
+/// The same, but for the entry named `kept`, if given, and with every
+/// directory under the entries `owner`'s, if given.
+pub fn remove_contents_but(
+    dir: BorrowedFd<'_>,
+    kept: Option<&str>,
+    owner: Option<u32>,
+) -> io::Result<()> {
     for_each_name(dir, |name| {
         match Some(name.to_bytes()) == kept.map(str::as_bytes) {
             true => Ok(()),
-            false => remove_levels(dir, name, MAX_TREE_DEPTH),
+            false => remove_levels(dir, name, MAX_TREE_DEPTH, owner),
         }
     })
 }
 
-fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<()> {
+/// `name` itself is the caller's to vouch for (an entry of a folder of
+/// root's). Under it, a tree of the data dir owner's may hold a folder of
+/// anybody's that the owner could rename, root's too (one a restore kept),
+/// moved in at any time, even through a descriptor it kept: so with an
+/// `owner`, each directory is checked as it is opened, and one of anyone
+/// else's stops the removal, there. Files go all the same: the owner could
+/// remove them itself.
+fn remove_levels(
+    at: BorrowedFd<'_>,
+    name: &CStr,
+    levels: usize,
+    owner: Option<u32>,
+) -> io::Result<()> {
     let stat = rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return Ok(rfs::unlinkat(at, name, AtFlags::empty())?);
@@ -535,8 +553,16 @@ fn remove_levels(at: BorrowedFd<'_>, name: &CStr, levels: usize) -> io::Result<(
         )));
     };
     let dir = open_dir(at, name)?;
+    if let Some(uid) = owner.filter(|_| levels < MAX_TREE_DEPTH) {
+        if rfs::fstat(&dir)?.st_uid != uid {
+            return Err(io::Error::other(format!(
+                "{} is a folder not of the data dir owner's, so not Redis's: left in place",
+                display_name(name)
+            )));
+        }
+    }
     for_each_name(dir.as_fd(), |entry| {
-        remove_levels(dir.as_fd(), entry, below)
+        remove_levels(dir.as_fd(), entry, below, owner)
     })?;
     Ok(rfs::unlinkat(at, name, AtFlags::REMOVEDIR)?)
 }
@@ -710,11 +736,36 @@ mod tests {
         chain("shallow", MAX_TREE_DEPTH - 1);
         chain("deep", MAX_TREE_DEPTH + 8);
         let at = open_dir_path(&base).unwrap();
-        remove_tree(at.as_fd(), "shallow").unwrap();
+        remove_tree(at.as_fd(), "shallow", None).unwrap();
         assert!(!base.join("shallow").exists());
-        let err = remove_tree(at.as_fd(), "deep").unwrap_err();
+        let err = remove_tree(at.as_fd(), "deep", None).unwrap_err();
         assert!(err.to_string().contains("left in place"), "{err}");
         assert!(base.join("deep/d").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A folder of root's that the owner moved into its own, at any depth
+    /// of the tree, stops the removal and stays whole; the top (root's,
+    /// like `previous/`) is the caller's.
+    #[test]
+    fn remove_tree_of_an_owner_stops_at_a_folder_of_anyone_else() {
+        let base = crate::testing::scratch_dir("datadir-owner");
+        fs::create_dir_all(base.join("tree/theirs/deeper/roots")).unwrap();
+        fs::write(base.join("tree/theirs/deeper/roots/kept"), b"kept").unwrap();
+        for dir in ["tree/theirs", "tree/theirs/deeper"] {
+            std::os::unix::fs::chown(base.join(dir), Some(65534), None).unwrap();
+        }
+        let at = open_dir(CWD, &base).unwrap();
+        let err = remove_tree(at.as_fd(), "tree", Some(65534)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("roots is a folder not of the data dir owner's"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read(base.join("tree/theirs/deeper/roots/kept")).unwrap(),
+            b"kept"
+        );
         fs::remove_dir_all(&base).unwrap();
     }
 
@@ -732,7 +783,7 @@ mod tests {
         remove_contents(tree.as_fd()).unwrap();
         assert!(is_empty(tree.as_fd()).unwrap());
         fs::write(base.join("tree").join(odd), b"x").unwrap();
-        remove_tree(at.as_fd(), "tree").unwrap();
+        remove_tree(at.as_fd(), "tree", None).unwrap();
         assert!(!base.join("tree").exists());
         fs::remove_dir_all(&base).unwrap();
     }
@@ -748,7 +799,7 @@ mod tests {
         std::os::unix::fs::symlink(base.join("outside"), base.join("tree/link")).unwrap();
         std::os::unix::fs::symlink(base.join("outside/keep"), base.join("tree/sub/l")).unwrap();
         let at = open_dir(CWD, &base).unwrap();
-        remove_tree(at.as_fd(), "tree").unwrap();
+        remove_tree(at.as_fd(), "tree", None).unwrap();
         assert!(!base.join("tree").exists());
         assert_eq!(fs::read(base.join("outside/keep")).unwrap(), b"keep");
         fs::remove_dir_all(&base).unwrap();

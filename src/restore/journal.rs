@@ -241,9 +241,11 @@ impl WorkDir {
 
     /// Once the AOF is placed: what is left in `aof/` (the link to the
     /// placed RDB, anything the owner put there) goes, without following a
-    /// link.
-    pub fn remove_aof_build(&self) -> io::Result<()> {
-        data_dir::remove_tree(self.fd(), AOF_BUILD)
+    /// link; a folder not of `owner`'s stops it, at any depth (the owner
+    /// can move one of root's in, even through a descriptor of `aof/` it
+    /// kept).
+    pub fn remove_aof_build(&self, owner: u32) -> io::Result<()> {
+        data_dir::remove_tree(self.fd(), AOF_BUILD, Some(owner))
     }
 
     /// Note the private redis-server's pid, so that a later run can end it
@@ -310,32 +312,15 @@ impl WorkDir {
         data_dir::is_empty(self.previous()).is_ok_and(|empty| !empty)
     }
 
-    /// The first directory in `previous/` that is not `owner`'s, if any.
-    /// What a restore moves aside is Redis's, but the account can rename a
-    /// folder of root's that it could never empty (one `--keep-previous`
-    /// left) to a data file's name first. A file it could remove itself, so
-    /// only directories count. If `previous/` cannot be read to the end, the
-    /// answer is the error: nothing is removed on a guess.
-    pub fn previous_dir_not_of(&self, owner: u32) -> io::Result<Option<String>> {
-        let mut stranger = None;
-        data_dir::for_each_name(self.previous(), |name| {
-            let stat = rfs::statat(self.previous(), name, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
-            let is_dir = rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory;
-            if is_dir && stat.st_uid != owner && stranger.is_none() {
-                stranger = Some(data_dir::display_name(name));
-            }
-            Ok(())
-        })?;
-        Ok(stranger)
-    }
-
     pub fn failed_holds_files(&self) -> bool {
         data_dir::open_dir(self.fd(), FAILED)
             .and_then(|fd| data_dir::is_empty(fd.as_fd()))
             .is_ok_and(|empty| !empty)
     }
 
-    /// Remove the folder and everything in it. The contents go through our
+    /// Remove the folder and everything in it, unless it holds a folder
+    /// that is not the data dir owner's (`remove_folder`): then the error
+    /// names it, and the folder stays. The contents go through our
     /// descriptor; the folder's name is removed only if it is still ours
     /// (Redis's account may have renamed it, and put something else there).
     /// Journaled first, the journal removed last: a run killed on the way
@@ -351,8 +336,12 @@ impl WorkDir {
     }
 }
 
+/// The folder's own entries are root's, but what `previous/`, `failed/` and
+/// `aof/` hold is the data dir owner's, who can put a folder of root's in
+/// it, at any depth (one `--keep-previous` left, renamed to a data file's
+/// name or moved into `aof/`): such a folder stops the removal.
 fn remove_folder(data: &DataDir, name: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
-    data_dir::remove_contents_but(fd, Some(JOURNAL))?;
+    data_dir::remove_contents_but(fd, Some(JOURNAL), Some(data.owner().uid))?;
     match rfs::unlinkat(fd, JOURNAL, rfs::AtFlags::empty()) {
         Ok(()) | Err(rustix::io::Errno::NOENT) => {}
         Err(e) => return Err(e.into()),

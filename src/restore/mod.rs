@@ -922,9 +922,10 @@ fn place_aof(plan: &Plan, work: &WorkDir) -> Result<()> {
 
 /// Once the private server is done: what is left in `aof/` goes, without
 /// following a link. What cannot go now (a tree deeper than any of ours,
-/// the owner's doing) is left, said, and goes with the work folder.
+/// a folder not of the owner's, the owner's doing) is left and said; the
+/// work folder's removal stops at it again, and says so.
 fn empty_aof_build(plan: &Plan, work: &WorkDir) {
-    if let Err(e) = work.remove_aof_build() {
+    if let Err(e) = work.remove_aof_build(plan.data.owner().uid) {
         warn!(
             "could not remove what is left in {}: {e}",
             aof_build_files(plan, work).dir.display()
@@ -994,24 +995,10 @@ fn finish(work: WorkDir, data: &DataDir, keep_previous: bool) -> Option<String> 
         info!("kept the previous data in {kept}");
         return Some(kept);
     }
-    let stranger = match work.previous_dir_not_of(data.owner().uid) {
-        Ok(None) => None,
-        Ok(Some(name)) => Some(format!(
-            "{name} there is a folder not of the data dir owner's, so not Redis's own"
-        )),
-        Err(e) => Some(format!("it could not be read to the end ({e})")),
-    };
-    if let Some(why) = stranger {
-        let kept = work.previous_path().display().to_string();
-        warn!(
-            "kept the previous data in {kept}: {why}; look at it, then remove the folder by hand"
-        );
-        return Some(kept);
-    }
     let path = work.path().to_path_buf();
     if let Err(e) = work.remove(data) {
         warn!(
-            "restore done, but {} could not be removed: {e}; remove it by hand",
+            "restore done, but {} could not be removed: {e}; look at what is left in it, then remove it by hand",
             path.display()
         );
     }

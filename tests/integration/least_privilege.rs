@@ -17,6 +17,7 @@ use crate::attacker::*;
 use crate::fake_swift::run_bounded;
 use crate::harness::*;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -372,6 +373,112 @@ fn a_kept_folder_renamed_to_a_data_name_is_not_removed_with_the_previous_data() 
         .into_iter()
         .map(|work| work.join("previous/appendonlydir/previous/dump.rdb"))
         .filter(|dump| fs::read(dump).ok().as_ref() == Some(&kept_dump))
+        .collect();
+    assert_eq!(survived.len(), 1, "the kept folder was removed\n{context}");
+    out.stderr_has("a folder not of the data dir owner's");
+}
+
+/// A restore with `--keep-previous` run while Redis's `dir` is `sub`, a
+/// folder of the account's in the data dir (its redis.conf is its own to
+/// edit): root's kept folder is then inside `sub`. Back to the data dir,
+/// the account is free to move `sub`, and root's folder with it. Returns
+/// the kept folder's name and its files (path -> SHA-256).
+fn kept_in_a_folder_of_the_accounts(
+    t: &TestRedis,
+    id: &str,
+    sub: &Path,
+) -> (String, BTreeMap<String, String>) {
+    let conf = t.redis_conf().display().to_string();
+    let line = format!("dir {}", sub.display());
+    t.stop_redis();
+    owner_sh(&format!(
+        "mkdir -m 750 '{}' && echo '{line}' >> '{conf}'",
+        sub.display()
+    ));
+    t.start_redis();
+    t.conn().ok(&["SET", "k", "kept-by-the-operator"]);
+    t.conn().ok(&["SAVE"]);
+    t.run(&["restore", id, "--keep-previous"]).ok();
+    let kept: Vec<_> = dir_entries(sub)
+        .into_iter()
+        .filter(|name| name.starts_with("redis-backup-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let files = file_hashes(&sub.join(&kept[0]));
+    assert!(files.keys().any(|path| !path.ends_with('/')), "{files:?}");
+    t.stop_redis();
+    owner_sh(&format!(
+        "kept=$(grep -vxF '{line}' '{conf}') && printf '%s\\n' \"$kept\" > '{conf}'"
+    ));
+    t.start_redis();
+    (kept[0].clone(), files)
+}
+
+/// The same folder of root's, one level down: the account has it kept in
+/// `sub` (`kept_in_a_folder_of_the_accounts`), then renames `sub` to
+/// `appendonlydir`. The next restore moves that aside; root's folder inside
+/// it must survive the removal of the previous data, however deep it is.
+#[test]
+fn a_kept_folder_nested_in_a_data_folder_is_not_removed_with_the_previous_data() {
+    let (t, backed_up, record) = filled_and_backed_up(redis());
+    let id = id_of(&record);
+    let sub = t.data_dir().join("sub");
+    let (kept, files) = kept_in_a_folder_of_the_accounts(&t, &id, &sub);
+    owner_sh(&format!(
+        "mv '{}' '{}'",
+        sub.display(),
+        t.data_dir().join("appendonlydir").display()
+    ));
+
+    let out = t.run(&["restore", &id]);
+
+    let context = format!("{out}");
+    out.ok();
+    assert_eq!(t.state(), backed_up, "{context}");
+    let survived: Vec<_> = t
+        .restore_work_dirs()
+        .into_iter()
+        .filter(|work| file_hashes(&work.join("previous/appendonlydir").join(&kept)) == files)
+        .collect();
+    assert_eq!(survived.len(), 1, "the kept folder was removed\n{context}");
+    out.stderr_has("a folder not of the data dir owner's");
+}
+
+/// The same through the AOF rebuild: while the private server works, the
+/// work folder is 0711 and its `aof/` the account's, which moves `sub`
+/// (holding root's kept folder) into it. What is left in `aof/` is removed
+/// once the AOF is placed, and the work folder once the restore is done;
+/// neither removal may take root's folder.
+#[test]
+fn a_kept_folder_moved_into_the_aof_build_is_not_removed_with_it() {
+    let (t, backed_up, record) = filled_and_backed_up(redis().appendonly());
+    let id = id_of(&record);
+    let sub = t.data_dir().join("sub");
+    let (kept, files) = kept_in_a_folder_of_the_accounts(&t, &id, &sub);
+    // Polls for the next work folder's aof/ for two minutes at most.
+    let mover = format!(
+        "while [ $SECONDS -lt 120 ]; do for aof in '{data}'/redis-backup-restore-*/aof; do \
+         [ -d \"$aof\" ] && mv '{sub}' \"$aof/\" 2>/dev/null && exit 0; done; done; exit 1",
+        data = t.data_dir().display(),
+        sub = sub.display()
+    );
+    let mut mover = as_owner("/bin/bash").args(&["-c", &mover]).spawn();
+
+    let out = t.run(&["restore", &id]);
+
+    let _ = mover.kill();
+    let _ = mover.wait();
+    let context = format!("{out}");
+    out.ok();
+    assert_eq!(t.state(), backed_up, "{context}");
+    assert!(
+        !sub.exists(),
+        "sub never got into aof/: the test proves nothing\n{context}"
+    );
+    let survived: Vec<_> = t
+        .restore_work_dirs()
+        .into_iter()
+        .filter(|work| file_hashes(&work.join("aof/sub").join(&kept)) == files)
         .collect();
     assert_eq!(survived.len(), 1, "the kept folder was removed\n{context}");
     out.stderr_has("a folder not of the data dir owner's");
