@@ -213,7 +213,7 @@ fn all_keys() -> impl Iterator<Item = &'static str> {
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<String, Raw> = BTreeMap::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -250,13 +250,20 @@ fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, Raw>> {
                 "{at}: {key} has a `#` in its value; comments go on lines of their own (quote the value if the `#` is part of it)"
             )));
         }
-        out.insert(
-            key,
-            Raw {
-                value: unquoted.to_string(),
-                origin: at,
-            },
-        );
+        let raw = Raw {
+            value: unquoted.to_string(),
+            origin: at,
+        };
+        // The last one is taken, as ever; an edit that meant to replace the
+        // first may not know it is there.
+        if let Some(first) = out.get(&key) {
+            log::warn!(
+                "{}: {key} is set again (first in {}): the last is taken",
+                raw.origin,
+                first.origin
+            );
+        }
+        out.insert(key, raw);
     }
     Ok(out)
 }

@@ -144,6 +144,29 @@ fn storage_flag_beats_env_beats_file() {
     assert_eq!(listed_sorted, expected);
 }
 
+/// A key set twice in the settings file (an edit that appended where it
+/// meant to replace): the last is taken, as ever, and said, naming both
+/// lines.
+#[test]
+fn a_setting_given_twice_in_the_file_is_said() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let first = t.storage_dir().display().to_string();
+    let second = t.path("second");
+    let mut text = fs::read_to_string(t.settings_file()).unwrap();
+    text.push_str(&format!("storage = file://{}\n", second.display()));
+    fs::write(t.settings_file(), &text).unwrap();
+    assert!(text.contains(&first), "{text}");
+
+    let out = t.run(&["backup"]);
+
+    out.ok().stderr_has("storage is set again");
+    assert!(
+        dir_entries(&second).len() == 2,
+        "the last was not taken\n{out}"
+    );
+}
+
 #[test]
 fn a_held_lock_stops_a_second_run_and_a_stale_one_does_not() {
     let t = TestRedis::start();
