@@ -197,7 +197,8 @@ Show the record of one backup (--json: one object).
 const DELETE_HELP: &str = "\
 Usage: redis-backup delete ID
 
-Delete a backup's record and object.
+Delete a backup's record and object; a point-in-time base's archived chunks
+too (refused while its archiver runs on this host).
 ";
 
 const EXPORT_HELP: &str = "\
@@ -220,8 +221,9 @@ the older ones, oldest first, printing each. N is at least 1, so the newest
 backup of an instance is never removed by pruning; delete it by ID if you
 really mean to. Backups written before format 2 never count towards N (their
 records bind nothing); they are deleted once N newer ones are kept. A record
-that does not authenticate, or that was written to another storage, is
-neither kept nor deleted, and named on stderr.
+that does not authenticate, was written to another storage, is dated ahead
+of this host's clock, or whose object is not there whole, is neither kept
+nor deleted, and named on stderr.
 
   --keep-last N    backups to keep per instance (1 or more)
   --instance ID    prune only this instance
@@ -510,7 +512,7 @@ fn build_command(words: Vec<String>, options: CommandOptions) -> Result<Command>
                 .ok_or_else(|| Error::usage("prune needs --keep-last N"))?;
             let keep_last = keep_last.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
                 Error::usage(format!(
-                    "--keep-last {keep_last:?}: keep at least 1 backup per instance (delete the last one by ID if you mean it)"
+                    "--keep-last {keep_last:?}: a whole number of backups per instance, at least 1 (delete the last one by ID if you mean it)"
                 ))
             })?;
             Command::Prune {

@@ -459,7 +459,7 @@ fn no_windows_of(storage: &dyn Storage, key: &MasterKey, instance: &str) -> Resu
         // operator with the wrong key_file sees them named there.
         true => "there is no archive of it this host's key reads (records it cannot authenticate are left out, each named in a warning); `redis-backup archive` makes one".into(),
         false => format!(
-            "there is no archive of it, but there are of instance {} (`--instance NAME` chooses one; `redis-backup timeline` lists them)",
+            "there is no archive of it, but there are of instance {} (`--instance NAME` chooses one)",
             others.join(", ")
         ),
     })
