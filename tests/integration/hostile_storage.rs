@@ -961,6 +961,55 @@ fn a_listing_halved_to_one_name_a_page_ends_within_its_patience() {
     );
 }
 
+/// (The storage review of the twenty-first session.) A log-in that fails
+/// once, just as the record's location is taken (a hiccup of the auth
+/// service at a token's renewal; tokens here last no time, so every
+/// request logs in): the record said `swift://CONTAINER/ID.rbk`, the old
+/// form any account's container of that name matches, and a copy of the
+/// backup into another account counted as that one's own again (SECURITY
+/// row 24). The account does not change with a log-in: the last session's
+/// URL names it.
+#[test]
+fn a_log_in_failing_as_the_record_is_written_leaves_its_location_bound() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.tempauth_settings());
+    fill(&t);
+    let (url, token) = (fake.storage_url(), fake.token().to_string());
+    let manifest_stored = Arc::new(AtomicBool::new(false));
+    let refused_once = Arc::new(AtomicBool::new(false));
+    let (stored, refused) = (manifest_stored.clone(), refused_once.clone());
+    fake.script(move |r, _| {
+        if r.query("multipart-manifest").as_deref() == Some("put") {
+            stored.store(true, Ordering::SeqCst);
+            return Answer::Normal;
+        }
+        if !r.decoded_path().starts_with("/auth/") {
+            return Answer::Normal;
+        }
+        if stored.load(Ordering::SeqCst) && !refused.swap(true, Ordering::SeqCst) {
+            return Answer::status(401);
+        }
+        Answer::status(200)
+            .header("X-Storage-Url", &url)
+            .header("X-Auth-Token", &token)
+            .header("X-Auth-Token-Expires", "0")
+    });
+
+    let b = run(&t, &["--json", "backup"]);
+
+    let out = b.ended();
+    let record = out.ok().json();
+    assert!(
+        refused_once.load(Ordering::SeqCst),
+        "no log-in was refused after the manifest: the test proves nothing\n{out}"
+    );
+    let location = record["location"].as_str().unwrap_or_default();
+    assert!(
+        location.starts_with("swift://AUTH_test/"),
+        "the location names no account: {location}\n{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. Deadlines
 

@@ -567,10 +567,20 @@ impl Client {
     }
 
     /// The account's name: the last part of its URL's path (`AUTH_…`),
-    /// the same whichever endpoint (public, internal) reaches it. `None`
-    /// when no log-in can be had.
+    /// the same whichever endpoint (public, internal) reaches it. A log-in
+    /// that fails now (a renewal's hiccup) does not change the account:
+    /// the last session's URL names it. `None` when no log-in was had.
     fn account(&self) -> Option<String> {
-        let session = self.session().ok()?;
+        let session = match self.session() {
+            Ok(session) => session,
+            Err(_) => self
+                .session
+                .lock()
+                .expect("session lock")
+                .as_ref()?
+                .0
+                .clone(),
+        };
         let url = &session.storage_url;
         let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
         rest.trim_end_matches('/')
