@@ -478,6 +478,13 @@ impl Storage for DirStorage {
 
     fn list(&self) -> Result<Vec<BackupId>> {
         let Some(dir) = self.pin()? else {
+            // A typo in `storage` must not read as "no backups" at 3 a.m.
+            if !self.inside {
+                log::warn!(
+                    "{} does not exist (yet): no backups are there",
+                    self.dir.display()
+                );
+            }
             return Ok(Vec::new());
         };
         let entries =

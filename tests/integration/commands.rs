@@ -167,6 +167,21 @@ fn a_setting_given_twice_in_the_file_is_said() {
     );
 }
 
+/// `storage` naming a folder that does not exist (a typo): list, prune
+/// and timeline printed nothing, exit 0, as if there were no backups. Now
+/// said; still exit 0 (before a host's first backup, it is true).
+#[test]
+fn a_storage_folder_that_does_not_exist_is_said() {
+    let t = TestRedis::start();
+    let missing = t.path("no-such-folder");
+    let storage = format!("file://{}", missing.display());
+    for command in [&["list"][..], &["prune", "--keep-last", "1"], &["timeline"]] {
+        let out = t.cmd(command).env("REDIS_BACKUP_STORAGE", &storage).run();
+        out.ok().stderr_has("does not exist");
+    }
+    assert!(!missing.exists());
+}
+
 #[test]
 fn a_held_lock_stops_a_second_run_and_a_stale_one_does_not() {
     let t = TestRedis::start();
