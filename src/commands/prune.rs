@@ -68,8 +68,14 @@ pub(super) fn prune(
             .or_default()
             .push(record);
     }
+    let mut patience = Patience::of(&*storage);
     for records in by_instance.values_mut() {
-        refused.extend(not_whole_among_the_newest(&*storage, records, keep_last));
+        refused.extend(not_whole_among_the_newest(
+            &*storage,
+            records,
+            keep_last,
+            &mut patience,
+        )?);
     }
     // A record that does not authenticate says nothing true about age: it
     // neither counts towards what is kept nor is deleted.
@@ -299,12 +305,16 @@ fn surplus(records: Vec<Record>, keep_last: usize) -> (Vec<Record>, Option<u64>)
 /// whole, taken out: a record whose object is gone or cut short restores
 /// nothing, and counted among the newest it would push out a backup that
 /// does. Whole: the object's last byte, at the size recorded, is its last.
-/// Those older than the backups kept are not looked at: they go anyway.
+/// An object the storage cannot give now is taken out with that error
+/// (exit 4: prune then keeps every window, as for a record it cannot give),
+/// its time charged to `patience`. Those older than the backups kept are
+/// not looked at: they go anyway.
 fn not_whole_among_the_newest(
     storage: &dyn Storage,
     records: &mut Vec<Record>,
     keep_last: usize,
-) -> Vec<(BackupId, Error)> {
+    patience: &mut Patience,
+) -> Result<Vec<(BackupId, Error)>> {
     let (mut whole, mut broken) = (0, Vec::new());
     for at in (0..records.len()).rev() {
         if whole == keep_last {
@@ -314,22 +324,37 @@ fn not_whole_among_the_newest(
         if is_base(record) || !record.authenticated() {
             continue;
         }
-        let mut tail = Vec::new();
-        let read = record.stored_size.checked_sub(1).and_then(|last| {
-            let object = storage.open(&record.id, last).ok()?;
-            object.take(2).read_to_end(&mut tail).ok()
-        });
-        match read {
-            Some(1) => whole += 1,
-            _ => broken.push((
-                records.remove(at).id,
-                Error::integrity(
-                    "its object is not there whole (gone, or not of the size its record says)",
-                ),
-            )),
-        }
+        let started = std::time::Instant::now();
+        let e = match bytes_from_the_last(storage, record) {
+            Ok(1) => {
+                whole += 1;
+                continue;
+            }
+            Ok(_) | Err(Error::Missing(_)) => Error::integrity(
+                "its object is not there whole (gone, or not of the size its record says)",
+            ),
+            Err(e) => {
+                patience.lost_to(started, &e)?;
+                e
+            }
+        };
+        broken.push((records.remove(at).id, e));
     }
-    broken
+    Ok(broken)
+}
+
+/// How many bytes `record`'s object holds from its last recorded byte on,
+/// at most 2: 1 if it is whole.
+fn bytes_from_the_last(storage: &dyn Storage, record: &Record) -> Result<usize> {
+    let Some(last) = record.stored_size.checked_sub(1) else {
+        return Ok(0);
+    };
+    let mut tail = Vec::new();
+    storage
+        .open(&record.id, last)?
+        .take(2)
+        .read_to_end(&mut tail)
+        .map_err(|e| Error::storage(format!("reading backup {}: {e}", record.id)))
 }
 
 /// A base of an archive window (listed like a backup).

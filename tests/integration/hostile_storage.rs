@@ -1010,6 +1010,40 @@ fn a_log_in_failing_as_the_record_is_written_leaves_its_location_bound() {
     );
 }
 
+/// Every backup's object answered 503 (an object server down), the records
+/// readable: prune reads the objects of the backups it keeps. (The
+/// self-review of the twenty-first session.) Those reads were charged to
+/// no patience (each backup a full retry budget, 45 s for these six) and
+/// the 503s were called objects "not there whole" (exit 0). They end the
+/// command once the patience (15 s) is spent: exit 4.
+#[test]
+fn objects_that_cannot_be_read_end_a_prune_within_its_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    for _ in 0..6 {
+        backup(&t);
+    }
+    fake.script(|r, _| {
+        let object = matches!(r.swift_path(), Some((c, Some(o))) if c == C && o.ends_with(".rbk"));
+        match object && (r.method == "HEAD" || r.method == "GET") {
+            true => Answer::bytes(503, b"busy".to_vec()),
+            false => Answer::Normal,
+        }
+    });
+    let b = run_bounded(
+        t.cmd(&["prune", "--keep-last", "1"]).env(ALLOW_HTTP, "yes"),
+        Duration::from_secs(60),
+    );
+    let elapsed = b.elapsed;
+    let out = b.ended();
+    out.code(4).stderr_has("misbehaving");
+    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}\n{out}");
+    fake.normal();
+    let listed = run(&t, &["--json", "list"]).ended().ok().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(6), "{out}");
+}
+
 // ---------------------------------------------------------------------------
 // 5. Deadlines
 

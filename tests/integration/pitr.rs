@@ -856,6 +856,26 @@ fn prune_keeps_the_windows_while_a_backups_record_cannot_be_read_for_now() {
     assert_eq!(value_at(&t, &moment, "after.rdb", "k"), "4");
 }
 
+/// The same with the backup's object the storage cannot give at the
+/// moment of the prune (prune reads each backup it keeps at its last byte;
+/// a Swift answering 503 to its HEAD is the same). (The self-review of the
+/// twenty-first session.) Taken for an object not there whole, the backup
+/// was left out, and both older bases pruned.
+#[test]
+fn prune_keeps_the_windows_while_a_backups_object_cannot_be_read_for_now() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let (first, backup, moment) = a_window_extended_past_a_backup(&t, &mut conn);
+    let lease = lease_on(&t.object_file(&backup));
+
+    let out = t.run(&["--json", "prune", "--keep-last", "1"]);
+    let deleted = out.ok().json()["deleted"].to_string();
+    out.stderr_has("cannot be read now: the bases are kept");
+    assert!(!deleted.contains(&first), "{deleted}");
+    drop(lease);
+    assert_eq!(value_at(&t, &moment, "after.rdb", "k"), "4");
+}
+
 /// As above, but the storage cannot give the extended window's newest
 /// chunk records at the moment of the prune (here a write lease on each
 /// holds them; a Swift answering 503 is the same). Ranked by
