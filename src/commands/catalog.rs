@@ -120,12 +120,18 @@ pub(super) fn show(config: &Config, id: &BackupId) -> Result<Report> {
 pub(super) fn delete(config: &Config, id: &BackupId) -> Result<Report> {
     let storage = storage::open(config)?;
     let chunks = storage.archive();
+    // A base's archiver is waited for before its chunks are listed: one
+    // stopped in between stores its last chunk as it goes.
+    let base_lock = no_archiver_of(config, &*storage, id, false)?;
     let Some(of_base) = archive::windows::chunks_of(&*chunks, id)? else {
         return Err(Error::storage(format!(
             "the listing of base {id}'s chunks names more than a window holds: the storage is misbehaving; {id} and its chunks are kept"
         )));
     };
-    let _archiver = no_archiver_of(config, &*storage, id, !of_base.is_empty())?;
+    let _archiver = match (base_lock, of_base.is_empty()) {
+        (None, false) => no_archiver_of(config, &*storage, id, true)?,
+        (lock, _) => lock,
+    };
     let mut patience = Patience::of(&*storage);
     let chunks_deleted = archive::windows::delete_chunks(&*chunks, &of_base, &mut patience)?;
     let mut lines = Vec::new();

@@ -2876,6 +2876,51 @@ fn delete_of_a_base_with_no_chunks_yet_waits_for_its_archiver_to_stop() {
     assert_eq!(timeline(&t).len(), 0);
 }
 
+/// (The self-review of the twenty-first session.) delete listed a base's
+/// chunks (none yet), then took the archive lock: an archiver stopped in
+/// between stores its last chunk as it stops, and that chunk was left
+/// under a deleted base, in no window, for good. The lock is taken first
+/// now. strace holds delete's first flock 4 s, the moment the archiver is
+/// stopped in.
+#[test]
+fn delete_of_a_base_waits_for_its_archiver_before_it_lists_the_chunks() {
+    let t = start_redis();
+    let archiver = start_archiver(&t);
+    let listed = t.run(&["--json", "list"]).ok().json();
+    let base = listed[0]["id"].as_str().unwrap().to_string();
+    assert!(chunk_files(&t, ".json").is_empty(), "a chunk already");
+    let settings = t.settings_file().display().to_string();
+    let delete = t
+        .with_env(
+            Run::new("strace")
+                .args(&["-f", "-o", "/dev/null", "-e", "trace=flock"])
+                .args(&["-e", "inject=flock:delay_enter=4000000:when=1"])
+                .args(&[
+                    crate::harness::BIN,
+                    "-c",
+                    settings.as_str(),
+                    "delete",
+                    &base,
+                ]),
+        )
+        .spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    t.conn().ok(&["SET", "k", "1"]);
+    stop(archiver);
+
+    let out = delete.wait_with_output().unwrap();
+
+    let left: Vec<String> = chunk_files(&t, ".json")
+        .into_iter()
+        .filter(|name| name.starts_with(&base))
+        .collect();
+    assert!(
+        !out.status.success() || left.is_empty(),
+        "base {base} deleted, its chunks left in no window: {left:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A window of one write, and an archiver that goes on with it: the
 /// window's base, the stream offset where the next chunk's name starts,
 /// and the archiver.
