@@ -521,12 +521,29 @@ pub fn remove_contents_but(
     kept: Option<&str>,
     owner: Option<u32>,
 ) -> io::Result<()> {
+    remove_entries(dir, kept, MAX_TREE_DEPTH, owner)
+}
+
+/// Remove each entry of `dir` but `kept`, going on past one that cannot
+/// go (a folder left in place): all else goes, and the first failure is
+/// the answer. Stopped at it, the previous dataset beside it stayed for
+/// good, every later restore trying again.
+fn remove_entries(
+    dir: BorrowedFd<'_>,
+    kept: Option<&str>,
+    levels: usize,
+    owner: Option<u32>,
+) -> io::Result<()> {
+    let mut failed = None;
     for_each_name(dir, |name| {
-        match Some(name.to_bytes()) == kept.map(str::as_bytes) {
-            true => Ok(()),
-            false => remove_levels(dir, name, MAX_TREE_DEPTH, owner),
+        if Some(name.to_bytes()) != kept.map(str::as_bytes) {
+            if let Err(e) = remove_levels(dir, name, levels, owner) {
+                failed.get_or_insert(e);
+            }
         }
-    })
+        Ok(())
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// `name` itself is the caller's to vouch for (an entry of a folder of
@@ -534,8 +551,8 @@ pub fn remove_contents_but(
 /// anybody's that the owner could rename, root's too (one a restore kept),
 /// moved in at any time, even through a descriptor it kept: so with an
 /// `owner`, each directory is checked as it is opened, and one of anyone
-/// else's stops the removal, there. Files go all the same: the owner could
-/// remove them itself.
+/// else's is left in place, with what holds it (the rest goes). Files go
+/// all the same: the owner could remove them itself.
 fn remove_levels(
     at: BorrowedFd<'_>,
     name: &CStr,
@@ -561,9 +578,7 @@ fn remove_levels(
             )));
         }
     }
-    for_each_name(dir.as_fd(), |entry| {
-        remove_levels(dir.as_fd(), entry, below, owner)
-    })?;
+    remove_entries(dir.as_fd(), None, below, owner)?;
     Ok(rfs::unlinkat(at, name, AtFlags::REMOVEDIR)?)
 }
 

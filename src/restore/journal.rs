@@ -386,7 +386,10 @@ pub fn finish_removals(data: &DataDir) {
                 data.join(&name).display()
             );
             if let Err(e) = remove_folder(data, &name, fd.as_fd()) {
-                log::warn!("could not remove {}: {e}", data.join(&name).display());
+                log::warn!(
+                    "could not remove {}: {e}; look at what is left in it, then remove it by hand",
+                    data.join(&name).display()
+                );
             }
         }
     }

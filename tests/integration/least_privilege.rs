@@ -442,6 +442,16 @@ fn a_kept_folder_nested_in_a_data_folder_is_not_removed_with_the_previous_data()
         .collect();
     assert_eq!(survived.len(), 1, "the kept folder was removed\n{context}");
     out.stderr_has("a folder not of the data dir owner's");
+    // All else went (the previous dataset beside it stayed for good): only
+    // the path to root's folder is left, and the journal.
+    let mut left: Vec<String> = file_hashes(&survived[0]).into_keys().collect();
+    left.retain(|path| path != "journal");
+    let kept_path = format!("previous/appendonlydir/{kept}/");
+    assert!(
+        left.iter()
+            .all(|path| path.starts_with(&kept_path) || kept_path.starts_with(path.as_str())),
+        "{left:?}\n{context}"
+    );
 }
 
 /// The same through the AOF rebuild: while the private server works, the
