@@ -605,22 +605,24 @@ impl Client {
         path: &str,
         send: impl Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> Result<Reply> {
-        self.call_carrying(method, path, 0, send)
+        self.call_carrying(method, path, 0, &send)
     }
 
     /// `call` for a request that moves `bytes` (its deadline grows with them).
+    /// (`send` is a `dyn`: one body of this loop for every caller, not a
+    /// copy per closure; the binary has a size budget.)
     fn call_carrying(
         &self,
         method: &str,
         path: &str,
         bytes: u64,
-        send: impl Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
+        send: &dyn Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> Result<Reply> {
         let mut pause = REQUEST_RETRY_PAUSE;
         let mut renewed = false;
         for attempt in 1.. {
             let last = attempt >= REQUEST_ATTEMPTS;
-            match self.attempt(method, path, bytes, &send) {
+            match self.attempt(method, path, bytes, send) {
                 Ok(Some(Reply::Status(code))) if transient(code) && !last => {
                     warn!("{method} {path}: Swift answered {code}; trying again in {pause:?}");
                 }
@@ -672,6 +674,12 @@ impl Client {
         bytes: u64,
         send: impl FnOnce(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> Result<Option<Reply>> {
+        let (request, url) = self.request(method, path, bytes)?;
+        self.judge(method, &url, send(request))
+    }
+
+    /// The request `attempt` sends, with the current token, and its URL.
+    fn request(&self, method: &str, path: &str, bytes: u64) -> Result<(ureq::Request, String)> {
         let session = self.session()?;
         let url = format!("{}/{path}", session.storage_url);
         let request = self
@@ -680,7 +688,17 @@ impl Client {
             .timeout(self.deadline_for(bytes))
             .set("X-Auth-Token", session.token.expose());
         debug!("{method} {url}");
-        match send(request) {
+        Ok((request, url))
+    }
+
+    /// What the answer to `attempt`'s request means.
+    fn judge(
+        &self,
+        method: &str,
+        url: &str,
+        answer: std::result::Result<ureq::Response, ureq::Error>,
+    ) -> Result<Option<Reply>> {
+        match answer {
             Ok(response) if (200..300).contains(&response.status()) => {
                 Ok(Some(Reply::Done(Box::new(response))))
             }
@@ -742,7 +760,7 @@ impl Client {
     ) -> Result<Option<Box<dyn Read + Send>>> {
         let bytes = to.map_or(0, |to| to.saturating_sub(from));
         let range = to.map(|to| format!("bytes={from}-{}", to.saturating_sub(1)));
-        let reply = self.call_carrying("GET", path, bytes, |r| match &range {
+        let reply = self.call_carrying("GET", path, bytes, &|r: ureq::Request| match &range {
             None => r.call(),
             Some(range) => r.set("Range", range).call(),
         })?;
