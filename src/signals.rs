@@ -24,9 +24,17 @@ const HELD: [libc::c_int; 5] = [
 /// The last held signal that arrived, 0 for none.
 static ARRIVED: AtomicI32 = AtomicI32::new(0);
 
+/// Said at once, not only once the step is over: that may take as long as
+/// Redis's save or start, and an operator who saw nothing would reach for
+/// `kill -9`.
+const NOTED: &[u8] = b"redis-backup: signal noted; it takes effect once the step under way is over, which must not be cut short (Redis would be left down)\n";
+
+#[allow(unsafe_code)]
 extern "C" fn note(signal: libc::c_int) {
-    // Only an atomic store: nothing else is safe in a signal handler.
+    // An atomic store and write(2): both async-signal-safe.
     ARRIVED.store(signal, Ordering::Relaxed);
+    // SAFETY: a static buffer of its own length, written to stderr.
+    unsafe { libc::write(2, NOTED.as_ptr().cast(), NOTED.len()) };
 }
 
 /// Ctrl-Z's handler while held: nothing. Not SIG_IGN, which the programs

@@ -201,6 +201,12 @@ impl DataDir {
         crate::fs::open_if_regular(&found).map_err(|e| cannot_open(e.to_string()))
     }
 
+    /// Which file `name` is now (not following a link).
+    pub fn identity_of(&self, name: &str) -> io::Result<FileIdentity> {
+        let stat = rfs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(FileIdentity::of_stat(&stat))
+    }
+
     /// Remove `name` only if it is still the very file whose `identity` was
     /// taken when it was opened: a file put there since is not ours to
     /// delete. Returns whether it was removed.

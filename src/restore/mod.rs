@@ -200,16 +200,27 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         units::seconds(staging.elapsed(), 3)
     );
 
-    if let Err(e) = save_before_the_stop(&plan, summary.raw_size) {
-        let _ = work.remove(&data);
-        if e.exit_code() == 3 {
-            save_again_once_room_is_back(&plan);
+    // From the save before the stop until Redis runs again, on the restored
+    // data or (rolled back) its own, and the work folder is gone or kept. A
+    // signal during the save ends the run once it is over, Redis untouched.
+    let held = Held::during("Redis was saved and stopped for the restore");
+    let made = match save_before_the_stop(&plan, summary.raw_size) {
+        Ok(made) => made,
+        Err(e) => {
+            let _ = work.remove(&data);
+            if e.exit_code() == 3 {
+                save_again_once_room_is_back(&plan);
+            }
+            return Err(e);
         }
-        return Err(e);
+    };
+    if let Some(signal) = held.arrived() {
+        remove_the_dump_made(&plan, made);
+        let _ = work.remove(&data);
+        return Err(Error::other(format!(
+            "stopped by signal {signal} as Redis saved before the stop: Redis and its data are as they were"
+        )));
     }
-    // From the stop until Redis runs again, on the restored data or (rolled
-    // back) its own, and the work folder is gone or kept.
-    let _held = Held::during("Redis was stopped for the restore");
     match swap_in(&plan, &mut work, record.as_ref()) {
         Ok((keys, placed)) => {
             work.record(Step::Done)?;
@@ -227,7 +238,28 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
                 previous,
             })
         }
-        Err(cause) => Err(rollback::roll_back(&server, work, was_active, cause)),
+        Err(cause) => {
+            let e = rollback::roll_back(&server, work, was_active, cause);
+            // Redis runs on its own data again, the dump made before the
+            // stop among it.
+            if matches!(e, Error::RolledBack(_)) {
+                remove_the_dump_made(&plan, made);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The dump `save_before_the_stop` had a Redis that keeps nothing on disk
+/// write, for a restore that did not go on: left, Redis's next start would
+/// load it (keys deleted since back), as a backup's would.
+fn remove_the_dump_made(plan: &Plan, made: Option<FileIdentity>) {
+    if let Some(made) = made {
+        plan.data.remove_unkept_dump(
+            &plan.files.dbfilename,
+            made,
+            "Redis keeps nothing on disk, and saved it only for the restore, which did not go on",
+        );
     }
 }
 
@@ -663,21 +695,22 @@ fn is_disk_full(e: &io::Error) -> bool {
 /// removes the dump its save made, and leaves the count of changes at 0.)
 /// Not before staging: the dump may be the last good copy an operator
 /// falls back on if the restore is refused. A save that fails is exit 3,
-/// Redis untouched.
-fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<()> {
+/// Redis untouched. The dump made for a server that keeps nothing on disk,
+/// if one was: the caller removes it if the restore goes no further.
+fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<Option<FileIdentity>> {
     if !plan.was_active || !matches!(plan.keeps, Keeps::OnDisk | Keeps::InMemoryOnly) {
-        return Ok(());
+        return Ok(None);
     }
     let mut redis = Connection::connect(plan.connect)?;
     let persistence = redis.info("persistence")?;
     let changes = persistence.get("rdb_changes_since_last_save");
     if changes.map(String::as_str) == Some("0") && plan.data.file_size(&plan.files.dbfilename) > 0 {
-        return Ok(());
+        return Ok(None);
     }
     let only_in_memory = plan.keeps == Keeps::InMemoryOnly;
     if redis.disabled("BGSAVE") && !only_in_memory {
         log::warn!("BGSAVE is disabled by rename-command: the room Redis's own save at the stop needs was taken to be its last dump's size, which may be too little");
-        return Ok(());
+        return Ok(None);
     }
     let why = match only_in_memory {
         true => "Redis keeps its data only in memory (save \"\" and appendonly no)",
@@ -691,7 +724,13 @@ fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<()> {
             plan.data.path().display()
         ))
     })?;
-    check_room(plan, restored_size, Written::RdbAndAof)
+    let made = only_in_memory
+        .then(|| plan.data.identity_of(&plan.files.dbfilename).ok())
+        .flatten();
+    check_room(plan, restored_size, Written::RdbAndAof).inspect_err(|_| {
+        remove_the_dump_made(plan, made);
+    })?;
+    Ok(made)
 }
 
 /// A save that failed for want of the room the staged restore took leaves

@@ -1271,3 +1271,75 @@ fn a_unit_systemd_does_not_know_is_rolled_back_past_its_refused_stop() {
     out.code(6).stderr_has("the previous data was put back");
     assert_eq!(sha256_file(&t.dump_file()), previous, "{out}");
 }
+
+/// A Redis that keeps nothing on disk (`save ""`, `appendonly no`) is made
+/// to save before the stop (it would lose its data there). (The operator
+/// review of the twenty-first session.) When the restore then went no
+/// further (refused for want of room after that save, or Ctrl-C during
+/// it), the dump stayed, and Redis's next start loaded it: a key deleted
+/// since came back. It goes now, as a backup's does; the signal is said at
+/// once, and ends the run once the save is over, before Redis is stopped.
+#[test]
+fn a_restore_that_goes_no_further_than_the_save_before_the_stop_leaves_no_dump() {
+    let value = |key: &str| -> String {
+        (0..60)
+            .map(|i| sha256_hex(format!("{key}-{i}").as_bytes()))
+            .collect()
+    };
+    let fill = |t: &TestRedis, prefix: &str, n: usize| {
+        let mut conn = t.conn();
+        for i in 0..n {
+            let key = format!("{prefix}{i}");
+            conn.ok(&["SET", &key, &value(&key)]);
+        }
+    };
+    let came_back = |t: &TestRedis, how: &str| {
+        t.conn().ok(&["DEL", "deleted-later"]);
+        t.stop_redis();
+        t.start_redis();
+        assert_eq!(
+            t.conn().call(&["EXISTS", "deleted-later"]).int(),
+            0,
+            "{how}: a key deleted since came back at the next start"
+        );
+    };
+
+    // Refused after the save: its dump leaves too little room.
+    let t = TestRedis::builder().save(Save::Off).prepare();
+    let _tmpfs = Tmpfs::mount(&t.data_dir(), "size=2m,mode=0755");
+    t.start_redis();
+    fill(&t, "a", 100);
+    t.conn().ok(&["SET", "deleted-later", "1"]);
+    let id = t.backup();
+    fill(&t, "b", 200);
+    let out = t.run(&["restore", &id]);
+    out.code(4).stderr_has("saving it before the stop");
+    assert!(
+        !t.dump_file().exists(),
+        "the dump made for the restore is left\n{out}"
+    );
+    came_back(&t, "refused");
+
+    // Ctrl-C while Redis saves.
+    let t = TestRedis::builder().save(Save::Off).start();
+    fill(&t, "a", 300);
+    t.conn().ok(&["SET", "deleted-later", "1"]);
+    let id = t.backup();
+    t.conn()
+        .ok(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
+    let mut restore = t.cmd(&["restore", &id]).watch();
+    restore.wait_for_line("saving it before the stop");
+    restore.signal("INT");
+    let out = restore.finish();
+    // Said when it came (by the handler), not only once the save was over.
+    out.code(1)
+        .stderr_has("signal 2")
+        .stderr_has("signal noted");
+    t.conn().ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    assert!(t.is_active(), "Redis was stopped\n{out}");
+    assert!(
+        !t.dump_file().exists(),
+        "the dump made for the restore is left\n{out}"
+    );
+    came_back(&t, "Ctrl-C");
+}
