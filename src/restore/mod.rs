@@ -774,8 +774,13 @@ fn swap_in(
     // The outage: what the staged design keeps short, measured for the
     // operator (and `make bench`, which sets it beside Redis's own restart).
     let outage = Instant::now();
-    if plan.was_active {
-        plan.service.stop()?;
+    // A unit not active is stopped too: one in a crash loop ("activating
+    // (auto-restart)" is not active) would start Redis, empty, between the
+    // move aside and the placing; a stop job cancels its restarts. A unit
+    // systemd does not know is the start's to refuse.
+    match plan.was_active {
+        true => plan.service.stop()?,
+        false => drop(plan.service.stop_unless_refused()?),
     }
     move_aside(plan.files, plan.data, work)?;
     work.record(Step::AsideDone)?;

@@ -1343,3 +1343,78 @@ fn a_restore_that_goes_no_further_than_the_save_before_the_stop_leaves_no_dump()
     );
     came_back(&t, "Ctrl-C");
 }
+
+/// A unit in a crash loop (a dump Redis cannot load, systemd's `Restart=`
+/// starting it again and again: "activating (auto-restart)" is not
+/// active), restored from the last good backup. (The operator review of
+/// the twenty-first session.) A unit not active was never stopped, so its
+/// pending restarts went on: one started Redis, empty, between the move
+/// aside and the placing (widened here by strace), the check found 0 keys
+/// and the restore was rolled back (exit 6). A stop is now asked whatever
+/// the unit's state: it cancels the restarts, as systemd's stop job does
+/// (played by the thread below, which stops restarting once a stop is
+/// asked).
+#[test]
+fn a_unit_in_a_crash_loop_is_stopped_before_anything_is_moved() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let t = TestRedis::start();
+    add_filler(&mut t.conn(), 2000);
+    let backed_up = t.state();
+    let id = t.backup();
+    t.stop_redis();
+    let dump = fs::read(t.dump_file()).unwrap();
+    fs::write(t.dump_file(), &dump[..dump.len() / 2]).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let restarts = {
+        let (done, shim_dir, unit) = (done.clone(), t.shim_dir.clone(), t.unit.clone());
+        let systemctl = support_dir().join("systemctl");
+        let calls = shim_dir.join("calls.log");
+        let before = fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let run = move |args: &[&str]| {
+            Command::new(&systemctl)
+                .args(args)
+                .env("SYSTEMCTL_SHIM_DIR", &shim_dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        std::thread::spawn(move || {
+            let stop_asked = || {
+                fs::read_to_string(&calls)
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(before)
+                    .any(|line| line.starts_with("stop "))
+            };
+            while !done.load(Ordering::SeqCst) && !stop_asked() {
+                if !run(&["is-active", "--quiet", &unit]) {
+                    run(&["start", &unit]);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let settings = t.settings_file().display().to_string();
+
+    let out = t
+        .with_env(
+            Run::new("strace")
+                .args(&["-o", "/dev/null", "-e", "trace=rename,renameat,renameat2"])
+                .args(&[
+                    "-e",
+                    "inject=rename,renameat,renameat2:delay_enter=1500000:when=2",
+                ])
+                .args(&[BIN, "-c", settings.as_str(), "restore", &id]),
+        )
+        .run();
+
+    done.store(true, Ordering::SeqCst);
+    restarts.join().unwrap();
+    out.ok();
+    assert_eq!(t.state(), backed_up, "{out}");
+}
