@@ -993,6 +993,14 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<(BTreeMap<Stri
         && said_live(&mut redis, "appendonly").as_deref() == Some("no");
     let keyspace = redis.keyspace()?;
     let restored = crate::redis::per_db(&keyspace, |count| count.keys);
+    // Keys evicted under maxmemory as it loaded are lost, not expired: the
+    // allowance below for keys with a TTL must not cover them.
+    let evicted = redis.info("stats")?.get("evicted_keys").cloned();
+    if let Some(evicted) = evicted.filter(|n| n.as_str() != "0") {
+        return Err(Error::other(format!(
+            "the restored server evicted {evicted} keys as it loaded: its maxmemory is below the backup's data; raise maxmemory and run the restore again"
+        )));
+    }
     let Some(record) = record else {
         return Ok((restored, keeps_nothing));
     };
