@@ -155,6 +155,9 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         Input::Stored(stored) => (stored.record().cloned(), stored.name().to_string()),
         Input::Replayed { name, .. } => (None, name.clone()),
     };
+    if let Some(record) = &record {
+        refuse_databases_it_lacks(record, &connect, was_active)?;
+    }
     let plan = Plan {
         config,
         conf: &conf,
@@ -260,6 +263,35 @@ fn remove_the_dump_made(plan: &Plan, made: Option<FileIdentity>) {
             made,
             "Redis keeps nothing on disk, and saved it only for the restore, which did not go on",
         );
+    }
+}
+
+/// A backup with keys in a database the target does not serve (keys in
+/// db1, `databases 1`): Redis refuses to start on it, and that would be
+/// found only after the stop. Refused before anything is touched, exit 5,
+/// as the running server says what it serves (a stopped one's start will
+/// say, and the restore is rolled back).
+fn refuse_databases_it_lacks(
+    record: &Record,
+    connect: &ConnectOptions,
+    was_active: bool,
+) -> Result<()> {
+    if !was_active {
+        return Ok(());
+    }
+    let serves = Connection::connect(connect)?.config_get("databases")?;
+    let Some(serves) = serves.and_then(|n| n.parse::<u64>().ok()) else {
+        return Ok(());
+    };
+    let needs = record
+        .keys
+        .keys()
+        .filter_map(|db| db.strip_prefix("db")?.parse::<u64>().ok());
+    match needs.max() {
+        Some(db) if db >= serves => Err(Error::integrity(format!(
+            "the backup has keys in db{db}, but this Redis serves {serves} databases (`databases` in redis.conf); Redis was not touched: raise databases and run the restore again"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -1447,3 +1447,30 @@ fn keys_evicted_as_the_restore_loads_are_not_taken_for_expired_ones() {
     out.code(6).stderr_has("maxmemory");
     assert_eq!(t.state(), before, "{out}");
 }
+
+/// A backup with keys in db1, restored into a server of one database
+/// (`databases 1`): Redis was stopped, refused to start on the restored
+/// file, and the restore was rolled back, exit 6, the server's reason
+/// never shown. (The operator review of the twenty-first session.)
+/// Refused before Redis is touched now, naming `databases`.
+#[test]
+fn a_backup_with_more_databases_than_the_target_serves_is_refused_before_the_stop() {
+    let source = TestRedis::start();
+    source.conn().ok(&["SET", "in-db0", "x"]);
+    let mut conn = source.conn();
+    conn.ok(&["SELECT", "1"]);
+    conn.ok(&["SET", "in-db1", "y"]);
+    let id = source.backup();
+    let mut t = TestRedis::builder().conf_line("databases 1").start();
+    t.use_backups_of(&source);
+    t.conn().ok(&["SET", "own", "data"]);
+    let (before, pid) = (t.state(), t.pid());
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(5)
+        .stderr_has("databases")
+        .stderr_has("not touched");
+    assert_eq!(t.pid(), pid, "Redis was restarted\n{out}");
+    assert_eq!(t.state(), before, "{out}");
+}
