@@ -1474,3 +1474,29 @@ fn a_backup_with_more_databases_than_the_target_serves_is_refused_before_the_sto
     assert_eq!(t.pid(), pid, "Redis was restarted\n{out}");
     assert_eq!(t.state(), before, "{out}");
 }
+
+/// redis.conf edited since Redis started, with a directive Redis refuses
+/// (a typo): the restore stopped the running server, the start failed, the
+/// rollback's start too, and Redis was left down, exit 7. (The operator
+/// review of the twenty-first session.) A private server now starts on the
+/// config first: refused, exit 2, Redis untouched.
+#[test]
+fn a_config_redis_would_not_start_on_is_found_before_the_stop() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    let (before, pid) = (t.state(), t.pid());
+    let mut conf = fs::read_to_string(t.redis_conf()).unwrap();
+    conf.push_str("maxmemory-policy allkeys-lruu\n");
+    fs::write(t.redis_conf(), conf).unwrap();
+
+    let out = t.run(&["restore", &id]);
+
+    out.code(2)
+        .stderr_has("does not start a server as it stands")
+        .stderr_has("not touched");
+    assert_eq!(t.pid(), pid, "Redis was restarted\n{out}");
+    assert_eq!(t.state(), before, "{out}");
+    assert!(t.restore_work_dirs().is_empty(), "{out}");
+}
