@@ -211,7 +211,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         Ok(made) => made,
         Err(e) => {
             let _ = work.remove(&data);
-            if e.exit_code() == 3 {
+            if e.exit_code() == 3 && the_save_failed(&plan) {
                 save_again_once_room_is_back(&plan);
             }
             return Err(e);
@@ -750,10 +750,18 @@ fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<Option<FileId
     };
     info!("{why}: saving it before the stop");
     redis.snapshot(plan.config.save_timeout).map_err(|e| {
+        // Room is the advice only where the save itself failed: a server
+        // busy with a script, or not answering, is another matter.
+        let advice = match the_save_failed(plan) {
+            true => format!(
+                "make room in {} (or have it SAVE), and run the restore again",
+                plan.data.path().display()
+            ),
+            false => "run the restore again once it can save".to_string(),
+        };
         Error::redis(format!(
-            "{why}, and saving it before the stop failed: {}; so Redis was not touched: make room in {} (or have it SAVE), and run the restore again",
-            e.message(),
-            plan.data.path().display()
+            "{why}, and saving it before the stop failed: {}; so Redis was not touched: {advice}",
+            e.message()
         ))
     })?;
     let made = only_in_memory
@@ -763,6 +771,14 @@ fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<Option<FileId
         remove_the_dump_made(plan, made);
     })?;
     Ok(made)
+}
+
+/// Whether Redis says its last save failed (`rdb_last_bgsave_status:err`),
+/// as against refusing or never answering the request for one.
+fn the_save_failed(plan: &Plan) -> bool {
+    Connection::connect(plan.connect)
+        .and_then(|mut redis| redis.info("persistence"))
+        .is_ok_and(|p| p.get("rdb_last_bgsave_status").map(String::as_str) == Some("err"))
 }
 
 /// A save that failed for want of the room the staged restore took leaves

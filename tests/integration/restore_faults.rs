@@ -1500,3 +1500,34 @@ fn a_config_redis_would_not_start_on_is_found_before_the_stop() {
     assert_eq!(t.state(), before, "{out}");
     assert!(t.restore_work_dirs().is_empty(), "{out}");
 }
+
+/// A script runs long (BUSY) while Redis saves before the stop: the restore
+/// ends, Redis untouched, as it should; but it said to make room in the
+/// data dir (or have Redis SAVE, which would block it), and asked Redis to
+/// save once more "now that room is back". (The operator review of the
+/// twenty-first session.) Room is the advice only where Redis says its save
+/// failed.
+#[test]
+fn a_busy_server_during_the_save_before_the_stop_is_not_told_to_make_room() {
+    let t = TestRedis::builder()
+        .conf_line("busy-reply-threshold 100")
+        .start();
+    add_filler(&mut t.conn(), 2000);
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "1"]);
+    t.conn()
+        .ok(&["CONFIG", "SET", "rdb-key-save-delay", "1000"]);
+    let mut restore = t.cmd(&["restore", &id]).watch();
+    restore.wait_for_line("saving it before the stop");
+    let mut conn = t.conn();
+    let script = std::thread::spawn(move || {
+        let _ = conn.try_call(&["EVAL", "local i=0 while i < 300000000 do i=i+1 end", "0"]);
+    });
+
+    let out = restore.finish();
+
+    let _ = script.join();
+    out.code(3).stderr_has("once it can save");
+    out.stderr_lacks("make room");
+    assert!(t.is_active(), "{out}");
+}
