@@ -381,7 +381,7 @@ fn files_to_restore(
         // Taken for stopped, its files would be moved from under it, and
         // its next save would replace the restore.
         return Err(Error::usage(format!(
-            "{} is not active, but a server answers at {}: Redis runs outside that unit (the `service` setting names another, or it was started by hand) or is still stopping; set `service` to the unit that runs it, or stop it (nothing was touched)",
+            "{} is not active, but a server answers at {}: the unit is still starting (Redis loading) or stopping, or Redis runs outside it (the `service` setting names another, or it was started by hand); wait until `systemctl is-active` says active or inactive and run the restore again, or set `service` to the unit that runs it (nothing was touched)",
             service.unit(),
             connect.endpoint
         )));
