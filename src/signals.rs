@@ -76,6 +76,12 @@ impl Held {
     }
 }
 
+/// Whether a held signal has arrived: for a step that can stop cleanly
+/// where it is (staging, which then removes what it wrote).
+pub fn pending() -> bool {
+    ARRIVED.load(Ordering::Relaxed) != 0
+}
+
 impl Drop for Held {
     #[allow(unsafe_code)]
     fn drop(&mut self) {

@@ -177,6 +177,11 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     // host, staging writes into the pages just freed instead of fresh ones
     // (vendor-notes/PERFORMANCE.md: 0.85 s instead of 1.45 s).
     data.forget_cached(&files.dbfilename);
+    // From here to the end a signal is held: while staging, it stops the
+    // staging where it is (the staged copy, as large as the dataset, would
+    // stay in the data dir until the next restore); from the save before
+    // the stop on, see below.
+    let held = Held::during("the restore was under way");
     let staging = Instant::now();
     let staged = stage(&plan, input, &key, &work).and_then(|summary| {
         let loaded = match (plan.files.appendonly, summary.by_this_server) {
@@ -187,12 +192,17 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         loaded.map_err(|e| cannot_load(&plan, &summary, e))?;
         Ok(summary)
     });
-    let summary = match staged {
-        Ok(summary) => summary,
-        Err(e) => {
+    let summary = match (staged, held.arrived()) {
+        (Ok(summary), None) => summary,
+        (staged, signal) => {
             // Redis was never touched; drop what we staged.
             let _ = work.remove(&data);
-            return Err(e);
+            return Err(match signal {
+                Some(signal) => Error::other(format!(
+                    "stopped by signal {signal} while the restore was staged: what was staged is removed, and Redis was not touched"
+                )),
+                None => staged.err().expect("a failed staging"),
+            });
         }
     };
     work.record(Step::Staged)?;
@@ -206,7 +216,6 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     // From the save before the stop until Redis runs again, on the restored
     // data or (rolled back) its own, and the work folder is gone or kept. A
     // signal during the save ends the run once it is over, Redis untouched.
-    let held = Held::during("Redis was saved and stopped for the restore");
     let made = match save_before_the_stop(&plan, summary.raw_size) {
         Ok(made) => made,
         Err(e) => {
@@ -674,6 +683,9 @@ struct StagingFile<'a> {
 
 impl Write for StagingFile<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if crate::signals::pending() {
+            return Err(io::Error::other("stopped by a signal"));
+        }
         if let Err(short) = self.room.check(self.data, buf.len() as u64)? {
             self.full = true;
             return Err(io::Error::new(

@@ -1531,3 +1531,36 @@ fn a_busy_server_during_the_save_before_the_stop_is_not_told_to_make_room() {
     out.stderr_lacks("make room");
     assert!(t.is_active(), "{out}");
 }
+
+/// Ctrl-C while the restore is staged: the process died there, and the
+/// staged copy, as large as the dataset, stayed in the data dir until the
+/// next restore, taking the room Redis's saves need (backups do not remove
+/// it). (The operator review of the twenty-first session.) The staging
+/// stops where it is now, removes what it wrote, and says so, Redis
+/// untouched.
+#[test]
+fn ctrl_c_while_the_restore_is_staged_leaves_nothing_staged() {
+    let t = TestRedis::start();
+    t.conn().ok(&["DEBUG", "POPULATE", "400000", "key", "200"]);
+    let id = t.backup();
+    t.conn().ok(&["SET", "after", "x"]);
+    let before = t.state();
+    let restore = t.cmd(&["restore", &id]).watch();
+    wait_for("the staged copy", || {
+        t.restore_work_dirs()
+            .iter()
+            .any(|work| fs::metadata(work.join("incoming.rdb")).is_ok_and(|m| m.len() > 1 << 20))
+            .then_some(())
+    });
+    restore.signal("INT");
+
+    let out = restore.finish();
+
+    out.code(1).stderr_has("while the restore was staged");
+    assert_eq!(
+        t.restore_work_dirs(),
+        Vec::<std::path::PathBuf>::new(),
+        "{out}"
+    );
+    assert_eq!(t.state(), before, "{out}");
+}
