@@ -31,6 +31,7 @@ pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Er
     let folder = work.path().display().to_string();
     let dir = server.data.path().display();
     let touched = work.files_were_moved();
+    let unit = server.service.unit();
     match put_previous_back(server, &mut work, was_active) {
         Ok(()) if !touched => {
             // Nothing of Redis's is in it: the staged copy must not keep
@@ -48,10 +49,10 @@ pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Er
             if was_active { " and Redis restarted" } else { "" }
         )),
         Err(again) if !touched => Error::RollbackFailed(format!(
-            "restore failed before any data file was moved: {cause}; Redis's data files are as they were in {dir}, but Redis did not start again: {again}"
+            "restore failed before any data file was moved: {cause}; Redis's data files are as they were in {dir}, but Redis did not start again: {again}; `journalctl -u {unit}` says why, then `systemctl start {unit}`"
         )),
         Err(again) if work.reached(&Step::PutBack) => Error::RollbackFailed(format!(
-            "restore failed: {cause}; the previous files are back in {dir}, but Redis did not start again: {again}"
+            "restore failed: {cause}; the previous files are back in {dir}, but Redis did not start again: {again}; `journalctl -u {unit}` says why, then `systemctl start {unit}` (the restored files are in {folder}/failed)"
         )),
         Err(again) => Error::RollbackFailed(format!(
             "restore failed: {cause}; putting the previous data back also failed: {again}; the previous files are in {folder}/previous and must be moved back into {dir} by hand"

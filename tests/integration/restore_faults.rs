@@ -23,7 +23,8 @@ fn a_rollback_that_could_not_start_redis_is_finished_by_the_next_run() {
     t.fail_start(true);
     let out = t.run(&["restore", &id_of(&record)]);
     out.code(7);
-    out.stderr_has("previous files are back in");
+    out.stderr_has("previous files are back in")
+        .stderr_has("journalctl -u");
     assert_eq!(
         sha256_file(&t.dump_file()),
         old_dump,
