@@ -902,29 +902,13 @@ fn leftover_segments_deleted_slowly_end_the_tidy_within_its_patience() {
 /// `storage_timeout` for each page: exit 4.
 #[test]
 fn a_listing_paged_slowly_ends_within_its_patience() {
-    let fake = FakeSwift::start();
-    let t = tool(&fake.preauth_settings());
-    let pages = Arc::new(AtomicUsize::new(0));
-    let counted = pages.clone();
-    fake.script(move |r, _| {
-        if !r.is_listing_of(C) {
-            return Answer::Normal;
-        }
-        let page = counted.fetch_add(1, Ordering::SeqCst) as u64;
+    a_slow_listing_ends_within_its_patience(7, |_, page| {
         std::thread::sleep(Duration::from_millis(3000));
         let names: Vec<String> = (0..1000)
             .map(|i| format!("n{:012}", page * 1000 + i))
             .collect();
         Answer::json(200, &listing_entries(&names))
     });
-    let b = run(&t, &["list"]);
-    let out = b.ended();
-    out.code(4).stderr_has("misbehaving");
-    assert!(
-        pages.load(Ordering::SeqCst) <= 7,
-        "{} pages were waited for\n{out}",
-        pages.load(Ordering::SeqCst)
-    );
 }
 
 /// (The storage review of the twenty-first session.) A Swift that answers
@@ -936,6 +920,22 @@ fn a_listing_paged_slowly_ends_within_its_patience() {
 /// the patience, 15 s.
 #[test]
 fn a_listing_halved_to_one_name_a_page_ends_within_its_patience() {
+    a_slow_listing_ends_within_its_patience(200, |r, page| {
+        if r.query("limit").is_none_or(|limit| limit != "1") {
+            return Answer::status(412);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        Answer::json(200, &listing_entries(&[format!("n{page:012}")]))
+    });
+}
+
+/// `list` against a listing of `C` whose pages `page` answers (given each
+/// page's number, counting only those it answered 200): exit 4, the
+/// endpoint said to misbehave, after at most `most` pages.
+fn a_slow_listing_ends_within_its_patience(
+    most: usize,
+    page: impl Fn(&Request, u64) -> Answer + Send + Sync + 'static,
+) {
     let fake = FakeSwift::start();
     let t = tool(&fake.preauth_settings());
     let pages = Arc::new(AtomicUsize::new(0));
@@ -944,18 +944,17 @@ fn a_listing_halved_to_one_name_a_page_ends_within_its_patience() {
         if !r.is_listing_of(C) {
             return Answer::Normal;
         }
-        if r.query("limit").is_none_or(|limit| limit != "1") {
-            return Answer::status(412);
+        let answer = page(r, counted.load(Ordering::SeqCst) as u64);
+        if matches!(&answer, Answer::Reply { status: 200, .. }) {
+            counted.fetch_add(1, Ordering::SeqCst);
         }
-        let page = counted.fetch_add(1, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(150));
-        Answer::json(200, &listing_entries(&[format!("n{page:012}")]))
+        answer
     });
     let b = run(&t, &["list"]);
     let out = b.ended();
     out.code(4).stderr_has("misbehaving");
     assert!(
-        pages.load(Ordering::SeqCst) <= 200,
+        pages.load(Ordering::SeqCst) <= most,
         "{} pages were waited for\n{out}",
         pages.load(Ordering::SeqCst)
     );

@@ -2842,10 +2842,7 @@ fn delete_of_the_base_an_archiver_extends_waits_for_it_to_stop() {
     window_end(&t, &mut conn);
     let base = timeline(&t)[0]["base"].as_str().unwrap().to_string();
 
-    t.run(&["delete", &base])
-        .code(1)
-        .stderr_has("archiver")
-        .stderr_has("stop it");
+    delete_is_refused_while_its_archiver_runs(&t, &base);
     assert_eq!(timeline(&t).len(), 1, "the window is gone");
 
     stop(archiver);
@@ -2859,15 +2856,9 @@ fn delete_of_the_base_an_archiver_extends_waits_for_it_to_stop() {
 #[test]
 fn delete_of_a_base_with_no_chunks_yet_waits_for_its_archiver_to_stop() {
     let t = start_redis();
-    let archiver = start_archiver(&t);
-    let listed = t.run(&["--json", "list"]).ok().json();
-    let base = listed[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let (archiver, base) = an_archiver_with_no_chunk_yet(&t);
 
-    t.run(&["delete", &base])
-        .code(1)
-        .stderr_has("archiver")
-        .stderr_has("stop it");
+    delete_is_refused_while_its_archiver_runs(&t, &base);
     t.conn().ok(&["SET", "k", "1"]);
     stop(archiver);
     assert_eq!(timeline(&t).len(), 1, "the window was lost");
@@ -2885,10 +2876,7 @@ fn delete_of_a_base_with_no_chunks_yet_waits_for_its_archiver_to_stop() {
 #[test]
 fn delete_of_a_base_waits_for_its_archiver_before_it_lists_the_chunks() {
     let t = start_redis();
-    let archiver = start_archiver(&t);
-    let listed = t.run(&["--json", "list"]).ok().json();
-    let base = listed[0]["id"].as_str().unwrap().to_string();
-    assert!(chunk_files(&t, ".json").is_empty(), "a chunk already");
+    let (archiver, base) = an_archiver_with_no_chunk_yet(&t);
     let settings = t.settings_file().display().to_string();
     let delete = t
         .with_env(
@@ -2919,6 +2907,24 @@ fn delete_of_a_base_waits_for_its_archiver_before_it_lists_the_chunks() {
         "base {base} deleted, its chunks left in no window: {left:?}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An archiver that has stored its base and no chunk yet, and the base.
+fn an_archiver_with_no_chunk_yet(t: &TestRedis) -> (Watched, String) {
+    let archiver = start_archiver(t);
+    let listed = t.run(&["--json", "list"]).ok().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(chunk_files(t, ".json").is_empty(), "a chunk already");
+    (archiver, listed[0]["id"].as_str().unwrap().to_string())
+}
+
+/// `delete` of `base` while its archiver runs on this host: exit 1, saying
+/// to stop it first.
+fn delete_is_refused_while_its_archiver_runs(t: &TestRedis, base: &str) {
+    t.run(&["delete", base])
+        .code(1)
+        .stderr_has("archiver")
+        .stderr_has("stop it");
 }
 
 /// A window of one write, and an archiver that goes on with it: the
