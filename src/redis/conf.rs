@@ -68,6 +68,9 @@ pub struct RedisConf {
     pub replicaof: Option<String>,
     /// `aof-use-rdb-preamble` (yes unless it says no).
     pub aof_rdb_preamble: bool,
+    /// `databases`: how many a server started on this config serves (16
+    /// unless it says otherwise; not changeable at run time).
+    pub databases: u64,
     /// The file given to `load`.
     pub source: PathBuf,
     /// Every file read (`source` and its includes), with who could write it.
@@ -130,6 +133,7 @@ impl RedisConf {
             renamed_commands: HashMap::new(),
             replicaof: None,
             aof_rdb_preamble: true,
+            databases: 16,
             source: source.to_path_buf(),
             files: Vec::new(),
         }
@@ -404,6 +408,11 @@ fn apply_directive(
                 "no" => false,
                 _ => return Err(bad("expects yes or no")),
             }
+        }
+        "databases" => {
+            conf.databases = one()?
+                .parse()
+                .map_err(|_| bad("expects a number of databases"))?
         }
         "port" => {
             conf.port = one()?

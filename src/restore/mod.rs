@@ -156,7 +156,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         Input::Replayed { name, .. } => (None, name.clone()),
     };
     if let Some(record) = &record {
-        refuse_databases_it_lacks(record, &connect, was_active)?;
+        refuse_databases_it_lacks(record, &conf)?;
     }
     let plan = Plan {
         config,
@@ -280,27 +280,19 @@ fn remove_the_dump_made(plan: &Plan, made: Option<FileIdentity>) {
 /// A backup with keys in a database the target does not serve (keys in
 /// db1, `databases 1`): Redis refuses to start on it, and that would be
 /// found only after the stop. Refused before anything is touched, exit 5,
-/// as the running server says what it serves (a stopped one's start will
-/// say, and the restore is rolled back).
-fn refuse_databases_it_lacks(
-    record: &Record,
-    connect: &ConnectOptions,
-    was_active: bool,
-) -> Result<()> {
-    if !was_active {
-        return Ok(());
-    }
-    let serves = Connection::connect(connect)?.config_get("databases")?;
-    let Some(serves) = serves.and_then(|n| n.parse::<u64>().ok()) else {
-        return Ok(());
-    };
+/// by what the server started after the stop will serve: redis.conf's
+/// `databases` (not the running server's: it cannot change at run time,
+/// and raising it in redis.conf is the mend).
+fn refuse_databases_it_lacks(record: &Record, conf: &RedisConf) -> Result<()> {
     let needs = record
         .keys
         .keys()
         .filter_map(|db| db.strip_prefix("db")?.parse::<u64>().ok());
     match needs.max() {
-        Some(db) if db >= serves => Err(Error::integrity(format!(
-            "the backup has keys in db{db}, but this Redis serves {serves} databases (`databases` in redis.conf); Redis was not touched: raise databases and run the restore again"
+        Some(db) if db >= conf.databases => Err(Error::integrity(format!(
+            "the backup has keys in db{db}, but {} makes Redis serve {} databases (`databases`); Redis was not touched: raise it and run the restore again",
+            conf.source.display(),
+            conf.databases
         ))),
         _ => Ok(()),
     }

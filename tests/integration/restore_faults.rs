@@ -1518,7 +1518,8 @@ fn a_full_cache_whose_clients_write_as_it_is_restored_is_restored() {
 /// (`databases 1`): Redis was stopped, refused to start on the restored
 /// file, and the restore was rolled back, exit 6, the server's reason
 /// never shown. (The operator review of the twenty-first session.)
-/// Refused before Redis is touched now, naming `databases`.
+/// Refused before Redis is touched now, naming `databases`, by what
+/// redis.conf says.
 #[test]
 fn a_backup_with_more_databases_than_the_target_serves_is_refused_before_the_stop() {
     let source = TestRedis::start();
@@ -1539,6 +1540,20 @@ fn a_backup_with_more_databases_than_the_target_serves_is_refused_before_the_sto
         .stderr_has("not touched");
     assert_eq!(t.pid(), pid, "Redis was restarted\n{out}");
     assert_eq!(t.state(), before, "{out}");
+
+    // The mend it names: `databases` raised in redis.conf (the running
+    // server cannot change it; the one started after the stop reads it).
+    // A first form of the check asked the running server, and went on
+    // refusing (the second self-review).
+    let conf = fs::read_to_string(t.redis_conf()).unwrap();
+    fs::write(
+        t.redis_conf(),
+        conf.replace("databases 1\n", "databases 16\n"),
+    )
+    .unwrap();
+    let out = t.run(&["restore", &id]);
+    out.ok();
+    assert_eq!(t.state(), source.state(), "{out}");
 }
 
 /// redis.conf edited since Redis started, with a directive Redis refuses
