@@ -35,6 +35,9 @@ pub struct Gist {
     loading: Option<(Option<String>, bool)>,
     last: String,
     pub disk_full: bool,
+    /// It refused its config ("FATAL CONFIG FILE ERROR"), as against
+    /// failing for anything else.
+    pub config_refused: bool,
     ended: bool,
 }
 
@@ -106,6 +109,7 @@ impl Gist {
         if line.contains("No space left on device") || line.contains("Disk quota exceeded") {
             self.disk_full = true;
         }
+        self.config_refused |= line.contains("FATAL CONFIG FILE ERROR");
         if line.contains("Loading RDB produced by") {
             self.loading = Some((None, false));
         } else if let Some((warning, stopped)) = &mut self.loading {
@@ -252,5 +256,7 @@ mod tests {
         assert_eq!(said(STOPPED.as_bytes()).load_refusal(), None);
         let config = said(b"*** FATAL CONFIG FILE ERROR ***\n");
         assert_eq!(config.load_refusal(), None);
+        assert!(config.config_refused);
+        assert!(!said(STOPPED.as_bytes()).config_refused);
     }
 }

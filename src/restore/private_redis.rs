@@ -272,6 +272,15 @@ impl PrivateRedis {
                 if let Some(reason) = status.code().and(self.load_refusal()) {
                     return Err(Error::integrity(reason));
                 }
+                // A config it refuses is a setting to mend (exit 2), not
+                // the RDB's fault.
+                if self.log.said().config_refused {
+                    return Err(Error::usage(format!(
+                        "the private server that {} refused redis.conf as it stands: {}",
+                        self.purpose,
+                        self.last_words()
+                    )));
+                }
                 return Err(self.failed(&format!("exited ({status}) while loading")));
             }
             match Connection::connect(options) {
