@@ -31,10 +31,16 @@ const NOTED: &[u8] = b"redis-backup: signal noted; it takes effect once the step
 
 #[allow(unsafe_code)]
 extern "C" fn note(signal: libc::c_int) {
-    // An atomic store and write(2): both async-signal-safe.
+    // An atomic store and write(2): both async-signal-safe. errno is put
+    // back: the code interrupted may be about to read it.
     ARRIVED.store(signal, Ordering::Relaxed);
-    // SAFETY: a static buffer of its own length, written to stderr.
-    unsafe { libc::write(2, NOTED.as_ptr().cast(), NOTED.len()) };
+    // SAFETY: errno is this thread's; a static buffer of its own length,
+    // written to stderr.
+    unsafe {
+        let errno = *libc::__errno_location();
+        libc::write(2, NOTED.as_ptr().cast(), NOTED.len());
+        *libc::__errno_location() = errno;
+    }
 }
 
 /// Ctrl-Z's handler while held: nothing. Not SIG_IGN, which the programs
