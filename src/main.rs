@@ -40,7 +40,10 @@ fn main() -> ExitCode {
             // Straight to stderr, not through the logger: the one error line
             // must show even with RUST_LOG=off. Escaped, as every log line:
             // it may quote Redis, a record or a server's log, which others wrote.
-            eprintln!("error: {}", units::printable(&err.to_string()));
+            // A stderr gone (`| tee` after the SSH session dropped) must not
+            // turn the exit code into an abort's: eprintln! would panic.
+            let line = format!("error: {}\n", units::printable(&err.to_string()));
+            let _ = std::io::stderr().write_all(line.as_bytes());
             ExitCode::from(err.exit_code())
         }
     }

@@ -576,3 +576,20 @@ fn a_report_written_while_another_is_does_not_erase_it() {
     assert!(report["restore"].is_object(), "{report}");
     assert!(report["backup"].is_object(), "{report}");
 }
+
+/// The error line written to a stderr whose reader is gone (`| tee`, the
+/// SSH session that ran it dropped): eprintln! panicked, and the run ended
+/// in an abort (134), its exit code lost. (The second self-review of the
+/// twenty-first session.) The exit code is the error's still.
+#[test]
+fn an_error_said_to_a_stderr_that_is_gone_keeps_its_exit_code() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = std::process::Command::new(crate::harness::BIN)
+        .args(["-c", "/nonexistent/settings.conf", "list"])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{status:?}");
+}
