@@ -35,9 +35,11 @@ pub struct Gist {
     loading: Option<(Option<String>, bool)>,
     last: String,
     pub disk_full: bool,
-    /// It refused its config ("FATAL CONFIG FILE ERROR"), as against
-    /// failing for anything else.
-    pub config_refused: bool,
+    /// Where it refused its config ("at line N"), if it did: a line that
+    /// starts "*** FATAL CONFIG FILE ERROR" before it said its config was
+    /// loaded (after that, a line can be the data's: a key named so).
+    pub config_refused: Option<String>,
+    config_loaded: bool,
     ended: bool,
 }
 
@@ -109,7 +111,19 @@ impl Gist {
         if line.contains("No space left on device") || line.contains("Disk quota exceeded") {
             self.disk_full = true;
         }
-        self.config_refused |= line.contains("FATAL CONFIG FILE ERROR");
+        if !self.config_loaded {
+            self.config_loaded = line.contains("Configuration loaded");
+            if line.starts_with("*** FATAL CONFIG FILE ERROR") {
+                self.config_refused = Some(String::new());
+            }
+            // Not the line itself: it quotes the directive, a password's
+            // too.
+            if let Some(at) = line.split_once("configuration file, ").map(|(_, at)| at) {
+                if self.config_refused.is_some() {
+                    self.config_refused = Some(format!(" ({})", quoted(at)));
+                }
+            }
+        }
         if line.contains("Loading RDB produced by") {
             self.loading = Some((None, false));
         } else if let Some((warning, stopped)) = &mut self.loading {
@@ -256,7 +270,14 @@ mod tests {
         assert_eq!(said(STOPPED.as_bytes()).load_refusal(), None);
         let config = said(b"*** FATAL CONFIG FILE ERROR ***\n");
         assert_eq!(config.load_refusal(), None);
-        assert!(config.config_refused);
-        assert!(!said(STOPPED.as_bytes()).config_refused);
+        assert!(config.config_refused.is_some());
+        assert!(said(STOPPED.as_bytes()).config_refused.is_none());
+        // The line and not the directive, which may hold a password.
+        let at = said(b"*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration file, at line 3\n>>> 'requirepass a b'\nwrong number of arguments\n");
+        assert_eq!(at.config_refused.as_deref(), Some(" (at line 3)"));
+        // After the config is loaded, such a line is the data's (a key's
+        // name in a warning).
+        let data = said(b"1:M * Configuration loaded\n*** FATAL CONFIG FILE ERROR\n");
+        assert!(data.config_refused.is_none());
     }
 }

@@ -160,6 +160,8 @@ pub struct PrivateRedis {
     dir: OwnedFd,
     /// What it is for, in its messages: "rebuilds the AOF".
     purpose: &'static str,
+    /// The redis.conf it was started on, for a message.
+    conf: PathBuf,
 }
 
 impl PrivateRedis {
@@ -245,6 +247,7 @@ impl PrivateRedis {
             log: ServerLog::read_from(said),
             dir,
             purpose,
+            conf: redis_conf.source.clone(),
         };
         work.record_private_pid(server.child.id())?;
         // The socket's directory is writable by the owner's group, which
@@ -273,11 +276,12 @@ impl PrivateRedis {
                     return Err(Error::integrity(reason));
                 }
                 // A config it refuses is a setting to mend (exit 2), not
-                // the RDB's fault.
-                if self.log.said().config_refused {
+                // the RDB's fault; only as it exits by itself.
+                if let Some(at) = status.code().and(self.log.said().config_refused) {
                     return Err(Error::usage(format!(
-                        "the private server that {} refused redis.conf as it stands: {}",
+                        "the private server that {} refused {}{at}: {}; Redis was not touched: mend it, and run the restore again",
                         self.purpose,
+                        self.conf.display(),
                         self.last_words()
                     )));
                 }

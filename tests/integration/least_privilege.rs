@@ -1968,3 +1968,33 @@ echo "backup $?""#,
     assert_eq!(out.line_with("backup ").trim(), "backup 0", "{out}");
     assert_eq!(t.list(&[]).len(), 1, "{out}");
 }
+
+/// (The third self-review of the twenty-first session.) A running Redis
+/// restored from a backup it wrote, AOF off: a private server proves that
+/// redis.conf starts a server before Redis is stopped, and only its refusal
+/// of the config ends the restore. The account put an RDB of its own under
+/// the name that server is started on, in `aof/`, holding a key twice named
+/// "FATAL CONFIG FILE ERROR": the server logged it as it exited, and every
+/// such restore was refused as a config to mend (exit 2). Only a line that
+/// starts so, before the server says its config is loaded, counts now; the
+/// proof's failure is said, and the restore goes on.
+#[test]
+fn a_forged_config_refusal_does_not_stop_a_restore() {
+    let (t, backed_up, record) = filled_and_backed_up(redis());
+    let id = id_of(&record);
+    t.conn().ok(&["SET", "after", "x"]);
+    let attacker = Attacker::start(t.scratch(), "forge-refusal", &[arg(&t.data_dir())]);
+
+    // The plant races the private server's start: a restore it lost goes
+    // as any other, and the next is raced again.
+    for _ in 0..5 {
+        let out = t.run(&["restore", &id]);
+        let context = format!("{out}\n{attacker}");
+        out.ok();
+        assert_eq!(t.state(), backed_up, "{context}");
+        if attacker.log().contains("planted") {
+            return;
+        }
+    }
+    panic!("the attack was never made\n{attacker}");
+}

