@@ -85,6 +85,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
                 files.describe_persistence()
             );
             let keyspace_before = recordable(redis.keyspace()?)?;
+            refuse_a_replica_with_nothing(&mut redis, &keyspace_before)?;
             let snapshot = redis.snapshot(config.save_timeout)?;
             let dump = open_dump(&data, &files.dbfilename, snapshot.lastsave)?;
             refuse_oversized(&dump, config.max_rdb_size)?;
@@ -184,6 +185,37 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         units::seconds(started.elapsed(), 1)
     );
     Ok(record)
+}
+
+/// A replica whose link to its primary is down and which holds no keys has
+/// not synced since it started (or is syncing now): its dump is empty, and
+/// stored as a backup it counted in prune against the backups that hold
+/// data. Refused. One that synced and then lost its primary keeps a copy
+/// worth having (in an outage, often the only one): backed up, and said.
+/// (`--source replication` needs no such check: a replica whose link is
+/// down refuses to be synced from.)
+fn refuse_a_replica_with_nothing(
+    redis: &mut Connection,
+    keyspace: &BTreeMap<u32, DbCount>,
+) -> Result<()> {
+    let replication = redis.info("replication")?;
+    let field = |name: &str| replication.get(name).map_or("?", String::as_str);
+    if field("role") != "slave" || field("master_link_status") == "up" {
+        return Ok(());
+    }
+    let primary = format!("{}:{}", field("master_host"), field("master_port"));
+    if keyspace.is_empty() {
+        return Err(Error::redis(format!(
+            "Redis is a replica that has not synced with its primary {primary} (master_link_status:{}) and holds no keys: its backup would be empty; back up once INFO replication says master_link_status:up, or back up the primary",
+            field("master_link_status")
+        )));
+    }
+    let since = match field("master_link_down_since_seconds") {
+        "-1" => "since it started".to_string(),
+        seconds => format!("for {seconds} s"),
+    };
+    warn!("Redis is a replica and its link to its primary {primary} has been down {since}: the backup holds its data as of its last sync");
+    Ok(())
 }
 
 /// A record holds a key count of each non-empty database (three times:

@@ -368,3 +368,41 @@ fn the_dump_is_not_left_in_the_page_cache() {
         "{resident} of {size} bytes of the dump still cached after the backup"
     );
 }
+
+/// A replica that has not synced since it started holds nothing of its
+/// primary: its BGSAVE is an empty dump, stored as a backup (exit 0), and
+/// a timer's `prune --keep-last N` then kept N of those and deleted every
+/// backup that held data. Refused (exit 3), nothing stored. A replica
+/// that did sync and then lost its primary keeps a copy worth keeping (in
+/// an outage, often the only one): backed up, and the log says how old.
+#[test]
+fn a_replica_that_never_synced_is_not_backed_up_as_empty() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    t.backup();
+    // As a replica's restart with no dump of its own leaves it.
+    t.conn().ok(&["FLUSHALL"]);
+    let nobody_listens = free_port();
+    t.conn()
+        .ok(&["REPLICAOF", "127.0.0.1", &nobody_listens.to_string()]);
+    t.run(&["backup"])
+        .code(3)
+        .stderr_has("has not synced with its primary 127.0.0.1")
+        .stderr_has("master_link_status:up");
+    assert_eq!(t.list(&[]).len(), 1, "only the backup that holds data");
+
+    let primary = TestRedis::start();
+    primary.conn().ok(&["SET", "theirs", "1"]);
+    t.conn()
+        .ok(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
+    wait_for("the replica's sync", || {
+        (t.conn().info_field("replication", "master_link_status") == "up").then_some(())
+    });
+    primary.stop_redis();
+    wait_for("the link to go down", || {
+        (t.conn().info_field("replication", "master_link_status") == "down").then_some(())
+    });
+    let out = t.run(&["backup"]);
+    out.ok().stderr_has("its link to its primary 127.0.0.1");
+    assert_eq!(t.list(&[]).len(), 2);
+}
