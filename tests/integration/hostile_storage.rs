@@ -1609,3 +1609,50 @@ fn a_download_that_keeps_breaking_off_is_a_storage_error() {
     let b = run(&t, &["verify", &id]);
     b.ended().code(4).stderr_has("broke off");
 }
+
+/// A container listing can lag behind what was written (Swift defers a
+/// container update it cannot make at once; a hostile endpoint can leave
+/// any name out): a backup an hour old whose record the listing left out
+/// looked like a killed one's manifest to the sweep of the next backup.
+/// The record itself is asked for before a manifest goes: the backup stays
+/// whole and restorable.
+#[test]
+fn a_record_the_listing_leaves_out_keeps_its_backup() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let old = backup(&t);
+    let record = format!("{old}.json");
+    let manifest = format!("{old}.rbk");
+    let two_hours_ago = format!("{}.00000", now_secs() - 7200);
+    fake.script(move |r, store| {
+        if r.is_listing_of(C) {
+            let mut page = store.listing(
+                C,
+                &r.query("prefix").unwrap_or_default(),
+                &r.query("marker").unwrap_or_default(),
+                r.query("limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(10_000),
+            );
+            if let Value::Array(entries) = &mut page {
+                entries.retain(|e| e["name"] != record.as_str());
+            }
+            return Answer::json(200, &page);
+        }
+        if r.method == "HEAD" && r.swift_path() == Some((C.into(), Some(manifest.clone()))) {
+            let size = store.content(C, &manifest).map_or(0, |c| c.len());
+            return Answer::status(200)
+                .header("X-Timestamp", &two_hours_ago)
+                .header("Content-Length", &size.to_string());
+        }
+        Answer::Normal
+    });
+    backup(&t);
+    fake.normal();
+    assert!(
+        fake.exists(C, &format!("{old}.rbk")),
+        "the backup's manifest was swept"
+    );
+    run(&t, &["verify", &old]).ended().ok();
+}

@@ -536,3 +536,102 @@ fn a_backup_copied_from_another_account_is_not_ours() {
         "{listed}"
     );
 }
+
+/// A backup killed between its manifest and its record, or killed as it
+/// uploaded (SIGKILL, the OOM killer, a host that died), left its manifest
+/// and segments in Swift for good: never listed, so never pruned or
+/// deleted, and paid for. A backup now removes a manifest with no record
+/// once it is an hour old, with its segments, and segments no manifest
+/// lists once they are a day old (an upload still going, perhaps from
+/// another host, writes a segment far more often). Fresher ones stay, and
+/// so does every name of a shape we do not write. (Swift sets its own
+/// timestamps: the tool's clock is moved on instead, by faketime. Listings
+/// come 3 names a page, so that the rolled-up one is paged too.)
+#[test]
+fn leftovers_of_killed_backups_are_swept_once_old() {
+    let swift = SwiftStack::start(Some(3));
+    let container = "database_backups";
+    let segments = "database_backups_segments";
+    let t = redis_on_swift(container);
+    let (url, token) = swift.auth();
+    let settings = t.settings_file().display().to_string();
+    let backup_later = |hours: u32, id: &str| -> Output {
+        let ahead = format!("+{hours}h");
+        let args = ["-f", &ahead, crate::harness::BIN, "-c", &settings];
+        t.with_env(
+            Run::new("faketime")
+                .args(&args)
+                .args(&["backup", "--id", id]),
+        )
+        .env("OS_STORAGE_URL", &url)
+        .env("OS_AUTH_TOKEN", &token)
+        .run()
+    };
+    t.conn().ok(&["SET", "k", "v"]);
+    backup_later(0, "first").ok();
+    let put = |path: String| {
+        swift.put(&path, b"left").expect(&[201]);
+    };
+    for name in [
+        "dead.rbk/00000001",
+        "dead.rbk/00000002",
+        "unrecorded.rbk/00000001",
+    ] {
+        put(format!("{segments}/{name}"));
+    }
+    put(format!("{container}/unrecorded.rbk"));
+    put(format!("{segments}/notes.rbk/old"));
+    put(format!("{segments}/notes.txt"));
+    put(format!("{container}/notes.rbk.bak"));
+    let all_names = || {
+        let mut names = swift.names(container, "");
+        names.extend(swift.names(segments, "").into_iter().filter(|name| {
+            !["first.rbk/", "second.rbk/", "third.rbk/", "fourth.rbk/"]
+                .iter()
+                .any(|ours| name.starts_with(ours))
+        }));
+        names
+    };
+    let before = all_names();
+
+    let out = backup_later(0, "second");
+    out.ok();
+    let mut expected: Vec<String> = before.clone();
+    expected.extend(["second.json".to_string(), "second.rbk".to_string()]);
+    expected.sort();
+    let mut now = all_names();
+    now.sort();
+    assert_eq!(now, expected, "nothing is an hour old yet\n{out}");
+
+    let out = backup_later(2, "third");
+    out.ok();
+    expected.retain(|name| !name.starts_with("unrecorded"));
+    expected.extend(["third.json".to_string(), "third.rbk".to_string()]);
+    expected.sort();
+    let mut now = all_names();
+    now.sort();
+    assert_eq!(
+        now, expected,
+        "a manifest with no record, its segments\n{out}"
+    );
+
+    let out = backup_later(25, "fourth");
+    out.ok();
+    expected.retain(|name| !name.starts_with("dead"));
+    expected.extend(["fourth.json".to_string(), "fourth.rbk".to_string()]);
+    expected.sort();
+    let mut now = all_names();
+    now.sort();
+    assert_eq!(now, expected, "segments no manifest lists\n{out}");
+    assert!(
+        now.contains(&"notes.rbk/old".to_string()) && now.contains(&"notes.rbk.bak".to_string()),
+        "{now:?}"
+    );
+    for id in ["first", "second", "third", "fourth"] {
+        t.cmd(&["verify", id])
+            .env("OS_STORAGE_URL", &url)
+            .env("OS_AUTH_TOKEN", &token)
+            .run()
+            .ok();
+    }
+}

@@ -36,6 +36,7 @@ use log::{debug, info, warn};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,14 @@ const CHANNEL_CHUNKS: usize = 4;
 /// `Client::patience` at the least: twice the pauses of one request's
 /// retries (0.5 + 1 + 2 + 4 s).
 const PATIENCE_FLOOR: Duration = Duration::from_secs(15);
+
+/// A manifest with no record this old is a killed backup's: the record is
+/// written seconds after the manifest.
+const UNRECORDED_AGE: Duration = Duration::from_secs(3600);
+/// Segments no manifest lists, the newest this old, are a killed upload's.
+const UNLISTED_SEGMENTS_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Leftovers of each kind one backup removes at most.
+const SWEPT_PER_BACKUP: usize = 10;
 
 /// Swift's default `max_manifest_segments`.
 const MAX_SEGMENTS: usize = 1000;
@@ -81,6 +90,10 @@ pub struct SwiftStorage {
     client: Arc<Client>,
     container: String,
     segment_size: u64,
+    /// Whether a new object first sweeps what killed backups left: not in
+    /// the archive's container, where an object is written every few
+    /// seconds and two listings each would cost more than they find.
+    sweeps: bool,
 }
 
 impl SwiftStorage {
@@ -116,6 +129,7 @@ impl SwiftStorage {
             }),
             container: container.to_string(),
             segment_size,
+            sweeps: true,
         }
     }
 
@@ -154,6 +168,7 @@ impl SwiftStorage {
         &self,
         container: &str,
         prefix: &str,
+        rolled_up: bool,
         most: usize,
         ours: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
@@ -171,10 +186,11 @@ impl SwiftStorage {
         };
         loop {
             let path = format!(
-                "{}?format=json&limit={limit}&prefix={}&marker={}",
+                "{}?format=json&limit={limit}&prefix={}&marker={}{}",
                 encode(container),
                 encode(prefix),
-                encode(&marker)
+                encode(&marker),
+                if rolled_up { "&delimiter=%2F" } else { "" }
             );
             let body = match self.client.call("GET", &path, |r| r.call())? {
                 Reply::Done(response) => response,
@@ -202,7 +218,7 @@ impl SwiftStorage {
                     MAX_LISTING_BYTES >> 20
                 )));
             }
-            let mut page = page_names(&text, container)?;
+            let mut page = page_names(&text, container, rolled_up)?;
             if page.len() > limit {
                 return Err(broken(format!(
                     "a page held {} names where {limit} were asked for",
@@ -269,6 +285,7 @@ impl SwiftStorage {
         let leftovers = self.names(
             &container,
             &format!("{id}{OBJECT_SUFFIX}/"),
+            false,
             2 * MAX_SEGMENTS,
             &|name| {
                 let ours = Self::is_segment_of(name, id);
@@ -321,6 +338,106 @@ impl SwiftStorage {
                 "cannot delete {object}: Swift answered {code}"
             ))),
         }
+    }
+
+    /// What backups killed on the way left, no other backup's: a manifest
+    /// with no record an hour old (killed before its record is written,
+    /// seconds after the manifest, or a delete cut short), with its
+    /// segments; and segments no manifest lists, the newest a day old
+    /// (killed as it uploaded: an upload still going, from any host,
+    /// starts a segment far more often). Never listed, such leftovers were
+    /// never pruned or deleted, and were paid for. A few each backup, so
+    /// that one backup never spends long tidying; `except` is the backup
+    /// being written.
+    fn sweep_killed_backups(&self, except: &BackupId) -> Result<()> {
+        if !self.sweeps {
+            return Ok(());
+        }
+        // The segments first: a manifest written meanwhile is then listed.
+        let rolled_up = self.names(
+            &self.segments_container(),
+            "",
+            true,
+            MAX_LISTED_NAMES,
+            &|name| segments_of(name).is_some(),
+        )?;
+        let names = self.names(&self.container, "", false, MAX_LISTED_NAMES, &|name| {
+            record_of(name).is_some() || object_of(name).is_some()
+        })?;
+        let recorded: HashSet<BackupId> = names.iter().filter_map(|n| record_of(n)).collect();
+        let objects: HashSet<BackupId> = names.iter().filter_map(|n| object_of(n)).collect();
+        let unrecorded = objects.iter().filter(|id| !recorded.contains(id));
+        for id in unrecorded.filter(|id| *id != except).take(SWEPT_PER_BACKUP) {
+            // A listing may lag behind what was written (a container
+            // update Swift deferred): the record itself is asked for.
+            if self.age_of(&self.object_path(id))? < UNRECORDED_AGE
+                || self.exists(&self.record_path(id))?
+            {
+                continue;
+            }
+            match self
+                .client
+                .call("DELETE", &self.object_path(id), |r| r.call())?
+            {
+                Reply::Done(_) | Reply::Status(404) => {}
+                Reply::Status(code) => {
+                    return Err(Error::storage(format!(
+                        "removing {id}{OBJECT_SUFFIX}: Swift answered {code}"
+                    )))
+                }
+            }
+            let removed = self.remove_segments(id)?;
+            info!("removed {id}, an object with no record for over an hour, and its {removed} segments: a backup killed before its record, or a delete cut short");
+        }
+        let unlisted = rolled_up.iter().filter_map(|name| segments_of(name));
+        let unlisted = unlisted.filter(|id| id != except && !objects.contains(id));
+        for id in unlisted.take(SWEPT_PER_BACKUP) {
+            let segments = self.names(
+                &self.segments_container(),
+                &format!("{id}{OBJECT_SUFFIX}/"),
+                false,
+                2 * MAX_SEGMENTS,
+                &|name| Self::is_segment_of(name, &id),
+            )?;
+            // Numbered in the order they were started, one at a time.
+            let Some(newest) = segments.iter().max() else {
+                continue;
+            };
+            let newest = format!(
+                "{}/{}",
+                encode(&self.segments_container()),
+                encode_path(newest)
+            );
+            if self.age_of(&newest)? < UNLISTED_SEGMENTS_AGE
+                || self.exists(&self.object_path(&id))?
+            {
+                continue;
+            }
+            let removed = self.remove_segments(&id)?;
+            info!("removed the {removed} segments of {id}, which no manifest lists, the newest over a day old: a backup killed as it uploaded");
+        }
+        Ok(())
+    }
+
+    /// How long ago `path` was written, by Swift's own clock against ours
+    /// (`X-Timestamp`); one that says nothing is taken as new.
+    fn age_of(&self, path: &str) -> Result<Duration> {
+        let response = match self.client.call("HEAD", path, |r| r.call())? {
+            Reply::Done(response) => response,
+            Reply::Status(404) => return Ok(Duration::ZERO),
+            Reply::Status(code) => {
+                return Err(Error::storage(format!(
+                    "HEAD {path}: Swift answered {code}"
+                )))
+            }
+        };
+        let written = response
+            .header("X-Timestamp")
+            .and_then(|stamp| stamp.split('.').next()?.parse::<u64>().ok())
+            .map(|secs| std::time::UNIX_EPOCH + Duration::from_secs(secs));
+        Ok(written
+            .and_then(|written| SystemTime::now().duration_since(written).ok())
+            .unwrap_or(Duration::ZERO))
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
@@ -380,6 +497,12 @@ impl Storage for SwiftStorage {
             Ok(0) => {}
             Ok(removed) => info!("removed {removed} segments left by an interrupted backup {id}"),
             Err(e) => warn!("could not remove segments left by an interrupted backup {id}: {e}"),
+        }
+        if let Err(e) = self.sweep_killed_backups(id) {
+            warn!(
+                "could not look for what killed backups left in {}: {e}",
+                self.where_()
+            );
         }
         Ok(Box::new(SwiftObject {
             client: self.client.clone(),
@@ -451,12 +574,13 @@ impl Storage for SwiftStorage {
             client: Arc::clone(&self.client),
             container: format!("{}_archive", self.container),
             segment_size: self.segment_size,
+            sweeps: false,
         })
     }
 
     fn list_prefix(&self, prefix: &str) -> Result<Vec<BackupId>> {
         // A server may ignore `prefix`: what it lists besides is not asked for.
-        let names = self.names(&self.container, prefix, MAX_LISTED_NAMES, &|name| {
+        let names = self.names(&self.container, prefix, false, MAX_LISTED_NAMES, &|name| {
             name.starts_with(prefix) && record_of(name).is_some()
         })?;
         Ok(names.iter().filter_map(|name| record_of(name)).collect())
@@ -1255,6 +1379,18 @@ impl Drop for SwiftObject {
 struct ListedObject {
     /// Absent in entries that are not objects (a `subdir`).
     name: Option<String>,
+    /// With a delimiter asked for: the names below it, rolled up in one.
+    subdir: Option<String>,
+}
+
+/// The backup whose object (a manifest) `name` is, if it is one.
+fn object_of(name: &str) -> Option<BackupId> {
+    BackupId::parse(name.strip_suffix(OBJECT_SUFFIX)?).ok()
+}
+
+/// The backup whose segments a rolled-up listing entry `ID.rbk/` stands for.
+fn segments_of(name: &str) -> Option<BackupId> {
+    object_of(name.strip_suffix('/')?)
 }
 
 /// The backup whose record `name` is, if it is one.
@@ -1264,13 +1400,19 @@ fn record_of(name: &str) -> Option<BackupId> {
 
 /// The object names on one page of a JSON container listing, parsed into
 /// names alone: memory is that of the names, not of a generic JSON tree.
-fn page_names(text: &[u8], container: &str) -> Result<Vec<String>> {
+fn page_names(text: &[u8], container: &str, rolled_up: bool) -> Result<Vec<String>> {
     let page: Vec<ListedObject> = serde_json::from_slice(text).map_err(|_| {
         Error::storage(format!(
             "listing swift://{container}: Swift sent no JSON listing"
         ))
     })?;
-    Ok(page.into_iter().filter_map(|entry| entry.name).collect())
+    Ok(page
+        .into_iter()
+        .filter_map(|entry| match rolled_up {
+            true => entry.name.or(entry.subdir),
+            false => entry.name,
+        })
+        .collect())
 }
 
 /// Where a redirect pointed, for a message: scheme, host and port only (a
@@ -1420,9 +1562,15 @@ mod tests {
     #[test]
     fn a_listing_page_gives_its_names() {
         let page = br#"[{"name": "a.json", "bytes": 1}, {"bytes": 2}, {"name": "b.rbk"}]"#;
-        assert_eq!(page_names(page, "c").unwrap(), vec!["a.json", "b.rbk"]);
-        assert_eq!(page_names(b"[]", "c").unwrap(), Vec::<String>::new());
-        assert_eq!(page_names(b"<html>", "c").unwrap_err().exit_code(), 4);
+        assert_eq!(
+            page_names(page, "c", false).unwrap(),
+            vec!["a.json", "b.rbk"]
+        );
+        assert_eq!(page_names(b"[]", "c", false).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            page_names(b"<html>", "c", false).unwrap_err().exit_code(),
+            4
+        );
     }
 
     mod hostile_listings {
@@ -1435,7 +1583,7 @@ mod tests {
 
             #[test]
             fn arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-                if let Err(e) = page_names(&bytes, "c") {
+                if let Err(e) = page_names(&bytes, "c", false) {
                     prop_assert_eq!(e.exit_code(), 4);
                 }
             }
@@ -1443,7 +1591,7 @@ mod tests {
             #[test]
             fn arbitrary_json(value in any_json()) {
                 let text = serde_json::to_vec(&value).unwrap();
-                match page_names(&text, "c") {
+                match page_names(&text, "c", true) {
                     Ok(names) => prop_assert!(names.len() <= value.as_array().map_or(0, Vec::len)),
                     Err(e) => prop_assert_eq!(e.exit_code(), 4),
                 }
