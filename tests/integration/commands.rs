@@ -593,3 +593,49 @@ fn an_error_said_to_a_stderr_that_is_gone_keeps_its_exit_code() {
         .unwrap();
     assert_eq!(status.code(), Some(2), "{status:?}");
 }
+
+/// Concurrency review: two prunes at once (a cron job and an operator, or
+/// two hosts sharing the storage). The one held as it deletes finds the
+/// other has deleted the same backups already; the storage ends as both
+/// asked, and neither run should fail for it.
+#[test]
+fn review_conc_two_prunes_at_once_both_succeed() {
+    let t = TestRedis::start();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        t.conn().ok(&["SET", "k", &i.to_string()]);
+        ids.push(t.backup());
+    }
+    let slow = t
+        .with_env(
+            Run::new("strace")
+                .args(&[
+                    "-f",
+                    "-o",
+                    "/dev/null",
+                    "-e",
+                    "trace=unlink,unlinkat,rename,renameat,renameat2",
+                ])
+                .args(&[
+                    "-e",
+                    "inject=unlink,unlinkat,rename,renameat,renameat2:delay_enter=3000000:when=1",
+                ])
+                .args(&[BIN, "-c", &t.settings_file().display().to_string()])
+                .args(&["prune", "--keep-last", "1"]),
+        )
+        .spawn();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    t.run(&["prune", "--keep-last", "1"]).ok();
+    let held = slow.wait_with_output().unwrap();
+    let listed: Vec<String> = t
+        .list(&[])
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, vec![ids[3].clone()], "the newest stays");
+    assert!(
+        held.status.success(),
+        "the held prune failed though the storage is as it asked: {}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+}
