@@ -162,9 +162,22 @@ pub(super) fn prune(
                 &of_base,
                 &mut patience,
             )?);
-            storage.delete(&record.id)?;
-            log::info!("pruned backup {} of {}", record.id, record.instance);
-            lines.push(format!("deleted {}", record.summary_line()));
+            // Gone already: another prune or a delete (a cron job and an
+            // operator, or another host sharing the storage) took it since
+            // it was listed. What was asked is done; the rest goes on.
+            let started = std::time::Instant::now();
+            match storage.delete(&record.id) {
+                Ok(()) => {
+                    log::info!("pruned backup {} of {}", record.id, record.instance);
+                    lines.push(format!("deleted {}", record.summary_line()));
+                }
+                Err(e @ Error::Missing(_)) => {
+                    patience.lost_to(started, &e)?;
+                    log::warn!("{e}; it was deleted since it was listed (another prune or delete): skipped");
+                    lines.push(format!("{} was deleted already", record.id));
+                }
+                Err(e) => return Err(e),
+            }
             let deleted = chunks_deleted.len() - before;
             if deleted > 0 {
                 lines.push(format!("deleted {deleted} archived chunks of it"));
