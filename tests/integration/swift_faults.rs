@@ -555,3 +555,55 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("being written"), "{stderr}");
 }
+
+/// Concurrency review: `backup --id pre-upgrade` run on two hosts at once
+/// (an ansible ad-hoc command over a fleet sharing one container and key).
+/// Each checks the ID is free, then uploads segments under names made of
+/// the ID alone, and PUTs manifest and record with nothing to refuse an
+/// object already there. Host B's first segment is held (the proxy) until
+/// host A's backup is done; B then replaces A's segment, manifest and
+/// record, and both say they succeeded: A's backup is gone, and a restore
+/// of `pre-upgrade` on host A loads host B's data.
+#[test]
+fn review_conc_the_same_id_backed_up_by_two_hosts_at_once() {
+    let swift = SwiftStack::start(None);
+    let proxy = FaultProxy::to(swift.proxy_port);
+    let mut a = uncompressed_on_swift("fleet");
+    for (k, v) in swift.tempauth_settings() {
+        a.set_setting(k, &v);
+    }
+    let mut b = uncompressed_on_swift("fleet");
+    through(&mut b, &swift, &proxy);
+    b.set_setting("key_file", &a.key_file().display().to_string());
+    a.set_setting("instance", "host-a");
+    b.set_setting("instance", "host-b");
+    a.conn().ok(&["SET", "host", "A"]);
+    b.conn().ok(&["SET", "host", "B"]);
+    let a_data = a.state();
+
+    proxy.watch(b"_segments/pre-upgrade.rbk/0");
+    proxy.hold(
+        b"_segments/pre-upgrade.rbk/00000001 ",
+        Duration::from_secs(8),
+    );
+    let on_b = b.cmd(&["backup", "--id", "pre-upgrade"]).spawn();
+    wait_for("host B to upload its first segment", || {
+        (proxy.watched() >= 1).then_some(())
+    });
+    let on_a = a.run(&["backup", "--id", "pre-upgrade"]);
+    let on_b = on_b.wait_with_output().expect("host B's backup");
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!("A: {on_a}\nB: {:?} {}", on_b.status, said(&on_b));
+    if on_a.code == Some(0) && on_b.status.success() {
+        let shown = a.run(&["--json", "show", "pre-upgrade"]);
+        eprintln!("show on A: {shown}");
+        let restored = a.run(&["restore", "pre-upgrade"]);
+        eprintln!("restore on A: {restored}");
+        panic!(
+            "both hosts said backup pre-upgrade succeeded; storage holds {} and host A's Redis now holds {:?} (its own data was {:?})",
+            shown.json()["instance"],
+            a.state(),
+            a_data
+        );
+    }
+}
