@@ -1238,3 +1238,88 @@ fn a_save_made_after_the_restart_is_not_removed() {
     assert_ne!(placed, saved, "the SAVE made no new file");
     assert!(t.dump_file().exists(), "the operator's SAVE was removed");
 }
+
+/// A cluster node's role is in its nodes.conf, not redis.conf: a stopped
+/// node that a failover made a replica passed `refuse_a_replica` (which
+/// asks only redis.conf when Redis is down). The restore placed the RDB,
+/// started the node, counted the keys and said it worked (exit 0);
+/// seconds later the node's primary replaced the restored data by a full
+/// sync, and the previous data had gone with the work folder.
+#[test]
+fn a_restore_into_a_stopped_cluster_replica_is_refused() {
+    let node = || {
+        TestRedis::builder()
+            .conf_line("cluster-enabled yes")
+            .conf_line(&format!("cluster-port {}", free_port()))
+            .conf_line("cluster-node-timeout 2000")
+            .start()
+    };
+    let primary = node();
+    let mut replica = node();
+    let mut p = primary.conn();
+    p.ok(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+    let waited = std::time::Instant::now();
+    while !p
+        .ok(&["CLUSTER", "INFO"])
+        .text()
+        .contains("cluster_state:ok")
+    {
+        assert!(waited.elapsed().as_secs() < 20, "the cluster never came up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    p.ok(&["SET", "k", "backed up"]);
+    let id = primary.backup();
+    p.ok(&["SET", "k", "live"]);
+    let primary_id = p.ok(&["CLUSTER", "MYID"]).text();
+    let bus = p.ok(&["CONFIG", "GET", "cluster-port"]);
+    let bus = match bus {
+        Reply::Array(items) => items[1].text(),
+        other => panic!("{other:?}"),
+    };
+
+    let mut r = replica.conn();
+    r.ok(&[
+        "CLUSTER",
+        "MEET",
+        "127.0.0.1",
+        &primary.port.to_string(),
+        &bus,
+    ]);
+    let waited = std::time::Instant::now();
+    loop {
+        let replied = r.call(&["CLUSTER", "REPLICATE", &primary_id]);
+        if !replied.is_error() {
+            break;
+        }
+        assert!(waited.elapsed().as_secs() < 20, "never met: {replied:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    while r.info_field("replication", "master_link_status") != "up" {
+        assert!(waited.elapsed().as_secs() < 30, "the replica never synced");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(r);
+    replica.stop_redis();
+    replica.use_backups_of(&primary);
+    let restored = replica.run(&["restore", &id]);
+
+    // Let the node find its primary again, whatever the restore said.
+    let settled = std::time::Instant::now();
+    let value = loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(mut r) = replica.raw_conn() else {
+            break None;
+        };
+        r.ok(&["READONLY"]);
+        let up = r.info_field("replication", "master_link_status") == "up";
+        let value = r.call(&["GET", "k"]).text();
+        if up || settled.elapsed().as_secs() > 15 {
+            break Some(value);
+        }
+    };
+    assert_ne!(
+        restored.code,
+        Some(0),
+        "the restore into a cluster replica said it worked, and the node now holds {value:?} (the primary's, not the backup's)\n{restored}"
+    );
+}
