@@ -1087,6 +1087,18 @@ fn check_restored(plan: &Plan, record: Option<&Record>) -> Result<(BTreeMap<Stri
     // The server must have loaded the file we placed, not one elsewhere.
     let live = DataFiles::live(&mut redis, plan.conf)?;
     check_agrees(plan.files, &live, plan.conf)?;
+    // A replica by something redis.conf does not say (a cluster node's
+    // nodes.conf, which a failover rewrites): its primary replaces the
+    // restored data at its first sync, seconds after the counts below.
+    let replication = redis.info("replication")?;
+    if replication.get("role").map(String::as_str) == Some("slave") {
+        let field = |name: &str| replication.get(name).map_or("?", String::as_str);
+        return Err(Error::usage(format!(
+            "Redis started as a replica of {}:{} (role:slave; a cluster node's role is in its nodes.conf): its primary would replace the restored data at its first sync; restore on the primary, or promote this one first",
+            field("master_host"),
+            field("master_port")
+        )));
+    }
     // Only as the server itself says it: where CONFIG is disabled or not
     // granted, redis.conf stands in, and its unit may give it save rules.
     let said_live = |redis: &mut Connection, name| redis.config_get(name).ok().flatten();

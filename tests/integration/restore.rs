@@ -1322,4 +1322,5 @@ fn a_restore_into_a_stopped_cluster_replica_is_refused() {
         Some(0),
         "the restore into a cluster replica said it worked, and the node now holds {value:?} (the primary's, not the backup's)\n{restored}"
     );
+    restored.stderr_has("role:slave");
 }
