@@ -1324,3 +1324,59 @@ fn a_restore_into_a_stopped_cluster_replica_is_refused() {
     );
     restored.stderr_has("role:slave");
 }
+
+/// The databases a backup needs are told from the record's counts after
+/// the save only: a database emptied while Redis saved (the save holds its
+/// keys) is in `keys_before` and in the RDB, not in `keys`. On a target
+/// serving fewer databases, the restore went on, stopped Redis, placed the
+/// RDB, and the start failed ("Data file was created with a Redis server
+/// configured to handle more than 4 databases"): an outage and a rollback
+/// for what is refused up front, Redis untouched, when `keys` says it.
+#[test]
+fn a_database_emptied_while_redis_saved_is_still_checked_against_the_target() {
+    let source = TestRedis::start();
+    let mut c = source.conn();
+    add_filler(&mut c, 300);
+    c.ok(&["SELECT", "5"]);
+    c.ok(&["SET", "in-db5", "saved"]);
+    c.ok(&["SELECT", "0"]);
+    // ~300 keys at 3 ms each: the save runs for about a second.
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
+    let record = std::thread::scope(|s| {
+        let backup = s.spawn(|| source.backup_json(&[]));
+        let mut w = source.conn();
+        let waited = std::time::Instant::now();
+        while w.info_field("persistence", "rdb_bgsave_in_progress") != "1" {
+            assert!(waited.elapsed().as_secs() < 20, "the save never started");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        w.ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        w.ok(&["SELECT", "5"]);
+        w.ok(&["FLUSHDB"]);
+        assert_eq!(
+            w.info_field("persistence", "rdb_bgsave_in_progress"),
+            "1",
+            "precondition: db5 emptied while Redis saved"
+        );
+        backup.join().expect("backup thread")
+    });
+    assert_eq!(record["keys_before"]["db5"], 1, "{record}");
+    assert!(record["keys"].get("db5").is_none(), "{record}");
+    let id = id_of(&record);
+
+    let mut target = TestRedis::builder().conf_line("databases 4").start();
+    target.conn().ok(&["SET", "k", "the target's"]);
+    target.use_backups_of(&source);
+    let pid = target.pid();
+    let calls = target.shim_calls().len();
+    let out = target.run(&["restore", &id]);
+    let calls = target.shim_calls_since(calls);
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("stop") || c.contains("start")),
+        "Redis was stopped (and started again) for a backup it cannot load: {calls:?}\n{out}"
+    );
+    out.code(5).stderr_has("db5");
+    assert_eq!(target.pid(), pid);
+}
