@@ -284,9 +284,12 @@ fn remove_the_dump_made(plan: &Plan, made: Option<FileIdentity>) {
 /// `databases` (not the running server's: it cannot change at run time,
 /// and raising it in redis.conf is the mend).
 fn refuse_databases_it_lacks(record: &Record, conf: &RedisConf) -> Result<()> {
+    // The counts from before the save too: a database emptied while Redis
+    // saved is in the RDB, but not in the counts from after.
     let needs = record
         .keys
         .keys()
+        .chain(record.keys_before.keys())
         .filter_map(|db| db.strip_prefix("db")?.parse::<u64>().ok());
     match needs.max() {
         Some(db) if db >= conf.databases => Err(Error::integrity(format!(
