@@ -3558,3 +3558,38 @@ fn a_window_of_a_fake_primary(stream: Vec<u8>, settle: Duration) -> (TestRedis, 
         .to_string();
     (t, end)
 }
+
+/// A restore `--at` has no record, so nothing told which databases the
+/// replayed data needs: on a target serving fewer (`databases 4`) than
+/// hold keys in it (db5), the restore stopped Redis, placed the RDB, the
+/// start failed ("configured to handle more than 4 databases"), and it
+/// rolled back (exit 6): an outage for what a backup's restore refuses
+/// up front, exit 5, Redis untouched.
+#[test]
+fn a_replay_with_keys_in_a_database_the_target_lacks_is_refused_before_the_stop() {
+    let t = start_redis();
+    let archiver = start_archiver(&t);
+    let mut conn = t.conn();
+    conn.ok(&["SELECT", "5"]);
+    conn.ok(&["SET", "in-db5", "archived"]);
+    conn.ok(&["SELECT", "0"]);
+    let end = window_end(&t, &mut conn);
+    stop(archiver);
+
+    let mut target = TestRedis::builder().conf_line("databases 4").start();
+    target.conn().ok(&["SET", "k", "the target's"]);
+    target.use_backups_of(&t);
+    target.set_setting("instance", &hostname());
+    let pid = target.pid();
+    let calls = target.shim_calls().len();
+    let out = target.run(&["restore", "--at", &end]);
+    let calls = target.shim_calls_since(calls);
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("stop") || c.contains("start")),
+        "Redis was stopped (and started again) for data it cannot load: {calls:?}\n{out}"
+    );
+    out.code(5).stderr_has("db5");
+    assert_eq!(target.pid(), pid);
+}
