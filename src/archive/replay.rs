@@ -71,6 +71,8 @@ pub struct Replayed {
     pub applied_until: u64,
     pub commands: u64,
     pub base: String,
+    /// The databases that hold keys in the RDB.
+    pub databases: Vec<u32>,
 }
 
 impl Replayed {
@@ -122,6 +124,9 @@ pub fn replay(
         binary.program
     );
     server.caught_up(&mut conn, &link, deadline)?;
+    // The databases the RDB will hold keys in (a replica expires none):
+    // a restore refuses a target that serves fewer before it stops Redis.
+    let databases = conn.keyspace()?.into_keys().collect();
     server.save(&mut conn, deadline)?;
     // The server goes before its link and the port: it must never sync
     // again, from whatever might take the port next.
@@ -143,6 +148,7 @@ pub fn replay(
         applied_until,
         commands: applier.commands,
         base: base.id.to_string(),
+        databases,
     })
 }
 

@@ -155,8 +155,12 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         Input::Stored(stored) => (stored.record().cloned(), stored.name().to_string()),
         Input::Replayed { name, .. } => (None, name.clone()),
     };
-    if let Some(record) = &record {
-        refuse_databases_it_lacks(record, &conf)?;
+    match (&record, &input) {
+        (Some(record), _) => refuse_databases_it_lacks(databases_of(record), &conf)?,
+        (None, Input::Replayed { replayed, .. }) => {
+            refuse_databases_it_lacks(replayed.databases.iter().map(|&db| u64::from(db)), &conf)?
+        }
+        (None, Input::Stored(_)) => {}
     }
     let plan = Plan {
         config,
@@ -283,14 +287,7 @@ fn remove_the_dump_made(plan: &Plan, made: Option<FileIdentity>) {
 /// by what the server started after the stop will serve: redis.conf's
 /// `databases` (not the running server's: it cannot change at run time,
 /// and raising it in redis.conf is the mend).
-fn refuse_databases_it_lacks(record: &Record, conf: &RedisConf) -> Result<()> {
-    // The counts from before the save too: a database emptied while Redis
-    // saved is in the RDB, but not in the counts from after.
-    let needs = record
-        .keys
-        .keys()
-        .chain(record.keys_before.keys())
-        .filter_map(|db| db.strip_prefix("db")?.parse::<u64>().ok());
+fn refuse_databases_it_lacks(needs: impl Iterator<Item = u64>, conf: &RedisConf) -> Result<()> {
     match needs.max() {
         Some(db) if db >= conf.databases => Err(Error::integrity(format!(
             "the backup has keys in db{db}, but {} makes Redis serve {} databases (`databases`); Redis was not touched: raise it and run the restore again",
@@ -299,6 +296,17 @@ fn refuse_databases_it_lacks(record: &Record, conf: &RedisConf) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// The databases a backup holds keys in, by its record: the counts from
+/// before the save too, as a database emptied while Redis saved is in the
+/// RDB, but not in the counts from after.
+fn databases_of(record: &Record) -> impl Iterator<Item = u64> + '_ {
+    record
+        .keys
+        .keys()
+        .chain(record.keys_before.keys())
+        .filter_map(|db| db.strip_prefix("db")?.parse::<u64>().ok())
 }
 
 /// A replica's data is its primary's: at its next sync, as it starts again,
