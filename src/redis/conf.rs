@@ -71,6 +71,10 @@ pub struct RedisConf {
     /// `databases`: how many a server started on this config serves (16
     /// unless it says otherwise; not changeable at run time).
     pub databases: u64,
+    /// `cluster-enabled yes`: the node's role (primary or replica) is in
+    /// `cluster_config_file` (relative to `dir`), not here.
+    pub cluster_enabled: bool,
+    pub cluster_config_file: String,
     /// The file given to `load`.
     pub source: PathBuf,
     /// Every file read (`source` and its includes), with who could write it.
@@ -134,6 +138,8 @@ impl RedisConf {
             replicaof: None,
             aof_rdb_preamble: true,
             databases: 16,
+            cluster_enabled: false,
+            cluster_config_file: "nodes.conf".into(),
             source: source.to_path_buf(),
             files: Vec::new(),
         }
@@ -409,6 +415,8 @@ fn apply_directive(
                 _ => return Err(bad("expects yes or no")),
             }
         }
+        "cluster-enabled" => conf.cluster_enabled = one()?.eq_ignore_ascii_case("yes"),
+        "cluster-config-file" => conf.cluster_config_file = one()?,
         "databases" => {
             conf.databases = one()?
                 .parse()

@@ -117,7 +117,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
         }
     }
     let was_active = service.is_active()?;
-    refuse_a_replica(&conf, &connect, was_active)?;
+    refuse_a_replica(&conf, &connect, &data, was_active)?;
 
     // One storage session for the record and the object.
     let input = match &request.target {
@@ -315,7 +315,12 @@ fn databases_of(record: &Record) -> impl Iterator<Item = u64> + '_ {
 /// Refused, exit 2, before anything is touched, whether redis.conf makes
 /// it one or it is one now (Sentinel makes a server one at run time, and
 /// writes that back).
-fn refuse_a_replica(conf: &RedisConf, connect: &ConnectOptions, was_active: bool) -> Result<()> {
+fn refuse_a_replica(
+    conf: &RedisConf,
+    connect: &ConnectOptions,
+    data: &DataDir,
+    was_active: bool,
+) -> Result<()> {
     let promote = "promote it first (REPLICAOF NO ONE, and no replicaof in its config), or restore on the primary";
     if let Some(primary) = &conf.replicaof {
         return Err(Error::usage(format!(
@@ -324,6 +329,12 @@ fn refuse_a_replica(conf: &RedisConf, connect: &ConnectOptions, was_active: bool
         )));
     }
     if !was_active {
+        if conf.cluster_enabled && a_cluster_replica_by_its_nodes_file(conf, data) {
+            return Err(Error::usage(format!(
+                "Redis is a cluster node, and its {} says it is a replica (myself,slave): its primary would replace the restored data as it starts; restore on the node that is its primary now (CLUSTER FAILOVER makes this one it first)",
+                data.join(&conf.cluster_config_file).display()
+            )));
+        }
         return Ok(());
     }
     let replication = Connection::connect(connect)?.info("replication")?;
@@ -336,6 +347,29 @@ fn refuse_a_replica(conf: &RedisConf, connect: &ConnectOptions, was_active: bool
         )));
     }
     Ok(())
+}
+
+/// Whether a stopped cluster node's nodes file (the account's, in the
+/// data dir, opened as its dump is: no link followed) names it a replica.
+/// Only read to refuse; one that cannot be read says nothing, and the
+/// restored server's role is checked again once it runs
+/// (`check_restored`).
+fn a_cluster_replica_by_its_nodes_file(conf: &RedisConf, data: &DataDir) -> bool {
+    use std::io::Read;
+    if data_dir::plain_name("cluster-config-file", &conf.cluster_config_file).is_err() {
+        return false;
+    }
+    let Ok(file) = data.open_dump(&conf.cluster_config_file) else {
+        return false;
+    };
+    let mut text = String::new();
+    if file.take(4 << 20).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    text.lines().any(|line| {
+        let flags: Vec<&str> = line.split(' ').nth(2).unwrap_or("").split(',').collect();
+        flags.contains(&"myself") && flags.contains(&"slave")
+    })
 }
 
 /// Where the restored files go: where redis.conf says, because that is what

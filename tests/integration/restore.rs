@@ -1322,7 +1322,23 @@ fn a_restore_into_a_stopped_cluster_replica_is_refused() {
         Some(0),
         "the restore into a cluster replica said it worked, and the node now holds {value:?} (the primary's, not the backup's)\n{restored}"
     );
-    restored.stderr_has("role:slave");
+    // (Refused before anything is touched: its nodes.conf says so.)
+    restored.code(2).stderr_has("myself,slave");
+    assert_eq!(value, None, "the stopped node was started");
+
+    // A nodes file the restore cannot read first (outside the data dir):
+    // the started server's role is checked, and the restore rolled back.
+    let elsewhere = replica.path("nodes-elsewhere.conf");
+    fs::rename(replica.data_dir().join("nodes.conf"), &elsewhere).unwrap();
+    let conf = replica.redis_conf();
+    let mut text = fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!("cluster-config-file {}\n", elsewhere.display()));
+    fs::write(&conf, text).unwrap();
+    replica
+        .run(&["restore", &id])
+        .code(6)
+        .stderr_has("role:slave")
+        .stderr_has("the previous data was put back");
 }
 
 /// The databases a backup needs are told from the record's counts after
