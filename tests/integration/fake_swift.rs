@@ -298,6 +298,38 @@ impl Store {
         Some(out)
     }
 
+    /// A JSON listing page with `delimiter=/`: the names below a `/` after
+    /// `prefix` rolled up in one `subdir` entry, as Swift does.
+    pub fn rolled_up_listing(
+        &self,
+        container: &str,
+        prefix: &str,
+        marker: &str,
+        limit: usize,
+    ) -> Value {
+        let Some(objects) = self.containers.get(container) else {
+            return json!([]);
+        };
+        let mut entries: Vec<Value> = Vec::new();
+        let mut last_subdir = String::new();
+        for name in objects.keys() {
+            if !name.starts_with(prefix) || name.as_str() <= marker || entries.len() >= limit {
+                continue;
+            }
+            match name[prefix.len()..].find('/') {
+                Some(at) => {
+                    let subdir = name[..prefix.len() + at + 1].to_string();
+                    if subdir != last_subdir && subdir.as_str() > marker {
+                        entries.push(json!({ "subdir": subdir }));
+                        last_subdir = subdir;
+                    }
+                }
+                None => entries.push(json!({ "name": name, "bytes": 0 })),
+            }
+        }
+        Value::Array(entries)
+    }
+
     /// A JSON listing page of `container` as Swift sends it.
     pub fn listing(&self, container: &str, prefix: &str, marker: &str, limit: usize) -> Value {
         let Some(objects) = self.containers.get(container) else {
@@ -1094,7 +1126,13 @@ fn normal(shared: &Shared, request: &Request) -> Reply {
                     .and_then(|l| l.parse().ok())
                     .unwrap_or(10_000usize)
                     .min(10_000);
-                json_reply(200, &store.listing(&container, &prefix, &marker, limit))
+                match request.query("delimiter").as_deref() {
+                    Some("/") => json_reply(
+                        200,
+                        &store.rolled_up_listing(&container, &prefix, &marker, limit),
+                    ),
+                    _ => json_reply(200, &store.listing(&container, &prefix, &marker, limit)),
+                }
             }
             "DELETE" => match store.containers.get(&container).map(|c| c.is_empty()) {
                 None => reply(404),

@@ -229,9 +229,9 @@ fn swift_upload_dropped_mid_segment_is_resumed_or_leaves_nothing() {
     assert_eq!(t.list(&[]), vec![rec.clone()]);
     let stored = rec["stored_size"].as_u64().expect("stored_size");
     let listed = swift.list(&segments, "cut1.rbk/");
-    let names: Vec<&str> = listed
+    let names: Vec<String> = listed
         .iter()
-        .map(|e| e["name"].as_str().expect("name"))
+        .map(|e| segment_shape(e["name"].as_str().expect("name")))
         .collect();
     let expected: Vec<String> = (1..=stored.div_ceil(SEGMENT))
         .map(|i| format!("cut1.rbk/{i:08}"))
@@ -511,8 +511,9 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     assert_eq!(swift.names(&segments, "k1.rbk/"), Vec::<String>::new());
     t.run(&["delete", "k1"]).code(4);
 
-    // A backup under the same ID starts by removing them, so its object is
-    // exactly its own segments, fewer now that the data shrank.
+    // A backup under the same ID writes segments of its own, so its object
+    // is exactly its own segments, fewer now that the data shrank; the
+    // killed run's stay apart until `delete` (or the sweep, a day on).
     kill_mid_upload("k2");
     t.conn().ok(&["FLUSHALL"]);
     add_noise_keys(&mut t.conn(), 1024, 37);
@@ -522,10 +523,18 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     let expected: Vec<String> = (1..=stored.div_ceil(SEGMENT))
         .map(|i| format!("k2.rbk/{i:08}"))
         .collect();
-    assert_eq!(swift.names(&segments, "k2.rbk/"), expected);
     assert!(expected.len() < 3, "{expected:?}");
+    let uploads = by_upload(&swift.names(&segments, "k2.rbk/"));
+    assert_eq!(
+        uploads.len(),
+        2,
+        "the killed run's and the new one's: {uploads:?}"
+    );
+    assert!(uploads.values().any(|s| *s == expected), "{uploads:?}");
     let rdb = t.export("k2", "export.rdb");
     assert_eq!(digest_of_rdb(&rdb), before);
+    t.run(&["delete", "k2"]).ok();
+    assert_eq!(swift.names(&segments, "k2.rbk/"), Vec::<String>::new());
 
     // `delete` of an unfinished ID racing a backup of that ID finishing
     // elsewhere (its manifest appears while the segments go): the finished
@@ -535,8 +544,8 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     // Only segment DELETEs name a segment (the listing asks by prefix). The
     // DELETE of the first segment is held 5 s: time for the manifest to be
     // stored before delete looks for it, however slow Swift is today.
-    proxy.watch(b"_segments/k3.rbk/0");
-    proxy.hold(b"_segments/k3.rbk/00000001 ", Duration::from_secs(5));
+    proxy.watch(b"_segments/k3.rbk/");
+    proxy.hold(b"/00000001 HTTP", Duration::from_secs(5));
     let began = Instant::now();
     let racing = t.cmd(&["delete", "k3"]).spawn();
     wait_for("delete to remove segments", || {
@@ -556,16 +565,18 @@ fn swift_backup_killed_mid_upload_is_never_listed_and_its_segments_go() {
     assert!(stderr.contains("being written"), "{stderr}");
 }
 
-/// Concurrency review: `backup --id pre-upgrade` run on two hosts at once
-/// (an ansible ad-hoc command over a fleet sharing one container and key).
-/// Each checks the ID is free, then uploads segments under names made of
-/// the ID alone, and PUTs manifest and record with nothing to refuse an
-/// object already there. Host B's first segment is held (the proxy) until
-/// host A's backup is done; B then replaces A's segment, manifest and
-/// record, and both say they succeeded: A's backup is gone, and a restore
-/// of `pre-upgrade` on host A loads host B's data.
+/// `backup --id pre-upgrade` run on two hosts at once (an ad-hoc command
+/// over a fleet sharing one container and key; the concurrency review).
+/// Each checked that the ID was free, then uploaded segments under names
+/// made of the ID alone and wrote manifest and record over whatever was
+/// there: host B, whose first segment the proxy held until host A's backup
+/// was done, replaced A's segment, manifest and record, both said they
+/// succeeded, and a restore of `pre-upgrade` on host A loaded host B's
+/// data. Each upload's segments are its own now, and a manifest is written
+/// only where none is: the first to finish keeps the ID, whole; the other
+/// is exit 4 and leaves nothing.
 #[test]
-fn review_conc_the_same_id_backed_up_by_two_hosts_at_once() {
+fn the_same_id_backed_up_by_two_hosts_at_once_keeps_the_first_whole() {
     let swift = SwiftStack::start(None);
     let proxy = FaultProxy::to(swift.proxy_port);
     let mut a = uncompressed_on_swift("fleet");
@@ -581,29 +592,32 @@ fn review_conc_the_same_id_backed_up_by_two_hosts_at_once() {
     b.conn().ok(&["SET", "host", "B"]);
     let a_data = a.state();
 
-    proxy.watch(b"_segments/pre-upgrade.rbk/0");
-    proxy.hold(
-        b"_segments/pre-upgrade.rbk/00000001 ",
-        Duration::from_secs(8),
-    );
+    proxy.watch(b"_segments/pre-upgrade.rbk/");
+    proxy.hold(b"/00000001 HTTP", Duration::from_secs(8));
     let on_b = b.cmd(&["backup", "--id", "pre-upgrade"]).spawn();
     wait_for("host B to upload its first segment", || {
         (proxy.watched() >= 1).then_some(())
     });
-    let on_a = a.run(&["backup", "--id", "pre-upgrade"]);
+    a.run(&["backup", "--id", "pre-upgrade"]).ok();
     let on_b = on_b.wait_with_output().expect("host B's backup");
-    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
-    eprintln!("A: {on_a}\nB: {:?} {}", on_b.status, said(&on_b));
-    if on_a.code == Some(0) && on_b.status.success() {
-        let shown = a.run(&["--json", "show", "pre-upgrade"]);
-        eprintln!("show on A: {shown}");
-        let restored = a.run(&["restore", "pre-upgrade"]);
-        eprintln!("restore on A: {restored}");
-        panic!(
-            "both hosts said backup pre-upgrade succeeded; storage holds {} and host A's Redis now holds {:?} (its own data was {:?})",
-            shown.json()["instance"],
-            a.state(),
-            a_data
-        );
-    }
+    let said = String::from_utf8_lossy(&on_b.stderr).into_owned();
+    assert_eq!(on_b.status.code(), Some(4), "host B: {said}");
+    assert!(said.contains("written meanwhile by another run"), "{said}");
+
+    let shown = a.run(&["--json", "show", "pre-upgrade"]).ok().json();
+    assert_eq!(shown["instance"], "host-a", "{shown}");
+    a.run(&["verify", "pre-upgrade"]).ok();
+    let uploads: std::collections::BTreeSet<String> = swift
+        .names("fleet_segments", "pre-upgrade.rbk/")
+        .iter()
+        .map(|name| {
+            name.rsplit_once('/')
+                .map_or("", |(upload, _)| upload)
+                .to_string()
+        })
+        .collect();
+    assert_eq!(uploads.len(), 1, "host B's segments are gone: {uploads:?}");
+    a.conn().ok(&["SET", "host", "changed"]);
+    a.run(&["restore", "pre-upgrade"]).ok();
+    assert_eq!(a.state(), a_data, "host A's own data");
 }

@@ -263,10 +263,16 @@ impl SwiftStorage {
     }
 
     /// Whether `name` (in the segments container) is a segment of `id`, as
-    /// we write them: `ID.rbk/` and eight digits numbering 1 to
-    /// `MAX_SEGMENTS`, nothing else.
+    /// we write them: `ID.rbk/`, the upload's own 16 hex digits and `/`
+    /// (none before 2026-12-02), and eight digits numbering 1 to
+    /// `MAX_SEGMENTS`; nothing else.
     fn is_segment_of(name: &str, id: &BackupId) -> bool {
         name.strip_prefix(&format!("{id}{OBJECT_SUFFIX}/"))
+            .map(|rest| match rest.split_once('/') {
+                Some((upload, number)) if is_upload_token(upload) => number,
+                Some(_) => "",
+                None => rest,
+            })
             .filter(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|n| n.parse::<usize>().ok())
             .is_some_and(|n| (1..=MAX_SEGMENTS).contains(&n))
@@ -347,9 +353,8 @@ impl SwiftStorage {
     /// (killed as it uploaded: an upload still going, from any host,
     /// starts a segment far more often). Never listed, such leftovers were
     /// never pruned or deleted, and were paid for. A few each backup, so
-    /// that one backup never spends long tidying; `except` is the backup
-    /// being written.
-    fn sweep_killed_backups(&self, except: &BackupId) -> Result<()> {
+    /// that one backup never spends long tidying.
+    fn sweep_killed_backups(&self) -> Result<()> {
         if !self.sweeps {
             return Ok(());
         }
@@ -367,7 +372,7 @@ impl SwiftStorage {
         let recorded: HashSet<BackupId> = names.iter().filter_map(|n| record_of(n)).collect();
         let objects: HashSet<BackupId> = names.iter().filter_map(|n| object_of(n)).collect();
         let unrecorded = objects.iter().filter(|id| !recorded.contains(id));
-        for id in unrecorded.filter(|id| *id != except).take(SWEPT_PER_BACKUP) {
+        for id in unrecorded.take(SWEPT_PER_BACKUP) {
             // A listing may lag behind what was written (a container
             // update Swift deferred): the record itself is asked for.
             if self.age_of(&self.object_path(id))? < UNRECORDED_AGE
@@ -390,27 +395,30 @@ impl SwiftStorage {
             info!("removed {id}, an object with no record for over an hour, and its {removed} segments: a backup killed before its record, or a delete cut short");
         }
         let unlisted = rolled_up.iter().filter_map(|name| segments_of(name));
-        let unlisted = unlisted.filter(|id| id != except && !objects.contains(id));
-        for id in unlisted.take(SWEPT_PER_BACKUP) {
-            let segments = self.names(
+        let unlisted = unlisted.filter(|id| !objects.contains(id));
+        'ids: for id in unlisted.take(SWEPT_PER_BACKUP) {
+            let mut segments = self.names(
                 &self.segments_container(),
                 &format!("{id}{OBJECT_SUFFIX}/"),
                 false,
                 2 * MAX_SEGMENTS,
                 &|name| Self::is_segment_of(name, &id),
             )?;
-            // Numbered in the order they were started, one at a time.
-            let Some(newest) = segments.iter().max() else {
-                continue;
-            };
-            let newest = format!(
-                "{}/{}",
-                encode(&self.segments_container()),
-                encode_path(newest)
-            );
-            if self.age_of(&newest)? < UNLISTED_SEGMENTS_AGE
-                || self.exists(&self.object_path(&id))?
-            {
+            // Each upload numbers its own in the order it started them, one
+            // at a time: the last of each is its newest.
+            segments.sort_unstable_by(|a, b| b.cmp(a));
+            segments.dedup_by(|later, newest| upload_of(later) == upload_of(newest));
+            for newest in &segments {
+                let path = format!(
+                    "{}/{}",
+                    encode(&self.segments_container()),
+                    encode_path(newest)
+                );
+                if self.age_of(&path)? < UNLISTED_SEGMENTS_AGE {
+                    continue 'ids;
+                }
+            }
+            if segments.is_empty() || self.exists(&self.object_path(&id))? {
                 continue;
             }
             let removed = self.remove_segments(&id)?;
@@ -489,16 +497,13 @@ impl Storage for SwiftStorage {
 
     fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
         self.prepare(id)?;
-        // A backup killed under this ID left segments no manifest lists; the
-        // new ones would replace some of them and leave the rest forever.
-        // Only tidying: the new manifest lists its own segments, so a Swift
-        // that will not list or delete them now does not cost the backup.
-        match self.remove_segments(id) {
-            Ok(0) => {}
-            Ok(removed) => info!("removed {removed} segments left by an interrupted backup {id}"),
-            Err(e) => warn!("could not remove segments left by an interrupted backup {id}: {e}"),
-        }
-        if let Err(e) = self.sweep_killed_backups(id) {
+        // Segments under a name of this upload's own: another run under the
+        // same ID (another host's, started at the same moment) writes its
+        // own, and neither replaces nor removes the other's; only one of
+        // them gets its manifest written (see `write_manifest`). What a
+        // killed run under this ID left is the sweep's.
+        let upload = crate::codec::crypto::hex(&crate::codec::crypto::random_bytes::<8>()?);
+        if let Err(e) = self.sweep_killed_backups() {
             warn!(
                 "could not look for what killed backups left in {}: {e}",
                 self.where_()
@@ -507,7 +512,11 @@ impl Storage for SwiftStorage {
         Ok(Box::new(SwiftObject {
             client: self.client.clone(),
             manifest_path: self.object_path(id),
-            segment_prefix: format!("{}/{id}{OBJECT_SUFFIX}", encode(&self.segments_container())),
+            segment_prefix: format!(
+                "{}/{id}{OBJECT_SUFFIX}/{upload}",
+                encode(&self.segments_container())
+            ),
+            upload,
             segment_size: self.segment_size,
             current: None,
             segments: Vec::new(),
@@ -1018,6 +1027,9 @@ struct SwiftObject {
     client: Arc<Client>,
     manifest_path: String,
     segment_prefix: String,
+    /// This upload's own name (16 hex digits), under which its segments
+    /// are, and which its manifest carries.
+    upload: String,
     segment_size: u64,
     current: Option<SegmentUpload>,
     segments: Vec<SegmentInfo>,
@@ -1110,6 +1122,21 @@ impl SwiftObject {
         self.segments.iter().map(|s| s.size).sum()
     }
 
+    /// Whether the manifest there is this upload's.
+    fn manifest_is_ours(&self) -> Result<bool> {
+        Ok(
+            match self
+                .client
+                .call("HEAD", &self.manifest_path, |r| r.call())?
+            {
+                Reply::Done(response) => {
+                    response.header("X-Object-Meta-Upload") == Some(self.upload.as_str())
+                }
+                Reply::Status(_) => false,
+            },
+        )
+    }
+
     fn write_manifest(&self, metadata: &[(&str, String)]) -> Result<()> {
         let manifest: Vec<Value> = self
             .segments
@@ -1125,11 +1152,23 @@ impl SwiftObject {
             let r = metadata.iter().fold(r, |r, (name, value)| {
                 r.set(&format!("X-Object-Meta-{name}"), value)
             });
+            // Only if no run under the same ID wrote its manifest first
+            // (another host's, given the same --id at the same moment):
+            // that backup stays whole, and this run ends, its segments
+            // removed as it drops.
             r.set("Content-Type", "application/octet-stream")
+                .set("X-Object-Meta-Upload", &self.upload)
+                .set("If-None-Match", "*")
                 .send_bytes(&body)
         })?;
         match reply {
             Reply::Done(_) => Ok(()),
+            // Ours after all: a first try whose answer was lost.
+            Reply::Status(412) if self.manifest_is_ours()? => Ok(()),
+            Reply::Status(412) => Err(Error::storage(format!(
+                "{} was written meanwhile by another run given the same ID (on another host?): that backup is left as it is, and this one is not stored; run the backup again under another --id",
+                self.manifest_path
+            ))),
             Reply::Status(code) => Err(Error::storage(format!(
                 "Swift refused the manifest of {} ({code})",
                 self.manifest_path
@@ -1381,6 +1420,19 @@ struct ListedObject {
     name: Option<String>,
     /// With a delimiter asked for: the names below it, rolled up in one.
     subdir: Option<String>,
+}
+
+/// The part of a segment's name that tells its upload apart: all before
+/// its number.
+fn upload_of(segment: &str) -> &str {
+    segment
+        .rsplit_once('/')
+        .map_or(segment, |(upload, _)| upload)
+}
+
+/// Whether `text` names one upload's segments: 16 lower-case hex digits.
+fn is_upload_token(text: &str) -> bool {
+    text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The backup whose object (a manifest) `name` is, if it is one.

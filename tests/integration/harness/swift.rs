@@ -758,3 +758,29 @@ pub fn add_noise_keys(conn: &mut Resp, n: usize, seed: u64) {
         conn.pipeline(&cmds);
     }
 }
+
+/// A segment's name as it was before each upload had its own:
+/// `ID.rbk/NNNNNNNN` for `ID.rbk/<16 hex digits>/NNNNNNNN`.
+pub fn segment_shape(name: &str) -> String {
+    match name.rsplit_once('/') {
+        Some((upload, number)) => match upload.rsplit_once('/') {
+            Some((object, token)) if token.len() == 16 => format!("{object}/{number}"),
+            _ => format!("{upload}/{number}"),
+        },
+        None => name.to_string(),
+    }
+}
+
+/// The segments among `names` by the upload that wrote them (all of a
+/// name but its number), each upload's as `segment_shape` gives them.
+pub fn by_upload(names: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut uploads: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for name in names {
+        let upload = name.rsplit_once('/').map_or("", |(upload, _)| upload);
+        uploads
+            .entry(upload.to_string())
+            .or_default()
+            .push(segment_shape(name));
+    }
+    uploads
+}
