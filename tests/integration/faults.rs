@@ -260,3 +260,95 @@ fn a_backup_killed_midway_leaves_no_dump_for_a_redis_that_keeps_none() {
     t.start_redis();
     assert_eq!(t.conn().ok(&["GET", "deleted-later"]), Reply::Nil);
 }
+
+/// Run the tool with `args` under strace, killed on entry to the `n`th of
+/// `syscalls` (any thread); false if it made fewer and finished.
+fn killed_at_nth(t: &TestRedis, args: &[&str], syscalls: &str, n: usize) -> bool {
+    let inject = format!("inject={syscalls}:signal=KILL:when={n}");
+    let trace = format!("trace={syscalls}");
+    let out = under_strace(t, &["-o", "/dev/null", "-e", &trace, "-e", &inject], args);
+    if out.code == Some(0) {
+        return false;
+    }
+    assert_eq!(
+        out.code, None,
+        "{args:?} at {syscalls} #{n}: failed, not killed\n{out}"
+    );
+    true
+}
+
+/// Every backup listed is whole: `verify` reads and checks it.
+fn every_listed_backup_verifies(t: &TestRedis, at: &str) -> Vec<String> {
+    let ids: Vec<String> = t.list(&[]).iter().map(id_of).collect();
+    for id in &ids {
+        let out = t.run(&["verify", id]);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{id} listed but not whole after a kill at {at}\n{out}"
+        );
+    }
+    ids
+}
+
+/// kill -9 of a backup to a local directory, of `delete` and of `prune`, on
+/// entry to each link, unlink, rename and fsync they make: whatever a kill
+/// leaves, every backup listed verifies, nothing is listed twice or lost
+/// but what the command was deleting, and the next backup works.
+#[test]
+fn backup_delete_and_prune_killed_at_every_step_leave_only_whole_backups() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    add_noise_keys(&mut t.conn(), 2_000, 1);
+    let syscalls = "linkat,link,unlink,unlinkat,rename,renameat,renameat2,fsync";
+    let mut n = 1;
+    while killed_at_nth(&t, &["backup"], syscalls, n) {
+        assert!(n < 60, "the backup never finished under strace");
+        let at = format!("backup {syscalls} #{n}");
+        let before = every_listed_backup_verifies(&t, &at);
+        assert!(before.len() <= n, "{at}: {before:?}");
+        n += 1;
+    }
+    assert!(n > 4, "the backup made {} such calls", n - 1);
+    let kept = t.backup();
+    let listed = every_listed_backup_verifies(&t, "the end of the backups");
+    assert!(listed.contains(&kept));
+
+    // delete, killed at each step: the backup is listed whole or gone.
+    let mut n = 1;
+    loop {
+        let victim = t.backup();
+        if !killed_at_nth(&t, &["delete", &victim], syscalls, n) {
+            break;
+        }
+        let at = format!("delete {syscalls} #{n}");
+        let listed = every_listed_backup_verifies(&t, &at);
+        assert!(listed.contains(&kept), "{at}: another backup went");
+        if listed.contains(&victim) {
+            t.run(&["delete", &victim]).ok();
+        } else {
+            // Gone from the listing; what is left of it goes by its name.
+            let _ = t.run(&["delete", &victim]);
+        }
+        n += 1;
+        assert!(n < 30);
+    }
+    // prune, killed at each step.
+    let mut n = 1;
+    loop {
+        t.backup();
+        t.backup();
+        let newest = t.backup();
+        if !killed_at_nth(&t, &["prune", "--keep-last", "1"], syscalls, n) {
+            break;
+        }
+        let at = format!("prune {syscalls} #{n}");
+        let listed = every_listed_backup_verifies(&t, &at);
+        assert!(listed.contains(&newest), "{at}: the newest went");
+        t.run(&["prune", "--keep-last", "1"]).ok();
+        n += 1;
+        assert!(n < 60);
+    }
+    let listed = every_listed_backup_verifies(&t, "the end");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    t.backup();
+}

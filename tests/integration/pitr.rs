@@ -3593,3 +3593,72 @@ fn a_replay_with_keys_in_a_database_the_target_lacks_is_refused_before_the_stop(
     out.code(5).stderr_has("db5");
     assert_eq!(target.pid(), pid);
 }
+
+/// kill -9 of the archiver on entry to each of the first links and fsyncs
+/// it makes (a base's object and record, then each chunk's): the next
+/// archiver goes on, and the end of the archive exports exactly what the
+/// primary holds, with nothing lost or doubled across the kill.
+#[test]
+fn the_archiver_killed_at_each_link_and_fsync_loses_and_doubles_nothing() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let mut round = 0;
+    for (syscalls, kills) in [("linkat", 6), ("fsync", 8)] {
+        for n in 1..=kills {
+            round += 1;
+            let inject = format!("inject={syscalls}:signal=KILL:when={n}");
+            let mut archiver = t
+                .with_env(
+                    Run::new("strace")
+                        .args(&["-f", "-o", "/dev/null", "-e"])
+                        .arg(format!("trace={syscalls}"))
+                        .args(&["-e", &inject, BIN, "-c"])
+                        .arg(t.settings_file().display().to_string())
+                        .arg("archive"),
+                )
+                .watch();
+            // Writes until the kill lands (or, past the last, until stored).
+            let start = std::time::Instant::now();
+            let mut i = 0;
+            let killed = loop {
+                conn.ok(&["INCR", &format!("n{}", i % 5)]);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+                if archiver.exited() {
+                    break true;
+                }
+                if start.elapsed() > Duration::from_secs(60) {
+                    break false;
+                }
+            };
+            assert!(
+                killed,
+                "round {round}: the archiver made fewer than {n} {syscalls} in 60 s"
+            );
+            let out = archiver.finish();
+            assert_eq!(
+                out.code, None,
+                "round {round} {syscalls} #{n}: not killed\n{out}"
+            );
+            let archiver = t.cmd(&["archive"]).watch();
+            // Until a span holds a write made after the restart.
+            let end = loop {
+                conn.ok(&["INCR", "after"]);
+                wait_until_archived(&mut conn);
+                if !timeline(&t).is_empty() {
+                    break window_end(&t, &mut conn);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            let expected = t.state();
+            let name = format!("end-{round}.rdb");
+            export_at_text(&t, &end, &name).ok();
+            assert_eq!(
+                digest_of_rdb(&t.path(&name)),
+                expected,
+                "after a kill at {syscalls} #{n}"
+            );
+            stop(archiver);
+        }
+    }
+}

@@ -296,6 +296,11 @@ impl Watched {
         self.child.id()
     }
 
+    /// Whether the process has ended (not reaped for `finish`'s sake).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Send `signal` (`TERM`, `INT`, `KILL`, ...) to the process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
