@@ -352,3 +352,44 @@ fn backup_delete_and_prune_killed_at_every_step_leave_only_whole_backups() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     t.backup();
 }
+
+/// A backup removes the objects left with no record for over an hour. It
+/// took any failure to look at the record (EIO or ESTALE from an NFS or
+/// CIFS share, a soft mount timing out) for "no record", and deleted the
+/// object of a good backup: every backup older than an hour was one
+/// transient error away from being lost. Here the host's clock runs two
+/// hours ahead (so the backup made a moment ago is old enough), and the one
+/// look at its record fails with EIO.
+#[test]
+fn a_record_that_cannot_be_looked_at_for_now_does_not_make_its_object_an_orphan() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    t.conn().ok(&["SET", "k", "v"]);
+    let id = t.backup();
+    let record = format!("{id}.json");
+    let settings = t.settings_file().display().to_string();
+    let library = crate::pitr::clock_shift_library().display().to_string();
+    // Two hours on, with the record there to be seen: the object stays.
+    t.cmd(&["backup"])
+        .env("LD_PRELOAD", &library)
+        .env("SHIFT_SECS", "7200")
+        .run()
+        .ok();
+    assert!(t.storage_dir().join(format!("{id}.rbk")).exists());
+    let out = t
+        .with_env(
+            Run::new("strace")
+                .args(&["-f", "-o", "/dev/null", "-P", &record])
+                .args(&["-e", "trace=newfstatat,statx,fstatat64"])
+                .args(&["-e", "inject=newfstatat,statx,fstatat64:error=EIO"])
+                .args(&[BIN, "-c", &settings, "backup"]),
+        )
+        .env("LD_PRELOAD", &library)
+        .env("SHIFT_SECS", "7200")
+        .run();
+    out.ok();
+    assert!(
+        t.storage_dir().join(format!("{id}.rbk")).exists(),
+        "the object of backup {id} was removed as an orphan\n{out}"
+    );
+    t.run(&["verify", &id]).ok();
+}

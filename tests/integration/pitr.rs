@@ -1539,7 +1539,7 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
 }
 "#;
 
-fn clock_shift_library() -> std::path::PathBuf {
+pub(crate) fn clock_shift_library() -> std::path::PathBuf {
     let hash = sha256_hex(CLOCK_SHIFT_C.as_bytes());
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("rb-clock-shift-{}", &hash[..16]));
