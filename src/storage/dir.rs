@@ -90,15 +90,19 @@ fn remove_orphan_objects(dir: &OwnedFd, older_than: Duration) -> Vec<String> {
         else {
             continue;
         };
-        if BackupId::parse(stem).is_err()
-            || rustix::fs::statat(
-                dir,
-                format!("{stem}{RECORD_SUFFIX}"),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .is_ok()
-        {
+        if BackupId::parse(stem).is_err() {
             continue;
+        }
+        // Only a record known to be absent makes an orphan: any other
+        // failure to look (EIO or ESTALE from a share, a soft mount timing
+        // out) says nothing, and the object may be a good backup's.
+        match rustix::fs::statat(
+            dir,
+            format!("{stem}{RECORD_SUFFIX}"),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Err(rustix::io::Errno::NOENT) => {}
+            _ => continue,
         }
         let orphan = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|stat| {
             rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
