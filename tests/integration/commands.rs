@@ -599,7 +599,7 @@ fn an_error_said_to_a_stderr_that_is_gone_keeps_its_exit_code() {
 /// other has deleted the same backups already; the storage ends as both
 /// asked, and neither run should fail for it.
 #[test]
-fn review_conc_two_prunes_at_once_both_succeed() {
+fn two_prunes_at_once_both_succeed() {
     let t = TestRedis::start();
     let mut ids = Vec::new();
     for i in 0..4 {
