@@ -251,6 +251,19 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
+    /// As root's notes keep it: "DEV INO".
+    pub fn to_text(self) -> String {
+        format!("{} {}", self.dev, self.ino)
+    }
+
+    pub fn from_text(text: &str) -> Option<FileIdentity> {
+        let (dev, ino) = text.trim().split_once(' ')?;
+        Some(FileIdentity {
+            dev: dev.parse().ok()?,
+            ino: ino.parse().ok()?,
+        })
+    }
+
     pub fn of(file: &File) -> io::Result<FileIdentity> {
         Ok(FileIdentity::of_stat(&rfs::fstat(file)?))
     }

@@ -19,7 +19,7 @@
 //! loads: 0640, readable by the owner's group.
 
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{self, DataDir, Owner};
+use crate::fs::data_dir::{self, DataDir, FileIdentity, Owner};
 use rustix::fs::{self as rfs, Mode, OFlags};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -106,10 +106,35 @@ const STAGED: &str = "incoming.rdb";
 const PREVIOUS: &str = "previous";
 const FAILED: &str = "failed";
 const PRIVATE_PID: &str = "private-redis.pid";
+/// For a Redis that keeps nothing on disk: which file is the dump it saved
+/// before the stop, and which the dump placed, so that a later run can
+/// remove whichever a killed one left (`UnkeptDump`).
+const MADE_DUMP: &str = "made-dump";
+const PLACED_DUMP: &str = "placed-dump";
+/// Present when the restore was not asked to keep the previous data.
+const PREVIOUS_NOT_KEPT: &str = "previous-not-kept";
 /// Where the private server rebuilds the AOF: the data dir owner's.
 const AOF_BUILD: &str = "aof";
 /// A journal is a few lines; more than this is not ours.
 const MAX_JOURNAL_LEN: u64 = 64 * 1024;
+
+/// The dumps a restore makes for a Redis that keeps nothing on disk.
+#[derive(Clone, Copy)]
+pub enum UnkeptDump {
+    /// Saved before the stop: Redis's own data, to put back on a rollback.
+    Made,
+    /// The restored RDB, placed: loaded, then to go.
+    Placed,
+}
+
+impl UnkeptDump {
+    fn note(self) -> &'static str {
+        match self {
+            UnkeptDump::Made => MADE_DUMP,
+            UnkeptDump::Placed => PLACED_DUMP,
+        }
+    }
+}
 
 impl WorkDir {
     /// A new folder `<data dir>/redis-backup-restore-<stamp>` (with `-1`,
@@ -257,6 +282,37 @@ impl WorkDir {
                 f.sync_all()
             })
             .map_err(|e| Error::other(format!("cannot note the private server's pid: {e}")))
+    }
+
+    /// Note which file is `dump` of a Redis that keeps nothing on disk,
+    /// durably, before the step that would leave it: a run killed after
+    /// that step leaves the next one to remove it.
+    pub fn note_unkept_dump(&self, dump: UnkeptDump, identity: FileIdentity) -> Result<()> {
+        create_file(self.fd(), dump.note(), OFlags::TRUNC)
+            .and_then(|mut f| {
+                writeln!(f, "{}", identity.to_text())?;
+                f.sync_all()
+            })
+            .map_err(|e| Error::other(format!("cannot note the dump of the restore: {e}")))
+    }
+
+    /// Note that the previous data is not to be kept once the restore is
+    /// done, for a later run that finishes this one off. (A folder with no
+    /// such note, of a killed run or an older version, keeps it.)
+    pub fn note_previous_not_kept(&self) -> Result<()> {
+        create_file(self.fd(), PREVIOUS_NOT_KEPT, OFlags::TRUNC)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::other(format!("cannot write in the restore's folder: {e}")))
+    }
+
+    pub fn keeps_previous(&self) -> bool {
+        rfs::statat(self.fd(), PREVIOUS_NOT_KEPT, rfs::AtFlags::SYMLINK_NOFOLLOW).is_err()
+    }
+
+    /// The file noted by `note_unkept_dump`, if any.
+    pub fn unkept_dump(&self, dump: UnkeptDump) -> Option<FileIdentity> {
+        let text = read_capped(self.fd(), dump.note()).ok()?;
+        FileIdentity::from_text(&String::from_utf8_lossy(&text))
     }
 
     /// The pid noted by `record_private_pid`, if any.

@@ -25,7 +25,7 @@ use crate::redis::conf::{self as redis_conf, RedisConf};
 use crate::redis::instance::{self, DataFiles};
 use crate::redis::server::{Flavor, ServerBinary, VersionCheck};
 use crate::redis::{ConnectOptions, Connection};
-use crate::restore::journal::{Step, WorkDir};
+use crate::restore::journal::{Step, UnkeptDump, WorkDir};
 use crate::service::Service;
 use crate::signals::Held;
 use crate::storage;
@@ -175,6 +175,10 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     };
     let (_, stamp) = units::utc_timestamps(SystemTime::now());
     let mut work = WorkDir::create(&data, &stamp)?;
+    if !request.keep_previous {
+        // What a later run finishing this one off may then remove.
+        work.note_previous_not_kept()?;
+    }
     // The dump about to be replaced is cached for nothing now. Its pages go
     // before the new RDB is staged, so the restore holds the page cache of
     // one RDB, not two; and on a guest that gives free memory back to its
@@ -232,6 +236,13 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
             return Err(e);
         }
     };
+    if let Some(made) = made {
+        if let Err(e) = work.note_unkept_dump(UnkeptDump::Made, made) {
+            remove_the_dump_made(&plan, Some(made));
+            let _ = work.remove(&data);
+            return Err(e);
+        }
+    }
     if let Some(signal) = held.arrived() {
         remove_the_dump_made(&plan, made);
         let _ = work.remove(&data);
@@ -241,11 +252,12 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     }
     match swap_in(&plan, &mut work, record.as_ref()) {
         Ok((keys, placed)) => {
-            work.record(Step::Done)?;
-            let previous = finish(work, &data, request.keep_previous);
+            // Before "done": a run killed after it has nothing left to do.
             if let Some(placed) = placed {
                 leave_no_dump(&files, &data, placed);
             }
+            work.record(Step::Done)?;
+            let previous = finish(work, &data, request.keep_previous);
             let took = started.elapsed();
             info!("restored {name} in {}s", units::seconds(took, 1));
             Ok(Restored {
@@ -895,6 +907,9 @@ fn swap_in(
         plan.service.unit(),
         units::seconds(outage.elapsed(), 3)
     );
+    if keeps_nothing {
+        work.note_unkept_dump(UnkeptDump::Placed, placed)?;
+    }
     work.record(Step::Placed)?;
     Ok((keys, Some(placed).filter(|_| keeps_nothing)))
 }

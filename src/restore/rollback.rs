@@ -4,9 +4,9 @@
 //! files back, Redis started), so undoing can itself be interrupted and
 //! resumed without ever mistaking the old files for the new ones.
 
-use super::journal::{self, Step, WorkDir};
+use super::journal::{self, Step, UnkeptDump, WorkDir};
 use crate::error::{Error, Result};
-use crate::fs::data_dir::{self, DataDir};
+use crate::fs::data_dir::{self, DataDir, FileIdentity};
 use crate::redis::instance::DataFiles;
 use crate::redis::{ConnectOptions, Connection};
 use crate::restore::private_redis;
@@ -71,12 +71,32 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
                 info!("removing {folder}, left by a restore that never touched Redis");
                 // Its private server may still be building the AOF in it.
                 private_redis::end_orphan(&interrupted, server.data)?;
+                // Killed between the save before the stop and the stop: a
+                // Redis that keeps nothing on disk runs on, and would load
+                // that dump at its next start.
+                if let Some(made) = interrupted.unkept_dump(UnkeptDump::Made) {
+                    remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+                }
                 let _ = interrupted.remove(server.data);
             }
             // It had finished and checked the restore; only "done" is missing.
+            // Finished off as that run would have: the dump a Redis that
+            // keeps nothing on disk started on goes, and so does the
+            // folder unless the previous data was to be kept.
             Some(_) if interrupted.reached(&Step::Placed) => {
-                warn!("a previous restore finished but was not marked done; its previous data stays in {folder}/previous");
+                if let Some(placed) = interrupted.unkept_dump(UnkeptDump::Placed) {
+                    remove_unkept(
+                        server,
+                        placed,
+                        "Redis started on it and keeps nothing on disk",
+                    );
+                }
                 interrupted.record(Step::Done)?;
+                if interrupted.keeps_previous() {
+                    warn!("a previous restore finished but was not marked done; its previous data stays in {folder}/previous");
+                } else if let Err(e) = interrupted.remove(server.data) {
+                    warn!("a previous restore finished but was not marked done, and {folder} could not be removed: {e}; remove it by hand");
+                }
             }
             Some(was_active) => {
                 warn!("a previous restore was interrupted ({folder}); putting its previous data back first");
@@ -91,11 +111,26 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
                         server.data.path().display()
                     ))
                 })?;
+                // Redis, started again, loaded its own data from the dump
+                // it saved for the restore; it keeps nothing on disk.
+                if let Some(made) = interrupted.unkept_dump(UnkeptDump::Made) {
+                    if start_again {
+                        remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+                    }
+                }
                 tidy_up(interrupted, server.data);
             }
         }
     }
     Ok(())
+}
+
+/// The dump noted for a Redis that keeps nothing on disk, if it is still
+/// that file.
+fn remove_unkept(server: &Server, dump: FileIdentity, why: &str) {
+    server
+        .data
+        .remove_unkept_dump(&server.files.dbfilename, dump, why);
 }
 
 /// After an interrupted restore was undone: the staged copy goes, and so does

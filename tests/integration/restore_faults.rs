@@ -1679,3 +1679,49 @@ fn ctrl_c_while_the_restore_is_staged_leaves_nothing_staged() {
     );
     assert_eq!(t.state(), before, "{out}");
 }
+
+/// A Redis that keeps nothing on disk (`save ""`, `appendonly no`) must
+/// not find a dump at its next start: it would load it, and keys deleted
+/// or changed since would come back. An uninterrupted restore leaves none
+/// (the dump it placed, or the one it had Redis save before the stop if it
+/// rolled back). Killed, it does: (1) a finished restore removes the dump
+/// it placed only after the work folder and its journal are gone, so a
+/// kill in between leaves it, named by nothing; (2) a restore killed before
+/// `placed` is rolled back by the next run, which puts back the dump the
+/// save before the stop made, and leaves it. Killed on entry to each
+/// rename and each unlink it makes, then finished by the next run.
+#[test]
+fn a_restore_killed_at_its_last_steps_leaves_no_dump_for_a_redis_that_keeps_none() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let (_, id, _) = backed_up_then_changed(&t);
+    for syscalls in ["unlink,unlinkat", "rename,renameat,renameat2"] {
+        let mut n = 1;
+        while {
+            // The test's own SAVE made it: this Redis keeps nothing on disk.
+            let _ = fs::remove_file(t.dump_file());
+            killed_at(&t, &id, syscalls, n)
+        } {
+            assert!(n < 100, "the restore never finished under strace");
+            // Any run that sees a journal finishes the interrupted restore.
+            t.run(&["restore", "no-such-backup"]).code(4);
+            assert!(t.is_active(), "Redis runs after a kill at {syscalls} #{n}");
+            for work in t.restore_work_dirs() {
+                fs::remove_dir_all(&work).unwrap();
+            }
+            if t.dump_file().exists() {
+                // What the next start of Redis does with it.
+                t.conn().ok(&["SET", "after", "the restore"]);
+                t.stop_redis();
+                t.start_redis();
+                panic!(
+                    "killed at {syscalls} #{n}: a dump was left for a Redis that keeps nothing on disk; \
+                     its next start loaded it (after = {:?}, keys {:?})",
+                    t.conn().call(&["GET", "after"]),
+                    t.state().keys
+                );
+            }
+            t.conn().ok(&["SET", "after", "x"]);
+            n += 1;
+        }
+    }
+}
