@@ -36,7 +36,6 @@ use log::{debug, info, warn};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -369,10 +368,13 @@ impl SwiftStorage {
         let names = self.names(&self.container, "", false, MAX_LISTED_NAMES, &|name| {
             record_of(name).is_some() || object_of(name).is_some()
         })?;
-        let recorded: HashSet<BackupId> = names.iter().filter_map(|n| record_of(n)).collect();
-        let objects: HashSet<BackupId> = names.iter().filter_map(|n| object_of(n)).collect();
-        let unrecorded = objects.iter().filter(|id| !recorded.contains(id));
+        // A listing comes in order (`names` makes sure): looked up by halves.
+        let listed =
+            |id: &BackupId, suffix: &str| names.binary_search(&format!("{id}{suffix}")).is_ok();
+        let objects = names.iter().filter_map(|name| object_of(name));
+        let unrecorded = objects.filter(|id| !listed(id, RECORD_SUFFIX));
         for id in unrecorded.take(SWEPT_PER_BACKUP) {
+            let id = &id;
             // A listing may lag behind what was written (a container
             // update Swift deferred): the record itself is asked for.
             if self.age_of(&self.object_path(id))? < UNRECORDED_AGE
@@ -395,7 +397,7 @@ impl SwiftStorage {
             info!("removed {id}, an object with no record for over an hour, and its {removed} segments: a backup killed before its record, or a delete cut short");
         }
         let unlisted = rolled_up.iter().filter_map(|name| segments_of(name));
-        let unlisted = unlisted.filter(|id| !objects.contains(id));
+        let unlisted = unlisted.filter(|id| !listed(id, OBJECT_SUFFIX));
         'ids: for id in unlisted.take(SWEPT_PER_BACKUP) {
             let mut segments = self.names(
                 &self.segments_container(),
@@ -405,9 +407,9 @@ impl SwiftStorage {
                 &|name| Self::is_segment_of(name, &id),
             )?;
             // Each upload numbers its own in the order it started them, one
-            // at a time: the last of each is its newest.
-            segments.sort_unstable_by(|a, b| b.cmp(a));
-            segments.dedup_by(|later, newest| upload_of(later) == upload_of(newest));
+            // at a time: the last of each (listed in order) is its newest.
+            segments.reverse();
+            segments.dedup_by(|earlier, newest| upload_of(earlier) == upload_of(newest));
             for newest in &segments {
                 let path = format!(
                     "{}/{}",
