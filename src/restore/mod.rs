@@ -23,6 +23,7 @@ use crate::fs::write_behind::{Cache, WriteBehind};
 use crate::record::Record;
 use crate::redis::conf::{self as redis_conf, RedisConf};
 use crate::redis::instance::{self, DataFiles};
+use crate::redis::resp::Value;
 use crate::redis::server::{Flavor, ServerBinary, VersionCheck};
 use crate::redis::{ConnectOptions, Connection};
 use crate::restore::journal::{Step, UnkeptDump, WorkDir};
@@ -349,7 +350,8 @@ fn refuse_a_replica(
         }
         return Ok(());
     }
-    let replication = Connection::connect(connect)?.info("replication")?;
+    let mut redis = Connection::connect(connect)?;
+    let replication = redis.info("replication")?;
     if replication.get("role").map(String::as_str) == Some("slave") {
         let field = |name: &str| replication.get(name).map_or("?", String::as_str);
         return Err(Error::usage(format!(
@@ -357,6 +359,19 @@ fn refuse_a_replica(
             field("master_host"),
             field("master_port")
         )));
+    }
+    // Sentinels say hello to the servers they watch on this channel. An
+    // outage longer than their down-after-milliseconds (a restore's, as
+    // the data loads) has them fail it over, and the restored server, back,
+    // is made a replica, its data replaced (a restore of a stopped primary
+    // that was failed over meanwhile cannot be told: README).
+    let hello: &[&[u8]] = &[b"NUMSUB", b"__sentinel__:hello"];
+    if let Ok(Value::Array(Some(reply))) = redis.call_raw("PUBSUB", hello) {
+        if let Some(Value::Integer(watching @ 1..)) = reply.get(1) {
+            return Err(Error::usage(format!(
+                "Sentinel watches this Redis ({watching} subscribed to __sentinel__:hello): stopped for the restore, it may be failed over and made a replica whose primary replaces the restored data; take it out of Sentinel first (SENTINEL REMOVE on each Sentinel), restore, then have them monitor it again"
+            )));
+        }
     }
     Ok(())
 }

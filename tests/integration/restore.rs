@@ -1396,3 +1396,56 @@ fn a_database_emptied_while_redis_saved_is_still_checked_against_the_target() {
     out.code(5).stderr_has("db5");
     assert_eq!(target.pid(), pid);
 }
+
+/// A primary Sentinel watches: an outage longer than Sentinel's
+/// `down-after-milliseconds` (a restore's, as its data loads) has it fail
+/// the primary over, and the restored server, back, is made a replica of
+/// the new primary, whose sync replaces the restored data after the
+/// restore said it worked (the review of the session's restore changes
+/// played it with a stopped primary). Refused before anything is touched
+/// while Sentinel says hello to it.
+#[test]
+fn a_restore_into_a_primary_sentinel_watches_is_refused() {
+    let (t, _, record) = filled_and_backed_up(TestRedis::builder());
+    let id = id_of(&record);
+    let sentinel_port = free_port();
+    let conf = t.scratch().join("sentinel.conf");
+    fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor m 127.0.0.1 {} 1\n",
+            t.scratch().display(),
+            t.port
+        ),
+    )
+    .unwrap();
+    struct Sentinel(std::process::Child);
+    impl Drop for Sentinel {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let sentinel = Sentinel(
+        std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("Sentinel to watch the primary", || {
+        let numsub = format!(
+            "{:?}",
+            t.conn().call(&["PUBSUB", "NUMSUB", "__sentinel__:hello"])
+        );
+        (!numsub.contains("Integer(0)")).then_some(())
+    });
+    let before = Untouched::take(&t);
+    t.run(&["restore", &id])
+        .code(2)
+        .stderr_has("Sentinel watches this Redis")
+        .stderr_has("SENTINEL REMOVE");
+    before.check(&t, "watched by Sentinel");
+    drop(sentinel);
+}
