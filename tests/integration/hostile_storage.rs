@@ -1670,3 +1670,47 @@ fn a_record_the_listing_leaves_out_keeps_its_backup() {
     );
     run(&t, &["verify", &old]).ended().ok();
 }
+
+/// `backup --source replication` sends SYNC and only then creates the
+/// object, which first sweeps what killed backups left: while it tidies
+/// (here 20 segments a day old and more, each DELETE answered after
+/// 300 ms, 6 s in all, well inside the tidy's own patience), the RDB Redis
+/// streams is read by no one. Redis, syncing diskless (its default since
+/// 7.0), drops a replica that takes nothing for `repl-timeout` (60 s by
+/// default, 2 s here): the tidy, which must only ever warn, fails the
+/// backup.
+#[test]
+fn the_sweep_does_not_stall_a_replication_backup_until_redis_drops_it() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    let mut c = t.conn();
+    c.ok(&["SET", "plain", "value"]);
+    // ~40 MiB of noise: more than the socket buffers hold.
+    add_noise_keys(&mut c, 40_000, 23);
+    c.ok(&["CONFIG", "SET", "repl-diskless-sync", "yes"]);
+    c.ok(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+    c.ok(&["CONFIG", "SET", "repl-timeout", "2"]);
+    let segments = SEGS.to_string();
+    let two_days_ago = format!("{}.00000", now_secs() - 2 * 86_400);
+    fake.script(move |r, _| {
+        let leftover = |i: usize| format!("x.rbk/{i:08}");
+        if r.is_listing_of(&segments) && r.query("delimiter").as_deref() == Some("/") {
+            return Answer::json(200, &json!([{ "subdir": "x.rbk/" }]));
+        }
+        if r.is_listing_of(&segments) && r.query("prefix").as_deref() == Some("x.rbk/") {
+            let names: Vec<String> = (1..=20).map(leftover).collect();
+            return Answer::json(200, &listing_entries(&names));
+        }
+        let is_leftover = matches!(r.swift_path(), Some((c, Some(o))) if c == segments && o.starts_with("x.rbk/"));
+        if r.method == "HEAD" && is_leftover {
+            return Answer::status(200).header("X-Timestamp", &two_days_ago);
+        }
+        if r.method == "DELETE" && is_leftover {
+            std::thread::sleep(Duration::from_millis(300));
+            return Answer::bytes(204, Vec::new());
+        }
+        Answer::Normal
+    });
+    let b = run(&t, &["backup", "--source", "replication"]);
+    b.ended().ok();
+}
