@@ -52,6 +52,8 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
     };
     // A taken ID or unwritable storage must fail before Redis is asked to save.
     storage.prepare(&id)?;
+    // Before Redis is asked for anything: a SYNC's RDB waits for no one.
+    storage.tidy();
     let instance = request.instance.unwrap_or_else(|| config.instance.clone());
 
     let interrupted = refuse_during_interrupted_restore(&redis_conf)?;

@@ -284,6 +284,8 @@ impl Archiver<'_> {
         // syncing from disk, forks for it).
         if position.is_none() {
             self.storage.prepare(&storage::new_id()?)?;
+            // What killed backups left, swept while no RDB waits for us.
+            self.storage.tidy();
         }
         let mut conn = Connection::connect(&self.connect)?;
         let server = conn.server()?;

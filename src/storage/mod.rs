@@ -60,6 +60,11 @@ pub trait Storage {
     /// Check, before any work, that a new backup `id` can be written here:
     /// the storage is reachable and writable, and the ID is not taken.
     fn prepare(&self, id: &BackupId) -> Result<()>;
+    /// Remove some of what killed backups left, where the storage cannot
+    /// see it otherwise; a failure is only warned of. Called where it
+    /// holds nothing up: before Redis is asked for anything (a SYNC's RDB
+    /// unread while it runs gets the replica dropped after `repl-timeout`).
+    fn tidy(&self) {}
     /// Start writing a new object; fails if a backup with this ID exists.
     fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>>;
     /// Read an object from `offset` on (so a reader can resume).

@@ -497,20 +497,26 @@ impl Storage for SwiftStorage {
         Ok(())
     }
 
-    fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
-        self.prepare(id)?;
-        // Segments under a name of this upload's own: another run under the
-        // same ID (another host's, started at the same moment) writes its
-        // own, and neither replaces nor removes the other's; only one of
-        // them gets its manifest written (see `write_manifest`). What a
-        // killed run under this ID left is the sweep's.
-        let upload = crate::codec::crypto::hex(&crate::codec::crypto::random_bytes::<8>()?);
+    /// The sweep of what killed backups left: not in `create`, which a
+    /// replication backup and the archiver call with Redis's RDB streaming
+    /// to them unread.
+    fn tidy(&self) {
         if let Err(e) = self.sweep_killed_backups() {
             warn!(
                 "could not look for what killed backups left in {}: {e}",
                 self.where_()
             );
         }
+    }
+
+    fn create(&self, id: &BackupId) -> Result<Box<dyn ObjectWriter>> {
+        self.prepare(id)?;
+        // Segments under a name of this upload's own: another run under the
+        // same ID (another host's, started at the same moment) writes its
+        // own, and neither replaces nor removes the other's; only one of
+        // them gets its manifest written (see `write_manifest`). What a
+        // killed run under this ID left is the sweep's (`tidy`).
+        let upload = crate::codec::crypto::hex(&crate::codec::crypto::random_bytes::<8>()?);
         Ok(Box::new(SwiftObject {
             client: self.client.clone(),
             manifest_path: self.object_path(id),
