@@ -1714,3 +1714,55 @@ fn the_sweep_does_not_stall_a_replication_backup_until_redis_drops_it() {
     let b = run(&t, &["backup", "--source", "replication"]);
     b.ended().ok();
 }
+
+/// The sweep of killed backups asks the age of the newest segment of each
+/// upload a leftover's listing names, one HEAD each: a listing of 2,000
+/// uploads under one name (two killed backups' worth of names, each its
+/// own upload) whose every HEAD is answered after 600 ms, three times the
+/// tenth of `storage_timeout` (2 s here) a step earns, holds the backup
+/// 20 minutes before it starts. Like the removal of segments, the looking
+/// gives up once it has taken longer than the patience and a tenth of
+/// `storage_timeout` for each HEAD, says so, and the backup goes on.
+#[test]
+fn leftover_uploads_headed_slowly_end_the_tidy_within_its_patience() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    let segments = SEGS.to_string();
+    let heads = Arc::new(AtomicUsize::new(0));
+    let counted = heads.clone();
+    let two_days_ago = format!("{}.00000", now_secs() - 2 * 86_400);
+    fake.script(move |r, _| {
+        if r.is_listing_of(&segments) && r.query("delimiter").as_deref() == Some("/") {
+            return Answer::json(200, &json!([{ "subdir": "x.rbk/" }]));
+        }
+        if r.is_listing_of(&segments) && r.query("prefix").as_deref() == Some("x.rbk/") {
+            let marker = r.query("marker").unwrap_or_default();
+            let names: Vec<String> = (0..2000u64)
+                .map(|i| format!("x.rbk/{i:016x}/00000001"))
+                .filter(|n| *n > marker)
+                .take(1000)
+                .collect();
+            return Answer::json(200, &listing_entries(&names));
+        }
+        let is_leftover = matches!(r.swift_path(), Some((c, Some(o))) if c == segments && o.starts_with("x.rbk/"));
+        if r.method == "HEAD" && is_leftover {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(600));
+            return Answer::status(200).header("X-Timestamp", &two_days_ago);
+        }
+        Answer::Normal
+    });
+    let b = run_bounded(
+        t.cmd(&["backup", "--id", "y"]).env(ALLOW_HTTP, "yes"),
+        Duration::from_secs(90),
+    );
+    let out = b.ended();
+    out.ok()
+        .stderr_has("could not look for what killed backups left");
+    assert!(
+        heads.load(Ordering::SeqCst) < 100,
+        "{} HEADs were waited for\n{out}",
+        heads.load(Ordering::SeqCst)
+    );
+}
