@@ -398,6 +398,9 @@ impl SwiftStorage {
         }
         let unlisted = rolled_up.iter().filter_map(|name| segments_of(name));
         let unlisted = unlisted.filter(|id| !listed(id, OBJECT_SUFFIX));
+        // One HEAD for each upload a listing names: as many as whoever
+        // answers likes, so bounded like the removal of segments.
+        let (started, mut asked) = (Instant::now(), 0);
         'ids: for id in unlisted.take(SWEPT_PER_BACKUP) {
             let mut segments = self.names(
                 &self.segments_container(),
@@ -411,6 +414,13 @@ impl SwiftStorage {
             segments.reverse();
             segments.dedup_by(|earlier, newest| upload_of(earlier) == upload_of(newest));
             for newest in &segments {
+                if started.elapsed() > self.client.allowed_for(asked) {
+                    return Err(Error::storage(format!(
+                        "the age of {asked} uploads' newest segments was asked for in {}s; the storage endpoint is misbehaving",
+                        units::seconds(started.elapsed(), 1)
+                    )));
+                }
+                asked += 1;
                 let path = format!(
                     "{}/{}",
                     encode(&self.segments_container()),
