@@ -1673,11 +1673,11 @@ fn a_record_the_listing_leaves_out_keeps_its_backup() {
 
 /// `backup --source replication` sends SYNC and only then creates the
 /// object, which first sweeps what killed backups left: while it tidies
-/// (here 20 segments a day old and more, each DELETE answered after
-/// 300 ms, 6 s in all, well inside the tidy's own patience), the RDB Redis
-/// streams is read by no one. Redis, syncing diskless (its default since
-/// 7.0), drops a replica that takes nothing for `repl-timeout` (60 s by
-/// default, 2 s here): the tidy, which must only ever warn, fails the
+/// (here 20 segments a day old and more, each DELETE answered after half
+/// a second, 10 s in all, inside the tidy's own patience), the RDB
+/// Redis streams is read by no one. Redis, syncing diskless (its default
+/// since 7.0), drops a replica that takes nothing for `repl-timeout` (60 s
+/// by default, 5 s here): the tidy, which must only ever warn, fails the
 /// backup.
 #[test]
 fn the_sweep_does_not_stall_a_replication_backup_until_redis_drops_it() {
@@ -1689,7 +1689,7 @@ fn the_sweep_does_not_stall_a_replication_backup_until_redis_drops_it() {
     add_noise_keys(&mut c, 40_000, 23);
     c.ok(&["CONFIG", "SET", "repl-diskless-sync", "yes"]);
     c.ok(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
-    c.ok(&["CONFIG", "SET", "repl-timeout", "2"]);
+    c.ok(&["CONFIG", "SET", "repl-timeout", "5"]);
     let segments = SEGS.to_string();
     let two_days_ago = format!("{}.00000", now_secs() - 2 * 86_400);
     fake.script(move |r, _| {
@@ -1706,7 +1706,7 @@ fn the_sweep_does_not_stall_a_replication_backup_until_redis_drops_it() {
             return Answer::status(200).header("X-Timestamp", &two_days_ago);
         }
         if r.method == "DELETE" && is_leftover {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(500));
             return Answer::bytes(204, Vec::new());
         }
         Answer::Normal

@@ -3666,9 +3666,9 @@ fn the_archiver_killed_at_each_link_and_fsync_loses_and_doubles_nothing() {
 /// The archiver stores a full resync's RDB as a base through the same
 /// `create` as a backup, which swept what killed backups left first: with
 /// the primary streaming the RDB to it, read by no one, while it tidied
-/// (here 20 segments two days old, each DELETE answered after 300 ms).
+/// (here 20 segments two days old, each DELETE answered after half a second).
 /// The primary, syncing diskless, dropped the archiver after
-/// `repl-timeout` (2 s here; 60 s by default, less than a slow Swift's
+/// `repl-timeout` (5 s here, half the tidy's 10 s; 60 s by default, less than a slow Swift's
 /// tidy) and killed the fork: no base, a resync the primary paid for, and
 /// the next one spaced minutes off.
 #[test]
@@ -3680,7 +3680,7 @@ fn the_sweep_does_not_stall_the_archivers_base_until_the_primary_drops_it() {
     // ~40 MiB of noise: more than the socket buffers hold.
     add_noise_keys(&mut conn, 40_000, 29);
     conn.ok(&["CONFIG", "SET", "repl-diskless-sync", "yes"]);
-    conn.ok(&["CONFIG", "SET", "repl-timeout", "2"]);
+    conn.ok(&["CONFIG", "SET", "repl-timeout", "5"]);
     let two_days_ago = format!(
         "{}.00000",
         SystemTime::now()
@@ -3705,7 +3705,7 @@ fn the_sweep_does_not_stall_the_archivers_base_until_the_primary_drops_it() {
             return Answer::status(200).header("X-Timestamp", &two_days_ago);
         }
         if r.method == "DELETE" && leftover {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(500));
             return Answer::bytes(204, Vec::new());
         }
         Answer::Normal
