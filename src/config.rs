@@ -85,14 +85,15 @@ impl Config {
             }
         };
         let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        let config = resolve(
-            file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
-            env,
-            flags,
-        )?;
-        if let Some((path, text)) = &file {
-            warn_if_secret_readable(path, text);
+        // Parsed once: what parsing says of a line is said once.
+        let parsed = match &file {
+            Some((path, text)) => Some(parse_file(path, text)?),
+            None => None,
+        };
+        if let (Some((path, _)), Some(parsed)) = (&file, &parsed) {
+            warn_if_secret_readable(path, parsed);
         }
+        let config = resolve_parsed(parsed.unwrap_or_default(), env, flags)?;
         warn_of_unknown_variables();
         Ok(config)
     }
@@ -157,10 +158,8 @@ fn read_settings_file(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-fn warn_if_secret_readable(path: &Path, text: &str) {
-    let holds_secret = parse_file(path, text)
-        .map(|map| map.keys().any(|k| settings::is_secret(k)))
-        .unwrap_or(false);
+fn warn_if_secret_readable(path: &Path, parsed: &BTreeMap<String, Raw>) {
+    let holds_secret = parsed.keys().any(|k| settings::is_secret(k));
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode())
         .unwrap_or(0);
@@ -175,15 +174,25 @@ fn warn_if_secret_readable(path: &Path, text: &str) {
 }
 
 /// The pure part of loading: layers merged and validated.
+#[cfg(test)]
 fn resolve(
     file: Option<(&Path, &str)>,
     env: impl Fn(&str) -> Option<String>,
     flags: &[(String, String)],
 ) -> Result<Config> {
-    let mut raw: BTreeMap<String, Raw> = BTreeMap::new();
-    if let Some((path, text)) = file {
-        raw.extend(parse_file(path, text)?);
-    }
+    let parsed = match file {
+        Some((path, text)) => parse_file(path, text)?,
+        None => BTreeMap::new(),
+    };
+    resolve_parsed(parsed, env, flags)
+}
+
+/// `resolve` of a settings file already parsed.
+fn resolve_parsed(
+    mut raw: BTreeMap<String, Raw>,
+    env: impl Fn(&str) -> Option<String>,
+    flags: &[(String, String)],
+) -> Result<Config> {
     for key in all_keys() {
         let name = env_name(key);
         if let Some(value) = env(&name) {

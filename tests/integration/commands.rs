@@ -161,6 +161,11 @@ fn a_setting_given_twice_in_the_file_is_said() {
     let out = t.run(&["backup"]);
 
     out.ok().stderr_has("storage is set again");
+    assert_eq!(
+        out.stderr.matches("storage is set again").count(),
+        1,
+        "said once, not once per reading of the file\n{out}"
+    );
     assert!(
         dir_entries(&second).len() == 2,
         "the last was not taken\n{out}"

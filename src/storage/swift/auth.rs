@@ -81,7 +81,10 @@ impl Credentials {
                     "{name} is plain http: tokens and passwords would cross the network in clear; use https, or set swift_allow_http = yes for a test cloud"
                 ))),
                 (Scheme::Http, true) => {
-                    log::warn!("{name} is plain http (swift_allow_http): credentials cross the network in clear");
+                    // Once a run: the settings are checked before the work
+                    // and read again to open the storage.
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| log::warn!("{name} is plain http (swift_allow_http): credentials cross the network in clear"));
                     Ok(())
                 }
                 (Scheme::Https, _) => Ok(()),
