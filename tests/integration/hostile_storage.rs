@@ -1766,3 +1766,52 @@ fn leftover_uploads_headed_slowly_end_the_tidy_within_its_patience() {
         heads.load(Ordering::SeqCst)
     );
 }
+
+/// The sweep judged the uploads a listing named under an ID (a killed
+/// run's, a day old) and then removed every segment under that ID, listed
+/// again: an upload begun since under the same ID (another host's), or one
+/// the first listing lagged behind, went with them. Only the segments
+/// judged are removed now.
+#[test]
+fn the_sweep_removes_only_the_uploads_it_judged() {
+    let fake = FakeSwift::start();
+    let t = tool(&fake.preauth_settings());
+    fill(&t);
+    fake.create_container(SEGS);
+    let old = "x.rbk/00000000000000aa/00000001";
+    let begun_since = "x.rbk/00000000000000bb/00000001";
+    fake.put(SEGS, old, b"a killed run's");
+    fake.put(SEGS, begun_since, b"a run going on");
+    let listed = Arc::new(AtomicUsize::new(0));
+    let count = listed.clone();
+    let two_days_ago = format!("{}.00000", now_secs() - 2 * 86_400);
+    fake.script(move |r, store| {
+        if r.is_listing_of(SEGS) && r.query("delimiter").as_deref() == Some("/") {
+            return Answer::json(200, &json!([{ "subdir": "x.rbk/" }]));
+        }
+        if r.is_listing_of(SEGS) && r.query("prefix").as_deref() == Some("x.rbk/") {
+            // The first listing is before the other run's first segment.
+            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+            let names: Vec<String> = store
+                .listing(SEGS, "x.rbk/", &r.query("marker").unwrap_or_default(), 1000)
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .filter(|n| !first || n != begun_since)
+                .collect();
+            return Answer::json(200, &listing_entries(&names));
+        }
+        if r.method == "HEAD" && r.swift_path() == Some((SEGS.into(), Some(old.into()))) {
+            return Answer::status(200).header("X-Timestamp", &two_days_ago);
+        }
+        Answer::Normal
+    });
+    backup_with(&t, &["--id", "y"]);
+    fake.normal();
+    assert!(!fake.exists(SEGS, old), "the killed run's segment stays");
+    assert!(
+        fake.exists(SEGS, begun_since),
+        "the sweep removed an upload it never judged"
+    );
+}

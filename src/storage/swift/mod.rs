@@ -304,12 +304,20 @@ impl SwiftStorage {
                 strangers.get()
             );
         }
+        self.delete_segments(&leftovers)
+    }
+
+    /// DELETE each of `segments` (names in the segments container, of the
+    /// shape we write), within the patience and a tenth of
+    /// `storage_timeout` each; how many there were.
+    fn delete_segments(&self, segments: &[String]) -> Result<usize> {
+        let container = self.segments_container();
         let started = Instant::now();
-        for (removed, name) in leftovers.iter().enumerate() {
+        for (removed, name) in segments.iter().enumerate() {
             if started.elapsed() > self.client.allowed_for(removed) {
                 return Err(Error::storage(format!(
                     "{removed} of {} segments were removed from {container} in {}s; the storage endpoint is misbehaving",
-                    leftovers.len(),
+                    segments.len(),
                     units::seconds(started.elapsed(), 1)
                 )));
             }
@@ -323,7 +331,7 @@ impl SwiftStorage {
                 }
             }
         }
-        Ok(leftovers.len())
+        Ok(segments.len())
     }
 
     /// DELETE `id`'s object plainly: for a manifest Swift removes the
@@ -402,7 +410,7 @@ impl SwiftStorage {
         // answers likes, so bounded like the removal of segments.
         let (started, mut asked) = (Instant::now(), 0);
         'ids: for id in unlisted.take(SWEPT_PER_BACKUP) {
-            let mut segments = self.names(
+            let segments = self.names(
                 &self.segments_container(),
                 &format!("{id}{OBJECT_SUFFIX}/"),
                 false,
@@ -411,9 +419,10 @@ impl SwiftStorage {
             )?;
             // Each upload numbers its own in the order it started them, one
             // at a time: the last of each (listed in order) is its newest.
-            segments.reverse();
-            segments.dedup_by(|earlier, newest| upload_of(earlier) == upload_of(newest));
-            for newest in &segments {
+            let mut newest_of_each = segments.clone();
+            newest_of_each.reverse();
+            newest_of_each.dedup_by(|earlier, newest| upload_of(earlier) == upload_of(newest));
+            for newest in &newest_of_each {
                 if started.elapsed() > self.client.allowed_for(asked) {
                     return Err(Error::storage(format!(
                         "the age of {asked} uploads' newest segments was asked for in {}s; the storage endpoint is misbehaving",
@@ -433,7 +442,9 @@ impl SwiftStorage {
             if segments.is_empty() || self.exists(&self.object_path(&id))? {
                 continue;
             }
-            let removed = self.remove_segments(&id)?;
+            // Only what was judged: an upload under the same ID begun since
+            // (another host's) is not this sweep's.
+            let removed = self.delete_segments(&segments)?;
             info!("removed the {removed} segments of {id}, which no manifest lists, the newest over a day old: a backup killed as it uploaded");
         }
         Ok(())
