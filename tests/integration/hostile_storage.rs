@@ -320,6 +320,35 @@ fn listing_entries(names: &[String]) -> Value {
     )
 }
 
+/// Script `fake` as a Swift holding the 20 segments of a backup `x` killed
+/// two days ago, under no manifest: what the sweep of the next backup (or
+/// base) removes. Each DELETE of one is answered after `pause`, and
+/// counted in `deletes`.
+pub fn with_day_old_leftovers(fake: &FakeSwift, pause: Duration, deletes: Arc<AtomicUsize>) {
+    let two_days_ago = format!("{}.00000", now_secs() - 2 * 86_400);
+    fake.script(move |r, _| {
+        let leftover = |i: usize| format!("x.rbk/{i:08}");
+        if r.is_listing_of(SEGS) && r.query("delimiter").as_deref() == Some("/") {
+            return Answer::json(200, &json!([{ "subdir": "x.rbk/" }]));
+        }
+        if r.is_listing_of(SEGS) && r.query("prefix").as_deref() == Some("x.rbk/") {
+            let names: Vec<String> = (1..=20).map(leftover).collect();
+            return Answer::json(200, &listing_entries(&names));
+        }
+        let is_leftover =
+            matches!(r.swift_path(), Some((c, Some(o))) if c == SEGS && o.starts_with("x.rbk/"));
+        if r.method == "HEAD" && is_leftover {
+            return Answer::status(200).header("X-Timestamp", &two_days_ago);
+        }
+        if r.method == "DELETE" && is_leftover {
+            deletes.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(pause);
+            return Answer::bytes(204, Vec::new());
+        }
+        Answer::Normal
+    });
+}
+
 /// The leftover-segment clean-up of `delete NOPE` and `backup --id X` sends
 /// no DELETE outside `c_segments/<ID>.rbk/<8 digits>` (checked decoded),
 /// whatever names the listing returns, and leaves others' objects alone.
@@ -875,30 +904,8 @@ fn leftover_segments_deleted_slowly_end_the_tidy_within_its_patience() {
     let fake = FakeSwift::start();
     let t = tool(&fake.preauth_settings());
     fill(&t);
-    let segments = format!("{C}_segments");
     let deletes = Arc::new(AtomicUsize::new(0));
-    let counted = deletes.clone();
-    let two_days_ago = format!("{}.00000", now_secs() - 2 * 86_400);
-    fake.script(move |r, _| {
-        let leftover = |i: usize| format!("x.rbk/{i:08}");
-        if r.is_listing_of(&segments) && r.query("delimiter").as_deref() == Some("/") {
-            return Answer::json(200, &json!([{ "subdir": "x.rbk/" }]));
-        }
-        if r.is_listing_of(&segments) && r.query("prefix").as_deref() == Some("x.rbk/") {
-            let names: Vec<String> = (1..=20).map(leftover).collect();
-            return Answer::json(200, &listing_entries(&names));
-        }
-        let is_leftover = matches!(r.swift_path(), Some((c, Some(o))) if c == segments && o.starts_with("x.rbk/"));
-        if r.method == "HEAD" && is_leftover {
-            return Answer::status(200).header("X-Timestamp", &two_days_ago);
-        }
-        if r.method == "DELETE" && is_leftover {
-            counted.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(3000));
-            return Answer::bytes(204, Vec::new());
-        }
-        Answer::Normal
-    });
+    with_day_old_leftovers(&fake, Duration::from_millis(3000), deletes.clone());
     let b = run(&t, &["backup", "--id", "y"]);
     let out = b.ended();
     out.ok()
@@ -1690,27 +1697,7 @@ fn the_sweep_does_not_stall_a_replication_backup_until_redis_drops_it() {
     c.ok(&["CONFIG", "SET", "repl-diskless-sync", "yes"]);
     c.ok(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
     c.ok(&["CONFIG", "SET", "repl-timeout", "5"]);
-    let segments = SEGS.to_string();
-    let two_days_ago = format!("{}.00000", now_secs() - 2 * 86_400);
-    fake.script(move |r, _| {
-        let leftover = |i: usize| format!("x.rbk/{i:08}");
-        if r.is_listing_of(&segments) && r.query("delimiter").as_deref() == Some("/") {
-            return Answer::json(200, &json!([{ "subdir": "x.rbk/" }]));
-        }
-        if r.is_listing_of(&segments) && r.query("prefix").as_deref() == Some("x.rbk/") {
-            let names: Vec<String> = (1..=20).map(leftover).collect();
-            return Answer::json(200, &listing_entries(&names));
-        }
-        let is_leftover = matches!(r.swift_path(), Some((c, Some(o))) if c == segments && o.starts_with("x.rbk/"));
-        if r.method == "HEAD" && is_leftover {
-            return Answer::status(200).header("X-Timestamp", &two_days_ago);
-        }
-        if r.method == "DELETE" && is_leftover {
-            std::thread::sleep(Duration::from_millis(500));
-            return Answer::bytes(204, Vec::new());
-        }
-        Answer::Normal
-    });
+    with_day_old_leftovers(&fake, Duration::from_millis(500), Default::default());
     let b = run(&t, &["backup", "--source", "replication"]);
     b.ended().ok();
 }

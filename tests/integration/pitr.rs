@@ -3673,7 +3673,6 @@ fn the_archiver_killed_at_each_link_and_fsync_loses_and_doubles_nothing() {
 /// the next one spaced minutes off.
 #[test]
 fn the_sweep_does_not_stall_the_archivers_base_until_the_primary_drops_it() {
-    use crate::fake_swift::Answer;
     let (fake, t) = archiving_to_a_fake_swift(&[("storage_timeout", "2")]);
     let mut conn = t.conn();
     conn.ok(&["SET", "k", "1"]);
@@ -3681,37 +3680,14 @@ fn the_sweep_does_not_stall_the_archivers_base_until_the_primary_drops_it() {
     add_noise_keys(&mut conn, 40_000, 29);
     conn.ok(&["CONFIG", "SET", "repl-diskless-sync", "yes"]);
     conn.ok(&["CONFIG", "SET", "repl-timeout", "5"]);
-    let two_days_ago = format!(
-        "{}.00000",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            - 2 * 86_400
+    crate::hostile_storage::with_day_old_leftovers(
+        &fake,
+        Duration::from_millis(500),
+        Default::default(),
     );
-    fake.script(move |r, _| {
-        let segments = "c_segments";
-        if r.is_listing_of(segments) && r.query("delimiter").as_deref() == Some("/") {
-            return Answer::json(200, &json!([{ "subdir": "x.rbk/" }]));
-        }
-        if r.is_listing_of(segments) && r.query("prefix").as_deref() == Some("x.rbk/") {
-            let names: Vec<Value> = (1..=20)
-                .map(|i| json!({ "name": format!("x.rbk/{i:08}"), "bytes": 4 }))
-                .collect();
-            return Answer::json(200, &Value::Array(names));
-        }
-        let leftover = matches!(r.swift_path(), Some((c, Some(o))) if c == segments && o.starts_with("x.rbk/"));
-        if r.method == "HEAD" && leftover {
-            return Answer::status(200).header("X-Timestamp", &two_days_ago);
-        }
-        if r.method == "DELETE" && leftover {
-            std::thread::sleep(Duration::from_millis(500));
-            return Answer::bytes(204, Vec::new());
-        }
-        Answer::Normal
-    });
     let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("stored");
+    // The sweep takes 10 s of it, more under load.
+    archiver.wait_for_line_within("stored", Duration::from_secs(60));
     archiver.signal("TERM");
     archiver.finish();
     let log = fs::read_to_string(t.log_file()).unwrap_or_default();

@@ -312,13 +312,18 @@ impl Watched {
 
     /// Wait (up to `DEADLINE`) for a line of stderr containing `text`.
     pub fn wait_for_line(&mut self, text: &str) {
+        self.wait_for_line_within(text, DEADLINE);
+    }
+
+    /// Wait (up to `deadline`) for a line of stderr containing `text`.
+    pub fn wait_for_line_within(&mut self, text: &str, deadline: Duration) {
         let start = Instant::now();
         while !self.seen.iter().any(|l| l.contains(text)) {
-            let left = DEADLINE.saturating_sub(start.elapsed());
+            let left = deadline.saturating_sub(start.elapsed());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
                 Err(_) => panic!(
-                    "{} {:?} did not log {text:?} within {DEADLINE:?}; it logged:\n{}",
+                    "{} {:?} did not log {text:?} within {deadline:?}; it logged:\n{}",
                     self.program,
                     self.args,
                     self.seen.join("\n")
