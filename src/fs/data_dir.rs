@@ -219,8 +219,33 @@ impl DataDir {
         if FileIdentity::of_stat(&there) != identity {
             return Ok(false);
         }
-        rfs::unlinkat(self.fd(), name, AtFlags::empty())?;
-        Ok(true)
+        // Between that look and an unlink of the name, a save (Redis's own,
+        // an operator's SAVE) may rename a new dump in: what is there is
+        // taken aside first, under a name of ours, and looked at there.
+        let random = crate::codec::crypto::random_bytes::<8>().map_err(io::Error::other)?;
+        let aside = format!(
+            ".redis-backup-unkept-{}",
+            crate::codec::crypto::hex(&random)
+        );
+        match move_entry(self.fd(), name, self.fd(), &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let taken = rfs::statat(self.fd(), &aside, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileIdentity::of_stat(&taken) == identity {
+            rfs::unlinkat(self.fd(), &aside, AtFlags::empty())?;
+            return Ok(true);
+        }
+        // A newer dump: back under its name, unless a newer still is there
+        // (which Redis's own rename would have put over it).
+        match move_entry(self.fd(), &aside, self.fd(), name) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                rfs::unlinkat(self.fd(), &aside, AtFlags::empty())?;
+            }
+            moved => moved?,
+        }
+        Ok(false)
     }
 
     /// Remove a dump we made or placed for a Redis that keeps nothing on
