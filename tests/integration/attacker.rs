@@ -332,15 +332,18 @@ impl Attacker {
 
     /// Its log once it has said what it was saying: a restore its move
     /// made fail at once can end before the attacker has logged the move
-    /// (a busy machine). Waits until the log is still for 200 ms, at most
-    /// 5 s.
-    pub fn settled_log(&self) -> String {
+    /// (a busy machine). Waits until the log is still for 200 ms and holds
+    /// `said`, at most 10 s: a move the attacker logs only once it is done
+    /// (thousands of links planted) may come later than that on a busy
+    /// machine.
+    pub fn settled_log_saying(&self, said: &str) -> String {
         let started = Instant::now();
         let mut last = self.log();
         loop {
             std::thread::sleep(Duration::from_millis(200));
             let now = self.log();
-            if now == last || started.elapsed() > Duration::from_secs(5) {
+            let quiet = now == last && now.contains(said);
+            if quiet || started.elapsed() > Duration::from_secs(10) {
                 return now;
             }
             last = now;

@@ -101,8 +101,19 @@ fn restore_attacked(
     attacker: Attacker,
     victims: &[&Victim],
 ) -> (Output, String, String) {
+    restore_attacked_until(t, id, attacker, victims, "")
+}
+
+/// `restore_attacked`, the attacker's log read once it holds `said`.
+fn restore_attacked_until(
+    t: &TestRedis,
+    id: &str,
+    attacker: Attacker,
+    victims: &[&Victim],
+    said: &str,
+) -> (Output, String, String) {
     let out = t.run(&["restore", id]);
-    let log = attacker.settled_log();
+    let log = attacker.settled_log_saying(said);
     let context = format!("{out}\n{attacker}");
     // Stopped before the checks: nothing it does after the restore counts.
     drop(attacker);
@@ -565,7 +576,7 @@ fn aof_build_folder_attacked(variant: &str, done: &str) {
         ],
     );
 
-    let (out, context, log) = restore_attacked(&t, &id, attacker, &[&victim]);
+    let (out, context, log) = restore_attacked_until(&t, &id, attacker, &[&victim], done);
     eprintln!("{context}");
     if out.code == Some(0) {
         assert_eq!(
