@@ -1725,3 +1725,44 @@ fn a_restore_killed_at_its_last_steps_leaves_no_dump_for_a_redis_that_keeps_none
         }
     }
 }
+
+/// (Review of c4a2d60.) A Redis that keeps nothing on disk, its restore
+/// SIGKILLed while Redis saves before the stop (a save of a large dataset
+/// takes long; SIGKILL is what systemd sends once a held SIGTERM timed
+/// out): Redis finishes the save after the kill, so `made-dump` is never
+/// noted. The next run removes the work folder of a restore that never
+/// touched Redis, but leaves that dump, and Redis's next start loads it: a
+/// key deleted since comes back.
+#[test]
+fn a_restore_killed_while_redis_saves_before_the_stop_leaves_no_dump() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let mut c = t.conn();
+    for i in 0..300 {
+        c.ok(&["SET", &format!("a{i}"), &"v".repeat(512)]);
+    }
+    c.ok(&["SET", "deleted-later", "1"]);
+    let id = t.backup();
+    assert!(!t.dump_file().exists(), "the backup left its dump");
+    c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
+    let mut restore = t.cmd(&["restore", &id]).watch();
+    restore.wait_for_line("saving it before the stop");
+    restore.signal("KILL");
+    let _ = restore.finish();
+    // Redis's save goes on without the tool, and ends.
+    wait_for("Redis's save to end", || {
+        t.dump_file().exists().then_some(())
+    });
+    t.conn().ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    let out = t.run(&["restore", "no-such-backup"]);
+    out.code(4);
+    assert!(t.is_active(), "Redis was stopped\n{out}");
+    t.conn().ok(&["DEL", "deleted-later"]);
+    let left = t.dump_file().exists();
+    t.stop_redis();
+    t.start_redis();
+    assert!(
+        !left && t.conn().call(&["EXISTS", "deleted-later"]).int() == 0,
+        "the dump Redis saved for the killed restore was left (next run:\n{out}); \
+         Redis's next start loaded it, and a key deleted since came back"
+    );
+}
