@@ -1766,3 +1766,57 @@ fn a_restore_killed_while_redis_saves_before_the_stop_leaves_no_dump() {
          Redis's next start loaded it, and a key deleted since came back"
     );
 }
+
+/// (Review of c4a2d60.) The rollback of a restore of a Redis that keeps
+/// nothing on disk journals `done` (put_previous_back) before the dump it
+/// saved for the restore, put back and loaded, is removed. Killed in
+/// between, the folder is done, so no later run looks at its
+/// `made-dump` note: the dump stays, and Redis's next start loads it.
+/// Here the restore is killed once the dump is aside, then the run that
+/// rolls it back is killed on entry to each unlink it makes in turn.
+#[test]
+fn a_rollback_killed_before_it_removes_the_dump_made_leaves_no_dump() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let (_, id, _) = backed_up_then_changed(&t);
+    let strace_run = |args: &[&str], n: usize| {
+        t.with_env(
+            Run::new("strace")
+                .args(&["-o", "/dev/null", "-e", "trace=unlink,unlinkat", "-e"])
+                .arg(format!("inject=unlink,unlinkat:signal=KILL:when={n}"))
+                .args(&[BIN, "-c", &t.settings_file().display().to_string()])
+                .args(args),
+        )
+        .run()
+    };
+    for n in 1..30 {
+        // The test's own SAVE made it: this Redis keeps nothing on disk.
+        let _ = fs::remove_file(t.dump_file());
+        // rename #1 moves the dump the restore had Redis save aside.
+        assert!(killed_at(&t, &id, "rename,renameat,renameat2", 2));
+        let out = strace_run(&["restore", "no-such-backup"], n);
+        if out.code.is_some() {
+            // The rollback ran through without reaching unlink #n.
+            assert!(!t.dump_file().exists(), "{out}");
+            return;
+        }
+        let done = t.restore_work_dirs().iter().any(|w| {
+            fs::read_to_string(w.join("journal")).is_ok_and(|j| j.lines().last() == Some("done"))
+        });
+        t.run(&["restore", "no-such-backup"]).code(4);
+        assert!(t.is_active(), "Redis runs after a kill at unlink #{n}");
+        for work in t.restore_work_dirs() {
+            fs::remove_dir_all(&work).unwrap();
+        }
+        if t.dump_file().exists() {
+            t.conn().ok(&["SET", "after", "the rollback"]);
+            t.stop_redis();
+            t.start_redis();
+            panic!(
+                "the rollback killed at unlink #{n} (its journal done: {done}) left the dump made \
+                 for the restore; Redis's next start loaded it (after = {:?})",
+                t.conn().call(&["GET", "after"])
+            );
+        }
+    }
+    panic!("the rollback never ran through");
+}
