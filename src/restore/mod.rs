@@ -270,13 +270,9 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
             })
         }
         Err(cause) => {
-            let e = rollback::roll_back(&server, work, was_active, cause);
-            // Redis runs on its own data again, the dump made before the
-            // stop among it.
-            if matches!(e, Error::RolledBack(_)) {
-                remove_the_dump_made(&plan, made);
-            }
-            Err(e)
+            // Once Redis runs on its own data again, the dump made before
+            // the stop (noted in the work folder) goes, before "done".
+            Err(rollback::roll_back(&server, work, was_active, cause))
         }
     }
 }

@@ -111,13 +111,6 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
                         server.data.path().display()
                     ))
                 })?;
-                // Redis, started again, loaded its own data from the dump
-                // it saved for the restore; it keeps nothing on disk.
-                if let Some(made) = interrupted.unkept_dump(UnkeptDump::Made) {
-                    if start_again {
-                        remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
-                    }
-                }
                 tidy_up(interrupted, server.data);
             }
         }
@@ -184,6 +177,12 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
             server.service.start()?;
         }
         wait_until_ready(server.connect, server.wait)?;
+        // Redis, started again, loaded its own data from the dump it saved
+        // for the restore; it keeps nothing on disk. Before "done": a run
+        // killed after it leaves a folder no later run looks at.
+        if let Some(made) = work.unkept_dump(UnkeptDump::Made) {
+            remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+        }
     }
     work.record(Step::Done)
 }

@@ -738,6 +738,7 @@ fn data_kept_only_in_memory_is_saved_before_the_stop_and_put_back() {
     t.fail_start_once();
     t.run(&["restore", &id]).code(6);
     assert_eq!(t.state(), before, "the data Redis held is back");
+    assert!(!t.dump_file().exists(), "the rollback left the dump made");
 
     t.conn().ok(&["SET", "later", "write"]);
     let before = t.state();
