@@ -1821,3 +1821,62 @@ fn a_rollback_killed_before_it_removes_the_dump_made_leaves_no_dump() {
     }
     panic!("the rollback never ran through");
 }
+
+/// (Review of c4a2d60.) A Redis that keeps nothing on disk, its restore
+/// rolled back (the start failed), the rollback killed after the restored
+/// dump went to failed/ (`new-away`) and before the dump Redis saved for
+/// the restore is back. A boot (or the operator) then starts Redis: no
+/// dump, it comes up empty and takes writes. The next run only moves the
+/// dump back under the running server (after `new-away` it stops nothing),
+/// finds Redis ready, and now removes that dump as "loaded": the previous
+/// data is nowhere, neither in Redis nor on disk.
+#[test]
+fn a_rollback_killed_before_putting_back_then_redis_started_loses_no_data() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let (_, id, changed) = backed_up_then_changed(&t);
+    // The test's own SAVE made it: this Redis keeps nothing on disk.
+    fs::remove_file(t.dump_file()).unwrap();
+    t.fail_start_once();
+    // Renames: #1 the dump aside, #2 the restored one placed; the start
+    // fails; #3 the restored one to failed/, #4 the previous one back.
+    assert!(killed_at(&t, &id, "rename,renameat,renameat2", 4));
+    let journal: Vec<String> = t
+        .restore_work_dirs()
+        .iter()
+        .map(|w| fs::read_to_string(w.join("journal")).unwrap())
+        .collect();
+    assert!(!t.is_active(), "{journal:?}");
+    assert!(!t.dump_file().exists(), "{journal:?}");
+    // A boot, or the operator.
+    t.start_redis();
+    t.conn().ok(&["SET", "written", "meanwhile"]);
+    let out = t.run(&["restore", "no-such-backup"]);
+    out.code(4);
+    let now = t.state();
+    let dump_left = t.dump_file().exists();
+    assert!(
+        now.digest == changed.digest || dump_left,
+        "the previous data is lost: Redis runs on {:?}, and no dump is left (journal of the killed run {journal:?})\n{out}",
+        now.keys
+    );
+
+    // The same with save rules (before c4a2d60 too): the dump is put back
+    // under the running, empty server, whose next stop saves over it.
+    let t = TestRedis::builder().start();
+    let (_, id, changed) = backed_up_then_changed(&t);
+    t.fail_start_once();
+    assert!(killed_at(&t, &id, "rename,renameat,renameat2", 4));
+    assert!(!t.is_active() && !t.dump_file().exists());
+    t.start_redis();
+    t.conn().ok(&["SET", "written", "meanwhile"]);
+    let out = t.run(&["restore", "no-such-backup"]);
+    out.code(4);
+    t.stop_redis();
+    t.start_redis();
+    let now = t.state();
+    assert_eq!(
+        now.digest, changed.digest,
+        "with save rules, the previous data was saved over: Redis runs on {:?}\n{out}",
+        now.keys
+    );
+}
