@@ -152,6 +152,7 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
     let files = server.files;
     // A private redis-server of a killed run may still be writing the AOF.
     private_redis::end_orphan(work, server.data)?;
+    let mut start_again = start_again;
     if work.files_were_moved() {
         if !work.reached(&Step::NewAway) {
             // Not only when it is active: a start of ours that did not
@@ -166,6 +167,14 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
             }
             move_new_away(files, server.data, work)?;
             work.record(Step::NewAway)?;
+        } else if !work.reached(&Step::PutBack) {
+            // Killed between the two moves: a server running now was started
+            // since (a boot, the operator) on neither the new files nor the
+            // previous ones, and would save its data over them once back;
+            // or, keeping nothing on disk, never load them. It is stopped
+            // (a start job still waiting ends too), and runs again on them.
+            start_again |= server.service.is_active()?;
+            stop_for_the_rollback(server, start_again)?;
         }
         if !work.reached(&Step::PutBack) {
             move_previous_back(files, server.data, work)?;
