@@ -1880,3 +1880,38 @@ fn a_rollback_killed_before_putting_back_then_redis_started_loses_no_data() {
         now.keys
     );
 }
+
+/// (Review of c4a2d60; before it too.) The dump made before the stop is removed after a
+/// rollback because the server *planned on* kept nothing on disk (`save ""`
+/// set at run time), but the server the rollback starts is redis.conf's,
+/// with save rules: it keeps its data on disk, and is left without a
+/// dump until its next save (none until a write): killed meanwhile (OOM,
+/// a crash, kill -9), it comes back empty. (`check_restored` asks the
+/// restarted server before removing the placed dump; the rollback does
+/// not.)
+#[test]
+fn a_rolled_back_redis_that_keeps_data_on_disk_keeps_its_dump() {
+    let t = TestRedis::builder().start();
+    let (_, id, _) = backed_up_then_changed(&t);
+    t.conn().ok(&["CONFIG", "SET", "save", ""]);
+    t.conn().ok(&["SET", "later", "write"]);
+    let before = t.state();
+    t.fail_start_once();
+    let out = t.run(&["restore", &id]);
+    out.code(6);
+    assert_eq!(t.state(), before, "{out}");
+    let save = format!("{:?}", t.conn().call(&["CONFIG", "GET", "save"]));
+    // A crash of the server now running on the data put back.
+    let pid = t.pid().expect("a pid");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("Redis to die", || (!t.is_active()).then_some(()));
+    t.start_redis();
+    assert_eq!(
+        t.state(),
+        before,
+        "the rolled-back server (save {save}) kept no dump, and came back from a crash without its data\n{out}"
+    );
+}
