@@ -185,12 +185,17 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
         if !server.service.is_active()? {
             server.service.start()?;
         }
-        wait_until_ready(server.connect, server.wait)?;
+        let mut redis = wait_until_ready(server.connect, server.wait)?;
         // Redis, started again, loaded its own data from the dump it saved
-        // for the restore; it keeps nothing on disk. Before "done": a run
-        // killed after it leaves a folder no later run looks at.
+        // for the restore; if it keeps nothing on disk, it goes. Asked of
+        // the server started (redis.conf's), not the one planned on: `save
+        // ""` set at run time, it may save again, and needs its dump. Before
+        // "done": a run killed after it leaves a folder no later run reads.
         if let Some(made) = work.unkept_dump(UnkeptDump::Made) {
-            remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+            let mut live = |name| redis.config_get(name).ok().flatten();
+            if live("save").as_deref() == Some("") && live("appendonly").as_deref() == Some("no") {
+                remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+            }
         }
     }
     work.record(Step::Done)
