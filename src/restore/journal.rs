@@ -113,6 +113,9 @@ const MADE_DUMP: &str = "made-dump";
 const PLACED_DUMP: &str = "placed-dump";
 /// Present when the restore was not asked to keep the previous data.
 const PREVIOUS_NOT_KEPT: &str = "previous-not-kept";
+/// Before the save of a Redis that keeps nothing on disk: a run killed
+/// during it (Redis finishes it alone) has noted no `made-dump`.
+const SAVING_DUMP: &str = "saving-dump";
 /// Where the private server rebuilds the AOF: the data dir owner's.
 const AOF_BUILD: &str = "aof";
 /// A journal is a few lines; more than this is not ours.
@@ -125,6 +128,16 @@ pub enum UnkeptDump {
     Made,
     /// The restored RDB, placed: loaded, then to go.
     Placed,
+}
+
+/// What `saving-dump` notes, before Redis saves for the restore: which
+/// server process (`run_id`), its count of saves (`rdb_saves`) and the file
+/// under its dbfilename then, if any. Once that server has made exactly one
+/// save more, a different file under the name is the one it made for us.
+pub struct SavingDump {
+    pub run_id: String,
+    pub saves: u64,
+    pub before: Option<FileIdentity>,
 }
 
 impl UnkeptDump {
@@ -294,6 +307,35 @@ impl WorkDir {
                 f.sync_all()
             })
             .map_err(|e| Error::other(format!("cannot note the dump of the restore: {e}")))
+    }
+
+    /// Note, durably, the save about to be made (`SavingDump`).
+    pub fn note_saving_dump(&self, saving: &SavingDump) -> Result<()> {
+        let before = saving.before.map_or("-".to_string(), FileIdentity::to_text);
+        create_file(self.fd(), SAVING_DUMP, OFlags::TRUNC)
+            .and_then(|mut f| {
+                writeln!(f, "{} {} {before}", saving.run_id, saving.saves)?;
+                f.sync_all()
+            })
+            .map_err(|e| Error::other(format!("cannot note the save of the restore: {e}")))
+    }
+
+    /// The save noted by `note_saving_dump`, if any.
+    pub fn saving_dump(&self) -> Option<SavingDump> {
+        let text = read_capped(self.fd(), SAVING_DUMP).ok()?;
+        let text = String::from_utf8_lossy(&text);
+        let mut words = text.split_whitespace();
+        let run_id = words.next()?.to_string();
+        let saves = words.next()?.parse().ok()?;
+        let before = match words.collect::<Vec<_>>().join(" ").as_str() {
+            "-" => None,
+            identity => Some(FileIdentity::from_text(identity)?),
+        };
+        Some(SavingDump {
+            run_id,
+            saves,
+            before,
+        })
     }
 
     /// Note that the previous data is not to be kept once the restore is
@@ -621,6 +663,28 @@ mod tests {
 
     fn data_dir(dir: &Path) -> DataDir {
         DataDir::open(dir).unwrap()
+    }
+
+    #[test]
+    fn the_save_noted_before_it_is_read_back() {
+        let dir = crate::testing::scratch_dir("journal-saving");
+        let data = data_dir(&dir);
+        fs::write(dir.join("dump.rdb"), b"x").unwrap();
+        let work = WorkDir::create(&data, "20261125T000000Z").unwrap();
+        assert!(work.saving_dump().is_none());
+        for before in [None, Some(data.identity_of("dump.rdb").unwrap())] {
+            let saving = SavingDump {
+                run_id: "0123abcd".to_string(),
+                saves: 7,
+                before,
+            };
+            work.note_saving_dump(&saving).unwrap();
+            let read = work.saving_dump().unwrap();
+            assert_eq!(
+                (read.run_id, read.saves, read.before),
+                ("0123abcd".to_string(), 7, before)
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::redis::instance::{self, DataFiles};
 use crate::redis::resp::Value;
 use crate::redis::server::{Flavor, ServerBinary, VersionCheck};
 use crate::redis::{ConnectOptions, Connection};
-use crate::restore::journal::{Step, UnkeptDump, WorkDir};
+use crate::restore::journal::{SavingDump, Step, UnkeptDump, WorkDir};
 use crate::service::Service;
 use crate::signals::Held;
 use crate::storage;
@@ -225,7 +225,7 @@ pub fn run(config: &Config, request: Request) -> Result<Restored> {
     // From the save before the stop until Redis runs again, on the restored
     // data or (rolled back) its own, and the work folder is gone or kept. A
     // signal during the save ends the run once it is over, Redis untouched.
-    let made = match save_before_the_stop(&plan, summary.raw_size) {
+    let made = match save_before_the_stop(&plan, &work, summary.raw_size) {
         Ok(made) => made,
         Err(e) => {
             let _ = work.remove(&data);
@@ -803,7 +803,11 @@ fn is_disk_full(e: &io::Error) -> bool {
 /// falls back on if the restore is refused. A save that fails is exit 3,
 /// Redis untouched. The dump made for a server that keeps nothing on disk,
 /// if one was: the caller removes it if the restore goes no further.
-fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<Option<FileIdentity>> {
+fn save_before_the_stop(
+    plan: &Plan,
+    work: &WorkDir,
+    restored_size: u64,
+) -> Result<Option<FileIdentity>> {
     if !plan.was_active || !matches!(plan.keeps, Keeps::OnDisk | Keeps::InMemoryOnly) {
         return Ok(None);
     }
@@ -822,6 +826,20 @@ fn save_before_the_stop(plan: &Plan, restored_size: u64) -> Result<Option<FileId
         true => "Redis keeps its data only in memory (save \"\" and appendonly no)",
         false => "Redis saves as it stops, and the restore must leave room for that save",
     };
+    if only_in_memory {
+        // Killed during the save (Redis ends it alone), no made-dump is
+        // noted: this lets the next run tell the dump it made.
+        let run_id = redis.info("server")?.get("run_id").cloned();
+        let saves = persistence.get("rdb_saves").and_then(|n| n.parse().ok());
+        if let (Some(run_id), Some(saves)) = (run_id, saves) {
+            let before = plan.data.identity_of(&plan.files.dbfilename).ok();
+            work.note_saving_dump(&SavingDump {
+                run_id,
+                saves,
+                before,
+            })?;
+        }
+    }
     info!("{why}: saving it before the stop");
     redis.snapshot(plan.config.save_timeout).map_err(|e| {
         // Room is the advice only where the save itself failed: a server

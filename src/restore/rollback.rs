@@ -76,6 +76,8 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
                 // that dump at its next start.
                 if let Some(made) = interrupted.unkept_dump(UnkeptDump::Made) {
                     remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+                } else if let Some(saving) = interrupted.saving_dump() {
+                    remove_the_save_cut_short(server, &saving);
                 }
                 let _ = interrupted.remove(server.data);
             }
@@ -116,6 +118,59 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A run killed while a Redis that keeps nothing on disk saved for it
+/// (`SavingDump`): once that server, still running, has ended the save and
+/// made exactly one more, a file under its dbfilename other than the one
+/// there before is that save's, and goes. Anything less sure is only said.
+fn remove_the_save_cut_short(server: &Server, saving: &journal::SavingDump) {
+    let name = &server.files.dbfilename;
+    let ours = (|| -> Result<Option<FileIdentity>> {
+        let mut redis = Connection::connect(server.connect)?;
+        if redis.info("server")?.get("run_id") != Some(&saving.run_id) {
+            return Ok(None);
+        }
+        let deadline = Instant::now() + server.wait;
+        let persistence = loop {
+            let persistence = redis.info("persistence")?;
+            let saving = persistence
+                .get("rdb_bgsave_in_progress")
+                .map(String::as_str);
+            if saving != Some("1") || Instant::now() >= deadline {
+                break persistence;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let saves = persistence
+            .get("rdb_saves")
+            .and_then(|n| n.parse::<u64>().ok());
+        let mut live = |setting| redis.config_get(setting).ok().flatten();
+        let keeps_nothing =
+            live("save").as_deref() == Some("") && live("appendonly").as_deref() == Some("no");
+        if saves != Some(saving.saves + 1) || !keeps_nothing {
+            return Ok(None);
+        }
+        let now = server.data.identity_of(name).ok();
+        Ok(now.filter(|now| Some(*now) != saving.before))
+    })();
+    match ours {
+        Ok(Some(made)) => remove_unkept(
+            server,
+            made,
+            "Redis keeps nothing on disk, and saved it only for a restore killed as it saved",
+        ),
+        Ok(None) => {
+            if server.data.identity_of(name).ok() != saving.before {
+                warn!("{} may be the dump Redis saved for a restore killed as it saved; if Redis keeps nothing on disk, remove it: its next start would load it", server.data.join(name).display());
+            }
+        }
+        Err(e) => warn!(
+            "cannot tell whether {} is the dump Redis saved for a restore killed as it saved ({}); if Redis keeps nothing on disk, remove it: its next start would load it",
+            server.data.join(name).display(),
+            e.message()
+        ),
+    }
 }
 
 /// The dump noted for a Redis that keeps nothing on disk, if it is still
