@@ -205,18 +205,13 @@ fn refuse_a_replica_with_nothing(
     if field("role") != "slave" || field("master_link_status") == "up" {
         return Ok(());
     }
-    let primary = format!("{}:{}", field("master_host"), field("master_port"));
+    let (host, port) = (field("master_host"), field("master_port"));
     if keyspace.is_empty() {
         return Err(Error::redis(format!(
-            "Redis is a replica that has not synced with its primary {primary} (master_link_status:{}) and holds no keys: its backup would be empty; back up once INFO replication says master_link_status:up, or back up the primary",
-            field("master_link_status")
+            "Redis is a replica that has not synced with its primary {host}:{port} (master_link_status:down) and holds no keys: its backup would be empty; back up once INFO replication says master_link_status:up, or back up the primary"
         )));
     }
-    let since = match field("master_link_down_since_seconds") {
-        "-1" => "since it started".to_string(),
-        seconds => format!("for {seconds} s"),
-    };
-    warn!("Redis is a replica and its link to its primary {primary} has been down {since}: the backup holds its data as of its last sync");
+    warn!("Redis is a replica and its link to its primary {host}:{port} is down (master_link_down_since_seconds:{}, -1 since it started): the backup holds its data as of its last sync", field("master_link_down_since_seconds"));
     Ok(())
 }
 

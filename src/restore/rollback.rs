@@ -160,16 +160,10 @@ fn remove_the_save_cut_short(server: &Server, saving: &journal::SavingDump) {
             made,
             "Redis keeps nothing on disk, and saved it only for a restore killed as it saved",
         ),
-        Ok(None) => {
-            if server.data.identity_of(name).ok() != saving.before {
-                warn!("{} may be the dump Redis saved for a restore killed as it saved; if Redis keeps nothing on disk, remove it: its next start would load it", server.data.join(name).display());
-            }
+        _ if server.data.identity_of(name).ok() != saving.before => {
+            warn!("{} may be the dump Redis saved for a restore killed as it saved; if Redis keeps nothing on disk, remove it: its next start would load it", server.data.join(name).display());
         }
-        Err(e) => warn!(
-            "cannot tell whether {} is the dump Redis saved for a restore killed as it saved ({}); if Redis keeps nothing on disk, remove it: its next start would load it",
-            server.data.join(name).display(),
-            e.message()
-        ),
+        _ => {}
     }
 }
 
