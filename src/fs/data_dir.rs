@@ -222,10 +222,12 @@ impl DataDir {
         // Between that look and an unlink of the name, a save (Redis's own,
         // an operator's SAVE) may rename a new dump in: what is there is
         // taken aside first, under a name of ours, and looked at there.
-        let random = crate::codec::crypto::random_bytes::<8>().map_err(io::Error::other)?;
+        // (Unique, not secret: the owner can list the folder anyway.)
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
         let aside = format!(
-            ".redis-backup-unkept-{}",
-            crate::codec::crypto::hex(&random)
+            ".redis-backup-unkept-{}-{}",
+            std::process::id(),
+            now.map_or(0, |t| t.as_nanos())
         );
         match move_entry(self.fd(), name, self.fd(), &aside) {
             Ok(()) => {}
