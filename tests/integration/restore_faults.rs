@@ -1915,3 +1915,69 @@ fn a_rolled_back_redis_that_keeps_data_on_disk_keeps_its_dump() {
         "the rolled-back server (save {save}) kept no dump, and came back from a crash without its data\n{out}"
     );
 }
+
+/// (Review of 1bac070..76a557c.) `save ""` set at run time, save rules in
+/// redis.conf: the restore notes the dump it had Redis save (`made-dump`)
+/// and is killed before it journals the stop (a power loss). The boot
+/// starts Redis from redis.conf: it loads that dump and keeps its data on
+/// disk, with no save until a write. The next run, finding a restore that
+/// never touched Redis, removes the dump by the killed run's note without
+/// asking the server now running (the rollback asks it since fba37ef): a
+/// crash then brings Redis back empty.
+#[test]
+fn a_restore_killed_before_the_stop_leaves_the_dump_a_restarted_redis_keeps() {
+    let t = TestRedis::builder().start();
+    let (_, id, _) = backed_up_then_changed(&t);
+    t.conn().ok(&["CONFIG", "SET", "save", ""]);
+    t.conn().ok(&["SET", "later", "write"]);
+    let before = t.state();
+    let mut n = 1;
+    loop {
+        assert!(n < 80, "never killed between made-dump and the stop");
+        // A change since the last save: the restore has Redis save.
+        t.conn().ok(&["SET", "later", "write"]);
+        assert!(killed_at(&t, &id, "fsync", n), "ran through at fsync #{n}");
+        let work = t.restore_work_dirs();
+        let noted = work.iter().any(|w| {
+            w.join("made-dump").exists()
+                && !fs::read_to_string(w.join("journal"))
+                    .unwrap_or_default()
+                    .contains("stopping")
+        });
+        if noted {
+            break;
+        }
+        assert!(t.is_active(), "killed at fsync #{n}, past the stop");
+        for w in work {
+            fs::remove_dir_all(&w).unwrap();
+        }
+        n += 1;
+    }
+    // The power loss: Redis (live `save ""`) dies without a save, and the
+    // boot starts it from redis.conf, on the dump made for the restore.
+    let pid = t.pid().expect("a pid");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("Redis to die", || (!t.is_active()).then_some(()));
+    t.start_redis();
+    assert_eq!(t.state(), before);
+    let save = format!("{:?}", t.conn().call(&["CONFIG", "GET", "save"]));
+    let out = t.run(&["restore", "no-such-backup"]);
+    out.code(4);
+    let left = t.dump_file().exists();
+    let pid = t.pid().expect("a pid");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("Redis to die", || (!t.is_active()).then_some(()));
+    t.start_redis();
+    assert!(
+        left && t.state() == before,
+        "the next run (killed at fsync #{n} before) removed the dump a Redis started \
+         from redis.conf (save {save}) keeps its data in; a crash brought it back \
+         without its data\n{out}"
+    );
+}
