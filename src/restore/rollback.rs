@@ -74,8 +74,14 @@ pub fn recover_interrupted(server: &Server) -> Result<()> {
                 // Killed between the save before the stop and the stop: a
                 // Redis that keeps nothing on disk runs on, and would load
                 // that dump at its next start.
+                // Only if the server running now keeps nothing on disk: one
+                // started since from redis.conf (a boot) may keep its data
+                // on disk, and loaded that dump, its only copy until a save.
                 if let Some(made) = interrupted.unkept_dump(UnkeptDump::Made) {
-                    remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+                    let now = Connection::connect(server.connect);
+                    if now.is_ok_and(|mut redis| keeps_nothing(&mut redis)) {
+                        remove_unkept(server, made, MADE_WHY);
+                    }
                 } else if let Some(saving) = interrupted.saving_dump() {
                     remove_the_save_cut_short(server, &saving);
                 }
@@ -145,10 +151,7 @@ fn remove_the_save_cut_short(server: &Server, saving: &journal::SavingDump) {
         let saves = persistence
             .get("rdb_saves")
             .and_then(|n| n.parse::<u64>().ok());
-        let mut live = |setting| redis.config_get(setting).ok().flatten();
-        let keeps_nothing =
-            live("save").as_deref() == Some("") && live("appendonly").as_deref() == Some("no");
-        if saves != Some(saving.saves + 1) || !keeps_nothing {
+        if saves != Some(saving.saves + 1) || !keeps_nothing(&mut redis) {
             return Ok(None);
         }
         let now = server.data.identity_of(name).ok();
@@ -165,6 +168,16 @@ fn remove_the_save_cut_short(server: &Server, saving: &journal::SavingDump) {
         }
         _ => {}
     }
+}
+
+const MADE_WHY: &str =
+    "Redis keeps nothing on disk, and saved it only for the restore, which did not go on";
+
+/// Whether the server running keeps nothing on disk (`save ""`,
+/// `appendonly no`), as it runs now.
+fn keeps_nothing(redis: &mut Connection) -> bool {
+    let mut live = |name| redis.config_get(name).ok().flatten();
+    live("save").as_deref() == Some("") && live("appendonly").as_deref() == Some("no")
 }
 
 /// The dump noted for a Redis that keeps nothing on disk, if it is still
@@ -241,9 +254,8 @@ fn put_previous_back(server: &Server, work: &mut WorkDir, start_again: bool) -> 
         // ""` set at run time, it may save again, and needs its dump. Before
         // "done": a run killed after it leaves a folder no later run reads.
         if let Some(made) = work.unkept_dump(UnkeptDump::Made) {
-            let mut live = |name| redis.config_get(name).ok().flatten();
-            if live("save").as_deref() == Some("") && live("appendonly").as_deref() == Some("no") {
-                remove_unkept(server, made, "Redis keeps nothing on disk, and saved it only for the restore, which did not go on");
+            if keeps_nothing(&mut redis) {
+                remove_unkept(server, made, MADE_WHY);
             }
         }
     }
