@@ -1981,3 +1981,42 @@ fn a_restore_killed_before_the_stop_leaves_the_dump_a_restarted_redis_keeps() {
          without its data\n{out}"
     );
 }
+
+/// (Review of 7afa657.) `remove_if_same` renames the dump of a Redis that
+/// keeps nothing on disk aside (`.redis-backup-unkept-<hex>`) before it
+/// unlinks it. Killed in between, the dump (the whole data set) stays under
+/// that name for good: the next run looks for it only under dbfilename,
+/// and nothing else sweeps those names, so the data dir keeps a copy of
+/// the data set's size that Redis's later saves need the room of.
+#[test]
+fn a_restore_killed_as_it_removes_the_dump_leaves_no_copy_aside() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    let (_, id, _) = backed_up_then_changed(&t);
+    let data = t.dump_file().parent().unwrap().to_path_buf();
+    let aside = || -> Vec<String> {
+        fs::read_dir(&data)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".redis-backup-unkept"))
+            .collect()
+    };
+    for n in 1..40 {
+        // The test's own SAVE made it: this Redis keeps nothing on disk.
+        let _ = fs::remove_file(t.dump_file());
+        t.conn().ok(&["SET", "after", "x"]);
+        if !killed_at(&t, &id, "unlink,unlinkat", n) {
+            return;
+        }
+        t.run(&["restore", "no-such-backup"]).code(4);
+        assert!(t.is_active(), "Redis runs after a kill at unlink #{n}");
+        for w in t.restore_work_dirs() {
+            fs::remove_dir_all(&w).unwrap();
+        }
+        let left = aside();
+        assert!(
+            left.is_empty() && !t.dump_file().exists(),
+            "killed at unlink #{n}, the dump taken aside stays in the data dir for good: {left:?}"
+        );
+    }
+    panic!("the restore never ran through");
+}
