@@ -81,6 +81,7 @@ pub fn run(config: &Config, request: Request) -> Result<Record> {
         Source::Snapshot => {
             let files = DataFiles::live(&mut redis, &redis_conf)?;
             let data = local_data_dir(&files, &redis_conf)?;
+            data.remove_taken_aside();
             info!(
                 "{server_label}: dump {}, persistence {}",
                 files.dump_path().display(),

@@ -222,32 +222,36 @@ impl DataDir {
         // Between that look and an unlink of the name, a save (Redis's own,
         // an operator's SAVE) may rename a new dump in: what is there is
         // taken aside first, under a name of ours, and looked at there.
-        // (Unique, not secret: the owner can list the folder anyway.)
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        let aside = format!(
-            ".redis-backup-unkept-{}-{}",
-            std::process::id(),
-            now.map_or(0, |t| t.as_nanos())
-        );
-        match move_entry(self.fd(), name, self.fd(), &aside) {
+        let aside = UNKEPT_ASIDE;
+        match move_entry(self.fd(), name, self.fd(), aside) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         }
-        let taken = rfs::statat(self.fd(), &aside, AtFlags::SYMLINK_NOFOLLOW)?;
+        let taken = rfs::statat(self.fd(), aside, AtFlags::SYMLINK_NOFOLLOW)?;
         if FileIdentity::of_stat(&taken) == identity {
-            rfs::unlinkat(self.fd(), &aside, AtFlags::empty())?;
+            rfs::unlinkat(self.fd(), aside, AtFlags::empty())?;
             return Ok(true);
         }
         // A newer dump: back under its name, unless a newer still is there
         // (which Redis's own rename would have put over it).
-        match move_entry(self.fd(), &aside, self.fd(), name) {
+        match move_entry(self.fd(), aside, self.fd(), name) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                rfs::unlinkat(self.fd(), &aside, AtFlags::empty())?;
+                rfs::unlinkat(self.fd(), aside, AtFlags::empty())?;
             }
             moved => moved?,
         }
         Ok(false)
+    }
+
+    /// What a run killed inside `remove_if_same` left taken aside goes:
+    /// left, nothing would look at it again, and it would keep a copy of
+    /// the data set in the data dir for good. It is the dump that was being
+    /// removed, unless a save landed just before the move and the kill just
+    /// after it (a newer dump on its way back: lost then, as it would have
+    /// been before 7afa657).
+    pub fn remove_taken_aside(&self) {
+        let _ = rfs::unlinkat(self.fd(), UNKEPT_ASIDE, AtFlags::empty());
     }
 
     /// Remove a dump we made or placed for a Redis that keeps nothing on
@@ -486,6 +490,11 @@ const EMPTY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 pub fn entry_exists(at: BorrowedFd<'_>, name: &str) -> bool {
     rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
 }
+
+/// The name `remove_if_same` takes a dump aside under: one name, so that
+/// the next run finds what a kill left there. (The redis account, which
+/// can list the data dir, sees any name; NOREPLACE refuses one it put.)
+const UNKEPT_ASIDE: &str = ".redis-backup-unkept";
 
 /// Move `from` in `from_dir` to `to` in `to_dir`, never replacing what is
 /// at `to`.

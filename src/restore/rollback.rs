@@ -63,6 +63,7 @@ pub fn roll_back(server: &Server, mut work: WorkDir, was_active: bool, cause: Er
 /// Finish off restores that an earlier run left half done, before anything
 /// else: undo those that had touched Redis, drop those that had not.
 pub fn recover_interrupted(server: &Server) -> Result<()> {
+    server.data.remove_taken_aside();
     journal::finish_removals(server.data);
     for mut interrupted in journal::interrupted(server.data)? {
         let folder = interrupted.path().display().to_string();
