@@ -393,3 +393,34 @@ fn a_record_that_cannot_be_looked_at_for_now_does_not_make_its_object_an_orphan(
     );
     t.run(&["verify", &id]).ok();
 }
+
+/// (Review of 7afa657.) A backup of a Redis that keeps nothing on disk
+/// removes its dump by taking it aside first; killed before the unlink,
+/// the dump (the whole data set) stays under the aside name, and the next
+/// backup must not leave it there.
+#[test]
+fn a_backup_killed_as_it_removes_its_dump_leaves_no_copy_aside() {
+    let t = TestRedis::builder().save(Save::Off).start();
+    for i in 0..200 {
+        t.conn().ok(&["SET", &format!("k{i}"), &"v".repeat(256)]);
+    }
+    let data = t.dump_file().parent().unwrap().to_path_buf();
+    for n in 1..30 {
+        t.conn().ok(&["SET", "changed", &n.to_string()]);
+        if !killed_at_nth(&t, &["backup"], "unlink,unlinkat", n) {
+            assert!(n > 1, "the backup made no unlink");
+            return;
+        }
+        t.run(&["backup"]).ok();
+        let left: Vec<String> = fs::read_dir(&data)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".redis-backup-unkept"))
+            .collect();
+        assert!(
+            left.is_empty() && !t.dump_file().exists(),
+            "a backup killed at unlink #{n}: {left:?} stays in the data dir"
+        );
+    }
+    panic!("the backup never ran through");
+}
