@@ -1747,6 +1747,10 @@ fn a_restore_killed_while_redis_saves_before_the_stop_leaves_no_dump() {
     c.ok(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
     let mut restore = t.cmd(&["restore", &id]).watch();
     restore.wait_for_line("saving it before the stop");
+    // (The line comes before the BGSAVE is sent: the kill waits for it.)
+    wait_for("Redis to save for the restore", || {
+        (c.info_field("persistence", "rdb_bgsave_in_progress") == "1").then_some(())
+    });
     restore.signal("KILL");
     let _ = restore.finish();
     // Redis's save goes on without the tool, and ends.
