@@ -1703,22 +1703,10 @@ fn a_restore_killed_at_its_last_steps_leaves_no_dump_for_a_redis_that_keeps_none
             killed_at(&t, &id, syscalls, n)
         } {
             assert!(n < 100, "the restore never finished under strace");
-            // Any run that sees a journal finishes the interrupted restore.
-            t.run(&["restore", "no-such-backup"]).code(4);
-            assert!(t.is_active(), "Redis runs after a kill at {syscalls} #{n}");
-            for work in t.restore_work_dirs() {
-                fs::remove_dir_all(&work).unwrap();
-            }
-            if t.dump_file().exists() {
-                // What the next start of Redis does with it.
-                t.conn().ok(&["SET", "after", "the restore"]);
-                t.stop_redis();
-                t.start_redis();
-                panic!(
-                    "killed at {syscalls} #{n}: a dump was left for a Redis that keeps nothing on disk; \
-                     its next start loaded it (after = {:?}, keys {:?})",
-                    t.conn().call(&["GET", "after"]),
-                    t.state().keys
+            if finished_off_by_the_next_run(&t, &format!("{syscalls} #{n}")) {
+                fail_with_what_its_next_start_loads(
+                    &t,
+                    &format!("killed at {syscalls} #{n}: a dump was left for a Redis that keeps nothing on disk"),
                 );
             }
             t.conn().ok(&["SET", "after", "x"]);
@@ -1807,19 +1795,10 @@ fn a_rollback_killed_before_it_removes_the_dump_made_leaves_no_dump() {
         let done = t.restore_work_dirs().iter().any(|w| {
             fs::read_to_string(w.join("journal")).is_ok_and(|j| j.lines().last() == Some("done"))
         });
-        t.run(&["restore", "no-such-backup"]).code(4);
-        assert!(t.is_active(), "Redis runs after a kill at unlink #{n}");
-        for work in t.restore_work_dirs() {
-            fs::remove_dir_all(&work).unwrap();
-        }
-        if t.dump_file().exists() {
-            t.conn().ok(&["SET", "after", "the rollback"]);
-            t.stop_redis();
-            t.start_redis();
-            panic!(
-                "the rollback killed at unlink #{n} (its journal done: {done}) left the dump made \
-                 for the restore; Redis's next start loaded it (after = {:?})",
-                t.conn().call(&["GET", "after"])
+        if finished_off_by_the_next_run(&t, &format!("unlink #{n}")) {
+            fail_with_what_its_next_start_loads(
+                &t,
+                &format!("the rollback killed at unlink #{n} (its journal done: {done}) left the dump made for the restore"),
             );
         }
     }
@@ -2011,16 +1990,38 @@ fn a_restore_killed_as_it_removes_the_dump_leaves_no_copy_aside() {
         if !killed_at(&t, &id, "unlink,unlinkat", n) {
             return;
         }
-        t.run(&["restore", "no-such-backup"]).code(4);
-        assert!(t.is_active(), "Redis runs after a kill at unlink #{n}");
-        for w in t.restore_work_dirs() {
-            fs::remove_dir_all(&w).unwrap();
-        }
+        let dump_left = finished_off_by_the_next_run(&t, &format!("unlink #{n}"));
         let left = aside();
         assert!(
-            left.is_empty() && !t.dump_file().exists(),
+            left.is_empty() && !dump_left,
             "killed at unlink #{n}, the dump taken aside stays in the data dir for good: {left:?}"
         );
     }
     panic!("the restore never ran through");
+}
+
+/// A killed restore finished off by the next run (any run that finds its
+/// journal): that run ends (no such backup) with Redis running, and the
+/// work folders it keeps go, as the test looks at the data dir only.
+/// Whether a dump is left there.
+fn finished_off_by_the_next_run(t: &TestRedis, killed_at: &str) -> bool {
+    t.run(&["restore", "no-such-backup"]).code(4);
+    assert!(t.is_active(), "Redis runs after a kill at {killed_at}");
+    for work in t.restore_work_dirs() {
+        fs::remove_dir_all(&work).unwrap();
+    }
+    t.dump_file().exists()
+}
+
+/// Fail saying `what`, and what the next start of a Redis that keeps
+/// nothing on disk did with the dump left for it.
+fn fail_with_what_its_next_start_loads(t: &TestRedis, what: &str) -> ! {
+    t.conn().ok(&["SET", "after", "the restore"]);
+    t.stop_redis();
+    t.start_redis();
+    panic!(
+        "{what}; its next start loaded it (after = {:?}, keys {:?})",
+        t.conn().call(&["GET", "after"]),
+        t.state().keys
+    );
 }
