@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::id::BackupId;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// The record version this build writes (the same number as the format of
 /// the object it describes).
@@ -72,11 +73,15 @@ pub struct ArchivePlace {
     /// The first chunk an archiver session stored: nothing is known of the
     /// time between the chunk before and this one's `first_at`.
     pub session_start: bool,
+    /// When, in this chunk's session up to its `last_at`, the archiver was
+    /// behind the primary (µs since the epoch, from included, to left out):
+    /// moments no replay gives exactly (`archive::behind`).
+    pub behind: Vec<(u64, u64)>,
 }
 
 impl ArchivePlace {
     fn to_json(&self) -> Value {
-        json!({
+        let mut value = json!({
             "base": self.base.as_str(),
             "replid": self.replid,
             "seq": self.seq,
@@ -85,7 +90,19 @@ impl ArchivePlace {
             "first_at": self.first_at,
             "last_at": self.last_at,
             "session_start": self.session_start,
-        })
+        });
+        // Left out when there is none, as archives written before it was
+        // recorded have none.
+        if !self.behind.is_empty() {
+            let at =
+                |micros: u64| crate::units::utc_micros(UNIX_EPOCH + Duration::from_micros(micros));
+            let pairs = self
+                .behind
+                .iter()
+                .map(|&(from, to)| json!([at(from), at(to)]));
+            value["behind"] = Value::Array(pairs.collect());
+        }
+        value
     }
 
     fn parse(value: &Value) -> std::result::Result<ArchivePlace, String> {
@@ -121,6 +138,10 @@ impl ArchivePlace {
                 .get("session_start")
                 .and_then(Value::as_bool)
                 .ok_or("no archive session_start")?,
+            behind: match value.get("behind") {
+                Some(pairs) => parse_behind(pairs)?,
+                None => Vec::new(),
+            },
         };
         if place.end_offset < place.start_offset {
             return Err("archive offsets out of order".into());
@@ -133,6 +154,24 @@ impl ArchivePlace {
         let at = |t: &str| crate::units::parse_rfc3339_micros(t).unwrap_or(0);
         (at(&self.first_at), at(&self.last_at))
     }
+}
+
+/// `behind`: pairs of RFC 3339 times, each from before to, in order.
+fn parse_behind(pairs: &Value) -> std::result::Result<Vec<(u64, u64)>, String> {
+    let bad = || "bad archive behind".to_string();
+    let time = |v: &Value| v.as_str().and_then(crate::units::parse_rfc3339_micros);
+    let mut behind: Vec<(u64, u64)> = Vec::new();
+    for pair in pairs.as_array().ok_or_else(bad)? {
+        let (from, to) = match pair.as_array().map(Vec::as_slice) {
+            Some([from, to]) => (time(from).ok_or_else(bad)?, time(to).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        if from >= to || behind.last().is_some_and(|last| last.1 > from) {
+            return Err(bad());
+        }
+        behind.push((from, to));
+    }
+    Ok(behind)
 }
 
 impl Record {
@@ -513,6 +552,48 @@ mod tests {
             Record::from_stored(&bytes, &record.id, &key()).unwrap(),
             record
         );
+    }
+
+    #[test]
+    fn a_chunks_intervals_behind_round_trip_and_bad_ones_are_refused() {
+        let mut record = Record::sample();
+        let at = "2026-11-30T10:15:00.000000Z".to_string();
+        let mut place = ArchivePlace {
+            base: BackupId::parse("b1").unwrap(),
+            replid: "r".repeat(40),
+            seq: 3,
+            start_offset: 10,
+            end_offset: 20,
+            first_at: at.clone(),
+            last_at: at,
+            session_start: false,
+            behind: Vec::new(),
+        };
+        record.archive = Some(place.clone());
+        assert!(
+            record.to_json()["archive"].get("behind").is_none(),
+            "none is left out, as before it was recorded"
+        );
+        place.behind = vec![(1_000_001, 2_000_000), (3_000_000, 3_000_001)];
+        record.archive = Some(place.clone());
+        let bytes = record.to_stored(&key());
+        let read_back = Record::from_stored(&bytes, &record.id, &key()).unwrap();
+        assert_eq!(read_back.archive, Some(place));
+        let times = |pairs: &[[&str; 2]]| json!(pairs);
+        let one = "1970-01-01T00:00:01.000000Z";
+        let two = "1970-01-01T00:00:02.000000Z";
+        let three = "1970-01-01T00:00:03.000000Z";
+        assert!(parse_behind(&times(&[[one, two], [two, three]])).is_ok());
+        for bad in [
+            times(&[[two, one]]),
+            times(&[[one, one]]),
+            times(&[[one, three], [two, three]]),
+            times(&[[one, "soon"]]),
+            json!([[one]]),
+            json!("x"),
+        ] {
+            assert!(parse_behind(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! third thread acknowledges every second the offset *stored*, so `WAIT`
 //! on the primary counts a write as archived only once it is in storage.
 
+use super::behind::{self, Intervals, Seen, Waiting, Watch};
 use super::stream::{self, Batch, Splitter, TooLong};
 use super::windows::windows;
 use super::{ChunkName, BASE_SOURCE, CHUNK_SOURCE, MAX_WINDOW_CHUNKS};
@@ -29,10 +30,9 @@ use crate::status;
 use crate::storage::{self, Storage, StorageIo};
 use crate::units::{self, human_size};
 use log::{info, warn};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{Cursor, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,7 +43,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 const TICK: Duration = Duration::from_millis(200);
 const ACK_EVERY: Duration = Duration::from_secs(1);
 /// Batches in flight between the reader and the storer; their bytes are
-/// bounded apart (`InFlight`): one batch is a whole command, which may be
+/// bounded apart (`Handover`): one batch is a whole command, which may be
 /// as large as a chunk.
 const QUEUE: usize = 64;
 const READ_SIZE: usize = 256 * 1024;
@@ -364,8 +364,12 @@ impl Archiver<'_> {
         }
         let current = position.as_mut().expect("set above");
         current.session_start = true;
+        let watch = Watch::new(
+            self.primary_offset()
+                .map_or(0, |at| at.saturating_sub(current.offset)),
+        );
         let (input, acks) = link.split();
-        let followed = self.follow(input, acks, current, &server);
+        let followed = self.follow(input, acks, current, &server, watch);
         if self.new_window.swap(false, Ordering::Relaxed) {
             // A full resync starts the next window: the window is full, or
             // the primary sent a command too large for a chunk (which a
@@ -379,6 +383,26 @@ impl Archiver<'_> {
             *position = None;
         }
         followed
+    }
+
+    /// The primary's replication offset now, asked on a connection of its
+    /// own (the link carries the stream): what it had done by now is not
+    /// all received until the stream reaches it, whether it sends what a
+    /// gap or a full resync left in its buffers or this reader is slow.
+    /// Without it the reader's own view is all there is: said.
+    fn primary_offset(&self) -> Option<u64> {
+        let offset = Connection::connect(&self.connect).and_then(|mut c| c.info("replication"));
+        match offset.map(|info| info.get("master_repl_offset").and_then(|o| o.parse().ok())) {
+            Ok(Some(offset)) => Some(offset),
+            Ok(None) => {
+                warn!("the primary did not say its replication offset: the session's first moments may lack writes it was still sending");
+                None
+            }
+            Err(e) => {
+                warn!("{e}; the session's first moments may lack writes the primary was still sending");
+                None
+            }
+        }
     }
 
     /// The resync's RDB, stored as the base of a new window.
@@ -428,6 +452,7 @@ impl Archiver<'_> {
             first_at: created_at.clone(),
             last_at: created_at,
             session_start: true,
+            behind: Vec::new(),
         };
         let record = self.record(
             self.storage,
@@ -496,20 +521,26 @@ impl Archiver<'_> {
         acks: ReplicaAcks,
         position: &mut Position,
         server: &crate::redis::Server,
+        watch: Watch,
     ) -> Result<()> {
         let stored = AtomicU64::new(position.offset);
         let done = AtomicBool::new(false);
-        let (to_storer, batches) = sync_channel::<Result<Batch>>(QUEUE);
-        let in_flight = InFlight::new(self.config.archive_chunk_size);
+        let handover = Handover::new(self.config.archive_chunk_size);
+        let waiting = Waiting::default();
         thread::scope(|s| {
-            let (acks, stored, done, in_flight) = (&acks, &stored, &done, &in_flight);
+            let (acks, stored, done, handover) = (&acks, &stored, &done, &handover);
+            let waiting = &waiting;
             let (max, new_window) = (self.config.archive_chunk_size, &self.new_window);
-            let queue = Queue {
-                out: to_storer,
-                in_flight,
-                done,
+            let reader = Reader {
+                out: handover,
+                acks,
+                stored,
+                max_command: max,
+                new_window,
+                watch,
+                waiting,
             };
-            s.spawn(move || read_stream(input, queue, acks, stored, max, new_window));
+            s.spawn(move || reader.run(input));
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
                     if acks.ack(stored.load(Ordering::Relaxed)).is_err() {
@@ -518,8 +549,9 @@ impl Archiver<'_> {
                     thread::sleep(ACK_EVERY);
                 }
             });
-            let result = self.store_chunks(batches, in_flight, position, server, stored);
+            let result = self.store_chunks((handover, waiting), position, server, stored);
             done.store(true, Ordering::Relaxed);
+            handover.storer_gone();
             // Wakes the reader if it waits on the socket.
             acks.close();
             result
@@ -555,39 +587,45 @@ impl Archiver<'_> {
 
     fn store_chunks(
         &self,
-        batches: Receiver<Result<Batch>>,
-        in_flight: &InFlight,
+        (handover, waiting): (&Handover, &Waiting),
         position: &mut Position,
         server: &crate::redis::Server,
         stored: &AtomicU64,
     ) -> Result<()> {
+        let mut behind = Intervals::default();
         let mut chunk: Vec<Batch> = Vec::new();
         let mut bytes = 0u64;
         let mut started: Option<Instant> = None;
         let mut report = self.report.borrow_mut();
         let mut said_full = false;
         loop {
-            let event = batches.recv_timeout(TICK);
-            let ended = match event {
-                Ok(Ok(batch)) => {
-                    in_flight.give_back(batch.bytes.len() as u64);
+            let received = handover.recv_timeout(TICK);
+            let ended = match received {
+                Some((Ok(batch), seen)) => {
+                    behind.saw(seen);
                     started.get_or_insert_with(Instant::now);
                     bytes += batch.bytes.len() as u64;
                     chunk.push(batch);
                     None
                 }
-                Ok(Err(e)) => Some(Err(e)),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    Some(Err(Error::redis("the replication stream ended")))
+                // The reads up to the end may have seen the archiver catch
+                // up with what it holds.
+                Some((Err(e), seen)) => {
+                    behind.saw(seen);
+                    Some(Err(e))
                 }
+                None => None,
             };
             let stopping = STOP.load(Ordering::Relaxed);
             let due = started.is_some_and(|t| t.elapsed() >= self.config.archive_interval);
             if !chunk.is_empty()
                 && (ended.is_some() || stopping || due || bytes >= self.config.archive_chunk_size)
             {
-                self.store_chunk(&chunk, bytes, position, server)?;
+                let last = chunk.last().expect("not empty").at_micros;
+                if waiting.since(last) {
+                    behind.caught_up_at(last);
+                }
+                self.store_chunk(&chunk, bytes, &behind, position, server)?;
                 stored.store(position.offset, Ordering::Relaxed);
                 report.stored(&chunk);
                 chunk.clear();
@@ -642,6 +680,7 @@ impl Archiver<'_> {
         &self,
         batches: &[Batch],
         bytes: u64,
+        behind: &Intervals,
         position: &mut Position,
         server: &crate::redis::Server,
     ) -> Result<()> {
@@ -676,6 +715,7 @@ impl Archiver<'_> {
             first_at: at(first),
             last_at: at(last),
             session_start: position.session_start,
+            behind: behind.as_of(last),
         };
         let chunks = &*self.chunks;
         let mut pause = FIRST_PAUSE;
@@ -812,119 +852,188 @@ impl Report {
     }
 }
 
-/// The bytes of the batches queued for the storer: at most `limit` (the
-/// chunk size), or one batch however large. Counted apart from the queue's
-/// length, as a batch is a whole command, and a primary sending commands
-/// just under the chunk size faster than they are stored would otherwise
-/// have the archiver hold `QUEUE` of them.
-struct InFlight {
-    bytes: Mutex<u64>,
-    given_back: Condvar,
+/// What the reader hands the storer: a batch, or why the stream ended, and
+/// what the reads up to it saw.
+type Received = (Result<Batch>, Seen);
+
+/// The queue from the reader to the storer: at most `QUEUE` batches and
+/// `limit` bytes (the chunk size), or one batch however large. Bounded by
+/// bytes as well, as a batch is a whole command, and a primary sending
+/// commands just under the chunk size faster than they are stored would
+/// otherwise have the archiver hold `QUEUE` of them.
+struct Handover {
+    state: Mutex<Handed>,
+    changed: Condvar,
     limit: u64,
 }
 
-impl InFlight {
-    fn new(limit: u64) -> InFlight {
-        InFlight {
-            bytes: Mutex::new(0),
-            given_back: Condvar::new(),
+#[derive(Default)]
+struct Handed {
+    items: VecDeque<Received>,
+    bytes: u64,
+    reader_gone: bool,
+    storer_gone: bool,
+}
+
+impl Handover {
+    fn new(limit: u64) -> Handover {
+        Handover {
+            state: Mutex::default(),
+            changed: Condvar::new(),
             limit,
         }
     }
 
-    /// Wait until `n` more bytes may be queued; false if the storer ended
-    /// (`done`) meanwhile.
-    fn take(&self, n: u64, done: &AtomicBool) -> bool {
-        let mut held = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while *held > 0 && held.saturating_add(n) > self.limit {
-            if done.load(Ordering::Relaxed) {
-                return false;
-            }
-            held = self
-                .given_back
-                .wait_timeout(held, TICK)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Handed> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `item` once there is room; false once the storer is gone.
+    fn send(&self, item: Received) -> bool {
+        let n = item.0.as_ref().map_or(0, |batch| batch.bytes.len() as u64);
+        let mut state = self.lock();
+        while !state.storer_gone
+            && !state.items.is_empty()
+            && (state.items.len() >= QUEUE || state.bytes.saturating_add(n) > self.limit)
+        {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        *held += n;
+        if state.storer_gone {
+            return false;
+        }
+        state.bytes += n;
+        state.items.push_back(item);
+        self.changed.notify_all();
         true
     }
 
-    fn give_back(&self, n: u64) {
-        let mut held = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        *held = held.saturating_sub(n);
-        self.given_back.notify_one();
+    /// The next item, waiting up to `wait` (`None` if none came); once the
+    /// reader is gone and nothing is left, that the stream ended.
+    fn recv_timeout(&self, wait: Duration) -> Option<Received> {
+        let mut state = self.lock();
+        if state.items.is_empty() && !state.reader_gone {
+            state = self
+                .changed
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        match state.items.pop_front() {
+            Some(item) => {
+                state.bytes -= item.0.as_ref().map_or(0, |batch| batch.bytes.len() as u64);
+                self.changed.notify_all();
+                Some(item)
+            }
+            None if state.reader_gone => {
+                let seen = Seen {
+                    ended: None,
+                    behind_since: None,
+                };
+                Some((Err(Error::redis("the replication stream ended")), seen))
+            }
+            None => None,
+        }
+    }
+
+    fn storer_gone(&self) {
+        self.lock().storer_gone = true;
+        self.changed.notify_all();
     }
 }
 
-/// The reader's end of the queue to the storer.
-struct Queue<'a> {
-    out: SyncSender<Result<Batch>>,
-    in_flight: &'a InFlight,
-    done: &'a AtomicBool,
-}
+/// The reader ended, however it did (a panic included): the storer must
+/// not wait for it.
+struct ReaderGone<'a>(&'a Handover);
 
-impl Queue<'_> {
-    /// False once the storer is gone.
-    fn send(&self, batch: Result<Batch>) -> bool {
-        if let Ok(batch) = &batch {
-            if !self.in_flight.take(batch.bytes.len() as u64, self.done) {
-                return false;
-            }
-        }
-        self.out.send(batch).is_ok()
+impl Drop for ReaderGone<'_> {
+    fn drop(&mut self) {
+        self.0.lock().reader_gone = true;
+        self.0.changed.notify_all();
     }
 }
 
 /// The reader: whole commands, stamped as they arrive; `REPLCONF GETACK`
 /// answered at once with what is stored.
-fn read_stream(
-    mut input: ReplicaInput,
-    out: Queue,
-    acks: &ReplicaAcks,
-    stored: &AtomicU64,
+struct Reader<'a> {
+    out: &'a Handover,
+    acks: &'a ReplicaAcks,
+    stored: &'a AtomicU64,
     max_command: u64,
-    new_window: &AtomicBool,
-) {
-    let mut splitter = Splitter::new(max_command);
-    let mut buf = vec![0u8; READ_SIZE];
-    // A clock stepped back (NTP) must not make stamps go backwards: the
-    // replay holds a chunk whose stamps do to be tampered with.
-    let mut last_stamp = 0u64;
-    loop {
-        let read = input.read(&mut buf).map_err(|e| {
-            Error::from_io(e).unwrap_or_else(|e| Error::redis(format!("reading the stream: {e}")))
-        });
-        let whole = match read {
-            Ok(0) => Err(Error::redis("the primary closed the replication stream")),
-            Ok(n) => splitter.push(&buf[..n]).and_then(|pushed| {
-                pushed.map_err(|TooLong { max }| {
-                    new_window.store(true, Ordering::Relaxed);
-                    Error::redis(format!(
-                        "the primary sent a command of more than archive_chunk_size ({max} bytes), which the archive does not hold"
-                    ))
-                })
-            }),
-            Err(e) => Err(e),
-        };
-        let batch = whole.map(|bytes| {
+    new_window: &'a AtomicBool,
+    watch: Watch,
+    waiting: &'a Waiting,
+}
+
+impl Reader<'_> {
+    fn run(mut self, mut input: ReplicaInput) {
+        let _gone = ReaderGone(self.out);
+        let mut splitter = Splitter::new(self.max_command);
+        let mut buf = vec![0u8; READ_SIZE];
+        // A clock stepped back (NTP) must not make stamps go backwards: the
+        // replay holds a chunk whose stamps do to be tampered with.
+        let mut last_stamp = 0u64;
+        let mut returned = Instant::now();
+        loop {
+            // Whether this read takes from the socket, not from a buffer.
+            let from_socket = input.buffered() == 0;
+            let clean_at_start = from_socket && !splitter.holds_part();
+            let entered = Instant::now();
+            let quiet = clean_at_start && self.watch.offset_reached();
+            self.waiting.begin(quiet, last_stamp);
+            let read = input.read(&mut buf).map_err(|e| {
+                Error::from_io(e)
+                    .unwrap_or_else(|e| Error::redis(format!("reading the stream: {e}")))
+            });
+            self.waiting.end();
+            // Stamped as the read returns: what comes after takes time.
             last_stamp = last_stamp.max(units::now_micros());
-            Batch {
+            let away = entered.saturating_duration_since(returned);
+            let waited = entered.elapsed();
+            returned = Instant::now();
+            let n = *read.as_ref().unwrap_or(&0);
+            let eof = matches!(read, Ok(0));
+            let whole = match read {
+                Ok(0) => Err(Error::redis("the primary closed the replication stream")),
+                Ok(n) => splitter.push(&buf[..n]).and_then(|pushed| {
+                    pushed.map_err(|TooLong { max }| {
+                        self.new_window.store(true, Ordering::Relaxed);
+                        Error::redis(format!(
+                            "the primary sent a command of more than archive_chunk_size ({max} bytes), which the archive does not hold"
+                        ))
+                    })
+                }),
+                Err(e) => Err(e),
+            };
+            self.watch.read(behind::Read {
+                at: last_stamp,
+                n,
+                away_micros: away.as_micros() as u64,
+                waited_micros: waited.as_micros() as u64,
+                eof,
+                clean_at_start,
+                // All the socket held was read, and no command is half in.
+                drained: from_socket
+                    && n < behind::DRAINED_BELOW
+                    && input.buffered() == 0
+                    && !splitter.holds_part(),
+            });
+            let whole = match whole {
+                Ok(bytes) if bytes.is_empty() => continue,
+                whole => whole,
+            };
+            let batch = whole.map(|bytes| Batch {
                 at_micros: last_stamp,
                 bytes,
+            });
+            let failed = batch.is_err();
+            if let Ok(batch) = &batch {
+                if stream::commands(&batch.bytes).any(is_getack) {
+                    let _ = self.acks.ack(self.stored.load(Ordering::Relaxed));
+                }
             }
-        });
-        let failed = batch.is_err();
-        if let Ok(batch) = &batch {
-            if batch.bytes.is_empty() {
-                continue;
+            if !self.out.send((batch, self.watch.seen())) || failed {
+                return;
             }
-            if stream::commands(&batch.bytes).any(is_getack) {
-                let _ = acks.ack(stored.load(Ordering::Relaxed));
-            }
-        }
-        if !out.send(batch) || failed {
-            return;
         }
     }
 }

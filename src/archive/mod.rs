@@ -10,6 +10,7 @@
 //! `stream`'s business.
 
 pub mod apply;
+pub mod behind;
 pub mod follow;
 mod primary;
 pub mod replay;

@@ -195,6 +195,11 @@ impl Splitter {
         }
     }
 
+    /// Whether a command is half received.
+    pub fn holds_part(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// Add `bytes`; returns the whole commands now complete, in order.
     pub fn push(&mut self, bytes: &[u8]) -> Result<std::result::Result<Vec<u8>, TooLong>> {
         self.buf.extend_from_slice(bytes);

@@ -1,12 +1,13 @@
 //! The recoverable windows of each instance, from records alone. A window
 //! is a base backup and the chunks named after it (in `Storage::archive`).
 //! The times it can restore to are its spans: one per archiver session,
-//! from the first command that session stored to the last; between two
-//! sessions nothing was being received, and what was written then arrived
-//! later, stamped later, so a moment there is not held. Whether every chunk
+//! from the first command that session stored to the last, less the
+//! intervals it was behind the primary (`behind`); between two sessions
+//! nothing was being received, and what was written then arrived later,
+//! stamped later, so a moment there is not held. Whether every chunk
 //! is there and unaltered is proven by the replay that uses them, not here.
 
-use super::{ChunkName, BASE_SOURCE};
+use super::{behind, ChunkName, BASE_SOURCE};
 use crate::codec::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::BackupId;
@@ -108,16 +109,6 @@ fn describe(instance: &str, (from, to): (u64, u64)) -> String {
     )
 }
 
-/// Shown to the millisecond, both ends rounded up: a TIME copied from
-/// `timeline` must take in the commands at its ends. At the start of a
-/// session after a gap, those are the writes made while no archiver ran,
-/// stamped as they arrived; the moment before them (rounded down) would
-/// give the data of the end of the session before, which the primary no
-/// longer had.
-fn ceil_millis(micros: u64) -> u64 {
-    micros.div_ceil(1000) * 1000
-}
-
 /// Every window in `storage` (of `instance`, if given), oldest base first.
 pub fn windows(
     storage: &dyn Storage,
@@ -202,8 +193,11 @@ pub fn windows(
             if holds_moments && range.start < break_at {
                 let (from, _) = first.span_micros();
                 let (_, to) = newest.span_micros();
-                spans.push((ceil_millis(from), ceil_millis(to.max(from))));
-                span_ends.push(range.end);
+                // The newest record carries the session's intervals behind.
+                for span in behind::held(from, to.max(from), &newest.behind) {
+                    spans.push(span);
+                    span_ends.push(range.end);
+                }
             }
             last = Some(newest);
         }

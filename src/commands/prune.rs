@@ -399,6 +399,7 @@ mod tests {
                     first_at: created_at.clone(),
                     last_at: created_at.clone(),
                     session_start: true,
+                    behind: Vec::new(),
                 });
                 Record {
                     id,

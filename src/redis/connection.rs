@@ -422,6 +422,14 @@ impl Read for ReplicaInput {
     }
 }
 
+impl ReplicaInput {
+    /// Bytes received but not read yet: a read returns these, not what the
+    /// socket holds.
+    pub fn buffered(&self) -> usize {
+        self.pending.len() + self.input.buffer().len()
+    }
+}
+
 /// Sends `REPLCONF ACK` on the link.
 pub struct ReplicaAcks {
     /// For `close`, apart from `output`: an ACK blocked in a write (a

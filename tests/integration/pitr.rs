@@ -3696,3 +3696,149 @@ fn the_sweep_does_not_stall_the_archivers_base_until_the_primary_drops_it() {
         "the primary dropped the archiver"
     );
 }
+
+/// `SET step i` with a value of `size` bytes deflate cannot shrink, for
+/// each `i` of `steps`, as one pipeline.
+fn steps_of(steps: std::ops::Range<usize>, size: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    steps
+        .map(|i| {
+            let noise: Vec<u8> = (0..size)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let step = i.to_string().into_bytes();
+            vec![
+                b"MSET".to_vec(),
+                b"step".to_vec(),
+                step,
+                format!("v{i}").into_bytes(),
+                noise,
+            ]
+        })
+        .collect()
+}
+
+/// The value of `step` in what `export --at at` gives, or `None` when no
+/// window holds `at` (exit 4, which must then be the answer).
+fn step_at(t: &TestRedis, at: &str, name: &str) -> Option<u64> {
+    let out = export_at_text(t, at, name);
+    if out.code == Some(4) {
+        return None;
+    }
+    out.ok();
+    let server = LoadedRdb::load(&t.path(name));
+    let step = server.conn().call(&["GET", "step"]).text();
+    Some(step.parse().expect("a step"))
+}
+
+/// A gap's writes reach the next session as one burst from the primary's
+/// backlog, read over many reads and stamped as they arrive: the moments
+/// from the session's first stamp until all of it is in gave the data of
+/// the middle of the gap (step 21 of 400 in the review that found it).
+/// They are no longer held: every moment the new session holds has every
+/// write of the gap.
+#[test]
+fn the_moments_a_session_holds_after_a_gap_have_every_write_of_the_gap() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "step", "0"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+    conn.pipeline(&steps_of(1..401, 8 * 1024));
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    wait_until_archived(&mut conn);
+    std::thread::sleep(Duration::from_millis(500));
+    conn.ok(&["SET", "after", "1"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+
+    let spans = timeline(&t);
+    assert!(spans.len() >= 2, "{spans:?}");
+    for (i, span) in spans[1..].iter().enumerate() {
+        for end in ["from", "to"] {
+            let at = span[end].as_str().expect("a time");
+            assert_eq!(
+                step_at(&t, at, &format!("{i}-{end}.rdb")),
+                Some(400),
+                "the span {span} holds {at}, which lacks writes of the gap"
+            );
+        }
+    }
+}
+
+/// A burst faster than the archiver takes it in: commands wait in the
+/// socket and the primary's buffers and are stamped late. A moment the
+/// timeline shows as held gave an older state than the primary's then (a
+/// moment 1 ms after 1000 acknowledged writes held step 319 to 851 in the
+/// review that found it). Now each moment held has every write
+/// acknowledged before it, and none sent after; the moments the archiver
+/// was behind are refused (exit 4).
+#[test]
+fn every_moment_held_during_a_burst_has_the_writes_acknowledged_before_it() {
+    let t = TestRedis::builder()
+        .requirepass("Pitr-Pw-4411")
+        .setting("archive_interval", "1")
+        .setting("archive_chunk_size", "256K")
+        .conf_line("repl-diskless-sync-delay 0")
+        .conf_line("repl-backlog-size 64mb")
+        .conf_line("client-output-buffer-limit replica 0 0 0")
+        .start();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "step", "0"]);
+    wait_until_archived(&mut conn);
+    // Ten pipelines of 100 writes of 16 KB: when each was sent, and when
+    // all its writes were acknowledged.
+    let mut pipelines = Vec::new();
+    for p in 0..10 {
+        let sent = now_micros();
+        conn.pipeline(&steps_of(p * 100 + 1..p * 100 + 101, 16 * 1024));
+        pipelines.push((sent, now_micros()));
+    }
+    let last_acked = pipelines.last().expect("ten").1;
+    wait_until_archived(&mut conn);
+    // A write once the archiver has caught up: its moments are held again.
+    std::thread::sleep(Duration::from_millis(500));
+    conn.ok(&["SET", "after", "1"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+
+    let acked_by = |at: u64| 100 * pipelines.iter().filter(|p| p.1 <= at).count() as u64;
+    let sent_by = |at: u64| 100 * pipelines.iter().filter(|p| p.0 <= at).count() as u64;
+    let just_after = rfc3339(last_acked + 1000);
+    if let Some(step) = step_at(&t, &just_after, "just-after.rdb") {
+        assert_eq!(
+            step, 1000,
+            "{just_after} is held and lacks acknowledged writes"
+        );
+    }
+    let burst = (pipelines[0].0, last_acked + 1000);
+    let spans = timeline(&t);
+    let mut moments = Vec::new();
+    for span in &spans {
+        let from = millis_of(span["from"].as_str().expect("from")) * 1000;
+        let to = millis_of(span["to"].as_str().expect("to")) * 1000;
+        if to >= burst.0 && from <= burst.1 + 10_000_000 {
+            moments.extend([from, (from + to) / 2, to]);
+        }
+    }
+    assert!(!moments.is_empty(), "no span near the burst: {spans:?}");
+    for (i, at) in moments.into_iter().take(12).enumerate() {
+        let shown = rfc3339(at);
+        let step = step_at(&t, &shown, &format!("m{i}.rdb"))
+            .unwrap_or_else(|| panic!("{shown} is in a span of {spans:?} but refused"));
+        assert!(
+            (acked_by(at)..=sent_by(at)).contains(&step),
+            "at {shown} step {step}: {} were acknowledged and {} sent by then",
+            acked_by(at),
+            sent_by(at)
+        );
+    }
+}

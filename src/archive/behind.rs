@@ -1,0 +1,485 @@
+//! When the archiver was behind the primary. Each command is stamped when it
+//! is received, and a replay to a moment applies every command stamped up
+//! to it: that is the primary's data at that moment only if by then the
+//! archiver had received all the primary had done. While it is behind
+//! (taking in what a gap or a full resync left in the primary's buffers, or
+//! held up while a burst is stored) commands arrive late and are stamped
+//! late, and a replay to a moment then would lack writes made before it.
+//! The reader sees when it is behind (`Watch`), each chunk's record carries
+//! the intervals of its session so far (`Intervals`, `ArchivePlace::behind`),
+//! and `windows` leaves them out of the moments a window holds (`held`).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The intervals a record carries at most: past that, the two closest are
+/// made one, which leaves out more moments, never fewer.
+pub const MAX_INTERVALS: usize = 256;
+/// How long the reader may be away from the socket (splitting what it
+/// read, queueing it) before what arrived meanwhile counts as late.
+const SLACK_MICROS: u64 = 5_000;
+/// A read this large may have left bytes the socket held already (its
+/// receive buffer may be no larger than the read, and a full one stops
+/// the primary sending).
+pub const DRAINED_BELOW: usize = 64 * 1024;
+
+/// The reader's view: whether, at each read, everything the primary had
+/// sent was in.
+pub struct Watch {
+    /// Stream bytes still to read before the primary's offset taken as the
+    /// session began is reached: what it had done by then is not all in.
+    to_catch_up: u64,
+    /// The moment from which the archiver is behind, while it is.
+    since: Option<u64>,
+    /// The read before: its stamp, and whether it was caught up.
+    last: Option<(u64, bool)>,
+    /// Intervals ended since the last `seen` (two or more as one).
+    ended: Option<(u64, u64)>,
+}
+
+/// One read, as the reader saw it.
+pub struct Read {
+    /// When it returned (µs since the epoch): the stamp of what it read.
+    pub at: u64,
+    pub n: usize,
+    /// From the return of the read before to the start of this one.
+    pub away_micros: u64,
+    /// From its start to its return.
+    pub waited_micros: u64,
+    /// It found the end of the stream (the primary closed it: all it sent
+    /// was in).
+    pub eof: bool,
+    /// Nothing was left unread in buffers, nor half a command, as it began.
+    pub clean_at_start: bool,
+    /// Nor as it returned, and it read less than `DRAINED_BELOW`.
+    pub drained: bool,
+}
+
+/// What the reads up to a batch saw: an interval behind they ended, and
+/// since when the archiver is behind, if it still is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub ended: Option<(u64, u64)>,
+    pub behind_since: Option<u64>,
+}
+
+impl Watch {
+    pub fn new(to_catch_up: u64) -> Watch {
+        Watch {
+            to_catch_up,
+            since: None,
+            last: None,
+            ended: None,
+        }
+    }
+
+    pub fn read(&mut self, read: Read) {
+        let began = read
+            .at
+            .saturating_sub(read.waited_micros)
+            .max(self.last.map_or(0, |(at, _)| at));
+        let found_nothing = read.waited_micros > SLACK_MICROS || read.eof;
+        if found_nothing && read.clean_at_start && self.to_catch_up == 0 {
+            // It waited on a socket with nothing in it, or found its end:
+            // nothing came after the read before, or this one would have
+            // returned it at once. All that had come was in as that one
+            // returned.
+            if let Some(from) = self.since.take() {
+                self.end(from, self.last.map_or(began, |(at, _)| at));
+            }
+        } else if self
+            .last
+            .is_none_or(|(_, caught_up)| !caught_up || read.away_micros > SLACK_MICROS)
+        {
+            // What it returned may have arrived at any time since the read
+            // before, if that one left bytes unread or the reader was away
+            // long.
+            self.since
+                .get_or_insert(self.last.map_or(read.at, |(at, _)| at));
+        }
+        self.to_catch_up = self.to_catch_up.saturating_sub(read.n as u64);
+        let caught_up = read.drained && self.to_catch_up == 0;
+        match caught_up {
+            true => {
+                if let Some(from) = self.since.take() {
+                    self.end(from, read.at);
+                }
+            }
+            // What it left unread arrived before it returned.
+            false => {
+                self.since.get_or_insert(read.at);
+            }
+        }
+        self.last = Some((read.at, caught_up));
+    }
+
+    fn end(&mut self, from: u64, to: u64) {
+        if to <= from {
+            return;
+        }
+        self.ended = Some(match self.ended {
+            Some((earlier, _)) => (earlier, to),
+            None => (from, to),
+        });
+    }
+
+    /// The primary's offset as the session began is reached.
+    pub fn offset_reached(&self) -> bool {
+        self.to_catch_up == 0
+    }
+
+    /// What the reads since the last call saw, for the batch they made.
+    pub fn seen(&mut self) -> Seen {
+        Seen {
+            ended: self.ended.take(),
+            behind_since: self.since,
+        }
+    }
+}
+
+/// Whether the reader waits on a socket that held nothing as the read
+/// began (nor a buffer, nor half a command, the primary's offset reached),
+/// and since when: the storer, storing a chunk meanwhile, need not wait for
+/// the read to return to know that all that had come was in.
+#[derive(Default)]
+pub struct Waiting(Mutex<Option<(Instant, u64)>>);
+
+impl Waiting {
+    /// A read begins; `quiet`: as above; `stamp_before`: of the read before.
+    pub fn begin(&self, quiet: bool, stamp_before: u64) {
+        *self.lock() = quiet.then(|| (Instant::now(), stamp_before));
+    }
+
+    pub fn end(&self) {
+        *self.lock() = None;
+    }
+
+    /// Whether the reader has waited on an empty socket, longer than a
+    /// reader away, since the read stamped `at`.
+    pub fn since(&self, at: u64) -> bool {
+        self.lock().is_some_and(|(began, before)| {
+            before == at && began.elapsed().as_micros() > u128::from(SLACK_MICROS)
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, u64)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The intervals of one session when the archiver was behind, each from
+/// (included) to (left out) in µs since the epoch, in order.
+#[derive(Default)]
+pub struct Intervals {
+    closed: Vec<(u64, u64)>,
+    open: Option<u64>,
+}
+
+impl Intervals {
+    /// What the reads of a batch saw.
+    pub fn saw(&mut self, seen: Seen) {
+        if let Some((from, to)) = seen.ended {
+            self.close(from, to);
+        }
+        self.open = seen.behind_since;
+    }
+
+    /// All that had come was in as the read stamped `at` returned.
+    pub fn caught_up_at(&mut self, at: u64) {
+        if let Some(from) = self.open.take() {
+            self.close(from, at);
+        }
+    }
+
+    fn close(&mut self, from: u64, to: u64) {
+        if to <= from {
+            return;
+        }
+        match self.closed.last_mut() {
+            Some(last) if last.1 >= from => last.1 = last.1.max(to),
+            _ => self.closed.push((from, to)),
+        }
+        if self.closed.len() > MAX_INTERVALS {
+            let i = (0..self.closed.len() - 1)
+                .min_by_key(|&i| self.closed[i + 1].0 - self.closed[i].1)
+                .expect("two or more");
+            self.closed[i].1 = self.closed.remove(i + 1).1;
+        }
+    }
+
+    /// The intervals as a chunk whose last batch is stamped `last_at`
+    /// records them: one still open reaches past it.
+    pub fn as_of(&self, last_at: u64) -> Vec<(u64, u64)> {
+        let mut all = self.closed.clone();
+        // One that began after the chunk's last command leaves it whole.
+        if let Some(from) = self.open.filter(|from| *from <= last_at) {
+            all.push((from, last_at + 1));
+        }
+        all
+    }
+}
+
+/// The moments a session holds: its commands' stamps from `first` to
+/// `last`, less the intervals it was behind, rounded to the millisecond as
+/// `timeline` shows them. A start is rounded up (the moment copied must
+/// take in the commands stamped there); so is the end of the session (no
+/// command came after its last until the next chunk), but not an end where
+/// the archiver fell behind, which is rounded down.
+pub fn held(first: u64, last: u64, behind: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let ceil = |micros: u64| micros.div_ceil(1000) * 1000;
+    let mut spans = Vec::new();
+    let mut from = first;
+    for &(behind_from, behind_to) in behind {
+        if behind_from > last {
+            break;
+        }
+        if behind_to <= from {
+            continue;
+        }
+        if behind_from > from {
+            let to = (behind_from - 1) / 1000 * 1000;
+            if ceil(from) <= to {
+                spans.push((ceil(from), to));
+            }
+        }
+        from = from.max(behind_to);
+    }
+    if from <= last {
+        spans.push((ceil(from), ceil(last)));
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read as the reader sees it: quick, from a clean socket.
+    fn read(at: u64, n: usize) -> Read {
+        Read {
+            at,
+            n,
+            away_micros: 10,
+            waited_micros: 10,
+            eof: false,
+            clean_at_start: true,
+            drained: true,
+        }
+    }
+
+    #[test]
+    fn a_reader_that_keeps_up_is_never_behind_after_its_first_read() {
+        let mut watch = Watch::new(0);
+        watch.read(read(1_000, 100));
+        assert_eq!(watch.seen().behind_since, None);
+        for at in [2_000, 50_000, 900_000] {
+            watch.read(read(at, 100));
+            let seen = watch.seen();
+            assert_eq!((seen.ended, seen.behind_since), (None, None), "at {at}");
+        }
+    }
+
+    #[test]
+    fn a_reader_away_too_long_or_leaving_bytes_is_behind_until_it_drains() {
+        let mut watch = Watch::new(0);
+        watch.read(read(1_000, 100));
+        watch.seen();
+        // Away too long (a full queue): what it read arrived any time since.
+        watch.read(Read {
+            away_micros: SLACK_MICROS + 1,
+            drained: false,
+            ..read(9_000, 100)
+        });
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: None,
+                behind_since: Some(1_000)
+            }
+        );
+        watch.read(Read {
+            drained: false,
+            ..read(9_500, DRAINED_BELOW)
+        });
+        watch.read(read(10_000, 10));
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: Some((1_000, 10_000)),
+                behind_since: None
+            }
+        );
+        watch.read(read(11_000, 10));
+        assert_eq!(watch.seen().behind_since, None);
+        // A read that left bytes is behind from its own stamp.
+        watch.read(Read {
+            drained: false,
+            ..read(12_000, 10)
+        });
+        assert_eq!(watch.seen().behind_since, Some(12_000));
+    }
+
+    #[test]
+    fn a_read_that_found_the_socket_empty_shows_the_one_before_caught_up() {
+        let mut watch = Watch::new(0);
+        watch.read(Read {
+            drained: false,
+            ..read(1_000, DRAINED_BELOW)
+        });
+        // It waited 40 ms for the next command, which it read half of.
+        watch.read(Read {
+            waited_micros: 40_000,
+            drained: false,
+            ..read(50_000, 10)
+        });
+        watch.read(read(50_100, 10));
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: Some((50_000, 50_100)),
+                behind_since: None
+            },
+            "caught up at the read before, then behind for the half command"
+        );
+        // Not from a socket that held bytes as it began.
+        watch.read(Read {
+            drained: false,
+            ..read(60_000, 10)
+        });
+        watch.read(Read {
+            waited_micros: 40_000,
+            clean_at_start: false,
+            ..read(110_000, 10)
+        });
+        assert_eq!(watch.seen().ended, Some((60_000, 110_000)));
+        // The end of the stream, found at once: all was in at the read
+        // before, which left nothing buffered.
+        watch.read(Read {
+            drained: false,
+            ..read(120_000, DRAINED_BELOW)
+        });
+        watch.seen();
+        watch.read(Read {
+            eof: true,
+            drained: false,
+            ..read(120_050, 0)
+        });
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: None,
+                behind_since: Some(120_050)
+            },
+            "caught up at the read before"
+        );
+        let mut intervals = Intervals::default();
+        intervals.saw(watch.seen());
+        assert_eq!(
+            intervals.as_of(120_000),
+            [],
+            "nothing after the chunk's last"
+        );
+    }
+
+    #[test]
+    fn a_session_is_behind_until_the_primarys_offset_at_its_start_is_read() {
+        let mut watch = Watch::new(1_000);
+        watch.read(read(1_000, 600));
+        assert_eq!(watch.seen().behind_since, Some(1_000));
+        // Waiting does not end it before the offset is reached.
+        watch.read(Read {
+            waited_micros: 40_000,
+            ..read(50_000, 400)
+        });
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: Some((1_000, 50_000)),
+                behind_since: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_reader_waiting_on_an_empty_socket_is_seen_once_past_the_slack() {
+        let waiting = Waiting::default();
+        waiting.begin(true, 5_000);
+        assert!(!waiting.since(5_000), "not yet past the slack");
+        std::thread::sleep(std::time::Duration::from_micros(SLACK_MICROS + 1_000));
+        assert!(waiting.since(5_000));
+        assert!(!waiting.since(4_000), "another read's stamp");
+        waiting.end();
+        assert!(!waiting.since(5_000));
+        waiting.begin(false, 6_000);
+        std::thread::sleep(std::time::Duration::from_micros(SLACK_MICROS + 1_000));
+        assert!(
+            !waiting.since(6_000),
+            "a read that began with bytes to read"
+        );
+        let mut intervals = Intervals::default();
+        intervals.saw(Seen {
+            ended: None,
+            behind_since: Some(1_000),
+        });
+        intervals.caught_up_at(6_000);
+        assert_eq!(intervals.as_of(6_000), [(1_000, 6_000)]);
+    }
+
+    #[test]
+    fn intervals_close_merge_and_stay_bounded() {
+        let ended = |from, to| Seen {
+            ended: Some((from, to)),
+            behind_since: None,
+        };
+        let mut intervals = Intervals::default();
+        intervals.saw(ended(5, 5));
+        assert_eq!(intervals.as_of(10), [], "an empty interval is none");
+        intervals.saw(Seen {
+            ended: None,
+            behind_since: Some(10),
+        });
+        assert_eq!(intervals.as_of(20), [(10, 21)]);
+        intervals.saw(ended(10, 30));
+        assert_eq!(intervals.as_of(40), [(10, 30)]);
+        intervals.saw(ended(25, 35));
+        assert_eq!(intervals.as_of(40), [(10, 35)], "overlapping are one");
+        for i in 0..MAX_INTERVALS as u64 + 10 {
+            let at = 1_000 + i * 100 + (i % 7);
+            intervals.saw(ended(at - 10, at));
+        }
+        let all = intervals.as_of(u64::MAX - 1);
+        assert_eq!(all.len(), MAX_INTERVALS);
+        assert_eq!(all[0], (10, 35));
+        assert!(all.windows(2).all(|w| w[0].1 < w[1].0));
+        let covered = |t: u64| all.iter().any(|(f, to)| (*f..*to).contains(&t));
+        for i in 0..MAX_INTERVALS as u64 + 10 {
+            let at = 1_000 + i * 100 + (i % 7);
+            assert!(covered(at - 10) && covered(at - 1), "merging kept {at}");
+        }
+    }
+
+    #[test]
+    fn the_moments_held_leave_out_the_intervals_behind() {
+        // Stamps from 1.0005 s to 9.0002 s, behind from 3.0004 to 4.5 s
+        // and from 8.2 s on.
+        let behind = [(3_000_400, 4_500_000), (8_200_000, 9_000_201)];
+        let spans = held(1_000_500, 9_000_200, &behind);
+        assert_eq!(
+            spans,
+            [(1_001_000, 3_000_000), (4_500_000, 8_199_000)],
+            "a start rounds up, an end before falling behind rounds down"
+        );
+        assert_eq!(held(1_000_500, 9_000_200, &[]), [(1_001_000, 9_001_000)]);
+        assert_eq!(
+            held(1_000_000, 2_000_000, &[(1_000_000, 1_500_000)]),
+            [(1_500_000, 2_000_000)],
+            "behind from the session's first command"
+        );
+        assert_eq!(held(1_000_000, 2_000_000, &[(1_000_000, 2_000_001)]), []);
+        assert_eq!(
+            held(1_000_000, 2_000_000, &[(500, 900), (2_500_000, 3_000_000)]),
+            [(1_000_000, 2_000_000)],
+            "intervals outside the session"
+        );
+    }
+}
