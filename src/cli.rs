@@ -259,8 +259,10 @@ an archiver restart goes on where it stopped instead of starting a new window.
 const TIMELINE_HELP: &str = "\
 Usage: redis-backup timeline [--instance ID]
 
-The recoverable windows of each instance: one per archiver session, from
-the first command that session stored to the last. With --json, an array of
+The recoverable windows of each instance: per archiver session, from the
+first command that session stored to the last, less the times the archiver
+was behind the primary (a moment then would lack writes made before it).
+With --json, an array of
 {\"instance\", \"from\", \"to\", \"base\"}, times in RFC 3339 UTC to the millisecond.
 
   --instance ID    only this instance
