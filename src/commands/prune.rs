@@ -135,6 +135,7 @@ pub(super) fn prune(
     let chunks = storage.archive();
     let mut lines = Vec::new();
     let mut chunks_deleted = Vec::new();
+    let mut deleted: Vec<&str> = Vec::new();
     let mut patience = Patience::of(&*storage);
     for record in &doomed {
         let of_base = match record.archive.is_some() {
@@ -148,6 +149,7 @@ pub(super) fn prune(
             false => Vec::new(),
         };
         if dry_run {
+            deleted.push(record.id.as_str());
             lines.push(format!("would delete {}", record.summary_line()));
             if !of_base.is_empty() {
                 lines.push(format!(
@@ -168,6 +170,7 @@ pub(super) fn prune(
             let started = std::time::Instant::now();
             match storage.delete(&record.id) {
                 Ok(()) => {
+                    deleted.push(record.id.as_str());
                     log::info!("pruned backup {} of {}", record.id, record.instance);
                     lines.push(format!("deleted {}", record.summary_line()));
                 }
@@ -193,7 +196,9 @@ pub(super) fn prune(
         lines,
         json: json!({
             "dry_run": dry_run,
-            "deleted": doomed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            // What this run deleted (or would): not a base kept after all,
+            // nor one another prune deleted first.
+            "deleted": deleted,
             "ignored": refused.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
             "chunks_deleted": chunks_deleted,
         }),

@@ -611,36 +611,43 @@ fn two_prunes_at_once_both_succeed() {
         t.conn().ok(&["SET", "k", &i.to_string()]);
         ids.push(t.backup());
     }
-    let slow = t
-        .with_env(
-            Run::new("strace")
-                .args(&[
-                    "-f",
-                    "-o",
-                    "/dev/null",
-                    "-e",
-                    "trace=unlink,unlinkat,rename,renameat,renameat2",
-                ])
-                .args(&[
-                    "-e",
-                    "inject=unlink,unlinkat,rename,renameat,renameat2:delay_enter=3000000:when=1",
-                ])
-                .args(&[BIN, "-c", &t.settings_file().display().to_string()])
-                .args(&["prune", "--keep-last", "1"]),
-        )
-        .spawn();
+    let slow = t.with_env(
+        Run::new("strace")
+            .args(&[
+                "-f",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=unlink,unlinkat,rename,renameat,renameat2",
+            ])
+            .args(&[
+                "-e",
+                "inject=unlink,unlinkat,rename,renameat,renameat2:delay_enter=3000000:when=1",
+            ])
+            .args(&[BIN, "-c", &t.settings_file().display().to_string()])
+            .args(&["--json", "prune", "--keep-last", "1"]),
+    );
+    let slow = std::thread::spawn(move || slow.run());
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    t.run(&["prune", "--keep-last", "1"]).ok();
-    let held = slow.wait_with_output().unwrap();
+    let quick = t.run(&["--json", "prune", "--keep-last", "1"]).ok().json();
+    let held = slow.join().unwrap();
     let listed: Vec<String> = t
         .list(&[])
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(listed, vec![ids[3].clone()], "the newest stays");
-    assert!(
-        held.status.success(),
-        "the held prune failed though the storage is as it asked: {}",
-        String::from_utf8_lossy(&held.stderr)
-    );
+    // The held prune succeeds though the storage is as it asked.
+    let held = held.ok().json();
+    // Each says it deleted only what it deleted: together, each backup
+    // once.
+    let mut deleted: Vec<&str> = [&quick, &held]
+        .iter()
+        .flat_map(|report| report["deleted"].as_array().expect("a list"))
+        .map(|id| id.as_str().expect("an ID"))
+        .collect();
+    deleted.sort();
+    let mut pruned = ids[..3].to_vec();
+    pruned.sort();
+    assert_eq!(deleted, pruned, "{quick}\n{held}");
 }
