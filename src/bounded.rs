@@ -3,9 +3,9 @@
 //! stop), may keep it from ending. Its output is read in a thread of its
 //! own, some of it kept: what it started may hold the pipe open after it.
 
+use crate::queue::{self, Receiver};
 use std::io::Read;
 use std::process::{Child, ExitStatus};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 /// What is kept of what a program says: enough for its last words.
@@ -14,7 +14,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Read `pipe` apart; what it said (at most `MAX_SAID`) once it closes.
 pub fn read_apart(pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (said_tx, said_rx) = std::sync::mpsc::channel();
+    let (said_tx, said_rx) = queue::unbounded();
     std::thread::spawn(move || {
         let mut said = Vec::new();
         let mut pipe = pipe;

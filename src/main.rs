@@ -16,6 +16,7 @@ mod error;
 mod fs;
 mod id;
 mod progress;
+mod queue;
 mod record;
 mod redis;
 mod restore;

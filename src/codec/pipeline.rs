@@ -13,11 +13,11 @@
 //! reader or worker drops its ends, which lets the writer's loop end. The
 //! error reported is the earliest one in stream order.
 
+use crate::queue::{self, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
@@ -248,7 +248,7 @@ fn decode_frames(
         // this thread writes each frame, then hands it to the checker, which
         // hashes it while the next one is written. The checker gives the
         // buffers back to the ring (and, by ending, wakes the reader up).
-        let (to_check, frames) = sync_channel::<Plain>(stages.slots);
+        let (to_check, frames) = queue::bounded::<Plain>(stages.slots);
         let checker = s.spawn(move || check_plain(frames, sink, rdb));
         let (trailer, output) = (&mut trailer, &mut *output);
         let run = stages.run(
@@ -344,7 +344,7 @@ struct ReadTotals {
 fn read_chunks(
     input: &mut (dyn Read + Send),
     source: Source,
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
     frame_size: usize,
     stop: &AtomicBool,
 ) -> Result<ReadTotals> {
@@ -425,7 +425,7 @@ fn read_frames(
     input: &mut (dyn Read + Send),
     header: &Header,
     source: Source,
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
     stop: &AtomicBool,
 ) -> Result<u64> {
     let mut index = 0u64;
@@ -520,7 +520,7 @@ impl Stages {
     /// writer stops early.
     fn run<R, T, W>(
         &self,
-        read: impl FnOnce(SyncSender<Job>, &AtomicBool) -> Result<(u64, R)> + Send,
+        read: impl FnOnce(Sender<Job>, &AtomicBool) -> Result<(u64, R)> + Send,
         make_worker: impl Fn() -> W + Sync,
         mut write: impl FnMut(T) -> Result<u64>,
     ) -> Result<(R, Written)>
@@ -529,9 +529,9 @@ impl Stages {
         T: Send,
         W: FnMut(u64, Vec<u8>) -> Result<T>,
     {
-        let (job_tx, job_rx) = sync_channel::<Job>(self.slots);
+        let (job_tx, job_rx) = queue::bounded::<Job>(self.slots);
         let job_rx = Mutex::new(job_rx);
-        let (done_tx, done_rx) = channel::<Done<T>>();
+        let (done_tx, done_rx) = queue::unbounded::<Done<T>>();
         let stop = AtomicBool::new(false);
         let (stop, jobs, make_worker) = (&stop, &job_rx, &make_worker);
         thread::scope(|s| {
@@ -570,7 +570,7 @@ fn next_job(jobs: &Mutex<Receiver<Job>>) -> Option<Job> {
     // A worker that panicked cannot leave the receiver inconsistent, so a
     // poisoned lock is still usable.
     let jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
-    jobs.recv().ok()
+    jobs.recv()
 }
 
 /// How much the writer got through.

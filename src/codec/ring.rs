@@ -8,7 +8,7 @@
 //! consumer failed and returned), `take` stops blocking and returns `None`, so
 //! a producer waiting for a buffer can never hang on a dead pipeline.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use crate::queue::{self, Receiver, Sender};
 
 /// Where buffers are taken from. Owned by the one thread that starts frames.
 pub struct Source {
@@ -18,12 +18,12 @@ pub struct Source {
 /// Where buffers are given back. Cheap to clone.
 #[derive(Clone)]
 pub struct Sink {
-    free: SyncSender<Vec<u8>>,
+    free: Sender<Vec<u8>>,
 }
 
 /// Creates `count` buffers of `capacity` bytes each.
 pub fn ring(count: usize, capacity: usize) -> (Source, Sink) {
-    let (tx, rx) = sync_channel(count);
+    let (tx, rx) = queue::bounded(count);
     for _ in 0..count {
         tx.try_send(Vec::with_capacity(capacity))
             .expect("the channel has room for every buffer");
@@ -35,7 +35,7 @@ impl Source {
     /// The next free buffer (empty, with its capacity kept), waiting while all
     /// are in use; `None` once no `Sink` is left and none is free.
     pub fn take(&self) -> Option<Vec<u8>> {
-        self.free.recv().ok()
+        self.free.recv()
     }
 }
 

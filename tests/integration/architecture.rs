@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, lowest first. A module may use only those of
 /// lower layers (and, within a folder, its siblings).
 const LAYERS: &[&[&str]] = &[
-    &["error", "secret", "units", "testing", "bounded", "signals"],
-    &["id"],
+    &["error", "secret", "units", "testing", "queue", "signals"],
+    &["id", "bounded"],
     &["settings"],
     &["cli"],
     &["progress", "service"],

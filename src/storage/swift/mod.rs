@@ -30,6 +30,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::id::BackupId;
+use crate::queue::{self, Receiver, Sender};
 use crate::units;
 use auth::{transport_error, Credentials, Session};
 use log::{debug, info, warn};
@@ -37,7 +38,6 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -1046,7 +1046,7 @@ struct SegmentInfo {
 /// thread that streams them as the body of a PUT.
 struct SegmentUpload {
     path: String,
-    chunks: SyncSender<Vec<u8>>,
+    chunks: Sender<Vec<u8>>,
     upload: JoinHandle<std::result::Result<String, SegmentFailure>>,
     md5: Md5,
     size: u64,
@@ -1081,7 +1081,7 @@ impl SwiftObject {
         let number = self.segments.len() + 1;
         self.started = self.started.max(number);
         let path = format!("{}/{number:08}", self.segment_prefix);
-        let (chunks, receiver) = sync_channel(CHANNEL_CHUNKS);
+        let (chunks, receiver) = queue::bounded(CHANNEL_CHUNKS);
         let client = self.client.clone();
         let put_path = path.clone();
         let size = self.segment_size;
@@ -1336,11 +1336,11 @@ impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.offset == self.current.len() {
             match self.chunks.recv() {
-                Ok(chunk) => {
+                Some(chunk) => {
                     self.current = chunk;
                     self.offset = 0;
                 }
-                Err(_) => return Ok(0), // the segment is complete
+                None => return Ok(0), // the segment is complete
             }
         }
         let n = buf.len().min(self.current.len() - self.offset);
@@ -1599,7 +1599,7 @@ mod tests {
 
     #[test]
     fn channel_reader_yields_chunks_then_ends() {
-        let (tx, rx) = sync_channel(2);
+        let (tx, rx) = queue::bounded(2);
         tx.send(b"abc".to_vec()).unwrap();
         tx.send(b"de".to_vec()).unwrap();
         drop(tx);
