@@ -596,6 +596,53 @@ mod tests {
         }
     }
 
+    /// The storer closes an interval when it sees the reader wait on an
+    /// empty socket after the read its chunk ends with (`Waiting`); a batch
+    /// still queued behind that chunk carries what the reads saw before
+    /// (behind since the same moment), and reopens it. With two batches
+    /// stamped alike (the clock stepped back: stamps stay where they were)
+    /// the next chunk's record then names two overlapping intervals, which
+    /// its own reader refuses: the chunk, and every moment after it in the
+    /// window, can no longer be restored.
+    #[test]
+    fn a_chunk_stored_after_the_storer_saw_the_reader_catch_up_reads_back() {
+        use crate::archive::behind::{Intervals, Seen};
+        let behind_since = |from| Seen {
+            ended: None,
+            behind_since: Some(from),
+        };
+        let mut intervals = Intervals::default();
+        // Two batches, both stamped 1_000_000, both read while behind
+        // since 100_000 (before the clock stepped back).
+        intervals.saw(behind_since(100_000));
+        // The storer stores the first: the reader has waited on an empty
+        // socket since the read stamped 1_000_000.
+        intervals.caught_up_at(1_000_000);
+        assert_eq!(intervals.as_of(1_000_000), vec![(100_000, 1_000_000)]);
+        // Then takes the second, and stores it (SIGTERM, or its chunk due).
+        intervals.saw(behind_since(100_000));
+        let mut record = Record::sample();
+        let at = "1970-01-01T00:00:01.000000Z".to_string();
+        record.archive = Some(ArchivePlace {
+            base: BackupId::parse("b1").unwrap(),
+            replid: "r".repeat(40),
+            seq: 3,
+            start_offset: 10,
+            end_offset: 20,
+            first_at: at.clone(),
+            last_at: at,
+            session_start: false,
+            behind: intervals.as_of(1_000_000),
+        });
+        let bytes = record.to_stored(&key());
+        if let Err(e) = Record::from_stored(&bytes, &record.id, &key()) {
+            panic!(
+                "the record written for {:?} is refused: {e}",
+                record.archive.as_ref().map(|a| &a.behind)
+            );
+        }
+    }
+
     #[test]
     fn every_edit_of_a_stored_record_is_refused() {
         let good = stored_value();
