@@ -181,7 +181,11 @@ impl Intervals {
         if let Some((from, to)) = seen.ended {
             self.close(from, to);
         }
-        self.open = seen.behind_since;
+        // A batch queued before the storer saw the reader catch up (stamped
+        // like the chunk it closed the interval at) tells of the reads
+        // before: behind again, if at all, only from where that one ended.
+        let caught_up = self.closed.last().map_or(0, |last| last.1);
+        self.open = seen.behind_since.map(|from| from.max(caught_up));
     }
 
     /// All that had come was in as the read stamped `at` returned.
