@@ -3850,3 +3850,61 @@ fn every_moment_held_during_a_burst_has_the_writes_acknowledged_before_it() {
         );
     }
 }
+
+/// An archiver that has stored chunks but was behind the primary all its
+/// session (it started while the primary wrote faster than it takes the
+/// stream in, and was stopped before it caught up) holds no moment yet. A
+/// restore to a moment of it is rightly refused, but must not say that
+/// there is no archive this host's key reads: there is one, read whole.
+#[test]
+fn a_moment_of_a_window_that_holds_none_yet_is_refused_for_what_it_is() {
+    let t = TestRedis::builder()
+        .requirepass("Pitr-Pw-4411")
+        .setting("archive_interval", "1")
+        .setting("archive_chunk_size", "256K")
+        .conf_line("repl-diskless-sync-delay 0")
+        .conf_line("repl-backlog-size 256mb")
+        .conf_line("client-output-buffer-limit replica 0 0 0")
+        .start();
+    let value = vec![b'y'; 1024];
+    let t = &t;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let done = &done;
+    let (archiver, stored_at) = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut conn = t.conn();
+            let mut i = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let cmds: Vec<Vec<Vec<u8>>> = (0..200)
+                    .map(|_| {
+                        i += 1;
+                        let mut v = format!("{i}-").into_bytes();
+                        v.extend_from_slice(&value);
+                        vec![b"SET".to_vec(), b"step".to_vec(), v]
+                    })
+                    .collect();
+                conn.pipeline(&cmds);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let mut archiver = t.cmd(&["archive"]).watch();
+        archiver.wait_for_line("stored");
+        std::thread::sleep(Duration::from_millis(1500));
+        let at = now_micros();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (archiver, at)
+    });
+    stop(archiver);
+    let spans = timeline(t);
+    let chunks = chunk_files(t, ".json");
+    eprintln!("spans {spans:?}, {} chunk records", chunks.len());
+    let at = rfc3339(stored_at);
+    let out = export_at_text(t, &at, "x.rdb");
+    let said = out.stderr.clone();
+    eprintln!("exit {:?}: {said}", out.code);
+    assert!(
+        !said.contains("there is no archive of it this host's key reads"),
+        "with a window of {} chunks: {said}",
+        chunks.len()
+    );
+}
