@@ -430,6 +430,13 @@ pub fn holding(storage: &dyn Storage, key: &MasterKey, instance: &str, at: u64) 
     }
     let nearest = match all.iter().filter_map(|w| w.distance(at)).min() {
         Some((_, span)) => format!("the nearest window is {}", describe(instance, span)),
+        // Its windows hold no moment yet: a base alone, or chunks all
+        // stored while the archiver was behind the primary.
+        None if !all.is_empty() => format!(
+            "its {} window(s) (the newest based on {}) hold no moment yet: a window holds the moments its archiver stored commands at while it had caught up with the primary",
+            all.len(),
+            all.last().expect("not empty").base.id
+        ),
         None => no_windows_of(storage, key, instance)?,
     };
     Err(Error::storage(format!(
