@@ -3897,14 +3897,12 @@ fn a_moment_of_a_window_that_holds_none_yet_is_refused_for_what_it_is() {
     stop(archiver);
     let spans = timeline(t);
     let chunks = chunk_files(t, ".json");
-    eprintln!("spans {spans:?}, {} chunk records", chunks.len());
     let at = rfc3339(stored_at);
     let out = export_at_text(t, &at, "x.rdb");
     let said = out.stderr.clone();
-    eprintln!("exit {:?}: {said}", out.code);
     assert!(
         !said.contains("there is no archive of it this host's key reads"),
-        "with a window of {} chunks: {said}",
+        "with a window of {} chunks ({spans:?}): {said}",
         chunks.len()
     );
 }
