@@ -554,21 +554,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_chunks_intervals_behind_round_trip_and_bad_ones_are_refused() {
-        let mut record = Record::sample();
-        let at = "2026-11-30T10:15:00.000000Z".to_string();
-        let mut place = ArchivePlace {
+    /// A chunk's place, received at `at`, and when it was `behind`.
+    fn chunk_place(at: &str, behind: Vec<(u64, u64)>) -> ArchivePlace {
+        ArchivePlace {
             base: BackupId::parse("b1").unwrap(),
             replid: "r".repeat(40),
             seq: 3,
             start_offset: 10,
             end_offset: 20,
-            first_at: at.clone(),
-            last_at: at,
+            first_at: at.to_string(),
+            last_at: at.to_string(),
             session_start: false,
-            behind: Vec::new(),
-        };
+            behind,
+        }
+    }
+
+    #[test]
+    fn a_chunks_intervals_behind_round_trip_and_bad_ones_are_refused() {
+        let mut record = Record::sample();
+        let mut place = chunk_place("2026-11-30T10:15:00.000000Z", Vec::new());
         record.archive = Some(place.clone());
         assert!(
             record.to_json()["archive"].get("behind").is_none(),
@@ -622,18 +626,10 @@ mod tests {
         // Then takes the second, and stores it (SIGTERM, or its chunk due).
         intervals.saw(behind_since(100_000));
         let mut record = Record::sample();
-        let at = "1970-01-01T00:00:01.000000Z".to_string();
-        record.archive = Some(ArchivePlace {
-            base: BackupId::parse("b1").unwrap(),
-            replid: "r".repeat(40),
-            seq: 3,
-            start_offset: 10,
-            end_offset: 20,
-            first_at: at.clone(),
-            last_at: at,
-            session_start: false,
-            behind: intervals.as_of(1_000_000),
-        });
+        record.archive = Some(chunk_place(
+            "1970-01-01T00:00:01.000000Z",
+            intervals.as_of(1_000_000),
+        ));
         let bytes = record.to_stored(&key());
         if let Err(e) = Record::from_stored(&bytes, &record.id, &key()) {
             panic!(

@@ -1151,15 +1151,9 @@ fn altered_missing_or_swapped_chunks_and_moments_outside_the_archive_are_refused
 fn the_start_of_a_span_after_a_gap_holds_the_writes_of_the_gap() {
     let t = start_redis();
     let mut conn = t.conn();
-    let archiver = start_archiver(&t);
-    // A chunk of the first session, not only its base.
-    conn.ok(&["SET", "step", "1"]);
-    wait_until_archived(&mut conn);
-    stop(archiver);
-    conn.ok(&["SET", "step", "2"]);
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("continues window");
-    wait_until_archived(&mut conn);
+    let archiver = a_session_after_a_gap(&t, &mut conn, |conn| {
+        conn.ok(&["SET", "step", "2"]);
+    });
     stop(archiver);
 
     let spans = timeline(&t);
@@ -1172,6 +1166,26 @@ fn the_start_of_a_span_after_a_gap_holds_the_writes_of_the_gap() {
         "2",
         "the span's start ({from}) gave the data of before the gap"
     );
+}
+
+/// A session that stores `SET step 0`, then `in_the_gap` while no
+/// archiver runs, then the archiver that goes on with the window, once
+/// what was written is archived.
+fn a_session_after_a_gap(
+    t: &TestRedis,
+    conn: &mut Resp,
+    in_the_gap: impl FnOnce(&mut Resp),
+) -> Watched {
+    let archiver = start_archiver(t);
+    // A chunk of the first session, not only its base.
+    conn.ok(&["SET", "step", "0"]);
+    wait_until_archived(conn);
+    stop(archiver);
+    in_the_gap(conn);
+    let mut archiver = t.cmd(&["archive"]).watch();
+    archiver.wait_for_line("continues window");
+    wait_until_archived(conn);
+    archiver
 }
 
 /// `args` as a primary sends a command to its replicas.
@@ -3754,14 +3768,9 @@ fn step_at(t: &TestRedis, at: &str, name: &str) -> Option<u64> {
 fn the_moments_a_session_holds_after_a_gap_have_every_write_of_the_gap() {
     let t = start_redis();
     let mut conn = t.conn();
-    let archiver = start_archiver(&t);
-    conn.ok(&["SET", "step", "0"]);
-    wait_until_archived(&mut conn);
-    stop(archiver);
-    conn.pipeline(&steps_of(1..401, 8 * 1024));
-    let mut archiver = t.cmd(&["archive"]).watch();
-    archiver.wait_for_line("continues window");
-    wait_until_archived(&mut conn);
+    let archiver = a_session_after_a_gap(&t, &mut conn, |conn| {
+        conn.pipeline(&steps_of(1..401, 8 * 1024));
+    });
     std::thread::sleep(Duration::from_millis(500));
     conn.ok(&["SET", "after", "1"]);
     wait_until_archived(&mut conn);
