@@ -1235,15 +1235,7 @@ fn fake_primary_sending(rdb: Vec<u8>, parts: Vec<Vec<u8>>) -> FakeRedis {
 /// size and a queue of 256 KiB reads. The queue is bounded by bytes now.
 #[test]
 fn commands_just_under_a_chunk_sent_without_pause_keep_the_archiver_bounded() {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let noise: Vec<u8> = (0..1_900_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let noise = noise(1_900_000, 0x2545_f491_4f6c_dd1d);
     let mut sent = 0u64;
     let next = move || {
         sent += 1;
@@ -3722,24 +3714,16 @@ fn the_sweep_does_not_stall_the_archivers_base_until_the_primary_drops_it() {
 /// `SET step i` with a value of `size` bytes deflate cannot shrink, for
 /// each `i` of `steps`, as one pipeline.
 fn steps_of(steps: std::ops::Range<usize>, size: usize) -> Vec<Vec<Vec<u8>>> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     steps
         .map(|i| {
-            let noise: Vec<u8> = (0..size)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
             let step = i.to_string().into_bytes();
+            let value = noise(size, i as u64);
             vec![
                 b"MSET".to_vec(),
                 b"step".to_vec(),
                 step,
                 format!("v{i}").into_bytes(),
-                noise,
+                value,
             ]
         })
         .collect()
