@@ -35,6 +35,10 @@ pub struct Watch {
     last: Option<(u64, bool)>,
     /// Intervals ended since the last `seen` (two or more as one).
     ended: Option<(u64, u64)>,
+    /// The interval going on began, or went on, before the primary's
+    /// offset at the session's start was reached: what it lacks may be
+    /// older than the interval is long, so it is kept however short.
+    catching_up: bool,
 }
 
 /// One read, as the reader saw it.
@@ -70,10 +74,14 @@ impl Watch {
             since: None,
             last: None,
             ended: None,
+            catching_up: false,
         }
     }
 
     pub fn read(&mut self, read: Read) {
+        if self.to_catch_up > 0 {
+            self.catching_up = true;
+        }
         let began = read
             .at
             .saturating_sub(read.waited_micros)
@@ -110,11 +118,21 @@ impl Watch {
                 self.since.get_or_insert(read.at);
             }
         }
+        if self.since.is_none() {
+            self.catching_up = false;
+        }
         self.last = Some((read.at, caught_up));
     }
 
     fn end(&mut self, from: u64, to: u64) {
-        if to <= from {
+        // Commands stamped in an interval no longer than the slack arrived
+        // at most that late (a command split over two reads, some 20 µs
+        // apart when the primary writes it across two of its 16 KB
+        // buffers): within the slack a reader away is allowed, and not
+        // worth cutting a span, nor one of the intervals a record holds.
+        let short = to.saturating_sub(from) <= SLACK_MICROS && !self.catching_up;
+        self.catching_up = false;
+        if to <= from || short {
             return;
         }
         self.ended = Some(match self.ended {
@@ -336,14 +354,28 @@ mod tests {
             drained: false,
             ..read(50_000, 10)
         });
+        // Its rest came 100 µs later: within the slack, no interval.
         watch.read(read(50_100, 10));
         assert_eq!(
             watch.seen(),
             Seen {
-                ended: Some((50_000, 50_100)),
+                ended: None,
                 behind_since: None
             },
-            "caught up at the read before, then behind for the half command"
+            "a half command whose rest comes within the slack"
+        );
+        watch.read(Read {
+            drained: false,
+            ..read(50_200, 10)
+        });
+        watch.read(read(56_000, 10));
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: Some((50_200, 56_000)),
+                behind_since: None
+            },
+            "behind for the half command whose rest came past the slack"
         );
         // Not from a socket that held bytes as it began.
         watch.read(Read {
@@ -402,6 +434,25 @@ mod tests {
                 behind_since: None
             }
         );
+    }
+
+    #[test]
+    fn a_short_interval_is_kept_while_the_offset_is_not_reached() {
+        let mut watch = Watch::new(1_000);
+        watch.read(read(1_000, 600));
+        watch.read(read(1_100, 400));
+        assert_eq!(
+            watch.seen().ended,
+            Some((1_000, 1_100)),
+            "what it lacks may be older than the interval"
+        );
+        // Once reached, one as short is within the slack.
+        watch.read(Read {
+            drained: false,
+            ..read(2_000, 10)
+        });
+        watch.read(read(2_100, 10));
+        assert_eq!(watch.seen().ended, None);
     }
 
     #[test]
