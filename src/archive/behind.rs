@@ -17,7 +17,7 @@ use std::time::Instant;
 pub const MAX_INTERVALS: usize = 256;
 /// How long the reader may be away from the socket (splitting what it
 /// read, queueing it) before what arrived meanwhile counts as late.
-const SLACK_MICROS: u64 = 5_000;
+const SLACK_MICROS: u64 = 20_000;
 /// A read this large may have left bytes the socket held already (its
 /// receive buffer may be no larger than the read, and a full one stops
 /// the primary sending).
@@ -221,12 +221,31 @@ impl Intervals {
             Some(last) if last.1 >= from => last.1 = last.1.max(to),
             _ => self.closed.push((from, to)),
         }
-        if self.closed.len() > MAX_INTERVALS {
-            let i = (0..self.closed.len() - 1)
-                .min_by_key(|&i| self.closed[i + 1].0 - self.closed[i].1)
-                .expect("two or more");
-            self.closed[i].1 = self.closed.remove(i + 1).1;
+        // Each chunk starts a new session past `MAX_INTERVALS` (`for_chunk`):
+        // only a chunk with that many of its own comes near this bound.
+        merge_closest(&mut self.closed, 4 * MAX_INTERVALS);
+    }
+
+    /// The intervals the record of a chunk of commands stamped `first` to
+    /// `last_at` carries, and whether the chunk starts a new session to
+    /// keep them to `MAX_INTERVALS`. The records stored keep what they
+    /// carry, so a moment `timeline` showed as held stays held (merging
+    /// the closest would take held moments away); the new session's list
+    /// begins with this chunk, and the moments between the two sessions'
+    /// chunks are not held.
+    pub fn for_chunk(&mut self, first: u64, last_at: u64) -> (Vec<(u64, u64)>, bool) {
+        let all = self.as_of(last_at);
+        if all.len() <= MAX_INTERVALS {
+            return (all, false);
         }
+        self.closed.retain(|&(_, to)| to > first);
+        if let Some(reaching_in) = self.closed.first_mut() {
+            reaching_in.0 = reaching_in.0.max(first);
+        }
+        self.open = self.open.map(|from| from.max(first));
+        let mut own = self.as_of(last_at);
+        merge_closest(&mut own, MAX_INTERVALS);
+        (own, true)
     }
 
     /// The intervals as a chunk whose last batch is stamped `last_at`
@@ -238,6 +257,17 @@ impl Intervals {
             all.push((from, last_at + 1));
         }
         all
+    }
+}
+
+/// Make the two closest of `intervals` one until at most `most` are left:
+/// more is left out, never less.
+fn merge_closest(intervals: &mut Vec<(u64, u64)>, most: usize) {
+    while intervals.len() > most.max(1) {
+        let i = (0..intervals.len() - 1)
+            .min_by_key(|&i| intervals[i + 1].0 - intervals[i].1)
+            .expect("two or more");
+        intervals[i].1 = intervals.remove(i + 1).1;
     }
 }
 
@@ -310,7 +340,7 @@ mod tests {
         watch.read(Read {
             away_micros: SLACK_MICROS + 1,
             drained: false,
-            ..read(9_000, 100)
+            ..read(90_000, 100)
         });
         assert_eq!(
             watch.seen(),
@@ -321,24 +351,24 @@ mod tests {
         );
         watch.read(Read {
             drained: false,
-            ..read(9_500, DRAINED_BELOW)
+            ..read(95_000, DRAINED_BELOW)
         });
-        watch.read(read(10_000, 10));
+        watch.read(read(100_000, 10));
         assert_eq!(
             watch.seen(),
             Seen {
-                ended: Some((1_000, 10_000)),
+                ended: Some((1_000, 100_000)),
                 behind_since: None
             }
         );
-        watch.read(read(11_000, 10));
+        watch.read(read(110_000, 10));
         assert_eq!(watch.seen().behind_since, None);
         // A read that left bytes is behind from its own stamp.
         watch.read(Read {
             drained: false,
-            ..read(12_000, 10)
+            ..read(120_000, 10)
         });
-        assert_eq!(watch.seen().behind_since, Some(12_000));
+        assert_eq!(watch.seen().behind_since, Some(120_000));
     }
 
     #[test]
@@ -368,11 +398,11 @@ mod tests {
             drained: false,
             ..read(50_200, 10)
         });
-        watch.read(read(56_000, 10));
+        watch.read(read(80_000, 10));
         assert_eq!(
             watch.seen(),
             Seen {
-                ended: Some((50_200, 56_000)),
+                ended: Some((50_200, 80_000)),
                 behind_since: None
             },
             "behind for the half command whose rest came past the slack"
@@ -380,38 +410,38 @@ mod tests {
         // Not from a socket that held bytes as it began.
         watch.read(Read {
             drained: false,
-            ..read(60_000, 10)
+            ..read(160_000, 10)
         });
         watch.read(Read {
             waited_micros: 40_000,
             clean_at_start: false,
-            ..read(110_000, 10)
+            ..read(210_000, 10)
         });
-        assert_eq!(watch.seen().ended, Some((60_000, 110_000)));
+        assert_eq!(watch.seen().ended, Some((160_000, 210_000)));
         // The end of the stream, found at once: all was in at the read
         // before, which left nothing buffered.
         watch.read(Read {
             drained: false,
-            ..read(120_000, DRAINED_BELOW)
+            ..read(220_000, DRAINED_BELOW)
         });
         watch.seen();
         watch.read(Read {
             eof: true,
             drained: false,
-            ..read(120_050, 0)
+            ..read(220_050, 0)
         });
         assert_eq!(
             watch.seen(),
             Seen {
                 ended: None,
-                behind_since: Some(120_050)
+                behind_since: Some(220_050)
             },
             "caught up at the read before"
         );
         let mut intervals = Intervals::default();
         intervals.saw(watch.seen());
         assert_eq!(
-            intervals.as_of(120_000),
+            intervals.as_of(220_000),
             [],
             "nothing after the chunk's last"
         );
@@ -498,13 +528,38 @@ mod tests {
         assert_eq!(intervals.as_of(40), [(10, 30)]);
         intervals.saw(ended(25, 35));
         assert_eq!(intervals.as_of(40), [(10, 35)], "overlapping are one");
-        for i in 0..MAX_INTERVALS as u64 + 10 {
-            let at = 1_000 + i * 100 + (i % 7);
+        assert_eq!(intervals.for_chunk(20, 40), (vec![(10, 35)], false));
+
+        // Past the bound the next chunk starts a session: the records
+        // stored keep theirs, so what was held stays held.
+        for i in 0..MAX_INTERVALS as u64 {
+            let at = 1_000 + i * 100;
             intervals.saw(ended(at - 10, at));
         }
-        let all = intervals.as_of(u64::MAX - 1);
+        intervals.saw(Seen {
+            ended: None,
+            behind_since: Some(90_000),
+        });
+        let (own, new_session) = intervals.for_chunk(80_000, 100_000);
+        assert!(new_session);
+        assert_eq!(own, [(90_000, 100_001)], "only what reaches into it");
+        intervals.saw(ended(90_000, 100_500));
+        intervals.saw(ended(100_600, 100_700));
+        assert_eq!(
+            intervals.for_chunk(100_200, 101_000),
+            (vec![(90_000, 100_500), (100_600, 100_700)], false),
+            "the new session's list goes on"
+        );
+
+        // A chunk with more of its own: the closest are made one.
+        let mut crowded = Intervals::default();
+        for i in 0..MAX_INTERVALS as u64 + 10 {
+            let at = 1_000 + i * 100 + (i % 7);
+            crowded.saw(ended(at - 10, at));
+        }
+        let (all, new_session) = crowded.for_chunk(0, u64::MAX - 1);
+        assert!(new_session);
         assert_eq!(all.len(), MAX_INTERVALS);
-        assert_eq!(all[0], (10, 35));
         assert!(all.windows(2).all(|w| w[0].1 < w[1].0));
         let covered = |t: u64| all.iter().any(|(f, to)| (*f..*to).contains(&t));
         for i in 0..MAX_INTERVALS as u64 + 10 {

@@ -44,8 +44,11 @@ const TICK: Duration = Duration::from_millis(200);
 const ACK_EVERY: Duration = Duration::from_secs(1);
 /// Batches in flight between the reader and the storer; their bytes are
 /// bounded apart (`Handover`): one batch is a whole command, which may be
-/// as large as a chunk.
-const QUEUE: usize = 64;
+/// as large as a chunk. A reader keeping up makes a batch of each read,
+/// often of one command: a few seconds of them at thousands a second fit,
+/// so that storing a chunk does not hold the reader back (it would be
+/// behind the primary meanwhile).
+const QUEUE: usize = 4096;
 const READ_SIZE: usize = 256 * 1024;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
@@ -621,11 +624,20 @@ impl Archiver<'_> {
             if !chunk.is_empty()
                 && (ended.is_some() || stopping || due || bytes >= self.config.archive_chunk_size)
             {
+                let first = chunk.first().expect("not empty").at_micros;
                 let last = chunk.last().expect("not empty").at_micros;
                 if waiting.since(last) {
                     behind.caught_up_at(last);
                 }
-                self.store_chunk(&chunk, bytes, &behind, position, server)?;
+                let (recorded, new_session) = behind.for_chunk(first, last);
+                if new_session && !position.session_start {
+                    info!(
+                        "the archiver fell behind the primary more than {} times in this session: its next chunk starts another, so that what the records stored hold stays held",
+                        behind::MAX_INTERVALS
+                    );
+                    position.session_start = true;
+                }
+                self.store_chunk(&chunk, bytes, recorded, position, server)?;
                 stored.store(position.offset, Ordering::Relaxed);
                 report.stored(&chunk);
                 chunk.clear();
@@ -680,7 +692,7 @@ impl Archiver<'_> {
         &self,
         batches: &[Batch],
         bytes: u64,
-        behind: &Intervals,
+        behind: Vec<(u64, u64)>,
         position: &mut Position,
         server: &crate::redis::Server,
     ) -> Result<()> {
@@ -715,7 +727,7 @@ impl Archiver<'_> {
             first_at: at(first),
             last_at: at(last),
             session_start: position.session_start,
-            behind: behind.as_of(last),
+            behind,
         };
         let chunks = &*self.chunks;
         let mut pause = FIRST_PAUSE;
