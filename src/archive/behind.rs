@@ -592,4 +592,158 @@ mod tests {
             "intervals outside the session"
         );
     }
+
+    /// Random reads, batches and chunk cuts (the storer seeing the reader
+    /// wait now and then): every record a chunk would carry parses (from
+    /// before to, in order, not overlapping), a moment a session's record
+    /// showed held stays held in its later records, and a session a roll
+    /// started holds no moment the unrolled intervals leave out.
+    #[test]
+    fn random_reads_give_records_that_parse_and_keep_held_moments() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        let contained = |inner: &[(u64, u64)], outer: &[(u64, u64)]| {
+            inner
+                .iter()
+                .all(|&(a, b)| outer.iter().any(|&(c, d)| c <= a && b <= d))
+        };
+        let (mut rolls, mut caught) = (0, 0);
+        for case in 0..150 {
+            let mut watch = Watch::new(rnd(3) * 50_000);
+            let mut intervals = Intervals::default();
+            let mut shadow = Intervals::default();
+            let mut at = 1_000_000_000u64;
+            let mut prev_drained = true;
+            // Per session: its first stamp, and each chunk's (last, record).
+            let mut sessions: Vec<(u64, Vec<(u64, Vec<(u64, u64)>)>)> = Vec::new();
+            let mut first: Option<u64> = None;
+            let gen = |rnd: &mut dyn FnMut(u64) -> u64, prev_drained: bool| {
+                let clean = prev_drained || rnd(2) == 0;
+                let waited = match rnd(5) {
+                    0 => SLACK_MICROS + 1 + rnd(60_000),
+                    1 => rnd(SLACK_MICROS),
+                    _ => rnd(40),
+                };
+                let away = match rnd(4) {
+                    0 => SLACK_MICROS + rnd(60_000),
+                    1 => rnd(SLACK_MICROS),
+                    _ => rnd(40),
+                };
+                let n = match rnd(6) {
+                    0 => DRAINED_BELOW as u64 + rnd(100_000),
+                    _ => 1 + rnd(20_000),
+                };
+                let drained = (n as usize) < DRAINED_BELOW && rnd(4) != 0;
+                (clean, waited, away, n as usize, drained)
+            };
+            let mut next = gen(&mut rnd, prev_drained);
+            let reads = 1000 + rnd(4000);
+            for _ in 0..reads {
+                let (clean, waited, away, n, drained) = next;
+                // A clock stepped back: the stamp stays (`Reader::run`).
+                if rnd(12) != 0 {
+                    at += away + waited + rnd(3);
+                }
+                watch.read(Read {
+                    at,
+                    n,
+                    away_micros: away,
+                    waited_micros: waited,
+                    eof: false,
+                    clean_at_start: clean,
+                    drained,
+                });
+                prev_drained = drained;
+                let seen = watch.seen();
+                intervals.saw(seen);
+                shadow.saw(seen);
+                first.get_or_insert(at);
+                next = gen(&mut rnd, prev_drained);
+                if rnd(4) != 0 {
+                    continue;
+                }
+                // The chunk is cut after this batch; the storer may see the
+                // reader waiting (the next read quiet, past the slack).
+                let quiet = next.0 && watch.offset_reached();
+                if quiet && next.1 > SLACK_MICROS && rnd(2) == 0 {
+                    intervals.caught_up_at(at);
+                    shadow.caught_up_at(at);
+                    caught += 1;
+                }
+                let chunk_first = first.take().expect("a batch");
+                let (record, new_session) = intervals.for_chunk(chunk_first, at);
+                assert!(
+                    record.iter().all(|&(f, t)| f < t)
+                        && record.windows(2).all(|w| w[0].1 <= w[1].0),
+                    "case {case}: a record parse_behind refuses: {record:?}"
+                );
+                assert!(record.len() <= MAX_INTERVALS);
+                if new_session {
+                    rolls += 1;
+                }
+                if new_session || sessions.is_empty() {
+                    sessions.push((chunk_first, Vec::new()));
+                }
+                let (session_first, chunks) = sessions.last_mut().expect("one");
+                let held_now = held(*session_first, at, &record);
+                if let Some((last_before, before)) = chunks.last() {
+                    // The end of a session is rounded up to the millisecond:
+                    // that one may be found behind later (known, and within
+                    // the slack); only what is before it is checked.
+                    let mut held_before = held(*session_first, *last_before, before);
+                    if let Some(end) = held_before.last_mut() {
+                        end.1 = end.1.min(last_before.saturating_sub(1) / 1000 * 1000);
+                    }
+                    held_before.retain(|span| span.0 <= span.1);
+                    assert!(
+                        contained(&held_before, &held_now),
+                        "case {case}: held before {held_before:?} not held now {held_now:?}; last before {last_before} recorded {:?}, now at {at} {:?}", &before[before.len().saturating_sub(3)..], &record[record.len().saturating_sub(3)..]
+                    );
+                }
+                let unrolled = held(*session_first, at, &shadow.as_of(at));
+                assert!(
+                    contained(&held_now, &unrolled),
+                    "case {case}: held {held_now:?}, the intervals unrolled hold {unrolled:?}"
+                );
+                chunks.push((at, record));
+            }
+        }
+        eprintln!("rolls: {rolls}, storer saw the reader caught up: {caught}");
+        assert!(rolls > 10 && caught > 100, "rolls: {rolls}, caught up: {caught}");
+    }
+
+    /// The end of a session's span is rounded up to the millisecond; the
+    /// reader then held up past the slack (the queue full while that chunk
+    /// is stored) is behind from the stamp of its read before, which the
+    /// next chunk's record carries: the moment `timeline` showed as held
+    /// is then refused.
+    #[test]
+    fn the_millisecond_a_chunk_ended_on_stays_held_after_the_reader_was_away() {
+        let mut watch = Watch::new(0);
+        let mut intervals = Intervals::default();
+        watch.read(read(1_000_000, 100));
+        intervals.saw(watch.seen());
+        watch.read(read(1_000_500, 100));
+        intervals.saw(watch.seen());
+        let (record, _) = intervals.for_chunk(1_000_000, 1_000_500);
+        let shown = held(1_000_000, 1_000_500, &record);
+        assert_eq!(shown, [(1_000_000, 1_001_000)]);
+        // Held up 90 ms by the queue while that chunk was stored.
+        watch.read(Read {
+            away_micros: 90_000,
+            ..read(1_100_000, 100)
+        });
+        intervals.saw(watch.seen());
+        let (record, _) = intervals.for_chunk(1_100_000, 1_100_000);
+        let later = held(1_000_000, 1_100_000, &record);
+        assert!(
+            later.iter().any(|&(from, to)| from <= 1_001_000 && 1_001_000 <= to),
+            "1.001 s was shown held, now {later:?} (behind {record:?})"
+        );
+    }
 }
