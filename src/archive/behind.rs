@@ -191,19 +191,27 @@ impl Waiting {
 pub struct Intervals {
     closed: Vec<(u64, u64)>,
     open: Option<u64>,
+    /// Past the millisecond the last record's span ended on (rounded up,
+    /// as `held` does), or where the interval it recorded open began: an
+    /// interval not in that record begins no earlier, so the moment shown
+    /// stays held. What it leaves out came within a millisecond, well
+    /// within the slack.
+    shown: u64,
 }
 
 impl Intervals {
     /// What the reads of a batch saw.
     pub fn saw(&mut self, seen: Seen) {
         if let Some((from, to)) = seen.ended {
-            self.close(from, to);
+            self.close(from.max(self.shown), to);
         }
         // A batch queued before the storer saw the reader catch up (stamped
         // like the chunk it closed the interval at) tells of the reads
         // before: behind again, if at all, only from where that one ended.
         let caught_up = self.closed.last().map_or(0, |last| last.1);
-        self.open = seen.behind_since.map(|from| from.max(caught_up));
+        self.open = seen
+            .behind_since
+            .map(|from| from.max(caught_up).max(self.shown));
     }
 
     /// All that had come was in as the read stamped `at` returned.
@@ -234,6 +242,16 @@ impl Intervals {
     /// begins with this chunk, and the moments between the two sessions'
     /// chunks are not held.
     pub fn for_chunk(&mut self, first: u64, last_at: u64) -> (Vec<(u64, u64)>, bool) {
+        let (recorded, new_session) = self.recorded(first, last_at);
+        // An interval recorded open goes on from where it was recorded.
+        self.shown = match self.open.filter(|from| *from <= last_at) {
+            Some(from) => from,
+            None => last_at.div_ceil(1000).saturating_mul(1000).saturating_add(1),
+        };
+        (recorded, new_session)
+    }
+
+    fn recorded(&mut self, first: u64, last_at: u64) -> (Vec<(u64, u64)>, bool) {
         let all = self.as_of(last_at);
         if all.len() <= MAX_INTERVALS {
             return (all, false);
@@ -677,6 +695,8 @@ mod tests {
                 }
                 let chunk_first = first.take().expect("a batch");
                 let (record, new_session) = intervals.for_chunk(chunk_first, at);
+                // The unrolled intervals leave the moment shown as held too.
+                shadow.shown = intervals.shown;
                 assert!(
                     record.iter().all(|&(f, t)| f < t)
                         && record.windows(2).all(|w| w[0].1 <= w[1].0),
@@ -692,14 +712,7 @@ mod tests {
                 let (session_first, chunks) = sessions.last_mut().expect("one");
                 let held_now = held(*session_first, at, &record);
                 if let Some((last_before, before)) = chunks.last() {
-                    // The end of a session is rounded up to the millisecond:
-                    // that one may be found behind later (known, and within
-                    // the slack); only what is before it is checked.
-                    let mut held_before = held(*session_first, *last_before, before);
-                    if let Some(end) = held_before.last_mut() {
-                        end.1 = end.1.min(last_before.saturating_sub(1) / 1000 * 1000);
-                    }
-                    held_before.retain(|span| span.0 <= span.1);
+                    let held_before = held(*session_first, *last_before, before);
                     assert!(
                         contained(&held_before, &held_now),
                         "case {case}: held before {held_before:?} not held now {held_now:?}; last before {last_before} recorded {:?}, now at {at} {:?}", &before[before.len().saturating_sub(3)..], &record[record.len().saturating_sub(3)..]
