@@ -246,7 +246,10 @@ impl Intervals {
         // An interval recorded open goes on from where it was recorded.
         self.shown = match self.open.filter(|from| *from <= last_at) {
             Some(from) => from,
-            None => last_at.div_ceil(1000).saturating_mul(1000).saturating_add(1),
+            None => last_at
+                .div_ceil(1000)
+                .saturating_mul(1000)
+                .saturating_add(1),
         };
         (recorded, new_session)
     }
@@ -638,7 +641,8 @@ mod tests {
             let mut at = 1_000_000_000u64;
             let mut prev_drained = true;
             // Per session: its first stamp, and each chunk's (last, record).
-            let mut sessions: Vec<(u64, Vec<(u64, Vec<(u64, u64)>)>)> = Vec::new();
+            type Chunk = (u64, Vec<(u64, u64)>);
+            let mut sessions: Vec<(u64, Vec<Chunk>)> = Vec::new();
             let mut first: Option<u64> = None;
             let gen = |rnd: &mut dyn FnMut(u64) -> u64, prev_drained: bool| {
                 let clean = prev_drained || rnd(2) == 0;
@@ -726,8 +730,10 @@ mod tests {
                 chunks.push((at, record));
             }
         }
-        eprintln!("rolls: {rolls}, storer saw the reader caught up: {caught}");
-        assert!(rolls > 10 && caught > 100, "rolls: {rolls}, caught up: {caught}");
+        assert!(
+            rolls > 10 && caught > 100,
+            "rolls: {rolls}, caught up: {caught}"
+        );
     }
 
     /// The end of a session's span is rounded up to the millisecond; the
@@ -755,7 +761,9 @@ mod tests {
         let (record, _) = intervals.for_chunk(1_100_000, 1_100_000);
         let later = held(1_000_000, 1_100_000, &record);
         assert!(
-            later.iter().any(|&(from, to)| from <= 1_001_000 && 1_001_000 <= to),
+            later
+                .iter()
+                .any(|&(from, to)| from <= 1_001_000 && 1_001_000 <= to),
             "1.001 s was shown held, now {later:?} (behind {record:?})"
         );
     }
