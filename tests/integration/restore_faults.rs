@@ -1885,13 +1885,7 @@ fn a_rolled_back_redis_that_keeps_data_on_disk_keeps_its_dump() {
     assert_eq!(t.state(), before, "{out}");
     let save = format!("{:?}", t.conn().call(&["CONFIG", "GET", "save"]));
     // A crash of the server now running on the data put back.
-    let pid = t.pid().expect("a pid");
-    Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    wait_for("Redis to die", || (!t.is_active()).then_some(()));
-    t.start_redis();
+    t.crash_and_start_again();
     assert_eq!(
         t.state(),
         before,
@@ -1938,25 +1932,13 @@ fn a_restore_killed_before_the_stop_leaves_the_dump_a_restarted_redis_keeps() {
     }
     // The power loss: Redis (live `save ""`) dies without a save, and the
     // boot starts it from redis.conf, on the dump made for the restore.
-    let pid = t.pid().expect("a pid");
-    Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    wait_for("Redis to die", || (!t.is_active()).then_some(()));
-    t.start_redis();
+    t.crash_and_start_again();
     assert_eq!(t.state(), before);
     let save = format!("{:?}", t.conn().call(&["CONFIG", "GET", "save"]));
     let out = t.run(&["restore", "no-such-backup"]);
     out.code(4);
     let left = t.dump_file().exists();
-    let pid = t.pid().expect("a pid");
-    Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    wait_for("Redis to die", || (!t.is_active()).then_some(()));
-    t.start_redis();
+    t.crash_and_start_again();
     assert!(
         left && t.state() == before,
         "the next run (killed at fsync #{n} before) removed the dump a Redis started \

@@ -428,6 +428,14 @@ impl TestRedis {
         self.systemctl(&["start", &self.unit]).ok();
     }
 
+    /// A crash (kill -9 of the server, no save), then `systemctl start`:
+    /// what the server comes back with is what it keeps on disk.
+    pub fn crash_and_start_again(&self) {
+        kill9(self.pid().expect("the server's pid"));
+        wait_for("Redis to die", || (!self.is_active()).then_some(()));
+        self.start_redis();
+    }
+
     /// `systemctl stop UNIT`, which must succeed.
     pub fn stop_redis(&self) {
         self.systemctl(&["stop", &self.unit]).ok();
