@@ -984,14 +984,18 @@ impl Reader<'_> {
         // A clock stepped back (NTP) must not make stamps go backwards: the
         // replay holds a chunk whose stamps do to be tampered with.
         let mut last_stamp = 0u64;
-        let mut returned = Instant::now();
+        let run_queue = behind::RunQueue::of_this_thread();
         loop {
             // Whether this read takes from the socket, not from a buffer.
             let from_socket = input.buffered() == 0;
             let clean_at_start = from_socket && !splitter.holds_part();
-            let entered = Instant::now();
-            let quiet = clean_at_start && self.watch.offset_reached();
-            self.waiting.begin(quiet, last_stamp);
+            let preempted_before = run_queue.waited_micros();
+            // Taken before the socket is asked: what it holds then arrived
+            // after the read before, or that one left it.
+            let began = units::now_micros().max(last_stamp);
+            let empty_at_start = clean_at_start && input.queued() == Some(0);
+            self.waiting
+                .begin(empty_at_start && self.watch.offset_reached(), last_stamp);
             let read = input.read(&mut buf).map_err(|e| {
                 Error::from_io(e)
                     .unwrap_or_else(|e| Error::redis(format!("reading the stream: {e}")))
@@ -999,9 +1003,7 @@ impl Reader<'_> {
             self.waiting.end();
             // Stamped as the read returns: what comes after takes time.
             last_stamp = last_stamp.max(units::now_micros());
-            let away = entered.saturating_duration_since(returned);
-            let waited = entered.elapsed();
-            returned = Instant::now();
+            let preempted = run_queue.waited_micros().saturating_sub(preempted_before);
             let n = *read.as_ref().unwrap_or(&0);
             let eof = matches!(read, Ok(0));
             let whole = match read {
@@ -1018,9 +1020,10 @@ impl Reader<'_> {
             };
             self.watch.read(behind::Read {
                 at: last_stamp,
+                began: began.min(last_stamp),
                 n,
-                away_micros: away.as_micros() as u64,
-                waited_micros: waited.as_micros() as u64,
+                empty_at_start,
+                preempted_micros: preempted,
                 eof,
                 clean_at_start,
                 // All the socket held was read, and no command is half in.

@@ -428,6 +428,16 @@ impl ReplicaInput {
     pub fn buffered(&self) -> usize {
         self.pending.len() + self.input.buffer().len()
     }
+
+    /// What the socket holds: received, not read yet (`None` if the kernel
+    /// cannot say).
+    pub fn queued(&self) -> Option<u64> {
+        let queued = match &self.input.get_ref().stream {
+            Stream::Tcp(s) => rustix::io::ioctl_fionread(s),
+            Stream::Unix(s) => rustix::io::ioctl_fionread(s),
+        };
+        queued.ok()
+    }
 }
 
 /// Sends `REPLCONF ACK` on the link.

@@ -3964,3 +3964,123 @@ fn a_steady_write_load_the_archiver_keeps_up_with_stays_held() {
         spans.len()
     );
 }
+
+/// `taskset -p` on a process (every thread of it) or on the calling thread
+/// alone: which of the two cores it may run on.
+fn pin(cpu: u32, process: Option<u32>) {
+    let (all, id) = match process {
+        Some(pid) => ("-a", pid.to_string()),
+        None => {
+            let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+            let tid = me.file_name().expect("a thread id").to_string_lossy();
+            ("-p", tid.into_owned())
+        }
+    };
+    let args = ["-p", "-c", &cpu.to_string(), &id];
+    let args = if all == "-a" {
+        [&["-a"][..], &args[..]].concat()
+    } else {
+        args.to_vec()
+    };
+    let out = std::process::Command::new("taskset")
+        .args(&args)
+        .output()
+        .expect("taskset");
+    assert!(out.status.success(), "taskset {args:?}: {out:?}");
+}
+
+/// A host busy with other work preempts the archiver: while it waits for a
+/// core, what the primary sends waits in its socket, and is stamped when
+/// the archiver runs again. The reader used to take a long read for one
+/// that found the socket empty, and showed the moments of the wait as held
+/// though they lacked what the primary had acknowledged meanwhile. Here the
+/// archiver runs on core 0 only, and a real-time process takes that core
+/// from it for 80 ms at a time while the primary, on core 1, takes writes:
+/// every moment shown as held has the writes acknowledged before it.
+#[test]
+fn the_moments_held_while_the_archiver_was_preempted_have_the_writes_acknowledged_before_them() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    pin(1, Some(t.pid().expect("the primary's pid")));
+    let archiver = start_archiver(&t);
+    pin(0, Some(archiver.pid()));
+    conn.ok(&["SET", "step", "0"]);
+    wait_until_archived(&mut conn);
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let (acked, preempted) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            pin(1, None);
+            let mut conn = t.conn();
+            let mut acked = vec![now_micros()];
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let step = acked.len().to_string();
+                conn.ok(&["SET", "step", &step]);
+                acked.push(now_micros());
+            }
+            acked
+        });
+        pin(1, None);
+        let mut preempted = Vec::new();
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(250));
+            let mut hog = std::process::Command::new("chrt")
+                .args([
+                    "-f",
+                    "50",
+                    "taskset",
+                    "-c",
+                    "0",
+                    "sh",
+                    "-c",
+                    "while :; do :; done",
+                ])
+                .spawn()
+                .expect("chrt");
+            let from = now_micros();
+            std::thread::sleep(Duration::from_millis(80));
+            hog.kill().expect("kill the hog");
+            let _ = hog.wait();
+            preempted.push((from, now_micros()));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        (writer.join().expect("the writer"), preempted)
+    });
+    wait_until_archived(&mut conn);
+    stop(archiver);
+
+    // acked[i]: when step i was acknowledged.
+    let acked_by = |at: u64| {
+        acked
+            .iter()
+            .rposition(|&a| a <= at.saturating_sub(SLACK))
+            .unwrap_or(0)
+    };
+    let sent_by = |at: u64| acked.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
+    // Before the first, in the middle of each of the first three, just
+    // before each ended, and between each and the next.
+    let mut moments = vec![preempted[0].0 - 100_000];
+    for &(from, to) in preempted.iter().take(3) {
+        moments.extend([from + (to - from) / 2, to - 5_000, to + 125_000]);
+    }
+    let mut held = 0;
+    for (i, at) in moments.into_iter().enumerate() {
+        let shown = rfc3339(at);
+        let Some(step) = step_at(&t, &shown, &format!("m{i}.rdb")) else {
+            continue;
+        };
+        held += 1;
+        assert!(
+            (acked_by(at) as u64..=sent_by(at) as u64).contains(&step),
+            "at {shown} step {step}: {} were acknowledged and {} sent by then (preempted {preempted:?})",
+            acked_by(at),
+            sent_by(at)
+        );
+    }
+    // The moments between are held but for other work on core 0.
+    assert!(
+        held > 0,
+        "no moment, not even between the preemptions, is held: {:?}",
+        timeline(&t)
+    );
+}
