@@ -4084,3 +4084,66 @@ fn the_moments_held_while_the_archiver_was_preempted_have_the_writes_acknowledge
         timeline(&t)
     );
 }
+
+/// The archiver stopped and continued (job control, `systemctl freeze` and
+/// `thaw`, a debugger attaching): its reader waits in a read with a timeout
+/// set on the socket (SO_RCVTIMEO), which Linux does not restart after a
+/// stop, so the read fails with EINTR. That must not end the session: the
+/// moments after each stop, once the archiver has caught up, stay held.
+#[test]
+fn a_stopped_and_continued_archiver_keeps_its_session() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "step", "0"]);
+    wait_until_archived(&mut conn);
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let (acked, stopped) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut conn = t.conn();
+            let mut acked = vec![now_micros()];
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let step = acked.len().to_string();
+                conn.ok(&["SET", "step", &step]);
+                acked.push(now_micros());
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            acked
+        });
+        let mut stopped = Vec::new();
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(250));
+            archiver.signal("STOP");
+            let from = now_micros();
+            std::thread::sleep(Duration::from_millis(80));
+            archiver.signal("CONT");
+            stopped.push((from, now_micros()));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        (writer.join().expect("the writer"), stopped)
+    });
+    wait_until_archived(&mut conn);
+    let out = stop(archiver);
+
+    let acked_by = |at: u64| {
+        acked
+            .iter()
+            .rposition(|&a| a <= at.saturating_sub(SLACK))
+            .unwrap_or(0)
+    };
+    let sent_by = |at: u64| acked.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
+    for (i, &(_, to)) in stopped.iter().enumerate() {
+        let at = to + 125_000;
+        let shown = rfc3339(at);
+        let step = step_at(&t, &shown, &format!("s{i}.rdb"));
+        assert!(
+            step.is_some(),
+            "{shown}, 125 ms after stop {i} ended, is not held: {:?}\nthe archiver said: {}",
+            timeline(&t),
+            out.stderr
+        );
+        let step = step.expect("held");
+        assert!((acked_by(at) as u64..=sent_by(at) as u64).contains(&step));
+    }
+}
