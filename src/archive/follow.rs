@@ -996,7 +996,16 @@ impl Reader<'_> {
             let empty_at_start = clean_at_start && input.queued() == Some(0);
             self.waiting
                 .begin(empty_at_start && self.watch.offset_reached(), last_stamp);
-            let read = input.read(&mut buf).map_err(|e| {
+            let read = input.read(&mut buf);
+            if matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::Interrupted) {
+                // A read with a timeout set on the socket is not restarted
+                // after a stop (SIGSTOP, a freeze, a debugger attaching):
+                // no fault of the link. Not a read either: the next begins
+                // afresh, and finds what came meanwhile in the socket.
+                self.waiting.end();
+                continue;
+            }
+            let read = read.map_err(|e| {
                 Error::from_io(e)
                     .unwrap_or_else(|e| Error::redis(format!("reading the stream: {e}")))
             });

@@ -415,6 +415,10 @@ impl Read for ReplicaInput {
             return Ok(n);
         }
         self.input.read(buf).map_err(|e| {
+            // Left as it is, for the caller to read again (see `Reader::run`).
+            if e.kind() == io::ErrorKind::Interrupted {
+                return e;
+            }
             let err = Error::from_io(e).unwrap_or_else(|e| Error::redis(e.to_string()));
             err.context(format!("the replication stream from {}", self.endpoint))
                 .into()
