@@ -55,6 +55,12 @@ pub struct Read {
     /// before `at`, and what arrived after its bytes were taken was not in
     /// at `at`.
     pub preempted_micros: u64,
+    /// When the kernel received the newest byte it took from the socket
+    /// (`None` if it read from a buffer, or the kernel does not say): a
+    /// read that returned long after, though it began no earlier, was held
+    /// up in a way the run queue does not count (the reader stopped or
+    /// frozen, its CPU taken by the hypervisor, a lock).
+    pub newest_arrival: Option<u64>,
     /// It found the end of the stream (the primary closed it: all it sent
     /// was in).
     pub eof: bool,
@@ -88,7 +94,11 @@ impl Watch {
             self.catching_up = true;
         }
         let last_at = self.last.map(|(at, _)| at);
+        let held_up = read
+            .newest_arrival
+            .is_some_and(|arrived| read.at.saturating_sub(arrived.max(read.began)) > SLACK_MICROS);
         let preempted = read.preempted_micros > SLACK_MICROS;
+        let stalled = held_up || preempted;
         let nothing_came = read.empty_at_start || (read.eof && read.clean_at_start);
         if nothing_came && self.to_catch_up == 0 {
             // Nothing came after the read before (it would be in the
@@ -97,14 +107,19 @@ impl Watch {
             if let Some(from) = self.since.take() {
                 self.end(from, last_at.unwrap_or(read.began));
             }
-            if preempted {
-                // What it read came after it began, and was in the socket
-                // at most as long as the reader waited for a core (and the
-                // slack, for the rest of the read) before it returned.
-                let earliest = read
-                    .at
-                    .saturating_sub(read.preempted_micros + SLACK_MICROS)
-                    .max(read.began);
+            if stalled {
+                // What it read came after it began. Held up after its
+                // bytes came, the reader cannot tell when the first did;
+                // only preempted, they were in the socket at most as long
+                // as it waited for a core (and the slack, for the rest of
+                // the read) before it returned.
+                let earliest = match held_up {
+                    true => read.began,
+                    false => read
+                        .at
+                        .saturating_sub(read.preempted_micros + SLACK_MICROS)
+                        .max(read.began),
+                };
                 self.since.get_or_insert(earliest);
             }
         } else if self
@@ -118,9 +133,9 @@ impl Watch {
             self.since.get_or_insert(last_at.unwrap_or(read.at));
         }
         self.to_catch_up = self.to_catch_up.saturating_sub(read.n as u64);
-        // A read preempted after it took the socket's bytes returned late:
+        // A read held up after it took the socket's bytes returned late:
         // what came meanwhile is not in.
-        let caught_up = read.drained && self.to_catch_up == 0 && !preempted;
+        let caught_up = read.drained && self.to_catch_up == 0 && !stalled;
         match caught_up {
             true => {
                 if let Some(from) = self.since.take() {
@@ -385,6 +400,7 @@ mod tests {
             n,
             empty_at_start: true,
             preempted_micros: 0,
+            newest_arrival: Some(at - 5),
             eof: false,
             clean_at_start: true,
             drained: true,
@@ -621,6 +637,73 @@ mod tests {
         );
     }
 
+    /// A read that began on an empty socket and returned long after its
+    /// newest byte was received, not waiting for a core (stopped, frozen,
+    /// its CPU taken by the hypervisor): its bytes may have come any time
+    /// since it began, and what came after it took them is not in.
+    #[test]
+    fn a_read_held_up_after_its_bytes_came_is_behind_from_when_it_began() {
+        let mut watch = Watch::new(0);
+        watch.read(read(1_000_000, 100));
+        watch.seen();
+        watch.read(Read {
+            began: 1_010_000,
+            newest_arrival: Some(1_015_000),
+            ..read(1_100_000, 100)
+        });
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: None,
+                behind_since: Some(1_010_000)
+            }
+        );
+        watch.read(read(1_200_000, 10));
+        assert_eq!(watch.seen().ended, Some((1_010_000, 1_100_000)));
+        // From a socket that held bytes: behind since the read before.
+        watch.read(Read {
+            began: 1_210_000,
+            newest_arrival: Some(1_150_000),
+            ..read_of_bytes_there(1_240_000, 10)
+        });
+        assert_eq!(watch.seen().behind_since, Some(1_200_000));
+        watch.read(read(1_300_000, 10));
+        watch.seen();
+        // Its bytes there long before it began (the reader away, storing):
+        // held up no longer than the read took, and caught up as it
+        // returned.
+        watch.read(Read {
+            began: 1_390_000,
+            newest_arrival: Some(1_310_000),
+            ..read_of_bytes_there(1_390_100, 10)
+        });
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: Some((1_300_000, 1_390_100)),
+                behind_since: None
+            }
+        );
+        // Within the slack, or the kernel not saying: not held up.
+        watch.read(Read {
+            began: 1_500_000,
+            newest_arrival: Some(1_501_000),
+            ..read(1_501_000 + SLACK_MICROS, 10)
+        });
+        watch.read(Read {
+            began: 1_600_000,
+            newest_arrival: None,
+            ..read(1_700_000, 10)
+        });
+        assert_eq!(
+            watch.seen(),
+            Seen {
+                ended: None,
+                behind_since: None
+            }
+        );
+    }
+
     #[test]
     fn a_reader_in_a_read_that_began_on_an_empty_socket_is_seen_at_once() {
         let waiting = Waiting::default();
@@ -796,6 +879,11 @@ mod tests {
                     n,
                     empty_at_start: empty,
                     preempted_micros: preempted,
+                    newest_arrival: match rnd(8) {
+                        0 => None,
+                        1 => Some(at.saturating_sub(rnd(80_000))),
+                        _ => Some(at.saturating_sub(rnd(100))),
+                    },
                     eof: false,
                     clean_at_start: clean,
                     drained,

@@ -1033,6 +1033,7 @@ impl Reader<'_> {
                 n,
                 empty_at_start,
                 preempted_micros: preempted,
+                newest_arrival: input.newest_arrival().filter(|_| from_socket),
                 eof,
                 clean_at_start,
                 // All the socket held was read, and no command is half in.

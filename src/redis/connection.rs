@@ -22,7 +22,7 @@ use log::{debug, info};
 use crate::error::{Error, Result};
 use crate::redis::replication::SyncReader;
 use crate::redis::resp::{self, RespError, Value};
-use crate::redis::{tcp_owner, unix_socket};
+use crate::redis::{arrival, tcp_owner, unix_socket};
 use crate::secret::Secret;
 
 /// Where Redis listens.
@@ -155,6 +155,10 @@ struct Timed {
     exchange: Option<Exchange>,
     /// The read timeout now set on the socket (`None`: not set by us yet).
     applied: Option<Option<Duration>>,
+    /// Reads ask when the kernel received what they take (`arrival`).
+    stamped: bool,
+    /// When the kernel received the newest byte the last read took.
+    newest_arrival: Option<u64>,
 }
 
 /// What one exchange may spend waiting, and what to say when it has.
@@ -185,6 +189,15 @@ impl Timed {
             per_read,
             exchange: None,
             applied: None,
+            stamped: false,
+            newest_arrival: None,
+        }
+    }
+
+    /// From now on, note when what each read takes was received (TCP only).
+    fn stamp_arrivals(&mut self) {
+        if let Stream::Tcp(s) = &self.stream {
+            self.stamped = arrival::stamp_from_now(s).is_ok();
         }
     }
 
@@ -241,7 +254,14 @@ impl Read for Timed {
         };
         self.set_read_timeout(timeout)?;
         let started = Instant::now();
-        let result = self.stream.read(buf);
+        self.newest_arrival = None;
+        let result = match &mut self.stream {
+            Stream::Tcp(s) if self.stamped => arrival::read(s, buf).map(|(n, at)| {
+                self.newest_arrival = at;
+                n
+            }),
+            stream => stream.read(buf),
+        };
         self.spend(started.elapsed());
         match result {
             Err(e) if is_timeout(&e) => match self.exchange {
@@ -383,7 +403,8 @@ impl ReplicaLink {
     }
 
     /// Split into the reading half and the acknowledging half.
-    pub fn split(self) -> (ReplicaInput, ReplicaAcks) {
+    pub fn split(mut self) -> (ReplicaInput, ReplicaAcks) {
+        self.input.get_mut().stamp_arrivals();
         (
             ReplicaInput {
                 input: self.input,
@@ -441,6 +462,13 @@ impl ReplicaInput {
             Stream::Unix(s) => rustix::io::ioctl_fionread(s),
         };
         queued.ok()
+    }
+
+    /// When the kernel received the newest byte the last read from the
+    /// socket took (µs since the epoch; `None` if it does not say, as on a
+    /// Unix socket).
+    pub fn newest_arrival(&self) -> Option<u64> {
+        self.input.get_ref().newest_arrival
     }
 }
 

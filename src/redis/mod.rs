@@ -1,7 +1,8 @@
 //! Redis (and Valkey) as this tool talks to it and reads it: RESP with caps
 //! (`resp`), one blocking connection with deadlines, AUTH, renamed commands
 //! and the BGSAVE procedure (`connection`), a replica's sync stream
-//! (`replication`), redis.conf as Redis reads it (`conf`), the instance on
+//! (`replication`), when the kernel received what a read took (`arrival`),
+//! redis.conf as Redis reads it (`conf`), the instance on
 //! this host that settings and redis.conf describe together (`instance`),
 //! the server binary and what it can load (`server`), connecting to a
 //! Unix socket as root (`unix_socket`), whose socket took a connection
@@ -9,6 +10,7 @@
 //! under another account (`as_account`).
 //! Files on disk are not its business.
 
+mod arrival;
 pub mod as_account;
 pub mod conf;
 mod connection;
