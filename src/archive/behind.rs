@@ -94,8 +94,12 @@ impl Watch {
             self.catching_up = true;
         }
         let last_at = self.last.map(|(at, _)| at);
+        // On an empty socket nothing can have arrived before the read
+        // began: a stamp that says so is of a clock stepped back, or not
+        // the wall clock at all, and is not believed.
         let held_up = read
             .newest_arrival
+            .filter(|&arrived| arrived >= read.began || !read.empty_at_start)
             .is_some_and(|arrived| read.at.saturating_sub(arrived.max(read.began)) > SLACK_MICROS);
         let preempted = read.preempted_micros > SLACK_MICROS;
         let stalled = held_up || preempted;
@@ -684,7 +688,13 @@ mod tests {
                 behind_since: None
             }
         );
-        // Within the slack, or the kernel not saying: not held up.
+        // Within the slack, the kernel not saying, or saying what cannot
+        // be (bytes on an empty socket before the read began): not held up.
+        watch.read(Read {
+            began: 1_450_000,
+            newest_arrival: Some(1_000),
+            ..read(1_480_000, 10)
+        });
         watch.read(Read {
             began: 1_500_000,
             newest_arrival: Some(1_501_000),
