@@ -4221,3 +4221,170 @@ fn the_moments_held_while_the_archiver_was_stopped_have_the_writes_acknowledged_
         }
     }
 }
+
+/// The archiver's reader thread, blocked in `recvmsg` on the stream.
+fn reader_thread(pid: u32) -> i32 {
+    for _ in 0..200 {
+        for task in fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+            let task = task.expect("a task").path();
+            let syscall = fs::read_to_string(task.join("syscall")).unwrap_or_default();
+            if syscall.split_whitespace().next() == Some("47") {
+                let tid = task.file_name().expect("a tid").to_string_lossy();
+                return tid.parse().expect("a tid");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no thread of {pid} in recvmsg");
+}
+
+/// A stop (SIGSTOP, a cgroup freeze) that lands after the reader found
+/// the socket empty (FIONREAD) and before its `recvmsg` takes the bytes:
+/// the writes acknowledged during the stop are all in the socket as the
+/// read goes on, and it takes them at once; the newest was received just
+/// before, so the read counts neither as held up (SO_TIMESTAMPNS) nor as
+/// preempted (schedstat), and it began on an empty socket: caught up, and
+/// the moments of the stop were shown as held, with the data of before
+/// it. Here SIGSTOPs are sent to the archiver until one lands just after
+/// its reader's FIONREAD returned (as any stop may, one time in some
+/// hundred under a steady load); that stop is kept 300 ms while the
+/// writes go on, then SIGCONT.
+#[test]
+fn the_moments_held_while_the_archiver_was_stopped_just_before_a_read_have_the_writes_acknowledged_before_them(
+) {
+    let t = start_redis();
+    let mut conn = t.conn();
+    let archiver = start_archiver(&t);
+    conn.ok(&["SET", "step", "0"]);
+    wait_until_archived(&mut conn);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = archiver.pid() as i32;
+    let tid = reader_thread(archiver.pid());
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let (acked, (from, to), tries) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut conn = t.conn();
+            let mut acked = vec![now_micros()];
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let step = acked.len().to_string();
+                conn.ok(&["SET", "step", &step]);
+                acked.push(now_micros());
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            acked
+        });
+        let task = format!("/proc/{pid}/task/{tid}");
+        let mut held = None;
+        let mut tries = 0;
+        while held.is_none() && tries < 5000 {
+            tries += 1;
+            std::thread::sleep(Duration::from_micros(700 + (tries % 7) * 37));
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGSTOP)
+            };
+            let from = now_micros();
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < Duration::from_secs(1)
+                && !fs::read_to_string(format!("{task}/stat"))
+                    .unwrap_or_default()
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('T'))
+            {
+                std::hint::spin_loop();
+            }
+            let syscall = fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
+            let mut fields = syscall.split_whitespace();
+            // ioctl(fd, FIONREAD, ..): stopped as it returns.
+            if fields.next() == Some("16") && fields.nth(1) == Some("0x541b") {
+                std::thread::sleep(Duration::from_millis(300));
+                held = Some((from, now_micros()));
+            }
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGCONT)
+            };
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        let held = held.unwrap_or_else(|| panic!("no stop landed after FIONREAD in {tries}"));
+        (writer.join().expect("the writer"), held, tries)
+    });
+    wait_until_archived(&mut conn);
+    stop(archiver);
+
+    let acked_by = |at: u64| {
+        acked
+            .iter()
+            .rposition(|&a| a <= at.saturating_sub(SLACK))
+            .unwrap_or(0)
+    };
+    let sent_by = |at: u64| acked.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
+    for (j, at) in [from + (to - from) / 2, to - 5_000].into_iter().enumerate() {
+        let shown = rfc3339(at);
+        let Some(step) = step_at(&t, &shown, &format!("h{j}.rdb")) else {
+            continue;
+        };
+        assert!(
+            (acked_by(at) as u64..=sent_by(at) as u64).contains(&step),
+            "at {shown} step {step}: {} were acknowledged and {} sent by then (stopped {from}..{to}, try {tries})",
+            acked_by(at),
+            sent_by(at),
+        );
+    }
+}
+
+/// A reader waiting on an idle link, woken by the primary's next write
+/// while the host keeps it from its core (run-queue time, which schedstat
+/// counts): what it reads arrived at most that wait before it returned,
+/// and the idle moments before are held (nothing came). The receive stamp
+/// makes such a read "held up", behind from when it began: the whole idle
+/// time before the write is no longer held.
+#[test]
+fn the_idle_moments_before_a_write_the_archiver_was_preempted_at_stay_held() {
+    let t = start_redis();
+    let mut conn = t.conn();
+    pin(1, Some(t.pid().expect("the primary's pid")));
+    let archiver = start_archiver(&t);
+    pin(0, Some(archiver.pid()));
+    pin(1, None);
+    conn.ok(&["SET", "step", "0"]);
+    wait_until_archived(&mut conn);
+    let idle_from = now_micros();
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle_to = now_micros();
+    let mut hog = std::process::Command::new("chrt")
+        .args([
+            "-f",
+            "50",
+            "taskset",
+            "-c",
+            "0",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
+        .spawn()
+        .expect("chrt");
+    std::thread::sleep(Duration::from_millis(10));
+    let set = conn.call(&["SET", "step", "1"]);
+    std::thread::sleep(Duration::from_millis(70));
+    hog.kill().expect("kill the hog");
+    let _ = hog.wait();
+    assert_eq!(set.text(), "OK");
+    std::thread::sleep(Duration::from_millis(200));
+    conn.ok(&["SET", "step", "2"]);
+    wait_until_archived(&mut conn);
+    stop(archiver);
+
+    let at = idle_from + (idle_to - idle_from) / 2;
+    assert_eq!(
+        step_at(&t, &rfc3339(at), "idle.rdb"),
+        Some(0),
+        "{} in the idle time is not held: {:?}",
+        rfc3339(at),
+        timeline(&t)
+    );
+}
+
