@@ -94,13 +94,19 @@ impl Watch {
             self.catching_up = true;
         }
         let last_at = self.last.map(|(at, _)| at);
-        // On an empty socket nothing can have arrived before the read
-        // began: a stamp that says so is of a clock stepped back, or not
-        // the wall clock at all, and is not believed.
+        // Held up past what the run queue explains: the wait for a core
+        // after the bytes woke it is counted as preempted, and leaves the
+        // moments before they came held. On an empty socket nothing can
+        // have arrived before the read began: a stamp that says so is of a
+        // clock stepped back, or not the wall clock at all, and is not
+        // believed.
         let held_up = read
             .newest_arrival
             .filter(|&arrived| arrived >= read.began || !read.empty_at_start)
-            .is_some_and(|arrived| read.at.saturating_sub(arrived.max(read.began)) > SLACK_MICROS);
+            .is_some_and(|arrived| {
+                read.at.saturating_sub(arrived.max(read.began))
+                    > read.preempted_micros.saturating_add(SLACK_MICROS)
+            });
         let preempted = read.preempted_micros > SLACK_MICROS;
         let stalled = held_up || preempted;
         let nothing_came = read.empty_at_start || (read.eof && read.clean_at_start);
@@ -688,13 +694,21 @@ mod tests {
                 behind_since: None
             }
         );
+        // Woken by its bytes and kept 50 ms from a core (the run queue):
+        // preempted, not held up; the moments before they came stay held.
+        watch.read(read(1_400_000, 10));
+        watch.seen();
+        watch.read(Read {
+            began: 1_400_100,
+            newest_arrival: Some(1_420_000),
+            preempted_micros: 50_000,
+            ..read(1_475_000, 10)
+        });
+        assert_eq!(watch.seen().behind_since, Some(1_405_000));
+        watch.read(read(1_485_000, 10));
+        assert_eq!(watch.seen().ended, Some((1_405_000, 1_475_000)));
         // Within the slack, the kernel not saying, or saying what cannot
         // be (bytes on an empty socket before the read began): not held up.
-        watch.read(Read {
-            began: 1_450_000,
-            newest_arrival: Some(1_000),
-            ..read(1_480_000, 10)
-        });
         watch.read(Read {
             began: 1_500_000,
             newest_arrival: Some(1_501_000),
@@ -704,6 +718,11 @@ mod tests {
             began: 1_600_000,
             newest_arrival: None,
             ..read(1_700_000, 10)
+        });
+        watch.read(Read {
+            began: 1_700_100,
+            newest_arrival: Some(1_000),
+            ..read(1_750_000, 10)
         });
         assert_eq!(
             watch.seen(),
