@@ -16,7 +16,7 @@ use std::sync::Mutex;
 pub const MAX_INTERVALS: usize = 256;
 /// How long the reader may be away from the socket (splitting what it
 /// read, queueing it) before what arrived meanwhile counts as late.
-const SLACK_MICROS: u64 = 20_000;
+pub const SLACK_MICROS: u64 = 20_000;
 /// A read this large may have left bytes the socket held already (its
 /// receive buffer may be no larger than the read, and a full one stops
 /// the primary sending).

@@ -996,6 +996,13 @@ impl Reader<'_> {
             let empty_at_start = clean_at_start && input.queued() == Some(0);
             self.waiting
                 .begin(empty_at_start && self.watch.offset_reached(), last_stamp);
+            // Stopped since the socket was asked (a stop lands as that call
+            // returns), what came meanwhile waits in it, and the read takes
+            // it at once as if just come: the socket no longer counts as
+            // empty. (A stop in the few instructions left before the read,
+            // or a tracer holding its entry, is not seen.)
+            let empty_at_start =
+                empty_at_start && units::now_micros().saturating_sub(began) <= behind::SLACK_MICROS;
             let read = input.read(&mut buf);
             if matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::Interrupted) {
                 // A read with a timeout set on the socket is not restarted

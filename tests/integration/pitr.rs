@@ -4387,4 +4387,3 @@ fn the_idle_moments_before_a_write_the_archiver_was_preempted_at_stay_held() {
         timeline(&t)
     );
 }
-
