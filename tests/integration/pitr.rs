@@ -3989,6 +3989,102 @@ fn pin(cpu: u32, process: Option<u32>) {
     assert!(out.status.success(), "taskset {args:?}: {out:?}");
 }
 
+/// A real-time busy loop on core 0 (`chrt -f 50`): the core is taken from
+/// whatever else may run there until it is dropped, even by a test that
+/// panics.
+struct Hog(std::process::Child);
+
+impl Hog {
+    fn on_core_0() -> Hog {
+        let child = std::process::Command::new("chrt")
+            .args([
+                "-f",
+                "50",
+                "taskset",
+                "-c",
+                "0",
+                "sh",
+                "-c",
+                "while :; do :; done",
+            ])
+            .spawn()
+            .expect("chrt");
+        Hog(child)
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// When each `SET step i` was acknowledged (µs), step 0's first.
+struct Acked(Vec<u64>);
+
+impl Acked {
+    /// `SET step 1`, `2`, … on a connection of its own, `pause` apart,
+    /// while `scene` plays (and 250 ms after).
+    fn while_writing<R>(t: &TestRedis, pause: Duration, scene: impl FnOnce() -> R) -> (Acked, R) {
+        let writing = std::sync::atomic::AtomicBool::new(true);
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut conn = t.conn();
+                let mut acked = vec![now_micros()];
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let step = acked.len().to_string();
+                    conn.ok(&["SET", "step", &step]);
+                    acked.push(now_micros());
+                    std::thread::sleep(pause);
+                }
+                acked
+            });
+            // Ended however the scene does: a scene that panics must not
+            // leave the scope waiting for a writer that never stops.
+            struct Ending<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Ending<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let ending = Ending(&writing);
+            let played = scene();
+            std::thread::sleep(Duration::from_millis(250));
+            drop(ending);
+            (Acked(writer.join().expect("the writer")), played)
+        })
+    }
+
+    /// The steps a moment held may show: every one acknowledged more than
+    /// the slack before it, and none not yet sent.
+    fn possible_at(&self, at: u64) -> std::ops::RangeInclusive<u64> {
+        let acked = self.0.iter().rposition(|&a| a <= at.saturating_sub(SLACK));
+        let sent = self.0.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
+        acked.unwrap_or(0) as u64..=sent as u64
+    }
+
+    /// Each moment restored (`export --at`): one held has the writes
+    /// acknowledged before it. How many were held; `scene` is said on
+    /// failure.
+    fn check_moments(&self, t: &TestRedis, moments: &[u64], scene: &str) -> usize {
+        let mut held = 0;
+        for (i, &at) in moments.iter().enumerate() {
+            let shown = rfc3339(at);
+            let Some(step) = step_at(t, &shown, &format!("m{i}.rdb")) else {
+                continue;
+            };
+            held += 1;
+            let possible = self.possible_at(at);
+            assert!(
+                possible.contains(&step),
+                "at {shown} step {step}, where {possible:?} could be ({scene})"
+            );
+        }
+        held
+    }
+}
+
 /// A host busy with other work preempts the archiver: while it waits for a
 /// core, what the primary sends waits in its socket, and is stamped when
 /// the archiver runs again. The reader used to take a long read for one
@@ -4006,77 +4102,29 @@ fn the_moments_held_while_the_archiver_was_preempted_have_the_writes_acknowledge
     pin(0, Some(archiver.pid()));
     conn.ok(&["SET", "step", "0"]);
     wait_until_archived(&mut conn);
-    let writing = std::sync::atomic::AtomicBool::new(true);
-    let (acked, preempted) = std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            pin(1, None);
-            let mut conn = t.conn();
-            let mut acked = vec![now_micros()];
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                let step = acked.len().to_string();
-                conn.ok(&["SET", "step", &step]);
-                acked.push(now_micros());
-            }
-            acked
-        });
-        pin(1, None);
+    pin(1, None);
+    let (acked, preempted) = Acked::while_writing(&t, Duration::ZERO, || {
         let mut preempted = Vec::new();
         for _ in 0..6 {
             std::thread::sleep(Duration::from_millis(250));
-            let mut hog = std::process::Command::new("chrt")
-                .args([
-                    "-f",
-                    "50",
-                    "taskset",
-                    "-c",
-                    "0",
-                    "sh",
-                    "-c",
-                    "while :; do :; done",
-                ])
-                .spawn()
-                .expect("chrt");
+            let hog = Hog::on_core_0();
             let from = now_micros();
             std::thread::sleep(Duration::from_millis(80));
-            hog.kill().expect("kill the hog");
-            let _ = hog.wait();
+            drop(hog);
             preempted.push((from, now_micros()));
         }
-        std::thread::sleep(Duration::from_millis(250));
-        writing.store(false, std::sync::atomic::Ordering::Relaxed);
-        (writer.join().expect("the writer"), preempted)
+        preempted
     });
     wait_until_archived(&mut conn);
     stop(archiver);
 
-    // acked[i]: when step i was acknowledged.
-    let acked_by = |at: u64| {
-        acked
-            .iter()
-            .rposition(|&a| a <= at.saturating_sub(SLACK))
-            .unwrap_or(0)
-    };
-    let sent_by = |at: u64| acked.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
     // Before the first, in the middle of each of the first three, just
     // before each ended, and between each and the next.
     let mut moments = vec![preempted[0].0 - 100_000];
     for &(from, to) in preempted.iter().take(3) {
         moments.extend([from + (to - from) / 2, to - 5_000, to + 125_000]);
     }
-    let mut held = 0;
-    for (i, at) in moments.into_iter().enumerate() {
-        let shown = rfc3339(at);
-        let Some(step) = step_at(&t, &shown, &format!("m{i}.rdb")) else {
-            continue;
-        };
-        held += 1;
-        assert!(
-            (acked_by(at) as u64..=sent_by(at) as u64).contains(&step),
-            "at {shown} step {step}: {} were acknowledged and {} sent by then (preempted {preempted:?})",
-            acked_by(at),
-            sent_by(at)
-        );
-    }
+    let held = acked.check_moments(&t, &moments, &format!("preempted {preempted:?}"));
     // The moments between are held but for other work on core 0.
     assert!(
         held > 0,
@@ -4097,42 +4145,12 @@ fn a_stopped_and_continued_archiver_keeps_its_session() {
     let archiver = start_archiver(&t);
     conn.ok(&["SET", "step", "0"]);
     wait_until_archived(&mut conn);
-    let writing = std::sync::atomic::AtomicBool::new(true);
-    let (acked, stopped) = std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            let mut conn = t.conn();
-            let mut acked = vec![now_micros()];
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                let step = acked.len().to_string();
-                conn.ok(&["SET", "step", &step]);
-                acked.push(now_micros());
-                std::thread::sleep(Duration::from_micros(300));
-            }
-            acked
-        });
-        let mut stopped = Vec::new();
-        for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(250));
-            archiver.signal("STOP");
-            let from = now_micros();
-            std::thread::sleep(Duration::from_millis(80));
-            archiver.signal("CONT");
-            stopped.push((from, now_micros()));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        writing.store(false, std::sync::atomic::Ordering::Relaxed);
-        (writer.join().expect("the writer"), stopped)
+    let (acked, stopped) = Acked::while_writing(&t, Duration::from_micros(300), || {
+        stop_and_continue(&archiver, 3, Duration::from_millis(250))
     });
     wait_until_archived(&mut conn);
     let out = stop(archiver);
 
-    let acked_by = |at: u64| {
-        acked
-            .iter()
-            .rposition(|&a| a <= at.saturating_sub(SLACK))
-            .unwrap_or(0)
-    };
-    let sent_by = |at: u64| acked.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
     for (i, &(_, to)) in stopped.iter().enumerate() {
         let at = to + 125_000;
         let shown = rfc3339(at);
@@ -4143,9 +4161,23 @@ fn a_stopped_and_continued_archiver_keeps_its_session() {
             timeline(&t),
             out.stderr
         );
-        let step = step.expect("held");
-        assert!((acked_by(at) as u64..=sent_by(at) as u64).contains(&step));
+        assert!(acked.possible_at(at).contains(&step.expect("held")));
     }
+}
+
+/// Stops the archiver for 80 ms, `times` times, `apart` apart: when each
+/// stop began and ended.
+fn stop_and_continue(archiver: &Watched, times: usize, apart: Duration) -> Vec<(u64, u64)> {
+    let mut stopped = Vec::new();
+    for _ in 0..times {
+        std::thread::sleep(apart);
+        archiver.signal("STOP");
+        let from = now_micros();
+        std::thread::sleep(Duration::from_millis(80));
+        archiver.signal("CONT");
+        stopped.push((from, now_micros()));
+    }
+    stopped
 }
 
 /// The archiver kept from running without waiting in the run queue: here
@@ -4167,59 +4199,17 @@ fn the_moments_held_while_the_archiver_was_stopped_have_the_writes_acknowledged_
     let archiver = start_archiver(&t);
     conn.ok(&["SET", "step", "0"]);
     wait_until_archived(&mut conn);
-    let writing = std::sync::atomic::AtomicBool::new(true);
-    let (acked, stopped) = std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            let mut conn = t.conn();
-            let mut acked = vec![now_micros()];
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                let step = acked.len().to_string();
-                conn.ok(&["SET", "step", &step]);
-                acked.push(now_micros());
-                std::thread::sleep(Duration::from_micros(300));
-            }
-            acked
-        });
-        let mut stopped = Vec::new();
-        for _ in 0..12 {
-            std::thread::sleep(Duration::from_millis(400));
-            archiver.signal("STOP");
-            let from = now_micros();
-            std::thread::sleep(Duration::from_millis(80));
-            archiver.signal("CONT");
-            stopped.push((from, now_micros()));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        writing.store(false, std::sync::atomic::Ordering::Relaxed);
-        (writer.join().expect("the writer"), stopped)
+    let (acked, stopped) = Acked::while_writing(&t, Duration::from_micros(300), || {
+        stop_and_continue(&archiver, 12, Duration::from_millis(400))
     });
     wait_until_archived(&mut conn);
     stop(archiver);
 
-    let acked_by = |at: u64| {
-        acked
-            .iter()
-            .rposition(|&a| a <= at.saturating_sub(SLACK))
-            .unwrap_or(0)
-    };
-    let sent_by = |at: u64| acked.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
-    for (i, &(from, to)) in stopped.iter().enumerate() {
-        for (j, at) in [from + (to - from) / 2, to - 5_000, to + 125_000]
-            .into_iter()
-            .enumerate()
-        {
-            let shown = rfc3339(at);
-            let Some(step) = step_at(&t, &shown, &format!("s{i}-{j}.rdb")) else {
-                continue;
-            };
-            assert!(
-                (acked_by(at) as u64..=sent_by(at) as u64).contains(&step),
-                "at {shown} step {step}: {} were acknowledged and {} sent by then (stopped {stopped:?})",
-                acked_by(at),
-                sent_by(at)
-            );
-        }
-    }
+    let moments: Vec<u64> = stopped
+        .iter()
+        .flat_map(|&(from, to)| [from + (to - from) / 2, to - 5_000, to + 125_000])
+        .collect();
+    acked.check_moments(&t, &moments, &format!("stopped {stopped:?}"));
 }
 
 /// The archiver's reader thread, blocked in `recvmsg` on the stream.
@@ -4260,19 +4250,7 @@ fn the_moments_held_while_the_archiver_was_stopped_just_before_a_read_have_the_w
     std::thread::sleep(Duration::from_millis(300));
     let pid = archiver.pid() as i32;
     let tid = reader_thread(archiver.pid());
-    let writing = std::sync::atomic::AtomicBool::new(true);
-    let (acked, (from, to), tries) = std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            let mut conn = t.conn();
-            let mut acked = vec![now_micros()];
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                let step = acked.len().to_string();
-                conn.ok(&["SET", "step", &step]);
-                acked.push(now_micros());
-                std::thread::sleep(Duration::from_micros(300));
-            }
-            acked
-        });
+    let (acked, ((from, to), tries)) = Acked::while_writing(&t, Duration::from_micros(300), || {
         let task = format!("/proc/{pid}/task/{tid}");
         let mut held = None;
         let mut tries = 0;
@@ -4306,33 +4284,17 @@ fn the_moments_held_while_the_archiver_was_stopped_just_before_a_read_have_the_w
                 libc::kill(pid, libc::SIGCONT)
             };
         }
-        std::thread::sleep(Duration::from_millis(250));
-        writing.store(false, std::sync::atomic::Ordering::Relaxed);
         let held = held.unwrap_or_else(|| panic!("no stop landed after FIONREAD in {tries}"));
-        (writer.join().expect("the writer"), held, tries)
+        (held, tries)
     });
     wait_until_archived(&mut conn);
     stop(archiver);
 
-    let acked_by = |at: u64| {
-        acked
-            .iter()
-            .rposition(|&a| a <= at.saturating_sub(SLACK))
-            .unwrap_or(0)
-    };
-    let sent_by = |at: u64| acked.iter().rposition(|&a| a <= at).map_or(0, |i| i + 1);
-    for (j, at) in [from + (to - from) / 2, to - 5_000].into_iter().enumerate() {
-        let shown = rfc3339(at);
-        let Some(step) = step_at(&t, &shown, &format!("h{j}.rdb")) else {
-            continue;
-        };
-        assert!(
-            (acked_by(at) as u64..=sent_by(at) as u64).contains(&step),
-            "at {shown} step {step}: {} were acknowledged and {} sent by then (stopped {from}..{to}, try {tries})",
-            acked_by(at),
-            sent_by(at),
-        );
-    }
+    acked.check_moments(
+        &t,
+        &[from + (to - from) / 2, to - 5_000],
+        &format!("stopped {from}..{to}, try {tries}"),
+    );
 }
 
 /// A reader waiting on an idle link, woken by the primary's next write
@@ -4354,24 +4316,11 @@ fn the_idle_moments_before_a_write_the_archiver_was_preempted_at_stay_held() {
     let idle_from = now_micros();
     std::thread::sleep(Duration::from_millis(1500));
     let idle_to = now_micros();
-    let mut hog = std::process::Command::new("chrt")
-        .args([
-            "-f",
-            "50",
-            "taskset",
-            "-c",
-            "0",
-            "sh",
-            "-c",
-            "while :; do :; done",
-        ])
-        .spawn()
-        .expect("chrt");
+    let hog = Hog::on_core_0();
     std::thread::sleep(Duration::from_millis(10));
     let set = conn.call(&["SET", "step", "1"]);
     std::thread::sleep(Duration::from_millis(70));
-    hog.kill().expect("kill the hog");
-    let _ = hog.wait();
+    drop(hog);
     assert_eq!(set.text(), "OK");
     std::thread::sleep(Duration::from_millis(200));
     conn.ok(&["SET", "step", "2"]);
