@@ -733,6 +733,61 @@ mod tests {
         );
     }
 
+    /// A reader woken by the primary's first byte (at `first`) waits for a
+    /// core while more bytes come (the run queue, which schedstat counts),
+    /// takes them, and is stopped as the read returns (a SIGSTOP or a
+    /// freeze sent while it waited lands there: signals are taken on the
+    /// way back from the call). The run-queue wait came before its newest
+    /// byte, not after: it does not explain the time from that byte to the
+    /// read's return, and the stop must not hide behind it. The first
+    /// byte is stamped with the read, so no moment more than the slack
+    /// after it may be held.
+    #[test]
+    fn a_stop_after_a_run_queue_wait_before_the_newest_byte_is_not_hidden() {
+        // Waited 200 ms for a core (bytes coming till 10 ms before it got
+        // one), then stopped 200 ms.
+        let mut watch = Watch::new(0);
+        watch.read(read(1_000_000, 10));
+        watch.seen();
+        let first = 1_500_000;
+        watch.read(Read {
+            began: 1_000_100,
+            newest_arrival: Some(first + 190_000),
+            preempted_micros: 200_000,
+            ..read(first + 400_000, 10)
+        });
+        let since = watch.seen().behind_since;
+        assert!(
+            since.is_some_and(|since| since <= first + SLACK_MICROS),
+            "behind since {since:?}: moments up to it held, though the byte received at {first} is stamped {}",
+            first + 400_000
+        );
+        // Waited 20 ms (bytes coming all the while), then stopped 40 ms:
+        // what came in the stop waits in the socket, and the next read
+        // takes it at once.
+        let mut watch = Watch::new(0);
+        watch.read(read(1_000_000, 10));
+        watch.seen();
+        let first = 1_500_000;
+        watch.read(Read {
+            began: 1_000_100,
+            newest_arrival: Some(first + 20_000),
+            preempted_micros: SLACK_MICROS,
+            ..read(first + 60_000, 10)
+        });
+        watch.seen();
+        watch.read(read_of_bytes_there(first + 60_500, 10));
+        let seen = watch.seen();
+        assert!(
+            seen.behind_since.is_some_and(|since| since <= first + SLACK_MICROS)
+                || seen
+                    .ended
+                    .is_some_and(|(from, to)| from <= first + SLACK_MICROS && to >= first + 60_000),
+            "{seen:?}: the moments up to {} held, though the byte received at {first} is stamped then",
+            first + 60_000
+        );
+    }
+
     #[test]
     fn a_reader_in_a_read_that_began_on_an_empty_socket_is_seen_at_once() {
         let waiting = Waiting::default();
