@@ -94,19 +94,23 @@ impl Watch {
             self.catching_up = true;
         }
         let last_at = self.last.map(|(at, _)| at);
-        // Held up past what the run queue explains: the wait for a core
-        // after the bytes woke it is counted as preempted, and leaves the
-        // moments before they came held. On an empty socket nothing can
-        // have arrived before the read began: a stamp that says so is of a
-        // clock stepped back, or not the wall clock at all, and is not
-        // believed.
-        let held_up = read
+        // On an empty socket nothing can have arrived before the read
+        // began: a stamp that says so is of a clock stepped back, or not
+        // the wall clock at all, and is not believed.
+        let newest = read
             .newest_arrival
             .filter(|&arrived| arrived >= read.began || !read.empty_at_start)
-            .is_some_and(|arrived| {
-                read.at.saturating_sub(arrived.max(read.began))
-                    > read.preempted_micros.saturating_add(SLACK_MICROS)
-            });
+            .map(|arrived| arrived.max(read.began).min(read.at));
+        // Returned long after its newest byte came: what came after it
+        // took them is not in, whether it waited for a core or was
+        // stopped. The run queue explains the hold-up only if it was all
+        // after that byte, which schedstat does not say: a wait before it
+        // (more bytes coming meanwhile) and a stop as the read returns look
+        // the same.
+        let held_up = newest.is_some_and(|newest| read.at - newest > SLACK_MICROS);
+        let held_past_run_queue = newest.is_some_and(|newest| {
+            read.at - newest > read.preempted_micros.saturating_add(SLACK_MICROS)
+        });
         let preempted = read.preempted_micros > SLACK_MICROS;
         let stalled = held_up || preempted;
         let nothing_came = read.empty_at_start || (read.eof && read.clean_at_start);
@@ -118,15 +122,18 @@ impl Watch {
                 self.end(from, last_at.unwrap_or(read.began));
             }
             if stalled {
-                // What it read came after it began. Held up after its
-                // bytes came, the reader cannot tell when the first did;
-                // only preempted, they were in the socket at most as long
-                // as it waited for a core (and the slack, for the rest of
-                // the read) before it returned.
-                let earliest = match held_up {
+                // What it read came after it began. The first came as the
+                // reader woke; from then to taking the newest it waited for
+                // a core at most as long as the run queue says (and the
+                // slack, for the rest of the read): a stop after, as the
+                // read returned, is not counted there, so this is reckoned
+                // from the newest byte, not from the return. Held up past
+                // all the run queue explains, the reader cannot tell when
+                // the first came.
+                let earliest = match held_past_run_queue {
                     true => read.began,
-                    false => read
-                        .at
+                    false => newest
+                        .unwrap_or(read.at)
                         .saturating_sub(read.preempted_micros + SLACK_MICROS)
                         .max(read.began),
                 };
@@ -588,8 +595,9 @@ mod tests {
 
     /// A read that began on an empty socket, preempted while it waited
     /// for its bytes or after it took them: they may have come as long
-    /// before it returned as it waited for a core, and it is not caught up
-    /// as it returns. The read before is.
+    /// before the newest it took (or, the kernel not saying, before it
+    /// returned) as it waited for a core, and it is not caught up as it
+    /// returns. The read before is.
     #[test]
     fn a_read_preempted_is_behind_from_when_its_bytes_may_have_come() {
         let mut watch = Watch::new(0);
@@ -604,14 +612,14 @@ mod tests {
             watch.seen(),
             Seen {
                 ended: None,
-                behind_since: Some(1_100_000 - 60_000 - SLACK_MICROS)
+                behind_since: Some(1_100_000 - 5 - 60_000 - SLACK_MICROS)
             }
         );
         watch.read(read(1_200_000, 10));
         assert_eq!(
             watch.seen(),
             Seen {
-                ended: Some((1_020_000, 1_100_000)),
+                ended: Some((1_019_995, 1_100_000)),
                 behind_since: None
             },
             "caught up as the read after began on an empty socket"
@@ -694,19 +702,20 @@ mod tests {
                 behind_since: None
             }
         );
-        // Woken by its bytes and kept 50 ms from a core (the run queue):
-        // preempted, not held up; the moments before they came stay held.
+        // Woken by its bytes and kept 25 ms from a core (the run queue):
+        // behind from as long before its newest byte (and the slack); the
+        // moments before they came stay held.
         watch.read(read(1_400_000, 10));
         watch.seen();
         watch.read(Read {
             began: 1_400_100,
-            newest_arrival: Some(1_420_000),
-            preempted_micros: 50_000,
-            ..read(1_475_000, 10)
+            newest_arrival: Some(1_460_000),
+            preempted_micros: 25_000,
+            ..read(1_485_000, 10)
         });
-        assert_eq!(watch.seen().behind_since, Some(1_405_000));
-        watch.read(read(1_485_000, 10));
-        assert_eq!(watch.seen().ended, Some((1_405_000, 1_475_000)));
+        assert_eq!(watch.seen().behind_since, Some(1_415_000));
+        watch.read(read(1_495_000, 10));
+        assert_eq!(watch.seen().ended, Some((1_415_000, 1_485_000)));
         // Within the slack, the kernel not saying, or saying what cannot
         // be (bytes on an empty socket before the read began): not held up.
         watch.read(Read {
