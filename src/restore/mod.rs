@@ -41,7 +41,7 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub struct Request {
     pub target: Target,
@@ -439,7 +439,8 @@ fn files_to_restore(
         )));
     }
     let mut keeps = Keeps::Nothing;
-    if service.is_active()? {
+    let running = unit_state(service, connect)?;
+    if running == UnitState::Active {
         let mut redis = Connection::connect(connect)?;
         let live = DataFiles::live(&mut redis, conf)?;
         check_agrees(&files, &live, conf)?;
@@ -448,13 +449,14 @@ fn files_to_restore(
             (true, Some("")) => Keeps::AofOnly,
             _ => Keeps::OnDisk,
         };
-    } else if Connection::something_listens(connect) {
+    } else if running == UnitState::AnswersWhileNotActive {
         // Taken for stopped, its files would be moved from under it, and
         // its next save would replace the restore.
         return Err(Error::usage(format!(
-            "{} is not active, but a server answers at {}: the unit is still starting (Redis loading) or stopping, or Redis runs outside it (the `service` setting names another, or it was started by hand); wait until `systemctl is-active` says active or inactive and run the restore again, or set `service` to the unit that runs it (nothing was touched)",
+            "{} is not active, but a server answers at {} (for {}s): the unit is still starting (Redis loading) or stopping, or Redis runs outside it (the `service` setting names another, or it was started by hand); wait until `systemctl is-active` says active or inactive (a unit in a crash loop: systemctl stop it) and run the restore again, or set `service` to the unit that runs it (nothing was touched)",
             service.unit(),
-            connect.endpoint
+            connect.endpoint,
+            UNIT_SETTLES.as_secs()
         )));
     } else {
         info!(
@@ -464,6 +466,40 @@ fn files_to_restore(
         );
     }
     Ok((files, data, keeps))
+}
+
+/// How long a unit that is not active while a server answers is watched
+/// before that is refused: long enough for a crash loop whose server loads
+/// for a few seconds to come between two starts.
+const UNIT_SETTLES: Duration = Duration::from_secs(10);
+
+#[derive(PartialEq)]
+enum UnitState {
+    Active,
+    Stopped,
+    AnswersWhileNotActive,
+}
+
+/// Whether the unit runs the server, looked at until the unit and the port
+/// agree. A unit in a crash loop is activating (not active) while each
+/// start loads, and a server answers: taken at one look for a server
+/// outside the unit, the restore of a crash loop was refused most times.
+/// Between two of its starts nothing answers, and the restore's stop job
+/// then cancels the restarts.
+fn unit_state(service: &Service, connect: &ConnectOptions) -> Result<UnitState> {
+    let deadline = Instant::now() + UNIT_SETTLES;
+    loop {
+        if service.is_active()? {
+            return Ok(UnitState::Active);
+        }
+        if !Connection::something_listens(connect) {
+            return Ok(UnitState::Stopped);
+        }
+        if Instant::now() >= deadline {
+            return Ok(UnitState::AnswersWhileNotActive);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn check_agrees(files: &DataFiles, live: &DataFiles, conf: &RedisConf) -> Result<()> {
