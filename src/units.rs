@@ -105,6 +105,27 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     utc_seconds(text, 0)
 }
 
+/// Seconds since the epoch of an HTTP date in its one current form,
+/// IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110): what Swift's
+/// `Date` says. `None` for anything else, the two obsolete forms included.
+pub fn parse_http_date(text: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let words: Vec<&str> = text.split(' ').collect();
+    let [weekday, day, month, year, time, "GMT"] = words[..] else {
+        return None;
+    };
+    if weekday.len() != 4 || !weekday.ends_with(',') || day.len() != 2 || year.len() != 4 {
+        return None;
+    }
+    let month = MONTHS.iter().position(|name| *name == month)? + 1;
+    if time.len() != 8 {
+        return None;
+    }
+    utc_seconds(&format!("{year}-{month:02}-{day}T{time}"), 0)
+}
+
 /// Microseconds since the epoch of an RFC 3339 UTC time ending in `Z`, with
 /// an optional fraction of 1 to 9 digits (past the sixth, truncated): the
 /// form of a backup's `created_at`, which orders backups.
@@ -449,6 +470,34 @@ mod tests {
             assert_eq!(parse_rfc3339_any(bad), None, "{bad}");
         }
         assert_eq!(utc_millis(z + 1_234_567), "2026-11-30T10:00:01.234Z");
+    }
+
+    #[test]
+    fn http_dates_are_read_in_their_current_form_only() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Thu, 03 Dec 2026 05:46:00 GMT"),
+            parse_rfc3339("2026-12-03T05:46:00Z")
+        );
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49:37 +0000",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 nov 1994 08:49:37 GMT",
+            "Sun, 30 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT ",
+            "Sun, 06 Nov 1994 8:49:370 GMT",
+            "Sun, +6 Nov 1994 08:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -878,11 +878,15 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Status line and headers, with `Content-Length: length` unless the
-/// headers set one or `length` is `None`.
+/// headers set one or `length` is `None`, and the `Date` every answer of a
+/// server with a clock carries (RFC 9110) unless they set one.
 fn head(status: u16, headers: &[(String, String)], length: Option<usize>) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Date")) {
+        out.push_str(&format!("Date: {}\r\n", http_date(now_secs())));
     }
     let has_length = headers
         .iter()
@@ -892,6 +896,40 @@ fn head(status: u16, headers: &[(String, String)], length: Option<usize>) -> Vec
     }
     out.push_str("\r\n");
     out.into_bytes()
+}
+
+/// `secs` since the epoch as an HTTP date ("Sun, 06 Nov 1994 08:49:37
+/// GMT"), by Howard Hinnant's days-to-civil algorithm.
+pub fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[test]
+fn http_dates_are_written_as_servers_write_them() {
+    assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
 }
 
 /// Sleep `d` in small steps; false if the fake is being dropped.

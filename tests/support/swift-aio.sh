@@ -29,6 +29,8 @@
 #   SWIFT_TOKEN_LIFE=N       TempAuth token lifetime in seconds (default 86400)
 #   KEYSTONE_TOKEN_LIFE=N    Keystone token lifetime in seconds (default 3600)
 #   SWIFT_LISTING_LIMIT=N    max names per listing page (default 10000, Swift's default)
+#   SWIFT_PROXY_CLOCK_FILE=F the proxies' clock runs the seconds F holds (read at every look) from
+#                            the host's: objects stamped and answers dated as if then (tests of ages)
 #   SWIFT_AIO_PROXY_PORT=N, SWIFT_AIO_KEYSTONE_PROXY_PORT=N, SWIFT_AIO_KEYSTONE_PORT=N
 #                            fixed ports (default: free ports chosen at start; deliberately
 #                            not the names printed, so sourcing one DIR/env does not pin the
@@ -139,7 +141,23 @@ EOF
   # Swift only ever reads /etc/swift/swift.conf (utils.SWIFT_CONF_FILE); this wrapper points
   # it at DIR/etc/swift.conf before anything reads it, then runs the stock WSGI server.
   cat > "$etc/swift-server.py" <<'EOF'
+import os
 import sys
+import time
+# SWIFT_PROXY_CLOCK_FILE (tests of ages): the proxies' clock, which stamps each
+# object (X-Timestamp) and each answer (Date), runs as many seconds from the
+# host's as that file says, read at every look. Set before Swift is imported.
+clock = os.environ.get('SWIFT_PROXY_CLOCK_FILE')
+if clock and sys.argv[2] == 'proxy':
+    host_time = time.time
+
+    def proxy_time():
+        try:
+            with open(clock) as f:
+                return host_time() + float(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return host_time()
+    time.time = proxy_time
 import swift.common.utils as utils
 utils.SWIFT_CONF_FILE = sys.argv.pop(1)   # must happen before constraints/storage_policy load
 server = sys.argv.pop(1)                  # account | container | object | proxy

@@ -450,8 +450,12 @@ impl SwiftStorage {
         Ok(())
     }
 
-    /// How long ago `path` was written, by Swift's own clock against ours
-    /// (`X-Timestamp`); one that says nothing is taken as new.
+    /// How long ago `path` was written, by Swift's clock alone: its `Date`
+    /// against the object's `X-Timestamp`. Taken by this host's clock, a
+    /// host a day ahead (an RTC kept in local time, a guest started from an
+    /// old snapshot) removed another host's manifest in the seconds before
+    /// its record, and an upload's segments as it went. An answer that
+    /// does not say both is taken as new.
     fn age_of(&self, path: &str) -> Result<Duration> {
         let response = match self.client.call("HEAD", path, |r| r.call())? {
             Reply::Done(response) => response,
@@ -464,11 +468,12 @@ impl SwiftStorage {
         };
         let written = response
             .header("X-Timestamp")
-            .and_then(|stamp| stamp.split('.').next()?.parse::<u64>().ok())
-            .map(|secs| std::time::UNIX_EPOCH + Duration::from_secs(secs));
-        Ok(written
-            .and_then(|written| SystemTime::now().duration_since(written).ok())
-            .unwrap_or(Duration::ZERO))
+            .and_then(|stamp| stamp.split('.').next()?.parse::<u64>().ok());
+        let now = response.header("Date").and_then(units::parse_http_date);
+        Ok(match (now, written) {
+            (Some(now), Some(written)) => Duration::from_secs(now.saturating_sub(written)),
+            _ => Duration::ZERO,
+        })
     }
 
     fn exists(&self, path: &str) -> Result<bool> {

@@ -198,6 +198,7 @@ pub struct SwiftBuilder {
     tls: bool,
     token_life: Option<u32>,
     listing_limit: Option<u32>,
+    movable_clock: bool,
 }
 
 impl SwiftBuilder {
@@ -227,11 +228,19 @@ impl SwiftBuilder {
         self
     }
 
+    /// The proxies' clock can be moved (`SwiftStack::move_clock`): it
+    /// stamps each object and dates each answer (`SWIFT_PROXY_CLOCK_FILE`).
+    pub fn movable_clock(mut self) -> SwiftBuilder {
+        self.movable_clock = true;
+        self
+    }
+
     /// Start the stack (twice if the first start fails: a free port may in
     /// theory be taken before a server binds it); panics with the logs' tails.
     pub fn start(self) -> SwiftStack {
         let scratch = Scratch::new("swift");
         let dir = scratch.join("aio");
+        let clock = self.movable_clock.then(|| scratch.join("proxy-clock"));
         let started = Instant::now();
         let mut out = None;
         for attempt in 1..=2 {
@@ -244,6 +253,7 @@ impl SwiftBuilder {
                 "SWIFT_TOKEN_LIFE",
                 "KEYSTONE_TOKEN_LIFE",
                 "SWIFT_LISTING_LIMIT",
+                "SWIFT_PROXY_CLOCK_FILE",
                 "SWIFT_AIO_PROXY_PORT",
                 "SWIFT_AIO_KEYSTONE_PROXY_PORT",
                 "SWIFT_AIO_KEYSTONE_PORT",
@@ -260,6 +270,10 @@ impl SwiftBuilder {
             }
             if let Some(limit) = self.listing_limit {
                 run = run.env("SWIFT_LISTING_LIMIT", limit.to_string());
+            }
+            if let Some(clock) = &clock {
+                fs::write(clock, "0").expect("write the proxies' clock");
+                run = run.env("SWIFT_PROXY_CLOCK_FILE", clock.display().to_string());
             }
             let o = run.run();
             if o.code == Some(0) {
@@ -318,6 +332,7 @@ impl SwiftBuilder {
             current_token: Mutex::new(String::new()),
             vars,
             dir,
+            clock,
             scratch,
         };
         let (url, token) = stack.auth();
@@ -359,6 +374,7 @@ pub struct SwiftStack {
     pub token: String,
     current_token: Mutex<String>,
     dir: PathBuf,
+    clock: Option<PathBuf>,
     scratch: Scratch,
 }
 
@@ -381,6 +397,14 @@ impl SwiftStack {
             b = b.listing_limit(limit);
         }
         b.start()
+    }
+
+    /// Set the proxies' clock `secs` from the host's (negative: behind);
+    /// only on a stack started with `movable_clock`. TempAuth tokens given
+    /// while it was behind expire that much sooner.
+    pub fn move_clock(&self, secs: i64) {
+        let clock = self.clock.as_ref().expect("a stack with a movable clock");
+        fs::write(clock, secs.to_string()).expect("move the proxies' clock");
     }
 
     /// The stack's directory (logs in `log/`).
