@@ -508,6 +508,8 @@ const MAX_VERSION_LEN: usize = 64;
 /// How often `snapshot` asks Redis whether the save has finished: quickly at
 /// first, since small datasets save in milliseconds, then a little slower.
 const FAST_POLL: Duration = Duration::from_millis(50);
+/// Ten times the longest kernel tick (HZ 100): see `wait_for_clock_past`.
+const LASTSAVE_TICK: Duration = Duration::from_millis(100);
 const SLOW_POLL: Duration = Duration::from_millis(100);
 const FAST_POLL_FOR: Duration = Duration::from_secs(1);
 
@@ -915,21 +917,26 @@ impl Connection {
     }
 
     /// The server's clock, in whole seconds (TIME).
-    pub fn time(&mut self) -> Result<i64> {
-        match self.call("TIME", &[])? {
-            Value::Array(Some(items)) => match items.first() {
-                Some(Value::Bulk(Some(secs))) => std::str::from_utf8(secs)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| {
-                        Error::redis(format!("Redis at {} sent a bad TIME", self.endpoint))
-                    }),
-                _ => Err(Error::redis(format!(
-                    "Redis at {} sent a bad TIME",
-                    self.endpoint
-                ))),
-            },
-            other => Err(self.unexpected("TIME", &other)),
+    pub fn time_micros(&mut self) -> Result<i64> {
+        let items = match self.call("TIME", &[])? {
+            Value::Array(Some(items)) => items,
+            other => return Err(self.unexpected("TIME", &other)),
+        };
+        let number = |at: usize| match items.get(at) {
+            Some(Value::Bulk(Some(digits))) => {
+                std::str::from_utf8(digits).ok()?.parse::<i64>().ok()
+            }
+            _ => None,
+        };
+        match (number(0), number(1)) {
+            (Some(secs), Some(micros)) if (0..1_000_000).contains(&micros) => secs
+                .checked_mul(1_000_000)
+                .and_then(|whole| whole.checked_add(micros))
+                .ok_or_else(|| Error::redis(format!("Redis at {} sent a bad TIME", self.endpoint))),
+            _ => Err(Error::redis(format!(
+                "Redis at {} sent a bad TIME",
+                self.endpoint
+            ))),
         }
     }
 
@@ -1129,7 +1136,12 @@ impl Connection {
         }
     }
 
-    /// Waits until the server's clock has passed `lastsave` (whole seconds).
+    /// Waits until the server's clock has passed `lastsave` (whole seconds)
+    /// by `LASTSAVE_TICK`. LASTSAVE is Redis's `time(NULL)`, the kernel's
+    /// coarse clock, a tick (4 to 10 ms) behind TIME's: a save begun as
+    /// TIME passed the second and ended within that tick was dated the
+    /// second before, LASTSAVE never moved, and the backup waited out
+    /// `save_timeout` (Redis 6.2, once in CI).
     fn wait_for_clock_past(
         &mut self,
         lastsave: i64,
@@ -1137,7 +1149,11 @@ impl Connection {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<()> {
-        while self.time()? <= lastsave {
+        let past = lastsave
+            .saturating_add(1)
+            .saturating_mul(1_000_000)
+            .saturating_add(LASTSAVE_TICK.as_micros() as i64);
+        while self.time_micros()? < past {
             self.sleep_until_next_poll(started, deadline, timeout)?;
         }
         Ok(())

@@ -158,7 +158,10 @@ fn two_backups_in_the_same_second_without_rdb_saves_are_both_fresh() {
     // tells a new save from the last one. The fake plays such a server, its
     // last save this second, its saves writing a real RDB. A tool that sent
     // BGSAVE in the second of the last save would never see LASTSAVE move,
-    // and fail on save_timeout.
+    // and fail on save_timeout. Nor would one that sent it as TIME passed
+    // the second: LASTSAVE comes from Redis's coarse clock, a tick behind
+    // TIME's (a backup of Redis 6.2 waited out save_timeout in the CI of
+    // 2026-12-03; the fake plays the lag longer than a tick).
     let mut t = TestRedis::builder()
         .save(Save::Off)
         .setting("save_timeout", "10")
