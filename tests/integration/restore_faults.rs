@@ -2011,3 +2011,52 @@ fn fail_with_what_its_next_start_loads(t: &TestRedis, what: &str) -> ! {
         t.state().keys
     );
 }
+
+/// A restart (stop, then start, as `systemctl restart` or a crash loop
+/// whose next start works) in flight as the restore looks: the unit is
+/// deactivating while Redis saves as it stops, and a server answers. One
+/// look refused that (exit 2, nothing touched). The look that goes on until
+/// the unit settles (5a281ef) waits for the moment between the stop and the
+/// start, and takes the unit for stopped: the server back a moment later,
+/// serving, is then stopped as one that was not running (no check of the
+/// live server, no save before the stop, no room for its own save), and
+/// when the restore fails and is rolled back it is left down.
+#[test]
+fn a_unit_restarted_as_the_restore_looks_is_not_taken_for_stopped() {
+    let t = TestRedis::start();
+    add_filler(&mut t.conn(), 1_000_000);
+    let id = t.backup();
+    t.conn().ok(&["SET", "own", "data"]);
+    t.conn().ok(&["SAVE"]);
+    let (shim_dir, unit) = (t.shim_dir.clone(), t.unit.clone());
+    let marker = t.fail_start_once_marker();
+    let systemctl = support_dir().join("systemctl");
+    let run = move |args: &[&str]| {
+        Command::new(&systemctl)
+            .args(args)
+            .env("SYSTEMCTL_SHIM_DIR", &shim_dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let restart = std::thread::spawn(move || {
+        assert!(run(&["stop", &unit]));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Done, or canceled by the restore's stop job.
+        run(&["start", &unit]);
+        // The restore's own start (after it stopped the unit, moved its
+        // files aside and placed the restored dump) fails once: it is
+        // rolled back.
+        fs::write(&marker, "").unwrap();
+    });
+    // The stop job runs (Redis saving 1,000,000 keys as it stops).
+    wait_for("the stop job", || (!t.is_active()).then_some(()));
+    assert!(t.raw_conn().is_ok(), "Redis still answers as it stops");
+    let out = t.run(&["restore", &id]);
+    restart.join().unwrap();
+    eprintln!("{out}");
+    assert!(
+        out.code == Some(2) || t.is_active(),
+        "Redis ran (restarted as the restore looked), and is left down: {out}"
+    );
+}
