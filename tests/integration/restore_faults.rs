@@ -2060,3 +2060,106 @@ fn a_unit_restarted_as_the_restore_looks_is_not_taken_for_stopped() {
         "Redis ran (restarted as the restore looked), and is left down: {out}"
     );
 }
+
+/// The same with a Redis that keeps its data only in memory (`save ""`),
+/// whose start is cut short as it loads (a crash, the OOM killer) and whose
+/// next start works, as the restore looks: one look refused it (activating,
+/// a server answers: exit 2). Now the moment between the two starts is taken
+/// for a stopped unit, the server back a moment later takes writes, and the
+/// restore stops it as one not running: no save before the stop, so when
+/// the restore fails and is rolled back, those writes are gone (and Redis
+/// is left down).
+#[test]
+fn writes_to_a_unit_back_from_a_crash_as_the_restore_looks_are_not_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let t = TestRedis::builder().save(Save::Off).start();
+    // A large backup (its staging takes seconds), a smaller dataset now,
+    // which each start loads.
+    add_filler(&mut t.conn(), 2_500_000);
+    let id = t.backup();
+    t.conn().ok(&["FLUSHALL"]);
+    add_filler(&mut t.conn(), 500_000);
+    t.conn().ok(&["SAVE"]);
+    t.stop_redis();
+    let (shim_dir, unit, port) = (t.shim_dir.clone(), t.unit.clone(), t.port);
+    let (marker, pid_file) = (t.fail_start_once_marker(), t.pid_file());
+    let systemctl = support_dir().join("systemctl");
+    let run = move |args: &[&str]| {
+        Command::new(&systemctl)
+            .args(args)
+            .env("SYSTEMCTL_SHIM_DIR", &shim_dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let first = {
+        let run = run.clone();
+        let unit = unit.clone();
+        std::thread::spawn(move || run(&["start", &unit]))
+    };
+    // The unit activating, its server loading and answering.
+    wait_for("the server to answer as it loads", || {
+        let mut conn = t.raw_conn().ok()?;
+        format!("{:?}", conn.call(&["PING"]))
+            .contains("LOADING")
+            .then_some(())
+    });
+    let looking = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let calls = t.shim_dir.join("calls.log");
+    let crash_and_restart = {
+        let (looking, done) = (looking.clone(), done.clone());
+        std::thread::spawn(move || {
+            // As soon as the restore has looked once (the server loading).
+            let looks = || {
+                fs::read_to_string(&calls)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|line| line.starts_with("is-active"))
+                    .count()
+            };
+            // Looked twice: the first look found the unit not active and
+            // a server answering.
+            let before = looks();
+            while !looking.load(Ordering::SeqCst) || looks() < before + 2 {
+                if done.load(Ordering::SeqCst) {
+                    // Refused at one look: nothing to cut short.
+                    first.join().unwrap();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            let pid: u32 = fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            kill9(pid);
+            assert!(!first.join().unwrap(), "the first start was cut short");
+            assert!(run(&["start", &unit]), "the next start works");
+            // Back, and serving: a write it holds in memory only.
+            let mut conn = Resp::tcp(port).unwrap();
+            conn.ok(&["SET", "written", "after the crash"]);
+            // The restore's own start fails once: it is rolled back.
+            fs::write(&marker, "").unwrap();
+        })
+    };
+    looking.store(true, Ordering::SeqCst);
+    let out = t.run(&["restore", &id]);
+    done.store(true, Ordering::SeqCst);
+    crash_and_restart.join().unwrap();
+    if out.code == Some(2) {
+        // Refused before anything was touched, as one look did.
+        return;
+    }
+    eprintln!("{out}");
+    if !t.is_active() {
+        t.start_redis();
+    }
+    let written = t.conn().call(&["GET", "written"]);
+    assert!(
+        format!("{written:?}").contains("after the crash"),
+        "the write made to the server back from its crash is gone ({written:?}): {out}"
+    );
+}
