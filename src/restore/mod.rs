@@ -453,10 +453,10 @@ fn files_to_restore(
         // Taken for stopped, its files would be moved from under it, and
         // its next save would replace the restore.
         return Err(Error::usage(format!(
-            "{} is not active, but a server answers at {} (for {}s): the unit is still starting (Redis loading) or stopping, or Redis runs outside it (the `service` setting names another, or it was started by hand); wait until `systemctl is-active` says active or inactive (a unit in a crash loop: systemctl stop it) and run the restore again, or set `service` to the unit that runs it (nothing was touched)",
+            "{} is not active, but a server has answered at {} for {}s: the unit is still starting (Redis loading) or stopping, or Redis runs outside it (the `service` setting names another, or it was started by hand); wait until `systemctl is-active` says active or inactive (a unit in a crash loop: systemctl stop it) and run the restore again, or set `service` to the unit that runs it (nothing was touched)",
             service.unit(),
             connect.endpoint,
-            UNIT_SETTLES.as_secs()
+            (UNIT_SETTLES + SILENT_FOR).as_secs()
         )));
     } else {
         info!(
@@ -469,9 +469,14 @@ fn files_to_restore(
 }
 
 /// How long a unit that is not active while a server answers is watched
-/// before that is refused: long enough for a crash loop whose server loads
-/// for a few seconds to come between two starts.
+/// before that is refused.
 const UNIT_SETTLES: Duration = Duration::from_secs(10);
+
+/// How long a unit not active must stay silent to be taken for stopped:
+/// longer than systemd's pause between a stop and the next start
+/// (`RestartSec`, 100 ms by default; a `systemctl restart`) and than a
+/// starting Redis takes to bind its port.
+const SILENT_FOR: Duration = Duration::from_secs(2);
 
 #[derive(PartialEq)]
 enum UnitState {
@@ -481,21 +486,31 @@ enum UnitState {
 }
 
 /// Whether the unit runs the server, looked at until the unit and the port
-/// agree. A unit in a crash loop is activating (not active) while each
-/// start loads, and a server answers: taken at one look for a server
-/// outside the unit, the restore of a crash loop was refused most times.
-/// Between two of its starts nothing answers, and the restore's stop job
-/// then cancels the restarts.
+/// agree. A unit in a crash loop, or restarting, is activating or
+/// deactivating (not active) while its server loads or saves, and answers:
+/// taken at one look for a server outside the unit, the restore was
+/// refused. Taken for stopped as soon as nothing answered, the moment
+/// between a stop and the next start passed for a stopped unit, and the
+/// server back a moment later, serving, was stopped as one not running (no
+/// save first, and left down by a rollback: the review of 2026-12-03). So
+/// a unit is stopped only once it has been silent, and not active, for
+/// `SILENT_FOR`; active as soon as it is; and a server answering with its
+/// unit not active for `UNIT_SETTLES` is refused (a crash loop that goes
+/// on: the operator stops it).
 fn unit_state(service: &Service, connect: &ConnectOptions) -> Result<UnitState> {
-    let deadline = Instant::now() + UNIT_SETTLES;
+    let started = Instant::now();
+    let mut silent_since = None;
     loop {
         if service.is_active()? {
             return Ok(UnitState::Active);
         }
-        if !Connection::something_listens(connect) {
+        let now = Instant::now();
+        if Connection::something_listens(connect) {
+            silent_since = None;
+        } else if now - *silent_since.get_or_insert(now) >= SILENT_FOR {
             return Ok(UnitState::Stopped);
         }
-        if Instant::now() >= deadline {
+        if now - started >= UNIT_SETTLES + SILENT_FOR {
             return Ok(UnitState::AnswersWhileNotActive);
         }
         std::thread::sleep(Duration::from_millis(20));

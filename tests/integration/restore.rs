@@ -636,7 +636,7 @@ fn redis_answering_while_its_unit_is_not_active_is_refused() {
 
     out.code(2)
         .stderr_has("redis-server@typo.service is not active")
-        .stderr_has("answers");
+        .stderr_has("a server has answered");
     assert_eq!(t.pid(), pid);
     assert_eq!(t.state(), changed);
     let calls = t.shim_calls_since(calls);

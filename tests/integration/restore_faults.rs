@@ -1370,11 +1370,12 @@ fn a_restore_that_goes_no_further_than_the_save_before_the_stop_leaves_no_dump()
 /// and the restore was rolled back (exit 6). A stop is now asked whatever
 /// the unit's state: it cancels the restarts, as systemd's stop job does
 /// (played by the thread below, which stops restarting once a stop is
-/// asked). Most of each round of the loop is spent loading (a server
-/// answers, the unit is activating): the restore refused that as "Redis
-/// runs outside its unit" (exit 2, once in CI of the twenty-fifth
-/// session); it now looks again until the unit settles, and a crash loop
-/// does between two starts.
+/// asked), each start 3 s after the last failed (`RestartSec=3`). As each
+/// start loads, a server answers and the unit is activating: one look took
+/// that for "Redis runs outside its unit" (exit 2, once in CI of the
+/// twenty-fifth session). The restore now looks until the unit settles: a
+/// unit silent and not active for 2 s is stopped. (A loop that restarts
+/// sooner than that is refused after 10 s, saying to stop it.)
 #[test]
 fn a_unit_in_a_crash_loop_is_stopped_before_anything_is_moved() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1411,9 +1412,17 @@ fn a_unit_in_a_crash_loop_is_stopped_before_anything_is_moved() {
                     .skip(before)
                     .any(|line| line.starts_with("stop "))
             };
+            let mut inactive_since = None;
             while !done.load(Ordering::SeqCst) && !stop_asked() {
-                if !run(&["is-active", "--quiet", &unit]) {
+                if run(&["is-active", "--quiet", &unit]) {
+                    inactive_since = None;
+                } else if inactive_since
+                    .get_or_insert_with(std::time::Instant::now)
+                    .elapsed()
+                    >= std::time::Duration::from_secs(3)
+                {
                     run(&["start", &unit]);
+                    inactive_since = None;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
