@@ -13,6 +13,7 @@ use crate::record::Record;
 use crate::storage::{self, Storage};
 use crate::stored::Patience;
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 /// How far ahead of this host's clock a record may be dated and still be
@@ -99,11 +100,25 @@ pub(super) fn prune(
                 })
         })
         .collect();
+    let stored = storage.stored_at()?;
     let mut reach = std::collections::BTreeMap::new();
     let mut surplus_records = Vec::new();
     for (instance, records) in by_instance {
-        let (doomed, oldest_kept) = surplus(records, keep_last);
-        surplus_records.extend(doomed);
+        let stored_last = stored_last(&records, &stored, keep_last);
+        let (doomed, mut oldest_kept) = surplus(records, keep_last);
+        for record in doomed {
+            if !stored_last.contains(&record.id) {
+                surplus_records.push(record);
+                continue;
+            }
+            log::warn!(
+                "keeping {} of {instance}: it is dated {}, before backups the storage had before it, so its clock was behind when it was made; it goes once {keep_last} backups are stored after it",
+                record.id,
+                record.created_at
+            );
+            let dated = record.age().1;
+            oldest_kept = Some(oldest_kept.map_or(dated, |kept| kept.min(dated)));
+        }
         if let Some(micros) = oldest_kept {
             reach.insert(instance, micros);
         }
@@ -296,6 +311,31 @@ fn bases_kept(
 /// a real backup out) and go only once `keep_last` format-2 backups are
 /// kept. Beyond the newest `keep_last` bases, bases are named here; which of
 /// them still reach the oldest backup kept, `bases_kept` tells.
+/// Of one instance's authenticated backups, the `keep_last` the storage
+/// says it stored last. A backup made while the clock was behind is dated
+/// before backups it came after: ordered by its date alone it went first,
+/// the newest backup deleted by the prune that followed it. Kept by either
+/// order, it stays; the storage's times are not authenticated, and only
+/// ever keep more.
+fn stored_last(
+    records: &[Record],
+    stored: &BTreeMap<BackupId, u64>,
+    keep_last: usize,
+) -> BTreeSet<BackupId> {
+    let mut by_storage: Vec<(u64, &Record)> = records
+        .iter()
+        .filter(|r| r.authenticated() && !is_base(r))
+        .filter_map(|r| Some((*stored.get(&r.id)?, r)))
+        .collect();
+    by_storage.sort_by_key(|(at, r)| (*at, r.age().1));
+    by_storage
+        .iter()
+        .rev()
+        .take(keep_last)
+        .map(|(_, r)| r.id.clone())
+        .collect()
+}
+
 fn surplus(records: Vec<Record>, keep_last: usize) -> (Vec<Record>, Option<u64>) {
     let (bases, backups): (Vec<Record>, Vec<Record>) = records.into_iter().partition(is_base);
     let (bound, unbound): (Vec<Record>, Vec<Record>) =
@@ -466,6 +506,32 @@ mod tests {
             (vec!["f1".into()], Some(2))
         );
         assert_eq!(pruned(&["f1", "b2", "b3", "a4"], 3), (vec![], Some(2)));
+    }
+
+    #[test]
+    fn the_backups_stored_last_are_named_whatever_their_dates() {
+        let all = records(&["b1", "b2", "b3", "a4", "f5", "b6"]);
+        let stored: BTreeMap<BackupId, u64> = [
+            ("b1", 100),
+            ("b2", 300),
+            ("b3", 200),
+            ("a4", 900),
+            ("f5", 900),
+            // b6 the storage says nothing of: not named.
+        ]
+        .into_iter()
+        .map(|(id, at)| (BackupId::parse(id).unwrap(), at))
+        .collect();
+        let named = |keep_last| -> Vec<String> {
+            let ids = stored_last(&all, &stored, keep_last);
+            ids.into_iter().map(|id| id.to_string()).collect()
+        };
+        // Bases and format-1 backups (whose dates bind nothing) are not
+        // backups this order keeps.
+        assert_eq!(named(1), ["b2"]);
+        assert_eq!(named(2), ["b2", "b3"]);
+        assert_eq!(named(5), ["b1", "b2", "b3"]);
+        assert!(stored_last(&all, &BTreeMap::new(), 2).is_empty());
     }
 
     /// A storage whose record of `failing` cannot be given now.

@@ -17,6 +17,7 @@ use crate::id::BackupId;
 use crate::units::human_size;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, Mode, OFlags};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -147,6 +148,48 @@ impl Pinned {
 }
 
 impl DirStorage {
+    /// The IDs that have a record, and if `with_times` when each record
+    /// was last modified (seconds since the epoch). `fstatat` of the entry,
+    /// never following a link: a name planted as one gives the link's.
+    fn records(&self, with_times: bool) -> Result<Vec<(BackupId, Option<u64>)>> {
+        let Some(dir) = self.pin()? else {
+            // A typo in `storage` must not read as "no backups" at 3 a.m.
+            if !self.inside {
+                log::warn!(
+                    "{} does not exist (yet): no backups are there",
+                    self.dir.display()
+                );
+            }
+            return Ok(Vec::new());
+        };
+        let entries =
+            fs::read_dir(&dir.path).map_err(|e| self.failed("cannot list", &self.dir, e))?;
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.failed("cannot list", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(RECORD_SUFFIX)) else {
+                continue;
+            };
+            // Temporary files start with '.', which no ID does.
+            let Ok(id) = BackupId::parse(stem) else {
+                continue;
+            };
+            let modified = with_times
+                .then(|| entry.metadata().ok()?.modified().ok())
+                .flatten()
+                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok());
+            ids.push((id, modified.map(|since| since.as_secs())));
+            if ids.len() > MAX_LISTED_NAMES {
+                return Err(Error::storage(format!(
+                    "more than {MAX_LISTED_NAMES} records are in {}: not this tool's doing; whoever else writes there is misbehaving",
+                    self.dir.display()
+                )));
+            }
+        }
+        Ok(ids)
+    }
+
     pub fn new(dir: PathBuf) -> DirStorage {
         DirStorage { dir, inside: false }
     }
@@ -481,37 +524,18 @@ impl Storage for DirStorage {
     }
 
     fn list(&self) -> Result<Vec<BackupId>> {
-        let Some(dir) = self.pin()? else {
-            // A typo in `storage` must not read as "no backups" at 3 a.m.
-            if !self.inside {
-                log::warn!(
-                    "{} does not exist (yet): no backups are there",
-                    self.dir.display()
-                );
-            }
-            return Ok(Vec::new());
-        };
-        let entries =
-            fs::read_dir(&dir.path).map_err(|e| self.failed("cannot list", &self.dir, e))?;
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| self.failed("cannot list", &self.dir, e))?;
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(RECORD_SUFFIX)) else {
-                continue;
-            };
-            // Temporary files start with '.', which no ID does.
-            if let Ok(id) = BackupId::parse(stem) {
-                ids.push(id);
-            }
-            if ids.len() > MAX_LISTED_NAMES {
-                return Err(Error::storage(format!(
-                    "more than {MAX_LISTED_NAMES} records are in {}: not this tool's doing; whoever else writes there is misbehaving",
-                    self.dir.display()
-                )));
-            }
-        }
-        Ok(ids)
+        let listed = self.records(false)?;
+        Ok(listed.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Each record's modification time: when it was put in place (a copy
+    /// that keeps it, `cp -p` or rsync, keeps the original's).
+    fn stored_at(&self) -> Result<BTreeMap<BackupId, u64>> {
+        let listed = self.records(true)?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(id, at)| Some((id, at?)))
+            .collect())
     }
 
     fn delete(&self, id: &BackupId) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod swift;
 use crate::config::{Config, StorageUrl};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -73,6 +74,13 @@ pub trait Storage {
     fn get_record(&self, id: &BackupId) -> Result<Vec<u8>>;
     /// IDs that have a record, in no particular order.
     fn list(&self) -> Result<Vec<BackupId>>;
+    /// When each listed record was stored, in seconds since the epoch, by
+    /// the storage's clock (a record's modification time; Swift's
+    /// `last_modified`), where it says. Not authenticated: used only to
+    /// keep more (see `prune`).
+    fn stored_at(&self) -> Result<BTreeMap<BackupId, u64>> {
+        Ok(BTreeMap::new())
+    }
     /// Remove the record first (so the backup stops being listed), then the object.
     fn delete(&self, id: &BackupId) -> Result<()>;
     /// IDs that have a record and start with `prefix`.

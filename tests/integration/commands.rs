@@ -272,6 +272,63 @@ fn a_backup_made_while_the_clock_was_ahead_pushes_no_later_one_out() {
     assert_eq!(left, ["ahead", "tonight"], "{out}");
 }
 
+/// A backup made while the host's clock was three days behind (a guest
+/// started from a snapshot, before NTP set its clock) is dated before the
+/// backups stored ahead of it: ordered by its date alone it went first,
+/// and the prune that followed it deleted the newest backup there was.
+/// The backups the storage stored last are kept too (its record's
+/// modification time here, as if each backup had been made a day apart),
+/// and prune says why; it goes once newer ones are stored after it.
+#[test]
+fn a_backup_made_while_the_clock_was_behind_is_not_pruned_as_the_oldest() {
+    let t = TestRedis::start();
+    t.conn().ok(&["SET", "k", "v"]);
+    t.run(&["backup", "--id", "monday"]).ok();
+    t.run(&["backup", "--id", "tuesday"]).ok();
+    let behind = ["-f", "-3d", crate::harness::BIN, "-c"];
+    let settings = t.settings_file().display().to_string();
+    t.with_env(Run::new("faketime").args(&behind).args(&[
+        settings.as_str(),
+        "backup",
+        "--id",
+        "wednesday",
+    ]))
+    .run()
+    .ok();
+    let stored_days_ago = |id: &str, days: u64| {
+        let at = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400);
+        let record = fs::File::options()
+            .write(true)
+            .open(t.record_file(id))
+            .unwrap();
+        record.set_modified(at).unwrap();
+    };
+    stored_days_ago("monday", 2);
+    stored_days_ago("tuesday", 1);
+    let left = |t: &TestRedis| {
+        let mut left: Vec<String> = t
+            .list(&[])
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        left.sort();
+        left
+    };
+
+    let out = t.run(&["prune", "--keep-last", "2"]);
+
+    out.ok()
+        .stderr_has("keeping wednesday")
+        .stderr_has("clock was behind");
+    assert_eq!(left(&t), ["monday", "tuesday", "wednesday"], "{out}");
+    t.run(&["verify", "wednesday"]).ok();
+
+    t.run(&["backup", "--id", "thursday"]).ok();
+    let out = t.run(&["prune", "--keep-last", "2"]);
+    out.ok();
+    assert_eq!(left(&t), ["thursday", "tuesday", "wednesday"], "{out}");
+}
+
 /// The newest backup's object gone or cut short (a lost object, a disk
 /// that failed): prune counted its record among the newest, and deleted
 /// the older backup that still held the data. A backup whose object is not

@@ -541,6 +541,68 @@ fn a_backup_copied_from_another_account_is_not_ours() {
     );
 }
 
+/// A backup made while the host's clock was three days behind is dated
+/// before the backups Swift stored ahead of it, and prune took it for the
+/// oldest. Swift's `last_modified` in the listing (its own clock, moved
+/// back here as if each backup had been made a day apart) keeps the
+/// backups it stored last too, as the modification time of a record does
+/// in a directory (`commands::a_backup_made_while_the_clock_was_behind…`).
+#[test]
+fn a_backup_made_while_the_clock_was_behind_is_kept_by_swifts_order() {
+    let swift = SwiftStack::builder()
+        .listing_limit(3)
+        .movable_clock()
+        .start();
+    let t = redis_on_swift("database_backups");
+    t.conn().ok(&["SET", "k", "v"]);
+    let (url, token) = swift.auth();
+    let settings = t.settings_file().display().to_string();
+    let run = |run: Run| -> Output {
+        t.with_env(run)
+            .env("OS_STORAGE_URL", &url)
+            .env("OS_AUTH_TOKEN", &token)
+            .run()
+    };
+    let backup = |id: &str, days_ago: i64, tool_behind: &str| {
+        swift.move_clock(-days_ago * 86_400);
+        let faketime = ["-f", tool_behind, crate::harness::BIN, "-c", &settings];
+        run(Run::new("faketime")
+            .args(&faketime)
+            .args(&["backup", "--id", id]))
+        .ok();
+    };
+    backup("monday", 2, "+0");
+    backup("tuesday", 1, "+0");
+    backup("wednesday", 0, "-3d");
+    let left = || {
+        let listed = run(Run::new(crate::harness::BIN).args(&["-c", &settings, "--json", "list"]));
+        let mut ids: Vec<String> = listed
+            .ok()
+            .json()
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|r| r["id"].as_str().expect("an id").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let prune =
+        || run(Run::new(crate::harness::BIN).args(&["-c", &settings, "prune", "--keep-last", "2"]));
+
+    let out = prune();
+
+    out.ok()
+        .stderr_has("keeping wednesday")
+        .stderr_has("clock was behind");
+    assert_eq!(left(), ["monday", "tuesday", "wednesday"], "{out}");
+    backup("thursday", 0, "+0");
+    let out = prune();
+    out.ok();
+    assert_eq!(left(), ["thursday", "tuesday", "wednesday"], "{out}");
+    run(Run::new(crate::harness::BIN).args(&["-c", &settings, "verify", "wednesday"])).ok();
+}
+
 /// A backup killed between its manifest and its record, or killed as it
 /// uploaded (SIGKILL, the OOM killer, a host that died), left its manifest
 /// and segments in Swift for good: never listed, so never pruned or

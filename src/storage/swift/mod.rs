@@ -37,6 +37,7 @@ use log::{debug, info, warn};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -171,6 +172,20 @@ impl SwiftStorage {
         most: usize,
         ours: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
+        let listed = self.listed(container, prefix, rolled_up, most, ours)?;
+        Ok(listed.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// The same, each name with its `last_modified` where the listing
+    /// gives one ("2026-12-03T05:46:00.123450", Swift's clock).
+    fn listed(
+        &self,
+        container: &str,
+        prefix: &str,
+        rolled_up: bool,
+        most: usize,
+        ours: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, Option<String>)>> {
         let mut names = Vec::new();
         let (mut listed, mut pages) = (0, 0);
         let mut marker = String::new();
@@ -227,7 +242,7 @@ impl SwiftStorage {
             // Swift lists in order, after the marker: a page that does not
             // move past it would be asked for again forever.
             let mut previous = marker.as_str();
-            for name in &page {
+            for (name, _) in &page {
                 if name.as_str() <= previous {
                     return Err(broken(format!(
                         "the listing does not advance (a name at or before {previous:?})"
@@ -237,8 +252,8 @@ impl SwiftStorage {
             }
             let done = page.len() < limit;
             listed += page.len();
-            names.extend(page.iter().filter(|name| ours(name)).cloned());
-            if let Some(last) = page.pop() {
+            names.extend(page.iter().filter(|(name, _)| ours(name)).cloned());
+            if let Some((last, _)) = page.pop() {
                 marker = last;
             }
             if listed > most {
@@ -631,6 +646,18 @@ impl Storage for SwiftStorage {
 
     fn list(&self) -> Result<Vec<BackupId>> {
         self.list_prefix("")
+    }
+
+    /// Each record's `last_modified` in the listing: when Swift stored it,
+    /// by its clock, to the second.
+    fn stored_at(&self) -> Result<BTreeMap<BackupId, u64>> {
+        let listed = self.listed(&self.container, "", false, MAX_LISTED_NAMES, &|name| {
+            record_of(name).is_some()
+        })?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(name, at)| Some((record_of(&name)?, units::parse_rfc3339(&at?)?)))
+            .collect())
     }
 
     fn delete(&self, id: &BackupId) -> Result<()> {
@@ -1454,6 +1481,9 @@ struct ListedObject {
     name: Option<String>,
     /// With a delimiter asked for: the names below it, rolled up in one.
     subdir: Option<String>,
+    /// Any JSON: one that is not a string says nothing, and must not make
+    /// the listing unreadable.
+    last_modified: Option<Value>,
 }
 
 /// The part of a segment's name that tells its upload apart: all before
@@ -1486,7 +1516,11 @@ fn record_of(name: &str) -> Option<BackupId> {
 
 /// The object names on one page of a JSON container listing, parsed into
 /// names alone: memory is that of the names, not of a generic JSON tree.
-fn page_names(text: &[u8], container: &str, rolled_up: bool) -> Result<Vec<String>> {
+fn page_names(
+    text: &[u8],
+    container: &str,
+    rolled_up: bool,
+) -> Result<Vec<(String, Option<String>)>> {
     let page: Vec<ListedObject> = serde_json::from_slice(text).map_err(|_| {
         Error::storage(format!(
             "listing swift://{container}: Swift sent no JSON listing"
@@ -1494,9 +1528,15 @@ fn page_names(text: &[u8], container: &str, rolled_up: bool) -> Result<Vec<Strin
     })?;
     Ok(page
         .into_iter()
-        .filter_map(|entry| match rolled_up {
-            true => entry.name.or(entry.subdir),
-            false => entry.name,
+        .filter_map(|entry| {
+            let name = match rolled_up {
+                true => entry.name.or(entry.subdir),
+                false => entry.name,
+            };
+            let at = entry
+                .last_modified
+                .and_then(|at| Some(at.as_str()?.to_string()));
+            Some((name?, at))
         })
         .collect())
 }
@@ -1647,12 +1687,15 @@ mod tests {
 
     #[test]
     fn a_listing_page_gives_its_names() {
-        let page = br#"[{"name": "a.json", "bytes": 1}, {"bytes": 2}, {"name": "b.rbk"}]"#;
+        let page = br#"[{"name": "a.json", "bytes": 1, "last_modified": "2026-12-03T05:46:00.123450"}, {"bytes": 2}, {"name": "b.rbk", "last_modified": 7}]"#;
         assert_eq!(
             page_names(page, "c", false).unwrap(),
-            vec!["a.json", "b.rbk"]
+            vec![
+                ("a.json".into(), Some("2026-12-03T05:46:00.123450".into())),
+                ("b.rbk".into(), None)
+            ]
         );
-        assert_eq!(page_names(b"[]", "c", false).unwrap(), Vec::<String>::new());
+        assert_eq!(page_names(b"[]", "c", false).unwrap(), vec![]);
         assert_eq!(
             page_names(b"<html>", "c", false).unwrap_err().exit_code(),
             4
