@@ -1481,8 +1481,9 @@ struct ListedObject {
     name: Option<String>,
     /// With a delimiter asked for: the names below it, rolled up in one.
     subdir: Option<String>,
-    /// Any JSON: one that is not a string says nothing, and must not make
-    /// the listing unreadable.
+    /// Any JSON: one that is not a string says nothing. (Nested deeper
+    /// than serde_json reads, or given twice, it fails the page: only a
+    /// hostile endpoint sends that, and it may as well send garbage.)
     last_modified: Option<Value>,
 }
 
