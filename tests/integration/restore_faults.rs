@@ -1389,21 +1389,13 @@ fn a_unit_in_a_crash_loop_is_stopped_before_anything_is_moved() {
     fs::write(t.dump_file(), &dump[..dump.len() / 2]).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let restarts = {
-        let (done, shim_dir, unit) = (done.clone(), t.shim_dir.clone(), t.unit.clone());
-        let systemctl = support_dir().join("systemctl");
-        let calls = shim_dir.join("calls.log");
+        let (done, unit) = (done.clone(), t.unit.clone());
+        let calls = t.shim_dir.join("calls.log");
         let before = fs::read_to_string(&calls)
             .unwrap_or_default()
             .lines()
             .count();
-        let run = move |args: &[&str]| {
-            Command::new(&systemctl)
-                .args(args)
-                .env("SYSTEMCTL_SHIM_DIR", &shim_dir)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success())
-        };
+        let run = t.systemctl_for_a_thread();
         std::thread::spawn(move || {
             let stop_asked = || {
                 fs::read_to_string(&calls)
@@ -2037,17 +2029,8 @@ fn a_unit_restarted_as_the_restore_looks_is_not_taken_for_stopped() {
     let id = t.backup();
     t.conn().ok(&["SET", "own", "data"]);
     t.conn().ok(&["SAVE"]);
-    let (shim_dir, unit) = (t.shim_dir.clone(), t.unit.clone());
+    let (unit, run) = (t.unit.clone(), t.systemctl_for_a_thread());
     let marker = t.fail_start_once_marker();
-    let systemctl = support_dir().join("systemctl");
-    let run = move |args: &[&str]| {
-        Command::new(&systemctl)
-            .args(args)
-            .env("SYSTEMCTL_SHIM_DIR", &shim_dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    };
     let restart = std::thread::spawn(move || {
         assert!(run(&["stop", &unit]));
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -2091,17 +2074,8 @@ fn writes_to_a_unit_back_from_a_crash_as_the_restore_looks_are_not_lost() {
     add_filler(&mut t.conn(), 500_000);
     t.conn().ok(&["SAVE"]);
     t.stop_redis();
-    let (shim_dir, unit, port) = (t.shim_dir.clone(), t.unit.clone(), t.port);
+    let (unit, port, run) = (t.unit.clone(), t.port, t.systemctl_for_a_thread());
     let (marker, pid_file) = (t.fail_start_once_marker(), t.pid_file());
-    let systemctl = support_dir().join("systemctl");
-    let run = move |args: &[&str]| {
-        Command::new(&systemctl)
-            .args(args)
-            .env("SYSTEMCTL_SHIM_DIR", &shim_dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    };
     let first = {
         let run = run.clone();
         let unit = unit.clone();

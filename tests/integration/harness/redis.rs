@@ -423,6 +423,20 @@ impl TestRedis {
             .run()
     }
 
+    /// `systemctl ARGS` for a thread of the test's own (which cannot borrow
+    /// the server): whether it succeeded, its stderr dropped.
+    pub fn systemctl_for_a_thread(&self) -> impl Fn(&[&str]) -> bool + Clone + Send + 'static {
+        let (systemctl, shim_dir) = (support_dir().join("systemctl"), self.shim_dir.clone());
+        move |args: &[&str]| {
+            Command::new(&systemctl)
+                .args(args)
+                .env("SYSTEMCTL_SHIM_DIR", &shim_dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        }
+    }
+
     /// `systemctl start UNIT`, which must succeed.
     pub fn start_redis(&self) {
         self.systemctl(&["start", &self.unit]).ok();
