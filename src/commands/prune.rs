@@ -101,7 +101,7 @@ pub(super) fn prune(
         })
         .collect();
     let stored = storage.stored_at()?;
-    let mut reach = std::collections::BTreeMap::new();
+    let mut reach = BTreeMap::new();
     let mut surplus_records = Vec::new();
     for (instance, records) in by_instance {
         let stored_last = stored_last(&records, &stored, keep_last);
@@ -300,17 +300,6 @@ fn bases_kept(
     Ok(kept)
 }
 
-/// Of one instance's records, oldest first, those prune would delete, and
-/// the time (µs) of the oldest backup it keeps, if any. Backups and archive
-/// bases are counted apart: bases come as often as the primary resyncs the
-/// archiver, which whoever answers on its port decides (a Redis in a crash
-/// loop too), and counted with the backups a burst of them would push every
-/// backup out. Beyond the newest `keep_last` format-2 backups, backups go;
-/// format-1 records bind nothing, so they never count towards what is kept
-/// (records planted by whoever can write to the storage can then never push
-/// a real backup out) and go only once `keep_last` format-2 backups are
-/// kept. Beyond the newest `keep_last` bases, bases are named here; which of
-/// them still reach the oldest backup kept, `bases_kept` tells.
 /// Of one instance's authenticated backups, the `keep_last` the storage
 /// says it stored last. A backup made while the clock was behind is dated
 /// before backups it came after: ordered by its date alone it went first,
@@ -336,6 +325,17 @@ fn stored_last(
         .collect()
 }
 
+/// Of one instance's records, oldest first, those prune would delete, and
+/// the time (µs) of the oldest backup it keeps, if any. Backups and archive
+/// bases are counted apart: bases come as often as the primary resyncs the
+/// archiver, which whoever answers on its port decides (a Redis in a crash
+/// loop too), and counted with the backups a burst of them would push every
+/// backup out. Beyond the newest `keep_last` format-2 backups, backups go;
+/// format-1 records bind nothing, so they never count towards what is kept
+/// (records planted by whoever can write to the storage can then never push
+/// a real backup out) and go only once `keep_last` format-2 backups are
+/// kept. Beyond the newest `keep_last` bases, bases are named here; which of
+/// them still reach the oldest backup kept, `bases_kept` tells.
 fn surplus(records: Vec<Record>, keep_last: usize) -> (Vec<Record>, Option<u64>) {
     let (bases, backups): (Vec<Record>, Vec<Record>) = records.into_iter().partition(is_base);
     let (bound, unbound): (Vec<Record>, Vec<Record>) =
