@@ -1686,6 +1686,25 @@ mod tests {
         );
     }
 
+    /// A `last_modified` that is not a string "says nothing, and must not
+    /// make the listing unreadable" (9ff0389); nested past serde_json's
+    /// recursion limit, or given twice, it made the page unreadable
+    /// (exit 4 for every listing: list, prune, the sweep), where the same
+    /// under any other field is ignored.
+    #[test]
+    fn a_last_modified_of_any_json_leaves_the_page_readable() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let other = format!(r#"[{{"name": "a.json", "other": {deep}}}]"#);
+        assert_eq!(page_names(other.as_bytes(), "c", false).unwrap().len(), 1);
+        let page = format!(r#"[{{"name": "a.json", "last_modified": {deep}}}]"#);
+        assert_eq!(
+            page_names(page.as_bytes(), "c", false).unwrap(),
+            vec![("a.json".to_string(), None)]
+        );
+        let twice = br#"[{"name": "a.json", "last_modified": 1, "last_modified": 2}]"#;
+        assert_eq!(page_names(twice, "c", false).unwrap().len(), 1);
+    }
+
     #[test]
     fn a_listing_page_gives_its_names() {
         let page = br#"[{"name": "a.json", "bytes": 1, "last_modified": "2026-12-03T05:46:00.123450"}, {"bytes": 2}, {"name": "b.rbk", "last_modified": 7}]"#;
