@@ -1481,10 +1481,55 @@ struct ListedObject {
     name: Option<String>,
     /// With a delimiter asked for: the names below it, rolled up in one.
     subdir: Option<String>,
-    /// Any JSON: one that is not a string says nothing. (Nested deeper
-    /// than serde_json reads, or given twice, it fails the page: only a
-    /// hostile endpoint sends that, and it may as well send garbage.)
-    last_modified: Option<Value>,
+    last_modified: Option<LastModified>,
+}
+
+/// A listing entry's `last_modified`: a string, or any other JSON, which
+/// says nothing and is skipped unread (as a field we do not know is): read
+/// as a `Value`, a hostile page built a tree many times its size, and one
+/// nested past serde_json's depth made the page unreadable (the review of
+/// 2026-12-03). Given twice, like any field we read, it fails the page.
+struct LastModified(Option<String>);
+
+impl<'de> Deserialize<'de> for LastModified {
+    fn deserialize<D: serde::Deserializer<'de>>(from: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+        type Read<E> = std::result::Result<LastModified, E>;
+        struct Anything;
+        impl<'de> serde::de::Visitor<'de> for Anything {
+            type Value = LastModified;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON")
+            }
+            fn visit_str<E>(self, text: &str) -> Read<E> {
+                Ok(LastModified(Some(text.to_string())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Read<E> {
+                Ok(LastModified(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Read<E> {
+                Ok(LastModified(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Read<E> {
+                Ok(LastModified(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Read<E> {
+                Ok(LastModified(None))
+            }
+            fn visit_unit<E>(self) -> Read<E> {
+                Ok(LastModified(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Read<A::Error> {
+                while items.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LastModified(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Read<A::Error> {
+                while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LastModified(None))
+            }
+        }
+        from.deserialize_any(Anything)
+    }
 }
 
 /// The part of a segment's name that tells its upload apart: all before
@@ -1534,10 +1579,7 @@ fn page_names(
                 true => entry.name.or(entry.subdir),
                 false => entry.name,
             };
-            let at = entry
-                .last_modified
-                .and_then(|at| Some(at.as_str()?.to_string()));
-            Some((name?, at))
+            Some((name?, entry.last_modified.and_then(|at| at.0)))
         })
         .collect())
 }
@@ -1688,9 +1730,10 @@ mod tests {
 
     /// A `last_modified` that is not a string "says nothing, and must not
     /// make the listing unreadable" (9ff0389); nested past serde_json's
-    /// recursion limit, or given twice, it made the page unreadable
-    /// (exit 4 for every listing: list, prune, the sweep), where the same
-    /// under any other field is ignored.
+    /// recursion limit it made the page unreadable (exit 4 for every
+    /// listing: list, prune, the sweep), where the same under any other
+    /// field is ignored. It is skipped unread now, as large as it comes.
+    /// (Given twice it still fails the page, as any field we read does.)
     #[test]
     fn a_last_modified_of_any_json_leaves_the_page_readable() {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
@@ -1701,8 +1744,16 @@ mod tests {
             page_names(page.as_bytes(), "c", false).unwrap(),
             vec![("a.json".to_string(), None)]
         );
-        let twice = br#"[{"name": "a.json", "last_modified": 1, "last_modified": 2}]"#;
-        assert_eq!(page_names(twice, "c", false).unwrap().len(), 1);
+        let many = format!(
+            r#"[{{"name": "a.json", "last_modified": [{}0]}}]"#,
+            "0,".repeat(1000)
+        );
+        assert_eq!(
+            page_names(many.as_bytes(), "c", false).unwrap(),
+            vec![("a.json".to_string(), None)]
+        );
+        let objects = br#"[{"name": "a.json", "last_modified": {"a": [1, {"b": null}]}}, {"name": "b.json", "last_modified": true}]"#;
+        assert_eq!(page_names(objects, "c", false).unwrap().len(), 2);
     }
 
     #[test]
